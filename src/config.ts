@@ -1,0 +1,184 @@
+import { z } from "zod";
+import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
+import { unknownMergeTags } from "./template";
+
+export const COHORTS = ["out_of_credits", "low_balance", "payment_failed"] as const;
+export type Cohort = (typeof COHORTS)[number];
+
+const cents = z.int().min(-MAX_AMOUNT_CENTS).max(MAX_AMOUNT_CENTS);
+const decimalCents = z
+  .string()
+  .refine((s) => parseCentsDecimal(s) !== null && parseCentsDecimal(s)! >= 0, {
+    message: 'must be a non-negative decimal string of cents with at most 6 decimals, e.g. "1" or "0.05"',
+  })
+  .transform((s) => parseCentsDecimal(s)!);
+const meterName = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must match [A-Za-z0-9_.:-]{1,64}");
+const httpUrl = z.url({ protocol: /^https?$/ });
+
+const Meter = z.strictObject({
+  name: meterName,
+  methods: z.array(z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method")).optional(),
+  path: z.string().startsWith("/", "must start with /"),
+  price_cents: decimalCents,
+  stripe_event_name: z.string().min(1).max(100).optional(),
+});
+
+const Pricing = z.strictObject({
+  currency: z.string().regex(/^[a-z]{3}$/, "must be a lower-case ISO currency code such as usd"),
+  default_price_cents: decimalCents,
+  default_meter: meterName.default("api_requests"),
+  default_stripe_event_name: z.string().min(1).max(100).default("api_requests"),
+  usage_bucket_seconds: z.int().min(60).max(86_400).default(3600),
+  meters: z.array(Meter).default([]),
+});
+
+const Governance = z.strictObject({
+  minimum_balance_cents: cents.default(0),
+  refund_on_origin_error: z.boolean().default(true),
+  origin_timeout_ms: z.int().min(100).max(300_000).default(30_000),
+  block_postpaid_when_unpaid: z.boolean().default(true),
+  topup_url: httpUrl.default("https://example.com/billing/top-up"),
+  checkout_min_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(500),
+  checkout_max_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(100_000),
+  checkout_success_url: httpUrl.default("https://example.com/billing/success"),
+  checkout_cancel_url: httpUrl.default("https://example.com/billing/cancel"),
+  blocked_body: z.record(z.string(), z.unknown()).default({
+    code: "insufficient_credit",
+    message: "Your API credit is used up. Top up at {{topup_url}}",
+    customer_id: "{{customer.id}}",
+    available_balance_cents: "{{balance.available_cents}}",
+  }),
+});
+
+const EmailTemplate = z.strictObject({
+  subject: z.string().min(1).max(998),
+  text: z.string().min(1),
+  html: z.string().min(1).optional(),
+  reenroll_seconds: z.int().min(0).max(90 * 86_400).optional(),
+});
+
+const Emails = z.strictObject({
+  from_email: z.email(),
+  from_name: z.string().max(200).default(""),
+  reenroll_seconds: z.int().min(0).max(90 * 86_400).default(3600),
+  low_balance_threshold_cents: z.int().min(0).max(MAX_AMOUNT_CENTS).default(0),
+  low_balance_threshold_percent: z.int().min(0).max(100).default(0),
+  templates: z.partialRecord(z.enum(COHORTS), EmailTemplate).default({}),
+});
+
+const Vars = z.object({
+  ORIGIN_URL: httpUrl,
+  STRIPE_API_BASE: httpUrl.default("https://api.stripe.com"),
+  MAILCHANNELS_API_BASE: httpUrl.default("https://api.mailchannels.net"),
+  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  STRIPE_SECRET_KEY: z.string().min(1).optional(),
+  STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
+  MAILCHANNELS_API_KEY: z.string().min(1).optional(),
+  MAILCHANNELS_DKIM_DOMAIN: z.string().min(1).optional(),
+  MAILCHANNELS_DKIM_SELECTOR: z.string().min(1).optional(),
+  MAILCHANNELS_DKIM_PRIVATE_KEY: z.string().min(1).optional(),
+  PRICING: Pricing,
+  GOVERNANCE: Governance.default(Governance.parse({})),
+  EMAILS: Emails.optional(),
+});
+
+export interface CompiledMeter {
+  name: string;
+  priceMicros: number;
+  stripeEventName: string;
+  methods: Set<string> | null;
+  pattern: RegExp;
+}
+
+export type Config = Omit<z.infer<typeof Vars>, "PRICING"> & {
+  PRICING: z.infer<typeof Pricing> & { compiled: CompiledMeter[]; fallback: CompiledMeter };
+  stripeEnabled: boolean;
+  emailDelivery: "mailchannels" | "outbox";
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** "/v1/items/*" matches one path segment per "*", "**" matches the rest of the path. */
+function globToRegExp(glob: string): RegExp {
+  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp("^" + escaped.replace(/\*\*/g, "\u0000").replace(/\*/g, "[^/]*").replace(/\u0000/g, ".*") + "$");
+}
+
+export function parseConfig(env: Record<string, unknown>): Config {
+  const parsed = Vars.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`));
+  }
+  const vars = parsed.data;
+  const problems: string[] = [
+    ...unknownMergeTags(vars.GOVERNANCE.blocked_body, "GOVERNANCE.blocked_body").map((p) => `unknown merge tag in ${p}`),
+    ...unknownMergeTags(vars.EMAILS?.templates ?? {}, "EMAILS.templates").map((p) => `unknown merge tag in ${p}`),
+  ];
+  if (vars.GOVERNANCE.checkout_min_cents > vars.GOVERNANCE.checkout_max_cents) {
+    problems.push("GOVERNANCE.checkout_min_cents: must not exceed checkout_max_cents");
+  }
+  const names = new Set<string>();
+  for (const meter of vars.PRICING.meters) {
+    if (names.has(meter.name) || meter.name === vars.PRICING.default_meter) {
+      problems.push(`PRICING.meters: duplicate meter name ${meter.name}`);
+    }
+    names.add(meter.name);
+  }
+  if ((vars.STRIPE_SECRET_KEY === undefined) !== (vars.STRIPE_WEBHOOK_SECRET === undefined)) {
+    problems.push("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET: set both secrets or neither");
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  const compiled = vars.PRICING.meters.map((m) => ({
+    name: m.name,
+    priceMicros: m.price_cents,
+    stripeEventName: m.stripe_event_name ?? vars.PRICING.default_stripe_event_name,
+    methods: m.methods ? new Set(m.methods) : null,
+    pattern: globToRegExp(m.path),
+  }));
+  const fallback = {
+    name: vars.PRICING.default_meter,
+    priceMicros: vars.PRICING.default_price_cents,
+    stripeEventName: vars.PRICING.default_stripe_event_name,
+    methods: null,
+    pattern: /^/,
+  };
+  return {
+    ...vars,
+    PRICING: { ...vars.PRICING, compiled, fallback },
+    stripeEnabled: vars.STRIPE_SECRET_KEY !== undefined,
+    emailDelivery: vars.MAILCHANNELS_API_KEY ? "mailchannels" : "outbox",
+  };
+}
+
+const cache = new WeakMap<object, Config>();
+
+/** Validated once per isolate and environment; a bad field throws a ConfigError naming it. */
+export function getConfig(env: object): Config {
+  let config = cache.get(env);
+  if (!config) {
+    config = parseConfig(env as Record<string, unknown>);
+    cache.set(env, config);
+    console.log(
+      `payg-edge-gateway: Stripe ${config.stripeEnabled ? "on" : "off (local mode: credits via the admin API)"}; ` +
+        `emails ${config.emailDelivery === "mailchannels" ? "via MailChannels" : "kept in the local outbox (no MAILCHANNELS_API_KEY)"}`,
+    );
+  }
+  return config;
+}
+
+export function resolveMeter(config: Config, method: string, path: string): CompiledMeter {
+  for (const meter of config.PRICING.compiled) {
+    if ((meter.methods === null || meter.methods.has(method)) && meter.pattern.test(path)) return meter;
+  }
+  return config.PRICING.fallback;
+}
+
+export function meterByName(config: Config, name: string): CompiledMeter | undefined {
+  return name === config.PRICING.fallback.name ? config.PRICING.fallback : config.PRICING.compiled.find((m) => m.name === name);
+}

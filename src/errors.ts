@@ -1,0 +1,42 @@
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+/** Stable error codes: clients branch on these, so never rename one. */
+export const ERROR_STATUS = {
+  invalid_json: 400,
+  invalid_request: 400,
+  invalid_signature: 400,
+  unauthorized: 401,
+  invalid_api_key: 401,
+  customer_deleted: 401,
+  insufficient_credit: 402,
+  payment_overdue: 402,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  stripe_not_configured: 409,
+  payload_too_large: 413,
+  internal_error: 500,
+  configuration_error: 500,
+  origin_unavailable: 502,
+  origin_timeout: 502,
+  upstream_error: 502,
+} as const satisfies Record<string, ContentfulStatusCode>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class ApiError extends Error {
+  readonly status: ContentfulStatusCode;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = "ApiError";
+    this.status = ERROR_STATUS[code];
+  }
+}
+
+export function errorBody(code: ErrorCode, message: string, requestId: string, details?: Record<string, unknown>) {
+  return { error: { code, message, requestId, ...(details ? { details } : {}) } };
+}

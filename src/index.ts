@@ -1,0 +1,45 @@
+import { Hono } from "hono";
+import { requestId } from "hono/request-id";
+import { ConfigError } from "./config";
+import { runCron } from "./cron";
+import type { AppEnv } from "./env";
+import { ApiError, errorBody } from "./errors";
+import { loadConfig } from "./middleware/config";
+import { admin } from "./routes/admin";
+import { billing } from "./routes/billing";
+import { proxy } from "./routes/proxy";
+import { webhooks } from "./routes/webhooks";
+import { getConfig } from "./config";
+
+export { CustomerAccount } from "../durable-objects/customer-account";
+export { Directory } from "../durable-objects/directory";
+
+const app = new Hono<AppEnv>();
+
+app.use(requestId({ headerName: "x-request-id" }), loadConfig());
+app.route("/", admin);
+app.route("/", webhooks);
+app.route("/", billing);
+app.route("/", proxy);
+
+app.onError((error, c) => {
+  const id = c.get("requestId") ?? crypto.randomUUID();
+  if (error instanceof ApiError) {
+    return c.json(errorBody(error.code, error.message, id, error.details), error.status);
+  }
+  if (error instanceof ConfigError) {
+    console.error(error.message);
+    return c.json(errorBody("configuration_error", error.message, id), 500);
+  }
+  console.error(`request ${id} failed`, error);
+  return c.json(errorBody("internal_error", "Something went wrong on our side.", id), 500);
+});
+
+export default {
+  fetch: app.fetch,
+  async scheduled(controller, env, ctx) {
+    getConfig(env);
+    const result = await runCron(env, controller.scheduledTime);
+    console.log(`cron ${controller.cron}: visited ${result.visited} customers, ${result.failed} failed${result.more ? ", more due" : ""}`);
+  },
+} satisfies ExportedHandler<AppEnv["Bindings"]>;

@@ -1,0 +1,90 @@
+import { Hono } from "hono";
+import { resolveMeter } from "../config";
+import { customerStub, type AppEnv } from "../env";
+import { ApiError } from "../errors";
+import { apiKeyFrom, parseApiKey, sha256Hex } from "../keys";
+import { mergeValues } from "../merge";
+import { formatCents } from "../money";
+import { renderJson } from "../template";
+
+const STRIPPED_HEADERS = ["authorization", "x-api-key", "host", "connection", "keep-alive", "transfer-encoding", "upgrade", "cf-connecting-ip"];
+
+export const proxy = new Hono<AppEnv>();
+
+/** Everything that is not an admin, webhook or billing route is metered and forwarded to the origin. */
+proxy.all("*", async (c) => {
+  const config = c.var.config;
+  const key = apiKeyFrom(c.req.raw.headers);
+  if (!key) throw new ApiError("unauthorized", "An API key is required: Authorization: Bearer <key> or X-API-Key: <key>.");
+  const parsed = parseApiKey(key);
+  if (!parsed) throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
+
+  const url = new URL(c.req.url);
+  const meter = resolveMeter(config, c.req.method, url.pathname);
+  const stub = customerStub(c.env, parsed.customerId);
+  // The only storage round trip on the request path: key check, rule and debit in one step.
+  const decision = await stub.authorize({ keyHash: await sha256Hex(key), meter: meter.name, priceMicros: meter.priceMicros });
+
+  switch (decision.outcome) {
+    case "invalid_key":
+      throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
+    case "customer_deleted":
+      throw new ApiError("customer_deleted", "This customer account has been deleted.");
+    case "payment_overdue":
+      throw new ApiError("payment_overdue", "An invoice is unpaid; access resumes once it is paid.", { customer_id: decision.customer.id });
+    case "insufficient_credit": {
+      const body = renderJson(config.GOVERNANCE.blocked_body, mergeValues(config, decision.customer, decision));
+      return c.json(body as Record<string, unknown>, 402, { "x-request-id": c.var.requestId });
+    }
+  }
+
+  const refund = async () => {
+    if (!config.GOVERNANCE.refund_on_origin_error || decision.chargedMicros === 0) return false;
+    const pending = stub.refund({ meter: meter.name, priceMicros: decision.chargedMicros, bucket: decision.bucket });
+    c.executionCtx.waitUntil(pending);
+    await pending;
+    return true;
+  };
+
+  const origin = new URL(config.ORIGIN_URL);
+  const target = new URL(origin.pathname.replace(/\/$/, "") + url.pathname + url.search, origin);
+  const headers = new Headers(c.req.raw.headers);
+  for (const name of STRIPPED_HEADERS) headers.delete(name);
+  headers.set("x-payg-customer-id", decision.customerId);
+  headers.set("x-request-id", c.var.requestId);
+
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error("origin timeout")), config.GOVERNANCE.origin_timeout_ms);
+  let response: Response;
+  try {
+    response = await fetch(target, {
+      method: c.req.method,
+      headers,
+      body: c.req.method === "GET" || c.req.method === "HEAD" ? null : c.req.raw.body,
+      redirect: "manual",
+      signal: controller.signal,
+    });
+  } catch (error) {
+    const timedOut = controller.signal.aborted;
+    await refund();
+    throw new ApiError(
+      timedOut ? "origin_timeout" : "origin_unavailable",
+      timedOut ? "The origin did not answer in time." : "The origin could not be reached.",
+      { charged_cents: config.GOVERNANCE.refund_on_origin_error ? "0" : formatCents(decision.chargedMicros) },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+
+  let charged = decision.chargedMicros;
+  let balance = decision.balanceMicros;
+  if (response.status >= 500 && (await refund())) {
+    charged = 0;
+    balance += decision.chargedMicros;
+  }
+  const out = new Response(response.body, response);
+  out.headers.set("x-payg-charge-cents", formatCents(charged));
+  out.headers.set("x-payg-balance-cents", formatCents(balance));
+  out.headers.set("x-request-id", c.var.requestId);
+  return out;
+});

@@ -1,0 +1,47 @@
+import { Hono } from "hono";
+import type Stripe from "stripe";
+import Sdk from "stripe";
+import { customerStub, type AppEnv } from "../env";
+import { ApiError } from "../errors";
+import { CUSTOMER_ID } from "../keys";
+import { limitBody } from "../middleware/body-limit";
+import { stripeClient } from "../stripe/client";
+
+/** The customer an event is about, or null for events this gateway does not act on. */
+function customerOf(event: Stripe.Event): string | null {
+  const object = event.data.object as { object?: string; id?: string; customer?: string | { id: string } | null; metadata?: Record<string, string> | null };
+  const id = object.object === "customer" ? object.id : typeof object.customer === "string" ? object.customer : object.customer?.id ?? object.metadata?.payg_customer_id;
+  return id && CUSTOMER_ID.test(id) ? id : null;
+}
+
+export const webhooks = new Hono<AppEnv>();
+
+webhooks.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
+  const config = c.var.config;
+  if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Stripe is not configured: set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET.");
+  const signature = c.req.header("stripe-signature");
+  const payload = await c.req.text();
+  if (!signature) throw new ApiError("invalid_signature", "Missing Stripe-Signature header.");
+  let event: Stripe.Event;
+  try {
+    event = await stripeClient(config).webhooks.constructEventAsync(
+      payload,
+      signature,
+      config.STRIPE_WEBHOOK_SECRET!,
+      undefined,
+      Sdk.createSubtleCryptoProvider(),
+    );
+  } catch (error) {
+    throw new ApiError("invalid_signature", `Stripe signature verification failed: ${(error as Error).message}`);
+  }
+  const customerId = customerOf(event);
+  if (!customerId) return c.json({ received: true, status: "ignored" });
+  try {
+    const result = await customerStub(c.env, customerId).applyStripeEvent(customerId, event);
+    return c.json({ received: true, status: result.status });
+  } catch (error) {
+    // Not recorded as processed: Stripe redelivers it, and the redelivery is applied in full.
+    console.error(`stripe event ${event.id} not applied`, error);
+    throw new ApiError("upstream_error", "The event could not be applied yet; Stripe will redeliver it.");
+  }
+});

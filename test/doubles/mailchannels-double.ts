@@ -1,0 +1,426 @@
+/**
+ * In-memory test double for the MailChannels Email API (`POST /tx/v1/send`), working at
+ * the HTTP boundary with nothing but web-standard Request / Response / URL.
+ *
+ * - Inside workerd tests, wire it through MSW:
+ *     http.all("http://mailchannels.test/*", ({ request }) => double.handle(request))
+ * - For end-to-end tests, wrap `handle` in a plain Node http server.
+ *
+ * What is taken from MailChannels' public docs (docs.mailchannels.net / docs.mailchannels.com):
+ * - Endpoint `POST https://api.mailchannels.net/tx/v1/send`, key in the `X-Api-Key` header,
+ *   success is `202 Accepted`.
+ * - Body shape: `personalizations[].to[]` of `{ email, name? }`, optional `cc`/`bcc`,
+ *   per-personalization `dkim_domain` / `dkim_selector` / `dkim_private_key`; `from`;
+ *   `subject`; `content[]` of `{ type, value }`.
+ * - Content ordering: the docs say "text/plain must come first if you use it" (content-types
+ *   page), so text/html before text/plain is rejected here.
+ * - Send errors: 400 for a malformed body, missing field or invalid address; 403 for a
+ *   missing/invalid key or an unauthorised sending domain; 413 past 30 MB; 500/502 transient.
+ *
+ * What is NOT confirmed by the docs found, and is a choice of this double:
+ * - Auth failure answers 401 by default (the project's contract); the real API documents 403.
+ *   Pass `{ unauthorizedStatus: 403 }` to behave like the docs say. Clients should treat both
+ *   as permanent.
+ * - Error body is `{ "errors": ["..."] }` (one string per problem).
+ * - The 202 body is `{ request_id, results: [{ index, message_id, status: "sent" }] }`. Older
+ *   MailChannels answers had an empty 202 body; pass `{ successBody: "empty" }` to get that,
+ *   so a client can be tested against both. A client must not depend on the 202 body.
+ * - Limits (at most 1000 personalizations, at most 1000 addresses in each of to/cc/bcc) are
+ *   from memory of the API reference, not re-checked.
+ * - Unknown fields are rejected (catches typos such as `dkim_domian`); every field the real
+ *   API reference lists is accepted, the ones this project does not use only loosely checked.
+ * - Each content type may appear once; only text/plain and text/html are accepted.
+ * - 429 (with `Retry-After: 1`) exists only as an injected fault.
+ */
+import { z } from "zod";
+
+export const MAILCHANNELS_SEND_PATH = "/tx/v1/send";
+
+export type MailChannelsFaultKind = "500" | "429" | "400" | "timeout" | "drop_after_commit";
+
+export interface MailChannelsFault {
+  kind: MailChannelsFaultKind;
+  /** How many consecutive send calls this fault applies to. Default 1. */
+  times?: number;
+}
+
+export interface SentMessage {
+  /** Every `to` address across all personalizations, in order. */
+  to: string[];
+  cc?: string[];
+  bcc?: string[];
+  from: string;
+  subject: string;
+  text?: string;
+  html?: string;
+  /** DKIM domain/selector of the first personalization that carries DKIM fields. */
+  dkim?: { domain: string; selector: string };
+  receivedAt: number;
+  requestId: string;
+  /** The parsed request body, as sent. */
+  body: MailChannelsSendBody;
+}
+
+export interface RequestLogEntry {
+  method: string;
+  path: string;
+  /**
+   * Status returned. `null` when the double never answered (timeout fault); `0` when the
+   * response was a network error (`Response.error()`, drop_after_commit fault).
+   */
+  status: number | null;
+  fault?: MailChannelsFaultKind;
+  /** Parsed JSON body (or raw text if not JSON), when the body was read. */
+  body?: unknown;
+  receivedAt: number;
+  /** Set for requests that produced a `request_id` (accepted messages). */
+  requestId?: string;
+}
+
+export interface MailChannelsDoubleOptions {
+  /** Value required in `X-Api-Key`. Default "mc_test_key". */
+  apiKey?: string;
+  /** Status for a missing/wrong key. Default 401; the real API documents 403. */
+  unauthorizedStatus?: 401 | 403;
+  /** 202 body: "json" (default) `{ request_id, results }`, or "empty". */
+  successBody?: "json" | "empty";
+  /** Clock, for `receivedAt`. Default `Date.now`. */
+  now?: () => number;
+}
+
+// ---------------------------------------------------------------------------------------
+// Request body schema
+// ---------------------------------------------------------------------------------------
+
+const MAX_PERSONALIZATIONS = 1000;
+const MAX_ADDRESSES = 1000;
+
+const emailAddress = z.strictObject({
+  email: z.email({ error: "must be a valid email address" }),
+  name: z.string().optional(),
+});
+
+const addressList = (min: number) =>
+  z
+    .array(emailAddress)
+    .min(min, { error: "must contain at least one recipient" })
+    .max(MAX_ADDRESSES, { error: `must contain at most ${MAX_ADDRESSES} recipients` });
+
+const nonEmptyString = () =>
+  z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
+
+const personalization = z
+  .strictObject({
+    to: addressList(1),
+    cc: addressList(0).optional(),
+    bcc: addressList(0).optional(),
+    dkim_domain: nonEmptyString().optional(),
+    dkim_selector: nonEmptyString().optional(),
+    dkim_private_key: nonEmptyString().optional(),
+    // Accepted by the real API, not used by this project: loosely checked.
+    from: emailAddress.optional(),
+    reply_to: emailAddress.optional(),
+    subject: z.string().optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+    dynamic_template_data: z.record(z.string(), z.unknown()).optional(),
+  })
+  .superRefine((p, ctx) => {
+    const present = [p.dkim_domain, p.dkim_selector, p.dkim_private_key].filter(
+      (v) => v !== undefined,
+    ).length;
+    if (present !== 0 && present !== 3) {
+      ctx.addIssue({
+        code: "custom",
+        message: "dkim_domain, dkim_selector and dkim_private_key must be given together",
+      });
+    }
+  });
+
+const contentPart = z.strictObject({
+  type: z.enum(["text/plain", "text/html"], {
+    error: 'must be "text/plain" or "text/html"',
+  }),
+  value: z.string({ error: "must be a string" }),
+  template_type: z.literal("mustache").optional(),
+});
+
+const sendBody = z.strictObject({
+  personalizations: z
+    .array(personalization, { error: "must be an array" })
+    .min(1, { error: "must contain at least one entry" })
+    .max(MAX_PERSONALIZATIONS, {
+      error: `must contain at most ${MAX_PERSONALIZATIONS} entries`,
+    }),
+  from: emailAddress,
+  subject: nonEmptyString(),
+  content: z
+    .array(contentPart, { error: "must be an array" })
+    .min(1, { error: "must contain at least one entry" })
+    .superRefine((parts, ctx) => {
+      const types = parts.map((p) => p.type);
+      if (new Set(types).size !== types.length) {
+        ctx.addIssue({ code: "custom", message: "each content type may appear only once" });
+      }
+      const plain = types.indexOf("text/plain");
+      const html = types.indexOf("text/html");
+      if (plain !== -1 && html !== -1 && plain > html) {
+        ctx.addIssue({ code: "custom", message: "text/plain content must come before text/html" });
+      }
+    }),
+  // Accepted by the real API, not used by this project: loosely checked.
+  reply_to: emailAddress.optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  attachments: z.array(z.unknown()).optional(),
+  tracking_settings: z.record(z.string(), z.unknown()).optional(),
+  mailchannels: z.record(z.string(), z.unknown()).optional(),
+  transactional: z.boolean().optional(),
+  campaign_id: z.string().optional(),
+});
+
+export type MailChannelsSendBody = z.infer<typeof sendBody>;
+
+function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.map(String).join(".");
+    return path ? `${path}: ${issue.message}` : issue.message;
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// The double
+// ---------------------------------------------------------------------------------------
+
+const JSON_HEADERS = { "content-type": "application/json" } as const;
+
+function errorResponse(status: number, errors: string[], headers?: Record<string, string>) {
+  return new Response(JSON.stringify({ errors }), {
+    status,
+    headers: { ...JSON_HEADERS, ...headers },
+  });
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("The operation was aborted.", "AbortError");
+}
+
+export class MailChannelsDouble {
+  /** Accepted messages, in order. */
+  readonly sent: SentMessage[] = [];
+  /** Every call, in order. */
+  readonly requests: RequestLogEntry[] = [];
+
+  readonly apiKey: string;
+  private readonly unauthorizedStatus: 401 | 403;
+  private readonly successBody: "json" | "empty";
+  private readonly now: () => number;
+  /** Pending faults, each with its remaining count. */
+  private faults: Array<{ kind: MailChannelsFaultKind; remaining: number }> = [];
+  /** Rejecters of requests currently hung by a timeout fault. */
+  private readonly hung = new Set<(reason: unknown) => void>();
+
+  constructor(options: MailChannelsDoubleOptions = {}) {
+    this.apiKey = options.apiKey ?? "mc_test_key";
+    this.unauthorizedStatus = options.unauthorizedStatus ?? 401;
+    this.successBody = options.successBody ?? "json";
+    this.now = options.now ?? (() => Date.now());
+  }
+
+  /** Queue a fault; faults are consumed in order, one per authenticated send call. */
+  inject(fault: MailChannelsFault): this {
+    const times = fault.times ?? 1;
+    if (!Number.isInteger(times) || times < 1) {
+      throw new RangeError(`inject: times must be a positive integer, got ${String(times)}`);
+    }
+    this.faults.push({ kind: fault.kind, remaining: times });
+    return this;
+  }
+
+  /** Drop all queued faults. */
+  clearFaults(): void {
+    this.faults = [];
+  }
+
+  /** Number of fault applications still queued. */
+  get pendingFaults(): number {
+    return this.faults.reduce((n, f) => n + f.remaining, 0);
+  }
+
+  /** Requests currently hung by a timeout fault. */
+  get hungRequests(): number {
+    return this.hung.size;
+  }
+
+  /** Reject every request hung by a timeout fault (e.g. before closing a server). */
+  releaseHung(reason: unknown = new Error("MailChannelsDouble: hung request released")): void {
+    for (const reject of [...this.hung]) reject(reason);
+    this.hung.clear();
+  }
+
+  /** Forget sent messages, the request log and faults; release hung requests. */
+  reset(): void {
+    this.sent.length = 0;
+    this.requests.length = 0;
+    this.clearFaults();
+    this.releaseHung();
+  }
+
+  /** Accepted messages addressed (to, cc or bcc) to `email`, case-insensitively. */
+  sentTo(email: string): SentMessage[] {
+    const wanted = email.trim().toLowerCase();
+    return this.sent.filter((m) =>
+      [...m.to, ...(m.cc ?? []), ...(m.bcc ?? [])].some((a) => a.toLowerCase() === wanted),
+    );
+  }
+
+  async handle(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const entry: RequestLogEntry = {
+      method: request.method,
+      path: url.pathname,
+      status: null,
+      receivedAt: this.now(),
+    };
+    this.requests.push(entry);
+    const answer = (response: Response): Response => {
+      entry.status = response.status;
+      return response;
+    };
+
+    if (url.pathname !== MAILCHANNELS_SEND_PATH) {
+      return answer(errorResponse(404, ["not found"]));
+    }
+    if (request.method !== "POST") {
+      return answer(errorResponse(405, ["method not allowed"], { allow: "POST" }));
+    }
+    if (request.headers.get("x-api-key") !== this.apiKey) {
+      return answer(
+        errorResponse(this.unauthorizedStatus, [
+          request.headers.has("x-api-key") ? "invalid API key" : "missing X-Api-Key header",
+        ]),
+      );
+    }
+
+    const fault = this.takeFault();
+    if (fault) entry.fault = fault;
+
+    if (fault === "timeout") {
+      return this.hang(request.signal);
+    }
+
+    const raw = await request.text();
+    let parsed: unknown;
+    let isJson = true;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      isJson = false;
+      parsed = raw;
+    }
+    entry.body = parsed;
+
+    switch (fault) {
+      case "500":
+        return answer(errorResponse(500, ["internal server error (injected fault)"]));
+      case "429":
+        return answer(
+          errorResponse(429, ["too many requests (injected fault)"], { "retry-after": "1" }),
+        );
+      case "400":
+        return answer(errorResponse(400, ["message rejected (injected fault)"]));
+      default:
+        break;
+    }
+
+    if (!isJson) {
+      return answer(errorResponse(400, ["request body must be valid JSON"]));
+    }
+    const result = sendBody.safeParse(parsed);
+    if (!result.success) {
+      return answer(errorResponse(400, formatIssues(result.error)));
+    }
+
+    // Not sent: the real API renders and returns the message on `?dry-run=true`.
+    if (url.searchParams.get("dry-run") === "true") {
+      return answer(
+        new Response(JSON.stringify({ data: [] }), { status: 200, headers: JSON_HEADERS }),
+      );
+    }
+
+    const requestId = crypto.randomUUID();
+    entry.requestId = requestId;
+    this.sent.push(this.record(result.data, requestId, entry.receivedAt));
+
+    if (fault === "drop_after_commit") {
+      // MailChannels accepted the message; the answer is lost on the way back.
+      return answer(Response.error());
+    }
+
+    if (this.successBody === "empty") {
+      return answer(new Response(null, { status: 202 }));
+    }
+    const results = result.data.personalizations.map((_, index) => ({
+      index,
+      message_id: crypto.randomUUID(),
+      status: "sent",
+    }));
+    return answer(
+      new Response(JSON.stringify({ request_id: requestId, results }), {
+        status: 202,
+        headers: JSON_HEADERS,
+      }),
+    );
+  }
+
+  private takeFault(): MailChannelsFaultKind | undefined {
+    const head = this.faults[0];
+    if (!head) return undefined;
+    head.remaining -= 1;
+    if (head.remaining <= 0) this.faults.shift();
+    return head.kind;
+  }
+
+  /** Never answer: settle only when the caller aborts (or `releaseHung`/`reset`), by rejecting. */
+  private hang(signal: AbortSignal): Promise<Response> {
+    return new Promise<Response>((_resolve, reject) => {
+      if (signal.aborted) {
+        reject(abortReason(signal));
+        return;
+      }
+      const release = (reason: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        this.hung.delete(release);
+        reject(reason);
+      };
+      const onAbort = () => release(abortReason(signal));
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.hung.add(release);
+    });
+  }
+
+  private record(body: MailChannelsSendBody, requestId: string, receivedAt: number): SentMessage {
+    const ps = body.personalizations;
+    const to = ps.flatMap((p) => p.to.map((a) => a.email));
+    const cc = ps.flatMap((p) => (p.cc ?? []).map((a) => a.email));
+    const bcc = ps.flatMap((p) => (p.bcc ?? []).map((a) => a.email));
+    const dkimSource = ps.find((p) => p.dkim_domain !== undefined);
+    const text = body.content.find((c) => c.type === "text/plain")?.value;
+    const html = body.content.find((c) => c.type === "text/html")?.value;
+
+    const message: SentMessage = {
+      to,
+      from: body.from.email,
+      subject: body.subject,
+      receivedAt,
+      requestId,
+      body,
+    };
+    if (cc.length > 0) message.cc = cc;
+    if (bcc.length > 0) message.bcc = bcc;
+    if (text !== undefined) message.text = text;
+    if (html !== undefined) message.html = html;
+    if (dkimSource?.dkim_domain !== undefined && dkimSource.dkim_selector !== undefined) {
+      message.dkim = { domain: dkimSource.dkim_domain, selector: dkimSource.dkim_selector };
+    }
+    return message;
+  }
+}

@@ -1,0 +1,74 @@
+import { env, exports } from "cloudflare:workers";
+import { http, HttpResponse } from "msw";
+import { expect } from "vitest";
+import type { CustomerAccount } from "../../durable-objects/customer-account";
+import { server } from "./setup";
+
+export const ADMIN_TOKEN = "test-admin-token-0123456789";
+export const ORIGIN = "http://origin.test";
+
+let counter = 0;
+/** Every test gets its own customer, so its Durable Object is its own. */
+export function uniqueId(prefix = "cus_t"): string {
+  return `${prefix}${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+export function gateway(path: string, init?: RequestInit): Promise<Response> {
+  return exports.default.fetch(new Request(`http://gateway.test${path}`, init));
+}
+
+export async function admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const response = await gateway(`/admin${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json", ...headers },
+    ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: text ? (JSON.parse(text) as any) : null };
+}
+
+export function withKey(key: string, init: RequestInit = {}): RequestInit {
+  return { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${key}` } };
+}
+
+/** Creates a customer with one API key and an optional grant; returns the key. */
+export async function customerWithCredit(cents: number, profile: Record<string, unknown> = {}, id = uniqueId()) {
+  const created = await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, name: "Test Customer", ...profile });
+  expect(created.status).toBe(201);
+  const key = await admin("POST", `/customers/${id}/keys`, {});
+  expect(key.status).toBe(201);
+  if (cents !== 0) {
+    const grant = await admin("POST", `/customers/${id}/credits`, { amount: cents, reason: "test grant" });
+    expect(grant.status).toBe(201);
+  }
+  return { id, key: key.body.key as string, keyId: key.body.id as string };
+}
+
+export function customerStub(id: string): DurableObjectStub<CustomerAccount> {
+  const ns = env.CUSTOMERS as DurableObjectNamespace<CustomerAccount>;
+  return ns.get(ns.idFromName(id));
+}
+
+/** The demo origin: echoes what it received, so tests can see what the gateway forwarded. */
+export function echoOrigin(overrides: Partial<Record<"status", number>> = {}) {
+  const seen: Request[] = [];
+  server.use(
+    http.all(`${ORIGIN}/*`, async ({ request }) => {
+      seen.push(request.clone() as unknown as Request);
+      const body = request.method === "GET" || request.method === "HEAD" ? null : await request.text();
+      return HttpResponse.json(
+        {
+          method: request.method,
+          path: new URL(request.url).pathname,
+          query: new URL(request.url).search,
+          customer: request.headers.get("x-payg-customer-id"),
+          authorization: request.headers.get("authorization"),
+          apiKey: request.headers.get("x-api-key"),
+          body,
+        },
+        { status: overrides.status ?? 200 },
+      );
+    }),
+  );
+  return seen;
+}
