@@ -9,8 +9,20 @@ const stripe = {
 };
 const mailchannels = { MAILCHANNELS_API_KEY: "mc_test_key", MAILCHANNELS_API_BASE: "http://mailchannels.test" };
 
+/** The shipped prices plus a sub-cent meter, to prove sub-cent prices are exact. */
+const pricingWithSubCent = {
+  currency: "usd",
+  default_price_cents: "1",
+  default_meter: "api_requests",
+  usage_bucket_seconds: 3600,
+  meters: [
+    { name: "health", methods: ["GET", "HEAD"], path: "/health", price_cents: "0" },
+    { name: "search", path: "/v1/search/**", price_cents: "0.05", stripe_event_name: "search_requests" },
+  ],
+};
+
 /** A workerd project: the real worker and Durable Objects from wrangler.toml, with these bindings. */
-function workers(name: string, include: string[], bindings: Record<string, string>) {
+function workers(name: string, include: string[], bindings: Record<string, unknown>) {
   return {
     extends: true as const,
     plugins: [
@@ -29,9 +41,9 @@ export default defineConfig({
     hookTimeout: 60_000,
     projects: [
       // Local mode: no Stripe, no MailChannels (emails kept in the outbox).
-      workers("local", ["test/worker/local/**/*.test.ts"], {}),
+      workers("local", ["test/worker/local/**/*.test.ts"], { PRICING: pricingWithSubCent }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
-      workers("connected", ["test/worker/connected/**/*.test.ts"], { ...stripe, ...mailchannels }),
+      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels }),
       {
         extends: true,
         test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], environment: "node", fileParallelism: false, testTimeout: 120_000 },

@@ -66,6 +66,17 @@ const Emails = z.strictObject({
   templates: z.partialRecord(z.enum(COHORTS), EmailTemplate).default({}),
 });
 
+/** Structured vars may also arrive as JSON strings (`wrangler dev --var NAME:{...}`, dashboard). */
+const json = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((value) => {
+    if (typeof value !== "string") return value;
+    try {
+      return JSON.parse(value);
+    } catch {
+      return value;
+    }
+  }, schema);
+
 const Vars = z.object({
   ORIGIN_URL: httpUrl,
   STRIPE_API_BASE: httpUrl.default("https://api.stripe.com"),
@@ -77,9 +88,9 @@ const Vars = z.object({
   MAILCHANNELS_DKIM_DOMAIN: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_SELECTOR: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_PRIVATE_KEY: z.string().min(1).optional(),
-  PRICING: Pricing,
-  GOVERNANCE: Governance.default(Governance.parse({})),
-  EMAILS: Emails.optional(),
+  PRICING: json(Pricing),
+  GOVERNANCE: json(Governance.default(Governance.parse({}))),
+  EMAILS: json(Emails.optional()),
 });
 
 export interface CompiledMeter {

@@ -1,0 +1,91 @@
+// `npm start`: the gateway on its embedded defaults, with a demo origin and a demo customer.
+// Local Durable Object storage (.wrangler/state), no Stripe or MailChannels account needed.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startDemoOrigin } from "./demo-origin.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const PORT = Number(process.env.PORT ?? 8787);
+const devVars = join(root, ".dev.vars");
+
+if (!existsSync(devVars)) {
+  writeFileSync(
+    devVars,
+    [
+      "# Local secrets for wrangler dev (git-ignored). In production: wrangler secret put NAME",
+      `ADMIN_TOKEN=${randomBytes(24).toString("hex")}`,
+      "# STRIPE_SECRET_KEY=sk_test_...",
+      "# STRIPE_WEBHOOK_SECRET=whsec_...",
+      "# MAILCHANNELS_API_KEY=...",
+      "",
+    ].join("\n"),
+  );
+  console.log("created .dev.vars with a random ADMIN_TOKEN");
+}
+const adminToken = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(devVars, "utf8"))?.[1]?.trim();
+if (!adminToken) throw new Error(".dev.vars has no ADMIN_TOKEN line");
+
+const origin = await startDemoOrigin({ port: 8788 });
+console.log(`demo origin on ${origin.url}`);
+
+const wrangler = spawn(
+  process.execPath,
+  [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(PORT), "--ip", "127.0.0.1", "--test-scheduled", "--show-interactive-dev-session=false"],
+  { cwd: root, stdio: ["ignore", "inherit", "inherit"] },
+);
+const stop = () => {
+  wrangler.kill("SIGINT");
+  void origin.close();
+};
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
+wrangler.on("exit", (code) => {
+  void origin.close();
+  process.exit(code ?? 0);
+});
+
+const base = `http://127.0.0.1:${PORT}`;
+const admin = async (method, path, body) => {
+  const response = await fetch(base + "/admin" + path, {
+    method,
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
+  return json;
+};
+
+for (let i = 0; ; i++) {
+  try {
+    const status = await admin("GET", "/status");
+    console.log(`\ngateway up on ${base}: Stripe ${status.stripe}, emails: ${status.email_delivery}`);
+    break;
+  } catch (error) {
+    if (i > 240) throw error;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+await admin("PUT", "/customers/cus_demo", { email: "ada@example.com", name: "Ada Lovelace" });
+const { key } = await admin("POST", "/customers/cus_demo/keys", { name: "quick start" });
+const summary = await admin("GET", "/customers/cus_demo");
+if (summary.balance.available_cents < 3) {
+  await admin("POST", "/customers/cus_demo/credits", { amount: 3 - summary.balance.available_cents, reason: "quick start credit" });
+}
+console.log(`
+Demo customer cus_demo (Ada Lovelace) has 3 cents of credit; each request costs 1 cent.
+API key (shown once): ${key}
+
+  curl -i ${base}/hello -H "Authorization: Bearer ${key}"     # 200 three times, then 402
+  curl -s ${base}/admin/customers/cus_demo -H "Authorization: Bearer ${adminToken}"
+  curl -s -X POST ${base}/admin/customers/cus_demo/credits -H "Authorization: Bearer ${adminToken}" \\
+       -H "content-type: application/json" -d '{"amount": 5, "reason": "top-up"}'
+  curl -s "${base}/__scheduled?cron=*+*+*+*+*"                 # run the cron (emails go to the local outbox)
+  curl -s ${base}/admin/customers/cus_demo/emails -H "Authorization: Bearer ${adminToken}"
+
+Press Ctrl+C to stop.
+`);

@@ -1,0 +1,134 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const root = join(import.meta.dirname, "..", "..");
+export const ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef";
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface Gateway {
+  url: string;
+  logs: string[];
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
+  /** Runs the cron trigger once, as Cloudflare would at `time` (ms since the epoch). */
+  scheduled(time?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts the real `wrangler dev` (workerd, local Durable Object storage in a fresh folder). */
+export async function startGateway(options: { vars?: Record<string, string>; secrets?: Record<string, string> } = {}): Promise<Gateway> {
+  const port = await freePort();
+  const inspector = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "payg-e2e-"));
+  const envFile = join(dir, ".env");
+  const secrets = { ADMIN_TOKEN, ...options.secrets };
+  writeFileSync(envFile, Object.entries(secrets).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
+  const args = [
+    join(root, "node_modules/wrangler/bin/wrangler.js"),
+    "dev",
+    "--port", String(port),
+    "--ip", "127.0.0.1",
+    "--inspector-port", String(inspector),
+    "--persist-to", join(dir, "state"),
+    "--env-file", envFile,
+    "--test-scheduled",
+    "--show-interactive-dev-session=false",
+    ...Object.entries(options.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+  ];
+  const child: ChildProcess = spawn(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "true" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: string[] = [];
+  child.stdout!.on("data", (d) => logs.push(String(d)));
+  child.stderr!.on("data", (d) => logs.push(String(d)));
+  const url = `http://127.0.0.1:${port}`;
+
+  const gateway: Gateway = {
+    url,
+    logs,
+    fetch: (path, init) => fetch(url + path, init),
+    async admin(method, path, body) {
+      const response = await fetch(`${url}/admin${path}`, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : null };
+    },
+    async scheduled(time = Date.now()) {
+      const response = await fetch(`${url}/__scheduled?cron=${encodeURIComponent("* * * * *")}&time=${time}`);
+      if (!response.ok) throw new Error(`scheduled: ${response.status} ${await response.text()}`);
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (child.exitCode === null) child.kill("SIGKILL");
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited ${child.exitCode}:\n${logs.join("")}`);
+    try {
+      const status = await gateway.admin("GET", "/status");
+      if (status.status === 200) return gateway;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  await gateway.stop();
+  throw new Error(`wrangler dev did not become ready:\n${logs.join("")}`);
+}
+
+/** Serves a web-standard handler (a test double) over real HTTP on loopback. */
+export async function serveHandler(handle: (request: Request) => Promise<Response>) {
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const controller = new AbortController();
+    res.on("close", () => controller.abort());
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers.set(k, v);
+    const body = chunks.length ? Buffer.concat(chunks) : undefined;
+    let response: Response;
+    try {
+      response = await handle(
+        new Request(`http://${req.headers.host}${req.url}`, { method: req.method!, headers, body: body ?? null, signal: controller.signal }),
+      );
+    } catch {
+      res.destroy();
+      return;
+    }
+    if (response.type === "error") {
+      res.destroy();
+      return;
+    }
+    res.writeHead(response.status, Object.fromEntries(response.headers));
+    res.end(Buffer.from(await response.arrayBuffer()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}

@@ -1,0 +1,112 @@
+import { describe, expect, it } from "vitest";
+import { parseConfig, ConfigError } from "../../../src/config";
+import { admin, customerStub, customerWithCredit, gateway } from "../helpers";
+
+describe("bad input gets a JSON error with a stable code and changes nothing", () => {
+  it("rejects malformed JSON, wrong types and unknown fields on credits", async () => {
+    const { id } = await customerWithCredit(7);
+    const cases: [unknown, string][] = [
+      ["{not json", "invalid_json"],
+      [{ amount: "5", reason: "x" }, "invalid_request"],
+      [{ amount: 1.5, reason: "x" }, "invalid_request"],
+      [{ amount: 0, reason: "x" }, "invalid_request"],
+      [{ amount: 5 }, "invalid_request"],
+      [{ amount: 5, reason: "x", extra: true }, "invalid_request"],
+      [{ amount: 1e12, reason: "x" }, "invalid_request"],
+      [[1, 2], "invalid_request"],
+    ];
+    for (const [body, code] of cases) {
+      const response = await admin("POST", `/customers/${id}/credits`, body);
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect(response.body.error).toMatchObject({ code, message: expect.any(String), requestId: expect.any(String) });
+    }
+    expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: 7_000_000, ledgerSumMicros: 7_000_000, rows: 1 });
+  });
+
+  it("rejects oversized admin bodies with 413", async () => {
+    const { id } = await customerWithCredit(1);
+    const response = await admin("PUT", `/customers/${id}`, { name: "x".repeat(70_000) });
+    expect(response.status).toBe(413);
+    expect(response.body.error.code).toBe("payload_too_large");
+    expect((await admin("GET", `/customers/${id}`)).body.customer.name).toBe("Test Customer");
+  });
+
+  it("rejects bad customer fields and ids", async () => {
+    expect((await admin("PUT", "/customers/bad.id", { name: "x" })).body.error.code).toBe("invalid_request");
+    expect((await admin("PUT", `/customers/${"x".repeat(65)}`, { name: "x" })).status).toBe(400);
+    expect((await admin("PUT", "/customers/ok_id_1", { email: "not-an-email" })).status).toBe(400);
+    expect((await admin("PUT", "/customers/ok_id_1", { plan: "free" })).status).toBe(400);
+    expect((await admin("GET", "/customers/ok_id_1")).status).toBe(404);
+  });
+
+  it("404s unknown customers and admin routes, 405s wrong methods", async () => {
+    expect((await admin("GET", "/customers/nobody_here")).body.error.code).toBe("not_found");
+    expect((await admin("POST", "/customers/nobody_here/keys", {})).status).toBe(404);
+    expect((await admin("POST", "/customers/nobody_here/credits", { amount: 1, reason: "x" })).status).toBe(404);
+    expect((await admin("GET", "/nothing/here")).body.error.code).toBe("not_found");
+    const wrongMethod = await admin("PATCH", "/customers/abc", {});
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.body.error.code).toBe("method_not_allowed");
+    expect((await admin("GET", "/customers/x/ledger?limit=0")).status).toBe(400);
+  });
+
+  it("makes admin credits idempotent with an Idempotency-Key header", async () => {
+    const { id } = await customerWithCredit(0);
+    const first = await admin("POST", `/customers/${id}/credits`, { amount: 25, reason: "promo" }, { "idempotency-key": "promo-1" });
+    const again = await admin("POST", `/customers/${id}/credits`, { amount: 25, reason: "promo" }, { "idempotency-key": "promo-1" });
+    expect(first.status).toBe(201);
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ applied: false, balance: { available_cents: 25 } });
+  });
+
+  it("gives webhook and checkout routes JSON errors when Stripe is off", async () => {
+    const webhook = await gateway("/webhooks/stripe", { method: "POST", body: "{}" });
+    expect(webhook.status).toBe(409);
+    expect((await webhook.json()).error.code).toBe("stripe_not_configured");
+  });
+});
+
+describe("configuration is validated at start-up, naming the bad field", () => {
+  const base = {
+    ORIGIN_URL: "http://origin.test",
+    PRICING: { currency: "usd", default_price_cents: "1" },
+  };
+  const problems = (env: Record<string, unknown>) => {
+    try {
+      parseConfig(env);
+      return [];
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as ConfigError).problems;
+    }
+  };
+
+  it("accepts a minimal configuration and parses sub-cent prices exactly", () => {
+    const config = parseConfig({ ...base, PRICING: { ...base.PRICING, meters: [{ name: "s", path: "/s/*", price_cents: "0.000001" }] } });
+    expect(config.PRICING.compiled[0]!.priceMicros).toBe(1);
+    expect(config.PRICING.fallback.priceMicros).toBe(1_000_000);
+    expect(config.stripeEnabled).toBe(false);
+  });
+
+  it("rejects floats-as-numbers, too many decimals and negative prices", () => {
+    expect(problems({ ...base, PRICING: { ...base.PRICING, default_price_cents: 1 } })[0]).toMatch(/^PRICING\.default_price_cents/);
+    expect(problems({ ...base, PRICING: { ...base.PRICING, default_price_cents: "0.0000001" } })[0]).toMatch(/^PRICING\.default_price_cents/);
+    expect(problems({ ...base, PRICING: { ...base.PRICING, default_price_cents: "-1" } })[0]).toMatch(/^PRICING\.default_price_cents/);
+  });
+
+  it("rejects an unknown merge tag instead of rendering a blank", () => {
+    const found = problems({ ...base, GOVERNANCE: { blocked_body: { message: "Hi {{customer.nickname}}" } } });
+    expect(found).toEqual(["unknown merge tag in GOVERNANCE.blocked_body.message: {{customer.nickname}}"]);
+    const email = problems({
+      ...base,
+      EMAILS: { from_email: "a@b.co", templates: { out_of_credits: { subject: "{{balance.left}}", text: "x" } } },
+    });
+    expect(email[0]).toContain("EMAILS.templates.out_of_credits.subject");
+  });
+
+  it("rejects unknown fields, a bad origin and half-configured Stripe", () => {
+    expect(problems({ ...base, PRICING: { ...base.PRICING, colour: "red" } })[0]).toMatch(/^PRICING/);
+    expect(problems({ ...base, ORIGIN_URL: "ftp://x" })[0]).toMatch(/^ORIGIN_URL/);
+    expect(problems({ ...base, STRIPE_SECRET_KEY: "sk_test_x" })[0]).toMatch(/STRIPE_WEBHOOK_SECRET/);
+  });
+});

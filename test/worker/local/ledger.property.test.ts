@@ -1,0 +1,54 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { sha256Hex } from "../../../src/keys";
+import { customerStub, uniqueId } from "../helpers";
+
+type Op =
+  | { kind: "grant"; cents: number }
+  | { kind: "request"; priceMicros: number }
+  | { kind: "refund" };
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ kind: fc.constant("grant" as const), cents: fc.integer({ min: -300, max: 300 }).filter((n) => n !== 0) }),
+  fc.record({ kind: fc.constant("request" as const), priceMicros: fc.constantFrom(0, 50_000, 1_000_000, 2_500_000, 7) }),
+  fc.record({ kind: fc.constant("refund" as const) }),
+);
+
+describe("the ledger (property)", () => {
+  it("balance always equals the ledger's sum, and no request passes below the minimum", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops) => {
+        const id = uniqueId("cus_prop");
+        const stub = customerStub(id);
+        await stub.upsertProfile(id, { name: "Prop" });
+        const key = (await stub.createKey(null))!.key;
+        const keyHash = await sha256Hex(key);
+        let model = 0;
+        const charged: { priceMicros: number; bucket: number }[] = [];
+        for (const step of ops) {
+          if (step.kind === "grant") {
+            await stub.grant({ customerId: id, amountCents: step.cents, reason: "property" });
+            model += step.cents * 1_000_000;
+          } else if (step.kind === "request") {
+            const result = await stub.authorize({ keyHash, meter: "api_requests", priceMicros: step.priceMicros });
+            const allowed = step.priceMicros === 0 || model - step.priceMicros >= 0;
+            expect(result.outcome).toBe(allowed ? "ok" : "insufficient_credit");
+            if (result.outcome === "ok") {
+              model -= step.priceMicros;
+              charged.push({ priceMicros: step.priceMicros, bucket: result.bucket });
+              expect(result.balanceMicros).toBe(model);
+            }
+          } else if (charged.length) {
+            const last = charged.pop()!;
+            await stub.refund({ meter: "api_requests", ...last });
+            model += last.priceMicros;
+          }
+          const check = (await stub.balanceCheck())!;
+          expect(check.balanceMicros).toBe(model);
+          expect(check.ledgerSumMicros).toBe(model);
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+});
