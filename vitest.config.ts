@@ -6,6 +6,7 @@ const stripe = {
   STRIPE_SECRET_KEY: "sk_test_gateway",
   STRIPE_WEBHOOK_SECRET: "whsec_test_secret",
   STRIPE_API_BASE: "http://stripe.test",
+  STRIPE_TIMEOUT_MS: "1000",
 };
 const mailchannels = { MAILCHANNELS_API_KEY: "mc_test_key", MAILCHANNELS_API_BASE: "http://mailchannels.test" };
 

@@ -16,7 +16,7 @@ export function stripeClient(config: Config): Stripe {
       protocol,
       httpClient: Stripe.createFetchHttpClient(),
       maxNetworkRetries: 2,
-      timeout: 10_000,
+      timeout: config.STRIPE_TIMEOUT_MS,
       appInfo: { name: "payg-edge-gateway" },
     });
     clients.set(config, client);

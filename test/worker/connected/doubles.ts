@@ -1,0 +1,51 @@
+import { env } from "cloudflare:workers";
+import { createExecutionContext, createScheduledController, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
+import worker from "../../../src/index";
+import { http } from "msw";
+import type Stripe from "stripe";
+import { MailChannelsDouble } from "../../doubles/mailchannels-double";
+import { StripeDouble } from "../../doubles/stripe-double";
+import { customerStub, echoOrigin, gateway } from "../helpers";
+import { server } from "../setup";
+
+/** Fresh Stripe and MailChannels doubles behind MSW, plus the echo origin, for one test. */
+export function connect() {
+  const stripe = new StripeDouble({ webhookSecret: "whsec_test_secret" });
+  const mail = new MailChannelsDouble({ apiKey: "mc_test_key" });
+  server.use(
+    http.all("http://stripe.test/*", ({ request }) => stripe.handle(request as unknown as Request)),
+    http.all("http://mailchannels.test/*", ({ request }) => mail.handle(request as unknown as Request)),
+  );
+  echoOrigin();
+  return { stripe, mail };
+}
+
+export async function deliver(stripe: StripeDouble, event: Stripe.Event, options: { timestamp?: number; secret?: string } = {}) {
+  const { body, signature } = await stripe.sign(event, options);
+  const response = await gateway("/webhooks/stripe", {
+    method: "POST",
+    headers: { "stripe-signature": signature, "content-type": "application/json" },
+    body,
+  });
+  return { status: response.status, body: (await response.json()) as any };
+}
+
+/** Delivers every event Stripe has emitted and not yet delivered, in order. */
+export async function deliverAll(stripe: StripeDouble) {
+  for (const event of stripe.takeEvents()) {
+    const result = await deliver(stripe, event);
+    if (result.status !== 200) throw new Error(`webhook ${event.type} ${event.id}: ${result.status} ${JSON.stringify(result.body)}`);
+  }
+}
+
+/** Lets the customer object push its pending directory update (normally an alarm a few ms later). */
+export async function settle(customerId: string) {
+  await runDurableObjectAlarm(customerStub(customerId));
+}
+
+/** Runs the cron trigger as Cloudflare would at `time`. */
+export async function cron(time = Date.now()) {
+  const ctx = createExecutionContext();
+  await worker.scheduled(createScheduledController({ scheduledTime: time, cron: "* * * * *" }), env as never, ctx);
+  await waitOnExecutionContext(ctx);
+}
