@@ -424,7 +424,7 @@ export class CustomerAccount extends DurableObject<Env> {
     this.setAccount(fields);
     if (this.config.stripeEnabled && this.account!.plan === "prepaid") {
       const reportId = input.reference ? `payg_${kind}_${input.reference}` : newId(`payg_${kind}`);
-      this.insertReport(kind, reportId, -input.amountCents, now);
+      this.insertReport(kind, reportId, -input.amountCents);
     }
     this.afterBalanceChange();
     return { applied: true, balanceMicros: this.account!.balance, entryId };
@@ -582,7 +582,8 @@ export class CustomerAccount extends DurableObject<Env> {
     if (changed) {
       this.sql.exec("DELETE FROM cohort_history WHERE id <= (SELECT MAX(id) - 200 FROM cohort_history)");
       this.scheduleDirectorySync();
-    } else if (a.directory_due_at === null && this.hasWorkNow()) {
+    } else if ((a.directory_due_at === null || a.directory_due_at > now) && this.hasWorkNow()) {
+      // Usage to report and the directory does not list us as due now (at most once per report).
       this.scheduleDirectorySync();
     }
   }
@@ -647,7 +648,7 @@ export class CustomerAccount extends DurableObject<Env> {
       const result: CycleResult = { reported: 0, reportErrors: 0, emailed: 0 };
       if (!this.account) return result;
       if (this.config.stripeEnabled) {
-        this.cutReports(now);
+        this.cutReports();
         const flushed = await this.flushReports(now);
         result.reported = flushed.sent;
         result.reportErrors = flushed.errors;
@@ -659,7 +660,8 @@ export class CustomerAccount extends DurableObject<Env> {
     });
   }
 
-  private insertReport(kind: ReportRow["kind"], reportId: string, amount: number, now: number, meter?: { name: string; eventName: string }) {
+  /** Report times are wall-clock: Stripe compares them with its own (meter event windows, key expiry). */
+  private insertReport(kind: ReportRow["kind"], reportId: string, amount: number, meter?: { name: string; eventName: string }) {
     this.sql.exec(
       `INSERT INTO reports (report_id, kind, idempotency_key, amount, meter, event_name, event_timestamp, status, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (report_id) DO NOTHING`,
@@ -669,34 +671,38 @@ export class CustomerAccount extends DurableObject<Env> {
       amount,
       meter?.name ?? null,
       meter?.eventName ?? null,
-      Math.floor(now / 1000),
-      now,
+      Math.floor(Date.now() / 1000),
+      Date.now(),
     );
   }
 
   /** Moves unreported usage into report rows before any network call, so a crash loses nothing. */
-  private cutReports(now: number): void {
+  private cutReports(): void {
     const a = this.account!;
     if (a.plan === "prepaid") {
       const cents = Math.trunc(a.pending_usage / MICROS_PER_CENT);
       if (cents !== 0) {
-        this.insertReport("usage_debit", newId("payg_usage"), cents, now);
+        this.insertReport("usage_debit", newId("payg_usage"), cents);
         this.setAccount({ pending_usage: a.pending_usage - cents * MICROS_PER_CENT });
       }
     }
     for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {
       const meter = meterByName(this.config, row.meter as string);
       const eventName = meter?.stripeEventName ?? this.config.PRICING.default_stripe_event_name;
-      this.insertReport("meter_event", newId("payg_meter"), row.quantity as number, now, { name: row.meter as string, eventName });
+      this.insertReport("meter_event", newId("payg_meter"), row.quantity as number, { name: row.meter as string, eventName });
       this.sql.exec("UPDATE meter_pending SET quantity = 0 WHERE meter = ?", row.meter);
     }
   }
 
-  private async flushReports(now: number): Promise<{ sent: number; errors: number; pending: number }> {
+  /** Sends pending reports whose backoff has passed (all of them with ignoreBackoff). */
+  private async flushReports(now: number, ignoreBackoff = false): Promise<{ sent: number; errors: number; pending: number }> {
     let sent = 0;
     let errors = 0;
     const due = this.sql
-      .exec("SELECT * FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? ORDER BY seq", now)
+      .exec(
+        "SELECT * FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? ORDER BY seq",
+        ignoreBackoff ? Number.MAX_SAFE_INTEGER : now,
+      )
       .toArray() as unknown as ReportRow[];
     for (const report of due) {
       const outcome = await this.sendReport(report, now);
@@ -713,7 +719,7 @@ export class CustomerAccount extends DurableObject<Env> {
     const customerId = this.account!.customer_id;
     let key = report.idempotency_key;
     try {
-      if (report.kind !== "meter_event" && (report.verify || now - report.created_at > IDEMPOTENCY_SAFE_MS)) {
+      if (report.kind !== "meter_event" && (report.verify || Date.now() - report.created_at > IDEMPOTENCY_SAFE_MS)) {
         // A saved 500 replays under the same key forever, and keys expire after 24h: look for
         // the transaction itself before trying again under a fresh key.
         const found = await this.findReportedTransaction(stripe, customerId, report);
@@ -853,7 +859,7 @@ export class CustomerAccount extends DurableObject<Env> {
           const balanceChanged =
             event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
           if (balanceChanged) {
-            const flushed = await this.flushReports(Number.MAX_SAFE_INTEGER);
+            const flushed = await this.flushReports(Date.now(), true);
             if (flushed.pending > 0) {
               this.setAccount({ reconcile_needed: 1 });
               throw new Error("Stripe reports still pending; reconcile deferred");
