@@ -70,7 +70,7 @@ export async function startGateway(options: { vars?: Record<string, string>; sec
       return { status: response.status, body: text ? JSON.parse(text) : null };
     },
     async scheduled(time = Date.now()) {
-      const response = await fetch(`${url}/__scheduled?cron=${encodeURIComponent("* * * * *")}&time=${time}`);
+      const response = await fetch(`${url}/cdn-cgi/local/scheduled?cron=${encodeURIComponent("* * * * *")}&time=${time}`);
       if (!response.ok) throw new Error(`scheduled: ${response.status} ${await response.text()}`);
     },
     async stop() {
