@@ -8,7 +8,7 @@ const stripe = {
   STRIPE_API_BASE: "http://stripe.test",
   STRIPE_TIMEOUT_MS: "1000",
 };
-const mailchannels = { MAILCHANNELS_API_KEY: "mc_test_key", MAILCHANNELS_API_BASE: "http://mailchannels.test" };
+const mailchannels = { MAILCHANNELS_API_KEY: "mc_test_key", MAILCHANNELS_API_BASE: "http://mailchannels.test", MAILCHANNELS_TIMEOUT_MS: "500" };
 
 /** The shipped prices plus a sub-cent meter, to prove sub-cent prices are exact. */
 const pricingWithSubCent = {

@@ -82,6 +82,7 @@ const Vars = z.object({
   STRIPE_API_BASE: httpUrl.default("https://api.stripe.com"),
   MAILCHANNELS_API_BASE: httpUrl.default("https://api.mailchannels.net"),
   STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
+  MAILCHANNELS_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),

@@ -18,8 +18,6 @@ export type SendOutcome =
   | { outcome: "sent"; requestId: string | null }
   | { outcome: "retry" | "failed" | "unknown"; error: string };
 
-const TIMEOUT_MS = 10_000;
-
 export async function sendViaMailChannels(config: Config, email: OutgoingEmail): Promise<SendOutcome> {
   const from = config.EMAILS!;
   const personalization: Record<string, unknown> = { to: [{ email: email.to, ...(email.toName ? { name: email.toName } : {}) }] };
@@ -40,7 +38,7 @@ export async function sendViaMailChannels(config: Config, email: OutgoingEmail):
       method: "POST",
       headers: { "content-type": "application/json", "x-api-key": config.MAILCHANNELS_API_KEY ?? "" },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(TIMEOUT_MS),
+      signal: AbortSignal.timeout(config.MAILCHANNELS_TIMEOUT_MS),
     });
   } catch (error) {
     return { outcome: "unknown", error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };

@@ -42,6 +42,8 @@ export interface MailChannelsFault {
   kind: MailChannelsFaultKind;
   /** How many consecutive send calls this fault applies to. Default 1. */
   times?: number;
+  /** Only sends whose first recipient is this address (case-insensitive); default: any send. */
+  to?: string;
 }
 
 export interface SentMessage {
@@ -72,6 +74,8 @@ export interface RequestLogEntry {
   fault?: MailChannelsFaultKind;
   /** Parsed JSON body (or raw text if not JSON), when the body was read. */
   body?: unknown;
+  /** The first `to` address of a send, when the body had one. */
+  recipient?: string;
   receivedAt: number;
   /** Set for requests that produced a `request_id` (accepted messages). */
   requestId?: string;
@@ -214,7 +218,7 @@ export class MailChannelsDouble {
   private readonly successBody: "json" | "empty";
   private readonly now: () => number;
   /** Pending faults, each with its remaining count. */
-  private faults: Array<{ kind: MailChannelsFaultKind; remaining: number }> = [];
+  private faults: Array<{ kind: MailChannelsFaultKind; remaining: number; to?: string }> = [];
   /** Rejecters of requests currently hung by a timeout fault. */
   private readonly hung = new Set<(reason: unknown) => void>();
 
@@ -231,7 +235,7 @@ export class MailChannelsDouble {
     if (!Number.isInteger(times) || times < 1) {
       throw new RangeError(`inject: times must be a positive integer, got ${String(times)}`);
     }
-    this.faults.push({ kind: fault.kind, remaining: times });
+    this.faults.push({ kind: fault.kind, remaining: times, ...(fault.to ? { to: fault.to.toLowerCase() } : {}) });
     return this;
   }
 
@@ -300,14 +304,21 @@ export class MailChannelsDouble {
       );
     }
 
-    const fault = this.takeFault();
+    const raw = await request.text();
+    let recipient: string | undefined;
+    try {
+      recipient = String(JSON.parse(raw)?.personalizations?.[0]?.to?.[0]?.email ?? "").toLowerCase();
+    } catch {
+      recipient = undefined;
+    }
+    if (recipient) entry.recipient = recipient;
+    const fault = this.takeFault(recipient);
     if (fault) entry.fault = fault;
 
     if (fault === "timeout") {
       return this.hang(request.signal);
     }
 
-    const raw = await request.text();
     let parsed: unknown;
     let isJson = true;
     try {
@@ -371,12 +382,13 @@ export class MailChannelsDouble {
     );
   }
 
-  private takeFault(): MailChannelsFaultKind | undefined {
-    const head = this.faults[0];
-    if (!head) return undefined;
-    head.remaining -= 1;
-    if (head.remaining <= 0) this.faults.shift();
-    return head.kind;
+  private takeFault(recipient: string | undefined): MailChannelsFaultKind | undefined {
+    const index = this.faults.findIndex((f) => f.to === undefined || f.to === recipient);
+    const fault = this.faults[index];
+    if (!fault) return undefined;
+    fault.remaining -= 1;
+    if (fault.remaining <= 0) this.faults.splice(index, 1);
+    return fault.kind;
   }
 
   /** Never answer: settle only when the caller aborts (or `releaseHung`/`reset`), by rejecting. */

@@ -18,7 +18,9 @@ async function spend(key: string, n: number, path = "/v1/x") {
 
 const usageDebits = (doubles: Doubles, id: string) =>
   doubles.stripe.balanceTransactions(id).filter((t) => String(t.metadata?.payg_report ?? "").startsWith("payg_usage"));
-const calls = (doubles: Doubles) => doubles.stripe.requests.length;
+/** Stripe calls about one customer (other tests' customers share the directory and the cron). */
+const calls = (doubles: Doubles, id: string) =>
+  doubles.stripe.requests.filter((r) => r.path.includes(id) || JSON.stringify(r.params).includes(id)).length;
 
 describe("edge → Stripe: the cron reports usage (happy)", () => {
   it("reports prepaid usage as one balance transaction per run, carrying the sub-cent remainder", async () => {
@@ -37,9 +39,9 @@ describe("edge → Stripe: the cron reports usage (happy)", () => {
     expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(91_500_000);
 
     // Nothing to report costs nothing; the half cent waits for the next one.
-    const before = calls(doubles);
+    const before = calls(doubles, id);
     await cron(Date.now() + 60_000);
-    expect(calls(doubles)).toBe(before);
+    expect(calls(doubles, id)).toBe(before);
     expect(await spend(key, 10, "/v1/search/q")).toBe(10);
     await settle(id);
     await cron(Date.now() + 120_000);

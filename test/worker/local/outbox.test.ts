@@ -1,0 +1,35 @@
+import { createExecutionContext, createScheduledController, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import worker from "../../../src/index";
+import { admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey } from "../helpers";
+
+async function cron(time = Date.now()) {
+  const ctx = createExecutionContext();
+  await worker.scheduled(createScheduledController({ scheduledTime: time, cron: "* * * * *" }), env as never, ctx);
+  await waitOnExecutionContext(ctx);
+}
+
+describe("without MAILCHANNELS_API_KEY, emails go to a local outbox", () => {
+  it("keeps the out-of-credit email per customer, readable through the admin API", async () => {
+    echoOrigin();
+    const { id, key } = await customerWithCredit(1, { name: "Ada Lovelace", email: "ada.local@example.com" });
+    await gateway("/v1/x", withKey(key));
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(402);
+    await runDurableObjectAlarm(customerStub(id));
+    await cron();
+    await cron(Date.now() + 60_000);
+    const log = await admin("GET", `/customers/${id}/emails`);
+    expect(log.body.delivery).toBe("outbox");
+    expect(log.body.emails).toHaveLength(1);
+    expect(log.body.emails[0]).toMatchObject({ status: "outbox", cohort: "out_of_credits", to_email: "ada.local@example.com" });
+    expect(log.body.emails[0].text).toMatch(/^Hi Ada,/);
+  });
+
+  it("keeps test emails in the test outbox", async () => {
+    const sent = await admin("POST", "/emails/test", { template: "out_of_credits", to: "qa@example.com" });
+    expect(sent).toMatchObject({ status: 202, body: { status: "outbox" } });
+    const outbox = await admin("GET", "/emails/test-outbox");
+    expect(outbox.body.emails[0]).toMatchObject({ to_email: "qa@example.com", subject: "You're out of API credit" });
+  });
+});
