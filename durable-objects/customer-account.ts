@@ -3,7 +3,7 @@ import type Stripe from "stripe";
 import { COHORTS, getConfig, meterByName, type Cohort, type Config } from "../src/config";
 import { sendViaMailChannels } from "../src/email/mailchannels";
 import { generateApiKey, newId, sha256Hex } from "../src/keys";
-import { MICROS_PER_CENT, centsToMicros, formatCents, formatMoney, microsToWholeCents } from "../src/money";
+import { MAX_AMOUNT_CENTS, MICROS_PER_CENT, centsToMicros, formatCents, formatMoney, microsToWholeCents } from "../src/money";
 import { describeError, isTransientStripeError, stripeClient } from "../src/stripe/client";
 import { mergeValues } from "../src/merge";
 import { escapeHtml, renderString } from "../src/template";
@@ -168,6 +168,22 @@ interface EmailRow {
   sent_at: number | null;
 }
 
+interface GrantInput {
+  customerId: string;
+  amountCents: number;
+  reason: string;
+  reference?: string;
+  kind?: "grant" | "topup";
+}
+
+interface GrantResult {
+  applied: boolean;
+  /** The reference was used before with another amount. */
+  conflict: boolean;
+  balanceMicros: number;
+  entryId: number | null;
+}
+
 interface Membership {
   enrollment: number;
   entered_at: number;
@@ -192,8 +208,12 @@ export class CustomerAccount extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(SCHEMA);
-      this.load();
+      // The schema is written with the account, so a request with a made-up customer id
+      // (a forged key) leaves no storage behind.
+      if (this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length) {
+        this.sql.exec(SCHEMA);
+        this.load();
+      }
     });
   }
 
@@ -216,6 +236,16 @@ export class CustomerAccount extends DurableObject<Env> {
     return run;
   }
 
+  /** Several writes as one transaction; on failure the in-memory copy is reloaded from SQLite. */
+  private atomically<T>(fn: () => T): T {
+    try {
+      return this.ctx.storage.transactionSync(fn);
+    } catch (error) {
+      this.load();
+      throw error;
+    }
+  }
+
   private setAccount(fields: Partial<AccountRow>): void {
     const entries = Object.entries({ ...fields, updated_at: Date.now() });
     this.sql.exec(
@@ -227,6 +257,7 @@ export class CustomerAccount extends DurableObject<Env> {
 
   private ensureAccount(customerId: string): AccountRow {
     if (!this.account) {
+      this.sql.exec(SCHEMA);
       const now = Date.now();
       this.sql.exec(
         "INSERT INTO account (id, customer_id, created_at, updated_at) VALUES (1, ?, ?, ?)",
@@ -270,7 +301,11 @@ export class CustomerAccount extends DurableObject<Env> {
     if (patch.email !== undefined) fields.email = patch.email;
     if (patch.name !== undefined) fields.name = patch.name;
     if (patch.metadata !== undefined) fields.metadata = JSON.stringify(patch.metadata);
-    if (patch.plan !== undefined) fields.plan = patch.plan;
+    if (patch.plan !== undefined && patch.plan !== this.account!.plan) {
+      fields.plan = patch.plan;
+      // Settle with Stripe under the new plan: prepaid takes its balance from Stripe again.
+      if (this.config.stripeEnabled) fields.reconcile_needed = 1;
+    }
     if (patch.minimum_balance_cents !== undefined) fields.minimum_balance_cents = patch.minimum_balance_cents;
     if (Object.keys(fields).length) this.setAccount(fields);
     this.afterBalanceChange();
@@ -289,11 +324,13 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   revokeKey(keyId: string): boolean {
+    if (!this.account) return false;
     const result = this.sql.exec("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", Date.now(), keyId);
     return result.rowsWritten > 0;
   }
 
   listKeys(): { id: string; prefix: string; name: string | null; created_at: number; revoked_at: number | null }[] {
+    if (!this.account) return [];
     return this.sql
       .exec("SELECT id, prefix, name, created_at, revoked_at FROM api_keys ORDER BY created_at")
       .toArray() as unknown as ReturnType<CustomerAccount["listKeys"]>;
@@ -332,14 +369,14 @@ export class CustomerAccount extends DurableObject<Env> {
     }
     const now = input.now ?? Date.now();
     const bucket = this.bucketOf(now);
-    this.recordUsage(input.meter, bucket, -input.priceMicros, 1, now);
+    this.atomically(() => this.recordUsage(input.meter, bucket, -input.priceMicros, 1, now));
     return { outcome: "ok", customerId: a.customer_id, chargedMicros: input.priceMicros, balanceMicros: a.balance, bucket };
   }
 
   /** Gives back a charge whose request the origin failed (configurable), into the same bucket. */
   refund(input: { meter: string; priceMicros: number; bucket: number }): { balanceMicros: number } {
     if (!this.account) throw new Error("unknown customer");
-    this.recordUsage(input.meter, input.bucket, input.priceMicros, -1, Date.now());
+    this.atomically(() => this.recordUsage(input.meter, input.bucket, input.priceMicros, -1, Date.now()));
     return { balanceMicros: this.account.balance };
   }
 
@@ -367,7 +404,7 @@ export class CustomerAccount extends DurableObject<Env> {
     const fields: Partial<AccountRow> = { balance: a.balance + amount };
     if (this.config.stripeEnabled) {
       if (a.plan === "prepaid") fields.pending_usage = a.pending_usage - amount;
-      else {
+      else if (amount !== 0) {
         this.sql.exec(
           `INSERT INTO meter_pending (meter, quantity) VALUES (?, ?)
            ON CONFLICT (meter) DO UPDATE SET quantity = quantity + excluded.quantity`,
@@ -387,47 +424,58 @@ export class CustomerAccount extends DurableObject<Env> {
    * the same reference twice changes nothing the second time. With Stripe on, the change is
    * also pushed to the Stripe customer balance so Stripe stays the book of record.
    */
-  async grant(input: { customerId: string; amountCents: number; reason: string; reference?: string; kind?: "grant" | "topup" }): Promise<{
-    applied: boolean;
-    balanceMicros: number;
-    entryId: number | null;
-  }> {
-    const result = this.applyGrant(input);
-    if (result.applied && this.config.stripeEnabled) {
-      await this.withLock(() => this.flushReports(Date.now())).catch((e) => console.error("stripe push failed", e));
-    }
-    return result;
+  async grant(input: GrantInput): Promise<GrantResult> {
+    return this.withLock(async () => {
+      const result = this.applyGrant(input);
+      if (result.applied && this.config.stripeEnabled) {
+        const flushed = await this.flushReports(Date.now()).catch((error) => {
+          console.error("stripe push failed", error);
+          return { pending: 1 };
+        });
+        // Not pushed yet: make sure the cron comes back for it.
+        if (flushed.pending > 0) this.scheduleDirectorySync();
+      }
+      return result;
+    });
   }
 
-  private applyGrant(input: { customerId: string; amountCents: number; reason: string; reference?: string; kind?: "grant" | "topup" }) {
+  /** Synchronous, so it is also safe inside the lock (webhooks); a reference makes it idempotent. */
+  private applyGrant(input: GrantInput): GrantResult {
     this.ensureAccount(input.customerId);
     const kind = input.kind ?? "grant";
+    const amount = centsToMicros(input.amountCents);
     if (input.reference) {
-      const existing = this.sql.exec("SELECT id FROM ledger WHERE reference = ?", input.reference).toArray()[0];
-      if (existing) return { applied: false, balanceMicros: this.account!.balance, entryId: existing.id as number };
+      const existing = this.sql.exec("SELECT id, amount FROM ledger WHERE reference = ?", input.reference).toArray()[0];
+      if (existing) {
+        return { applied: false, conflict: existing.amount !== amount, balanceMicros: this.account!.balance, entryId: existing.id as number };
+      }
     }
     const now = Date.now();
-    const amount = centsToMicros(input.amountCents);
-    const entryId = this.sql
-      .exec(
-        "INSERT INTO ledger (kind, amount, count, reference, reason, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?) RETURNING id",
-        kind,
-        amount,
-        input.reference ?? null,
-        input.reason,
-        now,
-        now,
-      )
-      .one().id as number;
-    const fields: Partial<AccountRow> = { balance: this.account!.balance + amount };
-    if (kind === "topup" && input.amountCents > 0) fields.last_topup_cents = input.amountCents;
-    this.setAccount(fields);
-    if (this.config.stripeEnabled && this.account!.plan === "prepaid") {
-      const reportId = input.reference ? `payg_${kind}_${input.reference}` : newId(`payg_${kind}`);
-      this.insertReport(kind, reportId, -input.amountCents);
-    }
+    const entryId = this.atomically(() => {
+      const id = this.sql
+        .exec(
+          "INSERT INTO ledger (kind, amount, count, reference, reason, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?) RETURNING id",
+          kind,
+          amount,
+          input.reference ?? null,
+          input.reason,
+          now,
+          now,
+        )
+        .one().id as number;
+      const fields: Partial<AccountRow> = { balance: this.account!.balance + amount };
+      if (kind === "topup" && input.amountCents > 0) fields.last_topup_cents = input.amountCents;
+      this.setAccount(fields);
+      if (this.config.stripeEnabled && this.account!.plan === "prepaid") {
+        // Stripe scopes idempotency keys to the account, so the customer id is part of the key.
+        const customer = this.account!.customer_id;
+        const reportId = input.reference ? `payg_${kind}_${customer}_${input.reference}` : newId(`payg_${kind}_${customer}`);
+        this.insertReport(kind, reportId, -input.amountCents);
+      }
+      return id;
+    });
     this.afterBalanceChange();
-    return { applied: true, balanceMicros: this.account!.balance, entryId };
+    return { applied: true, conflict: false, balanceMicros: this.account!.balance, entryId };
   }
 
   // ---------------------------------------------------------------- reads
@@ -500,6 +548,7 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   ledgerPage(input: { before?: number; limit: number }): { entries: Row[]; next_cursor: number | null } {
+    if (!this.account) return { entries: [], next_cursor: null };
     const rows = this.sql
       .exec(
         "SELECT id, kind, meter, bucket, amount, count, reference, reason, created_at, updated_at FROM ledger WHERE id < ? ORDER BY id DESC LIMIT ?",
@@ -523,6 +572,7 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   emails(limit = 50): EmailRow[] {
+    if (!this.account) return [];
     return this.sql.exec("SELECT * FROM emails ORDER BY id DESC LIMIT ?", limit).toArray() as unknown as EmailRow[];
   }
 
@@ -598,11 +648,13 @@ export class CustomerAccount extends DurableObject<Env> {
     await this.syncDirectory();
   }
 
-  private hasWorkNow(): boolean {
+  /** Usage or reports for Stripe right now (whatever the plan: usage from before a plan change counts). */
+  private hasWorkNow(now = Date.now()): boolean {
     const a = this.account!;
     if (!this.config.stripeEnabled) return false;
-    if (a.plan === "prepaid" && Math.abs(a.pending_usage) >= MICROS_PER_CENT) return true;
-    return this.sql.exec("SELECT 1 FROM meter_pending WHERE quantity > 0 LIMIT 1").toArray().length > 0;
+    if (Math.abs(a.pending_usage) >= MICROS_PER_CENT || a.reconcile_needed) return true;
+    if (this.sql.exec("SELECT 1 FROM meter_pending WHERE quantity > 0 LIMIT 1").toArray().length) return true;
+    return this.sql.exec("SELECT 1 FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? LIMIT 1", now).toArray().length > 0;
   }
 
   /** When the cron should next visit this customer, or null when there is nothing to do. */
@@ -610,7 +662,7 @@ export class CustomerAccount extends DurableObject<Env> {
     const a = this.account!;
     const times: number[] = [];
     if (this.config.stripeEnabled) {
-      if (this.hasWorkNow() || a.reconcile_needed) times.push(now);
+      if (this.hasWorkNow(now)) times.push(now);
       const report = this.sql.exec("SELECT MIN(COALESCE(next_attempt_at, 0)) AS t FROM reports WHERE status = 'pending'").one();
       if (report.t !== null) times.push(report.t as number);
     }
@@ -626,7 +678,7 @@ export class CustomerAccount extends DurableObject<Env> {
     const a = this.account;
     const seq = a.directory_seq + 1;
     const dueAt = this.nextDueAt(Date.now());
-    this.setAccount({ directory_seq: seq, directory_due_at: dueAt });
+    this.setAccount({ directory_seq: seq });
     const snapshot: DirectorySnapshot = {
       customerId: a.customer_id,
       email: a.email,
@@ -638,6 +690,8 @@ export class CustomerAccount extends DurableObject<Env> {
     };
     const directory = this.env.DIRECTORY as DurableObjectNamespace<Directory>;
     await directory.get(directory.idFromName("global")).sync(snapshot);
+    // Recorded only once the directory has it: until then requests keep asking for a sync.
+    if (this.account.directory_seq === seq) this.setAccount({ directory_due_at: dueAt });
   }
 
   // ---------------------------------------------------------------- the cron cycle
@@ -678,20 +732,20 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Moves unreported usage into report rows before any network call, so a crash loses nothing. */
   private cutReports(): void {
-    const a = this.account!;
-    if (a.plan === "prepaid") {
+    this.atomically(() => {
+      const a = this.account!;
       const cents = Math.trunc(a.pending_usage / MICROS_PER_CENT);
       if (cents !== 0) {
         this.insertReport("usage_debit", newId("payg_usage"), cents);
         this.setAccount({ pending_usage: a.pending_usage - cents * MICROS_PER_CENT });
       }
-    }
-    for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {
-      const meter = meterByName(this.config, row.meter as string);
-      const eventName = meter?.stripeEventName ?? this.config.PRICING.default_stripe_event_name;
-      this.insertReport("meter_event", newId("payg_meter"), row.quantity as number, { name: row.meter as string, eventName });
-      this.sql.exec("UPDATE meter_pending SET quantity = 0 WHERE meter = ?", row.meter);
-    }
+      for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {
+        const meter = meterByName(this.config, row.meter as string);
+        const eventName = meter?.stripeEventName ?? this.config.PRICING.default_stripe_event_name;
+        this.insertReport("meter_event", newId("payg_meter"), row.quantity as number, { name: row.meter as string, eventName });
+        this.sql.exec("UPDATE meter_pending SET quantity = 0 WHERE meter = ?", row.meter);
+      }
+    });
   }
 
   /** Sends pending reports whose backoff has passed (all of them with ignoreBackoff). */
@@ -719,7 +773,11 @@ export class CustomerAccount extends DurableObject<Env> {
     const customerId = this.account!.customer_id;
     let key = report.idempotency_key;
     try {
-      if (report.kind !== "meter_event" && (report.verify || Date.now() - report.created_at > IDEMPOTENCY_SAFE_MS)) {
+      if (report.kind === "meter_event" && report.verify) {
+        // A saved 500 replays under its key forever; the identifier still dedupes at Stripe.
+        key = `${report.report_id}_r${report.attempts}`;
+        this.sql.exec("UPDATE reports SET idempotency_key = ?, verify = 0 WHERE seq = ?", key, report.seq);
+      } else if (report.kind !== "meter_event" && (report.verify || Date.now() - report.created_at > IDEMPOTENCY_SAFE_MS)) {
         // A saved 500 replays under the same key forever, and keys expire after 24h: look for
         // the transaction itself before trying again under a fresh key.
         const found = await this.findReportedTransaction(stripe, customerId, report);
@@ -845,8 +903,8 @@ export class CustomerAccount extends DurableObject<Env> {
   /** Applies one verified Stripe event; duplicates are acknowledged and ignored. */
   applyStripeEvent(customerId: string, event: Stripe.Event): Promise<{ status: "applied" | "duplicate" | "ignored" }> {
     return this.withLock(async () => {
-      if (this.sql.exec("SELECT 1 FROM stripe_events WHERE id = ?", event.id).toArray().length) return { status: "duplicate" as const };
       this.ensureAccount(customerId);
+      if (this.sql.exec("SELECT 1 FROM stripe_events WHERE id = ?", event.id).toArray().length) return { status: "duplicate" as const };
       let status: "applied" | "ignored" = "applied";
       switch (event.type) {
         case "customer.created":
@@ -878,8 +936,9 @@ export class CustomerAccount extends DurableObject<Env> {
             status = "ignored";
             break;
           }
-          const credit = Number(session.metadata?.payg_credit_cents ?? session.amount_total ?? 0);
-          if (!Number.isSafeInteger(credit) || credit <= 0) {
+          // Only top-ups this gateway created: other payments on the account are not API credit.
+          const credit = Number(session.metadata?.payg_credit_cents);
+          if (!Number.isSafeInteger(credit) || credit <= 0 || session.currency !== this.config.PRICING.currency) {
             status = "ignored";
             break;
           }
@@ -888,15 +947,18 @@ export class CustomerAccount extends DurableObject<Env> {
           break;
         }
         case "invoice.paid":
-        case "invoice.payment_failed": {
+        case "invoice.payment_failed":
+        case "invoice.voided":
+        case "invoice.marked_uncollectible": {
           const invoice = event.data.object;
           const existing = this.sql.exec("SELECT status FROM invoices WHERE id = ?", invoice.id!).toArray()[0];
-          // Paid is final: a late payment_failed for a paid invoice must not block the customer.
-          if (event.type === "invoice.paid" || existing?.status !== "paid") {
+          // Paid, void and uncollectible are final: a late payment_failed must not block the customer.
+          const next = event.type === "invoice.payment_failed" ? "failed" : event.type === "invoice.paid" ? "paid" : "closed";
+          if (next !== "failed" || existing === undefined || existing.status === "failed") {
             this.sql.exec(
               "INSERT INTO invoices (id, status, updated_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
               invoice.id!,
-              event.type === "invoice.paid" ? "paid" : "failed",
+              next,
               Date.now(),
             );
           }
@@ -921,44 +983,54 @@ export class CustomerAccount extends DurableObject<Env> {
     return (emails.templates[cohort]?.reenroll_seconds ?? emails.reenroll_seconds) * 1000;
   }
 
-  private lastEmail(cohort: Cohort, enrollment: number): EmailRow | undefined {
-    return this.sql
-      .exec("SELECT * FROM emails WHERE cohort = ? AND enrollment = ? ORDER BY seq DESC LIMIT 1", cohort, enrollment)
-      .toArray()[0] as unknown as EmailRow | undefined;
+  private lastEmail(cohort: Cohort, enrollment?: number): EmailRow | undefined {
+    const rows =
+      enrollment === undefined
+        ? this.sql.exec("SELECT * FROM emails WHERE cohort = ? ORDER BY id DESC LIMIT 1", cohort)
+        : this.sql.exec("SELECT * FROM emails WHERE cohort = ? AND enrollment = ? ORDER BY seq DESC LIMIT 1", cohort, enrollment);
+    return rows.toArray()[0] as unknown as EmailRow | undefined;
+  }
+
+  /**
+   * The next email for a cohort membership: when, and whether it is a retry of the last row or
+   * a new one. The re-enrollment wait also runs across enrollments, so a customer flapping in
+   * and out of a cohort is not emailed on every entry.
+   */
+  private emailPlan(cohort: Cohort, m: Membership): { at: number; retry: EmailRow | null; seq: number } | null {
+    if (!this.config.EMAILS?.templates[cohort]) return null;
+    const last = this.lastEmail(cohort, m.enrollment);
+    const reenroll = this.reenrollMs(cohort);
+    if (!last) {
+      const previous = this.lastEmail(cohort);
+      const window = reenroll || this.config.EMAILS.reenroll_seconds * 1000;
+      const at = previous ? Math.max(m.entered_at, (previous.sent_at ?? previous.created_at) + window) : m.entered_at;
+      return { at, retry: null, seq: 0 };
+    }
+    if (last.status === "retry") return { at: last.next_attempt_at ?? 0, retry: last, seq: last.seq };
+    if (reenroll === 0 || last.status === "sending") return null;
+    return { at: (last.sent_at ?? last.created_at) + reenroll, retry: null, seq: last.seq + 1 };
   }
 
   private nextEmailAt(cohort: Cohort, m: Membership): number | null {
-    if (!this.config.EMAILS?.templates[cohort]) return null;
-    const last = this.lastEmail(cohort, m.enrollment);
-    if (!last) return m.entered_at;
-    if (last.status === "retry") return last.next_attempt_at;
-    const reenroll = this.reenrollMs(cohort);
-    if (reenroll === 0) return null;
-    return (last.sent_at ?? last.created_at) + reenroll;
+    return this.emailPlan(cohort, m)?.at ?? null;
   }
 
   private async sendDueEmails(now: number): Promise<number> {
     const emails = this.config.EMAILS;
     if (!emails) return 0;
     let sent = 0;
-    for (const [cohort, m] of [...this.cohorts]) {
-      const template = emails.templates[cohort];
-      if (!template || !this.cohorts.has(cohort)) continue;
-      let last = this.lastEmail(cohort, m.enrollment);
-      if (last?.status === "sending") {
+    for (const cohort of COHORTS) {
+      // Read afresh each time: a send awaits, and membership can change meanwhile.
+      const m = this.cohorts.get(cohort);
+      if (!m || !emails.templates[cohort]) continue;
+      const stuck = this.lastEmail(cohort, m.enrollment);
+      if (stuck?.status === "sending") {
         // A previous run died mid-send: MailChannels may have accepted it. Never send twice.
-        this.sql.exec("UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE id = ?", last.id);
-        last = { ...last, status: "unknown" };
+        this.sql.exec("UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE id = ?", stuck.id);
       }
-      let row: EmailRow | undefined;
-      if (!last) {
-        if (now >= m.entered_at) row = this.createEmail(cohort, m.enrollment, 0, now);
-      } else if (last.status === "retry") {
-        if ((last.next_attempt_at ?? 0) <= now) row = last;
-      } else {
-        const reenroll = this.reenrollMs(cohort);
-        if (reenroll > 0 && now >= (last.sent_at ?? last.created_at) + reenroll) row = this.createEmail(cohort, m.enrollment, last.seq + 1, now);
-      }
+      const plan = this.emailPlan(cohort, m);
+      if (!plan || plan.at > now) continue;
+      const row = plan.retry ?? this.createEmail(cohort, m.enrollment, plan.seq, now);
       if (row && (await this.deliver(row, now))) sent++;
     }
     return sent;
@@ -1028,6 +1100,8 @@ function profileFromStripe(customer: Stripe.Customer): ProfilePatch {
   const patch: ProfilePatch = { email: customer.email ?? null, name: customer.name ?? null, metadata };
   if (metadata.payg_plan === "prepaid" || metadata.payg_plan === "postpaid") patch.plan = metadata.payg_plan;
   const minimum = metadata.payg_minimum_balance_cents;
-  if (minimum !== undefined && /^-?\d{1,10}$/.test(minimum)) patch.minimum_balance_cents = Number(minimum);
+  if (minimum !== undefined && /^-?\d{1,10}$/.test(minimum) && Math.abs(Number(minimum)) <= MAX_AMOUNT_CENTS) {
+    patch.minimum_balance_cents = Number(minimum);
+  }
   return patch;
 }

@@ -123,7 +123,8 @@ function globToRegExp(glob: string): RegExp {
 }
 
 export function parseConfig(env: Record<string, unknown>): Config {
-  const parsed = Vars.safeParse(env);
+  // An empty secret or var counts as unset (so `KEY=` in .dev.vars switches a service off).
+  const parsed = Vars.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== "")));
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`));
   }
@@ -141,6 +142,16 @@ export function parseConfig(env: Record<string, unknown>): Config {
       problems.push(`PRICING.meters: duplicate meter name ${meter.name}`);
     }
     names.add(meter.name);
+  }
+  // Post-paid usage goes to Stripe meters by event name: one name must mean one price.
+  const priceByEvent = new Map<string, number>([[vars.PRICING.default_stripe_event_name, vars.PRICING.default_price_cents]]);
+  for (const meter of vars.PRICING.meters.filter((m) => m.price_cents > 0)) {
+    const event = meter.stripe_event_name ?? vars.PRICING.default_stripe_event_name;
+    const price = priceByEvent.get(event);
+    if (price !== undefined && price !== meter.price_cents) {
+      problems.push(`PRICING.meters: meter ${meter.name} has another price than other meters reporting to Stripe event ${event}; give it its own stripe_event_name`);
+    }
+    priceByEvent.set(event, meter.price_cents);
   }
   if ((vars.STRIPE_SECRET_KEY === undefined) !== (vars.STRIPE_WEBHOOK_SECRET === undefined)) {
     problems.push("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET: set both secrets or neither");

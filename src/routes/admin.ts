@@ -107,8 +107,8 @@ admin.post("/customers/:id/credits", async (c) => {
   const id = customerId(c.req.param("id"));
   const body = await jsonBody(c, CreditBody);
   const idempotencyKey = c.req.header("idempotency-key");
-  if (idempotencyKey !== undefined && !/^[\x21-\x7e]{1,200}$/.test(idempotencyKey)) {
-    throw new ApiError("invalid_request", "Idempotency-Key must be 1-200 printable characters.");
+  if (idempotencyKey !== undefined && !/^[\x21-\x7e]{1,128}$/.test(idempotencyKey)) {
+    throw new ApiError("invalid_request", "Idempotency-Key must be 1-128 printable characters.");
   }
   const stub = customerStub(c.env, id);
   if (!(await stub.summary())) notFound(id);
@@ -118,6 +118,9 @@ admin.post("/customers/:id/credits", async (c) => {
     reason: body.reason,
     ...(idempotencyKey ? { reference: `admin_${idempotencyKey}` } : {}),
   });
+  if (result.conflict) {
+    throw new ApiError("conflict", "This Idempotency-Key was already used for a different amount.");
+  }
   return c.json(
     {
       applied: result.applied,

@@ -22,6 +22,7 @@ billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
   );
   const customer = await customerStub(c.env, parsed.customerId).identify(await sha256Hex(key));
   if (!customer) throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
+  if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
   try {
     const session = await stripeClient(config).checkout.sessions.create({

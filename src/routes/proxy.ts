@@ -47,7 +47,10 @@ proxy.all("*", async (c) => {
   };
 
   const origin = new URL(config.ORIGIN_URL);
-  const target = new URL(origin.pathname.replace(/\/$/, "") + url.pathname + url.search, origin);
+  // Concatenate strings rather than resolve a URL: a path like "//evil.example/x" must stay a
+  // path on the origin, never become another host.
+  const target = new URL(origin.origin + origin.pathname.replace(/\/$/, "") + url.pathname + url.search);
+  if (target.origin !== origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
   const headers = new Headers(c.req.raw.headers);
   for (const name of STRIPPED_HEADERS) headers.delete(name);
   headers.set("x-payg-customer-id", decision.customerId);

@@ -7,6 +7,19 @@ import { CUSTOMER_ID } from "../keys";
 import { limitBody } from "../middleware/body-limit";
 import { stripeClient } from "../stripe/client";
 
+/** The events the gateway acts on; anything else is acknowledged and ignored without a lookup. */
+export const HANDLED_EVENTS = new Set([
+  "customer.created",
+  "customer.updated",
+  "customer.deleted",
+  "checkout.session.completed",
+  "checkout.session.async_payment_succeeded",
+  "invoice.paid",
+  "invoice.payment_failed",
+  "invoice.voided",
+  "invoice.marked_uncollectible",
+]);
+
 /** The customer an event is about, or null for events this gateway does not act on. */
 function customerOf(event: Stripe.Event): string | null {
   const object = event.data.object as { object?: string; id?: string; customer?: string | { id: string } | null; metadata?: Record<string, string> | null };
@@ -34,7 +47,7 @@ webhooks.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
   } catch (error) {
     throw new ApiError("invalid_signature", `Stripe signature verification failed: ${(error as Error).message}`);
   }
-  const customerId = customerOf(event);
+  const customerId = HANDLED_EVENTS.has(event.type) ? customerOf(event) : null;
   if (!customerId) return c.json({ received: true, status: "ignored" });
   try {
     const result = await customerStub(c.env, customerId).applyStripeEvent(customerId, event);

@@ -1,7 +1,9 @@
+import { createExecutionContext, createScheduledController, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { http, HttpResponse } from "msw";
 import { expect } from "vitest";
 import type { CustomerAccount } from "../../durable-objects/customer-account";
+import worker from "../../src/index";
 import { server } from "./setup";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -71,4 +73,16 @@ export function echoOrigin(overrides: Partial<Record<"status", number>> = {}) {
     }),
   );
   return seen;
+}
+
+/** Lets the customer object push its pending directory update (normally an alarm a few ms later). */
+export async function settle(customerId: string) {
+  await runDurableObjectAlarm(customerStub(customerId));
+}
+
+/** Runs the cron trigger as Cloudflare would at `time`. */
+export async function cron(time = Date.now()) {
+  const ctx = createExecutionContext();
+  await worker.scheduled(createScheduledController({ scheduledTime: time, cron: "* * * * *" }), env as never, ctx);
+  await waitOnExecutionContext(ctx);
 }

@@ -1,11 +1,9 @@
-import { env } from "cloudflare:workers";
-import { createExecutionContext, createScheduledController, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
-import worker from "../../../src/index";
 import { http } from "msw";
 import type Stripe from "stripe";
 import { MailChannelsDouble } from "../../doubles/mailchannels-double";
 import { StripeDouble } from "../../doubles/stripe-double";
-import { customerStub, echoOrigin, gateway } from "../helpers";
+import { echoOrigin, gateway } from "../helpers";
+export { cron, settle } from "../helpers";
 import { server } from "../setup";
 
 /** Fresh Stripe and MailChannels doubles behind MSW, plus the echo origin, for one test. */
@@ -36,16 +34,4 @@ export async function deliverAll(stripe: StripeDouble) {
     const result = await deliver(stripe, event);
     if (result.status !== 200) throw new Error(`webhook ${event.type} ${event.id}: ${result.status} ${JSON.stringify(result.body)}`);
   }
-}
-
-/** Lets the customer object push its pending directory update (normally an alarm a few ms later). */
-export async function settle(customerId: string) {
-  await runDurableObjectAlarm(customerStub(customerId));
-}
-
-/** Runs the cron trigger as Cloudflare would at `time`. */
-export async function cron(time = Date.now()) {
-  const ctx = createExecutionContext();
-  await worker.scheduled(createScheduledController({ scheduledTime: time, cron: "* * * * *" }), env as never, ctx);
-  await waitOnExecutionContext(ctx);
 }

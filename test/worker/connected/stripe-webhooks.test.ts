@@ -58,7 +58,7 @@ describe("Stripe → edge (happy)", () => {
     expect((await gateway("/v1/x", withKey(key))).status).toBe(200);
     expect((await deliver(stripe, completed!)).body.status).toBe("duplicate");
     expect(stripe.balanceTransactions(id).map((t) => t.amount)).toEqual([-1000]);
-    expect(stripe.balanceTransactions(id)[0]!.metadata).toMatchObject({ payg_report: `payg_topup_checkout_${session.id}` });
+    expect(stripe.balanceTransactions(id)[0]!.metadata).toMatchObject({ payg_report: `payg_topup_${id}_checkout_${session.id}` });
 
     // Stripe's customer.updated for our own credit changes nothing at the edge.
     await deliverAll(stripe);

@@ -82,7 +82,7 @@ describe("configuration is validated at start-up, naming the bad field", () => {
   };
 
   it("accepts a minimal configuration and parses sub-cent prices exactly", () => {
-    const config = parseConfig({ ...base, PRICING: { ...base.PRICING, meters: [{ name: "s", path: "/s/*", price_cents: "0.000001" }] } });
+    const config = parseConfig({ ...base, PRICING: { ...base.PRICING, meters: [{ name: "s", path: "/s/*", price_cents: "0.000001", stripe_event_name: "s_events" }] } });
     expect(config.PRICING.compiled[0]!.priceMicros).toBe(1);
     expect(config.PRICING.fallback.priceMicros).toBe(1_000_000);
     expect(config.stripeEnabled).toBe(false);
@@ -102,6 +102,11 @@ describe("configuration is validated at start-up, naming the bad field", () => {
       EMAILS: { from_email: "a@b.co", templates: { out_of_credits: { subject: "{{balance.left}}", text: "x" } } },
     });
     expect(email[0]).toContain("EMAILS.templates.out_of_credits.subject");
+  });
+
+  it("rejects two prices reported to one Stripe meter event", () => {
+    const found = problems({ ...base, PRICING: { ...base.PRICING, meters: [{ name: "s", path: "/s", price_cents: "2" }] } });
+    expect(found[0]).toMatch(/^PRICING\.meters: meter s has another price/);
   });
 
   it("rejects unknown fields, a bad origin and half-configured Stripe", () => {

@@ -1,14 +1,5 @@
-import { createExecutionContext, createScheduledController, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import worker from "../../../src/index";
-import { admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey } from "../helpers";
-
-async function cron(time = Date.now()) {
-  const ctx = createExecutionContext();
-  await worker.scheduled(createScheduledController({ scheduledTime: time, cron: "* * * * *" }), env as never, ctx);
-  await waitOnExecutionContext(ctx);
-}
+import { admin, cron, customerWithCredit, echoOrigin, gateway, settle, withKey } from "../helpers";
 
 describe("without MAILCHANNELS_API_KEY, emails go to a local outbox", () => {
   it("keeps the out-of-credit email per customer, readable through the admin API", async () => {
@@ -16,7 +7,7 @@ describe("without MAILCHANNELS_API_KEY, emails go to a local outbox", () => {
     const { id, key } = await customerWithCredit(1, { name: "Ada Lovelace", email: "ada.local@example.com" });
     await gateway("/v1/x", withKey(key));
     expect((await gateway("/v1/x", withKey(key))).status).toBe(402);
-    await runDurableObjectAlarm(customerStub(id));
+    await settle(id);
     await cron();
     await cron(Date.now() + 60_000);
     const log = await admin("GET", `/customers/${id}/emails`);
