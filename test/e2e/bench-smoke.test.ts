@@ -14,14 +14,17 @@ describe("npm run bench (smoke)", () => {
       maxBuffer: 16 * 1024 * 1024,
     });
     const table = stdout.slice(stdout.indexOf("| row |"));
-    for (const row of ["1. Enforcement overhead: plain proxy", "1. Enforcement overhead: gateway", "2. One hot customer", "3. Many customers", "4. Stripe traffic", "5. Storage"]) {
+    for (const row of ["1. Enforcement overhead: plain proxy", "1. Enforcement overhead: gateway", "1. Enforcement overhead at 1 connection", "2. One hot customer", "3. Many customers", "4. Stripe traffic", "5. Storage"]) {
       expect(table).toContain(row);
     }
     expect(table).toMatch(/= credit ÷ price: yes\), \d+ × 402, balance 0/);
-    expect(table).toMatch(/balance transactions = customers × runs/);
-    const debits = [...table.matchAll(/\| (\d+) balance transactions = customers × runs \((\d+)\)/g)];
+    // Stripe calls are bounded by customers × cron runs, however many requests there were.
+    const debits = [...table.matchAll(/\| (\d+) balance transactions \(at most customers × runs = (\d+)\)/g)];
     expect(debits).toHaveLength(3);
-    for (const [, got, expected] of debits) expect(got).toBe(expected);
+    for (const [, got, bound] of debits) {
+      expect(Number(got)).toBeGreaterThan(0);
+      expect(Number(got)).toBeLessThanOrEqual(Number(bound));
+    }
     expect(stdout).toMatch(/Machine: \d+ cores/);
   });
 });
