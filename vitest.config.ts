@@ -51,6 +51,8 @@ export default defineConfig({
       }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
       workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels }),
+      // A tiny cron batch, to prove the directory's alarm carries on past one batch.
+      workers("fanout", ["test/worker/fanout/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels, CRON_BATCH_SIZE: "3" }),
       {
         extends: true,
         test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], environment: "node", fileParallelism: false, testTimeout: 120_000 },

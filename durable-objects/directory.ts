@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
-import type { Cohort } from "../src/config";
+import { getConfig, type Cohort } from "../src/config";
+import { visitDue } from "../src/cron";
 import type { DirectorySnapshot } from "../src/types";
 
 const SCHEMA = `
@@ -19,6 +20,7 @@ CREATE TABLE IF NOT EXISTS cohort_members (
   entered_at INTEGER NOT NULL,
   PRIMARY KEY (cohort, customer_id)
 );
+CREATE TABLE IF NOT EXISTS sweep (id INTEGER PRIMARY KEY CHECK (id = 1), now INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS test_outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   to_email TEXT NOT NULL, subject TEXT NOT NULL, text TEXT NOT NULL, html TEXT,
@@ -92,6 +94,22 @@ export class Directory extends DurableObject<Env> {
     const customerIds = rows.slice(0, limit).map((r) => r.id as string);
     for (const id of customerIds) this.sql.exec("UPDATE customers SET lease_until = ? WHERE id = ?", now + LEASE_MS, id);
     return { customerIds, more: rows.length > limit };
+  }
+
+  /** More customers were due than one cron run visits: keep going from this object's alarm. */
+  async continueSweep(now: number): Promise<void> {
+    this.sql.exec("INSERT INTO sweep (id, now) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET now = MAX(now, excluded.now)", now);
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  override async alarm(): Promise<void> {
+    const row = this.sql.exec("SELECT now FROM sweep WHERE id = 1").toArray()[0];
+    if (!row) return;
+    // The sweep's clock is the cron's scheduled time, advanced by the time spent sweeping.
+    const now = Math.max(row.now as number, Date.now());
+    const result = await visitDue(this.env, getConfig(this.env), now, (at, limit) => this.claimDue(at, limit));
+    if (result.more) await this.ctx.storage.setAlarm(Date.now() + 1000);
+    else this.sql.exec("DELETE FROM sweep");
   }
 
   cohortCounts(): Record<string, number> {

@@ -83,6 +83,8 @@ const Vars = z.object({
   MAILCHANNELS_API_BASE: httpUrl.default("https://api.mailchannels.net"),
   STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   MAILCHANNELS_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
+  /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */
+  CRON_BATCH_SIZE: z.coerce.number().int().min(1).max(900).default(200),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),

@@ -1,16 +1,20 @@
+import type { Config } from "./config";
 import { customerStub, directoryStub } from "./env";
 
-/** Customers visited per cron invocation; the rest wait for the next minute (see README). */
-export const CRON_BATCH = 200;
 const CONCURRENCY = 16;
 
+export interface Claim {
+  customerIds: string[];
+  more: boolean;
+}
+
 /**
- * Visits only customers the directory lists as due (usage to report, emails to send). Each
- * visit runs in that customer's object, so Stripe and MailChannels calls count against the
- * object's own subrequest budget, and this invocation makes at most CRON_BATCH + 1 calls.
+ * Visits one batch of customers the directory lists as due (usage to report, emails to send).
+ * Each visit runs in that customer's object, so its Stripe and MailChannels calls count against
+ * the object's own subrequest budget; this invocation makes at most CRON_BATCH_SIZE + 2 calls.
  */
-export async function runCron(env: Env, now: number): Promise<{ visited: number; failed: number; more: boolean }> {
-  const { customerIds, more } = await directoryStub(env).claimDue(now, CRON_BATCH);
+export async function visitDue(env: Env, config: Config, now: number, claim: (now: number, limit: number) => Promise<Claim> | Claim) {
+  const { customerIds, more } = await claim(now, config.CRON_BATCH_SIZE);
   let failed = 0;
   let next = 0;
   const worker = async () => {
@@ -26,4 +30,12 @@ export async function runCron(env: Env, now: number): Promise<{ visited: number;
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, customerIds.length) }, worker));
   return { visited: customerIds.length, failed, more };
+}
+
+/** The cron trigger: one batch here; if more are due, the directory's alarm carries on. */
+export async function runCron(env: Env, config: Config, now: number) {
+  const directory = directoryStub(env);
+  const result = await visitDue(env, config, now, (at, limit) => directory.claimDue(at, limit));
+  if (result.more) await directory.continueSweep(now);
+  return result;
 }

@@ -38,8 +38,7 @@ app.onError((error, c) => {
 export default {
   fetch: app.fetch,
   async scheduled(controller, env, ctx) {
-    getConfig(env);
-    const result = await runCron(env, controller.scheduledTime);
+    const result = await runCron(env, getConfig(env), controller.scheduledTime);
     console.log(`cron ${controller.cron}: visited ${result.visited} customers, ${result.failed} failed${result.more ? ", more due" : ""}`);
   },
 } satisfies ExportedHandler<AppEnv["Bindings"]>;
