@@ -51,8 +51,16 @@ export default defineConfig({
       }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
       workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels }),
-      // A tiny cron batch, to prove the directory's alarm carries on past one batch.
-      workers("fanout", ["test/worker/fanout/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels, CRON_BATCH_SIZE: "3" }),
+      // Connected, with a tiny cron batch (the directory's alarm carries on) and DKIM signing set.
+      workers("variants", ["test/worker/variants/**/*.test.ts"], {
+        PRICING: pricingWithSubCent,
+        ...stripe,
+        ...mailchannels,
+        CRON_BATCH_SIZE: "3",
+        MAILCHANNELS_DKIM_DOMAIN: "example.com",
+        MAILCHANNELS_DKIM_SELECTOR: "mcdkim",
+        MAILCHANNELS_DKIM_PRIVATE_KEY: "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-test-key",
+      }),
       {
         extends: true,
         test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], environment: "node", fileParallelism: false, testTimeout: 120_000 },
