@@ -178,30 +178,24 @@ export function parseStripeForm(body: string): Record<string, unknown> {
       const last = i === parts.length - 1;
       const nextPart = parts[i + 1] ?? "";
       const parentName = i > 0 ? (parts[i - 1] ?? "") : "";
-      if (Array.isArray(container)) {
-        const idx = part === "" ? container.length : Number(part);
-        if (last) {
-          container[idx] = value;
-        } else {
-          let child = container[idx];
-          if (typeof child !== "object" || child === null) {
-            child = isIndex(nextPart) && !HASH_KEYS.has(part) ? [] : {};
-            container[idx] = child;
-          }
-          container = child as Params | unknown[];
-        }
+      // Arrays take an index ("" appends), objects a key; both are filled the same way.
+      const slot = Array.isArray(container)
+        ? part === ""
+          ? container.length
+          : Number(part)
+        : part === "" && HASH_KEYS.has(parentName)
+          ? ""
+          : part;
+      const target = container as Record<string | number, unknown>;
+      if (last) {
+        target[slot] = value;
       } else {
-        const key = part === "" && HASH_KEYS.has(parentName) ? "" : part;
-        if (last) {
-          container[key] = value;
-        } else {
-          let child = container[key];
-          if (typeof child !== "object" || child === null) {
-            child = isIndex(nextPart) && !HASH_KEYS.has(part) ? [] : {};
-            container[key] = child;
-          }
-          container = child as Params | unknown[];
+        let child = target[slot];
+        if (typeof child !== "object" || child === null) {
+          child = isIndex(nextPart) && !HASH_KEYS.has(part) ? [] : {};
+          target[slot] = child;
         }
+        container = child as Params | unknown[];
       }
     }
   }
