@@ -364,7 +364,6 @@ export class CustomerAccount extends DurableObject<Env> {
     if (a.plan === "postpaid") {
       if (this.config.GOVERNANCE.block_postpaid_when_unpaid && this.unpaid()) return denied("payment_overdue");
     } else if (input.priceMicros > 0 && a.balance - input.priceMicros < minimumMicros) {
-      this.afterBalanceChange();
       return denied("insufficient_credit");
     }
     const now = input.now ?? Date.now();

@@ -737,21 +737,13 @@ export class StripeDouble {
     const balance = readInt(params, "balance");
 
     const previous: Partial<Stripe.Customer> = {};
-    if (email !== undefined && email !== c.email) {
-      previous.email = c.email;
-      c.email = email;
-    }
-    if (name !== undefined && name !== (c.name ?? null)) {
-      previous.name = c.name ?? null;
-      c.name = name;
-    }
-    if (description !== undefined && description !== c.description) {
-      previous.description = c.description;
-      c.description = description;
-    }
-    if (phone !== undefined && phone !== (c.phone ?? null)) {
-      previous.phone = c.phone ?? null;
-      c.phone = phone;
+    const fields = { email, name, description, phone } as const;
+    for (const field of Object.keys(fields) as (keyof typeof fields)[]) {
+      const value = fields[field];
+      if (value !== undefined && value !== (c[field] ?? null)) {
+        previous[field] = c[field] ?? null;
+        c[field] = value;
+      }
     }
     if (metadata) {
       const next = applyMetadata(c.metadata, metadata);
