@@ -392,6 +392,18 @@ const METER_FUTURE_WINDOW_S = 5 * 60;
 // The double
 // ---------------------------------------------------------------------------------------------
 
+/** The customer fields create and update share, validated before anything changes. */
+function readCustomerParams(params: Params) {
+  return {
+    email: readNullableString(params, "email"),
+    name: readNullableString(params, "name"),
+    description: readNullableString(params, "description"),
+    phone: readNullableString(params, "phone"),
+    metadata: readMetadata(params),
+    balance: readInt(params, "balance"),
+  };
+}
+
 export class StripeDouble {
   readonly webhookSecret: string;
   readonly apiVersion: string;
@@ -697,12 +709,7 @@ export class StripeDouble {
 
   private apiCreateCustomer(params: Params, ctx: RequestContext): Stripe.Customer {
     checkKnown(params, CUSTOMER_CREATE_PARAMS);
-    const email = readNullableString(params, "email");
-    const name = readNullableString(params, "name");
-    const description = readNullableString(params, "description");
-    const phone = readNullableString(params, "phone");
-    const metadata = readMetadata(params);
-    const balance = readInt(params, "balance");
+    const { email, name, description, phone, metadata, balance } = readCustomerParams(params);
     const invoicePrefix = readString(params, "invoice_prefix");
     const customer = this.insertCustomer(
       {
@@ -729,12 +736,7 @@ export class StripeDouble {
     checkKnown(params, CUSTOMER_UPDATE_PARAMS);
     const c = this.liveCustomer(id);
     // Validate everything before changing anything.
-    const email = readNullableString(params, "email");
-    const name = readNullableString(params, "name");
-    const description = readNullableString(params, "description");
-    const phone = readNullableString(params, "phone");
-    const metadata = readMetadata(params);
-    const balance = readInt(params, "balance");
+    const { email, name, description, phone, metadata, balance } = readCustomerParams(params);
 
     const previous: Partial<Stripe.Customer> = {};
     const fields = { email, name, description, phone } as const;
