@@ -2,6 +2,8 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
 const secrets = { ADMIN_TOKEN: "test-admin-token-0123456789" };
+/** Tests run quietly; a test that asserts on a log line sets its own level. */
+const quiet = { LOG_LEVEL: "warn" };
 const stripe = {
   STRIPE_SECRET_KEY: "sk_test_gateway",
   STRIPE_WEBHOOK_SECRET: "whsec_test_secret",
@@ -29,7 +31,7 @@ function workers(name: string, include: string[], bindings: Record<string, unkno
     plugins: [
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
-        miniflare: { bindings: { ORIGIN_URL: "http://origin.test", ...secrets, ...bindings } },
+        miniflare: { bindings: { ORIGIN_URL: "http://origin.test", ...quiet, ...secrets, ...bindings } },
       }),
     ],
     test: { name, include, setupFiles: ["./test/worker/setup.ts"] },
@@ -37,7 +39,11 @@ function workers(name: string, include: string[], bindings: Record<string, unkno
 }
 
 export default defineConfig({
+  // Vite's warnings about the Stripe SDK's source maps say nothing about our code.
+  logLevel: "error",
   test: {
+    // Logs of passing tests are noise; a failing test shows its own.
+    silent: "passed-only",
     testTimeout: 30_000,
     hookTimeout: 60_000,
     projects: [

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
+import { LOG_LEVELS, log, setLogLevel } from "./log";
 import { unknownMergeTags } from "./template";
 
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed"] as const;
@@ -85,6 +86,7 @@ const Vars = z.object({
   MAILCHANNELS_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */
   CRON_BATCH_SIZE: z.coerce.number().int().min(1).max(900).default(200),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
@@ -190,7 +192,8 @@ export function getConfig(env: object): Config {
   if (!config) {
     config = parseConfig(env as Record<string, unknown>);
     cache.set(env, config);
-    console.log(
+    setLogLevel(config.LOG_LEVEL);
+    log.info(
       `payg-edge-gateway: Stripe ${config.stripeEnabled ? "on" : "off (local mode: credits via the admin API)"}; ` +
         `emails ${config.emailDelivery === "mailchannels" ? "via MailChannels" : "kept in the local outbox (no MAILCHANNELS_API_KEY)"}`,
     );

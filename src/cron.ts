@@ -1,5 +1,6 @@
 import type { Config } from "./config";
 import { customerStub, directoryStub } from "./env";
+import { log } from "./log";
 
 const CONCURRENCY = 16;
 
@@ -24,7 +25,7 @@ export async function visitDue(env: Env, config: Config, now: number, claim: (no
         await customerStub(env, id).runCycle(now);
       } catch (error) {
         failed++;
-        console.error(`cron: customer ${id} cycle failed`, error);
+        log.error(`cron: customer ${id} cycle failed`, error);
       }
     }
   };

@@ -1,6 +1,4 @@
 import type { Config } from "./config";
-import type { CustomerAccount } from "../durable-objects/customer-account";
-import type { Directory } from "../durable-objects/directory";
 
 /** Secrets: `wrangler secret put NAME` in production, `.dev.vars` locally. Never in the repo. */
 export interface Secrets {
@@ -20,12 +18,11 @@ export type AppEnv = {
   Variables: { config: Config; requestId: string };
 };
 
-export function customerStub(env: Env, customerId: string): DurableObjectStub<CustomerAccount> {
-  const ns = env.CUSTOMERS as DurableObjectNamespace<CustomerAccount>;
-  return ns.get(ns.idFromName(customerId));
+/** The customer's own object (typed through the generated `Env`, so no import of the class). */
+export function customerStub(env: Env, customerId: string) {
+  return env.CUSTOMERS.get(env.CUSTOMERS.idFromName(customerId));
 }
 
-export function directoryStub(env: Env): DurableObjectStub<Directory> {
-  const ns = env.DIRECTORY as DurableObjectNamespace<Directory>;
-  return ns.get(ns.idFromName("global"));
+export function directoryStub(env: Env) {
+  return env.DIRECTORY.get(env.DIRECTORY.idFromName("global"));
 }

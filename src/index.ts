@@ -1,15 +1,15 @@
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
-import { ConfigError } from "./config";
+import { ConfigError, getConfig } from "./config";
 import { runCron } from "./cron";
 import type { AppEnv } from "./env";
 import { ApiError, errorBody } from "./errors";
+import { log } from "./log";
 import { loadConfig } from "./middleware/config";
 import { admin } from "./routes/admin";
 import { billing } from "./routes/billing";
 import { proxy } from "./routes/proxy";
 import { webhooks } from "./routes/webhooks";
-import { getConfig } from "./config";
 
 export { CustomerAccount } from "../durable-objects/customer-account";
 export { Directory } from "../durable-objects/directory";
@@ -28,10 +28,10 @@ app.onError((error, c) => {
     return c.json(errorBody(error.code, error.message, id, error.details), error.status);
   }
   if (error instanceof ConfigError) {
-    console.error(error.message);
+    log.error(error.message);
     return c.json(errorBody("configuration_error", error.message, id), 500);
   }
-  console.error(`request ${id} failed`, error);
+  log.error(`request ${id} failed`, error);
   return c.json(errorBody("internal_error", "Something went wrong on our side.", id), 500);
 });
 
@@ -39,6 +39,6 @@ export default {
   fetch: app.fetch,
   async scheduled(controller, env, ctx) {
     const result = await runCron(env, getConfig(env), controller.scheduledTime);
-    console.log(`cron ${controller.cron}: visited ${result.visited} customers, ${result.failed} failed${result.more ? ", more due" : ""}`);
+    log.info(`cron ${controller.cron}: visited ${result.visited} customers, ${result.failed} failed${result.more ? ", more due" : ""}`);
   },
 } satisfies ExportedHandler<AppEnv["Bindings"]>;

@@ -4,6 +4,7 @@ import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { jsonBody } from "../http";
 import { apiKeyFrom, parseApiKey, sha256Hex } from "../keys";
+import { log } from "../log";
 import { limitBody } from "../middleware/body-limit";
 import { describeError, stripeClient } from "../stripe/client";
 
@@ -40,7 +41,7 @@ billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
     });
     return c.json({ id: session.id, url: session.url, amount_cents: body.amount_cents }, 201);
   } catch (error) {
-    console.error("checkout session failed", describeError(error));
+    log.error("checkout session failed", describeError(error));
     throw new ApiError("upstream_error", "Stripe could not create the checkout session; try again.");
   }
 });

@@ -4,6 +4,7 @@ import Sdk from "stripe";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { CUSTOMER_ID } from "../keys";
+import { log } from "../log";
 import { limitBody } from "../middleware/body-limit";
 import { stripeClient } from "../stripe/client";
 
@@ -54,7 +55,7 @@ webhooks.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
     return c.json({ received: true, status: result.status });
   } catch (error) {
     // Not recorded as processed: Stripe redelivers it, and the redelivery is applied in full.
-    console.error(`stripe event ${event.id} not applied`, error);
+    log.warn(`stripe event ${event.id} not applied`, error);
     throw new ApiError("upstream_error", "The event could not be applied yet; Stripe will redeliver it.");
   }
 });

@@ -1,0 +1,96 @@
+import { COHORTS, type Cohort } from "../../src/config";
+import type { Plan } from "../../src/types";
+
+export const COHORT_TABLES = {
+  v1: `
+CREATE TABLE IF NOT EXISTS cohorts (
+  cohort TEXT PRIMARY KEY,
+  enrollment INTEGER NOT NULL,
+  entered_at INTEGER NOT NULL,
+  exited_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS cohort_history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  cohort TEXT NOT NULL, enrollment INTEGER NOT NULL, entered_at INTEGER NOT NULL, exited_at INTEGER
+);`,
+};
+
+const HISTORY_KEPT = 200;
+
+export interface Membership {
+  enrollment: number;
+  entered_at: number;
+}
+
+export interface CohortState {
+  deleted: boolean;
+  plan: Plan;
+  /** Credit above the minimum balance, in micro-cents. */
+  headroomMicros: number;
+  /** The cheapest request that is not free; below it a prepaid customer is out of credit. */
+  cheapestMicros: number;
+  /** Low-balance warning threshold (the larger of the absolute and the top-up-relative one). */
+  lowThresholdMicros: number;
+  /** Post-paid: an invoice is unpaid. */
+  unpaid: boolean;
+}
+
+/** Which cohorts a customer belongs to, with no I/O. */
+export function cohortsFor(s: CohortState): Set<Cohort> {
+  const next = new Set<Cohort>();
+  if (s.deleted) return next;
+  if (s.plan === "prepaid") {
+    if (s.headroomMicros < s.cheapestMicros) next.add("out_of_credits");
+    else if (s.headroomMicros < s.lowThresholdMicros) next.add("low_balance");
+  } else if (s.unpaid) next.add("payment_failed");
+  return next;
+}
+
+/** Current memberships (in memory, mirrored in `cohorts`) and the entry/exit history. */
+export class CohortStore {
+  readonly current = new Map<Cohort, Membership>();
+
+  constructor(private readonly sql: SqlStorage) {}
+
+  load(): void {
+    this.current.clear();
+    for (const row of this.sql.exec("SELECT cohort, enrollment, entered_at FROM cohorts WHERE exited_at IS NULL")) {
+      this.current.set(row.cohort as Cohort, { enrollment: row.enrollment as number, entered_at: row.entered_at as number });
+    }
+  }
+
+  /** Enters and leaves cohorts to match `next`; returns whether anything changed. */
+  apply(next: Set<Cohort>, now: number): boolean {
+    let changed = false;
+    for (const cohort of COHORTS) {
+      const member = this.current.get(cohort);
+      if (next.has(cohort) && !member) {
+        const previous = this.sql.exec("SELECT enrollment FROM cohorts WHERE cohort = ?", cohort).toArray()[0];
+        const enrollment = ((previous?.enrollment as number | undefined) ?? 0) + 1;
+        this.sql.exec(
+          `INSERT INTO cohorts (cohort, enrollment, entered_at, exited_at) VALUES (?, ?, ?, NULL)
+           ON CONFLICT (cohort) DO UPDATE SET enrollment = excluded.enrollment, entered_at = excluded.entered_at, exited_at = NULL`,
+          cohort,
+          enrollment,
+          now,
+        );
+        this.sql.exec("INSERT INTO cohort_history (cohort, enrollment, entered_at) VALUES (?, ?, ?)", cohort, enrollment, now);
+        this.current.set(cohort, { enrollment, entered_at: now });
+        changed = true;
+      } else if (!next.has(cohort) && member) {
+        this.sql.exec("UPDATE cohorts SET exited_at = ? WHERE cohort = ?", now, cohort);
+        this.sql.exec("UPDATE cohort_history SET exited_at = ? WHERE cohort = ? AND enrollment = ?", now, cohort, member.enrollment);
+        this.current.delete(cohort);
+        changed = true;
+      }
+    }
+    if (changed) this.sql.exec("DELETE FROM cohort_history WHERE id <= (SELECT MAX(id) - ? FROM cohort_history)", HISTORY_KEPT);
+    return changed;
+  }
+
+  view() {
+    const current = [...this.current.entries()].map(([cohort, m]) => ({ cohort, enrollment: m.enrollment, entered_at: m.entered_at }));
+    const history = this.sql.exec("SELECT cohort, enrollment, entered_at, exited_at FROM cohort_history ORDER BY id DESC LIMIT 20").toArray();
+    return { current, history };
+  }
+}

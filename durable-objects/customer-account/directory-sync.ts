@@ -1,0 +1,67 @@
+import type { Config } from "../../src/config";
+import type { DirectorySnapshot } from "../../src/types";
+import type { AccountStore } from "./account";
+import type { CohortStore } from "./cohorts";
+import type { EmailLog } from "./emails";
+import type { StripeReports } from "./stripe-reports";
+
+/**
+ * Keeps the one Directory object's view of this customer (profile, cohorts, when the cron is
+ * next due) current. Pushed from the object's alarm, only when one of those changes: never per
+ * request.
+ */
+export class DirectorySync {
+  constructor(
+    private readonly deps: {
+      state: DurableObjectState;
+      env: Env;
+      config: () => Config;
+      account: AccountStore;
+      cohorts: CohortStore;
+      emails: EmailLog;
+      reports: StripeReports;
+    },
+  ) {}
+
+  /** Pushes a snapshot soon (the alarm), outside the caller's transaction. */
+  schedule(): void {
+    void this.deps.state.storage.setAlarm(Date.now());
+  }
+
+  /** When the cron should next visit this customer, or null when there is nothing to do. */
+  nextDueAt(now: number): number | null {
+    const { config, reports, cohorts, emails } = this.deps;
+    const times: number[] = [];
+    if (config().stripeEnabled) {
+      if (reports.hasWorkNow(now)) times.push(now);
+      const retry = reports.nextAttemptAt();
+      if (retry !== null) times.push(retry);
+    }
+    for (const [cohort, m] of cohorts.current) {
+      const at = emails.plan(cohort, m)?.at;
+      if (at !== undefined) times.push(at);
+    }
+    return times.length ? Math.min(...times) : null;
+  }
+
+  async push(): Promise<void> {
+    const { account, cohorts, env } = this.deps;
+    if (!account.exists) return;
+    const a = account.row;
+    const seq = a.directory_seq + 1;
+    const dueAt = this.nextDueAt(Date.now());
+    account.set({ directory_seq: seq });
+    const snapshot: DirectorySnapshot = {
+      customerId: a.customer_id,
+      email: a.email,
+      name: a.name,
+      deleted: a.deleted_at !== null,
+      cohorts: [...cohorts.current.entries()].map(([cohort, m]) => ({ cohort, entered_at: m.entered_at })),
+      dueAt,
+      seq,
+    };
+    await env.DIRECTORY.get(env.DIRECTORY.idFromName("global")).sync(snapshot);
+    // Recorded only once the directory has it: until then requests keep asking for a sync.
+    if (account.row.directory_seq === seq) account.set({ directory_due_at: dueAt });
+  }
+}

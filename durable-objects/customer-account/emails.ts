@@ -1,0 +1,201 @@
+import { COHORTS, type Cohort, type Config } from "../../src/config";
+import { sendViaMailChannels } from "../../src/email/mailchannels";
+import { mergeValues } from "../../src/merge";
+import { escapeHtml, renderString } from "../../src/template";
+import type { AccountStore } from "./account";
+import type { Membership } from "./cohorts";
+import { backoffMs } from "./retry";
+
+export const EMAIL_TABLES = {
+  v1: `
+CREATE TABLE IF NOT EXISTS emails (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  cohort TEXT NOT NULL,
+  enrollment INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  to_email TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  text TEXT NOT NULL,
+  html TEXT,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  sent_at INTEGER,
+  UNIQUE (cohort, enrollment, seq)
+);`,
+};
+
+const MAX_ATTEMPTS = 8;
+
+export interface EmailRow {
+  id: number;
+  cohort: Cohort;
+  enrollment: number;
+  seq: number;
+  to_email: string;
+  subject: string;
+  text: string;
+  html: string | null;
+  status: "sending" | "sent" | "outbox" | "retry" | "failed" | "unknown";
+  attempts: number;
+  next_attempt_at: number | null;
+  last_error: string | null;
+  created_at: number;
+  sent_at: number | null;
+}
+
+export interface EmailPlan {
+  /** When the next send is due. */
+  at: number;
+  /** A retry of this row, or null for a new email with sequence `seq`. */
+  retry: EmailRow | null;
+  seq: number;
+}
+
+/**
+ * The next email for a cohort membership, with no I/O. The re-enrollment wait also runs across
+ * enrollments, so a customer flapping in and out of a cohort is not emailed on every entry.
+ */
+export function planEmail(input: {
+  membership: Membership;
+  /** The latest email of this enrollment. */
+  last: EmailRow | undefined;
+  /** The latest email of this cohort, any enrollment (read only when `last` is undefined). */
+  previous: () => EmailRow | undefined;
+  reenrollMs: number;
+  defaultReenrollMs: number;
+}): EmailPlan | null {
+  const { membership: m, last, reenrollMs } = input;
+  if (!last) {
+    const previous = input.previous();
+    const window = reenrollMs || input.defaultReenrollMs;
+    const at = previous ? Math.max(m.entered_at, (previous.sent_at ?? previous.created_at) + window) : m.entered_at;
+    return { at, retry: null, seq: 0 };
+  }
+  if (last.status === "retry") return { at: last.next_attempt_at ?? 0, retry: last, seq: last.seq };
+  if (reenrollMs === 0 || last.status === "sending") return null;
+  return { at: (last.sent_at ?? last.created_at) + reenrollMs, retry: null, seq: last.seq + 1 };
+}
+
+/**
+ * Behavioral emails: one row per (cohort, enrollment, sequence), inserted before the send, so a
+ * crash or an unanswered send is never sent twice.
+ */
+export class EmailLog {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly config: () => Config,
+    private readonly account: AccountStore,
+    private readonly minimumMicros: () => number,
+  ) {}
+
+  list(limit: number): EmailRow[] {
+    return this.sql.exec("SELECT * FROM emails ORDER BY id DESC LIMIT ?", limit).toArray() as unknown as EmailRow[];
+  }
+
+  private last(cohort: Cohort, enrollment?: number): EmailRow | undefined {
+    const rows =
+      enrollment === undefined
+        ? this.sql.exec("SELECT * FROM emails WHERE cohort = ? ORDER BY id DESC LIMIT 1", cohort)
+        : this.sql.exec("SELECT * FROM emails WHERE cohort = ? AND enrollment = ? ORDER BY seq DESC LIMIT 1", cohort, enrollment);
+    return rows.toArray()[0] as unknown as EmailRow | undefined;
+  }
+
+  plan(cohort: Cohort, m: Membership): EmailPlan | null {
+    const emails = this.config().EMAILS;
+    const template = emails?.templates[cohort];
+    if (!emails || !template) return null;
+    return planEmail({
+      membership: m,
+      last: this.last(cohort, m.enrollment),
+      previous: () => this.last(cohort),
+      reenrollMs: (template.reenroll_seconds ?? emails.reenroll_seconds) * 1000,
+      defaultReenrollMs: emails.reenroll_seconds * 1000,
+    });
+  }
+
+  /** Sends what is due for the current memberships; returns how many went out. */
+  async sendDue(memberships: ReadonlyMap<Cohort, Membership>, now: number): Promise<number> {
+    const emails = this.config().EMAILS;
+    if (!emails) return 0;
+    let sent = 0;
+    for (const cohort of COHORTS) {
+      // Read afresh each time: a send awaits, and membership can change meanwhile.
+      const m = memberships.get(cohort);
+      if (!m || !emails.templates[cohort]) continue;
+      const stuck = this.last(cohort, m.enrollment);
+      if (stuck?.status === "sending") {
+        // A previous run died mid-send: MailChannels may have accepted it. Never send twice.
+        this.sql.exec("UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE id = ?", stuck.id);
+      }
+      const plan = this.plan(cohort, m);
+      if (!plan || plan.at > now) continue;
+      const row = plan.retry ?? this.create(cohort, m.enrollment, plan.seq, now);
+      if (row && (await this.deliver(row, now))) sent++;
+    }
+    return sent;
+  }
+
+  private create(cohort: Cohort, enrollment: number, seq: number, now: number): EmailRow | undefined {
+    const config = this.config();
+    const template = config.EMAILS!.templates[cohort]!;
+    const a = this.account.row;
+    const values = mergeValues(config, { id: a.customer_id, name: a.name, email: a.email }, {
+      balanceMicros: a.balance,
+      minimumMicros: this.minimumMicros(),
+      priceMicros: config.PRICING.fallback.priceMicros,
+    });
+    const inserted = this.sql
+      .exec(
+        `INSERT INTO emails (cohort, enrollment, seq, to_email, subject, text, html, status, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', ?) ON CONFLICT (cohort, enrollment, seq) DO NOTHING RETURNING *`,
+        cohort,
+        enrollment,
+        seq,
+        a.email ?? "",
+        renderString(template.subject, values),
+        renderString(template.text, values),
+        template.html ? renderString(template.html, escapeHtml(values)) : null,
+        now,
+      )
+      .toArray()[0];
+    return inserted as unknown as EmailRow | undefined;
+  }
+
+  private async deliver(row: EmailRow, now: number): Promise<boolean> {
+    const config = this.config();
+    if (!row.to_email) {
+      this.sql.exec("UPDATE emails SET status = 'failed', last_error = 'customer has no email address' WHERE id = ?", row.id);
+      return false;
+    }
+    if (config.emailDelivery === "outbox") {
+      this.sql.exec("UPDATE emails SET status = 'outbox', sent_at = ?, attempts = attempts + 1 WHERE id = ?", now, row.id);
+      return true;
+    }
+    this.sql.exec("UPDATE emails SET status = 'sending', attempts = attempts + 1 WHERE id = ?", row.id);
+    const name = this.account.row.name;
+    const result = await sendViaMailChannels(config, {
+      to: row.to_email,
+      ...(name ? { toName: name } : {}),
+      subject: row.subject,
+      text: row.text,
+      ...(row.html ? { html: row.html } : {}),
+    });
+    const attempts = row.attempts + 1;
+    if (result.outcome === "sent") {
+      this.sql.exec("UPDATE emails SET status = 'sent', sent_at = ?, last_error = NULL WHERE id = ?", now, row.id);
+      return true;
+    }
+    const status = result.outcome === "retry" && attempts < MAX_ATTEMPTS ? "retry" : result.outcome === "unknown" ? "unknown" : "failed";
+    this.sql.exec(
+      "UPDATE emails SET status = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
+      status,
+      result.error,
+      status === "retry" ? now + backoffMs(attempts) : null,
+      row.id,
+    );
+    return false;
+  }
+}

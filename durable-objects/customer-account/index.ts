@@ -1,0 +1,180 @@
+import { DurableObject } from "cloudflare:workers";
+import type Stripe from "stripe";
+import { log } from "../../src/log";
+import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
+import { applyCredit, type CreditInput, type CreditResult } from "./credits";
+import type { EmailRow } from "./emails";
+import { decide } from "./governance";
+import type { KeyInfo } from "./keys";
+import { bucketOf } from "./ledger";
+import { upsertProfile } from "./profile";
+import { Room } from "./room";
+import { hasSchema, migrate } from "./schema";
+import { applyStripeEvent, type EventStatus } from "./stripe-events";
+import { reconcile } from "./stripe-reconcile";
+import { summary } from "./summary";
+
+/**
+ * One customer's account, as a Durable Object: the RPC surface over the modules in this folder.
+ * Every balance change is synchronous SQL with no await in between, so concurrent requests can
+ * never overdraw it. Work that awaits Stripe or MailChannels runs under a lock the request path
+ * never takes.
+ */
+export class CustomerAccount extends DurableObject<Env> {
+  private readonly room: Room;
+  private lockTail: Promise<unknown> = Promise.resolve();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.room = new Room(ctx, env);
+    ctx.blockConcurrencyWhile(async () => {
+      // The schema is written with the account, so a request with a made-up customer id leaves
+      // no storage behind; an existing account is migrated to the current schema version.
+      if (hasSchema(ctx.storage.sql)) {
+        migrate(ctx.storage);
+        this.room.load();
+      }
+    });
+  }
+
+  /** Serializes work that awaits Stripe or MailChannels; the request path never takes it. */
+  private withLock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lockTail.then(fn, fn);
+    this.lockTail = run.catch(() => undefined);
+    return run;
+  }
+
+  // ---------------------------------------------------------------- profile and keys
+
+  upsertProfile(customerId: string, patch: ProfilePatch): { created: boolean; customer: CustomerProfile } {
+    return upsertProfile(this.room, customerId, patch);
+  }
+
+  async createKey(name: string | null): Promise<{ id: string; key: string; prefix: string; created_at: number } | null> {
+    if (!this.room.account.exists) return null;
+    return this.room.keys.create(this.room.account.row.customer_id, name);
+  }
+
+  revokeKey(keyId: string): boolean {
+    return this.room.account.exists && this.room.keys.revoke(keyId);
+  }
+
+  listKeys(): KeyInfo[] {
+    return this.room.account.exists ? this.room.keys.list() : [];
+  }
+
+  identify(keyHash: string): CustomerProfile | null {
+    const { account, keys } = this.room;
+    if (!account.exists || !keys.isValid(keyHash) || account.row.deleted_at !== null) return null;
+    return account.profile();
+  }
+
+  // ---------------------------------------------------------------- the request path
+
+  /** Checks the key, applies the governance rule and debits, in one synchronous step. */
+  authorize(input: { keyHash: string; meter: string; priceMicros: number; now?: number }): AuthorizeResult {
+    const room = this.room;
+    if (!room.account.exists || !room.keys.isValid(input.keyHash)) return { outcome: "invalid_key" };
+    const a = room.account.row;
+    if (a.deleted_at !== null) return { outcome: "customer_deleted" };
+    const minimumMicros = room.minimumMicros();
+    const verdict = decide({
+      plan: a.plan,
+      balanceMicros: a.balance,
+      minimumMicros,
+      priceMicros: input.priceMicros,
+      overdue: a.plan === "postpaid" && room.config.GOVERNANCE.block_postpaid_when_unpaid && room.invoices.unpaid(),
+    });
+    if (verdict !== "ok") {
+      return { outcome: verdict, customer: room.account.profile(), balanceMicros: a.balance, minimumMicros, priceMicros: input.priceMicros };
+    }
+    const now = input.now ?? Date.now();
+    const bucket = bucketOf(now, room.config.PRICING.usage_bucket_seconds);
+    this.recordUsage(input.meter, bucket, -input.priceMicros, 1, now);
+    return { outcome: "ok", customerId: a.customer_id, chargedMicros: input.priceMicros, balanceMicros: room.account.row.balance, bucket };
+  }
+
+  /** Gives back a charge whose request the origin failed (configurable), into the same bucket. */
+  refund(input: { meter: string; priceMicros: number; bucket: number }): { balanceMicros: number } {
+    if (!this.room.account.exists) throw new Error("unknown customer");
+    this.recordUsage(input.meter, input.bucket, input.priceMicros, -1, Date.now());
+    return { balanceMicros: this.room.account.row.balance };
+  }
+
+  private recordUsage(meter: string, bucket: number, amount: number, count: number, now: number): void {
+    const room = this.room;
+    room.atomically(() => {
+      room.ledger.usage({ meter, bucket, amount, count, now }, room.reports.accrue(room.account.row.plan, meter, amount, count));
+      room.changed();
+    });
+  }
+
+  // ---------------------------------------------------------------- credits
+
+  /** Grants (amount > 0) or deducts (amount < 0) whole cents; pushed to Stripe when it is on. */
+  grant(input: CreditInput): Promise<CreditResult> {
+    return this.withLock(async () => {
+      const result = applyCredit(this.room, input);
+      if (result.applied && this.room.config.stripeEnabled) {
+        const flushed = await this.room.reports.flush(Date.now()).catch((error) => {
+          log.error("stripe push failed", error);
+          return { pending: 1 };
+        });
+        // Not pushed yet: make sure the cron comes back for it.
+        if (flushed.pending > 0) this.room.directory.schedule();
+      }
+      return result;
+    });
+  }
+
+  // ---------------------------------------------------------------- Stripe and the cron
+
+  /** Applies one verified Stripe event; duplicates are acknowledged and ignored. */
+  applyStripeEvent(customerId: string, event: Stripe.Event): Promise<{ status: EventStatus }> {
+    return this.withLock(async () => ({ status: await applyStripeEvent(this.room, customerId, event) }));
+  }
+
+  /** Reports usage to Stripe and sends due emails. Safe to run twice or concurrently. */
+  runCycle(now: number): Promise<CycleResult> {
+    return this.withLock(async () => {
+      const room = this.room;
+      const result: CycleResult = { reported: 0, reportErrors: 0, emailed: 0 };
+      if (!room.account.exists) return result;
+      if (room.config.stripeEnabled) {
+        room.atomically(() => room.reports.cut());
+        const flushed = await room.reports.flush(now);
+        result.reported = flushed.sent;
+        result.reportErrors = flushed.errors;
+        if (room.account.row.reconcile_needed && flushed.pending === 0) await reconcile(room).catch((e) => log.error("reconcile failed", e));
+      }
+      result.emailed = await room.emails.sendDue(room.cohorts.current, now);
+      await room.directory.push();
+      return result;
+    });
+  }
+
+  override async alarm(): Promise<void> {
+    await this.room.directory.push();
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  summary(): Record<string, unknown> | null {
+    return this.room.account.exists ? summary(this.room) : null;
+  }
+
+  ledgerPage(input: { before?: number; limit: number }) {
+    return this.room.account.exists ? this.room.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
+  }
+
+  emails(limit = 50): EmailRow[] {
+    return this.room.account.exists ? this.room.emails.list(limit) : [];
+  }
+
+  /** Exact micro-cent numbers, for tests and reconciliation checks. */
+  balanceCheck(): { balanceMicros: number; ledgerSumMicros: number; pendingUsageMicros: number; rows: number } | null {
+    const { account, ledger } = this.room;
+    if (!account.exists) return null;
+    return { balanceMicros: account.row.balance, ledgerSumMicros: ledger.sum(), pendingUsageMicros: account.row.pending_usage, rows: ledger.rows() };
+  }
+}

@@ -1,0 +1,131 @@
+import { formatCents } from "../../src/money";
+import type { AccountRow, AccountStore } from "./account";
+
+export const LEDGER_TABLES = {
+  v1: `
+CREATE TABLE IF NOT EXISTS ledger (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  meter TEXT,
+  bucket INTEGER,
+  amount INTEGER NOT NULL,
+  count INTEGER NOT NULL DEFAULT 1,
+  reference TEXT UNIQUE,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_aggregate ON ledger(kind, meter, bucket) WHERE kind IN ('usage', 'refund');`,
+};
+
+export type EntryKind = "grant" | "topup" | "stripe_sync";
+
+export interface UsageEntry {
+  meter: string;
+  bucket: number;
+  /** Micro-cents: < 0 with count 1 is a charge, > 0 with count -1 is its refund. */
+  amount: number;
+  count: number;
+  now: number;
+}
+
+/** The start of the usage bucket `now` falls in (usage is aggregated per meter per bucket). */
+export function bucketOf(now: number, bucketSeconds: number): number {
+  const size = bucketSeconds * 1000;
+  return Math.floor(now / size) * size;
+}
+
+/**
+ * Every credit and debit, and the balance that is always their sum. Usage and refunds are
+ * aggregated per meter per bucket, so storage grows with meters × time, not with requests.
+ * Each write moves the balance in the same statement batch; callers wrap it in a transaction.
+ */
+export class Ledger {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly account: AccountStore,
+  ) {}
+
+  /** A charge or a refund; `alsoSet` lets the caller update other account fields in the same write. */
+  usage(entry: UsageEntry, alsoSet: Partial<AccountRow> = {}): void {
+    const kind = entry.amount <= 0 && entry.count > 0 ? "usage" : "refund";
+    this.sql.exec(
+      `INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (kind, meter, bucket) WHERE kind IN ('usage', 'refund')
+       DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count, updated_at = excluded.updated_at`,
+      kind,
+      entry.meter,
+      entry.bucket,
+      entry.amount,
+      Math.abs(entry.count),
+      entry.now,
+      entry.now,
+    );
+    this.account.set({ ...alsoSet, balance: this.account.row.balance + entry.amount });
+  }
+
+  /** A single entry (grant, top-up, Stripe sync); returns its id. */
+  entry(
+    input: { kind: EntryKind; amount: number; reference?: string | null; reason: string; now: number },
+    alsoSet: Partial<AccountRow> = {},
+  ): number {
+    const id = this.sql
+      .exec(
+        "INSERT INTO ledger (kind, amount, count, reference, reason, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?) RETURNING id",
+        input.kind,
+        input.amount,
+        input.reference ?? null,
+        input.reason,
+        input.now,
+        input.now,
+      )
+      .one().id as number;
+    this.account.set({ ...alsoSet, balance: this.account.row.balance + input.amount });
+    return id;
+  }
+
+  byReference(reference: string): { id: number; amount: number } | undefined {
+    return this.sql.exec("SELECT id, amount FROM ledger WHERE reference = ?", reference).toArray()[0] as
+      | { id: number; amount: number }
+      | undefined;
+  }
+
+  sum(): number {
+    return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger").one().s as number;
+  }
+
+  rows(): number {
+    return this.sql.exec("SELECT COUNT(*) AS n FROM ledger").one().n as number;
+  }
+
+  page(before: number | undefined, limit: number) {
+    const rows = this.sql
+      .exec(
+        "SELECT id, kind, meter, bucket, amount, count, reference, reason, created_at, updated_at FROM ledger WHERE id < ? ORDER BY id DESC LIMIT ?",
+        before ?? Number.MAX_SAFE_INTEGER,
+        limit + 1,
+      )
+      .toArray();
+    const entries: Record<string, SqlStorageValue>[] = rows.slice(0, limit).map((r) => ({ ...r, amount_exact_cents: formatCents(r.amount as number) }));
+    return { entries, next_cursor: rows.length > limit ? (entries.at(-1)!.id as number) : null };
+  }
+
+  /** Requests and charges per meter since a bucket start. */
+  usageSince(bucket: number) {
+    return this.sql
+      .exec(
+        `SELECT meter, SUM(CASE WHEN kind = 'usage' THEN count ELSE -count END) AS requests, -SUM(amount) AS micros
+         FROM ledger WHERE kind IN ('usage', 'refund') AND bucket >= ? GROUP BY meter ORDER BY meter`,
+        bucket,
+      )
+      .toArray()
+      .map((r) => ({ meter: r.meter, requests: r.requests, charged_cents: formatCents(r.micros as number) }));
+  }
+
+  summaryByKind() {
+    return this.sql
+      .exec("SELECT kind, COUNT(*) AS entries, SUM(amount) AS micros, SUM(count) AS count FROM ledger GROUP BY kind ORDER BY kind")
+      .toArray()
+      .map((r) => ({ kind: r.kind, entries: r.entries, count: r.count, total_cents: formatCents(r.micros as number) }));
+  }
+}

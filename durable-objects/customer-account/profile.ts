@@ -1,0 +1,36 @@
+import type Stripe from "stripe";
+import { MAX_AMOUNT_CENTS } from "../../src/money";
+import type { CustomerProfile, ProfilePatch } from "../../src/types";
+import type { Room } from "./room";
+
+/** Creates or updates the customer's profile; a plan change makes the next cycle settle with Stripe. */
+export function upsertProfile(room: Room, customerId: string, patch: ProfilePatch): { created: boolean; customer: CustomerProfile } {
+  const created = !room.account.exists;
+  room.ensure(customerId);
+  const { fields, planChanged } = room.account.patchFields(patch);
+  // Settle with Stripe under the new plan: prepaid takes its balance from Stripe again.
+  if (planChanged && room.config.stripeEnabled) fields.reconcile_needed = 1;
+  if (Object.keys(fields).length) room.account.set(fields);
+  room.changed();
+  room.directory.schedule();
+  return { created, customer: room.account.profile() };
+}
+
+export function markDeleted(room: Room): void {
+  if (room.account.row.deleted_at !== null) return;
+  room.account.set({ deleted_at: Date.now() });
+  room.changed();
+  room.directory.schedule();
+}
+
+/** The profile fields the gateway takes from a Stripe customer (metadata may set plan and minimum). */
+export function profileFromStripe(customer: Stripe.Customer): ProfilePatch {
+  const metadata = Object.fromEntries(Object.entries(customer.metadata ?? {}).map(([k, v]) => [k, String(v)]));
+  const patch: ProfilePatch = { email: customer.email ?? null, name: customer.name ?? null, metadata };
+  if (metadata.payg_plan === "prepaid" || metadata.payg_plan === "postpaid") patch.plan = metadata.payg_plan;
+  const minimum = metadata.payg_minimum_balance_cents;
+  if (minimum !== undefined && /^-?\d{1,10}$/.test(minimum) && Math.abs(Number(minimum)) <= MAX_AMOUNT_CENTS) {
+    patch.minimum_balance_cents = Number(minimum);
+  }
+  return patch;
+}

@@ -1,0 +1,52 @@
+import { ACCOUNT_TABLES } from "./account";
+import { COHORT_TABLES } from "./cohorts";
+import { EMAIL_TABLES } from "./emails";
+import { INVOICE_TABLES } from "./invoices";
+import { KEY_TABLES } from "./keys";
+import { LEDGER_TABLES } from "./ledger";
+import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
+import { REPORT_TABLES } from "./stripe-reports";
+
+/**
+ * The object's schema, versioned. Migration N takes a database at version N-1 to version N; each
+ * runs once, in its own transaction, under blockConcurrencyWhile. Append only: never edit a
+ * migration that has been deployed, add the next one. Each module owns the DDL of its tables.
+ *
+ * Version 1 is the schema objects had before versioning existed. It is all
+ * `CREATE … IF NOT EXISTS`, so it runs harmlessly over such an object and records its version.
+ */
+export const MIGRATIONS: readonly string[] = [
+  [ACCOUNT_TABLES.v1, KEY_TABLES.v1, LEDGER_TABLES.v1, REPORT_TABLES.v1, STRIPE_EVENT_TABLES.v1, INVOICE_TABLES.v1, COHORT_TABLES.v1, EMAIL_TABLES.v1].join("\n"),
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Whether this object holds an account at all (a made-up customer id leaves no storage behind). */
+export function hasSchema(sql: SqlStorage): boolean {
+  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length > 0;
+}
+
+export function schemaVersion(sql: SqlStorage): number {
+  const table = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray();
+  if (!table.length) return 0;
+  return (sql.exec("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version as number | undefined) ?? 0;
+}
+
+/** Brings the database to SCHEMA_VERSION; returns the version it started from. */
+export function migrate(storage: DurableObjectStorage): number {
+  const sql = storage.sql;
+  const from = schemaVersion(sql);
+  for (let version = from + 1; version <= SCHEMA_VERSION; version++) {
+    storage.transactionSync(() => {
+      sql.exec(MIGRATIONS[version - 1]!);
+      sql.exec("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
+      sql.exec(
+        `INSERT INTO schema_version (id, version, migrated_at) VALUES (1, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, migrated_at = excluded.migrated_at`,
+        version,
+        Date.now(),
+      );
+    });
+  }
+  return from;
+}

@@ -1,0 +1,104 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { cohortsFor } from "../../../durable-objects/customer-account/cohorts";
+import { planEmail, type EmailRow } from "../../../durable-objects/customer-account/emails";
+import { decide } from "../../../durable-objects/customer-account/governance";
+import { expectedBalanceMicros } from "../../../durable-objects/customer-account/stripe-reconcile";
+import { dueToStripe } from "../../../durable-objects/customer-account/stripe-reports";
+
+// The account's decisions that need no I/O, tested directly over plain state.
+const micros = fc.integer({ min: -1_000_000_000_000, max: 1_000_000_000_000 });
+
+describe("may this request pass (governance)", () => {
+  it("prepaid: passes exactly when it is free or leaves at least the minimum", () => {
+    fc.assert(
+      fc.property(micros, micros, fc.nat({ max: 10_000_000_000 }), (balance, minimum, price) => {
+        const verdict = decide({ plan: "prepaid", balanceMicros: balance, minimumMicros: minimum, priceMicros: price, overdue: false });
+        expect(verdict).toBe(price === 0 || balance - price >= minimum ? "ok" : "insufficient_credit");
+      }),
+    );
+  });
+
+  it("post-paid: never blocked for balance, only while overdue", () => {
+    fc.assert(
+      fc.property(micros, fc.nat(), fc.boolean(), (balance, price, overdue) => {
+        const verdict = decide({ plan: "postpaid", balanceMicros: balance, minimumMicros: 0, priceMicros: price, overdue });
+        expect(verdict).toBe(overdue ? "payment_overdue" : "ok");
+      }),
+    );
+  });
+});
+
+describe("which cohorts is the customer in", () => {
+  it("at most one; out of credit below the cheapest request, low balance below the threshold; none once deleted", () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          deleted: fc.boolean(),
+          plan: fc.constantFrom("prepaid" as const, "postpaid" as const),
+          headroomMicros: micros,
+          cheapestMicros: fc.integer({ min: 1, max: 10_000_000 }),
+          lowThresholdMicros: fc.nat({ max: 1_000_000_000 }),
+          unpaid: fc.boolean(),
+        }),
+        (s) => {
+          const cohorts = [...cohortsFor(s)];
+          expect(cohorts.length).toBeLessThanOrEqual(1);
+          const expected =
+            s.deleted ? [] :
+            s.plan === "postpaid" ? (s.unpaid ? ["payment_failed"] : []) :
+            s.headroomMicros < s.cheapestMicros ? ["out_of_credits"] :
+            s.headroomMicros < s.lowThresholdMicros ? ["low_balance"] : [];
+          expect(cohorts).toEqual(expected);
+        },
+      ),
+    );
+  });
+});
+
+describe("when is the next email due", () => {
+  const row = (fields: Partial<EmailRow>): EmailRow => ({
+    id: 1, cohort: "out_of_credits", enrollment: 1, seq: 0, to_email: "a@example.com", subject: "s", text: "t", html: null,
+    status: "sent", attempts: 1, next_attempt_at: null, last_error: null, created_at: 1_000, sent_at: 1_000, ...fields,
+  });
+
+  it("the first email of an enrollment is due on entry, unless the window of an earlier enrollment is still running", () => {
+    fc.assert(
+      fc.property(fc.nat({ max: 10_000_000 }), fc.option(fc.nat({ max: 10_000_000 })), fc.integer({ min: 1, max: 86_400_000 }), (entered, previousSent, window) => {
+        const previous = previousSent === null ? undefined : row({ enrollment: 0, sent_at: previousSent });
+        const plan = planEmail({ membership: { enrollment: 1, entered_at: entered }, last: undefined, previous: () => previous, reenrollMs: window, defaultReenrollMs: window });
+        expect(plan).toMatchObject({ retry: null, seq: 0 });
+        expect(plan!.at).toBe(previousSent === null ? entered : Math.max(entered, previousSent + window));
+        expect(plan!.at).toBeGreaterThanOrEqual(entered);
+      }),
+    );
+  });
+
+  it("a retry keeps its sequence; a sent email repeats after the window; a zero window or a send in flight means none", () => {
+    const m = { enrollment: 1, entered_at: 0 };
+    const retry = row({ status: "retry", next_attempt_at: 5_000, seq: 2 });
+    expect(planEmail({ membership: m, last: retry, previous: () => undefined, reenrollMs: 3_600_000, defaultReenrollMs: 3_600_000 })).toEqual({ at: 5_000, retry, seq: 2 });
+    expect(planEmail({ membership: m, last: row({ seq: 2, sent_at: 7_000 }), previous: () => undefined, reenrollMs: 60_000, defaultReenrollMs: 1 })).toEqual({ at: 67_000, retry: null, seq: 3 });
+    expect(planEmail({ membership: m, last: row({}), previous: () => undefined, reenrollMs: 0, defaultReenrollMs: 3_600_000 })).toBeNull();
+    expect(planEmail({ membership: m, last: row({ status: "sending" }), previous: () => undefined, reenrollMs: 60_000, defaultReenrollMs: 60_000 })).toBeNull();
+  });
+});
+
+describe("how much is due to Stripe", () => {
+  it("whole cents toward zero; the sub-cent remainder waits and nothing is lost", () => {
+    fc.assert(
+      fc.property(micros, (pending) => {
+        const due = dueToStripe(pending);
+        expect(Number.isInteger(due.cents)).toBe(true);
+        expect(due.cents * 1_000_000 + due.remainderMicros).toBe(pending);
+        expect(Math.abs(due.remainderMicros)).toBeLessThan(1_000_000);
+        expect(Math.sign(due.remainderMicros) * Math.sign(pending)).not.toBe(-1);
+      }),
+    );
+  });
+
+  it("the edge balance Stripe implies: its credit, less what is not reported yet, less refused credit", () => {
+    expect(expectedBalanceMicros(-500, 1_500_000, 0)).toBe(498_500_000);
+    expect(expectedBalanceMicros(2, 0, 10)).toBe(-12_000_000);
+  });
+});

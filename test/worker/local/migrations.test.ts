@@ -1,0 +1,87 @@
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { MIGRATIONS, SCHEMA_VERSION } from "../../../durable-objects/customer-account/schema";
+import { sha256Hex } from "../../../src/keys";
+import { admin, customerStub, echoOrigin, gateway, uniqueId, withKey } from "../helpers";
+
+/** Writes a customer as the first deployed version of the object stored it. */
+async function seedV1(id: string, keys: { live: string; revoked: string }) {
+  const [liveHash, revokedHash] = [await sha256Hex(keys.live), await sha256Hex(keys.revoked)];
+  await runInDurableObject(customerStub(id), (_instance, state) => {
+    const sql = state.storage.sql;
+    // Version 1 is exactly the schema the first deployed code created (pinned below).
+    sql.exec(MIGRATIONS[0]!);
+    const t = 1_760_000_000_000;
+    sql.exec(
+      `INSERT INTO account (id, customer_id, email, name, plan, balance, pending_usage, last_topup_cents, directory_seq, created_at, updated_at)
+       VALUES (1, ?, 'old@example.com', 'Old Timer', 'prepaid', 5050000, 0, 1000, 3, ?, ?)`,
+      id,
+      t,
+      t,
+    );
+    sql.exec("INSERT INTO api_keys (id, hash, prefix, name, created_at) VALUES ('key_live', ?, 'payg_x', 'live', ?)", liveHash, t);
+    sql.exec("INSERT INTO api_keys (id, hash, prefix, name, created_at, revoked_at) VALUES ('key_old', ?, 'payg_y', 'old', ?, ?)", revokedHash, t, t + 1);
+    sql.exec("INSERT INTO ledger (kind, amount, count, reference, reason, created_at, updated_at) VALUES ('topup', 10000000, 1, 'checkout_cs_1', 'Stripe Checkout cs_1', ?, ?)", t, t);
+    sql.exec("INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES ('usage', 'api_requests', ?, -4950000, 99, ?, ?)", t, t, t);
+    sql.exec(
+      "INSERT INTO reports (report_id, kind, idempotency_key, amount, status, attempts, created_at, sent_at) VALUES ('payg_usage_old', 'usage_debit', 'payg_usage_old', 4, 'sent', 1, ?, ?)",
+      t,
+      t,
+    );
+    sql.exec(
+      "INSERT INTO emails (cohort, enrollment, seq, to_email, subject, text, status, attempts, created_at, sent_at) VALUES ('low_balance', 1, 0, 'old@example.com', 'Low', 'Hi', 'outbox', 1, ?, ?)",
+      t,
+      t,
+    );
+    sql.exec("INSERT INTO cohorts (cohort, enrollment, entered_at) VALUES ('low_balance', 1, ?)", t);
+    sql.exec("INSERT INTO stripe_events (id, type, received_at) VALUES ('evt_old', 'customer.updated', ?)", t);
+  });
+}
+
+/** SHA-256 of each deployed migration: a deployed migration is never edited, only followed by a new one. */
+const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c"];
+
+describe("schema migrations", () => {
+  it("never edits a deployed migration", async () => {
+    const hashes = await Promise.all(MIGRATIONS.slice(0, DEPLOYED.length).map((m) => sha256Hex(m)));
+    expect(hashes).toEqual(DEPLOYED);
+  });
+
+  it("upgrades an object created by the first deployed version in place, keeping every cent and key", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_v1");
+    const keys = { live: `payg_${id}.${"L".repeat(43)}`, revoked: `payg_${id}.${"R".repeat(43)}` };
+    await seedV1(id, keys);
+    // A new instance of the current code opens the old database.
+    await evictDurableObject(customerStub(id));
+
+    const before = await admin("GET", `/customers/${id}`);
+    expect(before.status).toBe(200);
+    expect(before.body.customer).toMatchObject({ id, email: "old@example.com", name: "Old Timer", plan: "prepaid" });
+    expect(before.body.balance).toMatchObject({ available_exact_cents: "5.05", ledger_sum_exact_cents: "5.05" });
+    expect(before.body.cohorts.current).toEqual([{ cohort: "low_balance", enrollment: 1, entered_at: 1_760_000_000_000 }]);
+    expect(before.body.stripe.recent_reports).toEqual([expect.objectContaining({ id: "payg_usage_old", status: "sent", amount: 4 })]);
+    expect((await admin("GET", `/customers/${id}/keys`)).body.keys.map((k: { id: string }) => k.id)).toEqual(["key_live", "key_old"]);
+    expect((await admin("GET", `/customers/${id}/emails`)).body.emails).toHaveLength(1);
+
+    const charged = await gateway("/v1/x", withKey(keys.live));
+    expect(charged.status).toBe(200);
+    expect(charged.headers.get("x-payg-balance-cents")).toBe("4.05");
+    expect((await gateway("/v1/x", withKey(keys.revoked))).status).toBe(401);
+    expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: 4_050_000, ledgerSumMicros: 4_050_000 });
+
+    const version = await runInDurableObject(customerStub(id), (_instance, state) =>
+      state.storage.sql.exec("SELECT version FROM schema_version").one().version,
+    );
+    expect(version).toBe(SCHEMA_VERSION);
+  });
+
+  it("creates no storage for a customer id that was never set up", async () => {
+    const id = uniqueId("cus_none");
+    expect((await admin("GET", `/customers/${id}`)).status).toBe(404);
+    const tables = await runInDurableObject(customerStub(id), (_instance, state) =>
+      state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'").toArray(),
+    );
+    expect(tables).toEqual([]);
+  });
+});
