@@ -4,6 +4,9 @@ import type { AccountStore } from "./account";
 import type { CohortStore } from "./cohorts";
 import type { EmailLog } from "./emails";
 import type { StripeReports } from "./stripe-reports";
+import type { Timers } from "./timers";
+
+export const DIRECTORY_TIMER = "directory";
 
 /**
  * Keeps the one Directory object's view of this customer (profile, cohorts, when the cron is
@@ -13,8 +16,8 @@ import type { StripeReports } from "./stripe-reports";
 export class DirectorySync {
   constructor(
     private readonly deps: {
-      state: DurableObjectState;
       env: Env;
+      timers: Timers;
       config: () => Config;
       account: AccountStore;
       cohorts: CohortStore;
@@ -23,9 +26,9 @@ export class DirectorySync {
     },
   ) {}
 
-  /** Pushes a snapshot soon (the alarm), outside the caller's transaction. */
+  /** Pushes a snapshot soon (from the alarm), outside the caller's transaction. */
   schedule(): void {
-    void this.deps.state.storage.setAlarm(Date.now());
+    this.deps.timers.at(DIRECTORY_TIMER, Date.now());
   }
 
   /** When the cron should next visit this customer, or null when there is nothing to do. */

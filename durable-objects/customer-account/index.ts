@@ -8,11 +8,14 @@ import { decide } from "./governance";
 import type { KeyInfo } from "./keys";
 import { bucketOf } from "./ledger";
 import { upsertProfile } from "./profile";
+import { DIRECTORY_TIMER } from "./directory-sync";
 import { Room } from "./room";
 import { hasSchema, migrate } from "./schema";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { reconcile } from "./stripe-reconcile";
 import { summary } from "./summary";
+
+const TIMER_RETRY_MS = 5_000;
 
 /**
  * One customer's account, as a Durable Object: the RPC surface over the modules in this folder.
@@ -153,8 +156,22 @@ export class CustomerAccount extends DurableObject<Env> {
     });
   }
 
+  /** The one alarm, shared by named timers: each due timer's handler runs; a failed one retries. */
   override async alarm(): Promise<void> {
-    await this.room.directory.push();
+    const room = this.room;
+    if (!room.account.exists) return;
+    const handlers: Record<string, () => Promise<void>> = {
+      [DIRECTORY_TIMER]: () => room.directory.push(),
+    };
+    for (const name of room.timers.takeDue(Date.now())) {
+      try {
+        await handlers[name]?.();
+      } catch (error) {
+        log.warn(`timer ${name} failed; retrying in ${TIMER_RETRY_MS / 1000} s`, error);
+        room.timers.at(name, Date.now() + TIMER_RETRY_MS);
+      }
+    }
+    room.timers.rearm();
   }
 
   // ---------------------------------------------------------------- reads

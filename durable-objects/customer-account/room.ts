@@ -10,6 +10,7 @@ import { migrate } from "./schema";
 import { Ledger } from "./ledger";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
+import { Timers } from "./timers";
 
 /**
  * One customer's account: its modules wired together over the object's SQLite, plus the few
@@ -26,6 +27,7 @@ export class Room {
   readonly reports: StripeReports;
   readonly stripeEvents: StripeEventLog;
   readonly directory: DirectorySync;
+  readonly timers: Timers;
 
   constructor(
     readonly state: DurableObjectState,
@@ -34,6 +36,7 @@ export class Room {
     this.sql = state.storage.sql;
     const config = () => this.config;
     this.account = new AccountStore(this.sql);
+    this.timers = new Timers(this.sql, state.storage);
     this.keys = new KeyStore(this.sql);
     this.ledger = new Ledger(this.sql, this.account);
     this.invoices = new Invoices(this.sql);
@@ -42,8 +45,8 @@ export class Room {
     this.reports = new StripeReports(this.sql, config, this.account);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({
-      state,
       env,
+      timers: this.timers,
       config,
       account: this.account,
       cohorts: this.cohorts,

@@ -6,6 +6,7 @@ import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
 import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
 import { REPORT_TABLES } from "./stripe-reports";
+import { TIMER_TABLES } from "./timers";
 
 /**
  * The object's schema, versioned. Migration N takes a database at version N-1 to version N; each
@@ -17,6 +18,8 @@ import { REPORT_TABLES } from "./stripe-reports";
  */
 export const MIGRATIONS: readonly string[] = [
   [ACCOUNT_TABLES.v1, KEY_TABLES.v1, LEDGER_TABLES.v1, REPORT_TABLES.v1, STRIPE_EVENT_TABLES.v1, INVOICE_TABLES.v1, COHORT_TABLES.v1, EMAIL_TABLES.v1].join("\n"),
+  // v2: named timers sharing the one alarm (an upgraded object pushes its directory snapshot once).
+  TIMER_TABLES.v2,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

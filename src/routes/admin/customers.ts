@@ -1,0 +1,127 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { customerStub, directoryStub, type AppEnv } from "../../env";
+import { ApiError } from "../../errors";
+import { jsonBody, queryInt } from "../../http";
+import { CUSTOMER_ID } from "../../keys";
+import { MAX_AMOUNT_CENTS, microsToWholeCents } from "../../money";
+
+const CustomerBody = z.strictObject({
+  email: z.email().max(320).nullable().optional(),
+  name: z.string().max(200).nullable().optional(),
+  metadata: z.record(z.string().max(40), z.string().max(500)).optional(),
+  plan: z.enum(["prepaid", "postpaid"]).optional(),
+  minimum_balance_cents: z.int().min(-MAX_AMOUNT_CENTS).max(MAX_AMOUNT_CENTS).nullable().optional(),
+});
+
+const KeyBody = z.strictObject({ name: z.string().max(100).optional() });
+
+const CreditBody = z.strictObject({
+  amount: z
+    .int("amount must be a whole number of cents")
+    .min(-MAX_AMOUNT_CENTS)
+    .max(MAX_AMOUNT_CENTS)
+    .refine((n) => n !== 0, "amount must not be 0"),
+  reason: z.string().min(1).max(500),
+});
+
+export function customerId(raw: string): string {
+  if (!CUSTOMER_ID.test(raw)) throw new ApiError("invalid_request", "Customer ids match [A-Za-z0-9_-]{1,64}.");
+  return raw;
+}
+
+export function notFound(id: string): never {
+  throw new ApiError("not_found", `No customer ${id}.`);
+}
+
+/** The `Idempotency-Key` header of an admin write, if any. */
+export function idempotencyKey(header: string | undefined): string | undefined {
+  if (header !== undefined && !/^[\x21-\x7e]{1,128}$/.test(header)) {
+    throw new ApiError("invalid_request", "Idempotency-Key must be 1-128 printable characters.");
+  }
+  return header;
+}
+
+/** `/admin/customers…`: profiles, keys, credits, the ledger and the email log. */
+export const customers = new Hono<AppEnv>();
+
+customers.get("/customers", async (c) => {
+  const limit = queryInt(c, "limit", 50, 1, 500);
+  return c.json(await directoryStub(c.env).customers(c.req.query("cursor") ?? null, limit));
+});
+
+customers.put("/customers/:id", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const body = await jsonBody(c, CustomerBody);
+  const result = await customerStub(c.env, id).upsertProfile(id, body);
+  const summary = await customerStub(c.env, id).summary();
+  return c.json(summary, result.created ? 201 : 200);
+});
+
+customers.get("/customers/:id", async (c) => {
+  const id = customerId(c.req.param("id"));
+  return c.json((await customerStub(c.env, id).summary()) ?? notFound(id));
+});
+
+customers.post("/customers/:id/keys", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const body = await jsonBody(c, KeyBody);
+  const key = (await customerStub(c.env, id).createKey(body.name ?? null)) ?? notFound(id);
+  return c.json(key, 201);
+});
+
+customers.get("/customers/:id/keys", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const stub = customerStub(c.env, id);
+  if (!(await stub.summary())) notFound(id);
+  return c.json({ keys: await stub.listKeys() });
+});
+
+customers.delete("/customers/:id/keys/:keyId", async (c) => {
+  const id = customerId(c.req.param("id"));
+  if (!(await customerStub(c.env, id).revokeKey(c.req.param("keyId")))) {
+    throw new ApiError("not_found", `No active key ${c.req.param("keyId")} for customer ${id}.`);
+  }
+  return c.body(null, 204);
+});
+
+customers.post("/customers/:id/credits", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const body = await jsonBody(c, CreditBody);
+  const key = idempotencyKey(c.req.header("idempotency-key"));
+  const stub = customerStub(c.env, id);
+  if (!(await stub.summary())) notFound(id);
+  const result = await stub.grant({
+    customerId: id,
+    amountCents: body.amount,
+    reason: body.reason,
+    ...(key ? { reference: `admin_${key}` } : {}),
+  });
+  if (result.conflict) {
+    throw new ApiError("conflict", "This Idempotency-Key was already used for a different amount.");
+  }
+  return c.json(
+    {
+      applied: result.applied,
+      ledger_entry_id: result.entryId,
+      balance: { available_cents: microsToWholeCents(result.balanceMicros) },
+    },
+    result.applied ? 201 : 200,
+  );
+});
+
+customers.get("/customers/:id/ledger", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const limit = queryInt(c, "limit", 50, 1, 500);
+  const cursor = c.req.query("cursor") === undefined ? undefined : queryInt(c, "cursor", 0, 1, Number.MAX_SAFE_INTEGER);
+  const stub = customerStub(c.env, id);
+  if (!(await stub.summary())) notFound(id);
+  return c.json(await stub.ledgerPage({ limit, ...(cursor ? { before: cursor } : {}) }));
+});
+
+customers.get("/customers/:id/emails", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const stub = customerStub(c.env, id);
+  if (!(await stub.summary())) notFound(id);
+  return c.json({ delivery: c.var.config.emailDelivery, emails: await stub.emails(queryInt(c, "limit", 50, 1, 500)) });
+});

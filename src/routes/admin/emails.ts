@@ -1,0 +1,64 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { COHORTS } from "../../config";
+import { sendViaMailChannels } from "../../email/mailchannels";
+import { customerStub, directoryStub, type AppEnv } from "../../env";
+import { ApiError } from "../../errors";
+import { jsonBody, queryInt } from "../../http";
+import { CUSTOMER_ID } from "../../keys";
+import { mergeValues } from "../../merge";
+import { centsToMicros } from "../../money";
+import { escapeHtml, renderString } from "../../template";
+import { notFound } from "./customers";
+
+const TestEmailBody = z.strictObject({
+  template: z.enum(COHORTS),
+  to: z.email(),
+  customer_id: z.string().regex(CUSTOMER_ID).optional(),
+});
+
+/** `/admin/emails…`: the tutorial's "Test" button for email templates. */
+export const emails = new Hono<AppEnv>();
+
+/** Renders a template with a customer's (or sample) data and sends it. */
+emails.post("/emails/test", async (c) => {
+  const config = c.var.config;
+  const body = await jsonBody(c, TestEmailBody);
+  const template = config.EMAILS?.templates[body.template];
+  if (!config.EMAILS || !template) throw new ApiError("not_found", `No email template for cohort ${body.template}.`);
+  let values = mergeValues(
+    config,
+    { id: "cus_sample", name: "Ada Lovelace", email: body.to },
+    { balanceMicros: 0, minimumMicros: centsToMicros(config.GOVERNANCE.minimum_balance_cents), priceMicros: config.PRICING.fallback.priceMicros },
+  );
+  if (body.customer_id) {
+    const summary = (await customerStub(c.env, body.customer_id).summary()) as {
+      customer: { id: string; name: string | null; email: string | null };
+      balance: { available_cents: number; minimum_cents: number };
+    } | null;
+    if (!summary) notFound(body.customer_id);
+    const { customer, balance } = summary;
+    values = mergeValues(config, customer, {
+      balanceMicros: centsToMicros(balance.available_cents),
+      minimumMicros: centsToMicros(balance.minimum_cents),
+      priceMicros: config.PRICING.fallback.priceMicros,
+    });
+  }
+  const email = {
+    to: body.to,
+    subject: renderString(template.subject, values),
+    text: renderString(template.text, values),
+    html: template.html ? renderString(template.html, escapeHtml(values)) : null,
+  };
+  if (config.emailDelivery === "outbox") {
+    const id = await directoryStub(c.env).recordTestEmail(email);
+    return c.json({ status: "outbox", id, email }, 202);
+  }
+  const result = await sendViaMailChannels(config, { ...email, ...(email.html ? { html: email.html } : { html: undefined }) });
+  if (result.outcome !== "sent") throw new ApiError("upstream_error", `MailChannels did not accept the email: ${result.error}`);
+  return c.json({ status: "sent", email }, 202);
+});
+
+emails.get("/emails/test-outbox", async (c) => {
+  return c.json({ emails: await directoryStub(c.env).testOutbox(queryInt(c, "limit", 50, 1, 500)) });
+});

@@ -1,0 +1,45 @@
+import { Hono } from "hono";
+import type { AppEnv } from "../../env";
+import { ApiError } from "../../errors";
+import { adminAuth } from "../../middleware/admin-auth";
+import { limitBody } from "../../middleware/body-limit";
+import { cohorts } from "./cohorts";
+import { customers } from "./customers";
+import { emails } from "./emails";
+
+const ADMIN_BODY_LIMIT = 64 * 1024;
+
+/**
+ * The admin API: every route under /admin needs the admin token. Each resource is its own Hono
+ * app in this folder, mounted here; add new ones before the fallback.
+ */
+export const admin = new Hono<AppEnv>().basePath("/admin");
+
+admin.use(adminAuth(), limitBody(ADMIN_BODY_LIMIT));
+
+admin.get("/status", (c) => {
+  const config = c.var.config;
+  return c.json({
+    stripe: config.stripeEnabled ? "on" : "off",
+    email_delivery: config.emailDelivery,
+    origin: config.ORIGIN_URL,
+    default_price_cents: config.PRICING.fallback.priceMicros / 1_000_000,
+    minimum_balance_cents: config.GOVERNANCE.minimum_balance_cents,
+  });
+});
+
+admin.route("/", customers);
+admin.route("/", cohorts);
+admin.route("/", emails);
+
+/** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
+admin.all("*", (c) => {
+  const path = new URL(c.req.url).pathname;
+  const allowed = admin.routes
+    .filter((r) => r.method !== "ALL" && new RegExp(`^${r.path.replace(/:[^/]+/g, "[^/]+")}$`).test(path))
+    .map((r) => r.method);
+  if (allowed.length) {
+    throw new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${[...new Set(allowed)].join(", ")}.`);
+  }
+  throw new ApiError("not_found", `No admin route ${c.req.method} ${path}.`);
+});
