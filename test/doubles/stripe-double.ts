@@ -586,7 +586,8 @@ export class StripeDouble {
 
   /**
    * Refund a charge (or a PaymentIntent's latest charge), all that is left by default. Emits
-   * `charge.refunded` and `refund.created`; partial refunds accumulate in `amount_refunded`.
+   * `charge.refunded` and `refund.created`; partial refunds accumulate in `amount_refunded` (the
+   * Charge lists `refunds` only with `expand[]=refunds`, as since API 2022-11-15).
    */
   refundCharge(chargeOrPaymentIntentId: string, amount?: number): { refund: Stripe.Refund; charge: Stripe.Charge } {
     return refundChargeIn(this.state, chargeOrPaymentIntentId, amount);
@@ -713,6 +714,7 @@ export class StripeDouble {
     return pi ? clone(pi) : undefined;
   }
 
+  /** The charge as stored (with its `refunds` list, which the API shows only when expanded). */
   getCharge(id: string): Stripe.Charge | undefined {
     const charge = this.state.charges.get(id);
     return charge ? clone(charge) : undefined;

@@ -258,7 +258,7 @@ export function apiRetrievePaymentIntent(state: StripeState, id: string, params:
 
 function paymentIntentView(state: StripeState, pi: Stripe.PaymentIntent, expand: ReadonlySet<string>): Stripe.PaymentIntent {
   const view = clone(pi);
-  if (expand.has("latest_charge") && typeof pi.latest_charge === "string") view.latest_charge = clone(state.charges.get(pi.latest_charge)!);
+  if (expand.has("latest_charge") && typeof pi.latest_charge === "string") view.latest_charge = chargeView(state.charges.get(pi.latest_charge)!);
   if (expand.has("payment_method") && typeof pi.payment_method === "string") view.payment_method = clone(state.paymentMethods.get(pi.payment_method)!);
   if (expand.has("customer") && typeof pi.customer === "string") view.customer = clone(state.customers.get(pi.customer)!);
   return view;
@@ -359,7 +359,7 @@ function confirmPaymentIntent(
     pi.amount_received = pi.amount;
     pi.status = "succeeded";
     if (pi.setup_future_usage && typeof pi.customer === "string" && !pm.customer) attachPaymentMethod(state, pm, pi.customer, request);
-    state.emit("charge.succeeded", charge, undefined, request);
+    state.emit("charge.succeeded", chargeView(charge), undefined, request);
     state.emit("payment_intent.succeeded", pi, undefined, request);
     return undefined;
   }
@@ -377,7 +377,7 @@ function confirmPaymentIntent(
     payment_method: clone(pm),
   };
   pi.payment_method = null;
-  state.emit("charge.failed", charge, undefined, request);
+  state.emit("charge.failed", chargeView(charge), undefined, request);
   state.emit("payment_intent.payment_failed", pi, undefined, request);
   return { ...error, charge: charge.id, payment_method: clone(pm) };
 }
@@ -432,7 +432,7 @@ export function payForCheckout(
     paymentIntent: pi,
     emit: () => {
       if (attach) attachPaymentMethod(state, pm, customer, null);
-      state.emit("charge.succeeded", charge, undefined, null);
+      state.emit("charge.succeeded", chargeView(charge), undefined, null);
       state.emit("payment_intent.succeeded", pi, undefined, null);
     },
   };
@@ -449,7 +449,7 @@ export function settleCheckoutPayment(state: StripeState, piId: string, succeede
     pi.latest_charge = charge.id;
     pi.amount_received = pi.amount;
     pi.status = "succeeded";
-    state.emit("charge.succeeded", charge, undefined, null);
+    state.emit("charge.succeeded", chargeView(charge), undefined, null);
     state.emit("payment_intent.succeeded", pi, undefined, null);
   } else {
     pi.status = "requires_payment_method";
@@ -459,6 +459,17 @@ export function settleCheckoutPayment(state: StripeState, piId: string, succeede
 }
 
 // ----------------------------------------------------------------------------- charges
+
+/**
+ * The Charge as the API shows it: since API version 2022-11-15 `refunds` is not included unless
+ * expanded (docs.stripe.com/changelog/2022-11-15/deprecates-charges-auto-expand; optional in the
+ * SDK's Charge type), so event payloads carry `amount_refunded` and `refunded`, not the list.
+ */
+export function chargeView(charge: Stripe.Charge, expandRefunds = false): Stripe.Charge {
+  const view = clone(charge);
+  if (!expandRefunds) delete view.refunds;
+  return view;
+}
 
 function newCharge(state: StripeState, pi: Stripe.PaymentIntent, pm: Stripe.PaymentMethod, failure: StripeErrorBody | null): Stripe.Charge {
   const id = newId("ch_");
@@ -553,10 +564,10 @@ function newCharge(state: StripeState, pi: Stripe.PaymentIntent, pm: Stripe.Paym
 
 export function apiRetrieveCharge(state: StripeState, id: string, params: Params): Stripe.Charge {
   checkKnown(params, RETRIEVE_PARAMS);
-  const expand = readExpand(params, ["payment_intent", "customer"]);
+  const expand = readExpand(params, ["payment_intent", "customer", "refunds"]);
   const charge = state.charges.get(id);
   if (!charge) throw noSuch("charge", id, "charge", 404);
-  const view = clone(charge);
+  const view = chargeView(charge, expand.has("refunds"));
   if (expand.has("payment_intent") && typeof charge.payment_intent === "string") view.payment_intent = clone(state.paymentIntents.get(charge.payment_intent)!);
   if (expand.has("customer") && typeof charge.customer === "string") view.customer = clone(state.customers.get(charge.customer)!);
   return view;
@@ -580,8 +591,9 @@ function chargeFor(state: StripeState, chargeOrPaymentIntentId: string): Stripe.
 
 /**
  * Dashboard-style refund of a succeeded charge (all that is left of it by default). Emits
- * `charge.refunded` (Charge with `amount_refunded` accumulated, `refunded` true only once fully
- * refunded, `refunds` newest first) and `refund.created`.
+ * `charge.refunded` (Charge with `amount_refunded` accumulated and `refunded` true only once fully
+ * refunded; `refunds`, newest first, only through `expand[]=refunds`, see chargeView) and
+ * `refund.created`.
  */
 export function refundCharge(state: StripeState, chargeOrPaymentIntentId: string, amount?: number): { refund: Stripe.Refund; charge: Stripe.Charge } {
   const charge = chargeFor(state, chargeOrPaymentIntentId);
@@ -620,9 +632,9 @@ export function refundCharge(state: StripeState, chargeOrPaymentIntentId: string
   const list = charge.refunds ?? { object: "list", data: [], has_more: false, url: `/v1/charges/${charge.id}/refunds` };
   list.data = [refund, ...list.data];
   charge.refunds = list;
-  state.emit("charge.refunded", charge, previous, StripeState.noRequest);
+  state.emit("charge.refunded", chargeView(charge), previous, StripeState.noRequest);
   state.emit("refund.created", refund, undefined, StripeState.noRequest);
-  return { refund: clone(refund), charge: clone(charge) };
+  return { refund: clone(refund), charge: chargeView(charge) };
 }
 
 export function apiRetrieveRefund(state: StripeState, id: string, params: Params): Stripe.Refund {
@@ -764,7 +776,7 @@ export function apiRetrieveDispute(state: StripeState, id: string, params: Param
   const dispute = state.disputes.get(id);
   if (!dispute) throw noSuch("dispute", id, "dispute", 404);
   const view = clone(dispute);
-  if (expand.has("charge") && typeof dispute.charge === "string") view.charge = clone(state.charges.get(dispute.charge)!);
+  if (expand.has("charge") && typeof dispute.charge === "string") view.charge = chargeView(state.charges.get(dispute.charge)!);
   if (expand.has("payment_intent") && typeof dispute.payment_intent === "string") view.payment_intent = clone(state.paymentIntents.get(dispute.payment_intent)!);
   return view;
 }

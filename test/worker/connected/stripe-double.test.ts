@@ -307,7 +307,10 @@ describe("Stripe double: Checkout saves the card, refunds and disputes", () => {
     ]);
     expect(refunded[1]!.previous_attributes).toMatchObject({ amount_refunded: 300, refunded: false });
     expect(refunded[1]!.object).toMatchObject({ payment_intent: pi.id });
-    expect(refunded[1]!.object.refunds!.data.map((r) => r.amount)).toEqual([700, 300]);
+    // Since API 2022-11-15 a Charge carries `refunds` only when expanded.
+    expect(refunded[1]!.object.refunds).toBeUndefined();
+    const withRefunds = await client.charges.retrieve(pi.latest_charge as string, { expand: ["refunds"] });
+    expect(withRefunds.refunds!.data.map((r) => r.amount)).toEqual([700, 300]);
     expect(eventsOf(double, "refund.created").map((e) => e.data.object.amount)).toEqual([300, 700]);
 
     const other = await client.paymentIntents.create({ amount: 4000, currency: "usd", customer: c.id, payment_method: "pm_card_visa", confirm: true });
