@@ -4,7 +4,8 @@
  * session created with `payment_intent_data[setup_future_usage]` and a `customer` also attaches
  * the card to that customer (FACTS.md: "It is attached to the customer only when the session has
  * `customer`"). `checkout.session.completed` is emitted first, then `payment_method.attached`,
- * `charge.succeeded` and `payment_intent.succeeded` (Stripe does not order deliveries).
+ * `payment_intent.created`, `charge.succeeded` and `payment_intent.succeeded` (Stripe does not
+ * order deliveries).
  * Completing a checkout never changes a customer balance: the gateway credits it itself.
  */
 import type Stripe from "stripe";

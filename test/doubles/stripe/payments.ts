@@ -415,7 +415,7 @@ export function payForCheckout(
   const attach = data.setupFutureUsage !== null && customer !== null;
   if (opts.pending) {
     pi.status = "processing";
-    pi.processing = { type: "card", card: null } as unknown as Stripe.PaymentIntent.Processing;
+    pi.processing = { type: "card" };
     return {
       paymentIntent: pi,
       emit: () => {
@@ -432,6 +432,7 @@ export function payForCheckout(
     paymentIntent: pi,
     emit: () => {
       if (attach) attachPaymentMethod(state, pm, customer, null);
+      state.emit("payment_intent.created", pi, undefined, null);
       state.emit("charge.succeeded", chargeView(charge), undefined, null);
       state.emit("payment_intent.succeeded", pi, undefined, null);
     },
