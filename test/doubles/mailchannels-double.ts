@@ -6,37 +6,47 @@
  *     http.all("http://mailchannels.test/*", ({ request }) => double.handle(request))
  * - For end-to-end tests, wrap `handle` in a plain Node http server.
  *
- * What is taken from MailChannels' public docs (docs.mailchannels.net / docs.mailchannels.com):
- * - Endpoint `POST https://api.mailchannels.net/tx/v1/send`, key in the `X-Api-Key` header,
- *   success is `202 Accepted`.
- * - Body shape: `personalizations[].to[]` of `{ email, name? }`, optional `cc`/`bcc`,
- *   per-personalization `dkim_domain` / `dkim_selector` / `dkim_private_key`; `from`;
- *   `subject`; `content[]` of `{ type, value }`.
- * - Content ordering: the docs say "text/plain must come first if you use it" (content-types
- *   page), so text/html before text/plain is rejected here.
- * - Send errors: 400 for a malformed body, missing field or invalid address; 403 for a
- *   missing/invalid key or an unauthorised sending domain; 413 past 30 MB; 500/502 transient.
+ * Confirmed by MailChannels' docs (docs.mailchannels.net / docs.mailchannels.com) and their
+ * official SDK (github.com/mailchannels/mailchannels-email-api-sdk-js, src/types/emails/internal.ts):
+ * - Endpoint `POST https://api.mailchannels.net/tx/v1/send`, key in the `X-Api-Key` header.
+ * - Body shape (the SDK's EmailsSendPayload): `personalizations[]` of `{ to[], cc?, bcc?, from?,
+ *   reply_to?, subject?, headers?, dynamic_template_data?, envelope_from?, dkim_domain?,
+ *   dkim_selector?, dkim_private_key? }`; `from`; `subject`; `content[]` of `{ type, value,
+ *   template_type? }`; optional top-level `headers`, `reply_to`, `attachments`, `campaign_id`,
+ *   `tracking_settings`, `transactional`, `unsubscribe_settings`, `envelope_from`, `dkim_*`.
+ * - Success is `202` with `{ request_id, results: [{ index, message_id, status: "sent" | "failed",
+ *   reason? }] }` (the SDK's EmailsSendApiResponse): a 202 can still carry a per-message `failed`
+ *   with a `reason` (fault kind `202_failed`). `200` only for `?dry-run=true` (nothing sent).
+ * - Custom headers at top level `headers` or per personalization; "If the same header appears in
+ *   both the top-level and personalization objects, the value from the header in the
+ *   personalization is used" (docs.mailchannels.net/email-api/advanced/custom-headers).
+ *   "MailChannels may reject certain headers": the reserved ones listed in FACTS.md (From, To,
+ *   CC, BCC, Subject, Reply-To, Message-ID, Content-Type, Content-Transfer-Encoding,
+ *   DKIM-Signature, Received, Authentication-Results) are refused here with 400, matched
+ *   case-insensitively. Each SentMessage records the effective headers (List-Unsubscribe, …).
+ * - Content ordering: the docs say "text/plain must come first if you use it".
+ * - Errors: 400 for a malformed body, missing field or invalid address; 403 for a missing or
+ *   invalid key (or an unauthorised sending domain); 413 past 30 MB; 500/502 transient.
  *
- * What is NOT confirmed by the docs found, and is a choice of this double:
- * - Auth failure answers 401 by default (the project's contract); the real API documents 403.
- *   Pass `{ unauthorizedStatus: 403 }` to behave like the docs say. Clients should treat both
- *   as permanent.
- * - Error body is `{ "errors": ["..."] }` (one string per problem).
- * - The 202 body is `{ request_id, results: [{ index, message_id, status: "sent" }] }`. Older
- *   MailChannels answers had an empty 202 body; pass `{ successBody: "empty" }` to get that,
- *   so a client can be tested against both. A client must not depend on the 202 body.
+ * Choices of this double (not confirmed by the docs found):
+ * - Error body is `{ "errors": ["..."] }` (one string per problem; the SDK reads `errors[]` or
+ *   `message`).
  * - Limits (at most 1000 personalizations, at most 1000 addresses in each of to/cc/bcc) are
  *   from memory of the API reference, not re-checked.
- * - Unknown fields are rejected (catches typos such as `dkim_domian`); every field the real
- *   API reference lists is accepted, the ones this project does not use only loosely checked.
+ * - Unknown fields are rejected (catches typos such as `dkim_domian`); every field the SDK's
+ *   payload type lists is accepted, the ones this project does not use only loosely checked.
  * - Each content type may appear once; only text/plain and text/html are accepted.
- * - 429 (with `Retry-After: 1`) exists only as an injected fault.
+ * - 429 (with `Retry-After: 1`) exists only as an injected fault; `202_failed` messages are not
+ *   recorded in `sent` (they are in `failed`), their default `reason` is the double's wording.
+ * - `message_id` is `<uuid@mailchannels.test>`, the Message-ID form MailChannels' own SDK simulator
+ *   answers with (src/simulator/email-api.mjs); no `X-Request-Id` response header is sent (the
+ *   request id is in the body).
  */
 import { z } from "zod";
 
 export const MAILCHANNELS_SEND_PATH = "/tx/v1/send";
 
-export type MailChannelsFaultKind = "500" | "429" | "400" | "timeout" | "drop_after_commit";
+export type MailChannelsFaultKind = "500" | "429" | "400" | "202_failed" | "timeout" | "drop_after_commit";
 
 export interface MailChannelsFault {
   kind: MailChannelsFaultKind;
@@ -44,6 +54,22 @@ export interface MailChannelsFault {
   times?: number;
   /** Only sends whose first recipient is this address (case-insensitive); default: any send. */
   to?: string;
+  /** `reason` of the per-message failure of a `202_failed` fault. */
+  reason?: string;
+}
+
+/** Reserved headers (FACTS.md): refused in `headers`, top level or per personalization. */
+export const RESERVED_HEADERS = [
+  "from", "to", "cc", "bcc", "subject", "reply-to", "message-id", "content-type",
+  "content-transfer-encoding", "dkim-signature", "received", "authentication-results",
+];
+
+/** One personalization of a sent message, with its effective headers (personalization wins). */
+export interface SentPersonalization {
+  to: string[];
+  cc?: string[];
+  bcc?: string[];
+  headers: Record<string, string>;
 }
 
 export interface SentMessage {
@@ -55,8 +81,12 @@ export interface SentMessage {
   subject: string;
   text?: string;
   html?: string;
-  /** DKIM domain/selector of the first personalization that carries DKIM fields. */
+  /** DKIM domain/selector of the first personalization that carries DKIM fields (or the top level's). */
   dkim?: { domain: string; selector: string };
+  /** Effective custom headers of the first personalization (top level merged, personalization wins). */
+  headers: Record<string, string>;
+  /** Every personalization with its own effective headers. */
+  personalizations: SentPersonalization[];
   receivedAt: number;
   requestId: string;
   /** The parsed request body, as sent. */
@@ -82,14 +112,19 @@ export interface RequestLogEntry {
 }
 
 export interface MailChannelsDoubleOptions {
-  /** Value required in `X-Api-Key`. Default "mc_test_key". */
+  /** Value required in `X-Api-Key` (anything else, or none, is 403). Default "mc_test_key". */
   apiKey?: string;
-  /** Status for a missing/wrong key. Default 401; the real API documents 403. */
-  unauthorizedStatus?: 401 | 403;
-  /** 202 body: "json" (default) `{ request_id, results }`, or "empty". */
-  successBody?: "json" | "empty";
   /** Clock, for `receivedAt`. Default `Date.now`. */
   now?: () => number;
+}
+
+/** A message MailChannels answered 202 for but reported `failed` (fault `202_failed`). */
+export interface FailedMessage {
+  to: string[];
+  subject: string;
+  reason: string;
+  requestId: string;
+  receivedAt: number;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -127,6 +162,7 @@ const personalization = z
     subject: z.string().optional(),
     headers: z.record(z.string(), z.string()).optional(),
     dynamic_template_data: z.record(z.string(), z.unknown()).optional(),
+    envelope_from: emailAddress.optional(),
   })
   .superRefine((p, ctx) => {
     const present = [p.dkim_domain, p.dkim_selector, p.dkim_private_key].filter(
@@ -179,9 +215,35 @@ const sendBody = z.strictObject({
   mailchannels: z.record(z.string(), z.unknown()).optional(),
   transactional: z.boolean().optional(),
   campaign_id: z.string().optional(),
+  unsubscribe_settings: z.record(z.string(), z.unknown()).optional(),
+  envelope_from: emailAddress.optional(),
+  dkim_domain: nonEmptyString().optional(),
+  dkim_selector: nonEmptyString().optional(),
+  dkim_private_key: nonEmptyString().optional(),
 });
 
 export type MailChannelsSendBody = z.infer<typeof sendBody>;
+
+/** Reserved headers named in `headers` (top level or per personalization), as error strings. */
+function reservedHeaderProblems(body: MailChannelsSendBody): string[] {
+  const problems: string[] = [];
+  const check = (headers: Record<string, string> | undefined, where: string) => {
+    for (const name of Object.keys(headers ?? {})) {
+      if (RESERVED_HEADERS.includes(name.toLowerCase())) problems.push(`${where}: header ${name} is reserved and cannot be set`);
+    }
+  };
+  check(body.headers, "headers");
+  body.personalizations.forEach((p, i) => check(p.headers, `personalizations.${i}.headers`));
+  return problems;
+}
+
+/** Top-level headers overridden by the personalization's, names compared case-insensitively. */
+function effectiveHeaders(top: Record<string, string> | undefined, own: Record<string, string> | undefined): Record<string, string> {
+  const byLower = new Map<string, [string, string]>();
+  for (const [k, v] of Object.entries(top ?? {})) byLower.set(k.toLowerCase(), [k, v]);
+  for (const [k, v] of Object.entries(own ?? {})) byLower.set(k.toLowerCase(), [k, v]);
+  return Object.fromEntries(byLower.values());
+}
 
 function formatIssues(error: z.ZodError): string[] {
   return error.issues.map((issue) => {
@@ -203,6 +265,11 @@ function errorResponse(status: number, errors: string[], headers?: Record<string
   });
 }
 
+/** MailChannels message ids look like RFC 5322 Message-IDs. */
+function messageId(): string {
+  return `<${crypto.randomUUID()}@mailchannels.test>`;
+}
+
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted.", "AbortError");
 }
@@ -210,22 +277,20 @@ function abortReason(signal: AbortSignal): unknown {
 export class MailChannelsDouble {
   /** Accepted messages, in order. */
   readonly sent: SentMessage[] = [];
+  /** Messages answered 202 with a per-message `failed` (fault `202_failed`), in order. */
+  readonly failed: FailedMessage[] = [];
   /** Every call, in order. */
   readonly requests: RequestLogEntry[] = [];
 
   readonly apiKey: string;
-  private readonly unauthorizedStatus: 401 | 403;
-  private readonly successBody: "json" | "empty";
   private readonly now: () => number;
   /** Pending faults, each with its remaining count. */
-  private faults: Array<{ kind: MailChannelsFaultKind; remaining: number; to?: string }> = [];
+  private faults: Array<{ kind: MailChannelsFaultKind; remaining: number; to?: string; reason?: string }> = [];
   /** Rejecters of requests currently hung by a timeout fault. */
   private readonly hung = new Set<(reason: unknown) => void>();
 
   constructor(options: MailChannelsDoubleOptions = {}) {
     this.apiKey = options.apiKey ?? "mc_test_key";
-    this.unauthorizedStatus = options.unauthorizedStatus ?? 401;
-    this.successBody = options.successBody ?? "json";
     this.now = options.now ?? (() => Date.now());
   }
 
@@ -235,7 +300,12 @@ export class MailChannelsDouble {
     if (!Number.isInteger(times) || times < 1) {
       throw new RangeError(`inject: times must be a positive integer, got ${String(times)}`);
     }
-    this.faults.push({ kind: fault.kind, remaining: times, ...(fault.to ? { to: fault.to.toLowerCase() } : {}) });
+    this.faults.push({
+      kind: fault.kind,
+      remaining: times,
+      ...(fault.to ? { to: fault.to.toLowerCase() } : {}),
+      ...(fault.reason ? { reason: fault.reason } : {}),
+    });
     return this;
   }
 
@@ -263,6 +333,7 @@ export class MailChannelsDouble {
   /** Forget sent messages, the request log and faults; release hung requests. */
   reset(): void {
     this.sent.length = 0;
+    this.failed.length = 0;
     this.requests.length = 0;
     this.clearFaults();
     this.releaseHung();
@@ -298,9 +369,7 @@ export class MailChannelsDouble {
     }
     if (request.headers.get("x-api-key") !== this.apiKey) {
       return answer(
-        errorResponse(this.unauthorizedStatus, [
-          request.headers.has("x-api-key") ? "invalid API key" : "missing X-Api-Key header",
-        ]),
+        errorResponse(403, [request.headers.has("x-api-key") ? "invalid API key" : "missing X-Api-Key header"]),
       );
     }
 
@@ -312,7 +381,8 @@ export class MailChannelsDouble {
       recipient = undefined;
     }
     if (recipient) entry.recipient = recipient;
-    const fault = this.takeFault(recipient);
+    const taken = this.takeFault(recipient);
+    const fault = taken?.kind;
     if (fault) entry.fault = fault;
 
     if (fault === "timeout") {
@@ -349,6 +419,8 @@ export class MailChannelsDouble {
     if (!result.success) {
       return answer(errorResponse(400, formatIssues(result.error)));
     }
+    const reserved = reservedHeaderProblems(result.data);
+    if (reserved.length > 0) return answer(errorResponse(400, reserved));
 
     // Not sent: the real API renders and returns the message on `?dry-run=true`.
     if (url.searchParams.get("dry-run") === "true") {
@@ -359,6 +431,22 @@ export class MailChannelsDouble {
 
     const requestId = crypto.randomUUID();
     entry.requestId = requestId;
+
+    if (fault === "202_failed") {
+      // Accepted as a request, but MailChannels reports every message of it as failed.
+      const reason = taken?.reason ?? "message rejected (injected fault)";
+      const body = result.data;
+      this.failed.push({
+        to: body.personalizations.flatMap((p) => p.to.map((a) => a.email)),
+        subject: body.subject,
+        reason,
+        requestId,
+        receivedAt: entry.receivedAt,
+      });
+      const results = body.personalizations.map((_, index) => ({ index, message_id: messageId(), status: "failed", reason }));
+      return answer(new Response(JSON.stringify({ request_id: requestId, results }), { status: 202, headers: JSON_HEADERS }));
+    }
+
     this.sent.push(this.record(result.data, requestId, entry.receivedAt));
 
     if (fault === "drop_after_commit") {
@@ -366,12 +454,9 @@ export class MailChannelsDouble {
       return answer(Response.error());
     }
 
-    if (this.successBody === "empty") {
-      return answer(new Response(null, { status: 202 }));
-    }
     const results = result.data.personalizations.map((_, index) => ({
       index,
-      message_id: crypto.randomUUID(),
+      message_id: messageId(),
       status: "sent",
     }));
     return answer(
@@ -382,13 +467,13 @@ export class MailChannelsDouble {
     );
   }
 
-  private takeFault(recipient: string | undefined): MailChannelsFaultKind | undefined {
+  private takeFault(recipient: string | undefined): { kind: MailChannelsFaultKind; reason?: string } | undefined {
     const index = this.faults.findIndex((f) => f.to === undefined || f.to === recipient);
     const fault = this.faults[index];
     if (!fault) return undefined;
     fault.remaining -= 1;
     if (fault.remaining <= 0) this.faults.splice(index, 1);
-    return fault.kind;
+    return fault;
   }
 
   /** Never answer: settle only when the caller aborts (or `releaseHung`/`reset`), by rejecting. */
@@ -414,14 +499,22 @@ export class MailChannelsDouble {
     const to = ps.flatMap((p) => p.to.map((a) => a.email));
     const cc = ps.flatMap((p) => (p.cc ?? []).map((a) => a.email));
     const bcc = ps.flatMap((p) => (p.bcc ?? []).map((a) => a.email));
-    const dkimSource = ps.find((p) => p.dkim_domain !== undefined);
+    const dkimSource = ps.find((p) => p.dkim_domain !== undefined) ?? (body.dkim_domain !== undefined ? body : undefined);
     const text = body.content.find((c) => c.type === "text/plain")?.value;
     const html = body.content.find((c) => c.type === "text/html")?.value;
 
+    const personalizations = ps.map((p) => {
+      const out: SentPersonalization = { to: p.to.map((a) => a.email), headers: effectiveHeaders(body.headers, p.headers) };
+      if (p.cc?.length) out.cc = p.cc.map((a) => a.email);
+      if (p.bcc?.length) out.bcc = p.bcc.map((a) => a.email);
+      return out;
+    });
     const message: SentMessage = {
       to,
       from: body.from.email,
       subject: body.subject,
+      headers: personalizations[0]?.headers ?? {},
+      personalizations,
       receivedAt,
       requestId,
       body,

@@ -5,56 +5,129 @@
  * (only Request/Response/URL/URLSearchParams/crypto are used), so the same object serves
  *   (a) workerd tests through MSW:  http.all("http://stripe.test/*", ({ request }) => double.handle(request))
  *   (b) end-to-end tests behind a small Node http server.
+ * Resource families live in ./stripe/ (customers, checkout, payments, billing); this file is the
+ * HTTP boundary (auth, faults, idempotency, routing) and the API tests use.
  *
- * Shapes follow the real Stripe objects in ../../../shared/stripe/fixtures3.json and are typed
- * with the `stripe` package's own types so that they stay honest.
+ * Shapes follow the real Stripe objects in ../../../shared/stripe/fixtures3.json (Stripe's OpenAPI
+ * repository) and the docs, and are typed with the `stripe` package's own types (v23) so that they
+ * stay honest. Allowed parameters are the SDK's *Params types.
  *
  * Behaviour modelled on Stripe (see /work/shared/FACTS.md):
- * - Auth: `Authorization: Bearer sk_...`, else 401 with Stripe's error JSON.
+ * - Auth: `Authorization: Bearer sk_…` or a restricted key `rk_…`, else 401 with Stripe's error JSON.
  * - Bodies are `application/x-www-form-urlencoded` with bracket notation, as the SDK sends them
- *   (`metadata[k]=v`, `line_items[0][price_data][unit_amount]=500`). Unknown top-level parameters
- *   are refused with 400 `parameter_unknown`, like Stripe does; known-but-unmodelled ones are
- *   accepted and ignored.
+ *   (`metadata[k]=v`, `line_items[0][price_data][unit_amount]=500`); /v2 is JSON. Unknown
+ *   top-level parameters are refused with 400 `parameter_unknown`, like Stripe does;
+ *   known-but-unmodelled ones are accepted and ignored. `expand[]` is checked per endpoint.
+ * - Clock: `now` (default Date.now) plus whatever `advance(ms)` added. Everything time-based in
+ *   the double uses it: `created`, meter-event timestamp windows, idempotency-key and
+ *   meter-identifier expiry. (Webhook signatures default to the real time: the receiver checks
+ *   them against its own clock.)
  * - Idempotency (POST only; keys on GET/DELETE are ignored, like Stripe): the first result of a
- *   request that started executing (2xx, or a 500 saved by the `500_after_commit` fault) is stored
- *   under the key and replayed byte-for-byte, with `Idempotent-Replayed: true`, for a repeat with
- *   the same method, path and parameters; the same key with other parameters/endpoint gives 400
- *   `idempotency_error`. Validation errors (4xx) are not saved ("no endpoint began execution").
- *   Keys are kept for the life of the double (Stripe keeps them at least 24 h).
- * - Customer balance: every change is a `customer_balance_transaction`; every change emits
- *   `customer.updated` with `previous_attributes.balance` (there is no
- *   `customer.balance_transaction.created` event). Setting `balance` directly on customer
- *   create/update also writes a transaction (`initial` / `adjustment`) so the ledger always sums
- *   to the balance.
- * - Meter events: `value` must be a string of a positive whole number; `timestamp` within the past
- *   35 days and at most 5 minutes ahead. DEDUPE CHOICE: a repeated `identifier` returns the
- *   originally stored meter event with 200 and is NOT counted twice (real Stripe reports duplicate
- *   identifiers asynchronously; this double keeps it simple and synchronous). Identifiers are kept
- *   for the life of the double (Stripe: at least 24 h). Unlike real Stripe (which reports a missing
- *   customer mapping asynchronously), a missing `payload[stripe_customer_id]` is refused with 400.
- * - Invoices: `invoiceEvent` only emits an event; the double never applies the customer balance
- *   to invoices (starting_balance/ending_balance are 0).
- * - Completing a checkout does NOT change any balance: the gateway is expected to create the
- *   balance transaction itself.
+ *   request that began executing (2xx, a card decline 402, a saved 500) is stored under the key
+ *   and replayed byte-for-byte, with `Idempotent-Replayed: true`, for a repeat with the same
+ *   method, path and parameters; the same key with other parameters/endpoint gives 400
+ *   `idempotency_error`. Validation errors (4xx) and 429s are not saved ("rate limiters run before
+ *   the API's idempotency layer", docs.stripe.com/error-handling). Keys expire 24 hours after
+ *   first use by the double's clock; after that the same key executes again as new.
  *
- * Faults (`inject`) are matched after authentication, in order of injection; each fires `times`
- * times (default 1). `timeout` returns a promise that only settles when `request.signal` aborts.
- * `drop_after_commit` returns `Response.error()` (MSW turns it into a rejected fetch; a Node
- * wrapper should destroy the socket when `response.type === "error"`).
+ * Faults (`inject`) are matched on method and path (string or RegExp, so every endpoint, v2
+ * included), after authentication, in order of injection; each fires `times` times (default 1).
+ * `Stripe-Should-Retry` (SOURCE: stripe-node 23 RequestSender._shouldRetry, node_modules/stripe/
+ * cjs/RequestSender.js, and its comments; Stripe introduced the header in stripe-node PR #692,
+ * mirrored by stripe-go #954 / stripe-ruby #853 "sent by the API when it explicitly would like us
+ * to either retry or not retry"): the SDK obeys `false` / `true` first; without the header it
+ * retries 409 and >= 500 only, so a 429 without the header reaches the caller at once. The SDK's
+ * comment: "we expect the stripe-should-retry header to be false in most cases when a 500 is
+ * returned, since our idempotency framework would typically replay it anyway", and "advise us
+ * to retry (e.g., in cases of lock timeouts)". Hence:
+ * - `500`: 500 `api_error`, nothing executed. On a POST it carries `Stripe-Should-Retry: false`
+ *   and is saved under the Idempotency-Key (a retry under that key replays the 500): the SDK
+ *   does not retry it, the gateway sees it. On GET/DELETE (no idempotency layer) no header: the
+ *   SDK retries it itself.
+ * - `500_retryable`: 500 without the header and not saved: the SDK retries it (up to
+ *   maxNetworkRetries), as this double's `500` did before.
+ * - `500_after_commit`: the operation executes and commits, then a 500 (should-retry false) is
+ *   saved under the key and replayed for it.
+ * - `429`: rate limit (`rate_limit`), no Stripe-Should-Retry: the SDK does not retry it; not saved.
+ * - `429_lock_timeout`: 429 `lock_timeout` with `Stripe-Should-Retry: true`: the SDK retries it.
+ * - `timeout`: a promise that only settles when `request.signal` aborts (the SDK retries timeouts).
+ * - `drop_after_commit`: executes, commits, then `Response.error()` (MSW turns it into a rejected
+ *   fetch; a Node wrapper should destroy the socket when `response.type === "error"`).
+ * `FaultSpec.shouldRetry` overrides the header of a 500/429 (true, false, or null for none).
  */
 import Stripe from "stripe";
+import { adjustBalance as adjustCustomerBalance, type CreateCustomerInput, createCustomer as createCustomerIn } from "./stripe/customers";
+import {
+  apiCreateBalanceTransaction,
+  apiCreateCustomer,
+  apiDeleteCustomer,
+  apiListBalanceTransactions,
+  apiRetrieveBalanceTransaction,
+  apiRetrieveCustomer,
+  apiUpdateCustomer,
+} from "./stripe/customers";
+import {
+  apiCreateSession,
+  apiRetrieveSession,
+  completeCheckout as completeCheckoutIn,
+  type CompleteCheckoutOptions,
+  expireCheckout as expireCheckoutIn,
+  failAsyncPayment as failAsyncPaymentIn,
+  succeedAsyncPayment as succeedAsyncPaymentIn,
+} from "./stripe/checkout";
+import {
+  apiCreatePaymentIntent,
+  apiListCustomerPaymentMethods,
+  apiRetrieveCharge,
+  apiRetrieveDispute,
+  apiRetrievePaymentIntent,
+  apiRetrievePaymentMethod,
+  apiRetrieveRefund,
+  closeDispute as closeDisputeIn,
+  createDispute as createDisputeIn,
+  paymentMethodsOf,
+  refundCharge as refundChargeIn,
+} from "./stripe/payments";
+import {
+  apiCreateMeterEvent,
+  apiRetrieveMeter,
+  apiRetrieveV2Event,
+  buildInvoice,
+  createMeter as createMeterIn,
+  type InvoiceEventOptions,
+  type InvoiceEventType,
+  takeThinEvents as takeThinEventsIn,
+} from "./stripe/billing";
+import { ApiError, canonical, clone, decodeId, invalid, newId, parseStripeForm, type Params, type StripeErrorBody } from "./stripe/common";
+import { type RequestContext, StripeState, type ThinEventPayload, type V2Event } from "./stripe/core";
+
+export { parseStripeForm } from "./stripe/common";
+export type { CreateCustomerInput } from "./stripe/customers";
+export type { CompleteCheckoutOptions } from "./stripe/checkout";
+export type { InvoiceEventOptions, InvoiceEventType } from "./stripe/billing";
+export type { ThinEventPayload, ThinEventType, V2Event } from "./stripe/core";
+export { TEST_PAYMENT_METHODS } from "./stripe/payments";
 
 // ---------------------------------------------------------------------------------------------
 // Public types
 // ---------------------------------------------------------------------------------------------
 
-export type FaultKind = "500" | "500_after_commit" | "429" | "timeout" | "drop_after_commit";
+export type FaultKind =
+  | "500"
+  | "500_retryable"
+  | "500_after_commit"
+  | "429"
+  | "429_lock_timeout"
+  | "timeout"
+  | "drop_after_commit";
 
 export interface FaultSpec {
   match: { method?: string; path: RegExp | string };
   kind: FaultKind;
   /** How many matching requests this fault fires for. Default 1. */
   times?: number;
+  /** Override the `Stripe-Should-Retry` header of a 500/429 fault: true, false, or null (no header). */
+  shouldRetry?: boolean | null;
 }
 
 export interface RequestLogEntry {
@@ -69,47 +142,24 @@ export interface RequestLogEntry {
 export interface StripeDoubleOptions {
   /** Webhook signing secret used by `sign()`. Default "whsec_test_secret". */
   webhookSecret?: string;
+  /** Signing secret of the event destination that receives thin events (`signThin`). Default: webhookSecret. */
+  thinEventSecret?: string;
   /** `api_version` written on events. Default: the SDK's pinned version (Stripe.API_VERSION). */
   apiVersion?: string;
-  /** Clock in milliseconds, for `created` fields and meter-event timestamp checks. Default Date.now. */
+  /** Base clock in milliseconds; `advance(ms)` moves the double's clock past it. Default Date.now. */
   now?: () => number;
   /** Currency used when a balance is set without one (customer create with `balance`). Default "usd". */
   defaultCurrency?: string;
+  /** The meters that exist from the start, by event_name. Default ["api_requests", "search_requests"]. */
+  meters?: string[];
 }
 
-export interface CreateCustomerInput {
-  id?: string;
-  email?: string | null;
-  name?: string | null;
-  metadata?: Record<string, string>;
-  balance?: number;
-}
-
-export interface InvoiceEventOptions {
-  /** amount_due in minor units. Default 1000. */
-  amount?: number;
-  currency?: string;
-  metadata?: Record<string, string>;
-}
-
-export type InvoiceEventType = "invoice.paid" | "invoice.payment_failed";
-
-type Params = Record<string, unknown>;
-type EventType = Stripe.Event["type"];
-type EventOf<T extends EventType> = Extract<Stripe.Event, { type: T }>;
-type EventObject<T extends EventType> = EventOf<T>["data"]["object"];
-
-interface StripeErrorBody {
-  type: "invalid_request_error" | "api_error" | "idempotency_error" | "rate_limit_error";
-  message: string;
-  code?: string;
-  param?: string;
-}
+export const DEFAULT_METERS = ["api_requests", "search_requests"];
 
 interface Result {
   status: number;
   body: unknown;
-  /** True when the operation started executing and its outcome is stored under an idempotency key. */
+  /** True when the operation began executing and its outcome is stored under an idempotency key. */
   committed: boolean;
 }
 
@@ -120,6 +170,8 @@ interface StoredIdempotentResult {
   status: number;
   body: string;
   requestId: string;
+  shouldRetry: string | null;
+  firstUsedMs: number;
 }
 
 interface ActiveFault {
@@ -127,311 +179,88 @@ interface ActiveFault {
   path: RegExp | string;
   kind: FaultKind;
   remaining: number;
+  shouldRetry: boolean | null | undefined;
 }
 
-interface RequestContext {
-  requestId: string;
-  idempotencyKey: string | null;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Form parser (Stripe / qs bracket notation)
-// ---------------------------------------------------------------------------------------------
-
-const UNSAFE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
-/** Children of these keys are always plain objects even when their keys look numeric. */
-const HASH_KEYS = new Set(["metadata", "payload"]);
-
-function splitKey(key: string): string[] {
-  const open = key.indexOf("[");
-  if (open <= 0) return [key];
-  const parts = [key.slice(0, open)];
-  const re = /\[([^\]]*)\]/g;
-  re.lastIndex = open;
-  let m: RegExpExecArray | null;
-  let end = open;
-  while ((m = re.exec(key)) !== null && m.index === end) {
-    parts.push(m[1] ?? "");
-    end = re.lastIndex;
-  }
-  // Trailing garbage (e.g. "a[b]c"): keep it as part of the last segment, like qs does loosely.
-  if (end < key.length) parts[parts.length - 1] += key.slice(end);
-  return parts;
-}
-
-function isIndex(s: string): boolean {
-  return s === "" || /^(0|[1-9]\d*)$/.test(s);
-}
-
-/**
- * Parse an `application/x-www-form-urlencoded` body in Stripe's bracket notation into nested
- * objects and arrays: `a[b][0][c]=1` → `{ a: { b: [ { c: "1" } ] } }`. All leaf values stay strings.
- */
-export function parseStripeForm(body: string): Record<string, unknown> {
-  const root: Params = {};
-  for (const [rawKey, value] of new URLSearchParams(body)) {
-    const parts = splitKey(rawKey);
-    if (parts.some((p) => UNSAFE_KEYS.has(p))) continue;
-    let container: Params | unknown[] = root;
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i] ?? "";
-      const last = i === parts.length - 1;
-      const nextPart = parts[i + 1] ?? "";
-      const parentName = i > 0 ? (parts[i - 1] ?? "") : "";
-      // Arrays take an index ("" appends), objects a key; both are filled the same way.
-      const slot = Array.isArray(container)
-        ? part === ""
-          ? container.length
-          : Number(part)
-        : part === "" && HASH_KEYS.has(parentName)
-          ? ""
-          : part;
-      const target = container as Record<string | number, unknown>;
-      if (last) {
-        target[slot] = value;
-      } else {
-        let child = target[slot];
-        if (typeof child !== "object" || child === null) {
-          child = isIndex(nextPart) && !HASH_KEYS.has(part) ? [] : {};
-          target[slot] = child;
-        }
-        container = child as Params | unknown[];
-      }
-    }
-  }
-  return root;
-}
-
-/** Deterministic JSON (sorted keys) used to compare parameters of idempotent requests. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((v) => canonical(v ?? null)).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const obj = value as Params;
-    return `{${Object.keys(obj)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(value ?? null);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers: ids, errors, parameter readers
-// ---------------------------------------------------------------------------------------------
-
-const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-function randomChars(n: number, alphabet = BASE62): string {
-  const bytes = new Uint8Array(n);
-  crypto.getRandomValues(bytes);
-  let out = "";
-  for (const b of bytes) out += alphabet[b % alphabet.length];
-  return out;
-}
-
-function newId(prefix: string, n = 24): string {
-  return prefix + randomChars(n);
-}
-
-class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly error: StripeErrorBody,
-  ) {
-    super(error.message);
-  }
-}
-
-function invalid(message: string, extra: { code?: string; param?: string } = {}, status = 400): ApiError {
-  return new ApiError(status, { type: "invalid_request_error", message, ...extra });
-}
-
-function missing(param: string): ApiError {
-  return invalid(`Missing required param: ${param}.`, { code: "parameter_missing", param });
-}
-
-function noSuch(kind: string, id: string, param: string, status: number): ApiError {
-  return invalid(`No such ${kind}: '${id}'`, { code: "resource_missing", param }, status);
-}
-
-function checkKnown(params: Params, allowed: ReadonlySet<string>): void {
-  for (const key of Object.keys(params)) {
-    if (!allowed.has(key)) {
-      throw invalid(`Received unknown parameter: ${key}`, { code: "parameter_unknown", param: key });
-    }
-  }
-}
-
-function readString(params: Params, name: string, opts: { required?: boolean; max?: number } = {}): string | undefined {
-  const v = params[name];
-  if (v === undefined) {
-    if (opts.required) throw missing(name);
-    return undefined;
-  }
-  if (typeof v !== "string") throw invalid(`Invalid string: ${JSON.stringify(v)}`, { param: name });
-  if (opts.required && v === "") throw missing(name);
-  if (opts.max !== undefined && v.length > opts.max) {
-    throw invalid(`Invalid ${name}: must be at most ${opts.max} characters`, { param: name });
-  }
-  return v;
-}
-
-function parseIntParam(v: unknown, param: string): number {
-  const s = typeof v === "number" ? String(v) : v;
-  if (typeof s !== "string" || !/^-?\d+$/.test(s.trim())) {
-    throw invalid(`Invalid integer: ${typeof v === "string" ? v : JSON.stringify(v)}`, {
-      code: "parameter_invalid_integer",
-      param,
-    });
-  }
-  const n = Number(s.trim());
-  if (!Number.isSafeInteger(n)) throw invalid(`Invalid integer: ${s}`, { code: "parameter_invalid_integer", param });
-  return n;
-}
-
-function readInt(params: Params, name: string, opts: { required?: boolean } = {}): number | undefined {
-  const v = params[name];
-  if (v === undefined || v === "") {
-    if (opts.required) throw missing(name);
-    return undefined;
-  }
-  return parseIntParam(v, name);
-}
-
-/** Emptyable string: "" means "unset" (null). */
-function readNullableString(params: Params, name: string): string | null | undefined {
-  const v = readString(params, name);
-  if (v === undefined) return undefined;
-  return v === "" ? null : v;
-}
-
-/**
- * Metadata param: `""` clears all keys; a key with value `""` removes that key.
- * Returns the raw instruction map (empty-string values mean "delete").
- */
-function readMetadata(params: Params, name = "metadata"): { clear: boolean; set: Record<string, string> } | undefined {
-  const v = params[name];
-  if (v === undefined) return undefined;
-  if (v === "") return { clear: true, set: {} };
-  if (typeof v !== "object" || v === null || Array.isArray(v)) {
-    throw invalid(`Invalid object`, { param: name });
-  }
-  const set: Record<string, string> = {};
-  const entries = Object.entries(v as Params);
-  if (entries.length > 50) throw invalid(`Invalid ${name}: cannot have more than 50 keys`, { param: name });
-  for (const [k, val] of entries) {
-    if (typeof val !== "string") throw invalid(`Invalid ${name}[${k}]: must be a string`, { param: `${name}[${k}]` });
-    if (k.length > 40) throw invalid(`Invalid ${name}: keys must be at most 40 characters`, { param: `${name}[${k}]` });
-    if (val.length > 500) throw invalid(`Invalid ${name}: values must be at most 500 characters`, { param: `${name}[${k}]` });
-    set[k] = val;
-  }
-  return { clear: false, set };
-}
-
-function applyMetadata(current: Stripe.Metadata, instr: { clear: boolean; set: Record<string, string> }): Stripe.Metadata {
-  const next: Stripe.Metadata = instr.clear ? {} : { ...current };
-  for (const [k, v] of Object.entries(instr.set)) {
-    if (v === "") delete next[k];
-    else next[k] = v;
-  }
-  return next;
-}
-
-function metadataDiff(before: Stripe.Metadata, after: Stripe.Metadata): Record<string, string | null> | undefined {
-  const diff: Record<string, string | null> = {};
-  let changed = false;
-  for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
-    if (before[k] !== after[k]) {
-      diff[k] = before[k] ?? null;
-      changed = true;
-    }
-  }
-  return changed ? diff : undefined;
-}
-
-const clone = <T>(v: T): T => structuredClone(v);
-
-// ---------------------------------------------------------------------------------------------
-// Allowed parameters per endpoint (top level; from the SDK's *Params types)
-// ---------------------------------------------------------------------------------------------
-
-const CUSTOMER_CREATE_PARAMS = new Set([
-  "address", "balance", "business_name", "cash_balance", "description", "email", "expand",
-  "individual_name", "invoice_prefix", "invoice_settings", "metadata", "name", "next_invoice_sequence",
-  "payment_method", "phone", "preferred_locales", "shipping", "source", "tax", "tax_exempt",
-  "tax_id_data", "test_clock", "validate",
-]);
-const CUSTOMER_UPDATE_PARAMS = new Set([
-  "address", "balance", "business_name", "cash_balance", "default_source", "description", "email",
-  "expand", "individual_name", "invoice_prefix", "invoice_settings", "metadata", "name",
-  "next_invoice_sequence", "phone", "preferred_locales", "shipping", "source", "tax", "tax_exempt",
-  "validate",
-]);
-const RETRIEVE_PARAMS = new Set(["expand"]);
-const BALANCE_TXN_CREATE_PARAMS = new Set(["amount", "currency", "description", "expand", "metadata"]);
-const BALANCE_TXN_LIST_PARAMS = new Set(["created", "ending_before", "expand", "invoice", "limit", "starting_after"]);
-const SESSION_CREATE_PARAMS = new Set([
-  "adaptive_pricing", "after_expiration", "allow_promotion_codes", "allowed_payment_method_types",
-  "automatic_tax", "billing_address_collection", "branding_settings", "cancel_url", "client_reference_id",
-  "consent_collection", "currency", "custom_fields", "custom_text", "customer", "customer_account",
-  "customer_creation", "customer_email", "customer_update", "discounts", "excluded_payment_method_types",
-  "expand", "expires_at", "integration_identifier", "invoice_creation", "line_items", "locale",
-  "managed_payments", "metadata", "mode", "name_collection", "optional_items", "origin_context",
-  "payment_intent_data", "payment_method_collection", "payment_method_configuration",
-  "payment_method_data", "payment_method_options", "payment_method_types", "permissions",
-  "phone_number_collection", "redirect_on_completion", "return_url", "saved_payment_method_options",
-  "setup_intent_data", "shipping_address_collection", "shipping_options", "submit_type",
-  "subscription_data", "success_url", "tax_id_collection", "ui_mode", "wallet_options",
-]);
-const METER_EVENT_CREATE_PARAMS = new Set(["event_name", "expand", "identifier", "payload", "timestamp"]);
-
-const METER_PAST_WINDOW_S = 35 * 24 * 60 * 60;
-const METER_FUTURE_WINDOW_S = 5 * 60;
+const API_ERROR: StripeErrorBody = { type: "api_error", message: "Something went wrong on Stripe's end." };
+const RATE_LIMIT: StripeErrorBody = {
+  type: "invalid_request_error",
+  code: "rate_limit",
+  doc_url: "https://stripe.com/docs/error-codes/rate-limit",
+  message: "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+};
+const LOCK_TIMEOUT: StripeErrorBody = {
+  type: "invalid_request_error",
+  code: "lock_timeout",
+  doc_url: "https://stripe.com/docs/error-codes/lock-timeout",
+  message:
+    "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. " +
+    "If you see this error intermittently, retry the request. If you see this error frequently and are making multiple " +
+    "concurrent requests to a single object, make your requests serially or at a lower rate.",
+};
 
 // ---------------------------------------------------------------------------------------------
 // The double
 // ---------------------------------------------------------------------------------------------
 
-/** The customer fields create and update share, validated before anything changes. */
-function readCustomerParams(params: Params) {
-  return {
-    email: readNullableString(params, "email"),
-    name: readNullableString(params, "name"),
-    description: readNullableString(params, "description"),
-    phone: readNullableString(params, "phone"),
-    metadata: readMetadata(params),
-    balance: readInt(params, "balance"),
-  };
-}
-
 export class StripeDouble {
   readonly webhookSecret: string;
+  readonly thinEventSecret: string;
   readonly apiVersion: string;
   readonly defaultCurrency: string;
 
   /** Every call to `handle`, in arrival order (for counting API calls). */
   readonly requests: RequestLogEntry[] = [];
-  /** Every webhook event Stripe would send, in creation order. */
-  readonly events: Stripe.Event[] = [];
-  /** Accepted (deduplicated) meter events, in arrival order. */
-  readonly meterEvents: Stripe.Billing.MeterEvent[] = [];
-  /** Checkout sessions by id. */
-  readonly sessions = new Map<string, Stripe.Checkout.Session>();
 
-  private readonly now: () => number;
-  private readonly customers = new Map<string, Stripe.Customer>();
-  private readonly deletedCustomers = new Set<string>();
-  private readonly transactions = new Map<string, Stripe.CustomerBalanceTransaction[]>();
-  private readonly meterByIdentifier = new Map<string, Stripe.Billing.MeterEvent>();
+  private readonly state: StripeState;
+  private readonly defaultMeters: string[];
   private readonly idempotency = new Map<string, StoredIdempotentResult>();
   private faults: ActiveFault[] = [];
-  private delivered = 0;
 
   constructor(options: StripeDoubleOptions = {}) {
     this.webhookSecret = options.webhookSecret ?? "whsec_test_secret";
+    this.thinEventSecret = options.thinEventSecret ?? this.webhookSecret;
     this.apiVersion = options.apiVersion ?? Stripe.API_VERSION;
-    this.now = options.now ?? (() => Date.now());
     this.defaultCurrency = options.defaultCurrency ?? "usd";
+    this.state = new StripeState({
+      now: options.now ?? (() => Date.now()),
+      apiVersion: this.apiVersion,
+      defaultCurrency: this.defaultCurrency,
+    });
+    this.defaultMeters = [...(options.meters ?? DEFAULT_METERS)];
+    for (const name of this.defaultMeters) createMeterIn(this.state, name);
+  }
+
+  /** Every webhook event Stripe would send, in creation order. */
+  get events(): Stripe.Event[] {
+    return this.state.events;
+  }
+
+  /** Accepted (deduplicated) meter events that count towards a meter, in arrival order. */
+  get meterEvents(): Stripe.Billing.MeterEvent[] {
+    return this.state.meterEvents;
+  }
+
+  /** Meter events answered 200 but not counted (no meter for the event_name, unknown customer). */
+  get rejectedMeterEvents(): Stripe.Billing.MeterEvent[] {
+    return this.state.rejectedMeterEvents;
+  }
+
+  /** Checkout sessions by id. */
+  get sessions(): Map<string, Stripe.Checkout.Session> {
+    return this.state.sessions;
+  }
+
+  // ----------------------------------------------------------------------------- clock
+
+  /** The double's clock, in milliseconds. */
+  now(): number {
+    return this.state.nowMs();
+  }
+
+  /** Moves the double's clock forward by `ms` (idempotency keys, meter identifiers, `created`). */
+  advance(ms: number): void {
+    this.state.advance(ms);
   }
 
   // ----------------------------------------------------------------------------- HTTP boundary
@@ -441,6 +270,7 @@ export class StripeDouble {
     const method = request.method.toUpperCase();
     const path = url.pathname.replace(/\/+$/, "") || "/";
     const idempotencyKey = request.headers.get("Idempotency-Key");
+    const isV2 = path.startsWith("/v2/");
 
     let params: Params;
     let bodyError: ApiError | undefined;
@@ -450,7 +280,7 @@ export class StripeDouble {
       // Decoded by hand: workerd warns when a form body is read with .text().
       const text = new TextDecoder().decode(await request.arrayBuffer());
       const contentType = request.headers.get("Content-Type") ?? "";
-      if (contentType.includes("application/json") && text.trim() !== "") {
+      if ((isV2 || contentType.includes("application/json")) && text.trim() !== "") {
         try {
           const parsed: unknown = JSON.parse(text);
           params = typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Params) : {};
@@ -470,7 +300,7 @@ export class StripeDouble {
     const requestId = newId("req_", 14);
     const headers = this.baseHeaders(request, requestId, method === "POST" ? idempotencyKey : null);
 
-    // Authentication.
+    // Authentication: secret keys and restricted keys.
     const auth = request.headers.get("Authorization");
     const bearer = auth && /^Bearer\s+(\S+)$/i.exec(auth.trim());
     if (!auth) {
@@ -486,37 +316,25 @@ export class StripeDouble {
       );
     }
     const key = bearer?.[1];
-    if (!key || !key.startsWith("sk_")) {
+    if (!key || !/^(sk|rk)_/.test(key)) {
       const shown = key ? `${key.slice(0, 8)}${"*".repeat(Math.max(0, key.length - 12))}${key.slice(-4)}` : auth;
       return this.errorResponse(401, { type: "invalid_request_error", message: `Invalid API Key provided: ${shown}` }, headers);
     }
 
-    // Faults that act before anything is committed.
+    // Faults that act before the idempotency layer.
     const fault = this.takeFault(method, path);
-    if (fault) entry.fault = fault;
-    if (fault === "500") {
-      return this.errorResponse(500, { type: "api_error", message: "Something went wrong on Stripe's end." }, headers);
-    }
-    if (fault === "429") {
-      headers.set("Stripe-Should-Retry", "true");
-      // Real Stripe: HTTP 429, error code `rate_limit` (the SDK keys StripeRateLimitError on the 429).
-      return this.errorResponse(
-        429,
-        {
-          type: "invalid_request_error",
-          code: "rate_limit",
-          message: "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
-        },
-        headers,
-      );
-    }
-    if (fault === "timeout") return this.hang(request);
+    if (fault) entry.fault = fault.kind;
+    const useIdempotency = method === "POST" && idempotencyKey !== null;
+    const shouldRetryOf = (fallback: string | null): string | null =>
+      fault?.shouldRetry === undefined ? fallback : fault.shouldRetry === null ? null : String(fault.shouldRetry);
+    if (fault?.kind === "500_retryable") return this.errorResponse(500, API_ERROR, headers, shouldRetryOf(null));
+    if (fault?.kind === "429") return this.errorResponse(429, RATE_LIMIT, headers, shouldRetryOf(null));
+    if (fault?.kind === "429_lock_timeout") return this.errorResponse(429, LOCK_TIMEOUT, headers, shouldRetryOf("true"));
+    if (fault?.kind === "timeout") return this.hang(request);
 
     if (bodyError) return this.errorResponse(bodyError.status, bodyError.error, headers);
 
-    // Idempotency (POST only).
-    const useIdempotency = method === "POST" && idempotencyKey !== null;
-    let result: Result;
+    // Idempotency (POST only); a key is kept 24 hours from its first use.
     let stored: StoredIdempotentResult | undefined;
     if (useIdempotency) {
       if (idempotencyKey.length > 255) {
@@ -527,6 +345,10 @@ export class StripeDouble {
         );
       }
       stored = this.idempotency.get(idempotencyKey);
+      if (stored && this.state.expired24h(stored.firstUsedMs)) {
+        this.idempotency.delete(idempotencyKey);
+        stored = undefined;
+      }
       if (stored) {
         if (stored.method !== method || stored.path !== path) {
           return this.errorResponse(
@@ -560,21 +382,26 @@ export class StripeDouble {
       entry.replayed = true;
       headers.set("Idempotent-Replayed", "true");
       headers.set("Original-Request", stored.requestId);
-      if (fault === "drop_after_commit") return Response.error();
-      if (fault === "500_after_commit") {
-        return this.errorResponse(500, { type: "api_error", message: "Something went wrong on Stripe's end." }, headers);
+      if (fault?.kind === "drop_after_commit") return Response.error();
+      if (fault?.kind === "500" || fault?.kind === "500_after_commit") {
+        return this.errorResponse(500, API_ERROR, headers, shouldRetryOf("false"));
       }
+      if (stored.shouldRetry !== null) headers.set("Stripe-Should-Retry", stored.shouldRetry);
       return new Response(stored.body, { status: stored.status, headers });
     }
 
-    result = this.route(method, path, params, { requestId, idempotencyKey: useIdempotency ? idempotencyKey : null });
-
-    if (result.committed && fault === "500_after_commit") {
-      result = {
-        status: 500,
-        body: { error: { type: "api_error", message: "Something went wrong on Stripe's end." } },
-        committed: true,
-      };
+    let result: Result;
+    let shouldRetry: string | null = null;
+    if (fault?.kind === "500") {
+      // Nothing executed. On a POST the idempotency layer saves the 500 and says not to retry.
+      shouldRetry = shouldRetryOf(method === "POST" ? "false" : null);
+      result = { status: 500, body: { error: API_ERROR }, committed: method === "POST" };
+    } else {
+      result = this.route(method, path, params, { requestId, idempotencyKey: useIdempotency ? idempotencyKey : null });
+      if (result.committed && fault?.kind === "500_after_commit") {
+        shouldRetry = shouldRetryOf("false");
+        result = { status: 500, body: { error: API_ERROR }, committed: true };
+      }
     }
     const body = JSON.stringify(result.body, null, 2);
     if (useIdempotency && result.committed) {
@@ -585,9 +412,12 @@ export class StripeDouble {
         status: result.status,
         body,
         requestId,
+        shouldRetry,
+        firstUsedMs: this.state.nowMs(),
       });
     }
-    if (result.committed && fault === "drop_after_commit") return Response.error();
+    if (result.committed && fault?.kind === "drop_after_commit") return Response.error();
+    if (shouldRetry !== null) headers.set("Stripe-Should-Retry", shouldRetry);
     return new Response(body, { status: result.status, headers });
   }
 
@@ -596,7 +426,13 @@ export class StripeDouble {
   inject(spec: FaultSpec): void {
     const times = spec.times ?? 1;
     if (!Number.isInteger(times) || times < 1) throw new Error(`inject: times must be a positive integer, got ${times}`);
-    this.faults.push({ method: spec.match.method?.toUpperCase(), path: spec.match.path, kind: spec.kind, remaining: times });
+    this.faults.push({
+      method: spec.match.method?.toUpperCase(),
+      path: spec.match.path,
+      kind: spec.kind,
+      remaining: times,
+      shouldRetry: spec.shouldRetry,
+    });
   }
 
   clearFaults(): void {
@@ -608,7 +444,7 @@ export class StripeDouble {
     return this.faults.reduce((n, f) => n + f.remaining, 0);
   }
 
-  private takeFault(method: string, path: string): FaultKind | undefined {
+  private takeFault(method: string, path: string): ActiveFault | undefined {
     for (const f of this.faults) {
       if (f.remaining <= 0) continue;
       if (f.method !== undefined && f.method !== method) continue;
@@ -622,7 +458,7 @@ export class StripeDouble {
       if (!hit) continue;
       f.remaining--;
       this.faults = this.faults.filter((x) => x.remaining > 0);
-      return f.kind;
+      return f;
     }
     return undefined;
   }
@@ -651,7 +487,8 @@ export class StripeDouble {
     return headers;
   }
 
-  private errorResponse(status: number, error: StripeErrorBody, headers: Headers): Response {
+  private errorResponse(status: number, error: StripeErrorBody, headers: Headers, shouldRetry: string | null = null): Response {
+    if (shouldRetry !== null) headers.set("Stripe-Should-Retry", shouldRetry);
     return new Response(JSON.stringify({ error }, null, 2), { status, headers });
   }
 
@@ -662,37 +499,43 @@ export class StripeDouble {
       const body = this.dispatch(method, path, params, ctx);
       return { status: 200, body, committed: true };
     } catch (e) {
-      if (e instanceof ApiError) return { status: e.status, body: { error: e.error }, committed: false };
+      if (e instanceof ApiError) return { status: e.status, body: { error: e.error }, committed: e.committed };
       throw e;
     }
   }
 
   private dispatch(method: string, path: string, params: Params, ctx: RequestContext): unknown {
+    const s = this.state;
     let m: RegExpExecArray | null;
-    if (path === "/v1/customers" && method === "POST") return this.apiCreateCustomer(params, ctx);
+    if (path === "/v1/customers" && method === "POST") return apiCreateCustomer(s, params, ctx);
     if ((m = /^\/v1\/customers\/([^/]+)$/.exec(path))) {
-      const id = decodeURIComponent(m[1] ?? "");
-      if (method === "GET") return this.apiRetrieveCustomer(id, params);
-      if (method === "POST") return this.apiUpdateCustomer(id, params, ctx);
-      if (method === "DELETE") return this.apiDeleteCustomer(id, ctx);
+      const id = decodeId(m[1]);
+      if (method === "GET") return apiRetrieveCustomer(s, id, params);
+      if (method === "POST") return apiUpdateCustomer(s, id, params, ctx);
+      if (method === "DELETE") return apiDeleteCustomer(s, id, ctx);
     }
     if ((m = /^\/v1\/customers\/([^/]+)\/balance_transactions$/.exec(path))) {
-      const id = decodeURIComponent(m[1] ?? "");
-      if (method === "POST") return this.apiCreateBalanceTransaction(id, params, ctx);
-      if (method === "GET") return this.apiListBalanceTransactions(id, params, path);
+      const id = decodeId(m[1]);
+      if (method === "POST") return apiCreateBalanceTransaction(s, id, params, ctx);
+      if (method === "GET") return apiListBalanceTransactions(s, id, params, path);
     }
     if ((m = /^\/v1\/customers\/([^/]+)\/balance_transactions\/([^/]+)$/.exec(path)) && method === "GET") {
-      return this.apiRetrieveBalanceTransaction(decodeURIComponent(m[1] ?? ""), decodeURIComponent(m[2] ?? ""), params);
+      return apiRetrieveBalanceTransaction(s, decodeId(m[1]), decodeId(m[2]), params);
     }
-    if (path === "/v1/checkout/sessions" && method === "POST") return this.apiCreateSession(params);
-    if ((m = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path)) && method === "GET") {
-      checkKnown(params, RETRIEVE_PARAMS);
-      const id = decodeURIComponent(m[1] ?? "");
-      const s = this.sessions.get(id);
-      if (!s) throw noSuch("checkout.session", id, "session", 404);
-      return s;
+    if ((m = /^\/v1\/customers\/([^/]+)\/payment_methods$/.exec(path)) && method === "GET") {
+      return apiListCustomerPaymentMethods(s, decodeId(m[1]), params, path);
     }
-    if (path === "/v1/billing/meter_events" && method === "POST") return this.apiCreateMeterEvent(params);
+    if (path === "/v1/checkout/sessions" && method === "POST") return apiCreateSession(s, params);
+    if ((m = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveSession(s, decodeId(m[1]), params);
+    if (path === "/v1/payment_intents" && method === "POST") return apiCreatePaymentIntent(s, params, ctx);
+    if ((m = /^\/v1\/payment_intents\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentIntent(s, decodeId(m[1]), params);
+    if ((m = /^\/v1\/payment_methods\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentMethod(s, decodeId(m[1]), params);
+    if ((m = /^\/v1\/charges\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveCharge(s, decodeId(m[1]), params);
+    if ((m = /^\/v1\/refunds\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveRefund(s, decodeId(m[1]), params);
+    if ((m = /^\/v1\/disputes\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveDispute(s, decodeId(m[1]), params);
+    if (path === "/v1/billing/meter_events" && method === "POST") return apiCreateMeterEvent(s, params);
+    if ((m = /^\/v1\/billing\/meters\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveMeter(s, decodeId(m[1]), params);
+    if ((m = /^\/v2\/core\/events\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveV2Event(s, decodeId(m[1]));
     throw invalid(
       `Unrecognized request URL (${method}: ${path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.`,
       {},
@@ -700,384 +543,11 @@ export class StripeDouble {
     );
   }
 
-  // ----------------------------------------------------------------------------- customers (HTTP)
-
-  private liveCustomer(id: string, status = 404, param = "id"): Stripe.Customer {
-    const c = this.customers.get(id);
-    if (!c || this.deletedCustomers.has(id)) throw noSuch("customer", id, param, status);
-    return c;
-  }
-
-  private apiCreateCustomer(params: Params, ctx: RequestContext): Stripe.Customer {
-    checkKnown(params, CUSTOMER_CREATE_PARAMS);
-    const { email, name, description, phone, metadata, balance } = readCustomerParams(params);
-    const invoicePrefix = readString(params, "invoice_prefix");
-    const customer = this.insertCustomer(
-      {
-        email: email ?? null,
-        name: name ?? null,
-        metadata: metadata ? applyMetadata({}, metadata) : {},
-        balance: balance ?? 0,
-      },
-      { description: description ?? null, phone: phone ?? null, invoicePrefix },
-      { id: ctx.requestId, idempotency_key: ctx.idempotencyKey },
-    );
-    return customer;
-  }
-
-  private apiRetrieveCustomer(id: string, params: Params): Stripe.Customer | Stripe.DeletedCustomer {
-    checkKnown(params, RETRIEVE_PARAMS);
-    if (this.deletedCustomers.has(id)) return { id, object: "customer", deleted: true };
-    const c = this.customers.get(id);
-    if (!c) throw noSuch("customer", id, "id", 404);
-    return c;
-  }
-
-  private apiUpdateCustomer(id: string, params: Params, ctx: RequestContext): Stripe.Customer {
-    checkKnown(params, CUSTOMER_UPDATE_PARAMS);
-    const c = this.liveCustomer(id);
-    // Validate everything before changing anything.
-    const { email, name, description, phone, metadata, balance } = readCustomerParams(params);
-
-    const previous: Partial<Stripe.Customer> = {};
-    const fields = { email, name, description, phone } as const;
-    for (const field of Object.keys(fields) as (keyof typeof fields)[]) {
-      const value = fields[field];
-      if (value !== undefined && value !== (c[field] ?? null)) {
-        previous[field] = c[field] ?? null;
-        c[field] = value;
-      }
-    }
-    if (metadata) {
-      const next = applyMetadata(c.metadata, metadata);
-      const diff = metadataDiff(c.metadata, next);
-      if (diff) {
-        previous.metadata = diff as Stripe.Metadata;
-        c.metadata = next;
-      }
-    }
-    if (balance !== undefined && balance !== c.balance) {
-      const currencyBefore = c.currency ?? null;
-      const balanceBefore = c.balance;
-      this.writeTransaction(c, balance - c.balance, c.currency ?? this.defaultCurrency, null, null, "adjustment");
-      previous.balance = balanceBefore;
-      if (currencyBefore !== (c.currency ?? null)) previous.currency = currencyBefore;
-    }
-    if (Object.keys(previous).length > 0) {
-      this.emit("customer.updated", c, previous, { id: ctx.requestId, idempotency_key: ctx.idempotencyKey });
-    }
-    return c;
-  }
-
-  private apiDeleteCustomer(id: string, ctx: RequestContext): Stripe.DeletedCustomer {
-    const c = this.liveCustomer(id);
-    this.deletedCustomers.add(id);
-    this.emit("customer.deleted", c, undefined, { id: ctx.requestId, idempotency_key: ctx.idempotencyKey });
-    return { id, object: "customer", deleted: true };
-  }
-
-  // ----------------------------------------------------------------------------- balance transactions (HTTP)
-
-  private apiCreateBalanceTransaction(customerId: string, params: Params, ctx: RequestContext): Stripe.CustomerBalanceTransaction {
-    checkKnown(params, BALANCE_TXN_CREATE_PARAMS);
-    const c = this.liveCustomer(customerId);
-    const amount = readInt(params, "amount", { required: true }) as number;
-    const currencyRaw = readString(params, "currency", { required: true }) as string;
-    const currency = currencyRaw.toLowerCase();
-    if (!/^[a-z]{3}$/.test(currency)) throw invalid(`Invalid currency: ${currencyRaw}`, { param: "currency" });
-    if (c.currency && c.currency !== currency) {
-      throw invalid(
-        `The currency of this balance transaction (${currency}) does not match the customer's currency (${c.currency}).`,
-        { param: "currency" },
-      );
-    }
-    const description = readNullableString(params, "description") ?? null;
-    const metadata = readMetadata(params);
-    const previous: Partial<Stripe.Customer> = { balance: c.balance };
-    if (!c.currency) previous.currency = c.currency ?? null;
-    const txn = this.writeTransaction(
-      c,
-      amount,
-      currency,
-      description,
-      metadata ? applyMetadata({}, metadata) : null,
-      "adjustment",
-    );
-    this.emit("customer.updated", c, previous, { id: ctx.requestId, idempotency_key: ctx.idempotencyKey });
-    return txn;
-  }
-
-  private apiListBalanceTransactions(
-    customerId: string,
-    params: Params,
-    url: string,
-  ): Stripe.ApiList<Stripe.CustomerBalanceTransaction> {
-    checkKnown(params, BALANCE_TXN_LIST_PARAMS);
-    this.liveCustomer(customerId);
-    const limit = readInt(params, "limit") ?? 10;
-    if (limit < 1 || limit > 100) {
-      throw invalid(`Invalid limit: must be between 1 and 100`, { param: "limit" });
-    }
-    const startingAfter = readString(params, "starting_after");
-    const endingBefore = readString(params, "ending_before");
-    if (startingAfter && endingBefore) {
-      throw invalid("You may only specify one of these parameters: ending_before, starting_after.");
-    }
-    const newestFirst = [...(this.transactions.get(customerId) ?? [])].reverse();
-    let data: Stripe.CustomerBalanceTransaction[];
-    let hasMore: boolean;
-    if (startingAfter) {
-      const idx = newestFirst.findIndex((t) => t.id === startingAfter);
-      if (idx < 0) throw noSuch("customer_balance_transaction", startingAfter, "starting_after", 400);
-      const rest = newestFirst.slice(idx + 1);
-      data = rest.slice(0, limit);
-      hasMore = rest.length > limit;
-    } else if (endingBefore) {
-      const idx = newestFirst.findIndex((t) => t.id === endingBefore);
-      if (idx < 0) throw noSuch("customer_balance_transaction", endingBefore, "ending_before", 400);
-      const before = newestFirst.slice(0, idx);
-      data = before.slice(Math.max(0, before.length - limit));
-      hasMore = before.length > limit;
-    } else {
-      data = newestFirst.slice(0, limit);
-      hasMore = newestFirst.length > limit;
-    }
-    return { object: "list", data, has_more: hasMore, url };
-  }
-
-  private apiRetrieveBalanceTransaction(customerId: string, txnId: string, params: Params): Stripe.CustomerBalanceTransaction {
-    checkKnown(params, RETRIEVE_PARAMS);
-    this.liveCustomer(customerId);
-    const txn = (this.transactions.get(customerId) ?? []).find((t) => t.id === txnId);
-    if (!txn) throw noSuch("customer_balance_transaction", txnId, "transaction", 404);
-    return txn;
-  }
-
-  // ----------------------------------------------------------------------------- checkout (HTTP)
-
-  private apiCreateSession(params: Params): Stripe.Checkout.Session {
-    checkKnown(params, SESSION_CREATE_PARAMS);
-    const mode = readString(params, "mode", { required: true }) as string;
-    if (!["payment", "setup", "subscription"].includes(mode)) {
-      throw invalid(`Invalid mode: must be one of payment, setup, or subscription`, { param: "mode" });
-    }
-    const customerId = readString(params, "customer");
-    const customerEmail = readString(params, "customer_email");
-    if (customerId && customerEmail) {
-      throw invalid("You may only specify one of these parameters: customer, customer_email.");
-    }
-    const customer = customerId ? this.liveCustomer(customerId, 400, "customer") : undefined;
-    const successUrl = readString(params, "success_url") ?? null;
-    const cancelUrl = readString(params, "cancel_url") ?? null;
-    const clientReferenceId = readString(params, "client_reference_id") ?? null;
-    const metadata = readMetadata(params);
-    const customerCreation = readString(params, "customer_creation");
-
-    let currency: string | null = readString(params, "currency")?.toLowerCase() ?? null;
-    let amount: number | null = null;
-    const rawItems = params.line_items;
-    if (mode !== "setup") {
-      if (rawItems === undefined) throw missing("line_items");
-      if (!Array.isArray(rawItems) || rawItems.length === 0) throw invalid("Invalid array", { param: "line_items" });
-      amount = 0;
-      rawItems.forEach((raw, i) => {
-        const p = `line_items[${i}]`;
-        if (typeof raw !== "object" || raw === null) throw invalid("Invalid object", { param: p });
-        const item = raw as Params;
-        const price = item.price;
-        if (typeof price === "string" && price !== "") throw noSuch("price", price, `${p}[price]`, 400);
-        const pd = item.price_data;
-        if (typeof pd !== "object" || pd === null) {
-          throw invalid(`You must specify either \`price\` or \`price_data\` for each line item.`, { param: p });
-        }
-        const priceData = pd as Params;
-        const cur = readString(priceData, "currency");
-        if (!cur) throw missing(`${p}[price_data][currency]`);
-        if (priceData.product === undefined && priceData.product_data === undefined) {
-          throw invalid("You must specify either `product` or `product_data` when creating a price.", {
-            param: `${p}[price_data]`,
-          });
-        }
-        const product = priceData.product_data;
-        if (product !== undefined && (typeof product !== "object" || product === null || !(product as Params).name)) {
-          throw missing(`${p}[price_data][product_data][name]`);
-        }
-        let unit: number;
-        if (priceData.unit_amount !== undefined) {
-          unit = parseIntParam(priceData.unit_amount, `${p}[price_data][unit_amount]`);
-        } else if (typeof priceData.unit_amount_decimal === "string" && /^\d+(\.\d+)?$/.test(priceData.unit_amount_decimal)) {
-          unit = Number(priceData.unit_amount_decimal);
-        } else {
-          throw missing(`${p}[price_data][unit_amount]`);
-        }
-        if (unit < 0) throw invalid("This value must be greater than or equal to 0.", { param: `${p}[price_data][unit_amount]` });
-        if (item.quantity === undefined) throw missing(`${p}[quantity]`);
-        const qty = parseIntParam(item.quantity, `${p}[quantity]`);
-        if (qty < 1) throw invalid("This value must be greater than or equal to 1.", { param: `${p}[quantity]` });
-        const c = cur.toLowerCase();
-        if (currency && currency !== c) {
-          throw invalid("All line items must have the same currency.", { param: `${p}[price_data][currency]` });
-        }
-        currency = c;
-        amount = (amount ?? 0) + Math.round(unit * qty);
-      });
-    }
-
-    const created = this.nowSeconds();
-    const id = `cs_test_a1${randomChars(58)}`;
-    const session: Stripe.Checkout.Session = {
-      id,
-      object: "checkout.session",
-      adaptive_pricing: { enabled: false },
-      after_expiration: null,
-      allow_promotion_codes: null,
-      allowed_payment_method_types: null,
-      amount_subtotal: amount,
-      amount_total: amount,
-      automatic_tax: { enabled: false, liability: null, provider: null, status: null },
-      billing_address_collection: null,
-      cancel_url: cancelUrl,
-      client_reference_id: clientReferenceId,
-      client_secret: null,
-      collected_information: null,
-      consent: null,
-      consent_collection: null,
-      created,
-      currency,
-      currency_conversion: null,
-      custom_fields: [],
-      custom_text: { after_submit: null, shipping_address: null, submit: null, terms_of_service_acceptance: null },
-      customer: customer ? customer.id : null,
-      customer_account: null,
-      customer_creation: customer ? null : ((customerCreation as Stripe.Checkout.Session.CustomerCreation | undefined) ?? (mode === "payment" ? "if_required" : "always")),
-      customer_details: customerEmail
-        ? { address: null, business_name: null, email: customerEmail, individual_name: null, name: null, phone: null, tax_exempt: "none", tax_ids: null }
-        : null,
-      customer_email: customerEmail ?? null,
-      discounts: [],
-      expires_at: created + 24 * 60 * 60,
-      integration_identifier: null,
-      invoice: null,
-      invoice_creation:
-        mode === "payment"
-          ? {
-              enabled: false,
-              invoice_data: {
-                account_tax_ids: null,
-                custom_fields: null,
-                description: null,
-                footer: null,
-                issuer: null,
-                metadata: {},
-                rendering_options: null,
-              },
-            }
-          : null,
-      livemode: false,
-      locale: null,
-      managed_payments: null,
-      metadata: metadata ? applyMetadata({}, metadata) : {},
-      mode,
-      origin_context: null,
-      payment_intent: null,
-      payment_link: null,
-      payment_method_collection: "if_required",
-      payment_method_configuration_details: null,
-      payment_method_options: {},
-      payment_method_types: ["card"],
-      payment_status: mode === "setup" ? "no_payment_required" : "unpaid",
-      permissions: null,
-      phone_number_collection: { enabled: false },
-      recovered_from: null,
-      saved_payment_method_options: customer
-        ? { allow_redisplay_filters: ["always"], payment_method_remove: null, payment_method_save: null }
-        : null,
-      setup_intent: null,
-      shipping_address_collection: null,
-      shipping_cost: null,
-      shipping_options: [],
-      status: "open",
-      submit_type: null,
-      subscription: null,
-      success_url: successUrl,
-      total_details: mode === "setup" ? null : { amount_discount: 0, amount_shipping: 0, amount_tax: 0 },
-      ui_mode: "hosted",
-      url: `https://checkout.stripe.test/c/pay/${id}`,
-      wallet_options: null,
-    };
-    this.sessions.set(id, session);
-    return session;
-  }
-
-  // ----------------------------------------------------------------------------- meter events (HTTP)
-
-  private apiCreateMeterEvent(params: Params): Stripe.Billing.MeterEvent {
-    checkKnown(params, METER_EVENT_CREATE_PARAMS);
-    const eventName = readString(params, "event_name", { required: true, max: 100 }) as string;
-    const payload = params.payload;
-    if (payload === undefined) throw missing("payload");
-    if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
-      throw invalid("Invalid object", { param: "payload" });
-    }
-    const p = payload as Params;
-    const customer = p.stripe_customer_id;
-    if (typeof customer !== "string" || customer === "") throw missing("payload[stripe_customer_id]");
-    const value = p.value;
-    if (value === undefined) throw missing("payload[value]");
-    if (typeof value !== "string" || !/^[1-9]\d*$/.test(value)) {
-      throw invalid(`Invalid payload[value]: must be a positive whole number, got ${JSON.stringify(value)}`, {
-        param: "payload[value]",
-      });
-    }
-    const identifier = readString(params, "identifier", { max: 100 });
-    const now = this.nowSeconds();
-    const timestamp = readInt(params, "timestamp") ?? now;
-    if (timestamp < now - METER_PAST_WINDOW_S) {
-      throw invalid("Timestamp must be within the past 35 calendar days.", { param: "timestamp" });
-    }
-    if (timestamp > now + METER_FUTURE_WINDOW_S) {
-      throw invalid("Timestamp must not be more than 5 minutes in the future.", { param: "timestamp" });
-    }
-
-    // Dedupe (see header comment): a repeated identifier returns the stored event, counted once.
-    if (identifier !== undefined && identifier !== "") {
-      const existing = this.meterByIdentifier.get(identifier);
-      if (existing) return existing;
-    }
-    const stringPayload: Record<string, string> = {};
-    for (const [k, v] of Object.entries(p)) stringPayload[k] = typeof v === "string" ? v : JSON.stringify(v);
-    const event: Stripe.Billing.MeterEvent = {
-      object: "billing.meter_event",
-      created: now,
-      event_name: eventName,
-      identifier: identifier || crypto.randomUUID(),
-      livemode: false,
-      payload: stringPayload,
-      timestamp,
-    };
-    this.meterEvents.push(event);
-    this.meterByIdentifier.set(event.identifier, event);
-    return event;
-  }
-
   // ----------------------------------------------------------------------------- test-side helpers
 
-  /** Create a customer directly (no HTTP), emitting `customer.created`. */
+  /** Create a customer directly (no HTTP), emitting `customer.created` (and `payment_method.attached`). */
   createCustomer(input: CreateCustomerInput = {}): Stripe.Customer {
-    if (input.id !== undefined && this.customers.has(input.id)) throw new Error(`customer ${input.id} already exists`);
-    if (input.balance !== undefined && !Number.isSafeInteger(input.balance)) throw new Error("balance must be an integer");
-    const c = this.insertCustomer(
-      {
-        id: input.id,
-        email: input.email ?? null,
-        name: input.name ?? null,
-        metadata: { ...(input.metadata ?? {}) },
-        balance: input.balance ?? 0,
-      },
-      {},
-      { id: newId("req_", 14), idempotency_key: null },
-    );
-    return clone(c);
+    return createCustomerIn(this.state, input);
   }
 
   /**
@@ -1085,88 +555,72 @@ export class StripeDouble {
    * (negative amount = credit) and emits `customer.updated` with previous_attributes.balance.
    */
   adjustBalance(customerId: string, amount: number, description?: string): Stripe.CustomerBalanceTransaction {
-    if (!Number.isSafeInteger(amount)) throw new Error("amount must be an integer");
-    const c = this.customers.get(customerId);
-    if (!c || this.deletedCustomers.has(customerId)) throw new Error(`no such live customer ${customerId}`);
-    const previous: Partial<Stripe.Customer> = { balance: c.balance };
-    if (!c.currency) previous.currency = c.currency ?? null;
-    const txn = this.writeTransaction(c, amount, c.currency ?? this.defaultCurrency, description ?? null, null, "adjustment");
-    this.emit("customer.updated", c, previous, { id: newId("req_", 14), idempotency_key: null });
-    return clone(txn);
+    return adjustCustomerBalance(this.state, customerId, amount, description);
   }
 
   /**
-   * Mark a checkout session complete and emit `checkout.session.completed`.
-   * `async: true` models a delayed payment method: the session completes with
-   * payment_status "unpaid"; call `succeedAsyncPayment` (or `failAsyncPayment`) afterwards.
+   * Mark a checkout session complete and emit `checkout.session.completed` (first), then the
+   * payment's events. A payment-mode session gets a PaymentIntent and Charge (`payment_intent`
+   * set); with `payment_intent_data[setup_future_usage]` and a customer, the card
+   * (`opts.paymentMethod`, default "pm_card_visa") is attached to the customer.
+   * `async: true`: payment_status "unpaid" until `succeedAsyncPayment` / `failAsyncPayment`.
    * Never changes any customer balance.
    */
-  completeCheckout(sessionId: string, opts: { async?: boolean } = {}): Stripe.Checkout.Session {
-    const s = this.sessions.get(sessionId);
-    if (!s) throw new Error(`no such checkout session ${sessionId}`);
-    if (s.status !== "open") throw new Error(`checkout session ${sessionId} is ${s.status}, not open`);
-    s.status = "complete";
-    if (s.mode !== "setup") s.payment_status = opts.async ? "unpaid" : "paid";
-    if (s.mode === "payment") s.payment_intent = newId("pi_");
-    if (s.mode === "setup") s.setup_intent = newId("seti_");
-    const cust = typeof s.customer === "string" ? this.customers.get(s.customer) : undefined;
-    s.customer_details = {
-      address: { city: null, country: "US", line1: null, line2: null, postal_code: "94103", state: null },
-      business_name: null,
-      email: cust?.email ?? s.customer_email ?? s.customer_details?.email ?? "customer@example.com",
-      individual_name: null,
-      name: cust?.name ?? null,
-      phone: null,
-      tax_exempt: "none",
-      tax_ids: [],
-    };
-    this.emit("checkout.session.completed", s, undefined, { id: null, idempotency_key: null });
-    return clone(s);
+  completeCheckout(sessionId: string, opts: CompleteCheckoutOptions = {}): Stripe.Checkout.Session {
+    return completeCheckoutIn(this.state, sessionId, opts);
   }
 
   /** For an async-completed session: payment_status → "paid", emits `checkout.session.async_payment_succeeded`. */
   succeedAsyncPayment(sessionId: string): Stripe.Checkout.Session {
-    const s = this.asyncPending(sessionId);
-    s.payment_status = "paid";
-    this.emit("checkout.session.async_payment_succeeded", s, undefined, { id: null, idempotency_key: null });
-    return clone(s);
+    return succeedAsyncPaymentIn(this.state, sessionId);
   }
 
   /** For an async-completed session: emits `checkout.session.async_payment_failed` (payment_status stays "unpaid"). */
   failAsyncPayment(sessionId: string): Stripe.Checkout.Session {
-    const s = this.asyncPending(sessionId);
-    this.emit("checkout.session.async_payment_failed", s, undefined, { id: null, idempotency_key: null });
-    return clone(s);
+    return failAsyncPaymentIn(this.state, sessionId);
   }
 
   /** Expire an open session, emitting `checkout.session.expired`. */
   expireCheckout(sessionId: string): Stripe.Checkout.Session {
-    const s = this.sessions.get(sessionId);
-    if (!s) throw new Error(`no such checkout session ${sessionId}`);
-    if (s.status !== "open") throw new Error(`checkout session ${sessionId} is ${s.status}, not open`);
-    s.status = "expired";
-    s.url = null;
-    this.emit("checkout.session.expired", s, undefined, { id: null, idempotency_key: null });
-    return clone(s);
+    return expireCheckoutIn(this.state, sessionId);
+  }
+
+  /**
+   * Refund a charge (or a PaymentIntent's latest charge), all that is left by default. Emits
+   * `charge.refunded` and `refund.created`; partial refunds accumulate in `amount_refunded` (the
+   * Charge lists `refunds` only with `expand[]=refunds`, as since API 2022-11-15).
+   */
+  refundCharge(chargeOrPaymentIntentId: string, amount?: number): { refund: Stripe.Refund; charge: Stripe.Charge } {
+    return refundChargeIn(this.state, chargeOrPaymentIntentId, amount);
+  }
+
+  /** Open a dispute (`needs_response`) on a charge: `charge.dispute.created` + `charge.dispute.funds_withdrawn`. */
+  createDispute(chargeOrPaymentIntentId: string, amount?: number): Stripe.Dispute {
+    return createDisputeIn(this.state, chargeOrPaymentIntentId, amount);
+  }
+
+  /** Close a dispute: `charge.dispute.closed`, and on "won" `charge.dispute.funds_reinstated`. */
+  closeDispute(disputeId: string, outcome: "won" | "lost"): Stripe.Dispute {
+    return closeDisputeIn(this.state, disputeId, outcome);
+  }
+
+  /** Register a meter for `eventName` (the default ones come from the `meters` option). */
+  createMeter(eventName: string, displayName?: string): Stripe.Billing.Meter {
+    return clone(createMeterIn(this.state, eventName, displayName));
   }
 
   /** Emit an `invoice.paid` / `invoice.payment_failed` event with an invoice shaped like the fixture. */
-  invoiceEvent(
-    customerId: string,
-    type: InvoiceEventType,
-    invoiceId?: string,
-    opts: InvoiceEventOptions = {},
-  ): Stripe.Event {
-    const c = this.customers.get(customerId);
+  invoiceEvent(customerId: string, type: InvoiceEventType, invoiceId?: string, opts: InvoiceEventOptions = {}): Stripe.Event {
+    const c = this.state.customers.get(customerId);
     if (!c) throw new Error(`no such customer ${customerId}`);
-    const invoice = this.buildInvoice(c, type, invoiceId ?? newId("in_"), opts);
-    return this.emit(type, invoice, undefined, { id: null, idempotency_key: null });
+    const invoice = buildInvoice(this.state, c, type, invoiceId ?? newId("in_"), opts);
+    return this.state.emit(type, invoice, undefined, null);
   }
 
   /** Returns and clears the events not yet taken (the `events` array keeps all of them). */
   takeEvents(): Stripe.Event[] {
-    const out = this.events.slice(this.delivered);
-    this.delivered = this.events.length;
+    const out = this.state.events.slice(this.state.delivered);
+    this.state.delivered = this.state.events.length;
     return out;
   }
 
@@ -1175,65 +629,118 @@ export class StripeDouble {
    * sends it; verify on these exact bytes. `timestamp` defaults to the real current time (the
    * receiver checks it against its own clock, tolerance 300 s).
    */
-  async sign(
-    event: Stripe.Event | string,
-    opts: { secret?: string; timestamp?: number } = {},
-  ): Promise<{ body: string; signature: string }> {
+  async sign(event: Stripe.Event | string, opts: { secret?: string; timestamp?: number } = {}): Promise<{ body: string; signature: string }> {
     const body = typeof event === "string" ? event : JSON.stringify(event, null, 2);
-    const signature = await Stripe.webhooks.generateTestHeaderStringAsync({
-      payload: body,
-      secret: opts.secret ?? this.webhookSecret,
-      timestamp: opts.timestamp ?? Math.floor(Date.now() / 1000),
-      cryptoProvider: Stripe.createSubtleCryptoProvider(),
-    });
-    return { body, signature };
+    return { body, signature: await this.signature(body, opts.secret ?? this.webhookSecret, opts.timestamp) };
   }
 
   /** Convenience: a signed webhook POST to `url` (`Stripe-Signature` header, JSON body). */
-  async webhookRequest(
-    url: string,
-    event: Stripe.Event | string,
-    opts: { secret?: string; timestamp?: number } = {},
-  ): Promise<Request> {
+  async webhookRequest(url: string, event: Stripe.Event | string, opts: { secret?: string; timestamp?: number } = {}): Promise<Request> {
     const { body, signature } = await this.sign(event, opts);
-    return new Request(url, {
-      method: "POST",
-      headers: {
-        "Content-Type": "application/json; charset=utf-8",
-        "Stripe-Signature": signature,
-        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-      },
-      body,
+    return signedPost(url, body, signature);
+  }
+
+  /**
+   * Thin (v2) events about meter-event problems found since the last call, grouped like Stripe's
+   * validation windows; the full events are then served by `GET /v2/core/events/{id}`.
+   */
+  takeThinEvents(): ThinEventPayload[] {
+    return takeThinEventsIn(this.state);
+  }
+
+  /**
+   * Sign a thin event notification as Stripe signs deliveries to an event destination (the same
+   * `Stripe-Signature` scheme as webhooks, with the destination's secret), so that
+   * `stripe.parseEventNotificationAsync(body, signature, secret, undefined, Stripe.createSubtleCryptoProvider())`
+   * verifies it.
+   */
+  async signThin(notification: ThinEventPayload | string, opts: { secret?: string; timestamp?: number } = {}): Promise<{ body: string; signature: string }> {
+    const body = typeof notification === "string" ? notification : JSON.stringify(notification, null, 2);
+    return { body, signature: await this.signature(body, opts.secret ?? this.thinEventSecret, opts.timestamp) };
+  }
+
+  /** Convenience: a signed thin-event POST to an event destination at `url`. */
+  async thinEventRequest(url: string, notification: ThinEventPayload | string, opts: { secret?: string; timestamp?: number } = {}): Promise<Request> {
+    const { body, signature } = await this.signThin(notification, opts);
+    return signedPost(url, body, signature);
+  }
+
+  private async signature(body: string, secret: string, timestamp?: number): Promise<string> {
+    return Stripe.webhooks.generateTestHeaderStringAsync({
+      payload: body,
+      secret,
+      timestamp: timestamp ?? Math.floor(Date.now() / 1000),
+      cryptoProvider: Stripe.createSubtleCryptoProvider(),
     });
   }
 
   // ----------------------------------------------------------------------------- readers
 
   balanceOf(customerId: string): number {
-    const c = this.customers.get(customerId);
+    const c = this.state.customers.get(customerId);
     if (!c) throw new Error(`no such customer ${customerId}`);
     return c.balance;
   }
 
+  /** `invoice_credit_balance` as the API shows it (currencies other than the customer's; positive = credit). */
+  invoiceCreditBalance(customerId: string): Record<string, number> {
+    if (!this.state.customers.has(customerId)) throw new Error(`no such customer ${customerId}`);
+    const out: Record<string, number> = {};
+    for (const [currency, balance] of this.state.otherBalances.get(customerId) ?? []) out[currency] = balance === 0 ? 0 : -balance;
+    return out;
+  }
+
   /** Balance transactions of a customer, oldest first (the HTTP list is newest first). */
   balanceTransactions(customerId: string): Stripe.CustomerBalanceTransaction[] {
-    return clone(this.transactions.get(customerId) ?? []);
+    return clone(this.state.transactions.get(customerId) ?? []);
   }
 
   /** A customer's current state (also for deleted customers: their last state), or undefined. */
   getCustomer(customerId: string): Stripe.Customer | undefined {
-    const c = this.customers.get(customerId);
+    const c = this.state.customers.get(customerId);
     return c ? clone(c) : undefined;
   }
 
   isDeleted(customerId: string): boolean {
-    return this.deletedCustomers.has(customerId);
+    return this.state.deletedCustomers.has(customerId);
   }
 
-  /** Sum of accepted meter-event values for a customer (optionally one event_name). */
+  /** Payment methods attached to a customer, in attach order. */
+  paymentMethodsOf(customerId: string): Stripe.PaymentMethod[] {
+    return paymentMethodsOf(this.state, customerId);
+  }
+
+  getPaymentIntent(id: string): Stripe.PaymentIntent | undefined {
+    const pi = this.state.paymentIntents.get(id);
+    return pi ? clone(pi) : undefined;
+  }
+
+  /** The charge as stored (with its `refunds` list, which the API shows only when expanded). */
+  getCharge(id: string): Stripe.Charge | undefined {
+    const charge = this.state.charges.get(id);
+    return charge ? clone(charge) : undefined;
+  }
+
+  getDispute(id: string): Stripe.Dispute | undefined {
+    const dispute = this.state.disputes.get(id);
+    return dispute ? clone(dispute) : undefined;
+  }
+
+  /** Meters by event_name. */
+  meters(): Stripe.Billing.Meter[] {
+    return [...this.state.meters.values()].map(clone);
+  }
+
+  /** A full v2 event as `GET /v2/core/events/{id}` would return it. */
+  getV2Event(id: string): V2Event | undefined {
+    const event = this.state.v2Events.get(id);
+    return event ? clone(event) : undefined;
+  }
+
+  /** Sum of counted meter-event values for a customer (optionally one event_name). */
   meterUsage(customerId: string, eventName?: string): number {
     let total = 0;
-    for (const e of this.meterEvents) {
+    for (const e of this.state.meterEvents) {
       if (e.payload.stripe_customer_id !== customerId) continue;
       if (eventName !== undefined && e.event_name !== eventName) continue;
       total += Number(e.payload.value ?? 0);
@@ -1241,242 +748,25 @@ export class StripeDouble {
     return total;
   }
 
-  /** Forget everything: state, events, idempotency keys, faults and the request log. */
+  /** Forget everything: state, events, idempotency keys, faults and the request log (the clock and default meters stay). */
   reset(): void {
     this.requests.length = 0;
-    this.events.length = 0;
-    this.meterEvents.length = 0;
-    this.sessions.clear();
-    this.customers.clear();
-    this.deletedCustomers.clear();
-    this.transactions.clear();
-    this.meterByIdentifier.clear();
+    this.state.reset();
+    this.state.meters.clear();
+    for (const name of this.defaultMeters) createMeterIn(this.state, name);
     this.idempotency.clear();
     this.faults = [];
-    this.delivered = 0;
   }
+}
 
-  // ----------------------------------------------------------------------------- internals
-
-  private nowSeconds(): number {
-    return Math.floor(this.now() / 1000);
-  }
-
-  private asyncPending(sessionId: string): Stripe.Checkout.Session {
-    const s = this.sessions.get(sessionId);
-    if (!s) throw new Error(`no such checkout session ${sessionId}`);
-    if (s.status !== "complete" || s.payment_status !== "unpaid") {
-      throw new Error(`checkout session ${sessionId} has no pending async payment (status ${s.status}, payment_status ${s.payment_status})`);
-    }
-    return s;
-  }
-
-  private insertCustomer(
-    fields: { id?: string; email: string | null; name: string | null; metadata: Stripe.Metadata; balance: number },
-    extra: { description?: string | null; phone?: string | null; invoicePrefix?: string },
-    request: Stripe.Event.Request,
-  ): Stripe.Customer {
-    const id = fields.id ?? newId("cus_", 14);
-    const customer: Stripe.Customer = {
-      id,
-      object: "customer",
-      address: null,
-      balance: 0,
-      created: this.nowSeconds(),
-      currency: null,
-      customer_account: null,
-      default_source: null,
-      delinquent: false,
-      description: extra.description ?? null,
-      discount: null,
-      email: fields.email,
-      invoice_prefix: extra.invoicePrefix ?? randomChars(8, "0123456789ABCDEF"),
-      invoice_settings: { custom_fields: null, default_payment_method: null, footer: null, rendering_options: null },
-      livemode: false,
-      metadata: fields.metadata,
-      name: fields.name,
-      next_invoice_sequence: 1,
-      phone: extra.phone ?? null,
-      preferred_locales: [],
-      shipping: null,
-      tax_exempt: "none",
-      test_clock: null,
-    };
-    this.customers.set(id, customer);
-    this.transactions.set(id, []);
-    if (fields.balance !== 0) {
-      this.writeTransaction(customer, fields.balance, this.defaultCurrency, null, null, "initial");
-    }
-    this.emit("customer.created", customer, undefined, request);
-    return customer;
-  }
-
-  /** Appends a balance transaction and moves the customer's balance. Emits nothing. */
-  private writeTransaction(
-    customer: Stripe.Customer,
-    amount: number,
-    currency: string,
-    description: string | null,
-    metadata: Stripe.Metadata | null,
-    type: Stripe.CustomerBalanceTransaction.Type,
-  ): Stripe.CustomerBalanceTransaction {
-    const ending = customer.balance + amount;
-    const txn: Stripe.CustomerBalanceTransaction = {
-      id: newId("cbtxn_"),
-      object: "customer_balance_transaction",
-      amount,
-      checkout_session: null,
-      created: this.nowSeconds(),
-      credit_note: null,
-      currency,
-      customer: customer.id,
-      customer_account: null,
-      description,
-      ending_balance: ending,
-      invoice: null,
-      livemode: false,
-      metadata,
-      type,
-    };
-    customer.balance = ending;
-    if (!customer.currency) customer.currency = currency;
-    const list = this.transactions.get(customer.id);
-    if (list) list.push(txn);
-    else this.transactions.set(customer.id, [txn]);
-    return txn;
-  }
-
-  private emit<T extends EventType>(
-    type: T,
-    object: EventObject<T>,
-    previous: Partial<EventObject<T>> | undefined,
-    request: Stripe.Event.Request | null,
-  ): EventOf<T> {
-    const data = previous === undefined ? { object: clone(object) } : { object: clone(object), previous_attributes: clone(previous) };
-    // Typed through EventBase (the shared shape of every Stripe.Event); the generic signature
-    // above ties `object`/`previous` to the event type at each call site.
-    const event: Stripe.EventBase = {
-      id: newId("evt_"),
-      object: "event",
-      api_version: this.apiVersion,
-      created: this.nowSeconds(),
-      data,
-      livemode: false,
-      pending_webhooks: 1,
-      request,
-      type,
-    };
-    this.events.push(event as Stripe.Event);
-    return event as EventOf<T>;
-  }
-
-  private buildInvoice(c: Stripe.Customer, type: InvoiceEventType, id: string, opts: InvoiceEventOptions): Stripe.Invoice {
-    const now = this.nowSeconds();
-    const amount = opts.amount ?? 1000;
-    const currency = opts.currency ?? c.currency ?? this.defaultCurrency;
-    const paid = type === "invoice.paid";
-    const line: Stripe.InvoiceLineItem = {
-      id: newId("il_"),
-      object: "line_item",
-      amount,
-      currency,
-      description: "Usage",
-      discount_amounts: [],
-      discountable: true,
-      discounts: [],
-      invoice: id,
-      livemode: false,
-      metadata: {},
-      parent: null,
-      period: { end: now, start: now },
-      pretax_credit_amounts: null,
-      pricing: null,
-      quantity: 1,
-      quantity_decimal: null,
-      subscription: null,
-      subtotal: amount,
-      taxes: [],
-    };
-    return {
-      id,
-      object: "invoice",
-      account_country: "US",
-      account_name: null,
-      account_tax_ids: null,
-      amount_due: amount,
-      amount_overpaid: 0,
-      amount_paid: paid ? amount : 0,
-      amount_remaining: paid ? 0 : amount,
-      amount_shipping: 0,
-      application: null,
-      attempt_count: 1,
-      attempted: true,
-      auto_advance: !paid,
-      automatic_tax: { disabled_reason: null, enabled: false, liability: null, provider: null, status: null },
-      automatically_finalizes_at: null,
-      billing_reason: "manual",
-      collection_method: "charge_automatically",
-      created: now,
-      currency,
-      custom_fields: null,
-      customer: c.id,
-      customer_account: null,
-      customer_address: null,
-      customer_email: c.email,
-      customer_name: c.name ?? null,
-      customer_phone: c.phone ?? null,
-      customer_shipping: null,
-      customer_tax_exempt: "none",
-      customer_tax_ids: [],
-      default_payment_method: null,
-      default_source: null,
-      default_tax_rates: [],
-      description: null,
-      discounts: [],
-      due_date: null,
-      effective_at: now,
-      ending_balance: 0,
-      footer: null,
-      from_invoice: null,
-      hosted_invoice_url: `https://invoice.stripe.test/i/${id}`,
-      invoice_pdf: `https://pay.stripe.test/invoice/${id}/pdf`,
-      issuer: { type: "self" },
-      last_finalization_error: null,
-      latest_revision: null,
-      lines: { object: "list", data: [line], has_more: false, url: `/v1/invoices/${id}/lines` },
-      livemode: false,
-      metadata: { ...(opts.metadata ?? {}) },
-      next_payment_attempt: paid ? null : now + 3 * 24 * 60 * 60,
-      number: `${c.invoice_prefix ?? "INV"}-0001`,
-      on_behalf_of: null,
-      parent: null,
-      payment_settings: { default_mandate: null, payment_method_options: null, payment_method_types: null },
-      period_end: now,
-      period_start: now,
-      post_payment_credit_notes_amount: 0,
-      pre_payment_credit_notes_amount: 0,
-      receipt_number: null,
-      rendering: null,
-      shipping_cost: null,
-      shipping_details: null,
-      starting_balance: 0,
-      statement_descriptor: null,
-      status: paid ? "paid" : "open",
-      status_transitions: {
-        finalized_at: now,
-        marked_uncollectible_at: null,
-        paid_at: paid ? now : null,
-        voided_at: null,
-      },
-      subtotal: amount,
-      subtotal_excluding_tax: amount,
-      test_clock: null,
-      total: amount,
-      total_discount_amounts: [],
-      total_excluding_tax: amount,
-      total_pretax_credit_amounts: [],
-      total_taxes: [],
-      webhooks_delivered_at: now,
-    };
-  }
+function signedPost(url: string, body: string, signature: string): Request {
+  return new Request(url, {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/json; charset=utf-8",
+      "Stripe-Signature": signature,
+      "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    },
+    body,
+  });
 }
