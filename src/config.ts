@@ -3,7 +3,7 @@ import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS, log, setLogLevel } from "./log";
 import { unknownMergeTags } from "./template";
 
-export const COHORTS = ["out_of_credits", "low_balance", "payment_failed"] as const;
+export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring"] as const;
 export type Cohort = (typeof COHORTS)[number];
 
 const cents = z.int().min(-MAX_AMOUNT_CENTS).max(MAX_AMOUNT_CENTS);
@@ -39,6 +39,12 @@ const Governance = z.strictObject({
   origin_timeout_ms: z.int().min(100).max(300_000).default(30_000),
   block_postpaid_when_unpaid: z.boolean().default(true),
   topup_url: httpUrl.default("https://example.com/billing/top-up"),
+  /** Refunds of failed requests per customer in a rolling hour; past it failed requests stay charged. */
+  refund_limit_per_hour: z.int().min(0).max(100_000).default(20),
+  /** Which origin failures refund: a connection failure, a timeout, and these statuses. */
+  refund_on: z
+    .array(z.union([z.enum(["connection_error", "timeout"]), z.int().min(500).max(599)]))
+    .default(["connection_error", "timeout", 502, 503, 504]),
   checkout_min_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(500),
   checkout_max_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(100_000),
   checkout_success_url: httpUrl.default("https://example.com/billing/success"),
@@ -64,6 +70,8 @@ const Emails = z.strictObject({
   reenroll_seconds: z.int().min(0).max(90 * 86_400).default(3600),
   low_balance_threshold_cents: z.int().min(0).max(MAX_AMOUNT_CENTS).default(0),
   low_balance_threshold_percent: z.int().min(0).max(100).default(0),
+  /** credit_expiring: credit that expires within this many days. */
+  expiry_warning_days: z.int().min(1).max(365).default(7),
   templates: z.partialRecord(z.enum(COHORTS), EmailTemplate).default({}),
 });
 

@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   customer_deleted: 401,
   insufficient_credit: 402,
   payment_overdue: 402,
+  key_cap_reached: 402,
+  currency_mismatch: 402,
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,

@@ -6,7 +6,7 @@ import type { CustomerProfile } from "./types";
 export function mergeValues(
   config: Config,
   customer: Pick<CustomerProfile, "id" | "name" | "email">,
-  amounts: { balanceMicros: number; minimumMicros: number; priceMicros: number },
+  amounts: { balanceMicros: number; minimumMicros: number; priceMicros: number; expiringSoonMicros?: number; keyCapCents?: number | null },
 ): MergeValues {
   const currency = config.PRICING.currency;
   return {
@@ -21,5 +21,7 @@ export function mergeValues(
     "request.price": formatMoney(amounts.priceMicros, currency),
     "request.price_cents": formatCents(amounts.priceMicros),
     topup_url: config.GOVERNANCE.topup_url,
+    "credit.expiring_soon": formatMoney(amounts.expiringSoonMicros ?? 0, currency),
+    "key.cap": amounts.keyCapCents == null ? "" : formatMoney(amounts.keyCapCents * 1_000_000, currency),
   };
 }

@@ -5,8 +5,10 @@
  */
 export const MICROS_PER_CENT = 1_000_000;
 export const MAX_DECIMALS = 6;
-/** $10,000,000 in cents: the largest single amount or balance the gateway accepts. */
+/** $10,000,000 in cents: the largest balance, minimum or configured amount the gateway accepts. */
 export const MAX_AMOUNT_CENTS = 1_000_000_000;
+/** Stripe's limit of 8 digits of minor units: the largest single amount the admin API accepts. */
+export const MAX_STRIPE_AMOUNT_CENTS = 99_999_999;
 
 const DECIMAL = /^(-)?(\d{1,10})(?:\.(\d{1,6}))?$/;
 

@@ -11,6 +11,8 @@ export const MERGE_TAGS = [
   "request.price",
   "request.price_cents",
   "topup_url",
+  "credit.expiring_soon",
+  "key.cap",
 ] as const;
 export type MergeTag = (typeof MERGE_TAGS)[number];
 export type MergeValues = Record<MergeTag, string | number>;

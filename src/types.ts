@@ -21,7 +21,18 @@ export interface ProfilePatch {
 }
 
 export type AuthorizeResult =
-  | { outcome: "ok"; customerId: string; chargedMicros: number; balanceMicros: number; bucket: number }
+  | {
+      outcome: "ok";
+      customerId: string;
+      chargedMicros: number;
+      /** Credit the request's meter may still use. */
+      balanceMicros: number;
+      bucket: number;
+      /** The grant that paid most of it. */
+      grantId: string | null;
+      /** A retry of a request id already charged: nothing was charged again. */
+      replayed?: true;
+    }
   | { outcome: "invalid_key" | "customer_deleted" }
   | {
       outcome: "insufficient_credit" | "payment_overdue";
@@ -29,7 +40,19 @@ export type AuthorizeResult =
       balanceMicros: number;
       minimumMicros: number;
       priceMicros: number;
-    };
+      expiringSoonMicros: number;
+      keyCapCents: number | null;
+    }
+  | {
+      outcome: "key_cap_reached";
+      customer: CustomerProfile;
+      keyId: string;
+      capCents: number;
+      period: "day" | "month";
+      spentMicros: number;
+      resetsAt: number;
+    }
+  | { outcome: "currency_mismatch"; customer: CustomerProfile; stripeCurrency: string; currency: string };
 
 export interface DirectorySnapshot {
   customerId: string;

@@ -22,6 +22,11 @@ CREATE TABLE IF NOT EXISTS account (
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 );`,
+  v3: `
+ALTER TABLE account ADD COLUMN stripe_currency TEXT;
+ALTER TABLE account ADD COLUMN last_reconciled_at INTEGER;
+ALTER TABLE account ADD COLUMN refunds_denied INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account ADD COLUMN last_refund_denied_at INTEGER;`,
 };
 
 /** The one account row: profile, balance (micro-cents) and bookkeeping for Stripe and the directory. */
@@ -32,7 +37,10 @@ export interface AccountRow {
   metadata: string;
   plan: Plan;
   minimum_balance_cents: number | null;
+  /** Micro-cents: what remains of the grants, less debt (always the ledger's sum). */
   balance: number;
+  /** Micro-cents owed: charges no grant covered (an overdraft the minimum allowed) and clawbacks of spent credit. */
+  debt: number;
   /** Prepaid usage (micro-cents) not yet cut into a Stripe report. */
   pending_usage: number;
   last_topup_cents: number | null;
@@ -40,7 +48,13 @@ export interface AccountRow {
   profile_event_at: number;
   stripe_balance: number | null;
   stripe_balance_at: number | null;
+  /** The Stripe customer's currency, when Stripe has set one. */
+  stripe_currency: string | null;
+  last_reconciled_at: number | null;
   reconcile_needed: number;
+  /** Failed requests left charged because the refund limit was reached. */
+  refunds_denied: number;
+  last_refund_denied_at: number | null;
   directory_seq: number;
   directory_due_at: number | null;
   created_at: number;

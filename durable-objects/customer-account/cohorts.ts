@@ -25,24 +25,30 @@ export interface Membership {
 export interface CohortState {
   deleted: boolean;
   plan: Plan;
-  /** Credit above the minimum balance, in micro-cents. */
+  /** Each non-free meter: its price and the credit above the minimum it may use (micro-cents). */
+  meters: { priceMicros: number; headroomMicros: number }[];
+  /** Spendable credit above the minimum balance, any meter, in micro-cents. */
   headroomMicros: number;
-  /** The cheapest request that is not free; below it a prepaid customer is out of credit. */
-  cheapestMicros: number;
   /** Low-balance warning threshold (the larger of the absolute and the top-up-relative one). */
   lowThresholdMicros: number;
   /** Post-paid: an invoice is unpaid. */
   unpaid: boolean;
+  /** Credit that expires within the warning window. */
+  expiringSoonMicros: number;
 }
 
-/** Which cohorts a customer belongs to, with no I/O. */
+/**
+ * Which cohorts a customer belongs to, with no I/O. Out of credit means no non-free meter is
+ * affordable any more (not merely the default price); low balance warns before that.
+ */
 export function cohortsFor(s: CohortState): Set<Cohort> {
   const next = new Set<Cohort>();
   if (s.deleted) return next;
   if (s.plan === "prepaid") {
-    if (s.headroomMicros < s.cheapestMicros) next.add("out_of_credits");
+    if (s.meters.length > 0 && s.meters.every((m) => m.headroomMicros < m.priceMicros)) next.add("out_of_credits");
     else if (s.headroomMicros < s.lowThresholdMicros) next.add("low_balance");
   } else if (s.unpaid) next.add("payment_failed");
+  if (s.expiringSoonMicros > 0) next.add("credit_expiring");
   return next;
 }
 

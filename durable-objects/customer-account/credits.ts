@@ -1,50 +1,139 @@
 import { newId } from "../../src/keys";
 import { centsToMicros } from "../../src/money";
+import type { Grant, GrantCategory, GrantSource } from "./grants";
 import type { Room } from "./room";
+import { MAX_BALANCE_MICROS } from "./wallet";
 
-export interface CreditInput {
+export interface GrantInput {
   customerId: string;
-  /** Whole cents: > 0 grants, < 0 deducts. */
+  /** Whole cents, > 0. */
   amountCents: number;
+  category?: GrantCategory;
+  priority?: number;
+  /** Unix seconds. */
+  expiresAt?: number | null;
+  meters?: string[] | null;
   reason: string;
-  /** Makes it idempotent: the same reference twice changes nothing the second time. */
+  /** Makes it idempotent: the same reference again returns the first grant. */
   reference?: string;
-  kind?: "grant" | "topup";
+  source?: GrantSource;
+  paymentIntent?: string | null;
 }
 
-export interface CreditResult {
-  applied: boolean;
-  /** The reference was used before with another amount. */
-  conflict: boolean;
-  balanceMicros: number;
-  entryId: number | null;
+export type GrantResult =
+  | { status: "created" | "existing"; grant: Grant; entryId: number | null; balanceMicros: number }
+  | { status: "conflict" | "balance_limit"; grant?: undefined; entryId?: undefined; balanceMicros: number };
+
+/** The same request again (an Idempotency-Key reused) must describe the same grant. */
+function sameGrant(g: Grant, input: GrantInput): boolean {
+  return (
+    g.amount === centsToMicros(input.amountCents) &&
+    g.category === (input.category ?? "paid") &&
+    g.priority === (input.priority ?? 50) &&
+    g.expires_at === (input.expiresAt ?? null) &&
+    JSON.stringify(g.meters) === JSON.stringify(input.meters ?? null)
+  );
 }
 
 /**
- * Grants or deducts whole cents, synchronously (so it is also safe inside the lock). With Stripe
- * on, a prepaid change is also queued as a report, so Stripe stays the book of record.
+ * A credit grant, synchronous (so it is also safe inside the lock). With Stripe on it is queued
+ * for Stripe's customer balance too, whatever the plan (a post-paid customer's credit then
+ * counts against its invoices, and survives a switch back to prepaid).
  */
-export function applyCredit(room: Room, input: CreditInput): CreditResult {
+export function createGrant(room: Room, input: GrantInput): GrantResult {
   room.ensure(input.customerId);
-  const kind = input.kind ?? "grant";
+  if (input.reference) {
+    const existing = room.grants.byReference(input.reference);
+    if (existing) {
+      const status = sameGrant(existing, input) ? "existing" : "conflict";
+      return status === "existing"
+        ? { status, grant: existing, entryId: room.ledger.byReference(input.reference)?.id ?? null, balanceMicros: room.account.row.balance }
+        : { status, balanceMicros: room.account.row.balance };
+    }
+  }
+  const amount = centsToMicros(input.amountCents);
+  if (room.account.row.balance + amount > MAX_BALANCE_MICROS) return { status: "balance_limit", balanceMicros: room.account.row.balance };
+  const source = input.source ?? "admin";
+  const now = Date.now();
+  const created = room.atomically(() => {
+    const result = room.wallet.grant(
+      {
+        amount,
+        category: input.category ?? "paid",
+        priority: input.priority ?? 50,
+        expiresAt: input.expiresAt ?? null,
+        meters: input.meters ?? null,
+        source,
+        reason: input.reason,
+        reference: input.reference ?? null,
+        paymentIntent: input.paymentIntent ?? null,
+      },
+      now,
+      source === "checkout" || source === "auto_topup" ? { last_topup_cents: input.amountCents } : {},
+    );
+    const kind = source === "checkout" || source === "auto_topup" ? "topup" : "grant";
+    // Stripe scopes idempotency keys to the account, so the customer id is part of the key.
+    const customer = room.account.row.customer_id;
+    room.reports.queueCredit(kind, input.reference ? `payg_${kind}_${customer}_${input.reference}` : newId(`payg_${kind}_${customer}`), input.amountCents);
+    room.scheduleExpiry(now);
+    room.changed(now);
+    return result;
+  });
+  return { status: "created", grant: created.grant, entryId: created.entryId, balanceMicros: room.account.row.balance };
+}
+
+export interface DeductionInput {
+  customerId: string;
+  /** Whole cents, > 0. */
+  amountCents: number;
+  reason: string;
+  reference?: string;
+}
+
+/** Takes credit away across grants in drain order (the rest becomes debt); idempotent with a reference. */
+export function deduct(room: Room, input: DeductionInput): { applied: boolean; conflict: boolean; entryId: number | null; balanceMicros: number } {
+  room.ensure(input.customerId);
   const amount = centsToMicros(input.amountCents);
   if (input.reference) {
     const existing = room.ledger.byReference(input.reference);
-    if (existing) return { applied: false, conflict: existing.amount !== amount, balanceMicros: room.account.row.balance, entryId: existing.id };
+    if (existing) return { applied: false, conflict: existing.amount !== -amount, entryId: existing.id, balanceMicros: room.account.row.balance };
   }
-  const entryId = room.atomically(() => {
-    const id = room.ledger.entry(
-      { kind, amount, reference: input.reference ?? null, reason: input.reason, now: Date.now() },
-      kind === "topup" && input.amountCents > 0 ? { last_topup_cents: input.amountCents } : {},
-    );
-    const a = room.account.row;
-    if (room.config.stripeEnabled && a.plan === "prepaid") {
-      // Stripe scopes idempotency keys to the account, so the customer id is part of the key.
-      const reportId = input.reference ? `payg_${kind}_${a.customer_id}_${input.reference}` : newId(`payg_${kind}_${a.customer_id}`);
-      room.reports.insert(kind, reportId, -input.amountCents);
-    }
-    return id;
+  const now = Date.now();
+  room.atomically(() => {
+    const customer = room.account.row.customer_id;
+    const reportId = input.reference ? `payg_deduction_${customer}_${input.reference}` : newId(`payg_deduction_${customer}`);
+    room.wallet.deduct(amount, "deduction", input.reason, now, input.reference, room.reports.queueDebit("deduction", reportId, amount));
+    room.changed(now);
   });
-  room.changed();
-  return { applied: true, conflict: false, balanceMicros: room.account.row.balance, entryId };
+  return { applied: true, conflict: false, entryId: input.reference ? (room.ledger.byReference(input.reference)?.id ?? null) : null, balanceMicros: room.account.row.balance };
+}
+
+/** Voids what remains of a grant, as a ledger entry (and, with Stripe on, a balance transaction). */
+export function voidGrant(room: Room, grantId: string): Grant | null {
+  const grant = room.grants.all.find((g) => g.id === grantId);
+  if (!grant) return null;
+  const now = Date.now();
+  room.atomically(() => {
+    const removed = grant.remaining;
+    room.wallet.close(grant, "voided", now, `voided ${grant.id}`, room.reports.queueDebit("void", `payg_void_${room.account.row.customer_id}_${grant.id}`, removed));
+    room.scheduleExpiry(now);
+    room.changed(now);
+  });
+  return grant;
+}
+
+/** The expiry timer: writes every grant past its expiry out of the balance (and to Stripe). */
+export function expireGrants(room: Room, now: number): number {
+  let expired = 0;
+  for (const grant of room.grants.expired(now)) {
+    room.atomically(() => {
+      const removed = grant.remaining;
+      const reportId = `payg_expiry_${room.account.row.customer_id}_${grant.id}`;
+      room.wallet.close(grant, "expired", now, `${grant.id} expired`, room.reports.queueDebit("expiry", reportId, removed));
+    });
+    expired++;
+  }
+  room.scheduleExpiry(now);
+  room.changed(now);
+  return expired;
 }

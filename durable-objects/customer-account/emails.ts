@@ -88,7 +88,8 @@ export class EmailLog {
     private readonly sql: SqlStorage,
     private readonly config: () => Config,
     private readonly account: AccountStore,
-    private readonly minimumMicros: () => number,
+    /** The amounts an email's merge tags show, at `now`. */
+    private readonly amounts: (now: number) => { balanceMicros: number; minimumMicros: number; expiringSoonMicros: number },
   ) {}
 
   list(limit: number): EmailRow[] {
@@ -143,8 +144,7 @@ export class EmailLog {
     const template = config.EMAILS!.templates[cohort]!;
     const a = this.account.row;
     const values = mergeValues(config, { id: a.customer_id, name: a.name, email: a.email }, {
-      balanceMicros: a.balance,
-      minimumMicros: this.minimumMicros(),
+      ...this.amounts(now),
       priceMicros: config.PRICING.fallback.priceMicros,
     });
     const inserted = this.sql

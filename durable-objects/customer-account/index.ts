@@ -2,18 +2,18 @@ import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { log } from "../../src/log";
 import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
-import { applyCredit, type CreditInput, type CreditResult } from "./credits";
-import type { EmailRow } from "./emails";
-import { decide } from "./governance";
-import type { KeyInfo } from "./keys";
-import { bucketOf } from "./ledger";
-import { upsertProfile } from "./profile";
+import { createGrant, deduct, expireGrants, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
 import { DIRECTORY_TIMER } from "./directory-sync";
-import { Room } from "./room";
+import type { EmailRow } from "./emails";
+import type { Grant } from "./grants";
+import type { CapPeriod } from "./keys";
+import { upsertProfile } from "./profile";
+import { authorize, CHARGES_TIMER, pruneCharges, refund, type AuthorizeInput, type RefundResult } from "./requests";
+import { EXPIRY_TIMER, Room } from "./room";
 import { hasSchema, migrate } from "./schema";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { reconcile } from "./stripe-reconcile";
-import { summary } from "./summary";
+import { grantView, summary } from "./summary";
 
 const TIMER_RETRY_MS = 5_000;
 
@@ -53,17 +53,24 @@ export class CustomerAccount extends DurableObject<Env> {
     return upsertProfile(this.room, customerId, patch);
   }
 
-  async createKey(name: string | null): Promise<{ id: string; key: string; prefix: string; created_at: number } | null> {
+  async createKey(
+    name: string | null,
+    cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null },
+  ): Promise<{ id: string; key: string; prefix: string; created_at: number } | null> {
     if (!this.room.account.exists) return null;
-    return this.room.keys.create(this.room.account.row.customer_id, name);
+    return this.room.keys.create(this.room.account.row.customer_id, { name, ...cap });
   }
 
   revokeKey(keyId: string): boolean {
     return this.room.account.exists && this.room.keys.revoke(keyId);
   }
 
-  listKeys(): KeyInfo[] {
-    return this.room.account.exists ? this.room.keys.list() : [];
+  setKeyCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {
+    return this.room.account.exists && this.room.keys.setCap(keyId, spendCapCents, capPeriod);
+  }
+
+  listKeys() {
+    return this.room.account.exists ? this.room.keys.list(Date.now()) : [];
   }
 
   identify(keyHash: string): CustomerProfile | null {
@@ -74,60 +81,81 @@ export class CustomerAccount extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- the request path
 
-  /** Checks the key, applies the governance rule and debits, in one synchronous step. */
-  authorize(input: { keyHash: string; meter: string; priceMicros: number; now?: number }): AuthorizeResult {
-    const room = this.room;
-    if (!room.account.exists || !room.keys.isValid(input.keyHash)) return { outcome: "invalid_key" };
-    const a = room.account.row;
-    if (a.deleted_at !== null) return { outcome: "customer_deleted" };
-    const minimumMicros = room.minimumMicros();
-    const verdict = decide({
-      plan: a.plan,
-      balanceMicros: a.balance,
-      minimumMicros,
-      priceMicros: input.priceMicros,
-      overdue: a.plan === "postpaid" && room.config.GOVERNANCE.block_postpaid_when_unpaid && room.invoices.unpaid(),
-    });
-    if (verdict !== "ok") {
-      return { outcome: verdict, customer: room.account.profile(), balanceMicros: a.balance, minimumMicros, priceMicros: input.priceMicros };
-    }
-    const now = input.now ?? Date.now();
-    const bucket = bucketOf(now, room.config.PRICING.usage_bucket_seconds);
-    this.recordUsage(input.meter, bucket, -input.priceMicros, 1, now);
-    return { outcome: "ok", customerId: a.customer_id, chargedMicros: input.priceMicros, balanceMicros: room.account.row.balance, bucket };
+  /** Checks the key, applies the governance rule and the key's cap, and debits, in one synchronous step. */
+  authorize(input: AuthorizeInput): AuthorizeResult {
+    return authorize(this.room, input);
   }
 
-  /** Gives back a charge whose request the origin failed (configurable), into the same bucket. */
-  refund(input: { meter: string; priceMicros: number; bucket: number }): { balanceMicros: number } {
+  /** Gives back the charge of a request the origin failed, at most once. */
+  refund(input: { requestId: string }): RefundResult {
     if (!this.room.account.exists) throw new Error("unknown customer");
-    this.recordUsage(input.meter, input.bucket, input.priceMicros, -1, Date.now());
-    return { balanceMicros: this.room.account.row.balance };
+    return refund(this.room, input);
   }
 
-  private recordUsage(meter: string, bucket: number, amount: number, count: number, now: number): void {
-    const room = this.room;
-    room.atomically(() => {
-      room.ledger.usage({ meter, bucket, amount, count, now }, room.reports.accrue(room.account.row.plan, meter, amount, count));
-      room.changed();
-    });
-  }
+  // ---------------------------------------------------------------- credit
 
-  // ---------------------------------------------------------------- credits
-
-  /** Grants (amount > 0) or deducts (amount < 0) whole cents; pushed to Stripe when it is on. */
-  grant(input: CreditInput): Promise<CreditResult> {
+  /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
+  grant(input: GrantInput): Promise<GrantResult> {
     return this.withLock(async () => {
-      const result = applyCredit(this.room, input);
-      if (result.applied && this.room.config.stripeEnabled) {
-        const flushed = await this.room.reports.flush(Date.now()).catch((error) => {
-          log.error("stripe push failed", error);
-          return { pending: 1 };
-        });
-        // Not pushed yet: make sure the cron comes back for it.
-        if (flushed.pending > 0) this.room.directory.schedule();
-      }
+      const result = createGrant(this.room, input);
+      if (result.status === "created") await this.pushToStripe();
       return result;
     });
+  }
+
+  /**
+   * The credits endpoint: a positive amount is a paid, never-expiring grant, a negative one a
+   * deduction; idempotent with a reference.
+   */
+  async credit(input: { customerId: string; amountCents: number; reason: string; reference?: string }) {
+    if (input.amountCents > 0) {
+      const result = await this.grant(input);
+      return {
+        applied: result.status === "created",
+        conflict: result.status === "conflict",
+        limit: result.status === "balance_limit",
+        entryId: result.entryId ?? null,
+        balanceMicros: result.balanceMicros,
+      };
+    }
+    return { ...(await this.deduct({ ...input, amountCents: -input.amountCents })), limit: false };
+  }
+
+  /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
+  deduct(input: DeductionInput) {
+    return this.withLock(async () => {
+      const result = deduct(this.room, input);
+      if (result.applied) await this.pushToStripe();
+      return result;
+    });
+  }
+
+  voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
+    return this.withLock(async () => {
+      const grant = voidGrant(this.room, grantId);
+      if (grant) await this.pushToStripe();
+      return grant && grantView(grant, Date.now());
+    });
+  }
+
+  grantView(grantId: string): ReturnType<typeof grantView> | null {
+    const grant = this.room.account.exists ? this.room.grants.get(grantId) : undefined;
+    return grant ? grantView(grant, Date.now()) : null;
+  }
+
+  listGrants(limit = 100) {
+    return this.room.account.exists ? this.room.grants.list(limit).map((g: Grant) => grantView(g, Date.now())) : [];
+  }
+
+  /** Sends queued reports now; what fails stays queued for the cron. */
+  private async pushToStripe(): Promise<void> {
+    if (!this.room.config.stripeEnabled) return;
+    const flushed = await this.room.reports.flush(Date.now()).catch((error) => {
+      log.error("stripe push failed", error);
+      return { pending: 1 };
+    });
+    // Not pushed yet: make sure the cron comes back for it.
+    if (flushed.pending > 0) this.room.directory.schedule();
   }
 
   // ---------------------------------------------------------------- Stripe and the cron
@@ -160,12 +188,15 @@ export class CustomerAccount extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     const room = this.room;
     if (!room.account.exists) return;
-    const handlers: Record<string, () => Promise<void>> = {
+    const handlers: Record<string, (now: number) => Promise<unknown> | unknown> = {
       [DIRECTORY_TIMER]: () => room.directory.push(),
+      [EXPIRY_TIMER]: (now) => this.withLock(async () => (expireGrants(room, now) > 0 ? this.pushToStripe() : undefined)),
+      [CHARGES_TIMER]: (now) => pruneCharges(room, now),
     };
-    for (const name of room.timers.takeDue(Date.now())) {
+    const now = Date.now();
+    for (const name of room.timers.takeDue(now)) {
       try {
-        await handlers[name]?.();
+        await handlers[name]?.(now);
       } catch (error) {
         log.warn(`timer ${name} failed; retrying in ${TIMER_RETRY_MS / 1000} s`, error);
         room.timers.at(name, Date.now() + TIMER_RETRY_MS);
@@ -180,6 +211,11 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.room.account.exists ? summary(this.room) : null;
   }
 
+  /** Whether the customer exists, without building a summary. */
+  exists(): boolean {
+    return this.room.account.exists;
+  }
+
   ledgerPage(input: { before?: number; limit: number }) {
     return this.room.account.exists ? this.room.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
   }
@@ -189,9 +225,16 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   /** Exact micro-cent numbers, for tests and reconciliation checks. */
-  balanceCheck(): { balanceMicros: number; ledgerSumMicros: number; pendingUsageMicros: number; rows: number } | null {
-    const { account, ledger } = this.room;
+  balanceCheck() {
+    const { account, ledger, grants } = this.room;
     if (!account.exists) return null;
-    return { balanceMicros: account.row.balance, ledgerSumMicros: ledger.sum(), pendingUsageMicros: account.row.pending_usage, rows: ledger.rows() };
+    return {
+      balanceMicros: account.row.balance,
+      ledgerSumMicros: ledger.sum(),
+      grantsRemainingMicros: grants.remaining(),
+      debtMicros: account.row.debt,
+      pendingUsageMicros: account.row.pending_usage,
+      rows: ledger.rows(),
+    };
   }
 }

@@ -1,4 +1,5 @@
 import { generateApiKey, newId, sha256Hex } from "../../src/keys";
+import { centsToMicros, formatCents } from "../../src/money";
 
 export const KEY_TABLES = {
   v1: `
@@ -10,39 +11,164 @@ CREATE TABLE IF NOT EXISTS api_keys (
   created_at INTEGER NOT NULL,
   revoked_at INTEGER
 );`,
+  v3: `
+ALTER TABLE api_keys ADD COLUMN spend_cap_cents INTEGER;
+ALTER TABLE api_keys ADD COLUMN cap_period TEXT;
+ALTER TABLE api_keys ADD COLUMN period_start INTEGER;
+ALTER TABLE api_keys ADD COLUMN period_spend INTEGER NOT NULL DEFAULT 0;`,
 };
 
-export interface KeyInfo {
+export type CapPeriod = "day" | "month";
+
+export interface KeyRecord {
   id: string;
+  hash: string;
   prefix: string;
   name: string | null;
   created_at: number;
   revoked_at: number | null;
+  spend_cap_cents: number | null;
+  cap_period: CapPeriod | null;
+  /** Start (ms) of the period `period_spend` counts. */
+  period_start: number | null;
+  /** Micro-cents spent through this key in that period. */
+  period_spend: number;
 }
 
-/** API keys, stored only as SHA-256 hashes; the key itself is shown once, at creation. */
+/** The start of the UTC day or month `nowMs` falls in. */
+export function periodStart(period: CapPeriod, nowMs: number): number {
+  const d = new Date(nowMs);
+  return period === "day" ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) : Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+}
+
+/** The end of the period that starts at `start`. */
+export function periodEnd(period: CapPeriod, start: number): number {
+  const d = new Date(start);
+  return period === "day" ? start + 86_400_000 : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+}
+
+/** Micro-cents a key has spent in the period `nowMs` falls in. */
+export function spentThisPeriod(key: KeyRecord, nowMs: number): number {
+  if (!key.cap_period || key.period_start === null) return 0;
+  return key.period_start === periodStart(key.cap_period, nowMs) ? key.period_spend : 0;
+}
+
+/** Whether a charge of `price` keeps the key within its cap (no I/O). */
+export function withinCap(key: KeyRecord, price: number, nowMs: number): boolean {
+  if (key.spend_cap_cents === null || !key.cap_period || price === 0) return true;
+  return spentThisPeriod(key, nowMs) + price <= centsToMicros(key.spend_cap_cents);
+}
+
+/**
+ * API keys, stored only as SHA-256 hashes (the key is shown once), all held in memory in step with
+ * the table so the request path reads no row to find one. A key may carry a spend cap per UTC day
+ * or month inside the customer's one balance.
+ */
 export class KeyStore {
+  private byHash = new Map<string, KeyRecord>();
+
   constructor(private readonly sql: SqlStorage) {}
 
-  async create(customerId: string, name: string | null): Promise<{ id: string; key: string; prefix: string; created_at: number }> {
+  load(): void {
+    this.byHash = new Map(
+      (this.sql.exec("SELECT * FROM api_keys").toArray() as unknown as KeyRecord[]).map((k) => [k.hash, { ...k }]),
+    );
+  }
+
+  async create(
+    customerId: string,
+    input: { name: string | null; spendCapCents?: number | null; capPeriod?: CapPeriod | null },
+  ): Promise<{ id: string; key: string; prefix: string; created_at: number }> {
     const { key, prefix } = generateApiKey(customerId);
     const hash = await sha256Hex(key);
-    const id = newId("key");
-    const created_at = Date.now();
-    this.sql.exec("INSERT INTO api_keys (id, hash, prefix, name, created_at) VALUES (?, ?, ?, ?, ?)", id, hash, prefix, name, created_at);
-    return { id, key, prefix, created_at };
+    const record: KeyRecord = {
+      id: newId("key"),
+      hash,
+      prefix,
+      name: input.name,
+      created_at: Date.now(),
+      revoked_at: null,
+      spend_cap_cents: input.spendCapCents ?? null,
+      cap_period: input.spendCapCents == null ? null : (input.capPeriod ?? "month"),
+      period_start: null,
+      period_spend: 0,
+    };
+    this.sql.exec(
+      "INSERT INTO api_keys (id, hash, prefix, name, created_at, spend_cap_cents, cap_period) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      record.id,
+      hash,
+      prefix,
+      record.name,
+      record.created_at,
+      record.spend_cap_cents,
+      record.cap_period,
+    );
+    this.byHash.set(hash, record);
+    return { id: record.id, key, prefix, created_at: record.created_at };
+  }
+
+  private byId(keyId: string): KeyRecord | undefined {
+    for (const k of this.byHash.values()) if (k.id === keyId) return k;
+    return undefined;
   }
 
   revoke(keyId: string): boolean {
-    return this.sql.exec("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", Date.now(), keyId).rowsWritten > 0;
+    const key = this.byId(keyId);
+    if (!key || key.revoked_at !== null) return false;
+    key.revoked_at = Date.now();
+    this.sql.exec("UPDATE api_keys SET revoked_at = ? WHERE id = ?", key.revoked_at, keyId);
+    return true;
   }
 
-  list(): KeyInfo[] {
-    return this.sql.exec("SELECT id, prefix, name, created_at, revoked_at FROM api_keys ORDER BY created_at").toArray() as unknown as KeyInfo[];
+  /** Sets or clears (null) a key's cap; false when there is no such active key. */
+  setCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {
+    const key = this.byId(keyId);
+    if (!key || key.revoked_at !== null) return false;
+    key.spend_cap_cents = spendCapCents;
+    key.cap_period = spendCapCents === null ? null : (capPeriod ?? key.cap_period ?? "month");
+    this.sql.exec("UPDATE api_keys SET spend_cap_cents = ?, cap_period = ? WHERE id = ?", key.spend_cap_cents, key.cap_period, keyId);
+    return true;
+  }
+
+  /** The active key with this hash, or undefined. */
+  active(keyHash: string): KeyRecord | undefined {
+    const key = this.byHash.get(keyHash);
+    return key && key.revoked_at === null ? key : undefined;
   }
 
   isValid(keyHash: string): boolean {
-    const row = this.sql.exec("SELECT revoked_at FROM api_keys WHERE hash = ?", keyHash).toArray()[0];
-    return row !== undefined && row.revoked_at === null;
+    return this.active(keyHash) !== undefined;
+  }
+
+  /** Counts a charge (or, negative, its refund) against the key's cap period; keys without a cap write nothing. */
+  spend(keyId: string, micros: number, nowMs: number, chargedAt = nowMs): void {
+    const key = this.byId(keyId);
+    if (!key?.cap_period) return;
+    const start = periodStart(key.cap_period, chargedAt);
+    if (start !== periodStart(key.cap_period, nowMs) && micros < 0) return; // a refund from a past period
+    const spent = (key.period_start === start ? key.period_spend : 0) + micros;
+    key.period_start = start;
+    key.period_spend = Math.max(0, spent);
+    this.sql.exec("UPDATE api_keys SET period_start = ?, period_spend = ? WHERE id = ?", start, key.period_spend, keyId);
+  }
+
+  list(nowMs: number) {
+    return [...this.byHash.values()]
+      .sort((a, b) => a.created_at - b.created_at)
+      .map((k) => ({
+        id: k.id,
+        prefix: k.prefix,
+        name: k.name,
+        created_at: k.created_at,
+        revoked_at: k.revoked_at,
+        spend_cap_cents: k.spend_cap_cents,
+        cap_period: k.cap_period,
+        period_spend_exact_cents: formatCents(spentThisPeriod(k, nowMs)),
+        period_resets_at: k.cap_period ? periodEnd(k.cap_period, periodStart(k.cap_period, nowMs)) : null,
+      }));
+  }
+
+  count(): number {
+    return this.byHash.size;
   }
 }

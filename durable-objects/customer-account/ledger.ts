@@ -2,6 +2,7 @@ import { formatCents } from "../../src/money";
 import type { AccountRow, AccountStore } from "./account";
 
 export const LEDGER_TABLES = {
+  v3: `ALTER TABLE ledger ADD COLUMN grant_id TEXT;`,
   v1: `
 CREATE TABLE IF NOT EXISTS ledger (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -18,7 +19,13 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE UNIQUE INDEX IF NOT EXISTS ledger_aggregate ON ledger(kind, meter, bucket) WHERE kind IN ('usage', 'refund');`,
 };
 
-export type EntryKind = "grant" | "topup" | "stripe_sync";
+/**
+ * grant: new credit; void/expiry: what a grant still held when closed; clawback: a refunded or
+ * lost-dispute top-up taken back; deduction: credit removed by the operator; stripe_sync: the
+ * difference Stripe's balance implied; note: a step that moves no money (freeze, release,
+ * report retry or resolve), kept for the record. (`topup` entries predate grants.)
+ */
+export type EntryKind = "grant" | "topup" | "void" | "expiry" | "clawback" | "deduction" | "stripe_sync" | "note";
 
 export interface UsageEntry {
   meter: string;
@@ -64,18 +71,19 @@ export class Ledger {
     this.account.set({ ...alsoSet, balance: this.account.row.balance + entry.amount });
   }
 
-  /** A single entry (grant, top-up, Stripe sync); returns its id. */
+  /** A single entry (grant, void, clawback, Stripe sync, …); returns its id. */
   entry(
-    input: { kind: EntryKind; amount: number; reference?: string | null; reason: string; now: number },
+    input: { kind: EntryKind; amount: number; reference?: string | null; reason: string; now: number; grant?: string | null },
     alsoSet: Partial<AccountRow> = {},
   ): number {
     const id = this.sql
       .exec(
-        "INSERT INTO ledger (kind, amount, count, reference, reason, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO ledger (kind, amount, count, reference, reason, grant_id, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?) RETURNING id",
         input.kind,
         input.amount,
         input.reference ?? null,
         input.reason,
+        input.grant ?? null,
         input.now,
         input.now,
       )
@@ -101,7 +109,7 @@ export class Ledger {
   page(before: number | undefined, limit: number) {
     const rows = this.sql
       .exec(
-        "SELECT id, kind, meter, bucket, amount, count, reference, reason, created_at, updated_at FROM ledger WHERE id < ? ORDER BY id DESC LIMIT ?",
+        "SELECT id, kind, meter, bucket, amount, count, reference, reason, grant_id, created_at, updated_at FROM ledger WHERE id < ? ORDER BY id DESC LIMIT ?",
         before ?? Number.MAX_SAFE_INTEGER,
         limit + 1,
       )

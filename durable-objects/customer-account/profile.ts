@@ -23,14 +23,21 @@ export function markDeleted(room: Room): void {
   room.directory.schedule();
 }
 
-/** The profile fields the gateway takes from a Stripe customer (metadata may set plan and minimum). */
-export function profileFromStripe(customer: Stripe.Customer): ProfilePatch {
+/**
+ * The profile fields the gateway takes from a Stripe customer: metadata `payg_plan` and
+ * `payg_minimum_balance_cents` override the plan and the minimum; removing one (it appears in the
+ * event's previous metadata) clears its override.
+ */
+export function profileFromStripe(customer: Stripe.Customer, previousMetadata?: Record<string, string>): ProfilePatch {
   const metadata = Object.fromEntries(Object.entries(customer.metadata ?? {}).map(([k, v]) => [k, String(v)]));
   const patch: ProfilePatch = { email: customer.email ?? null, name: customer.name ?? null, metadata };
   if (metadata.payg_plan === "prepaid" || metadata.payg_plan === "postpaid") patch.plan = metadata.payg_plan;
+  else if (previousMetadata?.payg_plan !== undefined) patch.plan = "prepaid";
   const minimum = metadata.payg_minimum_balance_cents;
   if (minimum !== undefined && /^-?\d{1,10}$/.test(minimum) && Math.abs(Number(minimum)) <= MAX_AMOUNT_CENTS) {
     patch.minimum_balance_cents = Number(minimum);
+  } else if (minimum === undefined && previousMetadata?.payg_minimum_balance_cents !== undefined) {
+    patch.minimum_balance_cents = null;
   }
   return patch;
 }

@@ -1,16 +1,23 @@
 import { getConfig, type Config } from "../../src/config";
+import { log } from "../../src/log";
 import { centsToMicros } from "../../src/money";
 import { AccountStore } from "./account";
+import { ChargeLog } from "./charges";
 import { CohortStore, cohortsFor } from "./cohorts";
 import { DirectorySync } from "./directory-sync";
 import { EmailLog } from "./emails";
+import { GrantBook } from "./grants";
 import { Invoices } from "./invoices";
 import { KeyStore } from "./keys";
-import { migrate } from "./schema";
 import { Ledger } from "./ledger";
+import { migrate } from "./schema";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
 import { Timers } from "./timers";
+import { Wallet } from "./wallet";
+
+export const EXPIRY_TIMER = "expiry";
+const DAY_MS = 86_400_000;
 
 /**
  * One customer's account: its modules wired together over the object's SQLite, plus the few
@@ -21,6 +28,9 @@ export class Room {
   readonly account: AccountStore;
   readonly keys: KeyStore;
   readonly ledger: Ledger;
+  readonly grants: GrantBook;
+  readonly wallet: Wallet;
+  readonly charges: ChargeLog;
   readonly invoices: Invoices;
   readonly cohorts: CohortStore;
   readonly emails: EmailLog;
@@ -39,9 +49,16 @@ export class Room {
     this.timers = new Timers(this.sql, state.storage);
     this.keys = new KeyStore(this.sql);
     this.ledger = new Ledger(this.sql, this.account);
+    this.grants = new GrantBook(this.sql);
+    this.wallet = new Wallet(this.grants, this.ledger, this.account);
+    this.charges = new ChargeLog(this.sql);
     this.invoices = new Invoices(this.sql);
     this.cohorts = new CohortStore(this.sql);
-    this.emails = new EmailLog(this.sql, config, this.account, () => this.minimumMicros());
+    this.emails = new EmailLog(this.sql, config, this.account, (now) => ({
+      balanceMicros: this.wallet.spendableTotal(now),
+      minimumMicros: this.minimumMicros(),
+      expiringSoonMicros: this.expiringSoonMicros(now),
+    }));
     this.reports = new StripeReports(this.sql, config, this.account);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({
@@ -62,7 +79,10 @@ export class Room {
   /** (Re)reads the in-memory copies from SQLite. */
   load(): void {
     this.account.load();
+    this.keys.load();
+    this.grants.load();
     this.cohorts.load();
+    this.timers.load();
   }
 
   /** Several writes as one transaction; on failure the in-memory copies are reloaded from SQLite. */
@@ -88,28 +108,68 @@ export class Room {
     return centsToMicros(this.account.row.minimum_balance_cents ?? this.config.GOVERNANCE.minimum_balance_cents);
   }
 
+  /** The Stripe customer's currency when it is set and is not ours: its credit is not ours to spend. */
+  currencyMismatch(): string | null {
+    const theirs = this.account.row.stripe_currency;
+    return this.config.stripeEnabled && theirs && theirs !== this.config.PRICING.currency ? theirs : null;
+  }
+
+  expiringSoonMicros(now: number): number {
+    return this.grants.expiringWithin(now, (this.config.EMAILS?.expiry_warning_days ?? 7) * DAY_MS);
+  }
+
   /** Cohort membership is decided here on every balance change, so it is never stale. */
-  changed(): void {
+  changed(now = Date.now()): void {
     const a = this.account.row;
     const config = this.config;
     const emails = config.EMAILS;
     const percent = emails?.low_balance_threshold_percent ?? 0;
+    const minimum = this.minimumMicros();
+    const prepaid = a.plan === "prepaid";
+    const meters = prepaid
+      ? [...config.PRICING.compiled, config.PRICING.fallback]
+          .filter((m) => m.priceMicros > 0)
+          .map((m) => ({ priceMicros: m.priceMicros, headroomMicros: this.wallet.available(m.name, now) - minimum }))
+      : [];
     const next = cohortsFor({
       deleted: a.deleted_at !== null,
       plan: a.plan,
-      headroomMicros: a.balance - this.minimumMicros(),
-      cheapestMicros: Math.max(1, config.PRICING.fallback.priceMicros),
+      meters,
+      headroomMicros: this.wallet.spendableTotal(now) - minimum,
       lowThresholdMicros: Math.max(
         centsToMicros(emails?.low_balance_threshold_cents ?? 0),
         a.last_topup_cents ? Math.floor((centsToMicros(a.last_topup_cents) * percent) / 100) : 0,
       ),
       unpaid: a.plan === "postpaid" && a.deleted_at === null && this.invoices.unpaid(),
+      expiringSoonMicros: this.expiringSoonMicros(now),
     });
-    const now = Date.now();
     if (this.cohorts.apply(next, now)) this.directory.schedule();
     else if ((a.directory_due_at === null || a.directory_due_at > now) && this.reports.hasWorkNow(now)) {
       // Usage to report and the directory does not list us as due now (at most once per report).
       this.directory.schedule();
     }
+  }
+
+  /** Arms the expiry timer for the next grant expiry or expiry warning. */
+  scheduleExpiry(now = Date.now()): void {
+    const window = (this.config.EMAILS?.expiry_warning_days ?? 7) * DAY_MS;
+    let next: number | null = null;
+    for (const g of this.grants.all) {
+      if (g.expires_at === null) continue;
+      for (const at of [g.expires_at * 1000 - window, g.expires_at * 1000]) {
+        if (at > now && (next === null || at < next)) next = at;
+      }
+      if (g.expires_at * 1000 <= now) next = now;
+    }
+    this.timers.set(EXPIRY_TIMER, next);
+  }
+
+  keyCapReached(keyId: string, now: number): void {
+    log.info(`key ${keyId} of ${this.account.row.customer_id} reached its spend cap at ${new Date(now).toISOString()}`);
+  }
+
+  refundDenied(requestId: string, now: number): void {
+    this.account.set({ refunds_denied: this.account.row.refunds_denied + 1, last_refund_denied_at: now });
+    log.warn(`refund limit reached for ${this.account.row.customer_id}: request ${requestId} stays charged`);
   }
 }

@@ -1,6 +1,8 @@
 import { ACCOUNT_TABLES } from "./account";
+import { CHARGE_TABLES } from "./charges";
 import { COHORT_TABLES } from "./cohorts";
 import { EMAIL_TABLES } from "./emails";
+import { GRANT_TABLES } from "./grants";
 import { INVOICE_TABLES } from "./invoices";
 import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
@@ -20,6 +22,9 @@ export const MIGRATIONS: readonly string[] = [
   [ACCOUNT_TABLES.v1, KEY_TABLES.v1, LEDGER_TABLES.v1, REPORT_TABLES.v1, STRIPE_EVENT_TABLES.v1, INVOICE_TABLES.v1, COHORT_TABLES.v1, EMAIL_TABLES.v1].join("\n"),
   // v2: named timers sharing the one alarm (an upgraded object pushes its directory snapshot once).
   TIMER_TABLES.v2,
+  // v3: credit grants (the balance held before becomes one `migration` grant, a negative one debt),
+  // charges by request id, key caps, and the account fields they need.
+  [ACCOUNT_TABLES.v3, GRANT_TABLES.v3, LEDGER_TABLES.v3, KEY_TABLES.v3, CHARGE_TABLES.v3].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,5 +1,5 @@
 import type Stripe from "stripe";
-import { applyCredit } from "./credits";
+import { createGrant } from "./credits";
 import { markDeleted, profileFromStripe, upsertProfile } from "./profile";
 import type { Room } from "./room";
 import { reconcile } from "./stripe-reconcile";
@@ -25,7 +25,8 @@ async function apply(room: Room, customerId: string, event: Stripe.Event): Promi
     case "customer.created":
     case "customer.updated": {
       if (event.created >= room.account.row.profile_event_at) {
-        upsertProfile(room, customerId, profileFromStripe(event.data.object));
+        const previous = (event.data.previous_attributes as { metadata?: Record<string, string> } | undefined)?.metadata;
+        upsertProfile(room, customerId, profileFromStripe(event.data.object, previous));
         room.account.set({ profile_event_at: event.created });
       }
       const balanceChanged =
@@ -50,7 +51,15 @@ async function apply(room: Room, customerId: string, event: Stripe.Event): Promi
       // Only top-ups this gateway created: other payments on the account are not API credit.
       const credit = Number(session.metadata?.payg_credit_cents);
       if (!Number.isSafeInteger(credit) || credit <= 0 || session.currency !== room.config.PRICING.currency) return "ignored";
-      applyCredit(room, { customerId, amountCents: credit, reason: `Stripe Checkout ${session.id}`, reference: `checkout_${session.id}`, kind: "topup" });
+      const paymentIntent = typeof session.payment_intent === "string" ? session.payment_intent : (session.payment_intent?.id ?? null);
+      createGrant(room, {
+        customerId,
+        amountCents: credit,
+        reason: `Stripe Checkout ${session.id}`,
+        reference: `checkout_${session.id}`,
+        source: "checkout",
+        paymentIntent,
+      });
       await room.reports.flush(Date.now());
       return "applied";
     }

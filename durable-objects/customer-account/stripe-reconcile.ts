@@ -8,8 +8,8 @@ import type { Room } from "./room";
  * The edge balance Stripe's numbers imply, with no I/O: Stripe credit (−balance), less usage not
  * yet reported, less credit reports Stripe refused (the edge holds those, Stripe does not).
  */
-export function expectedBalanceMicros(stripeBalanceCents: number, pendingUsageMicros: number, failedCreditCents: number): number {
-  return -stripeBalanceCents * MICROS_PER_CENT - pendingUsageMicros - failedCreditCents * MICROS_PER_CENT;
+export function expectedBalanceMicros(stripeBalanceCents: number, pendingUsageMicros: number, failedBalanceCents: number): number {
+  return -stripeBalanceCents * MICROS_PER_CENT - pendingUsageMicros - failedBalanceCents * MICROS_PER_CENT;
 }
 
 /**
@@ -25,13 +25,17 @@ export async function reconcile(room: Room, reason = "stripe reconcile"): Promis
     room.account.set({ reconcile_needed: 0 });
     return;
   }
-  const stripeBalance = (customer as Stripe.Customer).balance;
-  room.account.set({ stripe_balance: stripeBalance, stripe_balance_at: now, reconcile_needed: 0 });
+  const { balance: stripeBalance, currency } = customer as Stripe.Customer;
+  room.account.set({ stripe_balance: stripeBalance, stripe_balance_at: now, stripe_currency: currency ?? null, reconcile_needed: 0, last_reconciled_at: now });
   const a = room.account.row;
-  if (a.plan !== "prepaid") return;
-  const delta = expectedBalanceMicros(stripeBalance, a.pending_usage, room.reports.failedCreditCents()) - a.balance;
-  if (delta !== 0) {
-    room.ledger.entry({ kind: "stripe_sync", amount: delta, reason, now });
-    room.changed();
-  }
+  if (a.plan !== "prepaid" || room.currencyMismatch()) return;
+  const delta = expectedBalanceMicros(stripeBalance, a.pending_usage, room.reports.failedBalanceCents()) - a.balance;
+  if (delta === 0) return;
+  room.atomically(() => {
+    // Credit added in Stripe (the Dashboard, an invoice credit) becomes a grant; credit removed
+    // there comes out of the grants in drain order. Neither goes back to Stripe.
+    if (delta > 0) room.wallet.grant({ amount: delta, source: "stripe", reason: `Stripe balance: ${reason}` }, now);
+    else room.wallet.deduct(-delta, "stripe_sync", `Stripe balance: ${reason}`, now);
+    room.changed(now);
+  });
 }

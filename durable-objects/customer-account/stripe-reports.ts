@@ -39,7 +39,7 @@ const IDEMPOTENCY_SAFE_MS = 23 * 3_600_000;
 export interface ReportRow {
   seq: number;
   report_id: string;
-  kind: "usage_debit" | "grant" | "topup" | "meter_event";
+  kind: ReportKind;
   idempotency_key: string;
   amount: number;
   meter: string | null;
@@ -56,6 +56,19 @@ export interface ReportRow {
 }
 
 export type SendOutcome = "sent" | "failed" | "retry" | "rate_limited";
+
+/** Credit given at the edge (grant, top-up) or taken away (expiry, void, clawback, deduction), usage, meter events. */
+export type ReportKind = "usage_debit" | "grant" | "topup" | "expiry" | "void" | "clawback" | "deduction" | "meter_event";
+
+const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = {
+  usage_debit: "API usage",
+  grant: "Credit grant",
+  topup: "Credit top-up",
+  expiry: "Credit expired",
+  void: "Credit voided",
+  clawback: "Credit taken back (refund or dispute)",
+  deduction: "Credit adjustment",
+};
 
 /**
  * How much of the unreported prepaid usage is due to Stripe now: whole cents, toward zero; the
@@ -92,6 +105,22 @@ export class StripeReports {
       );
     }
     return {};
+  }
+
+  /** Credit given at the edge: Stripe's balance gains the same whole cents. */
+  queueCredit(kind: "grant" | "topup", reportId: string, cents: number): void {
+    if (this.config().stripeEnabled) this.insert(kind, reportId, -cents);
+  }
+
+  /**
+   * Credit taken away at the edge: whole cents now, the sub-cent rest with the next usage report
+   * (as unreported usage). Returns the account fields to write in the same step.
+   */
+  queueDebit(kind: "expiry" | "void" | "clawback" | "deduction", reportId: string, micros: number): Partial<AccountRow> {
+    if (!this.config().stripeEnabled || micros === 0) return {};
+    const due = dueToStripe(micros);
+    if (due.cents !== 0) this.insert(kind, reportId, due.cents);
+    return due.remainderMicros !== 0 ? { pending_usage: this.account.row.pending_usage + due.remainderMicros } : {};
   }
 
   /** Report times are wall-clock: Stripe compares them with its own (meter event windows, key expiry). */
@@ -144,8 +173,11 @@ export class StripeReports {
     return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending'").one().n as number;
   }
 
-  /** Credit reports Stripe refused for good, in cents: the edge holds them, Stripe's balance does not. */
-  failedCreditCents(): number {
+  /**
+   * Balance transactions Stripe refused for good, in cents as posted (credit negative): the edge
+   * moved its balance by them, Stripe's balance never did.
+   */
+  failedBalanceCents(): number {
     return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM reports WHERE status = 'failed' AND kind != 'meter_event'").one().s as number;
   }
 
@@ -203,7 +235,7 @@ export class StripeReports {
           {
             amount: report.amount,
             currency: config.PRICING.currency,
-            description: report.kind === "usage_debit" ? "API usage" : report.kind === "topup" ? "Credit top-up" : "Credit adjustment",
+            description: DESCRIPTIONS[report.kind as Exclude<ReportKind, "meter_event">],
             metadata: { payg_report: report.report_id },
           },
           { idempotencyKey: key },

@@ -1,26 +1,60 @@
 import { formatCents, formatMoney, microsToWholeCents } from "../../src/money";
+import { spendable, type Grant } from "./grants";
 import { bucketOf } from "./ledger";
 import type { Room } from "./room";
+
+/** A grant as the admin API shows it: every amount in cents, like the rest of the API. */
+export function grantView(g: Grant, nowMs: number) {
+  const status = g.closed_reason ?? (g.expires_at !== null && g.expires_at * 1000 <= nowMs ? "expired" : "open");
+  return {
+    id: g.id,
+    amount_cents: microsToWholeCents(g.amount),
+    remaining_cents: microsToWholeCents(g.remaining),
+    remaining_exact_cents: formatCents(g.remaining),
+    frozen_cents: microsToWholeCents(g.frozen),
+    category: g.category,
+    priority: g.priority,
+    expires_at: g.expires_at,
+    meters: g.meters,
+    source: g.source,
+    reason: g.reason,
+    payment_intent: g.payment_intent,
+    status,
+    created_at: g.created_at,
+    closed_at: g.closed_at,
+  };
+}
 
 /** The admin API's view of one customer. */
 export function summary(room: Room): Record<string, unknown> {
   const a = room.account.row;
   const config = room.config;
   const currency = config.PRICING.currency;
+  const now = Date.now();
+  const available = room.wallet.spendableTotal(now);
+  const frozen = room.grants.all.reduce((sum, g) => sum + Math.min(g.frozen, g.remaining), 0);
+  const mismatch = room.currencyMismatch();
   return {
     customer: { ...room.account.profile(), created_at: a.created_at, updated_at: a.updated_at },
     balance: {
-      available_cents: microsToWholeCents(a.balance),
-      available_exact_cents: formatCents(a.balance),
-      available: formatMoney(a.balance, currency),
+      available_cents: microsToWholeCents(available),
+      available_exact_cents: formatCents(available),
+      available: formatMoney(available, currency),
+      total_exact_cents: formatCents(a.balance),
+      debt_exact_cents: formatCents(a.debt),
+      frozen_cents: microsToWholeCents(frozen),
+      expiring_soon_cents: microsToWholeCents(room.expiringSoonMicros(now)),
       minimum_cents: microsToWholeCents(room.minimumMicros()),
       currency,
       ledger_sum_exact_cents: formatCents(room.ledger.sum()),
+      ...(mismatch ? { blocked: `the Stripe customer's currency is ${mismatch}, not ${currency}: its credit is not usable here` } : {}),
     },
-    usage_last_24h: room.ledger.usageSince(bucketOf(Date.now() - 86_400_000, config.PRICING.usage_bucket_seconds)),
+    grants: room.grants.all.filter((g) => spendable(g) > 0 || g.frozen > 0).map((g) => grantView(g, now)),
+    usage_last_24h: room.ledger.usageSince(bucketOf(now - 86_400_000, config.PRICING.usage_bucket_seconds)),
     ledger_summary: room.ledger.summaryByKind(),
+    refunds: { denied_total: a.refunds_denied, last_denied_at: a.last_refund_denied_at },
     cohorts: room.cohorts.view(),
     unpaid_invoices: room.invoices.unpaidIds(),
-    stripe: room.reports.view(),
+    stripe: { ...room.reports.view(), currency: a.stripe_currency, last_reconciled_at: a.last_reconciled_at },
   };
 }

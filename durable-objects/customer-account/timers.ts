@@ -9,6 +9,8 @@ INSERT INTO timers (name, due_at) VALUES ('directory', 0) ON CONFLICT (name) DO 
  * cleared and its handler runs (a handler sets its timer again if it has more to do).
  */
 export class Timers {
+  /** Due times, mirrored from the table (so a timer already due earlier costs no write). */
+  private due = new Map<string, number>();
   /** The alarm time last asked of the runtime; null when unknown (a fresh instance, an alarm run). */
   private armedAt: number | null = null;
 
@@ -17,36 +19,45 @@ export class Timers {
     private readonly storage: DurableObjectStorage,
   ) {}
 
+  load(): void {
+    this.due = new Map(this.sql.exec("SELECT name, due_at FROM timers").toArray().map((r) => [r.name as string, r.due_at as number]));
+  }
+
   /** Due no later than `at` (keeps an earlier due time). */
   at(name: string, at: number): void {
-    this.sql.exec(
-      "INSERT INTO timers (name, due_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET due_at = MIN(due_at, excluded.due_at)",
-      name,
-      at,
-    );
-    this.rearm();
+    const current = this.due.get(name);
+    if (current !== undefined && current <= at) return;
+    this.set(name, at);
   }
 
   /** Due exactly at `at`, or not at all with null. */
   set(name: string, at: number | null): void {
-    if (at === null) this.sql.exec("DELETE FROM timers WHERE name = ?", name);
-    else this.sql.exec("INSERT INTO timers (name, due_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET due_at = excluded.due_at", name, at);
+    if (at === null) {
+      this.sql.exec("DELETE FROM timers WHERE name = ?", name);
+      this.due.delete(name);
+    } else {
+      this.sql.exec("INSERT INTO timers (name, due_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET due_at = excluded.due_at", name, at);
+      this.due.set(name, at);
+    }
     this.rearm();
   }
 
   dueAt(name: string): number | null {
-    return (this.sql.exec("SELECT due_at FROM timers WHERE name = ?", name).toArray()[0]?.due_at as number | undefined) ?? null;
+    return this.due.get(name) ?? null;
   }
 
   /** At the start of an alarm run: the alarm that fired is spent; removes and returns the due timers. */
   takeDue(now: number): string[] {
     this.armedAt = null;
-    return this.sql.exec("DELETE FROM timers WHERE due_at <= ? RETURNING name", now).toArray().map((r) => r.name as string);
+    const names = this.sql.exec("DELETE FROM timers WHERE due_at <= ? RETURNING name", now).toArray().map((r) => r.name as string);
+    for (const name of names) this.due.delete(name);
+    return names;
   }
 
   /** Points the alarm at the earliest timer (written with the caller's other writes; no await needed). */
   rearm(): void {
-    const next = this.sql.exec("SELECT MIN(due_at) AS t FROM timers").one().t as number | null;
+    let next: number | null = null;
+    for (const at of this.due.values()) if (next === null || at < next) next = at;
     if (next === null || next === this.armedAt) return;
     this.armedAt = next;
     // A due time in the past (0 after an upgrade) fires at once; the runtime refuses 0 itself.

@@ -4,7 +4,7 @@ import { customerStub, directoryStub, type AppEnv } from "../../env";
 import { ApiError } from "../../errors";
 import { jsonBody, queryInt } from "../../http";
 import { CUSTOMER_ID } from "../../keys";
-import { MAX_AMOUNT_CENTS, microsToWholeCents } from "../../money";
+import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, microsToWholeCents } from "../../money";
 
 const CustomerBody = z.strictObject({
   email: z.email().max(320).nullable().optional(),
@@ -14,13 +14,18 @@ const CustomerBody = z.strictObject({
   minimum_balance_cents: z.int().min(-MAX_AMOUNT_CENTS).max(MAX_AMOUNT_CENTS).nullable().optional(),
 });
 
-const KeyBody = z.strictObject({ name: z.string().max(100).optional() });
+const cap = {
+  spend_cap_cents: z.int("spend_cap_cents must be a whole number of cents").min(1).max(MAX_STRIPE_AMOUNT_CENTS).nullable().optional(),
+  cap_period: z.enum(["day", "month"]).optional(),
+};
+const KeyBody = z.strictObject({ name: z.string().max(100).optional(), ...cap });
+const KeyPatch = z.strictObject(cap);
 
 const CreditBody = z.strictObject({
   amount: z
     .int("amount must be a whole number of cents")
-    .min(-MAX_AMOUNT_CENTS)
-    .max(MAX_AMOUNT_CENTS)
+    .min(-MAX_STRIPE_AMOUNT_CENTS)
+    .max(MAX_STRIPE_AMOUNT_CENTS)
     .refine((n) => n !== 0, "amount must not be 0"),
   reason: z.string().min(1).max(500),
 });
@@ -66,14 +71,28 @@ customers.get("/customers/:id", async (c) => {
 customers.post("/customers/:id/keys", async (c) => {
   const id = customerId(c.req.param("id"));
   const body = await jsonBody(c, KeyBody);
-  const key = (await customerStub(c.env, id).createKey(body.name ?? null)) ?? notFound(id);
+  const key =
+    (await customerStub(c.env, id).createKey(body.name ?? null, { spendCapCents: body.spend_cap_cents ?? null, capPeriod: body.cap_period ?? null })) ??
+    notFound(id);
   return c.json(key, 201);
+});
+
+/** Sets (or, with `spend_cap_cents: null`, removes) a key's spend cap. */
+customers.patch("/customers/:id/keys/:keyId", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const body = await jsonBody(c, KeyPatch);
+  if (body.spend_cap_cents === undefined) throw new ApiError("invalid_request", "spend_cap_cents is required (null removes the cap).");
+  const stub = customerStub(c.env, id);
+  if (!(await stub.setKeyCap(c.req.param("keyId"), body.spend_cap_cents, body.cap_period ?? null))) {
+    throw new ApiError("not_found", `No active key ${c.req.param("keyId")} for customer ${id}.`);
+  }
+  return c.json((await stub.listKeys()).find((k) => k.id === c.req.param("keyId")));
 });
 
 customers.get("/customers/:id/keys", async (c) => {
   const id = customerId(c.req.param("id"));
   const stub = customerStub(c.env, id);
-  if (!(await stub.summary())) notFound(id);
+  if (!(await stub.exists())) notFound(id);
   return c.json({ keys: await stub.listKeys() });
 });
 
@@ -90,8 +109,8 @@ customers.post("/customers/:id/credits", async (c) => {
   const body = await jsonBody(c, CreditBody);
   const key = idempotencyKey(c.req.header("idempotency-key"));
   const stub = customerStub(c.env, id);
-  if (!(await stub.summary())) notFound(id);
-  const result = await stub.grant({
+  if (!(await stub.exists())) notFound(id);
+  const result = await stub.credit({
     customerId: id,
     amountCents: body.amount,
     reason: body.reason,
@@ -100,6 +119,7 @@ customers.post("/customers/:id/credits", async (c) => {
   if (result.conflict) {
     throw new ApiError("conflict", "This Idempotency-Key was already used for a different amount.");
   }
+  if (result.limit) throw new ApiError("conflict", "This credit would take the balance past the largest balance the gateway holds.");
   return c.json(
     {
       applied: result.applied,
@@ -115,13 +135,13 @@ customers.get("/customers/:id/ledger", async (c) => {
   const limit = queryInt(c, "limit", 50, 1, 500);
   const cursor = c.req.query("cursor") === undefined ? undefined : queryInt(c, "cursor", 0, 1, Number.MAX_SAFE_INTEGER);
   const stub = customerStub(c.env, id);
-  if (!(await stub.summary())) notFound(id);
+  if (!(await stub.exists())) notFound(id);
   return c.json(await stub.ledgerPage({ limit, ...(cursor ? { before: cursor } : {}) }));
 });
 
 customers.get("/customers/:id/emails", async (c) => {
   const id = customerId(c.req.param("id"));
   const stub = customerStub(c.env, id);
-  if (!(await stub.summary())) notFound(id);
+  if (!(await stub.exists())) notFound(id);
   return c.json({ delivery: c.var.config.emailDelivery, emails: await stub.emails(queryInt(c, "limit", 50, 1, 500)) });
 });

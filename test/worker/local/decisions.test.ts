@@ -30,29 +30,40 @@ describe("may this request pass (governance)", () => {
 });
 
 describe("which cohorts is the customer in", () => {
-  it("at most one; out of credit below the cheapest request, low balance below the threshold; none once deleted", () => {
+  it("out of credit when no non-free meter is affordable, else low balance below the threshold; expiring credit warned; none once deleted", () => {
     fc.assert(
       fc.property(
         fc.record({
           deleted: fc.boolean(),
           plan: fc.constantFrom("prepaid" as const, "postpaid" as const),
+          meters: fc.array(fc.record({ priceMicros: fc.integer({ min: 1, max: 10_000_000 }), headroomMicros: micros }), { maxLength: 4 }),
           headroomMicros: micros,
-          cheapestMicros: fc.integer({ min: 1, max: 10_000_000 }),
           lowThresholdMicros: fc.nat({ max: 1_000_000_000 }),
           unpaid: fc.boolean(),
+          expiringSoonMicros: fc.constantFrom(0, 1, 5_000_000),
         }),
         (s) => {
           const cohorts = [...cohortsFor(s)];
-          expect(cohorts.length).toBeLessThanOrEqual(1);
+          const outOfCredit = s.meters.length > 0 && s.meters.every((m) => m.headroomMicros < m.priceMicros);
           const expected =
             s.deleted ? [] :
-            s.plan === "postpaid" ? (s.unpaid ? ["payment_failed"] : []) :
-            s.headroomMicros < s.cheapestMicros ? ["out_of_credits"] :
-            s.headroomMicros < s.lowThresholdMicros ? ["low_balance"] : [];
+            [
+              ...(s.plan === "postpaid" ? (s.unpaid ? ["payment_failed"] : []) :
+                outOfCredit ? ["out_of_credits"] :
+                s.headroomMicros < s.lowThresholdMicros ? ["low_balance"] : []),
+              ...(s.expiringSoonMicros > 0 ? ["credit_expiring"] : []),
+            ];
           expect(cohorts).toEqual(expected);
+          expect(cohorts.includes("out_of_credits") && cohorts.includes("low_balance")).toBe(false);
         },
       ),
     );
+  });
+
+  it("a customer who can still afford a cheaper meter is not out of credit (issue 15)", () => {
+    const s = { deleted: false, plan: "prepaid" as const, headroomMicros: 50_000, lowThresholdMicros: 0, unpaid: false, expiringSoonMicros: 0 };
+    expect(cohortsFor({ ...s, meters: [{ priceMicros: 1_000_000, headroomMicros: 50_000 }, { priceMicros: 50_000, headroomMicros: 50_000 }] }).has("out_of_credits")).toBe(false);
+    expect(cohortsFor({ ...s, meters: [{ priceMicros: 1_000_000, headroomMicros: 49_999 }, { priceMicros: 50_000, headroomMicros: 49_999 }] }).has("out_of_credits")).toBe(true);
   });
 });
 

@@ -24,23 +24,25 @@ describe("the ledger (property)", () => {
         const key = (await stub.createKey(null))!.key;
         const keyHash = await sha256Hex(key);
         let model = 0;
-        const charged: { priceMicros: number; bucket: number }[] = [];
+        const charged: { priceMicros: number; requestId: string }[] = [];
+        let requests = 0;
         for (const step of ops) {
           if (step.kind === "grant") {
-            await stub.grant({ customerId: id, amountCents: step.cents, reason: "property" });
+            await stub.credit({ customerId: id, amountCents: step.cents, reason: "property" });
             model += step.cents * 1_000_000;
           } else if (step.kind === "request") {
-            const result = await stub.authorize({ keyHash, meter: "api_requests", priceMicros: step.priceMicros });
+            const requestId = `req_${requests++}`;
+            const result = await stub.authorize({ keyHash, meter: "api_requests", priceMicros: step.priceMicros, requestId });
             const allowed = step.priceMicros === 0 || model - step.priceMicros >= 0;
             expect(result.outcome).toBe(allowed ? "ok" : "insufficient_credit");
             if (result.outcome === "ok") {
               model -= step.priceMicros;
-              charged.push({ priceMicros: step.priceMicros, bucket: result.bucket });
+              if (step.priceMicros > 0) charged.push({ priceMicros: step.priceMicros, requestId });
               expect(result.balanceMicros).toBe(model);
             }
           } else if (charged.length) {
             const last = charged.pop()!;
-            await stub.refund({ meter: "api_requests", ...last });
+            await stub.refund({ requestId: last.requestId });
             model += last.priceMicros;
           }
           const check = (await stub.balanceCheck())!;

@@ -42,7 +42,7 @@ async function seedV1(id: string, keys: { live: string; revoked: string }) {
  * SHA-256 of every migration. A migration that has shipped is never edited, only followed by a new
  * one: a new migration adds its hash here; changing an old hash means rewriting history.
  */
-const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32"];
+const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "1ffc9b452f4039ddcff24d2b3d25b8e5c7a48697b39ec0e893cd5a182c6e80b3"];
 
 describe("schema migrations", () => {
   it("never edits a deployed migration", async () => {
@@ -66,12 +66,17 @@ describe("schema migrations", () => {
     expect(before.body.stripe.recent_reports).toEqual([expect.objectContaining({ id: "payg_usage_old", status: "sent", amount: 4 })]);
     expect((await admin("GET", `/customers/${id}/keys`)).body.keys.map((k: { id: string }) => k.id)).toEqual(["key_live", "key_old"]);
     expect((await admin("GET", `/customers/${id}/emails`)).body.emails).toHaveLength(1);
+    // The balance held before grants existed is one paid, never-expiring `migration` grant.
+    const grants = (await admin("GET", `/customers/${id}/grants`)).body.grants;
+    expect(grants).toEqual([
+      expect.objectContaining({ source: "migration", category: "paid", amount_cents: 5, remaining_exact_cents: "5.05", expires_at: null, meters: null }),
+    ]);
 
     const charged = await gateway("/v1/x", withKey(keys.live));
     expect(charged.status).toBe(200);
     expect(charged.headers.get("x-payg-balance-cents")).toBe("4.05");
     expect((await gateway("/v1/x", withKey(keys.revoked))).status).toBe(401);
-    expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: 4_050_000, ledgerSumMicros: 4_050_000 });
+    expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: 4_050_000, ledgerSumMicros: 4_050_000, grantsRemainingMicros: 4_050_000, debtMicros: 0 });
 
     const version = await runInDurableObject(customerStub(id), (_instance, state) =>
       state.storage.sql.exec("SELECT version FROM schema_version").one().version,

@@ -1,0 +1,141 @@
+import type { AccountRow, AccountStore } from "./account";
+import { availableFor, GrantBook, planDrain, spendable, type Grant, type GrantCategory, type GrantSource, type Receipt } from "./grants";
+import type { EntryKind, Ledger, UsageEntry } from "./ledger";
+
+/** The largest balance an account may hold, in micro-cents: $10M, far inside exact integer range. */
+export const MAX_BALANCE_MICROS = 1_000_000_000 * 1_000_000;
+
+export interface NewGrant {
+  amount: number;
+  category?: GrantCategory;
+  priority?: number;
+  expiresAt?: number | null;
+  meters?: string[] | null;
+  source: GrantSource;
+  reason: string;
+  reference?: string | null;
+  paymentIntent?: string | null;
+}
+
+/**
+ * The customer's credit: grants, debt, and the ledger entries that move them. Every movement is a
+ * ledger entry, so the balance (what remains of the grants, less debt) always equals the
+ * ledger's sum. Callers run these inside one transaction with the rest of their step.
+ */
+export class Wallet {
+  constructor(
+    readonly grants: GrantBook,
+    private readonly ledger: Ledger,
+    private readonly account: AccountStore,
+  ) {}
+
+  get debt(): number {
+    return this.account.row.debt;
+  }
+
+  /** Credit `meter` may use now: eligible, unexpired, unfrozen grants less debt. */
+  available(meter: string, nowMs: number): number {
+    return availableFor(this.grants.all, this.debt, meter, nowMs);
+  }
+
+  /** Credit any meter may use now (grants limited to some meters count too). */
+  spendableTotal(nowMs: number): number {
+    let sum = 0;
+    for (const g of this.grants.all) if (g.expires_at === null || g.expires_at * 1000 > nowMs) sum += spendable(g);
+    return sum - this.debt;
+  }
+
+  /**
+   * Charges a request: drains eligible grants in the fixed order (the rest becomes debt) and
+   * records the usage, in one step. Returns where the money came from.
+   */
+  charge(usage: Omit<UsageEntry, "amount" | "count">, price: number, alsoSet: Partial<AccountRow> = {}): Receipt {
+    const receipt = planDrain(this.grants.all, usage.meter, price, usage.now);
+    for (const [id, micros] of receipt.parts) this.grants.adjust(this.grants.get(id)!, -micros);
+    this.ledger.usage({ ...usage, amount: -price, count: 1 }, receipt.debt > 0 ? { ...alsoSet, debt: this.debt + receipt.debt } : alsoSet);
+    return receipt;
+  }
+
+  /**
+   * Gives a charge back: into each grant it came from that is still open (a grant that closed
+   * meanwhile keeps nothing: what went back would have expired or been voided with it), and off
+   * the debt. Returns the micro-cents given back.
+   */
+  refund(usage: Omit<UsageEntry, "amount" | "count">, receipt: Receipt, alsoSet: (restored: number) => Partial<AccountRow> = () => ({})): number {
+    let restored = 0;
+    for (const [id, micros] of receipt.parts) {
+      const grant = this.grants.all.find((g) => g.id === id);
+      if (grant) {
+        this.grants.adjust(grant, micros);
+        restored += micros;
+      }
+    }
+    const debtBack = Math.min(this.debt, receipt.debt);
+    restored += debtBack;
+    const fields = alsoSet(restored);
+    this.ledger.usage({ ...usage, amount: restored, count: -1 }, debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields);
+    return restored;
+  }
+
+  /** A new grant; it pays any debt first. Returns the grant and the ledger entry. */
+  grant(input: NewGrant, now: number, alsoSet: Parameters<Ledger["entry"]>[1] = {}): { grant: Grant; entryId: number } {
+    const paysDebt = Math.min(this.debt, input.amount);
+    const grant = this.grants.create({
+      amount: input.amount,
+      remaining: input.amount - paysDebt,
+      category: input.category ?? "paid",
+      priority: input.priority ?? 50,
+      expiresAt: input.expiresAt ?? null,
+      meters: input.meters ?? null,
+      source: input.source,
+      reason: input.reason,
+      reference: input.reference ?? null,
+      paymentIntent: input.paymentIntent ?? null,
+      now,
+    });
+    const reason = paysDebt > 0 ? `${input.reason} (paid ${paysDebt} micro-cents of debt)` : input.reason;
+    const entryId = this.ledger.entry(
+      { kind: "grant", amount: input.amount, reference: input.reference ?? null, reason, now, grant: grant.id },
+      { ...alsoSet, ...(paysDebt > 0 ? { debt: this.debt - paysDebt } : {}) },
+    );
+    return { grant, entryId };
+  }
+
+  /** Takes `micros` out of one grant; what it no longer holds becomes debt. Returns the shortfall. */
+  takeFrom(grant: Grant | undefined, micros: number, kind: EntryKind, reason: string, now: number, reference?: string, alsoSet: Partial<AccountRow> = {}): number {
+    const fromGrant = grant && grant.closed_at === null ? Math.min(micros, grant.remaining) : 0;
+    if (grant && fromGrant > 0) {
+      this.grants.adjust(grant, -fromGrant);
+      if (grant.frozen > grant.remaining) this.grants.setFrozen(grant, grant.remaining);
+    }
+    const shortfall = micros - fromGrant;
+    this.ledger.entry(
+      { kind, amount: -micros, reference: reference ?? null, reason, now, grant: grant?.id ?? null },
+      shortfall > 0 ? { ...alsoSet, debt: this.debt + shortfall } : alsoSet,
+    );
+    return shortfall;
+  }
+
+  /** Takes `micros` across all grants in drain order (any meter); the rest becomes debt. */
+  deduct(micros: number, kind: EntryKind, reason: string, now: number, reference?: string, alsoSet: Partial<AccountRow> = {}): void {
+    let left = micros;
+    for (const g of this.grants.all) {
+      if (left === 0) break;
+      const take = Math.min(left, g.remaining);
+      if (take > 0) {
+        this.grants.adjust(g, -take);
+        if (g.frozen > g.remaining) this.grants.setFrozen(g, g.remaining);
+        left -= take;
+      }
+    }
+    this.ledger.entry({ kind, amount: -micros, reference: reference ?? null, reason, now }, left > 0 ? { ...alsoSet, debt: this.debt + left } : alsoSet);
+  }
+
+  /** Closes a grant (expiry or void), writing what it still held out of the balance. Returns that amount. */
+  close(grant: Grant, reason: "expired" | "voided", now: number, note: string, alsoSet: Partial<AccountRow> = {}): number {
+    const removed = grant.remaining;
+    this.grants.close(grant, reason, now);
+    this.ledger.entry({ kind: reason === "expired" ? "expiry" : "void", amount: -removed, reason: note, now, grant: grant.id }, alsoSet);
+    return removed;
+  }
+}
