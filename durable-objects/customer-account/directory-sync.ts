@@ -23,6 +23,8 @@ export class DirectorySync {
       cohorts: CohortStore;
       emails: EmailLog;
       reports: StripeReports;
+      /** Other work the cron should come for (credit expiring), or null. */
+      otherWorkAt: () => number | null;
     },
   ) {}
 
@@ -33,8 +35,10 @@ export class DirectorySync {
 
   /** When the cron should next visit this customer, or null when there is nothing to do. */
   nextDueAt(now: number): number | null {
-    const { config, reports, cohorts, emails } = this.deps;
+    const { config, reports, cohorts, emails, otherWorkAt } = this.deps;
     const times: number[] = [];
+    const other = otherWorkAt();
+    if (other !== null) times.push(other);
     if (config().stripeEnabled) {
       if (reports.hasWorkNow(now)) times.push(now);
       const retry = reports.nextAttemptAt();

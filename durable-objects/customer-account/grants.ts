@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS grants (
   reason TEXT NOT NULL,
   reference TEXT UNIQUE,
   payment_intent TEXT,
+  refunded INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,
   closed_at INTEGER,
   closed_reason TEXT
@@ -48,6 +49,8 @@ export interface Grant {
   reason: string;
   reference: string | null;
   payment_intent: string | null;
+  /** Micro-cents of its payment refunded (and so taken back) so far. */
+  refunded: number;
   created_at: number;
   closed_at: number | null;
   closed_reason: "expired" | "voided" | null;
@@ -184,6 +187,7 @@ export class GrantBook {
       reason: input.reason,
       reference: input.reference,
       payment_intent: input.paymentIntent,
+      refunded: 0,
       created_at: input.now,
       closed_at: null,
       closed_reason: null,
@@ -214,6 +218,11 @@ export class GrantBook {
     grant.remaining += delta;
     if (grant.remaining < 0 || grant.remaining > grant.amount) throw new Error(`grant ${grant.id} would leave 0..amount`);
     this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+  }
+
+  setRefunded(grant: Grant, refunded: number): void {
+    grant.refunded = refunded;
+    this.sql.exec("UPDATE grants SET refunded = ? WHERE id = ?", refunded, grant.id);
   }
 
   setFrozen(grant: Grant, frozen: number): void {

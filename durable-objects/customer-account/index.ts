@@ -171,6 +171,8 @@ export class CustomerAccount extends DurableObject<Env> {
       const room = this.room;
       const result: CycleResult = { reported: 0, reportErrors: 0, emailed: 0 };
       if (!room.account.exists) return result;
+      // The expiry timer does this on time; the cron, at its own scheduled time, is the safety net.
+      expireGrants(room, now);
       if (room.config.stripeEnabled) {
         room.atomically(() => room.reports.cut());
         const flushed = await room.reports.flush(now);

@@ -69,6 +69,7 @@ export class Room {
       cohorts: this.cohorts,
       emails: this.emails,
       reports: this.reports,
+      otherWorkAt: () => this.timers.dueAt(EXPIRY_TIMER),
     });
   }
 

@@ -1,5 +1,6 @@
 import { ACCOUNT_TABLES } from "./account";
 import { CHARGE_TABLES } from "./charges";
+import { DISPUTE_TABLES } from "./clawbacks";
 import { COHORT_TABLES } from "./cohorts";
 import { EMAIL_TABLES } from "./emails";
 import { GRANT_TABLES } from "./grants";
@@ -23,8 +24,8 @@ export const MIGRATIONS: readonly string[] = [
   // v2: named timers sharing the one alarm (an upgraded object pushes its directory snapshot once).
   TIMER_TABLES.v2,
   // v3: credit grants (the balance held before becomes one `migration` grant, a negative one debt),
-  // charges by request id, key caps, and the account fields they need.
-  [ACCOUNT_TABLES.v3, GRANT_TABLES.v3, LEDGER_TABLES.v3, KEY_TABLES.v3, CHARGE_TABLES.v3].join("\n"),
+  // charges by request id, key caps, disputes, and the account fields they need.
+  [ACCOUNT_TABLES.v3, GRANT_TABLES.v3, LEDGER_TABLES.v3, KEY_TABLES.v3, CHARGE_TABLES.v3, DISPUTE_TABLES.v3].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

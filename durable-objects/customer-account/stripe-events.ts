@@ -1,4 +1,5 @@
 import type Stripe from "stripe";
+import { applyDispute, applyRefund } from "./clawbacks";
 import { createGrant } from "./credits";
 import { markDeleted, profileFromStripe, upsertProfile } from "./profile";
 import type { Room } from "./room";
@@ -63,6 +64,11 @@ async function apply(room: Room, customerId: string, event: Stripe.Event): Promi
       await room.reports.flush(Date.now());
       return "applied";
     }
+    case "charge.refunded":
+      return applyRefund(room, event.data.object, Date.now());
+    case "charge.dispute.created":
+    case "charge.dispute.closed":
+      return applyDispute(room, event.data.object, event.type === "charge.dispute.closed", Date.now());
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":

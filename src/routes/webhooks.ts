@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type Stripe from "stripe";
 import Sdk from "stripe";
+import type { Config } from "../config";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { CUSTOMER_ID } from "../keys";
@@ -19,6 +20,9 @@ export const HANDLED_EVENTS = new Set([
   "invoice.payment_failed",
   "invoice.voided",
   "invoice.marked_uncollectible",
+  "charge.refunded",
+  "charge.dispute.created",
+  "charge.dispute.closed",
 ]);
 
 /** The customer an event is about, or null for events this gateway does not act on. */
@@ -26,6 +30,24 @@ function customerOf(event: Stripe.Event): string | null {
   const object = event.data.object as { object?: string; id?: string; customer?: string | { id: string } | null; metadata?: Record<string, string> | null };
   const id = object.object === "customer" ? object.id : typeof object.customer === "string" ? object.customer : object.customer?.id ?? object.metadata?.payg_customer_id;
   return id && CUSTOMER_ID.test(id) ? id : null;
+}
+
+/**
+ * A Dispute names no customer: it is found through the disputed charge. If Stripe cannot be
+ * reached the webhook fails (5xx) and Stripe delivers it again.
+ */
+async function disputedCustomer(config: Config, event: Stripe.Event): Promise<string | null> {
+  if (!event.type.startsWith("charge.dispute.")) return null;
+  const dispute = event.data.object as Stripe.Dispute;
+  const chargeId = typeof dispute.charge === "string" ? dispute.charge : dispute.charge.id;
+  try {
+    const charge = await stripeClient(config).charges.retrieve(chargeId);
+    const customer = typeof charge.customer === "string" ? charge.customer : (charge.customer?.id ?? null);
+    return customer && CUSTOMER_ID.test(customer) ? customer : null;
+  } catch (error) {
+    log.warn(`stripe event ${event.id}: could not look up charge ${chargeId}`, error);
+    throw new ApiError("upstream_error", "The event could not be applied yet; Stripe will redeliver it.");
+  }
 }
 
 export const webhooks = new Hono<AppEnv>();
@@ -48,7 +70,7 @@ webhooks.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
   } catch (error) {
     throw new ApiError("invalid_signature", `Stripe signature verification failed: ${(error as Error).message}`);
   }
-  const customerId = HANDLED_EVENTS.has(event.type) ? customerOf(event) : null;
+  const customerId = HANDLED_EVENTS.has(event.type) ? (customerOf(event) ?? (await disputedCustomer(config, event))) : null;
   if (!customerId) return c.json({ received: true, status: "ignored" });
   try {
     const result = await customerStub(c.env, customerId).applyStripeEvent(customerId, event);

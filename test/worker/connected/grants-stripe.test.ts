@@ -1,0 +1,162 @@
+import type Stripe from "stripe";
+import { describe, expect, it } from "vitest";
+import { admin, customerStub, gateway, uniqueId, withKey } from "../helpers";
+import { connect, cron, deliver, deliverAll, settle } from "./doubles";
+
+type Doubles = ReturnType<typeof connect>;
+
+async function stripeCustomer({ stripe }: Doubles, input: Parameters<Doubles["stripe"]["createCustomer"]>[0] = {}) {
+  const customer = stripe.createCustomer({ name: "Top Upper", email: `top-${uniqueId()}@example.com`, ...input });
+  await deliverAll(stripe);
+  const key = (await admin("POST", `/customers/${customer.id}/keys`, {})).body.key as string;
+  return { id: customer.id, key };
+}
+
+/** A Checkout top-up of `cents`, paid and delivered; returns its PaymentIntent. */
+async function topUp({ stripe }: Doubles, key: string, cents: number): Promise<string> {
+  const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: cents }) }));
+  expect(response.status).toBe(201);
+  const session = stripe.completeCheckout(((await response.json()) as { id: string }).id);
+  await deliverAll(stripe);
+  return session.payment_intent as string;
+}
+
+async function spend(key: string, n: number) {
+  for (let i = 0; i < n; i++) expect((await gateway("/v1/x", withKey(key))).status).toBe(200);
+}
+
+/** Lets the object tell the directory, runs the cron (now, or at `at`), then delivers Stripe's events. */
+async function settleWithStripe(doubles: Doubles, id: string, at?: number) {
+  await settle(id);
+  await cron(at ?? Date.now());
+  await deliverAll(doubles.stripe);
+}
+
+const balance = async (id: string) => (await admin("GET", `/customers/${id}`)).body.balance;
+
+describe("Checkout top-ups are paid grants that refunds and disputes take back", () => {
+  it("a top-up becomes a paid grant that remembers its payment; a full refund after spending leaves the customer refused and in debt", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles);
+    const pi = await topUp(doubles, key, 500);
+    expect((await admin("GET", `/customers/${id}/grants`)).body.grants[0]).toMatchObject({ source: "checkout", category: "paid", amount_cents: 500, payment_intent: pi });
+    await spend(key, 3);
+    doubles.stripe.refundCharge(pi);
+    await deliverAll(doubles.stripe);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "-3", debt_exact_cents: "3", ledger_sum_exact_cents: "-3" });
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(402);
+    await settleWithStripe(doubles, id);
+    // Stripe: +500 top-up credit, 3 cents of usage, 500 taken back: the customer owes 3.
+    expect(doubles.stripe.balanceOf(id)).toBe(3);
+    expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(-3_000_000);
+  });
+
+  it("partial refunds take back exactly what is new, whatever the duplicates and the order", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles);
+    const pi = await topUp(doubles, key, 1000);
+    doubles.stripe.refundCharge(pi, 100);
+    doubles.stripe.refundCharge(pi, 150);
+    const events = doubles.stripe.takeEvents().filter((e) => e.type === "charge.refunded");
+    expect(events).toHaveLength(2);
+    for (const event of [events[1]!, events[0]!, events[1]!, events[0]!]) expect((await deliver(doubles.stripe, event)).status).toBe(200);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "750", debt_exact_cents: "0" });
+    await settleWithStripe(doubles, id);
+    expect(doubles.stripe.balanceOf(id)).toBe(-750);
+  });
+
+  it("a dispute freezes the disputed credit; won releases it, with nothing taken", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles);
+    const pi = await topUp(doubles, key, 500);
+    const dispute = doubles.stripe.createDispute(pi, 498);
+    await deliverAll(doubles.stripe);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "2", frozen_cents: 498, total_exact_cents: "500" });
+    await spend(key, 2);
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(402);
+    doubles.stripe.closeDispute(dispute.id, "won");
+    await deliverAll(doubles.stripe);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "498", frozen_cents: 0 });
+    await settleWithStripe(doubles, id);
+    expect(doubles.stripe.balanceOf(id)).toBe(-498);
+  });
+
+  it("a lost dispute takes the disputed amount back; a closed event before its created event still ends right", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles);
+    const pi = await topUp(doubles, key, 500);
+    await spend(key, 100);
+    const dispute = doubles.stripe.createDispute(pi);
+    doubles.stripe.closeDispute(dispute.id, "lost");
+    const events = doubles.stripe.takeEvents();
+    const created = events.find((e) => e.type === "charge.dispute.created")!;
+    const closed = events.find((e) => e.type === "charge.dispute.closed")!;
+    for (const event of [closed, created, closed, created]) expect((await deliver(doubles.stripe, event)).status).toBe(200);
+    for (const event of events.filter((e) => e !== created && e !== closed)) await deliver(doubles.stripe, event);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "-100", debt_exact_cents: "100", frozen_cents: 0 });
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(402);
+    await settleWithStripe(doubles, id);
+    expect(doubles.stripe.balanceOf(id)).toBe(100);
+  });
+});
+
+describe("expiry and voids reach Stripe", () => {
+  it("expired credit is posted to Stripe as a balance transaction, so both sides keep agreeing", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles);
+    const expiresAt = Math.floor(Date.now() / 1000) + 3_600;
+    expect((await admin("POST", `/customers/${id}/grants`, { amount: 40, expires_at: expiresAt, reason: "trial" })).status).toBe(201);
+    await spend(key, 5);
+    await settleWithStripe(doubles, id);
+    await settleWithStripe(doubles, id, expiresAt * 1000 + 60_000);
+    const expiry = doubles.stripe.balanceTransactions(id).find((t) => String(t.metadata?.payg_report).startsWith("payg_expiry"));
+    expect(expiry).toMatchObject({ amount: 35, description: "Credit expired" });
+    expect(doubles.stripe.balanceOf(id)).toBe(0);
+    expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: 0, ledgerSumMicros: 0 });
+  });
+});
+
+describe("plan switches keep every cent", () => {
+  it("an admin grant to a post-paid customer is pushed to Stripe and survives the switch back to prepaid", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles, { metadata: { payg_plan: "postpaid" } });
+    expect((await admin("POST", `/customers/${id}/credits`, { amount: 70, reason: "goodwill" })).status).toBe(201);
+    expect(doubles.stripe.balanceOf(id)).toBe(-70);
+    expect((await admin("PUT", `/customers/${id}`, { plan: "prepaid" })).status).toBe(200);
+    await settleWithStripe(doubles, id, Date.now() + 60_000);
+    expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(70_000_000);
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(200);
+  });
+
+  it("a refund of a prepaid-era charge after a switch goes back to the prepaid side", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles, { balance: -20 });
+    const stub = customerStub(id);
+    const { sha256Hex } = await import("../../../src/keys");
+    const charge = await stub.authorize({ keyHash: await sha256Hex(key), meter: "api_requests", priceMicros: 1_000_000, requestId: "req_prepaid_era" });
+    expect(charge.outcome).toBe("ok");
+    expect((await admin("PUT", `/customers/${id}`, { plan: "postpaid" })).status).toBe(200);
+    expect(await stub.refund({ requestId: "req_prepaid_era" })).toMatchObject({ refunded: true });
+    expect(await stub.balanceCheck()).toMatchObject({ pendingUsageMicros: 0, balanceMicros: 20_000_000 });
+    await settleWithStripe(doubles, id);
+    expect(doubles.stripe.meterUsage(id)).toBe(0);
+    expect(doubles.stripe.balanceOf(id)).toBe(-20);
+  });
+
+  it("removing payg_plan or payg_minimum_balance_cents from Stripe metadata clears the override", async () => {
+    const doubles = connect();
+    const { id } = await stripeCustomer(doubles, { metadata: { payg_plan: "postpaid", payg_minimum_balance_cents: "-300" } });
+    expect((await admin("GET", `/customers/${id}`)).body.customer).toMatchObject({ plan: "postpaid", minimum_balance_cents: -300 });
+    const cleared = await doubles.stripe.handle(
+      new Request(`http://stripe.test/v1/customers/${id}`, {
+        method: "POST",
+        headers: { authorization: "Bearer sk_test_x", "content-type": "application/x-www-form-urlencoded" },
+        body: "metadata[payg_plan]=&metadata[payg_minimum_balance_cents]=",
+      }),
+    );
+    expect(cleared.status).toBe(200);
+    const event = doubles.stripe.takeEvents().find((e) => e.type === "customer.updated") as Stripe.Event;
+    expect((await deliver(doubles.stripe, event)).status).toBe(200);
+    expect((await admin("GET", `/customers/${id}`)).body.customer).toMatchObject({ plan: "prepaid", minimum_balance_cents: null });
+  });
+});
