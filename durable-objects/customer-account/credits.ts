@@ -1,5 +1,6 @@
 import { newId } from "../../src/keys";
 import { centsToMicros } from "../../src/money";
+import { settleClawbacks } from "./clawbacks";
 import type { Grant, GrantCategory, GrantSource } from "./grants";
 import type { Room } from "./room";
 import { MAX_BALANCE_MICROS } from "./wallet";
@@ -75,6 +76,8 @@ export function createGrant(room: Room, input: GrantInput): GrantResult {
     // Stripe scopes idempotency keys to the account, so the customer id is part of the key.
     const customer = room.account.row.customer_id;
     room.reports.queueCredit(kind, input.reference ? `payg_${kind}_${customer}_${input.reference}` : newId(`payg_${kind}_${customer}`), input.amountCents);
+    // A refund or dispute of this payment may have arrived before the payment itself.
+    if (input.paymentIntent) settleClawbacks(room, result.grant, now);
     room.scheduleExpiry(now);
     room.changed(now);
     return result;

@@ -1,6 +1,6 @@
 import { ACCOUNT_TABLES } from "./account";
 import { CHARGE_TABLES } from "./charges";
-import { DISPUTE_TABLES } from "./clawbacks";
+import { DISPUTE_TABLES } from "./payment-tables";
 import { COHORT_TABLES } from "./cohorts";
 import { EMAIL_TABLES } from "./emails";
 import { GRANT_TABLES } from "./grants";

@@ -12,6 +12,7 @@ export function grantView(g: Grant, nowMs: number) {
     remaining_cents: microsToWholeCents(g.remaining),
     remaining_exact_cents: formatCents(g.remaining),
     frozen_cents: microsToWholeCents(g.frozen),
+    frozen_exact_cents: formatCents(g.frozen),
     category: g.category,
     priority: g.priority,
     expires_at: g.expires_at,
