@@ -22,6 +22,7 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1" } = {}) {
         return;
       }
       if (url.pathname === "/health") return json(res, 200, { status: "ok" });
+      if (url.pathname === "/v1/stream") return stream(res, url);
       json(res, 200, {
         message: "Hello from the demo origin",
         method: req.method,
@@ -32,6 +33,20 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1" } = {}) {
       });
     });
   });
+  /** Server-sent events: `events` data events (1-10,000, default 50), one write per event. */
+  function stream(res, url) {
+    const events = Math.min(Math.max(Math.floor(Number(url.searchParams.get("events") ?? 50)) || 1, 1), 10_000);
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    let i = 0;
+    const next = () => {
+      if (res.destroyed) return;
+      if (i === events) return res.end();
+      res.write(`id: ${i}\ndata: {"index":${i}}\n\n`);
+      i++;
+      setImmediate(next);
+    };
+    next();
+  }
   function json(res, status, value) {
     res.writeHead(status, { "content-type": "application/json" });
     res.end(JSON.stringify(value));

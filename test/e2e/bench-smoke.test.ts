@@ -1,30 +1,96 @@
 import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 
-// Keeps `npm run bench` from rotting: the same script at a tiny scale, checked for its table
-// and for the accounting checks it prints.
+const IDS = [
+  "plain",
+  "rpc_only",
+  "floor",
+  "gateway",
+  "plain_1conn",
+  "floor_1conn",
+  "gateway_1conn",
+  "floor_hot",
+  "hot",
+  "hot_no_group_commit",
+  "storage",
+  "many_customers",
+  "gateway_rpc_delay_40ms",
+  "plain_stream",
+  "stripe_calls_10c",
+  "stripe_calls_100c",
+  "stripe_calls_100c_4x",
+];
+
+interface BenchRow {
+  id: string;
+  rps: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  requests?: number;
+  runs?: unknown[];
+  [field: string]: unknown;
+}
+
+// Keeps `npm run bench` from rotting: the same script at a tiny scale and one repetition,
+// checked for its table, its JSON file and the accounting checks it prints.
 describe("npm run bench (smoke)", () => {
-  it("prints the table with every row and exact accounting", { timeout: 180_000 }, async () => {
+  it("prints the table with every row id, exact accounting, and writes the JSON", { timeout: 180_000 }, async () => {
     const root = join(import.meta.dirname, "..", "..");
+    const jsonPath = join(mkdtempSync(join(tmpdir(), "payg-bench-smoke-")), "bench.json");
     const { stdout } = await promisify(execFile)(process.execPath, [join(root, "scripts/bench.mjs")], {
       cwd: root,
-      env: { ...process.env, BENCH_SCALE: "0.005", BENCH_MAX_SECONDS: "30" },
+      env: { ...process.env, BENCH_SCALE: "0.005", BENCH_REPEAT: "1", BENCH_MAX_SECONDS: "30", BENCH_JSON: jsonPath },
       maxBuffer: 16 * 1024 * 1024,
     });
-    const table = stdout.slice(stdout.indexOf("| row |"));
-    for (const row of ["1. Enforcement overhead: plain proxy", "1. Enforcement overhead: gateway", "1. Enforcement overhead at 1 connection", "2. One hot customer", "3. Many customers", "4. Stripe traffic", "5. Storage"]) {
-      expect(table).toContain(row);
-    }
-    expect(table).toMatch(/= credit ÷ price: yes\), \d+ × 402, balance 0/);
+    const table = stdout.slice(stdout.indexOf("| id |"));
+    for (const id of IDS) expect(table).toContain(`| \`${id}\` |`);
+    expect(stdout).toMatch(/floor {3}= ×\d+\.\d\d of plain pass-through/);
+    expect(stdout).toMatch(/gateway = ×\d+\.\d\d of the floor/);
+    // Every repetition of both hot rows spends exactly the credit and leaves 0.
+    const exact = /= credit ÷ price in every run: yes\), \d+ × 402, balance 0 \|/g;
+    expect(table.match(exact)).toHaveLength(2);
+    expect(table).toMatch(/bounded in every run: yes/);
     // Stripe calls are bounded by customers × cron runs, however many requests there were.
-    const debits = [...table.matchAll(/\| (\d+) balance transactions \(at most customers × runs = (\d+)\)/g)];
+    const debits = [...table.matchAll(/\| (\d+) balance transactions at most in a run \(at most customers × runs = (\d+)\)/g)];
     expect(debits).toHaveLength(3);
     for (const [, got, bound] of debits) {
       expect(Number(got)).toBeGreaterThan(0);
       expect(Number(got)).toBeLessThanOrEqual(Number(bound));
     }
     expect(stdout).toMatch(/Machine: \d+ cores/);
+
+    const json = JSON.parse(readFileSync(jsonPath, "utf8")) as {
+      machine: Record<string, unknown>;
+      ratios: Record<string, number | null>;
+      rows: BenchRow[];
+    };
+    for (const field of ["cores", "cpu_model", "memory_gib", "node", "workerd", "date", "scale", "repeat"]) {
+      expect(json.machine).toHaveProperty(field);
+    }
+    expect(json.machine.repeat).toBe(1);
+    expect(json.rows.map((r) => r.id)).toEqual(IDS);
+    for (const row of json.rows) {
+      if (row.id === "storage") {
+        expect(row.ledger_rows).toBeGreaterThan(0);
+        continue;
+      }
+      expect(row.rps, row.id).toBeGreaterThan(0);
+      expect(row.p50_ms, row.id).toBeGreaterThan(0);
+      expect(row.p99_ms!, row.id).toBeGreaterThanOrEqual(row.p50_ms!);
+      expect(row.runs, row.id).toHaveLength(1);
+    }
+    const byId = new Map(json.rows.map((r) => [r.id, r]));
+    expect(byId.get("hot")!.exact).toBe(true);
+    expect(byId.get("hot_no_group_commit")!.exact).toBe(true);
+    expect(byId.get("hot")!.balance_cents).toBe("0");
+    // The delayed row pays two artificial 40 ms waits per request.
+    expect(byId.get("gateway_rpc_delay_40ms")!.p50_ms).toBeGreaterThanOrEqual(80);
+    expect(byId.get("plain_stream")!.events).toBe(byId.get("plain_stream")!.events_expected);
+    expect(json.ratios.floor_vs_plain).toBeGreaterThan(0);
+    expect(json.ratios.gateway_vs_floor).toBeGreaterThan(0);
   });
 });
