@@ -9,6 +9,7 @@ import type { KeyInfo } from "./keys";
 import { bucketOf } from "./ledger";
 import { upsertProfile } from "./profile";
 import { DIRECTORY_TIMER } from "./directory-sync";
+import { WEBHOOK_TIMER } from "./outbox";
 import { Room } from "./room";
 import { hasSchema, migrate } from "./schema";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
@@ -162,6 +163,7 @@ export class CustomerAccount extends DurableObject<Env> {
     if (!room.account.exists) return;
     const handlers: Record<string, () => Promise<void>> = {
       [DIRECTORY_TIMER]: () => room.directory.push(),
+      [WEBHOOK_TIMER]: () => room.outbox.handOff(),
     };
     for (const name of room.timers.takeDue(Date.now())) {
       try {

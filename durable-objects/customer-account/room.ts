@@ -8,6 +8,7 @@ import { Invoices } from "./invoices";
 import { KeyStore } from "./keys";
 import { migrate } from "./schema";
 import { Ledger } from "./ledger";
+import { WebhookOutbox } from "./outbox";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
 import { Timers } from "./timers";
@@ -28,6 +29,9 @@ export class Room {
   readonly stripeEvents: StripeEventLog;
   readonly directory: DirectorySync;
   readonly timers: Timers;
+  readonly outbox: WebhookOutbox;
+  /** Set when the account is created: its first cohort placement is where it starts, not a crossing. */
+  private starting = false;
 
   constructor(
     readonly state: DurableObjectState,
@@ -37,12 +41,13 @@ export class Room {
     const config = () => this.config;
     this.account = new AccountStore(this.sql);
     this.timers = new Timers(this.sql, state.storage);
+    this.outbox = new WebhookOutbox(this.sql, { env, timers: this.timers, account: this.account });
     this.keys = new KeyStore(this.sql);
     this.ledger = new Ledger(this.sql, this.account);
     this.invoices = new Invoices(this.sql);
     this.cohorts = new CohortStore(this.sql);
     this.emails = new EmailLog(this.sql, config, this.account, () => this.minimumMicros());
-    this.reports = new StripeReports(this.sql, config, this.account);
+    this.reports = new StripeReports(this.sql, config, this.account, this.outbox);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({
       env,
@@ -80,6 +85,7 @@ export class Room {
     if (this.account.exists) return;
     migrate(this.state.storage);
     this.account.create(customerId, Date.now());
+    this.starting = true;
     this.load();
     this.directory.schedule();
   }
@@ -88,26 +94,36 @@ export class Room {
     return centsToMicros(this.account.row.minimum_balance_cents ?? this.config.GOVERNANCE.minimum_balance_cents);
   }
 
-  /** Cohort membership is decided here on every balance change, so it is never stale. */
+  /**
+   * Cohort membership is decided here on every balance change, so it is never stale; a crossing
+   * writes its webhook events in the same synchronous step.
+   */
   changed(): void {
     const a = this.account.row;
     const config = this.config;
     const emails = config.EMAILS;
     const percent = emails?.low_balance_threshold_percent ?? 0;
+    const minimumMicros = this.minimumMicros();
+    const lowThresholdMicros = Math.max(
+      centsToMicros(emails?.low_balance_threshold_cents ?? 0),
+      a.last_topup_cents ? Math.floor((centsToMicros(a.last_topup_cents) * percent) / 100) : 0,
+    );
     const next = cohortsFor({
       deleted: a.deleted_at !== null,
       plan: a.plan,
-      headroomMicros: a.balance - this.minimumMicros(),
+      headroomMicros: a.balance - minimumMicros,
       cheapestMicros: Math.max(1, config.PRICING.fallback.priceMicros),
-      lowThresholdMicros: Math.max(
-        centsToMicros(emails?.low_balance_threshold_cents ?? 0),
-        a.last_topup_cents ? Math.floor((centsToMicros(a.last_topup_cents) * percent) / 100) : 0,
-      ),
+      lowThresholdMicros,
       unpaid: a.plan === "postpaid" && a.deleted_at === null && this.invoices.unpaid(),
     });
     const now = Date.now();
-    if (this.cohorts.apply(next, now)) this.directory.schedule();
-    else if ((a.directory_due_at === null || a.directory_due_at > now) && this.reports.hasWorkNow(now)) {
+    const moved = this.cohorts.apply(next, now);
+    const starting = this.starting;
+    this.starting = false;
+    if (moved.entered.length || moved.left.length) {
+      this.directory.schedule();
+      if (a.deleted_at === null && !starting) this.outbox.crossed(moved, { minimumMicros, lowThresholdMicros, unpaidInvoices: () => this.invoices.unpaidIds() });
+    } else if ((a.directory_due_at === null || a.directory_due_at > now) && this.reports.hasWorkNow(now)) {
       // Usage to report and the directory does not list us as due now (at most once per report).
       this.directory.schedule();
     }

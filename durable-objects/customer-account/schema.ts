@@ -4,6 +4,7 @@ import { EMAIL_TABLES } from "./emails";
 import { INVOICE_TABLES } from "./invoices";
 import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
+import { OUTBOX_TABLES } from "./outbox";
 import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
 import { REPORT_TABLES } from "./stripe-reports";
 import { TIMER_TABLES } from "./timers";
@@ -20,6 +21,8 @@ export const MIGRATIONS: readonly string[] = [
   [ACCOUNT_TABLES.v1, KEY_TABLES.v1, LEDGER_TABLES.v1, REPORT_TABLES.v1, STRIPE_EVENT_TABLES.v1, INVOICE_TABLES.v1, COHORT_TABLES.v1, EMAIL_TABLES.v1].join("\n"),
   // v2: named timers sharing the one alarm (an upgraded object pushes its directory snapshot once).
   TIMER_TABLES.v2,
+  // v3: the webhook outbox (events written with the change that caused them, handed on by the alarm).
+  OUTBOX_TABLES.v3,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
