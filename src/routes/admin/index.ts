@@ -6,6 +6,7 @@ import { limitBody } from "../../middleware/body-limit";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
 import { emails } from "./emails";
+import { webhookEndpoints } from "./webhook-endpoints";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
 
@@ -31,6 +32,7 @@ admin.get("/status", (c) => {
 admin.route("/", customers);
 admin.route("/", cohorts);
 admin.route("/", emails);
+admin.route("/", webhookEndpoints);
 
 /** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
 admin.all("*", (c) => {
