@@ -10,6 +10,8 @@ const stripe = {
   STRIPE_API_BASE: "http://stripe.test",
   STRIPE_TIMEOUT_MS: "1000",
 };
+/** Webhook receivers in tests are on this machine (MSW or loopback); variants leave http refused. */
+const webhooks = { ALLOW_INSECURE_WEBHOOKS: "true", WEBHOOK_TIMEOUT_MS: "1000" };
 const mailchannels = { MAILCHANNELS_API_KEY: "mc_test_key", MAILCHANNELS_API_BASE: "http://mailchannels.test", MAILCHANNELS_TIMEOUT_MS: "500" };
 
 /** The shipped prices plus a sub-cent meter, to prove sub-cent prices are exact. */
@@ -50,14 +52,16 @@ export default defineConfig({
       // Local mode: no Stripe, no MailChannels (emails kept in the outbox).
       workers("local", ["test/worker/local/**/*.test.ts"], {
         PRICING: pricingWithSubCent,
+        ...webhooks,
         // Whatever a developer's .dev.vars holds, this project runs without Stripe and MailChannels.
         STRIPE_SECRET_KEY: "",
         STRIPE_WEBHOOK_SECRET: "",
         MAILCHANNELS_API_KEY: "",
       }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
-      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels }),
-      // Connected, with a tiny cron batch (the directory's alarm carries on) and DKIM signing set.
+      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels, ...webhooks }),
+      // Connected, with a tiny cron batch (the directory's alarm carries on), DKIM signing set and
+      // ALLOW_INSECURE_WEBHOOKS unset (http endpoints refused).
       workers("variants", ["test/worker/variants/**/*.test.ts"], {
         PRICING: pricingWithSubCent,
         ...stripe,
@@ -66,6 +70,8 @@ export default defineConfig({
         MAILCHANNELS_DKIM_DOMAIN: "example.com",
         MAILCHANNELS_DKIM_SELECTOR: "mcdkim",
         MAILCHANNELS_DKIM_PRIVATE_KEY: "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-test-key",
+        // Empty counts as unset, whatever a developer's .dev.vars says.
+        ALLOW_INSECURE_WEBHOOKS: "",
       }),
       {
         extends: true,

@@ -20,6 +20,8 @@ if (!existsSync(devVars)) {
       "# STRIPE_SECRET_KEY=sk_test_...",
       "# STRIPE_WEBHOOK_SECRET=whsec_...",
       "# MAILCHANNELS_API_KEY=...",
+      "# Lets webhook endpoints be http://127.0.0.1 or http://localhost (never set it in production).",
+      "ALLOW_INSECURE_WEBHOOKS=true",
       "",
     ].join("\n"),
   );
@@ -33,7 +35,7 @@ console.log(`demo origin on ${origin.url}`);
 
 const wrangler = spawn(
   process.execPath,
-  [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(PORT), "--ip", "127.0.0.1", "--test-scheduled", "--show-interactive-dev-session=false"],
+  [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(PORT), "--ip", "127.0.0.1", "--test-scheduled", "--show-interactive-dev-session=false", "--var", "ALLOW_INSECURE_WEBHOOKS:true"],
   { cwd: root, stdio: ["ignore", "inherit", "inherit"] },
 );
 const stop = () => {

@@ -95,6 +95,10 @@ const Vars = z.object({
   /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */
   CRON_BATCH_SIZE: z.coerce.number().int().min(1).max(900).default(200),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  /** Per webhook delivery attempt, until the endpoint's response headers. */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(10_000),
+  /** Lets webhook endpoints be http://127.0.0.1 or http://localhost (local dev and tests only). */
+  ALLOW_INSECURE_WEBHOOKS: z.preprocess((v) => (typeof v === "boolean" ? String(v) : v), z.stringbool()).default(false),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),

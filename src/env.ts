@@ -26,3 +26,8 @@ export function customerStub(env: Env, customerId: string) {
 export function directoryStub(env: Env) {
   return env.DIRECTORY.get(env.DIRECTORY.idFromName("global"));
 }
+
+/** The one object that keeps webhook endpoints and delivers events to them. */
+export function webhookDispatcherStub(env: Env) {
+  return env.WEBHOOK_DISPATCHER.get(env.WEBHOOK_DISPATCHER.idFromName("global"));
+}

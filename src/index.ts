@@ -13,6 +13,7 @@ import { webhooks } from "./routes/webhooks";
 
 export { CustomerAccount } from "../durable-objects/customer-account";
 export { Directory } from "../durable-objects/directory";
+export { WebhookDispatcher } from "../durable-objects/webhook-dispatcher";
 
 const app = new Hono<AppEnv>();
 

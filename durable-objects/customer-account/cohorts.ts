@@ -65,9 +65,10 @@ export class CohortStore {
     }
   }
 
-  /** Enters and leaves cohorts to match `next`; returns whether anything changed. */
-  apply(next: Set<Cohort>, now: number): boolean {
-    let changed = false;
+  /** Enters and leaves cohorts to match `next`; returns the cohorts entered and left. */
+  apply(next: Set<Cohort>, now: number): { entered: Cohort[]; left: Cohort[] } {
+    const entered: Cohort[] = [];
+    const left: Cohort[] = [];
     for (const cohort of COHORTS) {
       const member = this.current.get(cohort);
       if (next.has(cohort) && !member) {
@@ -82,16 +83,16 @@ export class CohortStore {
         );
         this.sql.exec("INSERT INTO cohort_history (cohort, enrollment, entered_at) VALUES (?, ?, ?)", cohort, enrollment, now);
         this.current.set(cohort, { enrollment, entered_at: now });
-        changed = true;
+        entered.push(cohort);
       } else if (!next.has(cohort) && member) {
         this.sql.exec("UPDATE cohorts SET exited_at = ? WHERE cohort = ?", now, cohort);
         this.sql.exec("UPDATE cohort_history SET exited_at = ? WHERE cohort = ? AND enrollment = ?", now, cohort, member.enrollment);
         this.current.delete(cohort);
-        changed = true;
+        left.push(cohort);
       }
     }
-    if (changed) this.sql.exec("DELETE FROM cohort_history WHERE id <= (SELECT MAX(id) - ? FROM cohort_history)", HISTORY_KEPT);
-    return changed;
+    if (entered.length || left.length) this.sql.exec("DELETE FROM cohort_history WHERE id <= (SELECT MAX(id) - ? FROM cohort_history)", HISTORY_KEPT);
+    return { entered, left };
   }
 
   view() {

@@ -1,7 +1,7 @@
 import { newId } from "../../src/keys";
-import { centsToMicros } from "../../src/money";
+import { centsToMicros, microsToWholeCents } from "../../src/money";
 import { settleClawbacks } from "./clawbacks";
-import type { Grant, GrantCategory, GrantSource } from "./grants";
+import { spendable, type Grant, type GrantCategory, type GrantSource } from "./grants";
 import type { Room } from "./room";
 import { MAX_BALANCE_MICROS } from "./wallet";
 
@@ -78,6 +78,7 @@ export function createGrant(room: Room, input: GrantInput): GrantResult {
     room.reports.queueCredit(kind, input.reference ? `payg_${kind}_${customer}_${input.reference}` : newId(`payg_${kind}_${customer}`), input.amountCents);
     // A refund or dispute of this payment may have arrived before the payment itself.
     if (input.paymentIntent) settleClawbacks(room, result.grant, now);
+    warnExpiring(room, now);
     room.scheduleExpiry(now);
     room.changed(now);
     return result;
@@ -125,7 +126,17 @@ export function voidGrant(room: Room, grantId: string): Grant | null {
   return grant;
 }
 
-/** The expiry timer: writes every grant past its expiry out of the balance (and to Stripe). */
+/** `credit.expiring`, once per grant, when it comes within EMAILS.expiry_warning_days of its expiry. */
+function warnExpiring(room: Room, now: number): void {
+  const window = (room.config.EMAILS?.expiry_warning_days ?? 7) * 86_400_000;
+  for (const g of room.grants.all) {
+    if (g.expires_at === null || g.expiry_warned || g.expires_at * 1000 <= now || g.expires_at * 1000 > now + window || spendable(g) === 0) continue;
+    room.grants.markExpiryWarned(g);
+    room.outbox.emit("credit.expiring", { grant_id: g.id, amount_cents: microsToWholeCents(spendable(g)), expires_at: g.expires_at });
+  }
+}
+
+/** The expiry timer: writes every grant past its expiry out of the balance (and to Stripe), and warns of those close to it. */
 export function expireGrants(room: Room, now: number): number {
   let expired = 0;
   for (const grant of room.grants.expired(now)) {
@@ -136,6 +147,7 @@ export function expireGrants(room: Room, now: number): number {
     });
     expired++;
   }
+  room.atomically(() => warnExpiring(room, now));
   room.scheduleExpiry(now);
   room.changed(now);
   return expired;

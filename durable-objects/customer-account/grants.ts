@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS grants (
   reference TEXT UNIQUE,
   payment_intent TEXT,
   refunded INTEGER NOT NULL DEFAULT 0,
+  expiry_warned INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,
   closed_at INTEGER,
   closed_reason TEXT
@@ -51,6 +52,8 @@ export interface Grant {
   payment_intent: string | null;
   /** Micro-cents of its payment refunded (and so taken back) so far. */
   refunded: number;
+  /** 1 once `credit.expiring` was sent for it. */
+  expiry_warned: number;
   created_at: number;
   closed_at: number | null;
   closed_reason: "expired" | "voided" | null;
@@ -188,6 +191,7 @@ export class GrantBook {
       reference: input.reference,
       payment_intent: input.paymentIntent,
       refunded: 0,
+      expiry_warned: 0,
       created_at: input.now,
       closed_at: null,
       closed_reason: null,
@@ -218,6 +222,11 @@ export class GrantBook {
     grant.remaining += delta;
     if (grant.remaining < 0 || grant.remaining > grant.amount) throw new Error(`grant ${grant.id} would leave 0..amount`);
     this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+  }
+
+  markExpiryWarned(grant: Grant): void {
+    grant.expiry_warned = 1;
+    this.sql.exec("UPDATE grants SET expiry_warned = 1 WHERE id = ?", grant.id);
   }
 
   setRefunded(grant: Grant, refunded: number): void {

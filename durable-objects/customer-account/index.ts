@@ -10,6 +10,7 @@ import type { CapPeriod } from "./keys";
 import { upsertProfile } from "./profile";
 import { authorize, CHARGES_TIMER, pruneCharges, refund, type AuthorizeInput, type RefundResult } from "./requests";
 import { EXPIRY_TIMER, Room } from "./room";
+import { WEBHOOK_TIMER } from "./outbox";
 import { hasSchema, migrate } from "./schema";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { reconcile } from "./stripe-reconcile";
@@ -194,6 +195,7 @@ export class CustomerAccount extends DurableObject<Env> {
       [DIRECTORY_TIMER]: () => room.directory.push(),
       [EXPIRY_TIMER]: (now) => this.withLock(async () => (expireGrants(room, now) > 0 ? this.pushToStripe() : undefined)),
       [CHARGES_TIMER]: (now) => pruneCharges(room, now),
+      [WEBHOOK_TIMER]: () => room.outbox.handOff(),
     };
     const now = Date.now();
     for (const name of room.timers.takeDue(now)) {

@@ -88,11 +88,12 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
       keys.spend(key.id, input.priceMicros, now);
       charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount: input.priceMicros, receipt, key_id: key.id, created_at: now });
       room.timers.at(CHARGES_TIMER, now + chargeRetentionMs(room));
+      // The charge that fills the cap is the crossing: its event is written in this same step.
+      if (key.spend_cap_cents !== null && !withinCap(key, input.priceMicros, now)) room.keyCapReached(key.id, key.spend_cap_cents);
     }
     room.changed();
     return receipt;
   });
-  if (input.priceMicros > 0 && key.spend_cap_cents !== null && !withinCap(key, 1, now)) room.keyCapReached(key.id, now);
   return {
     outcome: "ok",
     customerId: a.customer_id,

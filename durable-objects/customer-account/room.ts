@@ -10,6 +10,7 @@ import { GrantBook } from "./grants";
 import { Invoices } from "./invoices";
 import { KeyStore } from "./keys";
 import { Ledger } from "./ledger";
+import { WebhookOutbox } from "./outbox";
 import { migrate } from "./schema";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
@@ -38,6 +39,9 @@ export class Room {
   readonly stripeEvents: StripeEventLog;
   readonly directory: DirectorySync;
   readonly timers: Timers;
+  readonly outbox: WebhookOutbox;
+  /** Set when the account is created: its first cohort placement is where it starts, not a crossing. */
+  private starting = false;
 
   constructor(
     readonly state: DurableObjectState,
@@ -47,6 +51,7 @@ export class Room {
     const config = () => this.config;
     this.account = new AccountStore(this.sql);
     this.timers = new Timers(this.sql, state.storage);
+    this.outbox = new WebhookOutbox(this.sql, { env, timers: this.timers, account: this.account, availableMicros: () => this.wallet.spendableTotal(Date.now()) });
     this.keys = new KeyStore(this.sql);
     this.ledger = new Ledger(this.sql, this.account);
     this.grants = new GrantBook(this.sql);
@@ -59,7 +64,7 @@ export class Room {
       minimumMicros: this.minimumMicros(),
       expiringSoonMicros: this.expiringSoonMicros(now),
     }));
-    this.reports = new StripeReports(this.sql, config, this.account);
+    this.reports = new StripeReports(this.sql, config, this.account, this.outbox);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({
       env,
@@ -101,6 +106,7 @@ export class Room {
     if (this.account.exists) return;
     migrate(this.state.storage);
     this.account.create(customerId, Date.now());
+    this.starting = true;
     this.load();
     this.directory.schedule();
   }
@@ -119,33 +125,42 @@ export class Room {
     return this.grants.expiringWithin(now, (this.config.EMAILS?.expiry_warning_days ?? 7) * DAY_MS);
   }
 
-  /** Cohort membership is decided here on every balance change, so it is never stale. */
+  /**
+   * Cohort membership is decided here on every balance change, so it is never stale; a crossing
+   * writes its webhook events in the same synchronous step.
+   */
   changed(now = Date.now()): void {
     const a = this.account.row;
     const config = this.config;
     const emails = config.EMAILS;
     const percent = emails?.low_balance_threshold_percent ?? 0;
-    const minimum = this.minimumMicros();
-    const prepaid = a.plan === "prepaid";
-    const meters = prepaid
-      ? [...config.PRICING.compiled, config.PRICING.fallback]
-          .filter((m) => m.priceMicros > 0)
-          .map((m) => ({ priceMicros: m.priceMicros, headroomMicros: this.wallet.available(m.name, now) - minimum }))
-      : [];
+    const minimumMicros = this.minimumMicros();
+    const lowThresholdMicros = Math.max(
+      centsToMicros(emails?.low_balance_threshold_cents ?? 0),
+      a.last_topup_cents ? Math.floor((centsToMicros(a.last_topup_cents) * percent) / 100) : 0,
+    );
+    const meters =
+      a.plan === "prepaid"
+        ? [...config.PRICING.compiled, config.PRICING.fallback]
+            .filter((m) => m.priceMicros > 0)
+            .map((m) => ({ priceMicros: m.priceMicros, headroomMicros: this.wallet.available(m.name, now) - minimumMicros }))
+        : [];
     const next = cohortsFor({
       deleted: a.deleted_at !== null,
       plan: a.plan,
       meters,
-      headroomMicros: this.wallet.spendableTotal(now) - minimum,
-      lowThresholdMicros: Math.max(
-        centsToMicros(emails?.low_balance_threshold_cents ?? 0),
-        a.last_topup_cents ? Math.floor((centsToMicros(a.last_topup_cents) * percent) / 100) : 0,
-      ),
+      headroomMicros: this.wallet.spendableTotal(now) - minimumMicros,
+      lowThresholdMicros,
       unpaid: a.plan === "postpaid" && a.deleted_at === null && this.invoices.unpaid(),
       expiringSoonMicros: this.expiringSoonMicros(now),
     });
-    if (this.cohorts.apply(next, now)) this.directory.schedule();
-    else if ((a.directory_due_at === null || a.directory_due_at > now) && this.reports.hasWorkNow(now)) {
+    const moved = this.cohorts.apply(next, now);
+    const starting = this.starting;
+    this.starting = false;
+    if (moved.entered.length || moved.left.length) {
+      this.directory.schedule();
+      if (a.deleted_at === null && !starting) this.outbox.crossed(moved, { minimumMicros, lowThresholdMicros, unpaidInvoices: () => this.invoices.unpaidIds() });
+    } else if ((a.directory_due_at === null || a.directory_due_at > now) && this.reports.hasWorkNow(now)) {
       // Usage to report and the directory does not list us as due now (at most once per report).
       this.directory.schedule();
     }
@@ -165,8 +180,9 @@ export class Room {
     this.timers.set(EXPIRY_TIMER, next);
   }
 
-  keyCapReached(keyId: string, now: number): void {
-    log.info(`key ${keyId} of ${this.account.row.customer_id} reached its spend cap at ${new Date(now).toISOString()}`);
+  /** A key's charge just took it to its cap: one `key.cap_reached` per key and period. */
+  keyCapReached(keyId: string, capCents: number): void {
+    this.outbox.emit("key.cap_reached", { key_id: keyId, cap_cents: capCents });
   }
 
   refundDenied(requestId: string, now: number): void {

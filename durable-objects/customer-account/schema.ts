@@ -7,6 +7,7 @@ import { GRANT_TABLES } from "./grants";
 import { INVOICE_TABLES } from "./invoices";
 import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
+import { OUTBOX_TABLES } from "./outbox";
 import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
 import { REPORT_TABLES } from "./stripe-reports";
 import { TIMER_TABLES } from "./timers";
@@ -26,6 +27,8 @@ export const MIGRATIONS: readonly string[] = [
   // v3: credit grants (the balance held before becomes one `migration` grant, a negative one debt),
   // charges by request id, key caps, disputes, and the account fields they need.
   [ACCOUNT_TABLES.v3, GRANT_TABLES.v3, LEDGER_TABLES.v3, KEY_TABLES.v3, CHARGE_TABLES.v3, DISPUTE_TABLES.v3].join("\n"),
+  // v4: the webhook outbox (events written with the change that caused them, handed on by the alarm).
+  OUTBOX_TABLES.v4,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

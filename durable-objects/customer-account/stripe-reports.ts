@@ -6,6 +6,7 @@ import { MICROS_PER_CENT, formatCents } from "../../src/money";
 import { describeError, isTransientStripeError, stripeClient } from "../../src/stripe/client";
 import type { Plan } from "../../src/types";
 import type { AccountRow, AccountStore } from "./account";
+import type { WebhookOutbox } from "./outbox";
 import { backoffMs } from "./retry";
 
 export const REPORT_TABLES = {
@@ -90,6 +91,7 @@ export class StripeReports {
     private readonly sql: SqlStorage,
     private readonly config: () => Config,
     private readonly account: AccountStore,
+    private readonly outbox: Pick<WebhookOutbox, "emit">,
   ) {}
 
   /** Unreported usage to add with a charge (amount < 0) or refund: account fields for the same write. */
@@ -259,6 +261,7 @@ export class StripeReports {
       }
       // Stripe refused it for good: keep the row (nothing is lost) and show it in the admin API.
       this.sql.exec("UPDATE reports SET status = 'failed', last_error = ? WHERE seq = ?", message, report.seq);
+      this.outbox.emit("report.failed", { report_id: report.report_id, kind: report.kind, amount: report.amount, meter: report.meter, error: message });
       log.error(`stripe report ${report.report_id} failed permanently: ${message}`);
       return "failed";
     }

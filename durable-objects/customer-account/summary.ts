@@ -57,5 +57,7 @@ export function summary(room: Room): Record<string, unknown> {
     cohorts: room.cohorts.view(),
     unpaid_invoices: room.invoices.unpaidIds(),
     stripe: { ...room.reports.view(), currency: a.stripe_currency, last_reconciled_at: a.last_reconciled_at },
+    // Webhook events written here and not yet handed to the dispatcher (normally 0 within seconds).
+    webhooks_pending: room.outbox.pending(),
   };
 }

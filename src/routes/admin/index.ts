@@ -7,6 +7,7 @@ import { cohorts } from "./cohorts";
 import { customers } from "./customers";
 import { emails } from "./emails";
 import { grants } from "./grants";
+import { webhookEndpoints } from "./webhook-endpoints";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
 
@@ -33,6 +34,7 @@ admin.route("/", customers);
 admin.route("/", cohorts);
 admin.route("/", emails);
 admin.route("/", grants);
+admin.route("/", webhookEndpoints);
 
 /** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
 admin.all("*", (c) => {

@@ -2,7 +2,7 @@ import { http } from "msw";
 import type Stripe from "stripe";
 import { MailChannelsDouble } from "../../doubles/mailchannels-double";
 import { StripeDouble } from "../../doubles/stripe-double";
-import { echoOrigin, gateway } from "../helpers";
+import { admin, echoOrigin, gateway, withKey } from "../helpers";
 export { cron, settle } from "../helpers";
 import { server } from "../setup";
 
@@ -34,4 +34,26 @@ export async function deliverAll(stripe: StripeDouble) {
     const result = await deliver(stripe, event);
     if (result.status !== 200) throw new Error(`webhook ${event.type} ${event.id}: ${result.status} ${JSON.stringify(result.body)}`);
   }
+}
+
+/** Deletes a customer in Stripe, as the Dashboard would (no webhook delivered). */
+export async function deleteInStripe(stripe: StripeDouble, customerId: string) {
+  const response = await stripe.handle(
+    new Request(`http://stripe.test/v1/customers/${customerId}`, { method: "DELETE", headers: { authorization: "Bearer sk_test_x" } }),
+  );
+  if (response.status !== 200) throw new Error(`deleting ${customerId} in the Stripe double: ${response.status}`);
+}
+
+/** A customer created in Stripe with `cents` of credit, known at the edge, with one API key. */
+export async function fundedCustomer({ stripe }: ReturnType<typeof connect>, cents: number, metadata: Record<string, string> = {}) {
+  const customer = stripe.createCustomer({ email: "grace@example.com", name: "Grace Hopper", balance: -cents, metadata });
+  await deliverAll(stripe);
+  const key = (await admin("POST", `/customers/${customer.id}/keys`, {})).body.key as string;
+  return { id: customer.id, key };
+}
+
+/** `n` parallel requests with the key; how many got 200. */
+export async function spend(key: string, n: number, path = "/v1/x") {
+  const statuses = await Promise.all(Array.from({ length: n }, () => gateway(path, withKey(key)).then((r) => r.status)));
+  return statuses.filter((s) => s === 200).length;
 }

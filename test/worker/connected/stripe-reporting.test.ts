@@ -1,20 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { admin, customerStub, gateway, withKey } from "../helpers";
-import { connect, cron, deliverAll, settle } from "./doubles";
+import { connect, cron, deleteInStripe, deliverAll, fundedCustomer, settle, spend } from "./doubles";
 
 type Doubles = ReturnType<typeof connect>;
-
-async function fundedCustomer({ stripe }: Doubles, cents: number, metadata: Record<string, string> = {}) {
-  const customer = stripe.createCustomer({ email: "grace@example.com", name: "Grace Hopper", balance: -cents, metadata });
-  await deliverAll(stripe);
-  const key = (await admin("POST", `/customers/${customer.id}/keys`, {})).body.key as string;
-  return { id: customer.id, key };
-}
-
-async function spend(key: string, n: number, path = "/v1/x") {
-  const statuses = await Promise.all(Array.from({ length: n }, () => gateway(path, withKey(key)).then((r) => r.status)));
-  return statuses.filter((s) => s === 200).length;
-}
 
 const usageDebits = (doubles: Doubles, id: string) =>
   doubles.stripe.balanceTransactions(id).filter((t) => String(t.metadata?.payg_report ?? "").startsWith("payg_usage"));
@@ -139,10 +127,7 @@ describe("edge → Stripe: exactly once under faults", () => {
     expect(await spend(key, 4)).toBe(4);
     await settle(id);
     // The customer is deleted in Stripe: the report's 404 is permanent, not retried forever.
-    const deleted = await doubles.stripe.handle(
-      new Request(`http://stripe.test/v1/customers/${id}`, { method: "DELETE", headers: { authorization: "Bearer sk_test_x" } }),
-    );
-    expect(deleted.status).toBe(200);
+    await deleteInStripe(doubles.stripe, id);
     await cron();
     await cron(Date.now() + 3_600_000);
     const summary = await admin("GET", `/customers/${id}`);
