@@ -2,6 +2,7 @@ import { z } from "zod";
 import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS, log, setLogLevel } from "./log";
 import { unknownMergeTags } from "./template";
+import { emailConfigProblems } from "./email/config-checks";
 
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed"] as const;
 export type Cohort = (typeof COHORTS)[number];
@@ -56,6 +57,7 @@ const EmailTemplate = z.strictObject({
   text: z.string().min(1),
   html: z.string().min(1).optional(),
   reenroll_seconds: z.int().min(0).max(90 * 86_400).optional(),
+  max_per_enrollment: z.int().min(1).max(100).optional(),
 });
 
 const Emails = z.strictObject({
@@ -64,6 +66,10 @@ const Emails = z.strictObject({
   reenroll_seconds: z.int().min(0).max(90 * 86_400).default(3600),
   low_balance_threshold_cents: z.int().min(0).max(MAX_AMOUNT_CENTS).default(0),
   low_balance_threshold_percent: z.int().min(0).max(100).default(0),
+  /** Emails per cohort enrollment, counting the first; more only after leaving and re-entering. */
+  max_per_enrollment: z.int().min(1).max(100).default(3),
+  /** Email rows older than this are deleted; their counts are kept per cohort and status. */
+  retention_days: z.int().min(1).max(3650).default(90),
   templates: z.partialRecord(z.enum(COHORTS), EmailTemplate).default({}),
 });
 
@@ -87,13 +93,18 @@ const Vars = z.object({
   /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */
   CRON_BATCH_SIZE: z.coerce.number().int().min(1).max(900).default(200),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  /** Where this gateway is reachable from the internet; links in emails (unsubscribe) start with it. */
+  PUBLIC_URL: httpUrl.optional(),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
   MAILCHANNELS_API_KEY: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_DOMAIN: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_SELECTOR: z.string().min(1).optional(),
-  MAILCHANNELS_DKIM_PRIVATE_KEY: z.string().min(1).optional(),
+  // Base64 wrapped over lines (as `base64` prints it) is the same key: sent as one line.
+  MAILCHANNELS_DKIM_PRIVATE_KEY: z.string().min(1).transform((s) => s.replace(/\s+/g, "")).optional(),
+  /** Signs unsubscribe links; without it they are signed with ADMIN_TOKEN. */
+  UNSUBSCRIBE_SIGNING_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   PRICING: json(Pricing),
   GOVERNANCE: json(Governance.default(Governance.parse({}))),
   EMAILS: json(Emails.optional()),
@@ -157,6 +168,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     }
     priceByEvent.set(event, meter.price_cents);
   }
+  problems.push(...emailConfigProblems(vars));
   if ((vars.STRIPE_SECRET_KEY === undefined) !== (vars.STRIPE_WEBHOOK_SECRET === undefined)) {
     problems.push("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET: set both secrets or neither");
   }

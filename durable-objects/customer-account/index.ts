@@ -9,6 +9,7 @@ import type { KeyInfo } from "./keys";
 import { bucketOf } from "./ledger";
 import { upsertProfile } from "./profile";
 import { DIRECTORY_TIMER } from "./directory-sync";
+import { EMAIL_RETENTION_TIMER } from "./email-retention";
 import { Room } from "./room";
 import { hasSchema, migrate } from "./schema";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
@@ -55,7 +56,10 @@ export class CustomerAccount extends DurableObject<Env> {
 
   async createKey(name: string | null): Promise<{ id: string; key: string; prefix: string; created_at: number } | null> {
     if (!this.room.account.exists) return null;
-    return this.room.keys.create(this.room.account.row.customer_id, name);
+    const key = await this.room.keys.create(this.room.account.row.customer_id, name);
+    // A first key can make the customer eligible for emails: the directory learns when it is due.
+    this.room.directory.schedule();
+    return key;
   }
 
   revokeKey(keyId: string): boolean {
@@ -162,6 +166,7 @@ export class CustomerAccount extends DurableObject<Env> {
     if (!room.account.exists) return;
     const handlers: Record<string, () => Promise<void>> = {
       [DIRECTORY_TIMER]: () => room.directory.push(),
+      [EMAIL_RETENTION_TIMER]: async () => void room.emails.prune(Date.now()),
     };
     for (const name of room.timers.takeDue(Date.now())) {
       try {
@@ -186,6 +191,16 @@ export class CustomerAccount extends DurableObject<Env> {
 
   emails(limit = 50): EmailRow[] {
     return this.room.account.exists ? this.room.emails.list(limit) : [];
+  }
+
+  /** Behavioral emails off (unsubscribe link) or back on (admin reset); null for an unknown customer. */
+  setEmailUnsubscribed(unsubscribed: boolean): { unsubscribed_at: number | null } | null {
+    const room = this.room;
+    if (!room.account.exists) return null;
+    const unsubscribed_at = room.emails.audience.setUnsubscribed(unsubscribed, Date.now());
+    // The directory's due time for this customer's emails changes with it.
+    room.directory.schedule();
+    return { unsubscribed_at };
   }
 
   /** Exact micro-cent numbers, for tests and reconciliation checks. */

@@ -41,7 +41,14 @@ export class Room {
     this.ledger = new Ledger(this.sql, this.account);
     this.invoices = new Invoices(this.sql);
     this.cohorts = new CohortStore(this.sql);
-    this.emails = new EmailLog(this.sql, config, this.account, () => this.minimumMicros());
+    this.emails = new EmailLog({
+      sql: this.sql,
+      config,
+      account: this.account,
+      minimumMicros: () => this.minimumMicros(),
+      timers: this.timers,
+      memberships: this.cohorts.current,
+    });
     this.reports = new StripeReports(this.sql, config, this.account);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({

@@ -1,5 +1,7 @@
 import { ACCOUNT_TABLES } from "./account";
 import { COHORT_TABLES } from "./cohorts";
+import { EMAIL_AUDIENCE_TABLES } from "./email-audience";
+import { EMAIL_RETENTION_TABLES } from "./email-retention";
 import { EMAIL_TABLES } from "./emails";
 import { INVOICE_TABLES } from "./invoices";
 import { KEY_TABLES } from "./keys";
@@ -20,6 +22,8 @@ export const MIGRATIONS: readonly string[] = [
   [ACCOUNT_TABLES.v1, KEY_TABLES.v1, LEDGER_TABLES.v1, REPORT_TABLES.v1, STRIPE_EVENT_TABLES.v1, INVOICE_TABLES.v1, COHORT_TABLES.v1, EMAIL_TABLES.v1].join("\n"),
   // v2: named timers sharing the one alarm (an upgraded object pushes its directory snapshot once).
   TIMER_TABLES.v2,
+  // v3: emails: MailChannels request ids, unsubscribe preference, retention (index, archived counts, timer).
+  [EMAIL_TABLES.v3, EMAIL_AUDIENCE_TABLES.v3, EMAIL_RETENTION_TABLES.v3].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

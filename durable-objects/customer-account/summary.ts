@@ -22,5 +22,6 @@ export function summary(room: Room): Record<string, unknown> {
     cohorts: room.cohorts.view(),
     unpaid_invoices: room.invoices.unpaidIds(),
     stripe: room.reports.view(),
+    emails: room.emails.view(),
   };
 }

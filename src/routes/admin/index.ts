@@ -5,6 +5,7 @@ import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
+import { emailUnsubscribe } from "./email-unsubscribe";
 import { emails } from "./emails";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -31,6 +32,7 @@ admin.get("/status", (c) => {
 admin.route("/", customers);
 admin.route("/", cohorts);
 admin.route("/", emails);
+admin.route("/", emailUnsubscribe);
 
 /** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
 admin.all("*", (c) => {
