@@ -2,7 +2,7 @@ import { z } from "zod";
 import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS, log, setLogLevel } from "./log";
 import { unknownMergeTags } from "./template";
-import { emailConfigProblems } from "./email/config-checks";
+import { emailConfigProblems, isLoopback } from "./email/config-checks";
 
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed"] as const;
 export type Cohort = (typeof COHORTS)[number];
@@ -209,6 +209,9 @@ export function getConfig(env: object): Config {
       `payg-edge-gateway: Stripe ${config.stripeEnabled ? "on" : "off (local mode: credits via the admin API)"}; ` +
         `emails ${config.emailDelivery === "mailchannels" ? "via MailChannels" : "kept in the local outbox (no MAILCHANNELS_API_KEY)"}`,
     );
+    if (config.emailDelivery === "mailchannels" && config.EMAILS && config.PUBLIC_URL && isLoopback(config.PUBLIC_URL)) {
+      log.warn(`PUBLIC_URL is ${config.PUBLIC_URL}: the unsubscribe links in emails lead nowhere for their recipients`);
+    }
   }
   return config;
 }

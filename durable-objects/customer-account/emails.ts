@@ -1,6 +1,6 @@
 import { COHORTS, type Cohort, type Config } from "../../src/config";
 import { sendViaMailChannels } from "../../src/email/mailchannels";
-import { htmlFooter, listUnsubscribeHeaders, textFooter, unsubscribeUrl } from "../../src/email/unsubscribe";
+import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../src/email/unsubscribe";
 import { mergeValues } from "../../src/merge";
 import { escapeHtml, renderString } from "../../src/template";
 import type { AccountStore } from "./account";
@@ -191,8 +191,8 @@ export class EmailLog {
         seq,
         a.email ?? "",
         renderString(template.subject, values),
-        renderString(template.text, values) + textFooter(link),
-        template.html ? renderString(template.html, escapeHtml(values)) + htmlFooter(link) : null,
+        withTextFooter(renderString(template.text, values), link),
+        template.html ? withHtmlFooter(renderString(template.html, escapeHtml(values)), link) : null,
         now,
       )
       .toArray()[0];

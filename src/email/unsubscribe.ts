@@ -45,12 +45,14 @@ export function listUnsubscribeHeaders(url: string): Record<string, string> {
   return { "List-Unsubscribe": `<${url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" };
 }
 
-/** The unsubscribe line appended to every behavioral email's text part. */
-export function textFooter(link: string): string {
-  return `\n\n--\nTo stop these emails, unsubscribe: ${link}\n`;
+/** The text part with the unsubscribe line every behavioral email ends with. */
+export function withTextFooter(text: string, link: string): string {
+  return `${text}\n\n--\nTo stop these emails, unsubscribe: ${link}\n`;
 }
 
-/** The same, for the HTML part. */
-export function htmlFooter(link: string): string {
-  return `<p style="font-size:12px;color:#6b7280">To stop these emails, <a href="${escapeHtmlText(link)}">unsubscribe</a>.</p>`;
+/** The HTML part with the same line at its end (inside `<body>` when the template has one). */
+export function withHtmlFooter(html: string, link: string): string {
+  const footer = `<p style="font-size:12px;color:#6b7280">To stop these emails, <a href="${escapeHtmlText(link)}">unsubscribe</a>.</p>`;
+  const end = html.search(/<\/body>/i);
+  return end === -1 ? html + footer : html.slice(0, end) + footer + html.slice(end);
 }

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { COHORTS } from "../../config";
 import { sendViaMailChannels } from "../../email/mailchannels";
-import { htmlFooter, listUnsubscribeHeaders, textFooter, unsubscribeUrl } from "../../email/unsubscribe";
+import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../email/unsubscribe";
 import { customerStub, directoryStub, type AppEnv } from "../../env";
 import { ApiError } from "../../errors";
 import { jsonBody, queryInt } from "../../http";
@@ -52,8 +52,8 @@ emails.post("/emails/test", async (c) => {
   const email = {
     to: body.to,
     subject: renderString(template.subject, values),
-    text: renderString(template.text, values) + textFooter(link),
-    html: template.html ? renderString(template.html, escapeHtml(values)) + htmlFooter(link) : null,
+    text: withTextFooter(renderString(template.text, values), link),
+    html: template.html ? withHtmlFooter(renderString(template.html, escapeHtml(values)), link) : null,
   };
   if (config.emailDelivery === "outbox") {
     const id = await directoryStub(c.env).recordTestEmail(email);

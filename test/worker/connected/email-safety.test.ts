@@ -4,7 +4,7 @@ import { http } from "msw";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { MailChannelsDouble } from "../../doubles/mailchannels-double";
 import { ConfigError, parseConfig } from "../../../src/config";
-import { unsubscribeToken, verifyUnsubscribeToken } from "../../../src/email/unsubscribe";
+import { unsubscribeToken, verifyUnsubscribeToken, withHtmlFooter } from "../../../src/email/unsubscribe";
 import { hmacHex } from "../../../src/verify/payg-signature";
 import { admin, ADMIN_TOKEN, customerStub, customerWithCredit, gateway, uniqueId, withKey } from "../helpers";
 import { server } from "../setup";
@@ -132,6 +132,11 @@ describe("unsubscribing (RFC 8058 one-click)", () => {
     expect(message!.html).toContain(`<a href="${url.href}">unsubscribe</a>`);
     // The token names the customer and is an HMAC under the admin token (no UNSUBSCRIBE_SIGNING_SECRET here).
     expect(token).toBe(`${id}.${await hmacHex(ADMIN_TOKEN, `payg-edge-gateway.unsubscribe.v1.${id}`)}`);
+  });
+
+  it("puts the HTML footer inside <body> when the template is a whole document, with the link escaped", () => {
+    const html = withHtmlFooter("<html><body><p>Hi</p></BODY></html>", "https://gateway.test/email/unsubscribe?token=a&b");
+    expect(html).toMatch(/^<html><body><p>Hi<\/p><p [^>]*>To stop these emails, <a href="https:\/\/gateway\.test\/email\/unsubscribe\?token=a&amp;b">unsubscribe<\/a>\.<\/p><\/BODY><\/html>$/);
   });
 
   it("GET shows a page with a button and changes nothing; the one-click POST unsubscribes, with no redirect or cookie, and no email follows", async () => {
