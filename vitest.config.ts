@@ -1,4 +1,5 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { generateKeyPairSync } from "node:crypto";
 import { defineConfig } from "vitest/config";
 
 const secrets = { ADMIN_TOKEN: "test-admin-token-0123456789" };
@@ -12,7 +13,19 @@ const stripe = {
 };
 /** Webhook receivers in tests are on this machine (MSW or loopback); variants leave http refused. */
 const webhooks = { ALLOW_INSECURE_WEBHOOKS: "true", WEBHOOK_TIMEOUT_MS: "1000" };
-const mailchannels = { MAILCHANNELS_API_KEY: "mc_test_key", MAILCHANNELS_API_BASE: "http://mailchannels.test", MAILCHANNELS_TIMEOUT_MS: "500" };
+const mailchannels = {
+  MAILCHANNELS_API_KEY: "mc_test_key",
+  MAILCHANNELS_API_BASE: "http://mailchannels.test",
+  MAILCHANNELS_TIMEOUT_MS: "500",
+  // Real emails need an https unsubscribe link.
+  PUBLIC_URL: "https://gateway.test",
+};
+/** A DKIM key made for this run, in the format MailChannels takes: base64 of the DER key (PKCS#1). */
+const dkimPrivateKey = generateKeyPairSync("rsa", {
+  modulusLength: 2048,
+  publicKeyEncoding: { type: "spki", format: "der" },
+  privateKeyEncoding: { type: "pkcs1", format: "der" },
+}).privateKey.toString("base64");
 
 /** The shipped prices plus a sub-cent meter, to prove sub-cent prices are exact. */
 const pricingWithSubCent = {
@@ -69,7 +82,7 @@ export default defineConfig({
         CRON_BATCH_SIZE: "3",
         MAILCHANNELS_DKIM_DOMAIN: "example.com",
         MAILCHANNELS_DKIM_SELECTOR: "mcdkim",
-        MAILCHANNELS_DKIM_PRIVATE_KEY: "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-test-key",
+        MAILCHANNELS_DKIM_PRIVATE_KEY: dkimPrivateKey,
         // Empty counts as unset, whatever a developer's .dev.vars says.
         ALLOW_INSECURE_WEBHOOKS: "",
       }),

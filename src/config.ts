@@ -2,6 +2,7 @@ import { z } from "zod";
 import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS, log, setLogLevel } from "./log";
 import { unknownMergeTags } from "./template";
+import { emailConfigProblems, isLoopback } from "./email/config-checks";
 
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring"] as const;
 export type Cohort = (typeof COHORTS)[number];
@@ -62,6 +63,7 @@ const EmailTemplate = z.strictObject({
   text: z.string().min(1),
   html: z.string().min(1).optional(),
   reenroll_seconds: z.int().min(0).max(90 * 86_400).optional(),
+  max_per_enrollment: z.int().min(1).max(100).optional(),
 });
 
 const Emails = z.strictObject({
@@ -72,6 +74,10 @@ const Emails = z.strictObject({
   low_balance_threshold_percent: z.int().min(0).max(100).default(0),
   /** credit_expiring: credit that expires within this many days. */
   expiry_warning_days: z.int().min(1).max(365).default(7),
+  /** Emails per cohort enrollment, counting the first; more only after leaving and re-entering. */
+  max_per_enrollment: z.int().min(1).max(100).default(3),
+  /** Email rows older than this are deleted; their counts are kept per cohort and status. */
+  retention_days: z.int().min(1).max(3650).default(90),
   templates: z.partialRecord(z.enum(COHORTS), EmailTemplate).default({}),
 });
 
@@ -99,13 +105,18 @@ const Vars = z.object({
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(10_000),
   /** Lets webhook endpoints be http://127.0.0.1 or http://localhost (local dev and tests only). */
   ALLOW_INSECURE_WEBHOOKS: z.preprocess((v) => (typeof v === "boolean" ? String(v) : v), z.stringbool()).default(false),
+  /** Where this gateway is reachable from the internet; links in emails (unsubscribe) start with it. */
+  PUBLIC_URL: httpUrl.optional(),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
   MAILCHANNELS_API_KEY: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_DOMAIN: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_SELECTOR: z.string().min(1).optional(),
-  MAILCHANNELS_DKIM_PRIVATE_KEY: z.string().min(1).optional(),
+  // Base64 wrapped over lines (as `base64` prints it) is the same key: sent as one line.
+  MAILCHANNELS_DKIM_PRIVATE_KEY: z.string().min(1).transform((s) => s.replace(/\s+/g, "")).optional(),
+  /** Signs unsubscribe links; without it they are signed with ADMIN_TOKEN. */
+  UNSUBSCRIBE_SIGNING_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   PRICING: json(Pricing),
   GOVERNANCE: json(Governance.default(Governance.parse({}))),
   EMAILS: json(Emails.optional()),
@@ -169,6 +180,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     }
     priceByEvent.set(event, meter.price_cents);
   }
+  problems.push(...emailConfigProblems(vars));
   if ((vars.STRIPE_SECRET_KEY === undefined) !== (vars.STRIPE_WEBHOOK_SECRET === undefined)) {
     problems.push("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET: set both secrets or neither");
   }
@@ -209,6 +221,9 @@ export function getConfig(env: object): Config {
       `payg-edge-gateway: Stripe ${config.stripeEnabled ? "on" : "off (local mode: credits via the admin API)"}; ` +
         `emails ${config.emailDelivery === "mailchannels" ? "via MailChannels" : "kept in the local outbox (no MAILCHANNELS_API_KEY)"}`,
     );
+    if (config.emailDelivery === "mailchannels" && config.EMAILS && config.PUBLIC_URL && isLoopback(config.PUBLIC_URL)) {
+      log.warn(`PUBLIC_URL is ${config.PUBLIC_URL}: the unsubscribe links in emails lead nowhere for their recipients`);
+    }
   }
   return config;
 }

@@ -9,6 +9,7 @@ export interface Secrets {
   MAILCHANNELS_DKIM_DOMAIN?: string;
   MAILCHANNELS_DKIM_SELECTOR?: string;
   MAILCHANNELS_DKIM_PRIVATE_KEY?: string;
+  UNSUBSCRIBE_SIGNING_SECRET?: string;
 }
 
 export type Bindings = Env & Secrets;

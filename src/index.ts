@@ -8,6 +8,7 @@ import { log } from "./log";
 import { loadConfig } from "./middleware/config";
 import { admin } from "./routes/admin";
 import { billing } from "./routes/billing";
+import { email } from "./routes/email";
 import { proxy } from "./routes/proxy";
 import { webhooks } from "./routes/webhooks";
 
@@ -21,6 +22,7 @@ app.use(requestId({ headerName: "x-request-id" }), loadConfig());
 app.route("/", admin);
 app.route("/", webhooks);
 app.route("/", billing);
+app.route("/", email);
 app.route("/", proxy);
 
 app.onError((error, c) => {

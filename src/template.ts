@@ -51,11 +51,13 @@ export function renderJson(template: unknown, values: MergeValues): unknown {
   return template;
 }
 
+export function escapeHtmlText(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
+}
+
 export function escapeHtml(values: MergeValues): MergeValues {
-  const escape = (s: string) =>
-    s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
   return Object.fromEntries(
-    Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? escape(v) : v]),
+    Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? escapeHtmlText(v) : v]),
   ) as MergeValues;
 }
 

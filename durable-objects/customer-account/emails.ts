@@ -1,10 +1,14 @@
 import { COHORTS, type Cohort, type Config } from "../../src/config";
 import { sendViaMailChannels } from "../../src/email/mailchannels";
+import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../src/email/unsubscribe";
 import { mergeValues } from "../../src/merge";
 import { escapeHtml, renderString } from "../../src/template";
 import type { AccountStore } from "./account";
 import type { Membership } from "./cohorts";
+import { EmailAudience } from "./email-audience";
+import { EmailRetention } from "./email-retention";
 import { backoffMs } from "./retry";
+import type { Timers } from "./timers";
 
 export const EMAIL_TABLES = {
   v1: `
@@ -25,6 +29,8 @@ CREATE TABLE IF NOT EXISTS emails (
   sent_at INTEGER,
   UNIQUE (cohort, enrollment, seq)
 );`,
+  // MailChannels' request_id of the send, for support requests.
+  v5: "ALTER TABLE emails ADD COLUMN request_id TEXT;",
 };
 
 const MAX_ATTEMPTS = 8;
@@ -44,6 +50,7 @@ export interface EmailRow {
   last_error: string | null;
   created_at: number;
   sent_at: number | null;
+  request_id: string | null;
 }
 
 export interface EmailPlan {
@@ -55,7 +62,8 @@ export interface EmailPlan {
 }
 
 /**
- * The next email for a cohort membership, with no I/O. The re-enrollment wait also runs across
+ * The next email for a cohort membership, with no I/O. At most `maxPerEnrollment` emails go out
+ * per enrollment (a failed or unanswered one counts too). The re-enrollment wait also runs across
  * enrollments, so a customer flapping in and out of a cohort is not emailed on every entry.
  */
 export function planEmail(input: {
@@ -66,8 +74,13 @@ export function planEmail(input: {
   previous: () => EmailRow | undefined;
   reenrollMs: number;
   defaultReenrollMs: number;
+  /** Emails per enrollment, counting the first (at least 1). */
+  maxPerEnrollment: number;
+  /** Whether the customer may get behavioral emails at all (eligible and not unsubscribed). */
+  allowed: boolean;
 }): EmailPlan | null {
   const { membership: m, last, reenrollMs } = input;
+  if (!input.allowed) return null;
   if (!last) {
     const previous = input.previous();
     const window = reenrollMs || input.defaultReenrollMs;
@@ -75,7 +88,7 @@ export function planEmail(input: {
     return { at, retry: null, seq: 0 };
   }
   if (last.status === "retry") return { at: last.next_attempt_at ?? 0, retry: last, seq: last.seq };
-  if (reenrollMs === 0 || last.status === "sending") return null;
+  if (reenrollMs === 0 || last.status === "sending" || last.seq + 1 >= input.maxPerEnrollment) return null;
   return { at: (last.sent_at ?? last.created_at) + reenrollMs, retry: null, seq: last.seq + 1 };
 }
 
@@ -84,13 +97,29 @@ export function planEmail(input: {
  * crash or an unanswered send is never sent twice.
  */
 export class EmailLog {
+  readonly audience: EmailAudience;
+  readonly retention: EmailRetention;
+  private readonly sql: SqlStorage;
+  private readonly config: () => Config;
+  private readonly account: AccountStore;
+
   constructor(
-    private readonly sql: SqlStorage,
-    private readonly config: () => Config,
-    private readonly account: AccountStore,
-    /** The amounts an email's merge tags show, at `now`. */
-    private readonly amounts: (now: number) => { balanceMicros: number; minimumMicros: number; expiringSoonMicros: number },
-  ) {}
+    private readonly deps: {
+      sql: SqlStorage;
+      config: () => Config;
+      account: AccountStore;
+      /** The amounts an email's merge tags show, at `now`. */
+      amounts: (now: number) => { balanceMicros: number; minimumMicros: number; expiringSoonMicros: number };
+      timers: Timers;
+      memberships: ReadonlyMap<Cohort, Membership>;
+    },
+  ) {
+    this.sql = deps.sql;
+    this.config = deps.config;
+    this.account = deps.account;
+    this.audience = new EmailAudience(deps.sql);
+    this.retention = new EmailRetention(deps.sql, deps.timers, deps.memberships);
+  }
 
   list(limit: number): EmailRow[] {
     return this.sql.exec("SELECT * FROM emails ORDER BY id DESC LIMIT ?", limit).toArray() as unknown as EmailRow[];
@@ -114,13 +143,18 @@ export class EmailLog {
       previous: () => this.last(cohort),
       reenrollMs: (template.reenroll_seconds ?? emails.reenroll_seconds) * 1000,
       defaultReenrollMs: emails.reenroll_seconds * 1000,
+      maxPerEnrollment: template.max_per_enrollment ?? emails.max_per_enrollment,
+      allowed: this.audience.audience() === "eligible",
     });
   }
 
   /** Sends what is due for the current memberships; returns how many went out. */
   async sendDue(memberships: ReadonlyMap<Cohort, Membership>, now: number): Promise<number> {
-    const emails = this.config().EMAILS;
+    const config = this.config();
+    const emails = config.EMAILS;
     if (!emails) return 0;
+    // One link per customer (the token names it); made before the loop, whose sends await anyway.
+    const link = this.audience.audience() === "eligible" ? await unsubscribeUrl(config, this.account.row.customer_id) : null;
     let sent = 0;
     for (const cohort of COHORTS) {
       // Read afresh each time: a send awaits, and membership can change meanwhile.
@@ -131,20 +165,21 @@ export class EmailLog {
         // A previous run died mid-send: MailChannels may have accepted it. Never send twice.
         this.sql.exec("UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE id = ?", stuck.id);
       }
+      // Planned afresh: the customer may have unsubscribed while an earlier send awaited.
       const plan = this.plan(cohort, m);
-      if (!plan || plan.at > now) continue;
-      const row = plan.retry ?? this.create(cohort, m.enrollment, plan.seq, now);
-      if (row && (await this.deliver(row, now))) sent++;
+      if (!plan || plan.at > now || !link) continue;
+      const row = plan.retry ?? this.create(cohort, m.enrollment, plan.seq, now, link);
+      if (row && (await this.deliver(row, now, link))) sent++;
     }
     return sent;
   }
 
-  private create(cohort: Cohort, enrollment: number, seq: number, now: number): EmailRow | undefined {
+  private create(cohort: Cohort, enrollment: number, seq: number, now: number, link: string): EmailRow | undefined {
     const config = this.config();
     const template = config.EMAILS!.templates[cohort]!;
     const a = this.account.row;
     const values = mergeValues(config, { id: a.customer_id, name: a.name, email: a.email }, {
-      ...this.amounts(now),
+      ...this.deps.amounts(now),
       priceMicros: config.PRICING.fallback.priceMicros,
     });
     const inserted = this.sql
@@ -156,15 +191,16 @@ export class EmailLog {
         seq,
         a.email ?? "",
         renderString(template.subject, values),
-        renderString(template.text, values),
-        template.html ? renderString(template.html, escapeHtml(values)) : null,
+        withTextFooter(renderString(template.text, values), link),
+        template.html ? withHtmlFooter(renderString(template.html, escapeHtml(values)), link) : null,
         now,
       )
       .toArray()[0];
+    if (inserted) this.retention.due(now, config.EMAILS!.retention_days * 86_400_000);
     return inserted as unknown as EmailRow | undefined;
   }
 
-  private async deliver(row: EmailRow, now: number): Promise<boolean> {
+  private async deliver(row: EmailRow, now: number, link: string): Promise<boolean> {
     const config = this.config();
     if (!row.to_email) {
       this.sql.exec("UPDATE emails SET status = 'failed', last_error = 'customer has no email address' WHERE id = ?", row.id);
@@ -182,20 +218,65 @@ export class EmailLog {
       subject: row.subject,
       text: row.text,
       ...(row.html ? { html: row.html } : {}),
+      headers: listUnsubscribeHeaders(link),
     });
     const attempts = row.attempts + 1;
+    const requestId = result.requestId ?? null;
     if (result.outcome === "sent") {
-      this.sql.exec("UPDATE emails SET status = 'sent', sent_at = ?, last_error = NULL WHERE id = ?", now, row.id);
+      this.sql.exec("UPDATE emails SET status = 'sent', sent_at = ?, last_error = NULL, request_id = ? WHERE id = ?", now, requestId, row.id);
       return true;
     }
     const status = result.outcome === "retry" && attempts < MAX_ATTEMPTS ? "retry" : result.outcome === "unknown" ? "unknown" : "failed";
     this.sql.exec(
-      "UPDATE emails SET status = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
+      "UPDATE emails SET status = ?, last_error = ?, next_attempt_at = ?, request_id = COALESCE(?, request_id) WHERE id = ?",
       status,
       result.error,
       status === "retry" ? now + backoffMs(attempts) : null,
+      requestId,
       row.id,
     );
     return false;
+  }
+
+  /** Emails per status, the deleted (archived) ones included: what a dashboard shows as email health. */
+  statusCounts(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const r of this.countsByCohort()) counts[r.status] = (counts[r.status] ?? 0) + r.count;
+    return counts;
+  }
+
+  private countsByCohort(): { cohort: string; status: string; count: number }[] {
+    const live = this.sql.exec("SELECT cohort, status, COUNT(*) AS count FROM emails GROUP BY cohort, status").toArray() as unknown as {
+      cohort: string;
+      status: string;
+      count: number;
+    }[];
+    return [...live, ...this.retention.archived()];
+  }
+
+  /** The admin API's view: may this customer be emailed, and how its emails went. */
+  view(): Record<string, unknown> {
+    const emails = this.config().EMAILS;
+    const byCohort: Record<string, Record<string, number>> = {};
+    for (const r of this.countsByCohort()) {
+      const cohort = (byCohort[r.cohort] ??= {});
+      cohort[r.status] = (cohort[r.status] ?? 0) + r.count;
+    }
+    return {
+      audience: this.audience.audience(),
+      unsubscribed: this.audience.unsubscribedAt() !== null,
+      unsubscribed_at: this.audience.unsubscribedAt(),
+      status_counts: this.statusCounts(),
+      by_cohort: byCohort,
+      rows_kept: this.sql.exec("SELECT COUNT(*) AS n FROM emails").one().n as number,
+      rows_archived: this.retention.archived().reduce((n, r) => n + r.count, 0),
+      retention_days: emails?.retention_days ?? null,
+    };
+  }
+
+  /** The retention timer's handler. */
+  prune(now: number): number {
+    const emails = this.config().EMAILS;
+    return emails ? this.retention.prune(now, emails.retention_days * 86_400_000) : 0;
   }
 }

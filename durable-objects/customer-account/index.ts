@@ -11,6 +11,7 @@ import { upsertProfile } from "./profile";
 import { authorize, CHARGES_TIMER, pruneCharges, refund, type AuthorizeInput, type RefundResult } from "./requests";
 import { EXPIRY_TIMER, Room } from "./room";
 import { WEBHOOK_TIMER } from "./outbox";
+import { EMAIL_RETENTION_TIMER } from "./email-retention";
 import { hasSchema, migrate } from "./schema";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { reconcile } from "./stripe-reconcile";
@@ -59,7 +60,10 @@ export class CustomerAccount extends DurableObject<Env> {
     cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null },
   ): Promise<{ id: string; key: string; prefix: string; created_at: number } | null> {
     if (!this.room.account.exists) return null;
-    return this.room.keys.create(this.room.account.row.customer_id, { name, ...cap });
+    const key = await this.room.keys.create(this.room.account.row.customer_id, { name, ...cap });
+    // A first key can make the customer eligible for emails: the directory learns when it is due.
+    this.room.directory.schedule();
+    return key;
   }
 
   revokeKey(keyId: string): boolean {
@@ -196,6 +200,7 @@ export class CustomerAccount extends DurableObject<Env> {
       [EXPIRY_TIMER]: (now) => this.withLock(async () => (expireGrants(room, now) > 0 ? this.pushToStripe() : undefined)),
       [CHARGES_TIMER]: (now) => pruneCharges(room, now),
       [WEBHOOK_TIMER]: () => room.outbox.handOff(),
+      [EMAIL_RETENTION_TIMER]: async () => void room.emails.prune(Date.now()),
     };
     const now = Date.now();
     for (const name of room.timers.takeDue(now)) {
@@ -226,6 +231,16 @@ export class CustomerAccount extends DurableObject<Env> {
 
   emails(limit = 50): EmailRow[] {
     return this.room.account.exists ? this.room.emails.list(limit) : [];
+  }
+
+  /** Behavioral emails off (unsubscribe link) or back on (admin reset); null for an unknown customer. */
+  setEmailUnsubscribed(unsubscribed: boolean): { unsubscribed_at: number | null } | null {
+    const room = this.room;
+    if (!room.account.exists) return null;
+    const unsubscribed_at = room.emails.audience.setUnsubscribed(unsubscribed, Date.now());
+    // The directory's due time for this customer's emails changes with it.
+    room.directory.schedule();
+    return { unsubscribed_at };
   }
 
   /** Exact micro-cent numbers, for tests and reconciliation checks. */

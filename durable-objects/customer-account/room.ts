@@ -59,11 +59,18 @@ export class Room {
     this.charges = new ChargeLog(this.sql);
     this.invoices = new Invoices(this.sql);
     this.cohorts = new CohortStore(this.sql);
-    this.emails = new EmailLog(this.sql, config, this.account, (now) => ({
-      balanceMicros: this.wallet.spendableTotal(now),
-      minimumMicros: this.minimumMicros(),
-      expiringSoonMicros: this.expiringSoonMicros(now),
-    }));
+    this.emails = new EmailLog({
+      sql: this.sql,
+      config,
+      account: this.account,
+      amounts: (now) => ({
+        balanceMicros: this.wallet.spendableTotal(now),
+        minimumMicros: this.minimumMicros(),
+        expiringSoonMicros: this.expiringSoonMicros(now),
+      }),
+      timers: this.timers,
+      memberships: this.cohorts.current,
+    });
     this.reports = new StripeReports(this.sql, config, this.account, this.outbox);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({

@@ -2,6 +2,8 @@ import { ACCOUNT_TABLES } from "./account";
 import { CHARGE_TABLES } from "./charges";
 import { DISPUTE_TABLES } from "./payment-tables";
 import { COHORT_TABLES } from "./cohorts";
+import { EMAIL_AUDIENCE_TABLES } from "./email-audience";
+import { EMAIL_RETENTION_TABLES } from "./email-retention";
 import { EMAIL_TABLES } from "./emails";
 import { GRANT_TABLES } from "./grants";
 import { INVOICE_TABLES } from "./invoices";
@@ -29,6 +31,8 @@ export const MIGRATIONS: readonly string[] = [
   [ACCOUNT_TABLES.v3, GRANT_TABLES.v3, LEDGER_TABLES.v3, KEY_TABLES.v3, CHARGE_TABLES.v3, DISPUTE_TABLES.v3].join("\n"),
   // v4: the webhook outbox (events written with the change that caused them, handed on by the alarm).
   OUTBOX_TABLES.v4,
+  // v5: emails: MailChannels request ids, unsubscribe preference, retention (index, archived counts, timer).
+  [EMAIL_TABLES.v5, EMAIL_AUDIENCE_TABLES.v5, EMAIL_RETENTION_TABLES.v5].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -59,5 +59,6 @@ export function summary(room: Room): Record<string, unknown> {
     stripe: { ...room.reports.view(), currency: a.stripe_currency, last_reconciled_at: a.last_reconciled_at },
     // Webhook events written here and not yet handed to the dispatcher (normally 0 within seconds).
     webhooks_pending: room.outbox.pending(),
+    emails: room.emails.view(),
   };
 }

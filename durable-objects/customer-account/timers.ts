@@ -26,7 +26,9 @@ export class Timers {
   /** Due no later than `at` (keeps an earlier due time). */
   at(name: string, at: number): void {
     const current = this.due.get(name);
-    if (current !== undefined && current <= at) return;
+    // Already due earlier: no write, but make sure the alarm is armed for it (after a load or a
+    // migration that wrote timers, it may not be yet).
+    if (current !== undefined && current <= at) return this.rearm();
     this.set(name, at);
   }
 

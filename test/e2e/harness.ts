@@ -23,6 +23,8 @@ export interface Gateway {
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   /** Runs the cron trigger once, as Cloudflare would at `time` (ms since the epoch). */
   scheduled(time?: number): Promise<void>;
+  /** Waits until the directory lists the customer as due by `by` (its object tells it from an alarm, within milliseconds). */
+  untilDue(customerId: string, by?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -72,6 +74,15 @@ export async function startGateway(options: { vars?: Record<string, string>; sec
     async scheduled(time = Date.now()) {
       const response = await fetch(`${url}/cdn-cgi/local/scheduled?cron=${encodeURIComponent("* * * * *")}&time=${time}`);
       if (!response.ok) throw new Error(`scheduled: ${response.status} ${await response.text()}`);
+    },
+    async untilDue(customerId, by) {
+      for (let i = 0; i < 100; i++) {
+        const listed = await gateway.admin("GET", "/customers?limit=500");
+        const row = listed.body.customers.find((c: { id: string }) => c.id === customerId);
+        if (row?.due_at !== null && row?.due_at !== undefined && row.due_at <= (by ?? Date.now())) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`customer ${customerId} never became due`);
     },
     async stop() {
       if (child.exitCode === null) {

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { COHORTS } from "../../config";
 import { sendViaMailChannels } from "../../email/mailchannels";
+import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../email/unsubscribe";
 import { customerStub, directoryStub, type AppEnv } from "../../env";
 import { ApiError } from "../../errors";
 import { jsonBody, queryInt } from "../../http";
@@ -17,6 +18,8 @@ const TestEmailBody = z.strictObject({
   customer_id: z.string().regex(CUSTOMER_ID).optional(),
 });
 
+const SAMPLE_CUSTOMER = "cus_sample";
+
 /** `/admin/emails…`: the tutorial's "Test" button for email templates. */
 export const emails = new Hono<AppEnv>();
 
@@ -28,7 +31,7 @@ emails.post("/emails/test", async (c) => {
   if (!config.EMAILS || !template) throw new ApiError("not_found", `No email template for cohort ${body.template}.`);
   let values = mergeValues(
     config,
-    { id: "cus_sample", name: "Ada Lovelace", email: body.to },
+    { id: SAMPLE_CUSTOMER, name: "Ada Lovelace", email: body.to },
     { balanceMicros: 0, minimumMicros: centsToMicros(config.GOVERNANCE.minimum_balance_cents), priceMicros: config.PRICING.fallback.priceMicros },
   );
   if (body.customer_id) {
@@ -44,17 +47,23 @@ emails.post("/emails/test", async (c) => {
       priceMicros: config.PRICING.fallback.priceMicros,
     });
   }
+  // As customers get it, with a link that names no real customer (a tester cannot unsubscribe anyone).
+  const link = await unsubscribeUrl(config, SAMPLE_CUSTOMER);
   const email = {
     to: body.to,
     subject: renderString(template.subject, values),
-    text: renderString(template.text, values),
-    html: template.html ? renderString(template.html, escapeHtml(values)) : null,
+    text: withTextFooter(renderString(template.text, values), link),
+    html: template.html ? withHtmlFooter(renderString(template.html, escapeHtml(values)), link) : null,
   };
   if (config.emailDelivery === "outbox") {
     const id = await directoryStub(c.env).recordTestEmail(email);
     return c.json({ status: "outbox", id, email }, 202);
   }
-  const result = await sendViaMailChannels(config, { ...email, ...(email.html ? { html: email.html } : { html: undefined }) });
+  const result = await sendViaMailChannels(config, {
+    ...email,
+    ...(email.html ? { html: email.html } : { html: undefined }),
+    headers: listUnsubscribeHeaders(link),
+  });
   if (result.outcome !== "sent") throw new ApiError("upstream_error", `MailChannels did not accept the email: ${result.error}`);
   return c.json({ status: "sent", email }, 202);
 });

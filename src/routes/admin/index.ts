@@ -5,6 +5,7 @@ import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
+import { emailUnsubscribe } from "./email-unsubscribe";
 import { emails } from "./emails";
 import { grants } from "./grants";
 import { webhookEndpoints } from "./webhook-endpoints";
@@ -35,6 +36,7 @@ admin.route("/", cohorts);
 admin.route("/", emails);
 admin.route("/", grants);
 admin.route("/", webhookEndpoints);
+admin.route("/", emailUnsubscribe);
 
 /** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
 admin.all("*", (c) => {
