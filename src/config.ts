@@ -15,6 +15,7 @@ const decimalCents = z
   .transform((s) => parseCentsDecimal(s)!);
 const meterName = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must match [A-Za-z0-9_.:-]{1,64}");
 const httpUrl = z.url({ protocol: /^https?$/ });
+const signingSecret = z.string().min(32, "must be at least 32 characters (e.g. openssl rand -hex 32)");
 
 const Meter = z.strictObject({
   name: meterName,
@@ -87,6 +88,9 @@ const Vars = z.object({
   /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */
   CRON_BATCH_SIZE: z.coerce.number().int().min(1).max(900).default(200),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  /** Keys without a MAC (issued before KEY_SIGNING_SECRET): accepted, checked in the object. */
+  ACCEPT_UNSIGNED_KEYS: json(z.boolean()).default(true),
+  KEY_SIGNING_SECRET: signingSecret.optional(),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
@@ -160,6 +164,9 @@ export function parseConfig(env: Record<string, unknown>): Config {
   if ((vars.STRIPE_SECRET_KEY === undefined) !== (vars.STRIPE_WEBHOOK_SECRET === undefined)) {
     problems.push("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET: set both secrets or neither");
   }
+  if (!vars.ACCEPT_UNSIGNED_KEYS && vars.KEY_SIGNING_SECRET === undefined) {
+    problems.push("ACCEPT_UNSIGNED_KEYS: false needs KEY_SIGNING_SECRET, or no key would be accepted");
+  }
   if (problems.length) throw new ConfigError(problems);
 
   const compiled = vars.PRICING.meters.map((m) => ({
@@ -197,6 +204,9 @@ export function getConfig(env: object): Config {
       `payg-edge-gateway: Stripe ${config.stripeEnabled ? "on" : "off (local mode: credits via the admin API)"}; ` +
         `emails ${config.emailDelivery === "mailchannels" ? "via MailChannels" : "kept in the local outbox (no MAILCHANNELS_API_KEY)"}`,
     );
+    if (!config.KEY_SIGNING_SECRET) {
+      log.warn("KEY_SIGNING_SECRET is not set: API keys are issued unsigned, and a key with a made-up customer id is refused only in that customer's object.");
+    }
   }
   return config;
 }

@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   conflict: 409,
   stripe_not_configured: 409,
   payload_too_large: 413,
+  rate_limited: 429,
   internal_error: 500,
   configuration_error: 500,
   origin_unavailable: 502,
@@ -30,6 +31,8 @@ export class ApiError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: Record<string, unknown>,
+    /** Extra response headers, e.g. Retry-After on a 429. */
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
     this.name = "ApiError";

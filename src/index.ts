@@ -5,6 +5,7 @@ import { runCron } from "./cron";
 import type { AppEnv } from "./env";
 import { ApiError, errorBody } from "./errors";
 import { log } from "./log";
+import { limitAuthFailures } from "./middleware/auth-failures";
 import { loadConfig } from "./middleware/config";
 import { admin } from "./routes/admin";
 import { billing } from "./routes/billing";
@@ -16,7 +17,8 @@ export { Directory } from "../durable-objects/directory";
 
 const app = new Hono<AppEnv>();
 
-app.use(requestId({ headerName: "x-request-id" }), loadConfig());
+// Retry-After: the longest period the rate limiting binding allows (wrangler.toml, AUTH_FAILURE_LIMITER).
+app.use(requestId({ headerName: "x-request-id" }), limitAuthFailures({ retryAfterSeconds: 60 }), loadConfig());
 app.route("/", admin);
 app.route("/", webhooks);
 app.route("/", billing);
@@ -25,7 +27,7 @@ app.route("/", proxy);
 app.onError((error, c) => {
   const id = c.get("requestId") ?? crypto.randomUUID();
   if (error instanceof ApiError) {
-    return c.json(errorBody(error.code, error.message, id, error.details), error.status);
+    return c.json(errorBody(error.code, error.message, id, error.details), error.status, error.headers);
   }
   if (error instanceof ConfigError) {
     log.error(error.message);

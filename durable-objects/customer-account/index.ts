@@ -53,7 +53,7 @@ export class CustomerAccount extends DurableObject<Env> {
     return upsertProfile(this.room, customerId, patch);
   }
 
-  async createKey(name: string | null): Promise<{ id: string; key: string; prefix: string; created_at: number } | null> {
+  async createKey(name: string | null): Promise<{ id: string; key: string; prefix: string; created_at: number; signed: boolean } | null> {
     if (!this.room.account.exists) return null;
     return this.room.keys.create(this.room.account.row.customer_id, name);
   }

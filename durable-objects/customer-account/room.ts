@@ -37,7 +37,7 @@ export class Room {
     const config = () => this.config;
     this.account = new AccountStore(this.sql);
     this.timers = new Timers(this.sql, state.storage);
-    this.keys = new KeyStore(this.sql);
+    this.keys = new KeyStore(this.sql, () => this.config.KEY_SIGNING_SECRET);
     this.ledger = new Ledger(this.sql, this.account);
     this.invoices = new Invoices(this.sql);
     this.cohorts = new CohortStore(this.sql);

@@ -20,6 +20,8 @@ export const MIGRATIONS: readonly string[] = [
   [ACCOUNT_TABLES.v1, KEY_TABLES.v1, LEDGER_TABLES.v1, REPORT_TABLES.v1, STRIPE_EVENT_TABLES.v1, INVOICE_TABLES.v1, COHORT_TABLES.v1, EMAIL_TABLES.v1].join("\n"),
   // v2: named timers sharing the one alarm (an upgraded object pushes its directory snapshot once).
   TIMER_TABLES.v2,
+  // v3: whether each API key is signed (KEY_SIGNING_SECRET); earlier keys are not.
+  KEY_TABLES.v3,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

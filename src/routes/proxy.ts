@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { resolveMeter } from "../config";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
-import { apiKeyFrom, parseApiKey, sha256Hex } from "../keys";
+import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
 import { mergeValues } from "../merge";
 import { formatCents } from "../money";
 import { renderJson } from "../template";
@@ -14,20 +14,17 @@ export const proxy = new Hono<AppEnv>();
 /** Everything that is not an admin, webhook or billing route is metered and forwarded to the origin. */
 proxy.all("*", async (c) => {
   const config = c.var.config;
-  const key = apiKeyFrom(c.req.raw.headers);
-  if (!key) throw new ApiError("unauthorized", "An API key is required: Authorization: Bearer <key> or X-API-Key: <key>.");
-  const parsed = parseApiKey(key);
-  if (!parsed) throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
+  const { customerId, keyHash } = await authenticateApiKey(c.req.raw.headers, config);
 
   const url = new URL(c.req.url);
   const meter = resolveMeter(config, c.req.method, url.pathname);
-  const stub = customerStub(c.env, parsed.customerId);
+  const stub = customerStub(c.env, customerId);
   // The only storage round trip on the request path: key check, rule and debit in one step.
-  const decision = await stub.authorize({ keyHash: await sha256Hex(key), meter: meter.name, priceMicros: meter.priceMicros });
+  const decision = await stub.authorize({ keyHash, meter: meter.name, priceMicros: meter.priceMicros });
 
   switch (decision.outcome) {
     case "invalid_key":
-      throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
+      throw new ApiError("invalid_api_key", UNKNOWN_KEY);
     case "customer_deleted":
       throw new ApiError("customer_deleted", "This customer account has been deleted.");
     case "payment_overdue":

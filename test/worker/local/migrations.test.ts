@@ -42,7 +42,12 @@ async function seedV1(id: string, keys: { live: string; revoked: string }) {
  * SHA-256 of every migration. A migration that has shipped is never edited, only followed by a new
  * one: a new migration adds its hash here; changing an old hash means rewriting history.
  */
-const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32"];
+const DEPLOYED = [
+  "c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c",
+  "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32",
+  // api_keys.signed
+  "d163019c5f51a2f946d2b7d61ea4f30cb03060844264bdc7a08bda845fb9ea64",
+];
 
 describe("schema migrations", () => {
   it("never edits a deployed migration", async () => {
@@ -64,7 +69,8 @@ describe("schema migrations", () => {
     expect(before.body.balance).toMatchObject({ available_exact_cents: "5.05", ledger_sum_exact_cents: "5.05" });
     expect(before.body.cohorts.current).toEqual([{ cohort: "low_balance", enrollment: 1, entered_at: 1_760_000_000_000 }]);
     expect(before.body.stripe.recent_reports).toEqual([expect.objectContaining({ id: "payg_usage_old", status: "sent", amount: 4 })]);
-    expect((await admin("GET", `/customers/${id}/keys`)).body.keys.map((k: { id: string }) => k.id)).toEqual(["key_live", "key_old"]);
+    const listed = (await admin("GET", `/customers/${id}/keys`)).body.keys;
+    expect(listed.map((k: { id: string; signed: boolean }) => [k.id, k.signed])).toEqual([["key_live", false], ["key_old", false]]);
     expect((await admin("GET", `/customers/${id}/emails`)).body.emails).toHaveLength(1);
 
     const charged = await gateway("/v1/x", withKey(keys.live));
