@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 const secrets = {
   ADMIN_TOKEN: "test-admin-token-0123456789",
   KEY_SIGNING_SECRET: "test-key-signing-secret-0123456789abcdef",
+  ORIGIN_SIGNING_SECRET: "test-origin-signing-secret-0123456789abcdef",
 };
 /** Tests run quietly; a test that asserts on a log line sets its own level. */
 const quiet = { LOG_LEVEL: "warn" };

@@ -91,6 +91,7 @@ const Vars = z.object({
   /** Keys without a MAC (issued before KEY_SIGNING_SECRET): accepted, checked in the object. */
   ACCEPT_UNSIGNED_KEYS: json(z.boolean()).default(true),
   KEY_SIGNING_SECRET: signingSecret.optional(),
+  ORIGIN_SIGNING_SECRET: signingSecret.optional(),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
@@ -204,6 +205,9 @@ export function getConfig(env: object): Config {
       `payg-edge-gateway: Stripe ${config.stripeEnabled ? "on" : "off (local mode: credits via the admin API)"}; ` +
         `emails ${config.emailDelivery === "mailchannels" ? "via MailChannels" : "kept in the local outbox (no MAILCHANNELS_API_KEY)"}`,
     );
+    if (!config.ORIGIN_SIGNING_SECRET) {
+      log.warn("ORIGIN_SIGNING_SECRET is not set: requests to the origin are not signed, so it cannot tell gateway traffic from direct requests.");
+    }
     if (!config.KEY_SIGNING_SECRET) {
       log.warn("KEY_SIGNING_SECRET is not set: API keys are issued unsigned, and a key with a made-up customer id is refused only in that customer's object.");
     }

@@ -1,5 +1,4 @@
 import { Hono } from "hono";
-import { requestId } from "hono/request-id";
 import { ConfigError, getConfig } from "./config";
 import { runCron } from "./cron";
 import type { AppEnv } from "./env";
@@ -7,6 +6,7 @@ import { ApiError, errorBody } from "./errors";
 import { log } from "./log";
 import { limitAuthFailures } from "./middleware/auth-failures";
 import { loadConfig } from "./middleware/config";
+import { gatewayRequestId } from "./middleware/request-id";
 import { admin } from "./routes/admin";
 import { billing } from "./routes/billing";
 import { proxy } from "./routes/proxy";
@@ -18,7 +18,7 @@ export { Directory } from "../durable-objects/directory";
 const app = new Hono<AppEnv>();
 
 // Retry-After: the longest period the rate limiting binding allows (wrangler.toml, AUTH_FAILURE_LIMITER).
-app.use(requestId({ headerName: "x-request-id" }), limitAuthFailures({ retryAfterSeconds: 60 }), loadConfig());
+app.use(gatewayRequestId(), limitAuthFailures({ retryAfterSeconds: 60 }), loadConfig());
 app.route("/", admin);
 app.route("/", webhooks);
 app.route("/", billing);

@@ -5,19 +5,28 @@ import { ApiError } from "../errors";
 import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
 import { mergeValues } from "../merge";
 import { formatCents } from "../money";
+import { originHeaders } from "../proxy/headers";
+import { normalizePath } from "../proxy/normalize";
+import { isReserved } from "../proxy/reserved";
 import { renderJson } from "../template";
-
-const STRIPPED_HEADERS = ["authorization", "x-api-key", "host", "connection", "keep-alive", "transfer-encoding", "upgrade", "cf-connecting-ip"];
 
 export const proxy = new Hono<AppEnv>();
 
 /** Everything that is not an admin, webhook or billing route is metered and forwarded to the origin. */
 proxy.all("*", async (c) => {
   const config = c.var.config;
-  const { customerId, keyHash } = await authenticateApiKey(c.req.raw.headers, config);
-
   const url = new URL(c.req.url);
-  const meter = resolveMeter(config, c.req.method, url.pathname);
+  // One spelling of the path, both priced and forwarded.
+  const path = normalizePath(url.pathname);
+  if (isReserved(path)) throw new ApiError("not_found", `${c.req.method} ${path} is reserved by the gateway; nothing was forwarded or charged.`);
+  const { customerId, keyHash } = await authenticateApiKey(c.req.raw.headers, config);
+  const origin = new URL(config.ORIGIN_URL);
+  // Concatenate strings rather than resolve a URL: the normalized path starts with exactly one
+  // "/", so it stays a path on the origin, never another host.
+  const target = new URL(origin.origin + origin.pathname.replace(/\/$/, "") + path + url.search);
+  if (target.origin !== origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
+
+  const meter = resolveMeter(config, c.req.method, path);
   const stub = customerStub(c.env, customerId);
   // The only storage round trip on the request path: key check, rule and debit in one step.
   const decision = await stub.authorize({ keyHash, meter: meter.name, priceMicros: meter.priceMicros });
@@ -43,15 +52,11 @@ proxy.all("*", async (c) => {
     return true;
   };
 
-  const origin = new URL(config.ORIGIN_URL);
-  // Concatenate strings rather than resolve a URL: a path like "//evil.example/x" must stay a
-  // path on the origin, never become another host.
-  const target = new URL(origin.origin + origin.pathname.replace(/\/$/, "") + url.pathname + url.search);
-  if (target.origin !== origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
-  const headers = new Headers(c.req.raw.headers);
-  for (const name of STRIPPED_HEADERS) headers.delete(name);
-  headers.set("x-payg-customer-id", decision.customerId);
-  headers.set("x-request-id", c.var.requestId);
+  const headers = await originHeaders(
+    c.req.raw.headers,
+    { customerId: decision.customerId, requestId: c.var.requestId, clientIp: c.req.header("cf-connecting-ip") ?? null },
+    { secret: config.ORIGIN_SIGNING_SECRET, method: c.req.method, pathAndQuery: target.pathname + target.search },
+  );
 
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new Error("origin timeout")), config.GOVERNANCE.origin_timeout_ms);
