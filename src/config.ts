@@ -42,6 +42,8 @@ const Governance = z.strictObject({
   topup_url: httpUrl.default("https://example.com/billing/top-up"),
   checkout_min_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(500),
   checkout_max_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(100_000),
+  /** Checkout sessions one customer may open in a rolling hour (each is a Stripe API call). */
+  checkout_limit_per_hour: z.int().min(1).max(1000).default(10),
   checkout_success_url: httpUrl.default("https://example.com/billing/success"),
   checkout_cancel_url: httpUrl.default("https://example.com/billing/cancel"),
   blocked_body: z.record(z.string(), z.unknown()).default({

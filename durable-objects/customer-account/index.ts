@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { log } from "../../src/log";
 import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
+import type { CheckoutSlot } from "./checkout-limit";
 import { applyCredit, type CreditInput, type CreditResult } from "./credits";
 import type { EmailRow } from "./emails";
 import { decide } from "./governance";
@@ -70,6 +71,12 @@ export class CustomerAccount extends DurableObject<Env> {
     const { account, keys } = this.room;
     if (!account.exists || !keys.isValid(keyHash) || account.row.deleted_at !== null) return null;
     return account.profile();
+  }
+
+  /** One Checkout session of the customer's hourly allowance (GOVERNANCE.checkout_limit_per_hour). */
+  takeCheckoutSlot(input: { limit: number; now?: number }): CheckoutSlot {
+    if (!this.room.account.exists) throw new Error("unknown customer");
+    return this.room.checkouts.take(input.limit, input.now ?? Date.now());
   }
 
   // ---------------------------------------------------------------- the request path

@@ -1,6 +1,7 @@
 import { getConfig, type Config } from "../../src/config";
 import { centsToMicros } from "../../src/money";
 import { AccountStore } from "./account";
+import { CheckoutLimit } from "./checkout-limit";
 import { CohortStore, cohortsFor } from "./cohorts";
 import { DirectorySync } from "./directory-sync";
 import { EmailLog } from "./emails";
@@ -28,6 +29,7 @@ export class Room {
   readonly stripeEvents: StripeEventLog;
   readonly directory: DirectorySync;
   readonly timers: Timers;
+  readonly checkouts: CheckoutLimit;
 
   constructor(
     readonly state: DurableObjectState,
@@ -38,6 +40,7 @@ export class Room {
     this.account = new AccountStore(this.sql);
     this.timers = new Timers(this.sql, state.storage);
     this.keys = new KeyStore(this.sql, () => this.config.KEY_SIGNING_SECRET);
+    this.checkouts = new CheckoutLimit(this.sql);
     this.ledger = new Ledger(this.sql, this.account);
     this.invoices = new Invoices(this.sql);
     this.cohorts = new CohortStore(this.sql);

@@ -1,4 +1,5 @@
 import { ACCOUNT_TABLES } from "./account";
+import { CHECKOUT_LIMIT_TABLES } from "./checkout-limit";
 import { COHORT_TABLES } from "./cohorts";
 import { EMAIL_TABLES } from "./emails";
 import { INVOICE_TABLES } from "./invoices";
@@ -22,6 +23,8 @@ export const MIGRATIONS: readonly string[] = [
   TIMER_TABLES.v2,
   // v3: whether each API key is signed (KEY_SIGNING_SECRET); earlier keys are not.
   KEY_TABLES.v3,
+  // v4: checkout sessions in the last hour, for GOVERNANCE.checkout_limit_per_hour.
+  CHECKOUT_LIMIT_TABLES.v4,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -24,6 +24,16 @@ billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
   if (!customer) throw new ApiError("invalid_api_key", UNKNOWN_KEY);
   if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
+  // Each session is a Stripe API call: one key must not use up the account's Stripe rate limit.
+  const slot = await stub.takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour });
+  if (!slot.ok) {
+    throw new ApiError(
+      "rate_limited",
+      `At most ${config.GOVERNANCE.checkout_limit_per_hour} checkout sessions an hour; try again in ${slot.retryAfterSeconds} s.`,
+      { retry_after_seconds: slot.retryAfterSeconds },
+      { "retry-after": String(slot.retryAfterSeconds) },
+    );
+  }
   try {
     const session = await stripeClient(config).checkout.sessions.create({
       mode: "payment",

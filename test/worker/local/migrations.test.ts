@@ -47,6 +47,8 @@ const DEPLOYED = [
   "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32",
   // api_keys.signed
   "d163019c5f51a2f946d2b7d61ea4f30cb03060844264bdc7a08bda845fb9ea64",
+  // checkout_sessions
+  "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da",
 ];
 
 describe("schema migrations", () => {
