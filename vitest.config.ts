@@ -11,10 +11,10 @@ const quiet = { LOG_LEVEL: "warn" };
 const stripe = {
   STRIPE_SECRET_KEY: "sk_test_gateway",
   STRIPE_WEBHOOK_SECRET: "whsec_test_secret",
-  STRIPE_API_BASE: "http://stripe.test",
+  STRIPE_API_BASE: "https://stripe.test",
   STRIPE_TIMEOUT_MS: "1000",
 };
-const mailchannels = { MAILCHANNELS_API_KEY: "mc_test_key", MAILCHANNELS_API_BASE: "http://mailchannels.test", MAILCHANNELS_TIMEOUT_MS: "500" };
+const mailchannels = { MAILCHANNELS_API_KEY: "mc_test_key", MAILCHANNELS_API_BASE: "https://mailchannels.test", MAILCHANNELS_TIMEOUT_MS: "500" };
 
 /** The shipped prices plus a sub-cent meter, to prove sub-cent prices are exact. */
 const pricingWithSubCent = {

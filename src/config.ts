@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS, log, setLogLevel } from "./log";
+import { isLoopbackUrl } from "./loopback";
 import { unknownMergeTags } from "./template";
 
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed"] as const;
@@ -15,6 +16,10 @@ const decimalCents = z
   .transform((s) => parseCentsDecimal(s)!);
 const meterName = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must match [A-Za-z0-9_.:-]{1,64}");
 const httpUrl = z.url({ protocol: /^https?$/ });
+/** Where API keys and account data go: https, or plain http to a stand-in on this machine. */
+const apiBase = httpUrl.refine((url) => url.startsWith("https:") || isLoopbackUrl(url), {
+  message: "must be https (plain http only on loopback: localhost, 127.0.0.0/8, [::1])",
+});
 const signingSecret = z.string().min(32, "must be at least 32 characters (e.g. openssl rand -hex 32)");
 
 const Meter = z.strictObject({
@@ -83,8 +88,8 @@ const json = <T extends z.ZodType>(schema: T) =>
 
 const Vars = z.object({
   ORIGIN_URL: httpUrl,
-  STRIPE_API_BASE: httpUrl.default("https://api.stripe.com"),
-  MAILCHANNELS_API_BASE: httpUrl.default("https://api.mailchannels.net"),
+  STRIPE_API_BASE: apiBase.default("https://api.stripe.com"),
+  MAILCHANNELS_API_BASE: apiBase.default("https://api.mailchannels.net"),
   STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   MAILCHANNELS_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */

@@ -11,8 +11,8 @@ export function connect() {
   const stripe = new StripeDouble({ webhookSecret: "whsec_test_secret" });
   const mail = new MailChannelsDouble({ apiKey: "mc_test_key" });
   server.use(
-    http.all("http://stripe.test/*", ({ request }) => stripe.handle(request as unknown as Request)),
-    http.all("http://mailchannels.test/*", ({ request }) => mail.handle(request as unknown as Request)),
+    http.all("https://stripe.test/*", ({ request }) => stripe.handle(request as unknown as Request)),
+    http.all("https://mailchannels.test/*", ({ request }) => mail.handle(request as unknown as Request)),
   );
   echoOrigin();
   return { stripe, mail };

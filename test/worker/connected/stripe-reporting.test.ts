@@ -140,7 +140,7 @@ describe("edge → Stripe: exactly once under faults", () => {
     await settle(id);
     // The customer is deleted in Stripe: the report's 404 is permanent, not retried forever.
     const deleted = await doubles.stripe.handle(
-      new Request(`http://stripe.test/v1/customers/${id}`, { method: "DELETE", headers: { authorization: "Bearer sk_test_x" } }),
+      new Request(`https://stripe.test/v1/customers/${id}`, { method: "DELETE", headers: { authorization: "Bearer sk_test_x" } }),
     );
     expect(deleted.status).toBe(200);
     await cron();
