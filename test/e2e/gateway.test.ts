@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
-import { startGateway, type Gateway } from "./harness";
+import { customerWithKey, startGateway, type Gateway } from "./harness";
 
 let gateway: Gateway;
 let origin: Awaited<ReturnType<typeof startDemoOrigin>>;
@@ -14,12 +14,7 @@ afterAll(async () => {
   await origin?.close();
 });
 
-async function customer(id: string, cents: number) {
-  expect((await gateway.admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, name: "Grace Hopper" })).status).toBe(201);
-  const key = await gateway.admin("POST", `/customers/${id}/keys`, { name: "e2e" });
-  if (cents) expect((await gateway.admin("POST", `/customers/${id}/credits`, { amount: cents, reason: "e2e" })).status).toBe(201);
-  return { key: key.body.key as string, keyId: key.body.id as string };
-}
+const customer = (id: string, cents: number) => customerWithKey(gateway, id, cents);
 
 const bearer = (key: string) => ({ headers: { authorization: `Bearer ${key}` } });
 
