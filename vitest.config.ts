@@ -2,20 +2,24 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { generateKeyPairSync } from "node:crypto";
 import { defineConfig } from "vitest/config";
 
-const secrets = { ADMIN_TOKEN: "test-admin-token-0123456789" };
+const secrets = {
+  ADMIN_TOKEN: "test-admin-token-0123456789",
+  KEY_SIGNING_SECRET: "test-key-signing-secret-0123456789abcdef",
+  ORIGIN_SIGNING_SECRET: "test-origin-signing-secret-0123456789abcdef",
+};
 /** Tests run quietly; a test that asserts on a log line sets its own level. */
 const quiet = { LOG_LEVEL: "warn" };
 const stripe = {
   STRIPE_SECRET_KEY: "sk_test_gateway",
   STRIPE_WEBHOOK_SECRET: "whsec_test_secret",
-  STRIPE_API_BASE: "http://stripe.test",
+  STRIPE_API_BASE: "https://stripe.test",
   STRIPE_TIMEOUT_MS: "1000",
 };
 /** Webhook receivers in tests are on this machine (MSW or loopback); variants leave http refused. */
 const webhooks = { ALLOW_INSECURE_WEBHOOKS: "true", WEBHOOK_TIMEOUT_MS: "1000" };
 const mailchannels = {
   MAILCHANNELS_API_KEY: "mc_test_key",
-  MAILCHANNELS_API_BASE: "http://mailchannels.test",
+  MAILCHANNELS_API_BASE: "https://mailchannels.test",
   MAILCHANNELS_TIMEOUT_MS: "500",
   // Real emails need an https unsubscribe link.
   PUBLIC_URL: "https://gateway.test",

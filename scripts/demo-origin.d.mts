@@ -1,6 +1,13 @@
 export interface DemoOrigin {
   url: string;
-  received: { method: string; path: string; headers: Record<string, string | string[] | undefined>; body: string }[];
+  received: {
+    method: string;
+    path: string;
+    headers: Record<string, string | string[] | undefined>;
+    body: string;
+    /** With a signing secret: whether X-Payg-Signature verified; otherwise "unchecked". */
+    signature: "valid" | "invalid" | "unchecked";
+  }[];
   close(): Promise<void>;
 }
-export function startDemoOrigin(options?: { port?: number; host?: string }): Promise<DemoOrigin>;
+export function startDemoOrigin(options?: { port?: number; host?: string; signingSecret?: string }): Promise<DemoOrigin>;

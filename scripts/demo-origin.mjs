@@ -1,19 +1,27 @@
 // A small demo origin API for local runs and end-to-end tests: it echoes what the gateway
-// forwarded, and has a few routes that misbehave on purpose.
+// forwarded, and has a few routes that misbehave on purpose. With a signing secret it accepts
+// only requests the gateway signed, checked with the same helper origins copy
+// (src/verify/payg-signature.ts, loaded as TypeScript: Node 22 strips the types).
 import { createServer } from "node:http";
 import { pathToFileURL } from "node:url";
+import { log } from "../src/log.ts";
+import { verifyOriginRequest } from "../src/verify/payg-signature.ts";
 
-export function startDemoOrigin({ port = 8788, host = "127.0.0.1" } = {}) {
+export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret = undefined } = {}) {
+  if (!signingSecret) log.warn("demo origin: no ORIGIN_SIGNING_SECRET, so it cannot tell gateway traffic from anyone else's");
   const received = [];
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", `http://${host}`);
     const chunks = [];
     req.on("data", (chunk) => chunks.push(chunk));
     req.on("error", () => {});
-    req.on("end", () => {
+    req.on("end", async () => {
       const body = Buffer.concat(chunks).toString("utf8");
-      received.push({ method: req.method, path: url.pathname, headers: req.headers, body });
+      const verdict = signingSecret ? await verifyOriginRequest(asRequest(req, url), signingSecret) : null;
+      received.push({ method: req.method, path: url.pathname, headers: req.headers, body, signature: verdict === null ? "unchecked" : verdict.ok ? "valid" : "invalid" });
+      if (verdict && !verdict.ok) return json(res, 401, { error: "not signed by the gateway", reason: verdict.reason });
       if (url.pathname === "/fault/500") return json(res, 500, { error: "origin exploded" });
+      if (url.pathname === "/fault/503") return json(res, 503, { error: "origin overloaded" });
       if (url.pathname === "/fault/reset") return req.socket.destroy();
       if (url.pathname === "/fault/slow") {
         const ms = Math.min(Number(url.searchParams.get("ms") ?? 5000), 60_000);
@@ -29,6 +37,8 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1" } = {}) {
         path: url.pathname,
         query: url.search,
         customer: req.headers["x-payg-customer-id"] ?? null,
+        client_ip: req.headers["x-payg-client-ip"] ?? null,
+        signature: verdict === null ? "unchecked" : "valid",
         bytes: Buffer.byteLength(body),
       });
     });
@@ -46,6 +56,14 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1" } = {}) {
       setImmediate(next);
     };
     next();
+  }
+  /** The web Request the helper reads: method, URL as received, headers (the body is not signed). */
+  function asRequest(req, url) {
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(", ") : value);
+    }
+    return new Request(url, { method: req.method, headers });
   }
   function json(res, status, value) {
     res.writeHead(status, { "content-type": "application/json" });
@@ -65,6 +83,6 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1" } = {}) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  const origin = await startDemoOrigin({ port: Number(process.env.PORT ?? 8788) });
+  const origin = await startDemoOrigin({ port: Number(process.env.PORT ?? 8788), signingSecret: process.env.ORIGIN_SIGNING_SECRET || undefined });
   console.log(`demo origin listening on ${origin.url}`);
 }

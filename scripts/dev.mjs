@@ -2,7 +2,7 @@
 // Local Durable Object storage (.wrangler/state), no Stripe or MailChannels account needed.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startDemoOrigin } from "./demo-origin.mjs";
@@ -11,6 +11,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const PORT = Number(process.env.PORT ?? 8787);
 const devVars = join(root, ".dev.vars");
 
+const random = () => randomBytes(32).toString("hex");
 if (!existsSync(devVars)) {
   writeFileSync(
     devVars,
@@ -27,10 +28,21 @@ if (!existsSync(devVars)) {
   );
   console.log("created .dev.vars with a random ADMIN_TOKEN");
 }
-const adminToken = /^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(devVars, "utf8"))?.[1]?.trim();
+// Signed API keys and signed origin requests, as in production. Added to an older .dev.vars too.
+for (const name of ["KEY_SIGNING_SECRET", "ORIGIN_SIGNING_SECRET"]) {
+  const current = readFileSync(devVars, "utf8");
+  // A line "NAME=" (empty) keeps it off.
+  if (!new RegExp(`^${name}=`, "m").test(current)) {
+    appendFileSync(devVars, `${current === "" || current.endsWith("\n") ? "" : "\n"}${name}=${random()}\n`);
+    console.log(`added a random ${name} to .dev.vars`);
+  }
+}
+const secrets = readFileSync(devVars, "utf8");
+const adminToken = /^ADMIN_TOKEN=(.+)$/m.exec(secrets)?.[1]?.trim();
 if (!adminToken) throw new Error(".dev.vars has no ADMIN_TOKEN line");
 
-const origin = await startDemoOrigin({ port: 8788 });
+// The demo origin checks X-Payg-Signature with the same secret as the gateway.
+const origin = await startDemoOrigin({ port: 8788, signingSecret: /^ORIGIN_SIGNING_SECRET=(.+)$/m.exec(secrets)?.[1]?.trim() });
 console.log(`demo origin on ${origin.url}`);
 
 const wrangler = spawn(

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS, log, setLogLevel } from "./log";
+import { isLoopbackUrl } from "./loopback";
 import { unknownMergeTags } from "./template";
 import { emailConfigProblems, isLoopback } from "./email/config-checks";
 
@@ -16,6 +17,11 @@ const decimalCents = z
   .transform((s) => parseCentsDecimal(s)!);
 const meterName = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must match [A-Za-z0-9_.:-]{1,64}");
 const httpUrl = z.url({ protocol: /^https?$/ });
+/** Where API keys and account data go: https, or plain http to a stand-in on this machine. */
+const apiBase = httpUrl.refine((url) => url.startsWith("https:") || isLoopbackUrl(url), {
+  message: "must be https (plain http only on loopback: localhost, 127.0.0.0/8, [::1])",
+});
+const signingSecret = z.string().min(32, "must be at least 32 characters (e.g. openssl rand -hex 32)");
 
 const Meter = z.strictObject({
   name: meterName,
@@ -48,6 +54,8 @@ const Governance = z.strictObject({
     .default(["connection_error", "timeout", 502, 503, 504]),
   checkout_min_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(500),
   checkout_max_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(100_000),
+  /** Checkout sessions one customer may open in a rolling hour (each is a Stripe API call). */
+  checkout_limit_per_hour: z.int().min(1).max(1000).default(10),
   checkout_success_url: httpUrl.default("https://example.com/billing/success"),
   checkout_cancel_url: httpUrl.default("https://example.com/billing/cancel"),
   blocked_body: z.record(z.string(), z.unknown()).default({
@@ -94,8 +102,8 @@ const json = <T extends z.ZodType>(schema: T) =>
 
 const Vars = z.object({
   ORIGIN_URL: httpUrl,
-  STRIPE_API_BASE: httpUrl.default("https://api.stripe.com"),
-  MAILCHANNELS_API_BASE: httpUrl.default("https://api.mailchannels.net"),
+  STRIPE_API_BASE: apiBase.default("https://api.stripe.com"),
+  MAILCHANNELS_API_BASE: apiBase.default("https://api.mailchannels.net"),
   STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   MAILCHANNELS_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */
@@ -107,6 +115,10 @@ const Vars = z.object({
   ALLOW_INSECURE_WEBHOOKS: z.preprocess((v) => (typeof v === "boolean" ? String(v) : v), z.stringbool()).default(false),
   /** Where this gateway is reachable from the internet; links in emails (unsubscribe) start with it. */
   PUBLIC_URL: httpUrl.optional(),
+  /** Keys without a MAC (issued before KEY_SIGNING_SECRET): accepted, checked in the object. */
+  ACCEPT_UNSIGNED_KEYS: json(z.boolean()).default(true),
+  KEY_SIGNING_SECRET: signingSecret.optional(),
+  ORIGIN_SIGNING_SECRET: signingSecret.optional(),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
@@ -184,6 +196,9 @@ export function parseConfig(env: Record<string, unknown>): Config {
   if ((vars.STRIPE_SECRET_KEY === undefined) !== (vars.STRIPE_WEBHOOK_SECRET === undefined)) {
     problems.push("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET: set both secrets or neither");
   }
+  if (!vars.ACCEPT_UNSIGNED_KEYS && vars.KEY_SIGNING_SECRET === undefined) {
+    problems.push("ACCEPT_UNSIGNED_KEYS: false needs KEY_SIGNING_SECRET, or no key would be accepted");
+  }
   if (problems.length) throw new ConfigError(problems);
 
   const compiled = vars.PRICING.meters.map((m) => ({
@@ -223,6 +238,12 @@ export function getConfig(env: object): Config {
     );
     if (config.emailDelivery === "mailchannels" && config.EMAILS && config.PUBLIC_URL && isLoopback(config.PUBLIC_URL)) {
       log.warn(`PUBLIC_URL is ${config.PUBLIC_URL}: the unsubscribe links in emails lead nowhere for their recipients`);
+    }
+    if (!config.ORIGIN_SIGNING_SECRET) {
+      log.warn("ORIGIN_SIGNING_SECRET is not set: requests to the origin are not signed, so it cannot tell gateway traffic from direct requests.");
+    }
+    if (!config.KEY_SIGNING_SECRET) {
+      log.warn("KEY_SIGNING_SECRET is not set: API keys are issued unsigned, and a key with a made-up customer id is refused only in that customer's object.");
     }
   }
   return config;

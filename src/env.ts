@@ -3,6 +3,10 @@ import type { Config } from "./config";
 /** Secrets: `wrangler secret put NAME` in production, `.dev.vars` locally. Never in the repo. */
 export interface Secrets {
   ADMIN_TOKEN?: string;
+  /** Signs API keys, so the worker refuses a forged customer id before any object. */
+  KEY_SIGNING_SECRET?: string;
+  /** Signs every request forwarded to the origin (X-Payg-Signature). */
+  ORIGIN_SIGNING_SECRET?: string;
   STRIPE_SECRET_KEY?: string;
   STRIPE_WEBHOOK_SECRET?: string;
   MAILCHANNELS_API_KEY?: string;

@@ -17,6 +17,7 @@ export const ERROR_STATUS = {
   conflict: 409,
   stripe_not_configured: 409,
   payload_too_large: 413,
+  rate_limited: 429,
   internal_error: 500,
   configuration_error: 500,
   origin_unavailable: 502,
@@ -32,6 +33,8 @@ export class ApiError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: Record<string, unknown>,
+    /** Extra response headers, e.g. Retry-After on a 429. */
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
     this.name = "ApiError";

@@ -1,10 +1,18 @@
+import { hmacHex } from "./verify/payg-signature";
+
 /**
  * API keys carry the customer id so the worker can route straight to that customer's Durable
- * Object without a lookup: `payg_<customerId>.<secret>`. Customer ids never contain ".", and the
- * secret is 256 random bits, so a plain SHA-256 is a safe hash to store.
+ * Object without a lookup: `payg_<customerId>.<secret>.<mac>`. Customer ids never contain ".", and
+ * the secret is 256 random bits, so a plain SHA-256 is a safe hash to store.
+ *
+ * The mac (128 bits, hex) is an HMAC-SHA256 of `payg_<customerId>.<secret>` under KEY_SIGNING_SECRET:
+ * the worker checks it before any object is touched, so a made-up customer id never starts one.
+ * Keys issued before keys were signed (or without the secret) have no mac; only the object can
+ * check those.
  */
 export const CUSTOMER_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const KEY = /^payg_([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{43})$/;
+const KEY = /^(payg_([A-Za-z0-9_-]{1,64})\.[A-Za-z0-9_-]{43})(?:\.([0-9a-f]{32}))?$/;
+const MAC_HEX_CHARS = 32;
 
 function base64url(bytes: Uint8Array): string {
   let binary = "";
@@ -12,19 +20,29 @@ function base64url(bytes: Uint8Array): string {
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-export function generateApiKey(customerId: string): { key: string; prefix: string } {
-  const secret = base64url(crypto.getRandomValues(new Uint8Array(32)));
-  const key = `payg_${customerId}.${secret}`;
-  return { key, prefix: key.slice(0, key.indexOf(".") + 5) };
+async function keyMac(signingSecret: string, body: string): Promise<string> {
+  return (await hmacHex(signingSecret, body)).slice(0, MAC_HEX_CHARS);
+}
+
+/** A new key; signed when a signing secret is given. */
+export async function generateApiKey(customerId: string, signingSecret?: string): Promise<{ key: string; prefix: string; signed: boolean }> {
+  const body = `payg_${customerId}.${base64url(crypto.getRandomValues(new Uint8Array(32)))}`;
+  const key = signingSecret ? `${body}.${await keyMac(signingSecret, body)}` : body;
+  return { key, prefix: key.slice(0, key.indexOf(".") + 5), signed: Boolean(signingSecret) };
 }
 
 export function newId(prefix: string): string {
   return `${prefix}_${base64url(crypto.getRandomValues(new Uint8Array(12)))}`;
 }
 
-export function parseApiKey(key: string): { customerId: string } | null {
+export function parseApiKey(key: string): { customerId: string; body: string; mac: string | null } | null {
   const match = KEY.exec(key);
-  return match ? { customerId: match[1]! } : null;
+  return match ? { customerId: match[2]!, body: match[1]!, mac: match[3] ?? null } : null;
+}
+
+/** Whether a signed key's mac is the one KEY_SIGNING_SECRET gives (compared in constant time). */
+export async function keyMacMatches(parsed: { body: string; mac: string | null }, signingSecret: string): Promise<boolean> {
+  return parsed.mac !== null && timingSafeEqualStrings(parsed.mac, await keyMac(signingSecret, parsed.body));
 }
 
 export async function sha256Hex(value: string): Promise<string> {

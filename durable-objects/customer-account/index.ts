@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { log } from "../../src/log";
 import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
+import type { CheckoutSlot } from "./checkout-limit";
 import { createGrant, deduct, expireGrants, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
 import { DIRECTORY_TIMER } from "./directory-sync";
 import type { EmailRow } from "./emails";
@@ -58,7 +59,7 @@ export class CustomerAccount extends DurableObject<Env> {
   async createKey(
     name: string | null,
     cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null },
-  ): Promise<{ id: string; key: string; prefix: string; created_at: number } | null> {
+  ): Promise<{ id: string; key: string; prefix: string; created_at: number; signed: boolean } | null> {
     if (!this.room.account.exists) return null;
     const key = await this.room.keys.create(this.room.account.row.customer_id, { name, ...cap });
     // A first key can make the customer eligible for emails: the directory learns when it is due.
@@ -82,6 +83,12 @@ export class CustomerAccount extends DurableObject<Env> {
     const { account, keys } = this.room;
     if (!account.exists || !keys.isValid(keyHash) || account.row.deleted_at !== null) return null;
     return account.profile();
+  }
+
+  /** One Checkout session of the customer's hourly allowance (GOVERNANCE.checkout_limit_per_hour). */
+  takeCheckoutSlot(input: { limit: number; now?: number }): CheckoutSlot {
+    if (!this.room.account.exists) throw new Error("unknown customer");
+    return this.room.checkouts.take(input.limit, input.now ?? Date.now());
   }
 
   // ---------------------------------------------------------------- the request path

@@ -11,7 +11,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
   created_at INTEGER NOT NULL,
   revoked_at INTEGER
 );`,
+  // Keys issued before KEY_SIGNING_SECRET have no mac (signed = 0); the admin API lists them for rotation.
   v3: `
+ALTER TABLE api_keys ADD COLUMN signed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE api_keys ADD COLUMN spend_cap_cents INTEGER;
 ALTER TABLE api_keys ADD COLUMN cap_period TEXT;
 ALTER TABLE api_keys ADD COLUMN period_start INTEGER;
@@ -27,6 +29,8 @@ export interface KeyRecord {
   name: string | null;
   created_at: number;
   revoked_at: number | null;
+  /** 1 when the key carries a mac of KEY_SIGNING_SECRET, so the worker checks it before the object. */
+  signed: number;
   spend_cap_cents: number | null;
   cap_period: CapPeriod | null;
   /** Start (ms) of the period `period_spend` counts. */
@@ -67,7 +71,10 @@ export function withinCap(key: KeyRecord, price: number, nowMs: number): boolean
 export class KeyStore {
   private byHash = new Map<string, KeyRecord>();
 
-  constructor(private readonly sql: SqlStorage) {}
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly signingSecret: () => string | undefined,
+  ) {}
 
   load(): void {
     this.byHash = new Map(
@@ -78,8 +85,8 @@ export class KeyStore {
   async create(
     customerId: string,
     input: { name: string | null; spendCapCents?: number | null; capPeriod?: CapPeriod | null },
-  ): Promise<{ id: string; key: string; prefix: string; created_at: number }> {
-    const { key, prefix } = generateApiKey(customerId);
+  ): Promise<{ id: string; key: string; prefix: string; created_at: number; signed: boolean }> {
+    const { key, prefix, signed } = await generateApiKey(customerId, this.signingSecret());
     const hash = await sha256Hex(key);
     const record: KeyRecord = {
       id: newId("key"),
@@ -88,23 +95,25 @@ export class KeyStore {
       name: input.name,
       created_at: Date.now(),
       revoked_at: null,
+      signed: signed ? 1 : 0,
       spend_cap_cents: input.spendCapCents ?? null,
       cap_period: input.spendCapCents == null ? null : (input.capPeriod ?? "month"),
       period_start: null,
       period_spend: 0,
     };
     this.sql.exec(
-      "INSERT INTO api_keys (id, hash, prefix, name, created_at, spend_cap_cents, cap_period) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO api_keys (id, hash, prefix, name, created_at, signed, spend_cap_cents, cap_period) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       record.id,
       hash,
       prefix,
       record.name,
       record.created_at,
+      record.signed,
       record.spend_cap_cents,
       record.cap_period,
     );
     this.byHash.set(hash, record);
-    return { id: record.id, key, prefix, created_at: record.created_at };
+    return { id: record.id, key, prefix, created_at: record.created_at, signed };
   }
 
   private byId(keyId: string): KeyRecord | undefined {
@@ -161,6 +170,7 @@ export class KeyStore {
         name: k.name,
         created_at: k.created_at,
         revoked_at: k.revoked_at,
+        signed: k.signed === 1,
         spend_cap_cents: k.spend_cap_cents,
         cap_period: k.cap_period,
         period_spend_exact_cents: formatCents(spentThisPeriod(k, nowMs)),

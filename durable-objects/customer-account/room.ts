@@ -3,6 +3,7 @@ import { log } from "../../src/log";
 import { centsToMicros } from "../../src/money";
 import { AccountStore } from "./account";
 import { ChargeLog } from "./charges";
+import { CheckoutLimit } from "./checkout-limit";
 import { CohortStore, cohortsFor } from "./cohorts";
 import { DirectorySync } from "./directory-sync";
 import { EmailLog } from "./emails";
@@ -42,6 +43,7 @@ export class Room {
   readonly outbox: WebhookOutbox;
   /** Set when the account is created: its first cohort placement is where it starts, not a crossing. */
   private starting = false;
+  readonly checkouts: CheckoutLimit;
 
   constructor(
     readonly state: DurableObjectState,
@@ -52,7 +54,8 @@ export class Room {
     this.account = new AccountStore(this.sql);
     this.timers = new Timers(this.sql, state.storage);
     this.outbox = new WebhookOutbox(this.sql, { env, timers: this.timers, account: this.account, availableMicros: () => this.wallet.spendableTotal(Date.now()) });
-    this.keys = new KeyStore(this.sql);
+    this.keys = new KeyStore(this.sql, () => this.config.KEY_SIGNING_SECRET);
+    this.checkouts = new CheckoutLimit(this.sql);
     this.ledger = new Ledger(this.sql, this.account);
     this.grants = new GrantBook(this.sql);
     this.wallet = new Wallet(this.grants, this.ledger, this.account);

@@ -1,6 +1,7 @@
 import { ACCOUNT_TABLES } from "./account";
 import { CHARGE_TABLES } from "./charges";
 import { DISPUTE_TABLES } from "./payment-tables";
+import { CHECKOUT_LIMIT_TABLES } from "./checkout-limit";
 import { COHORT_TABLES } from "./cohorts";
 import { EMAIL_AUDIENCE_TABLES } from "./email-audience";
 import { EMAIL_RETENTION_TABLES } from "./email-retention";
@@ -33,6 +34,8 @@ export const MIGRATIONS: readonly string[] = [
   OUTBOX_TABLES.v4,
   // v5: emails: MailChannels request ids, unsubscribe preference, retention (index, archived counts, timer).
   [EMAIL_TABLES.v5, EMAIL_AUDIENCE_TABLES.v5, EMAIL_RETENTION_TABLES.v5].join("\n"),
+  // v6: checkout sessions in the last hour, for GOVERNANCE.checkout_limit_per_hour.
+  CHECKOUT_LIMIT_TABLES.v6,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

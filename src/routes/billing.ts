@@ -3,7 +3,7 @@ import { z } from "zod";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { jsonBody } from "../http";
-import { apiKeyFrom, parseApiKey, sha256Hex } from "../keys";
+import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
 import { log } from "../log";
 import { limitBody } from "../middleware/body-limit";
 import { describeError, stripeClient } from "../stripe/client";
@@ -13,18 +13,27 @@ export const billing = new Hono<AppEnv>();
 /** Creates a Stripe Checkout session (mode payment) for a credit top-up, authenticated by the customer's key. */
 billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
   const config = c.var.config;
-  const key = apiKeyFrom(c.req.raw.headers);
-  const parsed = key ? parseApiKey(key) : null;
-  if (!key || !parsed) throw new ApiError("invalid_api_key", "A valid API key is required.");
+  const { customerId, keyHash } = await authenticateApiKey(c.req.raw.headers, config);
   const { checkout_min_cents: min, checkout_max_cents: max } = config.GOVERNANCE;
   const body = await jsonBody(
     c,
     z.strictObject({ amount_cents: z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`) }),
   );
-  const customer = await customerStub(c.env, parsed.customerId).identify(await sha256Hex(key));
-  if (!customer) throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
+  const stub = customerStub(c.env, customerId);
+  const customer = await stub.identify(keyHash);
+  if (!customer) throw new ApiError("invalid_api_key", UNKNOWN_KEY);
   if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
+  // Each session is a Stripe API call: one key must not use up the account's Stripe rate limit.
+  const slot = await stub.takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour });
+  if (!slot.ok) {
+    throw new ApiError(
+      "rate_limited",
+      `At most ${config.GOVERNANCE.checkout_limit_per_hour} checkout sessions an hour; try again in ${slot.retryAfterSeconds} s.`,
+      { retry_after_seconds: slot.retryAfterSeconds },
+      { "retry-after": String(slot.retryAfterSeconds) },
+    );
+  }
   try {
     const session = await stripeClient(config).checkout.sessions.create({
       mode: "payment",

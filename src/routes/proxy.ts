@@ -2,13 +2,14 @@ import { Hono } from "hono";
 import { resolveMeter, type Config } from "../config";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
-import { apiKeyFrom, parseApiKey, sha256Hex } from "../keys";
+import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
 import { mergeValues } from "../merge";
 import { formatCents, formatMoney } from "../money";
+import { originHeaders } from "../proxy/headers";
+import { normalizePath } from "../proxy/normalize";
+import { isReserved } from "../proxy/reserved";
 import { renderJson } from "../template";
 import type { AuthorizeResult } from "../types";
-
-const STRIPPED_HEADERS = ["authorization", "x-api-key", "host", "connection", "keep-alive", "transfer-encoding", "upgrade", "cf-connecting-ip"];
 
 type Stub = ReturnType<typeof customerStub>;
 type AuthorizeInput = Parameters<Stub["authorize"]>[0];
@@ -40,17 +41,22 @@ export const proxy = new Hono<AppEnv>();
 /** Everything that is not an admin, webhook or billing route is metered and forwarded to the origin. */
 proxy.all("*", async (c) => {
   const config = c.var.config;
-  const key = apiKeyFrom(c.req.raw.headers);
-  if (!key) throw new ApiError("unauthorized", "An API key is required: Authorization: Bearer <key> or X-API-Key: <key>.");
-  const parsed = parseApiKey(key);
-  if (!parsed) throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
-
   const url = new URL(c.req.url);
-  const meter = resolveMeter(config, c.req.method, url.pathname);
-  const stub = customerStub(c.env, parsed.customerId);
+  // One spelling of the path, both priced and forwarded.
+  const path = normalizePath(url.pathname);
+  if (isReserved(path)) throw new ApiError("not_found", `${c.req.method} ${path} is reserved by the gateway; nothing was forwarded or charged.`);
+  const { customerId, keyHash } = await authenticateApiKey(c.req.raw.headers, config);
+  const origin = new URL(config.ORIGIN_URL);
+  // Concatenate strings rather than resolve a URL: the normalized path starts with exactly one
+  // "/", so it stays a path on the origin, never another host.
+  const target = new URL(origin.origin + origin.pathname.replace(/\/$/, "") + path + url.search);
+  if (target.origin !== origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
+
+  const meter = resolveMeter(config, c.req.method, path);
+  const stub = customerStub(c.env, customerId);
   const requestId = c.var.requestId;
   // The only storage round trip on the request path: key check, rule, cap and debit in one step.
-  const input: AuthorizeInput = { keyHash: await sha256Hex(key), meter: meter.name, priceMicros: meter.priceMicros, requestId };
+  const input: AuthorizeInput = { keyHash, meter: meter.name, priceMicros: meter.priceMicros, requestId };
   const decision: AuthorizeResult = await once(async () => await stub.authorize(input));
   if (decision.outcome === "insufficient_credit") {
     const body = renderJson(config.GOVERNANCE.blocked_body, mergeValues(config, decision.customer, decision));
@@ -58,15 +64,11 @@ proxy.all("*", async (c) => {
   }
   refuse(config, decision);
 
-  const origin = new URL(config.ORIGIN_URL);
-  // Concatenate strings rather than resolve a URL: a path like "//evil.example/x" must stay a
-  // path on the origin, never become another host.
-  const target = new URL(origin.origin + origin.pathname.replace(/\/$/, "") + url.pathname + url.search);
-  if (target.origin !== origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
-  const headers = new Headers(c.req.raw.headers);
-  for (const name of STRIPPED_HEADERS) headers.delete(name);
-  headers.set("x-payg-customer-id", decision.customerId);
-  headers.set("x-request-id", requestId);
+  const headers = await originHeaders(
+    c.req.raw.headers,
+    { customerId: decision.customerId, requestId, clientIp: c.req.header("cf-connecting-ip") ?? null },
+    { secret: config.ORIGIN_SIGNING_SECRET, method: c.req.method, pathAndQuery: target.pathname + target.search },
+  );
 
   // Forwarding and settling run under waitUntil: a client that hangs up cannot skip the refund.
   const settled = (async () => {
@@ -108,7 +110,7 @@ function refuse(
     case "ok":
       return;
     case "invalid_key":
-      throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
+      throw new ApiError("invalid_api_key", UNKNOWN_KEY);
     case "customer_deleted":
       throw new ApiError("customer_deleted", "This customer account has been deleted.");
     case "payment_overdue":

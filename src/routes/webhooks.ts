@@ -68,7 +68,9 @@ webhooks.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
       Sdk.createSubtleCryptoProvider(),
     );
   } catch (error) {
-    throw new ApiError("invalid_signature", `Stripe signature verification failed: ${(error as Error).message}`);
+    // The SDK's reason (tolerance, expected signature…) helps an attacker, not Stripe: log it only.
+    log.warn(`stripe webhook refused: ${(error as Error).message}`);
+    throw new ApiError("invalid_signature", "The Stripe-Signature header does not match this endpoint's signing secret.");
   }
   const customerId = HANDLED_EVENTS.has(event.type) ? (customerOf(event) ?? (await disputedCustomer(config, event))) : null;
   if (!customerId) return c.json({ received: true, status: "ignored" });

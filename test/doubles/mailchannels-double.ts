@@ -3,7 +3,7 @@
  * the HTTP boundary with nothing but web-standard Request / Response / URL.
  *
  * - Inside workerd tests, wire it through MSW:
- *     http.all("http://mailchannels.test/*", ({ request }) => double.handle(request))
+ *     http.all("https://mailchannels.test/*", ({ request }) => double.handle(request))
  * - For end-to-end tests, wrap `handle` in a plain Node http server.
  *
  * Confirmed by MailChannels' docs (docs.mailchannels.net / docs.mailchannels.com) and their

@@ -3,7 +3,7 @@
  *
  * Framework-agnostic: `handle(request)` takes a web-standard `Request` and returns a `Response`
  * (only Request/Response/URL/URLSearchParams/crypto are used), so the same object serves
- *   (a) workerd tests through MSW:  http.all("http://stripe.test/*", ({ request }) => double.handle(request))
+ *   (a) workerd tests through MSW:  http.all("https://stripe.test/*", ({ request }) => double.handle(request))
  *   (b) end-to-end tests behind a small Node http server.
  * Resource families live in ./stripe/ (customers, checkout, payments, billing); this file is the
  * HTTP boundary (auth, faults, idempotency, routing) and the API tests use.

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
-import { startGateway, type Gateway } from "./harness";
+import { customerWithKey, startGateway, type Gateway } from "./harness";
 
 let gateway: Gateway;
 let origin: Awaited<ReturnType<typeof startDemoOrigin>>;
@@ -14,12 +14,7 @@ afterAll(async () => {
   await origin?.close();
 });
 
-async function customer(id: string, cents: number) {
-  expect((await gateway.admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, name: "Grace Hopper" })).status).toBe(201);
-  const key = await gateway.admin("POST", `/customers/${id}/keys`, { name: "e2e" });
-  if (cents) expect((await gateway.admin("POST", `/customers/${id}/credits`, { amount: cents, reason: "e2e" })).status).toBe(201);
-  return { key: key.body.key as string, keyId: key.body.id as string };
-}
+const customer = (id: string, cents: number) => customerWithKey(gateway, id, cents);
 
 const bearer = (key: string) => ({ headers: { authorization: `Bearer ${key}` } });
 
@@ -63,11 +58,15 @@ describe("wrangler dev, over HTTP", () => {
     expect((await gateway.admin("GET", "/customers/cus_e2e_b")).body.balance.available_cents).toBe(10);
   });
 
-  it("refunds the charge when the origin fails, and answers a dead origin with a JSON 502", async () => {
-    const { key } = await customer("cus_e2e_faults", 5);
-    const failed = await gateway.fetch("/fault/500", bearer(key));
-    expect(failed.status).toBe(500);
+  it("refunds the charge when the origin fails (502/503/504, no answer), charges a plain 500, and answers a dead origin with a JSON 502", async () => {
+    const { key } = await customer("cus_e2e_faults", 6);
+    const failed = await gateway.fetch("/fault/503", bearer(key));
+    expect(failed.status).toBe(503);
     expect(failed.headers.get("x-payg-charge-cents")).toBe("0");
+    // GOVERNANCE.refund_on does not list 500 by default: the origin did the work and said so.
+    const crashed = await gateway.fetch("/fault/500", bearer(key));
+    expect(crashed.status).toBe(500);
+    expect(crashed.headers.get("x-payg-charge-cents")).toBe("1");
     const reset = await gateway.fetch("/fault/reset", bearer(key));
     expect(reset.status).toBe(502);
     expect((await reset.json()).error.code).toBe("origin_unavailable");

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
 
 const root = join(import.meta.dirname, "..", "..");
 export const ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef";
@@ -142,4 +143,13 @@ export async function serveHandler(handle: (request: Request) => Promise<Respons
     url: `http://127.0.0.1:${port}`,
     close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
+}
+
+/** Creates a customer with one API key and `cents` of credit (none for 0). */
+export async function customerWithKey(gateway: Gateway, id: string, cents: number) {
+  expect((await gateway.admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, name: "Grace Hopper" })).status).toBe(201);
+  const key = await gateway.admin("POST", `/customers/${id}/keys`, { name: "e2e" });
+  expect(key.status).toBe(201);
+  if (cents) expect((await gateway.admin("POST", `/customers/${id}/credits`, { amount: cents, reason: "e2e" })).status).toBe(201);
+  return { key: key.body.key as string, keyId: key.body.id as string };
 }

@@ -52,16 +52,16 @@ describe("origin faults", () => {
     expect(await balance(refunding, "cus_slow")).toBe(5);
   });
 
-  it("a 5xx is passed through and refunded when configured, charged when not", async () => {
+  it("a 503 is passed through and refunded when configured, charged when not", async () => {
     const refundedKey = await customer(refunding, "cus_5xx_refund", 5);
-    const refunded = await get(refunding, refundedKey, "/fault/500");
-    expect(refunded.status).toBe(500);
+    const refunded = await get(refunding, refundedKey, "/fault/503");
+    expect(refunded.status).toBe(503);
     expect(refunded.headers.get("x-payg-charge-cents")).toBe("0");
     expect(await balance(refunding, "cus_5xx_refund")).toBe(5);
 
     const chargedKey = await customer(charging, "cus_5xx_charge", 5);
-    const charged = await get(charging, chargedKey, "/fault/500");
-    expect(charged.status).toBe(500);
+    const charged = await get(charging, chargedKey, "/fault/503");
+    expect(charged.status).toBe(503);
     expect(charged.headers.get("x-payg-charge-cents")).toBe("1");
     expect(await balance(charging, "cus_5xx_charge")).toBe(4);
   });

@@ -19,6 +19,17 @@ export function gateway(path: string, init?: RequestInit): Promise<Response> {
   return exports.default.fetch(new Request(`http://gateway.test${path}`, init));
 }
 
+/**
+ * The same worker and Durable Objects under another configuration: the worker reads these
+ * bindings instead of the project's (the objects keep their own).
+ */
+export async function gatewayWith(bindings: Record<string, unknown>, path: string, init?: RequestInit): Promise<Response> {
+  const ctx = createExecutionContext();
+  const response = await worker.fetch(new Request(`http://gateway.test${path}`, init), { ...env, ...bindings } as never, ctx);
+  await waitOnExecutionContext(ctx);
+  return response;
+}
+
 export async function admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
   const response = await gateway(`/admin${path}`, {
     method,

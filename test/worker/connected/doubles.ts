@@ -11,8 +11,8 @@ export function connect() {
   const stripe = new StripeDouble({ webhookSecret: "whsec_test_secret" });
   const mail = new MailChannelsDouble({ apiKey: "mc_test_key" });
   server.use(
-    http.all("http://stripe.test/*", ({ request }) => stripe.handle(request as unknown as Request)),
-    http.all("http://mailchannels.test/*", ({ request }) => mail.handle(request as unknown as Request)),
+    http.all("https://stripe.test/*", ({ request }) => stripe.handle(request as unknown as Request)),
+    http.all("https://mailchannels.test/*", ({ request }) => mail.handle(request as unknown as Request)),
   );
   echoOrigin();
   return { stripe, mail };
@@ -39,7 +39,7 @@ export async function deliverAll(stripe: StripeDouble) {
 /** Deletes a customer in Stripe, as the Dashboard would (no webhook delivered). */
 export async function deleteInStripe(stripe: StripeDouble, customerId: string) {
   const response = await stripe.handle(
-    new Request(`http://stripe.test/v1/customers/${customerId}`, { method: "DELETE", headers: { authorization: "Bearer sk_test_x" } }),
+    new Request(`https://stripe.test/v1/customers/${customerId}`, { method: "DELETE", headers: { authorization: "Bearer sk_test_x" } }),
   );
   if (response.status !== 200) throw new Error(`deleting ${customerId} in the Stripe double: ${response.status}`);
 }

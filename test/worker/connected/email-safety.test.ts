@@ -294,7 +294,7 @@ describe("what MailChannels answered", () => {
     connect();
     // MailChannels now holds another key than the gateway's MAILCHANNELS_API_KEY.
     const rotated = new MailChannelsDouble({ apiKey: "mc_rotated_key" });
-    server.use(http.all("http://mailchannels.test/*", ({ request }) => rotated.handle(request as unknown as Request)));
+    server.use(http.all("https://mailchannels.test/*", ({ request }) => rotated.handle(request as unknown as Request)));
     const { id, email } = await drained();
     const t = Date.now();
     await cron(t);

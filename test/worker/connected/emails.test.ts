@@ -27,7 +27,7 @@ describe("behavioral emails (happy)", () => {
     expect(message).toMatchObject({ from: "billing@example.com", subject: "You're out of API credit" });
     expect(message!.text).toContain("Hi Ada,");
     expect(message!.text).toContain("($0.00 left)");
-    expect(message!.html).toContain('<a href="http://127.0.0.1:8787/billing/checkout">');
+    expect(message!.html).toContain('<a href="http://127.0.0.1:8787/portal">');
     const log = await admin("GET", `/customers/${id}/emails`);
     expect(log.body).toMatchObject({ delivery: "mailchannels", emails: [{ cohort: "out_of_credits", status: "sent", to_email: email }] });
   });

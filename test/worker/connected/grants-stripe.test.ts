@@ -148,7 +148,7 @@ describe("plan switches keep every cent", () => {
     const { id } = await stripeCustomer(doubles, { metadata: { payg_plan: "postpaid", payg_minimum_balance_cents: "-300" } });
     expect((await admin("GET", `/customers/${id}`)).body.customer).toMatchObject({ plan: "postpaid", minimum_balance_cents: -300 });
     const cleared = await doubles.stripe.handle(
-      new Request(`http://stripe.test/v1/customers/${id}`, {
+      new Request(`https://stripe.test/v1/customers/${id}`, {
         method: "POST",
         headers: { authorization: "Bearer sk_test_x", "content-type": "application/x-www-form-urlencoded" },
         body: "metadata[payg_plan]=&metadata[payg_minimum_balance_cents]=",

@@ -14,8 +14,8 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 function sdk(key = "sk_test_double", maxNetworkRetries = 2): Stripe {
   return new Stripe(key, {
     host: "stripe.test",
-    port: 80,
-    protocol: "http",
+    port: 443,
+    protocol: "https",
     httpClient: Stripe.createFetchHttpClient(),
     maxNetworkRetries,
   });
@@ -403,7 +403,7 @@ describe("Stripe double: meter errors as thin v2 events", () => {
 
 describe("MailChannels double", () => {
   const send = (body: unknown, key: string | null = "mc_test_key") =>
-    fetch("http://mailchannels.test/tx/v1/send", {
+    fetch("https://mailchannels.test/tx/v1/send", {
       method: "POST",
       headers: { "content-type": "application/json", ...(key === null ? {} : { "x-api-key": key }) },
       body: JSON.stringify(body),

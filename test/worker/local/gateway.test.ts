@@ -17,11 +17,11 @@ describe("the request path (happy)", () => {
     expect(refused.status).toBe(402);
     expect(await refused.json()).toEqual({
       code: "insufficient_credit",
-      message: "Your API credit is used up: $0.00 left, $0.01 needed. Top up at http://127.0.0.1:8787/billing/checkout",
+      message: "Your API credit is used up: $0.00 left, $0.01 needed. Top up at http://127.0.0.1:8787/portal",
       customer_id: id,
       available_balance_cents: 0,
       minimum_balance_cents: 0,
-      topup_url: "http://127.0.0.1:8787/billing/checkout",
+      topup_url: "http://127.0.0.1:8787/portal",
     });
 
     const grant = await admin("POST", `/customers/${id}/credits`, { amount: 1, reason: "top-up" });

