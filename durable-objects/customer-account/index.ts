@@ -9,11 +9,14 @@ import type { KeyInfo } from "./keys";
 import { bucketOf } from "./ledger";
 import { upsertProfile } from "./profile";
 import { DIRECTORY_TIMER } from "./directory-sync";
+import { LIVE_TAG } from "./live";
 import { Room } from "./room";
+import { ROLLUP_TIMER } from "./rollup";
 import { hasSchema, migrate } from "./schema";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { reconcile } from "./stripe-reconcile";
 import { summary } from "./summary";
+import { usageSeries } from "./usage-series";
 
 const TIMER_RETRY_MS = 5_000;
 
@@ -30,6 +33,8 @@ export class CustomerAccount extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.room = new Room(ctx, env);
+    // Keep-alive pings from live pages are answered without waking the object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     ctx.blockConcurrencyWhile(async () => {
       // The schema is written with the account, so a request with a made-up customer id leaves
       // no storage behind; an existing account is migrated to the current schema version.
@@ -64,6 +69,19 @@ export class CustomerAccount extends DurableObject<Env> {
 
   listKeys(): KeyInfo[] {
     return this.room.account.exists ? this.room.keys.list() : [];
+  }
+
+  /** A one-time portal link token for this customer, or null if there is no such (live) customer. */
+  async createPortalLink(expiresAt: number): Promise<string | null> {
+    const { account, portalLinks } = this.room;
+    if (!account.exists || account.row.deleted_at !== null) return null;
+    return portalLinks.create(account.row.customer_id, expiresAt, Date.now());
+  }
+
+  /** Consumes a portal link (true once); a deleted customer's links no longer open. */
+  consumePortalLink(hash: string): boolean {
+    const { account, portalLinks } = this.room;
+    return account.exists && account.row.deleted_at === null && portalLinks.consume(hash, Date.now());
   }
 
   identify(keyHash: string): CustomerProfile | null {
@@ -151,6 +169,7 @@ export class CustomerAccount extends DurableObject<Env> {
         if (room.account.row.reconcile_needed && flushed.pending === 0) await reconcile(room).catch((e) => log.error("reconcile failed", e));
       }
       result.emailed = await room.emails.sendDue(room.cohorts.current, now);
+      room.rollup.changed();
       await room.directory.push();
       return result;
     });
@@ -162,6 +181,7 @@ export class CustomerAccount extends DurableObject<Env> {
     if (!room.account.exists) return;
     const handlers: Record<string, () => Promise<void>> = {
       [DIRECTORY_TIMER]: () => room.directory.push(),
+      [ROLLUP_TIMER]: () => room.rollup.push(),
     };
     for (const name of room.timers.takeDue(Date.now())) {
       try {
@@ -174,6 +194,29 @@ export class CustomerAccount extends DurableObject<Env> {
     room.timers.rearm();
   }
 
+  // ---------------------------------------------------------------- live balance (WebSocket hibernation)
+
+  /** Only the WebSocket upgrade for the live balance; the worker has authorized the viewer. */
+  override async fetch(request: Request): Promise<Response> {
+    return this.room.live.accept(request);
+  }
+
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
+    this.room.live.message(ws, message);
+  }
+
+  override webSocketClose(ws: WebSocket, code: number, reason: string): void {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // Already closed.
+    }
+  }
+
+  override webSocketError(ws: WebSocket, error: unknown): void {
+    log.debug(`live socket error (${this.ctx.getWebSockets(LIVE_TAG).length} open)`, error);
+  }
+
   // ---------------------------------------------------------------- reads
 
   summary(): Record<string, unknown> | null {
@@ -182,6 +225,11 @@ export class CustomerAccount extends DurableObject<Env> {
 
   ledgerPage(input: { before?: number; limit: number }) {
     return this.room.account.exists ? this.room.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
+  }
+
+  /** Requests and charges per meter per usage bucket since `since` (ms), oldest first. */
+  usageSeries(since: number) {
+    return this.room.account.exists ? usageSeries(this.room.sql, since) : [];
   }
 
   emails(limit = 50): EmailRow[] {

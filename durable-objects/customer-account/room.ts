@@ -6,8 +6,11 @@ import { DirectorySync } from "./directory-sync";
 import { EmailLog } from "./emails";
 import { Invoices } from "./invoices";
 import { KeyStore } from "./keys";
+import { Live } from "./live";
+import { PortalLinks } from "./portal-links";
 import { migrate } from "./schema";
 import { Ledger } from "./ledger";
+import { Rollup } from "./rollup";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
 import { Timers } from "./timers";
@@ -28,6 +31,9 @@ export class Room {
   readonly stripeEvents: StripeEventLog;
   readonly directory: DirectorySync;
   readonly timers: Timers;
+  readonly live: Live;
+  readonly rollup: Rollup;
+  readonly portalLinks: PortalLinks;
 
   constructor(
     readonly state: DurableObjectState,
@@ -53,6 +59,9 @@ export class Room {
       emails: this.emails,
       reports: this.reports,
     });
+    this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
+    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config });
+    this.portalLinks = new PortalLinks(this.sql);
   }
 
   get config(): Config {
@@ -63,6 +72,7 @@ export class Room {
   load(): void {
     this.account.load();
     this.cohorts.load();
+    this.rollup.load();
   }
 
   /** Several writes as one transaction; on failure the in-memory copies are reloaded from SQLite. */
@@ -90,6 +100,8 @@ export class Room {
 
   /** Cohort membership is decided here on every balance change, so it is never stale. */
   changed(): void {
+    this.live.changed();
+    this.rollup.changed();
     const a = this.account.row;
     const config = this.config;
     const emails = config.EMAILS;

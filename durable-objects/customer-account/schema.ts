@@ -5,6 +5,8 @@ import { INVOICE_TABLES } from "./invoices";
 import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
 import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
+import { PORTAL_TABLES } from "./portal-links";
+import { ROLLUP_TABLES } from "./rollup";
 import { REPORT_TABLES } from "./stripe-reports";
 import { TIMER_TABLES } from "./timers";
 
@@ -20,6 +22,9 @@ export const MIGRATIONS: readonly string[] = [
   [ACCOUNT_TABLES.v1, KEY_TABLES.v1, LEDGER_TABLES.v1, REPORT_TABLES.v1, STRIPE_EVENT_TABLES.v1, INVOICE_TABLES.v1, COHORT_TABLES.v1, EMAIL_TABLES.v1].join("\n"),
   // v2: named timers sharing the one alarm (an upgraded object pushes its directory snapshot once).
   TIMER_TABLES.v2,
+  // v3 (dashboard): the overview's rollup state (an upgraded object pushes its rollup once) and
+  // one-time portal links.
+  [ROLLUP_TABLES.v3, PORTAL_TABLES.v3].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
