@@ -3,6 +3,7 @@ import type { Config } from "./config";
 /** Secrets: `wrangler secret put NAME` in production, `.dev.vars` locally. Never in the repo. */
 export interface Secrets {
   ADMIN_TOKEN?: string;
+  SESSION_SECRET?: string;
   STRIPE_SECRET_KEY?: string;
   STRIPE_WEBHOOK_SECRET?: string;
   MAILCHANNELS_API_KEY?: string;

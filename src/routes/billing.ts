@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import type { Config } from "../config";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { jsonBody } from "../http";
@@ -7,8 +8,36 @@ import { apiKeyFrom, parseApiKey, sha256Hex } from "../keys";
 import { log } from "../log";
 import { limitBody } from "../middleware/body-limit";
 import { describeError, stripeClient } from "../stripe/client";
+import type { CustomerProfile } from "../types";
 
 export const billing = new Hono<AppEnv>();
+
+/**
+ * A Stripe Checkout session (mode payment) that becomes credit when its webhook arrives; for the
+ * checkout route (customer's key) and the portal's Top up button (portal session).
+ */
+export async function createTopUpCheckout(config: Config, customer: CustomerProfile, amountCents: number) {
+  if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
+  if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
+  try {
+    return await stripeClient(config).checkout.sessions.create({
+      mode: "payment",
+      customer: customer.id,
+      line_items: [
+        {
+          quantity: 1,
+          price_data: { currency: config.PRICING.currency, unit_amount: amountCents, product_data: { name: "API credit" } },
+        },
+      ],
+      success_url: config.GOVERNANCE.checkout_success_url,
+      cancel_url: config.GOVERNANCE.checkout_cancel_url,
+      metadata: { payg_customer_id: customer.id, payg_credit_cents: String(amountCents) },
+    });
+  } catch (error) {
+    log.error("checkout session failed", describeError(error));
+    throw new ApiError("upstream_error", "Stripe could not create the checkout session; try again.");
+  }
+}
 
 /** Creates a Stripe Checkout session (mode payment) for a credit top-up, authenticated by the customer's key. */
 billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
@@ -23,25 +52,6 @@ billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
   );
   const customer = await customerStub(c.env, parsed.customerId).identify(await sha256Hex(key));
   if (!customer) throw new ApiError("invalid_api_key", "Unknown or revoked API key.");
-  if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
-  if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
-  try {
-    const session = await stripeClient(config).checkout.sessions.create({
-      mode: "payment",
-      customer: customer.id,
-      line_items: [
-        {
-          quantity: 1,
-          price_data: { currency: config.PRICING.currency, unit_amount: body.amount_cents, product_data: { name: "API credit" } },
-        },
-      ],
-      success_url: config.GOVERNANCE.checkout_success_url,
-      cancel_url: config.GOVERNANCE.checkout_cancel_url,
-      metadata: { payg_customer_id: customer.id, payg_credit_cents: String(body.amount_cents) },
-    });
-    return c.json({ id: session.id, url: session.url, amount_cents: body.amount_cents }, 201);
-  } catch (error) {
-    log.error("checkout session failed", describeError(error));
-    throw new ApiError("upstream_error", "Stripe could not create the checkout session; try again.");
-  }
+  const session = await createTopUpCheckout(config, customer, body.amount_cents);
+  return c.json({ id: session.id, url: session.url, amount_cents: body.amount_cents }, 201);
 });

@@ -6,6 +6,9 @@ import { limitBody } from "../../middleware/body-limit";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
 import { emails } from "./emails";
+import { overview } from "./overview";
+import { portalSessions } from "./portal-sessions";
+import { usage } from "./usage";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
 
@@ -31,6 +34,9 @@ admin.get("/status", (c) => {
 admin.route("/", customers);
 admin.route("/", cohorts);
 admin.route("/", emails);
+admin.route("/", overview);
+admin.route("/", usage);
+admin.route("/", portalSessions);
 
 /** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
 admin.all("*", (c) => {
