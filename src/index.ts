@@ -1,11 +1,13 @@
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
-import { ConfigError, getConfig } from "./config";
+import { getConfig } from "./config";
 import { runCron } from "./cron";
 import type { AppEnv } from "./env";
-import { ApiError, errorBody } from "./errors";
 import { log } from "./log";
 import { loadConfig } from "./middleware/config";
+import { jsonError } from "./on-error";
+import { dashboard } from "./dashboard";
+import { portal } from "./portal";
 import { admin } from "./routes/admin";
 import { billing } from "./routes/billing";
 import { proxy } from "./routes/proxy";
@@ -20,20 +22,12 @@ app.use(requestId({ headerName: "x-request-id" }), loadConfig());
 app.route("/", admin);
 app.route("/", webhooks);
 app.route("/", billing);
+// Reserved like /admin: the operator dashboard and the customer portal (pages, assets, live sockets).
+app.route("/", dashboard);
+app.route("/", portal);
 app.route("/", proxy);
 
-app.onError((error, c) => {
-  const id = c.get("requestId") ?? crypto.randomUUID();
-  if (error instanceof ApiError) {
-    return c.json(errorBody(error.code, error.message, id, error.details), error.status);
-  }
-  if (error instanceof ConfigError) {
-    log.error(error.message);
-    return c.json(errorBody("configuration_error", error.message, id), 500);
-  }
-  log.error(`request ${id} failed`, error);
-  return c.json(errorBody("internal_error", "Something went wrong on our side.", id), 500);
-});
+app.onError(jsonError);
 
 export default {
   fetch: app.fetch,
