@@ -74,7 +74,7 @@ export async function startSession(c: Context<AppEnv>, session: Session): Promis
     httpOnly: true,
     sameSite: "Strict",
     secure: !isLocalhost(c.req.url),
-    maxAge: Math.floor((session.exp - Date.now()) / 1000),
+    maxAge: Math.round((session.exp - Date.now()) / 1000),
   });
 }
 
