@@ -1,6 +1,7 @@
 import { centsToMicros, formatMoney } from "../money";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, DataTable, GenericList, Notice, Time } from "../web/components";
+import { ActionButton, KeysSection, LiveBalance, type KeyRow } from "../web/account-parts";
 import type { AdminSession } from "../web/session";
 import { DASHBOARD } from "./auth";
 import { Page } from "./views";
@@ -28,7 +29,7 @@ interface Summary {
 
 export interface CustomerPageData {
   summary: Summary;
-  keys: { id: string; prefix: string; name: string | null; created_at: number; revoked_at: number | null }[];
+  keys: KeyRow[];
   ledger: {
     entries: { id: number; kind: string; meter: string | null; count: number; amount: number; reason: string | null; updated_at: number }[];
     next_cursor: number | null;
@@ -56,19 +57,12 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
       </p>
       {props.notice && NOTICES[props.notice] ? <Notice tone="success">{NOTICES[props.notice]}</Notice> : null}
       <div class="grid">
-        <section aria-labelledby="balance-h">
-          <h2 id="balance-h">Balance</h2>
-          <p class="balance" data-balance aria-live="polite" aria-atomic="true">
-            {balance.available}
-          </p>
+        <LiveBalance title="Balance" available={balance.available} live={`${base}/live`}>
           <p class="muted">
             Exact: <span data-balance-exact>{balance.available_exact_cents}</span> cents · minimum {formatMoney(centsToMicros(balance.minimum_cents), currency)} · cohorts:{" "}
             <span data-live-cohorts>{data.summary.cohorts.current.map((c) => c.cohort).join(", ") || "none"}</span>
           </p>
-          <p class="live-state" data-live-url={`${base}/live`}>
-            <span data-live-status>Connecting…</span>
-          </p>
-        </section>
+        </LiveBalance>
         <section aria-labelledby="grant-h">
           <h2 id="grant-h">Grant credit</h2>
           <form method="post" action={`${base}/credits`} class="stack">
@@ -104,47 +98,14 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
         </div>
       </section>
 
-      <section aria-labelledby="keys-h">
-        <h2 id="keys-h">API keys</h2>
-        <DataTable id="keys" caption="API keys" head={["Name", "Prefix", "Created", "Status", ""]} hideCaption>
-          {data.keys.map((key) => (
-            <tr>
-              <td>{key.name ?? <span class="muted">unnamed</span>}</td>
-              <td>
-                <code>{key.prefix}…</code>
-              </td>
-              <td>
-                <Time at={key.created_at} />
-              </td>
-              <td>{key.revoked_at ? <span class="tag tag-revoked">revoked</span> : "active"}</td>
-              <td>
-                {key.revoked_at ? null : (
-                  <form method="post" action={`${base}/keys/${encodeURIComponent(key.id)}/revoke`}>
-                    {csrf}
-                    <button type="submit" class="button-danger">
-                      Revoke<span class="visually-hidden"> key {key.prefix}</span>
-                    </button>
-                  </form>
-                )}
-              </td>
-            </tr>
-          ))}
-        </DataTable>
-        <form method="post" action={`${base}/keys`} class="inline">
-          {csrf}
-          <label>
-            Key name
-            <input type="text" name="name" maxlength={100} />
-          </label>
-          <button type="submit">Create key</button>
-        </form>
+      <KeysSection keys={data.keys} base={base} csrf={session.csrf} caption="API keys">
         <form method="post" action={`${base}/portal-session`} class="inline">
           {csrf}
           <button type="submit" class="button-quiet">
             Create a portal link
           </button>
         </form>
-      </section>
+      </KeysSection>
 
       <section aria-labelledby="ledger-h">
         <h2 id="ledger-h">Ledger</h2>
@@ -187,20 +148,10 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
                 <td>{r.last_error ?? ""}</td>
                 <td>
                   {r.status !== "sent" && data.features.retry ? (
-                    <form method="post" action={`${base}/reports/${encodeURIComponent(r.id)}/retry`}>
-                      {csrf}
-                      <button type="submit" class="button-quiet">
-                        Retry<span class="visually-hidden"> report {r.id}</span>
-                      </button>
-                    </form>
+                    <ActionButton action={`${base}/reports/${encodeURIComponent(r.id)}/retry`} csrf={session.csrf} label="Retry" target={`report ${r.id}`} />
                   ) : null}
                   {r.status === "failed" && data.features.resolve ? (
-                    <form method="post" action={`${base}/reports/${encodeURIComponent(r.id)}/resolve`}>
-                      {csrf}
-                      <button type="submit" class="button-quiet">
-                        Resolve<span class="visually-hidden"> report {r.id}</span>
-                      </button>
-                    </form>
+                    <ActionButton action={`${base}/reports/${encodeURIComponent(r.id)}/resolve`} csrf={session.csrf} label="Resolve" target={`report ${r.id}`} />
                   ) : null}
                 </td>
               </tr>
@@ -257,18 +208,20 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
         </section>
       </div>
 
-      {data.grants ? (
-        <section aria-labelledby="grants-h">
-          <h2 id="grants-h">Credit grants</h2>
-          <GenericList id="grants" caption="Credit grants" items={data.grants} />
-        </section>
-      ) : null}
-      {data.webhooks ? (
-        <section aria-labelledby="webhooks-h">
-          <h2 id="webhooks-h">Webhook endpoints</h2>
-          <GenericList id="webhooks" caption="Webhook endpoints" items={data.webhooks} />
-        </section>
-      ) : null}
+      {/* Sections for admin routes built on other branches: shown once the route exists. */}
+      {(
+        [
+          ["grants", "Credit grants", data.grants],
+          ["webhooks", "Webhook endpoints", data.webhooks],
+        ] as const
+      ).map(([id, title, items]) =>
+        items ? (
+          <section aria-labelledby={`${id}-h`}>
+            <h2 id={`${id}-h`}>{title}</h2>
+            <GenericList id={id} caption={title} items={items} />
+          </section>
+        ) : null,
+      )}
     </Page>
   );
 }

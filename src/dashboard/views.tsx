@@ -1,6 +1,7 @@
 import { COHORTS } from "../config";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, DataTable, money, Notice, Time } from "../web/components";
+import { MeterTotals, Pager, SecretNotice } from "../web/account-parts";
 import { Layout, type NavItem } from "../web/layout";
 import type { AdminSession } from "../web/session";
 import { DASHBOARD } from "./auth";
@@ -105,7 +106,7 @@ export function Overview({ data, session, stripe }: { data: OverviewData; sessio
         {money(data.credit_outstanding.overdrawn_exact_cents, currency)}. Emails retrying: {data.emails.retrying}. Customer objects
         push these numbers at most once a minute; last update <Time at={data.rolled_up_at} />.
       </p>
-      <div class="grid">
+      <div class="grid grid-wide">
         <section aria-labelledby="cohorts-h">
           <h2 id="cohorts-h">Customers per cohort</h2>
           <DataTable id="cohorts" caption="Customers per cohort" head={["Cohort", "Members"]} hideCaption>
@@ -121,20 +122,7 @@ export function Overview({ data, session, stripe }: { data: OverviewData; sessio
         </section>
         <section aria-labelledby="meters-h">
           <h2 id="meters-h">Usage per meter</h2>
-          <DataTable id="meters" caption="Usage per meter" head={["Meter", "Requests 24 h", "Charged 24 h", "Requests 7 d", "Charged 7 d"]} hideCaption>
-            {data.usage_totals.last_7d.map((week) => {
-              const day = data.usage_totals.last_24h.find((d) => d.meter === week.meter);
-              return (
-                <tr>
-                  <td>{week.meter}</td>
-                  <td class="num">{day?.requests ?? 0}</td>
-                  <td class="num">{money(day?.charged_exact_cents ?? "0", currency)}</td>
-                  <td class="num">{week.requests}</td>
-                  <td class="num">{money(week.charged_exact_cents, currency)}</td>
-                </tr>
-              );
-            })}
-          </DataTable>
+          <MeterTotals id="meters" caption="Usage per meter" day={data.usage_totals.last_24h} week={data.usage_totals.last_7d} currency={currency} />
         </section>
       </div>
       {charts.map(({ hours, requests, charges }) => (
@@ -202,10 +190,7 @@ export function Customers(props: { session: AdminSession; q: string; rows: Custo
           ))}
         </DataTable>
       )}
-      <nav class="pager" aria-label="Pages">
-        {props.paged ? <a href={link(null)}>First page</a> : null}
-        {props.next ? <a href={link(props.next)}>Next page</a> : null}
-      </nav>
+      <Pager label="Pages" first={props.paged ? link(null) : null} next={props.next ? link(props.next) : null} />
     </Page>
   );
 }
@@ -238,10 +223,11 @@ export function CohortPage(props: {
           ))}
         </DataTable>
       )}
-      <nav class="pager" aria-label="Pages">
-        {props.paged ? <a href={`${DASHBOARD}/cohorts/${props.cohort}`}>First page</a> : null}
-        {props.next ? <a href={`${DASHBOARD}/cohorts/${props.cohort}?cursor=${encodeURIComponent(props.next)}`}>Next page</a> : null}
-      </nav>
+      <Pager
+        label="Pages"
+        first={props.paged ? `${DASHBOARD}/cohorts/${props.cohort}` : null}
+        next={props.next ? `${DASHBOARD}/cohorts/${props.cohort}?cursor=${encodeURIComponent(props.next)}` : null}
+      />
     </Page>
   );
 }
@@ -250,15 +236,7 @@ export function OneTimeSecret(props: { session: AdminSession; title: string; int
   return (
     <Page title={props.title} session={props.session} current="customers">
       <h1>{props.title}</h1>
-      <Notice tone="success">
-        <p>{props.intro}</p>
-        <code class="secret" id="one-time-secret">
-          {props.secret}
-        </code>
-        <button type="button" class="button-quiet" data-copy="one-time-secret" hidden>
-          Copy
-        </button>
-      </Notice>
+      <SecretNotice intro={props.intro} secret={props.secret} />
       {props.note ? <p class="muted">{props.note}</p> : null}
       <p>
         <a href={props.back}>Back to the customer</a>

@@ -8,6 +8,7 @@ import { limitBody } from "../middleware/body-limit";
 import { createTopUpCheckout } from "../routes/billing";
 import type { CustomerProfile } from "../types";
 import { adminCall, hasFeature, must } from "../web/admin-client";
+import { SecretNotice } from "../web/account-parts";
 import { Layout } from "../web/layout";
 import { Notice } from "../web/components";
 import { pageErrors, pageHeaders, readForm, respondWith, sameOriginUpgrade } from "../web/pages";
@@ -128,15 +129,7 @@ portal.post("/keys", async (c) => {
   return c.html(
     <Layout title="New API key" product={PRODUCT} home={PORTAL} signOut={{ action: `${PORTAL}/sign-out`, csrf: session.csrf }}>
       <h1>New API key</h1>
-      <Notice tone="success">
-        <p>Your new key. It is shown only this once: copy it now.</p>
-        <code class="secret" id="one-time-secret">
-          {key.key}
-        </code>
-        <button type="button" class="button-quiet" data-copy="one-time-secret" hidden>
-          Copy
-        </button>
-      </Notice>
+      <SecretNotice intro="Your new key. It is shown only this once: copy it now." secret={key.key} />
       <p>
         <a href={PORTAL}>Back to your account</a>
       </p>

@@ -1,7 +1,8 @@
 import type { Child } from "hono/jsx";
 import { formatMoney, centsToMicros } from "../money";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
-import { Chart, CsrfField, DataTable, money, Notice, Time } from "../web/components";
+import { Chart, CsrfField, Notice } from "../web/components";
+import { KeysSection, LiveBalance, MeterTotals, type KeyRow } from "../web/account-parts";
 import { Layout } from "../web/layout";
 import type { PortalSession } from "../web/session";
 
@@ -47,7 +48,7 @@ export function PortalSignIn(props: { error?: string }) {
 export interface PortalData {
   customer: { id: string; name: string | null; email: string | null; plan: string };
   balance: { available: string; available_exact_cents: string; currency: string };
-  keys: { id: string; prefix: string; name: string | null; created_at: number; revoked_at: number | null }[];
+  keys: KeyRow[];
   usage: { series: UsageRow[]; totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] } };
   autoTopUp: Record<string, unknown> | null;
   topUp: { stripe: boolean; amounts: number[] };
@@ -67,15 +68,7 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
       </p>
       {notice ? <Notice tone={notice.tone}>{notice.text}</Notice> : null}
       <div class="grid">
-        <section aria-labelledby="balance-h">
-          <h2 id="balance-h">Credit balance</h2>
-          <p class="balance" data-balance aria-live="polite" aria-atomic="true">
-            {data.balance.available}
-          </p>
-          <p class="live-state" data-live-url={`${PORTAL}/live`}>
-            <span data-live-status>Connecting…</span>
-          </p>
-        </section>
+        <LiveBalance title="Credit balance" available={data.balance.available} live={`${PORTAL}/live`} />
         <section aria-labelledby="topup-h">
           <h2 id="topup-h">Top up</h2>
           {data.customer.plan === "prepaid" ? (
@@ -102,59 +95,12 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
         <Chart id="portal-usage" title="Requests per hour" data={hourlyChart(data.usage.series, 168, "requests", currency)} />
         <h3>Recent charges by meter</h3>
         {data.usage.totals.range.length ? (
-          <DataTable id="charges" caption="Recent charges by meter" head={["Meter", "Requests 24 h", "Charged 24 h", "Requests 7 d", "Charged 7 d"]} hideCaption>
-            {data.usage.totals.range.map((week) => {
-              const day = data.usage.totals.last_24h.find((d) => d.meter === week.meter);
-              return (
-                <tr>
-                  <td>{week.meter}</td>
-                  <td class="num">{day?.requests ?? 0}</td>
-                  <td class="num">{money(day?.charged_exact_cents ?? "0", currency)}</td>
-                  <td class="num">{week.requests}</td>
-                  <td class="num">{money(week.charged_exact_cents, currency)}</td>
-                </tr>
-              );
-            })}
-          </DataTable>
+          <MeterTotals id="charges" caption="Recent charges by meter" day={data.usage.totals.last_24h} week={data.usage.totals.range} currency={currency} />
         ) : (
           <p class="muted">No charges in the last 7 days.</p>
         )}
       </section>
-      <section aria-labelledby="keys-h">
-        <h2 id="keys-h">API keys</h2>
-        <DataTable id="keys" caption="Your API keys" head={["Name", "Prefix", "Created", "Status", ""]} hideCaption>
-          {data.keys.map((key) => (
-            <tr>
-              <td>{key.name ?? <span class="muted">unnamed</span>}</td>
-              <td>
-                <code>{key.prefix}…</code>
-              </td>
-              <td>
-                <Time at={key.created_at} />
-              </td>
-              <td>{key.revoked_at ? <span class="tag tag-revoked">revoked</span> : "active"}</td>
-              <td>
-                {key.revoked_at ? null : (
-                  <form method="post" action={`${PORTAL}/keys/${encodeURIComponent(key.id)}/revoke`}>
-                    {csrf}
-                    <button type="submit" class="button-danger">
-                      Revoke<span class="visually-hidden"> key {key.prefix}</span>
-                    </button>
-                  </form>
-                )}
-              </td>
-            </tr>
-          ))}
-        </DataTable>
-        <form method="post" action={`${PORTAL}/keys`} class="inline">
-          {csrf}
-          <label>
-            Key name
-            <input type="text" name="name" maxlength={100} />
-          </label>
-          <button type="submit">Create key</button>
-        </form>
-      </section>
+      <KeysSection keys={data.keys} base={PORTAL} csrf={session.csrf} caption="Your API keys" />
       {data.autoTopUp ? (
         <section aria-labelledby="auto-h">
           <h2 id="auto-h">Automatic top-up</h2>
