@@ -65,6 +65,8 @@ export function pageHeaders(): MiddlewareHandler<AppEnv> {
     },
     referrerPolicy: "no-referrer",
     crossOriginEmbedderPolicy: false,
+    // HSTS is the host's decision (it would cover the proxied API and subdomains too), not the pages'.
+    strictTransportSecurity: false,
   });
   return async function pageHeaders(c, next) {
     // A WebSocket upgrade's 101 response has immutable headers (and is no page).

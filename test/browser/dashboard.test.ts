@@ -74,6 +74,16 @@ describe("operator dashboard in Chromium", () => {
     await page.locator("[data-chart='requests-24'] canvas").first().waitFor();
     expect(await page.locator(".chart-canvas canvas").count()).toBeGreaterThanOrEqual(4);
     expect(await page.locator(".stats").textContent()).toMatch(/Emails failed \/ unknown0 \/ 0/);
+    // Keyboard: the first Tab reaches the skip link, with a visible focus ring; Enter moves to the content.
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate(() => {
+      const el = document.activeElement as HTMLElement;
+      const style = getComputedStyle(el);
+      return { text: el.textContent, outline: style.outlineStyle, width: style.outlineWidth };
+    });
+    expect(focused).toEqual({ text: "Skip to content", outline: "solid", width: "3px" });
+    await page.keyboard.press("Enter");
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("main");
     await checkPage(operator, "dashboard-overview");
   });
 
@@ -111,7 +121,8 @@ describe("operator dashboard in Chromium", () => {
     const fields = { idempotency_key: await form.locator("[name=idempotency_key]").inputValue(), _csrf: await form.locator("[name=_csrf]").inputValue() };
     await page.getByLabel("Amount (cents)").fill("25");
     await page.getByLabel("Reason").fill("goodwill");
-    await page.getByRole("button", { name: "Grant credit" }).click();
+    // Submitted from the keyboard.
+    await page.getByLabel("Reason").press("Enter");
     await page.getByText("Credit granted.").waitFor();
     await waitForText(page, "[data-balance]", "$1.11");
     // The same form sent again (a double click that got through): same idempotency key, nothing changes.

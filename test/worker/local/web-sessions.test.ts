@@ -194,7 +194,9 @@ describe("live balance over a hibernating WebSocket", () => {
     expect(response.status).toBe(101);
     const ws = response.webSocket!;
     const messages: { available: string; available_cents: number }[] = [];
-    ws.addEventListener("message", (event) => messages.push(JSON.parse(event.data as string)));
+    ws.addEventListener("message", (event) => {
+      messages.push(JSON.parse(event.data as string));
+    });
     ws.accept();
     await waitFor(() => messages.length === 1);
     expect(messages[0]).toMatchObject({ available: "$0.50", available_cents: 50 });
