@@ -92,7 +92,8 @@ export default defineConfig({
       }),
       {
         extends: true,
-        test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], environment: "node", fileParallelism: false, testTimeout: 120_000 },
+        // test/browser: headless Chromium (playwright-core) against the same real wrangler dev, one file at a time.
+        test: { name: "e2e", include: ["test/e2e/**/*.test.ts", "test/browser/**/*.test.ts"], environment: "node", fileParallelism: false, testTimeout: 120_000 },
       },
     ],
   },

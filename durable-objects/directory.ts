@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import { getConfig, type Cohort } from "../src/config";
 import { visitDue } from "../src/cron";
 import type { DirectorySnapshot } from "../src/types";
+import { applyRollup, overview, ROLLUP_SCHEMA, searchCustomers, type CustomerRollup, type Overview } from "./directory-rollup";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS customers (
@@ -44,6 +45,7 @@ export class Directory extends DurableObject<Env> {
     this.sql = ctx.storage.sql;
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
+      this.sql.exec(ROLLUP_SCHEMA);
     });
   }
 
@@ -132,12 +134,19 @@ export class Directory extends DurableObject<Env> {
     return { members, next_cursor: rows.length > limit ? (members.at(-1)!.customer_id as string) : null };
   }
 
-  customers(after: string | null, limit: number) {
-    const rows = this.sql
-      .exec("SELECT id, email, name, deleted, due_at FROM customers WHERE id > ? ORDER BY id LIMIT ?", after ?? "", limit + 1)
-      .toArray();
-    const customers = rows.slice(0, limit);
-    return { customers, next_cursor: rows.length > limit ? (customers.at(-1)!.id as string) : null };
+  /** Customers whose id, email or name contains `q`, with balance, plan, cohorts and last activity. */
+  customers(after: string | null, limit: number, q: string | null = null) {
+    return searchCustomers(this.sql, q, after, limit);
+  }
+
+  /** A customer's rollup for the overview (pushed at most once a minute, when something changed). */
+  rollup(rollup: CustomerRollup): { applied: boolean } {
+    return applyRollup(this.sql, rollup, Date.now());
+  }
+
+  /** The dashboard's overview across customers, in one read. */
+  overview(): Overview {
+    return overview(this.sql, Date.now());
   }
 
   recordTestEmail(email: { to: string; subject: string; text: string; html: string | null }): number {

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildAssets } from "./build-assets.mjs";
 import { startDemoOrigin } from "./demo-origin.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -41,6 +42,7 @@ const secrets = readFileSync(devVars, "utf8");
 const adminToken = /^ADMIN_TOKEN=(.+)$/m.exec(secrets)?.[1]?.trim();
 if (!adminToken) throw new Error(".dev.vars has no ADMIN_TOKEN line");
 
+await buildAssets();
 // The demo origin checks X-Payg-Signature with the same secret as the gateway.
 const origin = await startDemoOrigin({ port: 8788, signingSecret: /^ORIGIN_SIGNING_SECRET=(.+)$/m.exec(secrets)?.[1]?.trim() });
 console.log(`demo origin on ${origin.url}`);
@@ -90,9 +92,15 @@ const summary = await admin("GET", "/customers/cus_demo");
 if (summary.balance.available_cents < 3) {
   await admin("POST", "/customers/cus_demo/credits", { amount: 3 - summary.balance.available_cents, reason: "quick start credit" });
 }
+// A day-long link for the quick start (your app would ask for one when the customer clicks "Billing").
+const portalLink = await admin("POST", "/customers/cus_demo/portal-sessions", { expires_in_seconds: 86400 });
 console.log(`
 Demo customer cus_demo (Ada Lovelace) has 3 cents of credit; each request costs 1 cent.
 API key (shown once): ${key}
+
+Dashboard:   ${base}/dashboard   (sign in with the ADMIN_TOKEN in .dev.vars: ${adminToken})
+Portal link: ${portalLink.url}
+             (opens once, within 24 hours; or sign in at ${base}/portal with the API key above)
 
   curl -i ${base}/hello -H "Authorization: Bearer ${key}"     # 200 three times, then 402
   curl -s ${base}/admin/customers/cus_demo -H "Authorization: Bearer ${adminToken}"

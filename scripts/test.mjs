@@ -1,5 +1,5 @@
-// `npm test`: type-check, import-cycle check, bundle check (`wrangler deploy --dry-run`), then
-// every vitest project. Each check prints one line when it passes and its whole output when it
+// `npm test`: the dashboard's assets, type-check, import-cycle check, bundle check
+// (`wrangler deploy --dry-run`), then every vitest project (the e2e project includes the browser tests). Each check prints one line when it passes and its whole output when it
 // fails, so a green run fits on a screen.
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -20,6 +20,8 @@ function run(command, args, { quiet }) {
 }
 
 const checks = [
+  // The dashboard's static assets first: wrangler dev in the end-to-end and browser tests serves them.
+  ["assets (scripts/build-assets.mjs)", process.execPath, [join(root, "scripts/build-assets.mjs")]],
   ["type-check (worker)", bin("tsc"), ["-p", "tsconfig.json"]],
   ["type-check (node)", bin("tsc"), ["-p", "tsconfig.node.json"]],
   ["no import cycles", bin("dpdm"), ["--no-tree", "--no-warning", "--no-progress", "--exit-code", "circular:1", "src/index.ts"]],

@@ -108,6 +108,8 @@ const Vars = z.object({
   MAILCHANNELS_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */
   CRON_BATCH_SIZE: z.coerce.number().int().min(1).max(900).default(200),
+  /** Dashboard overview: each customer pushes its rollup to the directory at most this often. */
+  ROLLUP_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   /** Per webhook delivery attempt, until the endpoint's response headers. */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(10_000),
@@ -120,6 +122,8 @@ const Vars = z.object({
   KEY_SIGNING_SECRET: signingSecret.optional(),
   ORIGIN_SIGNING_SECRET: signingSecret.optional(),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  /** Signs dashboard and portal session cookies; derived from ADMIN_TOKEN when unset. */
+  SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
   MAILCHANNELS_API_KEY: z.string().min(1).optional(),

@@ -7,6 +7,7 @@ export interface Secrets {
   KEY_SIGNING_SECRET?: string;
   /** Signs every request forwarded to the origin (X-Payg-Signature). */
   ORIGIN_SIGNING_SECRET?: string;
+  SESSION_SECRET?: string;
   STRIPE_SECRET_KEY?: string;
   STRIPE_WEBHOOK_SECRET?: string;
   MAILCHANNELS_API_KEY?: string;

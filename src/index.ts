@@ -1,13 +1,14 @@
 import { Hono } from "hono";
-import { ConfigError, getConfig } from "./config";
+import { getConfig } from "./config";
 import { runCron } from "./cron";
+import { dashboard } from "./dashboard";
 import type { AppEnv } from "./env";
-import { ApiError, errorBody } from "./errors";
 import { log } from "./log";
-import { hasAdminToken } from "./middleware/admin-auth";
 import { limitAuthFailures } from "./middleware/auth-failures";
 import { loadConfig } from "./middleware/config";
 import { gatewayRequestId } from "./middleware/request-id";
+import { jsonError } from "./on-error";
+import { portal } from "./portal";
 import { admin } from "./routes/admin";
 import { billing } from "./routes/billing";
 import { email } from "./routes/email";
@@ -26,26 +27,12 @@ app.route("/", admin);
 app.route("/", webhooks);
 app.route("/", billing);
 app.route("/", email);
+// Reserved like /admin: the operator dashboard and the customer portal (pages, assets, live sockets).
+app.route("/", dashboard);
+app.route("/", portal);
 app.route("/", proxy);
 
-app.onError(async (error, c) => {
-  const id = c.get("requestId") ?? crypto.randomUUID();
-  if (error instanceof ApiError) {
-    return c.json(errorBody(error.code, error.message, id, error.details), error.status, error.headers);
-  }
-  if (error instanceof ConfigError) {
-    log.error(`request ${id}: ${error.message}`);
-    // The problem list is for the operator (and the log): the config is unreadable, so the admin
-    // token is taken from the raw binding.
-    const token = c.env.ADMIN_TOKEN;
-    if (token && token.length >= 16 && (await hasAdminToken(c.req.header("authorization"), token))) {
-      return c.json(errorBody("configuration_error", error.message, id, { problems: error.problems }), 500);
-    }
-    return c.json(errorBody("configuration_error", `The gateway is misconfigured; the operator can find the problem in the log under request ${id}.`, id), 500);
-  }
-  log.error(`request ${id} failed`, error);
-  return c.json(errorBody("internal_error", "Something went wrong on our side.", id), 500);
-});
+app.onError(jsonError);
 
 export default {
   fetch: app.fetch,

@@ -17,6 +17,9 @@ import { hasSchema, migrate } from "./schema";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { reconcile } from "./stripe-reconcile";
 import { grantView, summary } from "./summary";
+import { LIVE_TAG } from "./live";
+import { ROLLUP_TIMER } from "./rollup";
+import { usageSeries } from "./usage-series";
 
 const TIMER_RETRY_MS = 5_000;
 
@@ -33,6 +36,8 @@ export class CustomerAccount extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.room = new Room(ctx, env);
+    // Keep-alive pings from live pages are answered without waking the object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     ctx.blockConcurrencyWhile(async () => {
       // The schema is written with the account, so a request with a made-up customer id leaves
       // no storage behind; an existing account is migrated to the current schema version.
@@ -77,6 +82,19 @@ export class CustomerAccount extends DurableObject<Env> {
 
   listKeys() {
     return this.room.account.exists ? this.room.keys.list(Date.now()) : [];
+  }
+
+  /** A one-time portal link token for this customer, or null if there is no such (live) customer. */
+  async createPortalLink(expiresAt: number): Promise<string | null> {
+    const { account, portalLinks } = this.room;
+    if (!account.exists || account.row.deleted_at !== null) return null;
+    return portalLinks.create(account.row.customer_id, expiresAt, Date.now());
+  }
+
+  /** Consumes a portal link (true once); a deleted customer's links no longer open. */
+  consumePortalLink(hash: string): boolean {
+    const { account, portalLinks } = this.room;
+    return account.exists && account.row.deleted_at === null && portalLinks.consume(hash, Date.now());
   }
 
   identify(keyHash: string): CustomerProfile | null {
@@ -193,6 +211,7 @@ export class CustomerAccount extends DurableObject<Env> {
         if (room.account.row.reconcile_needed && flushed.pending === 0) await reconcile(room).catch((e) => log.error("reconcile failed", e));
       }
       result.emailed = await room.emails.sendDue(room.cohorts.current, now);
+      room.rollup.changed();
       await room.directory.push();
       return result;
     });
@@ -208,6 +227,7 @@ export class CustomerAccount extends DurableObject<Env> {
       [CHARGES_TIMER]: (now) => pruneCharges(room, now),
       [WEBHOOK_TIMER]: () => room.outbox.handOff(),
       [EMAIL_RETENTION_TIMER]: async () => void room.emails.prune(Date.now()),
+      [ROLLUP_TIMER]: () => room.rollup.push(),
     };
     const now = Date.now();
     for (const name of room.timers.takeDue(now)) {
@@ -219,6 +239,29 @@ export class CustomerAccount extends DurableObject<Env> {
       }
     }
     room.timers.rearm();
+  }
+
+  // ---------------------------------------------------------------- live balance (WebSocket hibernation)
+
+  /** Only the WebSocket upgrade for the live balance; the worker has authorized the viewer. */
+  override async fetch(request: Request): Promise<Response> {
+    return this.room.live.accept(request);
+  }
+
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
+    this.room.live.message(ws, message);
+  }
+
+  override webSocketClose(ws: WebSocket, code: number, reason: string): void {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // Already closed.
+    }
+  }
+
+  override webSocketError(ws: WebSocket, error: unknown): void {
+    log.debug(`live socket error (${this.ctx.getWebSockets(LIVE_TAG).length} open)`, error);
   }
 
   // ---------------------------------------------------------------- reads
@@ -234,6 +277,11 @@ export class CustomerAccount extends DurableObject<Env> {
 
   ledgerPage(input: { before?: number; limit: number }) {
     return this.room.account.exists ? this.room.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
+  }
+
+  /** Requests and charges per meter per usage bucket since `since` (ms), oldest first. */
+  usageSeries(since: number) {
+    return this.room.account.exists ? usageSeries(this.room.sql, since) : [];
   }
 
   emails(limit = 50): EmailRow[] {

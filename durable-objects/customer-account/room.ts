@@ -13,6 +13,9 @@ import { KeyStore } from "./keys";
 import { Ledger } from "./ledger";
 import { WebhookOutbox } from "./outbox";
 import { migrate } from "./schema";
+import { Live } from "./live";
+import { PortalLinks } from "./portal-links";
+import { Rollup } from "./rollup";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
 import { Timers } from "./timers";
@@ -44,6 +47,9 @@ export class Room {
   /** Set when the account is created: its first cohort placement is where it starts, not a crossing. */
   private starting = false;
   readonly checkouts: CheckoutLimit;
+  readonly live: Live;
+  readonly rollup: Rollup;
+  readonly portalLinks: PortalLinks;
 
   constructor(
     readonly state: DurableObjectState,
@@ -86,6 +92,9 @@ export class Room {
       reports: this.reports,
       otherWorkAt: () => this.timers.dueAt(EXPIRY_TIMER),
     });
+    this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
+    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config });
+    this.portalLinks = new PortalLinks(this.sql);
   }
 
   get config(): Config {
@@ -99,6 +108,7 @@ export class Room {
     this.grants.load();
     this.cohorts.load();
     this.timers.load();
+    this.rollup.load();
   }
 
   /** Several writes as one transaction; on failure the in-memory copies are reloaded from SQLite. */
@@ -140,6 +150,8 @@ export class Room {
    * writes its webhook events in the same synchronous step.
    */
   changed(now = Date.now()): void {
+    this.live.changed();
+    this.rollup.changed();
     const a = this.account.row;
     const config = this.config;
     const emails = config.EMAILS;

@@ -12,6 +12,8 @@ import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
 import { OUTBOX_TABLES } from "./outbox";
 import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
+import { PORTAL_TABLES } from "./portal-links";
+import { ROLLUP_TABLES } from "./rollup";
 import { REPORT_TABLES } from "./stripe-reports";
 import { TIMER_TABLES } from "./timers";
 
@@ -36,6 +38,9 @@ export const MIGRATIONS: readonly string[] = [
   [EMAIL_TABLES.v5, EMAIL_AUDIENCE_TABLES.v5, EMAIL_RETENTION_TABLES.v5].join("\n"),
   // v6: checkout sessions in the last hour, for GOVERNANCE.checkout_limit_per_hour.
   CHECKOUT_LIMIT_TABLES.v6,
+  // v7: the overview's rollup state (an upgraded object pushes its rollup once) and
+  // one-time portal links.
+  [ROLLUP_TABLES.v7, PORTAL_TABLES.v7].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import type { Config } from "../config";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { jsonBody } from "../http";
@@ -7,8 +8,47 @@ import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
 import { log } from "../log";
 import { limitBody } from "../middleware/body-limit";
 import { describeError, stripeClient } from "../stripe/client";
+import type { CustomerProfile } from "../types";
 
 export const billing = new Hono<AppEnv>();
+
+/**
+ * A Stripe Checkout session (mode payment) that becomes credit when its webhook arrives; for the
+ * checkout route (customer's key) and the portal's Top up button (portal session). Each session
+ * is a Stripe API call, so they are limited per customer (GOVERNANCE.checkout_limit_per_hour):
+ * one key must not use up the account's Stripe rate limit.
+ */
+export async function createTopUpCheckout(env: Env, config: Config, customer: CustomerProfile, amountCents: number) {
+  if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
+  if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
+  const slot = await customerStub(env, customer.id).takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour });
+  if (!slot.ok) {
+    throw new ApiError(
+      "rate_limited",
+      `At most ${config.GOVERNANCE.checkout_limit_per_hour} checkout sessions an hour; try again in ${slot.retryAfterSeconds} s.`,
+      { retry_after_seconds: slot.retryAfterSeconds },
+      { "retry-after": String(slot.retryAfterSeconds) },
+    );
+  }
+  try {
+    return await stripeClient(config).checkout.sessions.create({
+      mode: "payment",
+      customer: customer.id,
+      line_items: [
+        {
+          quantity: 1,
+          price_data: { currency: config.PRICING.currency, unit_amount: amountCents, product_data: { name: "API credit" } },
+        },
+      ],
+      success_url: config.GOVERNANCE.checkout_success_url,
+      cancel_url: config.GOVERNANCE.checkout_cancel_url,
+      metadata: { payg_customer_id: customer.id, payg_credit_cents: String(amountCents) },
+    });
+  } catch (error) {
+    log.error("checkout session failed", describeError(error));
+    throw new ApiError("upstream_error", "Stripe could not create the checkout session; try again.");
+  }
+}
 
 /** Creates a Stripe Checkout session (mode payment) for a credit top-up, authenticated by the customer's key. */
 billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
@@ -19,38 +59,8 @@ billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
     c,
     z.strictObject({ amount_cents: z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`) }),
   );
-  const stub = customerStub(c.env, customerId);
-  const customer = await stub.identify(keyHash);
+  const customer = await customerStub(c.env, customerId).identify(keyHash);
   if (!customer) throw new ApiError("invalid_api_key", UNKNOWN_KEY);
-  if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
-  if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
-  // Each session is a Stripe API call: one key must not use up the account's Stripe rate limit.
-  const slot = await stub.takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour });
-  if (!slot.ok) {
-    throw new ApiError(
-      "rate_limited",
-      `At most ${config.GOVERNANCE.checkout_limit_per_hour} checkout sessions an hour; try again in ${slot.retryAfterSeconds} s.`,
-      { retry_after_seconds: slot.retryAfterSeconds },
-      { "retry-after": String(slot.retryAfterSeconds) },
-    );
-  }
-  try {
-    const session = await stripeClient(config).checkout.sessions.create({
-      mode: "payment",
-      customer: customer.id,
-      line_items: [
-        {
-          quantity: 1,
-          price_data: { currency: config.PRICING.currency, unit_amount: body.amount_cents, product_data: { name: "API credit" } },
-        },
-      ],
-      success_url: config.GOVERNANCE.checkout_success_url,
-      cancel_url: config.GOVERNANCE.checkout_cancel_url,
-      metadata: { payg_customer_id: customer.id, payg_credit_cents: String(body.amount_cents) },
-    });
-    return c.json({ id: session.id, url: session.url, amount_cents: body.amount_cents }, 201);
-  } catch (error) {
-    log.error("checkout session failed", describeError(error));
-    throw new ApiError("upstream_error", "Stripe could not create the checkout session; try again.");
-  }
+  const session = await createTopUpCheckout(c.env, config, customer, body.amount_cents);
+  return c.json({ id: session.id, url: session.url, amount_cents: body.amount_cents }, 201);
 });

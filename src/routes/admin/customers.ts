@@ -52,7 +52,8 @@ export const customers = new Hono<AppEnv>();
 
 customers.get("/customers", async (c) => {
   const limit = queryInt(c, "limit", 50, 1, 500);
-  return c.json(await directoryStub(c.env).customers(c.req.query("cursor") ?? null, limit));
+  const q = c.req.query("q")?.trim().slice(0, 200) || null;
+  return c.json(await directoryStub(c.env).customers(c.req.query("cursor") ?? null, limit, q));
 });
 
 customers.put("/customers/:id", async (c) => {

@@ -9,6 +9,9 @@ import { emailUnsubscribe } from "./email-unsubscribe";
 import { emails } from "./emails";
 import { grants } from "./grants";
 import { webhookEndpoints } from "./webhook-endpoints";
+import { overview } from "./overview";
+import { portalSessions } from "./portal-sessions";
+import { usage } from "./usage";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
 
@@ -37,6 +40,9 @@ admin.route("/", emails);
 admin.route("/", grants);
 admin.route("/", webhookEndpoints);
 admin.route("/", emailUnsubscribe);
+admin.route("/", overview);
+admin.route("/", usage);
+admin.route("/", portalSessions);
 
 /** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
 admin.all("*", (c) => {

@@ -1,0 +1,90 @@
+import type { Config } from "../../src/config";
+import { formatCents, formatMoney, microsToWholeCents } from "../../src/money";
+import type { AccountStore } from "./account";
+import type { CohortStore } from "./cohorts";
+
+/** Sockets watching this customer's balance carry this tag (WebSocket hibernation API). */
+export const LIVE_TAG = "live";
+/** At most four pushes a second; a burst of requests ends with a push of the latest balance. */
+const MIN_INTERVAL_MS = 250;
+
+/** What a dashboard or portal page receives whenever the balance moves. */
+export interface LiveBalance {
+  type: "balance";
+  available: string;
+  available_cents: number;
+  available_exact_cents: string;
+  minimum_cents: number;
+  cohorts: string[];
+  at: number;
+}
+
+/**
+ * The live balance: browsers subscribe through a WebSocket the object accepts with the
+ * hibernation API (an idle socket costs nothing), and every balance change pushes the latest
+ * value, throttled. The worker authorizes the viewer before it forwards the upgrade here.
+ */
+export class Live {
+  private lastSentAt = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly state: DurableObjectState,
+    private readonly deps: { account: AccountStore; cohorts: CohortStore; config: () => Config; minimumMicros: () => number },
+  ) {}
+
+  snapshot(): LiveBalance | null {
+    const { account, cohorts, config } = this.deps;
+    if (!account.exists) return null;
+    const balance = account.row.balance;
+    return {
+      type: "balance",
+      available: formatMoney(balance, config().PRICING.currency),
+      available_cents: microsToWholeCents(balance),
+      available_exact_cents: formatCents(balance),
+      minimum_cents: microsToWholeCents(this.deps.minimumMicros()),
+      cohorts: [...cohorts.current.keys()],
+      at: Date.now(),
+    };
+  }
+
+  /** The upgrade: the only thing the object's fetch() does. */
+  accept(request: Request): Response {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("Expected a WebSocket upgrade.", { status: 426 });
+    }
+    const current = this.snapshot();
+    if (!current) return new Response("No such customer.", { status: 404 });
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    this.state.acceptWebSocket(server, [LIVE_TAG]);
+    server.send(JSON.stringify(current));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** A message from a page: "refresh" asks for the current value (pings are answered by the runtime). */
+  message(ws: WebSocket, message: string | ArrayBuffer): void {
+    const current = message === "refresh" ? this.snapshot() : null;
+    if (current) ws.send(JSON.stringify(current));
+  }
+
+  /** Called after every balance change; never sends inside the caller's transaction. */
+  changed(): void {
+    if (this.timer !== null || this.state.getWebSockets(LIVE_TAG).length === 0) return;
+    this.timer = setTimeout(() => this.flush(), Math.max(0, this.lastSentAt + MIN_INTERVAL_MS - Date.now()));
+  }
+
+  private flush(): void {
+    this.timer = null;
+    this.lastSentAt = Date.now();
+    const current = this.snapshot();
+    if (!current) return;
+    const message = JSON.stringify(current);
+    for (const ws of this.state.getWebSockets(LIVE_TAG)) {
+      try {
+        ws.send(message);
+      } catch {
+        // The socket is closing; its close handler cleans up.
+      }
+    }
+  }
+}

@@ -1,0 +1,32 @@
+import { generateApiKey, sha256Hex } from "../../src/keys";
+
+export const PORTAL_TABLES = {
+  v7: `CREATE TABLE IF NOT EXISTS portal_links (
+  hash TEXT PRIMARY KEY,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER,
+  created_at INTEGER NOT NULL
+);`,
+};
+
+/**
+ * One-time customer portal links: the token is shown once (in the link) and stored as its
+ * SHA-256, like API keys; entering the portal consumes it.
+ */
+export class PortalLinks {
+  constructor(private readonly sql: SqlStorage) {}
+
+  /** A new link token `<customerId>.<secret>` (the id routes the worker to this object). */
+  async create(customerId: string, expiresAt: number, now: number): Promise<string> {
+    // The same 256-bit secret format as API keys, without the key prefix.
+    const token = (await generateApiKey(customerId)).key.slice("payg_".length);
+    this.sql.exec("DELETE FROM portal_links WHERE expires_at < ?", now - 86_400_000);
+    this.sql.exec("INSERT INTO portal_links (hash, expires_at, created_at) VALUES (?, ?, ?)", await sha256Hex(token), expiresAt, now);
+    return token;
+  }
+
+  /** True once per unexpired token; every later try (or an expired token) is false. */
+  consume(hash: string, now: number): boolean {
+    return this.sql.exec("UPDATE portal_links SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?", now, hash, now).rowsWritten > 0;
+  }
+}

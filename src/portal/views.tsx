@@ -1,0 +1,119 @@
+import type { Child } from "hono/jsx";
+import { formatMoney, centsToMicros } from "../money";
+import { hourlyChart, type UsageRow } from "../web/chart-data";
+import { Chart, CsrfField, Notice } from "../web/components";
+import { KeysSection, LiveBalance, MeterTotals, type KeyRow } from "../web/account-parts";
+import { Layout } from "../web/layout";
+import type { PortalSession } from "../web/session";
+
+export const PORTAL = "/portal";
+export const PRODUCT = "API account";
+
+export const NOTICES: Record<string, { tone: "success" | "info"; text: string }> = {
+  "key-revoked": { tone: "success", text: "Key revoked: requests with it are refused from now on." },
+  "topup-unavailable": { tone: "info", text: "Online top-ups are not available here: your credit is granted by your API provider. Contact them to add credit." },
+};
+
+function Shell(props: { title: string; session?: PortalSession; replaceUrl?: string; children: Child }) {
+  return (
+    <Layout
+      title={props.title}
+      product={PRODUCT}
+      home={PORTAL}
+      {...(props.session ? { signOut: { action: `${PORTAL}/sign-out`, csrf: props.session.csrf } } : {})}
+      {...(props.replaceUrl ? { replaceUrl: props.replaceUrl } : {})}
+    >
+      {props.children}
+    </Layout>
+  );
+}
+
+export function PortalSignIn(props: { error?: string }) {
+  return (
+    <Shell title="Sign in">
+      <h1>Your API account</h1>
+      {props.error ? <Notice tone="error">{props.error}</Notice> : null}
+      <p>Open the link your API provider gave you, or sign in with one of your API keys.</p>
+      <form method="post" action={`${PORTAL}/sign-in`} class="stack panel">
+        <label>
+          API key
+          <input type="password" name="key" required autocomplete="off" spellcheck={false} />
+        </label>
+        <button type="submit">Sign in</button>
+      </form>
+    </Shell>
+  );
+}
+
+export interface PortalData {
+  customer: { id: string; name: string | null; email: string | null; plan: string };
+  balance: { available: string; available_exact_cents: string; currency: string };
+  keys: KeyRow[];
+  usage: { series: UsageRow[]; totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] } };
+  autoTopUp: Record<string, unknown> | null;
+  topUp: { stripe: boolean; amounts: number[] };
+}
+
+export function PortalPage(props: { session: PortalSession; data: PortalData; notice?: string | undefined; replaceUrl?: string }) {
+  const { session, data } = props;
+  const currency = data.balance.currency;
+  const csrf = <CsrfField token={session.csrf} />;
+  const notice = props.notice ? NOTICES[props.notice] : undefined;
+  return (
+    <Shell title="Your account" session={session} {...(props.replaceUrl ? { replaceUrl: props.replaceUrl } : {})}>
+      <h1>{data.customer.name ?? data.customer.id}</h1>
+      <p class="muted">
+        <code>{data.customer.id}</code>
+        {data.customer.email ? ` · ${data.customer.email}` : ""}
+      </p>
+      {notice ? <Notice tone={notice.tone}>{notice.text}</Notice> : null}
+      <div class="grid">
+        <LiveBalance title="Credit balance" available={data.balance.available} live={`${PORTAL}/live`} />
+        <section aria-labelledby="topup-h">
+          <h2 id="topup-h">Top up</h2>
+          {data.customer.plan === "prepaid" ? (
+            <form method="post" action={`${PORTAL}/top-up`} class="inline">
+              {csrf}
+              <label>
+                Amount
+                <select name="amount_cents">
+                  {data.topUp.amounts.map((cents) => (
+                    <option value={String(cents)}>{formatMoney(centsToMicros(cents), currency)}</option>
+                  ))}
+                </select>
+              </label>
+              <button type="submit">Top up</button>
+            </form>
+          ) : (
+            <p>Your plan is invoiced after use; there is nothing to top up.</p>
+          )}
+          {data.topUp.stripe ? <p class="muted">You pay securely with Stripe Checkout.</p> : null}
+        </section>
+      </div>
+      <section aria-labelledby="usage-h">
+        <h2 id="usage-h">Usage, last 7 days</h2>
+        <Chart id="portal-usage" title="Requests per hour" data={hourlyChart(data.usage.series, 168, "requests", currency)} />
+        <h3>Recent charges by meter</h3>
+        {data.usage.totals.range.length ? (
+          <MeterTotals id="charges" caption="Recent charges by meter" day={data.usage.totals.last_24h} week={data.usage.totals.range} currency={currency} />
+        ) : (
+          <p class="muted">No charges in the last 7 days.</p>
+        )}
+      </section>
+      <KeysSection keys={data.keys} base={PORTAL} csrf={session.csrf} caption="Your API keys" />
+      {data.autoTopUp ? (
+        <section aria-labelledby="auto-h">
+          <h2 id="auto-h">Automatic top-up</h2>
+          <dl class="stats">
+            {Object.entries(data.autoTopUp).map(([k, v]) => (
+              <div>
+                <dt>{k.replace(/_/g, " ")}</dt>
+                <dd>{typeof v === "object" ? JSON.stringify(v) : String(v)}</dd>
+              </div>
+            ))}
+          </dl>
+        </section>
+      ) : null}
+    </Shell>
+  );
+}

@@ -1,0 +1,33 @@
+import { Hono } from "hono";
+import { customerStub, type AppEnv } from "../../env";
+import { queryInt } from "../../http";
+import { totalsByMeter, usageJson } from "../../usage";
+import { customerId, notFound } from "./customers";
+
+const HOUR_MS = 3_600_000;
+
+/** `/admin/customers/{id}/usage`: requests and charges per meter per usage bucket, for charts. */
+export const usage = new Hono<AppEnv>();
+
+usage.get("/customers/:id/usage", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const hours = queryInt(c, "hours", 168, 1, 24 * 90);
+  const stub = customerStub(c.env, id);
+  if (!(await stub.summary())) notFound(id);
+  const now = Date.now();
+  // Buckets that started up to one bucket before the window still overlap it.
+  const since = now - hours * HOUR_MS - c.var.config.PRICING.usage_bucket_seconds * 1000;
+  const points = (await stub.usageSeries(since)).map((r) => ({
+    meter: r.meter,
+    at: r.bucket,
+    requests: r.requests,
+    micros: r.micros,
+  }));
+  return c.json({
+    currency: c.var.config.PRICING.currency,
+    bucket_seconds: c.var.config.PRICING.usage_bucket_seconds,
+    hours,
+    totals: { last_24h: totalsByMeter(points, now - 24 * HOUR_MS), range: totalsByMeter(points, since) },
+    series: usageJson(points),
+  });
+});

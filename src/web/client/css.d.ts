@@ -1,0 +1,2 @@
+// esbuild bundles the stylesheet the script imports into app.css.
+declare module "*.css";

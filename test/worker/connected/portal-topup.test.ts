@@ -1,0 +1,41 @@
+import { describe, expect, it } from "vitest";
+import { admin, customerStub, gateway } from "../helpers";
+import { connect, deliverAll } from "./doubles";
+
+const ORIGIN = "http://gateway.test";
+
+function post(path: string, fields: Record<string, string>, cookie?: string) {
+  return gateway(path, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN, ...(cookie ? { cookie } : {}) },
+    body: new URLSearchParams(fields).toString(),
+  });
+}
+
+describe("portal Top up with Stripe on", () => {
+  it("starts Stripe Checkout for the session's customer; the payment becomes credit through the webhook", async () => {
+    const { stripe } = connect();
+    const customer = stripe.createCustomer({ email: "ada@example.com", name: "Ada Lovelace" });
+    await deliverAll(stripe);
+    const key = (await admin("POST", `/customers/${customer.id}/keys`, {})).body.key as string;
+    const cookie = (await post("/portal/sign-in", { key })).headers.get("set-cookie")!.split(";")[0]!;
+    const page = await (await gateway("/portal", { headers: { cookie } })).text();
+    expect(page).toContain("You pay securely with Stripe Checkout.");
+    const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(page)![1]!;
+
+    // Only the amounts offered (within checkout_min_cents..checkout_max_cents) are accepted.
+    const odd = await post("/portal/top-up", { _csrf: csrf, amount_cents: "123" }, cookie);
+    expect(odd.status).toBe(400);
+    expect(odd.headers.get("content-type")).toContain("text/html");
+
+    const topUp = await post("/portal/top-up", { _csrf: csrf, amount_cents: "1000" }, cookie);
+    expect(topUp.status).toBe(303);
+    const location = topUp.headers.get("location")!;
+    expect(location).toMatch(/^https:\/\/checkout\.stripe\.test\//);
+    const sessionId = location.split("/").at(-1)!.split("#")[0]!;
+    stripe.completeCheckout(sessionId);
+    await deliverAll(stripe);
+    expect((await customerStub(customer.id).balanceCheck())!.balanceMicros).toBe(1_000_000_000);
+  });
+});

@@ -1,0 +1,227 @@
+import { env } from "cloudflare:workers";
+import { serializeSigned } from "hono/utils/cookie";
+import { describe, expect, it } from "vitest";
+import { getConfig } from "../../../src/config";
+import { sessionSecret } from "../../../src/web/session";
+import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey } from "../helpers";
+
+const ORIGIN = "http://gateway.test";
+
+function form(fields: Record<string, string>, cookie?: string, headers: Record<string, string> = {}): RequestInit {
+  return {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN, ...(cookie ? { cookie } : {}), ...headers },
+    body: new URLSearchParams(fields).toString(),
+  };
+}
+
+/** The `name=value` of a Set-Cookie header. */
+function cookieOf(response: Response): string {
+  return response.headers.get("set-cookie")!.split(";")[0]!;
+}
+
+async function signIn(): Promise<string> {
+  const response = await gateway("/dashboard/sign-in", form({ token: ADMIN_TOKEN, next: "/dashboard" }));
+  expect(response.status).toBe(303);
+  return cookieOf(response);
+}
+
+async function csrfOf(path: string, cookie: string): Promise<string> {
+  const html = await (await gateway(path, { headers: { cookie } })).text();
+  return /name="_csrf" value="([0-9a-f]+)"/.exec(html)![1]!;
+}
+
+/** A cookie signed as the gateway signs its sessions, with a payload of the test's choosing. */
+async function forgeSession(name: string, payload: object, secret?: string): Promise<string> {
+  const key = secret ?? (await sessionSecret(getConfig(env)))!;
+  const value = btoa(JSON.stringify(payload)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return (await serializeSigned(name, value, key)).split(";")[0]!;
+}
+
+describe("dashboard sessions", () => {
+  it("signs in with the admin token into a signed, expiring, HttpOnly, SameSite=Strict cookie scoped to /dashboard", async () => {
+    const response = await gateway("/dashboard/sign-in", form({ token: ADMIN_TOKEN, next: "/dashboard/customers" }));
+    expect(response.status).toBe(303);
+    expect(response.headers.get("location")).toBe("/dashboard/customers");
+    const setCookie = response.headers.get("set-cookie")!;
+    expect(setCookie).toMatch(/^payg_dashboard=[A-Za-z0-9_-]+\.[^;]+; Max-Age=28800; Path=\/dashboard; HttpOnly; Secure; SameSite=Strict$/);
+    // Secure everywhere but on localhost (plain http in development).
+    const local = await exportsFetch("http://127.0.0.1:8787/dashboard/sign-in", form({ token: ADMIN_TOKEN }, undefined, { origin: "http://127.0.0.1:8787" }));
+    expect(local.headers.get("set-cookie")).toMatch(/; Path=\/dashboard; HttpOnly; SameSite=Strict$/);
+  });
+
+  it("a wrong token, an off-site next, a forged, expired or otherwise-signed cookie get no session", async () => {
+    const wrong = await gateway("/dashboard/sign-in", form({ token: "wrong-token-0123456789" }));
+    expect(wrong.status).toBe(401);
+    expect(wrong.headers.get("set-cookie")).toBeNull();
+    expect(await wrong.text()).toContain("That is not the admin token.");
+    const offsite = await gateway("/dashboard/sign-in", form({ token: ADMIN_TOKEN, next: "//evil.example/x" }));
+    expect(offsite.headers.get("location")).toBe("/dashboard");
+    const csrf = "a".repeat(48);
+    const cases = [
+      await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() - 1000, csrf }),
+      await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() + 3600_000, csrf }, "some-other-secret-0123456789abcdef"),
+      await forgeSession("payg_dashboard", { kind: "portal", customerId: "x", exp: Date.now() + 3600_000, csrf }),
+      "payg_dashboard=eyJraW5kIjoiYWRtaW4ifQ.AAAA",
+    ];
+    for (const cookie of cases) {
+      const response = await gateway("/dashboard", { headers: { cookie }, redirect: "manual" });
+      expect(response.status).toBe(303);
+      expect(response.headers.get("location")).toBe("/dashboard/sign-in?next=%2Fdashboard");
+    }
+    const valid = await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() + 3600_000, csrf });
+    expect((await gateway("/dashboard", { headers: { cookie: valid } })).status).toBe(200);
+  });
+
+  it("every form needs the session's CSRF token and a same-origin request; a refused form changes nothing", async () => {
+    const { id } = await customerWithCredit(10);
+    const cookie = await signIn();
+    const csrf = await csrfOf(`/dashboard/customers/${id}`, cookie);
+    const grant = { amount: "5", reason: "test", idempotency_key: crypto.randomUUID() };
+    const noToken = await gateway(`/dashboard/customers/${id}/credits`, form(grant, cookie));
+    expect(noToken.status).toBe(403);
+    expect(await noToken.text()).toContain("The form came from another site or has expired");
+    const otherSite = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, _csrf: csrf }, cookie, { origin: "https://evil.example", "sec-fetch-site": "cross-site" }));
+    expect(otherSite.status).toBe(403);
+    const noSession = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, _csrf: csrf }));
+    expect(noSession.status).toBe(401);
+    expect((await admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(10);
+    const ok = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, _csrf: csrf }, cookie));
+    expect(ok.status).toBe(303);
+    expect(ok.headers.get("location")).toBe(`/dashboard/customers/${id}?notice=credit-granted`);
+    // The same form again (double submit): the idempotency key makes it a no-op.
+    const again = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, _csrf: csrf }, cookie));
+    expect(again.headers.get("location")).toBe(`/dashboard/customers/${id}?notice=credit-repeated`);
+    expect((await admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(15);
+    // A fractional amount is refused with a friendly page, and changes nothing.
+    const fraction = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, amount: "1.5", idempotency_key: "k2", _csrf: csrf }, cookie));
+    expect(fraction.status).toBe(400);
+    expect(fraction.headers.get("content-type")).toContain("text/html");
+    expect((await admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(15);
+  });
+
+  it("pages have friendly HTML errors, a strict CSP and no caching; the JSON API keeps the house error format", async () => {
+    const cookie = await signIn();
+    const missing = await gateway("/dashboard/customers/cus_never_seen_here", { headers: { cookie } });
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get("content-type")).toContain("text/html");
+    expect(missing.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(missing.headers.get("cache-control")).toBe("no-store");
+    const body = await missing.text();
+    expect(body.startsWith("<!DOCTYPE html>")).toBe(true);
+    expect(body).toContain("No customer cus_never_seen_here.");
+    const json = await gateway("/admin/nope", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(((await json.json()) as any).error).toMatchObject({ code: "not_found", requestId: expect.any(String) });
+    const socket = await gateway("/dashboard/customers/x/live", { headers: { upgrade: "websocket", origin: ORIGIN } });
+    expect(socket.status).toBe(401);
+    expect(((await socket.json()) as any).error.code).toBe("unauthorized");
+  });
+});
+
+describe("portal sessions", () => {
+  it("a portal link opens once, sets a portal cookie for that customer only, and renders the portal in place", async () => {
+    const { id } = await customerWithCredit(42, { name: "Link Customer" });
+    const { url } = (await admin("POST", `/customers/${id}/portal-sessions`, {})).body;
+    const path = new URL(url).pathname + new URL(url).search;
+    const opened = await gateway(path);
+    expect(opened.status).toBe(200);
+    const setCookie = opened.headers.get("set-cookie")!;
+    expect(setCookie).toMatch(/^payg_portal=.+; Max-Age=7200; Path=\/portal; HttpOnly; Secure; SameSite=Strict$/);
+    const html = await opened.text();
+    expect(html).toContain("Link Customer");
+    expect(html).toContain('data-replace-url="/portal"');
+    expect(html).toContain("$0.42");
+    expect((await gateway(path)).status).toBe(410);
+    expect((await gateway("/portal", { headers: { cookie: setCookie.split(";")[0]! } })).status).toBe(200);
+  });
+
+  it("an expired link, a link of another customer's id with this token, or a made-up token opens nothing", async () => {
+    const a = await customerWithCredit(1);
+    const b = await customerWithCredit(1);
+    const expired = await customerStub(a.id).createPortalLink(Date.now() - 1);
+    expect((await gateway(`/portal/enter?token=${expired}`)).status).toBe(410);
+    const live = (await admin("POST", `/customers/${a.id}/portal-sessions`, {})).body.url as string;
+    const token = new URL(live).searchParams.get("token")!;
+    expect((await gateway(`/portal/enter?token=${b.id}${token.slice(a.id.length)}`)).status).toBe(410);
+    expect((await gateway(`/portal/enter?token=${a.id}.${"x".repeat(43)}`)).status).toBe(410);
+    expect((await gateway("/portal/enter")).status).toBe(410);
+    // The real one still opens (the failed tries did not consume it).
+    expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(200);
+  });
+
+  it("a portal session for one customer cannot read or change another's data, whatever the URL or form says", async () => {
+    echoOrigin();
+    const a = await customerWithCredit(30, { name: "Alice Portal" });
+    const b = await customerWithCredit(70, { name: "Bob Portal" });
+    const signInA = await gateway("/portal/sign-in", form({ key: a.key }));
+    expect(signInA.status).toBe(303);
+    const cookie = cookieOf(signInA);
+    const page = await (await gateway(`/portal?customer=${b.id}&customer_id=${b.id}`, { headers: { cookie } })).text();
+    expect(page).toContain("Alice Portal");
+    expect(page).not.toContain("Bob Portal");
+    const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(page)![1]!;
+    const revoke = await gateway(`/portal/keys/${b.keyId}/revoke`, form({ _csrf: csrf, customer_id: b.id }, cookie));
+    expect(revoke.status).toBe(404);
+    expect((await gateway("/v1/x", withKey(b.key))).status).toBe(200);
+    // The dashboard and the admin API do not take a portal session.
+    expect((await gateway(`/dashboard/customers/${b.id}`, { headers: { cookie }, redirect: "manual" })).status).toBe(303);
+    expect((await gateway(`/admin/customers/${b.id}`, { headers: { cookie } })).status).toBe(401);
+    // Revoking the key it signed in with ends the portal session.
+    expect((await admin("DELETE", `/customers/${a.id}/keys/${a.keyId}`)).status).toBe(204);
+    const after = await gateway("/portal", { headers: { cookie }, redirect: "manual" });
+    expect(after.status).toBe(303);
+    expect(after.headers.get("set-cookie")).toContain("Max-Age=0");
+  });
+
+  it("Top up with Stripe off explains that the provider grants credit, and creates no Checkout session", async () => {
+    const { key } = await customerWithCredit(5);
+    const cookie = cookieOf(await gateway("/portal/sign-in", form({ key })));
+    const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(await (await gateway("/portal", { headers: { cookie } })).text())![1]!;
+    const topUp = await gateway("/portal/top-up", form({ _csrf: csrf, amount_cents: "500" }, cookie));
+    expect(topUp.headers.get("location")).toBe("/portal?notice=topup-unavailable");
+    expect(await (await gateway("/portal?notice=topup-unavailable", { headers: { cookie } })).text()).toContain("your credit is granted by your API provider");
+  });
+});
+
+describe("live balance over a hibernating WebSocket", () => {
+  it("pushes the balance on every change, throttled, ending on the latest value; only to a signed-in page of this origin", async () => {
+    echoOrigin();
+    const { id, key } = await customerWithCredit(50);
+    const cookie = await signIn();
+    expect((await gateway(`/dashboard/customers/${id}/live`, { headers: { upgrade: "websocket", cookie, origin: "https://evil.example" } })).status).toBe(400);
+    const response = await gateway(`/dashboard/customers/${id}/live`, { headers: { upgrade: "websocket", cookie, origin: ORIGIN } });
+    expect(response.status).toBe(101);
+    const ws = response.webSocket!;
+    const messages: { available: string; available_cents: number }[] = [];
+    ws.addEventListener("message", (event) => {
+      messages.push(JSON.parse(event.data as string));
+    });
+    ws.accept();
+    await waitFor(() => messages.length === 1);
+    expect(messages[0]).toMatchObject({ available: "$0.50", available_cents: 50 });
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 20 }, () => gateway("/v1/x", withKey(key))));
+    await waitFor(() => messages.at(-1)?.available_cents === 30);
+    await new Promise((r) => setTimeout(r, 400));
+    const pushes = messages.length - 1;
+    // Throttled: at most one push per 250 ms (plus the first), never one per request.
+    expect(pushes).toBeLessThanOrEqual(2 + Math.ceil((Date.now() - started) / 250));
+    expect(pushes).toBeLessThan(20);
+    expect(messages.at(-1)).toMatchObject({ available: "$0.30", available_cents: 30 });
+    ws.close(1000, "done");
+  });
+});
+
+async function waitFor(condition: () => boolean, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function exportsFetch(url: string, init: RequestInit): Promise<Response> {
+  const { exports } = await import("cloudflare:workers");
+  return exports.default.fetch(new Request(url, init));
+}
