@@ -12,6 +12,8 @@ const quiet = { LOG_LEVEL: "warn" };
 const stripe = {
   STRIPE_SECRET_KEY: "sk_test_gateway",
   STRIPE_WEBHOOK_SECRET: "whsec_test_secret",
+  // The double signs thin (v2) events with the webhook secret unless told otherwise.
+  STRIPE_EVENT_DESTINATION_SECRET: "whsec_test_secret",
   STRIPE_API_BASE: "https://stripe.test",
   STRIPE_TIMEOUT_MS: "1000",
 };

@@ -111,6 +111,8 @@ const Vars = z.object({
   /** Dashboard overview: each customer pushes its rollup to the directory at most this often. */
   ROLLUP_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  /** Every customer holding a key is reconciled with Stripe at least this often (a lost webhook heals). */
+  RECONCILE_INTERVAL_SECONDS: z.coerce.number().int().min(60).max(30 * 86_400).default(3600),
   /** Per webhook delivery attempt, until the endpoint's response headers. */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(10_000),
   /** Lets webhook endpoints be http://127.0.0.1 or http://localhost (local dev and tests only). */
@@ -126,6 +128,8 @@ const Vars = z.object({
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** Signs Stripe's v2 event destination (meter error events) at /webhooks/stripe/events. */
+  STRIPE_EVENT_DESTINATION_SECRET: z.string().min(1).optional(),
   MAILCHANNELS_API_KEY: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_DOMAIN: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_SELECTOR: z.string().min(1).optional(),

@@ -10,6 +10,7 @@ export interface Secrets {
   SESSION_SECRET?: string;
   STRIPE_SECRET_KEY?: string;
   STRIPE_WEBHOOK_SECRET?: string;
+  STRIPE_EVENT_DESTINATION_SECRET?: string;
   MAILCHANNELS_API_KEY?: string;
   MAILCHANNELS_DKIM_DOMAIN?: string;
   MAILCHANNELS_DKIM_SELECTOR?: string;

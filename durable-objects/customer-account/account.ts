@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS account (
   v3: `
 ALTER TABLE account ADD COLUMN stripe_currency TEXT;
 ALTER TABLE account ADD COLUMN last_reconciled_at INTEGER;
+ALTER TABLE account ADD COLUMN reconcile_attempted_at INTEGER;
 ALTER TABLE account ADD COLUMN refunds_denied INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN last_refund_denied_at INTEGER;`,
 };
@@ -51,6 +52,8 @@ export interface AccountRow {
   /** The Stripe customer's currency, when Stripe has set one. */
   stripe_currency: string | null;
   last_reconciled_at: number | null;
+  /** The last periodic reconcile tried (succeeded or not): the next is due an interval later. */
+  reconcile_attempted_at: number | null;
   reconcile_needed: number;
   /** Failed requests left charged because the refund limit was reached. */
   refunds_denied: number;

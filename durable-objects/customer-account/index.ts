@@ -14,8 +14,8 @@ import { EXPIRY_TIMER, Room } from "./room";
 import { WEBHOOK_TIMER } from "./outbox";
 import { EMAIL_RETENTION_TIMER } from "./email-retention";
 import { hasSchema, migrate } from "./schema";
-import { applyStripeEvent, type EventStatus } from "./stripe-events";
-import { reconcile } from "./stripe-reconcile";
+import { applyStripeEvent, STRIPE_TIMER, type EventStatus } from "./stripe-events";
+import { syncWithStripe } from "./stripe-sync";
 import { grantView, summary } from "./summary";
 import { LIVE_TAG } from "./live";
 import { ROLLUP_TIMER } from "./rollup";
@@ -190,9 +190,12 @@ export class CustomerAccount extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- Stripe and the cron
 
-  /** Applies one verified Stripe event; duplicates are acknowledged and ignored. */
-  applyStripeEvent(customerId: string, event: Stripe.Event): Promise<{ status: EventStatus }> {
-    return this.withLock(async () => ({ status: await applyStripeEvent(this.room, customerId, event) }));
+  /**
+   * Records and applies one verified Stripe event, with no Stripe call: the webhook is answered
+   * once it is durable here. What needs Stripe runs from the stripe timer, under the lock.
+   */
+  applyStripeEvent(customerId: string, event: Stripe.Event): { status: EventStatus } {
+    return { status: applyStripeEvent(this.room, customerId, event) };
   }
 
   /** Reports usage to Stripe and sends due emails. Safe to run twice or concurrently. */
@@ -205,16 +208,46 @@ export class CustomerAccount extends DurableObject<Env> {
       expireGrants(room, now);
       if (room.config.stripeEnabled) {
         room.atomically(() => room.reports.cut());
-        const flushed = await room.reports.flush(now);
+        const flushed = await syncWithStripe(room, now);
         result.reported = flushed.sent;
         result.reportErrors = flushed.errors;
-        if (room.account.row.reconcile_needed && flushed.pending === 0) await reconcile(room).catch((e) => log.error("reconcile failed", e));
       }
       result.emailed = await room.emails.sendDue(room.cohorts.current, now);
       room.rollup.changed();
       await room.directory.push();
       return result;
     });
+  }
+
+  /** An operator's retry of a failed Stripe report (looked up first); a ledger note records it. */
+  retryReport(reportId: string) {
+    const room = this.room;
+    if (!room.account.exists) return null;
+    const now = Date.now();
+    const row = room.atomically(() => {
+      const row = room.reports.retry(reportId, now);
+      if (typeof row !== "string") room.ledger.entry({ kind: "note", amount: 0, reason: `Stripe report ${reportId} retried by an operator`, now });
+      return row;
+    });
+    if (typeof row !== "string") room.timers.at(STRIPE_TIMER, now);
+    return row;
+  }
+
+  /** An operator settled a failed Stripe report by hand: it counts as reported; a ledger note records it. */
+  resolveReport(reportId: string, note: string) {
+    const room = this.room;
+    if (!room.account.exists) return null;
+    const now = Date.now();
+    return room.atomically(() => {
+      const row = room.reports.resolve(reportId, now);
+      if (typeof row !== "string") room.ledger.entry({ kind: "note", amount: 0, reason: `Stripe report ${reportId} resolved by an operator: ${note}`, now });
+      return row;
+    });
+  }
+
+  /** Stripe reported these meter events as refused (meter error events): failed and visible. */
+  meterEventsFailed(identifiers: string[], reason: string): number {
+    return this.room.account.exists ? this.room.atomically(() => this.room.reports.meterEventsFailed(identifiers, reason)) : 0;
   }
 
   /** The one alarm, shared by named timers: each due timer's handler runs; a failed one retries. */
@@ -225,6 +258,7 @@ export class CustomerAccount extends DurableObject<Env> {
       [DIRECTORY_TIMER]: () => room.directory.push(),
       [EXPIRY_TIMER]: (now) => this.withLock(async () => (expireGrants(room, now) > 0 ? this.pushToStripe() : undefined)),
       [CHARGES_TIMER]: (now) => pruneCharges(room, now),
+      [STRIPE_TIMER]: (now) => this.withLock(() => syncWithStripe(room, now)),
       [WEBHOOK_TIMER]: () => room.outbox.handOff(),
       [EMAIL_RETENTION_TIMER]: async () => void room.emails.prune(Date.now()),
       [ROLLUP_TIMER]: () => room.rollup.push(),

@@ -178,6 +178,11 @@ export class KeyStore {
       }));
   }
 
+  hasActive(): boolean {
+    for (const k of this.byHash.values()) if (k.revoked_at === null) return true;
+    return false;
+  }
+
   count(): number {
     return this.byHash.size;
   }

@@ -18,6 +18,7 @@ import { PortalLinks } from "./portal-links";
 import { Rollup } from "./rollup";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
+import { periodicReconcileAt } from "./stripe-sync";
 import { Timers } from "./timers";
 import { Wallet } from "./wallet";
 
@@ -90,7 +91,10 @@ export class Room {
       cohorts: this.cohorts,
       emails: this.emails,
       reports: this.reports,
-      otherWorkAt: () => this.timers.dueAt(EXPIRY_TIMER),
+      otherWorkAt: () => {
+        const times = [this.timers.dueAt(EXPIRY_TIMER), periodicReconcileAt(this)].filter((t): t is number => t !== null);
+        return times.length ? Math.min(...times) : null;
+      },
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
     this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config });

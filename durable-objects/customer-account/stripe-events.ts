@@ -1,44 +1,62 @@
 import type Stripe from "stripe";
+import { MICROS_PER_CENT } from "../../src/money";
 import { applyDispute, applyRefund } from "./clawbacks";
 import { createGrant } from "./credits";
 import { markDeleted, profileFromStripe, upsertProfile } from "./profile";
 import type { Room } from "./room";
-import { reconcile } from "./stripe-reconcile";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
 
+/** The Stripe work (sending reports, reconciling) runs from this timer, under the object's lock. */
+export const STRIPE_TIMER = "stripe";
+
 /**
- * Applies one verified Stripe event (the caller holds the lock); duplicates are acknowledged and
- * ignored. A balance change never trusts the event's balance: pending reports are settled and
- * the customer is fetched, so stale, duplicated and reordered events cannot move it backwards.
+ * What Stripe's balance should read given what the edge knows (cents): the edge balance plus
+ * usage not yet reported is what Stripe should have been told; credit reports Stripe refused and
+ * reports not sent yet are the difference. Null when the edge cannot tell (sub-cent state).
  */
-export async function applyStripeEvent(room: Room, customerId: string, event: Stripe.Event): Promise<EventStatus> {
+export function expectedStripeBalance(input: { balanceMicros: number; pendingUsageMicros: number; failedCents: number; unsentCents: number }): number | null {
+  const told = input.balanceMicros + input.pendingUsageMicros;
+  if (told % MICROS_PER_CENT !== 0) return null;
+  return -told / MICROS_PER_CENT - input.failedCents - input.unsentCents;
+}
+
+/**
+ * Applies one verified Stripe event, synchronously: the webhook is answered as soon as the event
+ * is recorded here. Nothing in this step calls Stripe; what needs Stripe (reconciling a balance
+ * change, sending the reports a top-up queued) is left to the `stripe` timer, which runs under
+ * the lock and respects each report's backoff. Duplicates are acknowledged and ignored.
+ */
+export function applyStripeEvent(room: Room, customerId: string, event: Stripe.Event): EventStatus {
   room.ensure(customerId);
   if (room.stripeEvents.seen(event.id)) return "duplicate";
-  const status = await apply(room, customerId, event);
-  room.stripeEvents.record(event.id, event.type, Date.now());
+  const status = room.atomically(() => {
+    const status = apply(room, customerId, event);
+    room.stripeEvents.record(event.id, event.type, Date.now());
+    return status;
+  });
   room.directory.schedule();
   return status;
 }
 
-async function apply(room: Room, customerId: string, event: Stripe.Event): Promise<"applied" | "ignored"> {
+function apply(room: Room, customerId: string, event: Stripe.Event): "applied" | "ignored" {
+  const now = Date.now();
   switch (event.type) {
     case "customer.created":
     case "customer.updated": {
+      const customer = event.data.object;
       if (event.created >= room.account.row.profile_event_at) {
         const previous = (event.data.previous_attributes as { metadata?: Record<string, string> } | undefined)?.metadata;
-        upsertProfile(room, customerId, profileFromStripe(event.data.object, previous));
-        room.account.set({ profile_event_at: event.created });
+        upsertProfile(room, customerId, profileFromStripe(customer, previous));
+        room.account.set({ profile_event_at: event.created, ...(customer.currency ? { stripe_currency: customer.currency } : {}) });
       }
       const balanceChanged =
         event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
-      if (balanceChanged) {
-        const flushed = await room.reports.flush(Date.now(), true);
-        if (flushed.pending > 0) {
-          room.account.set({ reconcile_needed: 1 });
-          throw new Error("Stripe reports still pending; reconcile deferred");
-        }
-        await reconcile(room, `${event.type} ${event.id}`);
+      // Our own balance transactions come back as customer.updated: when the new balance is what
+      // the edge already expects, there is nothing to fetch.
+      if (balanceChanged && customer.balance !== expectedStripeBalanceNow(room)) {
+        room.account.set({ reconcile_needed: 1 });
+        room.timers.at(STRIPE_TIMER, now);
       }
       return "applied";
     }
@@ -61,22 +79,38 @@ async function apply(room: Room, customerId: string, event: Stripe.Event): Promi
         source: "checkout",
         paymentIntent,
       });
-      await room.reports.flush(Date.now());
+      room.timers.at(STRIPE_TIMER, now);
       return "applied";
     }
     case "charge.refunded":
-      return applyRefund(room, event.data.object, Date.now());
+      return afterCredit(room, applyRefund(room, event.data.object, now), now);
     case "charge.dispute.created":
     case "charge.dispute.closed":
-      return applyDispute(room, event.data.object, event.type === "charge.dispute.closed", Date.now());
+      return afterCredit(room, applyDispute(room, event.data.object, event.type === "charge.dispute.closed", now), now);
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":
     case "invoice.marked_uncollectible":
-      room.invoices.record(event.data.object.id!, event.type, Date.now());
+      room.invoices.record(event.data.object.id!, event.type, now);
       room.changed();
       return "applied";
     default:
       return "ignored";
   }
+}
+
+/** A clawback queues a report: the stripe timer sends it. */
+function afterCredit(room: Room, status: "applied" | "ignored", now: number): "applied" | "ignored" {
+  if (status === "applied") room.timers.at(STRIPE_TIMER, now);
+  return status;
+}
+
+export function expectedStripeBalanceNow(room: Room): number | null {
+  const a = room.account.row;
+  return expectedStripeBalance({
+    balanceMicros: a.balance,
+    pendingUsageMicros: a.pending_usage,
+    failedCents: room.reports.failedBalanceCents(),
+    unsentCents: room.reports.unsentBalanceCents(),
+  });
 }

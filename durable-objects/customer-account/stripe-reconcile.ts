@@ -20,6 +20,11 @@ export function expectedBalanceMicros(stripeBalanceCents: number, pendingUsageMi
 export async function reconcile(room: Room, reason = "stripe reconcile"): Promise<void> {
   const customer = await stripeClient(room.config).customers.retrieve(room.account.row.customer_id);
   const now = Date.now();
+  // A report queued while we waited (a webhook's top-up, a clawback) is not in Stripe's number yet.
+  if (room.reports.pendingCount() > 0) {
+    room.account.set({ reconcile_needed: 1 });
+    return;
+  }
   if ("deleted" in customer && customer.deleted) {
     markDeleted(room);
     room.account.set({ reconcile_needed: 0 });

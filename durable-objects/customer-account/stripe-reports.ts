@@ -46,7 +46,8 @@ export interface ReportRow {
   meter: string | null;
   event_name: string | null;
   event_timestamp: number | null;
-  status: "pending" | "sent" | "failed";
+  /** resolved: an operator settled a failed report by hand at Stripe. */
+  status: "pending" | "sent" | "failed" | "resolved";
   attempts: number;
   verify: number;
   next_attempt_at: number | null;
@@ -152,7 +153,9 @@ export class StripeReports {
     for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {
       const meter = meterByName(config, row.meter as string);
       const eventName = meter?.stripeEventName ?? config.PRICING.default_stripe_event_name;
-      this.insert("meter_event", newId("payg_meter"), row.quantity as number, { name: row.meter as string, eventName });
+      // The customer id in the identifier lets Stripe's meter error events be traced back here.
+      const reportId = `payg_meter.${this.account.row.customer_id}.${newId("m").slice(2)}`;
+      this.insert("meter_event", reportId, row.quantity as number, { name: row.meter as string, eventName });
       this.sql.exec("UPDATE meter_pending SET quantity = 0 WHERE meter = ?", row.meter);
     }
   }
@@ -173,6 +176,11 @@ export class StripeReports {
 
   pendingCount(): number {
     return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending'").one().n as number;
+  }
+
+  /** Balance transactions queued and not sent yet, in cents as they will be posted. */
+  unsentBalanceCents(): number {
+    return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM reports WHERE status = 'pending' AND kind != 'meter_event'").one().s as number;
   }
 
   /**
@@ -207,6 +215,11 @@ export class StripeReports {
     const stripe = stripeClient(config);
     const customerId = this.account.row.customer_id;
     let key = report.idempotency_key;
+    const theirs = this.account.row.stripe_currency;
+    if (report.kind !== "meter_event" && theirs && theirs !== config.PRICING.currency) {
+      // Stripe would put it in invoice_credit_balance, where `balance` never shows it.
+      return this.fail(report, `currency_mismatch: the Stripe customer's currency is ${theirs}; a ${config.PRICING.currency} balance transaction would not reach its balance`);
+    }
     try {
       if (report.kind === "meter_event" && report.verify) {
         // A saved 500 replays under its key forever; the identifier still dedupes at Stripe.
@@ -259,12 +272,65 @@ export class StripeReports {
         );
         return status === 429 ? "rate_limited" : "retry";
       }
-      // Stripe refused it for good: keep the row (nothing is lost) and show it in the admin API.
-      this.sql.exec("UPDATE reports SET status = 'failed', last_error = ? WHERE seq = ?", message, report.seq);
-      this.outbox.emit("report.failed", { report_id: report.report_id, kind: report.kind, amount: report.amount, meter: report.meter, error: message });
-      log.error(`stripe report ${report.report_id} failed permanently: ${message}`);
-      return "failed";
+      // Never failed without looking: an earlier attempt may have landed after all.
+      if (report.kind !== "meter_event") {
+        try {
+          const found = await this.findTransaction(stripe, customerId, report);
+          if (found) {
+            this.markSent(report, found.id, found.ending_balance, now);
+            return "sent";
+          }
+        } catch (lookup) {
+          if (isTransientStripeError(lookup)) {
+            this.sql.exec("UPDATE reports SET verify = 1, next_attempt_at = ?, last_error = ? WHERE seq = ?", now + backoffMs(attempts), message, report.seq);
+            return "retry";
+          }
+        }
+      }
+      return this.fail(report, message);
     }
+  }
+
+  /** Stripe refused it for good: the row stays (nothing is lost), visible in the admin API and announced. */
+  private fail(report: ReportRow, message: string): "failed" {
+    this.sql.exec("UPDATE reports SET status = 'failed', last_error = ? WHERE seq = ?", message, report.seq);
+    this.outbox.emit("report.failed", { report_id: report.report_id, kind: report.kind, amount: report.amount, meter: report.meter, error: message });
+    log.error(`stripe report ${report.report_id} failed permanently: ${message}`);
+    return "failed";
+  }
+
+  /** An operator's retry of a failed report: it is looked up at Stripe first, then sent again if missing. */
+  retry(reportId: string, now: number): ReportRow | "not_found" | "not_failed" {
+    const row = this.byId(reportId);
+    if (!row) return "not_found";
+    if (row.status !== "failed") return "not_failed";
+    this.sql.exec("UPDATE reports SET status = 'pending', verify = 1, attempts = 0, next_attempt_at = ? WHERE seq = ?", now, row.seq);
+    return this.byId(reportId)!;
+  }
+
+  /** An operator settled a failed report by hand at Stripe: it counts as reported from now on. */
+  resolve(reportId: string, now: number): ReportRow | "not_found" | "not_failed" {
+    const row = this.byId(reportId);
+    if (!row) return "not_found";
+    if (row.status !== "failed") return "not_failed";
+    this.sql.exec("UPDATE reports SET status = 'resolved', sent_at = ? WHERE seq = ?", now, row.seq);
+    return this.byId(reportId)!;
+  }
+
+  byId(reportId: string): ReportRow | undefined {
+    return this.sql.exec("SELECT * FROM reports WHERE report_id = ?", reportId).toArray()[0] as unknown as ReportRow | undefined;
+  }
+
+  /** Post-paid usage Stripe reported as refused (meter error events): failed and visible, never silent. */
+  meterEventsFailed(identifiers: string[], reason: string): number {
+    let failed = 0;
+    for (const id of identifiers) {
+      const row = this.byId(id);
+      if (!row || row.kind !== "meter_event" || row.status === "failed") continue;
+      this.fail(row, reason);
+      failed++;
+    }
+    return failed;
   }
 
   private rotateKey(report: ReportRow): string {

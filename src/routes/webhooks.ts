@@ -83,3 +83,62 @@ webhooks.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
     throw new ApiError("upstream_error", "The event could not be applied yet; Stripe will redeliver it.");
   }
 });
+
+/** Meter event identifiers carry the customer: `payg_meter.<customer id>.<random>`. */
+export function customerOfMeterReport(identifier: string): string | null {
+  const [prefix, customer] = identifier.split(".");
+  return prefix === "payg_meter" && customer && CUSTOMER_ID.test(customer) ? customer : null;
+}
+
+const METER_ERROR_EVENTS = new Set(["v1.billing.meter.error_report_triggered", "v1.billing.meter.no_meter_found"]);
+
+/**
+ * Stripe's event destination for v2 ("thin") events: meter errors, which Stripe reports only
+ * after it has accepted a meter event with 200. The sample errors name our identifiers, so the
+ * customer's post-paid report is marked failed and announced (report.failed): usage never
+ * disappears silently. Errors beyond Stripe's samples cannot be traced and are logged, with counts.
+ */
+webhooks.post("/webhooks/stripe/events", limitBody(1024 * 1024), async (c) => {
+  const config = c.var.config;
+  if (!config.stripeEnabled || !config.STRIPE_EVENT_DESTINATION_SECRET) {
+    throw new ApiError("stripe_not_configured", "Stripe's event destination is not configured: set STRIPE_EVENT_DESTINATION_SECRET.");
+  }
+  const signature = c.req.header("stripe-signature");
+  const payload = await c.req.text();
+  if (!signature) throw new ApiError("invalid_signature", "Missing Stripe-Signature header.");
+  const stripe = stripeClient(config);
+  let notification: { id: string; type: string };
+  try {
+    notification = await stripe.parseEventNotificationAsync(payload, signature, config.STRIPE_EVENT_DESTINATION_SECRET, undefined, Sdk.createSubtleCryptoProvider());
+  } catch (error) {
+    log.warn(`stripe event destination refused: ${(error as Error).message}`);
+    throw new ApiError("invalid_signature", "The Stripe-Signature header does not match this endpoint's signing secret.");
+  }
+  if (!METER_ERROR_EVENTS.has(notification.type)) return c.json({ received: true, status: "ignored" });
+  let event: Stripe.V2.Core.Events.V1BillingMeterErrorReportTriggeredEvent | Stripe.V2.Core.Events.V1BillingMeterNoMeterFoundEvent;
+  try {
+    event = (await stripe.v2.core.events.retrieve(notification.id)) as typeof event;
+  } catch (error) {
+    log.warn(`stripe thin event ${notification.id}: could not fetch it`, error);
+    throw new ApiError("upstream_error", "The event could not be fetched yet; Stripe will redeliver it.");
+  }
+  const byCustomer = new Map<string, string[]>();
+  let samples = 0;
+  for (const type of event.data.reason.error_types) {
+    for (const sample of type.sample_errors) {
+      samples++;
+      const customer = customerOfMeterReport(sample.request.identifier);
+      if (customer) byCustomer.set(customer, [...(byCustomer.get(customer) ?? []), sample.request.identifier]);
+    }
+  }
+  let failed = 0;
+  for (const [customer, identifiers] of byCustomer) {
+    const codes = event.data.reason.error_types.map((t) => t.code).join(", ");
+    failed += await customerStub(c.env, customer).meterEventsFailed(identifiers, `Stripe ${event.type} (${codes}): ${event.data.developer_message_summary}`);
+  }
+  const untraced = event.data.reason.error_count - failed;
+  if (untraced > 0) {
+    log.error(`stripe ${event.type} ${event.id}: ${event.data.reason.error_count} meter events refused, ${failed} traced to their reports (${samples} samples); ${event.data.developer_message_summary}`);
+  }
+  return c.json({ received: true, status: "applied", failed_reports: failed, untraced });
+});

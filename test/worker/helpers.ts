@@ -95,10 +95,11 @@ export async function settle(customerId: string) {
   const stub = customerStub(customerId);
   for (let i = 0; i < 5; i++) {
     await runDurableObjectAlarm(stub);
+    // Work due now is left (the alarm was already running, or a handler queued more): run it again.
     const pending = await runInDurableObject(stub, (_instance, state) => {
       const sql = state.storage.sql;
       if (!sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'timers'").toArray().length) return false;
-      return sql.exec("SELECT 1 FROM timers WHERE name = 'directory'").toArray().length > 0;
+      return sql.exec("SELECT 1 FROM timers WHERE due_at <= ?", Date.now()).toArray().length > 0;
     });
     if (!pending) return;
   }

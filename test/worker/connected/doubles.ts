@@ -2,13 +2,13 @@ import { http } from "msw";
 import type Stripe from "stripe";
 import { MailChannelsDouble } from "../../doubles/mailchannels-double";
 import { StripeDouble } from "../../doubles/stripe-double";
-import { admin, echoOrigin, gateway, withKey } from "../helpers";
+import { admin, echoOrigin, gateway, settle, withKey } from "../helpers";
 export { cron, settle } from "../helpers";
 import { server } from "../setup";
 
 /** Fresh Stripe and MailChannels doubles behind MSW, plus the echo origin, for one test. */
-export function connect() {
-  const stripe = new StripeDouble({ webhookSecret: "whsec_test_secret" });
+export function connect(options: { meters?: string[] } = {}) {
+  const stripe = new StripeDouble({ webhookSecret: "whsec_test_secret", ...options });
   const mail = new MailChannelsDouble({ apiKey: "mc_test_key" });
   server.use(
     http.all("https://stripe.test/*", ({ request }) => stripe.handle(request as unknown as Request)),
@@ -25,7 +25,13 @@ export async function deliver(stripe: StripeDouble, event: Stripe.Event, options
     headers: { "stripe-signature": signature, "content-type": "application/json" },
     body,
   });
-  return { status: response.status, body: (await response.json()) as any };
+  const result = { status: response.status, body: (await response.json()) as any };
+  // The webhook only records the event; what needs Stripe runs from the customer's alarm, which
+  // fires right after in production: let it run before the test looks.
+  const object = event.data.object as { object?: string; id?: string; customer?: unknown };
+  const customerId = object.object === "customer" ? object.id : typeof object.customer === "string" ? object.customer : undefined;
+  if (result.status === 200 && customerId) await settle(customerId);
+  return result;
 }
 
 /** Delivers every event Stripe has emitted and not yet delivered, in order. */

@@ -30,6 +30,11 @@ const outOfCredit = (mail: MailChannelsDouble, email: string) => mail.sentTo(ema
 // Other tests' customers share the directory and may be emailed by the same cron run.
 const attemptsTo = (mail: MailChannelsDouble, email: string) => mail.requests.filter((r) => r.recipient === email.toLowerCase());
 const summary = async (id: string) => (await admin("GET", `/customers/${id}`)).body;
+/** The cron does not come back for this customer's emails (only, later, for its hourly Stripe reconcile). */
+const notDueForEmail = async (id: string) => {
+  const due = (await directoryRow(id))?.due_at;
+  expect(due === null || due === undefined || due > Date.now() + 30 * 60_000, `due_at ${due}`).toBe(true);
+};
 const directoryRow = async (id: string) =>
   (await admin("GET", "/customers?limit=500")).body.customers.find((c: { id: string }) => c.id === id) as { due_at: number | null } | undefined;
 const emailLog = async (id: string) => (await admin("GET", `/customers/${id}/emails`)).body.emails as any[];
@@ -99,7 +104,7 @@ describe("who is emailed", () => {
     expect(outOfCredit(mail, email)).toHaveLength(3);
     const first = await emailLog(id);
     expect(first.map((e) => e.seq)).toEqual([2, 1, 0]);
-    expect((await directoryRow(id))?.due_at).toBeNull();
+    await notDueForEmail(id);
 
     // Leaves the cohort and comes back: a new enrollment, emailed once the window has passed.
     await admin("POST", `/customers/${id}/credits`, { amount: 500, reason: "top-up" });
@@ -172,7 +177,7 @@ describe("unsubscribing (RFC 8058 one-click)", () => {
     expect((await summary(id)).emails.unsubscribed_at).toBe(state.unsubscribed_at);
 
     await settle(id);
-    expect((await directoryRow(id))?.due_at).toBeNull();
+    await notDueForEmail(id);
     for (const at of [t + HOUR + 60_000, t + 3 * HOUR, t + DAY]) await cron(at);
     expect(attemptsTo(mail, email)).toHaveLength(1);
   });

@@ -136,15 +136,34 @@ describe("Stripe → edge (errors and security)", () => {
     expect(result).toMatchObject({ status: 200, body: { received: true } });
   });
 
-  it("answers 502 (so Stripe redelivers) when Stripe cannot be reached to reconcile", async () => {
+  it("answers 2xx once the event is recorded, even when Stripe cannot be reached to reconcile; the object heals on its own", async () => {
     const { stripe } = connect();
     const { id } = await stripeCustomer(stripe);
     stripe.adjustBalance(id, -400);
     const [event] = stripe.takeEvents();
-    stripe.inject({ match: { method: "GET", path: /^\/v1\/customers\/[^/]+$/ }, kind: "500", times: 3 });
-    expect((await deliver(stripe, event!)).status).toBe(502);
+    // Every GET of the customer fails (the SDK retries GETs itself: 3 calls per attempt).
+    stripe.inject({ match: { method: "GET", path: /^\/v1\/customers\/[^/]+$/ }, kind: "500", times: 1_000 });
+    expect(await deliver(stripe, event!)).toMatchObject({ status: 200, body: { status: "applied" } });
     expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(0);
-    expect((await deliver(stripe, event!)).body.status).toBe("applied");
+    expect((await admin("GET", `/customers/${id}`)).body.stripe.reconcile_needed).toBe(true);
+    // A redelivery is a duplicate: the work is the object's now, not Stripe's.
+    expect((await deliver(stripe, event!)).body.status).toBe("duplicate");
+    stripe.clearFaults();
+    await settle(id);
+    await cron(Date.now() + 60_000);
     expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(400_000_000);
+    expect((await admin("GET", `/customers/${id}`)).body.stripe.reconcile_needed).toBe(false);
+  });
+
+  it("our own balance transaction coming back as customer.updated costs no Stripe call", async () => {
+    const { stripe } = connect();
+    const { id } = await stripeCustomer(stripe);
+    expect((await admin("POST", `/customers/${id}/credits`, { amount: 250, reason: "goodwill" })).status).toBe(201);
+    const echoes = stripe.takeEvents();
+    expect(echoes.map((e) => e.type)).toEqual(["customer.updated"]);
+    const before = stripe.requests.length;
+    expect((await deliver(stripe, echoes[0]!)).status).toBe(200);
+    expect(stripe.requests.length).toBe(before);
+    expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(250_000_000);
   });
 });

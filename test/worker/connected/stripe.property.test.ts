@@ -9,7 +9,15 @@ type Op =
   | { kind: "request"; search: boolean }
   | { kind: "dashboard"; amount: number }
   | { kind: "deliver"; pick: number; duplicate: boolean }
-  | { kind: "cron"; fault: FaultKind | null; advance: number };
+  | { kind: "cron"; fault: FaultKind | null; target: number; advance: number };
+
+/** Every Stripe call the gateway makes: a fault may hit any of them (or all at once). */
+const TARGETS: { method?: string; path: RegExp }[] = [
+  { method: "POST", path: /balance_transactions$/ },
+  { method: "GET", path: /balance_transactions$/ },
+  { method: "GET", path: /^\/v1\/customers\/[^/]+$/ },
+  { path: /./ },
+];
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant("request" as const), search: fc.boolean() }) },
@@ -19,7 +27,8 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     weight: 2,
     arbitrary: fc.record({
       kind: fc.constant("cron" as const),
-      fault: fc.constantFrom<FaultKind | null>(null, "500", "500_after_commit", "drop_after_commit", "429"),
+      fault: fc.constantFrom<FaultKind | null>(null, "500", "500_after_commit", "drop_after_commit", "429", "timeout"),
+      target: fc.nat({ max: TARGETS.length - 1 }),
       advance: fc.integer({ min: 0, max: 7_200_000 }),
     }),
   },
@@ -60,7 +69,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
             else queue.push(event!); // not applied: Stripe redelivers it later
           } else {
             await settle(id);
-            if (step.fault) stripe.inject({ match: { method: "POST", path: /balance_transactions$/ }, kind: step.fault, times: 3 });
+            if (step.fault) stripe.inject({ match: TARGETS[step.target]!, kind: step.fault, times: 3 });
             t += step.advance;
             await cron(t);
             stripe.clearFaults();
