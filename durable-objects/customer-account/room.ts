@@ -18,7 +18,6 @@ import { PortalLinks } from "./portal-links";
 import { Rollup } from "./rollup";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
-import { periodicReconcileAt } from "./stripe-sync";
 import { Timers } from "./timers";
 import { Wallet } from "./wallet";
 
@@ -92,7 +91,7 @@ export class Room {
       emails: this.emails,
       reports: this.reports,
       otherWorkAt: () => {
-        const times = [this.timers.dueAt(EXPIRY_TIMER), periodicReconcileAt(this)].filter((t): t is number => t !== null);
+        const times = [this.timers.dueAt(EXPIRY_TIMER), this.periodicReconcileAt()].filter((t): t is number => t !== null);
         return times.length ? Math.min(...times) : null;
       },
     });
@@ -143,6 +142,12 @@ export class Room {
   currencyMismatch(): string | null {
     const theirs = this.account.row.stripe_currency;
     return this.config.stripeEnabled && theirs && theirs !== this.config.PRICING.currency ? theirs : null;
+  }
+
+  /** When the periodic reconcile is due: every customer holding a key, every RECONCILE_INTERVAL_SECONDS. */
+  periodicReconcileAt(): number | null {
+    if (!this.config.stripeEnabled || !this.account.exists || !this.keys.hasActive()) return null;
+    return (this.account.row.reconcile_attempted_at ?? 0) + this.config.RECONCILE_INTERVAL_SECONDS * 1000;
   }
 
   expiringSoonMicros(now: number): number {

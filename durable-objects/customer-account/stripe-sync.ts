@@ -2,13 +2,6 @@ import { log } from "../../src/log";
 import type { Room } from "./room";
 import { reconcile } from "./stripe-reconcile";
 
-/** Whether the periodic reconcile is due: every customer holding a key, every RECONCILE_INTERVAL_SECONDS. */
-export function periodicReconcileAt(room: Room): number | null {
-  const { config, account, keys } = room;
-  if (!config.stripeEnabled || !account.exists || !keys.hasActive()) return null;
-  return (account.row.reconcile_attempted_at ?? 0) + config.RECONCILE_INTERVAL_SECONDS * 1000;
-}
-
 /**
  * The Stripe work of one customer, under the object's lock (from the cron's cycle or the stripe
  * timer): sends the reports whose backoff has passed, then reconciles when a balance change asked
@@ -18,7 +11,7 @@ export function periodicReconcileAt(room: Room): number | null {
 export async function syncWithStripe(room: Room, now: number): Promise<{ sent: number; errors: number; pending: number }> {
   if (!room.config.stripeEnabled || !room.account.exists) return { sent: 0, errors: 0, pending: 0 };
   const flushed = await room.reports.flush(now);
-  const periodic = periodicReconcileAt(room);
+  const periodic = room.periodicReconcileAt();
   const due = room.account.row.reconcile_needed === 1 || (periodic !== null && periodic <= now);
   if (due && flushed.pending === 0) {
     // Recorded first: a customer Stripe cannot reconcile is tried again an interval later, not every run.
