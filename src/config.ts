@@ -23,12 +23,36 @@ const apiBase = httpUrl.refine((url) => url.startsWith("https:") || isLoopbackUr
 });
 const signingSecret = z.string().min(32, "must be at least 32 characters (e.g. openssl rand -hex 32)");
 
+const dottedPath = "[A-Za-z0-9_]{1,64}(?:\\.[A-Za-z0-9_]{1,64}){0,15}";
+/** Where a meter's billed quantity comes from (see src/metering/units.ts). */
+const UnitsSpec = z
+  .string()
+  .regex(
+    new RegExp(`^(?:request|header:[A-Za-z0-9-]{1,64}|json:${dottedPath}|sse:events|sse:json:${dottedPath})$`),
+    'must be "request", "header:<name>", "json:<dotted.path>", "sse:events" or "sse:json:<dotted.path>"',
+  );
+
 const Meter = z.strictObject({
   name: meterName,
   methods: z.array(z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method")).optional(),
   path: z.string().startsWith("/", "must start with /"),
+  /** Per request, or per unit when `units` reads them from the response. */
   price_cents: decimalCents,
   stripe_event_name: z.string().min(1).max(100).optional(),
+  units: UnitsSpec.default("request"),
+  /** The most one request may be charged, in units: reserved before the request is forwarded. */
+  hold_units: z.int().min(1).max(100_000_000).optional(),
+  /** Take the hold from the request (e.g. json:max_tokens), capped by hold_units. */
+  hold_units_from: z.string().regex(new RegExp(`^json:${dottedPath}$`), 'must be "json:<dotted.path>"').optional(),
+  /** When the units cannot be read (missing header, bad JSON, client gone): charge the hold, or nothing. */
+  on_missing_units: z.enum(["hold", "zero"]).default("hold"),
+});
+
+/** Client Idempotency-Key on billed requests: stored responses per customer, bounded. */
+const Idempotency = z.strictObject({
+  max_body_bytes: z.int().min(1_024).max(1_500_000).default(1_048_576),
+  max_entries: z.int().min(10).max(100_000).default(1_000),
+  max_total_bytes: z.int().min(1_048_576).max(1_000_000_000).default(64 * 1_048_576),
 });
 
 const Pricing = z.strictObject({
@@ -140,14 +164,35 @@ const Vars = z.object({
   PRICING: json(Pricing),
   GOVERNANCE: json(Governance.default(Governance.parse({}))),
   EMAILS: json(Emails.optional()),
+  IDEMPOTENCY: json(Idempotency.default(Idempotency.parse({}))),
 });
+
+export type UnitSource =
+  | { kind: "request" }
+  | { kind: "header"; name: string }
+  | { kind: "json"; path: string[] }
+  | { kind: "sse_events" }
+  | { kind: "sse_json"; path: string[] };
 
 export interface CompiledMeter {
   name: string;
+  /** Per request, or per unit for a meter whose units come from the response. */
   priceMicros: number;
   stripeEventName: string;
   methods: Set<string> | null;
   pattern: RegExp;
+  units: UnitSource;
+  holdUnits: number | null;
+  holdFrom: string[] | null;
+  onMissingUnits: "hold" | "zero";
+}
+
+function unitSource(spec: string): UnitSource {
+  if (spec === "request") return { kind: "request" };
+  if (spec === "sse:events") return { kind: "sse_events" };
+  if (spec.startsWith("header:")) return { kind: "header", name: spec.slice("header:".length).toLowerCase() };
+  if (spec.startsWith("sse:json:")) return { kind: "sse_json", path: spec.slice("sse:json:".length).split(".") };
+  return { kind: "json", path: spec.slice("json:".length).split(".") };
 }
 
 export type Config = Omit<z.infer<typeof Vars>, "PRICING"> & {
@@ -207,21 +252,40 @@ export function parseConfig(env: Record<string, unknown>): Config {
   if (!vars.ACCEPT_UNSIGNED_KEYS && vars.KEY_SIGNING_SECRET === undefined) {
     problems.push("ACCEPT_UNSIGNED_KEYS: false needs KEY_SIGNING_SECRET, or no key would be accepted");
   }
+  for (const meter of vars.PRICING.meters) {
+    if (meter.units !== "request" && meter.hold_units === undefined) {
+      problems.push(`PRICING.meters: meter ${meter.name} reads its units from the response (${meter.units}): it needs hold_units, the most one request may be charged`);
+    }
+    if (meter.units === "request" && (meter.hold_units !== undefined || meter.hold_units_from !== undefined)) {
+      problems.push(`PRICING.meters: meter ${meter.name} charges per request: hold_units and hold_units_from apply only to units read from the response`);
+    }
+    if (meter.hold_units !== undefined && meter.hold_units * meter.price_cents > MAX_AMOUNT_CENTS * 1_000_000) {
+      problems.push(`PRICING.meters: meter ${meter.name}: hold_units × price_cents is more than the largest balance`);
+    }
+  }
   if (problems.length) throw new ConfigError(problems);
 
-  const compiled = vars.PRICING.meters.map((m) => ({
+  const compiled: CompiledMeter[] = vars.PRICING.meters.map((m) => ({
     name: m.name,
     priceMicros: m.price_cents,
     stripeEventName: m.stripe_event_name ?? vars.PRICING.default_stripe_event_name,
     methods: m.methods ? new Set(m.methods) : null,
     pattern: globToRegExp(m.path),
+    units: unitSource(m.units),
+    holdUnits: m.hold_units ?? null,
+    holdFrom: m.hold_units_from ? m.hold_units_from.slice("json:".length).split(".") : null,
+    onMissingUnits: m.on_missing_units,
   }));
-  const fallback = {
+  const fallback: CompiledMeter = {
     name: vars.PRICING.default_meter,
     priceMicros: vars.PRICING.default_price_cents,
     stripeEventName: vars.PRICING.default_stripe_event_name,
     methods: null,
     pattern: /^/,
+    units: { kind: "request" },
+    holdUnits: null,
+    holdFrom: null,
+    onMissingUnits: "hold",
   };
   return {
     ...vars,

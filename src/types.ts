@@ -32,7 +32,11 @@ export type AuthorizeResult =
       grantId: string | null;
       /** A retry of a request id already charged: nothing was charged again. */
       replayed?: true;
+      /** A request billed from its response: the units reserved. */
+      heldUnits?: number;
     }
+  | { outcome: "replay"; response: { status: number; headers: string[][]; body: ArrayBuffer } }
+  | { outcome: "idempotency_in_progress" | "idempotency_mismatch" | "idempotency_not_replayable" }
   | { outcome: "invalid_key" | "customer_deleted" }
   | {
       outcome: "insufficient_credit" | "payment_overdue";

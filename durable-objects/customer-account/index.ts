@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { log } from "../../src/log";
+import { formatCents } from "../../src/money";
 import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
 import type { CheckoutSlot } from "./checkout-limit";
 import { createGrant, deduct, expireGrants, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
@@ -9,7 +10,24 @@ import type { EmailRow } from "./emails";
 import type { Grant } from "./grants";
 import type { CapPeriod } from "./keys";
 import { upsertProfile } from "./profile";
-import { authorize, CHARGES_TIMER, pruneCharges, refund, type AuthorizeInput, type RefundResult } from "./requests";
+import { HOLDS_TIMER } from "./holds";
+import { IDEMPOTENCY_TIMER, type StoredResponse } from "./idempotency";
+import {
+  authorize,
+  CHARGES_TIMER,
+  expireHolds,
+  extendHold,
+  finishIdempotent,
+  pruneCharges,
+  pruneIdempotency,
+  refund,
+  settleHold,
+  type AuthorizeInput,
+  type ExtendResult,
+  type RefundResult,
+  type SettleResult,
+} from "./requests";
+import type { SettleReason } from "./holds";
 import { EXPIRY_TIMER, Room } from "./room";
 import { WEBHOOK_TIMER } from "./outbox";
 import { EMAIL_RETENTION_TIMER } from "./email-retention";
@@ -120,6 +138,46 @@ export class CustomerAccount extends DurableObject<Env> {
   refund(input: { requestId: string }): RefundResult {
     if (!this.room.account.exists) throw new Error("unknown customer");
     return refund(this.room, input);
+  }
+
+  /** Takes up to `units` more units into a streaming request's hold (0: the next event cannot be paid for). */
+  extendHold(input: { requestId: string; units: number }): ExtendResult {
+    if (!this.room.account.exists) return { grantedUnits: 0, heldUnits: 0 };
+    return extendHold(this.room, input);
+  }
+
+  /** Settles a response-metered request's hold with the units read (null: unreadable). */
+  settleHold(input: { requestId: string; units: number | null; reason: SettleReason }): SettleResult {
+    if (!this.room.account.exists) throw new Error("unknown customer");
+    return settleHold(this.room, input);
+  }
+
+  /** The first request with an Idempotency-Key finished: its response is kept for replays, or not. */
+  finishIdempotent(input: { key: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
+    if (this.room.account.exists) finishIdempotent(this.room, input);
+  }
+
+  /** What a request billed from its response was held and charged (for the admin API). */
+  requestCharge(requestId: string) {
+    const hold = this.room.account.exists ? this.room.holds.get(requestId) : undefined;
+    if (hold) {
+      return {
+        request_id: hold.request_id,
+        meter: hold.meter,
+        status: hold.status,
+        held_units: hold.held_units,
+        units: hold.units,
+        over_hold_units: hold.over_hold,
+        charged_exact_cents: hold.charged === null ? null : formatCents(hold.charged),
+        reason: hold.reason,
+        created_at: hold.created_at,
+        settled_at: hold.settled_at,
+      };
+    }
+    const charge = this.room.account.exists ? this.room.charges.get(requestId) : undefined;
+    return charge
+      ? { request_id: charge.request_id, meter: charge.meter, status: charge.status, charged_exact_cents: charge.status === "charged" ? formatCents(charge.amount) : "0", created_at: charge.created_at }
+      : null;
   }
 
   // ---------------------------------------------------------------- credit
@@ -258,6 +316,8 @@ export class CustomerAccount extends DurableObject<Env> {
       [DIRECTORY_TIMER]: () => room.directory.push(),
       [EXPIRY_TIMER]: (now) => this.withLock(async () => (expireGrants(room, now) > 0 ? this.pushToStripe() : undefined)),
       [CHARGES_TIMER]: (now) => pruneCharges(room, now),
+      [HOLDS_TIMER]: (now) => expireHolds(room, now),
+      [IDEMPOTENCY_TIMER]: (now) => pruneIdempotency(room, now),
       [STRIPE_TIMER]: (now) => this.withLock(() => syncWithStripe(room, now)),
       [WEBHOOK_TIMER]: () => room.outbox.handOff(),
       [EMAIL_RETENTION_TIMER]: async () => void room.emails.prune(Date.now()),

@@ -57,6 +57,12 @@ export function spentThisPeriod(key: KeyRecord, nowMs: number): number {
   return key.period_start === periodStart(key.cap_period, nowMs) ? key.period_spend : 0;
 }
 
+/** Micro-cents the key may still spend this period (Infinity without a cap). */
+export function capHeadroom(key: KeyRecord, nowMs: number): number {
+  if (key.spend_cap_cents === null || !key.cap_period) return Infinity;
+  return Math.max(0, centsToMicros(key.spend_cap_cents) - spentThisPeriod(key, nowMs));
+}
+
 /** Whether a charge of `price` keeps the key within its cap (no I/O). */
 export function withinCap(key: KeyRecord, price: number, nowMs: number): boolean {
   if (key.spend_cap_cents === null || !key.cap_period || price === 0) return true;
@@ -114,6 +120,10 @@ export class KeyStore {
     );
     this.byHash.set(hash, record);
     return { id: record.id, key, prefix, created_at: record.created_at, signed };
+  }
+
+  byKeyId(keyId: string): KeyRecord | undefined {
+    return this.byId(keyId);
   }
 
   private byId(keyId: string): KeyRecord | undefined {

@@ -55,7 +55,8 @@ export class Ledger {
 
   /** A charge or a refund; `alsoSet` lets the caller update other account fields in the same write. */
   usage(entry: UsageEntry, alsoSet: Partial<AccountRow> = {}): void {
-    const kind = entry.amount <= 0 && entry.count > 0 ? "usage" : "refund";
+    // Charges (and free requests) are usage; money given back (a refund, a hold's unused part) is refund.
+    const kind = entry.amount < 0 || (entry.amount === 0 && entry.count > 0) ? "usage" : "refund";
     this.sql.exec(
       `INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (kind, meter, bucket) WHERE kind IN ('usage', 'refund')

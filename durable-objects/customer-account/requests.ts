@@ -1,7 +1,9 @@
 import type { AuthorizeResult } from "../../src/types";
-import { mainGrant } from "./grants";
+import { mainGrant, type Receipt } from "./grants";
 import { decide } from "./governance";
-import { periodEnd, periodStart, spentThisPeriod, withinCap } from "./keys";
+import { affordableUnits, holdExpiry, HOLDS_TIMER, settlement, type SettleReason } from "./holds";
+import { IDEMPOTENCY_TIMER, type StoredResponse } from "./idempotency";
+import { periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "./keys";
 import { bucketOf } from "./ledger";
 import type { Room } from "./room";
 
@@ -12,15 +14,21 @@ const REFUND_WINDOW_MARGIN_MS = 60_000;
 export interface AuthorizeInput {
   keyHash: string;
   meter: string;
+  /** Per request; per unit when `hold` is given. */
   priceMicros: number;
   /** The gateway's request id: a retry with the same id replays the first result. */
   requestId: string;
+  /** A request billed from its response: reserve this many units first. */
+  hold?: { units: number; onMissing: "hold" | "zero" };
+  /** The client's Idempotency-Key, with the fingerprint of its method, path and body. */
+  idempotency?: { key: string; fingerprint: string };
   now?: number;
 }
 
 /**
- * The request path, in one synchronous step: the key, the governance rule, the key's cap, then
- * the debit across grants. Nothing here awaits, so concurrent requests never spend the same cent.
+ * The request path, in one synchronous step: the key, the client's Idempotency-Key, the
+ * governance rule, the key's cap, then the debit across grants (or the hold, for a request billed
+ * from its response). Nothing here awaits, so concurrent requests never spend the same cent.
  */
 export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
   const { account, keys, wallet, charges, config } = room;
@@ -31,30 +39,26 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
   if (a.deleted_at !== null) return { outcome: "customer_deleted" };
   const now = input.now ?? Date.now();
 
-  const prior = input.priceMicros > 0 ? charges.get(input.requestId) : undefined;
-  if (prior) {
-    return {
-      outcome: "ok",
-      customerId: a.customer_id,
-      chargedMicros: prior.status === "charged" ? prior.amount : 0,
-      balanceMicros: wallet.available(prior.meter, now),
-      bucket: prior.bucket,
-      grantId: mainGrant(prior.receipt),
-      replayed: true,
-    };
+  const prior = replayOfRequest(room, input, now);
+  if (prior) return prior;
+  if (input.idempotency) {
+    const seen = room.idempotency.check(input.idempotency.key, input.idempotency.fingerprint, now, holdExpiry(room, 0));
+    if (seen.state === "replay") return { outcome: "replay", response: seen.response };
+    if (seen.state !== "new") return { outcome: `idempotency_${seen.state}` };
   }
 
   const mismatch = room.currencyMismatch();
   if (mismatch && a.plan === "prepaid") {
     return { outcome: "currency_mismatch", customer: account.profile(), stripeCurrency: mismatch, currency: config.PRICING.currency };
   }
+  const amount = input.hold ? input.hold.units * input.priceMicros : input.priceMicros;
   const minimumMicros = room.minimumMicros();
   const available = wallet.available(input.meter, now);
   const verdict = decide({
     plan: a.plan,
     balanceMicros: available,
     minimumMicros,
-    priceMicros: input.priceMicros,
+    priceMicros: amount,
     overdue: a.plan === "postpaid" && config.GOVERNANCE.block_postpaid_when_unpaid && room.invoices.unpaid(),
   });
   if (verdict !== "ok") {
@@ -63,50 +67,113 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
       customer: account.profile(),
       balanceMicros: available,
       minimumMicros,
-      priceMicros: input.priceMicros,
+      priceMicros: amount,
       expiringSoonMicros: room.expiringSoonMicros(now),
       keyCapCents: key.spend_cap_cents,
     };
   }
-  if (!withinCap(key, input.priceMicros, now)) {
-    const start = periodStart(key.cap_period!, now);
-    return {
-      outcome: "key_cap_reached",
-      customer: account.profile(),
-      keyId: key.id,
-      capCents: key.spend_cap_cents!,
-      period: key.cap_period!,
-      spentMicros: spentThisPeriod(key, now),
-      resetsAt: periodEnd(key.cap_period!, start),
-    };
-  }
+  if (!withinCap(key, amount, now)) return capReached(room, key, now);
 
   const bucket = bucketOf(now, config.PRICING.usage_bucket_seconds);
   const receipt = room.atomically(() => {
-    const receipt = wallet.charge({ meter: input.meter, bucket, now }, input.priceMicros, room.reports.accrue(a.plan, input.meter, -input.priceMicros, 1));
-    if (input.priceMicros > 0) {
-      keys.spend(key.id, input.priceMicros, now);
-      charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount: input.priceMicros, receipt, key_id: key.id, created_at: now });
+    // A hold is counted as the request (quantity 0 for post-paid: its units are reported when it settles).
+    const quantity = input.hold ? 0 : amount > 0 ? 1 : 0;
+    const receipt = wallet.charge({ meter: input.meter, bucket, now }, amount, room.reports.accrue(a.plan, input.meter, -amount, quantity));
+    if (amount > 0) keys.spend(key.id, amount, now);
+    if (input.hold) {
+      room.holds.insert({
+        request_id: input.requestId,
+        meter: input.meter,
+        bucket,
+        plan: a.plan,
+        key_id: key.id,
+        unit_price: input.priceMicros,
+        held_units: input.hold.units,
+        receipt,
+        on_missing: input.hold.onMissing,
+        created_at: now,
+        expires_at: holdExpiry(room, now),
+      });
+      room.timers.at(HOLDS_TIMER, holdExpiry(room, now));
+    } else if (amount > 0) {
+      charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now });
       room.timers.at(CHARGES_TIMER, now + chargeRetentionMs(room));
-      // The charge that fills the cap is the crossing: its event is written in this same step.
-      if (key.spend_cap_cents !== null && !withinCap(key, input.priceMicros, now)) room.keyCapReached(key.id, key.spend_cap_cents);
     }
-    room.changed();
+    if (input.idempotency) {
+      room.idempotency.begin(input.idempotency.key, input.idempotency.fingerprint, input.requestId, now);
+      room.timers.at(IDEMPOTENCY_TIMER, now + 24 * 3_600_000);
+    }
+    // The charge that fills the cap is the crossing: its event is written in this same step.
+    if (amount > 0 && key.spend_cap_cents !== null && !withinCap(key, amount, now)) room.keyCapReached(key.id, key.spend_cap_cents);
+    room.changed(now);
     return receipt;
   });
   return {
     outcome: "ok",
     customerId: a.customer_id,
-    chargedMicros: input.priceMicros,
+    chargedMicros: amount,
     balanceMicros: wallet.available(input.meter, now),
     bucket,
     grantId: mainGrant(receipt),
+    ...(input.hold ? { heldUnits: input.hold.units } : {}),
+  };
+}
+
+/** The same gateway request id again (its reply was lost): the first result, nothing charged twice. */
+function replayOfRequest(room: Room, input: AuthorizeInput, now: number): AuthorizeResult | null {
+  const a = room.account.row;
+  if (input.hold) {
+    const hold = room.holds.get(input.requestId);
+    if (!hold) return null;
+    return {
+      outcome: "ok",
+      customerId: a.customer_id,
+      chargedMicros: hold.held_units * hold.unit_price,
+      balanceMicros: room.wallet.available(hold.meter, now),
+      bucket: hold.bucket,
+      grantId: mainGrant(hold.receipt),
+      heldUnits: hold.held_units,
+      replayed: true,
+    };
+  }
+  if (input.priceMicros === 0) return null;
+  const prior = room.charges.get(input.requestId);
+  if (!prior) return null;
+  return {
+    outcome: "ok",
+    customerId: a.customer_id,
+    chargedMicros: prior.status === "charged" ? prior.amount : 0,
+    balanceMicros: room.wallet.available(prior.meter, now),
+    bucket: prior.bucket,
+    grantId: mainGrant(prior.receipt),
+    replayed: true,
+  };
+}
+
+function capReached(room: Room, key: KeyRecord, now: number): AuthorizeResult {
+  const start = periodStart(key.cap_period!, now);
+  return {
+    outcome: "key_cap_reached",
+    customer: room.account.profile(),
+    keyId: key.id,
+    capCents: key.spend_cap_cents!,
+    period: key.cap_period!,
+    spentMicros: spentThisPeriod(key, now),
+    resetsAt: periodEnd(key.cap_period!, start),
   };
 }
 
 export type RefundResult =
   | { refunded: true; balanceMicros: number; restoredMicros: number }
   | { refunded: false; reason: "unknown_request" | "already_refunded" | "refund_limit"; balanceMicros: number };
+
+/** Refunds of failed requests (charges and holds) in the last hour, against GOVERNANCE.refund_limit_per_hour. */
+function refundAllowed(room: Room, requestId: string, now: number): boolean {
+  const since = now - 3_600_000;
+  if (room.charges.refundsSince(since) + room.holds.refundsSince(since) < room.config.GOVERNANCE.refund_limit_per_hour) return true;
+  room.refundDenied(requestId, now);
+  return false;
+}
 
 /**
  * Gives back a charge whose request the origin failed, at most once per request id, into the
@@ -121,20 +188,111 @@ export function refund(room: Room, input: { requestId: string; now?: number }): 
   const balanceOf = (meter: string) => wallet.available(meter, now);
   if (!row) return { refunded: false, reason: "unknown_request", balanceMicros: balanceOf(config.PRICING.default_meter) };
   if (row.status === "refunded") return { refunded: false, reason: "already_refunded", balanceMicros: balanceOf(row.meter) };
-  if (charges.refundsSince(now - 3_600_000) >= config.GOVERNANCE.refund_limit_per_hour) {
-    room.refundDenied(row.request_id, now);
-    return { refunded: false, reason: "refund_limit", balanceMicros: balanceOf(row.meter) };
-  }
+  if (!refundAllowed(room, row.request_id, now)) return { refunded: false, reason: "refund_limit", balanceMicros: balanceOf(row.meter) };
   const restoredMicros = room.atomically(() => {
-    const restored = wallet.refund({ meter: row.meter, bucket: row.bucket, now }, row.receipt, (micros) =>
-      room.reports.accrue(row.plan, row.meter, micros, -1),
-    );
+    const restored = wallet.refund({ meter: row.meter, bucket: row.bucket, now }, row.receipt, (micros) => room.reports.accrue(row.plan, row.meter, micros, -1));
     if (row.key_id) keys.spend(row.key_id, -row.amount, now, row.created_at);
     charges.markRefunded(row.request_id, now);
-    room.changed();
+    room.changed(now);
     return restored;
   });
   return { refunded: true, balanceMicros: balanceOf(row.meter), restoredMicros };
+}
+
+/**
+ * Takes up to `units` more units into a streaming request's hold: as many as the meter's credit
+ * (above the minimum) and the key's cap allow. 0 means the next event cannot be paid for.
+ */
+export interface ExtendResult {
+  grantedUnits: number;
+  heldUnits: number;
+  /** When nothing more could be held: what the 402 template needs to tell the client why. */
+  refusal?: Extract<AuthorizeResult, { outcome: "insufficient_credit" | "payment_overdue" }>;
+}
+
+export function extendHold(room: Room, input: { requestId: string; units: number; now?: number }): ExtendResult {
+  const now = input.now ?? Date.now();
+  const hold = room.holds.get(input.requestId);
+  if (!hold || hold.status !== "open") return { grantedUnits: 0, heldUnits: hold?.held_units ?? 0 };
+  const granted = affordableUnits(room, hold, input.units, now);
+  if (granted === 0) {
+    const key = hold.key_id ? room.keys.byKeyId(hold.key_id) : undefined;
+    return {
+      grantedUnits: 0,
+      heldUnits: hold.held_units,
+      refusal: {
+        outcome: "insufficient_credit" as const,
+        customer: room.account.profile(),
+        balanceMicros: room.wallet.available(hold.meter, now),
+        minimumMicros: room.minimumMicros(),
+        priceMicros: hold.unit_price,
+        expiringSoonMicros: room.expiringSoonMicros(now),
+        keyCapCents: key?.spend_cap_cents ?? null,
+      },
+    };
+  }
+  const amount = granted * hold.unit_price;
+  room.atomically(() => {
+    const more = room.wallet.charge({ meter: hold.meter, bucket: hold.bucket, now }, amount, room.reports.accrue(hold.plan, hold.meter, -amount, 0), 0);
+    if (hold.key_id) room.keys.spend(hold.key_id, amount, now, hold.created_at);
+    const receipt: Receipt = { parts: [...hold.receipt.parts, ...more.parts], debt: hold.receipt.debt + more.debt };
+    room.holds.extended(hold.request_id, hold.held_units + granted, receipt, holdExpiry(room, now));
+    room.timers.at(HOLDS_TIMER, holdExpiry(room, now));
+    room.changed(now);
+  });
+  return { grantedUnits: granted, heldUnits: hold.held_units + granted };
+}
+
+export interface SettleResult {
+  chargedMicros: number;
+  chargedUnits: number;
+  overHoldUnits: number;
+  balanceMicros: number;
+  settled: boolean;
+}
+
+/**
+ * Settles a hold when its response ends: `units` read (null when they could not be read: the
+ * meter's on_missing_units applies) within the hold are charged, the rest goes back; units past
+ * the hold are recorded as over_hold (visible, never charged). A failed origin releases the whole
+ * hold, within the refund limit. Idempotent: a settled hold answers what it was charged.
+ */
+export function settleHold(room: Room, input: { requestId: string; units: number | null; reason: SettleReason; now?: number }): SettleResult {
+  const now = input.now ?? Date.now();
+  const hold = room.holds.get(input.requestId);
+  if (!hold) return { chargedMicros: 0, chargedUnits: 0, overHoldUnits: 0, balanceMicros: 0, settled: false };
+  if (hold.status === "settled") {
+    return { chargedMicros: hold.charged ?? 0, chargedUnits: hold.units ?? 0, overHoldUnits: hold.over_hold, balanceMicros: room.wallet.available(hold.meter, now), settled: false };
+  }
+  const failed = input.reason === "origin_failed" && refundAllowed(room, hold.request_id, now);
+  const { chargedUnits, overHold, charged, released } = failed
+    ? { chargedUnits: 0, overHold: 0, charged: 0, released: hold.held_units * hold.unit_price }
+    : settlement({ heldUnits: hold.held_units, unitPrice: hold.unit_price, onMissing: hold.on_missing }, input.units);
+  room.atomically(() => {
+    const restored = room.wallet.release({ meter: hold.meter, bucket: hold.bucket, now }, hold.receipt, released, (micros) =>
+      room.reports.accrue(hold.plan, hold.meter, micros, chargedUnits),
+    );
+    // Post-paid usage is reported in units; with nothing released the accrual above did not run.
+    if (restored === 0 && hold.plan === "postpaid") room.reports.accrue(hold.plan, hold.meter, 0, chargedUnits);
+    if (hold.key_id && released > 0) room.keys.spend(hold.key_id, -released, now, hold.created_at);
+    if (overHold > 0) room.holds.recordOverHold(hold.meter, hold.bucket, overHold);
+    room.holds.settled(hold.request_id, { units: input.units, charged: hold.held_units * hold.unit_price - restored, overHold, reason: failed ? "refunded" : input.reason, now });
+    room.changed(now);
+  });
+  const settled = room.holds.get(hold.request_id)!;
+  return { chargedMicros: settled.charged!, chargedUnits, overHoldUnits: overHold, balanceMicros: room.wallet.available(hold.meter, now), settled: true };
+}
+
+/** The holds timer: holds whose request never settled (its worker went away) are released per on_missing_units. */
+export function expireHolds(room: Room, now: number): void {
+  for (const requestId of room.holds.openExpired(now)) settleHold(room, { requestId, units: null, reason: "expired", now });
+  const next = room.holds.prune(now);
+  room.timers.set(HOLDS_TIMER, next);
+}
+
+/** The first request with an Idempotency-Key finished: keep its response for replays, or not. */
+export function finishIdempotent(room: Room, input: { key: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
+  room.idempotency.finish(input.key, input.requestId, input.outcome);
 }
 
 function chargeRetentionMs(room: Room): number {
@@ -146,3 +304,7 @@ export function pruneCharges(room: Room, now: number): void {
   if (room.charges.prune(now, chargeRetentionMs(room))) room.timers.at(CHARGES_TIMER, now + 60_000);
 }
 
+/** The idempotency timer: keys past their 24 hours are forgotten. */
+export function pruneIdempotency(room: Room, now: number): void {
+  room.timers.set(IDEMPOTENCY_TIMER, room.idempotency.prune(now));
+}

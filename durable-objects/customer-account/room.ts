@@ -8,6 +8,8 @@ import { CohortStore, cohortsFor } from "./cohorts";
 import { DirectorySync } from "./directory-sync";
 import { EmailLog } from "./emails";
 import { GrantBook } from "./grants";
+import { Holds } from "./holds";
+import { IdempotencyStore } from "./idempotency";
 import { Invoices } from "./invoices";
 import { KeyStore } from "./keys";
 import { Ledger } from "./ledger";
@@ -36,6 +38,8 @@ export class Room {
   readonly grants: GrantBook;
   readonly wallet: Wallet;
   readonly charges: ChargeLog;
+  readonly holds: Holds;
+  readonly idempotency: IdempotencyStore;
   readonly invoices: Invoices;
   readonly cohorts: CohortStore;
   readonly emails: EmailLog;
@@ -66,6 +70,8 @@ export class Room {
     this.grants = new GrantBook(this.sql);
     this.wallet = new Wallet(this.grants, this.ledger, this.account);
     this.charges = new ChargeLog(this.sql);
+    this.holds = new Holds(this.sql);
+    this.idempotency = new IdempotencyStore(this.sql, config);
     this.invoices = new Invoices(this.sql);
     this.cohorts = new CohortStore(this.sql);
     this.emails = new EmailLog({

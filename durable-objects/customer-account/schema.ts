@@ -7,6 +7,8 @@ import { EMAIL_AUDIENCE_TABLES } from "./email-audience";
 import { EMAIL_RETENTION_TABLES } from "./email-retention";
 import { EMAIL_TABLES } from "./emails";
 import { GRANT_TABLES } from "./grants";
+import { HOLD_TABLES } from "./holds";
+import { IDEMPOTENCY_TABLES } from "./idempotency";
 import { INVOICE_TABLES } from "./invoices";
 import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
@@ -41,6 +43,8 @@ export const MIGRATIONS: readonly string[] = [
   // v7: the overview's rollup state (an upgraded object pushes its rollup once) and
   // one-time portal links.
   [ROLLUP_TABLES.v7, PORTAL_TABLES.v7].join("\n"),
+  // v8: holds for requests billed from their response, and client Idempotency-Keys.
+  [HOLD_TABLES.v8, IDEMPOTENCY_TABLES.v8].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

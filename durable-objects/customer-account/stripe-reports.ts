@@ -95,16 +95,20 @@ export class StripeReports {
     private readonly outbox: Pick<WebhookOutbox, "emit">,
   ) {}
 
-  /** Unreported usage to add with a charge (amount < 0) or refund: account fields for the same write. */
-  accrue(plan: Plan, meter: string, amount: number, count: number): Partial<AccountRow> {
+  /**
+   * Unreported usage to add with a charge (amount < 0) or a refund: prepaid usage in micro-cents,
+   * post-paid usage as a meter quantity (requests, or units for a meter that reads them from the
+   * response; 0 for free requests). Returns the account fields to write in the same step.
+   */
+  accrue(plan: Plan, meter: string, amount: number, quantity: number): Partial<AccountRow> {
     if (!this.config().stripeEnabled) return {};
     if (plan === "prepaid") return { pending_usage: this.account.row.pending_usage - amount };
-    if (amount !== 0) {
+    if (quantity !== 0) {
       this.sql.exec(
         `INSERT INTO meter_pending (meter, quantity) VALUES (?, ?)
          ON CONFLICT (meter) DO UPDATE SET quantity = quantity + excluded.quantity`,
         meter,
-        count,
+        quantity,
       );
     }
     return {};

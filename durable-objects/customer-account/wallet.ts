@@ -49,11 +49,41 @@ export class Wallet {
    * Charges a request: drains eligible grants in the fixed order (the rest becomes debt) and
    * records the usage, in one step. Returns where the money came from.
    */
-  charge(usage: Omit<UsageEntry, "amount" | "count">, price: number, alsoSet: Partial<AccountRow> = {}): Receipt {
+  charge(usage: Omit<UsageEntry, "amount" | "count">, price: number, alsoSet: Partial<AccountRow> = {}, count = 1): Receipt {
     const receipt = planDrain(this.grants.all, usage.meter, price, usage.now);
     for (const [id, micros] of receipt.parts) this.grants.adjust(this.grants.get(id)!, -micros);
-    this.ledger.usage({ ...usage, amount: -price, count: 1 }, receipt.debt > 0 ? { ...alsoSet, debt: this.debt + receipt.debt } : alsoSet);
+    this.ledger.usage({ ...usage, amount: -price, count }, receipt.debt > 0 ? { ...alsoSet, debt: this.debt + receipt.debt } : alsoSet);
     return receipt;
+  }
+
+  /**
+   * Gives back `micros` of a hold's receipt (the unused part of a hold), last drained first, in
+   * the hold's bucket; the request itself stays counted. Returns the micro-cents given back (a
+   * grant that closed meanwhile keeps nothing).
+   */
+  release(usage: Omit<UsageEntry, "amount" | "count">, receipt: Receipt, micros: number, alsoSet: (restored: number) => Partial<AccountRow> = () => ({})): number {
+    let left = micros;
+    let restored = 0;
+    let debtBack = 0;
+    if (receipt.debt > 0) {
+      debtBack = Math.min(left, receipt.debt, this.debt);
+      left -= Math.min(left, receipt.debt);
+    }
+    for (let i = receipt.parts.length - 1; i >= 0 && left > 0; i--) {
+      const [id, drained] = receipt.parts[i]!;
+      const back = Math.min(left, drained);
+      left -= back;
+      const grant = this.grants.all.find((g) => g.id === id);
+      if (grant) {
+        this.grants.adjust(grant, back);
+        restored += back;
+      }
+    }
+    restored += debtBack;
+    if (restored === 0) return 0;
+    const fields = alsoSet(restored);
+    this.ledger.usage({ ...usage, amount: restored, count: 0 }, debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields);
+    return restored;
   }
 
   /**

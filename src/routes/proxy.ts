@@ -4,8 +4,12 @@ import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
 import { mergeValues } from "../merge";
+import { holdFromRequest } from "../metering/units";
 import { formatCents, formatMoney } from "../money";
+import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
+import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "../proxy/idempotency";
+import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
 import { isReserved } from "../proxy/reserved";
 import { renderJson } from "../template";
@@ -27,15 +31,6 @@ async function once<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-type OriginResult = { response: Response } | { failure: "connection_error" | "timeout" };
-
-/** Whether a failed origin call gives the charge back (GOVERNANCE.refund_on). */
-function refundable(config: Config, result: OriginResult): boolean {
-  if (!config.GOVERNANCE.refund_on_origin_error) return false;
-  const on = config.GOVERNANCE.refund_on as (string | number)[];
-  return "failure" in result ? on.includes(result.failure) : on.includes(result.response.status);
-}
-
 export const proxy = new Hono<AppEnv>();
 
 /** Everything that is not an admin, webhook or billing route is metered and forwarded to the origin. */
@@ -52,27 +47,63 @@ proxy.all("*", async (c) => {
   const target = new URL(origin.origin + origin.pathname.replace(/\/$/, "") + path + url.search);
   if (target.origin !== origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
 
-  const meter = resolveMeter(config, c.req.method, path);
+  const method = c.req.method;
+  const meter = resolveMeter(config, method, path);
+  const billedFromResponse = meter.units.kind !== "request";
+  const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
+  // The body is read whole only for an Idempotency-Key's fingerprint or a hold taken from it.
+  const body = idempotencyKey !== null || (billedFromResponse && meter.holdFrom)
+    ? await readBodyWithin(c.req.raw, config.IDEMPOTENCY.max_body_bytes)
+    : undefined;
   const stub = customerStub(c.env, customerId);
   const requestId = c.var.requestId;
-  // The only storage round trip on the request path: key check, rule, cap and debit in one step.
-  const input: AuthorizeInput = { keyHash, meter: meter.name, priceMicros: meter.priceMicros, requestId };
+  // The only storage round trip on the request path: key check, rule, cap and debit (or hold) in one step.
+  const input: AuthorizeInput = {
+    keyHash,
+    meter: meter.name,
+    priceMicros: meter.priceMicros,
+    requestId,
+    ...(billedFromResponse ? { hold: { units: holdFromRequest(body ?? null, meter.holdFrom, meter.holdUnits!), onMissing: meter.onMissingUnits } } : {}),
+    ...(idempotencyKey !== null ? { idempotency: { key: idempotencyKey, fingerprint: await requestFingerprint(method, target.pathname + target.search, body ?? null) } } : {}),
+  };
   const decision: AuthorizeResult = await once(async () => await stub.authorize(input));
+  if (decision.outcome === "replay") {
+    const replayed = new Response(decision.response.body, { status: decision.response.status, headers: decision.response.headers as [string, string][] });
+    replayed.headers.set("idempotent-replayed", "true");
+    return replayed;
+  }
   if (decision.outcome === "insufficient_credit") {
-    const body = renderJson(config.GOVERNANCE.blocked_body, mergeValues(config, decision.customer, decision));
-    return c.json(body as Record<string, unknown>, 402, { "x-request-id": requestId });
+    const refusal = renderJson(config.GOVERNANCE.blocked_body, mergeValues(config, decision.customer, decision));
+    return c.json(refusal as Record<string, unknown>, 402, { "x-request-id": requestId });
   }
   refuse(config, decision);
 
   const headers = await originHeaders(
     c.req.raw.headers,
     { customerId: decision.customerId, requestId, clientIp: c.req.header("cf-connecting-ip") ?? null },
-    { secret: config.ORIGIN_SIGNING_SECRET, method: c.req.method, pathAndQuery: target.pathname + target.search },
+    { secret: config.ORIGIN_SIGNING_SECRET, method, pathAndQuery: target.pathname + target.search },
   );
+  const requestBody = body !== undefined ? body : method === "GET" || method === "HEAD" ? null : c.req.raw.body;
+  const waitUntil = (promise: Promise<unknown>) => c.executionCtx.waitUntil(promise);
+  const finishIdempotent = (outcome: Parameters<Stub["finishIdempotent"]>[0]["outcome"]) => {
+    if (idempotencyKey !== null) waitUntil(stub.finishIdempotent({ key: idempotencyKey, requestId, outcome }));
+  };
 
-  // Forwarding and settling run under waitUntil: a client that hangs up cannot skip the refund.
+  // Forwarding and settling a failure run under waitUntil: a client that hangs up cannot skip the refund.
   const settled = (async () => {
-    const result = await forward(config, target, c.req.raw, headers);
+    const result = await forward(config, target, method, headers, requestBody);
+    const failed = "failure" in result || result.response.status >= 500;
+    if (failed) finishIdempotent("forget");
+    if (billedFromResponse) {
+      // A failure the meter would refund releases the whole hold; any other response is read for its units.
+      if ("failure" in result || refundable(config, result)) {
+        const release = await once(async () =>
+          await stub.settleHold({ requestId, units: null, reason: refundable(config, result) ? "origin_failed" : "units_missing" }),
+        );
+        return { result, charged: release.chargedMicros, balance: release.balanceMicros, settled: true };
+      }
+      return { result, charged: 0, balance: 0, settled: false };
+    }
     let charged = decision.chargedMicros;
     let balance = decision.balanceMicros;
     if (charged > 0 && refundable(config, result)) {
@@ -80,10 +111,10 @@ proxy.all("*", async (c) => {
       if (refund.refunded) charged = 0;
       balance = refund.balanceMicros;
     }
-    return { result, charged, balance };
+    return { result, charged, balance, settled: true };
   })();
-  c.executionCtx.waitUntil(settled);
-  const { result, charged, balance } = await settled;
+  waitUntil(settled);
+  const { result, charged, balance, settled: done } = await settled;
 
   if ("failure" in result) {
     const timedOut = result.failure === "timeout";
@@ -93,18 +124,49 @@ proxy.all("*", async (c) => {
       { charged_cents: formatCents(charged) },
     );
   }
-  const out = new Response(result.response.body, result.response);
-  out.headers.set("x-payg-charge-cents", formatCents(charged));
-  out.headers.set("x-payg-balance-cents", formatCents(balance));
-  if (decision.grantId && charged > 0) out.headers.set("x-payg-grant", decision.grantId);
-  out.headers.set("x-request-id", requestId);
-  return out;
+  let response: Response;
+  let streamed = false;
+  if (done) {
+    response = new Response(result.response.body, result.response);
+    response.headers.set("x-payg-charge-cents", formatCents(charged));
+    response.headers.set("x-payg-balance-cents", formatCents(balance));
+  } else {
+    ({ response, streamed } = await meterResponse(
+      { config, meter, stub, requestId, heldUnits: decision.heldUnits ?? 0, waitUntil },
+      result.response,
+    ));
+  }
+  if (decision.grantId && (charged > 0 || !done)) response.headers.set("x-payg-grant", decision.grantId);
+  response.headers.set("x-request-id", requestId);
+  if (idempotencyKey !== null && response.status < 500) return keepForReplay(response, streamed, config, finishIdempotent);
+  return response;
 });
+
+/** Under an Idempotency-Key: the response is stored as sent (status, headers, body up to IDEMPOTENCY.max_body_bytes). */
+function keepForReplay(
+  response: Response,
+  streamed: boolean,
+  config: Config,
+  finish: (outcome: Parameters<Stub["finishIdempotent"]>[0]["outcome"]) => void,
+): Response {
+  if (streamed || !response.body) {
+    finish(streamed ? "not_replayable" : { status: response.status, headers: [...response.headers], body: new ArrayBuffer(0) });
+    return response;
+  }
+  const [toClient, toStore] = response.body.tee();
+  const stored = new Response(toClient, response);
+  const headers = [...stored.headers];
+  readUpTo(toStore, config.IDEMPOTENCY.max_body_bytes).then(
+    (bytes) => finish(bytes === null ? "not_replayable" : { status: response.status, headers, body: bytes }),
+    () => finish("not_replayable"),
+  );
+  return stored;
+}
 
 /** Throws the refusal's JSON error unless the request may pass (the templated 402 is answered before). */
 function refuse(
   config: Config,
-  decision: Exclude<AuthorizeResult, { outcome: "insufficient_credit" }>,
+  decision: Exclude<AuthorizeResult, { outcome: "insufficient_credit" | "replay" }>,
 ): asserts decision is Extract<AuthorizeResult, { outcome: "ok" }> {
   switch (decision.outcome) {
     case "ok":
@@ -127,24 +189,15 @@ function refuse(
         `This API key has reached its spend cap of ${formatMoney(decision.capCents * 1_000_000, config.PRICING.currency)} per ${decision.period}; other keys of the account keep working.`,
         { customer_id: decision.customer.id, key_id: decision.keyId, cap_cents: decision.capCents, period: decision.period, resets_at: decision.resetsAt },
       );
+    case "idempotency_in_progress":
+      throw new ApiError("idempotency_in_progress", "A request with this Idempotency-Key is still in flight; retry once it has finished.");
+    case "idempotency_mismatch":
+      throw new ApiError("idempotency_mismatch", "This Idempotency-Key was used for a request with another method, path or body.");
+    case "idempotency_not_replayable":
+      throw new ApiError(
+        "idempotency_not_replayable",
+        "This Idempotency-Key's request was charged, but its response cannot be replayed (streamed, too large, or never finished); nothing was charged again. Use a new key for a new request.",
+      );
   }
 }
 
-async function forward(config: Config, target: URL, request: Request, headers: Headers): Promise<OriginResult> {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new Error("origin timeout")), config.GOVERNANCE.origin_timeout_ms);
-  try {
-    const response = await fetch(target, {
-      method: request.method,
-      headers,
-      body: request.method === "GET" || request.method === "HEAD" ? null : request.body,
-      redirect: "manual",
-      signal: controller.signal,
-    });
-    return { response };
-  } catch {
-    return { failure: controller.signal.aborted ? "timeout" : "connection_error" };
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -1,0 +1,223 @@
+import type { CompiledMeter, Config } from "../config";
+import type { customerStub } from "../env";
+import { log } from "../log";
+import { mergeValues } from "../merge";
+import { formatCents } from "../money";
+import { asUnits, unitsInJson } from "../metering/units";
+import { eventData, isUnitEvent, sseComment, sseEvent, SseSplitter } from "../metering/sse";
+import { renderJson } from "../template";
+import { readUpTo } from "./idempotency";
+
+type Stub = ReturnType<typeof customerStub>;
+type SettleReason = Parameters<Stub["settleHold"]>[0]["reason"];
+
+/** A JSON response read for its units is buffered up to this size; past it, its units count as unreadable. */
+const JSON_UNITS_MAX_BYTES = 8 * 1_048_576;
+
+export interface MeterContext {
+  config: Config;
+  meter: CompiledMeter;
+  stub: Stub;
+  requestId: string;
+  heldUnits: number;
+  /** Keeps the invocation alive until settlement is written, whatever the client does. */
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+export interface Metered {
+  response: Response;
+  /** The body goes to the client as it arrives (not replayable under an Idempotency-Key). */
+  streamed: boolean;
+}
+
+const isEventStream = (response: Response) => (response.headers.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream");
+
+/**
+ * A response billed from what it says: the hold taken before forwarding settles to the units it
+ * reports (a header, a number in its JSON, or its server-sent events), within the hold.
+ */
+export async function meterResponse(ctx: MeterContext, origin: Response): Promise<Metered> {
+  const units = ctx.meter.units;
+  switch (units.kind) {
+    case "header": {
+      const settled = await settle(ctx, asUnits(origin.headers.get(units.name)));
+      return { response: withCharge(new Response(origin.body, origin), settled), streamed: false };
+    }
+    case "json":
+    case "sse_json": {
+      // The same meter serves both modes of an API like OpenAI's: a JSON body, or a stream whose
+      // events carry the number (its final usage chunk).
+      if (isEventStream(origin) && origin.body) {
+        const response = new Response(reportedUnits(ctx, origin.body, units.path), origin);
+        response.headers.delete("content-length");
+        response.headers.set("x-payg-hold-units", String(ctx.heldUnits));
+        return { response, streamed: true };
+      }
+      const [toClient, toRead] = origin.body ? origin.body.tee() : [null, null];
+      const bytes = await readUpTo(toRead, JSON_UNITS_MAX_BYTES);
+      const read = bytes === null ? null : unitsInJson(new TextDecoder().decode(bytes), units.path);
+      const settled = await settle(ctx, read);
+      return { response: withCharge(new Response(toClient, origin), settled), streamed: false };
+    }
+    case "sse_events": {
+      if (!isEventStream(origin) || !origin.body) {
+        const settled = await settle(ctx, null);
+        return { response: withCharge(new Response(origin.body, origin), settled), streamed: false };
+      }
+      const response = new Response(countedEvents(ctx, origin.body), origin);
+      response.headers.delete("content-length");
+      response.headers.set("x-payg-hold-units", String(ctx.heldUnits));
+      return { response, streamed: true };
+    }
+    default:
+      throw new Error(`meter ${ctx.meter.name} is billed per request`);
+  }
+}
+
+async function settle(ctx: MeterContext, units: number | null, reason: SettleReason = units === null ? "units_missing" : "completed") {
+  const settling = ctx.stub.settleHold({ requestId: ctx.requestId, units, reason });
+  ctx.waitUntil(settling);
+  return settling;
+}
+
+function withCharge(response: Response, settled: { chargedMicros: number; balanceMicros: number }): Response {
+  response.headers.set("x-payg-charge-cents", formatCents(settled.chargedMicros));
+  response.headers.set("x-payg-balance-cents", formatCents(settled.balanceMicros));
+  return response;
+}
+
+/** Workers cannot send HTTP trailers: a stream's settled charge is its last line, an SSE comment clients ignore. */
+function chargeComment(settled: { chargedMicros: number; balanceMicros: number }): string {
+  return sseComment(`x-payg-charge-cents: ${formatCents(settled.chargedMicros)}, x-payg-balance-cents: ${formatCents(settled.balanceMicros)}`);
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * `sse:events`: each data event is one unit. The hold covers `heldUnits` events; before the event
+ * past it, the hold is extended by the meter's hold_units (or what credit allows). When not one
+ * more can be paid for, the client gets an `error` event rendered from the 402 template and the
+ * stream ends; the origin request is aborted. Events are handed over one per read. A client that
+ * hangs up pays for what was sent: the events the runtime took and asked past (the last one
+ * handed over may still have been in the response pipe, so it is not charged).
+ */
+function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  const splitter = new SseSplitter();
+  const queue: string[] = [];
+  let held = ctx.heldUnits;
+  let used = 0;
+  /** Events the runtime asked past: sent, whatever happens next. */
+  let taken = 0;
+  let finished = false;
+  let resolveDone!: () => void;
+  ctx.waitUntil(new Promise<void>((resolve) => (resolveDone = resolve)));
+  const finish = async (reason: SettleReason) => {
+    if (finished) return null;
+    finished = true;
+    try {
+      return await ctx.stub.settleHold({ requestId: ctx.requestId, units: reason === "client_gone" ? taken : used, reason });
+    } catch (error) {
+      // The object's alarm releases a hold nobody settled (on_missing_units applies).
+      log.error(`request ${ctx.requestId}: settling its stream failed`, error);
+      return null;
+    } finally {
+      resolveDone();
+    }
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        taken = used;
+        for (;;) {
+          const next = queue.shift();
+          if (next !== undefined) {
+            if (isUnitEvent(next)) {
+              if (used >= held) {
+                const extended = await ctx.stub.extendHold({ requestId: ctx.requestId, units: ctx.meter.holdUnits! });
+                if (extended.grantedUnits === 0) {
+                  const refusal = extended.refusal;
+                  const body = refusal ? renderJson(ctx.config.GOVERNANCE.blocked_body, mergeValues(ctx.config, refusal.customer, refusal)) : { code: "insufficient_credit" };
+                  controller.enqueue(encoder.encode(sseEvent("error", body)));
+                  const settled = await finish("cut_off");
+                  if (settled) controller.enqueue(encoder.encode(chargeComment(settled)));
+                  controller.close();
+                  await reader.cancel("credit exhausted").catch(() => undefined);
+                  return;
+                }
+                held = extended.heldUnits;
+              }
+              used++;
+            }
+            controller.enqueue(encoder.encode(next));
+            return;
+          }
+          const { value, done } = await reader.read();
+          if (done) {
+            const rest = splitter.rest();
+            if (rest) controller.enqueue(encoder.encode(rest));
+            const settled = await finish("completed");
+            if (settled) controller.enqueue(encoder.encode(chargeComment(settled)));
+            controller.close();
+            return;
+          }
+          queue.push(...splitter.push(value));
+        }
+      },
+      async cancel(reason) {
+        await reader.cancel(reason).catch(() => undefined);
+        await finish("client_gone");
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * `sse:json:<path>`: the units are a number in an event's JSON (e.g. OpenAI's final usage chunk);
+ * the last one found counts. The stream passes as it is; the hold settles when it ends.
+ */
+function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path: readonly string[]): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  const splitter = new SseSplitter();
+  let found: number | null = null;
+  let finished = false;
+  let resolveDone!: () => void;
+  ctx.waitUntil(new Promise<void>((resolve) => (resolveDone = resolve)));
+  const finish = async (units: number | null, reason: SettleReason) => {
+    if (finished) return null;
+    finished = true;
+    try {
+      return await ctx.stub.settleHold({ requestId: ctx.requestId, units, reason });
+    } catch (error) {
+      log.error(`request ${ctx.requestId}: settling its stream failed`, error);
+      return null;
+    } finally {
+      resolveDone();
+    }
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { value, done } = await reader.read();
+        if (done) {
+          const settled = await finish(found, found === null ? "units_missing" : "completed");
+          if (settled) controller.enqueue(encoder.encode(chargeComment(settled)));
+          controller.close();
+          return;
+        }
+        for (const event of splitter.push(value)) {
+          const data = eventData(event);
+          const units = data === null ? null : unitsInJson(data, path);
+          if (units !== null) found = units;
+        }
+        controller.enqueue(value);
+      },
+      async cancel(reason) {
+        await reader.cancel(reason).catch(() => undefined);
+        await finish(null, "client_gone");
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
