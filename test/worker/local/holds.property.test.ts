@@ -1,0 +1,88 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { sha256Hex } from "../../../src/keys";
+import { parseCentsDecimal } from "../../../src/money";
+import { customerStub, uniqueId } from "../helpers";
+
+const UNIT = 100_000; // json_tokens: 0.1 cent a unit
+
+type Op =
+  | { kind: "hold"; units: number }
+  | { kind: "plain" }
+  | { kind: "extend"; pick: number; units: number }
+  | { kind: "settle"; pick: number; units: number | null; failed: boolean }
+  | { kind: "grant"; cents: number };
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("hold" as const), units: fc.integer({ min: 0, max: 60 }) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("plain" as const) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("extend" as const), pick: fc.nat(), units: fc.integer({ min: 1, max: 40 }) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("settle" as const), pick: fc.nat(), units: fc.option(fc.integer({ min: 0, max: 120 })), failed: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("grant" as const), cents: fc.integer({ min: 1, max: 8 }) }) },
+);
+
+describe("holds, settlements, stream extensions, plain requests and grants (property)", () => {
+  it("the balance never goes below the minimum, and holds released plus charges equal holds taken", { timeout: 120_000 }, async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 10 }), fc.array(op, { minLength: 1, maxLength: 40 }), async (startCents, ops) => {
+        const id = uniqueId("cus_hold");
+        const stub = customerStub(id);
+        await stub.upsertProfile(id, { name: "Prop Hold" });
+        const keyHash = await sha256Hex((await stub.createKey(null))!.key);
+        if (startCents) await stub.credit({ customerId: id, amountCents: startCents, reason: "start" });
+        let credits = startCents * 1_000_000;
+        let plainCharged = 0;
+        const holds: { id: string; taken: number; open: boolean; charged: number }[] = [];
+        let n = 0;
+        for (const step of ops) {
+          if (step.kind === "hold") {
+            const requestId = `req_${n++}`;
+            const result = await stub.authorize({ keyHash, meter: "json_tokens", priceMicros: UNIT, requestId, hold: { units: step.units, onMissing: "hold" } });
+            if (result.outcome === "ok") holds.push({ id: requestId, taken: step.units * UNIT, open: true, charged: 0 });
+            else expect(result.outcome).toBe("insufficient_credit");
+          } else if (step.kind === "plain") {
+            const result = await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 1_000_000, requestId: `req_${n++}` });
+            if (result.outcome === "ok") plainCharged += 1_000_000;
+          } else if (step.kind === "extend") {
+            const open = holds.filter((h) => h.open);
+            if (!open.length) continue;
+            const hold = open[step.pick % open.length]!;
+            const extended = await stub.extendHold({ requestId: hold.id, units: step.units });
+            expect(extended.grantedUnits).toBeGreaterThanOrEqual(0);
+            expect(extended.grantedUnits).toBeLessThanOrEqual(step.units);
+            hold.taken += extended.grantedUnits * UNIT;
+          } else if (step.kind === "settle") {
+            const open = holds.filter((h) => h.open);
+            if (!open.length) continue;
+            const hold = open[step.pick % open.length]!;
+            const settled = await stub.settleHold({ requestId: hold.id, units: step.units, reason: step.failed ? "origin_failed" : step.units === null ? "units_missing" : "completed" });
+            expect(settled.settled).toBe(true);
+            expect(settled.chargedMicros).toBeGreaterThanOrEqual(0);
+            expect(settled.chargedMicros).toBeLessThanOrEqual(hold.taken);
+            hold.open = false;
+            hold.charged = settled.chargedMicros;
+            // Settling twice changes nothing.
+            expect((await stub.settleHold({ requestId: hold.id, units: 0, reason: "completed" })).chargedMicros).toBe(hold.charged);
+          } else {
+            await stub.credit({ customerId: id, amountCents: step.cents, reason: "grant" });
+            credits += step.cents * 1_000_000;
+          }
+          const check = (await stub.balanceCheck())!;
+          // Never below the minimum (0 here): a hold or a charge only passes when it fits.
+          expect(check.balanceMicros).toBeGreaterThanOrEqual(0);
+          expect(check.ledgerSumMicros).toBe(check.balanceMicros);
+          expect(check.balanceMicros).toBe(check.grantsRemainingMicros - check.debtMicros);
+          // What was taken is either still held, charged, or released: credits less the charges and the open holds.
+          const held = holds.filter((h) => h.open).reduce((s, h) => s + h.taken, 0);
+          const charged = holds.filter((h) => !h.open).reduce((s, h) => s + h.charged, 0);
+          expect(check.balanceMicros).toBe(credits - plainCharged - held - charged);
+          for (const h of holds.filter((x) => !x.open)) {
+            const view = (await stub.requestCharge(h.id))!;
+            expect(parseCentsDecimal(view.charged_exact_cents!)).toBe(h.charged);
+          }
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+});
