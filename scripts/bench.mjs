@@ -29,6 +29,8 @@ const WEBHOOK_SECRET = "whsec_bench";
 /** Artificial delay on each object RPC of the `gateway_rpc_delay_40ms` row, each way. */
 const RPC_DELAY_MS = 40;
 const STREAM_EVENTS = 50;
+/** gateway_stream: the price of one event (0.01 cents = 10,000 micro-cents). */
+const STREAM_EVENT_PRICE_CENTS = "0.01";
 
 // Requests per row and repetition at BENCH_SCALE=1 (each row runs BENCH_REPEAT times): sized so
 // that the full run (3 repetitions) takes about 15 minutes on a 2-core machine.
@@ -149,7 +151,14 @@ function gatewayWorker(name, scriptPath, bindings) {
     },
     bindings: {
       ADMIN_TOKEN: ADMIN,
-      PRICING: { currency: "usd", default_price_cents: "1", default_meter: "api_requests", usage_bucket_seconds: 3600 },
+      PRICING: {
+        currency: "usd",
+        default_price_cents: "1",
+        default_meter: "api_requests",
+        usage_bucket_seconds: 3600,
+        // gateway_stream: every server-sent event is billed as it passes (held 16 at a time).
+        meters: [{ name: "events", path: "/v1/stream", price_cents: STREAM_EVENT_PRICE_CENTS, units: "sse:events", hold_units: 16, stripe_event_name: "stream_events" }],
+      },
       GROUP_COMMIT: true,
       ...bindings,
     },
@@ -232,9 +241,10 @@ async function load({ base, host, concurrency, total, request, countEvents = fal
           if (countEvents) {
             res.setEncoding("utf8");
             res.on("data", (chunk) => {
-              const text = tail + chunk;
-              events += text.split("\n\n").length - 1;
-              tail = text.slice(text.lastIndexOf("\n\n") + 2);
+              // Data events only: the gateway's closing charge comment (": x-payg-charge-cents…") is not one.
+              const blocks = (tail + chunk).split("\n\n");
+              tail = blocks.pop();
+              for (const block of blocks) if (block.startsWith("id:") || block.startsWith("data:")) events++;
             });
           } else res.resume();
           res.on("end", () => {
@@ -311,6 +321,14 @@ async function createCustomers(adminCall, ids, cents) {
   });
 }
 
+const EVENT_MICROS = exactMicros(STREAM_EVENT_PRICE_CENTS);
+/** "12.345678" cents as integer micro-cents (the gateway's exact strings have at most 6 decimals). */
+function exactMicros(cents) {
+  const [whole, fraction = ""] = cents.replace("-", "").split(".");
+  const micros = Number(whole) * 1_000_000 + Number(fraction.padEnd(6, "0"));
+  return cents.startsWith("-") ? -micros : micros;
+}
+
 const fmt = (x, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) : "-");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -356,6 +374,7 @@ async function main() {
   const floorKey = (i) => `Bearer floor_${i % 100}`;
   const spreadKey = (keys) => (i) => `Bearer ${keys[i % keys.length]}`;
   const data = (auth) => (i) => ({ path: "/v1/data", headers: auth ? { authorization: auth(i) } : {} });
+  const spreadStream = (keys) => (i) => ({ path: `/v1/stream?events=${STREAM_EVENTS}`, headers: { authorization: `Bearer ${keys[i % keys.length]}` } });
 
   // Warm-up (not recorded): every worker compiles and every object opens before the first run.
   const warm = Math.min(200, n(2_000));
@@ -414,7 +433,36 @@ async function main() {
         return { ...result, events_per_s: result.events / result.seconds, events_expected: result.requests * STREAM_EVENTS };
       },
     ],
+    [
+      "gateway_stream",
+      async () => {
+        const before = await spreadBalanceMicros(admin, "cus_overhead", 100);
+        const result = await load({
+          base,
+          host: "gateway.bench",
+          concurrency: 32,
+          total: COUNTS.streams,
+          request: spreadStream(spread),
+          countEvents: true,
+        });
+        await sleep(200); // settlement runs under waitUntil as each stream closes
+        const charged = before - (await spreadBalanceMicros(admin, "cus_overhead", 100));
+        return {
+          ...result,
+          events_per_s: result.events / result.seconds,
+          events_expected: result.requests * STREAM_EVENTS,
+          charged_micros: charged,
+          exact: charged === result.events * EVENT_MICROS,
+        };
+      },
+    ],
   ];
+
+  /** The spread customers' balances, summed, in micro-cents. */
+  async function spreadBalanceMicros(adminCall, prefix, count) {
+    const summaries = await inBatches(Array.from({ length: count }, (_, i) => `${prefix}_${i}`), 16, (id) => adminCall("GET", `/admin/customers/${id}`));
+    return summaries.reduce((sum, r) => sum + exactMicros(r.body.balance.available_exact_cents), 0);
+  }
 
   async function hotRow(id, host, adminCall, customerId) {
     const credit = COUNTS.hotCredit;
@@ -536,6 +584,7 @@ async function main() {
     floor_1conn_added_p50_ms: m("floor_1conn").p50 - m("plain_1conn").p50,
     gateway_1conn_added_p50_ms: m("gateway_1conn").p50 - m("plain_1conn").p50,
     gateway_1conn_added_p50_over_floor_ms: m("gateway_1conn").p50 - m("floor_1conn").p50,
+    gateway_stream_vs_plain_stream: ratio("gateway_stream", "plain_stream"),
     rpc_delay_added_p50_ms: m(`gateway_rpc_delay_${RPC_DELAY_MS}ms`).p50 - m("gateway").p50,
   };
   const hotCheck = (id) => {
@@ -561,6 +610,13 @@ async function main() {
     ["many_customers", "4. Many customers", `${m("many_customers").requests} req over ${COUNTS.manyCustomers} customers, 64 conns, ${x}`, perf("many_customers"), `${okCheck("many_customers")}, ${m("many_customers").statuses[402] ?? 0} × 402`],
     [`gateway_rpc_delay_${RPC_DELAY_MS}ms`, `5. Gateway, object ${RPC_DELAY_MS} ms away (each way)`, `${m(`gateway_rpc_delay_${RPC_DELAY_MS}ms`).requests} req, 32 conns, ${x}`, perf(`gateway_rpc_delay_${RPC_DELAY_MS}ms`), `p50 +${fmt(ratios.rpc_delay_added_p50_ms, 2)} ms over gateway; ${okCheck(`gateway_rpc_delay_${RPC_DELAY_MS}ms`)}`],
     ["plain_stream", "6. Plain worker, streamed response (SSE)", `${m("plain_stream").requests} streams × ${STREAM_EVENTS} events, 32 conns, ${x}`, `${fmt(m("plain_stream").events_per_s)} events/s, ${fmt(m("plain_stream").rps)} streams/s, p50 ${fmt(m("plain_stream").p50, 2)} ms, p99 ${fmt(m("plain_stream").p99, 2)} ms`, `${m("plain_stream").events} of ${m("plain_stream").events_expected} events arrived`],
+    [
+      "gateway_stream",
+      `6. Gateway, metered stream (sse:events, ${STREAM_EVENT_PRICE_CENTS} cents an event, held 16 at a time)`,
+      `${m("gateway_stream").requests} streams × ${STREAM_EVENTS} events over 100 customers, 32 conns, ${x}`,
+      `${fmt(m("gateway_stream").events_per_s)} events/s, ${fmt(m("gateway_stream").rps)} streams/s, p50 ${fmt(m("gateway_stream").p50, 2)} ms, p99 ${fmt(m("gateway_stream").p99, 2)} ms`,
+      `×${fmt(ratio("gateway_stream", "plain_stream"), 2)} of plain_stream; ${m("gateway_stream").events} of ${m("gateway_stream").events_expected} events arrived; charged = events × price in every run: ${runs.get("gateway_stream").every((r) => r.exact) ? "yes" : "NO"}`,
+    ],
     ...COUNTS.stripe.map(([id, customers]) => {
       const r = m(id);
       const worst = Math.max(...stripeRuns.get(id));

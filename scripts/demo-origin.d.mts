@@ -7,6 +7,8 @@ export interface DemoOrigin {
     body: string;
     /** With a signing secret: whether X-Payg-Signature verified; otherwise "unchecked". */
     signature: "valid" | "invalid" | "unchecked";
+    /** For /v1/stream: the events written so far (it stops when the gateway hangs up). */
+    events?: number;
   }[];
   close(): Promise<void>;
 }

@@ -7,6 +7,8 @@ import { pathToFileURL } from "node:url";
 import { log } from "../src/log.ts";
 import { verifyOriginRequest } from "../src/verify/payg-signature.ts";
 
+const WORDS = "the quick brown fox jumps over the lazy dog while the gateway counts every token".split(" ");
+
 export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret = undefined } = {}) {
   if (!signingSecret) log.warn("demo origin: no ORIGIN_SIGNING_SECRET, so it cannot tell gateway traffic from anyone else's");
   const received = [];
@@ -18,7 +20,8 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
     req.on("end", async () => {
       const body = Buffer.concat(chunks).toString("utf8");
       const verdict = signingSecret ? await verifyOriginRequest(asRequest(req, url), signingSecret) : null;
-      received.push({ method: req.method, path: url.pathname, headers: req.headers, body, signature: verdict === null ? "unchecked" : verdict.ok ? "valid" : "invalid" });
+      const entry = { method: req.method, path: url.pathname, headers: req.headers, body, signature: verdict === null ? "unchecked" : verdict.ok ? "valid" : "invalid" };
+      received.push(entry);
       if (verdict && !verdict.ok) return json(res, 401, { error: "not signed by the gateway", reason: verdict.reason });
       if (url.pathname === "/fault/500") return json(res, 500, { error: "origin exploded" });
       if (url.pathname === "/fault/503") return json(res, 503, { error: "origin overloaded" });
@@ -30,7 +33,9 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
         return;
       }
       if (url.pathname === "/health") return json(res, 200, { status: "ok" });
-      if (url.pathname === "/v1/stream") return stream(res, url);
+      if (url.pathname === "/v1/stream") return stream(res, url, entry);
+      if (url.pathname === "/v1/tokens") return tokens(res, url);
+      if (url.pathname === "/v1/chat/completions" && req.method === "POST") return chat(res, body);
       json(res, 200, {
         message: "Hello from the demo origin",
         method: req.method,
@@ -43,19 +48,80 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
       });
     });
   });
-  /** Server-sent events: `events` data events (1-10,000, default 50), one write per event. */
-  function stream(res, url) {
-    const events = Math.min(Math.max(Math.floor(Number(url.searchParams.get("events") ?? 50)) || 1, 1), 10_000);
+  /** Server-sent events: `events` data events (1-10,000, default 50), one write per event, `interval_ms` apart (0-1,000); counted in `received`. */
+  function stream(res, url, entry) {
+    const events = bounded(url.searchParams.get("events"), 50, 1, 10_000);
+    const interval = bounded(url.searchParams.get("interval_ms"), 0, 0, 1_000);
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     let i = 0;
     const next = () => {
       if (res.destroyed) return;
       if (i === events) return res.end();
       res.write(`id: ${i}\ndata: {"index":${i}}\n\n`);
-      i++;
-      setImmediate(next);
+      entry.events = ++i;
+      if (interval) setTimeout(next, interval);
+      else setImmediate(next);
     };
     next();
+  }
+  /** A response that reports its own usage in a header (a meter with units = "header:x-usage-tokens"). */
+  function tokens(res, url) {
+    const used = bounded(url.searchParams.get("tokens"), 1, 0, 1_000_000);
+    res.writeHead(200, { "content-type": "application/json", "x-usage-tokens": String(used) });
+    res.end(JSON.stringify({ tokens: used }));
+  }
+  /**
+   * An OpenAI-compatible chat completion that writes `max_tokens` words (default 16, at most
+   * 4,096; `max_completion_tokens` also works). `usage` reports them: in the JSON body, or with
+   * `"stream": true` as server-sent events, one chunk per token, then a final chunk with empty
+   * `choices` and the `usage` (as OpenAI sends with stream_options.include_usage), then `[DONE]`.
+   */
+  function chat(res, body) {
+    let request;
+    try {
+      request = JSON.parse(body);
+    } catch {
+      return json(res, 400, { error: { message: "The body is not JSON.", type: "invalid_request_error", code: null } });
+    }
+    if (request === null || typeof request !== "object" || !Array.isArray(request.messages)) {
+      return json(res, 400, { error: { message: "messages must be an array.", type: "invalid_request_error", param: "messages", code: null } });
+    }
+    const completionTokens = bounded(request.max_completion_tokens ?? request.max_tokens, 16, 1, 4_096);
+    const promptTokens = request.messages.reduce((n, m) => n + String(m?.content ?? "").split(/\s+/).filter(Boolean).length, 0);
+    const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+    const words = Array.from({ length: completionTokens }, (_, i) => WORDS[i % WORDS.length]);
+    const id = `chatcmpl-demo${Date.now().toString(36)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = typeof request.model === "string" ? request.model : "demo-1";
+    if (request.stream !== true) {
+      return json(res, 200, {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: [{ index: 0, message: { role: "assistant", content: words.join(" ") }, finish_reason: "length" }],
+        usage,
+      });
+    }
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const chunk = (choices, extra = {}) => `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices, ...extra })}\n\n`;
+    let i = 0;
+    const next = () => {
+      if (res.destroyed) return;
+      if (i < words.length) {
+        res.write(chunk([{ index: 0, delta: i === 0 ? { role: "assistant", content: words[i] } : { content: " " + words[i] }, finish_reason: null }]));
+        i++;
+        return setImmediate(next);
+      }
+      res.write(chunk([{ index: 0, delta: {}, finish_reason: "length" }]));
+      res.write(chunk([], { usage }));
+      res.end("data: [DONE]\n\n");
+    };
+    next();
+  }
+  function bounded(raw, fallback, min, max) {
+    const n = Math.floor(Number(raw ?? fallback));
+    return Number.isFinite(n) ? Math.min(Math.max(n, min), max) : fallback;
   }
   /** The web Request the helper reads: method, URL as received, headers (the body is not signed). */
   function asRequest(req, url) {

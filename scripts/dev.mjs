@@ -107,6 +107,14 @@ Portal link: ${portalLink.url}
   curl -s -X POST ${base}/admin/customers/cus_demo/credits -H "Authorization: Bearer ${adminToken}" \\
        -H "content-type: application/json" -d '{"amount": 5, "reason": "top-up"}'
   curl -s "${base}/__scheduled?cron=*+*+*+*+*"                 # run the cron (emails go to the local outbox)
+
+Billed from the response (after a top-up): a chat completion at 0.01 cents a completion token.
+max_tokens is held before the request is forwarded, the usage the answer reports is charged:
+  curl -i ${base}/v1/chat/completions -H "Authorization: Bearer ${key}" -H "content-type: application/json" \
+       -d '{"model": "demo-1", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]}'
+  curl -N ${base}/v1/chat/completions -H "Authorization: Bearer ${key}" -H "content-type: application/json" \
+       -d '{"model": "demo-1", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "Hello"}]}'
+  (the stream's last line is its charge: ": x-payg-charge-cents: 1, x-payg-balance-cents: …")
   curl -s ${base}/admin/customers/cus_demo/emails -H "Authorization: Bearer ${adminToken}"
 
 Press Ctrl+C to stop.

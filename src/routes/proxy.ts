@@ -138,7 +138,7 @@ proxy.all("*", async (c) => {
   }
   if (decision.grantId && (charged > 0 || !done)) response.headers.set("x-payg-grant", decision.grantId);
   response.headers.set("x-request-id", requestId);
-  if (idempotencyKey !== null && response.status < 500) return keepForReplay(response, streamed, config, finishIdempotent);
+  if (idempotencyKey !== null && response.status < 500) return keepForReplay(response, streamed, config, finishIdempotent, waitUntil);
   return response;
 });
 
@@ -148,6 +148,7 @@ function keepForReplay(
   streamed: boolean,
   config: Config,
   finish: (outcome: Parameters<Stub["finishIdempotent"]>[0]["outcome"]) => void,
+  waitUntil: (promise: Promise<unknown>) => void,
 ): Response {
   if (streamed || !response.body) {
     finish(streamed ? "not_replayable" : { status: response.status, headers: [...response.headers], body: new ArrayBuffer(0) });
@@ -156,9 +157,12 @@ function keepForReplay(
   const [toClient, toStore] = response.body.tee();
   const stored = new Response(toClient, response);
   const headers = [...stored.headers];
-  readUpTo(toStore, config.IDEMPOTENCY.max_body_bytes).then(
-    (bytes) => finish(bytes === null ? "not_replayable" : { status: response.status, headers, body: bytes }),
-    () => finish("not_replayable"),
+  // Kept alive past the response: once the client has its last byte, the invocation would end.
+  waitUntil(
+    readUpTo(toStore, config.IDEMPOTENCY.max_body_bytes).then(
+      (bytes) => finish(bytes === null ? "not_replayable" : { status: response.status, headers, body: bytes }),
+      () => finish("not_replayable"),
+    ),
   );
   return stored;
 }

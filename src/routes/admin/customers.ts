@@ -69,6 +69,20 @@ customers.get("/customers/:id", async (c) => {
   return c.json((await customerStub(c.env, id).summary()) ?? notFound(id));
 });
 
+/**
+ * What one proxied request was charged, by its `x-request-id`: for a request billed from its
+ * response, the hold, the units read, the units past the hold (never charged) and why it settled.
+ * A streamed response's charge also ends the stream as an SSE comment (Workers cannot send trailers).
+ */
+customers.get("/customers/:id/requests/:requestId", async (c) => {
+  const id = customerId(c.req.param("id"));
+  const requestId = c.req.param("requestId");
+  if (!/^[\x21-\x7e]{1,128}$/.test(requestId)) throw new ApiError("invalid_request", "Request ids are 1-128 printable characters.");
+  const charge = await customerStub(c.env, id).requestCharge(requestId);
+  if (!charge) throw new ApiError("not_found", `No charge for request ${requestId} of customer ${id} (charges are kept for the refund window; holds until they are pruned).`);
+  return c.json(charge);
+});
+
 customers.post("/customers/:id/keys", async (c) => {
   const id = customerId(c.req.param("id"));
   const body = await jsonBody(c, KeyBody);
