@@ -1,4 +1,5 @@
 import { ACCOUNT_TABLES } from "./account";
+import { AUTO_TOPUP_TABLES } from "./auto-topup";
 import { CHARGE_TABLES } from "./charges";
 import { DISPUTE_TABLES } from "./payment-tables";
 import { CHECKOUT_LIMIT_TABLES } from "./checkout-limit";
@@ -41,6 +42,8 @@ export const MIGRATIONS: readonly string[] = [
   // v7: the overview's rollup state (an upgraded object pushes its rollup once) and
   // one-time portal links.
   [ROLLUP_TABLES.v7, PORTAL_TABLES.v7].join("\n"),
+  // v8: auto top-up settings and top-ups.
+  AUTO_TOPUP_TABLES.v8,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
