@@ -112,12 +112,13 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
     expect(state.topups[0]).toMatchObject({ status: "pending", attempts: 1, last_error: expect.stringMatching(/Connection/) });
     // Still below the threshold, more requests start nothing while one is pending.
     expect(await spend(key, 5)).toBe(5);
-    expect(state.topups).toHaveLength(1);
+    await settle(id);
+    expect((await admin("GET", `/customers/${id}/auto-top-up`)).body.topups).toHaveLength(1);
 
     const [succeeded] = paymentIntentEvents(doubles, "payment_intent.succeeded");
     expect((await deliver(doubles.stripe, succeeded!)).body.status).toBe("applied");
     state = (await admin("GET", `/customers/${id}/auto-top-up`)).body;
-    expect(state.topups).toEqual([expect.objectContaining({ status: "succeeded", payment_intent: succeeded!.data.object.id })]);
+    expect(state.topups).toEqual([expect.objectContaining({ status: "succeeded", payment_intent: (succeeded!.data.object as Stripe.PaymentIntent).id })]);
     expect((await summary(id)).balance.available_cents).toBe(574);
     await retryNow(id);
     expect(createCalls(doubles)).toHaveLength(3);
@@ -300,5 +301,54 @@ describe("auto top-up settings: bad input changes nothing", () => {
     // null turns it off; the settings stay visible with state off.
     expect((await admin("PUT", `/customers/${id}`, { auto_topup: SETTINGS })).body.auto_topup.state).toBe("active");
     expect((await admin("PUT", `/customers/${id}`, { auto_topup: null })).body.auto_topup).toMatchObject({ enabled: false, state: "off" });
+  });
+});
+
+describe("auto top-up in the customer portal", () => {
+  const form = (path: string, fields: Record<string, string>, cookie: string) =>
+    gateway(path, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: "http://gateway.test", cookie },
+      body: new URLSearchParams(fields).toString(),
+    });
+
+  it("shows the state, saves settings through the admin API's rules, turns it off, and a top-up can save the card", async () => {
+    const doubles = connect();
+    const customer = doubles.stripe.createCustomer({ email: "portal-auto@example.com", name: "Pat Portal", balance: -1000 });
+    await deliverAll(doubles.stripe);
+    const id = customer.id;
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    const signIn = await gateway("/portal/sign-in", {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: "http://gateway.test" },
+      body: new URLSearchParams({ key }).toString(),
+    });
+    const cookie = signIn.headers.get("set-cookie")!.split(";")[0]!;
+    let page = await (await gateway("/portal", { headers: { cookie } })).text();
+    expect(page).toContain("Automatic top-up");
+    expect(page).toContain("Turn on automatic top-up");
+    const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(page)![1]!;
+
+    const bad = await form("/portal/auto-top-up", { _csrf: csrf, threshold: "5", amount: "1", cap: "100" }, cookie);
+    expect(bad.status).toBe(400); // 100 cents is under checkout_min_cents
+    expect((await summary(id)).auto_topup).toBeNull();
+    expect((await form("/portal/auto-top-up", { _csrf: csrf, threshold: "5", amount: "20", cap: "abc" }, cookie)).status).toBe(400);
+
+    const saved = await form("/portal/auto-top-up", { _csrf: csrf, threshold: "5", amount: "20.50", cap: "100" }, cookie);
+    expect(saved.status).toBe(303);
+    expect((await summary(id)).auto_topup).toMatchObject({ state: "active", threshold_cents: 500, amount_cents: 2050, monthly_cap_cents: 10_000 });
+    page = await (await gateway("/portal?notice=auto-top-up-saved", { headers: { cookie } })).text();
+    expect(page).toContain("Automatic top-up saved.");
+    expect(page).toContain("Below $5.00, add $20.50; at most $100.00 a month ($0.00 so far this month).");
+
+    const topUp = await form("/portal/top-up", { _csrf: csrf, amount_cents: "1000", save_card: "1" }, cookie);
+    expect(topUp.status).toBe(303);
+    const created = doubles.stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/checkout/sessions").at(-1)!;
+    expect(created.params).toMatchObject({ customer: id, payment_intent_data: { setup_future_usage: "off_session" } });
+
+    expect((await form("/portal/auto-top-up", { _csrf: csrf, off: "1" }, cookie)).status).toBe(303);
+    expect((await summary(id)).auto_topup).toMatchObject({ enabled: false, state: "off" });
   });
 });
