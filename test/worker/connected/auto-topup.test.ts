@@ -40,6 +40,16 @@ async function retryNow(id: string) {
   await settle(id);
 }
 
+/** A customer 1 cent above the threshold whose next PaymentIntent create meets `fault`; two requests cross it. */
+async function crossWithFault(kind: "drop_after_commit" | "500" | "500_after_commit", times = 1) {
+  const doubles = connect();
+  const { id, key } = await autoTopUpCustomer(doubles, 81, "pm_card_visa");
+  doubles.stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind, times });
+  expect(await spend(key, 2)).toBe(2);
+  await settle(id);
+  return { doubles, id, key };
+}
+
 describe("auto top-up: exactly one payment per crossing, credited once", () => {
   it("50 parallel requests crossing the threshold create exactly one PaymentIntent; its webhook, twice, credits nothing more", async () => {
     const doubles = connect();
@@ -86,11 +96,7 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
   });
 
   it("a lost create response is retried under the same idempotency key: one payment, credited once", async () => {
-    const doubles = connect();
-    const { id, key } = await autoTopUpCustomer(doubles, 81, "pm_card_visa");
-    doubles.stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind: "drop_after_commit" });
-    expect(await spend(key, 2)).toBe(2);
-    await settle(id);
+    const { doubles, id } = await crossWithFault("drop_after_commit");
     const calls = createCalls(doubles);
     expect(calls).toHaveLength(2);
     expect(calls[1]!.idempotencyKey).toBe(calls[0]!.idempotencyKey);
@@ -101,12 +107,8 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
   });
 
   it("the webhook before any create response credits it; the retry then finds it settled and sends nothing", async () => {
-    const doubles = connect();
-    const { id, key } = await autoTopUpCustomer(doubles, 81, "pm_card_visa");
     // Every attempt of the SDK's (1 + 2 retries) executes or replays, and its response is lost.
-    doubles.stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind: "drop_after_commit", times: 3 });
-    expect(await spend(key, 2)).toBe(2);
-    await settle(id);
+    const { doubles, id, key } = await crossWithFault("drop_after_commit", 3);
     let state = (await admin("GET", `/customers/${id}/auto-top-up`)).body;
     expect(state.auto_topup.state).toBe("pending");
     expect(state.topups[0]).toMatchObject({ status: "pending", attempts: 1, last_error: expect.stringMatching(/Connection/) });
@@ -126,11 +128,7 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
   });
 
   it("after a 500 that committed, the retry looks the payment up instead of charging again", async () => {
-    const doubles = connect();
-    const { id, key } = await autoTopUpCustomer(doubles, 81, "pm_card_visa");
-    doubles.stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind: "500_after_commit" });
-    expect(await spend(key, 2)).toBe(2);
-    await settle(id);
+    const { doubles, id } = await crossWithFault("500_after_commit");
     expect((await admin("GET", `/customers/${id}/auto-top-up`)).body.topups[0]).toMatchObject({ status: "pending", attempts: 1 });
     await retryNow(id);
     expect(createCalls(doubles)).toHaveLength(1);
@@ -140,11 +138,7 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
   });
 
   it("after a 500 that did not commit, the lookup finds nothing and the payment goes out once under a fresh key", async () => {
-    const doubles = connect();
-    const { id, key } = await autoTopUpCustomer(doubles, 81, "pm_card_visa");
-    doubles.stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind: "500" });
-    expect(await spend(key, 2)).toBe(2);
-    await settle(id);
+    const { doubles, id } = await crossWithFault("500");
     await retryNow(id);
     const calls = createCalls(doubles);
     expect(calls).toHaveLength(2);
