@@ -5,7 +5,7 @@ import { isLoopbackUrl } from "./loopback";
 import { unknownMergeTags } from "./template";
 import { emailConfigProblems, isLoopback } from "./email/config-checks";
 
-export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring"] as const;
+export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring", "topup_failed", "auto_topup_capped"] as const;
 export type Cohort = (typeof COHORTS)[number];
 
 const cents = z.int().min(-MAX_AMOUNT_CENTS).max(MAX_AMOUNT_CENTS);

@@ -35,6 +35,8 @@ export interface CohortState {
   unpaid: boolean;
   /** Credit that expires within the warning window. */
   expiringSoonMicros: number;
+  /** Auto top-up paused by a failed payment, or stopped by its monthly cap. */
+  autoTopUp?: "topup_failed" | "auto_topup_capped" | null;
 }
 
 /**
@@ -49,6 +51,7 @@ export function cohortsFor(s: CohortState): Set<Cohort> {
     else if (s.headroomMicros < s.lowThresholdMicros) next.add("low_balance");
   } else if (s.unpaid) next.add("payment_failed");
   if (s.expiringSoonMicros > 0) next.add("credit_expiring");
+  if (s.autoTopUp) next.add(s.autoTopUp);
   return next;
 }
 

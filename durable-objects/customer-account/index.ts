@@ -3,6 +3,8 @@ import type Stripe from "stripe";
 import { log } from "../../src/log";
 import { formatCents } from "../../src/money";
 import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
+import { AUTO_TOPUP_TIMER, type AutoTopUpSettings, topUpView } from "./auto-topup";
+import { runAutoTopUp } from "./auto-topup-stripe";
 import type { CheckoutSlot } from "./checkout-limit";
 import { createGrant, deduct, expireGrants, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
 import { DIRECTORY_TIMER } from "./directory-sync";
@@ -75,8 +77,33 @@ export class CustomerAccount extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- profile and keys
 
-  upsertProfile(customerId: string, patch: ProfilePatch): { created: boolean; customer: CustomerProfile } {
-    return upsertProfile(this.room, customerId, patch);
+  /**
+   * Creates or updates the profile and, when given, the auto top-up settings (null turns it off),
+   * in one step. Auto top-up is refused for a post-paid customer before anything is written.
+   */
+  upsertProfile(
+    customerId: string,
+    patch: ProfilePatch,
+    autoTopUp?: AutoTopUpSettings | null,
+  ): { created: boolean; customer: CustomerProfile } | { refused: string } {
+    const room = this.room;
+    if (autoTopUp && (patch.plan ?? (room.account.exists ? room.account.row.plan : "prepaid")) !== "prepaid") {
+      return { refused: "Auto top-up is for prepaid credit; post-paid customers are invoiced." };
+    }
+    if (autoTopUp === undefined) return upsertProfile(room, customerId, patch);
+    return room.atomically(() => {
+      const result = upsertProfile(room, customerId, patch);
+      room.autoTopUp.configure(autoTopUp, Date.now());
+      room.changed();
+      return result;
+    });
+  }
+
+  /** Auto top-up settings, state and recent top-ups; null for an unknown customer. */
+  autoTopUp(limit = 20) {
+    const room = this.room;
+    if (!room.account.exists) return null;
+    return { auto_topup: room.autoTopUp.view(Date.now()), topups: room.autoTopUp.recent(limit).map(topUpView) };
   }
 
   async createKey(
@@ -322,6 +349,8 @@ export class CustomerAccount extends DurableObject<Env> {
       [WEBHOOK_TIMER]: () => room.outbox.handOff(),
       [EMAIL_RETENTION_TIMER]: async () => void room.emails.prune(Date.now()),
       [ROLLUP_TIMER]: () => room.rollup.push(),
+      // A top-up whose credit landed queued a Stripe credit report: the stripe timer sends it.
+      [AUTO_TOPUP_TIMER]: (now) => this.withLock(async () => (await runAutoTopUp(room, now)) && room.timers.at(STRIPE_TIMER, Date.now())),
     };
     const now = Date.now();
     for (const name of room.timers.takeDue(now)) {

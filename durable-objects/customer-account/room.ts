@@ -2,6 +2,7 @@ import { getConfig, type Config } from "../../src/config";
 import { log } from "../../src/log";
 import { centsToMicros } from "../../src/money";
 import { AccountStore } from "./account";
+import { AutoTopUp } from "./auto-topup";
 import { ChargeLog } from "./charges";
 import { CheckoutLimit } from "./checkout-limit";
 import { CohortStore, cohortsFor } from "./cohorts";
@@ -54,6 +55,7 @@ export class Room {
   readonly live: Live;
   readonly rollup: Rollup;
   readonly portalLinks: PortalLinks;
+  readonly autoTopUp: AutoTopUp;
 
   constructor(
     readonly state: DurableObjectState,
@@ -104,6 +106,13 @@ export class Room {
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
     this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config });
     this.portalLinks = new PortalLinks(this.sql);
+    this.autoTopUp = new AutoTopUp(this.sql, {
+      timers: this.timers,
+      account: this.account,
+      config,
+      availableMicros: (now) => this.wallet.spendableTotal(now),
+      currencyMismatch: () => this.currencyMismatch(),
+    });
   }
 
   get config(): Config {
@@ -118,6 +127,7 @@ export class Room {
     this.cohorts.load();
     this.timers.load();
     this.rollup.load();
+    this.autoTopUp.load();
   }
 
   /** Several writes as one transaction; on failure the in-memory copies are reloaded from SQLite. */
@@ -190,6 +200,8 @@ export class Room {
       lowThresholdMicros,
       unpaid: a.plan === "postpaid" && a.deleted_at === null && this.invoices.unpaid(),
       expiringSoonMicros: this.expiringSoonMicros(now),
+      // A debit below the threshold starts the one pending top-up here, in the same step.
+      autoTopUp: this.autoTopUp.changed(now),
     });
     const moved = this.cohorts.apply(next, now);
     const starting = this.starting;

@@ -1,4 +1,5 @@
 import { ACCOUNT_TABLES } from "./account";
+import { AUTO_TOPUP_TABLES } from "./auto-topup";
 import { CHARGE_TABLES } from "./charges";
 import { DISPUTE_TABLES } from "./payment-tables";
 import { CHECKOUT_LIMIT_TABLES } from "./checkout-limit";
@@ -45,6 +46,8 @@ export const MIGRATIONS: readonly string[] = [
   [ROLLUP_TABLES.v7, PORTAL_TABLES.v7].join("\n"),
   // v8: holds for requests billed from their response, and client Idempotency-Keys.
   [HOLD_TABLES.v8, IDEMPOTENCY_TABLES.v8].join("\n"),
+  // v9: auto top-up settings and top-ups.
+  AUTO_TOPUP_TABLES.v9,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

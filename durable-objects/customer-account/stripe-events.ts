@@ -1,5 +1,6 @@
 import type Stripe from "stripe";
 import { MICROS_PER_CENT } from "../../src/money";
+import { applyPaymentIntentEvent } from "./auto-topup-charge";
 import { applyDispute, applyRefund } from "./clawbacks";
 import { createGrant } from "./credits";
 import { markDeleted, profileFromStripe, upsertProfile } from "./profile";
@@ -82,6 +83,9 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
       room.timers.at(STRIPE_TIMER, now);
       return "applied";
     }
+    case "payment_intent.succeeded":
+    case "payment_intent.payment_failed":
+      return afterCredit(room, applyPaymentIntentEvent(room, event, now), now);
     case "charge.refunded":
       return afterCredit(room, applyRefund(room, event.data.object, now), now);
     case "charge.dispute.created":

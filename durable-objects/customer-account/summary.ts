@@ -60,5 +60,7 @@ export function summary(room: Room): Record<string, unknown> {
     // Webhook events written here and not yet handed to the dispatcher (normally 0 within seconds).
     webhooks_pending: room.outbox.pending(),
     emails: room.emails.view(),
+    // null when auto top-up was never set; else its settings, state (paused and why, capped) and this month's total.
+    auto_topup: room.autoTopUp.view(now),
   };
 }

@@ -13,6 +13,7 @@ import { Layout } from "../web/layout";
 import { Notice } from "../web/components";
 import { pageErrors, pageHeaders, readForm, respondWith, sameOriginUpgrade } from "../web/pages";
 import { endSession, PORTAL_SESSION_SECONDS, randomToken, readSession, startSession, type PortalSession } from "../web/session";
+import { parseMajorAmount } from "./auto-top-up";
 import { PORTAL, PortalPage, PortalSignIn, PRODUCT, type PortalData } from "./views";
 
 const KEY_ID = /^[A-Za-z0-9_-]{1,100}$/;
@@ -155,9 +156,23 @@ portal.post("/top-up", async (c) => {
   if (!c.var.config.stripeEnabled) return c.redirect(`${PORTAL}?notice=topup-unavailable`, 303);
   const amount = Number(form.amount_cents);
   if (!topUpAmounts(c).includes(amount)) throw new ApiError("invalid_request", "Choose one of the amounts offered.");
-  const checkout = await createTopUpCheckout(c.env, c.var.config, customer, amount);
+  const checkout = await createTopUpCheckout(c.env, c.var.config, customer, amount, { savePaymentMethod: form.save_card === "1" });
   if (!checkout.url) throw new ApiError("upstream_error", "Stripe did not return a Checkout page; try again.");
   return c.redirect(checkout.url, 303);
+});
+
+/** The customer's own auto top-up settings, through the admin API's validation (its 400s and 409s become the page's). */
+portal.post("/auto-top-up", async (c) => {
+  const { session } = await requireCustomer(c);
+  const form = await readForm(c, session);
+  let autoTopUp: Record<string, number> | null = null;
+  if (form.off !== "1") {
+    const [threshold, amount, cap] = [parseMajorAmount(form.threshold), parseMajorAmount(form.amount), parseMajorAmount(form.cap)];
+    if (threshold === null || amount === null || cap === null) throw new ApiError("invalid_request", "Enter each amount as a number, like 20 or 20.50.");
+    autoTopUp = { threshold_cents: threshold, amount_cents: amount, monthly_cap_cents: cap };
+  }
+  must(await adminCall(c, "PUT", `/customers/${session.customerId}`, { auto_topup: autoTopUp }));
+  return c.redirect(`${PORTAL}?notice=${autoTopUp ? "auto-top-up-saved" : "auto-top-up-off"}`, 303);
 });
 
 portal.get("/live", async (c) => {

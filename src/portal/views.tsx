@@ -4,6 +4,7 @@ import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, Notice } from "../web/components";
 import { KeysSection, LiveBalance, MeterTotals, type KeyRow } from "../web/account-parts";
 import { Layout } from "../web/layout";
+import { AutoTopUpSection, type AutoTopUpData } from "./auto-top-up";
 import type { PortalSession } from "../web/session";
 
 export const PORTAL = "/portal";
@@ -11,6 +12,8 @@ export const PRODUCT = "API account";
 
 export const NOTICES: Record<string, { tone: "success" | "info"; text: string }> = {
   "key-revoked": { tone: "success", text: "Key revoked: requests with it are refused from now on." },
+  "auto-top-up-saved": { tone: "success", text: "Automatic top-up saved." },
+  "auto-top-up-off": { tone: "success", text: "Automatic top-up turned off." },
   "topup-unavailable": { tone: "info", text: "Online top-ups are not available here: your credit is granted by your API provider. Contact them to add credit." },
 };
 
@@ -50,7 +53,7 @@ export interface PortalData {
   balance: { available: string; available_exact_cents: string; currency: string };
   keys: KeyRow[];
   usage: { series: UsageRow[]; totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] } };
-  autoTopUp: Record<string, unknown> | null;
+  autoTopUp: AutoTopUpData | null;
   topUp: { stripe: boolean; amounts: number[] };
 }
 
@@ -82,6 +85,11 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
                   ))}
                 </select>
               </label>
+              {data.topUp.stripe ? (
+                <label>
+                  <input type="checkbox" name="save_card" value="1" checked={data.autoTopUp?.auto_topup?.state === "paused"} /> Save my card for automatic top-ups
+                </label>
+              ) : null}
               <button type="submit">Top up</button>
             </form>
           ) : (
@@ -101,18 +109,8 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
         )}
       </section>
       <KeysSection keys={data.keys} base={PORTAL} csrf={session.csrf} caption="Your API keys" />
-      {data.autoTopUp ? (
-        <section aria-labelledby="auto-h">
-          <h2 id="auto-h">Automatic top-up</h2>
-          <dl class="stats">
-            {Object.entries(data.autoTopUp).map(([k, v]) => (
-              <div>
-                <dt>{k.replace(/_/g, " ")}</dt>
-                <dd>{typeof v === "object" ? JSON.stringify(v) : String(v)}</dd>
-              </div>
-            ))}
-          </dl>
-        </section>
+      {data.autoTopUp?.stripe && data.customer.plan === "prepaid" ? (
+        <AutoTopUpSection data={data.autoTopUp} currency={currency} csrf={session.csrf} action={`${PORTAL}/auto-top-up`} />
       ) : null}
     </Shell>
   );

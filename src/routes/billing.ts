@@ -18,7 +18,7 @@ export const billing = new Hono<AppEnv>();
  * is a Stripe API call, so they are limited per customer (GOVERNANCE.checkout_limit_per_hour):
  * one key must not use up the account's Stripe rate limit.
  */
-export async function createTopUpCheckout(env: Env, config: Config, customer: CustomerProfile, amountCents: number) {
+export async function createTopUpCheckout(env: Env, config: Config, customer: CustomerProfile, amountCents: number, options: { savePaymentMethod?: boolean } = {}) {
   if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
   const slot = await customerStub(env, customer.id).takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour });
@@ -43,6 +43,10 @@ export async function createTopUpCheckout(env: Env, config: Config, customer: Cu
       success_url: config.GOVERNANCE.checkout_success_url,
       cancel_url: config.GOVERNANCE.checkout_cancel_url,
       metadata: { payg_customer_id: customer.id, payg_credit_cents: String(amountCents) },
+      // The card is saved on the customer for auto top-up; its payment_intent.succeeded tells the object which card.
+      ...(options.savePaymentMethod
+        ? { payment_intent_data: { setup_future_usage: "off_session" as const, metadata: { payg_customer_id: customer.id, payg_save_payment_method: "true" } } }
+        : {}),
     });
   } catch (error) {
     log.error("checkout session failed", describeError(error));
@@ -50,17 +54,23 @@ export async function createTopUpCheckout(env: Env, config: Config, customer: Cu
   }
 }
 
-/** Creates a Stripe Checkout session (mode payment) for a credit top-up, authenticated by the customer's key. */
+/**
+ * Creates a Stripe Checkout session (mode payment) for a credit top-up, authenticated by the
+ * customer's key; `save_payment_method: true` saves the card for auto top-up.
+ */
 billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
   const config = c.var.config;
   const { customerId, keyHash } = await authenticateApiKey(c.req.raw.headers, config);
   const { checkout_min_cents: min, checkout_max_cents: max } = config.GOVERNANCE;
   const body = await jsonBody(
     c,
-    z.strictObject({ amount_cents: z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`) }),
+    z.strictObject({
+      amount_cents: z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`),
+      save_payment_method: z.boolean().optional(),
+    }),
   );
   const customer = await customerStub(c.env, customerId).identify(keyHash);
   if (!customer) throw new ApiError("invalid_api_key", UNKNOWN_KEY);
-  const session = await createTopUpCheckout(c.env, config, customer, body.amount_cents);
+  const session = await createTopUpCheckout(c.env, config, customer, body.amount_cents, { savePaymentMethod: body.save_payment_method === true });
   return c.json({ id: session.id, url: session.url, amount_cents: body.amount_cents }, 201);
 });

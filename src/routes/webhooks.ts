@@ -23,6 +23,8 @@ export const HANDLED_EVENTS = new Set([
   "charge.refunded",
   "charge.dispute.created",
   "charge.dispute.closed",
+  "payment_intent.succeeded",
+  "payment_intent.payment_failed",
 ]);
 
 /** The customer an event is about, or null for events this gateway does not act on. */

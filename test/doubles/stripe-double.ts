@@ -78,6 +78,7 @@ import {
 import {
   apiCreatePaymentIntent,
   apiListCustomerPaymentMethods,
+  apiListPaymentIntents,
   apiRetrieveCharge,
   apiRetrieveDispute,
   apiRetrievePaymentIntent,
@@ -528,6 +529,7 @@ export class StripeDouble {
     if (path === "/v1/checkout/sessions" && method === "POST") return apiCreateSession(s, params);
     if ((m = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveSession(s, decodeId(m[1]), params);
     if (path === "/v1/payment_intents" && method === "POST") return apiCreatePaymentIntent(s, params, ctx);
+    if (path === "/v1/payment_intents" && method === "GET") return apiListPaymentIntents(s, params, path);
     if ((m = /^\/v1\/payment_intents\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentIntent(s, decodeId(m[1]), params);
     if ((m = /^\/v1\/payment_methods\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentMethod(s, decodeId(m[1]), params);
     if ((m = /^\/v1\/charges\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveCharge(s, decodeId(m[1]), params);

@@ -5,6 +5,7 @@ import { ApiError } from "../../errors";
 import { jsonBody, queryInt } from "../../http";
 import { CUSTOMER_ID } from "../../keys";
 import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, microsToWholeCents } from "../../money";
+import { autoTopUpField } from "./auto-top-up-settings";
 
 const CustomerBody = z.strictObject({
   email: z.email().max(320).nullable().optional(),
@@ -58,8 +59,10 @@ customers.get("/customers", async (c) => {
 
 customers.put("/customers/:id", async (c) => {
   const id = customerId(c.req.param("id"));
-  const body = await jsonBody(c, CustomerBody);
-  const result = await customerStub(c.env, id).upsertProfile(id, body);
+  const { auto_topup, ...body } = await jsonBody(c, CustomerBody.extend({ auto_topup: autoTopUpField(c.var.config) }));
+  if (auto_topup && !c.var.config.stripeEnabled) throw new ApiError("stripe_not_configured", "Auto top-up charges a saved card: set STRIPE_SECRET_KEY.");
+  const result = await customerStub(c.env, id).upsertProfile(id, body, auto_topup);
+  if ("refused" in result) throw new ApiError("conflict", result.refused);
   const summary = await customerStub(c.env, id).summary();
   return c.json(summary, result.created ? 201 : 200);
 });

@@ -3,6 +3,7 @@ import type { AppEnv } from "../../env";
 import { ApiError } from "../../errors";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
+import { autoTopUp } from "./auto-top-up";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
 import { emailUnsubscribe } from "./email-unsubscribe";
@@ -45,6 +46,7 @@ admin.route("/", emailUnsubscribe);
 admin.route("/", overview);
 admin.route("/", usage);
 admin.route("/", portalSessions);
+admin.route("/", autoTopUp);
 
 /** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
 admin.all("*", (c) => {

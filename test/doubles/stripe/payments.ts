@@ -28,6 +28,7 @@ import {
   invalid,
   newId,
   noSuch,
+  parseIntParam,
   randomChars,
   readBoolean,
   readCurrency,
@@ -60,6 +61,8 @@ const PAYMENT_INTENT_CREATE_PARAMS = new Set([
   "statement_descriptor_suffix", "transfer_data", "transfer_group", "use_stripe_sdk",
 ]);
 const PAYMENT_INTENT_RETRIEVE_PARAMS = new Set(["client_secret", "expand"]);
+// From the SDK's PaymentIntentListParams.
+const PAYMENT_INTENT_LIST_PARAMS = new Set(["created", "customer", "customer_account", "ending_before", "expand", "limit", "starting_after"]);
 const RETRIEVE_PARAMS = new Set(["expand"]);
 const LIST_PAYMENT_METHODS_PARAMS = new Set(["allow_redisplay", "ending_before", "expand", "limit", "starting_after", "type"]);
 /** Smallest charge in USD: 50 cents (docs.stripe.com/currencies#minimum-and-maximum-charge-amounts). */
@@ -254,6 +257,41 @@ export function apiRetrievePaymentIntent(state: StripeState, id: string, params:
   const pi = state.paymentIntents.get(id);
   if (!pi) throw noSuch("payment_intent", id, "intent", 404);
   return paymentIntentView(state, pi, expand);
+}
+
+/**
+ * `GET /v1/payment_intents`, newest first: `customer` and `created` (a timestamp, or
+ * `created[gt|gte|lt|lte]`) filter, like Stripe's list.
+ */
+export function apiListPaymentIntents(state: StripeState, params: Params, url: string): Stripe.ApiList<Stripe.PaymentIntent> {
+  checkKnown(params, PAYMENT_INTENT_LIST_PARAMS);
+  readExpand(params, []);
+  const customer = readString(params, "customer");
+  const limit = readInt(params, "limit") ?? 10;
+  if (limit < 1 || limit > 100) throw invalid(`Invalid limit: must be between 1 and 100`, { param: "limit" });
+  const created = params.created;
+  const bounds: Partial<Record<"gt" | "gte" | "lt" | "lte" | "eq", number>> = {};
+  if (typeof created === "string") bounds.eq = parseIntParam(created, "created");
+  else if (created !== undefined) {
+    if (typeof created !== "object" || created === null || Array.isArray(created)) throw invalid("Invalid object", { param: "created" });
+    for (const [op, value] of Object.entries(created as Params)) {
+      if (op !== "gt" && op !== "gte" && op !== "lt" && op !== "lte") {
+        throw invalid(`Received unknown parameter: created[${op}]`, { code: "parameter_unknown", param: `created[${op}]` });
+      }
+      bounds[op] = parseIntParam(value, `created[${op}]`);
+    }
+  }
+  const inRange = (t: number) =>
+    (bounds.eq === undefined || t === bounds.eq) &&
+    (bounds.gt === undefined || t > bounds.gt) &&
+    (bounds.gte === undefined || t >= bounds.gte) &&
+    (bounds.lt === undefined || t < bounds.lt) &&
+    (bounds.lte === undefined || t <= bounds.lte);
+  const matching = [...state.paymentIntents.values()]
+    .filter((pi) => (customer === undefined || pi.customer === customer) && inRange(pi.created))
+    .reverse()
+    .map((pi) => paymentIntentView(state, pi, new Set()));
+  return paginate(matching, limit, readString(params, "starting_after"), readString(params, "ending_before"), url, "payment_intent");
 }
 
 function paymentIntentView(state: StripeState, pi: Stripe.PaymentIntent, expand: ReadonlySet<string>): Stripe.PaymentIntent {

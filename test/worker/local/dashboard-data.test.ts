@@ -155,6 +155,8 @@ describe("admin API for the dashboard", () => {
         { name: "low_balance", members: expect.any(Number) },
         { name: "payment_failed", members: expect.any(Number) },
         { name: "credit_expiring", members: expect.any(Number) },
+        { name: "topup_failed", members: expect.any(Number) },
+        { name: "auto_topup_capped", members: expect.any(Number) },
       ],
       credit_outstanding: { currency: "usd", total_cents: expect.any(Number), total_exact_cents: expect.any(String), total: expect.stringMatching(/^-?\$\d+\.\d{2}/) },
       stripe_reports: { pending: expect.any(Number), failed: expect.any(Number) },

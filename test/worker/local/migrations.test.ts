@@ -42,7 +42,7 @@ async function seedV1(id: string, keys: { live: string; revoked: string }) {
  * SHA-256 of every migration. A migration that has shipped is never edited, only followed by a new
  * one: a new migration adds its hash here; changing an old hash means rewriting history.
  */
-const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "8dec3a5a5da89feb90a2a4e0d6576e1ec4b1471964393252cdbbd9678477155d", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac", "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da", "db4f762e6611f936d3a752ae74240554b98006b3c790b0292571eb6717d5314d", "0a1620d6df8f589ad7603c2cac298c5c8e6bb9c60bf716939ef11730df40df5e"];
+const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "8dec3a5a5da89feb90a2a4e0d6576e1ec4b1471964393252cdbbd9678477155d", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac", "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da", "db4f762e6611f936d3a752ae74240554b98006b3c790b0292571eb6717d5314d", "0a1620d6df8f589ad7603c2cac298c5c8e6bb9c60bf716939ef11730df40df5e", "155f34665a54a835268a63b1348d3b5b0e4745fb0082ce607d986f6bd94c6e80"];
 
 describe("schema migrations", () => {
   it("never edits a deployed migration", async () => {
