@@ -1,7 +1,5 @@
 import type { Plan } from "../../src/types";
 import type { Receipt } from "./grants";
-import { capHeadroom } from "./keys";
-import type { Room } from "./room";
 
 export const HOLD_TABLES = {
   v8: `
@@ -62,10 +60,6 @@ export function settlement(hold: { heldUnits: number; unitPrice: number; onMissi
   const chargedUnits = units === null ? (hold.onMissing === "hold" ? hold.heldUnits : 0) : Math.min(units, hold.heldUnits);
   const overHold = units === null ? 0 : Math.max(0, units - hold.heldUnits);
   return { chargedUnits, overHold, charged: chargedUnits * hold.unitPrice, released: (hold.heldUnits - chargedUnits) * hold.unitPrice };
-}
-
-export function holdExpiry(room: Room, now: number): number {
-  return now + room.config.GOVERNANCE.origin_timeout_ms + HOLD_MARGIN_MS;
 }
 
 /**
@@ -149,13 +143,4 @@ export class Holds {
       .one().t as number | null;
     return next;
   }
-}
-
-/** How many more units a hold may take now (up to `wanted`): what the meter's credit and the key's cap allow. */
-export function affordableUnits(room: Room, hold: HoldRow, wanted: number, now: number): number {
-  if (hold.plan === "postpaid") return wanted;
-  const headroom = room.wallet.available(hold.meter, now) - room.minimumMicros();
-  const key = hold.key_id ? room.keys.byKeyId(hold.key_id) : undefined;
-  const cap = key ? capHeadroom(key, now) : Infinity;
-  return Math.max(0, Math.min(wanted, Math.floor(headroom / hold.unit_price), Math.floor(cap / hold.unit_price)));
 }

@@ -1,9 +1,9 @@
 import type { AuthorizeResult } from "../../src/types";
 import { mainGrant, type Receipt } from "./grants";
 import { decide } from "./governance";
-import { affordableUnits, holdExpiry, HOLDS_TIMER, settlement, type SettleReason } from "./holds";
+import { HOLD_MARGIN_MS, HOLDS_TIMER, settlement, type HoldRow, type SettleReason } from "./holds";
 import { IDEMPOTENCY_TIMER, type StoredResponse } from "./idempotency";
-import { periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "./keys";
+import { capHeadroom, periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "./keys";
 import { bucketOf } from "./ledger";
 import type { Room } from "./room";
 
@@ -307,4 +307,18 @@ export function pruneCharges(room: Room, now: number): void {
 /** The idempotency timer: keys past their 24 hours are forgotten. */
 export function pruneIdempotency(room: Room, now: number): void {
   room.timers.set(IDEMPOTENCY_TIMER, room.idempotency.prune(now));
+}
+
+/** When an unsettled hold is released: the origin timeout plus a margin. */
+export function holdExpiry(room: Room, now: number): number {
+  return now + room.config.GOVERNANCE.origin_timeout_ms + HOLD_MARGIN_MS;
+}
+
+/** How many more units a hold may take now (up to `wanted`): what the meter's credit and the key's cap allow. */
+export function affordableUnits(room: Room, hold: HoldRow, wanted: number, now: number): number {
+  if (hold.plan === "postpaid") return wanted;
+  const headroom = room.wallet.available(hold.meter, now) - room.minimumMicros();
+  const key = hold.key_id ? room.keys.byKeyId(hold.key_id) : undefined;
+  const cap = key ? capHeadroom(key, now) : Infinity;
+  return Math.max(0, Math.min(wanted, Math.floor(headroom / hold.unit_price), Math.floor(cap / hold.unit_price)));
 }
