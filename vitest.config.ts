@@ -84,8 +84,8 @@ export default defineConfig({
       }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
       workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels, ...webhooks }),
-      // Connected, with a tiny cron batch (the directory's alarm carries on), DKIM signing set and
-      // ALLOW_INSECURE_WEBHOOKS unset (http endpoints refused).
+      // Connected, with a tiny cron batch (the directory's alarm carries on), DKIM signing set,
+      // ALLOW_INSECURE_WEBHOOKS unset (http endpoints refused) and group commit off.
       workers("variants", ["test/worker/variants/**/*.test.ts"], {
         PRICING: pricingWithSubCent,
         ...stripe,
@@ -96,6 +96,8 @@ export default defineConfig({
         MAILCHANNELS_DKIM_PRIVATE_KEY: dkimPrivateKey,
         // Empty counts as unset, whatever a developer's .dev.vars says.
         ALLOW_INSECURE_WEBHOOKS: "",
+        // Every step commits on its own (the benchmark's hot_no_group_commit).
+        GROUP_COMMIT: "false",
       }),
       {
         extends: true,

@@ -148,6 +148,7 @@ function gatewayWorker(name, scriptPath, bindings) {
     durableObjects: {
       CUSTOMERS: { className: "CustomerAccount", useSQLite: true },
       DIRECTORY: { className: "Directory", useSQLite: true },
+      WEBHOOK_DISPATCHER: { className: "WebhookDispatcher", useSQLite: true },
     },
     bindings: {
       ADMIN_TOKEN: ADMIN,

@@ -143,6 +143,11 @@ const Vars = z.object({
   ALLOW_INSECURE_WEBHOOKS: z.preprocess((v) => (typeof v === "boolean" ? String(v) : v), z.stringbool()).default(false),
   /** Where this gateway is reachable from the internet; links in emails (unsubscribe) start with it. */
   PUBLIC_URL: httpUrl.optional(),
+  /**
+   * Requests to one customer that arrive while its last writes are being committed share the next
+   * commit (each reply still waits for its own debit to be durable). Off only to measure it.
+   */
+  GROUP_COMMIT: json(z.boolean()).default(true),
   /** Keys without a MAC (issued before KEY_SIGNING_SECRET): accepted, checked in the object. */
   ACCEPT_UNSIGNED_KEYS: json(z.boolean()).default(true),
   KEY_SIGNING_SECRET: signingSecret.optional(),

@@ -45,9 +45,13 @@ export async function keyMacMatches(parsed: { body: string; mac: string | null }
   return parsed.mac !== null && timingSafeEqualStrings(parsed.mac, await keyMac(signingSecret, parsed.body));
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 export async function sha256Hex(value: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value)));
+  let hex = "";
+  for (const byte of digest) hex += HEX[byte];
+  return hex;
 }
 
 /** Constant-time string comparison: both sides are hashed first so lengths never leak. */

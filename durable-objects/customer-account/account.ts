@@ -64,9 +64,11 @@ export interface AccountRow {
   updated_at: number;
 }
 
-/** The account row, cached in memory and written through on every change. */
+/** The account row, cached in memory and written through on every change (or once, see writeBehind). */
 export class AccountStore {
   private current: AccountRow | null = null;
+  /** While set (a request batch's transaction), changed fields are written once, by flush(). */
+  private pending: Partial<AccountRow> | null = null;
 
   constructor(private readonly sql: SqlStorage) {}
 
@@ -90,6 +92,27 @@ export class AccountStore {
   }
 
   set(fields: Partial<AccountRow>): void {
+    if (this.pending) {
+      Object.assign(this.pending, fields);
+      Object.assign(this.row, fields);
+      return;
+    }
+    this.write(fields);
+  }
+
+  /** Starts keeping writes back until flush() (inside one transaction). */
+  writeBehind(): void {
+    this.pending = {};
+  }
+
+  /** Writes what was kept back, in one statement; `discard` drops it (the transaction failed). */
+  flush(discard = false): void {
+    const pending = this.pending;
+    this.pending = null;
+    if (!discard && pending && Object.keys(pending).length) this.write(pending);
+  }
+
+  private write(fields: Partial<AccountRow>): void {
     const entries = Object.entries({ ...fields, updated_at: Date.now() });
     this.sql.exec(
       `UPDATE account SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE id = 1`,

@@ -237,6 +237,18 @@ export class AutoTopUp {
   }
 
   /**
+   * How much more may be charged before changed() could start a top-up or change its cohort:
+   * unlimited without settings, the distance to the threshold while it is active and idle, and
+   * nothing in any other state (every charge then looks again).
+   */
+  slack(now: number): number {
+    const settings = this.settings;
+    if (!settings) return Infinity;
+    if (settings.paused || this.inactive() || this.row!.pending_topup_id !== null) return 0;
+    return Math.max(0, this.deps.availableMicros(now) - centsToMicros(settings.threshold_cents));
+  }
+
+  /**
    * After every balance change (room.changed(), in the same synchronous step): starts a top-up
    * when the plan says so, as a pending row the auto top-up timer sends. Returns the cohort the
    * customer is in for auto top-up, if any.

@@ -55,6 +55,24 @@ export function cohortsFor(s: CohortState): Set<Cohort> {
   return next;
 }
 
+/**
+ * The largest charge after which cohortsFor() is sure to answer the same: a charge of X shrinks
+ * every headroom and the expiring credit by at most X, so each threshold not yet crossed is that
+ * far away. `autoTopUpSlack` is the same distance for auto top-up (AutoTopUp.slack).
+ */
+export function chargeSlack(s: CohortState, autoTopUpSlack: number): number {
+  let slack = autoTopUpSlack;
+  if (s.expiringSoonMicros > 0) slack = Math.min(slack, s.expiringSoonMicros - 1);
+  if (s.deleted || s.plan !== "prepaid" || s.meters.length === 0) return slack;
+  const best = Math.max(...s.meters.map((m) => m.headroomMicros - m.priceMicros));
+  // Out of credit stays out of credit as the balance falls; otherwise the affordable meter closest
+  // to its price keeps the customer out of that cohort until the charge passes it.
+  if (best < 0) return slack;
+  slack = Math.min(slack, best);
+  if (s.headroomMicros >= s.lowThresholdMicros) slack = Math.min(slack, s.headroomMicros - s.lowThresholdMicros);
+  return slack;
+}
+
 /** Current memberships (in memory, mirrored in `cohorts`) and the entry/exit history. */
 export class CohortStore {
   readonly current = new Map<Cohort, Membership>();

@@ -130,6 +130,8 @@ interface GrantRow extends Omit<Grant, "meters"> {
 export class GrantBook {
   /** Open grants (not expired-and-written, not voided), in drain order. */
   private open: Grant[] = [];
+  /** While set (a request batch's transaction), grants whose remaining changed, written once by flush(). */
+  private pending: Set<Grant> | null = null;
 
   constructor(private readonly sql: SqlStorage) {}
 
@@ -221,7 +223,21 @@ export class GrantBook {
   adjust(grant: Grant, delta: number): void {
     grant.remaining += delta;
     if (grant.remaining < 0 || grant.remaining > grant.amount) throw new Error(`grant ${grant.id} would leave 0..amount`);
-    this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+    if (this.pending) this.pending.add(grant);
+    else this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+  }
+
+  /** Starts keeping `remaining` writes back until flush() (inside one transaction). */
+  writeBehind(): void {
+    this.pending = new Set();
+  }
+
+  /** Writes each changed grant's remaining once; `discard` drops them (the transaction failed). */
+  flush(discard = false): void {
+    const pending = this.pending;
+    this.pending = null;
+    if (discard || !pending) return;
+    for (const grant of pending) this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
   }
 
   markExpiryWarned(grant: Grant): void {

@@ -48,6 +48,9 @@ export function bucketOf(now: number, bucketSeconds: number): number {
  * Each write moves the balance in the same statement batch; callers wrap it in a transaction.
  */
 export class Ledger {
+  /** While set (a request batch's transaction), usage summed per row, written once by flush(). */
+  private pending: Map<string, { kind: string; meter: string; bucket: number; amount: number; count: number; now: number }> | null = null;
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly account: AccountStore,
@@ -57,19 +60,44 @@ export class Ledger {
   usage(entry: UsageEntry, alsoSet: Partial<AccountRow> = {}): void {
     // Charges (and free requests) are usage; money given back (a refund, a hold's unused part) is refund.
     const kind = entry.amount < 0 || (entry.amount === 0 && entry.count > 0) ? "usage" : "refund";
+    if (this.pending) {
+      const id = `${kind}\n${entry.meter}\n${entry.bucket}`;
+      const row = this.pending.get(id);
+      if (row) {
+        row.amount += entry.amount;
+        row.count += Math.abs(entry.count);
+        row.now = entry.now;
+      } else this.pending.set(id, { kind, meter: entry.meter, bucket: entry.bucket, amount: entry.amount, count: Math.abs(entry.count), now: entry.now });
+    } else this.upsertUsage(kind, entry.meter, entry.bucket, entry.amount, Math.abs(entry.count), entry.now);
+    this.account.set({ ...alsoSet, balance: this.account.row.balance + entry.amount });
+  }
+
+  /** Starts summing usage writes until flush() (inside one transaction). */
+  writeBehind(): void {
+    this.pending = new Map();
+  }
+
+  /** Writes each usage row's sum once; `discard` drops them (the transaction failed). */
+  flush(discard = false): void {
+    const pending = this.pending;
+    this.pending = null;
+    if (discard || !pending) return;
+    for (const row of pending.values()) this.upsertUsage(row.kind, row.meter, row.bucket, row.amount, row.count, row.now);
+  }
+
+  private upsertUsage(kind: string, meter: string, bucket: number, amount: number, count: number, now: number): void {
     this.sql.exec(
       `INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (kind, meter, bucket) WHERE kind IN ('usage', 'refund')
        DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count, updated_at = excluded.updated_at`,
       kind,
-      entry.meter,
-      entry.bucket,
-      entry.amount,
-      Math.abs(entry.count),
-      entry.now,
-      entry.now,
+      meter,
+      bucket,
+      amount,
+      count,
+      now,
+      now,
     );
-    this.account.set({ ...alsoSet, balance: this.account.row.balance + entry.amount });
   }
 
   /** A single entry (grant, void, clawback, Stripe sync, …); returns its id. */

@@ -1,5 +1,5 @@
 import type { AuthorizeResult } from "../../src/types";
-import { mainGrant, type Receipt } from "./grants";
+import { mainGrant, planDrain, type Receipt } from "./grants";
 import { decide } from "./governance";
 import { HOLD_MARGIN_MS, HOLDS_TIMER, settlement, type HoldRow, type SettleReason } from "./holds";
 import { IDEMPOTENCY_TIMER, type StoredResponse } from "./idempotency";
@@ -18,6 +18,12 @@ export interface AuthorizeInput {
   priceMicros: number;
   /** The gateway's request id: a retry with the same id replays the first result. */
   requestId: string;
+  /**
+   * This is a retry of a call whose reply may have been lost: look for the request id's first
+   * result. A first attempt cannot have one (request ids are fresh), and a repeated id without
+   * this flag still gets the first result (the charge log's key refuses a second charge).
+   */
+  retry?: boolean;
   /** A request billed from its response: reserve this many units first. */
   hold?: { units: number; onMissing: "hold" | "zero" };
   /** The client's Idempotency-Key, with the fingerprint of its method, path and body. */
@@ -39,7 +45,7 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
   if (a.deleted_at !== null) return { outcome: "customer_deleted" };
   const now = input.now ?? Date.now();
 
-  const prior = replayOfRequest(room, input, now);
+  const prior = input.retry ? replayOfRequest(room, input, now) : null;
   if (prior) return prior;
   if (input.idempotency) {
     const seen = room.idempotency.check(input.idempotency.key, input.idempotency.fingerprint, now, holdExpiry(room, 0));
@@ -75,11 +81,34 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
   if (!withinCap(key, amount, now)) return capReached(room, key, now);
 
   const bucket = bucketOf(now, config.PRICING.usage_bucket_seconds);
-  const receipt = room.atomically(() => {
-    // A hold is counted as the request (quantity 0 for post-paid: its units are reported when it settles).
-    const quantity = input.hold ? 0 : amount > 0 ? 1 : 0;
-    const receipt = wallet.charge({ meter: input.meter, bucket, now }, amount, room.reports.accrue(a.plan, input.meter, -amount, quantity));
-    if (amount > 0) keys.spend(key.id, amount, now);
+  let receipt: Receipt;
+  try {
+    receipt = chargeOrHold(room, input, key, amount, bucket, now);
+  } catch (error) {
+    // The request id was already charged (a retry that did not say so): its first result, never a second charge.
+    const prior = /UNIQUE constraint failed: (charges|holds)\.request_id/.test(String(error)) ? replayOfRequest(room, input, now) : null;
+    if (prior) return prior;
+    throw error;
+  }
+  return {
+    outcome: "ok",
+    customerId: a.customer_id,
+    chargedMicros: amount,
+    balanceMicros: wallet.available(input.meter, now),
+    bucket,
+    grantId: mainGrant(receipt),
+    ...(input.hold ? { heldUnits: input.hold.units } : {}),
+  };
+}
+
+/** The debit (or the hold) and everything written with it, as one transaction. */
+function chargeOrHold(room: Room, input: AuthorizeInput, key: KeyRecord, amount: number, bucket: number, now: number): Receipt {
+  const { account, keys, wallet, charges } = room;
+  const a = account.row;
+  return room.atomically(() => {
+    // The request's own row first: a request id already charged fails right here, before anything
+    // has moved (in a batch there is no savepoint per request to roll back to).
+    const receipt = planDrain(room.grants.all, input.meter, amount, now);
     if (input.hold) {
       room.holds.insert({
         request_id: input.requestId,
@@ -99,24 +128,19 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
       charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now });
       room.timers.at(CHARGES_TIMER, now + chargeRetentionMs(room));
     }
+    // A hold is counted as the request (quantity 0 for post-paid: its units are reported when it settles).
+    const quantity = input.hold ? 0 : amount > 0 ? 1 : 0;
+    wallet.charge({ meter: input.meter, bucket, now }, amount, room.reports.accrue(a.plan, input.meter, -amount, quantity), 1, receipt);
+    if (amount > 0) keys.spend(key.id, amount, now);
     if (input.idempotency) {
       room.idempotency.begin(input.idempotency.key, input.idempotency.fingerprint, input.requestId, now);
       room.timers.at(IDEMPOTENCY_TIMER, now + 24 * 3_600_000);
     }
     // The charge that fills the cap is the crossing: its event is written in this same step.
     if (amount > 0 && key.spend_cap_cents !== null && !withinCap(key, amount, now)) room.keyCapReached(key.id, key.spend_cap_cents);
-    room.changed(now);
+    room.charged(now, amount);
     return receipt;
   });
-  return {
-    outcome: "ok",
-    customerId: a.customer_id,
-    chargedMicros: amount,
-    balanceMicros: wallet.available(input.meter, now),
-    bucket,
-    grantId: mainGrant(receipt),
-    ...(input.hold ? { heldUnits: input.hold.units } : {}),
-  };
 }
 
 /** The same gateway request id again (its reply was lost): the first result, nothing charged twice. */
@@ -238,7 +262,7 @@ export function extendHold(room: Room, input: { requestId: string; units: number
     const receipt: Receipt = { parts: [...hold.receipt.parts, ...more.parts], debt: hold.receipt.debt + more.debt };
     room.holds.extended(hold.request_id, hold.held_units + granted, receipt, holdExpiry(room, now));
     room.timers.at(HOLDS_TIMER, holdExpiry(room, now));
-    room.changed(now);
+    room.charged(now, amount);
   });
   return { grantedUnits: granted, heldUnits: hold.held_units + granted };
 }

@@ -5,7 +5,7 @@ import { AccountStore } from "./account";
 import { AutoTopUp } from "./auto-topup";
 import { ChargeLog } from "./charges";
 import { CheckoutLimit } from "./checkout-limit";
-import { CohortStore, cohortsFor } from "./cohorts";
+import { chargeSlack, CohortStore, cohortsFor, type CohortState } from "./cohorts";
 import { DirectorySync } from "./directory-sync";
 import { EmailLog } from "./emails";
 import { GrantBook } from "./grants";
@@ -51,6 +51,9 @@ export class Room {
   readonly outbox: WebhookOutbox;
   /** Set when the account is created: its first cohort placement is where it starts, not a crossing. */
   private starting = false;
+  /** How much more may be charged before a cohort could move (set by changed(), spent by charged()). */
+  private cohortSlack = 0;
+  private batching = false;
   readonly checkouts: CheckoutLimit;
   readonly live: Live;
   readonly rollup: Rollup;
@@ -121,6 +124,7 @@ export class Room {
 
   /** (Re)reads the in-memory copies from SQLite. */
   load(): void {
+    this.cohortSlack = 0;
     this.account.load();
     this.keys.load();
     this.grants.load();
@@ -132,11 +136,38 @@ export class Room {
 
   /** Several writes as one transaction; on failure the in-memory copies are reloaded from SQLite. */
   atomically<T>(fn: () => T): T {
+    // Inside a request batch the whole batch is the transaction (see batch()).
+    if (this.batching) return fn();
     try {
       return this.state.storage.transactionSync(fn);
     } catch (error) {
       this.load();
       throw error;
+    }
+  }
+
+  /**
+   * A batch of request steps (group commit) as one transaction. The rows every request touches (its
+   * grants' remaining, the usage row, the account) are kept in memory while the steps run and
+   * written once at the end, so N requests cost N charge rows plus one write of each. A step that
+   * throws fails the whole batch: everything is rolled back and reloaded.
+   */
+  batch<T>(run: () => T): T {
+    const stores = [this.grants, this.ledger, this.account];
+    this.batching = true;
+    for (const store of stores) store.writeBehind();
+    try {
+      return this.state.storage.transactionSync(() => {
+        const result = run();
+        for (const store of stores) store.flush();
+        return result;
+      });
+    } catch (error) {
+      for (const store of stores) store.flush(true);
+      this.load();
+      throw error;
+    } finally {
+      this.batching = false;
     }
   }
 
@@ -192,7 +223,7 @@ export class Room {
             .filter((m) => m.priceMicros > 0)
             .map((m) => ({ priceMicros: m.priceMicros, headroomMicros: this.wallet.available(m.name, now) - minimumMicros }))
         : [];
-    const next = cohortsFor({
+    const state: CohortState = {
       deleted: a.deleted_at !== null,
       plan: a.plan,
       meters,
@@ -202,7 +233,9 @@ export class Room {
       expiringSoonMicros: this.expiringSoonMicros(now),
       // A debit below the threshold starts the one pending top-up here, in the same step.
       autoTopUp: this.autoTopUp.changed(now),
-    });
+    };
+    const next = cohortsFor(state);
+    this.cohortSlack = chargeSlack(state, this.autoTopUp.slack(now));
     const moved = this.cohorts.apply(next, now);
     const starting = this.starting;
     this.starting = false;
@@ -213,6 +246,26 @@ export class Room {
       // Usage to report and the directory does not list us as due now (at most once per report).
       this.directory.schedule();
     }
+  }
+
+  /**
+   * A charge (or a hold) of `micros` just left the balance. Cohorts, the low-balance warning and
+   * auto top-up can only move once the charges since the last full placement pass its slack, so a
+   * charge within it costs no cohort work. Everything else that moves money calls changed().
+   */
+  charged(now: number, micros: number): void {
+    const a = this.account.row;
+    const expiryDue = this.timers.dueAt(EXPIRY_TIMER);
+    const withinSlack =
+      micros > 0 &&
+      micros <= this.cohortSlack &&
+      (expiryDue === null || now < expiryDue) &&
+      // With Stripe on, changed() also tells the directory about usage to report, until it lists us as due.
+      (!this.config.stripeEnabled || (a.directory_due_at !== null && a.directory_due_at <= now));
+    if (!withinSlack) return this.changed(now);
+    this.cohortSlack -= micros;
+    this.live.changed();
+    this.rollup.changed();
   }
 
   /** Arms the expiry timer for the next grant expiry or expiry warning. */

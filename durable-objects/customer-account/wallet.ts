@@ -49,8 +49,13 @@ export class Wallet {
    * Charges a request: drains eligible grants in the fixed order (the rest becomes debt) and
    * records the usage, in one step. Returns where the money came from.
    */
-  charge(usage: Omit<UsageEntry, "amount" | "count">, price: number, alsoSet: Partial<AccountRow> = {}, count = 1): Receipt {
-    const receipt = planDrain(this.grants.all, usage.meter, price, usage.now);
+  charge(
+    usage: Omit<UsageEntry, "amount" | "count">,
+    price: number,
+    alsoSet: Partial<AccountRow> = {},
+    count = 1,
+    receipt: Receipt = planDrain(this.grants.all, usage.meter, price, usage.now),
+  ): Receipt {
     for (const [id, micros] of receipt.parts) this.grants.adjust(this.grants.get(id)!, -micros);
     this.ledger.usage({ ...usage, amount: -price, count }, receipt.debt > 0 ? { ...alsoSet, debt: this.debt + receipt.debt } : alsoSet);
     return receipt;

@@ -6,6 +6,7 @@ const HOP_BY_HOP = ["connection", "te", "trailer", "upgrade", "proxy-authorizati
 const GATEWAY_ONLY = ["authorization", "x-api-key", "host", "forwarded", "x-real-ip", "x-request-id", "x-client-request-id"];
 /** Claims only Cloudflare or this gateway may make: a client-sent one is dropped, never passed on. */
 const CLAIM_PREFIXES = ["x-forwarded-", "cf-", "x-payg-"];
+const DROPPED = new Set([...HOP_BY_HOP, ...GATEWAY_ONLY]);
 
 export interface ForwardedBy {
   /** The customer whose key was accepted. */
@@ -28,11 +29,13 @@ export async function originHeaders(
   signing: { secret: string | undefined; method: string; pathAndQuery: string },
 ): Promise<Headers> {
   const headers = new Headers(incoming);
-  const named = (incoming.get("connection") ?? "").split(",").map((name) => name.trim().toLowerCase());
-  const drop = new Set([...HOP_BY_HOP, ...GATEWAY_ONLY, ...named.filter(Boolean)]);
-  for (const name of [...headers.keys()]) {
-    if (drop.has(name) || CLAIM_PREFIXES.some((prefix) => name.startsWith(prefix))) headers.delete(name);
+  const connection = incoming.get("connection");
+  const named = connection ? connection.split(",").map((name) => name.trim().toLowerCase()) : [];
+  const dropped: string[] = [];
+  for (const [name] of incoming) {
+    if (DROPPED.has(name) || named.includes(name) || CLAIM_PREFIXES.some((prefix) => name.startsWith(prefix))) dropped.push(name);
   }
+  for (const name of dropped) headers.delete(name);
   const clientRequestId = incoming.get("x-request-id");
   if (clientRequestId) headers.set("x-client-request-id", clientRequestId);
   headers.set("x-payg-customer-id", by.customerId);

@@ -22,11 +22,11 @@ type AuthorizeInput = Parameters<Stub["authorize"]>[0];
  * One retry of an RPC whose reply may have been lost: the object keys the charge by the
  * gateway's request id, so a retry replays the first result instead of charging twice.
  */
-async function once<T>(call: () => Promise<T>): Promise<T> {
+async function once<T>(call: (retry: boolean) => Promise<T>): Promise<T> {
   try {
-    return await call();
+    return await call(false);
   } catch (error) {
-    if ((error as { retryable?: boolean }).retryable) return call();
+    if ((error as { retryable?: boolean }).retryable) return call(true);
     throw error;
   }
 }
@@ -66,7 +66,8 @@ proxy.all("*", async (c) => {
     ...(billedFromResponse ? { hold: { units: holdFromRequest(body ?? null, meter.holdFrom, meter.holdUnits!), onMissing: meter.onMissingUnits } } : {}),
     ...(idempotencyKey !== null ? { idempotency: { key: idempotencyKey, fingerprint: await requestFingerprint(method, target.pathname + target.search, body ?? null) } } : {}),
   };
-  const decision: AuthorizeResult = await once(async () => await stub.authorize(input));
+  // Only a retry can find its request id already charged: the first attempt skips the lookup.
+  const decision: AuthorizeResult = await once(async (retry) => await stub.authorize(retry ? { ...input, retry } : input));
   if (decision.outcome === "replay") {
     const replayed = new Response(decision.response.body, { status: decision.response.status, headers: decision.response.headers as [string, string][] });
     replayed.headers.set("idempotent-replayed", "true");

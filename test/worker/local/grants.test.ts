@@ -195,8 +195,12 @@ describe("charges carry the gateway's request id", () => {
     const keyHash = await sha256Hex(key);
     const input = { keyHash, meter: "api_requests", priceMicros: 1_000_000, requestId: "req_lost_reply" };
     expect(await stub.authorize(input)).toMatchObject({ outcome: "ok", chargedMicros: 1_000_000 });
-    expect(await stub.authorize(input)).toMatchObject({ outcome: "ok", replayed: true });
+    expect(await stub.authorize({ ...input, retry: true })).toMatchObject({ outcome: "ok", replayed: true });
     expect((await stub.balanceCheck())!.balanceMicros).toBe(4_000_000);
+    // The same id without the retry flag (the worker always sets it on a retry): the charge log's key
+    // refuses a second charge, and the first result comes back.
+    expect(await stub.authorize(input)).toMatchObject({ outcome: "ok", replayed: true, chargedMicros: 1_000_000 });
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 4_000_000, ledgerSumMicros: 4_000_000 });
     expect(await stub.refund({ requestId: "req_lost_reply" })).toMatchObject({ refunded: true, balanceMicros: 5_000_000 });
     expect(await stub.refund({ requestId: "req_lost_reply" })).toMatchObject({ refunded: false, reason: "already_refunded" });
     expect(await stub.refund({ requestId: "req_never_seen" })).toMatchObject({ refunded: false, reason: "unknown_request" });
