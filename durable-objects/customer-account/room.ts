@@ -19,6 +19,7 @@ import { Rollup } from "./rollup";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
 import { Timers } from "./timers";
+import { UsageRetention } from "./usage-retention";
 import { Wallet } from "./wallet";
 
 export const EXPIRY_TIMER = "expiry";
@@ -50,6 +51,7 @@ export class Room {
   readonly live: Live;
   readonly rollup: Rollup;
   readonly portalLinks: PortalLinks;
+  readonly usageRetention: UsageRetention;
 
   constructor(
     readonly state: DurableObjectState,
@@ -80,7 +82,7 @@ export class Room {
       timers: this.timers,
       memberships: this.cohorts.current,
     });
-    this.reports = new StripeReports(this.sql, config, this.account, this.outbox);
+    this.reports = new StripeReports(this.sql, config, this.account, this.outbox, this.timers);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({
       env,
@@ -98,6 +100,7 @@ export class Room {
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
     this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config });
     this.portalLinks = new PortalLinks(this.sql);
+    this.usageRetention = new UsageRetention(this.sql, this.timers, config);
   }
 
   get config(): Config {

@@ -15,6 +15,8 @@ import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
 import { PORTAL_TABLES } from "./portal-links";
 import { ROLLUP_TABLES } from "./rollup";
 import { REPORT_TABLES } from "./stripe-reports";
+import { REPORT_RETENTION_TABLES } from "./report-retention";
+import { USAGE_RETENTION_TABLES } from "./usage-retention";
 import { TIMER_TABLES } from "./timers";
 
 /**
@@ -41,6 +43,9 @@ export const MIGRATIONS: readonly string[] = [
   // v7: the overview's rollup state (an upgraded object pushes its rollup once) and
   // one-time portal links.
   [ROLLUP_TABLES.v7, PORTAL_TABLES.v7].join("\n"),
+  // v8: bounded state: old settled Stripe reports deleted (their sums kept), old usage buckets
+  // folded into a carried-forward row, Stripe event ids pruned by an index (timers and indexes).
+  [REPORT_RETENTION_TABLES.v8, USAGE_RETENTION_TABLES.v8, STRIPE_EVENT_TABLES.v8].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
