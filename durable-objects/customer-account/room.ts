@@ -98,7 +98,7 @@ export class Room {
       },
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
-    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config });
+    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts() });
     this.portalLinks = new PortalLinks(this.sql);
     this.usageRetention = new UsageRetention(this.sql, this.timers, config);
   }
