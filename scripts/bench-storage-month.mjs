@@ -6,20 +6,16 @@
 // every alarm its objects set by the same offset, so their timers fire in simulated time. The cron
 // is driven with `scheduledTime`, as the other rows do. Each step: set the clock, one request,
 // wait until the directory lists the customer as due, one cron run.
-import { join } from "node:path";
-import { build } from "esbuild";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { buildBenchEntry } from "./bench-entry.mjs";
 
 const DAY_MS = 86_400_000;
 export const MONTH_DAYS = 30;
 /** Short retention for this row, so a month shows the rows the timers delete; the defaults are 90 days. */
 export const MONTH_RETENTION = { REPORT_RETENTION_DAYS: 7, usage_retention_days: 8 };
 
-async function buildClockedGateway(root, gatewayPath) {
-  const outfile = join(root, ".wrangler", "bench", "gateway-clocked.js");
-  await build({
-    stdin: {
-      contents: `
+function buildClockedGateway(root, gatewayPath) {
+  return buildBenchEntry(root, "gateway-clocked.js", `
         import gateway, { CustomerAccount as A, Directory as D, WebhookDispatcher as W } from ${JSON.stringify(gatewayPath)};
         const realNow = Date.now.bind(Date);
         let offset = 0;
@@ -75,18 +71,7 @@ async function buildClockedGateway(root, gatewayPath) {
             return gateway.fetch(new Request(request, { headers }), env, ctx);
           },
           scheduled: (controller, env, ctx) => gateway.scheduled(controller, env, ctx),
-        };`,
-      resolveDir: root,
-      loader: "js",
-    },
-    bundle: true,
-    platform: "neutral",
-    format: "esm",
-    external: ["cloudflare:*", "node:*"],
-    outfile,
-    logLevel: "silent",
-  });
-  return outfile;
+        };`);
 }
 
 /**

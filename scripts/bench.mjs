@@ -19,6 +19,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { build } from "esbuild";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { startDemoOrigin } from "./demo-origin.mjs";
+import { buildBenchEntry } from "./bench-entry.mjs";
 import { storageMonth } from "./bench-storage-month.mjs";
 
 const root = join(fileURLToPath(import.meta.url), "..", "..");
@@ -67,10 +68,7 @@ function bundle() {
  * and after: what an object on another continent costs today. No hook in the gateway's source.
  */
 async function buildDelayedGateway(gatewayPath) {
-  const outfile = join(root, ".wrangler", "bench", "gateway-rpc-delay.js");
-  await build({
-    stdin: {
-      contents: `
+  return buildBenchEntry(root, "gateway-rpc-delay.js", `
         import gateway, { CustomerAccount, Directory } from ${JSON.stringify(gatewayPath)};
         export { CustomerAccount, Directory };
         const DELAY_MS = ${RPC_DELAY_MS};
@@ -105,18 +103,7 @@ async function buildDelayedGateway(gatewayPath) {
         export default {
           fetch: (request, env, ctx) => gateway.fetch(request, wrap(env), ctx),
           scheduled: (controller, env, ctx) => gateway.scheduled(controller, wrap(env), ctx),
-        };`,
-      resolveDir: root,
-      loader: "js",
-    },
-    bundle: true,
-    platform: "neutral",
-    format: "esm",
-    external: ["cloudflare:*", "node:*"],
-    outfile,
-    logLevel: "silent",
-  });
-  return outfile;
+        };`);
 }
 
 async function loadStripeDouble() {

@@ -1,11 +1,9 @@
 import { runInDurableObject } from "cloudflare:test";
-import { http, HttpResponse } from "msw";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { OLD_SETTLED_REPORTS } from "../../../durable-objects/customer-account/report-retention";
 import { PRUNE_STRIPE_EVENTS } from "../../../durable-objects/customer-account/stripe-event-log";
-import { server } from "../setup";
-import { admin, customerStub } from "../helpers";
-import { connect, cron, deliver, deliverAll, fundedCustomer, settle, spend } from "./doubles";
+import { admin, customerStub, queryPlan } from "../helpers";
+import { connect, cron, deliver, deliverAll, fundedCustomer, refuseOnce, settle, spend } from "./doubles";
 
 // Issue 15, "Bounded state": Stripe reports are deleted after REPORT_RETENTION_DAYS once settled,
 // keeping the sums the summary shows; Stripe event ids are pruned by an index, not a scan.
@@ -14,25 +12,6 @@ const DAY = 86_400_000;
 afterEach(() => vi.useRealTimers());
 
 const stripeView = async (id: string) => (await admin("GET", `/customers/${id}`)).body.stripe;
-
-function plan(state: DurableObjectState, query: string, ...args: SqlStorageValue[]): string {
-  return state.storage.sql
-    .exec(`EXPLAIN QUERY PLAN ${query}`, ...args)
-    .toArray()
-    .map((r) => String(r.detail))
-    .join(" | ");
-}
-
-/** The next POST of a balance transaction is refused for good (400) and does not reach Stripe. */
-function refuseOnce() {
-  server.use(
-    http.post(
-      "https://stripe.test/v1/customers/:id/balance_transactions",
-      () => HttpResponse.json({ error: { type: "invalid_request_error", message: "Refused (injected)." } }, { status: 400 }),
-      { once: true },
-    ),
-  );
-}
 
 describe("Stripe reports older than REPORT_RETENTION_DAYS", () => {
   it("are deleted from a timer once settled, keeping per kind and status the count and amount the summary shows; pending and failed ones stay", async () => {
@@ -78,7 +57,7 @@ describe("Stripe reports older than REPORT_RETENTION_DAYS", () => {
     expect(after.recent_reports.map((r: { kind: string; status: string }) => `${r.kind}:${r.status}`).sort()).toEqual(["grant:failed", "usage_debit:pending"]);
 
     // The pruning query searches an index holding only settled reports.
-    const pruning = await runInDurableObject(customerStub(id), (_instance, state) => plan(state, OLD_SETTLED_REPORTS, t, 500));
+    const pruning = await runInDurableObject(customerStub(id), (_instance, state) => queryPlan(state, OLD_SETTLED_REPORTS, t, 500));
     expect(pruning).toMatch(/USING INDEX reports_settled/);
     expect(pruning).not.toMatch(/SCAN reports/);
   });
@@ -103,7 +82,7 @@ describe("Stripe event ids", () => {
     expect((await rows()).sort()).toEqual([paid.id, later.id].sort());
     await deliverAll(doubles.stripe);
 
-    const pruning = await runInDurableObject(customerStub(id), (_instance, state) => plan(state, PRUNE_STRIPE_EVENTS, t));
+    const pruning = await runInDurableObject(customerStub(id), (_instance, state) => queryPlan(state, PRUNE_STRIPE_EVENTS, t));
     expect(pruning).toMatch(/USING (COVERING )?INDEX stripe_events_received/);
     expect(pruning).not.toMatch(/SCAN stripe_events/);
   });

@@ -7,22 +7,13 @@ import { TEST_OUTBOX_KEPT } from "../../../durable-objects/directory";
 import type { WebhookDispatcher } from "../../../durable-objects/webhook-dispatcher";
 import { PRUNE } from "../../../durable-objects/webhook-dispatcher/store";
 import { sha256Hex } from "../../../src/keys";
-import { admin, customerStub, customerWithCredit, gateway, settle, uniqueId } from "../helpers";
+import { admin, customerStub, customerWithCredit, gateway, queryPlan, settle, uniqueId } from "../helpers";
 
 // Issue 15, "Bounded state": every table of the customer object, the directory and the webhook
 // dispatcher has a retention rule and the index it needs (README: Retention).
 const DAY = 86_400_000;
 
 afterEach(() => vi.useRealTimers());
-
-/** The query plan SQLite picks for `query` in this object's database, as one string. */
-function plan(state: DurableObjectState, query: string, ...args: SqlStorageValue[]): string {
-  return state.storage.sql
-    .exec(`EXPLAIN QUERY PLAN ${query}`, ...args)
-    .toArray()
-    .map((r) => String(r.detail))
-    .join(" | ");
-}
 
 /** Moves the clock to `at` and runs the customer's due timers (a timer set for a second later too). */
 async function runTimersAt(id: string, at: number) {
@@ -97,7 +88,7 @@ describe("usage buckets older than PRICING.usage_retention_days fold into a carr
     expect(recheck.balanceMicros).toBe(check.balanceMicros);
 
     // The fold reads old buckets through an index, not by scanning the ledger.
-    const folding = await runInDurableObject(stub, (_instance, state) => plan(state, OLD_USAGE_BUCKETS, 0, t, 500));
+    const folding = await runInDurableObject(stub, (_instance, state) => queryPlan(state, OLD_USAGE_BUCKETS, 0, t, 500));
     expect(folding).toMatch(/USING INDEX ledger_usage_bucket/);
     expect(folding).not.toMatch(/SCAN ledger/);
   });
@@ -177,7 +168,7 @@ describe("the webhook dispatcher's events", () => {
     expect(await stub.accept([event("evt_new")])).toEqual({ accepted: 1 });
     const ids = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec("SELECT id FROM events ORDER BY received_at").toArray().map((r) => r.id));
     expect(ids).toEqual(["evt_mid", "evt_new"]);
-    const plans = await runInDurableObject(stub, (_instance, state) => [plan(state, PRUNE.deliveries, t), plan(state, PRUNE.events, t)]);
+    const plans = await runInDurableObject(stub, (_instance, state) => [queryPlan(state, PRUNE.deliveries, t), queryPlan(state, PRUNE.events, t)]);
     expect(plans[0]).toMatch(/USING INDEX deliveries_created/);
     expect(plans[1]).toMatch(/USING INDEX events_received/);
     expect(plans[1]).toMatch(/USING (COVERING )?INDEX sqlite_autoindex_deliveries_2/);
