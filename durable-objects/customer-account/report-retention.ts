@@ -18,8 +18,10 @@ INSERT INTO timers (name, due_at) VALUES ('${REPORT_RETENTION_TIMER}', 0) ON CON
 };
 
 const BATCH = 500;
-/** Exported so a test can show its query plan (an index search, not a scan). */
-// INDEXED BY: without statistics SQLite would rather walk reports_status (every settled row) and sort.
+/**
+ * The oldest settled reports. INDEXED BY: without statistics SQLite would rather walk
+ * reports_status (every settled row) and sort. Exported so a test can show its query plan.
+ */
 export const OLD_SETTLED_REPORTS =
   "SELECT seq, kind, status, amount FROM reports INDEXED BY reports_settled WHERE status IN ('sent', 'resolved') AND created_at < ? ORDER BY created_at LIMIT ?";
 const DAY_MS = 86_400_000;
@@ -64,13 +66,7 @@ export class ReportRetention {
   /** The timer's handler: deletes one batch of old settled rows, keeping their sums; sets the timer for the next. */
   prune(now: number): number {
     const retentionMs = this.retentionMs;
-    const rows = this.sql
-      .exec(
-        OLD_SETTLED_REPORTS,
-        now - retentionMs,
-        BATCH,
-      )
-      .toArray();
+    const rows = this.sql.exec(OLD_SETTLED_REPORTS, now - retentionMs, BATCH).toArray();
     const sums = new Map<string, ReportTotal>();
     for (const r of rows) sumInto(sums, { kind: r.kind as string, status: r.status as string, n: 1, amount: r.amount as number });
     for (const { kind, status, n, amount } of sums.values()) {

@@ -7,14 +7,16 @@ export const USAGE_RETENTION_TIMER = "usage_retention";
 export const CARRIED_BUCKET = 0;
 
 export const USAGE_RETENTION_TABLES = {
-  // Usage buckets by age; the windowed reads (24 h, the usage series, the rollup) use it too.
+  // Usage buckets by age. The timer row makes an upgraded object fold its old buckets once.
   v8: `CREATE INDEX IF NOT EXISTS ledger_usage_bucket ON ledger(bucket) WHERE kind IN ('usage', 'refund');
 INSERT INTO timers (name, due_at) VALUES ('${USAGE_RETENTION_TIMER}', 0) ON CONFLICT (name) DO NOTHING;`,
 };
 
 const BATCH = 500;
-/** Exported so a test can show its query plan (an index search, not a scan). */
-// INDEXED BY: without statistics SQLite would rather walk every usage row of ledger_aggregate and sort.
+/**
+ * The oldest usage buckets. INDEXED BY: without statistics SQLite would rather walk every usage
+ * row of ledger_aggregate and sort. Exported so a test can show its query plan.
+ */
 export const OLD_USAGE_BUCKETS = `SELECT id, kind, meter, bucket, amount, count, created_at, updated_at FROM ledger INDEXED BY ledger_usage_bucket
   WHERE kind IN ('usage', 'refund') AND bucket > ? AND bucket < ? ORDER BY bucket LIMIT ?`;
 const DAY_MS = 86_400_000;
@@ -41,14 +43,7 @@ export class UsageRetention {
   /** The timer's handler: folds one batch of old buckets; sets the timer for the next. Returns rows folded. */
   fold(now: number): number {
     const retentionMs = this.retentionMs;
-    const rows = this.sql
-      .exec(
-        OLD_USAGE_BUCKETS,
-        CARRIED_BUCKET,
-        now - retentionMs,
-        BATCH,
-      )
-      .toArray();
+    const rows = this.sql.exec(OLD_USAGE_BUCKETS, CARRIED_BUCKET, now - retentionMs, BATCH).toArray();
     const carried = new Map<string, { kind: string; meter: string; amount: number; count: number; from: number; to: number; through: number }>();
     for (const r of rows) {
       const key = `${r.kind}\u0000${r.meter}`;
