@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS test_outbox (
 
 /** A claimed customer is left alone by overlapping cron runs until its lease ends. */
 const LEASE_MS = 120_000;
+/** Test emails kept in the local outbox: as many as its admin route lists at most. */
+export const TEST_OUTBOX_KEPT = 500;
 
 /**
  * The one index across customers: who exists, who is in which cohort, and who has work for the
@@ -149,8 +151,9 @@ export class Directory extends DurableObject<Env> {
     return overview(this.sql, Date.now());
   }
 
+  /** Keeps the newest TEST_OUTBOX_KEPT (bounded by construction; the delete walks the primary key). */
   recordTestEmail(email: { to: string; subject: string; text: string; html: string | null }): number {
-    return this.sql
+    const id = this.sql
       .exec(
         "INSERT INTO test_outbox (to_email, subject, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
         email.to,
@@ -160,6 +163,8 @@ export class Directory extends DurableObject<Env> {
         Date.now(),
       )
       .one().id as number;
+    this.sql.exec("DELETE FROM test_outbox WHERE id <= ?", id - TEST_OUTBOX_KEPT);
+    return id;
   }
 
   testOutbox(limit: number) {

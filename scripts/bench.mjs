@@ -7,6 +7,8 @@
 // row once, in a fixed order. Each row reports its median run by throughput (that run's p50 and
 // p99). Bounded in requests and time (BENCH_MAX_SECONDS per row and run); stops by itself.
 // BENCH_SCALE=0.01 makes a short smoke run; BENCH_JSON=<file> also writes every row as JSON.
+// `storage_month` (bench-storage-month.mjs) runs once, on a simulated clock: rows per table of
+// one customer after 30 days of a request and a cron run every minute (coarser below scale 1).
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -17,6 +19,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { build } from "esbuild";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { startDemoOrigin } from "./demo-origin.mjs";
+import { buildBenchEntry } from "./bench-entry.mjs";
+import { storageMonth } from "./bench-storage-month.mjs";
 
 const root = join(fileURLToPath(import.meta.url), "..", "..");
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
@@ -66,10 +70,7 @@ function bundle() {
  * and after: what an object on another continent costs today. No hook in the gateway's source.
  */
 async function buildDelayedGateway(gatewayPath) {
-  const outfile = join(root, ".wrangler", "bench", "gateway-rpc-delay.js");
-  await build({
-    stdin: {
-      contents: `
+  return buildBenchEntry(root, "gateway-rpc-delay.js", `
         import gateway, { CustomerAccount, Directory } from ${JSON.stringify(gatewayPath)};
         export { CustomerAccount, Directory };
         const DELAY_MS = ${RPC_DELAY_MS};
@@ -104,18 +105,7 @@ async function buildDelayedGateway(gatewayPath) {
         export default {
           fetch: (request, env, ctx) => gateway.fetch(request, wrap(env), ctx),
           scheduled: (controller, env, ctx) => gateway.scheduled(controller, wrap(env), ctx),
-        };`,
-      resolveDir: root,
-      loader: "js",
-    },
-    bundle: true,
-    platform: "neutral",
-    format: "esm",
-    external: ["cloudflare:*", "node:*"],
-    outfile,
-    logLevel: "silent",
-  });
-  return outfile;
+        };`);
 }
 
 async function loadStripeDouble() {
@@ -562,6 +552,19 @@ async function main() {
     console.error(`bench: repetition ${rep + 1}/${REPEAT} took ${fmt((Date.now() - repStarted) / 1000)} s`);
   }
   await mf.dispose();
+  // Storage, not speed: run once, in a workerd of its own (its clock is simulated).
+  const month = await storageMonth({
+    root,
+    gatewayPath: scriptPath,
+    originUrl: origin.url,
+    scale: SCALE,
+    maxSeconds: MAX_SECONDS_PER_ROW,
+    compatibilityDate,
+    adminToken: ADMIN,
+    adminClient,
+    StripeDouble,
+    serveHandler,
+  });
   await origin.close();
 
   // ---- Results: the median run of each row, ratios between medians.
@@ -608,6 +611,13 @@ async function main() {
     ["hot", "3. One hot customer (GROUP_COMMIT=true)", `${m("hot").requests} req, 64 conns, ${COUNTS.hotCredit} cents at 1 cent, ${x} (new customer each)`, perf("hot"), `×${fmt(ratios.hot_vs_floor_hot, 2)} of floor_hot; ${hotCheck("hot")}`],
     ["hot_no_group_commit", "3. One hot customer (GROUP_COMMIT=false)", `${m("hot_no_group_commit").requests} req, 64 conns, ${COUNTS.hotCredit} cents at 1 cent, ${x} (new customer each)`, perf("hot_no_group_commit"), `hot ÷ this = ×${fmt(ratios.hot_vs_hot_no_group_commit, 2)}; ${hotCheck("hot_no_group_commit")}`],
     ["storage", "3. Storage", `after ${storage.charged} charged requests on one customer`, `${storage.ledger_rows} ledger rows`, `${Object.entries(storage.entries).map(([k, v]) => `${k}: ${v}`).join(", ")} (1 meter × 1-hour buckets + grants; bounded in every run: ${storageBounded ? "yes" : "NO"})`],
+    [
+      "storage_month",
+      "3. Storage after a month",
+      `${month.steps} steps of ${fmt(month.step_seconds / 60)} min over ${month.simulated_days} simulated days: a request and a cron run each (Stripe double); REPORT_RETENTION_DAYS=${month.retention.REPORT_RETENTION_DAYS}, usage_retention_days=${month.retention.usage_retention_days}`,
+      `rows: ${Object.entries(month.tables).filter(([, rows]) => rows > 0).map(([t, rows]) => `${t} ${rows}`).join(", ")}; ${fmt(month.database_bytes / 1024)} KiB`,
+      `reports ${month.reports_kept} kept (at most ${month.bound.reports}) + ${month.reports_archived} archived; usage rows ${month.usage_rows} (at most ${month.bound.usage_rows}) for ${month.usage_requests} requests; every cent reported or pending: ${month.usage_accounted ? "yes" : "NO"}; balance = ledger sum: ${month.balance_equals_ledger_sum ? "yes" : "NO"}; bounded: ${month.bounded ? "yes" : "NO"}`,
+    ],
     ["many_customers", "4. Many customers", `${m("many_customers").requests} req over ${COUNTS.manyCustomers} customers, 64 conns, ${x}`, perf("many_customers"), `${okCheck("many_customers")}, ${m("many_customers").statuses[402] ?? 0} × 402`],
     [`gateway_rpc_delay_${RPC_DELAY_MS}ms`, `5. Gateway, object ${RPC_DELAY_MS} ms away (each way)`, `${m(`gateway_rpc_delay_${RPC_DELAY_MS}ms`).requests} req, 32 conns, ${x}`, perf(`gateway_rpc_delay_${RPC_DELAY_MS}ms`), `p50 +${fmt(ratios.rpc_delay_added_p50_ms, 2)} ms over gateway; ${okCheck(`gateway_rpc_delay_${RPC_DELAY_MS}ms`)}`],
     ["plain_stream", "6. Plain worker, streamed response (SSE)", `${m("plain_stream").requests} streams × ${STREAM_EVENTS} events, 32 conns, ${x}`, `${fmt(m("plain_stream").events_per_s)} events/s, ${fmt(m("plain_stream").rps)} streams/s, p50 ${fmt(m("plain_stream").p50, 2)} ms, p99 ${fmt(m("plain_stream").p99, 2)} ms`, `${m("plain_stream").events} of ${m("plain_stream").events_expected} events arrived`],
@@ -665,6 +675,7 @@ async function main() {
       if (id === "storage") {
         return { id, name, rps: null, p50_ms: null, p99_ms: null, ledger_rows: storage.ledger_rows, entries: storage.entries, charged: storage.charged, bounded_every_run: storageBounded, runs: storageRuns };
       }
+      if (id === "storage_month") return { id, name, rps: null, p50_ms: null, p99_ms: null, ...month, seconds: Number(month.seconds.toFixed(3)) };
       const med = m(id);
       const round = (v, digits) => (Number.isFinite(v) ? Number(v.toFixed(digits)) : null);
       const pick = ({ requests, seconds, rps, p50, p99, statuses, ...extra }) => ({

@@ -61,6 +61,8 @@ const Pricing = z.strictObject({
   default_meter: meterName.default("api_requests"),
   default_stripe_event_name: z.string().min(1).max(100).default("api_requests"),
   usage_bucket_seconds: z.int().min(60).max(86_400).default(3600),
+  /** Usage buckets older than this fold into one carried-forward row per meter (the overview keeps 8 days). */
+  usage_retention_days: z.int().min(8).max(3650).default(90),
   meters: z.array(Meter).default([]),
 });
 
@@ -137,6 +139,8 @@ const Vars = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   /** Every customer holding a key is reconciled with Stripe at least this often (a lost webhook heals). */
   RECONCILE_INTERVAL_SECONDS: z.coerce.number().int().min(60).max(30 * 86_400).default(3600),
+  /** Stripe reports sent (or resolved) longer ago than this are deleted; their sums per kind and status are kept. */
+  REPORT_RETENTION_DAYS: z.coerce.number().int().min(7).max(3650).default(90),
   /** Per webhook delivery attempt, until the endpoint's response headers. */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(10_000),
   /** Lets webhook endpoints be http://127.0.0.1 or http://localhost (local dev and tests only). */

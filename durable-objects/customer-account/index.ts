@@ -33,7 +33,10 @@ import type { SettleReason } from "./holds";
 import { EXPIRY_TIMER, Room } from "./room";
 import { WEBHOOK_TIMER } from "./outbox";
 import { EMAIL_RETENTION_TIMER } from "./email-retention";
+import { REPORT_RETENTION_TIMER } from "./report-retention";
+import { USAGE_RETENTION_TIMER } from "./usage-retention";
 import { hasSchema, migrate } from "./schema";
+import { storageStats } from "./storage-stats";
 import { applyStripeEvent, STRIPE_TIMER, type EventStatus } from "./stripe-events";
 import { syncWithStripe } from "./stripe-sync";
 import { grantView, summary } from "./summary";
@@ -363,6 +366,8 @@ export class CustomerAccount extends DurableObject<Env> {
       [ROLLUP_TIMER]: () => room.rollup.push(),
       // A top-up whose credit landed queued a Stripe credit report: the stripe timer sends it.
       [AUTO_TOPUP_TIMER]: (now) => this.withLock(async () => (await runAutoTopUp(room, now)) && room.timers.at(STRIPE_TIMER, Date.now())),
+      [REPORT_RETENTION_TIMER]: (now) => room.reports.retention.prune(now),
+      [USAGE_RETENTION_TIMER]: (now) => room.usageRetention.fold(now),
     };
     const now = Date.now();
     for (const name of room.timers.takeDue(now)) {
@@ -373,6 +378,7 @@ export class CustomerAccount extends DurableObject<Env> {
         room.timers.at(name, Date.now() + TIMER_RETRY_MS);
       }
     }
+    room.usageRetention.keepArmed(now);
     room.timers.rearm();
   }
 
@@ -408,6 +414,16 @@ export class CustomerAccount extends DurableObject<Env> {
   /** Whether the customer exists, without building a summary. */
   exists(): boolean {
     return this.room.account.exists;
+  }
+
+  /** Rows per table and the database size; null for an unknown customer. */
+  storageStats() {
+    return this.room.account.exists ? storageStats(this.ctx.storage) : null;
+  }
+
+  /** The profile alone (deleted ones too), without building a summary; null for an unknown customer. */
+  profile(): CustomerProfile | null {
+    return this.room.account.exists ? this.room.account.profile() : null;
   }
 
   ledgerPage(input: { before?: number; limit: number }) {

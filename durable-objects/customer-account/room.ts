@@ -22,6 +22,7 @@ import { Rollup } from "./rollup";
 import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
 import { Timers } from "./timers";
+import { UsageRetention } from "./usage-retention";
 import { Wallet } from "./wallet";
 
 export const EXPIRY_TIMER = "expiry";
@@ -59,6 +60,7 @@ export class Room {
   readonly rollup: Rollup;
   readonly portalLinks: PortalLinks;
   readonly autoTopUp: AutoTopUp;
+  readonly usageRetention: UsageRetention;
 
   constructor(
     readonly state: DurableObjectState,
@@ -91,7 +93,7 @@ export class Room {
       timers: this.timers,
       memberships: this.cohorts.current,
     });
-    this.reports = new StripeReports(this.sql, config, this.account, this.outbox);
+    this.reports = new StripeReports(this.sql, config, this.account, this.outbox, this.timers);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({
       env,
@@ -107,7 +109,7 @@ export class Room {
       },
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
-    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config });
+    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts() });
     this.portalLinks = new PortalLinks(this.sql);
     this.autoTopUp = new AutoTopUp(this.sql, {
       timers: this.timers,
@@ -116,6 +118,7 @@ export class Room {
       availableMicros: (now) => this.wallet.spendableTotal(now),
       currencyMismatch: () => this.currencyMismatch(),
     });
+    this.usageRetention = new UsageRetention(this.sql, this.timers, config);
   }
 
   get config(): Config {

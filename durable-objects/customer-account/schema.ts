@@ -18,6 +18,8 @@ import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
 import { PORTAL_TABLES } from "./portal-links";
 import { ROLLUP_TABLES } from "./rollup";
 import { REPORT_TABLES } from "./stripe-reports";
+import { REPORT_RETENTION_TABLES } from "./report-retention";
+import { USAGE_RETENTION_TABLES } from "./usage-retention";
 import { TIMER_TABLES } from "./timers";
 
 /**
@@ -48,6 +50,9 @@ export const MIGRATIONS: readonly string[] = [
   [HOLD_TABLES.v8, IDEMPOTENCY_TABLES.v8].join("\n"),
   // v9: auto top-up settings and top-ups.
   AUTO_TOPUP_TABLES.v9,
+  // v10: bounded state: old settled Stripe reports deleted (their sums kept), old usage buckets
+  // folded into a carried-forward row, Stripe event ids pruned by an index (timers and indexes).
+  [REPORT_RETENTION_TABLES.v10, USAGE_RETENTION_TABLES.v10, STRIPE_EVENT_TABLES.v10].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

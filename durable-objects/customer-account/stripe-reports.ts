@@ -7,7 +7,9 @@ import { describeError, isTransientStripeError, stripeClient } from "../../src/s
 import type { Plan } from "../../src/types";
 import type { AccountRow, AccountStore } from "./account";
 import type { WebhookOutbox } from "./outbox";
+import { ReportRetention } from "./report-retention";
 import { backoffMs } from "./retry";
+import type { Timers } from "./timers";
 
 export const REPORT_TABLES = {
   v1: `
@@ -88,12 +90,17 @@ export function dueToStripe(pendingUsageMicros: number): { cents: number; remain
  * transaction up, and only then sends again under a fresh key.
  */
 export class StripeReports {
+  readonly retention: ReportRetention;
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly config: () => Config,
     private readonly account: AccountStore,
     private readonly outbox: Pick<WebhookOutbox, "emit">,
-  ) {}
+    timers: Timers,
+  ) {
+    this.retention = new ReportRetention(sql, timers, config);
+  }
 
   /**
    * Unreported usage to add with a charge (amount < 0) or a refund: prepaid usage in micro-cents,
@@ -132,6 +139,7 @@ export class StripeReports {
 
   /** Report times are wall-clock: Stripe compares them with its own (meter event windows, key expiry). */
   insert(kind: ReportRow["kind"], reportId: string, amount: number, meter?: { name: string; eventName: string }): void {
+    this.retention.due(Date.now());
     this.sql.exec(
       `INSERT INTO reports (report_id, kind, idempotency_key, amount, meter, event_name, event_timestamp, status, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (report_id) DO NOTHING`,
@@ -370,7 +378,7 @@ export class StripeReports {
       last_known_stripe_balance_at: a.stripe_balance_at,
       edge_balance_exact_cents: formatCents(a.balance),
       reconcile_needed: a.reconcile_needed === 1,
-      report_totals: this.sql.exec("SELECT kind, status, COUNT(*) AS n, SUM(amount) AS amount FROM reports GROUP BY kind, status").toArray(),
+      ...this.retention.view(),
       recent_reports: reports.map((r) => ({
         id: r.report_id,
         kind: r.kind,

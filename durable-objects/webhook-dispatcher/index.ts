@@ -75,6 +75,8 @@ export class WebhookDispatcher extends DurableObject<Env> {
     const endpoints = this.store.endpoints();
     let accepted = 0;
     for (const event of events) if (this.store.addEvent(event, endpoints, now)) accepted++;
+    // Also here, not only in the alarm: with no endpoint subscribed no alarm runs, and events would pile up.
+    this.store.prune(now, RETENTION_MS);
     this.arm();
     return { accepted };
   }

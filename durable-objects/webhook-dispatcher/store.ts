@@ -108,6 +108,12 @@ export function deliveryView(row: DeliveryRow & { type: string; customer_id: str
 
 export type DeliveryView = ReturnType<typeof deliveryView>;
 
+/** Exported so a test can show their query plans (index searches, not scans). */
+export const PRUNE = {
+  deliveries: "DELETE FROM deliveries WHERE status != 'pending' AND created_at < ?",
+  events: "DELETE FROM events WHERE received_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+};
+
 const DELIVERY_WITH_EVENT = "SELECT d.*, e.type, e.customer_id, e.body FROM deliveries d JOIN events e ON e.id = d.event_id";
 
 /** The dispatcher's SQLite: endpoints, the events received, one delivery row per (event, endpoint). */
@@ -277,13 +283,10 @@ export class DispatcherStore {
     return this.sql.exec("SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status = 'pending'").one().t as number | null;
   }
 
-  /** Finished deliveries and their events are kept for `keepMs`, then dropped. */
+  /** Finished deliveries and their events are kept for `keepMs`, then dropped (by index: see PRUNE). */
   prune(now: number, keepMs: number): void {
-    this.sql.exec("DELETE FROM deliveries WHERE status != 'pending' AND created_at < ?", now - keepMs);
-    this.sql.exec(
-      "DELETE FROM events WHERE received_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
-      now - keepMs,
-    );
+    this.sql.exec(PRUNE.deliveries, now - keepMs);
+    this.sql.exec(PRUNE.events, now - keepMs);
   }
 
   // ---------------------------------------------------------------- the alarm's clock

@@ -34,8 +34,9 @@ async function requireCustomer(c: Context<AppEnv>): Promise<{ session: PortalSes
   if (session && stub) {
     if (session.keyHash) customer = await stub.identify(session.keyHash);
     else {
-      const summary = await adminCall(c, "GET", `/customers/${session.customerId}`);
-      customer = summary.ok && !summary.body.customer.deleted ? summary.body.customer : null;
+      // Only who the customer is: the summary (reports, ledger totals) is built for the page alone.
+      const profile = await stub.profile();
+      customer = profile && !profile.deleted ? profile : null;
     }
   }
   if (session && customer) return { session, customer };

@@ -17,6 +17,7 @@ const IDS = [
   "hot",
   "hot_no_group_commit",
   "storage",
+  "storage_month",
   "many_customers",
   "gateway_rpc_delay_40ms",
   "plain_stream",
@@ -55,6 +56,7 @@ describe("npm run bench (smoke)", () => {
     const exact = /= credit ÷ price in every run: yes\), \d+ × 402, balance 0 \|/g;
     expect(table.match(exact)).toHaveLength(2);
     expect(table).toMatch(/bounded in every run: yes/);
+    expect(table).toMatch(/\| `storage_month` \|.*every cent reported or pending: yes; balance = ledger sum: yes; bounded: yes \|/);
     // Stripe calls are bounded by customers × cron runs, however many requests there were.
     const debits = [...table.matchAll(/\| (\d+) balance transactions at most in a run \(at most customers × runs = (\d+)\)/g)];
     expect(debits).toHaveLength(3);
@@ -77,6 +79,18 @@ describe("npm run bench (smoke)", () => {
     for (const row of json.rows) {
       if (row.id === "storage") {
         expect(row.ledger_rows).toBeGreaterThan(0);
+        continue;
+      }
+      if (row.id === "storage_month") {
+        // 30 simulated days at any scale (coarser steps below 1): every step served, the old rows
+        // gone by the retention timers, and nothing lost on the way.
+        expect(row.simulated_days).toBe(30);
+        expect(row.statuses).toEqual({ 200: row.steps });
+        expect(row.reports_archived as number).toBeGreaterThan(0);
+        expect((row.tables as Record<string, number>).reports).toBe(row.reports_kept);
+        expect(row.reports_kept as number).toBeLessThanOrEqual((row.bound as { reports: number }).reports);
+        expect(row.usage_rows as number).toBeLessThanOrEqual((row.bound as { usage_rows: number }).usage_rows);
+        expect(row).toMatchObject({ usage_accounted: true, balance_equals_ledger_sum: true, bounded: true });
         continue;
       }
       expect(row.rps, row.id).toBeGreaterThan(0);

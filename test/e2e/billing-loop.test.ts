@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { MailChannelsDouble } from "../doubles/mailchannels-double";
 import { StripeDouble } from "../doubles/stripe-double";
-import { serveHandler, startGateway, type Gateway } from "./harness";
+import { serveHandler, startGateway, stripeWebhooks, type Gateway } from "./harness";
 
 // The whole loop against the real `wrangler dev --test-scheduled`, with Stripe and MailChannels
 // replaced by test doubles served over HTTP on loopback.
@@ -27,32 +27,8 @@ afterAll(async () => {
   for (const close of closers) await close();
 });
 
-async function deliver(event: Stripe.Event) {
-  const { body, signature } = await stripe.sign(event);
-  const response = await gateway.fetch("/webhooks/stripe", { method: "POST", headers: { "stripe-signature": signature }, body });
-  return { status: response.status, body: await response.json() };
-}
-/**
- * Delivers every pending event, then waits for the customers' objects to finish what the events
- * asked of Stripe (a webhook is answered once recorded; the object reconciles from its alarm,
- * within milliseconds).
- */
-async function deliverAll() {
-  const customers = new Set<string>();
-  for (const event of stripe.takeEvents()) {
-    expect((await deliver(event)).status).toBe(200);
-    const object = event.data.object as { object?: string; id?: string; customer?: unknown };
-    const id = object.object === "customer" ? object.id : typeof object.customer === "string" ? object.customer : undefined;
-    if (id) customers.add(id);
-  }
-  for (const id of customers) {
-    for (let i = 0; i < 100; i++) {
-      const summary = await gateway.admin("GET", `/customers/${id}`);
-      if (summary.status === 200 && !summary.body.stripe.reconcile_needed && summary.body.stripe.report_totals.every((r: { status: string }) => r.status !== "pending")) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
+const deliver = (event: Stripe.Event) => stripeWebhooks(gateway, stripe).deliver(event);
+const deliverAll = () => stripeWebhooks(gateway, stripe).deliverAll();
 const get = (key: string, path = "/v1/data") => gateway.fetch(path, { headers: { authorization: `Bearer ${key}` } });
 
 describe("the tutorial's walk-through, end to end", () => {

@@ -4,7 +4,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type Stripe from "stripe";
 import { expect } from "vitest";
+import type { StripeDouble } from "../doubles/stripe-double";
 
 const root = join(import.meta.dirname, "..", "..");
 export const ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef";
@@ -152,4 +154,35 @@ export async function customerWithKey(gateway: Gateway, id: string, cents: numbe
   expect(key.status).toBe(201);
   if (cents) expect((await gateway.admin("POST", `/customers/${id}/credits`, { amount: cents, reason: "e2e" })).status).toBe(201);
   return { key: key.body.key as string, keyId: key.body.id as string };
+}
+
+/** Delivering the Stripe double's events to the gateway's webhook, as Stripe would. */
+export function stripeWebhooks(gateway: Gateway, stripe: StripeDouble) {
+  async function deliver(event: Stripe.Event) {
+    const { body, signature } = await stripe.sign(event);
+    const response = await gateway.fetch("/webhooks/stripe", { method: "POST", headers: { "stripe-signature": signature }, body });
+    return { status: response.status, body: await response.json() };
+  }
+  /**
+   * Delivers every pending event, then waits for the customers' objects to finish what the events
+   * asked of Stripe (a webhook is answered once recorded; the object reconciles from its alarm,
+   * within milliseconds).
+   */
+  async function deliverAll() {
+    const customers = new Set<string>();
+    for (const event of stripe.takeEvents()) {
+      expect((await deliver(event)).status).toBe(200);
+      const object = event.data.object as { object?: string; id?: string; customer?: unknown };
+      const id = object.object === "customer" ? object.id : typeof object.customer === "string" ? object.customer : undefined;
+      if (id) customers.add(id);
+    }
+    for (const id of customers) {
+      for (let i = 0; i < 100; i++) {
+        const summary = await gateway.admin("GET", `/customers/${id}`);
+        if (summary.status === 200 && !summary.body.stripe.reconcile_needed && summary.body.stripe.report_totals.every((r: { status: string }) => r.status !== "pending")) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+  return { deliver, deliverAll };
 }

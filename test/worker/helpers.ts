@@ -111,3 +111,12 @@ export async function cron(time = Date.now()) {
   await worker.scheduled(createScheduledController({ scheduledTime: time, cron: "* * * * *" }), env as never, ctx);
   await waitOnExecutionContext(ctx);
 }
+
+/** The query plan SQLite picks for `query` in an object's database, as one string (`EXPLAIN QUERY PLAN`). */
+export function queryPlan(state: DurableObjectState, query: string, ...args: SqlStorageValue[]): string {
+  return state.storage.sql
+    .exec(`EXPLAIN QUERY PLAN ${query}`, ...args)
+    .toArray()
+    .map((r) => String(r.detail))
+    .join(" | ");
+}

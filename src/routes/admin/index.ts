@@ -13,6 +13,7 @@ import { reports } from "./reports";
 import { webhookEndpoints } from "./webhook-endpoints";
 import { overview } from "./overview";
 import { portalSessions } from "./portal-sessions";
+import { storage } from "./storage";
 import { usage } from "./usage";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -47,6 +48,7 @@ admin.route("/", overview);
 admin.route("/", usage);
 admin.route("/", portalSessions);
 admin.route("/", autoTopUp);
+admin.route("/", storage);
 
 /** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
 admin.all("*", (c) => {

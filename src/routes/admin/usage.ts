@@ -13,7 +13,7 @@ usage.get("/customers/:id/usage", async (c) => {
   const id = customerId(c.req.param("id"));
   const hours = queryInt(c, "hours", 168, 1, 24 * 90);
   const stub = customerStub(c.env, id);
-  if (!(await stub.summary())) notFound(id);
+  if (!(await stub.exists())) notFound(id);
   const now = Date.now();
   // Buckets that started up to one bucket before the window still overlap it.
   const since = now - hours * HOUR_MS - c.var.config.PRICING.usage_bucket_seconds * 1000;

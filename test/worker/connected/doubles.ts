@@ -1,4 +1,4 @@
-import { http } from "msw";
+import { http, HttpResponse } from "msw";
 import type Stripe from "stripe";
 import { MailChannelsDouble } from "../../doubles/mailchannels-double";
 import { StripeDouble } from "../../doubles/stripe-double";
@@ -62,4 +62,15 @@ export async function fundedCustomer({ stripe }: ReturnType<typeof connect>, cen
 export async function spend(key: string, n: number, path = "/v1/x") {
   const statuses = await Promise.all(Array.from({ length: n }, () => gateway(path, withKey(key)).then((r) => r.status)));
   return statuses.filter((s) => s === 200).length;
+}
+
+/** The next POST of a balance transaction is refused with 400 and does not reach Stripe. */
+export function refuseOnce() {
+  server.use(
+    http.post(
+      "https://stripe.test/v1/customers/:id/balance_transactions",
+      () => HttpResponse.json({ error: { type: "invalid_request_error", message: "Refused (injected)." } }, { status: 400 }),
+      { once: true },
+    ),
+  );
 }

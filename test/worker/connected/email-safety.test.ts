@@ -345,6 +345,15 @@ describe("retention (issue 15: bounded state)", () => {
     expect(after).toMatchObject({ status_counts: { sent: 3, failed: 1 }, rows_kept: 1, rows_archived: 3 });
     expect(after.by_cohort).toEqual({ out_of_credits: { sent: 3, failed: 1 } });
     expect((await emailLog(id)).map((e) => [e.enrollment, e.seq])).toEqual([[enrollment, 0]]);
+    // The overview's email numbers (the rollup the directory keeps) count the deleted rows too.
+    expect((await admin("POST", `/customers/${id}/credits`, { amount: 1, reason: "a change to push" })).status).toBe(201);
+    vi.setSystemTime(t + 100 * DAY + 5 * 60_000);
+    await settle(id);
+    const directory = env.DIRECTORY.get(env.DIRECTORY.idFromName("global"));
+    const rollup = await runInDurableObject(directory, (_instance, state) =>
+      state.storage.sql.exec("SELECT emails_sent, emails_failed FROM customer_rollup WHERE customer_id = ?", id).one(),
+    );
+    expect(rollup).toEqual({ emails_sent: 3, emails_failed: 1 });
     vi.useRealTimers();
 
     // The pruning query runs on an index, not a scan.

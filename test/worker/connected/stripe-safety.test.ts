@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../../src/keys";
 import { server } from "../setup";
 import { admin, customerStub, gateway, uniqueId, withKey } from "../helpers";
-import { connect, cron, deliverAll, settle } from "./doubles";
+import { connect, cron, deliverAll, refuseOnce, settle } from "./doubles";
 
 type Doubles = ReturnType<typeof connect>;
 const HOUR = 3_600_000;
@@ -31,16 +31,6 @@ function commitThenRefuse(stripe: Doubles["stripe"]) {
   );
 }
 
-/** The next POST of a balance transaction is refused with 400 and does not reach Stripe. */
-function refuseOnce() {
-  server.use(
-    http.post(
-      "https://stripe.test/v1/customers/:id/balance_transactions",
-      () => HttpResponse.json({ error: { type: "invalid_request_error", message: "Refused (injected)." } }, { status: 400 }),
-      { once: true },
-    ),
-  );
-}
 
 describe("Stripe: no storms, no silent drift", () => {
   it("heals a lost webhook with the periodic reconcile (RECONCILE_INTERVAL_SECONDS), with nobody acting", async () => {

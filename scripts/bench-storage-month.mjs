@@ -1,0 +1,208 @@
+// The `storage_month` row of `npm run bench`: one customer's object after a simulated month of
+// per-minute usage and per-minute cron runs (so per-minute Stripe reports), with the Stripe double.
+//
+// Simulated time: a bench-only entry (built with esbuild, like the delayed gateway; no hook in the
+// gateway's source) moves `Date.now` in the gateway's isolate to the simulated time, and shifts
+// every alarm its objects set by the same offset, so their timers fire in simulated time. The cron
+// is driven with `scheduledTime`, as the other rows do. Each step: set the clock, one request,
+// wait until the directory lists the customer as due, one cron run.
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { buildBenchEntry } from "./bench-entry.mjs";
+
+const DAY_MS = 86_400_000;
+export const MONTH_DAYS = 30;
+/** Short retention for this row, so a month shows the rows the timers delete; the defaults are 90 days. */
+export const MONTH_RETENTION = { REPORT_RETENTION_DAYS: 7, usage_retention_days: 8 };
+
+function buildClockedGateway(root, gatewayPath) {
+  return buildBenchEntry(root, "gateway-clocked.js", `
+        import gateway, { CustomerAccount as A, Directory as D, WebhookDispatcher as W } from ${JSON.stringify(gatewayPath)};
+        const realNow = Date.now.bind(Date);
+        let offset = 0;
+        Date.now = () => realNow() + offset;
+        // Alarms are real time: one set for simulated time t fires at t - offset. The simulated
+        // time each object asked for is kept, so moving the clock can set it again (kick): what
+        // became due in the jump then fires at once, as it would have over the real interval.
+        function shifted(ctx) {
+          const storage = ctx.storage;
+          const set = storage.setAlarm.bind(storage);
+          const get = storage.getAlarm.bind(storage);
+          const remove = storage.deleteAlarm.bind(storage);
+          storage.setAlarm = (at, options) => {
+            storage.simulatedAlarmAt = Number(at);
+            return set(Math.max(1, Number(at) - offset), options);
+          };
+          storage.getAlarm = async (options) => ((await get(options)) === null ? null : storage.simulatedAlarmAt);
+          storage.deleteAlarm = (options) => {
+            storage.simulatedAlarmAt = null;
+            return remove(options);
+          };
+          return ctx;
+        }
+        const clocked = (Base) =>
+          class extends Base {
+            constructor(ctx, env) {
+              super(shifted(ctx), env);
+            }
+            async alarm(info) {
+              this.ctx.storage.simulatedAlarmAt = null;
+              return super.alarm(info);
+            }
+            async benchKick() {
+              const at = this.ctx.storage.simulatedAlarmAt;
+              if (at !== null && at !== undefined) await this.ctx.storage.setAlarm(at);
+            }
+          };
+        export const CustomerAccount = clocked(A);
+        export const Directory = clocked(D);
+        export const WebhookDispatcher = clocked(W);
+        export default {
+          // A request with x-bench-clock first moves the simulated clock (and kicks the alarms of
+          // the customer named in x-bench-customer and of the directory).
+          async fetch(request, env, ctx) {
+            const at = request.headers.get("x-bench-clock");
+            if (at === null) return gateway.fetch(request, env, ctx);
+            offset = Number(at) - realNow();
+            const kick = (ns, name) => ns.get(ns.idFromName(name)).benchKick();
+            await Promise.all([kick(env.CUSTOMERS, request.headers.get("x-bench-customer")), kick(env.DIRECTORY, "global")]);
+            const headers = new Headers(request.headers);
+            headers.delete("x-bench-clock");
+            headers.delete("x-bench-customer");
+            return gateway.fetch(new Request(request, { headers }), env, ctx);
+          },
+          scheduled: (controller, env, ctx) => gateway.scheduled(controller, env, ctx),
+        };`);
+}
+
+/**
+ * Runs the simulated month: 30 days, one request and one cron run every `60 / scale` seconds of
+ * simulated time (every minute at BENCH_SCALE=1), stopping early at `maxSeconds` of real time.
+ * Returns rows per table of the customer's object, and what the summary says about them.
+ */
+export async function storageMonth({ root, gatewayPath, originUrl, scale, maxSeconds, compatibilityDate, adminToken, adminClient, StripeDouble, serveHandler }) {
+  const stepMs = Math.max(60_000, Math.round(60_000 / scale));
+  const steps = Math.floor((MONTH_DAYS * DAY_MS) / stepMs);
+  const stripe = new StripeDouble({ webhookSecret: "whsec_bench_month" });
+  const stripeServer = await serveHandler((r) => stripe.handle(r));
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      workers: [
+        {
+          name: "month",
+          modules: true,
+          scriptPath: await buildClockedGateway(root, gatewayPath),
+          compatibilityDate,
+          compatibilityFlags: ["nodejs_compat"],
+          durableObjects: {
+            CUSTOMERS: { className: "CustomerAccount", useSQLite: true },
+            DIRECTORY: { className: "Directory", useSQLite: true },
+            WEBHOOK_DISPATCHER: { className: "WebhookDispatcher", useSQLite: true },
+          },
+          bindings: {
+            ADMIN_TOKEN: adminToken,
+            ORIGIN_URL: originUrl,
+            STRIPE_API_BASE: stripeServer.url,
+            STRIPE_SECRET_KEY: "sk_test_bench_month",
+            STRIPE_WEBHOOK_SECRET: "whsec_bench_month",
+            LOG_LEVEL: "error",
+            REPORT_RETENTION_DAYS: MONTH_RETENTION.REPORT_RETENTION_DAYS,
+            PRICING: {
+              currency: "usd",
+              default_price_cents: "1",
+              default_meter: "api_requests",
+              usage_bucket_seconds: 3600,
+              usage_retention_days: MONTH_RETENTION.usage_retention_days,
+            },
+          },
+          routes: ["month.bench/*"],
+        },
+      ],
+    }),
+  );
+  try {
+    const base = String(await mf.ready);
+    const admin = adminClient(base, "month.bench");
+    const worker = await mf.getWorker("month");
+    const call = async (path, headers = {}) => {
+      const response = await mf.dispatchFetch(new URL(path, base), { headers: { host: "month.bench", ...headers } });
+      return { status: response.status, text: await response.text() };
+    };
+
+    // One Stripe customer with credit for the whole month, known at the edge, with one key.
+    const customer = stripe.createCustomer({ name: "Month", email: "month@example.com", balance: -10_000_000 });
+    for (const event of stripe.takeEvents()) {
+      const { body, signature } = await stripe.sign(event);
+      await admin("POST", "/webhooks/stripe", body, { "stripe-signature": signature });
+    }
+    const key = (await admin("POST", `/admin/customers/${customer.id}/keys`, {})).body.key;
+    for (let i = 0; i < 200 && (await call("/v1/data", { authorization: `Bearer ${key}` })).status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+
+    const clock = (at) => ({ "x-bench-clock": String(at), "x-bench-customer": customer.id });
+    const start = Math.ceil(Date.now() / 60_000) * 60_000;
+    const deadline = Date.now() + maxSeconds * 1000;
+    const started = process.hrtime.bigint();
+    const statuses = {};
+    let done = 0;
+    let missed = 0;
+    for (let i = 0; i < steps && Date.now() < deadline; i++) {
+      const t = start + i * stepMs;
+      const { status } = await call("/v1/data", { authorization: `Bearer ${key}`, ...clock(t) });
+      statuses[status] = (statuses[status] ?? 0) + 1;
+      // The object tells the directory it has usage to report from its alarm, right after the request.
+      let due = false;
+      for (let tries = 0; tries < 50 && !due; tries++) {
+        const listed = (await admin("GET", `/admin/customers?q=${customer.id}`)).body.customers[0];
+        due = listed?.due_at !== null && listed?.due_at !== undefined && listed.due_at <= t + 1_000;
+        if (!due) await new Promise((r) => setTimeout(r, 2));
+      }
+      if (!due) missed++;
+      await worker.scheduled({ scheduledTime: new Date(t + 1_000), cron: "* * * * *" });
+      done++;
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    // Let the last alarms (retention, rollup) run at the end of the simulated span.
+    await call("/v1/data", { authorization: `Bearer ${key}`, ...clock(start + done * stepMs) });
+    await new Promise((r) => setTimeout(r, 300));
+
+    const storage = (await admin("GET", `/admin/customers/${customer.id}/storage`)).body;
+    const summary = (await admin("GET", `/admin/customers/${customer.id}`)).body;
+    const usage = summary.ledger_summary.find((r) => r.kind === "usage") ?? { entries: 0, count: 0 };
+    const reported = summary.stripe.report_totals.filter((r) => r.kind === "usage_debit").reduce((sum, r) => sum + r.amount, 0);
+    // The most rows the timers leave: a report per step and a usage row per bucket within the
+    // retention (the current ones included), and the carried-forward row.
+    const within = (days) => Math.ceil((days * DAY_MS) / stepMs);
+    const bound = {
+      reports: within(MONTH_RETENTION.REPORT_RETENTION_DAYS) + 2,
+      usage_rows: Math.min(within(MONTH_RETENTION.usage_retention_days), MONTH_RETENTION.usage_retention_days * 24) + 2,
+    };
+    const result = {
+      steps: done,
+      step_seconds: stepMs / 1000,
+      simulated_days: Number(((done * stepMs) / DAY_MS).toFixed(2)),
+      seconds,
+      statuses,
+      missed_due: missed,
+      tables: storage.tables,
+      database_bytes: storage.database_bytes,
+      reports_kept: summary.stripe.report_rows_kept,
+      reports_archived: summary.stripe.report_rows_archived,
+      usage_rows: usage.entries,
+      usage_requests: usage.count,
+      // Every charged cent is in a report (kept or archived) or still waiting for the next one.
+      usage_accounted: reported + Number(summary.stripe.pending_usage_exact_cents) === usage.count,
+      balance_equals_ledger_sum: summary.balance.ledger_sum_exact_cents === summary.balance.total_exact_cents,
+      retention: MONTH_RETENTION,
+      bound,
+    };
+    return {
+      ...result,
+      bounded:
+        result.reports_kept <= bound.reports && result.usage_rows <= bound.usage_rows && result.usage_accounted && result.balance_equals_ledger_sum,
+    };
+  } finally {
+    await mf.dispose();
+    await stripeServer.close();
+  }
+}
