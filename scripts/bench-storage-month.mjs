@@ -7,7 +7,7 @@
 // is driven with `scheduledTime`, as the other rows do. Each step: set the clock, one request,
 // wait until the directory lists the customer as due, one cron run.
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
-import { buildBenchEntry } from "./bench-entry.mjs";
+import { buildBenchEntry, GATEWAY_DURABLE_OBJECTS } from "./bench-entry.mjs";
 
 const DAY_MS = 86_400_000;
 export const MONTH_DAYS = 30;
@@ -93,11 +93,7 @@ export async function storageMonth({ root, gatewayPath, originUrl, scale, maxSec
           scriptPath: await buildClockedGateway(root, gatewayPath),
           compatibilityDate,
           compatibilityFlags: ["nodejs_compat"],
-          durableObjects: {
-            CUSTOMERS: { className: "CustomerAccount", useSQLite: true },
-            DIRECTORY: { className: "Directory", useSQLite: true },
-            WEBHOOK_DISPATCHER: { className: "WebhookDispatcher", useSQLite: true },
-          },
+          durableObjects: GATEWAY_DURABLE_OBJECTS,
           bindings: {
             ADMIN_TOKEN: adminToken,
             ORIGIN_URL: originUrl,

@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { build } from "esbuild";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { startDemoOrigin } from "./demo-origin.mjs";
-import { buildBenchEntry } from "./bench-entry.mjs";
+import { buildBenchEntry, GATEWAY_DURABLE_OBJECTS } from "./bench-entry.mjs";
 import { storageMonth } from "./bench-storage-month.mjs";
 
 const root = join(fileURLToPath(import.meta.url), "..", "..");
@@ -135,11 +135,7 @@ function gatewayWorker(name, scriptPath, bindings) {
     scriptPath,
     compatibilityDate,
     compatibilityFlags: ["nodejs_compat"],
-    durableObjects: {
-      CUSTOMERS: { className: "CustomerAccount", useSQLite: true },
-      DIRECTORY: { className: "Directory", useSQLite: true },
-      WEBHOOK_DISPATCHER: { className: "WebhookDispatcher", useSQLite: true },
-    },
+    durableObjects: GATEWAY_DURABLE_OBJECTS,
     bindings: {
       ADMIN_TOKEN: ADMIN,
       PRICING: {
