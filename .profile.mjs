@@ -29,7 +29,7 @@ const mf = new Miniflare(convertV4MiniflareOptions({
   workers: process.env.FLOOR ? [{ name: "gateway", modules: true, script: floorScript, compatibilityDate: "2026-11-01", durableObjects: { ACCOUNTS: { className: "FloorAccount", useSQLite: true } }, bindings: { ORIGIN_URL: origin.url } }] : [{
     name: "gateway", modules: true, scriptPath: ".wrangler/bench/index.js", compatibilityDate: "2026-11-01", compatibilityFlags: ["nodejs_compat"],
     durableObjects: { CUSTOMERS: { className: "CustomerAccount", useSQLite: true }, DIRECTORY: { className: "Directory", useSQLite: true }, WEBHOOK_DISPATCHER: { className: "WebhookDispatcher", useSQLite: true } },
-    bindings: { ADMIN_TOKEN: ADMIN, ORIGIN_URL: origin.url, GROUP_COMMIT: process.env.GC !== "0", LOG_LEVEL: "warn", PRICING: { currency: "usd", default_price_cents: "1" } },
+    bindings: { ADMIN_TOKEN: ADMIN, ORIGIN_URL: origin.url, GROUP_COMMIT: process.env.GC !== "0", LOG_LEVEL: "warn", PRICING: { currency: "usd", default_price_cents: "1", meters: [{ name: "events", path: "/v1/stream", price_cents: "0.01", units: "sse:events", hold_units: 16, stripe_event_name: "stream_events" }] } },
   }],
 }));
 const base = new URL(String(await mf.ready));
@@ -48,7 +48,7 @@ for (let i = 0; i < customers; i++) {
 async function load(total, conc) {
   let issued = 0;
   const t0 = Date.now();
-  await Promise.all(Array.from({ length: conc }, async () => { while (issued < total) { const i = issued++; await new Promise((res) => { const req = http.request({ agent, hostname: base.hostname, port: base.port, path: "/v1/data", headers: { authorization: `Bearer ${keys[i % keys.length]}` } }, (r) => { r.resume(); r.on("end", res); }); req.end(); }); } }));
+  await Promise.all(Array.from({ length: conc }, async () => { while (issued < total) { const i = issued++; await new Promise((res) => { const req = http.request({ agent, hostname: base.hostname, port: base.port, path: process.env.STREAM ? "/v1/stream?events=50" : "/v1/data", headers: { authorization: `Bearer ${keys[i % keys.length]}` } }, (r) => { r.resume(); r.on("end", res); }); req.end(); }); } }));
   return Math.round(total / ((Date.now() - t0) / 1000));
 }
 await load(1000, 32);

@@ -71,8 +71,8 @@ function bundle() {
  */
 async function buildDelayedGateway(gatewayPath) {
   return buildBenchEntry(root, "gateway-rpc-delay.js", `
-        import gateway, { CustomerAccount, Directory } from ${JSON.stringify(gatewayPath)};
-        export { CustomerAccount, Directory };
+        import gateway, { CustomerAccount, Directory, WebhookDispatcher } from ${JSON.stringify(gatewayPath)};
+        export { CustomerAccount, Directory, WebhookDispatcher };
         const DELAY_MS = ${RPC_DELAY_MS};
         const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
         const PASS = new Set(["id", "name", "then"]);

@@ -38,7 +38,6 @@ export interface CustomerPageData {
   usage: { series: UsageRow[] };
   grants: Record<string, unknown>[] | null;
   webhooks: Record<string, unknown>[] | null;
-  features: { retry: boolean; resolve: boolean };
 }
 
 export function CustomerPage(props: { session: AdminSession; data: CustomerPageData; notice?: string | undefined; idempotencyKey: string; ledgerPaged: boolean }) {
@@ -147,10 +146,10 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
                 <td class="num">{r.attempts}</td>
                 <td>{r.last_error ?? ""}</td>
                 <td>
-                  {r.status !== "sent" && data.features.retry ? (
+                  {r.status !== "sent" ? (
                     <ActionButton action={`${base}/reports/${encodeURIComponent(r.id)}/retry`} csrf={session.csrf} label="Retry" target={`report ${r.id}`} />
                   ) : null}
-                  {r.status === "failed" && data.features.resolve ? (
+                  {r.status === "failed" ? (
                     <ActionButton action={`${base}/reports/${encodeURIComponent(r.id)}/resolve`} csrf={session.csrf} label="Resolve" target={`report ${r.id}`} />
                   ) : null}
                 </td>

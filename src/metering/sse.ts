@@ -38,9 +38,15 @@ export function eventData(event: string): string | null {
 
 /** `sse:events`: every event with data is one unit, except a final `[DONE]`. */
 export function isUnitEvent(event: string): boolean {
+  // The common event has data and is not [DONE]: decided without splitting it into lines.
+  if (!DATA_LINE.test(event)) return false;
+  if (!event.includes("[DONE]")) return true;
   const data = eventData(event);
   return data !== null && data.trim() !== "[DONE]";
 }
+
+/** A line that is `data` or starts with `data:` (what eventData() reads). */
+const DATA_LINE = /(?:^|[\r\n])data(?::|[\r\n]|$)/;
 
 export function sseComment(text: string): string {
   return `: ${text}\n\n`;

@@ -7,7 +7,7 @@ import { CUSTOMER_ID, parseApiKey, sha256Hex } from "../keys";
 import { limitBody } from "../middleware/body-limit";
 import { createTopUpCheckout } from "../routes/billing";
 import type { CustomerProfile } from "../types";
-import { adminCall, hasFeature, must } from "../web/admin-client";
+import { adminCall, must } from "../web/admin-client";
 import { SecretNotice } from "../web/account-parts";
 import { Layout } from "../web/layout";
 import { Notice } from "../web/components";
@@ -56,7 +56,7 @@ async function portalData(c: Context<AppEnv>, customerId: string): Promise<Porta
     adminCall(c, "GET", path),
     adminCall(c, "GET", `${path}/keys`),
     adminCall(c, "GET", `${path}/usage?hours=168`),
-    hasFeature("autoTopUp") ? adminCall(c, "GET", `${path}/auto-top-up`) : null,
+    adminCall(c, "GET", `${path}/auto-top-up`),
   ]);
   const s = must(summary);
   return {
@@ -64,7 +64,7 @@ async function portalData(c: Context<AppEnv>, customerId: string): Promise<Porta
     balance: s.balance,
     keys: must(keys).keys,
     usage: must(usage),
-    autoTopUp: autoTopUp?.ok ? autoTopUp.body : null,
+    autoTopUp: autoTopUp.ok ? autoTopUp.body : null,
     topUp: { stripe: c.var.config.stripeEnabled, amounts: topUpAmounts(c) },
   };
 }

@@ -97,9 +97,10 @@ const encoder = new TextEncoder();
  * `sse:events`: each data event is one unit. The hold covers `heldUnits` events; before the event
  * past it, the hold is extended by the meter's hold_units (or what credit allows). When not one
  * more can be paid for, the client gets an `error` event rendered from the 402 template and the
- * stream ends; the origin request is aborted. Events are handed over one per read. A client that
- * hangs up pays for what was sent: the events the runtime took and asked past (the last one
- * handed over may still have been in the response pipe, so it is not charged).
+ * stream ends; the origin request is aborted. The paid events that have arrived are handed over
+ * together, one piece per read. A client that hangs up pays for what was sent: the events the
+ * runtime took and asked past (the last piece handed over may still have been in the response
+ * pipe, so it is not charged).
  */
 function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
   const reader = body.getReader();
@@ -129,11 +130,14 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
     {
       async pull(controller) {
         taken = used;
+        let paid = "";
         for (;;) {
-          const next = queue.shift();
-          if (next !== undefined) {
+          // Hand over every whole event already paid for, in one piece.
+          while (queue.length > 0) {
+            const next = queue[0]!;
             if (isUnitEvent(next)) {
               if (used >= held) {
+                if (paid) break;
                 const extended = await ctx.stub.extendHold({ requestId: ctx.requestId, units: ctx.meter.holdUnits! });
                 if (extended.grantedUnits === 0) {
                   const refusal = extended.refusal;
@@ -149,7 +153,11 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
               }
               used++;
             }
-            controller.enqueue(encoder.encode(next));
+            paid += next;
+            queue.shift();
+          }
+          if (paid) {
+            controller.enqueue(encoder.encode(paid));
             return;
           }
           const { value, done } = await reader.read();

@@ -9,8 +9,7 @@ import { admin } from "../routes/admin";
 
 /**
  * The dashboard and the portal read and write through the admin API itself, in-process (no
- * network hop): one set of rules, validation and idempotency for JSON clients and pages alike,
- * and a feature another branch adds to the admin API shows up here by its route alone.
+ * network hop): one set of rules, validation and idempotency for JSON clients and pages alike.
  */
 const api = new Hono<AppEnv>().use(requestId({ headerName: "x-request-id" }), loadConfig()).route("/", admin);
 api.onError(jsonError);
@@ -51,26 +50,4 @@ export function must<T>(result: AdminResult<T>): T {
   const error = (result.body as { error?: { code?: string; message?: string } } | null)?.error;
   const code = error?.code && error.code in ERROR_STATUS ? (error.code as ErrorCode) : "internal_error";
   throw new ApiError(code, error?.message ?? "The admin API failed.");
-}
-
-const normalize = (path: string) => path.replace(/:[^/]+/g, ":");
-
-/** Whether the admin API has a route (features built on other branches appear when they land). */
-export function adminHas(method: string, path: string): boolean {
-  const wanted = normalize(path);
-  return admin.routes.some((r) => r.method === method && normalize(r.path) === wanted);
-}
-
-/** Admin routes the pages use when they exist; each section stays hidden until its route lands. */
-export const OPTIONAL = {
-  grants: ["GET", "/admin/customers/:id/grants"],
-  webhooks: ["GET", "/admin/webhook-endpoints"],
-  autoTopUp: ["GET", "/admin/customers/:id/auto-top-up"],
-  reportRetry: ["POST", "/admin/customers/:id/reports/:reportId/retry"],
-  reportResolve: ["POST", "/admin/customers/:id/reports/:reportId/resolve"],
-} as const satisfies Record<string, readonly [string, string]>;
-
-export function hasFeature(name: keyof typeof OPTIONAL): boolean {
-  const [method, path] = OPTIONAL[name];
-  return adminHas(method, path);
 }

@@ -1,7 +1,9 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { http, HttpResponse } from "msw";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../../src/keys";
+import { eventData, isUnitEvent } from "../../../src/metering/sse";
 import { server } from "../setup";
 import { customerStub, customerWithCredit, gateway, ORIGIN, withKey } from "../helpers";
 
@@ -225,5 +227,21 @@ describe("Idempotency-Key on billed requests", () => {
     expect(retry.status).toBe(409);
     expect(((await retry.json()) as any).error.code).toBe("idempotency_not_replayable");
     expect((await balance(id)).balanceMicros).toBe(before);
+  });
+});
+
+describe("sse:events counting (property)", () => {
+  it("an event is a unit exactly when it has data that is not [DONE], whatever its lines and line endings", () => {
+    const line = fc.oneof(
+      fc.constantFrom("data", "data:", "data: [DONE]", "data:[DONE]", "data: [DONE] ", "id: 7", "event: ping", ": comment", "retry: 10", "datum: x", " data: x"),
+      fc.string({ maxLength: 12 }).map((t) => `data: ${t.replace(/[\r\n]/g, "")}`),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { minLength: 1, maxLength: 5 }), fc.constantFrom("\n", "\r\n", "\r"), (lines, eol) => {
+        const event = lines.join(eol) + eol + eol;
+        const data = eventData(event);
+        expect(isUnitEvent(event)).toBe(data !== null && data.trim() !== "[DONE]");
+      }),
+    );
   });
 });
