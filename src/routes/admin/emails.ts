@@ -8,7 +8,7 @@ import { ApiError } from "../../errors";
 import { jsonBody, queryInt } from "../../http";
 import { CUSTOMER_ID } from "../../keys";
 import { mergeValues } from "../../merge";
-import { centsToMicros } from "../../money";
+import { centsToMicros, parseCentsDecimal } from "../../money";
 import { escapeHtml, renderString } from "../../template";
 import { notFound } from "./customers";
 
@@ -37,12 +37,13 @@ emails.post("/emails/test", async (c) => {
   if (body.customer_id) {
     const summary = (await customerStub(c.env, body.customer_id).summary()) as {
       customer: { id: string; name: string | null; email: string | null };
-      balance: { available_cents: number; minimum_cents: number };
+      balance: { available_exact_cents: string; minimum_cents: number };
     } | null;
     if (!summary) notFound(body.customer_id);
     const { customer, balance } = summary;
     values = mergeValues(config, customer, {
-      balanceMicros: centsToMicros(balance.available_cents),
+      // The exact balance, as the real emails show it (whole cents would print $0.00 for 0.95 cents).
+      balanceMicros: parseCentsDecimal(balance.available_exact_cents) ?? 0,
       minimumMicros: centsToMicros(balance.minimum_cents),
       priceMicros: config.PRICING.fallback.priceMicros,
     });

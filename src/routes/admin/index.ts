@@ -3,6 +3,7 @@ import type { AppEnv } from "../../env";
 import { ApiError } from "../../errors";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
+import { formatCents } from "../../money";
 import { autoTopUp } from "./auto-top-up";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
@@ -32,7 +33,8 @@ admin.get("/status", (c) => {
     stripe: config.stripeEnabled ? "on" : "off",
     email_delivery: config.emailDelivery,
     origin: config.ORIGIN_URL,
-    default_price_cents: config.PRICING.fallback.priceMicros / 1_000_000,
+    // Exact, as configured: a sub-cent price is a decimal string, never a float.
+    default_price_cents: formatCents(config.PRICING.fallback.priceMicros),
     minimum_balance_cents: config.GOVERNANCE.minimum_balance_cents,
   });
 });

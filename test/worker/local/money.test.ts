@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { formatCents, formatMoney, parseCentsDecimal } from "../../../src/money";
-import { customerStub, customerWithCredit, echoOrigin, gateway, withKey } from "../helpers";
+import { ADMIN_TOKEN, customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, withKey } from "../helpers";
 
 describe("money", () => {
   it("parses and formats decimal cents exactly", () => {
@@ -16,6 +16,13 @@ describe("money", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 1_000_000_000_000_000 }), (micros) => parseCentsDecimal(formatCents(micros)) === micros),
     );
+  });
+
+  it("shows a sub-cent default price on /admin/status exactly as configured", async () => {
+    const pricing = { PRICING: '{"currency":"usd","default_price_cents":"0.000003"}' };
+    const status = await gatewayWith(pricing, "/admin/status", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(status.status).toBe(200);
+    expect(((await status.json()) as { default_price_cents: unknown }).default_price_cents).toBe("0.000003");
   });
 
   it("charges a 0.05-cent meter exactly: 20 searches cost exactly 1 cent", async () => {

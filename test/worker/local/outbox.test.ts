@@ -23,4 +23,14 @@ describe("without MAILCHANNELS_API_KEY, emails go to a local outbox", () => {
     const outbox = await admin("GET", "/emails/test-outbox");
     expect(outbox.body.emails[0]).toMatchObject({ to_email: "qa@example.com", subject: "You're out of API credit" });
   });
+
+  it("fills a test email with the customer's exact balance, sub-cent part included", async () => {
+    echoOrigin();
+    const { id, key } = await customerWithCredit(1, { name: "Grace Hopper", email: "grace.local@example.com" });
+    expect((await gateway("/v1/search/items", withKey(key))).status).toBe(200); // 0.05 cents
+    const sent = await admin("POST", "/emails/test", { template: "low_balance", to: "qa@example.com", customer_id: id });
+    expect(sent.status).toBe(202);
+    expect(sent.body.email.text).toMatch(/^Hi Grace,/);
+    expect(sent.body.email.text).toContain("You have $0.0095 of API credit left.");
+  });
 });
