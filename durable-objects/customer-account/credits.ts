@@ -25,6 +25,17 @@ export type GrantResult =
   | { status: "created" | "existing"; grant: Grant; entryId: number | null; balanceMicros: number }
   | { status: "conflict" | "balance_limit"; grant?: undefined; entryId?: undefined; balanceMicros: number };
 
+/** What the credits endpoint answers for a positive amount (a paid, never-expiring grant). */
+export function creditOutcome(result: GrantResult) {
+  return {
+    applied: result.status === "created",
+    conflict: result.status === "conflict",
+    limit: result.status === "balance_limit",
+    entryId: result.entryId ?? null,
+    balanceMicros: result.balanceMicros,
+  };
+}
+
 /** The same request again (an Idempotency-Key reused) must describe the same grant. */
 function sameGrant(g: Grant, input: GrantInput): boolean {
   return (

@@ -1,51 +1,40 @@
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { log } from "../../src/log";
-import { formatCents } from "../../src/money";
 import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
-import { AUTO_TOPUP_TIMER, type AutoTopUpSettings, topUpView } from "./auto-topup";
-import { runAutoTopUp } from "./auto-topup-stripe";
+import { runDueTimers } from "./alarm";
+import { type AutoTopUpSettings, topUpView } from "./auto-topup";
 import type { CheckoutSlot } from "./checkout-limit";
-import { createGrant, deduct, expireGrants, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
-import { DIRECTORY_TIMER } from "./directory-sync";
+import { createGrant, creditOutcome, deduct, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
+import { runCycle } from "./cycle";
 import type { EmailRow } from "./emails";
 import type { Grant } from "./grants";
+import { GroupCommit } from "./group-commit";
+import type { SettleReason } from "./holds";
+import type { StoredResponse } from "./idempotency";
 import type { CapPeriod } from "./keys";
-import { upsertProfile } from "./profile";
-import { HOLDS_TIMER } from "./holds";
-import { IDEMPOTENCY_TIMER, type StoredResponse } from "./idempotency";
+import { LIVE_TAG } from "./live";
+import { upsertProfileAndAutoTopUp } from "./profile";
+import { resolveReport, retryReport } from "./report-operator";
 import {
   authorize,
-  CHARGES_TIMER,
-  expireHolds,
   extendHold,
   finishIdempotent,
-  pruneCharges,
-  pruneIdempotency,
   refund,
+  requestCharge,
   settleHold,
   type AuthorizeInput,
   type ExtendResult,
   type RefundResult,
   type SettleResult,
 } from "./requests";
-import type { SettleReason } from "./holds";
-import { EXPIRY_TIMER, Room } from "./room";
-import { WEBHOOK_TIMER } from "./outbox";
-import { EMAIL_RETENTION_TIMER } from "./email-retention";
-import { REPORT_RETENTION_TIMER } from "./report-retention";
-import { USAGE_RETENTION_TIMER } from "./usage-retention";
+import { Room } from "./room";
 import { hasSchema, migrate } from "./schema";
 import { storageStats } from "./storage-stats";
-import { applyStripeEvent, STRIPE_TIMER, type EventStatus } from "./stripe-events";
-import { syncWithStripe } from "./stripe-sync";
-import { grantView, summary } from "./summary";
-import { GroupCommit } from "./group-commit";
-import { LIVE_TAG } from "./live";
-import { ROLLUP_TIMER } from "./rollup";
+import { applyStripeEvent, type EventStatus } from "./stripe-events";
+import { pushToStripe } from "./stripe-sync";
+import { balanceCheck, grantView, summary } from "./summary";
 import { usageSeries } from "./usage-series";
-
-const TIMER_RETRY_MS = 5_000;
 
 /**
  * One customer's account, as a Durable Object: the RPC surface over the modules in this folder.
@@ -83,26 +72,9 @@ export class CustomerAccount extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- profile and keys
 
-  /**
-   * Creates or updates the profile and, when given, the auto top-up settings (null turns it off),
-   * in one step. Auto top-up is refused for a post-paid customer before anything is written.
-   */
-  upsertProfile(
-    customerId: string,
-    patch: ProfilePatch,
-    autoTopUp?: AutoTopUpSettings | null,
-  ): { created: boolean; customer: CustomerProfile } | { refused: string } {
-    const room = this.room;
-    if (autoTopUp && (patch.plan ?? (room.account.exists ? room.account.row.plan : "prepaid")) !== "prepaid") {
-      return { refused: "Auto top-up is for prepaid credit; post-paid customers are invoiced." };
-    }
-    if (autoTopUp === undefined) return upsertProfile(room, customerId, patch);
-    return room.atomically(() => {
-      const result = upsertProfile(room, customerId, patch);
-      room.autoTopUp.configure(autoTopUp, Date.now());
-      room.changed();
-      return result;
-    });
+  /** Creates or updates the profile and, when given, the auto top-up settings (null: off), in one step. */
+  upsertProfile(customerId: string, patch: ProfilePatch, autoTopUp?: AutoTopUpSettings | null) {
+    return upsertProfileAndAutoTopUp(this.room, customerId, patch, autoTopUp);
   }
 
   /** Auto top-up settings, state and recent top-ups; null for an unknown customer. */
@@ -171,7 +143,7 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.commits.run(() => authorize(this.room, input));
   }
 
-  /** How the last authorizations were grouped into commits (the benchmark reads it). */
+  /** How the last authorizations were grouped into commits (the tests read it). */
   groupCommitStats() {
     return { ...this.commits.stats };
   }
@@ -199,27 +171,9 @@ export class CustomerAccount extends DurableObject<Env> {
     if (this.room.account.exists) finishIdempotent(this.room, input);
   }
 
-  /** What a request billed from its response was held and charged (for the admin API). */
+  /** What a request was held and charged (for the admin API). */
   requestCharge(requestId: string) {
-    const hold = this.room.account.exists ? this.room.holds.get(requestId) : undefined;
-    if (hold) {
-      return {
-        request_id: hold.request_id,
-        meter: hold.meter,
-        status: hold.status,
-        held_units: hold.held_units,
-        units: hold.units,
-        over_hold_units: hold.over_hold,
-        charged_exact_cents: hold.charged === null ? null : formatCents(hold.charged),
-        reason: hold.reason,
-        created_at: hold.created_at,
-        settled_at: hold.settled_at,
-      };
-    }
-    const charge = this.room.account.exists ? this.room.charges.get(requestId) : undefined;
-    return charge
-      ? { request_id: charge.request_id, meter: charge.meter, status: charge.status, charged_exact_cents: charge.status === "charged" ? formatCents(charge.amount) : "0", created_at: charge.created_at }
-      : null;
+    return this.room.account.exists ? requestCharge(this.room, requestId) : null;
   }
 
   // ---------------------------------------------------------------- credit
@@ -228,7 +182,7 @@ export class CustomerAccount extends DurableObject<Env> {
   grant(input: GrantInput): Promise<GrantResult> {
     return this.withLock(async () => {
       const result = createGrant(this.room, input);
-      if (result.status === "created") await this.pushToStripe();
+      if (result.status === "created") await pushToStripe(this.room);
       return result;
     });
   }
@@ -238,16 +192,7 @@ export class CustomerAccount extends DurableObject<Env> {
    * deduction; idempotent with a reference.
    */
   async credit(input: { customerId: string; amountCents: number; reason: string; reference?: string }) {
-    if (input.amountCents > 0) {
-      const result = await this.grant(input);
-      return {
-        applied: result.status === "created",
-        conflict: result.status === "conflict",
-        limit: result.status === "balance_limit",
-        entryId: result.entryId ?? null,
-        balanceMicros: result.balanceMicros,
-      };
-    }
+    if (input.amountCents > 0) return creditOutcome(await this.grant(input));
     return { ...(await this.deduct({ ...input, amountCents: -input.amountCents })), limit: false };
   }
 
@@ -255,7 +200,7 @@ export class CustomerAccount extends DurableObject<Env> {
   deduct(input: DeductionInput) {
     return this.withLock(async () => {
       const result = deduct(this.room, input);
-      if (result.applied) await this.pushToStripe();
+      if (result.applied) await pushToStripe(this.room);
       return result;
     });
   }
@@ -263,7 +208,7 @@ export class CustomerAccount extends DurableObject<Env> {
   voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
     return this.withLock(async () => {
       const grant = voidGrant(this.room, grantId);
-      if (grant) await this.pushToStripe();
+      if (grant) await pushToStripe(this.room);
       return grant && grantView(grant, Date.now());
     });
   }
@@ -275,17 +220,6 @@ export class CustomerAccount extends DurableObject<Env> {
 
   listGrants(limit = 100) {
     return this.room.account.exists ? this.room.grants.list(limit).map((g: Grant) => grantView(g, Date.now())) : [];
-  }
-
-  /** Sends queued reports now; what fails stays queued for the cron. */
-  private async pushToStripe(): Promise<void> {
-    if (!this.room.config.stripeEnabled) return;
-    const flushed = await this.room.reports.flush(Date.now()).catch((error) => {
-      log.error("stripe push failed", error);
-      return { pending: 1 };
-    });
-    // Not pushed yet: make sure the cron comes back for it.
-    if (flushed.pending > 0) this.room.directory.schedule();
   }
 
   // ---------------------------------------------------------------- Stripe and the cron
@@ -300,49 +234,17 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Reports usage to Stripe and sends due emails. Safe to run twice or concurrently. */
   runCycle(now: number): Promise<CycleResult> {
-    return this.withLock(async () => {
-      const room = this.room;
-      const result: CycleResult = { reported: 0, reportErrors: 0, emailed: 0 };
-      if (!room.account.exists) return result;
-      // The expiry timer does this on time; the cron, at its own scheduled time, is the safety net.
-      expireGrants(room, now);
-      if (room.config.stripeEnabled) {
-        room.atomically(() => room.reports.cut());
-        const flushed = await syncWithStripe(room, now);
-        result.reported = flushed.sent;
-        result.reportErrors = flushed.errors;
-      }
-      result.emailed = await room.emails.sendDue(room.cohorts.current, now);
-      room.rollup.changed();
-      await room.directory.push();
-      return result;
-    });
+    return this.withLock(() => runCycle(this.room, now));
   }
 
   /** An operator's retry of a failed Stripe report (looked up first); a ledger note records it. */
   retryReport(reportId: string) {
-    const room = this.room;
-    if (!room.account.exists) return null;
-    const now = Date.now();
-    const row = room.atomically(() => {
-      const row = room.reports.retry(reportId, now);
-      if (typeof row !== "string") room.ledger.entry({ kind: "note", amount: 0, reason: `Stripe report ${reportId} retried by an operator`, now });
-      return row;
-    });
-    if (typeof row !== "string") room.timers.at(STRIPE_TIMER, now);
-    return row;
+    return this.room.account.exists ? retryReport(this.room, reportId) : null;
   }
 
-  /** An operator settled a failed Stripe report by hand: it counts as reported; a ledger note records it. */
+  /** An operator settled a failed Stripe report by hand; a ledger note records it. */
   resolveReport(reportId: string, note: string) {
-    const room = this.room;
-    if (!room.account.exists) return null;
-    const now = Date.now();
-    return room.atomically(() => {
-      const row = room.reports.resolve(reportId, now);
-      if (typeof row !== "string") room.ledger.entry({ kind: "note", amount: 0, reason: `Stripe report ${reportId} resolved by an operator: ${note}`, now });
-      return row;
-    });
+    return this.room.account.exists ? resolveReport(this.room, reportId, note) : null;
   }
 
   /** Stripe reported these meter events as refused (meter error events): failed and visible. */
@@ -350,36 +252,9 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.room.account.exists ? this.room.atomically(() => this.room.reports.meterEventsFailed(identifiers, reason)) : 0;
   }
 
-  /** The one alarm, shared by named timers: each due timer's handler runs; a failed one retries. */
+  /** The one alarm, shared by named timers (alarm.ts). */
   override async alarm(): Promise<void> {
-    const room = this.room;
-    if (!room.account.exists) return;
-    const handlers: Record<string, (now: number) => Promise<unknown> | unknown> = {
-      [DIRECTORY_TIMER]: () => room.directory.push(),
-      [EXPIRY_TIMER]: (now) => this.withLock(async () => (expireGrants(room, now) > 0 ? this.pushToStripe() : undefined)),
-      [CHARGES_TIMER]: (now) => pruneCharges(room, now),
-      [HOLDS_TIMER]: (now) => expireHolds(room, now),
-      [IDEMPOTENCY_TIMER]: (now) => pruneIdempotency(room, now),
-      [STRIPE_TIMER]: (now) => this.withLock(() => syncWithStripe(room, now)),
-      [WEBHOOK_TIMER]: () => room.outbox.handOff(),
-      [EMAIL_RETENTION_TIMER]: async () => void room.emails.prune(Date.now()),
-      [ROLLUP_TIMER]: () => room.rollup.push(),
-      // A top-up whose credit landed queued a Stripe credit report: the stripe timer sends it.
-      [AUTO_TOPUP_TIMER]: (now) => this.withLock(async () => (await runAutoTopUp(room, now)) && room.timers.at(STRIPE_TIMER, Date.now())),
-      [REPORT_RETENTION_TIMER]: (now) => room.reports.retention.prune(now),
-      [USAGE_RETENTION_TIMER]: (now) => room.usageRetention.fold(now),
-    };
-    const now = Date.now();
-    for (const name of room.timers.takeDue(now)) {
-      try {
-        await handlers[name]?.(now);
-      } catch (error) {
-        log.warn(`timer ${name} failed; retrying in ${TIMER_RETRY_MS / 1000} s`, error);
-        room.timers.at(name, Date.now() + TIMER_RETRY_MS);
-      }
-    }
-    room.usageRetention.keepArmed(now);
-    room.timers.rearm();
+    if (this.room.account.exists) await runDueTimers(this.room, (fn) => this.withLock(fn));
   }
 
   // ---------------------------------------------------------------- live balance (WebSocket hibernation)
@@ -394,11 +269,7 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   override webSocketClose(ws: WebSocket, code: number, reason: string): void {
-    try {
-      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
-    } catch {
-      // Already closed.
-    }
+    this.room.live.close(ws, code, reason);
   }
 
   override webSocketError(ws: WebSocket, error: unknown): void {
@@ -451,15 +322,6 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Exact micro-cent numbers, for tests and reconciliation checks. */
   balanceCheck() {
-    const { account, ledger, grants } = this.room;
-    if (!account.exists) return null;
-    return {
-      balanceMicros: account.row.balance,
-      ledgerSumMicros: ledger.sum(),
-      grantsRemainingMicros: grants.remaining(),
-      debtMicros: account.row.debt,
-      pendingUsageMicros: account.row.pending_usage,
-      rows: ledger.rows(),
-    };
+    return this.room.account.exists ? balanceCheck(this.room) : null;
   }
 }

@@ -67,6 +67,15 @@ export class Live {
     if (current) ws.send(JSON.stringify(current));
   }
 
+  /** A page closed its socket: close our end too (1005 and 1006 may not be sent, so 1000). */
+  close(ws: WebSocket, code: number, reason: string): void {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // Already closed.
+    }
+  }
+
   /** Called after every balance change; never sends inside the caller's transaction. */
   changed(): void {
     if (this.timer !== null || this.state.getWebSockets(LIVE_TAG).length === 0) return;

@@ -1,6 +1,7 @@
 import type Stripe from "stripe";
 import { MAX_AMOUNT_CENTS } from "../../src/money";
 import type { CustomerProfile, ProfilePatch } from "../../src/types";
+import type { AutoTopUpSettings } from "./auto-topup";
 import type { Room } from "./room";
 
 /** Creates or updates the customer's profile; a plan change makes the next cycle settle with Stripe. */
@@ -40,4 +41,26 @@ export function profileFromStripe(customer: Stripe.Customer, previousMetadata?: 
     patch.minimum_balance_cents = null;
   }
   return patch;
+}
+
+/**
+ * Creates or updates the profile and, when given, the auto top-up settings (null turns it off),
+ * in one step. Auto top-up is refused for a post-paid customer before anything is written.
+ */
+export function upsertProfileAndAutoTopUp(
+  room: Room,
+  customerId: string,
+  patch: ProfilePatch,
+  autoTopUp?: AutoTopUpSettings | null,
+): { created: boolean; customer: CustomerProfile } | { refused: string } {
+  if (autoTopUp && (patch.plan ?? (room.account.exists ? room.account.row.plan : "prepaid")) !== "prepaid") {
+    return { refused: "Auto top-up is for prepaid credit; post-paid customers are invoiced." };
+  }
+  if (autoTopUp === undefined) return upsertProfile(room, customerId, patch);
+  return room.atomically(() => {
+    const result = upsertProfile(room, customerId, patch);
+    room.autoTopUp.configure(autoTopUp, Date.now());
+    room.changed();
+    return result;
+  });
 }

@@ -1,4 +1,5 @@
 import type { AuthorizeResult } from "../../src/types";
+import { formatCents } from "../../src/money";
 import { mainGrant, planDrain, type Receipt } from "./grants";
 import { decide } from "./governance";
 import { HOLD_MARGIN_MS, HOLDS_TIMER, settlement, type HoldRow, type SettleReason } from "./holds";
@@ -345,4 +346,27 @@ export function affordableUnits(room: Room, hold: HoldRow, wanted: number, now: 
   const key = hold.key_id ? room.keys.byKeyId(hold.key_id) : undefined;
   const cap = key ? capHeadroom(key, now) : Infinity;
   return Math.max(0, Math.min(wanted, Math.floor(headroom / hold.unit_price), Math.floor(cap / hold.unit_price)));
+}
+
+/** What a request was held and charged, by its request id (for the admin API); null when unknown. */
+export function requestCharge(room: Room, requestId: string) {
+  const hold = room.holds.get(requestId);
+  if (hold) {
+    return {
+      request_id: hold.request_id,
+      meter: hold.meter,
+      status: hold.status,
+      held_units: hold.held_units,
+      units: hold.units,
+      over_hold_units: hold.over_hold,
+      charged_exact_cents: hold.charged === null ? null : formatCents(hold.charged),
+      reason: hold.reason,
+      created_at: hold.created_at,
+      settled_at: hold.settled_at,
+    };
+  }
+  const charge = room.charges.get(requestId);
+  return charge
+    ? { request_id: charge.request_id, meter: charge.meter, status: charge.status, charged_exact_cents: charge.status === "charged" ? formatCents(charge.amount) : "0", created_at: charge.created_at }
+    : null;
 }

@@ -20,3 +20,14 @@ export async function syncWithStripe(room: Room, now: number): Promise<{ sent: n
   }
   return flushed;
 }
+
+/** Sends queued reports now (after a grant, deduction, void or expiry); what fails stays queued for the cron. */
+export async function pushToStripe(room: Room): Promise<void> {
+  if (!room.config.stripeEnabled) return;
+  const flushed = await room.reports.flush(Date.now()).catch((error) => {
+    log.error("stripe push failed", error);
+    return { pending: 1 };
+  });
+  // Not pushed yet: make sure the cron comes back for it.
+  if (flushed.pending > 0) room.directory.schedule();
+}

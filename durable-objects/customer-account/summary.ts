@@ -64,3 +64,16 @@ export function summary(room: Room): Record<string, unknown> {
     auto_topup: room.autoTopUp.view(now),
   };
 }
+
+/** Exact micro-cent numbers, for tests and reconciliation checks. */
+export function balanceCheck(room: Room) {
+  const { account, ledger, grants } = room;
+  return {
+    balanceMicros: account.row.balance,
+    ledgerSumMicros: ledger.sum(),
+    grantsRemainingMicros: grants.remaining(),
+    debtMicros: account.row.debt,
+    pendingUsageMicros: account.row.pending_usage,
+    rows: ledger.rows(),
+  };
+}
