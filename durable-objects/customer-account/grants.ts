@@ -29,7 +29,8 @@ UPDATE account SET debt = -balance WHERE balance < 0;`,
 };
 
 export type GrantCategory = "paid" | "promotional";
-export type GrantSource = "admin" | "checkout" | "stripe" | "auto_topup" | "migration";
+/** `refund`: a refunded request's overdraft that a later grant had paid off, given back (wallet.ts). */
+export type GrantSource = "admin" | "checkout" | "stripe" | "auto_topup" | "migration" | "refund";
 
 export interface Grant {
   id: string;

@@ -94,6 +94,11 @@ export class Holds {
     );
   }
 
+  /** An open hold whose response is still arriving: the alarm leaves it alone until `expiresAt`. */
+  kept(requestId: string, expiresAt: number): void {
+    this.sql.exec("UPDATE holds SET expires_at = ? WHERE request_id = ? AND status = 'open'", expiresAt, requestId);
+  }
+
   extended(requestId: string, heldUnits: number, receipt: Receipt, expiresAt: number): void {
     this.sql.exec("UPDATE holds SET held_units = ?, receipt = ?, expires_at = ? WHERE request_id = ?", heldUnits, JSON.stringify(receipt), expiresAt, requestId);
   }

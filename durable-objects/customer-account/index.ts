@@ -20,6 +20,7 @@ import {
   authorize,
   extendHold,
   finishIdempotent,
+  keepHold,
   refund,
   requestCharge,
   settleHold,
@@ -158,6 +159,11 @@ export class CustomerAccount extends DurableObject<Env> {
   extendHold(input: { requestId: string; units: number }): ExtendResult {
     if (!this.room.account.exists) return { grantedUnits: 0, heldUnits: 0 };
     return extendHold(this.room, input);
+  }
+
+  /** A response still arriving keeps its hold from the alarm (see keepHold in requests.ts). */
+  keepHold(input: { requestId: string }): boolean {
+    return this.room.account.exists && keepHold(this.room, input);
   }
 
   /** Settles a response-metered request's hold with the units read (null: unreadable). */

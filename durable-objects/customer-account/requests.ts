@@ -268,6 +268,22 @@ export function extendHold(room: Room, input: { requestId: string; units: number
   return { grantedUnits: granted, heldUnits: hold.held_units + granted };
 }
 
+/**
+ * A response still arriving keeps its hold: the origin timeout bounds only the response headers,
+ * so a long stream or body is a live request, not an abandoned one. Its expiry moves to now plus
+ * the origin timeout and the margin. False when the hold is settled or unknown.
+ */
+export function keepHold(room: Room, input: { requestId: string; now?: number }): boolean {
+  const now = input.now ?? Date.now();
+  const hold = room.holds.get(input.requestId);
+  if (!hold || hold.status !== "open") return false;
+  room.atomically(() => {
+    room.holds.kept(hold.request_id, holdExpiry(room, now));
+    room.timers.at(HOLDS_TIMER, holdExpiry(room, now));
+  });
+  return true;
+}
+
 export interface SettleResult {
   chargedMicros: number;
   chargedUnits: number;

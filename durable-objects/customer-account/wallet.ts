@@ -71,8 +71,10 @@ export class Wallet {
     let restored = 0;
     let debtBack = 0;
     if (receipt.debt > 0) {
-      debtBack = Math.min(left, receipt.debt, this.debt);
-      left -= Math.min(left, receipt.debt);
+      const owed = Math.min(left, receipt.debt);
+      debtBack = Math.min(owed, this.debt);
+      restored += this.repay(owed - debtBack, usage.now);
+      left -= owed;
     }
     for (let i = receipt.parts.length - 1; i >= 0 && left > 0; i--) {
       const [id, drained] = receipt.parts[i]!;
@@ -106,10 +108,34 @@ export class Wallet {
       }
     }
     const debtBack = Math.min(this.debt, receipt.debt);
-    restored += debtBack;
+    restored += debtBack + this.repay(receipt.debt - debtBack, usage.now);
     const fields = alsoSet(restored);
     this.ledger.usage({ ...usage, amount: restored, count: -1 }, debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields);
     return restored;
+  }
+
+  /**
+   * Gives back the part of a charge's overdraft that a later grant has already paid off (a grant
+   * pays debt first, so that money left the customer's grants): as a paid, never-expiring grant
+   * with source `refund`. Its amount is in the refund's own ledger row, not in an entry of its own.
+   * Returns what was given back.
+   */
+  private repay(micros: number, now: number): number {
+    if (micros <= 0) return 0;
+    this.grants.create({
+      amount: micros,
+      remaining: micros,
+      category: "paid",
+      priority: 50,
+      expiresAt: null,
+      meters: null,
+      source: "refund",
+      reason: "a refunded request's overdraft, paid off since by a grant",
+      reference: null,
+      paymentIntent: null,
+      now,
+    });
+    return micros;
   }
 
   /** A new grant; it pays any debt first. Returns the grant and the ledger entry. */

@@ -54,7 +54,7 @@ export async function meterResponse(ctx: MeterContext, origin: Response): Promis
         return { response, streamed: true };
       }
       const [toClient, toRead] = origin.body ? origin.body.tee() : [null, null];
-      const bytes = await readUpTo(toRead, JSON_UNITS_MAX_BYTES);
+      const bytes = await readUpTo(kept(ctx, toRead), JSON_UNITS_MAX_BYTES);
       const read = bytes === null ? null : unitsInJson(new TextDecoder().decode(bytes), units.path);
       const settled = await settle(ctx, read);
       return { response: withCharge(new Response(toClient, origin), settled), streamed: false };
@@ -72,6 +72,36 @@ export async function meterResponse(ctx: MeterContext, origin: Response): Promis
     default:
       throw new Error(`meter ${ctx.meter.name} is billed per request`);
   }
+}
+
+/**
+ * While a response billed from its body is still arriving, its hold is kept from the object's
+ * alarm (which releases holds whose worker went away, origin_timeout_ms + 60 s after the last
+ * sign of life): called on every piece read, it renews the hold at most every half origin timeout.
+ */
+function holdKeeper(ctx: MeterContext): () => void {
+  const every = ctx.config.GOVERNANCE.origin_timeout_ms / 2;
+  let last = Date.now();
+  return () => {
+    const now = Date.now();
+    if (now - last < every) return;
+    last = now;
+    ctx.waitUntil(ctx.stub.keepHold({ requestId: ctx.requestId }).catch((error) => log.warn(`request ${ctx.requestId}: keeping its hold failed`, error)));
+  };
+}
+
+/** A body read whole, its hold kept while it arrives. */
+function kept(ctx: MeterContext, body: ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> | null {
+  if (!body) return null;
+  const keep = holdKeeper(ctx);
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        keep();
+        controller.enqueue(chunk);
+      },
+    }),
+  );
 }
 
 async function settle(ctx: MeterContext, units: number | null, reason: SettleReason = units === null ? "units_missing" : "completed") {
@@ -105,6 +135,7 @@ const encoder = new TextEncoder();
 function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   const splitter = new SseSplitter();
+  const keep = holdKeeper(ctx);
   const queue: string[] = [];
   let held = ctx.heldUnits;
   let used = 0;
@@ -169,6 +200,7 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
             controller.close();
             return;
           }
+          keep();
           queue.push(...splitter.push(value));
         }
       },
@@ -188,6 +220,7 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
 function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path: readonly string[]): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   const splitter = new SseSplitter();
+  const keep = holdKeeper(ctx);
   let found: number | null = null;
   let finished = false;
   let resolveDone!: () => void;
@@ -214,6 +247,7 @@ function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path
           controller.close();
           return;
         }
+        keep();
         for (const event of splitter.push(value)) {
           const data = eventData(event);
           const units = data === null ? null : unitsInJson(data, path);

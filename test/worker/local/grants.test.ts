@@ -223,3 +223,45 @@ describe("charges carry the gateway's request id", () => {
     expect(summary.refunds).toMatchObject({ denied_total: 2, last_denied_at: expect.any(Number) });
   });
 });
+
+describe("an overdraft paid off by a later grant, then refunded", () => {
+  const CENT = 1_000_000;
+  /** A customer allowed to overdraw to -20 cents, with no credit. */
+  async function overdraftCustomer() {
+    const id = uniqueId("cus_od");
+    const stub = customerStub(id);
+    await stub.upsertProfile(id, { name: "Overdraft", minimum_balance_cents: -20 });
+    const keyHash = await sha256Hex((await stub.createKey(null))!.key);
+    return { id, stub, keyHash };
+  }
+
+  it("a refund gives the whole charge back, as a refund grant, when a top-up has paid its debt", async () => {
+    const { id, stub, keyHash } = await overdraftCustomer();
+    expect(await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 10 * CENT, requestId: "r1" })).toMatchObject({ outcome: "ok" });
+    expect((await stub.balanceCheck())!).toMatchObject({ balanceMicros: -10 * CENT, debtMicros: 10 * CENT });
+    await stub.credit({ customerId: id, amountCents: 50, reason: "top-up" });
+    expect((await stub.balanceCheck())!).toMatchObject({ balanceMicros: 40 * CENT, debtMicros: 0 });
+    expect(await stub.refund({ requestId: "r1" })).toMatchObject({ refunded: true, restoredMicros: 10 * CENT, balanceMicros: 50 * CENT });
+    expect((await stub.balanceCheck())!).toMatchObject({ balanceMicros: 50 * CENT, ledgerSumMicros: 50 * CENT, grantsRemainingMicros: 50 * CENT, debtMicros: 0 });
+    const grants = (await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; remaining_cents: number }[];
+    expect(grants.filter((g) => g.source === "refund")).toEqual([expect.objectContaining({ remaining_cents: 10 })]);
+  });
+
+  it("settling a hold with 0 units releases all of it when a top-up has paid its debt", async () => {
+    const { id, stub, keyHash } = await overdraftCustomer();
+    const held = await stub.authorize({ keyHash, meter: "header_tokens", priceMicros: 100_000, requestId: "h1", hold: { units: 100, onMissing: "hold" } });
+    expect(held).toMatchObject({ outcome: "ok", heldUnits: 100 });
+    await stub.credit({ customerId: id, amountCents: 50, reason: "top-up" });
+    expect(await stub.settleHold({ requestId: "h1", units: 0, reason: "completed" })).toMatchObject({ chargedMicros: 0, balanceMicros: 50 * CENT });
+    expect((await stub.balanceCheck())!).toMatchObject({ balanceMicros: 50 * CENT, ledgerSumMicros: 50 * CENT, debtMicros: 0 });
+  });
+
+  it("a partial settlement charges the units and gives back the rest of the repaid debt", async () => {
+    const { id, stub, keyHash } = await overdraftCustomer();
+    await stub.authorize({ keyHash, meter: "header_tokens", priceMicros: 100_000, requestId: "h2", hold: { units: 100, onMissing: "hold" } });
+    await stub.credit({ customerId: id, amountCents: 50, reason: "top-up" });
+    // 30 units at 0.1 cent: 3 cents charged, 7 of the 10 held come back.
+    expect(await stub.settleHold({ requestId: "h2", units: 30, reason: "completed" })).toMatchObject({ chargedMicros: 3 * CENT, balanceMicros: 47 * CENT });
+    expect((await stub.balanceCheck())!).toMatchObject({ balanceMicros: 47 * CENT, ledgerSumMicros: 47 * CENT });
+  });
+});

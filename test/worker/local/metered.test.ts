@@ -1,7 +1,9 @@
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { createExecutionContext, env, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { http, HttpResponse } from "msw";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { expireHolds } from "../../../durable-objects/customer-account/requests";
+import worker from "../../../src/index";
 import { sha256Hex } from "../../../src/keys";
 import { eventData, isUnitEvent } from "../../../src/metering/sse";
 import { server } from "../setup";
@@ -178,6 +180,59 @@ describe("holds never leak", () => {
     await runDurableObjectAlarm(stub);
     expect(await stub.requestCharge("req_orphan")).toMatchObject({ status: "settled", charged_exact_cents: "0", reason: "expired" });
     expect(await balance(id)).toMatchObject({ balanceMicros: 20_000_000, ledgerSumMicros: 20_000_000 });
+  });
+});
+
+describe("long responses keep their hold", () => {
+  it("a stream still arriving when its hold would have expired is kept, and charged the units it reports", async () => {
+    // Gates between the stream's events: the first lets time pass, the second holds the stream open.
+    const gates = [Promise.withResolvers<void>(), Promise.withResolvers<void>()];
+    const pieces: (string | number)[] = ['data: {"token":0}\n\n', 0, 'data: {"token":1}\n\n', 1, 'data: {"usage":{"total_tokens":30}}\n\ndata: [DONE]\n\n'];
+    const encoder = new TextEncoder();
+    server.use(
+      http.post(`${ORIGIN}/v1/chat/completions`, () => {
+        let i = 0;
+        const stream = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const piece = pieces[i++];
+            if (piece === undefined) return controller.close();
+            if (typeof piece === "number") await gates[piece]!.promise;
+            const text = typeof piece === "number" ? pieces[i++] : piece;
+            if (typeof text === "string") controller.enqueue(encoder.encode(text));
+          },
+        });
+        return new HttpResponse(stream, { headers: { "content-type": "text/event-stream" } });
+      }),
+    );
+    const { id, key } = await customerWithCredit(20);
+    // This worker renews a hold every half origin timeout (50 ms) while its response arrives.
+    const ctx = createExecutionContext();
+    const request = new Request("http://gateway.test/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 1000 }) }));
+    const response = await worker.fetch(request, { ...env, GOVERNANCE: { origin_timeout_ms: 100 } } as never, ctx);
+    const requestId = response.headers.get("x-request-id")!;
+    const expiresAt = () => runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT expires_at FROM holds WHERE request_id = ?", requestId).one().expires_at as number);
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = decoder.decode((await reader.read()).value);
+    const firstExpiry = await expiresAt();
+    await scheduler.wait(80);
+    gates[0]!.resolve();
+    text += decoder.decode((await reader.read()).value);
+    for (let i = 0; i < 50 && (await expiresAt()) === firstExpiry; i++) await scheduler.wait(10);
+    // The alarm at the first expiry finds the hold kept: the stream is alive, not abandoned.
+    await runInDurableObject(customerStub(id), (instance) => expireHolds((instance as unknown as { room: Parameters<typeof expireHolds>[0] }).room, firstExpiry));
+    expect(await customerStub(id).requestCharge(requestId)).toMatchObject({ status: "open" });
+    gates[1]!.resolve();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    await waitOnExecutionContext(ctx);
+    expect(text).toContain('"total_tokens":30');
+    // 30 tokens at 0.01 cent: 0.3 cents.
+    expect(await customerStub(id).requestCharge(requestId)).toMatchObject({ status: "settled", units: 30, charged_exact_cents: "0.3" });
+    expect((await balance(id)).balanceMicros).toBe(20_000_000 - 300_000);
   });
 });
 
