@@ -215,7 +215,8 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
 
 /**
  * `sse:json:<path>`: the units are a number in an event's JSON (e.g. OpenAI's final usage chunk);
- * the last one found counts. The stream passes as it is; the hold settles when it ends.
+ * the last one found counts. The stream passes as it is; the hold settles when it ends, or when
+ * the client hangs up (with the units found by then; none found: on_missing_units applies).
  */
 function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path: readonly string[]): ReadableStream<Uint8Array> {
   const reader = body.getReader();
@@ -257,7 +258,7 @@ function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path
       },
       async cancel(reason) {
         await reader.cancel(reason).catch(() => undefined);
-        await finish(null, "client_gone");
+        await finish(found, "client_gone");
       },
     },
     { highWaterMark: 0 },

@@ -3,7 +3,9 @@ import { http, HttpResponse } from "msw";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { expireHolds } from "../../../durable-objects/customer-account/requests";
+import { getConfig, resolveMeter } from "../../../src/config";
 import worker from "../../../src/index";
+import { meterResponse } from "../../../src/proxy/metered";
 import { sha256Hex } from "../../../src/keys";
 import { eventData, isUnitEvent } from "../../../src/metering/sse";
 import { server } from "../setup";
@@ -232,6 +234,37 @@ describe("long responses keep their hold", () => {
     expect(text).toContain('"total_tokens":30');
     // 30 tokens at 0.01 cent: 0.3 cents.
     expect(await customerStub(id).requestCharge(requestId)).toMatchObject({ status: "settled", units: 30, charged_exact_cents: "0.3" });
+    expect((await balance(id)).balanceMicros).toBe(20_000_000 - 300_000);
+  });
+});
+
+describe("a client that hangs up on an sse:json stream", () => {
+  it("after the usage event pays the units it reported, not the hold", async () => {
+    // The metered stream itself, with no HTTP pump in front that would keep a read pending: the
+    // client reads the usage event and hangs up while the origin is still open.
+    const encoder = new TextEncoder();
+    const origin = new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(encoder.encode('data: {"token":0}\n\ndata: {"usage":{"total_tokens":30}}\n\n'));
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+    const { id, key } = await customerWithCredit(20);
+    const config = getConfig(env);
+    const meter = resolveMeter(config, "POST", "/v1/chat/completions");
+    const stub = customerStub(id);
+    const held = await stub.authorize({ keyHash: await sha256Hex(key), meter: meter.name, priceMicros: meter.priceMicros, requestId: "req_hangup", hold: { units: 1000, onMissing: "hold" } });
+    expect(held).toMatchObject({ outcome: "ok", heldUnits: 1000 });
+    const pending: Promise<unknown>[] = [];
+    const { response } = await meterResponse({ config, meter, stub: stub as never, requestId: "req_hangup", heldUnits: 1000, waitUntil: (p) => pending.push(p) }, origin);
+    const reader = response.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain('"total_tokens":30');
+    await reader.cancel("client went away");
+    await Promise.all(pending);
+    // 30 tokens at 0.01 cent, not the 1,000 held.
+    expect(await stub.requestCharge("req_hangup")).toMatchObject({ status: "settled", units: 30, charged_exact_cents: "0.3", reason: "client_gone" });
     expect((await balance(id)).balanceMicros).toBe(20_000_000 - 300_000);
   });
 });
