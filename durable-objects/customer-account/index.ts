@@ -150,13 +150,13 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   /** Gives back the charge of a request the origin failed, at most once. */
-  refund(input: { requestId: string }): RefundResult {
+  refund(input: { requestId: string; now?: number }): RefundResult {
     if (!this.room.account.exists) throw new Error("unknown customer");
     return refund(this.room, input);
   }
 
   /** Takes up to `units` more units into a streaming request's hold (0: the next event cannot be paid for). */
-  extendHold(input: { requestId: string; units: number }): ExtendResult {
+  extendHold(input: { requestId: string; units: number; now?: number }): ExtendResult {
     if (!this.room.account.exists) return { grantedUnits: 0, heldUnits: 0 };
     return extendHold(this.room, input);
   }

@@ -18,6 +18,10 @@ ALTER TABLE api_keys ADD COLUMN spend_cap_cents INTEGER;
 ALTER TABLE api_keys ADD COLUMN cap_period TEXT;
 ALTER TABLE api_keys ADD COLUMN period_start INTEGER;
 ALTER TABLE api_keys ADD COLUMN period_spend INTEGER NOT NULL DEFAULT 0;`,
+  // When a cap was set on an uncapped key (or changed period): charges made before were not counted,
+  // so their refunds give no room back.
+  v11: `
+ALTER TABLE api_keys ADD COLUMN cap_counted_from INTEGER;`,
 };
 
 export type CapPeriod = "day" | "month";
@@ -37,6 +41,8 @@ export interface KeyRecord {
   period_start: number | null;
   /** Micro-cents spent through this key in that period. */
   period_spend: number;
+  /** Charges before this time (ms) were not counted against the cap; null: every charge was. */
+  cap_counted_from: number | null;
 }
 
 /** The start of the UTC day or month `nowMs` falls in. */
@@ -106,6 +112,7 @@ export class KeyStore {
       cap_period: input.spendCapCents == null ? null : (input.capPeriod ?? "month"),
       period_start: null,
       period_spend: 0,
+      cap_counted_from: null,
     };
     this.sql.exec(
       "INSERT INTO api_keys (id, hash, prefix, name, created_at, signed, spend_cap_cents, cap_period) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -140,12 +147,35 @@ export class KeyStore {
   }
 
   /** Sets or clears (null) a key's cap; false when there is no such active key. */
-  setCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {
+  setCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null, nowMs = Date.now()): boolean {
     const key = this.byId(keyId);
     if (!key || key.revoked_at !== null) return false;
+    const was = key.cap_period;
+    const next = spendCapCents === null ? null : (capPeriod ?? key.cap_period ?? "month");
+    if (next !== null && was === null) {
+      // A cap on an uncapped key counts from now: what the key spent before was never counted.
+      key.period_start = periodStart(next, nowMs);
+      key.period_spend = 0;
+      key.cap_counted_from = nowMs;
+    } else if (next !== null && was !== null && next !== was) {
+      // Another period: what the key spent in its current period stays counted in the new one (a
+      // day's spend is in its month; a month's spend so far is all counted against today).
+      const spent = spentThisPeriod(key, nowMs);
+      key.cap_counted_from = periodStart(was, nowMs);
+      key.period_start = periodStart(next, nowMs);
+      key.period_spend = spent;
+    }
     key.spend_cap_cents = spendCapCents;
-    key.cap_period = spendCapCents === null ? null : (capPeriod ?? key.cap_period ?? "month");
-    this.sql.exec("UPDATE api_keys SET spend_cap_cents = ?, cap_period = ? WHERE id = ?", key.spend_cap_cents, key.cap_period, keyId);
+    key.cap_period = next;
+    this.sql.exec(
+      "UPDATE api_keys SET spend_cap_cents = ?, cap_period = ?, period_start = ?, period_spend = ?, cap_counted_from = ? WHERE id = ?",
+      key.spend_cap_cents,
+      key.cap_period,
+      key.period_start,
+      key.period_spend,
+      key.cap_counted_from,
+      keyId,
+    );
     return true;
   }
 
@@ -159,12 +189,16 @@ export class KeyStore {
     return this.active(keyHash) !== undefined;
   }
 
-  /** Counts a charge (or, negative, its refund) against the key's cap period; keys without a cap write nothing. */
+  /**
+   * Counts a charge (or, negative, its refund) against the key's cap period; keys without a cap
+   * write nothing. A charge always counts in the current period; a refund gives room back only
+   * for a charge that was counted in it (`chargedAt` in this period, after the cap began counting).
+   */
   spend(keyId: string, micros: number, nowMs: number, chargedAt = nowMs): void {
     const key = this.byId(keyId);
     if (!key?.cap_period) return;
-    const start = periodStart(key.cap_period, chargedAt);
-    if (start !== periodStart(key.cap_period, nowMs) && micros < 0) return; // a refund from a past period
+    const start = periodStart(key.cap_period, nowMs);
+    if (micros < 0 && (periodStart(key.cap_period, chargedAt) !== start || chargedAt < (key.cap_counted_from ?? -Infinity))) return;
     const spent = (key.period_start === start ? key.period_spend : 0) + micros;
     key.period_start = start;
     key.period_spend = Math.max(0, spent);

@@ -259,7 +259,8 @@ export function extendHold(room: Room, input: { requestId: string; units: number
   const amount = granted * hold.unit_price;
   room.atomically(() => {
     const more = room.wallet.charge({ meter: hold.meter, bucket: hold.bucket, now }, amount, room.reports.accrue(hold.plan, hold.meter, -amount, 0), 0);
-    if (hold.key_id) room.keys.spend(hold.key_id, amount, now, hold.created_at);
+    // Counted today even for a hold opened in an earlier period: affordableUnits checked today's room.
+    if (hold.key_id) room.keys.spend(hold.key_id, amount, now);
     const receipt: Receipt = { parts: [...hold.receipt.parts, ...more.parts], debt: hold.receipt.debt + more.debt };
     room.holds.extended(hold.request_id, hold.held_units + granted, receipt, holdExpiry(room, now));
     room.timers.at(HOLDS_TIMER, holdExpiry(room, now));

@@ -53,6 +53,8 @@ export const MIGRATIONS: readonly string[] = [
   // v10: bounded state: old settled Stripe reports deleted (their sums kept), old usage buckets
   // folded into a carried-forward row, Stripe event ids pruned by an index (timers and indexes).
   [REPORT_RETENTION_TABLES.v10, USAGE_RETENTION_TABLES.v10, STRIPE_EVENT_TABLES.v10].join("\n"),
+  // v11: when a key's cap began counting (refunds of charges made before give no room back).
+  KEY_TABLES.v11,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

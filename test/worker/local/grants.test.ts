@@ -265,3 +265,60 @@ describe("an overdraft paid off by a later grant, then refunded", () => {
     expect((await stub.balanceCheck())!).toMatchObject({ balanceMicros: 47 * CENT, ledgerSumMicros: 47 * CENT });
   });
 });
+
+describe("per-key spend caps across periods and cap changes", () => {
+  const CENT = 1_000_000;
+  const DAY = 86_400_000;
+
+  /** A key of a fresh customer with $10 of credit, optionally capped. */
+  async function keyed(cap?: { spend_cap_cents: number; cap_period: "day" | "month" }) {
+    const { id } = await customerWithCredit(1_000);
+    const created = await admin("POST", `/customers/${id}/keys`, cap ?? {});
+    expect(created.status).toBe(201);
+    return { id, stub: customerStub(id), keyId: created.body.id as string, keyHash: await sha256Hex(created.body.key as string) };
+  }
+
+  it("a refund of a charge made before the cap was set gives back cap room the charge never took", async () => {
+    const { id, stub, keyId, keyHash } = await keyed();
+    const now = Date.now();
+    // 20 cents charged while the key has no cap: not counted anywhere.
+    expect(await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 20 * CENT, requestId: "pre_cap", now })).toMatchObject({ outcome: "ok" });
+    expect((await admin("PATCH", `/customers/${id}/keys/${keyId}`, { spend_cap_cents: 30, cap_period: "day" })).status).toBe(200);
+    expect(await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 25 * CENT, requestId: "c1", now: now + 1 })).toMatchObject({ outcome: "ok" });
+    // The pre-cap charge fails at the origin and is refunded.
+    expect(await stub.refund({ requestId: "pre_cap", now: now + 2 })).toMatchObject({ refunded: true });
+    // 25 cents of the 30-cent cap are spent and kept: another 25 must not pass.
+    const next = await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 25 * CENT, requestId: "c2", now: now + 3 });
+    expect(next.outcome).toBe("key_cap_reached");
+  });
+
+  it("extending a hold opened in yesterday's period does not wipe today's spend on the key", async () => {
+    const { stub, keyHash } = await keyed({ spend_cap_cents: 100, cap_period: "day" });
+    const midnight = Math.ceil((Date.now() + 60_000) / DAY) * DAY;
+    const before = midnight - 20_000;
+    const after = midnight + 10_000;
+    // A streaming request opens a 10-cent hold 20 s before midnight.
+    expect(await stub.authorize({ keyHash, meter: "json_tokens", priceMicros: CENT, requestId: "stream", hold: { units: 10, onMissing: "hold" }, now: before })).toMatchObject({
+      outcome: "ok",
+      heldUnits: 10,
+    });
+    // After midnight: a 50-cent charge on the new day's period.
+    expect(await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 50 * CENT, requestId: "day2_a", now: after })).toMatchObject({ outcome: "ok" });
+    // The stream extends its hold by 10 cents (it fits: 50 + 10 <= 100).
+    expect(await stub.extendHold({ requestId: "stream", units: 10, now: after + 1 })).toMatchObject({ grantedUnits: 10 });
+    // Today the key has spent at least 50 (60 if the extension counts today): another 60 takes it past 100 either way.
+    const next = await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 60 * CENT, requestId: "day2_b", now: after + 2 });
+    expect(next.outcome).toBe("key_cap_reached");
+  });
+
+  it("changing a key's cap from per day to per month keeps what it spent today (which is in this month)", async () => {
+    const { id, stub, keyId, keyHash } = await keyed({ spend_cap_cents: 30, cap_period: "day" });
+    let now = Date.now();
+    if (new Date(now).getUTCDate() === 1) now += DAY; // a day that is not the first of its month
+    expect(await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 30 * CENT, requestId: "d1", now })).toMatchObject({ outcome: "ok" });
+    expect((await admin("PATCH", `/customers/${id}/keys/${keyId}`, { spend_cap_cents: 30, cap_period: "month" })).status).toBe(200);
+    // 30 of this month's 30 cents are spent: nothing more may pass this month.
+    const next = await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 30 * CENT, requestId: "d2", now: now + 1 });
+    expect(next.outcome).toBe("key_cap_reached");
+  });
+});
