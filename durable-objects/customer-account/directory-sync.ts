@@ -69,6 +69,11 @@ export class DirectorySync {
     };
     await env.DIRECTORY.get(env.DIRECTORY.idFromName("global")).sync(snapshot);
     // Recorded only once the directory has it: until then requests keep asking for a sync.
-    if (account.row.directory_seq === seq) account.set({ directory_due_at: dueAt });
+    if (account.row.directory_seq !== seq) return;
+    account.set({ directory_due_at: dueAt });
+    // Requests charged during the call saw the old due time and asked for nothing: if they made
+    // the cron due sooner than the directory now says, push again.
+    const again = this.nextDueAt(Date.now());
+    if (again !== null && (dueAt === null || again < dueAt)) this.schedule();
   }
 }
