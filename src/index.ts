@@ -4,7 +4,7 @@ import { runCron } from "./cron";
 import { dashboard } from "./dashboard";
 import type { AppEnv } from "./env";
 import { log } from "./log";
-import { limitAuthFailures } from "./middleware/auth-failures";
+import { limitAuthFailures, SIGN_IN_RETRY_AFTER_SECONDS } from "./middleware/auth-failures";
 import { loadConfig } from "./middleware/config";
 import { gatewayRequestId } from "./middleware/request-id";
 import { jsonError } from "./on-error";
@@ -21,8 +21,7 @@ export { WebhookDispatcher } from "../durable-objects/webhook-dispatcher";
 
 const app = new Hono<AppEnv>();
 
-// Retry-After: the longest period the rate limiting binding allows (wrangler.toml, AUTH_FAILURE_LIMITER).
-app.use(gatewayRequestId(), limitAuthFailures({ retryAfterSeconds: 60 }), loadConfig());
+app.use(gatewayRequestId(), limitAuthFailures({ retryAfterSeconds: SIGN_IN_RETRY_AFTER_SECONDS }), loadConfig());
 app.route("/", admin);
 app.route("/", webhooks);
 app.route("/", billing);

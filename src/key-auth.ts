@@ -10,7 +10,11 @@ export const UNKNOWN_KEY = "Unknown or revoked API key.";
  * has to match a stored hash in the customer's object.
  */
 export async function authenticateApiKey(headers: Headers, config: Config): Promise<{ customerId: string; keyHash: string }> {
-  const key = apiKeyFrom(headers);
+  return authenticateKey(apiKeyFrom(headers), config);
+}
+
+/** The same check for a key given some other way (the portal's sign-in form). */
+export async function authenticateKey(key: string | null, config: Config): Promise<{ customerId: string; keyHash: string }> {
   if (!key) throw new ApiError("unauthorized", "An API key is required: Authorization: Bearer <key> or X-API-Key: <key>.");
   const parsed = parseApiKey(key);
   if (!parsed) throw new ApiError("invalid_api_key", UNKNOWN_KEY);

@@ -4,6 +4,7 @@ import { COHORTS } from "../config";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { timingSafeEqualStrings } from "../keys";
+import { authFailureLimited, SIGN_IN_RETRY_AFTER_SECONDS, TOO_MANY_SIGN_INS } from "../middleware/auth-failures";
 import { limitBody } from "../middleware/body-limit";
 import { customerId } from "../routes/admin/customers";
 import { adminCall, must } from "../web/admin-client";
@@ -33,6 +34,8 @@ dashboard.post("/sign-in", async (c) => {
   const expected = c.var.config.ADMIN_TOKEN;
   if (!expected) return c.html(<SignIn next={next} disabled />, 401);
   if (typeof form.token !== "string" || !(await timingSafeEqualStrings(form.token, expected))) {
+    // Counted like a wrong token on the admin API, so the form is no faster way to guess it.
+    if (await authFailureLimited(c)) return c.html(<SignIn next={next} error={TOO_MANY_SIGN_INS} />, 429, { "retry-after": String(SIGN_IN_RETRY_AFTER_SECONDS) });
     return c.html(<SignIn next={next} error="That is not the admin token." />, 401);
   }
   await startSession(c, { kind: "admin", exp: Date.now() + ADMIN_SESSION_SECONDS * 1000, csrf: randomToken() });

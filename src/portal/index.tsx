@@ -3,7 +3,9 @@ import { Hono } from "hono";
 import { csrf } from "hono/csrf";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
-import { CUSTOMER_ID, parseApiKey, sha256Hex } from "../keys";
+import { CUSTOMER_ID, sha256Hex } from "../keys";
+import { authenticateKey } from "../key-auth";
+import { authFailureLimited, SIGN_IN_RETRY_AFTER_SECONDS, TOO_MANY_SIGN_INS } from "../middleware/auth-failures";
 import { limitBody } from "../middleware/body-limit";
 import { createTopUpCheckout } from "../routes/billing";
 import type { CustomerProfile } from "../types";
@@ -84,13 +86,19 @@ portal.get("/", async (c) => {
 portal.post("/sign-in", async (c) => {
   const form = await c.req.parseBody();
   const key = typeof form.key === "string" ? form.key.trim() : "";
-  const parsed = parseApiKey(key);
-  const keyHash = parsed ? await sha256Hex(key) : null;
-  const customer = parsed && keyHash ? await customerStub(c.env, parsed.customerId).identify(keyHash) : null;
-  if (!customer || !keyHash || !c.var.config.ADMIN_TOKEN) {
-    return c.html(<PortalSignIn error={c.var.config.ADMIN_TOKEN ? "That API key is not valid." : "The portal is off: the provider has not set ADMIN_TOKEN."} />, 401);
+  if (!c.var.config.ADMIN_TOKEN) return c.html(<PortalSignIn error="The portal is off: the provider has not set ADMIN_TOKEN." />, 401);
+  // The worker's half of the key check first, as on the proxy: a forged customer id, or an unsigned
+  // key once ACCEPT_UNSIGNED_KEYS is off, never reaches an object.
+  const auth = await authenticateKey(key || null, c.var.config).catch((error: unknown) => {
+    if (error instanceof ApiError) return null;
+    throw error;
+  });
+  const customer = auth ? await customerStub(c.env, auth.customerId).identify(auth.keyHash) : null;
+  if (!customer || !auth) {
+    if (await authFailureLimited(c)) return c.html(<PortalSignIn error={TOO_MANY_SIGN_INS} />, 429, { "retry-after": String(SIGN_IN_RETRY_AFTER_SECONDS) });
+    return c.html(<PortalSignIn error="That API key is not valid." />, 401);
   }
-  await signIn(c, customer.id, keyHash);
+  await signIn(c, customer.id, auth.keyHash);
   return c.redirect(PORTAL, 303);
 });
 

@@ -1,0 +1,81 @@
+import { evictDurableObject, listDurableObjectIds, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { KeyStore } from "../../../durable-objects/customer-account/keys";
+import { customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, uniqueId, withKey } from "../helpers";
+
+const ORIGIN = "http://gateway.test";
+
+function form(fields: Record<string, string>, cookie?: string, headers: Record<string, string> = {}): RequestInit {
+  return {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN, ...(cookie ? { cookie } : {}), ...headers },
+    body: new URLSearchParams(fields).toString(),
+  };
+}
+
+const cookieOf = (response: Response) => response.headers.get("set-cookie")!.split(";")[0]!;
+
+async function objectExists(customerId: string): Promise<boolean> {
+  const id = env.CUSTOMERS.idFromName(customerId).toString();
+  return (await listDurableObjectIds(env.CUSTOMERS)).some((existing) => existing.toString() === id);
+}
+
+/** An unsigned key as issued before KEY_SIGNING_SECRET, written straight to storage. */
+async function legacyKey(customerId: string) {
+  const stub = customerStub(customerId);
+  const key = await runInDurableObject(stub, (_i, state) => new KeyStore(state.storage.sql, () => undefined).create(customerId, { name: "legacy" }));
+  await evictDurableObject(stub);
+  return key;
+}
+
+describe("the portal sign-in checks a key as the proxy does", () => {
+  it("ACCEPT_UNSIGNED_KEYS=false: a legacy unsigned key the proxy refuses cannot sign into the portal and mint a signed key", async () => {
+    echoOrigin();
+    const { id } = await customerWithCredit(5);
+    const legacy = await legacyKey(id);
+    const rotated = { ACCEPT_UNSIGNED_KEYS: "false" };
+    // The proxy refuses the unsigned key after rotation (as documented)...
+    expect((await gatewayWith(rotated, "/v1/x", withKey(legacy.key))).status).toBe(401);
+    // ...but the portal signs in with it.
+    const signIn = await gatewayWith(rotated, "/portal/sign-in", form({ key: legacy.key }));
+    if (signIn.status === 303) {
+      // Demonstrate the impact: the session mints a fresh signed key that the proxy accepts.
+      const cookie = cookieOf(signIn);
+      const page = await (await gatewayWith(rotated, "/portal", { headers: { cookie } })).text();
+      const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(page)![1]!;
+      const minted = await gatewayWith(rotated, "/portal/keys", form({ _csrf: csrf, name: "minted" }, cookie));
+      const html = await minted.text();
+      const newKey = /payg_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}\.[0-9a-f]{32}/.exec(html)?.[0];
+      const proxied = newKey ? (await gatewayWith(rotated, "/v1/x", withKey(newKey))).status : null;
+      expect({ signIn: signIn.status, minted: minted.status, proxiedWithMintedKey: proxied }).toEqual({ signIn: 401, minted: 401, proxiedWithMintedKey: null });
+    }
+    expect(signIn.status).toBe(401);
+  });
+
+  it("a portal sign-in with a made-up customer id (bad MAC) starts no Durable Object", async () => {
+    const unknown = uniqueId("cus_forged_portal");
+    const forged = `payg_${unknown}.${"P".repeat(43)}.${"0".repeat(32)}`;
+    const response = await gateway("/portal/sign-in", form({ key: forged }));
+    expect(response.status).toBe(401);
+    // As on the proxy (api-keys.test.ts): refused at the worker.
+    expect(await objectExists(unknown)).toBe(false);
+  });
+});
+
+describe("failed sign-ins count toward AUTH_FAILURE_LIMITER", () => {
+  it("wrong admin tokens at the dashboard sign-in count toward AUTH_FAILURE_LIMITER like the admin API's", async () => {
+    const ip = `2001:db8::${Math.floor(Math.random() * 0xffff).toString(16)}:${Math.floor(Math.random() * 0xffff).toString(16)}`;
+    const left = 60_000 - (Date.now() % 60_000);
+    if (left < 15_000) await new Promise((r) => setTimeout(r, left + 50));
+    const statuses: number[] = [];
+    for (let i = 0; i < 101; i++) {
+      const r = await gateway("/dashboard/sign-in", form({ token: `wrong-token-${i}-0123456789` }, undefined, { "cf-connecting-ip": ip }));
+      statuses.push(r.status);
+    }
+    // As on the admin API: the 101st failure from one address a minute is 429.
+    expect(statuses.slice(0, 100).every((s) => s === 401)).toBe(true);
+    expect(statuses.at(-1)).toBe(429);
+  });
+});
