@@ -14,12 +14,18 @@ export const PORTAL_TABLES = {
  * SHA-256, like API keys; entering the portal consumes it.
  */
 export class PortalLinks {
-  constructor(private readonly sql: SqlStorage) {}
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly signingSecret: () => string | undefined,
+  ) {}
 
-  /** A new link token `<customerId>.<secret>` (the id routes the worker to this object). */
+  /**
+   * A new link token `<customerId>.<secret>[.<mac>]` (the id routes the worker to this object):
+   * an API key's format without its prefix, signed the same way under KEY_SIGNING_SECRET, so the
+   * worker refuses a made-up id before any object is touched.
+   */
   async create(customerId: string, expiresAt: number, now: number): Promise<string> {
-    // The same 256-bit secret format as API keys, without the key prefix.
-    const token = (await generateApiKey(customerId)).key.slice("payg_".length);
+    const token = (await generateApiKey(customerId, this.signingSecret())).key.slice("payg_".length);
     this.sql.exec("DELETE FROM portal_links WHERE expires_at < ?", now - 86_400_000);
     this.sql.exec("INSERT INTO portal_links (hash, expires_at, created_at) VALUES (?, ?, ?)", await sha256Hex(token), expiresAt, now);
     return token;

@@ -203,7 +203,7 @@ describe("admin API for the dashboard", () => {
     const created = await admin("POST", `/customers/${id}/portal-sessions`, {});
     expect(created.status).toBe(201);
     expect(Object.keys(created.body).sort()).toEqual(["expires_at", "url"]);
-    expect(created.body.url).toMatch(new RegExp(`^http://gateway\\.test/portal/enter\\?token=${id}\\.[A-Za-z0-9_-]{43}$`));
+    expect(created.body.url).toMatch(new RegExp(`^http://gateway\\.test/portal/enter\\?token=${id}\\.[A-Za-z0-9_-]{43}\\.[0-9a-f]{32}$`));
     expect(created.body.expires_at).toBeGreaterThan(Date.now() + 590_000);
     expect(created.body.expires_at).toBeLessThanOrEqual(Date.now() + 600_000);
     const day = await admin("POST", `/customers/${id}/portal-sessions`, { expires_in_seconds: 86_400 });

@@ -2,7 +2,7 @@ import { evictDurableObject, listDurableObjectIds, runInDurableObject } from "cl
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { KeyStore } from "../../../durable-objects/customer-account/keys";
-import { customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, uniqueId, withKey } from "../helpers";
+import { admin, customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, uniqueId, withKey } from "../helpers";
 
 const ORIGIN = "http://gateway.test";
 
@@ -61,6 +61,27 @@ describe("the portal sign-in checks a key as the proxy does", () => {
     expect(response.status).toBe(401);
     // As on the proxy (api-keys.test.ts): refused at the worker.
     expect(await objectExists(unknown)).toBe(false);
+  });
+});
+
+describe("portal links are signed", () => {
+  it("a link with a made-up customer id starts no Durable Object", async () => {
+    const unknown = uniqueId("cus_forged_link");
+    expect((await gateway(`/portal/enter?token=${unknown}.${"L".repeat(43)}`)).status).toBe(410);
+    expect((await gateway(`/portal/enter?token=${unknown}.${"L".repeat(43)}.${"0".repeat(32)}`)).status).toBe(410);
+    expect(await objectExists(unknown)).toBe(false);
+  });
+
+  it("a link the admin API made opens once; the same token under another customer id does not", async () => {
+    const { id } = await customerWithCredit(1);
+    const other = await customerWithCredit(1);
+    const { url } = (await admin("POST", `/customers/${id}/portal-sessions`, {})).body as { url: string };
+    const token = new URL(url).searchParams.get("token")!;
+    expect(token.split(".")).toHaveLength(3);
+    const swapped = `${other.id}${token.slice(token.indexOf("."))}`;
+    expect((await gateway(`/portal/enter?token=${swapped}`)).status).toBe(410);
+    expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(200);
+    expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(410);
   });
 });
 
