@@ -97,7 +97,10 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   revokeKey(keyId: string): boolean {
-    return this.room.account.exists && this.room.keys.revoke(keyId);
+    const key = this.room.account.exists ? this.room.keys.byKeyId(keyId) : undefined;
+    if (!key || !this.room.keys.revoke(keyId)) return false;
+    this.room.live.keyRevoked(key.hash);
+    return true;
   }
 
   setKeyCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {

@@ -5,6 +5,11 @@ import type { CohortStore } from "./cohorts";
 
 /** Sockets watching this customer's balance carry this tag (WebSocket hibernation API). */
 export const LIVE_TAG = "live";
+/** The worker's upgrade request says until when its viewer's session runs, and which API key it signed in with. */
+export const LIVE_UNTIL_HEADER = "x-payg-live-until";
+export const LIVE_KEY_HEADER = "x-payg-live-key";
+const UNTIL_TAG = "until:";
+const KEY_TAG = "key:";
 /** At most four pushes a second; a burst of requests ends with a push of the latest balance. */
 const MIN_INTERVAL_MS = 250;
 
@@ -55,16 +60,42 @@ export class Live {
     }
     const current = this.snapshot();
     if (!current) return new Response("No such customer.", { status: 404 });
+    const until = Number(request.headers.get(LIVE_UNTIL_HEADER));
+    if (!Number.isSafeInteger(until) || until <= Date.now()) return new Response("The viewer's session has ended.", { status: 403 });
+    const keyHash = request.headers.get(LIVE_KEY_HEADER);
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
-    this.state.acceptWebSocket(server, [LIVE_TAG]);
+    // The socket ends with its session: its expiry, and the key it signed in with, are its tags.
+    this.state.acceptWebSocket(server, [LIVE_TAG, UNTIL_TAG + until, ...(keyHash ? [KEY_TAG + keyHash] : [])]);
     server.send(JSON.stringify(current));
     return new Response(null, { status: 101, webSocket: client });
   }
 
   /** A message from a page: "refresh" asks for the current value (pings are answered by the runtime). */
   message(ws: WebSocket, message: string | ArrayBuffer): void {
+    if (this.expired(ws, Date.now())) return;
     const current = message === "refresh" ? this.snapshot() : null;
     if (current) ws.send(JSON.stringify(current));
+  }
+
+  /** A revoked API key ends the live balance of every portal session it signed in. */
+  keyRevoked(keyHash: string): void {
+    for (const ws of this.state.getWebSockets(KEY_TAG + keyHash)) this.end(ws, "The API key this session signed in with was revoked.");
+  }
+
+  /** Closes a socket whose session has expired; true when it did. */
+  private expired(ws: WebSocket, now: number): boolean {
+    const tag = this.state.getTags(ws).find((t) => t.startsWith(UNTIL_TAG));
+    if (tag && Number(tag.slice(UNTIL_TAG.length)) > now) return false;
+    this.end(ws, "The session has ended.");
+    return true;
+  }
+
+  private end(ws: WebSocket, reason: string): void {
+    try {
+      ws.close(4001, reason);
+    } catch {
+      // Already closed.
+    }
   }
 
   /** A page closed its socket: close our end too (1005 and 1006 may not be sent, so 1000). */
@@ -88,7 +119,9 @@ export class Live {
     const current = this.snapshot();
     if (!current) return;
     const message = JSON.stringify(current);
+    const now = Date.now();
     for (const ws of this.state.getWebSockets(LIVE_TAG)) {
+      if (this.expired(ws, now)) continue;
       try {
         ws.send(message);
       } catch {

@@ -12,6 +12,7 @@ import { firstList } from "../web/components";
 import { pageErrors, pageHeaders, readForm, safeNext, sameOriginUpgrade, serveAssets } from "../web/pages";
 import { ADMIN_SESSION_SECONDS, endSession, randomToken, startSession } from "../web/session";
 import { DASHBOARD, requireAdmin } from "./auth";
+import { LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/live";
 import { CustomerPage, type CustomerPageData } from "./customer-view";
 import { CohortPage, Customers, OneTimeSecret, Overview, PRODUCT, SignIn } from "./views";
 
@@ -179,10 +180,12 @@ dashboard.post("/customers/:id/reports/:reportId/:action{retry|resolve}", async 
 
 /** The live balance: the worker checks the session and the page's origin, then hands the socket to the object. */
 dashboard.get("/customers/:id/live", async (c) => {
-  await requireAdmin(c);
+  const session = await requireAdmin(c);
   const id = customerId(c.req.param("id"));
   if (!sameOriginUpgrade(c)) throw new ApiError("invalid_request", "Expected a WebSocket upgrade from a dashboard page.");
-  const response = await customerStub(c.env, id).fetch(new Request("https://customer/live", { headers: { upgrade: "websocket" } }));
+  const response = await customerStub(c.env, id).fetch(
+    new Request("https://customer/live", { headers: { upgrade: "websocket", [LIVE_UNTIL_HEADER]: String(session.exp) } }),
+  );
   if (response.status === 404) throw new ApiError("not_found", `No customer ${id}.`);
   return response;
 });

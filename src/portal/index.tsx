@@ -15,6 +15,7 @@ import { Layout } from "../web/layout";
 import { Notice } from "../web/components";
 import { pageErrors, pageHeaders, readForm, respondWith, sameOriginUpgrade } from "../web/pages";
 import { endSession, PORTAL_SESSION_SECONDS, randomToken, readSession, startSession, type PortalSession } from "../web/session";
+import { LIVE_KEY_HEADER, LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/live";
 import { parseMajorAmount } from "./auto-top-up";
 import { PORTAL, PortalPage, PortalSignIn, PRODUCT, type PortalData } from "./views";
 
@@ -192,7 +193,9 @@ portal.post("/auto-top-up", async (c) => {
 portal.get("/live", async (c) => {
   const { session } = await requireCustomer(c);
   if (!sameOriginUpgrade(c)) throw new ApiError("invalid_request", "Expected a WebSocket upgrade from a portal page.");
-  return customerStub(c.env, session.customerId).fetch(new Request("https://customer/live", { headers: { upgrade: "websocket" } }));
+  const headers: Record<string, string> = { upgrade: "websocket", [LIVE_UNTIL_HEADER]: String(session.exp) };
+  if (session.keyHash) headers[LIVE_KEY_HEADER] = session.keyHash;
+  return customerStub(c.env, session.customerId).fetch(new Request("https://customer/live", { headers }));
 });
 
 portal.all("*", () => {

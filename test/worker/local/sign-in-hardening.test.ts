@@ -15,6 +15,14 @@ function form(fields: Record<string, string>, cookie?: string, headers: Record<s
   };
 }
 
+async function waitFor(condition: () => boolean, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await scheduler.wait(20);
+  }
+}
+
 const cookieOf = (response: Response) => response.headers.get("set-cookie")!.split(";")[0]!;
 
 async function objectExists(customerId: string): Promise<boolean> {
@@ -82,6 +90,29 @@ describe("portal links are signed", () => {
     expect((await gateway(`/portal/enter?token=${swapped}`)).status).toBe(410);
     expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(200);
     expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(410);
+  });
+});
+
+describe("the live balance ends with its portal session", () => {
+  it("revoking the key a portal session signed in with closes its live balance socket", async () => {
+    const a = await customerWithCredit(50, { name: "Live Revoke" });
+    const cookie = cookieOf(await gateway("/portal/sign-in", form({ key: a.key })));
+    const response = await gateway("/portal/live", { headers: { upgrade: "websocket", cookie, origin: ORIGIN } });
+    expect(response.status).toBe(101);
+    const ws = response.webSocket!;
+    const messages: { available_cents: number }[] = [];
+    let closed: number | null = null;
+    ws.addEventListener("message", (event) => messages.push(JSON.parse(event.data as string)));
+    ws.addEventListener("close", (event) => (closed = event.code));
+    ws.accept();
+    await waitFor(() => messages.length === 1);
+
+    expect((await admin("DELETE", `/customers/${a.id}/keys/${a.keyId}`)).status).toBe(204);
+    await waitFor(() => closed !== null);
+    expect(closed).toBe(4001);
+    expect((await admin("POST", `/customers/${a.id}/credits`, { amount: 7, reason: "after revoke" })).status).toBe(201);
+    await scheduler.wait(400);
+    expect(messages).toHaveLength(1);
   });
 });
 
