@@ -120,3 +120,13 @@ export function queryPlan(state: DurableObjectState, query: string, ...args: Sql
     .map((r) => String(r.detail))
     .join(" | ");
 }
+
+/** A form POST as the gateway's own pages send it (same origin, url-encoded, not following redirects). */
+export function formPost(fields: Record<string, string>, cookie?: string, headers: Record<string, string> = {}): RequestInit {
+  return {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: "http://gateway.test", ...(cookie ? { cookie } : {}), ...headers },
+    body: new URLSearchParams(fields).toString(),
+  };
+}

@@ -2,18 +2,11 @@ import { evictDurableObject, listDurableObjectIds, runInDurableObject } from "cl
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { KeyStore } from "../../../durable-objects/customer-account/keys";
-import { admin, customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, uniqueId, withKey } from "../helpers";
+import { admin, customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, uniqueId, withKey, formPost } from "../helpers";
 
 const ORIGIN = "http://gateway.test";
 
-function form(fields: Record<string, string>, cookie?: string, headers: Record<string, string> = {}): RequestInit {
-  return {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN, ...(cookie ? { cookie } : {}), ...headers },
-    body: new URLSearchParams(fields).toString(),
-  };
-}
+const form = formPost;
 
 async function waitFor(condition: () => boolean, timeout = 5000): Promise<void> {
   const deadline = Date.now() + timeout;

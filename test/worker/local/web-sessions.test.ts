@@ -3,18 +3,11 @@ import { serializeSigned } from "hono/utils/cookie";
 import { describe, expect, it } from "vitest";
 import { getConfig } from "../../../src/config";
 import { sessionSecret } from "../../../src/web/session";
-import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey } from "../helpers";
+import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey, formPost } from "../helpers";
 
 const ORIGIN = "http://gateway.test";
 
-function form(fields: Record<string, string>, cookie?: string, headers: Record<string, string> = {}): RequestInit {
-  return {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN, ...(cookie ? { cookie } : {}), ...headers },
-    body: new URLSearchParams(fields).toString(),
-  };
-}
+const form = formPost;
 
 /** The `name=value` of a Set-Cookie header. */
 function cookieOf(response: Response): string {
