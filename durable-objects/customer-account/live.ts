@@ -9,6 +9,8 @@ export const LIVE_TAG = "live";
 export const LIVE_UNTIL_HEADER = "x-payg-live-until";
 export const LIVE_KEY_HEADER = "x-payg-live-key";
 const UNTIL_TAG = "until:";
+/** The close code a page gets when its session ends (4000–4999: for applications). */
+const SESSION_ENDED = 4001;
 const KEY_TAG = "key:";
 /** At most four pushes a second; a burst of requests ends with a push of the latest balance. */
 const MIN_INTERVAL_MS = 250;
@@ -79,24 +81,17 @@ export class Live {
 
   /** A revoked API key ends the live balance of every portal session it signed in. */
   keyRevoked(keyHash: string): void {
-    for (const ws of this.state.getWebSockets(KEY_TAG + keyHash)) this.end(ws, "The API key this session signed in with was revoked.");
+    for (const ws of this.state.getWebSockets(KEY_TAG + keyHash)) this.close(ws, SESSION_ENDED, "The API key this session signed in with was revoked.");
   }
 
   /** Closes a socket whose session has expired; true when it did. */
   private expired(ws: WebSocket, now: number): boolean {
     const tag = this.state.getTags(ws).find((t) => t.startsWith(UNTIL_TAG));
     if (tag && Number(tag.slice(UNTIL_TAG.length)) > now) return false;
-    this.end(ws, "The session has ended.");
+    this.close(ws, SESSION_ENDED, "The session has ended.");
     return true;
   }
 
-  private end(ws: WebSocket, reason: string): void {
-    try {
-      ws.close(4001, reason);
-    } catch {
-      // Already closed.
-    }
-  }
 
   /** A page closed its socket: close our end too (1005 and 1006 may not be sent, so 1000). */
   close(ws: WebSocket, code: number, reason: string): void {

@@ -10,6 +10,7 @@ import { readUpTo } from "./idempotency";
 
 type Stub = ReturnType<typeof customerStub>;
 type SettleReason = Parameters<Stub["settleHold"]>[0]["reason"];
+type SettleResult = Awaited<ReturnType<Stub["settleHold"]>>;
 
 /** A JSON response read for its units is buffered up to this size; past it, its units count as unreadable. */
 const JSON_UNITS_MAX_BYTES = 8 * 1_048_576;
@@ -116,6 +117,29 @@ function withCharge(response: Response, settled: { chargedMicros: number; balanc
   return response;
 }
 
+/**
+ * A stream's one settlement: the first call settles the hold, later ones answer null. The
+ * invocation is kept alive until it is written, whatever the client does.
+ */
+function streamSettlement(ctx: MeterContext): (units: number | null, reason: SettleReason) => Promise<SettleResult | null> {
+  let finished = false;
+  let resolveDone!: () => void;
+  ctx.waitUntil(new Promise<void>((resolve) => (resolveDone = resolve)));
+  return async (units, reason) => {
+    if (finished) return null;
+    finished = true;
+    try {
+      return await ctx.stub.settleHold({ requestId: ctx.requestId, units, reason });
+    } catch (error) {
+      // The object's alarm releases a hold nobody settled (on_missing_units applies).
+      log.error(`request ${ctx.requestId}: settling its stream failed`, error);
+      return null;
+    } finally {
+      resolveDone();
+    }
+  };
+}
+
 /** Workers cannot send HTTP trailers: a stream's settled charge is its last line, an SSE comment clients ignore. */
 function chargeComment(settled: { chargedMicros: number; balanceMicros: number }): string {
   return sseComment(`x-payg-charge-cents: ${formatCents(settled.chargedMicros)}, x-payg-balance-cents: ${formatCents(settled.balanceMicros)}`);
@@ -141,22 +165,8 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
   let used = 0;
   /** Events the runtime asked past: sent, whatever happens next. */
   let taken = 0;
-  let finished = false;
-  let resolveDone!: () => void;
-  ctx.waitUntil(new Promise<void>((resolve) => (resolveDone = resolve)));
-  const finish = async (reason: SettleReason) => {
-    if (finished) return null;
-    finished = true;
-    try {
-      return await ctx.stub.settleHold({ requestId: ctx.requestId, units: reason === "client_gone" ? taken : used, reason });
-    } catch (error) {
-      // The object's alarm releases a hold nobody settled (on_missing_units applies).
-      log.error(`request ${ctx.requestId}: settling its stream failed`, error);
-      return null;
-    } finally {
-      resolveDone();
-    }
-  };
+  const settleStream = streamSettlement(ctx);
+  const finish = (reason: SettleReason) => settleStream(reason === "client_gone" ? taken : used, reason);
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -223,21 +233,7 @@ function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path
   const splitter = new SseSplitter();
   const keep = holdKeeper(ctx);
   let found: number | null = null;
-  let finished = false;
-  let resolveDone!: () => void;
-  ctx.waitUntil(new Promise<void>((resolve) => (resolveDone = resolve)));
-  const finish = async (units: number | null, reason: SettleReason) => {
-    if (finished) return null;
-    finished = true;
-    try {
-      return await ctx.stub.settleHold({ requestId: ctx.requestId, units, reason });
-    } catch (error) {
-      log.error(`request ${ctx.requestId}: settling its stream failed`, error);
-      return null;
-    } finally {
-      resolveDone();
-    }
-  };
+  const finish = streamSettlement(ctx);
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {

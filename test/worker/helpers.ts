@@ -1,8 +1,9 @@
-import { createExecutionContext, createScheduledController, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext, createScheduledController, evictDurableObject, listDurableObjectIds, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { http, HttpResponse } from "msw";
 import { expect } from "vitest";
 import type { CustomerAccount } from "../../durable-objects/customer-account";
+import { KeyStore } from "../../durable-objects/customer-account/keys";
 import worker from "../../src/index";
 import { server } from "./setup";
 
@@ -129,4 +130,49 @@ export function formPost(fields: Record<string, string>, cookie?: string, header
     headers: { "content-type": "application/x-www-form-urlencoded", origin: "http://gateway.test", ...(cookie ? { cookie } : {}), ...headers },
     body: new URLSearchParams(fields).toString(),
   };
+}
+
+/** The `name=value` of a Set-Cookie header. */
+export function cookieOf(response: Response): string {
+  return response.headers.get("set-cookie")!.split(";")[0]!;
+}
+
+/** Waits (polling) until `condition` holds, or fails after `timeout` ms. */
+export async function waitFor(condition: () => boolean, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await scheduler.wait(20);
+  }
+}
+
+/** Whether a Durable Object was ever started for this customer id (it leaves its SQLite file). */
+export async function objectExists(customerId: string): Promise<boolean> {
+  const id = env.CUSTOMERS.idFromName(customerId).toString();
+  return (await listDurableObjectIds(env.CUSTOMERS)).some((existing) => existing.toString() === id);
+}
+
+/**
+ * A key as the gateway issued them before keys were signed (the same code, with no signing secret),
+ * written straight to storage; the object is then restarted so it reads its keys afresh.
+ */
+export async function legacyKey(customerId: string) {
+  const stub = customerStub(customerId);
+  const key = await runInDurableObject(stub, (_instance, state) => new KeyStore(state.storage.sql, () => undefined).create(customerId, { name: "legacy" }));
+  await evictDurableObject(stub);
+  return key;
+}
+
+/** A documentation-range address no other test uses, so each test has its own failure budget. */
+export function clientIp(): string {
+  return `2001:db8::${Math.floor(Math.random() * 0xffff).toString(16)}:${Math.floor(Math.random() * 0xffff).toString(16)}`;
+}
+
+/**
+ * Starts a burst early in a rate-limit window: the local simulation counts in windows aligned to
+ * the wall clock, and a burst across a boundary would be split between two.
+ */
+export async function freshWindow(periodSeconds = 60) {
+  const left = periodSeconds * 1000 - (Date.now() % (periodSeconds * 1000));
+  if (left < 15_000) await new Promise((resolve) => setTimeout(resolve, left + 50));
 }

@@ -1,43 +1,9 @@
-import { evictDurableObject, listDurableObjectIds, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { KeyStore } from "../../../durable-objects/customer-account/keys";
 import { generateApiKey } from "../../../src/keys";
-import { admin, customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, uniqueId, withKey } from "../helpers";
+import { admin, clientIp, customerStub, customerWithCredit, echoOrigin, freshWindow, gateway, gatewayWith, legacyKey, objectExists, uniqueId, withKey } from "../helpers";
 
 const SIGNED = /^payg_[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{43}\.[0-9a-f]{32}$/;
 const UNSIGNED = /^payg_[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{43}$/;
-
-/** Whether a Durable Object was ever started for this customer id (it leaves its SQLite file). */
-async function objectExists(customerId: string): Promise<boolean> {
-  const id = env.CUSTOMERS.idFromName(customerId).toString();
-  return (await listDurableObjectIds(env.CUSTOMERS)).some((existing) => existing.toString() === id);
-}
-
-/**
- * A key as the gateway issued them before keys were signed (the same code, with no signing secret),
- * written straight to storage; the object is then restarted so it reads its keys afresh.
- */
-async function legacyKey(customerId: string) {
-  const stub = customerStub(customerId);
-  const key = await runInDurableObject(stub, (_instance, state) => new KeyStore(state.storage.sql, () => undefined).create(customerId, { name: "legacy" }));
-  await evictDurableObject(stub);
-  return key;
-}
-
-/** A documentation-range address no other test uses, so each test has its own failure budget. */
-function clientIp(): string {
-  return `2001:db8::${Math.floor(Math.random() * 0xffff).toString(16)}:${Math.floor(Math.random() * 0xffff).toString(16)}`;
-}
-
-/**
- * Starts a burst early in a rate-limit window: the local simulation counts in windows aligned to
- * the wall clock, and a burst across a boundary would be split between two.
- */
-async function freshWindow(periodSeconds = 60) {
-  const left = periodSeconds * 1000 - (Date.now() % (periodSeconds * 1000));
-  if (left < 15_000) await new Promise((resolve) => setTimeout(resolve, left + 50));
-}
 
 const errorOf = async (response: Response) => ((await response.json()) as { error: { code: string; message: string; requestId: string } }).error;
 

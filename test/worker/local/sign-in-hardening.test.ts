@@ -1,35 +1,7 @@
-import { evictDurableObject, listDurableObjectIds, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { KeyStore } from "../../../durable-objects/customer-account/keys";
-import { admin, customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, uniqueId, withKey, formPost } from "../helpers";
+import { admin, clientIp, cookieOf, customerWithCredit, echoOrigin, formPost, freshWindow, gateway, gatewayWith, legacyKey, objectExists, uniqueId, waitFor, withKey } from "../helpers";
 
 const ORIGIN = "http://gateway.test";
-
-const form = formPost;
-
-async function waitFor(condition: () => boolean, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await scheduler.wait(20);
-  }
-}
-
-const cookieOf = (response: Response) => response.headers.get("set-cookie")!.split(";")[0]!;
-
-async function objectExists(customerId: string): Promise<boolean> {
-  const id = env.CUSTOMERS.idFromName(customerId).toString();
-  return (await listDurableObjectIds(env.CUSTOMERS)).some((existing) => existing.toString() === id);
-}
-
-/** An unsigned key as issued before KEY_SIGNING_SECRET, written straight to storage. */
-async function legacyKey(customerId: string) {
-  const stub = customerStub(customerId);
-  const key = await runInDurableObject(stub, (_i, state) => new KeyStore(state.storage.sql, () => undefined).create(customerId, { name: "legacy" }));
-  await evictDurableObject(stub);
-  return key;
-}
 
 describe("the portal sign-in checks a key as the proxy does", () => {
   it("ACCEPT_UNSIGNED_KEYS=false: a legacy unsigned key the proxy refuses cannot sign into the portal and mint a signed key", async () => {
@@ -40,13 +12,13 @@ describe("the portal sign-in checks a key as the proxy does", () => {
     // The proxy refuses the unsigned key after rotation (as documented)...
     expect((await gatewayWith(rotated, "/v1/x", withKey(legacy.key))).status).toBe(401);
     // ...but the portal signs in with it.
-    const signIn = await gatewayWith(rotated, "/portal/sign-in", form({ key: legacy.key }));
+    const signIn = await gatewayWith(rotated, "/portal/sign-in", formPost({ key: legacy.key }));
     if (signIn.status === 303) {
       // Demonstrate the impact: the session mints a fresh signed key that the proxy accepts.
       const cookie = cookieOf(signIn);
       const page = await (await gatewayWith(rotated, "/portal", { headers: { cookie } })).text();
       const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(page)![1]!;
-      const minted = await gatewayWith(rotated, "/portal/keys", form({ _csrf: csrf, name: "minted" }, cookie));
+      const minted = await gatewayWith(rotated, "/portal/keys", formPost({ _csrf: csrf, name: "minted" }, cookie));
       const html = await minted.text();
       const newKey = /payg_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}\.[0-9a-f]{32}/.exec(html)?.[0];
       const proxied = newKey ? (await gatewayWith(rotated, "/v1/x", withKey(newKey))).status : null;
@@ -58,7 +30,7 @@ describe("the portal sign-in checks a key as the proxy does", () => {
   it("a portal sign-in with a made-up customer id (bad MAC) starts no Durable Object", async () => {
     const unknown = uniqueId("cus_forged_portal");
     const forged = `payg_${unknown}.${"P".repeat(43)}.${"0".repeat(32)}`;
-    const response = await gateway("/portal/sign-in", form({ key: forged }));
+    const response = await gateway("/portal/sign-in", formPost({ key: forged }));
     expect(response.status).toBe(401);
     // As on the proxy (api-keys.test.ts): refused at the worker.
     expect(await objectExists(unknown)).toBe(false);
@@ -89,7 +61,7 @@ describe("portal links are signed", () => {
 describe("the live balance ends with its portal session", () => {
   it("revoking the key a portal session signed in with closes its live balance socket", async () => {
     const a = await customerWithCredit(50, { name: "Live Revoke" });
-    const cookie = cookieOf(await gateway("/portal/sign-in", form({ key: a.key })));
+    const cookie = cookieOf(await gateway("/portal/sign-in", formPost({ key: a.key })));
     const response = await gateway("/portal/live", { headers: { upgrade: "websocket", cookie, origin: ORIGIN } });
     expect(response.status).toBe(101);
     const ws = response.webSocket!;
@@ -111,12 +83,11 @@ describe("the live balance ends with its portal session", () => {
 
 describe("failed sign-ins count toward AUTH_FAILURE_LIMITER", () => {
   it("wrong admin tokens at the dashboard sign-in count toward AUTH_FAILURE_LIMITER like the admin API's", async () => {
-    const ip = `2001:db8::${Math.floor(Math.random() * 0xffff).toString(16)}:${Math.floor(Math.random() * 0xffff).toString(16)}`;
-    const left = 60_000 - (Date.now() % 60_000);
-    if (left < 15_000) await new Promise((r) => setTimeout(r, left + 50));
+    const ip = clientIp();
+    await freshWindow();
     const statuses: number[] = [];
     for (let i = 0; i < 101; i++) {
-      const r = await gateway("/dashboard/sign-in", form({ token: `wrong-token-${i}-0123456789` }, undefined, { "cf-connecting-ip": ip }));
+      const r = await gateway("/dashboard/sign-in", formPost({ token: `wrong-token-${i}-0123456789` }, undefined, { "cf-connecting-ip": ip }));
       statuses.push(r.status);
     }
     // As on the admin API: the 101st failure from one address a minute is 429.

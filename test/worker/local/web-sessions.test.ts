@@ -3,19 +3,13 @@ import { serializeSigned } from "hono/utils/cookie";
 import { describe, expect, it } from "vitest";
 import { getConfig } from "../../../src/config";
 import { sessionSecret } from "../../../src/web/session";
-import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey, formPost } from "../helpers";
+import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey, formPost, cookieOf, waitFor } from "../helpers";
 
 const ORIGIN = "http://gateway.test";
 
-const form = formPost;
-
-/** The `name=value` of a Set-Cookie header. */
-function cookieOf(response: Response): string {
-  return response.headers.get("set-cookie")!.split(";")[0]!;
-}
 
 async function signIn(): Promise<string> {
-  const response = await gateway("/dashboard/sign-in", form({ token: ADMIN_TOKEN, next: "/dashboard" }));
+  const response = await gateway("/dashboard/sign-in", formPost({ token: ADMIN_TOKEN, next: "/dashboard" }));
   expect(response.status).toBe(303);
   return cookieOf(response);
 }
@@ -34,22 +28,22 @@ async function forgeSession(name: string, payload: object, secret?: string): Pro
 
 describe("dashboard sessions", () => {
   it("signs in with the admin token into a signed, expiring, HttpOnly, SameSite=Strict cookie scoped to /dashboard", async () => {
-    const response = await gateway("/dashboard/sign-in", form({ token: ADMIN_TOKEN, next: "/dashboard/customers" }));
+    const response = await gateway("/dashboard/sign-in", formPost({ token: ADMIN_TOKEN, next: "/dashboard/customers" }));
     expect(response.status).toBe(303);
     expect(response.headers.get("location")).toBe("/dashboard/customers");
     const setCookie = response.headers.get("set-cookie")!;
     expect(setCookie).toMatch(/^payg_dashboard=[A-Za-z0-9_-]+\.[^;]+; Max-Age=28800; Path=\/dashboard; HttpOnly; Secure; SameSite=Strict$/);
     // Secure everywhere but on localhost (plain http in development).
-    const local = await exportsFetch("http://127.0.0.1:8787/dashboard/sign-in", form({ token: ADMIN_TOKEN }, undefined, { origin: "http://127.0.0.1:8787" }));
+    const local = await exportsFetch("http://127.0.0.1:8787/dashboard/sign-in", formPost({ token: ADMIN_TOKEN }, undefined, { origin: "http://127.0.0.1:8787" }));
     expect(local.headers.get("set-cookie")).toMatch(/; Path=\/dashboard; HttpOnly; SameSite=Strict$/);
   });
 
   it("a wrong token, an off-site next, a forged, expired or otherwise-signed cookie get no session", async () => {
-    const wrong = await gateway("/dashboard/sign-in", form({ token: "wrong-token-0123456789" }));
+    const wrong = await gateway("/dashboard/sign-in", formPost({ token: "wrong-token-0123456789" }));
     expect(wrong.status).toBe(401);
     expect(wrong.headers.get("set-cookie")).toBeNull();
     expect(await wrong.text()).toContain("That is not the admin token.");
-    const offsite = await gateway("/dashboard/sign-in", form({ token: ADMIN_TOKEN, next: "//evil.example/x" }));
+    const offsite = await gateway("/dashboard/sign-in", formPost({ token: ADMIN_TOKEN, next: "//evil.example/x" }));
     expect(offsite.headers.get("location")).toBe("/dashboard");
     const csrf = "a".repeat(48);
     const cases = [
@@ -72,23 +66,23 @@ describe("dashboard sessions", () => {
     const cookie = await signIn();
     const csrf = await csrfOf(`/dashboard/customers/${id}`, cookie);
     const grant = { amount: "5", reason: "test", idempotency_key: crypto.randomUUID() };
-    const noToken = await gateway(`/dashboard/customers/${id}/credits`, form(grant, cookie));
+    const noToken = await gateway(`/dashboard/customers/${id}/credits`, formPost(grant, cookie));
     expect(noToken.status).toBe(403);
     expect(await noToken.text()).toContain("The form came from another site or has expired");
-    const otherSite = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, _csrf: csrf }, cookie, { origin: "https://evil.example", "sec-fetch-site": "cross-site" }));
+    const otherSite = await gateway(`/dashboard/customers/${id}/credits`, formPost({ ...grant, _csrf: csrf }, cookie, { origin: "https://evil.example", "sec-fetch-site": "cross-site" }));
     expect(otherSite.status).toBe(403);
-    const noSession = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, _csrf: csrf }));
+    const noSession = await gateway(`/dashboard/customers/${id}/credits`, formPost({ ...grant, _csrf: csrf }));
     expect(noSession.status).toBe(401);
     expect((await admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(10);
-    const ok = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, _csrf: csrf }, cookie));
+    const ok = await gateway(`/dashboard/customers/${id}/credits`, formPost({ ...grant, _csrf: csrf }, cookie));
     expect(ok.status).toBe(303);
     expect(ok.headers.get("location")).toBe(`/dashboard/customers/${id}?notice=credit-granted`);
     // The same form again (double submit): the idempotency key makes it a no-op.
-    const again = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, _csrf: csrf }, cookie));
+    const again = await gateway(`/dashboard/customers/${id}/credits`, formPost({ ...grant, _csrf: csrf }, cookie));
     expect(again.headers.get("location")).toBe(`/dashboard/customers/${id}?notice=credit-repeated`);
     expect((await admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(15);
     // A fractional amount is refused with a friendly page, and changes nothing.
-    const fraction = await gateway(`/dashboard/customers/${id}/credits`, form({ ...grant, amount: "1.5", idempotency_key: "k2", _csrf: csrf }, cookie));
+    const fraction = await gateway(`/dashboard/customers/${id}/credits`, formPost({ ...grant, amount: "1.5", idempotency_key: "k2", _csrf: csrf }, cookie));
     expect(fraction.status).toBe(400);
     expect(fraction.headers.get("content-type")).toContain("text/html");
     expect((await admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(15);
@@ -147,14 +141,14 @@ describe("portal sessions", () => {
     echoOrigin();
     const a = await customerWithCredit(30, { name: "Alice Portal" });
     const b = await customerWithCredit(70, { name: "Bob Portal" });
-    const signInA = await gateway("/portal/sign-in", form({ key: a.key }));
+    const signInA = await gateway("/portal/sign-in", formPost({ key: a.key }));
     expect(signInA.status).toBe(303);
     const cookie = cookieOf(signInA);
     const page = await (await gateway(`/portal?customer=${b.id}&customer_id=${b.id}`, { headers: { cookie } })).text();
     expect(page).toContain("Alice Portal");
     expect(page).not.toContain("Bob Portal");
     const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(page)![1]!;
-    const revoke = await gateway(`/portal/keys/${b.keyId}/revoke`, form({ _csrf: csrf, customer_id: b.id }, cookie));
+    const revoke = await gateway(`/portal/keys/${b.keyId}/revoke`, formPost({ _csrf: csrf, customer_id: b.id }, cookie));
     expect(revoke.status).toBe(404);
     expect((await gateway("/v1/x", withKey(b.key))).status).toBe(200);
     // The dashboard and the admin API do not take a portal session.
@@ -169,9 +163,9 @@ describe("portal sessions", () => {
 
   it("Top up with Stripe off explains that the provider grants credit, and creates no Checkout session", async () => {
     const { key } = await customerWithCredit(5);
-    const cookie = cookieOf(await gateway("/portal/sign-in", form({ key })));
+    const cookie = cookieOf(await gateway("/portal/sign-in", formPost({ key })));
     const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(await (await gateway("/portal", { headers: { cookie } })).text())![1]!;
-    const topUp = await gateway("/portal/top-up", form({ _csrf: csrf, amount_cents: "500" }, cookie));
+    const topUp = await gateway("/portal/top-up", formPost({ _csrf: csrf, amount_cents: "500" }, cookie));
     expect(topUp.headers.get("location")).toBe("/portal?notice=topup-unavailable");
     expect(await (await gateway("/portal?notice=topup-unavailable", { headers: { cookie } })).text()).toContain("your credit is granted by your API provider");
   });
@@ -205,14 +199,6 @@ describe("live balance over a hibernating WebSocket", () => {
     ws.close(1000, "done");
   });
 });
-
-async function waitFor(condition: () => boolean, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function exportsFetch(url: string, init: RequestInit): Promise<Response> {
   const { exports } = await import("cloudflare:workers");
