@@ -79,7 +79,7 @@ function buildClockedGateway(root, gatewayPath) {
  * simulated time (every minute at BENCH_SCALE=1), stopping early at `maxSeconds` of real time.
  * Returns rows per table of the customer's object, and what the summary says about them.
  */
-export async function storageMonth({ root, gatewayPath, originUrl, scale, maxSeconds, compatibilityDate, adminToken, adminClient, StripeDouble, serveHandler }) {
+export async function storageMonth({ root, gatewayPath, originUrl, scale, maxSeconds, compatibilityDate, compatibilityFlags, adminToken, adminClient, StripeDouble, serveHandler }) {
   const stepMs = Math.max(60_000, Math.round(60_000 / scale));
   const steps = Math.floor((MONTH_DAYS * DAY_MS) / stepMs);
   const stripe = new StripeDouble({ webhookSecret: "whsec_bench_month" });
@@ -92,7 +92,7 @@ export async function storageMonth({ root, gatewayPath, originUrl, scale, maxSec
           modules: true,
           scriptPath: await buildClockedGateway(root, gatewayPath),
           compatibilityDate,
-          compatibilityFlags: ["nodejs_compat"],
+          compatibilityFlags,
           durableObjects: GATEWAY_DURABLE_OBJECTS,
           bindings: {
             ADMIN_TOKEN: adminToken,

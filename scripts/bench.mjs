@@ -127,6 +127,8 @@ async function loadStripeDouble() {
 
 const wranglerToml = readFileSync(join(root, "wrangler.toml"), "utf8");
 const compatibilityDate = /compatibility_date\s*=\s*"([^"]+)"/.exec(wranglerToml)[1];
+/** The gateway's flags, as deployed (wrangler.toml). */
+const compatibilityFlags = JSON.parse(/compatibility_flags\s*=\s*(\[[^\]]*\])/.exec(wranglerToml)[1]);
 
 function gatewayWorker(name, scriptPath, bindings) {
   return {
@@ -134,7 +136,7 @@ function gatewayWorker(name, scriptPath, bindings) {
     modules: true,
     scriptPath,
     compatibilityDate,
-    compatibilityFlags: ["nodejs_compat"],
+    compatibilityFlags,
     durableObjects: GATEWAY_DURABLE_OBJECTS,
     bindings: {
       ADMIN_TOKEN: ADMIN,
@@ -556,6 +558,7 @@ async function main() {
     scale: SCALE,
     maxSeconds: MAX_SECONDS_PER_ROW,
     compatibilityDate,
+    compatibilityFlags,
     adminToken: ADMIN,
     adminClient,
     StripeDouble,

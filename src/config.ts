@@ -208,6 +208,8 @@ export type Config = Omit<z.infer<typeof Vars>, "PRICING"> & {
   PRICING: z.infer<typeof Pricing> & { compiled: CompiledMeter[]; fallback: CompiledMeter };
   stripeEnabled: boolean;
   emailDelivery: "mailchannels" | "outbox";
+  /** ORIGIN_URL parsed once: its origin, and the prefix every forwarded path is appended to. */
+  origin: { origin: string; base: string };
 };
 
 export class ConfigError extends Error {
@@ -296,9 +298,11 @@ export function parseConfig(env: Record<string, unknown>): Config {
     holdFrom: null,
     onMissingUnits: "hold",
   };
+  const originUrl = new URL(vars.ORIGIN_URL);
   return {
     ...vars,
     PRICING: { ...vars.PRICING, compiled, fallback },
+    origin: { origin: originUrl.origin, base: originUrl.origin + originUrl.pathname.replace(/\/$/, "") },
     stripeEnabled: vars.STRIPE_SECRET_KEY !== undefined,
     emailDelivery: vars.MAILCHANNELS_API_KEY ? "mailchannels" : "outbox",
   };

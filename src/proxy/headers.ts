@@ -5,7 +5,7 @@ const HOP_BY_HOP = ["connection", "te", "trailer", "upgrade", "proxy-authorizati
 /** The API key (the origin never sees it) and Host (set by the fetch). */
 const GATEWAY_ONLY = ["authorization", "x-api-key", "host", "forwarded", "x-real-ip", "x-request-id", "x-client-request-id"];
 /** Claims only Cloudflare or this gateway may make: a client-sent one is dropped, never passed on. */
-const CLAIM_PREFIXES = ["x-forwarded-", "cf-", "x-payg-"];
+const CLAIM = /^(?:x-forwarded-|cf-|x-payg-)/;
 const DROPPED = new Set([...HOP_BY_HOP, ...GATEWAY_ONLY]);
 
 export interface ForwardedBy {
@@ -28,14 +28,14 @@ export async function originHeaders(
   by: ForwardedBy,
   signing: { secret: string | undefined; method: string; pathAndQuery: string },
 ): Promise<Headers> {
-  const headers = new Headers(incoming);
+  // One pass that copies only what may pass (cheaper than copying everything and deleting).
+  const headers = new Headers();
   const connection = incoming.get("connection");
-  const named = connection ? connection.split(",").map((name) => name.trim().toLowerCase()) : [];
-  const dropped: string[] = [];
-  for (const [name] of incoming) {
-    if (DROPPED.has(name) || named.includes(name) || CLAIM_PREFIXES.some((prefix) => name.startsWith(prefix))) dropped.push(name);
+  const named = connection ? new Set(connection.split(",").map((name) => name.trim().toLowerCase())) : null;
+  for (const [name, value] of incoming) {
+    if (DROPPED.has(name) || CLAIM.test(name) || named?.has(name)) continue;
+    headers.append(name, value);
   }
-  for (const name of dropped) headers.delete(name);
   const clientRequestId = incoming.get("x-request-id");
   if (clientRequestId) headers.set("x-client-request-id", clientRequestId);
   headers.set("x-payg-customer-id", by.customerId);

@@ -41,11 +41,10 @@ proxy.all("*", async (c) => {
   const path = normalizePath(url.pathname);
   if (isReserved(path)) throw new ApiError("not_found", `${c.req.method} ${path} is reserved by the gateway; nothing was forwarded or charged.`);
   const { customerId, keyHash } = await authenticateApiKey(c.req.raw.headers, config);
-  const origin = new URL(config.ORIGIN_URL);
   // Concatenate strings rather than resolve a URL: the normalized path starts with exactly one
   // "/", so it stays a path on the origin, never another host.
-  const target = new URL(origin.origin + origin.pathname.replace(/\/$/, "") + path + url.search);
-  if (target.origin !== origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
+  const target = new URL(config.origin.base + path + url.search);
+  if (target.origin !== config.origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
 
   const method = c.req.method;
   const meter = resolveMeter(config, method, path);

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { uuidV7 } from "../../../src/middleware/request-id";
 import { verifyOriginRequest } from "../../../src/verify/payg-signature";
 import { customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, ORIGIN, withKey } from "../helpers";
 
@@ -56,6 +57,24 @@ describe("what the origin sees (happy)", () => {
     expect(refused.headers.get("x-request-id")).toBe(error.requestId);
     const adminError = await gateway("/admin/nothing", { headers: { "x-request-id": "client-chosen-id" } });
     expect((await errorOf(adminError)).requestId).not.toBe("client-chosen-id");
+  });
+});
+
+describe("request ids (happy)", () => {
+  it("are UUIDv7 (RFC 9562): the current millisecond up front, version 7, the variant bits, and unique", () => {
+    const before = Date.now();
+    const ids = Array.from({ length: 1000 }, () => uuidV7(Date.now()));
+    const after = Date.now();
+    expect(new Set(ids).size).toBe(1000);
+    for (const id of ids) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const ms = parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+      expect(ms).toBeGreaterThanOrEqual(before);
+      expect(ms).toBeLessThanOrEqual(after);
+    }
+    // Ids of later milliseconds sort after earlier ones (the charge log's index grows at one end).
+    expect(uuidV7(before + 1) > uuidV7(before)).toBe(true);
+    expect(uuidV7(2 ** 48 - 1).slice(0, 13)).toBe("ffffffff-ffff");
   });
 });
 
