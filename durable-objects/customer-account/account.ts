@@ -60,20 +60,27 @@ export interface AccountRow {
   last_refund_denied_at: number | null;
   directory_seq: number;
   directory_due_at: number | null;
+  /** The last journaled charge folded into the grants, the usage rows and this row (journal.ts). */
+  folded_seq: number;
   created_at: number;
   updated_at: number;
 }
 
-/** The account row, cached in memory and written through on every change (or once, see writeBehind). */
+/** The account row, cached in memory and written through on every change (or kept back, see defer). */
 export class AccountStore {
   private current: AccountRow | null = null;
-  /** While set (a request batch's transaction), changed fields are written once, by flush(). */
-  private pending: Partial<AccountRow> | null = null;
+  /** Fields changed while deferring (journaled charges), written by flush(). */
+  private pending: Partial<AccountRow> = {};
+  private deferring = false;
+  /** Runs before any write goes through: the room folds the journal first (journal.ts). */
+  beforeWrite: () => void = () => {};
 
   constructor(private readonly sql: SqlStorage) {}
 
   load(): void {
     this.current = (this.sql.exec("SELECT * FROM account WHERE id = 1").toArray()[0] as unknown as AccountRow | undefined) ?? null;
+    this.pending = {};
+    this.deferring = false;
   }
 
   get exists(): boolean {
@@ -92,24 +99,25 @@ export class AccountStore {
   }
 
   set(fields: Partial<AccountRow>): void {
-    if (this.pending) {
+    if (this.deferring) {
       Object.assign(this.pending, fields);
       Object.assign(this.row, fields);
       return;
     }
+    this.beforeWrite();
     this.write(fields);
   }
 
-  /** Starts keeping writes back until flush() (inside one transaction). */
-  writeBehind(): void {
-    this.pending = {};
+  /** While on, changed fields are kept in memory until flush(). */
+  defer(on: boolean): void {
+    this.deferring = on;
   }
 
-  /** Writes what was kept back, in one statement; `discard` drops it (the transaction failed). */
-  flush(discard = false): void {
-    const pending = this.pending;
-    this.pending = null;
-    if (!discard && pending && Object.keys(pending).length) this.write(pending);
+  /** Writes what was kept back, with `also`, in one statement. */
+  flush(also: Partial<AccountRow> = {}): void {
+    const fields = { ...this.pending, ...also };
+    this.pending = {};
+    if (Object.keys(fields).length) this.write(fields);
   }
 
   private write(fields: Partial<AccountRow>): void {

@@ -48,9 +48,10 @@ export class ChargeLog {
     return row ? ({ ...row, receipt: JSON.parse(row.receipt as string) } as unknown as ChargeRow) : undefined;
   }
 
-  insert(row: Omit<ChargeRow, "status" | "refunded_at">): void {
+  /** `journal`: the charge's place in the journal (journal.ts); a charge written with its effects has none. */
+  insert(row: Omit<ChargeRow, "status" | "refunded_at">, journal: { seq: number; pendingUsage: number } | null = null): void {
     this.sql.exec(
-      "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'charged', ?)",
+      "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, seq, pending_usage) VALUES (?, ?, ?, ?, ?, ?, ?, 'charged', ?, ?, ?)",
       row.request_id,
       row.meter,
       row.bucket,
@@ -59,6 +60,8 @@ export class ChargeLog {
       JSON.stringify(row.receipt),
       row.key_id,
       row.created_at,
+      journal?.seq ?? null,
+      journal?.pendingUsage ?? 0,
     );
   }
 

@@ -131,14 +131,18 @@ interface GrantRow extends Omit<Grant, "meters"> {
 export class GrantBook {
   /** Open grants (not expired-and-written, not voided), in drain order. */
   private open: Grant[] = [];
-  /** While set (a request batch's transaction), grants whose remaining changed, written once by flush(). */
-  private pending: Set<Grant> | null = null;
+  /** Grants whose remaining changed while deferring (journaled charges), written by flush(). */
+  private readonly pending = new Set<Grant>();
+  private deferring = false;
+  /** Runs before any write goes through: the room folds the journal first (journal.ts). */
+  beforeWrite: () => void = () => {};
 
   constructor(private readonly sql: SqlStorage) {}
 
   load(): void {
     const rows = this.sql.exec("SELECT * FROM grants WHERE closed_at IS NULL").toArray() as unknown as GrantRow[];
     this.open = rows.map(fromRow).sort(drainOrder);
+    this.pending.clear();
   }
 
   get all(): readonly Grant[] {
@@ -224,21 +228,22 @@ export class GrantBook {
   adjust(grant: Grant, delta: number): void {
     grant.remaining += delta;
     if (grant.remaining < 0 || grant.remaining > grant.amount) throw new Error(`grant ${grant.id} would leave 0..amount`);
-    if (this.pending) this.pending.add(grant);
-    else this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+    if (this.deferring) this.pending.add(grant);
+    else {
+      this.beforeWrite();
+      this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+    }
   }
 
-  /** Starts keeping `remaining` writes back until flush() (inside one transaction). */
-  writeBehind(): void {
-    this.pending = new Set();
+  /** While on, `remaining` changes are kept in memory until flush(). */
+  defer(on: boolean): void {
+    this.deferring = on;
   }
 
-  /** Writes each changed grant's remaining once; `discard` drops them (the transaction failed). */
-  flush(discard = false): void {
-    const pending = this.pending;
-    this.pending = null;
-    if (discard || !pending) return;
-    for (const grant of pending) this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+  /** Writes each kept-back grant's remaining once. */
+  flush(): void {
+    for (const grant of this.pending) this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+    this.pending.clear();
   }
 
   markExpiryWarned(grant: Grant): void {
@@ -258,6 +263,7 @@ export class GrantBook {
 
   /** Closes a grant (expired or voided) with nothing left in it. */
   close(grant: Grant, reason: "expired" | "voided", now: number): void {
+    this.beforeWrite();
     grant.remaining = 0;
     grant.frozen = 0;
     grant.closed_at = now;

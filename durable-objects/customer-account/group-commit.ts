@@ -10,9 +10,9 @@
  * - no reply leaves before its debit is durable;
  * - no request passes without credit (each step sees every step before it).
  *
- * Without `transaction`, a step that throws rejects only its own caller (its writes were rolled
- * back by its own transaction); with it, the batch fails as one. A failed commit rejects every
- * caller whose writes it held.
+ * A step that throws rejects only its own caller: each step's writes are atomic on their own (a
+ * plain charge is one row, see journal.ts; anything more runs in its own transaction). A failed
+ * commit rejects every caller whose writes it held.
  */
 export class GroupCommit {
   private queue: { step: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
@@ -20,14 +20,7 @@ export class GroupCommit {
   /** Commits made and steps they carried, for the benchmark's and the tests' view of the grouping. */
   readonly stats = { commits: 0, steps: 0, largest: 0 };
 
-  /**
-   * `transaction` runs a batch's steps as one unit (the account's Room.batch): then a step that
-   * throws fails every step of its batch, whose writes are all rolled back.
-   */
-  constructor(
-    private readonly storage: DurableObjectStorage,
-    private readonly transaction?: <T>(run: () => T) => T,
-  ) {}
+  constructor(private readonly storage: DurableObjectStorage) {}
 
   /**
    * Runs `step` now when no commit is pending (its reply leaves once that commit is durable: the
@@ -50,18 +43,11 @@ export class GroupCommit {
     return outcome!.value as T;
   }
 
-  /** Runs a batch's steps (as one transaction when there is one); each step's outcome. */
+  /** Runs a batch's steps, one after another; each step's outcome. */
   private execute(batch: { step: () => unknown }[]): ({ ok: true; value: unknown } | { ok: false; error: unknown })[] {
     this.stats.commits++;
     this.stats.steps += batch.length;
     this.stats.largest = Math.max(this.stats.largest, batch.length);
-    if (this.transaction) {
-      try {
-        return this.transaction(() => batch.map(({ step }) => ({ ok: true as const, value: step() })));
-      } catch (error) {
-        return batch.map(() => ({ ok: false as const, error }));
-      }
-    }
     return batch.map(({ step }) => {
       try {
         return { ok: true as const, value: step() };

@@ -44,14 +44,15 @@ import { usageSeries } from "./usage-series";
  * never takes.
  */
 export class CustomerAccount extends DurableObject<Env> {
-  private readonly room: Room;
+  /** The request path's view: charges may be journaled and not yet folded in (journal.ts). */
+  private readonly hot: Room;
   private readonly commits: GroupCommit;
   private lockTail: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.room = new Room(ctx, env);
-    this.commits = new GroupCommit(ctx.storage, (run) => this.room.batch(run));
+    this.hot = new Room(ctx, env);
+    this.commits = new GroupCommit(ctx.storage);
     // Keep-alive pings from live pages are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     ctx.blockConcurrencyWhile(async () => {
@@ -59,9 +60,15 @@ export class CustomerAccount extends DurableObject<Env> {
       // no storage behind; an existing account is migrated to the current schema version.
       if (hasSchema(ctx.storage.sql)) {
         migrate(ctx.storage);
-        this.room.load();
+        this.hot.load();
       }
     });
+  }
+
+  /** Every method but authorize, the alarm included: the journal folded in first, so SQLite holds every charge. */
+  private get room(): Room {
+    this.hot.journal.fold();
+    return this.hot;
   }
 
   /** Serializes work that awaits Stripe or MailChannels; the request path never takes it. */
@@ -143,8 +150,8 @@ export class CustomerAccount extends DurableObject<Env> {
    * step; with GROUP_COMMIT, steps that arrive during a commit share the next one (group-commit.ts).
    */
   authorize(input: AuthorizeInput): AuthorizeResult | Promise<AuthorizeResult> {
-    if (!this.room.config.GROUP_COMMIT) return authorize(this.room, input);
-    return this.commits.run(() => authorize(this.room, input));
+    if (!this.hot.config.GROUP_COMMIT) return authorize(this.hot, input);
+    return this.commits.run(() => authorize(this.hot, input));
   }
 
   /** How the last authorizations were grouped into commits (the tests read it). */

@@ -48,8 +48,11 @@ export function bucketOf(now: number, bucketSeconds: number): number {
  * Each write moves the balance in the same statement batch; callers wrap it in a transaction.
  */
 export class Ledger {
-  /** While set (a request batch's transaction), usage summed per row, written once by flush(). */
-  private pending: Map<string, { kind: string; meter: string; bucket: number; amount: number; count: number; now: number }> | null = null;
+  /** Usage summed per row while deferring (journaled charges), written by flush(). */
+  private readonly pending = new Map<string, { kind: string; meter: string; bucket: number; amount: number; count: number; now: number }>();
+  private deferring = false;
+  /** Runs before any write goes through: the room folds the journal first (journal.ts). */
+  beforeWrite: () => void = () => {};
 
   constructor(
     private readonly sql: SqlStorage,
@@ -60,7 +63,7 @@ export class Ledger {
   usage(entry: UsageEntry, alsoSet: Partial<AccountRow> = {}): void {
     // Charges (and free requests) are usage; money given back (a refund, a hold's unused part) is refund.
     const kind = entry.amount < 0 || (entry.amount === 0 && entry.count > 0) ? "usage" : "refund";
-    if (this.pending) {
+    if (this.deferring) {
       const id = `${kind}\n${entry.meter}\n${entry.bucket}`;
       const row = this.pending.get(id);
       if (row) {
@@ -68,21 +71,28 @@ export class Ledger {
         row.count += Math.abs(entry.count);
         row.now = entry.now;
       } else this.pending.set(id, { kind, meter: entry.meter, bucket: entry.bucket, amount: entry.amount, count: Math.abs(entry.count), now: entry.now });
-    } else this.upsertUsage(kind, entry.meter, entry.bucket, entry.amount, Math.abs(entry.count), entry.now);
+    } else {
+      this.beforeWrite();
+      this.upsertUsage(kind, entry.meter, entry.bucket, entry.amount, Math.abs(entry.count), entry.now);
+    }
     this.account.set({ ...alsoSet, balance: this.account.row.balance + entry.amount });
   }
 
-  /** Starts summing usage writes until flush() (inside one transaction). */
-  writeBehind(): void {
-    this.pending = new Map();
+  /** While on, usage is summed in memory until flush(). */
+  defer(on: boolean): void {
+    this.deferring = on;
   }
 
-  /** Writes each usage row's sum once; `discard` drops them (the transaction failed). */
-  flush(discard = false): void {
-    const pending = this.pending;
-    this.pending = null;
-    if (discard || !pending) return;
-    for (const row of pending.values()) this.upsertUsage(row.kind, row.meter, row.bucket, row.amount, row.count, row.now);
+  /** Writes each kept-back usage row's sum once. */
+  flush(): void {
+    for (const row of this.pending.values()) this.upsertUsage(row.kind, row.meter, row.bucket, row.amount, row.count, row.now);
+    this.pending.clear();
+  }
+
+  /** Forgets what was kept back (the room reloads from SQLite and replays the journal). */
+  reset(): void {
+    this.pending.clear();
+    this.deferring = false;
   }
 
   private upsertUsage(kind: string, meter: string, bucket: number, amount: number, count: number, now: number): void {
@@ -105,6 +115,7 @@ export class Ledger {
     input: { kind: EntryKind; amount: number; reference?: string | null; reason: string; now: number; grant?: string | null },
     alsoSet: Partial<AccountRow> = {},
   ): number {
+    this.beforeWrite();
     const id = this.sql
       .exec(
         "INSERT INTO ledger (kind, amount, count, reference, reason, grant_id, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?) RETURNING id",

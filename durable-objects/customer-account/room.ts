@@ -12,6 +12,7 @@ import { GrantBook } from "./grants";
 import { Holds } from "./holds";
 import { IdempotencyStore } from "./idempotency";
 import { Invoices } from "./invoices";
+import { ChargeJournal } from "./journal";
 import { KeyStore } from "./keys";
 import { Ledger } from "./ledger";
 import { WebhookOutbox } from "./outbox";
@@ -40,6 +41,7 @@ export class Room {
   readonly grants: GrantBook;
   readonly wallet: Wallet;
   readonly charges: ChargeLog;
+  readonly journal: ChargeJournal;
   readonly holds: Holds;
   readonly idempotency: IdempotencyStore;
   readonly invoices: Invoices;
@@ -54,7 +56,6 @@ export class Room {
   private starting = false;
   /** How much more may be charged before a cohort could move (set by changed(), spent by charged()). */
   private cohortSlack = 0;
-  private batching = false;
   readonly checkouts: CheckoutLimit;
   readonly live: Live;
   readonly rollup: Rollup;
@@ -77,6 +78,17 @@ export class Room {
     this.grants = new GrantBook(this.sql);
     this.wallet = new Wallet(this.grants, this.ledger, this.account);
     this.charges = new ChargeLog(this.sql);
+    this.journal = new ChargeJournal({
+      storage: state.storage,
+      account: this.account,
+      grants: this.grants,
+      ledger: this.ledger,
+      wallet: this.wallet,
+      charges: this.charges,
+      reload: () => this.load(),
+    });
+    const fold = () => this.journal.fold();
+    for (const store of [this.grants, this.ledger, this.account]) store.beforeWrite = fold;
     this.holds = new Holds(this.sql);
     this.idempotency = new IdempotencyStore(this.sql, config);
     this.invoices = new Invoices(this.sql);
@@ -131,46 +143,27 @@ export class Room {
     this.account.load();
     this.keys.load();
     this.grants.load();
+    this.ledger.reset();
     this.cohorts.load();
     this.timers.load();
     this.rollup.load();
     this.autoTopUp.load();
-  }
-
-  /** Several writes as one transaction; on failure the in-memory copies are reloaded from SQLite. */
-  atomically<T>(fn: () => T): T {
-    // Inside a request batch the whole batch is the transaction (see batch()).
-    if (this.batching) return fn();
-    try {
-      return this.state.storage.transactionSync(fn);
-    } catch (error) {
-      this.load();
-      throw error;
-    }
+    if (this.account.exists) this.journal.replay(this.sql);
   }
 
   /**
-   * A batch of request steps (group commit) as one transaction. The rows every request touches (its
-   * grants' remaining, the usage row, the account) are kept in memory while the steps run and
-   * written once at the end, so N requests cost N charge rows plus one write of each. A step that
-   * throws fails the whole batch: everything is rolled back and reloaded.
+   * Several writes as one transaction, after the journal is folded in (so what they read from
+   * SQLite and write back holds every charge); on failure the in-memory copies are reloaded.
    */
-  batch<T>(run: () => T): T {
-    const stores = [this.grants, this.ledger, this.account];
-    this.batching = true;
-    for (const store of stores) store.writeBehind();
+  atomically<T>(fn: () => T): T {
     try {
       return this.state.storage.transactionSync(() => {
-        const result = run();
-        for (const store of stores) store.flush();
-        return result;
+        this.journal.fold();
+        return fn();
       });
     } catch (error) {
-      for (const store of stores) store.flush(true);
       this.load();
       throw error;
-    } finally {
-      this.batching = false;
     }
   }
 

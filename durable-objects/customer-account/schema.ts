@@ -11,6 +11,7 @@ import { GRANT_TABLES } from "./grants";
 import { HOLD_TABLES } from "./holds";
 import { IDEMPOTENCY_TABLES } from "./idempotency";
 import { INVOICE_TABLES } from "./invoices";
+import { JOURNAL_TABLES } from "./journal";
 import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
 import { OUTBOX_TABLES } from "./outbox";
@@ -55,6 +56,8 @@ export const MIGRATIONS: readonly string[] = [
   [REPORT_RETENTION_TABLES.v10, USAGE_RETENTION_TABLES.v10, STRIPE_EVENT_TABLES.v10].join("\n"),
   // v11: when a key's cap began counting (refunds of charges made before give no room back).
   KEY_TABLES.v11,
+  // v12: the charge journal: a plain charge writes its charge row only; the rest is folded in later.
+  JOURNAL_TABLES.v12,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

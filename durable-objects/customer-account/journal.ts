@@ -1,0 +1,129 @@
+import type { AccountStore } from "./account";
+import type { ChargeLog, ChargeRow } from "./charges";
+import type { GrantBook, Receipt } from "./grants";
+import type { Ledger } from "./ledger";
+import type { Wallet } from "./wallet";
+
+export const JOURNAL_TABLES = {
+  v12: `
+ALTER TABLE charges ADD COLUMN seq INTEGER;
+ALTER TABLE charges ADD COLUMN pending_usage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account ADD COLUMN folded_seq INTEGER NOT NULL DEFAULT 0;`,
+};
+
+/** Unfolded charges at which a charge folds the journal in its own step. */
+export const FOLD_EVERY = 100;
+
+export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pendingUsage: number };
+
+
+/**
+ * The charge journal: a plain charge writes one row, its charge row, and nothing else. What it
+ * moves (the grants it drains, its hour's usage row, the account's balance) changes in memory
+ * only, and is written later, all at once, by fold(). The charge row is the durable record: an
+ * object that restarts before a fold replays every charge row past the account's `folded_seq`
+ * onto what SQLite holds, so no charge is lost and none is applied twice.
+ *
+ * The rules that keep that true:
+ * - fold() writes the kept-back rows and `folded_seq` in one transaction;
+ * - every other write to the grants, the usage rows or the account folds first (their
+ *   beforeWrite hook), so a written row never already holds an unfolded charge;
+ * - every RPC other than authorize, the alarm included, folds before it starts, so readers of
+ *   SQLite (summaries, reports, the rollup, pruning) see every charge;
+ * - a failed transaction reloads memory from SQLite and replays the journal (Room.load).
+ */
+export class ChargeJournal {
+  /** The last sequence number given to a charge row. */
+  private seq = 0;
+  private unfolded = 0;
+
+  constructor(
+    private readonly deps: {
+      storage: DurableObjectStorage;
+      account: AccountStore;
+      grants: GrantBook;
+      ledger: Ledger;
+      wallet: Wallet;
+      charges: ChargeLog;
+      reload: () => void;
+    },
+  ) {}
+
+  /** Charges written but not yet folded in. */
+  get pending(): number {
+    return this.unfolded;
+  }
+
+  /**
+   * Records a charge: its row first (a request id already charged fails right here, before
+   * anything has moved), then the drain, the usage and the balance in memory.
+   */
+  record(charge: JournaledCharge): void {
+    const seq = this.seq + 1;
+    this.deps.charges.insert(charge, { seq, pendingUsage: charge.pendingUsage });
+    this.seq = seq;
+    this.unfolded++;
+    try {
+      this.apply(charge);
+    } catch (error) {
+      this.deps.reload();
+      throw error;
+    }
+    if (this.unfolded >= FOLD_EVERY) this.fold();
+  }
+
+  /** Writes what the unfolded charges moved, and how far that goes, in one transaction. */
+  fold(): void {
+    if (this.unfolded === 0) return;
+    const { storage, grants, ledger, account } = this.deps;
+    try {
+      storage.transactionSync(() => {
+        grants.flush();
+        ledger.flush();
+        account.flush({ folded_seq: this.seq });
+      });
+    } catch (error) {
+      this.deps.reload();
+      throw error;
+    }
+    this.unfolded = 0;
+  }
+
+  /** After a (re)load from SQLite: the charges past `folded_seq`, applied again in memory. */
+  replay(sql: SqlStorage): void {
+    const folded = this.deps.account.row.folded_seq;
+    const rows = sql
+      .exec("SELECT seq, request_id, meter, bucket, plan, amount, receipt, key_id, created_at, pending_usage FROM charges WHERE seq > ? ORDER BY seq", folded)
+      .toArray();
+    this.seq = folded;
+    this.unfolded = 0;
+    for (const row of rows) {
+      this.apply({
+        request_id: row.request_id as string,
+        meter: row.meter as string,
+        bucket: row.bucket as number,
+        plan: row.plan as ChargeRow["plan"],
+        amount: row.amount as number,
+        receipt: JSON.parse(row.receipt as string) as Receipt,
+        key_id: row.key_id as string | null,
+        created_at: row.created_at as number,
+        pendingUsage: row.pending_usage as number,
+      });
+      this.seq = row.seq as number;
+      this.unfolded++;
+    }
+  }
+
+  /** What wallet.charge does for a request, kept back in memory. */
+  private apply(charge: JournaledCharge): void {
+    const { grants, ledger, account, wallet } = this.deps;
+    const stores = [grants, ledger, account];
+    for (const store of stores) store.defer(true);
+    try {
+      const accrual = charge.pendingUsage ? { pending_usage: account.row.pending_usage + charge.pendingUsage } : {};
+      wallet.charge({ meter: charge.meter, bucket: charge.bucket, now: charge.created_at }, charge.amount, accrual, 1, charge.receipt);
+    } finally {
+      for (const store of stores) store.defer(false);
+    }
+  }
+}
