@@ -43,6 +43,8 @@ export async function runDueTimers(room: Room, locked: Locked): Promise<void> {
   const now = Date.now();
   for (const name of room.timers.takeDue(now)) {
     try {
+      // Charges journaled while an earlier handler awaited are folded in before this one reads SQLite.
+      room.journal.fold();
       await handlers[name]?.(now);
     } catch (error) {
       log.warn(`timer ${name} failed; retrying in ${TIMER_RETRY_MS / 1000} s`, error);

@@ -18,7 +18,10 @@ export async function runCycle(room: Room, now: number): Promise<CycleResult> {
     result.reported = flushed.sent;
     result.reportErrors = flushed.errors;
   }
+  // Charges journaled while this visit awaited are folded in before SQLite is read again.
+  room.journal.fold();
   result.emailed = await room.emails.sendDue(room.cohorts.current, now);
+  room.journal.fold();
   room.rollup.changed();
   await room.directory.push();
   return result;

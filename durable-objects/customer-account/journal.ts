@@ -11,7 +11,7 @@ ALTER TABLE charges ADD COLUMN pending_usage INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN folded_seq INTEGER NOT NULL DEFAULT 0;`,
 };
 
-/** Unfolded charges at which a charge folds the journal in its own step. */
+/** Unfolded charges at which the next charge folds the journal in first (journal.makeRoom). */
 export const FOLD_EVERY = 100;
 
 export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pendingUsage: number };
@@ -28,8 +28,11 @@ export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pend
  * - fold() writes the kept-back rows and `folded_seq` in one transaction;
  * - every other write to the grants, the usage rows or the account folds first (their
  *   beforeWrite hook), so a written row never already holds an unfolded charge;
- * - every RPC other than authorize, the alarm included, folds before it starts, so readers of
- *   SQLite (summaries, reports, the rollup, pruning) see every charge;
+ * - every RPC other than authorize folds before it starts, and the alarm before each timer's
+ *   handler and the cron visit after each await, so readers of SQLite (summaries, reports, the
+ *   rollup, pruning) see every charge;
+ * - a charge's fallible writes (this fold when the journal is full, its timers) come before its
+ *   row, and nothing after the row writes: a request that fails leaves nothing charged;
  * - a failed transaction reloads memory from SQLite and replays the journal (Room.load).
  */
 export class ChargeJournal {
@@ -55,8 +58,17 @@ export class ChargeJournal {
   }
 
   /**
+   * Before a charge: folds when FOLD_EVERY charges are unfolded, so a fold that fails fails the
+   * request before its charge row is written.
+   */
+  makeRoom(): void {
+    if (this.unfolded >= FOLD_EVERY) this.fold();
+  }
+
+  /**
    * Records a charge: its row first (a request id already charged fails right here, before
-   * anything has moved), then the drain, the usage and the balance in memory.
+   * anything has moved), then the drain, the usage and the balance in memory. Nothing after the
+   * row writes to SQLite.
    */
   record(charge: JournaledCharge): void {
     const seq = this.seq + 1;
@@ -69,7 +81,6 @@ export class ChargeJournal {
       this.deps.reload();
       throw error;
     }
-    if (this.unfolded >= FOLD_EVERY) this.fold();
   }
 
   /** Writes what the unfolded charges moved, and how far that goes, in one transaction. */
@@ -95,8 +106,9 @@ export class ChargeJournal {
     const rows = sql
       .exec("SELECT seq, request_id, meter, bucket, plan, amount, receipt, key_id, created_at, pending_usage FROM charges WHERE seq > ? ORDER BY seq", folded)
       .toArray();
-    this.seq = folded;
-    this.unfolded = 0;
+    // Set first: should a replay ever throw, the next charge still never reuses a sequence number.
+    this.seq = rows.length ? (rows[rows.length - 1]!.seq as number) : folded;
+    this.unfolded = rows.length;
     for (const row of rows) {
       this.apply({
         request_id: row.request_id as string,
@@ -109,8 +121,6 @@ export class ChargeJournal {
         created_at: row.created_at as number,
         pendingUsage: row.pending_usage as number,
       });
-      this.seq = row.seq as number;
-      this.unfolded++;
     }
   }
 

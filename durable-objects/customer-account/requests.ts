@@ -103,25 +103,38 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
 }
 
 /**
- * A plain prepaid charge on a key without a cap writes one row, its charge row, and nothing else:
- * the journal keeps the rest in memory and folds it in later (journal.ts). Anything more (a hold,
- * an Idempotency-Key, a key's cap, post-paid usage) is written with its effects, in one transaction.
+ * A plain prepaid charge on a key without a cap, within the cohort slack, writes one row, its
+ * charge row, and nothing else: the journal keeps the rest in memory and folds it in later
+ * (journal.ts). Anything more (a hold, an Idempotency-Key, a key's cap, post-paid usage, a charge
+ * that may move a cohort) is written with its effects, in one transaction.
  */
-function journaled(room: Room, input: AuthorizeInput, key: KeyRecord, amount: number): boolean {
-  return amount > 0 && !input.hold && !input.idempotency && key.spend_cap_cents === null && key.cap_period === null && room.account.row.plan === "prepaid";
+function journaled(room: Room, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
+  return (
+    amount > 0 &&
+    !input.hold &&
+    !input.idempotency &&
+    key.spend_cap_cents === null &&
+    key.cap_period === null &&
+    room.account.row.plan === "prepaid" &&
+    room.withinSlack(now, amount)
+  );
 }
 
 /** The debit (or the hold) and everything written with it. */
 function chargeOrHold(room: Room, input: AuthorizeInput, key: KeyRecord, amount: number, bucket: number, now: number): Receipt {
   const { account, keys, wallet, charges } = room;
   const a = account.row;
-  if (journaled(room, input, key, amount)) {
+  if (journaled(room, input, key, amount, now)) {
+    // Every write that can fail comes before the charge row, with no transaction around them: a
+    // failure there leaves nothing charged. After the row only memory changes.
+    room.journal.makeRoom();
+    room.timers.at(CHARGES_TIMER, now + chargeRetentionMs(room));
+    room.rollup.changed();
     const receipt = planDrain(room.grants.all, input.meter, amount, now);
     // Prepaid usage owed to Stripe (when it is on) moves with the balance: replayed with the charge.
     const accrued = room.reports.accrue(a.plan, input.meter, -amount, 1).pending_usage;
     const pendingUsage = accrued === undefined ? 0 : accrued - a.pending_usage;
     room.journal.record({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, pendingUsage });
-    room.timers.at(CHARGES_TIMER, now + chargeRetentionMs(room));
     room.charged(now, amount);
     return receipt;
   }

@@ -37,6 +37,8 @@ export class Rollup {
       config: () => Config;
       /** Emails per status, deleted (archived) ones included, so the overview's sums survive retention. */
       emailCounts: () => Record<string, number>;
+      /** Folds journaled charges into the usage rows before they are read (journal.ts). */
+      foldJournal: () => void;
     },
   ) {}
 
@@ -59,6 +61,7 @@ export class Rollup {
 
   /** What the directory gets: usage only for the hours with ledger rows written since the last push. */
   build(now: number): CustomerRollup {
+    this.deps.foldJournal();
     const a = this.deps.account.row;
     const { seq, watermark } = this.state();
     // Pending and failed reports are never deleted: counting the rows is enough.

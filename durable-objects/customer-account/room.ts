@@ -121,7 +121,7 @@ export class Room {
       },
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
-    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts() });
+    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts(), foldJournal: () => this.journal.fold() });
     this.portalLinks = new PortalLinks(this.sql, () => this.config.KEY_SIGNING_SECRET);
     this.autoTopUp = new AutoTopUp(this.sql, {
       timers: this.timers,
@@ -250,18 +250,23 @@ export class Room {
    * charge within it costs no cohort work. Everything else that moves money calls changed().
    */
   charged(now: number, micros: number): void {
+    if (!this.withinSlack(now, micros)) return this.changed(now);
+    this.cohortSlack -= micros;
+    this.live.changed();
+    this.rollup.changed();
+  }
+
+  /** Whether a charge of `micros` now stays within the cohort slack (see charged()). */
+  withinSlack(now: number, micros: number): boolean {
     const a = this.account.row;
     const expiryDue = this.timers.dueAt(EXPIRY_TIMER);
-    const withinSlack =
+    return (
       micros > 0 &&
       micros <= this.cohortSlack &&
       (expiryDue === null || now < expiryDue) &&
       // With Stripe on, changed() also tells the directory about usage to report, until it lists us as due.
-      (!this.config.stripeEnabled || (a.directory_due_at !== null && a.directory_due_at <= now));
-    if (!withinSlack) return this.changed(now);
-    this.cohortSlack -= micros;
-    this.live.changed();
-    this.rollup.changed();
+      (!this.config.stripeEnabled || (a.directory_due_at !== null && a.directory_due_at <= now))
+    );
   }
 
   /** Arms the expiry timer for the next grant expiry or expiry warning. */

@@ -1,9 +1,13 @@
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { FOLD_EVERY } from "../../../durable-objects/customer-account/journal";
+import type { Room } from "../../../durable-objects/customer-account/room";
+import type { Directory } from "../../../durable-objects/directory";
 import { sha256Hex } from "../../../src/keys";
-import { customerStub, uniqueId } from "../helpers";
+import { customerStub, settle, uniqueId } from "../helpers";
 
 const PRICE = 1_000_000;
 
@@ -13,7 +17,22 @@ async function customer(cents: number) {
   await stub.upsertProfile(id, { name: "Journal" });
   const key = (await stub.createKey(null))!.key;
   if (cents) await stub.credit({ customerId: id, amountCents: cents, reason: "journal test" });
+  // The timers creating the customer armed run now, so no alarm (which folds) fires mid-test.
+  await settle(id);
   return { id, stub, keyHash: await sha256Hex(key) };
+}
+
+/** The request path's room, as a timer handler that captured it before an await sees it: no fold on access. */
+const hotRoom = (instance: CustomerAccount) => (instance as unknown as { hot: Room }).hot;
+
+/** A storage failure at the fold (as a full database would cause): a grant's remaining cannot be updated. */
+function failFolds(stub: ReturnType<typeof customerStub>, on: boolean) {
+  return runInDurableObject(stub, (_instance, state) => {
+    const sql = state.storage.sql;
+    if (!on) return void sql.exec("DROP TRIGGER IF EXISTS fold_fault");
+    sql.exec("CREATE TABLE IF NOT EXISTS fold_fault (x INTEGER NOT NULL)");
+    sql.exec("CREATE TRIGGER fold_fault BEFORE UPDATE OF remaining ON grants BEGIN INSERT INTO fold_fault (x) VALUES (NULL); END");
+  });
 }
 
 /** What SQLite itself holds, read without going through the object's methods (which fold first). */
@@ -34,20 +53,29 @@ function stored(stub: ReturnType<typeof customerStub>) {
 describe("the charge journal (happy)", () => {
   it("a plain charge writes its charge row only; any other call folds the grants, the usage row and the balance in", async () => {
     const { stub, keyHash } = await customer(100);
+    // The first charge after a start places the cohorts (and learns their slack): written with its effects.
+    expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId: "first" })).outcome).toBe("ok");
+    expect(await stored(stub)).toEqual({ balance: 99 * PRICE, foldedSeq: 0, remaining: 99 * PRICE, usageCount: 1, chargeRows: 0 });
     for (let i = 0; i < 5; i++) {
       expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId: `r${i}` })).outcome).toBe("ok");
     }
-    expect(await stored(stub)).toEqual({ balance: 100 * PRICE, foldedSeq: 0, remaining: 100 * PRICE, usageCount: 0, chargeRows: 5 });
+    expect(await stored(stub)).toEqual({ balance: 99 * PRICE, foldedSeq: 0, remaining: 99 * PRICE, usageCount: 1, chargeRows: 5 });
 
     const check = (await stub.balanceCheck())!;
-    expect(check).toMatchObject({ balanceMicros: 95 * PRICE, ledgerSumMicros: 95 * PRICE, grantsRemainingMicros: 95 * PRICE });
-    expect(await stored(stub)).toEqual({ balance: 95 * PRICE, foldedSeq: 5, remaining: 95 * PRICE, usageCount: 5, chargeRows: 5 });
+    expect(check).toMatchObject({ balanceMicros: 94 * PRICE, ledgerSumMicros: 94 * PRICE, grantsRemainingMicros: 94 * PRICE });
+    expect(await stored(stub)).toEqual({ balance: 94 * PRICE, foldedSeq: 5, remaining: 94 * PRICE, usageCount: 6, chargeRows: 5 });
   });
 
   it(`folds on its own every ${FOLD_EVERY} charges`, async () => {
     const { stub, keyHash } = await customer(1000);
     for (let i = 0; i < FOLD_EVERY + 3; i++) await stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId: `r${i}` });
-    expect(await stored(stub)).toMatchObject({ foldedSeq: FOLD_EVERY, balance: (1000 - FOLD_EVERY) * PRICE, usageCount: FOLD_EVERY });
+    // FOLD_EVERY journaled charges were folded in by the one after them (a charge that placed the
+    // cohorts, written with its effects, may come before them).
+    const after = await stored(stub);
+    expect(after.foldedSeq).toBe(FOLD_EVERY);
+    expect(after.usageCount).toBeGreaterThanOrEqual(FOLD_EVERY);
+    expect(after.balance).toBe((1000 - after.usageCount) * PRICE);
+    expect(after.chargeRows).toBe(FOLD_EVERY + 3 - (after.usageCount - FOLD_EVERY));
   });
 });
 
@@ -64,7 +92,7 @@ describe("the charge journal (errors)", () => {
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 0, ledgerSumMicros: 0, grantsRemainingMicros: 0 });
     await evictDurableObject(stub);
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 0, ledgerSumMicros: 0 });
-    expect(await stored(stub)).toMatchObject({ balance: 0, foldedSeq: 10, usageCount: 10 });
+    expect(await stored(stub)).toMatchObject({ balance: 0, usageCount: 10 });
   });
 
   it("a repeated request id is refused by its charge row before anything moves in memory", async () => {
@@ -86,6 +114,82 @@ async function restart(stub: ReturnType<typeof customerStub>) {
     if (!/not currently running/.test(String(error))) throw error;
   }
 }
+
+describe("the charge journal (faults)", () => {
+  it("a request whose fold fails is refused with nothing charged, and so is every request while the fault lasts", async () => {
+    const { stub, keyHash } = await customer(1000);
+    const charge = (requestId: string) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId });
+    for (let i = 0; i < FOLD_EVERY; i++) expect((await charge(`r${i}`)).outcome).toBe("ok");
+    await failFolds(stub, true);
+    // The journal is full: each next charge folds first, the fold fails, the request fails.
+    for (const requestId of ["refused_0", "refused_1", "refused_2"]) {
+      const failed = await charge(requestId).then(() => null, (error: unknown) => String(error));
+      expect(failed).toMatch(/SQLITE_CONSTRAINT/);
+    }
+    await failFolds(stub, false);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: (1000 - FOLD_EVERY) * PRICE, ledgerSumMicros: (1000 - FOLD_EVERY) * PRICE });
+    for (const requestId of ["refused_0", "refused_1", "refused_2"]) expect(await stub.requestCharge(requestId)).toBeNull();
+    await restart(stub);
+    expect((await stub.balanceCheck())!.balanceMicros).toBe((1000 - FOLD_EVERY) * PRICE);
+  });
+
+  it("usage charged while an alarm run awaits reaches the directory's hourly usage: the rollup folds before it reads", async () => {
+    const { id, stub, keyHash } = await customer(1000);
+    // The alarm has started (and folded) and awaits an earlier handler; three requests are charged meanwhile.
+    for (let i = 0; i < 3; i++) expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId: `u${i}` })).outcome).toBe("ok");
+    // The rollup handler runs with the room the alarm captured, which has not folded them.
+    await runInDurableObject(stub, (instance: CustomerAccount) => hotRoom(instance).rollup.push());
+    const ns = env.DIRECTORY as DurableObjectNamespace<Directory>;
+    const requests = await runInDurableObject(ns.get(ns.idFromName("global")), (_instance, state) =>
+      state.storage.sql.exec("SELECT COALESCE(SUM(requests), 0) AS n FROM usage_hourly WHERE customer_id = ?", id).one().n,
+    );
+    expect(requests).toBe(3);
+  });
+
+  it("a grant voided while charges on it are unfolded, then a restart: the void folds them in first, the replay starts past them", async () => {
+    const { id, stub, keyHash } = await customer(0);
+    await stub.grant({ customerId: id, amountCents: 10, reason: "a" });
+    await stub.grant({ customerId: id, amountCents: 10, reason: "b" });
+    const charge = (requestId: string) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId });
+    const first = await charge("v0");
+    const drained = (first as { grantId: string }).grantId;
+    for (let i = 1; i < 3; i++) expect((await charge(`v${i}`)).outcome).toBe("ok");
+    // The 7 cents left in the drained grant are voided; its 3 cents of charges were folded in first.
+    expect(await stub.voidGrant(drained)).toMatchObject({ id: drained, status: "voided" });
+    for (let i = 3; i < 5; i++) expect((await charge(`v${i}`)).outcome).toBe("ok");
+    await restart(stub);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 8 * PRICE, ledgerSumMicros: 8 * PRICE, grantsRemainingMicros: 8 * PRICE });
+  });
+
+  it("the charges timer never prunes an unfolded charge row: the alarm folds before its handlers", async () => {
+    const { stub, keyHash } = await customer(10);
+    for (let i = 0; i < 3; i++) expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId: `p${i}` })).outcome).toBe("ok");
+    // As if the refund window had passed: the rows are old and the charges timer is due.
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec("UPDATE charges SET created_at = created_at - 3600000 WHERE seq IS NOT NULL");
+      state.storage.sql.exec("UPDATE timers SET due_at = ? WHERE name = 'charges'", Date.now() - 1);
+    });
+    await runDurableObjectAlarm(stub);
+    expect(await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM charges").one().n)).toBe(0);
+    await restart(stub);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 7 * PRICE, ledgerSumMicros: 7 * PRICE });
+  });
+
+  it("charge rows written before the journal (no seq) are never replayed", async () => {
+    const { stub, keyHash } = await customer(10);
+    expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId: "j0" })).outcome).toBe("ok");
+    await stub.balanceCheck();
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec(
+        `INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at) VALUES ('legacy', 'api_requests', 0, 'prepaid', ?, '{"parts":[],"debt":0}', NULL, 'charged', ?)`,
+        PRICE,
+        Date.now(),
+      );
+    });
+    await restart(stub);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 9 * PRICE, ledgerSumMicros: 9 * PRICE });
+  });
+});
 
 type Op = { kind: "charge"; priceMicros: number } | { kind: "restart" } | { kind: "read" } | { kind: "refund" } | { kind: "grant"; cents: number };
 
