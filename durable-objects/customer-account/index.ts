@@ -16,19 +16,8 @@ import type { CapPeriod } from "./keys";
 import { LIVE_TAG } from "./live";
 import { upsertProfileAndAutoTopUp } from "./profile";
 import { resolveReport, retryReport } from "./report-operator";
-import {
-  authorize,
-  extendHold,
-  finishIdempotent,
-  keepHold,
-  refund,
-  requestCharge,
-  settleHold,
-  type AuthorizeInput,
-  type ExtendResult,
-  type RefundResult,
-  type SettleResult,
-} from "./requests";
+import { extendHold, keepHold, settleHold, type ExtendResult, type SettleResult } from "./hold-settlement";
+import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput, type RefundResult } from "./requests";
 import { Room } from "./room";
 import { hasSchema, migrate } from "./schema";
 import { storageStats } from "./storage-stats";
@@ -171,7 +160,7 @@ export class CustomerAccount extends DurableObject<Env> {
     return extendHold(this.room, input);
   }
 
-  /** A response still arriving keeps its hold from the alarm (see keepHold in requests.ts). */
+  /** A response still arriving keeps its hold from the alarm (see keepHold in hold-settlement.ts). */
   keepHold(input: { requestId: string }): boolean {
     return this.room.account.exists && keepHold(this.room, input);
   }

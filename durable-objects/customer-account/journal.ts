@@ -16,7 +16,6 @@ export const FOLD_EVERY = 100;
 
 export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pendingUsage: number };
 
-
 /**
  * The charge journal: a plain charge writes one row, its charge row, and nothing else. What it
  * moves (the grants it drains, its hour's usage row, the account's balance) changes in memory
@@ -51,11 +50,6 @@ export class ChargeJournal {
       reload: () => void;
     },
   ) {}
-
-  /** Charges written but not yet folded in. */
-  get pending(): number {
-    return this.unfolded;
-  }
 
   /**
    * Before a charge: folds when FOLD_EVERY charges are unfolded, so a fold that fails fails the

@@ -2,9 +2,9 @@ import type { AuthorizeResult } from "../../src/types";
 import { formatCents } from "../../src/money";
 import { mainGrant, planDrain, type Receipt } from "./grants";
 import { decide } from "./governance";
-import { HOLD_MARGIN_MS, HOLDS_TIMER, settlement, type HoldRow, type SettleReason } from "./holds";
+import { HOLD_MARGIN_MS, HOLDS_TIMER } from "./holds";
 import { IDEMPOTENCY_TIMER, type StoredResponse } from "./idempotency";
-import { capHeadroom, periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "./keys";
+import { periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "./keys";
 import { bucketOf } from "./ledger";
 import type { Room } from "./room";
 
@@ -135,12 +135,12 @@ function chargeOrHold(room: Room, input: AuthorizeInput, key: KeyRecord, amount:
     const accrued = room.reports.accrue(a.plan, input.meter, -amount, 1).pending_usage;
     const pendingUsage = accrued === undefined ? 0 : accrued - a.pending_usage;
     room.journal.record({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, pendingUsage });
-    room.charged(now, amount);
+    room.spendSlack(amount);
     return receipt;
   }
   return room.atomically(() => {
     // The request's own row first: a request id already charged fails right here, before anything
-    // has moved (in a batch there is no savepoint per request to roll back to).
+    // has moved.
     const receipt = planDrain(room.grants.all, input.meter, amount, now);
     if (input.hold) {
       room.holds.insert({
@@ -225,7 +225,7 @@ export type RefundResult =
   | { refunded: false; reason: "unknown_request" | "already_refunded" | "refund_limit"; balanceMicros: number };
 
 /** Refunds of failed requests (charges and holds) in the last hour, against GOVERNANCE.refund_limit_per_hour. */
-function refundAllowed(room: Room, requestId: string, now: number): boolean {
+export function refundAllowed(room: Room, requestId: string, now: number): boolean {
   const since = now - 3_600_000;
   if (room.charges.refundsSince(since) + room.holds.refundsSince(since) < room.config.GOVERNANCE.refund_limit_per_hour) return true;
   room.refundDenied(requestId, now);
@@ -256,114 +256,6 @@ export function refund(room: Room, input: { requestId: string; now?: number }): 
   return { refunded: true, balanceMicros: balanceOf(row.meter), restoredMicros };
 }
 
-/**
- * Takes up to `units` more units into a streaming request's hold: as many as the meter's credit
- * (above the minimum) and the key's cap allow. 0 means the next event cannot be paid for.
- */
-export interface ExtendResult {
-  grantedUnits: number;
-  heldUnits: number;
-  /** When nothing more could be held: what the 402 template needs to tell the client why. */
-  refusal?: Extract<AuthorizeResult, { outcome: "insufficient_credit" | "payment_overdue" }>;
-}
-
-export function extendHold(room: Room, input: { requestId: string; units: number; now?: number }): ExtendResult {
-  const now = input.now ?? Date.now();
-  const hold = room.holds.get(input.requestId);
-  if (!hold || hold.status !== "open") return { grantedUnits: 0, heldUnits: hold?.held_units ?? 0 };
-  const granted = affordableUnits(room, hold, input.units, now);
-  if (granted === 0) {
-    const key = hold.key_id ? room.keys.byKeyId(hold.key_id) : undefined;
-    return {
-      grantedUnits: 0,
-      heldUnits: hold.held_units,
-      refusal: {
-        outcome: "insufficient_credit" as const,
-        customer: room.account.profile(),
-        balanceMicros: room.wallet.available(hold.meter, now),
-        minimumMicros: room.minimumMicros(),
-        priceMicros: hold.unit_price,
-        expiringSoonMicros: room.expiringSoonMicros(now),
-        keyCapCents: key?.spend_cap_cents ?? null,
-      },
-    };
-  }
-  const amount = granted * hold.unit_price;
-  room.atomically(() => {
-    const more = room.wallet.charge({ meter: hold.meter, bucket: hold.bucket, now }, amount, room.reports.accrue(hold.plan, hold.meter, -amount, 0), 0);
-    // Counted today even for a hold opened in an earlier period: affordableUnits checked today's room.
-    if (hold.key_id) room.keys.spend(hold.key_id, amount, now);
-    const receipt: Receipt = { parts: [...hold.receipt.parts, ...more.parts], debt: hold.receipt.debt + more.debt };
-    room.holds.extended(hold.request_id, hold.held_units + granted, receipt, holdExpiry(room, now));
-    room.timers.at(HOLDS_TIMER, holdExpiry(room, now));
-    room.charged(now, amount);
-  });
-  return { grantedUnits: granted, heldUnits: hold.held_units + granted };
-}
-
-/**
- * A response still arriving keeps its hold: the origin timeout bounds only the response headers,
- * so a long stream or body is a live request, not an abandoned one. Its expiry moves to now plus
- * the origin timeout and the margin. False when the hold is settled or unknown.
- */
-export function keepHold(room: Room, input: { requestId: string; now?: number }): boolean {
-  const now = input.now ?? Date.now();
-  const hold = room.holds.get(input.requestId);
-  if (!hold || hold.status !== "open") return false;
-  room.atomically(() => {
-    room.holds.kept(hold.request_id, holdExpiry(room, now));
-    room.timers.at(HOLDS_TIMER, holdExpiry(room, now));
-  });
-  return true;
-}
-
-export interface SettleResult {
-  chargedMicros: number;
-  chargedUnits: number;
-  overHoldUnits: number;
-  balanceMicros: number;
-  settled: boolean;
-}
-
-/**
- * Settles a hold when its response ends: `units` read (null when they could not be read: the
- * meter's on_missing_units applies) within the hold are charged, the rest goes back; units past
- * the hold are recorded as over_hold (visible, never charged). A failed origin releases the whole
- * hold, within the refund limit. Idempotent: a settled hold answers what it was charged.
- */
-export function settleHold(room: Room, input: { requestId: string; units: number | null; reason: SettleReason; now?: number }): SettleResult {
-  const now = input.now ?? Date.now();
-  const hold = room.holds.get(input.requestId);
-  if (!hold) return { chargedMicros: 0, chargedUnits: 0, overHoldUnits: 0, balanceMicros: 0, settled: false };
-  if (hold.status === "settled") {
-    return { chargedMicros: hold.charged ?? 0, chargedUnits: hold.units ?? 0, overHoldUnits: hold.over_hold, balanceMicros: room.wallet.available(hold.meter, now), settled: false };
-  }
-  const failed = input.reason === "origin_failed" && refundAllowed(room, hold.request_id, now);
-  const { chargedUnits, overHold, charged, released } = failed
-    ? { chargedUnits: 0, overHold: 0, charged: 0, released: hold.held_units * hold.unit_price }
-    : settlement({ heldUnits: hold.held_units, unitPrice: hold.unit_price, onMissing: hold.on_missing }, input.units);
-  room.atomically(() => {
-    const restored = room.wallet.release({ meter: hold.meter, bucket: hold.bucket, now }, hold.receipt, released, (micros) =>
-      room.reports.accrue(hold.plan, hold.meter, micros, chargedUnits),
-    );
-    // Post-paid usage is reported in units; with nothing released the accrual above did not run.
-    if (restored === 0 && hold.plan === "postpaid") room.reports.accrue(hold.plan, hold.meter, 0, chargedUnits);
-    if (hold.key_id && released > 0) room.keys.spend(hold.key_id, -released, now, hold.created_at);
-    if (overHold > 0) room.holds.recordOverHold(hold.meter, hold.bucket, overHold);
-    room.holds.settled(hold.request_id, { units: input.units, charged: hold.held_units * hold.unit_price - restored, overHold, reason: failed ? "refunded" : input.reason, now });
-    room.changed(now);
-  });
-  const settled = room.holds.get(hold.request_id)!;
-  return { chargedMicros: settled.charged!, chargedUnits, overHoldUnits: overHold, balanceMicros: room.wallet.available(hold.meter, now), settled: true };
-}
-
-/** The holds timer: holds whose request never settled (its worker went away) are released per on_missing_units. */
-export function expireHolds(room: Room, now: number): void {
-  for (const requestId of room.holds.openExpired(now)) settleHold(room, { requestId, units: null, reason: "expired", now });
-  const next = room.holds.prune(now);
-  room.timers.set(HOLDS_TIMER, next);
-}
-
 /** The first request with an Idempotency-Key finished: keep its response for replays, or not. */
 export function finishIdempotent(room: Room, input: { key: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
   room.idempotency.finish(input.key, input.requestId, input.outcome);
@@ -386,15 +278,6 @@ export function pruneIdempotency(room: Room, now: number): void {
 /** When an unsettled hold is released: the origin timeout plus a margin. */
 export function holdExpiry(room: Room, now: number): number {
   return now + room.config.GOVERNANCE.origin_timeout_ms + HOLD_MARGIN_MS;
-}
-
-/** How many more units a hold may take now (up to `wanted`): what the meter's credit and the key's cap allow. */
-export function affordableUnits(room: Room, hold: HoldRow, wanted: number, now: number): number {
-  if (hold.plan === "postpaid") return wanted;
-  const headroom = room.wallet.available(hold.meter, now) - room.minimumMicros();
-  const key = hold.key_id ? room.keys.byKeyId(hold.key_id) : undefined;
-  const cap = key ? capHeadroom(key, now) : Infinity;
-  return Math.max(0, Math.min(wanted, Math.floor(headroom / hold.unit_price), Math.floor(cap / hold.unit_price)));
 }
 
 /** What a request was held and charged, by its request id (for the admin API); null when unknown. */

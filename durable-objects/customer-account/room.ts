@@ -250,7 +250,12 @@ export class Room {
    * charge within it costs no cohort work. Everything else that moves money calls changed().
    */
   charged(now: number, micros: number): void {
-    if (!this.withinSlack(now, micros)) return this.changed(now);
+    if (this.withinSlack(now, micros)) this.spendSlack(micros);
+    else this.changed(now);
+  }
+
+  /** A charge within the slack (withinSlack was true): no cohort work, only the live view and the rollup. */
+  spendSlack(micros: number): void {
     this.cohortSlack -= micros;
     this.live.changed();
     this.rollup.changed();

@@ -2,7 +2,7 @@ import { createExecutionContext, env, runDurableObjectAlarm, runInDurableObject,
 import { http, HttpResponse } from "msw";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { expireHolds } from "../../../durable-objects/customer-account/requests";
+import { expireHolds } from "../../../durable-objects/customer-account/hold-settlement";
 import { getConfig, resolveMeter } from "../../../src/config";
 import worker from "../../../src/index";
 import { meterResponse } from "../../../src/proxy/metered";
