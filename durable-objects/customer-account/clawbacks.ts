@@ -87,6 +87,17 @@ function settleRefunds(room: Room, grant: Grant, now: number): void {
   takeBack(room, grant, delta, `refund of ${grant.payment_intent} (${formatCents(target)} of ${formatCents(grant.amount)} refunded)`, `refund_${grant.payment_intent}_${row.refunded_cents}`, now);
 }
 
+/**
+ * Micro-cents of the grant already out of the balance other than by spending: what closing it
+ * (a void, an expiry) removed, and what refunds and lost disputes took back. A clawback never
+ * takes those again: a voided or expired top-up that is then refunded takes back only what was
+ * spent of it.
+ */
+function takenOut(room: Room, grantId: string): number {
+  const row = room.sql.exec("SELECT COALESCE(SUM(amount), 0) AS total FROM ledger WHERE grant_id = ? AND kind IN ('void', 'expiry', 'clawback')", grantId).one();
+  return -(row.total as number);
+}
+
 function settleDisputes(room: Room, grant: Grant, now: number): void {
   const rows = room.sql.exec("SELECT * FROM disputes WHERE payment_intent = ?", grant.payment_intent).toArray() as unknown as DisputeRow[];
   for (const row of rows) {
@@ -110,14 +121,22 @@ function settleDisputes(room: Room, grant: Grant, now: number): void {
   room.changed(now);
 }
 
-function takeBack(room: Room, grant: Grant, micros: number, reason: string, reference: string, now: number): void {
+/** Takes back up to `wanted` of a grant's credit; what was spent becomes debt (wallet.takeFrom). */
+function takeBack(room: Room, grant: Grant, wanted: number, reason: string, reference: string, now: number): void {
+  const micros = Math.min(wanted, Math.max(0, grant.amount - takenOut(room, grant.id)));
+  const already = wanted - micros;
+  const note = already > 0 ? `${reason}; ${formatCents(already)} cents of it were already voided, expired or taken back` : reason;
+  if (micros === 0) {
+    room.ledger.entry({ kind: "note", amount: 0, reason: `${note}: nothing taken`, now, grant: grant.id });
+    return;
+  }
   const customer = room.account.row.customer_id;
   const fields = room.reports.queueDebit("clawback", `payg_clawback_${customer}_${reference}`, micros);
   room.wallet.takeFrom(
     room.grants.all.find((g) => g.id === grant.id),
     micros,
     "clawback",
-    reason,
+    note,
     now,
     reference,
     fields,

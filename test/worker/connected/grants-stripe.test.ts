@@ -100,6 +100,45 @@ describe("Checkout top-ups are paid grants that refunds and disputes take back",
   });
 });
 
+describe("a clawback never takes the same credit twice", () => {
+  it("a voided top-up that is then refunded takes back only what was spent of it, here and on Stripe", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles);
+    const pi = await topUp(doubles, key, 500);
+    await spend(key, 3);
+    const grant = (await admin("GET", `/customers/${id}/grants`)).body.grants[0];
+    expect((await admin("DELETE", `/customers/${id}/grants/${grant.id}`)).status).toBe(200);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "0", debt_exact_cents: "0" });
+    doubles.stripe.refundCharge(pi);
+    await deliverAll(doubles.stripe);
+    // The 497 unspent cents left with the void; the refund takes back the 3 that were spent.
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "-3", debt_exact_cents: "3", ledger_sum_exact_cents: "-3" });
+    await settleWithStripe(doubles, id);
+    // Stripe: +500 top-up, 3 of usage, 497 voided, 3 taken back: the customer owes the 3 cents used.
+    expect(doubles.stripe.balanceOf(id)).toBe(3);
+    expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: -3_000_000, ledgerSumMicros: -3_000_000 });
+    const { entries } = (await admin("GET", `/customers/${id}/ledger`)).body as { entries: { kind: string; amount_cents?: number; reason: string | null }[] };
+    expect(entries.filter((e) => e.kind === "clawback").map((e) => e.reason)).toEqual([expect.stringContaining("497 cents of it were already voided")]);
+  });
+
+  it("a refund and then a lost dispute on one top-up take back at most the top-up", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles);
+    const pi = await topUp(doubles, key, 500);
+    await spend(key, 100);
+    doubles.stripe.refundCharge(pi, 300);
+    await deliverAll(doubles.stripe);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "100", debt_exact_cents: "0" });
+    const dispute = doubles.stripe.createDispute(pi, 500);
+    doubles.stripe.closeDispute(dispute.id, "lost");
+    await deliverAll(doubles.stripe);
+    // 300 refunded + 200 of the dispute = the 500 paid; what was spent (100) is owed.
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "-100", debt_exact_cents: "100", frozen_cents: 0 });
+    await settleWithStripe(doubles, id);
+    expect(doubles.stripe.balanceOf(id)).toBe(100);
+  });
+});
+
 describe("expiry and voids reach Stripe", () => {
   it("expired credit is posted to Stripe as a balance transaction, so both sides keep agreeing", async () => {
     const doubles = connect();
