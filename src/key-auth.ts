@@ -9,14 +9,18 @@ export const UNKNOWN_KEY = "Unknown or revoked API key.";
  * shape and, with KEY_SIGNING_SECRET, its mac. A forged customer id stops here. What passes still
  * has to match a stored hash in the customer's object.
  */
-export async function authenticateApiKey(headers: Headers, config: Config): Promise<{ customerId: string; keyHash: string }> {
+/** A key the worker has checked: whose it is, and the hash its object looks up. */
+export type CheckedKey = { customerId: string; keyHash: string };
+
+export async function authenticateApiKey(headers: Headers, config: Config): Promise<CheckedKey> {
   return authenticateKey(apiKeyFrom(headers), config);
 }
 
 /** The same check for a key given some other way (the portal's sign-in form). */
-export async function authenticateKey(key: string | null, config: Config): Promise<{ customerId: string; keyHash: string }> {
+export async function authenticateKey(key: string | null, config: Config): Promise<CheckedKey> {
   if (!key) throw new ApiError("unauthorized", "An API key is required: Authorization: Bearer <key> or X-API-Key: <key>.");
-  const known = checkedKeys(config).get(key);
+  const checkedKeys = checkedKeysOf(config);
+  const known = checkedKeys.get(key);
   if (known) return known;
   const parsed = parseApiKey(key);
   if (!parsed) throw new ApiError("invalid_api_key", UNKNOWN_KEY);
@@ -27,7 +31,8 @@ export async function authenticateKey(key: string | null, config: Config): Promi
     if (!valid) throw new ApiError("invalid_api_key", UNKNOWN_KEY);
   }
   const checked = { customerId: parsed.customerId, keyHash: await sha256Hex(key) };
-  remember(config, key, checked);
+  if (checkedKeys.size >= CHECKED_KEYS_LIMIT) checkedKeys.delete(checkedKeys.keys().next().value!);
+  checkedKeys.set(key, checked);
   return checked;
 }
 
@@ -37,16 +42,10 @@ export async function authenticateKey(key: string | null, config: Config): Promi
  * half is kept: revocation is decided by the object on every request. Bounded; the oldest go first.
  */
 const CHECKED_KEYS_LIMIT = 10_000;
-const checkedByConfig = new WeakMap<Config, Map<string, { customerId: string; keyHash: string }>>();
+const checkedByConfig = new WeakMap<Config, Map<string, CheckedKey>>();
 
-function checkedKeys(config: Config): Map<string, { customerId: string; keyHash: string }> {
+function checkedKeysOf(config: Config): Map<string, CheckedKey> {
   let checked = checkedByConfig.get(config);
   if (!checked) checkedByConfig.set(config, (checked = new Map()));
   return checked;
-}
-
-function remember(config: Config, key: string, checked: { customerId: string; keyHash: string }): void {
-  const keys = checkedKeys(config);
-  if (keys.size >= CHECKED_KEYS_LIMIT) keys.delete(keys.keys().next().value!);
-  keys.set(key, checked);
 }

@@ -93,9 +93,10 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   revokeKey(keyId: string): boolean {
-    const key = this.room.account.exists ? this.room.keys.byKeyId(keyId) : undefined;
-    if (!key || !this.room.keys.revoke(keyId)) return false;
-    this.room.live.keyRevoked(key.hash);
+    const room = this.room;
+    const key = room.account.exists ? room.keys.byKeyId(keyId) : undefined;
+    if (!key || !room.keys.revoke(keyId)) return false;
+    room.live.keyRevoked(key.hash);
     return true;
   }
 

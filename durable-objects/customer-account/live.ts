@@ -92,7 +92,6 @@ export class Live {
     return true;
   }
 
-
   /** A page closed its socket: close our end too (1005 and 1006 may not be sent, so 1000). */
   close(ws: WebSocket, code: number, reason: string): void {
     try {

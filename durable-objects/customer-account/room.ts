@@ -121,7 +121,7 @@ export class Room {
       },
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
-    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts(), foldJournal: () => this.journal.fold() });
+    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts(), foldJournal: fold });
     this.portalLinks = new PortalLinks(this.sql, () => this.config.KEY_SIGNING_SECRET);
     this.autoTopUp = new AutoTopUp(this.sql, {
       timers: this.timers,
