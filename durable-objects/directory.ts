@@ -3,6 +3,7 @@ import { getConfig, type Cohort } from "../src/config";
 import { visitDue } from "../src/cron";
 import type { DirectorySnapshot } from "../src/types";
 import { applyRollup, overview, ROLLUP_SCHEMA, searchCustomers, type CustomerRollup, type Overview } from "./directory-rollup";
+import { ENDED_SESSION_TABLES, EndedSessions } from "./ended-sessions";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS customers (
@@ -41,14 +42,26 @@ export const TEST_OUTBOX_KEPT = 500;
  */
 export class Directory extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private readonly endedSessions: EndedSessions;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.endedSessions = new EndedSessions(this.sql);
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
       this.sql.exec(ROLLUP_SCHEMA);
+      this.sql.exec(ENDED_SESSION_TABLES.v1);
     });
+  }
+
+  /** A dashboard session signed out: its cookie no longer signs anyone in, even if a copy was kept. */
+  endAdminSession(sid: string, expiresAt: number): void {
+    this.endedSessions.end(sid, expiresAt, Date.now());
+  }
+
+  adminSessionEnded(sid: string): boolean {
+    return this.endedSessions.has(sid);
   }
 
   /** Snapshots may arrive out of order; a lower seq than the stored one is ignored. */

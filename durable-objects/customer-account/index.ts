@@ -121,6 +121,23 @@ export class CustomerAccount extends DurableObject<Env> {
     return account.exists && account.row.deleted_at === null && portalLinks.consume(hash, Date.now());
   }
 
+  /**
+   * Who a portal session is, checked on every portal request: null once it was signed out, the
+   * key it signed in with (if any) was revoked, or the customer was deleted.
+   */
+  portalSession(input: { sid: string; keyHash?: string }): CustomerProfile | null {
+    const { account, keys, endedSessions } = this.room;
+    if (!account.exists || account.row.deleted_at !== null || endedSessions.has(input.sid)) return null;
+    if (input.keyHash !== undefined && !keys.isValid(input.keyHash)) return null;
+    return account.profile();
+  }
+
+  /** A portal session signed out: its cookie no longer opens the portal, even if a copy was kept. */
+  endPortalSession(input: { sid: string; expiresAt: number }): void {
+    const { account, endedSessions } = this.room;
+    if (account.exists) endedSessions.end(input.sid, input.expiresAt, Date.now());
+  }
+
   identify(keyHash: string): CustomerProfile | null {
     const { account, keys } = this.room;
     if (!account.exists || !keys.isValid(keyHash) || account.row.deleted_at !== null) return null;
@@ -296,11 +313,6 @@ export class CustomerAccount extends DurableObject<Env> {
   /** Rows per table and the database size; null for an unknown customer. */
   storageStats() {
     return this.room.account.exists ? storageStats(this.ctx.storage) : null;
-  }
-
-  /** The profile alone (deleted ones too), without building a summary; null for an unknown customer. */
-  profile(): CustomerProfile | null {
-    return this.room.account.exists ? this.room.account.profile() : null;
   }
 
   ledgerPage(input: { before?: number; limit: number }) {

@@ -6,6 +6,7 @@ import { AutoTopUp } from "./auto-topup";
 import { ChargeLog } from "./charges";
 import { CheckoutLimit } from "./checkout-limit";
 import { chargeSlack, CohortStore, cohortsFor, type CohortState } from "./cohorts";
+import { EndedSessions } from "../ended-sessions";
 import { DirectorySync } from "./directory-sync";
 import { EmailLog } from "./emails";
 import { GrantBook } from "./grants";
@@ -60,6 +61,7 @@ export class Room {
   readonly live: Live;
   readonly rollup: Rollup;
   readonly portalLinks: PortalLinks;
+  readonly endedSessions: EndedSessions;
   readonly autoTopUp: AutoTopUp;
   readonly usageRetention: UsageRetention;
 
@@ -123,6 +125,7 @@ export class Room {
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
     this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts(), foldJournal: fold });
     this.portalLinks = new PortalLinks(this.sql, () => this.config.KEY_SIGNING_SECRET);
+    this.endedSessions = new EndedSessions(this.sql);
     this.autoTopUp = new AutoTopUp(this.sql, {
       timers: this.timers,
       account: this.account,

@@ -2,6 +2,7 @@ import { ACCOUNT_TABLES } from "./account";
 import { AUTO_TOPUP_TABLES } from "./auto-topup";
 import { CHARGE_TABLES } from "./charges";
 import { DISPUTE_TABLES } from "./payment-tables";
+import { ENDED_SESSION_TABLES } from "../ended-sessions";
 import { CHECKOUT_LIMIT_TABLES } from "./checkout-limit";
 import { COHORT_TABLES } from "./cohorts";
 import { EMAIL_AUDIENCE_TABLES } from "./email-audience";
@@ -58,6 +59,8 @@ export const MIGRATIONS: readonly string[] = [
   KEY_TABLES.v11,
   // v12: the charge journal: a plain charge writes its charge row only; the rest is folded in later.
   JOURNAL_TABLES.v12,
+  // v13: portal sessions signed out before they expired.
+  ENDED_SESSION_TABLES.v1,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,15 +1,18 @@
 import type { Context } from "hono";
-import type { AppEnv } from "../env";
+import { directoryStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { respondWith } from "../web/pages";
 import { readSession, type AdminSession } from "../web/session";
 
 export const DASHBOARD = "/dashboard";
 
-/** The operator's session, or: a redirect to sign in (pages), 401 in the house format (sockets, forms). */
+/**
+ * The operator's session (signed, unexpired, not signed out), or: a redirect to sign in (pages),
+ * 401 in the house format (sockets, forms).
+ */
 export async function requireAdmin(c: Context<AppEnv>): Promise<AdminSession> {
   const session = await readSession(c, "admin");
-  if (session) return session;
+  if (session && !(await directoryStub(c.env).adminSessionEnded(session.sid))) return session;
   if (c.req.method === "GET" && c.req.header("upgrade")?.toLowerCase() !== "websocket") {
     const url = new URL(c.req.url);
     respondWith(c.redirect(`${DASHBOARD}/sign-in?next=${encodeURIComponent(url.pathname + url.search)}`, 303));

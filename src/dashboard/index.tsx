@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { csrf } from "hono/csrf";
 import { COHORTS } from "../config";
-import { customerStub, type AppEnv } from "../env";
+import { customerStub, directoryStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { timingSafeEqualStrings } from "../keys";
 import { authFailureLimited, SIGN_IN_RETRY_AFTER_SECONDS, TOO_MANY_SIGN_INS } from "../middleware/auth-failures";
@@ -10,7 +10,7 @@ import { customerId } from "../routes/admin/customers";
 import { adminCall, must } from "../web/admin-client";
 import { firstList } from "../web/components";
 import { pageErrors, pageHeaders, readForm, safeNext, sameOriginUpgrade, serveAssets } from "../web/pages";
-import { ADMIN_SESSION_SECONDS, endSession, randomToken, startSession } from "../web/session";
+import { ADMIN_SESSION_SECONDS, endSession, freshSession, startSession } from "../web/session";
 import { DASHBOARD, requireAdmin } from "./auth";
 import { LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/live";
 import { CustomerPage, type CustomerPageData } from "./customer-view";
@@ -39,13 +39,14 @@ dashboard.post("/sign-in", async (c) => {
     if (await authFailureLimited(c)) return c.html(<SignIn next={next} error={TOO_MANY_SIGN_INS} />, 429, { "retry-after": String(SIGN_IN_RETRY_AFTER_SECONDS) });
     return c.html(<SignIn next={next} error="That is not the admin token." />, 401);
   }
-  await startSession(c, { kind: "admin", exp: Date.now() + ADMIN_SESSION_SECONDS * 1000, csrf: randomToken() });
+  await startSession(c, { kind: "admin", exp: Date.now() + ADMIN_SESSION_SECONDS * 1000, ...freshSession() });
   return c.redirect(next, 303);
 });
 
 dashboard.post("/sign-out", async (c) => {
   const session = await requireAdmin(c);
   await readForm(c, session);
+  await directoryStub(c.env).endAdminSession(session.sid, session.exp);
   endSession(c, "admin");
   return c.redirect(`${DASHBOARD}/sign-in`, 303);
 });

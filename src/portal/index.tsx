@@ -14,7 +14,7 @@ import { SecretNotice } from "../web/account-parts";
 import { Layout } from "../web/layout";
 import { Notice } from "../web/components";
 import { pageErrors, pageHeaders, readForm, respondWith, sameOriginUpgrade } from "../web/pages";
-import { endSession, PORTAL_SESSION_SECONDS, randomToken, readSession, startSession, type PortalSession } from "../web/session";
+import { endSession, freshSession, PORTAL_SESSION_SECONDS, readSession, startSession, type PortalSession } from "../web/session";
 import { LIVE_KEY_HEADER, LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/live";
 import { parseMajorAmount } from "./auto-top-up";
 import { PORTAL, PortalPage, PortalSignIn, PRODUCT, type PortalData } from "./views";
@@ -29,19 +29,12 @@ export const portal = new Hono<AppEnv>().basePath(PORTAL);
 
 portal.use(pageHeaders(), csrf(), limitBody(16 * 1024));
 
-/** The customer's session and profile; a revoked sign-in key or a deleted customer ends the session. */
+/** The customer's session and profile; signing out, a revoked sign-in key or a deleted customer ends the session. */
 async function requireCustomer(c: Context<AppEnv>): Promise<{ session: PortalSession; customer: CustomerProfile }> {
   const session = await readSession(c, "portal");
   const stub = session ? customerStub(c.env, session.customerId) : null;
-  let customer: CustomerProfile | null = null;
-  if (session && stub) {
-    if (session.keyHash) customer = await stub.identify(session.keyHash);
-    else {
-      // Only who the customer is: the summary (reports, ledger totals) is built for the page alone.
-      const profile = await stub.profile();
-      customer = profile && !profile.deleted ? profile : null;
-    }
-  }
+  // Only who the customer is: the summary (reports, ledger totals) is built for the page alone.
+  const customer = session && stub ? await stub.portalSession({ sid: session.sid, ...(session.keyHash ? { keyHash: session.keyHash } : {}) }) : null;
   if (session && customer) return { session, customer };
   if (session) endSession(c, "portal");
   if (c.req.method === "GET" && c.req.header("upgrade")?.toLowerCase() !== "websocket") respondWith(c.redirect(PORTAL, 303));
@@ -73,7 +66,7 @@ async function portalData(c: Context<AppEnv>, customerId: string): Promise<Porta
 }
 
 async function signIn(c: Context<AppEnv>, customerId: string, keyHash?: string) {
-  const session: PortalSession = { kind: "portal", customerId, exp: Date.now() + PORTAL_SESSION_SECONDS * 1000, csrf: randomToken(), ...(keyHash ? { keyHash } : {}) };
+  const session: PortalSession = { kind: "portal", customerId, exp: Date.now() + PORTAL_SESSION_SECONDS * 1000, ...freshSession(), ...(keyHash ? { keyHash } : {}) };
   await startSession(c, session);
   return session;
 }
@@ -133,6 +126,7 @@ portal.get("/enter", async (c) => {
 portal.post("/sign-out", async (c) => {
   const { session } = await requireCustomer(c);
   await readForm(c, session);
+  await customerStub(c.env, session.customerId).endPortalSession({ sid: session.sid, expiresAt: session.exp });
   endSession(c, "portal");
   return c.redirect(PORTAL, 303);
 });

@@ -8,6 +8,8 @@ export const ADMIN_SESSION_SECONDS = 8 * 3600;
 export const PORTAL_SESSION_SECONDS = 2 * 3600;
 
 interface Common {
+  /** This session's id: signing out records it as ended (the directory or the customer's object). */
+  sid: string;
   /** Expiry, ms since the epoch: checked on every request (the cookie's Max-Age is only a hint). */
   exp: number;
   /** The per-session CSRF token every form of this session carries. */
@@ -43,7 +45,7 @@ export async function sessionSecret(config: Config): Promise<string | null> {
   return hex(await crypto.subtle.sign("HMAC", key, encoder.encode("payg-edge-gateway session key v1")));
 }
 
-export function randomToken(): string {
+function randomToken(): string {
   return hex(crypto.getRandomValues(new Uint8Array(24)).buffer as ArrayBuffer);
 }
 
@@ -84,10 +86,18 @@ export async function readSession<K extends Session["kind"]>(c: Context<AppEnv>,
   if (!secret) return null;
   const value = await getSignedCookie(c, secret, COOKIES[kind].name);
   const session = value ? decode(value) : null;
-  if (!session || session.kind !== kind || typeof session.exp !== "number" || session.exp <= Date.now()) return null;
+  if (!session || session.kind !== kind || typeof session.sid !== "string" || !session.sid || typeof session.exp !== "number" || session.exp <= Date.now()) {
+    return null;
+  }
   return session as Extract<Session, { kind: K }>;
 }
 
+/** A new session's id and CSRF token, both random. */
+export function freshSession(): Pick<Common, "sid" | "csrf"> {
+  return { sid: randomToken(), csrf: randomToken() };
+}
+
+/** Clears the cookie; signing out also records the session as ended where its kind is checked. */
 export function endSession(c: Context<AppEnv>, kind: Session["kind"]): void {
   const cookie = COOKIES[kind];
   deleteCookie(c, cookie.name, { path: cookie.path, secure: !isLocalhost(c.req.url), httpOnly: true, sameSite: "Strict" });

@@ -285,4 +285,33 @@ describe("customer portal in Chromium", () => {
     expect(bob.errors).toEqual([]);
     await bob.context.close();
   });
+
+  it("Sign out ends the session on the server: a copy of the cookie taken before opens nothing", async () => {
+    const bob = await openTab(browser);
+    await bob.page.goto(`${gateway.url}/portal`);
+    await bob.page.getByLabel("API key").fill(keys.cus_bob!.key);
+    await bob.page.getByRole("button", { name: "Sign in" }).click();
+    await bob.page.getByRole("heading", { name: "Bob Babbage", level: 1 }).waitFor();
+    const tabs = [
+      { tab: operator, path: "/dashboard", heading: "Overview", signIn: "/dashboard/sign-in" },
+      { tab: bob, path: "/portal", heading: "Bob Babbage", signIn: "/portal" },
+    ];
+    for (const { tab, path, heading, signIn } of tabs) {
+      await tab.page.goto(`${gateway.url}${path}`);
+      await tab.page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+      const copied = await tab.context.cookies();
+      expect(copied).toHaveLength(1);
+      await tab.page.getByRole("button", { name: "Sign out" }).click();
+      await tab.page.getByRole("button", { name: "Sign in" }).waitFor();
+      expect(new URL(tab.page.url()).pathname).toBe(signIn);
+      expect(await tab.context.cookies()).toEqual([]);
+      // Someone who kept the cookie puts it back: the page is the sign-in form, not the account.
+      await tab.context.addCookies(copied);
+      await tab.page.goto(`${gateway.url}${path}`);
+      await tab.page.getByRole("button", { name: "Sign in" }).waitFor();
+      expect(await tab.page.getByRole("heading", { name: heading, level: 1 }).count()).toBe(0);
+      expect(tab.errors).toEqual([]);
+    }
+    await bob.context.close();
+  });
 });

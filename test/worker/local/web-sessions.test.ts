@@ -46,10 +46,13 @@ describe("dashboard sessions", () => {
     const offsite = await gateway("/dashboard/sign-in", formPost({ token: ADMIN_TOKEN, next: "//evil.example/x" }));
     expect(offsite.headers.get("location")).toBe("/dashboard");
     const csrf = "a".repeat(48);
+    const sid = "b".repeat(48);
     const cases = [
-      await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() - 1000, csrf }),
-      await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() + 3600_000, csrf }, "some-other-secret-0123456789abcdef"),
-      await forgeSession("payg_dashboard", { kind: "portal", customerId: "x", exp: Date.now() + 3600_000, csrf }),
+      await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() - 1000, sid, csrf }),
+      await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() + 3600_000, sid, csrf }, "some-other-secret-0123456789abcdef"),
+      await forgeSession("payg_dashboard", { kind: "portal", customerId: "x", exp: Date.now() + 3600_000, sid, csrf }),
+      // Signed, but without a session id: nothing could end it on the server.
+      await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() + 3600_000, csrf }),
       "payg_dashboard=eyJraW5kIjoiYWRtaW4ifQ.AAAA",
     ];
     for (const cookie of cases) {
@@ -57,7 +60,7 @@ describe("dashboard sessions", () => {
       expect(response.status).toBe(303);
       expect(response.headers.get("location")).toBe("/dashboard/sign-in?next=%2Fdashboard");
     }
-    const valid = await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() + 3600_000, csrf });
+    const valid = await forgeSession("payg_dashboard", { kind: "admin", exp: Date.now() + 3600_000, sid, csrf });
     expect((await gateway("/dashboard", { headers: { cookie: valid } })).status).toBe(200);
   });
 
@@ -86,6 +89,28 @@ describe("dashboard sessions", () => {
     expect(fraction.status).toBe(400);
     expect(fraction.headers.get("content-type")).toContain("text/html");
     expect((await admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(15);
+  });
+
+  it("signing out ends the session on the server: a copy of its cookie kept from before opens nothing", async () => {
+    const cookie = await signIn();
+    const other = await signIn();
+    const csrf = await csrfOf("/dashboard", cookie);
+    const signOut = await gateway("/dashboard/sign-out", formPost({ _csrf: csrf }, cookie));
+    expect(signOut.status).toBe(303);
+    expect(signOut.headers.get("location")).toBe("/dashboard/sign-in");
+    expect(signOut.headers.get("set-cookie")).toContain("Max-Age=0");
+    // The browser forgets the cookie; whoever copied it gets the sign-in page, and no form goes through.
+    const replayed = await gateway("/dashboard", { headers: { cookie }, redirect: "manual" });
+    expect(replayed.status).toBe(303);
+    expect(replayed.headers.get("location")).toBe("/dashboard/sign-in?next=%2Fdashboard");
+    const { id } = await customerWithCredit(10);
+    const grant = await gateway(`/dashboard/customers/${id}/credits`, formPost({ amount: "5", reason: "replayed", idempotency_key: crypto.randomUUID(), _csrf: csrf }, cookie));
+    expect(grant.status).toBe(401);
+    expect((await admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(10);
+    const socket = await gateway(`/dashboard/customers/${id}/live`, { headers: { upgrade: "websocket", cookie, origin: ORIGIN } });
+    expect(socket.status).toBe(401);
+    // Only that session ended: another one, signed in separately, still works.
+    expect((await gateway("/dashboard", { headers: { cookie: other } })).status).toBe(200);
   });
 
   it("pages have friendly HTML errors, a strict CSP and no caching; the JSON API keeps the house error format", async () => {
@@ -159,6 +184,34 @@ describe("portal sessions", () => {
     const after = await gateway("/portal", { headers: { cookie }, redirect: "manual" });
     expect(after.status).toBe(303);
     expect(after.headers.get("set-cookie")).toContain("Max-Age=0");
+  });
+
+  it("signing out of the portal ends that session on the server, and the customer's object keeps only unexpired ends", async () => {
+    echoOrigin();
+    const { id, key, keyId } = await customerWithCredit(25);
+    const cookie = cookieOf(await gateway("/portal/sign-in", formPost({ key })));
+    const other = cookieOf(await gateway("/portal/sign-in", formPost({ key })));
+    const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(await (await gateway("/portal", { headers: { cookie } })).text())![1]!;
+    const signOut = await gateway("/portal/sign-out", formPost({ _csrf: csrf }, cookie));
+    expect(signOut.status).toBe(303);
+    expect(signOut.headers.get("location")).toBe("/portal");
+    const replayed = await gateway("/portal", { headers: { cookie }, redirect: "manual" });
+    expect(replayed.status).toBe(303);
+    expect(replayed.headers.get("set-cookie")).toContain("Max-Age=0");
+    const revoke = await gateway(`/portal/keys/${keyId}/revoke`, formPost({ _csrf: csrf }, cookie));
+    expect(revoke.status).toBe(401);
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(200);
+    expect((await gateway("/portal", { headers: { cookie: other } })).status).toBe(200);
+    // One row per signed-out session, dropped once that session would have expired anyway.
+    const stub = customerStub(id);
+    expect((await stub.storageStats())!.tables.ended_sessions).toBe(1);
+    await stub.endPortalSession({ sid: "soon", expiresAt: Date.now() + 20 });
+    expect((await stub.storageStats())!.tables.ended_sessions).toBe(2);
+    await new Promise((r) => setTimeout(r, 40));
+    await stub.endPortalSession({ sid: "later", expiresAt: Date.now() + 3600_000 });
+    expect((await stub.storageStats())!.tables.ended_sessions).toBe(2);
+    await stub.endPortalSession({ sid: "already-expired", expiresAt: Date.now() - 1 });
+    expect((await stub.storageStats())!.tables.ended_sessions).toBe(2);
   });
 
   it("Top up with Stripe off explains that the provider grants credit, and creates no Checkout session", async () => {
