@@ -64,8 +64,12 @@ export function createGrant(room: Room, input: GrantInput): GrantResult {
     }
   }
   const amount = centsToMicros(input.amountCents);
-  if (room.account.row.balance + amount > MAX_BALANCE_MICROS) return { status: "balance_limit", balanceMicros: room.account.row.balance };
   const source = input.source ?? "admin";
+  // Money already paid is credited whatever the balance: a Checkout session opens only while its
+  // top-up fits (takeCheckoutSlot), auto top-up charges only below its threshold, and one Stripe
+  // payment is at most MAX_STRIPE_AMOUNT_CENTS, so the balance stays far inside exact integers.
+  const paid = source === "checkout" || source === "auto_topup";
+  if (!paid && room.account.row.balance + amount > MAX_BALANCE_MICROS) return { status: "balance_limit", balanceMicros: room.account.row.balance };
   const now = Date.now();
   const created = room.atomically(() => {
     const result = room.wallet.grant(
@@ -81,9 +85,9 @@ export function createGrant(room: Room, input: GrantInput): GrantResult {
         paymentIntent: input.paymentIntent ?? null,
       },
       now,
-      source === "checkout" || source === "auto_topup" ? { last_topup_cents: input.amountCents } : {},
+      paid ? { last_topup_cents: input.amountCents } : {},
     );
-    const kind = source === "checkout" || source === "auto_topup" ? "topup" : "grant";
+    const kind = paid ? "topup" : "grant";
     // Stripe scopes idempotency keys to the account, so the customer id is part of the key.
     const customer = room.account.row.customer_id;
     room.reports.queueCredit(kind, input.reference ? `payg_${kind}_${customer}_${input.reference}` : newId(`payg_${kind}_${customer}`), input.amountCents);

@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { log } from "../../src/log";
+import { centsToMicros } from "../../src/money";
 import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
 import { runDueTimers } from "./alarm";
 import { type AutoTopUpSettings, topUpView } from "./auto-topup";
@@ -25,6 +26,7 @@ import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { pushToStripe } from "./stripe-sync";
 import { balanceCheck, grantView, summary } from "./summary";
 import { usageSeries } from "./usage-series";
+import { MAX_BALANCE_MICROS } from "./wallet";
 
 /**
  * One customer's account, as a Durable Object: the RPC surface over the modules in this folder.
@@ -144,10 +146,16 @@ export class CustomerAccount extends DurableObject<Env> {
     return account.profile();
   }
 
-  /** One Checkout session of the customer's hourly allowance (GOVERNANCE.checkout_limit_per_hour). */
-  takeCheckoutSlot(input: { limit: number; now?: number }): CheckoutSlot {
-    if (!this.room.account.exists) throw new Error("unknown customer");
-    return this.room.checkouts.take(input.limit, input.now ?? Date.now());
+  /**
+   * One Checkout session of the customer's hourly allowance (GOVERNANCE.checkout_limit_per_hour),
+   * and only while a top-up of `amountCents` fits under the largest balance: once paid, a top-up
+   * is credited whatever the balance is by then (createGrant).
+   */
+  takeCheckoutSlot(input: { limit: number; amountCents: number; now?: number }): CheckoutSlot | { ok: false; balanceLimit: true } {
+    const { account, checkouts } = this.room;
+    if (!account.exists) throw new Error("unknown customer");
+    if (account.row.balance + centsToMicros(input.amountCents) > MAX_BALANCE_MICROS) return { ok: false, balanceLimit: true };
+    return checkouts.take(input.limit, input.now ?? Date.now());
   }
 
   // ---------------------------------------------------------------- the request path

@@ -21,7 +21,10 @@ export const billing = new Hono<AppEnv>();
 export async function createTopUpCheckout(env: Env, config: Config, customer: CustomerProfile, amountCents: number, options: { savePaymentMethod?: boolean } = {}) {
   if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
-  const slot = await customerStub(env, customer.id).takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour });
+  const slot = await customerStub(env, customer.id).takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour, amountCents });
+  if (!slot.ok && "balanceLimit" in slot) {
+    throw new ApiError("conflict", "This top-up would take the balance past the largest balance the gateway holds.");
+  }
   if (!slot.ok) {
     throw new ApiError(
       "rate_limited",

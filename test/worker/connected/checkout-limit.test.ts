@@ -57,10 +57,37 @@ describe("POST /billing/checkout is limited per customer (error)", () => {
     const { id } = await stripeCustomer(stripe);
     const stub = customerStub(id);
     const t0 = Date.now();
-    expect(await stub.takeCheckoutSlot({ limit: 2, now: t0 })).toEqual({ ok: true });
-    expect(await stub.takeCheckoutSlot({ limit: 2, now: t0 + 60_000 })).toEqual({ ok: true });
-    expect(await stub.takeCheckoutSlot({ limit: 2, now: t0 + 120_000 })).toEqual({ ok: false, retryAfterSeconds: 3480 });
-    expect(await stub.takeCheckoutSlot({ limit: 2, now: t0 + HOUR_MS })).toEqual({ ok: true });
-    expect(await stub.takeCheckoutSlot({ limit: 2, now: t0 + HOUR_MS + 1 })).toEqual({ ok: false, retryAfterSeconds: 60 });
+    expect(await stub.takeCheckoutSlot({ limit: 2, amountCents: 1000, now: t0 })).toEqual({ ok: true });
+    expect(await stub.takeCheckoutSlot({ limit: 2, amountCents: 1000, now: t0 + 60_000 })).toEqual({ ok: true });
+    expect(await stub.takeCheckoutSlot({ limit: 2, amountCents: 1000, now: t0 + 120_000 })).toEqual({ ok: false, retryAfterSeconds: 3480 });
+    expect(await stub.takeCheckoutSlot({ limit: 2, amountCents: 1000, now: t0 + HOUR_MS })).toEqual({ ok: true });
+    expect(await stub.takeCheckoutSlot({ limit: 2, amountCents: 1000, now: t0 + HOUR_MS + 1 })).toEqual({ ok: false, retryAfterSeconds: 60 });
+  });
+});
+
+describe("a top-up and the largest balance the gateway holds ($10,000,000)", () => {
+  const grant = (id: string, amount: number) => admin("POST", `/customers/${id}/credits`, { amount, reason: "large account" });
+
+  it("opens no Checkout session for a top-up past it (409, no Stripe call); one opened while it fitted is credited in full once paid", async () => {
+    const { stripe } = connect();
+    const { id, key } = await stripeCustomer(stripe);
+    for (let i = 0; i < 9; i++) expect((await grant(id, 99_999_999)).status).toBe(201);
+    const opened = await gateway("/billing/checkout", checkout(key));
+    expect(opened.status).toBe(201);
+    const sessionId = ((await opened.json()) as { id: string }).id;
+    // Meanwhile the balance reaches 999,999,990 cents: a grant of 11 more is refused, and so is a new top-up.
+    expect((await grant(id, 99_999_999)).status).toBe(201);
+    expect((await grant(id, 11)).status).toBe(409);
+    const refused = await gateway("/billing/checkout", checkout(key));
+    expect(refused.status).toBe(409);
+    expect(((await refused.json()) as any).error).toMatchObject({ code: "conflict", message: expect.stringContaining("largest balance") });
+    expect(sessionsOf(stripe)).toHaveLength(1);
+    // The customer paid for the session opened before: that money becomes credit, past the limit or not.
+    stripe.completeCheckout(sessionId);
+    await deliverAll(stripe);
+    const { balance } = (await admin("GET", `/customers/${id}`)).body;
+    expect(balance).toMatchObject({ available_cents: 1_000_000_990, ledger_sum_exact_cents: "1000000990" });
+    const ledger = (await admin("GET", `/customers/${id}/ledger`)).body;
+    expect(JSON.stringify(ledger)).toContain(`Stripe Checkout ${sessionId}`);
   });
 });
