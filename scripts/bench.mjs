@@ -171,6 +171,35 @@ function plainWorker(originUrl) {
 }
 
 /**
+ * The floor of any metered stream: the plain worker, but every chunk of the response is read in
+ * JavaScript and handed on, one piece per read (a pull stream with no buffer, as the gateway's
+ * `sse:events` meter hands events over). No parsing, no object, no hold.
+ */
+function jsStreamWorker(originUrl) {
+  return {
+    name: "js-stream",
+    modules: true,
+    compatibilityDate,
+    bindings: { ORIGIN_URL: originUrl },
+    script: `export default { async fetch(request, env) {
+      const url = new URL(request.url);
+      const response = await fetch(new URL(url.pathname + url.search, env.ORIGIN_URL), { method: request.method, headers: request.headers, body: request.body });
+      const reader = response.body.getReader();
+      const body = new ReadableStream({
+        async pull(controller) {
+          const { value, done } = await reader.read();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        },
+        cancel(reason) { return reader.cancel(reason); },
+      }, { highWaterMark: 0 });
+      return new Response(body, response);
+    } };`,
+    routes: ["js-stream.bench/*"],
+  };
+}
+
+/**
  * The floor: the plain worker plus the one thing the design cannot avoid, one RPC to the
  * caller's SQLite-backed object, which does one synchronous SQLite write (a debit of a balance
  * row, like the gateway's) and returns. MODE "none" is the same RPC with no write (`rpc_only`).
@@ -346,6 +375,7 @@ async function main() {
   // Local mode (no Stripe): every worker in one workerd process, so they share the same machine.
   const mf = miniflare([
     plainWorker(origin.url),
+    jsStreamWorker(origin.url),
     floorWorker("floor", origin.url, "write"),
     floorWorker("rpc-only", origin.url, "none"),
     gatewayWorker("gateway", scriptPath, { ORIGIN_URL: origin.url, GROUP_COMMIT: true }),
@@ -408,20 +438,8 @@ async function main() {
       `gateway_rpc_delay_${RPC_DELAY_MS}ms`,
       () => load({ base, host: "gateway-delay.bench", concurrency: 32, total: COUNTS.delay, request: data(spreadKey(spreadDelay)) }),
     ],
-    [
-      "plain_stream",
-      async () => {
-        const result = await load({
-          base,
-          host: "plain.bench",
-          concurrency: 32,
-          total: COUNTS.streams,
-          request: () => ({ path: `/v1/stream?events=${STREAM_EVENTS}` }),
-          countEvents: true,
-        });
-        return { ...result, events_per_s: result.events / result.seconds, events_expected: result.requests * STREAM_EVENTS };
-      },
-    ],
+    ["plain_stream", () => streamRow("plain.bench")],
+    ["js_stream", () => streamRow("js-stream.bench")],
     [
       "gateway_stream",
       async () => {
@@ -446,6 +464,19 @@ async function main() {
       },
     ],
   ];
+
+  /** A stream row with no key: each of COUNTS.streams requests streams STREAM_EVENTS events, all counted. */
+  async function streamRow(host) {
+    const result = await load({
+      base,
+      host,
+      concurrency: 32,
+      total: COUNTS.streams,
+      request: () => ({ path: `/v1/stream?events=${STREAM_EVENTS}` }),
+      countEvents: true,
+    });
+    return { ...result, events_per_s: result.events / result.seconds, events_expected: result.requests * STREAM_EVENTS };
+  }
 
   /** The spread customers' balances, summed, in micro-cents. */
   async function spreadBalanceMicros(adminCall, prefix, count) {
@@ -587,7 +618,9 @@ async function main() {
     floor_1conn_added_p50_ms: m("floor_1conn").p50 - m("plain_1conn").p50,
     gateway_1conn_added_p50_ms: m("gateway_1conn").p50 - m("plain_1conn").p50,
     gateway_1conn_added_p50_over_floor_ms: m("gateway_1conn").p50 - m("floor_1conn").p50,
+    js_stream_vs_plain_stream: ratio("js_stream", "plain_stream"),
     gateway_stream_vs_plain_stream: ratio("gateway_stream", "plain_stream"),
+    gateway_stream_vs_js_stream: ratio("gateway_stream", "js_stream"),
     rpc_delay_added_p50_ms: m(`gateway_rpc_delay_${RPC_DELAY_MS}ms`).p50 - m("gateway").p50,
   };
   const hotCheck = (id) => {
@@ -621,11 +654,18 @@ async function main() {
     [`gateway_rpc_delay_${RPC_DELAY_MS}ms`, `5. Gateway, object ${RPC_DELAY_MS} ms away (each way)`, `${m(`gateway_rpc_delay_${RPC_DELAY_MS}ms`).requests} req, 32 conns, ${x}`, perf(`gateway_rpc_delay_${RPC_DELAY_MS}ms`), `p50 +${fmt(ratios.rpc_delay_added_p50_ms, 2)} ms over gateway; ${okCheck(`gateway_rpc_delay_${RPC_DELAY_MS}ms`)}`],
     ["plain_stream", "6. Plain worker, streamed response (SSE)", `${m("plain_stream").requests} streams × ${STREAM_EVENTS} events, 32 conns, ${x}`, `${fmt(m("plain_stream").events_per_s)} events/s, ${fmt(m("plain_stream").rps)} streams/s, p50 ${fmt(m("plain_stream").p50, 2)} ms, p99 ${fmt(m("plain_stream").p99, 2)} ms`, `${m("plain_stream").events} of ${m("plain_stream").events_expected} events arrived`],
     [
+      "js_stream",
+      "6. Stream floor: each chunk read and handed on in JavaScript",
+      `${m("js_stream").requests} streams × ${STREAM_EVENTS} events, 32 conns, ${x}`,
+      `${fmt(m("js_stream").events_per_s)} events/s, ${fmt(m("js_stream").rps)} streams/s, p50 ${fmt(m("js_stream").p50, 2)} ms, p99 ${fmt(m("js_stream").p99, 2)} ms`,
+      `×${fmt(ratios.js_stream_vs_plain_stream, 2)} of plain_stream; ${m("js_stream").events} of ${m("js_stream").events_expected} events arrived`,
+    ],
+    [
       "gateway_stream",
       `6. Gateway, metered stream (sse:events, ${STREAM_EVENT_PRICE_CENTS} cents an event, held 16 at a time)`,
       `${m("gateway_stream").requests} streams × ${STREAM_EVENTS} events over 100 customers, 32 conns, ${x}`,
       `${fmt(m("gateway_stream").events_per_s)} events/s, ${fmt(m("gateway_stream").rps)} streams/s, p50 ${fmt(m("gateway_stream").p50, 2)} ms, p99 ${fmt(m("gateway_stream").p99, 2)} ms`,
-      `×${fmt(ratio("gateway_stream", "plain_stream"), 2)} of plain_stream; ${m("gateway_stream").events} of ${m("gateway_stream").events_expected} events arrived; charged = events × price in every run: ${runs.get("gateway_stream").every((r) => r.exact) ? "yes" : "NO"}`,
+      `×${fmt(ratios.gateway_stream_vs_js_stream, 2)} of js_stream, ×${fmt(ratios.gateway_stream_vs_plain_stream, 2)} of plain_stream; ${m("gateway_stream").events} of ${m("gateway_stream").events_expected} events arrived; charged = events × price in every run: ${runs.get("gateway_stream").every((r) => r.exact) ? "yes" : "NO"}`,
     ],
     ...COUNTS.stripe.map(([id, customers]) => {
       const r = m(id);

@@ -21,6 +21,7 @@ const IDS = [
   "many_customers",
   "gateway_rpc_delay_40ms",
   "plain_stream",
+  "js_stream",
   "gateway_stream",
   "stripe_calls_10c",
   "stripe_calls_100c",
@@ -105,11 +106,13 @@ describe("npm run bench (smoke)", () => {
     // The delayed row pays two artificial 40 ms waits per request.
     expect(byId.get("gateway_rpc_delay_40ms")!.p50_ms).toBeGreaterThanOrEqual(80);
     expect(byId.get("plain_stream")!.events).toBe(byId.get("plain_stream")!.events_expected);
+    expect(byId.get("js_stream")!.events).toBe(byId.get("js_stream")!.events_expected);
     // Every event of every metered stream arrived, and the customers paid exactly for them.
     expect(byId.get("gateway_stream")!.events).toBe(byId.get("gateway_stream")!.events_expected);
     expect(byId.get("gateway_stream")!.exact).toBe(true);
     expect(table).toMatch(/charged = events × price in every run: yes/);
     expect(json.ratios.floor_vs_plain).toBeGreaterThan(0);
     expect(json.ratios.gateway_vs_floor).toBeGreaterThan(0);
+    expect(json.ratios.gateway_stream_vs_js_stream).toBeGreaterThan(0);
   });
 });

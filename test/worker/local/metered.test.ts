@@ -7,7 +7,7 @@ import { getConfig, resolveMeter } from "../../../src/config";
 import worker from "../../../src/index";
 import { meterResponse } from "../../../src/proxy/metered";
 import { sha256Hex } from "../../../src/keys";
-import { eventData, isUnitEvent } from "../../../src/metering/sse";
+import { eventData, isUnitEvent, SseSplitter } from "../../../src/metering/sse";
 import { server } from "../setup";
 import { customerStub, customerWithCredit, gateway, ORIGIN, withKey } from "../helpers";
 
@@ -318,7 +318,39 @@ describe("Idempotency-Key on billed requests", () => {
   });
 });
 
+/** The blank-line split, done on the whole text at once (what EventSource does). */
+function splitWhole(text: string): { events: string[]; rest: string } {
+  const events: string[] = [];
+  let rest = text;
+  for (let match = /\r\n\r\n|\n\n|\r\r/.exec(rest); match; match = /\r\n\r\n|\n\n|\r\r/.exec(rest)) {
+    events.push(rest.slice(0, match.index + match[0].length));
+    rest = rest.slice(match.index + match[0].length);
+  }
+  return { events, rest };
+}
+
 describe("sse:events counting (property)", () => {
+  it("the splitter finds the same events however the bytes are cut (inside a line ending or a character too)", () => {
+    const piece = fc.oneof(fc.constantFrom("\n", "\r", "\r\n", "data: ", "é", "€", "🙂", ": c", "[DONE]"), fc.string({ maxLength: 6 }));
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 40 }), fc.array(fc.nat(), { maxLength: 12 }), (pieces, cuts) => {
+        const text = pieces.join("");
+        const bytes = new TextEncoder().encode(text);
+        const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        const splitter = new SseSplitter();
+        const events: string[] = [];
+        let from = 0;
+        for (const to of [...at, bytes.length]) {
+          events.push(...splitter.push(bytes.subarray(from, to)));
+          from = to;
+        }
+        expect({ events, rest: splitter.rest() }).toEqual(splitWhole(text));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+
   it("an event is a unit exactly when it has data that is not [DONE], whatever its lines and line endings", () => {
     const line = fc.oneof(
       fc.constantFrom("data", "data:", "data: [DONE]", "data:[DONE]", "data: [DONE] ", "id: 7", "event: ping", ": comment", "retry: 10", "datum: x", " data: x"),
