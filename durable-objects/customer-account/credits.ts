@@ -1,9 +1,10 @@
 import { newId } from "../../src/keys";
+import { log } from "../../src/log";
 import { centsToMicros, microsToWholeCents } from "../../src/money";
 import { settleClawbacks } from "./clawbacks";
 import { spendable, type Grant, type GrantCategory, type GrantSource } from "./grants";
 import type { Room } from "./room";
-import { MAX_BALANCE_MICROS } from "./wallet";
+import { MAX_BALANCE_MICROS, MAX_PAID_BALANCE_MICROS } from "./wallet";
 
 export interface GrantInput {
   customerId: string;
@@ -65,11 +66,16 @@ export function createGrant(room: Room, input: GrantInput): GrantResult {
   }
   const amount = centsToMicros(input.amountCents);
   const source = input.source ?? "admin";
-  // Money already paid is credited whatever the balance: a Checkout session opens only while its
-  // top-up fits (takeCheckoutSlot), auto top-up charges only below its threshold, and one Stripe
-  // payment is at most MAX_STRIPE_AMOUNT_CENTS, so the balance stays far inside exact integers.
+  // Money already paid is credited past MAX_BALANCE_MICROS: a Checkout session opens only while its
+  // top-up fits (takeCheckoutSlot) and auto top-up charges only below its threshold, so only
+  // sessions opened earlier land past it. They may take it up to MAX_PAID_BALANCE_MICROS, still
+  // exact; a payment past even that is not credited, and the log says so.
   const paid = source === "checkout" || source === "auto_topup";
-  if (!paid && room.account.row.balance + amount > MAX_BALANCE_MICROS) return { status: "balance_limit", balanceMicros: room.account.row.balance };
+  const limit = paid ? MAX_PAID_BALANCE_MICROS : MAX_BALANCE_MICROS;
+  if (room.account.row.balance + amount > limit) {
+    if (paid) log.error(`${input.reason}: paid, but ${input.amountCents} cents would take the balance past exact integers; not credited (refund it)`);
+    return { status: "balance_limit", balanceMicros: room.account.row.balance };
+  }
   const now = Date.now();
   const created = room.atomically(() => {
     const result = room.wallet.grant(

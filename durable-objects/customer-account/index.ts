@@ -134,10 +134,12 @@ export class CustomerAccount extends DurableObject<Env> {
     return account.profile();
   }
 
-  /** A portal session signed out: its cookie no longer opens the portal, even if a copy was kept. */
+  /** A portal session signed out: its cookie no longer opens the portal, even if a copy was kept, and its live sockets close. */
   endPortalSession(input: { sid: string; expiresAt: number }): void {
-    const { account, endedSessions } = this.room;
-    if (account.exists) endedSessions.end(input.sid, input.expiresAt, Date.now());
+    const { account, endedSessions, live } = this.room;
+    if (!account.exists) return;
+    endedSessions.end(input.sid, input.expiresAt, Date.now());
+    live.sessionEnded(input.sid);
   }
 
   identify(keyHash: string): CustomerProfile | null {

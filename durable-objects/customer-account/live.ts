@@ -5,10 +5,15 @@ import type { CohortStore } from "./cohorts";
 
 /** Sockets watching this customer's balance carry this tag (WebSocket hibernation API). */
 export const LIVE_TAG = "live";
-/** The worker's upgrade request says until when its viewer's session runs, and which API key it signed in with. */
+/**
+ * The worker's upgrade request says until when its viewer's session runs, which API key it signed
+ * in with, and which portal session it is (so signing out closes it).
+ */
 export const LIVE_UNTIL_HEADER = "x-payg-live-until";
 export const LIVE_KEY_HEADER = "x-payg-live-key";
+export const LIVE_SESSION_HEADER = "x-payg-live-session";
 const UNTIL_TAG = "until:";
+const SESSION_TAG = "session:";
 /** The close code a page gets when its session ends (4000–4999: for applications). */
 const SESSION_ENDED = 4001;
 const KEY_TAG = "key:";
@@ -65,9 +70,10 @@ export class Live {
     const until = Number(request.headers.get(LIVE_UNTIL_HEADER));
     if (!Number.isSafeInteger(until) || until <= Date.now()) return new Response("The viewer's session has ended.", { status: 403 });
     const keyHash = request.headers.get(LIVE_KEY_HEADER);
+    const sid = request.headers.get(LIVE_SESSION_HEADER);
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
-    // The socket ends with its session: its expiry, and the key it signed in with, are its tags.
-    this.state.acceptWebSocket(server, [LIVE_TAG, UNTIL_TAG + until, ...(keyHash ? [KEY_TAG + keyHash] : [])]);
+    // The socket ends with its session: its expiry, the key it signed in with and the session are its tags.
+    this.state.acceptWebSocket(server, [LIVE_TAG, UNTIL_TAG + until, ...(keyHash ? [KEY_TAG + keyHash] : []), ...(sid ? [SESSION_TAG + sid] : [])]);
     server.send(JSON.stringify(current));
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -82,6 +88,11 @@ export class Live {
   /** A revoked API key ends the live balance of every portal session it signed in. */
   keyRevoked(keyHash: string): void {
     for (const ws of this.state.getWebSockets(KEY_TAG + keyHash)) this.close(ws, SESSION_ENDED, "The API key this session signed in with was revoked.");
+  }
+
+  /** A portal session signed out: its live balance ends in every tab that had it open. */
+  sessionEnded(sid: string): void {
+    for (const ws of this.state.getWebSockets(SESSION_TAG + sid)) this.close(ws, SESSION_ENDED, "Signed out.");
   }
 
   /** Closes a socket whose session has expired; true when it did. */

@@ -4,6 +4,8 @@ import type { EntryKind, Ledger, UsageEntry } from "./ledger";
 
 /** The largest balance an account may hold, in micro-cents: $10M, far inside exact integer range. */
 export const MAX_BALANCE_MICROS = 1_000_000_000 * 1_000_000;
+/** How far paid top-ups may take it (sessions opened while they fitted): still exact, 8e15 < 2^53. */
+export const MAX_PAID_BALANCE_MICROS = 8 * MAX_BALANCE_MICROS;
 
 export interface NewGrant {
   amount: number;

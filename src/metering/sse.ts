@@ -1,7 +1,13 @@
 /**
+ * Where an event ends: a line terminator (CRLF, LF, or a CR not followed by LF) followed by
+ * another, the blank line. Line endings may be mixed within a stream, as the SSE grammar allows.
+ */
+const BLANK_LINE = /(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)/;
+
+/**
  * Server-sent events, split as the browser's EventSource does: an event ends at a blank line
- * (LF, CRLF or CR line endings). Each event is passed on byte for byte; the gateway only looks at
- * its `data:` lines.
+ * (LF, CRLF or CR line endings, mixed or not). Each event is passed on byte for byte; the gateway
+ * only looks at its `data:` lines.
  */
 export class SseSplitter {
   private buffer = "";
@@ -12,7 +18,7 @@ export class SseSplitter {
     this.buffer += this.decoder.decode(chunk, { stream: true });
     const events: string[] = [];
     for (;;) {
-      const end = /\r\n\r\n|\n\n|\r\r/.exec(this.buffer);
+      const end = BLANK_LINE.exec(this.buffer);
       if (!end) break;
       const cut = end.index + end[0].length;
       events.push(this.buffer.slice(0, cut));

@@ -15,7 +15,7 @@ import { Layout } from "../web/layout";
 import { Notice } from "../web/components";
 import { pageErrors, pageHeaders, readForm, respondWith, sameOriginUpgrade } from "../web/pages";
 import { endSession, freshSession, PORTAL_SESSION_SECONDS, readSession, startSession, type PortalSession } from "../web/session";
-import { LIVE_KEY_HEADER, LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/live";
+import { LIVE_KEY_HEADER, LIVE_SESSION_HEADER, LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/live";
 import { parseMajorAmount } from "./auto-top-up";
 import { PORTAL, PortalPage, PortalSignIn, PRODUCT, type PortalData } from "./views";
 
@@ -186,7 +186,7 @@ portal.post("/auto-top-up", async (c) => {
 portal.get("/live", async (c) => {
   const { session } = await requireCustomer(c);
   if (!sameOriginUpgrade(c)) throw new ApiError("invalid_request", "Expected a WebSocket upgrade from a portal page.");
-  const headers: Record<string, string> = { upgrade: "websocket", [LIVE_UNTIL_HEADER]: String(session.exp) };
+  const headers: Record<string, string> = { upgrade: "websocket", [LIVE_UNTIL_HEADER]: String(session.exp), [LIVE_SESSION_HEADER]: session.sid };
   if (session.keyHash) headers[LIVE_KEY_HEADER] = session.keyHash;
   return customerStub(c.env, session.customerId).fetch(new Request("https://customer/live", { headers }));
 });

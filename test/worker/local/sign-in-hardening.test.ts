@@ -81,6 +81,34 @@ describe("the live balance ends with its portal session", () => {
   });
 });
 
+describe("the live balance ends when its portal session signs out", () => {
+  it("signing out closes that session's live socket in every tab, and only that session's", async () => {
+    const a = await customerWithCredit(50, { name: "Live Sign-out" });
+    const open = async (cookie: string) => {
+      const response = await gateway("/portal/live", { headers: { upgrade: "websocket", cookie, origin: ORIGIN } });
+      expect(response.status).toBe(101);
+      const ws = response.webSocket!;
+      const socket = { messages: [] as { available_cents: number }[], closed: null as number | null };
+      ws.addEventListener("message", (event) => socket.messages.push(JSON.parse(event.data as string)));
+      ws.addEventListener("close", (event) => (socket.closed = event.code));
+      ws.accept();
+      await waitFor(() => socket.messages.length === 1);
+      return socket;
+    };
+    const cookie = cookieOf(await gateway("/portal/sign-in", formPost({ key: a.key })));
+    const other = cookieOf(await gateway("/portal/sign-in", formPost({ key: a.key })));
+    const [tab1, tab2, elsewhere] = [await open(cookie), await open(cookie), await open(other)];
+    const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(await (await gateway("/portal", { headers: { cookie } })).text())![1]!;
+    expect((await gateway("/portal/sign-out", formPost({ _csrf: csrf }, cookie))).status).toBe(303);
+    await waitFor(() => tab1.closed !== null && tab2.closed !== null);
+    expect([tab1.closed, tab2.closed]).toEqual([4001, 4001]);
+    expect((await admin("POST", `/customers/${a.id}/credits`, { amount: 7, reason: "after sign-out" })).status).toBe(201);
+    await waitFor(() => elsewhere.messages.at(-1)?.available_cents === 57);
+    expect(elsewhere.closed).toBeNull();
+    expect(tab1.messages).toHaveLength(1);
+  });
+});
+
 describe("failed sign-ins count toward AUTH_FAILURE_LIMITER", () => {
   it("wrong admin tokens at the dashboard sign-in count toward AUTH_FAILURE_LIMITER like the admin API's", async () => {
     const ip = clientIp();
