@@ -155,19 +155,21 @@ function gatewayWorker(name, scriptPath, bindings) {
   };
 }
 
+/** A worker with ORIGIN_URL and nothing else bound, served at `<name>.bench`. */
+function originWorker(name, originUrl, script) {
+  return { name, modules: true, compatibilityDate, bindings: { ORIGIN_URL: originUrl }, script, routes: [`${name}.bench/*`] };
+}
+
 /** The baseline: a plain pass-through proxy to the same origin, nothing else. */
 function plainWorker(originUrl) {
-  return {
-    name: "plain",
-    modules: true,
-    compatibilityDate,
-    bindings: { ORIGIN_URL: originUrl },
-    script: `export default { async fetch(request, env) {
+  return originWorker(
+    "plain",
+    originUrl,
+    `export default { async fetch(request, env) {
       const url = new URL(request.url);
       return fetch(new URL(url.pathname + url.search, env.ORIGIN_URL), { method: request.method, headers: request.headers, body: request.body });
     } };`,
-    routes: ["plain.bench/*"],
-  };
+  );
 }
 
 /**
@@ -176,12 +178,10 @@ function plainWorker(originUrl) {
  * `sse:events` meter hands events over). No parsing, no object, no hold.
  */
 function jsStreamWorker(originUrl) {
-  return {
-    name: "js-stream",
-    modules: true,
-    compatibilityDate,
-    bindings: { ORIGIN_URL: originUrl },
-    script: `export default { async fetch(request, env) {
+  return originWorker(
+    "js-stream",
+    originUrl,
+    `export default { async fetch(request, env) {
       const url = new URL(request.url);
       const response = await fetch(new URL(url.pathname + url.search, env.ORIGIN_URL), { method: request.method, headers: request.headers, body: request.body });
       const reader = response.body.getReader();
@@ -195,8 +195,7 @@ function jsStreamWorker(originUrl) {
       }, { highWaterMark: 0 });
       return new Response(body, response);
     } };`,
-    routes: ["js-stream.bench/*"],
-  };
+  );
 }
 
 /**

@@ -4,14 +4,14 @@ import { apiKeyFrom, keyMacMatches, parseApiKey, sha256Hex } from "./keys";
 
 export const UNKNOWN_KEY = "Unknown or revoked API key.";
 
+/** A key the worker has checked: whose it is, and the hash its object looks up. */
+export type CheckedKey = { customerId: string; keyHash: string };
+
 /**
  * The worker's half of API key authentication, before any Durable Object is touched: the key's
  * shape and, with KEY_SIGNING_SECRET, its mac. A forged customer id stops here. What passes still
  * has to match a stored hash in the customer's object.
  */
-/** A key the worker has checked: whose it is, and the hash its object looks up. */
-export type CheckedKey = { customerId: string; keyHash: string };
-
 export async function authenticateApiKey(headers: Headers, config: Config): Promise<CheckedKey> {
   return authenticateKey(apiKeyFrom(headers), config);
 }

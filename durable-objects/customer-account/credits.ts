@@ -37,6 +37,11 @@ export function creditOutcome(result: GrantResult) {
   };
 }
 
+/** Whether `micros` more credit keeps the balance within `limit` (by default the largest balance an account holds). */
+export function fitsBalance(room: Room, micros: number, limit = MAX_BALANCE_MICROS): boolean {
+  return room.account.row.balance + micros <= limit;
+}
+
 /** The same request again (an Idempotency-Key reused) must describe the same grant. */
 function sameGrant(g: Grant, input: GrantInput): boolean {
   return (
@@ -71,8 +76,7 @@ export function createGrant(room: Room, input: GrantInput): GrantResult {
   // sessions opened earlier land past it. They may take it up to MAX_PAID_BALANCE_MICROS, still
   // exact; a payment past even that is not credited, and the log says so.
   const paid = source === "checkout" || source === "auto_topup";
-  const limit = paid ? MAX_PAID_BALANCE_MICROS : MAX_BALANCE_MICROS;
-  if (room.account.row.balance + amount > limit) {
+  if (!fitsBalance(room, amount, paid ? MAX_PAID_BALANCE_MICROS : MAX_BALANCE_MICROS)) {
     if (paid) log.error(`${input.reason}: paid, but ${input.amountCents} cents would take the balance past exact integers; not credited (refund it)`);
     return { status: "balance_limit", balanceMicros: room.account.row.balance };
   }

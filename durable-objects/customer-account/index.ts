@@ -6,7 +6,7 @@ import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from
 import { runDueTimers } from "./alarm";
 import { type AutoTopUpSettings, topUpView } from "./auto-topup";
 import type { CheckoutSlot } from "./checkout-limit";
-import { createGrant, creditOutcome, deduct, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
+import { createGrant, creditOutcome, deduct, fitsBalance, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
 import { runCycle } from "./cycle";
 import type { EmailRow } from "./emails";
 import type { Grant } from "./grants";
@@ -15,7 +15,7 @@ import type { SettleReason } from "./holds";
 import type { StoredResponse } from "./idempotency";
 import type { CapPeriod } from "./keys";
 import { LIVE_TAG } from "./live";
-import { upsertProfileAndAutoTopUp } from "./profile";
+import { activeProfile, upsertProfileAndAutoTopUp } from "./profile";
 import { resolveReport, retryReport } from "./report-operator";
 import { extendHold, keepHold, settleHold, type ExtendResult, type SettleResult } from "./hold-settlement";
 import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput, type RefundResult } from "./requests";
@@ -26,7 +26,6 @@ import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { pushToStripe } from "./stripe-sync";
 import { balanceCheck, grantView, summary } from "./summary";
 import { usageSeries } from "./usage-series";
-import { MAX_BALANCE_MICROS } from "./wallet";
 
 /**
  * One customer's account, as a Durable Object: the RPC surface over the modules in this folder.
@@ -128,10 +127,8 @@ export class CustomerAccount extends DurableObject<Env> {
    * key it signed in with (if any) was revoked, or the customer was deleted.
    */
   portalSession(input: { sid: string; keyHash?: string }): CustomerProfile | null {
-    const { account, keys, endedSessions } = this.room;
-    if (!account.exists || account.row.deleted_at !== null || endedSessions.has(input.sid)) return null;
-    if (input.keyHash !== undefined && !keys.isValid(input.keyHash)) return null;
-    return account.profile();
+    const room = this.room;
+    return room.account.exists && !room.endedSessions.has(input.sid) ? activeProfile(room, input.keyHash) : null;
   }
 
   /** A portal session signed out: its cookie no longer opens the portal, even if a copy was kept, and its live sockets close. */
@@ -143,9 +140,7 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   identify(keyHash: string): CustomerProfile | null {
-    const { account, keys } = this.room;
-    if (!account.exists || !keys.isValid(keyHash) || account.row.deleted_at !== null) return null;
-    return account.profile();
+    return activeProfile(this.room, keyHash);
   }
 
   /**
@@ -156,7 +151,7 @@ export class CustomerAccount extends DurableObject<Env> {
   takeCheckoutSlot(input: { limit: number; amountCents: number; now?: number }): CheckoutSlot | { ok: false; balanceLimit: true } {
     const { account, checkouts } = this.room;
     if (!account.exists) throw new Error("unknown customer");
-    if (account.row.balance + centsToMicros(input.amountCents) > MAX_BALANCE_MICROS) return { ok: false, balanceLimit: true };
+    if (!fitsBalance(this.room, centsToMicros(input.amountCents))) return { ok: false, balanceLimit: true };
     return checkouts.take(input.limit, input.now ?? Date.now());
   }
 

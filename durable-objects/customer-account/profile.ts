@@ -4,6 +4,14 @@ import type { CustomerProfile, ProfilePatch } from "../../src/types";
 import type { AutoTopUpSettings } from "./auto-topup";
 import type { Room } from "./room";
 
+/** The live (not deleted) customer's profile; with a key hash, only while that key is valid. */
+export function activeProfile(room: Room, keyHash?: string): CustomerProfile | null {
+  const { account, keys } = room;
+  if (!account.exists || account.row.deleted_at !== null) return null;
+  if (keyHash !== undefined && !keys.isValid(keyHash)) return null;
+  return account.profile();
+}
+
 /** Creates or updates the customer's profile; a plan change makes the next cycle settle with Stripe. */
 export function upsertProfile(room: Room, customerId: string, patch: ProfilePatch): { created: boolean; customer: CustomerProfile } {
   const created = !room.account.exists;

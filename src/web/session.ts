@@ -97,7 +97,7 @@ export function freshSession(): Pick<Common, "sid" | "csrf"> {
   return { sid: randomToken(), csrf: randomToken() };
 }
 
-/** Clears the cookie; signing out also records the session as ended where its kind is checked. */
+/** Clears the cookie. The sign-out routes also record the session as ended, where its kind is checked. */
 export function endSession(c: Context<AppEnv>, kind: Session["kind"]): void {
   const cookie = COOKIES[kind];
   deleteCookie(c, cookie.name, { path: cookie.path, secure: !isLocalhost(c.req.url), httpOnly: true, sameSite: "Strict" });
