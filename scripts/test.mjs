@@ -40,5 +40,9 @@ for (const [name, command, args] of checks) {
   for (const note of notes) console.log(`  ${note}`);
 }
 
+// The browser tests take the first browser they find (test/browser/find-browser.ts); without one they are skipped, said once here.
+const { NO_BROWSER } = await import("../test/browser/find-browser.ts");
+if (NO_BROWSER) console.log(`! ${NO_BROWSER}`);
+
 const vitest = await run(bin("vitest"), ["run", "--reporter=dot", ...process.argv.slice(2)], { quiet: false });
 process.exit(vitest.code);

@@ -3,6 +3,9 @@ import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
 import { expect } from "vitest";
+import { BROWSER, NO_BROWSER } from "./find-browser";
+
+export { BROWSER, NO_BROWSER };
 
 const root = join(import.meta.dirname, "..", "..");
 /** Every page's screenshot, each run (git-ignored). */
@@ -10,19 +13,15 @@ export const ARTIFACTS = join(root, "test-artifacts", "screenshots");
 /** The README's screenshots, refreshed by `npm run screenshots` (UPDATE_SCREENSHOTS=1). */
 const DOCS = join(root, "docs", "screenshots");
 
-/** Debian's chromium by default; CHROMIUM_PATH points elsewhere (any Chromium or Chrome build). */
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+/** No background traffic: a closed network makes Chromium retry its lookups. */
+const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 export async function launchBrowser(): Promise<Browser> {
-  if (!existsSync(CHROMIUM_PATH)) {
-    throw new Error(`No Chromium at ${CHROMIUM_PATH}: apt-get install chromium (Debian), or set CHROMIUM_PATH to a Chromium or Chrome binary.`);
-  }
-  return chromium.launch({
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    // No background traffic: the machine's network is closed and Chromium would retry lookups.
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  if (BROWSER.kind === "none") throw new Error(NO_BROWSER!);
+  if (BROWSER.kind === "path" && !existsSync(BROWSER.path)) throw new Error(`CHROMIUM_PATH is ${BROWSER.path}, which does not exist.`);
+  // The bundled build unpacks itself into the temp directory on first use (about 2 s), then reuses it.
+  const executablePath = BROWSER.kind === "path" ? BROWSER.path : await (await import("@sparticuz/chromium")).default.executablePath();
+  return chromium.launch({ executablePath, headless: true, args: BROWSER.kind === "bundled" ? [...FLAGS, "--no-zygote"] : FLAGS });
 }
 
 export interface Tab {
@@ -34,7 +33,9 @@ export interface Tab {
 
 /** A fresh context (its own cookies) and page, recording console errors. */
 export async function openTab(browser: Browser, options: BrowserContextOptions = {}): Promise<Tab> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ...options });
+  // A locale of its own: a browser started in a POSIX locale reports navigator.language "en-US@posix",
+  // which Intl refuses as a language tag (the page script formats times with it).
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-US", ...options });
   const page = await context.newPage();
   const errors: string[] = [];
   page.on("console", (message) => {
