@@ -64,17 +64,25 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
     };
     next();
   }
-  /** A response that reports its own usage in a header (a meter with units = "header:x-usage-tokens"). */
+  /**
+   * A response that reports its own usage in a header (a meter with units = "header:x-usage-tokens"),
+   * after `delay_ms` (0-60,000), so a test can act while the request is in flight.
+   */
   function tokens(res, url) {
     const used = bounded(url.searchParams.get("tokens"), 1, 0, 1_000_000);
-    res.writeHead(200, { "content-type": "application/json", "x-usage-tokens": String(used) });
-    res.end(JSON.stringify({ tokens: used }));
+    const timer = setTimeout(() => {
+      res.writeHead(200, { "content-type": "application/json", "x-usage-tokens": String(used) });
+      res.end(JSON.stringify({ tokens: used }));
+    }, bounded(url.searchParams.get("delay_ms"), 0, 0, 60_000));
+    res.on("close", () => clearTimeout(timer));
   }
   /**
-   * An OpenAI-compatible chat completion that writes `max_tokens` words (default 16, at most
-   * 4,096; `max_completion_tokens` also works). `usage` reports them: in the JSON body, or with
-   * `"stream": true` as server-sent events, one chunk per token, then a final chunk with empty
-   * `choices` and the `usage` (as OpenAI sends with stream_options.include_usage), then `[DONE]`.
+   * An OpenAI-compatible chat completion: `n` choices (1-8, default 1), each of
+   * `max_completion_tokens` words, or `max_tokens` when that is absent (default 16, at most 4,096),
+   * as OpenAI reads them. `usage` reports them all: in the JSON body, or with `"stream": true` as
+   * server-sent events, one chunk per token, then, only when the request sets
+   * `stream_options.include_usage` (as OpenAI does), a final chunk with empty `choices` and the
+   * `usage`, then `[DONE]`.
    */
   function chat(res, body) {
     let request;
@@ -86,10 +94,12 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
     if (request === null || typeof request !== "object" || !Array.isArray(request.messages)) {
       return json(res, 400, { error: { message: "messages must be an array.", type: "invalid_request_error", param: "messages", code: null } });
     }
-    const completionTokens = bounded(request.max_completion_tokens ?? request.max_tokens, 16, 1, 4_096);
+    const perChoice = bounded(request.max_completion_tokens ?? request.max_tokens, 16, 1, 4_096);
+    const choices = bounded(request.n, 1, 1, 8);
+    const completionTokens = perChoice * choices;
     const promptTokens = request.messages.reduce((n, m) => n + String(m?.content ?? "").split(/\s+/).filter(Boolean).length, 0);
     const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
-    const words = Array.from({ length: completionTokens }, (_, i) => WORDS[i % WORDS.length]);
+    const words = Array.from({ length: perChoice }, (_, i) => WORDS[i % WORDS.length]);
     const id = `chatcmpl-demo${Date.now().toString(36)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = typeof request.model === "string" ? request.model : "demo-1";
@@ -99,22 +109,24 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
         object: "chat.completion",
         created,
         model,
-        choices: [{ index: 0, message: { role: "assistant", content: words.join(" ") }, finish_reason: "length" }],
+        choices: Array.from({ length: choices }, (_, index) => ({ index, message: { role: "assistant", content: words.join(" ") }, finish_reason: "length" })),
         usage,
       });
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     const chunk = (choices, extra = {}) => `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices, ...extra })}\n\n`;
+    const includeUsage = request.stream_options?.include_usage === true;
     let i = 0;
     const next = () => {
       if (res.destroyed) return;
-      if (i < words.length) {
-        res.write(chunk([{ index: 0, delta: i === 0 ? { role: "assistant", content: words[i] } : { content: " " + words[i] }, finish_reason: null }]));
+      if (i < words.length * choices) {
+        const [index, w] = [Math.floor(i / words.length), i % words.length];
+        res.write(chunk([{ index, delta: w === 0 ? { role: "assistant", content: words[w] } : { content: " " + words[w] }, finish_reason: null }]));
         i++;
         return setImmediate(next);
       }
-      res.write(chunk([{ index: 0, delta: {}, finish_reason: "length" }]));
-      res.write(chunk([], { usage }));
+      for (let index = 0; index < choices; index++) res.write(chunk([{ index, delta: {}, finish_reason: "length" }]));
+      if (includeUsage) res.write(chunk([], { usage }));
       res.end("data: [DONE]\n\n");
     };
     next();

@@ -24,6 +24,8 @@ const apiBase = httpUrl.refine((url) => url.startsWith("https:") || isLoopbackUr
 const signingSecret = z.string().min(32, "must be at least 32 characters (e.g. openssl rand -hex 32)");
 
 const dottedPath = "[A-Za-z0-9_]{1,64}(?:\\.[A-Za-z0-9_]{1,64}){0,15}";
+/** A number in the request's JSON body, by dotted path. */
+const jsonField = z.string().regex(new RegExp(`^json:${dottedPath}$`), 'must be "json:<dotted.path>"');
 /** Where a meter's billed quantity comes from (see src/metering/units.ts). */
 const UnitsSpec = z
   .string()
@@ -42,9 +44,23 @@ const Meter = z.strictObject({
   units: UnitsSpec.default("request"),
   /** The most one request may be charged, in units: reserved before the request is forwarded. */
   hold_units: z.int().min(1).max(100_000_000).optional(),
-  /** Take the hold from the request (e.g. json:max_tokens), capped by hold_units. */
-  hold_units_from: z.string().regex(new RegExp(`^json:${dottedPath}$`), 'must be "json:<dotted.path>"').optional(),
-  /** When the units cannot be read (missing header, bad JSON, client gone): charge the hold, or nothing. */
+  /**
+   * Take the hold from the request: the largest of these fields (e.g. ["json:max_completion_tokens",
+   * "json:max_tokens"]), capped by hold_units; one field may be given as a string.
+   */
+  hold_units_from: z
+    .union([jsonField, z.array(jsonField).min(1).max(8)])
+    .transform((v) => (typeof v === "string" ? [v] : v))
+    .optional(),
+  /** A field of the request that multiplies the hold (e.g. "json:n", completions per request), 1 when absent. */
+  hold_multiplier_from: jsonField.optional(),
+  /**
+   * `sse:json` meters: on a streamed request (`"stream": true`), ask for the usage chunk
+   * (`stream_options.include_usage`) whatever the client sent, and take it out of the stream of a
+   * client that did not ask for it.
+   */
+  include_stream_usage: z.boolean().default(true),
+  /** When a response ends without readable units (missing header, bad JSON): charge the hold, or nothing. */
   on_missing_units: z.enum(["hold", "zero"]).default("hold"),
 });
 
@@ -192,9 +208,19 @@ export interface CompiledMeter {
   pattern: RegExp;
   units: UnitSource;
   holdUnits: number | null;
-  holdFrom: string[] | null;
+  /** Request fields bounding the units (their largest is taken), as dotted paths. */
+  holdFrom: string[][] | null;
+  /** A request field multiplying the hold (completions per request). */
+  holdMultiplierFrom: string[] | null;
+  /** An sse:json meter that asks the origin for the usage chunk of a streamed request. */
+  includeStreamUsage: boolean;
   onMissingUnits: "hold" | "zero";
 }
+
+/** The largest hold multiplier read from a request (OpenAI's `n` is at most 128). */
+export const MAX_HOLD_MULTIPLIER = 128;
+
+const fieldPath = (field: string) => field.slice("json:".length).split(".");
 
 function unitSource(spec: string): UnitSource {
   if (spec === "request") return { kind: "request" };
@@ -270,8 +296,19 @@ export function parseConfig(env: Record<string, unknown>): Config {
     if (meter.units === "request" && (meter.hold_units !== undefined || meter.hold_units_from !== undefined)) {
       problems.push(`PRICING.meters: meter ${meter.name} charges per request: hold_units and hold_units_from apply only to units read from the response`);
     }
-    if (meter.hold_units !== undefined && meter.hold_units * meter.price_cents > MAX_AMOUNT_CENTS * 1_000_000) {
-      problems.push(`PRICING.meters: meter ${meter.name}: hold_units × price_cents is more than the largest balance`);
+    if (meter.hold_units !== undefined && meter.hold_units * MAX_HOLD_MULTIPLIER * meter.price_cents > MAX_AMOUNT_CENTS * 1_000_000) {
+      problems.push(`PRICING.meters: meter ${meter.name}: hold_units × ${MAX_HOLD_MULTIPLIER} (the largest hold multiplier) × price_cents is more than the largest amount`);
+    }
+    if (meter.units === "request" && meter.hold_multiplier_from !== undefined) {
+      problems.push(`PRICING.meters: meter ${meter.name} charges per request: hold_multiplier_from applies only to units read from the response`);
+    }
+    if (!meter.units.startsWith("sse:json:") && meter.include_stream_usage === false) {
+      problems.push(`PRICING.meters: meter ${meter.name}: include_stream_usage applies only to sse:json meters`);
+    }
+    // A client can always keep a stream's usage event from arriving (it hangs up first, or, with
+    // include_stream_usage off, does not ask for it): with "zero" that would make the stream free.
+    if (meter.units.startsWith("sse:json:") && meter.on_missing_units === "zero") {
+      problems.push(`PRICING.meters: meter ${meter.name}: on_missing_units = "zero" is refused for sse:json meters, whose units the client can suppress (use "hold")`);
     }
   }
   if (problems.length) throw new ConfigError(problems);
@@ -284,7 +321,9 @@ export function parseConfig(env: Record<string, unknown>): Config {
     pattern: globToRegExp(m.path),
     units: unitSource(m.units),
     holdUnits: m.hold_units ?? null,
-    holdFrom: m.hold_units_from ? m.hold_units_from.slice("json:".length).split(".") : null,
+    holdFrom: m.hold_units_from ? m.hold_units_from.map(fieldPath) : null,
+    holdMultiplierFrom: m.hold_multiplier_from ? fieldPath(m.hold_multiplier_from) : null,
+    includeStreamUsage: m.units.startsWith("sse:json:") && m.include_stream_usage,
     onMissingUnits: m.on_missing_units,
   }));
   const fallback: CompiledMeter = {
@@ -296,6 +335,8 @@ export function parseConfig(env: Record<string, unknown>): Config {
     units: { kind: "request" },
     holdUnits: null,
     holdFrom: null,
+    holdMultiplierFrom: null,
+    includeStreamUsage: false,
     onMissingUnits: "hold",
   };
   const originUrl = new URL(vars.ORIGIN_URL);

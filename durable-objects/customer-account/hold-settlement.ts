@@ -81,10 +81,11 @@ export interface SettleResult {
 }
 
 /**
- * Settles a hold when its response ends: `units` read (null when they could not be read: the
- * meter's on_missing_units applies) within the hold are charged, the rest goes back; units past
- * the hold are recorded as over_hold (visible, never charged). A failed origin releases the whole
- * hold, within the refund limit. Idempotent: a settled hold answers what it was charged.
+ * Settles a hold when its response ends: the units read are charged (null when they could not be
+ * read: the meter's on_missing_units applies), the unused part of the hold goes back, and units
+ * past the hold are charged on top, into debt if credit is short (the request record keeps them
+ * as over_hold). A failed origin releases the whole hold, within the refund limit. Idempotent: a
+ * settled hold answers what it was charged.
  */
 export function settleHold(room: Room, input: { requestId: string; units: number | null; reason: SettleReason; now?: number }): SettleResult {
   const now = input.now ?? Date.now();
@@ -94,25 +95,38 @@ export function settleHold(room: Room, input: { requestId: string; units: number
     return { chargedMicros: hold.charged ?? 0, chargedUnits: hold.units ?? 0, overHoldUnits: hold.over_hold, balanceMicros: room.wallet.available(hold.meter, now), settled: false };
   }
   const failed = input.reason === "origin_failed" && refundAllowed(room, hold.request_id, now);
-  const { chargedUnits, overHold, charged, released } = failed
-    ? { chargedUnits: 0, overHold: 0, charged: 0, released: hold.held_units * hold.unit_price }
-    : settlement({ heldUnits: hold.held_units, unitPrice: hold.unit_price, onMissing: hold.on_missing }, input.units);
+  const { chargedUnits, overHold, charged, released, extra } = failed
+    ? { chargedUnits: 0, overHold: 0, charged: 0, released: hold.held_units * hold.unit_price, extra: 0 }
+    : settlement({ heldUnits: hold.held_units, unitPrice: hold.unit_price, onMissing: hold.on_missing }, input.units, input.reason);
   room.atomically(() => {
-    const restored = room.wallet.release({ meter: hold.meter, bucket: hold.bucket, now }, hold.receipt, released, (micros) =>
-      room.reports.accrue(hold.plan, hold.meter, micros, chargedUnits),
-    );
-    // Post-paid usage is reported in units; with nothing released the accrual above did not run.
-    if (restored === 0 && hold.plan === "postpaid") room.reports.accrue(hold.plan, hold.meter, 0, chargedUnits);
+    const usage = { meter: hold.meter, bucket: hold.bucket, now };
+    // Prepaid usage owed to Stripe moves with the money; post-paid usage is reported in units, below.
+    const accrue = (micros: number) => room.reports.accrue(hold.plan, hold.meter, micros, 0);
+    if (released > 0) room.wallet.release(usage, hold.receipt, released, { usage: accrue, closed: room.closedGrantDebit(hold.request_id) });
+    if (extra > 0) room.wallet.charge(usage, extra, accrue(-extra), 0);
+    if (hold.plan === "postpaid") room.reports.accrue(hold.plan, hold.meter, 0, chargedUnits);
     if (hold.key_id && released > 0) room.keys.spend(hold.key_id, -released, now, hold.created_at);
+    if (hold.key_id && extra > 0) overCap(room, hold.key_id, extra, now);
     if (overHold > 0) room.holds.recordOverHold(hold.meter, hold.bucket, overHold);
-    room.holds.settled(hold.request_id, { units: input.units, charged: hold.held_units * hold.unit_price - restored, overHold, reason: failed ? "refunded" : input.reason, now });
+    room.holds.settled(hold.request_id, { units: input.units, charged, overHold, reason: failed ? "refunded" : input.reason, now });
     room.changed(now);
   });
-  const settled = room.holds.get(hold.request_id)!;
-  return { chargedMicros: settled.charged!, chargedUnits, overHoldUnits: overHold, balanceMicros: room.wallet.available(hold.meter, now), settled: true };
+  return { chargedMicros: charged, chargedUnits, overHoldUnits: overHold, balanceMicros: room.wallet.available(hold.meter, now), settled: true };
 }
 
-/** The holds timer: holds whose request never settled (its worker went away) are released per on_missing_units. */
+/** Units past a hold count against the key's cap as they are charged: the charge that fills it is the crossing. */
+function overCap(room: Room, keyId: string, micros: number, now: number): void {
+  const key = room.keys.byKeyId(keyId);
+  const before = key ? capHeadroom(key, now) : Infinity;
+  room.keys.spend(keyId, micros, now);
+  if (key && key.spend_cap_cents !== null && before > 0 && capHeadroom(key, now) === 0) room.keyCapReached(key.id, key.spend_cap_cents);
+}
+
+/**
+ * The holds timer: a hold whose request went silent past the origin timeout (its worker went away,
+ * or its client stopped reading) is settled as charged in full; a stream that resumes after that
+ * is cut (keepHold and extendHold answer that it is settled).
+ */
 export function expireHolds(room: Room, now: number): void {
   for (const requestId of room.holds.openExpired(now)) settleHold(room, { requestId, units: null, reason: "expired", now });
   const next = room.holds.prune(now);

@@ -55,11 +55,22 @@ export interface HoldRow {
 
 export type SettleReason = "completed" | "cut_off" | "client_gone" | "units_missing" | "origin_failed" | "refunded" | "expired";
 
-/** What a response-metered request is charged, with no I/O: units within the hold; past it, over_hold. */
-export function settlement(hold: { heldUnits: number; unitPrice: number; onMissing: "hold" | "zero" }, units: number | null) {
-  const chargedUnits = units === null ? (hold.onMissing === "hold" ? hold.heldUnits : 0) : Math.min(units, hold.heldUnits);
-  const overHold = units === null ? 0 : Math.max(0, units - hold.heldUnits);
-  return { chargedUnits, overHold, charged: chargedUnits * hold.unitPrice, released: (hold.heldUnits - chargedUnits) * hold.unitPrice };
+/**
+ * What a response-metered request is charged, with no I/O: every unit the response reports, past
+ * the hold too (`overHold` of them, charged on top: into debt if credit is short). Without
+ * readable units the meter's on_missing_units applies, except to a hold the alarm found
+ * abandoned (`expired`: the gateway lost track of a response it forwarded), which is charged as held.
+ */
+export function settlement(hold: { heldUnits: number; unitPrice: number; onMissing: "hold" | "zero" }, units: number | null, reason: SettleReason) {
+  const chargedUnits = units ?? (hold.onMissing === "hold" || reason === "expired" ? hold.heldUnits : 0);
+  const overHold = Math.max(0, chargedUnits - hold.heldUnits);
+  return {
+    chargedUnits,
+    overHold,
+    charged: chargedUnits * hold.unitPrice,
+    released: Math.max(0, hold.heldUnits - chargedUnits) * hold.unitPrice,
+    extra: overHold * hold.unitPrice,
+  };
 }
 
 /**

@@ -19,6 +19,19 @@ CREATE INDEX IF NOT EXISTS idempotency_stored ON idempotency(created_at) WHERE s
 };
 
 export const IDEMPOTENCY_TIMER = "idempotency";
+
+/**
+ * A client's Idempotency-Key is its API key's alone: another key of the same customer sending the
+ * same value makes a new request (and never sees the first one's response). Client keys are
+ * printable ASCII without spaces, so the space cannot be forged into another key's scope.
+ */
+export function scopedKey(keyId: string, clientKey: string): string {
+  return `${keyId} ${clientKey}`;
+}
+
+function unscoped(scoped: string): string {
+  return scoped.slice(scoped.indexOf(" ") + 1);
+}
 /** A key is good for 24 hours after its first request (the IETF draft's usual window). */
 export const KEY_LIFETIME_MS = 24 * 3_600_000;
 
@@ -47,7 +60,7 @@ interface Row {
 
 /**
  * Client Idempotency-Keys on billed requests (after draft-ietf-httpapi-idempotency-key-header):
- * one charge per customer and key for 24 hours. The first request marks the key in flight in the
+ * one charge per API key and Idempotency-Key for 24 hours. The first request marks the key in flight in the
  * same step as its charge; its response (status, headers, body up to IDEMPOTENCY.max_body_bytes)
  * is then stored for replay. A streamed or oversized response, or one whose request never
  * finished, is not replayable: a retry is refused, never charged again.
@@ -59,7 +72,7 @@ export class IdempotencyStore {
   ) {}
 
   check(key: string, fingerprint: string, now: number, inFlightMs: number): IdempotencyCheck {
-    const row = this.sql.exec("SELECT * FROM idempotency WHERE key = ? AND expires_at > ?", key, now).toArray()[0] as unknown as Row | undefined;
+    const row = this.find(key, now);
     if (!row) return { state: "new" };
     if (row.fingerprint !== fingerprint) return { state: "mismatch" };
     if (row.status === "complete" && row.body !== null) {
@@ -68,6 +81,15 @@ export class IdempotencyStore {
     // A first request that never finished (its worker went away) cannot be told apart from one still running.
     if (row.status === "in_flight" && now - row.created_at < inFlightMs) return { state: "in_progress" };
     return { state: "not_replayable" };
+  }
+
+  /**
+   * The key's row: stored under its scoped form (scopedKey), or, for a request made before keys
+   * were scoped, under the client's key alone; those rows are gone 24 hours after the upgrade.
+   */
+  private find(key: string, now: number): Row | undefined {
+    const rows = this.sql.exec("SELECT * FROM idempotency WHERE key IN (?, ?) AND expires_at > ?", key, unscoped(key), now).toArray() as unknown as Row[];
+    return rows.find((r) => r.key === key) ?? rows[0];
   }
 
   /** In the charge's step: the key is taken by this request. */
@@ -85,12 +107,16 @@ export class IdempotencyStore {
   }
 
   /**
-   * The first request finished: store its response for replay, mark it not replayable (streamed,
-   * too large), or forget the key (an origin 5xx is not stored: a retry is a new request).
+   * The first request finished: store its response for replay (whatever its status: a charged
+   * failure is replayed, never charged again), mark it not replayable (streamed, too large), or
+   * forget the key (its charge was given back: a retry is a new request).
    */
-  finish(key: string, requestId: string, outcome: StoredResponse | "not_replayable" | "forget"): void {
-    const row = this.sql.exec("SELECT request_id, status FROM idempotency WHERE key = ?", key).toArray()[0];
-    if (!row || row.request_id !== requestId || row.status !== "in_flight") return;
+  finish(scoped: string, requestId: string, outcome: StoredResponse | "not_replayable" | "forget"): void {
+    const row = this.sql
+      .exec("SELECT key, status FROM idempotency WHERE key IN (?, ?) AND request_id = ?", scoped, unscoped(scoped), requestId)
+      .toArray()[0];
+    if (!row || row.status !== "in_flight") return;
+    const key = row.key as string;
     if (outcome === "forget") {
       this.sql.exec("DELETE FROM idempotency WHERE key = ?", key);
       return;

@@ -195,7 +195,7 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   /** The first request with an Idempotency-Key finished: its response is kept for replays, or not. */
-  finishIdempotent(input: { key: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
+  finishIdempotent(input: { key: string; keyHash: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
     if (this.room.account.exists) finishIdempotent(this.room, input);
   }
 

@@ -81,7 +81,7 @@ export function withinCap(key: KeyRecord, price: number, nowMs: number): boolean
  * or month inside the customer's one balance.
  */
 export class KeyStore {
-  private byHash = new Map<string, KeyRecord>();
+  private keysByHash = new Map<string, KeyRecord>();
 
   constructor(
     private readonly sql: SqlStorage,
@@ -89,7 +89,7 @@ export class KeyStore {
   ) {}
 
   load(): void {
-    this.byHash = new Map(
+    this.keysByHash = new Map(
       (this.sql.exec("SELECT * FROM api_keys").toArray() as unknown as KeyRecord[]).map((k) => [k.hash, { ...k }]),
     );
   }
@@ -125,7 +125,7 @@ export class KeyStore {
       record.spend_cap_cents,
       record.cap_period,
     );
-    this.byHash.set(hash, record);
+    this.keysByHash.set(hash, record);
     return { id: record.id, key, prefix, created_at: record.created_at, signed };
   }
 
@@ -134,7 +134,7 @@ export class KeyStore {
   }
 
   private byId(keyId: string): KeyRecord | undefined {
-    for (const k of this.byHash.values()) if (k.id === keyId) return k;
+    for (const k of this.keysByHash.values()) if (k.id === keyId) return k;
     return undefined;
   }
 
@@ -179,9 +179,14 @@ export class KeyStore {
     return true;
   }
 
+  /** The key with this hash, revoked or not. */
+  byHash(keyHash: string): KeyRecord | undefined {
+    return this.keysByHash.get(keyHash);
+  }
+
   /** The active key with this hash, or undefined. */
   active(keyHash: string): KeyRecord | undefined {
-    const key = this.byHash.get(keyHash);
+    const key = this.keysByHash.get(keyHash);
     return key && key.revoked_at === null ? key : undefined;
   }
 
@@ -206,7 +211,7 @@ export class KeyStore {
   }
 
   list(nowMs: number) {
-    return [...this.byHash.values()]
+    return [...this.keysByHash.values()]
       .sort((a, b) => a.created_at - b.created_at)
       .map((k) => ({
         id: k.id,
@@ -223,11 +228,11 @@ export class KeyStore {
   }
 
   hasActive(): boolean {
-    for (const k of this.byHash.values()) if (k.revoked_at === null) return true;
+    for (const k of this.keysByHash.values()) if (k.revoked_at === null) return true;
     return false;
   }
 
   count(): number {
-    return this.byHash.size;
+    return this.keysByHash.size;
   }
 }

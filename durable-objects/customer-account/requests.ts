@@ -3,7 +3,7 @@ import { formatCents } from "../../src/money";
 import { mainGrant, planDrain, type Receipt } from "./grants";
 import { decide } from "./governance";
 import { HOLD_MARGIN_MS, HOLDS_TIMER } from "./holds";
-import { IDEMPOTENCY_TIMER, type StoredResponse } from "./idempotency";
+import { IDEMPOTENCY_TIMER, scopedKey, type StoredResponse } from "./idempotency";
 import { periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "./keys";
 import { bucketOf } from "./ledger";
 import type { Room } from "./room";
@@ -49,7 +49,7 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
   const prior = input.retry ? replayOfRequest(room, input, now) : null;
   if (prior) return prior;
   if (input.idempotency) {
-    const seen = room.idempotency.check(input.idempotency.key, input.idempotency.fingerprint, now, holdExpiry(room, 0));
+    const seen = room.idempotency.check(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, now, holdExpiry(room, 0));
     if (seen.state === "replay") return { outcome: "replay", response: seen.response };
     if (seen.state !== "new") return { outcome: `idempotency_${seen.state}` };
   }
@@ -166,7 +166,7 @@ function chargeOrHold(room: Room, input: AuthorizeInput, key: KeyRecord, amount:
     wallet.charge({ meter: input.meter, bucket, now }, amount, room.reports.accrue(a.plan, input.meter, -amount, quantity), 1, receipt);
     if (amount > 0) keys.spend(key.id, amount, now);
     if (input.idempotency) {
-      room.idempotency.begin(input.idempotency.key, input.idempotency.fingerprint, input.requestId, now);
+      room.idempotency.begin(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, input.requestId, now);
       room.timers.at(IDEMPOTENCY_TIMER, now + 24 * 3_600_000);
     }
     // The charge that fills the cap is the crossing: its event is written in this same step.
@@ -247,7 +247,10 @@ export function refund(room: Room, input: { requestId: string; now?: number }): 
   if (row.status === "refunded") return { refunded: false, reason: "already_refunded", balanceMicros: balanceOf(row.meter) };
   if (!refundAllowed(room, row.request_id, now)) return { refunded: false, reason: "refund_limit", balanceMicros: balanceOf(row.meter) };
   const restoredMicros = room.atomically(() => {
-    const restored = wallet.refund({ meter: row.meter, bucket: row.bucket, now }, row.receipt, (micros) => room.reports.accrue(row.plan, row.meter, micros, -1));
+    const restored = wallet.refund({ meter: row.meter, bucket: row.bucket, now }, row.receipt, {
+      usage: (micros) => room.reports.accrue(row.plan, row.meter, micros, -1),
+      closed: room.closedGrantDebit(row.request_id),
+    });
     if (row.key_id) keys.spend(row.key_id, -row.amount, now, row.created_at);
     charges.markRefunded(row.request_id, now);
     room.changed(now);
@@ -257,8 +260,10 @@ export function refund(room: Room, input: { requestId: string; now?: number }): 
 }
 
 /** The first request with an Idempotency-Key finished: keep its response for replays, or not. */
-export function finishIdempotent(room: Room, input: { key: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
-  room.idempotency.finish(input.key, input.requestId, input.outcome);
+export function finishIdempotent(room: Room, input: { key: string; keyHash: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
+  // The key that made the request, revoked since or not.
+  const key = room.keys.byHash(input.keyHash);
+  if (key) room.idempotency.finish(scopedKey(key.id, input.key), input.requestId, input.outcome);
 }
 
 function chargeRetentionMs(room: Room): number {

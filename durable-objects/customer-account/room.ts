@@ -25,7 +25,7 @@ import { StripeEventLog } from "./stripe-event-log";
 import { StripeReports } from "./stripe-reports";
 import { Timers } from "./timers";
 import { UsageRetention } from "./usage-retention";
-import { Wallet } from "./wallet";
+import { Wallet, type GiveBackFields } from "./wallet";
 
 export const EXPIRY_TIMER = "expiry";
 const DAY_MS = 86_400_000;
@@ -294,6 +294,14 @@ export class Room {
   /** A key's charge just took it to its cap: one `key.cap_reached` per key and period. */
   keyCapReached(keyId: string, capCents: number): void {
     this.outbox.emit("key.cap_reached", { key_id: keyId, cap_cents: capCents });
+  }
+
+  /**
+   * A request's charge given back after a grant it drew from closed: that part is the grant's void
+   * or expiry, and leaves Stripe's balance as one too (the usage accrual already gave it back).
+   */
+  closedGrantDebit(requestId: string): NonNullable<GiveBackFields["closed"]> {
+    return (kind, grant, micros) => this.reports.queueDebit(kind, `payg_${kind}_${this.account.row.customer_id}_${grant.id}_${requestId}`, micros);
   }
 
   refundDenied(requestId: string, now: number): void {

@@ -7,6 +7,15 @@ export const MAX_BALANCE_MICROS = 1_000_000_000 * 1_000_000;
 /** How far paid top-ups may take it (sessions opened while they fitted): still exact, 8e15 < 2^53. */
 export const MAX_PAID_BALANCE_MICROS = 8 * MAX_BALANCE_MICROS;
 
+/**
+ * The account fields a give-back writes with its entries: `usage` with the usage entry (the whole
+ * amount no longer counted as usage), `closed` with the void or expiry entry of a closed grant's part.
+ */
+export interface GiveBackFields {
+  usage?: (micros: number) => Partial<AccountRow>;
+  closed?: (kind: "void" | "expiry", grant: Grant, micros: number) => Partial<AccountRow>;
+}
+
 export interface NewGrant {
   amount: number;
   category?: GrantCategory;
@@ -65,54 +74,69 @@ export class Wallet {
 
   /**
    * Gives back `micros` of a hold's receipt (the unused part of a hold), last drained first, in
-   * the hold's bucket; the request itself stays counted. Returns the micro-cents given back (a
-   * grant that closed meanwhile keeps nothing).
+   * the hold's bucket; the request itself stays counted. Returns the micro-cents given back to the
+   * balance; the part that belonged to a grant closed meanwhile is booked as that grant's void or
+   * expiry (`closed`), never as usage.
    */
-  release(usage: Omit<UsageEntry, "amount" | "count">, receipt: Receipt, micros: number, alsoSet: (restored: number) => Partial<AccountRow> = () => ({})): number {
+  release(usage: Omit<UsageEntry, "amount" | "count">, receipt: Receipt, micros: number, alsoSet: GiveBackFields = {}): number {
     let left = micros;
-    let restored = 0;
-    let debtBack = 0;
+    const back: [string, number][] = [];
+    let owed = 0;
     if (receipt.debt > 0) {
-      const owed = Math.min(left, receipt.debt);
-      debtBack = Math.min(owed, this.debt);
-      restored += this.repay(owed - debtBack, usage.now);
+      owed = Math.min(left, receipt.debt);
       left -= owed;
     }
     for (let i = receipt.parts.length - 1; i >= 0 && left > 0; i--) {
       const [id, drained] = receipt.parts[i]!;
-      const back = Math.min(left, drained);
-      left -= back;
-      const grant = this.grants.all.find((g) => g.id === id);
-      if (grant) {
-        this.grants.adjust(grant, back);
-        restored += back;
-      }
+      const amount = Math.min(left, drained);
+      left -= amount;
+      back.push([id, amount]);
     }
-    restored += debtBack;
-    if (restored === 0) return 0;
-    const fields = alsoSet(restored);
-    this.ledger.usage({ ...usage, amount: restored, count: 0 }, debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields);
-    return restored;
+    return this.giveBack(usage, back, owed, 0, alsoSet);
   }
 
   /**
-   * Gives a charge back: into each grant it came from that is still open (a grant that closed
-   * meanwhile keeps nothing: what went back would have expired or been voided with it), and off
-   * the debt. Returns the micro-cents given back.
+   * Gives a charge back, into each grant it came from and off the debt; the part of a grant that
+   * closed meanwhile is booked as its void or expiry (`closed`), as if it had still been in the
+   * grant when it closed. Returns the micro-cents given back to the balance.
    */
-  refund(usage: Omit<UsageEntry, "amount" | "count">, receipt: Receipt, alsoSet: (restored: number) => Partial<AccountRow> = () => ({})): number {
+  refund(usage: Omit<UsageEntry, "amount" | "count">, receipt: Receipt, alsoSet: GiveBackFields = {}): number {
+    return this.giveBack(usage, receipt.parts, receipt.debt, -1, alsoSet);
+  }
+
+  /**
+   * What release and refund share: `parts` back into their grants, `owed` back off the debt (or, if
+   * a later grant paid it off, as a refund grant), in one usage entry of the whole amount
+   * (`count`: -1 for a refunded request, 0 for a hold's unused part); then one void or expiry entry
+   * per closed grant for its part, so the balance moves only by what it can hold again.
+   */
+  private giveBack(usage: Omit<UsageEntry, "amount" | "count">, parts: readonly [string, number][], owed: number, count: number, alsoSet: GiveBackFields): number {
     let restored = 0;
-    for (const [id, micros] of receipt.parts) {
-      const grant = this.grants.all.find((g) => g.id === id);
-      if (grant) {
-        this.grants.adjust(grant, micros);
+    const closed: [Grant, number][] = [];
+    for (const [id, micros] of parts) {
+      if (micros === 0) continue;
+      const open = this.grants.all.find((g) => g.id === id);
+      if (open) {
+        this.grants.adjust(open, micros);
         restored += micros;
+      } else {
+        const grant = this.grants.get(id);
+        if (grant) closed.push([grant, micros]);
       }
     }
-    const debtBack = Math.min(this.debt, receipt.debt);
-    restored += debtBack + this.repay(receipt.debt - debtBack, usage.now);
-    const fields = alsoSet(restored);
-    this.ledger.usage({ ...usage, amount: restored, count: -1 }, debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields);
+    const debtBack = Math.min(owed, this.debt);
+    restored += debtBack + this.repay(owed - debtBack, usage.now);
+    const closedTotal = closed.reduce((sum, [, micros]) => sum + micros, 0);
+    if (restored + closedTotal === 0 && count === 0) return 0;
+    const fields = alsoSet.usage?.(restored + closedTotal) ?? {};
+    this.ledger.usage({ ...usage, amount: restored + closedTotal, count }, debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields);
+    for (const [grant, micros] of closed) {
+      const kind = grant.closed_reason === "voided" ? "void" : "expiry";
+      this.ledger.entry(
+        { kind, amount: -micros, reason: `${kind === "void" ? "voided" : "expired"} ${grant.id}: the part of a request's charge given back after it closed`, now: usage.now, grant: grant.id },
+        alsoSet.closed?.(kind, grant, micros) ?? {},
+      );
+    }
     return restored;
   }
 

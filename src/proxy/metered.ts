@@ -21,6 +21,8 @@ export interface MeterContext {
   stub: Stub;
   requestId: string;
   heldUnits: number;
+  /** The gateway asked for a streamed response's usage chunk (empty `choices`) and the client did not: it is taken out. */
+  stripUsageChunk?: boolean;
   /** Keeps the invocation alive until settlement is written, whatever the client does. */
   waitUntil(promise: Promise<unknown>): void;
 }
@@ -77,17 +79,26 @@ export async function meterResponse(ctx: MeterContext, origin: Response): Promis
 
 /**
  * While a response billed from its body is still arriving, its hold is kept from the object's
- * alarm (which releases holds whose worker went away, origin_timeout_ms + 60 s after the last
- * sign of life): called on every piece read, it renews the hold at most every half origin timeout.
+ * alarm (which settles holds nobody settled, origin_timeout_ms + 60 s after the last sign of
+ * life, as charged in full): called on every piece read, it renews the hold at most every half
+ * origin timeout. A renewal waits for the object's answer only once the hold may have lapsed (a
+ * client that stopped reading for that long): false means the alarm settled it, and a stream
+ * still running is then cut, never continued for free.
  */
-function holdKeeper(ctx: MeterContext): () => void {
+function holdKeeper(ctx: MeterContext): () => Promise<boolean> | null {
   const every = ctx.config.GOVERNANCE.origin_timeout_ms / 2;
   let last = Date.now();
   return () => {
     const now = Date.now();
-    if (now - last < every) return;
+    if (now - last < every) return null;
+    const lapsed = now - last >= ctx.config.GOVERNANCE.origin_timeout_ms;
     last = now;
-    ctx.waitUntil(ctx.stub.keepHold({ requestId: ctx.requestId }).catch((error) => log.warn(`request ${ctx.requestId}: keeping its hold failed`, error)));
+    const renewed = ctx.stub.keepHold({ requestId: ctx.requestId }).catch((error) => {
+      log.warn(`request ${ctx.requestId}: keeping its hold failed`, error);
+      return true;
+    });
+    ctx.waitUntil(renewed);
+    return lapsed ? renewed : null;
   };
 }
 
@@ -104,6 +115,9 @@ function kept(ctx: MeterContext, body: ReadableStream<Uint8Array> | null): Reada
     }),
   );
 }
+
+/** The error event of a stream whose hold the alarm settled (the client stopped reading past the origin timeout). */
+const HOLD_LAPSED = { code: "hold_expired", message: "This stream was idle past the gateway's timeout; its hold was charged and the stream ends here." };
 
 async function settle(ctx: MeterContext, units: number | null, reason: SettleReason = units === null ? "units_missing" : "completed") {
   const settling = ctx.stub.settleHold({ requestId: ctx.requestId, units, reason });
@@ -152,9 +166,8 @@ const encoder = new TextEncoder();
  * past it, the hold is extended by the meter's hold_units (or what credit allows). When not one
  * more can be paid for, the client gets an `error` event rendered from the 402 template and the
  * stream ends; the origin request is aborted. The paid events that have arrived are handed over
- * together, one piece per read. A client that hangs up pays for what was sent: the events the
- * runtime took and asked past (the last piece handed over may still have been in the response
- * pipe, so it is not charged).
+ * together, one piece per read. Every event handed to the client is charged, also when the
+ * client hangs up right after.
  */
 function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
   const reader = body.getReader();
@@ -163,14 +176,18 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
   const queue: string[] = [];
   let held = ctx.heldUnits;
   let used = 0;
-  /** Events the runtime asked past: sent, whatever happens next. */
-  let taken = 0;
   const settleStream = streamSettlement(ctx);
-  const finish = (reason: SettleReason) => settleStream(reason === "client_gone" ? taken : used, reason);
+  const finish = (reason: SettleReason) => settleStream(used, reason);
+  const cut = async (controller: ReadableStreamDefaultController<Uint8Array>, event: unknown, reason: SettleReason) => {
+    controller.enqueue(encoder.encode(sseEvent("error", event)));
+    const settled = await finish(reason);
+    if (settled) controller.enqueue(encoder.encode(chargeComment(settled)));
+    controller.close();
+    await reader.cancel(reason).catch(() => undefined);
+  };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        taken = used;
         let paid = "";
         for (;;) {
           // Hand over every whole event already paid for, in one piece.
@@ -182,13 +199,8 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
                 const extended = await ctx.stub.extendHold({ requestId: ctx.requestId, units: ctx.meter.holdUnits! });
                 if (extended.grantedUnits === 0) {
                   const refusal = extended.refusal;
-                  const body = refusal ? renderJson(ctx.config.GOVERNANCE.blocked_body, mergeValues(ctx.config, refusal.customer, refusal)) : { code: "insufficient_credit" };
-                  controller.enqueue(encoder.encode(sseEvent("error", body)));
-                  const settled = await finish("cut_off");
-                  if (settled) controller.enqueue(encoder.encode(chargeComment(settled)));
-                  controller.close();
-                  await reader.cancel("credit exhausted").catch(() => undefined);
-                  return;
+                  const body = refusal ? renderJson(ctx.config.GOVERNANCE.blocked_body, mergeValues(ctx.config, refusal.customer, refusal)) : HOLD_LAPSED;
+                  return cut(controller, body, "cut_off");
                 }
                 held = extended.heldUnits;
               }
@@ -210,7 +222,7 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
             controller.close();
             return;
           }
-          keep();
+          if ((await keep()) === false) return cut(controller, HOLD_LAPSED, "cut_off");
           queue.push(...splitter.push(value));
         }
       },
@@ -225,8 +237,9 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
 
 /**
  * `sse:json:<path>`: the units are a number in an event's JSON (e.g. OpenAI's final usage chunk);
- * the last one found counts. The stream passes as it is; the hold settles when it ends, or when
- * the client hangs up (with the units found by then; none found: on_missing_units applies).
+ * the last one found counts, past the hold too. The stream passes as it is (less the usage chunk
+ * the gateway asked for on the client's behalf); the hold settles when it ends, or when the client
+ * hangs up (with the units found by then; none found: on_missing_units applies).
  */
 function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path: readonly string[]): ReadableStream<Uint8Array> {
   const reader = body.getReader();
@@ -237,20 +250,34 @@ function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        const { value, done } = await reader.read();
-        if (done) {
-          const settled = await finish(found, found === null ? "units_missing" : "completed");
-          if (settled) controller.enqueue(encoder.encode(chargeComment(settled)));
-          controller.close();
-          return;
+        // Each pull hands over at least one piece (or ends the stream): a pull that enqueued nothing would stall the reader.
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) {
+            const rest = ctx.stripUsageChunk ? splitter.rest() : "";
+            if (rest) controller.enqueue(encoder.encode(rest));
+            const settled = await finish(found, found === null ? "units_missing" : "completed");
+            if (settled) controller.enqueue(encoder.encode(chargeComment(settled)));
+            controller.close();
+            return;
+          }
+          if ((await keep()) === false) {
+            controller.enqueue(encoder.encode(sseEvent("error", HOLD_LAPSED)));
+            await finish(found, "cut_off");
+            controller.close();
+            await reader.cancel("hold expired").catch(() => undefined);
+            return;
+          }
+          let passed = "";
+          for (const event of splitter.push(value)) {
+            const data = eventData(event);
+            const units = data === null ? null : unitsInJson(data, path);
+            if (units !== null) found = units;
+            if (!(ctx.stripUsageChunk && data !== null && isUsageChunk(data))) passed += event;
+          }
+          if (!ctx.stripUsageChunk) return controller.enqueue(value);
+          if (passed) return controller.enqueue(encoder.encode(passed));
         }
-        keep();
-        for (const event of splitter.push(value)) {
-          const data = eventData(event);
-          const units = data === null ? null : unitsInJson(data, path);
-          if (units !== null) found = units;
-        }
-        controller.enqueue(value);
       },
       async cancel(reason) {
         await reader.cancel(reason).catch(() => undefined);
@@ -259,4 +286,14 @@ function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path
     },
     { highWaterMark: 0 },
   );
+}
+
+/** OpenAI's usage chunk of a stream (`stream_options.include_usage`): empty `choices`, and `usage`. */
+function isUsageChunk(data: string): boolean {
+  try {
+    const chunk = JSON.parse(data) as { choices?: unknown; usage?: unknown };
+    return Array.isArray(chunk.choices) && chunk.choices.length === 0 && chunk.usage !== undefined && chunk.usage !== null;
+  } catch {
+    return false;
+  }
 }

@@ -1,10 +1,11 @@
 import { Hono } from "hono";
-import { resolveMeter, type Config } from "../config";
+import { MAX_HOLD_MULTIPLIER, resolveMeter, type Config } from "../config";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
 import { mergeValues } from "../merge";
-import { holdFromRequest } from "../metering/units";
+import { holdUnitsFor, jsonObjectOf, withStreamUsage } from "../metering/units";
+import { jsonError } from "../on-error";
 import { formatCents, formatMoney } from "../money";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
@@ -50,10 +51,13 @@ proxy.all("*", async (c) => {
   const meter = resolveMeter(config, method, path);
   const billedFromResponse = meter.units.kind !== "request";
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
-  // The body is read whole only for an Idempotency-Key's fingerprint or a hold taken from it.
-  const body = idempotencyKey !== null || (billedFromResponse && meter.holdFrom)
+  // The body is read whole only for an Idempotency-Key's fingerprint, a hold taken from it, or a
+  // streamed request whose usage chunk the gateway asks for.
+  const body = idempotencyKey !== null || (billedFromResponse && (meter.holdFrom || meter.holdMultiplierFrom || meter.includeStreamUsage))
     ? await readBodyWithin(c.req.raw, config.IDEMPOTENCY.max_body_bytes)
     : undefined;
+  const request = billedFromResponse ? jsonObjectOf(body ?? null) : null;
+  const streamUsage = meter.includeStreamUsage ? withStreamUsage(request) : null;
   const stub = customerStub(c.env, customerId);
   const requestId = c.var.requestId;
   // The only storage round trip on the request path: key check, rule, cap and debit (or hold) in one step.
@@ -62,7 +66,7 @@ proxy.all("*", async (c) => {
     meter: meter.name,
     priceMicros: meter.priceMicros,
     requestId,
-    ...(billedFromResponse ? { hold: { units: holdFromRequest(body ?? null, meter.holdFrom, meter.holdUnits!), onMissing: meter.onMissingUnits } } : {}),
+    ...(billedFromResponse ? { hold: { units: holdUnitsFor(request, meter, MAX_HOLD_MULTIPLIER), onMissing: meter.onMissingUnits } } : {}),
     ...(idempotencyKey !== null ? { idempotency: { key: idempotencyKey, fingerprint: await requestFingerprint(method, target.pathname + target.search, body ?? null) } } : {}),
   };
   // Only a retry can find its request id already charged: the first attempt skips the lookup.
@@ -83,46 +87,53 @@ proxy.all("*", async (c) => {
     { customerId: decision.customerId, requestId, clientIp: c.req.header("cf-connecting-ip") ?? null },
     { secret: config.ORIGIN_SIGNING_SECRET, method, pathAndQuery: target.pathname + target.search },
   );
-  const requestBody = body !== undefined ? body : method === "GET" || method === "HEAD" ? null : c.req.raw.body;
+  if (streamUsage) headers.delete("content-length");
+  const requestBody = streamUsage ? streamUsage.body : body !== undefined ? body : method === "GET" || method === "HEAD" ? null : c.req.raw.body;
   const waitUntil = (promise: Promise<unknown>) => c.executionCtx.waitUntil(promise);
   const finishIdempotent = (outcome: Parameters<Stub["finishIdempotent"]>[0]["outcome"]) => {
-    if (idempotencyKey !== null) waitUntil(stub.finishIdempotent({ key: idempotencyKey, requestId, outcome }));
+    if (idempotencyKey !== null) waitUntil(stub.finishIdempotent({ key: idempotencyKey, keyHash, requestId, outcome }));
   };
 
   // Forwarding and settling a failure run under waitUntil: a client that hangs up cannot skip the refund.
   const settled = (async () => {
     const result = await forward(config, target, method, headers, requestBody);
-    const failed = "failure" in result || result.response.status >= 500;
-    if (failed) finishIdempotent("forget");
     if (billedFromResponse) {
       // A failure the meter would refund releases the whole hold; any other response is read for its units.
       if ("failure" in result || refundable(config, result)) {
         const release = await once(async () =>
           await stub.settleHold({ requestId, units: null, reason: refundable(config, result) ? "origin_failed" : "units_missing" }),
         );
-        return { result, charged: release.chargedMicros, balance: release.balanceMicros, settled: true };
+        const givenBack = release.chargedMicros === 0;
+        if (givenBack) finishIdempotent("forget");
+        return { result, charged: release.chargedMicros, balance: release.balanceMicros, settled: true, givenBack };
       }
-      return { result, charged: 0, balance: 0, settled: false };
+      return { result, charged: 0, balance: 0, settled: false, givenBack: false };
     }
     let charged = decision.chargedMicros;
     let balance = decision.balanceMicros;
+    let givenBack = false;
     if (charged > 0 && refundable(config, result)) {
       const refund = await once(async () => await stub.refund({ requestId }));
-      if (refund.refunded) charged = 0;
+      if (refund.refunded) [charged, givenBack] = [0, true];
       balance = refund.balanceMicros;
     }
-    return { result, charged, balance, settled: true };
+    // Under an Idempotency-Key a retry is a new request only when this one's charge was given back:
+    // a charged failure is kept and replayed like any other response, never charged again.
+    if (givenBack) finishIdempotent("forget");
+    return { result, charged, balance, settled: true, givenBack };
   })();
   waitUntil(settled);
-  const { result, charged, balance, settled: done } = await settled;
+  const { result, charged, balance, settled: done, givenBack } = await settled;
 
   if ("failure" in result) {
     const timedOut = result.failure === "timeout";
-    throw new ApiError(
+    const failure = new ApiError(
       timedOut ? "origin_timeout" : "origin_unavailable",
       timedOut ? "The origin did not answer in time." : "The origin could not be reached.",
       { charged_cents: formatCents(charged) },
     );
+    if (idempotencyKey === null || givenBack) throw failure;
+    return keepForReplay(await jsonError(failure, c), false, config, finishIdempotent, waitUntil);
   }
   let response: Response;
   let streamed = false;
@@ -132,13 +143,13 @@ proxy.all("*", async (c) => {
     response.headers.set("x-payg-balance-cents", formatCents(balance));
   } else {
     ({ response, streamed } = await meterResponse(
-      { config, meter, stub, requestId, heldUnits: decision.heldUnits ?? 0, waitUntil },
+      { config, meter, stub, requestId, heldUnits: decision.heldUnits ?? 0, waitUntil, stripUsageChunk: streamUsage !== null && !streamUsage.clientAsked },
       result.response,
     ));
   }
   if (decision.grantId && (charged > 0 || !done)) response.headers.set("x-payg-grant", decision.grantId);
   response.headers.set("x-request-id", requestId);
-  if (idempotencyKey !== null && response.status < 500) return keepForReplay(response, streamed, config, finishIdempotent, waitUntil);
+  if (idempotencyKey !== null && !givenBack) return keepForReplay(response, streamed, config, finishIdempotent, waitUntil);
   return response;
 });
 

@@ -68,9 +68,9 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
     expect(charge).toMatchObject({ meter: "chat_tokens", held_units: 37, units: 37, over_hold_units: 0, charged_exact_cents: "0.37", reason: "completed" });
   });
 
-  it("a streamed completion passes through untouched and ends with its charge as an SSE comment", async () => {
+  it("a streamed completion that asks for usage passes through untouched and ends with its charge as an SSE comment", async () => {
     const { key } = await customerWithKey(shipped, "cus_e2e_chat_stream", 10);
-    const response = await chat(key, { max_tokens: 50, stream: true });
+    const response = await chat(key, { max_tokens: 50, stream: true, stream_options: { include_usage: true } });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toContain("text/event-stream");
     expect(response.headers.get("x-payg-hold-units")).toBe("50");
@@ -82,6 +82,67 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
     expect(text.endsWith(": x-payg-charge-cents: 0.5, x-payg-balance-cents: 9.5\n\n")).toBe(true);
     expect(await balance(shipped, "cus_e2e_chat_stream")).toBe("9.5");
     expect(await settledCharge(shipped, "cus_e2e_chat_stream", response.headers.get("x-request-id")!)).toMatchObject({ units: 50, charged_exact_cents: "0.5" });
+  });
+
+  it("a streamed completion that does not ask for usage is still charged: the gateway asks the origin for it and keeps it from the client", async () => {
+    const { key } = await customerWithKey(shipped, "cus_e2e_chat_nousage", 10);
+    const response = await chat(key, { max_tokens: 40, stream: true });
+    const text = await response.text();
+    const data = text.split("\n\n").filter((e) => e.startsWith("data: "));
+    // A chunk per token, the finish chunk and [DONE]; no chunk with empty choices reaches the client.
+    expect(data).toHaveLength(40 + 1 + 1);
+    expect(data.every((d) => d === "data: [DONE]" || JSON.parse(d.slice(6)).choices.length === 1)).toBe(true);
+    const forwarded = origin.received.find((r) => r.headers["x-request-id"] === response.headers.get("x-request-id"))!;
+    expect(JSON.parse(forwarded.body)).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+    expect(text.endsWith(": x-payg-charge-cents: 0.4, x-payg-balance-cents: 9.6\n\n")).toBe(true);
+    expect(await settledCharge(shipped, "cus_e2e_chat_nousage", response.headers.get("x-request-id")!)).toMatchObject({ units: 40, charged_exact_cents: "0.4" });
+  });
+
+  it("no completions at $0: max_tokens 0 holds at least one token, the larger limit field is held, and n multiplies the hold", async () => {
+    const { key } = await customerWithKey(shipped, "cus_e2e_chat_zero", 0);
+    for (const body of [{ max_tokens: 0 }, { max_tokens: 0, max_completion_tokens: 4096 }, { max_tokens: 0, stream: true }]) {
+      const refused = await chat(key, body);
+      expect(refused.status).toBe(402);
+      expect((await refused.json()).code).toBe("insufficient_credit");
+    }
+    expect(originCalls("cus_e2e_chat_zero", "/v1/chat/completions")).toBe(0);
+    // 5 cents: max_completion_tokens 4,096 (40.96 cents) is held even though max_tokens says 0.
+    const { key: poor } = await customerWithKey(shipped, "cus_e2e_chat_five", 5);
+    expect((await chat(poor, { max_tokens: 0, max_completion_tokens: 4096 })).status).toBe(402);
+    // n = 3 completions of 100 tokens: 3 cents held and charged, for the 300 tokens the origin wrote.
+    const three = await chat(poor, { max_tokens: 100, n: 3 });
+    expect(three.status).toBe(200);
+    expect((await three.json()).usage.completion_tokens).toBe(300);
+    expect(three.headers.get("x-payg-charge-cents")).toBe("3");
+    expect(await settledCharge(shipped, "cus_e2e_chat_five", three.headers.get("x-request-id")!)).toMatchObject({ held_units: 300, units: 300 });
+    expect(await balance(shipped, "cus_e2e_chat_five")).toBe("2");
+  });
+
+  it("an Idempotency-Key on a request the origin failed with 500 (charged) replays the 500: one origin call, one charge", async () => {
+    const { key } = await customerWithKey(shipped, "cus_e2e_idem_500", 10);
+    const send = () => shipped.fetch("/fault/500", { method: "POST", headers: { authorization: `Bearer ${key}`, "idempotency-key": "pay-once-500" }, body: "{}" });
+    const first = await send();
+    expect(first.status).toBe(500);
+    const firstBytes = new Uint8Array(await first.arrayBuffer());
+    let again: Response;
+    for (let i = 0; ; i++) {
+      again = await send();
+      if (again.status !== 409 || i === 50) break;
+      await again.arrayBuffer();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(again.status).toBe(500);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(new Uint8Array(await again.arrayBuffer())).toEqual(firstBytes);
+    expect(originCalls("cus_e2e_idem_500", "/fault/500")).toBe(1);
+    expect(await balance(shipped, "cus_e2e_idem_500")).toBe("9");
+    // A 503 is refunded: its key is forgotten, and the retry is a new request (refunded again).
+    const unavailable = () => shipped.fetch("/fault/503", { method: "POST", headers: { authorization: `Bearer ${key}`, "idempotency-key": "pay-once-503" }, body: "{}" });
+    expect((await unavailable()).status).toBe(503);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await unavailable()).status).toBe(503);
+    expect(originCalls("cus_e2e_idem_500", "/fault/503")).toBe(2);
+    expect(await balance(shipped, "cus_e2e_idem_500")).toBe("9");
   });
 
   it("a hold the credit cannot cover is refused with 402 before the origin hears of it", async () => {
@@ -129,7 +190,7 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
 describe("a header meter and a per-event stream meter", () => {
   const get = (key: string, path: string, init: RequestInit = {}) => metered.fetch(path, { ...init, headers: { authorization: `Bearer ${key}` } });
 
-  it("charges exactly the units the origin's header reports, and never more than the hold (the rest is recorded as over_hold)", async () => {
+  it("charges exactly the units the origin's header reports, past the hold too (that part recorded as over_hold)", async () => {
     const { key } = await customerWithKey(metered, "cus_e2e_header", 100);
     const exact = await get(key, "/v1/tokens?tokens=7");
     expect(exact.status).toBe(200);
@@ -138,14 +199,31 @@ describe("a header meter and a per-event stream meter", () => {
 
     const over = await get(key, "/v1/tokens?tokens=25");
     expect(over.status).toBe(200);
-    expect(over.headers.get("x-payg-charge-cents")).toBe("10");
-    expect(await balance(metered, "cus_e2e_header")).toBe("83");
+    expect(over.headers.get("x-payg-charge-cents")).toBe("25");
+    expect(await balance(metered, "cus_e2e_header")).toBe("68");
     const charge = await settledCharge(metered, "cus_e2e_header", over.headers.get("x-request-id")!);
-    expect(charge).toMatchObject({ meter: "tokens", held_units: 10, units: 25, over_hold_units: 15, charged_exact_cents: "10" });
+    expect(charge).toMatchObject({ meter: "tokens", held_units: 10, units: 25, over_hold_units: 15, charged_exact_cents: "25" });
 
     const unknown = await metered.admin("GET", "/customers/cus_e2e_header/requests/req_nobody_sent");
     expect(unknown.status).toBe(404);
     expect(unknown.body.error.code).toBe("not_found");
+  });
+
+  it("a hold given back after its grant was voided is booked as the void: the request costs only its units", async () => {
+    const { key } = await customerWithKey(metered, "cus_e2e_void_hold", 20);
+    const grant = (await metered.admin("GET", "/customers/cus_e2e_void_hold/grants")).body.grants[0];
+    // In flight: 10 cents held (hold_units 10 at 1 cent); the grant is voided meanwhile (its other 10 cents).
+    const pending = get(key, "/v1/tokens?tokens=3&delay_ms=1500");
+    for (let i = 0; i < 100 && (await balance(metered, "cus_e2e_void_hold")) !== "10"; i++) await new Promise((r) => setTimeout(r, 20));
+    expect((await metered.admin("DELETE", `/customers/cus_e2e_void_hold/grants/${grant.id}`)).status).toBe(200);
+    const response = await pending;
+    expect(response.headers.get("x-payg-charge-cents")).toBe("3");
+    expect(await settledCharge(metered, "cus_e2e_void_hold", response.headers.get("x-request-id")!)).toMatchObject({ units: 3, charged_exact_cents: "3" });
+    const usage = (await metered.admin("GET", "/customers/cus_e2e_void_hold/usage?hours=24")).body;
+    expect(usage.totals.last_24h.find((m: { meter: string }) => m.meter === "tokens")).toMatchObject({ charged_exact_cents: "3" });
+    const { entries } = (await metered.admin("GET", "/customers/cus_e2e_void_hold/ledger")).body;
+    expect(entries.filter((e: { kind: string }) => e.kind === "void").map((e: { amount_exact_cents: string }) => e.amount_exact_cents)).toEqual(["-7", "-10"]);
+    expect(await balance(metered, "cus_e2e_void_hold")).toBe("0");
   });
 
   it("a 50-event stream on 20 cents delivers 20 events, then an error event from the 402 template, and leaves the balance at 0", async () => {

@@ -1,5 +1,9 @@
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
+import { runInDurableObject } from "cloudflare:test";
+import type { CustomerAccount } from "../../../durable-objects/customer-account";
+import { expireGrants } from "../../../durable-objects/customer-account/credits";
+import { sha256Hex } from "../../../src/keys";
 import { admin, customerStub, gateway, uniqueId, withKey } from "../helpers";
 import { connect, cron, deliver, deliverAll, settle } from "./doubles";
 
@@ -119,6 +123,54 @@ describe("a clawback never takes the same credit twice", () => {
     expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: -3_000_000, ledgerSumMicros: -3_000_000 });
     const { entries } = (await admin("GET", `/customers/${id}/ledger`)).body as { entries: { kind: string; amount_cents?: number; reason: string | null }[] };
     expect(entries.filter((e) => e.kind === "clawback").map((e) => e.reason)).toEqual([expect.stringContaining("497 cents of it were already voided")]);
+  });
+
+  it("a hold given back after its top-up was voided is booked as the void, not as usage; a later refund takes back only the units used", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles);
+    const pi = await topUp(doubles, key, 1000);
+    const stub = customerStub(id);
+    // The whole top-up held by one request (10,000 units at 0.1 cent), then the top-up is voided.
+    const held = await stub.authorize({ keyHash: await sha256Hex(key), meter: "json_tokens", priceMicros: 100_000, requestId: "req_held", hold: { units: 10_000, onMissing: "hold" } });
+    expect(held).toMatchObject({ outcome: "ok", heldUnits: 10_000 });
+    const grant = (await admin("GET", `/customers/${id}/grants`)).body.grants[0];
+    expect((await admin("DELETE", `/customers/${id}/grants/${grant.id}`)).status).toBe(200);
+    // The response reports 100 units: 10 cents of usage; the 990 cents that cannot go back into the voided grant leave as its void.
+    expect(await stub.settleHold({ requestId: "req_held", units: 100, reason: "completed" })).toMatchObject({ chargedMicros: 10_000_000 });
+    expect(await stub.requestCharge("req_held")).toMatchObject({ units: 100, charged_exact_cents: "10" });
+    const usage = (await admin("GET", `/customers/${id}/usage?hours=24`)).body;
+    expect(usage.totals.last_24h.find((m: { meter: string }) => m.meter === "json_tokens")).toMatchObject({ charged_exact_cents: "10" });
+    const { entries } = (await admin("GET", `/customers/${id}/ledger`)).body as { entries: { kind: string; amount_exact_cents: string; grant_id: string | null }[] };
+    expect(entries.filter((e) => e.kind === "void").map((e) => [e.amount_exact_cents, e.grant_id])).toEqual([["-990", grant.id], ["0", grant.id]]);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "0", ledger_sum_exact_cents: "0" });
+    // The refund finds 990 of the top-up already voided: it takes back the 10 cents used, not 1,000.
+    doubles.stripe.refundCharge(pi);
+    await deliverAll(doubles.stripe);
+    expect(await balance(id)).toMatchObject({ available_exact_cents: "-10", debt_exact_cents: "10", ledger_sum_exact_cents: "-10" });
+    await settleWithStripe(doubles, id);
+    expect(doubles.stripe.balanceOf(id)).toBe(10);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: -10_000_000, ledgerSumMicros: -10_000_000 });
+  });
+
+  it("a refunded request whose grant expired meanwhile books that part as the grant's expiry, and the balance stays exact", async () => {
+    connect();
+    const id = uniqueId("cus_exp");
+    const stub = customerStub(id);
+    await stub.upsertProfile(id, { name: "Expiring" });
+    const key = (await stub.createKey(null))!.key;
+    const soon = Math.floor(Date.now() / 1000) + 2;
+    expect((await stub.grant({ customerId: id, amountCents: 5, reason: "short-lived", expiresAt: soon })).status).toBe("created");
+    const charged = await stub.authorize({ keyHash: await sha256Hex(key), meter: "api_requests", priceMicros: 1_000_000, requestId: "req_exp" });
+    expect(charged).toMatchObject({ outcome: "ok", chargedMicros: 1_000_000 });
+    // The grant expires and is closed (4 cents out); then the request is refunded.
+    await runInDurableObject(stub, (instance: CustomerAccount) => expireGrants((instance as unknown as { room: Parameters<typeof expireGrants>[0] }).room, (soon + 1) * 1000));
+    const refund = await stub.refund({ requestId: "req_exp", now: (soon + 1) * 1000 });
+    expect(refund).toMatchObject({ refunded: true, restoredMicros: 0 });
+    const { entries } = (await admin("GET", `/customers/${id}/ledger`)).body as { entries: { kind: string; amount_exact_cents: string }[] };
+    expect(entries.filter((e) => e.kind === "expiry").map((e) => e.amount_exact_cents).sort()).toEqual(["-1", "-4"]);
+    const usage = (await admin("GET", `/customers/${id}/usage?hours=24`)).body;
+    expect(usage.totals.last_24h.find((m: { meter: string }) => m.meter === "api_requests")).toMatchObject({ requests: 0, charged_exact_cents: "0" });
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 0, ledgerSumMicros: 0 });
   });
 
   it("a refund and then a lost dispute on one top-up take back at most the top-up", async () => {

@@ -94,6 +94,17 @@ describe("configuration is validated at start-up, naming the bad field", () => {
     expect(problems({ ...base, PRICING: { ...base.PRICING, default_price_cents: "-1" } })[0]).toMatch(/^PRICING\.default_price_cents/);
   });
 
+  it("refuses on_missing_units = \"zero\" for a meter whose units the client can suppress (sse:json); takes hold fields as a list", () => {
+    const meter = { name: "chat", path: "/v1/chat", price_cents: "0.01", units: "sse:json:usage.total_tokens", hold_units: 100, stripe_event_name: "chat" };
+    const withMeter = (extra: object) => problems({ ...base, PRICING: { ...base.PRICING, meters: [{ ...meter, ...extra }] } });
+    expect(withMeter({ on_missing_units: "zero" }).join("\n")).toMatch(/on_missing_units = "zero" is refused for sse:json meters/);
+    expect(withMeter({ hold_units_from: ["json:max_completion_tokens", "json:max_tokens"], hold_multiplier_from: "json:n" })).toEqual([]);
+    expect(withMeter({ hold_units_from: "json:max_tokens" })).toEqual([]);
+    expect(withMeter({ hold_units_from: [] }).join("\n")).toMatch(/hold_units_from/);
+    const config = parseConfig({ ...base, PRICING: { ...base.PRICING, meters: [{ ...meter, hold_units_from: "json:a.b" }] } });
+    expect(config.PRICING.compiled[0]).toMatchObject({ holdFrom: [["a", "b"]], includeStreamUsage: true });
+  });
+
   it("rejects an unknown merge tag instead of rendering a blank", () => {
     const found = problems({ ...base, GOVERNANCE: { blocked_body: { message: "Hi {{customer.nickname}}" } } });
     expect(found).toEqual(["unknown merge tag in GOVERNANCE.blocked_body.message: {{customer.nickname}}"]);

@@ -9,7 +9,10 @@ import { meterResponse } from "../../../src/proxy/metered";
 import { sha256Hex } from "../../../src/keys";
 import { eventData, isUnitEvent, SseSplitter } from "../../../src/metering/sse";
 import { server } from "../setup";
-import { customerStub, customerWithCredit, gateway, ORIGIN, withKey } from "../helpers";
+import { admin, customerStub, customerWithCredit, gateway, ORIGIN, withKey } from "../helpers";
+
+/** The bodies the chat route of the last meteredOrigin() received, as forwarded by the gateway. */
+const chatBodies: unknown[] = [];
 
 /** An origin that reports usage the ways metered APIs do, and counts what it served. */
 function meteredOrigin(options: { gate?: Promise<void> } = {}) {
@@ -24,6 +27,7 @@ function meteredOrigin(options: { gate?: Promise<void> } = {}) {
       },
     });
   };
+  chatBodies.length = 0;
   server.use(
     http.all(`${ORIGIN}/v1/header-tokens`, ({ request }) => {
       calls.push("header");
@@ -45,6 +49,7 @@ function meteredOrigin(options: { gate?: Promise<void> } = {}) {
     http.post(`${ORIGIN}/v1/chat/completions`, async ({ request }) => {
       calls.push("chat");
       const body = (await request.json()) as { stream?: boolean; max_tokens?: number };
+      chatBodies.push(body);
       const tokens = Math.min(body.max_tokens ?? 30, 30);
       if (!body.stream) return HttpResponse.json({ choices: [{ message: { content: "hi" } }], usage: { total_tokens: tokens } });
       return new HttpResponse(sse(tokens, `data: {"choices":[],"usage":{"total_tokens":${tokens}}}\n\n`), { headers: { "content-type": "text/event-stream" } });
@@ -68,14 +73,25 @@ describe("meters that read units from the response (happy)", () => {
     expect(charge).toMatchObject({ status: "settled", held_units: 100, units: 37, over_hold_units: 0, charged_exact_cents: "3.7", reason: "completed" });
   });
 
-  it("charges the hold when a response reports more, and records the rest as over_hold (visible, never charged)", async () => {
+  it("charges every unit a response reports, past the hold too, and records the part past it as over_hold", async () => {
     meteredOrigin();
     const { id, key } = await customerWithCredit(20);
     const response = await gateway("/v1/header-tokens?tokens=150", withKey(key));
-    expect(response.headers.get("x-payg-charge-cents")).toBe("10");
+    expect(response.headers.get("x-payg-charge-cents")).toBe("15");
     const charge = await customerStub(id).requestCharge(response.headers.get("x-request-id")!);
-    expect(charge).toMatchObject({ units: 150, over_hold_units: 50, charged_exact_cents: "10" });
-    expect((await balance(id)).balanceMicros).toBe(10_000_000);
+    expect(charge).toMatchObject({ held_units: 100, units: 150, over_hold_units: 50, charged_exact_cents: "15" });
+    expect(await balance(id)).toMatchObject({ balanceMicros: 5_000_000, ledgerSumMicros: 5_000_000 });
+  });
+
+  it("charges units past the hold into debt when credit is short; the customer is refused until it is paid", async () => {
+    meteredOrigin();
+    const { id, key } = await customerWithCredit(12);
+    // Held 100 units (10 cents) of 12 cents; the response reports 150 (15 cents): 3 cents of debt.
+    const response = await gateway("/v1/header-tokens?tokens=150", withKey(key));
+    expect(response.headers.get("x-payg-charge-cents")).toBe("15");
+    expect(await balance(id)).toMatchObject({ balanceMicros: -3_000_000, ledgerSumMicros: -3_000_000, debtMicros: 3_000_000 });
+    expect((await gateway("/v1/header-tokens?tokens=1", withKey(key))).status).toBe(402);
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(402);
   });
 
   it("refuses a request whose hold does not fit, before the origin sees it", async () => {
@@ -98,6 +114,34 @@ describe("meters that read units from the response (happy)", () => {
     expect((await balance(id)).balanceMicros).toBe(40_000_000);
   });
 
+  it("holds at least one unit: a customer at $0 is refused before the origin, whatever the request's limit fields say", async () => {
+    const calls = meteredOrigin();
+    const { id, key } = await customerWithCredit(0);
+    for (const body of [{ max_tokens: 0 }, { max_tokens: 0, max_completion_tokens: 4096 }, { stream: true, max_tokens: 0 }]) {
+      const refused = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify(body) }));
+      expect(refused.status).toBe(402);
+    }
+    expect(calls).toEqual([]);
+    expect((await balance(id)).balanceMicros).toBe(0);
+  });
+
+  it("holds the largest of the request's limit fields, times its multiplier (max_completion_tokens, max_tokens, n)", async () => {
+    meteredOrigin();
+    const { id, key } = await customerWithCredit(50);
+    const held = async (body: unknown) => {
+      const response = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ ...(body as object), stream: true }) }));
+      await response.text();
+      return (await customerStub(id).requestCharge(response.headers.get("x-request-id")!))!.held_units;
+    };
+    // An origin may obey either field first: the hold covers the larger one.
+    expect(await held({ max_tokens: 0, max_completion_tokens: 50 })).toBe(50);
+    expect(await held({ max_tokens: 40, max_completion_tokens: 7 })).toBe(40);
+    expect(await held({ max_tokens: 10, n: 3 })).toBe(30);
+    // No limit field: hold_units (1000), times n; a zero or missing n counts as one.
+    expect(await held({ n: 0 })).toBe(1000);
+    expect(await held({ max_tokens: 200_000 })).toBe(1000);
+  });
+
   it("takes the hold from the request (hold_units_from), capped by hold_units, and reads a number in the JSON body", async () => {
     meteredOrigin();
     const { id, key } = await customerWithCredit(3);
@@ -116,12 +160,29 @@ describe("meters that read units from the response (happy)", () => {
     const { id, key } = await customerWithCredit(10);
     const plain = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ max_tokens: 12 }) }));
     expect(plain.headers.get("x-payg-charge-cents")).toBe("0.12");
-    const streamed = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 25 }) }));
-    expect(streamed.headers.get("x-payg-hold-units")).toBe("25");
-    const text = await streamed.text();
+    // The client asks for the usage chunk itself: it gets it.
+    const asked = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 25, stream_options: { include_usage: true } }) }));
+    expect(asked.headers.get("x-payg-hold-units")).toBe("25");
+    const text = await asked.text();
     expect(text).toContain('"usage":{"total_tokens":25}');
     expect(text.trimEnd().split("\n").at(-1)).toBe(": x-payg-charge-cents: 0.25, x-payg-balance-cents: 9.63");
     expect((await balance(id)).balanceMicros).toBe(9_630_000);
+    expect(chatBodies.at(-1)).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+  });
+
+  it("asks for a stream's usage chunk on the client's behalf, charges it, and takes it out of the client's stream", async () => {
+    meteredOrigin();
+    const { id, key } = await customerWithCredit(10);
+    // A client that does not ask for usage cannot make the stream free: the gateway asks for it.
+    const streamed = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 25, stream_options: { include_usage: false } }) }));
+    const text = await streamed.text();
+    expect(chatBodies.at(-1)).toMatchObject({ stream: true, max_tokens: 25, stream_options: { include_usage: true } });
+    // Every token event reaches the client, the usage chunk (empty choices) does not: some clients index choices[0].
+    expect(text.split("\n\n").filter((e) => e.startsWith('data: {"token"'))).toHaveLength(25);
+    expect(text).not.toContain("usage");
+    expect(text).toContain("data: [DONE]");
+    expect(text.trimEnd().split("\n").at(-1)).toBe(": x-payg-charge-cents: 0.25, x-payg-balance-cents: 9.75");
+    expect(await customerStub(id).requestCharge(streamed.headers.get("x-request-id")!)).toMatchObject({ units: 25, charged_exact_cents: "0.25", reason: "completed" });
   });
 });
 
@@ -141,19 +202,26 @@ describe("streams are cut at zero", () => {
     expect(await customerStub(id).requestCharge(response.headers.get("x-request-id")!)).toMatchObject({ units: 20, charged_exact_cents: "20", reason: "cut_off" });
   });
 
-  it("a client that disconnects after 5 events pays for 5", async () => {
-    meteredOrigin();
+  it("a client that hangs up pays for every event it was handed, the last piece included", async () => {
     const { id, key } = await customerWithCredit(100);
-    const response = await gateway("/v1/events?events=50", withKey(key));
+    const config = getConfig(env);
+    const meter = resolveMeter(config, "GET", "/v1/events");
+    const stub = customerStub(id);
+    const held = await stub.authorize({ keyHash: await sha256Hex(key), meter: meter.name, priceMicros: meter.priceMicros, requestId: "req_gone", hold: { units: 8, onMissing: "hold" } });
+    expect(held).toMatchObject({ outcome: "ok", heldUnits: 8 });
+    const events = Array.from({ length: 50 }, (_, i) => `data: {"token":${i}}\n\n`).join("");
+    const origin = new Response(events, { headers: { "content-type": "text/event-stream" } });
+    const pending: Promise<unknown>[] = [];
+    const { response } = await meterResponse({ config, meter, stub: stub as never, requestId: "req_gone", heldUnits: 8, waitUntil: (p) => pending.push(p) }, origin);
+    // The client reads one piece (the paid events that had arrived) and hangs up before asking for more.
     const reader = response.body!.getReader();
-    const decoder = new TextDecoder();
-    let seen = "";
-    while ((seen.match(/data: \{/g) ?? []).length < 5) seen += decoder.decode((await reader.read()).value);
-    await reader.cancel();
-    const requestId = response.headers.get("x-request-id")!;
-    for (let i = 0; i < 50 && (await customerStub(id).requestCharge(requestId))?.status !== "settled"; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(await customerStub(id).requestCharge(requestId)).toMatchObject({ status: "settled", units: 5, charged_exact_cents: "5", reason: "client_gone" });
-    expect((await balance(id)).balanceMicros).toBe(95_000_000);
+    const piece = new TextDecoder().decode((await reader.read()).value);
+    const handed = (piece.match(/data: \{/g) ?? []).length;
+    expect(handed).toBeGreaterThan(0);
+    await reader.cancel("client went away");
+    await Promise.all(pending);
+    expect(await stub.requestCharge("req_gone")).toMatchObject({ status: "settled", units: handed, charged_exact_cents: String(handed), reason: "client_gone" });
+    expect(await balance(id)).toMatchObject({ balanceMicros: (100 - handed) * 1_000_000, ledgerSumMicros: (100 - handed) * 1_000_000 });
   });
 
   it("two streams and plain requests racing for the last cents never take the balance below the minimum", async () => {
@@ -172,7 +240,7 @@ describe("streams are cut at zero", () => {
 });
 
 describe("holds never leak", () => {
-  it("a hold whose request never settles is released by the alarm, charged as on_missing_units says", async () => {
+  it("a hold whose request went silent is settled by the alarm as charged in full, whatever on_missing_units says", async () => {
     const { id, key } = await customerWithCredit(20);
     const stub = customerStub(id);
     const longAgo = Date.now() - 10 * 60_000;
@@ -180,8 +248,13 @@ describe("holds never leak", () => {
     expect(held).toMatchObject({ outcome: "ok", heldUnits: 30 });
     expect((await balance(id)).balanceMicros).toBe(17_000_000);
     await runDurableObjectAlarm(stub);
-    expect(await stub.requestCharge("req_orphan")).toMatchObject({ status: "settled", charged_exact_cents: "0", reason: "expired" });
-    expect(await balance(id)).toMatchObject({ balanceMicros: 20_000_000, ledgerSumMicros: 20_000_000 });
+    // The gateway lost track of a response it forwarded (its worker went away, or a stream's client
+    // stopped reading): the origin did the work, so the hold is not given back.
+    expect(await stub.requestCharge("req_orphan")).toMatchObject({ status: "settled", charged_exact_cents: "3", reason: "expired" });
+    expect(await balance(id)).toMatchObject({ balanceMicros: 17_000_000, ledgerSumMicros: 17_000_000 });
+    // A stream that resumes afterwards gets no more units and is cut.
+    expect(await stub.extendHold({ requestId: "req_orphan", units: 10 })).toMatchObject({ grantedUnits: 0 });
+    expect(await stub.keepHold({ requestId: "req_orphan" })).toBe(false);
   });
 });
 
@@ -303,6 +376,46 @@ describe("Idempotency-Key on billed requests", () => {
     expect((await post(key, "idem-2", '{"q":1}', "/v1/json-tokens?tokens=8")).status).toBe(422);
     expect(calls).toEqual(["json"]);
     expect((await balance(id)).balanceMicros).toBe(19_300_000);
+  });
+
+  it("is scoped to the API key that made the request: another key of the customer with the same Idempotency-Key makes a new request", async () => {
+    const calls = meteredOrigin();
+    const { id, key } = await customerWithCredit(20);
+    const other = (await admin("POST", `/customers/${id}/keys`, { name: "second" })).body.key as string;
+    const first = await post(key, "shared-idem", '{"q":1}');
+    await first.text();
+    const second = await post(other, "shared-idem", '{"q":1}');
+    await second.text();
+    expect(second.status).toBe(200);
+    expect(second.headers.get("idempotent-replayed")).toBeNull();
+    expect(second.headers.get("x-request-id")).not.toBe(first.headers.get("x-request-id"));
+    expect(calls).toEqual(["json", "json"]);
+    expect((await balance(id)).balanceMicros).toBe(20_000_000 - 2 * 700_000);
+    // Each key replays its own.
+    expect((await post(other, "shared-idem", '{"q":1}')).headers.get("idempotent-replayed")).toBe("true");
+    expect(calls).toHaveLength(2);
+  });
+
+  it("an origin 5xx that stays charged is kept and replayed; one that is refunded forgets the key", async () => {
+    server.use(
+      http.post(`${ORIGIN}/v1/fails/:status`, ({ params }) => HttpResponse.json({ failed: true }, { status: Number(params.status) })),
+    );
+    const { id, key } = await customerWithCredit(20);
+    const send = (status: number) => gateway(`/v1/fails/${status}`, withKey(key, { method: "POST", body: "{}", headers: { "idempotency-key": `fail-${status}` } }));
+    const failed = await send(500);
+    expect(failed.status).toBe(500);
+    await failed.text();
+    const replay = await send(500);
+    expect(replay.status).toBe(500);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect((await balance(id)).balanceMicros).toBe(19_000_000);
+    // 503 is in refund_on: refunded, so its key is forgotten and a retry is a new request.
+    const refunded = await send(503);
+    expect(refunded.status).toBe(503);
+    await refunded.text();
+    const retried = await send(503);
+    expect(retried.headers.get("idempotent-replayed")).toBeNull();
+    expect((await balance(id)).balanceMicros).toBe(19_000_000);
   });
 
   it("a streamed response is not replayable: the retry gets 409 and is not charged", async () => {
