@@ -2,6 +2,10 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { generateKeyPairSync } from "node:crypto";
 import { defineConfig } from "vitest/config";
 
+// Wrangler (read by the workerd projects for wrangler.toml) logs "Using secrets defined in .dev.vars"
+// once per test file; its warnings and errors still show.
+process.env.WRANGLER_LOG ??= "warn";
+
 const secrets = {
   ADMIN_TOKEN: "test-admin-token-0123456789",
   KEY_SIGNING_SECRET: "test-key-signing-secret-0123456789abcdef",

@@ -1,17 +1,20 @@
 // `npm test`: the dashboard's assets, type-check, import-cycle check, bundle check
-// (`wrangler deploy --dry-run`), then every vitest project (the e2e project includes the browser tests). Each check prints one line when it passes and its whole output when it
-// fails, so a green run fits on a screen.
+// (`wrangler deploy --dry-run`), then every vitest project (the e2e project includes the browser
+// tests). Each step prints one line when it passes and its whole output when it fails, so a green
+// run fits on a screen.
 import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(fileURLToPath(import.meta.url), "..", "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
 
-function run(command, args, { quiet }) {
+function run(command, args, { quiet, env = process.env }) {
   return new Promise((resolve) => {
     const started = Date.now();
-    const child = spawn(command, args, { cwd: root, stdio: quiet ? ["ignore", "pipe", "pipe"] : "inherit", env: process.env });
+    const child = spawn(command, args, { cwd: root, stdio: quiet ? ["ignore", "pipe", "pipe"] : "inherit", env });
     let output = "";
     child.stdout?.on("data", (d) => (output += d));
     child.stderr?.on("data", (d) => (output += d));
@@ -44,5 +47,16 @@ for (const [name, command, args] of checks) {
 const { NO_BROWSER } = await import("../test/browser/find-browser.ts");
 if (NO_BROWSER) console.log(`! ${NO_BROWSER}`);
 
-const vitest = await run(bin("vitest"), ["run", "--reporter=dot", ...process.argv.slice(2)], { quiet: false });
+// vitest's own output (the runtime's and wrangler's logs included) is kept back: a green run prints
+// one line per project and the totals; a failing one prints all of it.
+const summary = join(mkdtempSync(join(tmpdir(), "payg-test-")), "summary.txt");
+const started = Date.now();
+const vitest = await run(bin("vitest"), ["run", "--reporter=dot", "--reporter=./scripts/test-summary-reporter.mjs", ...process.argv.slice(2)], {
+  quiet: true,
+  env: { ...process.env, PAYG_TEST_SUMMARY: summary },
+});
+const lines = existsSync(summary) ? readFileSync(summary, "utf8") : "";
+if (vitest.code !== 0 || !lines) process.stdout.write(vitest.output);
+process.stdout.write(lines);
+console.log(`${vitest.code === 0 ? "✓" : "✗"} vitest (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 process.exit(vitest.code);

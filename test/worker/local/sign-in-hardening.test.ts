@@ -67,8 +67,12 @@ describe("the live balance ends with its portal session", () => {
     const ws = response.webSocket!;
     const messages: { available_cents: number }[] = [];
     let closed: number | null = null;
-    ws.addEventListener("message", (event) => messages.push(JSON.parse(event.data as string)));
-    ws.addEventListener("close", (event) => (closed = event.code));
+    ws.addEventListener("message", (event) => {
+      messages.push(JSON.parse(event.data as string));
+    });
+    ws.addEventListener("close", (event) => {
+      closed = event.code;
+    });
     ws.accept();
     await waitFor(() => messages.length === 1);
 
@@ -89,8 +93,12 @@ describe("the live balance ends when its portal session signs out", () => {
       expect(response.status).toBe(101);
       const ws = response.webSocket!;
       const socket = { messages: [] as { available_cents: number }[], closed: null as number | null };
-      ws.addEventListener("message", (event) => socket.messages.push(JSON.parse(event.data as string)));
-      ws.addEventListener("close", (event) => (socket.closed = event.code));
+      ws.addEventListener("message", (event) => {
+        socket.messages.push(JSON.parse(event.data as string));
+      });
+      ws.addEventListener("close", (event) => {
+        socket.closed = event.code;
+      });
       ws.accept();
       await waitFor(() => socket.messages.length === 1);
       return socket;
