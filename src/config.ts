@@ -37,7 +37,10 @@ const UnitsSpec = z
 const Meter = z.strictObject({
   name: meterName,
   methods: z.array(z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method")).optional(),
-  path: z.string().startsWith("/", "must start with /"),
+  path: z
+    .string()
+    .startsWith("/", "must start with /")
+    .refine((path) => !path.includes(";"), "must not contain ';': paths are priced without their path parameters"),
   /** Per request, or per unit when `units` reads them from the response. */
   price_cents: decimalCents,
   stripe_event_name: z.string().min(1).max(100).optional(),
@@ -80,6 +83,10 @@ const Pricing = z.strictObject({
   /** Usage buckets older than this fold into one carried-forward row per meter (the overview keeps 8 days). */
   usage_retention_days: z.int().min(8).max(3650).default(90),
   meters: z.array(Meter).default([]),
+  /** A `;` in a path segment: refused with 400, or kept (priced without its parameters, forwarded as sent). */
+  path_parameters: z.enum(["reject", "keep"]).default("reject"),
+  /** Meter paths match in any letter case unless true (reserved prefixes always do). */
+  case_sensitive_paths: z.boolean().default(false),
 });
 
 const Governance = z.strictObject({
@@ -246,9 +253,9 @@ export class ConfigError extends Error {
 }
 
 /** "/v1/items/*" matches one path segment per "*", "**" matches the rest of the path. */
-function globToRegExp(glob: string): RegExp {
+function globToRegExp(glob: string, caseSensitive: boolean): RegExp {
   const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-  return new RegExp("^" + escaped.replace(/\*\*/g, "\u0000").replace(/\*/g, "[^/]*").replace(/\u0000/g, ".*") + "$");
+  return new RegExp("^" + escaped.replace(/\*\*/g, "\u0000").replace(/\*/g, "[^/]*").replace(/\u0000/g, ".*") + "$", caseSensitive ? "" : "i");
 }
 
 export function parseConfig(env: Record<string, unknown>): Config {
@@ -318,7 +325,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     priceMicros: m.price_cents,
     stripeEventName: m.stripe_event_name ?? vars.PRICING.default_stripe_event_name,
     methods: m.methods ? new Set(m.methods) : null,
-    pattern: globToRegExp(m.path),
+    pattern: globToRegExp(m.path, vars.PRICING.case_sensitive_paths),
     units: unitSource(m.units),
     holdUnits: m.hold_units ?? null,
     holdFrom: m.hold_units_from ? m.hold_units_from.map(fieldPath) : null,

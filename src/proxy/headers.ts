@@ -1,6 +1,11 @@
 import { signOriginRequest } from "../signing";
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never the next one. */
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never the next one. Which
+ * other headers a client's Connection named is unknown here: the runtime's HTTP server consumes
+ * Connection (with Keep-Alive, TE, Trailer, Upgrade) before the worker sees the request, and on
+ * Cloudflare the edge overwrites it with Keep-Alive (README: What the origin receives).
+ */
 const HOP_BY_HOP = ["connection", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection", "keep-alive", "transfer-encoding"];
 /** The API key (the origin never sees it) and Host (set by the fetch). */
 const GATEWAY_ONLY = ["authorization", "x-api-key", "host", "forwarded", "x-real-ip", "x-request-id", "x-client-request-id"];
@@ -18,8 +23,8 @@ export interface ForwardedBy {
 }
 
 /**
- * The headers the origin receives: the client's, minus hop-by-hop headers (and every header named
- * in Connection), the key and every forwarding claim; plus what the gateway vouches for:
+ * The headers the origin receives: the client's, minus hop-by-hop headers, the key and every
+ * forwarding claim; plus what the gateway vouches for:
  * `X-Payg-Customer-Id`, `X-Request-Id`, `X-Payg-Client-Ip`, a client's own X-Request-Id as
  * `X-Client-Request-Id`, and with ORIGIN_SIGNING_SECRET, `X-Payg-Signature` over them.
  */
@@ -30,10 +35,8 @@ export async function originHeaders(
 ): Promise<Headers> {
   // One pass that copies only what may pass (cheaper than copying everything and deleting).
   const headers = new Headers();
-  const connection = incoming.get("connection");
-  const named = connection ? new Set(connection.split(",").map((name) => name.trim().toLowerCase())) : null;
   for (const [name, value] of incoming) {
-    if (DROPPED.has(name) || CLAIM.test(name) || named?.has(name)) continue;
+    if (DROPPED.has(name) || CLAIM.test(name)) continue;
     headers.append(name, value);
   }
   const clientRequestId = incoming.get("x-request-id");

@@ -38,17 +38,17 @@ export const proxy = new Hono<AppEnv>();
 proxy.all("*", async (c) => {
   const config = c.var.config;
   const url = new URL(c.req.url);
-  // One spelling of the path, both priced and forwarded.
-  const path = normalizePath(url.pathname);
-  if (isReserved(path)) throw new ApiError("not_found", `${c.req.method} ${path} is reserved by the gateway; nothing was forwarded or charged.`);
+  // One spelling of the path: the route is priced and checked, the same segments are forwarded.
+  const { route, forwarded } = normalizePath(url.pathname, config.PRICING.path_parameters);
+  if (isReserved(route)) throw new ApiError("not_found", `${c.req.method} ${route} is reserved by the gateway; nothing was forwarded or charged.`);
   const { customerId, keyHash } = await authenticateApiKey(c.req.raw.headers, config);
   // Concatenate strings rather than resolve a URL: the normalized path starts with exactly one
   // "/", so it stays a path on the origin, never another host.
-  const target = new URL(config.origin.base + path + url.search);
+  const target = new URL(config.origin.base + forwarded + url.search);
   if (target.origin !== config.origin.origin) throw new ApiError("invalid_request", "Invalid request path.");
 
   const method = c.req.method;
-  const meter = resolveMeter(config, method, path);
+  const meter = resolveMeter(config, method, route);
   const billedFromResponse = meter.units.kind !== "request";
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
   // The body is read whole only for an Idempotency-Key's fingerprint, a hold taken from it, or a

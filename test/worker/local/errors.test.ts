@@ -125,4 +125,13 @@ describe("configuration is validated at start-up, naming the bad field", () => {
     expect(problems({ ...base, ORIGIN_URL: "ftp://x" })[0]).toMatch(/^ORIGIN_URL/);
     expect(problems({ ...base, STRIPE_SECRET_KEY: "sk_test_x" })[0]).toMatch(/STRIPE_WEBHOOK_SECRET/);
   });
+
+  it("takes path parameters and letter case as configured: reject and case-insensitive unless told", () => {
+    expect(parseConfig(base).PRICING).toMatchObject({ path_parameters: "reject", case_sensitive_paths: false });
+    expect(problems({ ...base, PRICING: { ...base.PRICING, path_parameters: "strip" } })[0]).toMatch(/^PRICING\.path_parameters/);
+    expect(problems({ ...base, PRICING: { ...base.PRICING, case_sensitive_paths: "yes" } })[0]).toMatch(/^PRICING\.case_sensitive_paths/);
+    // A meter path with a ';' could never match: paths are priced without their parameters.
+    const meter = { name: "m", path: "/v1/x;v=1", price_cents: "1" };
+    expect(problems({ ...base, PRICING: { ...base.PRICING, meters: [meter] } })[0]).toMatch(/^PRICING\.meters\.0\.path: must not contain ';'/);
+  });
 });

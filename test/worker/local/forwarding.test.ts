@@ -5,6 +5,8 @@ import { verifyOriginRequest } from "../../../src/verify/payg-signature";
 import { customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, ORIGIN, withKey } from "../helpers";
 
 const SECRET = (env as unknown as { ORIGIN_SIGNING_SECRET: string }).ORIGIN_SIGNING_SECRET;
+/** The project's PRICING (vitest.config.ts): /v1/search/** costs 0.05 cents, anything else 1 cent. */
+const PRICING = (env as unknown as { PRICING: Record<string, unknown> }).PRICING;
 const errorOf = async (response: Response) => ((await response.json()) as { error: { code: string; message: string; requestId: string } }).error;
 const balanceOf = async (id: string) => (await customerStub(id).balanceCheck())!.balanceMicros;
 
@@ -79,12 +81,11 @@ describe("request ids (happy)", () => {
 });
 
 describe("what the origin sees (security)", () => {
-  it("strips hop-by-hop headers, every header Connection names, and every forwarding claim from the client", async () => {
+  // Connection itself never reaches the worker over HTTP (test/e2e/paths.test.ts shows what does).
+  it("strips hop-by-hop headers and every forwarding claim from the client", async () => {
     const seen = echoOrigin();
     const { id, key } = await customerWithCredit(5);
     const sent: Record<string, string> = {
-      connection: "keep-alive, x-hop-secret",
-      "x-hop-secret": "1",
       te: "trailers",
       trailer: "x-checksum",
       "proxy-authorization": "Basic cHJveHk6cGFzcw==",
@@ -147,6 +148,93 @@ describe("one path, one price (happy)", () => {
     expect((await gateway("/v1/caf%c3%a9/a%20b?q=%2F&x=..", withKey(key))).status).toBe(200);
     expect(new URL(seen[0]!.url).pathname).toBe("/v1/caf%C3%A9/a%20b");
     expect(new URL(seen[0]!.url).search).toBe("?q=%2F&x=..");
+  });
+});
+
+describe("one path, one price in any letter case (happy)", () => {
+  it("prices a path by its meter in any letter case, and forwards it as sent", async () => {
+    const seen = echoOrigin();
+    const { key } = await customerWithCredit(5);
+    for (const path of ["/V1/SEARCH/q", "/v1/Search/Q", "/v1/%53EARCH/q"]) {
+      const response = await gateway(path, withKey(key));
+      expect(response.status, path).toBe(200);
+      expect(response.headers.get("x-payg-charge-cents"), path).toBe("0.05");
+    }
+    expect(seen.map((r) => new URL(r.url).pathname)).toEqual(["/V1/SEARCH/q", "/v1/Search/Q", "/v1/SEARCH/q"]);
+  });
+
+  it("with PRICING.case_sensitive_paths = true, only the meter's own spelling gets its price", async () => {
+    echoOrigin();
+    const { key } = await customerWithCredit(5);
+    const pricing = { PRICING: { ...PRICING, case_sensitive_paths: true } };
+    const charge = async (path: string) => (await gatewayWith(pricing, path, withKey(key))).headers.get("x-payg-charge-cents");
+    expect(await charge("/v1/search/q")).toBe("0.05");
+    expect(await charge("/v1/Search/q")).toBe("1");
+  });
+});
+
+describe("path parameters (error)", () => {
+  it("refuses a ';' in any segment with 400 invalid_request by default: nothing forwarded or charged", async () => {
+    const seen = echoOrigin();
+    const { id, key } = await customerWithCredit(5);
+    for (const path of ["/v1/search;v=1/q", "/v1/search/q;v=1", "/v1/search;/q", "/v1/;x/search/q", "/v1/..;/search/q", "/admin;x/status", "/v1/..;/admin/status"]) {
+      const response = await gateway(path, withKey(key));
+      expect(response.status, path).toBe(400);
+      const error = await errorOf(response);
+      expect(error.code, path).toBe("invalid_request");
+      expect(error.message).toContain("';'");
+    }
+    expect(seen).toHaveLength(0);
+    expect(await balanceOf(id)).toBe(5_000_000);
+  });
+
+  it("an encoded %3B is no parameter: part of the segment, priced as that segment and forwarded upper-cased", async () => {
+    const seen = echoOrigin();
+    const { key } = await customerWithCredit(5);
+    const response = await gateway("/v1/search%3bv=1/q", withKey(key));
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-payg-charge-cents")).toBe("1");
+    expect(new URL(seen[0]!.url).pathname).toBe("/v1/search%3Bv=1/q");
+  });
+});
+
+describe("path parameters kept (happy)", () => {
+  const keep = { PRICING: { ...PRICING, path_parameters: "keep" } };
+
+  it("prices and dot-resolves each segment without its parameters, and forwards the parameters as sent", async () => {
+    const seen = echoOrigin();
+    const { id, key } = await customerWithCredit(1);
+    const cases: [string, string][] = [
+      ["/v1/search;v=1/q", "/v1/search;v=1/q"],
+      ["/v1/SEARCH;v=1/q", "/v1/SEARCH;v=1/q"],
+      ["/v1/search/q;v=1;w=2", "/v1/search/q;v=1;w=2"],
+      ["/v1/search;/q", "/v1/search;/q"],
+      ["/v1/x;y/..;z/search/q", "/v1/search/q"],
+      ["/v1/;x/search//q/.;y", "/v1/search/q/"],
+    ];
+    for (const [path] of cases) {
+      const response = await gatewayWith(keep, path, withKey(key));
+      expect(response.status, path).toBe(200);
+      expect(response.headers.get("x-payg-charge-cents"), path).toBe("0.05");
+    }
+    expect(seen.map((r) => new URL(r.url).pathname)).toEqual(cases.map(([, forwarded]) => forwarded));
+    for (const r of seen) expect((await verifyOriginRequest(r, SECRET)).ok).toBe(true);
+    expect(await balanceOf(id)).toBe(1_000_000 - cases.length * 50_000);
+  });
+});
+
+describe("path parameters kept (security)", () => {
+  it("checks the reserved prefixes on the path without parameters: never forwarded, never charged", async () => {
+    const seen = echoOrigin();
+    const { id, key } = await customerWithCredit(5);
+    const keep = { PRICING: { ...PRICING, path_parameters: "keep" } };
+    for (const path of ["/admin;x/status", "/ADMIN;/customers", "/v1/..;/admin/status", "/webhooks;a=b/stripe", "/billing;x"]) {
+      const response = await gatewayWith(keep, path, withKey(key));
+      expect(response.status, path).toBe(404);
+      expect((await errorOf(response)).code).toBe("not_found");
+    }
+    expect(seen).toHaveLength(0);
+    expect(await balanceOf(id)).toBe(5_000_000);
   });
 });
 
