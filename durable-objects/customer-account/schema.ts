@@ -61,6 +61,9 @@ export const MIGRATIONS: readonly string[] = [
   JOURNAL_TABLES.v12,
   // v13: portal sessions signed out before they expired.
   ENDED_SESSION_TABLES.v1,
+  // v14: refunds one by one, disputes by Stripe's status (freeze, take back, give back), and per
+  // grant the micro-cents under open disputes (frozen = min(remaining, disputed)).
+  [DISPUTE_TABLES.v14, GRANT_TABLES.v14].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

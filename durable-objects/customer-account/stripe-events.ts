@@ -1,7 +1,7 @@
 import type Stripe from "stripe";
 import { MICROS_PER_CENT } from "../../src/money";
 import { applyPaymentIntentEvent } from "./auto-topup-charge";
-import { applyDispute, applyRefund } from "./clawbacks";
+import { applyDispute, applyRefund, type ChargeRefunds } from "./clawbacks";
 import { createGrant } from "./credits";
 import { markDeleted, profileFromStripe, upsertProfile } from "./profile";
 import type { Room } from "./room";
@@ -28,11 +28,11 @@ export function expectedStripeBalance(input: { balanceMicros: number; pendingUsa
  * change, sending the reports a top-up queued) is left to the `stripe` timer, which runs under
  * the lock and respects each report's backoff. Duplicates are acknowledged and ignored.
  */
-export function applyStripeEvent(room: Room, customerId: string, event: Stripe.Event): EventStatus {
+export function applyStripeEvent(room: Room, customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): EventStatus {
   room.ensure(customerId);
   if (room.stripeEvents.seen(event.id)) return "duplicate";
   const status = room.atomically(() => {
-    const status = apply(room, customerId, event);
+    const status = apply(room, customerId, event, refunds);
     room.stripeEvents.record(event.id, event.type, Date.now());
     return status;
   });
@@ -40,7 +40,7 @@ export function applyStripeEvent(room: Room, customerId: string, event: Stripe.E
   return status;
 }
 
-function apply(room: Room, customerId: string, event: Stripe.Event): "applied" | "ignored" {
+function apply(room: Room, customerId: string, event: Stripe.Event, refunds: ChargeRefunds | undefined): "applied" | "ignored" {
   const now = Date.now();
   switch (event.type) {
     case "customer.created":
@@ -87,10 +87,18 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
     case "payment_intent.payment_failed":
       return afterCredit(room, applyPaymentIntentEvent(room, event, now), now);
     case "charge.refunded":
-      return afterCredit(room, applyRefund(room, event.data.object, now), now);
+    case "charge.refund.updated":
+    case "refund.created":
+    case "refund.updated":
+    case "refund.failed":
+      // The route lists the charge's refunds with every refund event (see ChargeRefunds).
+      return refunds ? afterCredit(room, applyRefund(room, refunds, now), now) : "ignored";
     case "charge.dispute.created":
+    case "charge.dispute.updated":
     case "charge.dispute.closed":
-      return afterCredit(room, applyDispute(room, event.data.object, event.type === "charge.dispute.closed", now), now);
+    case "charge.dispute.funds_withdrawn":
+    case "charge.dispute.funds_reinstated":
+      return afterCredit(room, applyDispute(room, event.data.object, event, now), now);
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":

@@ -61,8 +61,11 @@ export interface ReportRow {
 
 export type SendOutcome = "sent" | "failed" | "retry" | "rate_limited";
 
-/** Credit given at the edge (grant, top-up) or taken away (expiry, void, clawback, deduction), usage, meter events. */
-export type ReportKind = "usage_debit" | "grant" | "topup" | "expiry" | "void" | "clawback" | "deduction" | "meter_event";
+/**
+ * Credit given at the edge (grant, top-up, a clawback given back) or taken away (expiry, void,
+ * clawback, deduction), usage, meter events.
+ */
+export type ReportKind = "usage_debit" | "grant" | "topup" | "expiry" | "void" | "clawback" | "clawback_reversal" | "deduction" | "meter_event";
 
 const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = {
   usage_debit: "API usage",
@@ -71,6 +74,7 @@ const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = {
   expiry: "Credit expired",
   void: "Credit voided",
   clawback: "Credit taken back (refund or dispute)",
+  clawback_reversal: "Credit given back (failed refund or reinstated dispute)",
   deduction: "Credit adjustment",
 };
 
@@ -127,10 +131,11 @@ export class StripeReports {
   }
 
   /**
-   * Credit taken away at the edge: whole cents now, the sub-cent rest with the next usage report
-   * (as unreported usage). Returns the account fields to write in the same step.
+   * Credit taken away at the edge (micros > 0), or a clawback given back (`clawback_reversal`,
+   * micros < 0): whole cents now, the sub-cent rest with the next usage report (as unreported
+   * usage). Returns the account fields to write in the same step.
    */
-  queueDebit(kind: "expiry" | "void" | "clawback" | "deduction", reportId: string, micros: number): Partial<AccountRow> {
+  queueDebit(kind: "expiry" | "void" | "clawback" | "clawback_reversal" | "deduction", reportId: string, micros: number): Partial<AccountRow> {
     if (!this.config().stripeEnabled || micros === 0) return {};
     const due = dueToStripe(micros);
     if (due.cents !== 0) this.insert(kind, reportId, due.cents);
