@@ -195,6 +195,34 @@ export class StripeReports {
     return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending'").one().n as number;
   }
 
+  /** Balance transactions not settled yet (meter events never move Stripe's balance). */
+  pendingBalanceCount(): number {
+    return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending' AND kind != 'meter_event'").one().n as number;
+  }
+
+  /**
+   * Before a reconcile that a balance change in Stripe asked for: settles the pending balance
+   * reports now, whatever their backoff. Each is looked up at Stripe first (its response may have
+   * been lost on the way back), and sent only if it is not there; a report still unsettled keeps
+   * the reconcile waiting, and a lookup Stripe cannot answer stops here (the backoff resumes).
+   */
+  async settleBalanceReports(now: number): Promise<void> {
+    const stripe = stripeClient(this.config());
+    const customerId = this.account.row.customer_id;
+    const rows = this.sql.exec("SELECT * FROM reports WHERE status = 'pending' AND kind != 'meter_event' ORDER BY seq").toArray() as unknown as ReportRow[];
+    for (const report of rows) {
+      let found;
+      try {
+        found = await this.findTransaction(stripe, customerId, report);
+      } catch (error) {
+        log.warn(`stripe report ${report.report_id}: lookup before a reconcile failed`, describeError(error));
+        return;
+      }
+      if (found) this.markSent(report, found.id, found.ending_balance, now);
+      else if ((await this.send(this.byId(report.report_id)!, now)) === "rate_limited") return;
+    }
+  }
+
   /** Balance transactions queued and not sent yet, in cents as they will be posted. */
   unsentBalanceCents(): number {
     return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM reports WHERE status = 'pending' AND kind != 'meter_event'").one().s as number;
