@@ -3,6 +3,7 @@ import { MICROS_PER_CENT } from "../../src/money";
 import { applyPaymentIntentEvent } from "./auto-topup-charge";
 import { applyDispute, applyRefund, type ChargeRefunds } from "./clawbacks";
 import { createGrant } from "./credits";
+import { recordIgnoredPayment } from "./ignored-payments";
 import { markDeleted, profileFromStripe, upsertProfile } from "./profile";
 import type { Room } from "./room";
 
@@ -67,12 +68,18 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
     case "checkout.session.completed":
     case "checkout.session.async_payment_succeeded": {
       const session = event.data.object;
-      if (session.payment_status !== "paid" || session.mode !== "payment") return "ignored";
+      if (session.payment_status !== "paid") return "ignored";
+      const ignore = (reason: string) => {
+        recordIgnoredPayment(room.sql, { event_id: event.id, object_id: session.id, amount: session.amount_total, currency: session.currency, reason }, now);
+        return "ignored" as const;
+      };
       // Only top-ups this gateway created: other payments on the account are not API credit.
       const credit = Number(session.metadata?.payg_credit_cents);
-      if (!Number.isSafeInteger(credit) || credit <= 0 || session.currency !== room.config.PRICING.currency) return "ignored";
+      if (session.mode !== "payment") return ignore(`a ${session.mode}-mode session is not a top-up`);
+      if (!Number.isSafeInteger(credit) || credit <= 0) return ignore("no valid payg_credit_cents metadata: not a top-up this gateway created");
+      if (session.currency !== room.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${room.config.PRICING.currency}`);
       const paymentIntent = typeof session.payment_intent === "string" ? session.payment_intent : (session.payment_intent?.id ?? null);
-      createGrant(room, {
+      const result = createGrant(room, {
         customerId,
         amountCents: credit,
         reason: `Stripe Checkout ${session.id}`,
@@ -80,6 +87,8 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
         source: "checkout",
         paymentIntent,
       });
+      if (result.status === "balance_limit") return ignore("the balance would pass the largest the gateway holds; refund it");
+      if (result.status === "conflict") return ignore(`a grant checkout_${session.id} with other terms exists`);
       room.timers.at(STRIPE_TIMER, now);
       return "applied";
     }

@@ -740,6 +740,11 @@ export class StripeDouble {
     return pi ? clone(pi) : undefined;
   }
 
+  getSession(id: string): Stripe.Checkout.Session | undefined {
+    const session = this.state.sessions.get(id);
+    return session ? clone(session) : undefined;
+  }
+
   /** The charge as stored (with its `refunds` list, which the API shows only when expanded). */
   getCharge(id: string): Stripe.Charge | undefined {
     const charge = this.state.charges.get(id);
