@@ -78,6 +78,7 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
       if (session.mode !== "payment") return ignore(`a ${session.mode}-mode session is not a top-up`);
       if (!Number.isSafeInteger(credit) || credit <= 0) return ignore("no valid payg_credit_cents metadata: not a top-up this gateway created");
       if (session.currency !== room.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${room.config.PRICING.currency}`);
+      if (session.amount_total !== credit) return ignore(`paid ${session.amount_total}, its payg_credit_cents say ${credit}`);
       const paymentIntent = typeof session.payment_intent === "string" ? session.payment_intent : (session.payment_intent?.id ?? null);
       const result = createGrant(room, {
         customerId,

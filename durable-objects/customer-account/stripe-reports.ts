@@ -2,7 +2,7 @@ import type Stripe from "stripe";
 import { meterByName, type Config } from "../../src/config";
 import { newId } from "../../src/keys";
 import { log } from "../../src/log";
-import { MICROS_PER_CENT, formatCents } from "../../src/money";
+import { MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT, formatCents } from "../../src/money";
 import { describeError, isTransientStripeError, stripeClient } from "../../src/stripe/client";
 import type { Plan } from "../../src/types";
 import type { AccountRow, AccountStore } from "./account";
@@ -159,12 +159,19 @@ export class StripeReports {
     );
   }
 
-  /** Moves unreported usage into report rows before any network call, so a crash loses nothing. */
+  /**
+   * Moves unreported usage into report rows before any network call, so a crash loses nothing;
+   * each row within Stripe's 8 digits of minor units.
+   */
   cut(): void {
     const config = this.config();
     const due = dueToStripe(this.account.row.pending_usage);
     if (due.cents !== 0) {
-      this.insert("usage_debit", newId("payg_usage"), due.cents);
+      for (let left = due.cents; left !== 0; ) {
+        const part = Math.sign(left) * Math.min(Math.abs(left), MAX_STRIPE_AMOUNT_CENTS);
+        this.insert("usage_debit", newId("payg_usage"), part);
+        left -= part;
+      }
       this.account.set({ pending_usage: due.remainderMicros });
     }
     for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {

@@ -25,7 +25,7 @@ import {
   type Params,
 } from "./common";
 import { StripeState } from "./core";
-import { payForCheckout, settleCheckoutPayment } from "./payments";
+import { MAX_AMOUNT, payForCheckout, settleCheckoutPayment } from "./payments";
 
 // From the SDK's SessionCreateParams and SessionCreateParams.PaymentIntentData.
 const SESSION_CREATE_PARAMS = new Set([
@@ -162,6 +162,7 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
     });
   }
 
+  if (amount !== null && amount > MAX_AMOUNT) throw invalid(`Amount must be no more than ${MAX_AMOUNT} ${currency} minor units`, { code: "amount_too_large", param: "line_items" });
   const created = state.nowSeconds();
   const id = `cs_test_a1${randomChars(58)}`;
   const session: Stripe.Checkout.Session = {

@@ -68,6 +68,8 @@ const RETRIEVE_PARAMS = new Set(["expand"]);
 const LIST_PAYMENT_METHODS_PARAMS = new Set(["allow_redisplay", "ending_before", "expand", "limit", "starting_after", "type"]);
 /** Smallest charge in USD: 50 cents (docs.stripe.com/currencies#minimum-and-maximum-charge-amounts). */
 const MIN_AMOUNT: Record<string, number> = { usd: 50, eur: 50, gbp: 30, cad: 50, aud: 50 };
+/** Eight digits of minor units. */
+export const MAX_AMOUNT = 99_999_999;
 
 const DECLINED: StripeErrorBody = {
   type: "card_error",
@@ -204,6 +206,9 @@ export function apiCreatePaymentIntent(state: StripeState, params: Params, ctx: 
   if (min !== undefined && amount < min) {
     throw invalid(`Amount must be at least ${min} ${currency} minor units`, { code: "amount_too_small", param: "amount" });
   }
+  // "The amount value supports up to eight digits" (docs.stripe.com/currencies#minimum-and-maximum-charge-amounts).
+  if (amount > MAX_AMOUNT) throw invalid(`Amount must be no more than ${MAX_AMOUNT} ${currency} minor units`, { code: "amount_too_large", param: "amount" });
+
   const customerId = readString(params, "customer");
   const customer = customerId ? state.liveCustomer(customerId, 400, "customer") : undefined;
   const confirm = readBoolean(params, "confirm") ?? false;
