@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { MAX_AMOUNT_CENTS, parseCentsDecimal } from "./money";
+import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS, log, setLogLevel } from "./log";
 import { isLoopbackUrl } from "./loopback";
 import { unknownMergeTags } from "./template";
@@ -101,8 +101,9 @@ const Governance = z.strictObject({
   refund_on: z
     .array(z.union([z.enum(["connection_error", "timeout"]), z.int().min(500).max(599)]))
     .default(["connection_error", "timeout", 502, 503, 504]),
-  checkout_min_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(500),
-  checkout_max_cents: z.int().min(50).max(MAX_AMOUNT_CENTS).default(100_000),
+  // Sent to Stripe as a Checkout amount: within its 8 digits of minor units.
+  checkout_min_cents: z.int().min(50).max(MAX_STRIPE_AMOUNT_CENTS).default(500),
+  checkout_max_cents: z.int().min(50).max(MAX_STRIPE_AMOUNT_CENTS).default(100_000),
   /** Checkout sessions one customer may open in a rolling hour (each is a Stripe API call). */
   checkout_limit_per_hour: z.int().min(1).max(1000).default(10),
   checkout_success_url: httpUrl.default("https://example.com/billing/success"),

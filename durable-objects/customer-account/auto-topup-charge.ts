@@ -51,10 +51,13 @@ export function topUpFailed(room: Room, row: TopUpRow, reason: string, paymentIn
   return true;
 }
 
-/** The reason a failed PaymentIntent gives: Stripe's error code (card_declined, authentication_required, …). */
+/**
+ * The reason a failed PaymentIntent gives: Stripe's error code (card_declined,
+ * authentication_required, …), else its status (requires_confirmation, canceled, …).
+ */
 export function failureReason(pi: Pick<Stripe.PaymentIntent, "status" | "last_payment_error">): string {
   if (pi.status === "requires_action") return "authentication_required";
-  return pi.last_payment_error?.code ?? (pi.status === "canceled" ? "canceled" : "payment_failed");
+  return pi.last_payment_error?.code ?? (pi.status === "requires_payment_method" ? "payment_failed" : pi.status);
 }
 
 /**

@@ -89,17 +89,28 @@ export async function runAutoTopUp(room: Room, now: number): Promise<boolean> {
   }
 }
 
-/** What a PaymentIntent says about the top-up (read afresh: a webhook may have settled it meanwhile). */
+/** A top-up paid by a method that settles later (processing) is looked up this often should its webhook be lost. */
+const PROCESSING_RECHECK_MS = 3_600_000;
+
+/**
+ * What a PaymentIntent says about the top-up (read afresh: a webhook may have settled it
+ * meanwhile). Only `processing` settles by itself later: its webhook settles it, and the timer
+ * looks it up again should that be lost. Every other status is a payment that did not happen and
+ * will not happen by itself (requires_payment_method: declined; requires_action: the customer
+ * must act; requires_confirmation, requires_capture: never confirmed or captured; canceled): the
+ * top-up fails, so it never holds the pending slot that later top-ups need.
+ */
 function settle(room: Room, id: string, pi: Stripe.PaymentIntent): boolean {
   const row = room.autoTopUp.get(id)!;
   const now = Date.now();
   if (pi.status === "succeeded") return topUpSucceeded(room, row, pi, now);
-  if (pi.status === "requires_action" || pi.status === "requires_payment_method" || pi.status === "canceled") {
-    fail(room, id, failureReason(pi), pi.id);
+  if (pi.status === "processing") {
+    const at = now + PROCESSING_RECHECK_MS;
+    room.autoTopUp.update(id, { payment_intent: pi.id, next_attempt_at: at, verify: 1 });
+    room.timers.at(AUTO_TOPUP_TIMER, at);
     return false;
   }
-  // processing (not a card): its webhook settles it.
-  room.autoTopUp.update(id, { payment_intent: pi.id, next_attempt_at: null });
+  fail(room, id, failureReason(pi), pi.id);
   return false;
 }
 

@@ -1,19 +1,85 @@
 import type Stripe from "stripe";
+import { log } from "../../src/log";
 import { centsToMicros, formatCents } from "../../src/money";
 import type { Grant } from "./grants";
 import type { Room } from "./room";
 
+/**
+ * A charge's refunds as Stripe lists them, read by the webhook route for every refund event: a
+ * Refund names no customer (it is routed through its charge), and `charge.refunded` lists no
+ * refunds (`refunds` is not expanded in events since API 2022-11-15) while its cumulative
+ * `amount_refunded` cannot say which refund failed. Refunds are tracked one by one instead.
+ */
+export interface ChargeRefunds {
+  charge: string;
+  payment_intent: string | null;
+  currency: string;
+  refunds: { id: string; amount: number; status: string | null; created: number }[];
+}
+
+interface RefundRow {
+  id: string;
+  payment_intent: string;
+  /** Whole cents. */
+  amount: number;
+  status: string;
+  created: number;
+  /** What was done to the grant: no (not yet), taken, given_back (the refund failed after), none (it failed first). */
+  applied: "no" | "taken" | "given_back" | "none";
+  /** Micro-cents its clawback took. */
+  taken: number;
+}
+
+/** A refund moves forward only: pending (or requires_action), succeeded, then failed or canceled, which are final. */
+const REFUND_RANK: Record<string, number> = { pending: 0, requires_action: 0, succeeded: 1, failed: 2, canceled: 2 };
+/** Refunds whose money never reached the customer. */
+const VOID_REFUND = new Set(["failed", "canceled"]);
+
+type Effect = "none" | "frozen" | "taken";
+
 interface DisputeRow {
   id: string;
-  grant_id: string | null;
   payment_intent: string | null;
   /** Whole cents disputed. */
   amount: number;
-  status: "open" | "won" | "lost";
-  /** Micro-cents of the grant this dispute froze. */
-  frozen: number;
-  /** When its outcome was applied to the grant. */
-  closed_at: number | null;
+  /** Stripe's status, as of the latest event applied (`event_at`, its `created`). */
+  status: Stripe.Dispute.Status;
+  event_at: number;
+  /** 1 once Stripe reinstated the withdrawn funds (charge.dispute.funds_reinstated). */
+  reinstated: number;
+  /** What is applied to the grant now, and the micro-cents it took when `taken`. */
+  effect: Effect;
+  taken: number;
+  /** Clawbacks and reversals written so far (each needs its own ledger reference). */
+  moves: number;
+}
+
+/**
+ * Stripe's dispute statuses in the order a dispute moves through them (events with the same
+ * `created` second are ordered by it). Inquiries (warning_*) withdraw no funds and freeze
+ * nothing: a question from the bank is not a chargeback, and the customer keeps paying with
+ * credit they paid for. A chargeback (needs_response, under_review) freezes the disputed credit;
+ * won, prevented and a closed inquiry take nothing; lost and its appeals take it back until the
+ * funds are reinstated.
+ */
+const DISPUTE_ORDER: readonly string[] = [
+  "warning_needs_response",
+  "warning_under_review",
+  "warning_closed",
+  "needs_response",
+  "under_review",
+  "prevented",
+  "won",
+  "lost",
+  "appeal_needs_response",
+  "appeal_under_review",
+];
+const FREEZES = new Set(["needs_response", "under_review"]);
+const TAKES = new Set(["lost", "appeal_needs_response", "appeal_under_review"]);
+
+function effectOf(row: Pick<DisputeRow, "status" | "reinstated">): Effect {
+  if (row.reinstated) return "none";
+  return FREEZES.has(row.status) ? "frozen" : TAKES.has(row.status) ? "taken" : "none";
 }
 
 function paymentIntentOf(value: string | { id: string } | null | undefined): string | null {
@@ -21,48 +87,92 @@ function paymentIntentOf(value: string | { id: string } | null | undefined): str
 }
 
 /**
- * A refund of a top-up's payment takes its credit back. Stripe reports the cumulative
- * `amount_refunded`, so each delivery takes only what is new: duplicates and late, reordered
- * deliveries change nothing. What was already spent becomes debt, and the customer is refused
- * until it is paid. A refund that arrives before its top-up is kept and applied when it lands.
+ * A refund of a top-up's payment takes its credit back; a refund that then fails gives it back
+ * (its own ledger entry). Each refund is recorded by id and its status only moves forward, so
+ * duplicates and reordered events change nothing. What was already spent becomes debt, and the
+ * customer is refused until it is paid. Refunds that arrive before their top-up are applied when
+ * it lands.
  */
-export function applyRefund(room: Room, charge: Stripe.Charge, now: number): "applied" | "ignored" {
-  const pi = paymentIntentOf(charge.payment_intent);
-  if (!pi || charge.currency !== room.config.PRICING.currency) return "ignored";
-  room.sql.exec(
-    `INSERT INTO payment_refunds (payment_intent, refunded_cents, updated_at) VALUES (?, ?, ?)
-     ON CONFLICT (payment_intent) DO UPDATE SET refunded_cents = MAX(refunded_cents, excluded.refunded_cents), updated_at = excluded.updated_at`,
-    pi,
-    charge.amount_refunded,
-    now,
-  );
-  const grant = room.grants.byPaymentIntent(pi);
-  if (grant) room.atomically(() => settleRefunds(room, grant, now));
+export function applyRefund(room: Room, facts: ChargeRefunds, now: number): "applied" | "ignored" {
+  const pi = facts.payment_intent;
+  if (!pi || facts.currency !== room.config.PRICING.currency) return "ignored";
+  room.atomically(() => {
+    for (const refund of facts.refunds) recordRefund(room, pi, refund, now);
+    adoptLegacyRefunds(room, pi);
+    const grant = room.grants.byPaymentIntent(pi);
+    if (grant) settleRefunds(room, grant, now);
+  });
   return "applied";
 }
 
+function recordRefund(room: Room, pi: string, refund: ChargeRefunds["refunds"][number], now: number): void {
+  const status = refund.status ?? "pending";
+  const row = room.sql.exec("SELECT status FROM refunds WHERE id = ?", refund.id).toArray()[0];
+  if (!row) {
+    room.sql.exec(
+      "INSERT INTO refunds (id, payment_intent, amount, status, created, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+      refund.id,
+      pi,
+      refund.amount,
+      status,
+      refund.created,
+      now,
+    );
+  } else if ((REFUND_RANK[status] ?? 0) > (REFUND_RANK[row.status as string] ?? 0)) {
+    room.sql.exec("UPDATE refunds SET status = ?, updated_at = ? WHERE id = ?", status, now, refund.id);
+  }
+}
+
 /**
- * Disputes, each step applied once in any delivery order: opening freezes the disputed credit
- * (it cannot be spent, and nothing is taken yet); won releases it; lost releases it and takes the
- * disputed amount back. A `closed` that arrives before `created` settles the dispute, and the
- * late `created` is then ignored; either before the top-up itself waits for it.
+ * Before refunds were tracked one by one, a payment kept only its cumulative refunded cents. The
+ * first list of its refunds takes over: what those clawbacks took is attributed to the oldest
+ * refunds, which then count as taken (and are given back if they fail).
  */
-export function applyDispute(room: Room, dispute: Stripe.Dispute, closing: boolean, now: number): "applied" | "ignored" {
+function adoptLegacyRefunds(room: Room, pi: string): void {
+  if (!room.sql.exec("SELECT 1 FROM payment_refunds WHERE payment_intent = ?", pi).toArray().length) return;
+  const taken = room.sql.exec("SELECT COALESCE(-SUM(amount), 0) AS t FROM ledger WHERE kind = 'clawback' AND reference LIKE ? ESCAPE '\\'", `refund\\_${pi}\\_%`).one();
+  let left = taken.t as number;
+  for (const row of refundRows(room, pi)) {
+    if (left <= 0) break;
+    const part = Math.min(left, centsToMicros(row.amount));
+    room.sql.exec("UPDATE refunds SET applied = 'taken', taken = ? WHERE id = ?", part, row.id);
+    left -= part;
+  }
+  room.sql.exec("DELETE FROM payment_refunds WHERE payment_intent = ?", pi);
+}
+
+function refundRows(room: Room, pi: string): RefundRow[] {
+  return room.sql.exec("SELECT * FROM refunds WHERE payment_intent = ? ORDER BY created, id", pi).toArray() as unknown as RefundRow[];
+}
+
+/**
+ * Disputes, each event applied once and in order of its `created` time, whatever the delivery
+ * order: an older event than the one applied changes nothing. The status decides the effect on
+ * the grant (effectOf); settleDisputes moves the grant from the effect applied to the one wanted.
+ * Either before the top-up itself waits for it.
+ */
+export function applyDispute(room: Room, dispute: Stripe.Dispute, event: Pick<Stripe.Event, "type" | "created">, now: number): "applied" | "ignored" {
   const pi = paymentIntentOf(dispute.payment_intent);
   if (!pi || dispute.currency !== room.config.PRICING.currency) return "ignored";
+  if (!DISPUTE_ORDER.includes(dispute.status)) {
+    log.warn(`dispute ${dispute.id}: unknown status ${dispute.status}; nothing changed`);
+    return "ignored";
+  }
   const row = room.sql.exec("SELECT * FROM disputes WHERE id = ?", dispute.id).toArray()[0] as unknown as DisputeRow | undefined;
-  // Inquiries closed without a chargeback, and prevented disputes, release like a win.
-  const outcome = dispute.status === "lost" ? "lost" : ["won", "warning_closed", "prevented"].includes(dispute.status) ? "won" : null;
-  const status = closing && outcome ? outcome : "open";
-  if (row && (row.status !== "open" || status === "open")) return "ignored";
+  const reinstated = event.type === "charge.dispute.funds_reinstated" || (dispute.balance_transactions ?? []).some((t) => t.amount > 0) ? 1 : 0;
+  const newer =
+    !row || event.created > row.event_at || (event.created === row.event_at && DISPUTE_ORDER.indexOf(dispute.status) > DISPUTE_ORDER.indexOf(row.status));
+  if (!newer && (reinstated === 0 || row!.reinstated === 1)) return "ignored";
   room.atomically(() => {
     room.sql.exec(
-      `INSERT INTO disputes (id, grant_id, payment_intent, amount, status, created_at) VALUES (?, NULL, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET status = excluded.status`,
+      `INSERT INTO disputes (id, payment_intent, amount, status, event_at, reinstated, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET amount = excluded.amount, status = excluded.status, event_at = excluded.event_at, reinstated = excluded.reinstated`,
       dispute.id,
       pi,
-      dispute.amount,
-      status,
+      newer ? dispute.amount : row!.amount,
+      newer ? dispute.status : row!.status,
+      newer ? event.created : row!.event_at,
+      Math.max(reinstated, row?.reinstated ?? 0),
       now,
     );
     const grant = room.grants.byPaymentIntent(pi);
@@ -78,6 +188,28 @@ export function settleClawbacks(room: Room, grant: Grant, now: number): void {
 }
 
 function settleRefunds(room: Room, grant: Grant, now: number): void {
+  const rows = refundRows(room, grant.payment_intent!);
+  if (!rows.length) return settleLegacyRefunds(room, grant, now);
+  for (const row of rows) {
+    const failed = VOID_REFUND.has(row.status);
+    if (!failed && row.applied === "no") {
+      const micros = centsToMicros(row.amount);
+      const taken = takeBack(room, grant, micros, `refund ${row.id} of ${grant.payment_intent} (${formatCents(micros)} cents)`, `refund_${row.id}`, now);
+      room.sql.exec("UPDATE refunds SET applied = 'taken', taken = ? WHERE id = ?", taken, row.id);
+    } else if (failed && row.applied === "taken") {
+      giveBack(room, grant, row.taken, `refund ${row.id} of ${grant.payment_intent} ${row.status}: the credit it took back is given back`, `refund_${row.id}_${row.status}`, now);
+      room.sql.exec("UPDATE refunds SET applied = 'given_back' WHERE id = ?", row.id);
+    } else if (failed && row.applied === "no") {
+      room.sql.exec("UPDATE refunds SET applied = 'none' WHERE id = ?", row.id);
+    }
+  }
+  const refunded = room.sql.exec("SELECT COALESCE(SUM(taken), 0) AS t FROM refunds WHERE payment_intent = ? AND applied = 'taken'", grant.payment_intent).one().t as number;
+  if (refunded !== grant.refunded) room.grants.setRefunded(grant, refunded);
+  room.changed(now);
+}
+
+/** A refund recorded before refunds were tracked one by one: its cumulative cents. */
+function settleLegacyRefunds(room: Room, grant: Grant, now: number): void {
   const row = room.sql.exec("SELECT refunded_cents FROM payment_refunds WHERE payment_intent = ?", grant.payment_intent).toArray()[0];
   if (!row) return;
   const target = Math.min(centsToMicros(row.refunded_cents as number), grant.amount);
@@ -89,46 +221,60 @@ function settleRefunds(room: Room, grant: Grant, now: number): void {
 
 /**
  * Micro-cents of the grant already out of the balance other than by spending: what closing it
- * (a void, an expiry) removed, and what refunds and lost disputes took back. A clawback never
- * takes those again: a voided or expired top-up that is then refunded takes back only what was
- * spent of it.
+ * (a void, an expiry) removed, and what refunds and lost disputes took back and was not given
+ * back. A clawback never takes those again: a voided or expired top-up that is then refunded
+ * takes back only what was spent of it.
  */
 function takenOut(room: Room, grantId: string): number {
-  const row = room.sql.exec("SELECT COALESCE(SUM(amount), 0) AS total FROM ledger WHERE grant_id = ? AND kind IN ('void', 'expiry', 'clawback')", grantId).one();
+  const row = room.sql
+    .exec("SELECT COALESCE(SUM(amount), 0) AS total FROM ledger WHERE grant_id = ? AND kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')", grantId)
+    .one();
   return -(row.total as number);
 }
 
+/**
+ * Moves the grant from the effect each dispute has applied to the one its status wants. The
+ * disputed amounts of open chargebacks are the grant's `disputed`: GrantBook keeps what is
+ * frozen at min(remaining, disputed) wherever the credit sits when the dispute opens (a hold
+ * that settles later, a refund of a request, gives its credit back frozen).
+ */
 function settleDisputes(room: Room, grant: Grant, now: number): void {
   const rows = room.sql.exec("SELECT * FROM disputes WHERE payment_intent = ?", grant.payment_intent).toArray() as unknown as DisputeRow[];
+  const live = room.grants.all.find((g) => g.id === grant.id);
+  const disputed = rows.filter((r) => effectOf(r) === "frozen").reduce((sum, r) => sum + centsToMicros(r.amount), 0);
+  if (live && Math.min(disputed, live.amount) !== live.disputed) room.grants.setDisputed(live, disputed);
   for (const row of rows) {
-    const live = room.grants.all.find((g) => g.id === grant.id);
-    const amount = Math.min(centsToMicros(row.amount), grant.amount);
-    if (row.status === "open") {
-      if (row.grant_id !== null) continue;
-      // Freeze what is left of the disputed amount; what was spent already cannot be frozen.
-      const frozen = live ? Math.min(amount, Math.max(0, live.remaining - live.frozen)) : 0;
-      if (live && frozen > 0) room.grants.setFrozen(live, live.frozen + frozen);
-      room.sql.exec("UPDATE disputes SET grant_id = ?, frozen = ? WHERE id = ?", grant.id, frozen, row.id);
-      room.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} opened: ${formatCents(frozen)} cents of ${grant.id} frozen`, now, grant: grant.id });
-      continue;
+    const want = effectOf(row);
+    if (want === row.effect) continue;
+    let { taken, moves } = row;
+    if (row.effect === "taken") {
+      const why = row.reinstated ? "funds reinstated" : row.status;
+      giveBack(room, grant, taken, `dispute ${row.id} ${why}: the credit it took back is given back`, `dispute_${row.id}_${moves}`, now);
+      taken = 0;
+      moves++;
     }
-    if (row.closed_at !== null) continue;
-    if (live && row.frozen > 0) room.grants.setFrozen(live, Math.max(0, live.frozen - row.frozen));
-    room.sql.exec("UPDATE disputes SET grant_id = ?, frozen = 0, closed_at = ? WHERE id = ?", grant.id, now, row.id);
-    if (row.status === "lost") takeBack(room, grant, amount, `dispute ${row.id} lost`, `dispute_${row.id}`, now);
-    else room.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} won: credit released`, now, grant: grant.id });
+    const amount = Math.min(centsToMicros(row.amount), grant.amount);
+    if (want === "taken") {
+      taken = takeBack(room, grant, amount, `dispute ${row.id} lost`, moves === 0 ? `dispute_${row.id}` : `dispute_${row.id}_${moves}`, now);
+      moves++;
+    } else if (want === "frozen") {
+      room.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} opened (${row.status}): up to ${formatCents(amount)} cents of ${grant.id} frozen`, now, grant: grant.id });
+    } else if (row.effect === "frozen") {
+      room.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} ${row.status}: credit released`, now, grant: grant.id });
+    }
+    room.sql.exec("UPDATE disputes SET effect = ?, taken = ?, moves = ? WHERE id = ?", want, taken, moves, row.id);
   }
   room.changed(now);
 }
 
-/** Takes back up to `wanted` of a grant's credit; what was spent becomes debt (wallet.takeFrom). */
-function takeBack(room: Room, grant: Grant, wanted: number, reason: string, reference: string, now: number): void {
+/** Takes back up to `wanted` of a grant's credit; what was spent becomes debt (wallet.takeFrom). Returns what it took. */
+function takeBack(room: Room, grant: Grant, wanted: number, reason: string, reference: string, now: number): number {
   const micros = Math.min(wanted, Math.max(0, grant.amount - takenOut(room, grant.id)));
   const already = wanted - micros;
   const note = already > 0 ? `${reason}; ${formatCents(already)} cents of it were already voided, expired or taken back` : reason;
   if (micros === 0) {
     room.ledger.entry({ kind: "note", amount: 0, reason: `${note}: nothing taken`, now, grant: grant.id });
-    return;
+    return 0;
   }
   const customer = room.account.row.customer_id;
   const fields = room.reports.queueDebit("clawback", `payg_clawback_${customer}_${reference}`, micros);
@@ -140,6 +286,20 @@ function takeBack(room: Room, grant: Grant, wanted: number, reason: string, refe
     now,
     reference,
     fields,
+  );
+  room.changed(now);
+  return micros;
+}
+
+/** Gives back what a clawback took (wallet.giveBack); Stripe's balance gets the same cents back. */
+function giveBack(room: Room, grant: Grant, micros: number, reason: string, reference: string, now: number): void {
+  if (micros === 0) {
+    room.ledger.entry({ kind: "note", amount: 0, reason: `${reason}: it had taken nothing`, now, grant: grant.id });
+    return;
+  }
+  const customer = room.account.row.customer_id;
+  room.wallet.giveBack(room.grants.all.find((g) => g.id === grant.id) ?? grant, micros, reason, now, reference, (given) =>
+    room.reports.queueDebit("clawback_reversal", `payg_clawback_reversal_${customer}_${reference}`, -given),
   );
   room.changed(now);
 }

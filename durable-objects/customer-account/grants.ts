@@ -26,6 +26,16 @@ ALTER TABLE account ADD COLUMN debt INTEGER NOT NULL DEFAULT 0;
 INSERT INTO grants (id, amount, remaining, category, priority, source, reason, created_at)
   SELECT 'grt_migrated', balance, balance, 'paid', 50, 'migration', 'credit held before grants existed', updated_at FROM account WHERE balance > 0;
 UPDATE account SET debt = -balance WHERE balance < 0;`,
+  // Per grant, the micro-cents under open disputes; frozen is derived from it (GrantBook keeps
+  // frozen = min(remaining, disputed)). Backfilled from the disputes open now (DISPUTE_TABLES.v14
+  // runs first and maps their status).
+  v14: `
+ALTER TABLE grants ADD COLUMN disputed INTEGER NOT NULL DEFAULT 0;
+UPDATE grants SET disputed = MIN(amount, COALESCE((
+  SELECT SUM(MIN(d.amount * 1000000, grants.amount)) FROM disputes d
+  WHERE d.payment_intent = grants.payment_intent AND d.effect = 'frozen'), 0))
+  WHERE payment_intent IS NOT NULL;
+UPDATE grants SET frozen = MIN(remaining, disputed);`,
 };
 
 export type GrantCategory = "paid" | "promotional";
@@ -38,8 +48,10 @@ export interface Grant {
   amount: number;
   /** Micro-cents left, 0..amount. */
   remaining: number;
-  /** Micro-cents of `remaining` held by an open dispute: not spendable. */
+  /** Micro-cents of `remaining` not spendable: always min(remaining, disputed), kept by GrantBook. */
   frozen: number;
+  /** Micro-cents of its payment under open disputes (clawbacks.ts), at most `amount`. */
+  disputed: number;
   category: GrantCategory;
   /** Lower drains first. */
   priority: number;
@@ -189,6 +201,7 @@ export class GrantBook {
       amount: input.amount,
       remaining: input.remaining,
       frozen: 0,
+      disputed: 0,
       category: input.category,
       priority: input.priority,
       expires_at: input.expiresAt,
@@ -224,15 +237,24 @@ export class GrantBook {
     return grant;
   }
 
-  /** Moves `delta` micro-cents into (> 0) or out of (< 0) a grant's remaining. */
+  /**
+   * Moves `delta` micro-cents into (> 0) or out of (< 0) a grant's remaining. Whatever moves it
+   * (a charge, a hold's release, a refund, a clawback), what is under dispute stays frozen: credit
+   * that comes back to a disputed grant is frozen up to the disputed amount.
+   */
   adjust(grant: Grant, delta: number): void {
     grant.remaining += delta;
     if (grant.remaining < 0 || grant.remaining > grant.amount) throw new Error(`grant ${grant.id} would leave 0..amount`);
+    grant.frozen = Math.min(grant.remaining, grant.disputed);
     if (this.deferring) this.pending.add(grant);
     else {
       this.beforeWrite();
-      this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+      this.write(grant);
     }
+  }
+
+  private write(grant: Grant): void {
+    this.sql.exec("UPDATE grants SET remaining = ?, frozen = ? WHERE id = ?", grant.remaining, grant.frozen, grant.id);
   }
 
   /** While on, `remaining` changes are kept in memory until flush(). */
@@ -242,7 +264,7 @@ export class GrantBook {
 
   /** Writes each kept-back grant's remaining once. */
   flush(): void {
-    for (const grant of this.pending) this.sql.exec("UPDATE grants SET remaining = ? WHERE id = ?", grant.remaining, grant.id);
+    for (const grant of this.pending) this.write(grant);
     this.pending.clear();
   }
 
@@ -256,9 +278,12 @@ export class GrantBook {
     this.sql.exec("UPDATE grants SET refunded = ? WHERE id = ?", refunded, grant.id);
   }
 
-  setFrozen(grant: Grant, frozen: number): void {
-    grant.frozen = frozen;
-    this.sql.exec("UPDATE grants SET frozen = ? WHERE id = ?", frozen, grant.id);
+  /** Sets what open disputes hold of the grant's payment; frozen follows (see adjust). */
+  setDisputed(grant: Grant, disputed: number): void {
+    this.beforeWrite();
+    grant.disputed = Math.min(disputed, grant.amount);
+    grant.frozen = Math.min(grant.remaining, grant.disputed);
+    this.sql.exec("UPDATE grants SET disputed = ?, frozen = ? WHERE id = ?", grant.disputed, grant.frozen, grant.id);
   }
 
   /** Closes a grant (expired or voided) with nothing left in it. */

@@ -22,6 +22,7 @@ import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput
 import { Room } from "./room";
 import { hasSchema, migrate } from "./schema";
 import { storageStats } from "./storage-stats";
+import type { ChargeRefunds } from "./clawbacks";
 import { applyStripeEvent, type EventStatus } from "./stripe-events";
 import { pushToStripe } from "./stripe-sync";
 import { balanceCheck, grantView, summary } from "./summary";
@@ -256,8 +257,8 @@ export class CustomerAccount extends DurableObject<Env> {
    * Records and applies one verified Stripe event, with no Stripe call: the webhook is answered
    * once it is durable here. What needs Stripe runs from the stripe timer, under the lock.
    */
-  applyStripeEvent(customerId: string, event: Stripe.Event): { status: EventStatus } {
-    return { status: applyStripeEvent(this.room, customerId, event) };
+  applyStripeEvent(customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): { status: EventStatus } {
+    return { status: applyStripeEvent(this.room, customerId, event, refunds) };
   }
 
   /** Reports usage to Stripe and sends due emails. Safe to run twice or concurrently. */

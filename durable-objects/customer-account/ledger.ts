@@ -21,11 +21,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS ledger_aggregate ON ledger(kind, meter, bucket
 
 /**
  * grant: new credit; void/expiry: what a grant still held when closed; clawback: a refunded or
- * lost-dispute top-up taken back; deduction: credit removed by the operator; stripe_sync: the
+ * lost-dispute top-up taken back; clawback_reversal: what a clawback took, given back (the refund
+ * failed, the lost dispute's funds were reinstated); deduction: credit removed by the operator; stripe_sync: the
  * difference Stripe's balance implied; note: a step that moves no money (freeze, release,
  * report retry or resolve), kept for the record. (`topup` entries predate grants.)
  */
-export type EntryKind = "grant" | "topup" | "void" | "expiry" | "clawback" | "deduction" | "stripe_sync" | "note";
+export type EntryKind = "grant" | "topup" | "void" | "expiry" | "clawback" | "clawback_reversal" | "deduction" | "stripe_sync" | "note";
 
 export interface UsageEntry {
   meter: string;

@@ -11,6 +11,7 @@ import { EMAIL_TABLES } from "./emails";
 import { GRANT_TABLES } from "./grants";
 import { HOLD_TABLES } from "./holds";
 import { IDEMPOTENCY_TABLES } from "./idempotency";
+import { IGNORED_PAYMENT_TABLES } from "./ignored-payments";
 import { INVOICE_TABLES } from "./invoices";
 import { JOURNAL_TABLES } from "./journal";
 import { KEY_TABLES } from "./keys";
@@ -61,6 +62,10 @@ export const MIGRATIONS: readonly string[] = [
   JOURNAL_TABLES.v12,
   // v13: portal sessions signed out before they expired.
   ENDED_SESSION_TABLES.v1,
+  // v14: refunds one by one, disputes by Stripe's status (freeze, take back, give back), and per
+  // grant the micro-cents under open disputes (frozen = min(remaining, disputed)).
+  // Payments that credited nothing, for the admin API.
+  [DISPUTE_TABLES.v14, GRANT_TABLES.v14, IGNORED_PAYMENT_TABLES.v14].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

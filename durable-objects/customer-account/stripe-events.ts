@@ -1,8 +1,9 @@
 import type Stripe from "stripe";
 import { MICROS_PER_CENT } from "../../src/money";
 import { applyPaymentIntentEvent } from "./auto-topup-charge";
-import { applyDispute, applyRefund } from "./clawbacks";
+import { applyDispute, applyRefund, type ChargeRefunds } from "./clawbacks";
 import { createGrant } from "./credits";
+import { recordIgnoredPayment } from "./ignored-payments";
 import { markDeleted, profileFromStripe, upsertProfile } from "./profile";
 import type { Room } from "./room";
 
@@ -28,11 +29,11 @@ export function expectedStripeBalance(input: { balanceMicros: number; pendingUsa
  * change, sending the reports a top-up queued) is left to the `stripe` timer, which runs under
  * the lock and respects each report's backoff. Duplicates are acknowledged and ignored.
  */
-export function applyStripeEvent(room: Room, customerId: string, event: Stripe.Event): EventStatus {
+export function applyStripeEvent(room: Room, customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): EventStatus {
   room.ensure(customerId);
   if (room.stripeEvents.seen(event.id)) return "duplicate";
   const status = room.atomically(() => {
-    const status = apply(room, customerId, event);
+    const status = apply(room, customerId, event, refunds);
     room.stripeEvents.record(event.id, event.type, Date.now());
     return status;
   });
@@ -40,7 +41,7 @@ export function applyStripeEvent(room: Room, customerId: string, event: Stripe.E
   return status;
 }
 
-function apply(room: Room, customerId: string, event: Stripe.Event): "applied" | "ignored" {
+function apply(room: Room, customerId: string, event: Stripe.Event, refunds: ChargeRefunds | undefined): "applied" | "ignored" {
   const now = Date.now();
   switch (event.type) {
     case "customer.created":
@@ -67,12 +68,19 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
     case "checkout.session.completed":
     case "checkout.session.async_payment_succeeded": {
       const session = event.data.object;
-      if (session.payment_status !== "paid" || session.mode !== "payment") return "ignored";
+      if (session.payment_status !== "paid") return "ignored";
+      const ignore = (reason: string) => {
+        recordIgnoredPayment(room.sql, { event_id: event.id, object_id: session.id, amount: session.amount_total, currency: session.currency, reason }, now);
+        return "ignored" as const;
+      };
       // Only top-ups this gateway created: other payments on the account are not API credit.
       const credit = Number(session.metadata?.payg_credit_cents);
-      if (!Number.isSafeInteger(credit) || credit <= 0 || session.currency !== room.config.PRICING.currency) return "ignored";
+      if (session.mode !== "payment") return ignore(`a ${session.mode}-mode session is not a top-up`);
+      if (!Number.isSafeInteger(credit) || credit <= 0) return ignore("no valid payg_credit_cents metadata: not a top-up this gateway created");
+      if (session.currency !== room.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${room.config.PRICING.currency}`);
+      if (session.amount_total !== credit) return ignore(`paid ${session.amount_total}, its payg_credit_cents say ${credit}`);
       const paymentIntent = typeof session.payment_intent === "string" ? session.payment_intent : (session.payment_intent?.id ?? null);
-      createGrant(room, {
+      const result = createGrant(room, {
         customerId,
         amountCents: credit,
         reason: `Stripe Checkout ${session.id}`,
@@ -80,6 +88,8 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
         source: "checkout",
         paymentIntent,
       });
+      if (result.status === "balance_limit") return ignore("the balance would pass the largest the gateway holds; refund it");
+      if (result.status === "conflict") return ignore(`a grant checkout_${session.id} with other terms exists`);
       room.timers.at(STRIPE_TIMER, now);
       return "applied";
     }
@@ -87,10 +97,18 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
     case "payment_intent.payment_failed":
       return afterCredit(room, applyPaymentIntentEvent(room, event, now), now);
     case "charge.refunded":
-      return afterCredit(room, applyRefund(room, event.data.object, now), now);
+    case "charge.refund.updated":
+    case "refund.created":
+    case "refund.updated":
+    case "refund.failed":
+      // The route lists the charge's refunds with every refund event (see ChargeRefunds).
+      return refunds ? afterCredit(room, applyRefund(room, refunds, now), now) : "ignored";
     case "charge.dispute.created":
+    case "charge.dispute.updated":
     case "charge.dispute.closed":
-      return afterCredit(room, applyDispute(room, event.data.object, event.type === "charge.dispute.closed", now), now);
+    case "charge.dispute.funds_withdrawn":
+    case "charge.dispute.funds_reinstated":
+      return afterCredit(room, applyDispute(room, event.data.object, event, now), now);
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":

@@ -21,7 +21,7 @@ export async function reconcile(room: Room, reason = "stripe reconcile"): Promis
   const customer = await stripeClient(room.config).customers.retrieve(room.account.row.customer_id);
   const now = Date.now();
   // A report queued while we waited (a webhook's top-up, a clawback) is not in Stripe's number yet.
-  if (room.reports.pendingCount() > 0) {
+  if (room.reports.pendingBalanceCount() > 0) {
     room.account.set({ reconcile_needed: 1 });
     return;
   }

@@ -2,7 +2,7 @@ import type Stripe from "stripe";
 import { meterByName, type Config } from "../../src/config";
 import { newId } from "../../src/keys";
 import { log } from "../../src/log";
-import { MICROS_PER_CENT, formatCents } from "../../src/money";
+import { MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT, formatCents } from "../../src/money";
 import { describeError, isTransientStripeError, stripeClient } from "../../src/stripe/client";
 import type { Plan } from "../../src/types";
 import type { AccountRow, AccountStore } from "./account";
@@ -61,8 +61,11 @@ export interface ReportRow {
 
 export type SendOutcome = "sent" | "failed" | "retry" | "rate_limited";
 
-/** Credit given at the edge (grant, top-up) or taken away (expiry, void, clawback, deduction), usage, meter events. */
-export type ReportKind = "usage_debit" | "grant" | "topup" | "expiry" | "void" | "clawback" | "deduction" | "meter_event";
+/**
+ * Credit given at the edge (grant, top-up, a clawback given back) or taken away (expiry, void,
+ * clawback, deduction), usage, meter events.
+ */
+export type ReportKind = "usage_debit" | "grant" | "topup" | "expiry" | "void" | "clawback" | "clawback_reversal" | "deduction" | "meter_event";
 
 const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = {
   usage_debit: "API usage",
@@ -71,6 +74,7 @@ const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = {
   expiry: "Credit expired",
   void: "Credit voided",
   clawback: "Credit taken back (refund or dispute)",
+  clawback_reversal: "Credit given back (failed refund or reinstated dispute)",
   deduction: "Credit adjustment",
 };
 
@@ -127,10 +131,11 @@ export class StripeReports {
   }
 
   /**
-   * Credit taken away at the edge: whole cents now, the sub-cent rest with the next usage report
-   * (as unreported usage). Returns the account fields to write in the same step.
+   * Credit taken away at the edge (micros > 0), or a clawback given back (`clawback_reversal`,
+   * micros < 0): whole cents now, the sub-cent rest with the next usage report (as unreported
+   * usage). Returns the account fields to write in the same step.
    */
-  queueDebit(kind: "expiry" | "void" | "clawback" | "deduction", reportId: string, micros: number): Partial<AccountRow> {
+  queueDebit(kind: "expiry" | "void" | "clawback" | "clawback_reversal" | "deduction", reportId: string, micros: number): Partial<AccountRow> {
     if (!this.config().stripeEnabled || micros === 0) return {};
     const due = dueToStripe(micros);
     if (due.cents !== 0) this.insert(kind, reportId, due.cents);
@@ -154,12 +159,19 @@ export class StripeReports {
     );
   }
 
-  /** Moves unreported usage into report rows before any network call, so a crash loses nothing. */
+  /**
+   * Moves unreported usage into report rows before any network call, so a crash loses nothing;
+   * each row within Stripe's 8 digits of minor units.
+   */
   cut(): void {
     const config = this.config();
     const due = dueToStripe(this.account.row.pending_usage);
     if (due.cents !== 0) {
-      this.insert("usage_debit", newId("payg_usage"), due.cents);
+      for (let left = due.cents; left !== 0; ) {
+        const part = Math.sign(left) * Math.min(Math.abs(left), MAX_STRIPE_AMOUNT_CENTS);
+        this.insert("usage_debit", newId("payg_usage"), part);
+        left -= part;
+      }
       this.account.set({ pending_usage: due.remainderMicros });
     }
     for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {
@@ -188,6 +200,34 @@ export class StripeReports {
 
   pendingCount(): number {
     return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending'").one().n as number;
+  }
+
+  /** Balance transactions not settled yet (meter events never move Stripe's balance). */
+  pendingBalanceCount(): number {
+    return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending' AND kind != 'meter_event'").one().n as number;
+  }
+
+  /**
+   * Before a reconcile that a balance change in Stripe asked for: settles the pending balance
+   * reports now, whatever their backoff. Each is looked up at Stripe first (its response may have
+   * been lost on the way back), and sent only if it is not there; a report still unsettled keeps
+   * the reconcile waiting, and a lookup Stripe cannot answer stops here (the backoff resumes).
+   */
+  async settleBalanceReports(now: number): Promise<void> {
+    const stripe = stripeClient(this.config());
+    const customerId = this.account.row.customer_id;
+    const rows = this.sql.exec("SELECT * FROM reports WHERE status = 'pending' AND kind != 'meter_event' ORDER BY seq").toArray() as unknown as ReportRow[];
+    for (const report of rows) {
+      let found;
+      try {
+        found = await this.findTransaction(stripe, customerId, report);
+      } catch (error) {
+        log.warn(`stripe report ${report.report_id}: lookup before a reconcile failed`, describeError(error));
+        return;
+      }
+      if (found) this.markSent(report, found.id, found.ending_balance, now);
+      else if ((await this.send(this.byId(report.report_id)!, now)) === "rate_limited") return;
+    }
   }
 
   /** Balance transactions queued and not sent yet, in cents as they will be posted. */

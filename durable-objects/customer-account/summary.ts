@@ -1,5 +1,6 @@
 import { formatCents, formatMoney, microsToWholeCents } from "../../src/money";
 import { spendable, type Grant } from "./grants";
+import { ignoredPayments } from "./ignored-payments";
 import { bucketOf } from "./ledger";
 import type { Room } from "./room";
 
@@ -60,6 +61,8 @@ export function summary(room: Room): Record<string, unknown> {
     // Webhook events written here and not yet handed to the dispatcher (normally 0 within seconds).
     webhooks_pending: room.outbox.pending(),
     emails: room.emails.view(),
+    // Payments that credited nothing (other currency, no top-up metadata, balance limit, …), newest first.
+    ignored_payments: ignoredPayments(room.sql),
     // null when auto top-up was never set; else its settings, state (paused and why, capped) and this month's total.
     auto_topup: room.autoTopUp.view(now),
   };

@@ -191,16 +191,33 @@ export class Wallet {
   /** Takes `micros` out of one grant; what it no longer holds becomes debt. Returns the shortfall. */
   takeFrom(grant: Grant | undefined, micros: number, kind: EntryKind, reason: string, now: number, reference?: string, alsoSet: Partial<AccountRow> = {}): number {
     const fromGrant = grant && grant.closed_at === null ? Math.min(micros, grant.remaining) : 0;
-    if (grant && fromGrant > 0) {
-      this.grants.adjust(grant, -fromGrant);
-      if (grant.frozen > grant.remaining) this.grants.setFrozen(grant, grant.remaining);
-    }
+    if (grant && fromGrant > 0) this.grants.adjust(grant, -fromGrant);
     const shortfall = micros - fromGrant;
     this.ledger.entry(
       { kind, amount: -micros, reference: reference ?? null, reason, now, grant: grant?.id ?? null },
       shortfall > 0 ? { ...alsoSet, debt: this.debt + shortfall } : alsoSet,
     );
     return shortfall;
+  }
+
+  /**
+   * Gives back what a clawback took (a refund that failed, a lost dispute's funds reinstated):
+   * off the debt first (what the clawback could not take from the grant became debt), then into
+   * the grant, up to its amount. A grant closed meanwhile keeps nothing: the void or expiry would
+   * have removed that credit too. Returns the micro-cents given back.
+   */
+  giveBack(grant: Grant | undefined, micros: number, reason: string, now: number, reference: string, alsoSet: (given: number) => Partial<AccountRow>): number {
+    const debtBack = Math.min(this.debt, micros);
+    const open = grant && grant.closed_at === null ? grant : undefined;
+    const intoGrant = open ? Math.min(micros - debtBack, open.amount - open.remaining) : 0;
+    const given = debtBack + intoGrant;
+    if (intoGrant > 0) this.grants.adjust(open!, intoGrant);
+    const fields = given > 0 ? alsoSet(given) : {};
+    this.ledger.entry(
+      { kind: "clawback_reversal", amount: given, reference, reason: given < micros ? `${reason}; ${micros - given} micro-cents of it had closed with the grant` : reason, now, grant: grant?.id ?? null },
+      debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields,
+    );
+    return given;
   }
 
   /** Takes `micros` across all grants in drain order (any meter); the rest becomes debt. */
@@ -211,7 +228,6 @@ export class Wallet {
       const take = Math.min(left, g.remaining);
       if (take > 0) {
         this.grants.adjust(g, -take);
-        if (g.frozen > g.remaining) this.grants.setFrozen(g, g.remaining);
         left -= take;
       }
     }

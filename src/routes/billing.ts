@@ -46,6 +46,9 @@ export async function createTopUpCheckout(env: Env, config: Config, customer: Cu
       success_url: config.GOVERNANCE.checkout_success_url,
       cancel_url: config.GOVERNANCE.checkout_cancel_url,
       metadata: { payg_customer_id: customer.id, payg_credit_cents: String(amountCents) },
+      // Paid in PRICING.currency, always: with Adaptive Pricing the customer may pay in theirs, and
+      // the session (its currency and amounts) then no longer matches the credit it buys.
+      adaptive_pricing: { enabled: false },
       // The card is saved on the customer for auto top-up; its payment_intent.succeeded tells the object which card.
       ...(options.savePaymentMethod
         ? { payment_intent_data: { setup_future_usage: "off_session" as const, metadata: { payg_customer_id: customer.id, payg_save_payment_method: "true" } } }

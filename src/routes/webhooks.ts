@@ -8,6 +8,7 @@ import { CUSTOMER_ID } from "../keys";
 import { log } from "../log";
 import { limitBody } from "../middleware/body-limit";
 import { stripeClient } from "../stripe/client";
+import type { ChargeRefunds } from "../../durable-objects/customer-account/clawbacks";
 
 /** The events the gateway acts on; anything else is acknowledged and ignored without a lookup. */
 export const HANDLED_EVENTS = new Set([
@@ -21,8 +22,15 @@ export const HANDLED_EVENTS = new Set([
   "invoice.voided",
   "invoice.marked_uncollectible",
   "charge.refunded",
+  "charge.refund.updated",
+  "refund.created",
+  "refund.updated",
+  "refund.failed",
   "charge.dispute.created",
+  "charge.dispute.updated",
   "charge.dispute.closed",
+  "charge.dispute.funds_withdrawn",
+  "charge.dispute.funds_reinstated",
   "payment_intent.succeeded",
   "payment_intent.payment_failed",
 ]);
@@ -34,22 +42,50 @@ function customerOf(event: Stripe.Event): string | null {
   return id && CUSTOMER_ID.test(id) ? id : null;
 }
 
+const REFUND_EVENTS = new Set(["charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed"]);
+
+function idOf(value: string | { id: string } | null | undefined): string | null {
+  return typeof value === "string" ? value : (value?.id ?? null);
+}
+
+/** The charge an event is about, for the events routed through it (disputes and refunds name no customer). */
+function chargeOf(event: Stripe.Event): string | null {
+  const object = event.data.object as { object?: string; id?: string; charge?: string | { id: string } | null };
+  if (object.object === "charge") return object.id ?? null;
+  if (event.type.startsWith("charge.dispute.") || REFUND_EVENTS.has(event.type)) return idOf(object.charge);
+  return null;
+}
+
 /**
- * A Dispute names no customer: it is found through the disputed charge. If Stripe cannot be
- * reached the webhook fails (5xx) and Stripe delivers it again.
+ * Disputes and refunds are found through their charge, and a refund event carries the charge's
+ * refunds as Stripe lists them now (clawbacks.ts ChargeRefunds). If Stripe cannot be reached the
+ * webhook fails (5xx) and Stripe delivers it again.
  */
-async function disputedCustomer(config: Config, event: Stripe.Event): Promise<string | null> {
-  if (!event.type.startsWith("charge.dispute.")) return null;
-  const dispute = event.data.object as Stripe.Dispute;
-  const chargeId = typeof dispute.charge === "string" ? dispute.charge : dispute.charge.id;
+async function throughCharge(config: Config, event: Stripe.Event): Promise<{ customerId: string | null; refunds?: ChargeRefunds }> {
+  const chargeId = chargeOf(event);
+  if (!chargeId) return { customerId: null };
+  const stripe = stripeClient(config);
   try {
-    const charge = await stripeClient(config).charges.retrieve(chargeId);
-    const customer = typeof charge.customer === "string" ? charge.customer : (charge.customer?.id ?? null);
-    return customer && CUSTOMER_ID.test(customer) ? customer : null;
+    const charge = await stripe.charges.retrieve(chargeId);
+    const customer = idOf(charge.customer);
+    const customerId = customer && CUSTOMER_ID.test(customer) ? customer : null;
+    if (!customerId || !REFUND_EVENTS.has(event.type)) return { customerId };
+    const refunds: ChargeRefunds["refunds"] = [];
+    for await (const refund of stripe.refunds.list({ charge: chargeId, limit: 100 })) {
+      refunds.push({ id: refund.id, amount: refund.amount, status: refund.status, created: refund.created });
+    }
+    return { customerId, refunds: { charge: chargeId, payment_intent: idOf(charge.payment_intent), currency: charge.currency, refunds } };
   } catch (error) {
     log.warn(`stripe event ${event.id}: could not look up charge ${chargeId}`, error);
     throw new ApiError("upstream_error", "The event could not be applied yet; Stripe will redeliver it.");
   }
+}
+
+/** A paid Checkout session with no customer of ours is not credited anywhere: the log says so. */
+function logUnrouted(event: Stripe.Event): void {
+  if (!event.type.startsWith("checkout.session.")) return;
+  const session = event.data.object as Stripe.Checkout.Session;
+  if (session.payment_status === "paid") log.warn(`stripe event ${event.id}: paid Checkout session ${session.id} names no customer of this gateway; not credited`);
 }
 
 export const webhooks = new Hono<AppEnv>();
@@ -74,10 +110,15 @@ webhooks.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
     log.warn(`stripe webhook refused: ${(error as Error).message}`);
     throw new ApiError("invalid_signature", "The Stripe-Signature header does not match this endpoint's signing secret.");
   }
-  const customerId = HANDLED_EVENTS.has(event.type) ? (customerOf(event) ?? (await disputedCustomer(config, event))) : null;
-  if (!customerId) return c.json({ received: true, status: "ignored" });
+  if (!HANDLED_EVENTS.has(event.type)) return c.json({ received: true, status: "ignored" });
+  const routed = chargeOf(event) ? await throughCharge(config, event) : { customerId: customerOf(event) };
+  const customerId = routed.customerId;
+  if (!customerId) {
+    logUnrouted(event);
+    return c.json({ received: true, status: "ignored" });
+  }
   try {
-    const result = await customerStub(c.env, customerId).applyStripeEvent(customerId, event);
+    const result = await customerStub(c.env, customerId).applyStripeEvent(customerId, event, routed.refunds);
     return c.json({ received: true, status: result.status });
   } catch (error) {
     // Not recorded as processed: Stripe redelivers it, and the redelivery is applied in full.

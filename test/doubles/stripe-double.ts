@@ -80,15 +80,20 @@ import {
   apiListCustomerPaymentMethods,
   apiListPaymentIntents,
   apiRetrieveCharge,
-  apiRetrieveDispute,
   apiRetrievePaymentIntent,
   apiRetrievePaymentMethod,
+  paymentMethodsOf,
+} from "./stripe/payments";
+import {
+  apiListRefunds,
+  apiRetrieveDispute,
   apiRetrieveRefund,
   closeDispute as closeDisputeIn,
   createDispute as createDisputeIn,
-  paymentMethodsOf,
+  failRefund as failRefundIn,
+  moveDispute as moveDisputeIn,
   refundCharge as refundChargeIn,
-} from "./stripe/payments";
+} from "./stripe/refunds";
 import {
   apiCreateMeterEvent,
   apiRetrieveMeter,
@@ -533,6 +538,7 @@ export class StripeDouble {
     if ((m = /^\/v1\/payment_intents\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentIntent(s, decodeId(m[1]), params);
     if ((m = /^\/v1\/payment_methods\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentMethod(s, decodeId(m[1]), params);
     if ((m = /^\/v1\/charges\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveCharge(s, decodeId(m[1]), params);
+    if (path === "/v1/refunds" && method === "GET") return apiListRefunds(s, params, path);
     if ((m = /^\/v1\/refunds\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveRefund(s, decodeId(m[1]), params);
     if ((m = /^\/v1\/disputes\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveDispute(s, decodeId(m[1]), params);
     if (path === "/v1/billing/meter_events" && method === "POST") return apiCreateMeterEvent(s, params);
@@ -596,9 +602,26 @@ export class StripeDouble {
     return refundChargeIn(this.state, chargeOrPaymentIntentId, amount);
   }
 
-  /** Open a dispute (`needs_response`) on a charge: `charge.dispute.created` + `charge.dispute.funds_withdrawn`. */
-  createDispute(chargeOrPaymentIntentId: string, amount?: number): Stripe.Dispute {
-    return createDisputeIn(this.state, chargeOrPaymentIntentId, amount);
+  /**
+   * The later failure of a refund of a `pm_card_refundFail` charge: `charge.refund.updated`,
+   * `refund.updated`, `refund.failed` (status `failed`).
+   */
+  failRefund(refundId: string): Stripe.Refund {
+    return failRefundIn(this.state, refundId);
+  }
+
+  /**
+   * Open a dispute on a charge: a chargeback (`needs_response`: `charge.dispute.created` +
+   * `charge.dispute.funds_withdrawn`), or with `inquiry` an inquiry (`warning_needs_response`,
+   * no funds withdrawn).
+   */
+  createDispute(chargeOrPaymentIntentId: string, amount?: number, opts: { inquiry?: boolean } = {}): Stripe.Dispute {
+    return createDisputeIn(this.state, chargeOrPaymentIntentId, amount, opts);
+  }
+
+  /** Move a dispute to another of Stripe's statuses (refunds.ts moveDispute says which events follow). */
+  moveDispute(disputeId: string, status: Stripe.Dispute.Status): Stripe.Dispute {
+    return moveDisputeIn(this.state, disputeId, status);
   }
 
   /** Close a dispute: `charge.dispute.closed`, and on "won" `charge.dispute.funds_reinstated`. */
@@ -715,6 +738,11 @@ export class StripeDouble {
   getPaymentIntent(id: string): Stripe.PaymentIntent | undefined {
     const pi = this.state.paymentIntents.get(id);
     return pi ? clone(pi) : undefined;
+  }
+
+  getSession(id: string): Stripe.Checkout.Session | undefined {
+    const session = this.state.sessions.get(id);
+    return session ? clone(session) : undefined;
   }
 
   /** The charge as stored (with its `refunds` list, which the API shows only when expanded). */

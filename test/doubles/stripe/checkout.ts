@@ -12,6 +12,7 @@ import type Stripe from "stripe";
 import {
   applyMetadata,
   checkKnown,
+  readBoolean,
   clone,
   invalid,
   missing,
@@ -24,7 +25,7 @@ import {
   type Params,
 } from "./common";
 import { StripeState } from "./core";
-import { payForCheckout, settleCheckoutPayment } from "./payments";
+import { MAX_AMOUNT, payForCheckout, settleCheckoutPayment } from "./payments";
 
 // From the SDK's SessionCreateParams and SessionCreateParams.PaymentIntentData.
 const SESSION_CREATE_PARAMS = new Set([
@@ -103,6 +104,10 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
   const metadata = readMetadata(params);
   const customerCreation = readString(params, "customer_creation");
   const paymentData = readPaymentIntentData(params, mode);
+  // "Defaults to your dashboard setting" (SDK SessionCreateParams.AdaptivePricing): on in this double's dashboard.
+  const adaptive = params.adaptive_pricing;
+  if (adaptive !== undefined && (typeof adaptive !== "object" || adaptive === null || Array.isArray(adaptive))) throw invalid("Invalid object", { param: "adaptive_pricing" });
+  const adaptivePricing = (adaptive === undefined ? undefined : readBoolean(adaptive as Params, "enabled")) ?? true;
 
   let currency: string | null = readString(params, "currency")?.toLowerCase() ?? null;
   let amount: number | null = null;
@@ -157,12 +162,13 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
     });
   }
 
+  if (amount !== null && amount > MAX_AMOUNT) throw invalid(`Amount must be no more than ${MAX_AMOUNT} ${currency} minor units`, { code: "amount_too_large", param: "line_items" });
   const created = state.nowSeconds();
   const id = `cs_test_a1${randomChars(58)}`;
   const session: Stripe.Checkout.Session = {
     id,
     object: "checkout.session",
-    adaptive_pricing: { enabled: false },
+    adaptive_pricing: { enabled: adaptivePricing },
     after_expiration: null,
     allow_promotion_codes: null,
     allowed_payment_method_types: null,
@@ -254,6 +260,12 @@ export interface CompleteCheckoutOptions {
   async?: boolean;
   /** The test card the customer pays with. Default "pm_card_visa". */
   paymentMethod?: string;
+  /**
+   * Adaptive Pricing: the customer pays in this currency (at a rate of 1 in this double); the
+   * session's `currency` and amounts are then the customer's, `currency_conversion` keeps the
+   * creation currency. Refused when the session has `adaptive_pricing.enabled: false`.
+   */
+  localCurrency?: string;
 }
 
 /** Mark a checkout session complete and emit `checkout.session.completed` (see the file header). */
@@ -262,6 +274,11 @@ export function completeCheckout(state: StripeState, sessionId: string, opts: Co
   if (!s) throw new Error(`no such checkout session ${sessionId}`);
   if (s.status !== "open") throw new Error(`checkout session ${sessionId} is ${s.status}, not open`);
   let after: (() => void) | undefined;
+  if (opts.localCurrency && opts.localCurrency !== s.currency) {
+    if (!s.adaptive_pricing?.enabled) throw new Error(`checkout session ${sessionId} has Adaptive Pricing off: it is paid in ${s.currency}`);
+    s.currency_conversion = { amount_subtotal: s.amount_subtotal ?? 0, amount_total: s.amount_total ?? 0, fx_rate: "1" as never, source_currency: s.currency! };
+    s.currency = opts.localCurrency;
+  }
   if (s.mode === "payment") {
     const paid = payForCheckout(state, s, opts.paymentMethod ?? "pm_card_visa", { pending: opts.async ?? false });
     s.payment_intent = paid.paymentIntent.id;

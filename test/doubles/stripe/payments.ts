@@ -1,5 +1,5 @@
 /**
- * Payment methods, PaymentIntents, Charges, Refunds and Disputes.
+ * Payment methods, PaymentIntents and Charges.
  *
  * Stripe's test payment methods (https://docs.stripe.com/testing, ../../../shared FACTS.md):
  * - `pm_card_visa` (4242) succeeds.
@@ -16,9 +16,8 @@
  * will cache the results of the request regardless of what they were", docs.stripe.com/error-low-level).
  *
  * Choices of the double: a declined confirmation creates a failed Charge (its id in
- * `error.charge` and `latest_charge`); no balance transactions are modelled for charges and
- * refunds (`balance_transaction` ids are placeholders); disputes carry Stripe's withdrawal and
- * reinstatement balance transactions with a 1500 fee.
+ * `error.charge` and `latest_charge`); no balance transactions are modelled for charges
+ * (`balance_transaction` ids are placeholders). Refunds and disputes are in refunds.ts.
  */
 import type Stripe from "stripe";
 import {
@@ -48,6 +47,8 @@ export const TEST_PAYMENT_METHODS: Record<string, { last4: string; behavior: Car
   pm_card_visa: { last4: "4242", behavior: "succeeds" },
   pm_card_chargeCustomerFail: { last4: "0341", behavior: "declines" },
   pm_card_authenticationRequired: { last4: "3184", behavior: "requires_authentication" },
+  // 4000 0000 0000 5126: the charge succeeds; a refund of it succeeds at first and fails later (refunds.ts).
+  pm_card_refundFail: { last4: "5126", behavior: "refund_fails" },
 };
 
 // From the SDK's PaymentIntentCreateParams.
@@ -67,7 +68,8 @@ const RETRIEVE_PARAMS = new Set(["expand"]);
 const LIST_PAYMENT_METHODS_PARAMS = new Set(["allow_redisplay", "ending_before", "expand", "limit", "starting_after", "type"]);
 /** Smallest charge in USD: 50 cents (docs.stripe.com/currencies#minimum-and-maximum-charge-amounts). */
 const MIN_AMOUNT: Record<string, number> = { usd: 50, eur: 50, gbp: 30, cad: 50, aud: 50 };
-const DISPUTE_FEE = 1500;
+/** Eight digits of minor units. */
+export const MAX_AMOUNT = 99_999_999;
 
 const DECLINED: StripeErrorBody = {
   type: "card_error",
@@ -204,6 +206,9 @@ export function apiCreatePaymentIntent(state: StripeState, params: Params, ctx: 
   if (min !== undefined && amount < min) {
     throw invalid(`Amount must be at least ${min} ${currency} minor units`, { code: "amount_too_small", param: "amount" });
   }
+  // "The amount value supports up to eight digits" (docs.stripe.com/currencies#minimum-and-maximum-charge-amounts).
+  if (amount > MAX_AMOUNT) throw invalid(`Amount must be no more than ${MAX_AMOUNT} ${currency} minor units`, { code: "amount_too_large", param: "amount" });
+
   const customerId = readString(params, "customer");
   const customer = customerId ? state.liveCustomer(customerId, 400, "customer") : undefined;
   const confirm = readBoolean(params, "confirm") ?? false;
@@ -391,7 +396,7 @@ function confirmPaymentIntent(
     state.emit("payment_intent.requires_action", pi, undefined, request);
     return undefined;
   }
-  if (behavior === "succeeds") {
+  if (behavior === "succeeds" || behavior === "refund_fails") {
     const charge = newCharge(state, pi, pm, null);
     pi.latest_charge = charge.id;
     pi.amount_received = pi.amount;
@@ -613,7 +618,7 @@ export function apiRetrieveCharge(state: StripeState, id: string, params: Params
 }
 
 /** A charge id, or a PaymentIntent id (its latest charge). */
-function chargeFor(state: StripeState, chargeOrPaymentIntentId: string): Stripe.Charge {
+export function chargeFor(state: StripeState, chargeOrPaymentIntentId: string): Stripe.Charge {
   let id = chargeOrPaymentIntentId;
   if (id.startsWith("pi_")) {
     const pi = state.paymentIntents.get(id);
@@ -624,198 +629,4 @@ function chargeFor(state: StripeState, chargeOrPaymentIntentId: string): Stripe.
   const charge = state.charges.get(id);
   if (!charge) throw new Error(`no such charge ${id}`);
   return charge;
-}
-
-// ----------------------------------------------------------------------------- refunds
-
-/**
- * Dashboard-style refund of a succeeded charge (all that is left of it by default). Emits
- * `charge.refunded` (Charge with `amount_refunded` accumulated and `refunded` true only once fully
- * refunded; `refunds`, newest first, only through `expand[]=refunds`, see chargeView) and
- * `refund.created`.
- */
-export function refundCharge(state: StripeState, chargeOrPaymentIntentId: string, amount?: number): { refund: Stripe.Refund; charge: Stripe.Charge } {
-  const charge = chargeFor(state, chargeOrPaymentIntentId);
-  if (charge.status !== "succeeded") throw new Error(`charge ${charge.id} is ${charge.status}: nothing to refund`);
-  const left = charge.amount - charge.amount_refunded;
-  const value = amount ?? left;
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`refund amount must be a positive integer, got ${value}`);
-  if (value > left) throw new Error(`refund of ${value} exceeds the ${left} left on charge ${charge.id}`);
-  const refund: Stripe.Refund = {
-    id: newId("re_"),
-    object: "refund",
-    amount: value,
-    balance_transaction: newId("txn_"),
-    charge: charge.id,
-    created: state.nowSeconds(),
-    currency: charge.currency,
-    customer: charge.customer,
-    customer_account: null,
-    destination_details: { card: { reference_status: "pending", reference_type: "acquirer_reference_number", type: "refund" }, type: "card" },
-    metadata: {},
-    payment_intent: charge.payment_intent,
-    payment_method: charge.payment_method,
-    reason: null,
-    receipt_number: null,
-    source_transfer_reversal: null,
-    status: "succeeded",
-    transfer_reversal: null,
-  };
-  state.refunds.set(refund.id, refund);
-  const previous: Partial<Stripe.Charge> = { amount_refunded: charge.amount_refunded };
-  charge.amount_refunded += value;
-  if (charge.amount_refunded === charge.amount) {
-    previous.refunded = false;
-    charge.refunded = true;
-  }
-  const list = charge.refunds ?? { object: "list", data: [], has_more: false, url: `/v1/charges/${charge.id}/refunds` };
-  list.data = [refund, ...list.data];
-  charge.refunds = list;
-  state.emit("charge.refunded", chargeView(charge), previous, StripeState.noRequest);
-  state.emit("refund.created", refund, undefined, StripeState.noRequest);
-  return { refund: clone(refund), charge: chargeView(charge) };
-}
-
-export function apiRetrieveRefund(state: StripeState, id: string, params: Params): Stripe.Refund {
-  checkKnown(params, RETRIEVE_PARAMS);
-  readExpand(params, []);
-  const refund = state.refunds.get(id);
-  if (!refund) throw noSuch("refund", id, "refund", 404);
-  return refund;
-}
-
-// ----------------------------------------------------------------------------- disputes
-
-function disputeTransaction(state: StripeState, dispute: Stripe.Dispute, amount: number, fee: number, description: string): Stripe.BalanceTransaction {
-  const now = state.nowSeconds();
-  return {
-    id: newId("txn_"),
-    object: "balance_transaction",
-    amount,
-    available_on: now + 2 * 24 * 60 * 60,
-    balance_type: "payments",
-    created: now,
-    currency: dispute.currency,
-    description,
-    exchange_rate: null,
-    fee,
-    fee_details: fee === 0 ? [] : [{ amount: fee, application: null, currency: dispute.currency, description: "Dispute fee", type: "stripe_fee" }],
-    net: amount - fee,
-    reporting_category: "dispute",
-    source: dispute.id,
-    status: "pending",
-    type: "adjustment",
-  };
-}
-
-/**
- * A cardholder disputes a charge: a Dispute (`status: needs_response`, with `charge` and
- * `payment_intent` and, like Stripe's, no `customer`) and its withdrawal; emits
- * `charge.dispute.created` and `charge.dispute.funds_withdrawn`. The charge becomes `disputed`.
- */
-export function createDispute(state: StripeState, chargeOrPaymentIntentId: string, amount?: number): Stripe.Dispute {
-  const charge = chargeFor(state, chargeOrPaymentIntentId);
-  if (charge.status !== "succeeded") throw new Error(`charge ${charge.id} is ${charge.status}: nothing to dispute`);
-  if (charge.disputed) throw new Error(`charge ${charge.id} is already disputed`);
-  const value = amount ?? charge.amount;
-  if (!Number.isSafeInteger(value) || value < 1 || value > charge.amount) throw new Error(`dispute amount must be 1..${charge.amount}, got ${value}`);
-  const created = state.nowSeconds();
-  const card = charge.payment_method_details?.card;
-  const dispute: Stripe.Dispute = {
-    id: newId("dp_"),
-    object: "dispute",
-    amount: value,
-    balance_transactions: [],
-    charge: charge.id,
-    created,
-    currency: charge.currency,
-    enhanced_eligibility_types: [],
-    evidence: {
-      access_activity_log: null,
-      billing_address: null,
-      cancellation_policy: null,
-      cancellation_policy_disclosure: null,
-      cancellation_rebuttal: null,
-      customer_communication: null,
-      customer_email_address: null,
-      customer_name: null,
-      customer_purchase_ip: null,
-      customer_signature: null,
-      duplicate_charge_documentation: null,
-      duplicate_charge_explanation: null,
-      duplicate_charge_id: null,
-      enhanced_evidence: {},
-      product_description: null,
-      receipt: null,
-      refund_policy: null,
-      refund_policy_disclosure: null,
-      refund_refusal_explanation: null,
-      service_date: null,
-      service_documentation: null,
-      shipping_address: null,
-      shipping_carrier: null,
-      shipping_date: null,
-      shipping_documentation: null,
-      shipping_tracking_number: null,
-      uncategorized_file: null,
-      uncategorized_text: null,
-    },
-    evidence_details: {
-      due_by: created + 7 * 24 * 60 * 60,
-      enhanced_eligibility: {},
-      has_evidence: false,
-      past_due: false,
-      submission_count: 0,
-      submission_method: "not_submitted",
-    },
-    intended_submission_method: null,
-    is_charge_refundable: false,
-    livemode: false,
-    metadata: {},
-    payment_intent: charge.payment_intent,
-    payment_method_details: {
-      card: { brand: card?.brand ?? "visa", case_type: "chargeback", network: "visa", network_reason_code: "10.4" },
-      type: "card",
-    },
-    reason: "fraudulent",
-    status: "needs_response",
-  };
-  dispute.balance_transactions.push(disputeTransaction(state, dispute, -value, DISPUTE_FEE, `Chargeback withdrawal for ${charge.id}`));
-  state.disputes.set(dispute.id, dispute);
-  charge.disputed = true;
-  state.emit("charge.dispute.created", dispute, undefined, StripeState.noRequest);
-  state.emit("charge.dispute.funds_withdrawn", dispute, undefined, StripeState.noRequest);
-  return clone(dispute);
-}
-
-/**
- * Closes a dispute: `won` reinstates the funds (a second balance transaction) and emits
- * `charge.dispute.closed` then `charge.dispute.funds_reinstated`; `lost` emits only `closed`.
- */
-export function closeDispute(state: StripeState, disputeId: string, outcome: "won" | "lost"): Stripe.Dispute {
-  const dispute = state.disputes.get(disputeId);
-  if (!dispute) throw new Error(`no such dispute ${disputeId}`);
-  if (dispute.status === "won" || dispute.status === "lost") throw new Error(`dispute ${disputeId} is already ${dispute.status}`);
-  const previous: Partial<Stripe.Dispute> = { status: dispute.status };
-  dispute.status = outcome;
-  if (outcome === "won") {
-    previous.balance_transactions = clone(dispute.balance_transactions);
-    dispute.balance_transactions.push(
-      disputeTransaction(state, dispute, dispute.amount, 0, `Chargeback reversal for ${String(dispute.charge)}`),
-    );
-  }
-  state.emit("charge.dispute.closed", dispute, previous, StripeState.noRequest);
-  if (outcome === "won") state.emit("charge.dispute.funds_reinstated", dispute, undefined, StripeState.noRequest);
-  return clone(dispute);
-}
-
-export function apiRetrieveDispute(state: StripeState, id: string, params: Params): Stripe.Dispute {
-  checkKnown(params, RETRIEVE_PARAMS);
-  const expand = readExpand(params, ["charge", "payment_intent"]);
-  const dispute = state.disputes.get(id);
-  if (!dispute) throw noSuch("dispute", id, "dispute", 404);
-  const view = clone(dispute);
-  if (expand.has("charge") && typeof dispute.charge === "string") view.charge = chargeView(state.charges.get(dispute.charge)!);
-  if (expand.has("payment_intent") && typeof dispute.payment_intent === "string") view.payment_intent = clone(state.paymentIntents.get(dispute.payment_intent)!);
-  return view;
 }

@@ -149,6 +149,31 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
   });
 });
 
+describe("auto top-up: a PaymentIntent that will never settle by itself does not hold the pending top-up", () => {
+  it("a PaymentIntent found in requires_confirmation fails the top-up; resumed, the next one pays", async () => {
+    const { doubles, id } = await crossWithFault("500");
+    const [pending] = (await admin("GET", `/customers/${id}/auto-top-up`)).body.topups;
+    expect(pending).toMatchObject({ status: "pending", attempts: 1 });
+    // A PaymentIntent for this top-up that was never confirmed (as a partial create could leave one).
+    const created = await doubles.stripe.handle(
+      new Request("https://stripe.test/v1/payment_intents", {
+        method: "POST",
+        headers: { authorization: "Bearer sk_test_x", "content-type": "application/x-www-form-urlencoded" },
+        body: `amount=500&currency=usd&customer=${id}&payment_method=pm_card_visa&metadata[payg_auto_topup]=${pending.id}`,
+      }),
+    );
+    expect(((await created.json()) as Stripe.PaymentIntent).status).toBe("requires_confirmation");
+    await retryNow(id);
+    const state = (await admin("GET", `/customers/${id}/auto-top-up`)).body;
+    expect(state.topups[0]).toMatchObject({ id: pending.id, status: "failed", reason: "requires_confirmation" });
+    expect(state.auto_topup).toMatchObject({ state: "paused", pending: null });
+    expect((await admin("PUT", `/customers/${id}`, { auto_topup: SETTINGS })).status).toBe(200);
+    await settle(id);
+    expect((await admin("GET", `/customers/${id}/auto-top-up`)).body.topups[0]).toMatchObject({ status: "succeeded" });
+    expect((await summary(id)).balance.available_cents).toBe(579);
+  });
+});
+
 describe("auto top-up: failures pause it, tell once, never retry the card", () => {
   for (const [card, reason] of [
     ["pm_card_chargeCustomerFail", "card_declined"],

@@ -11,6 +11,18 @@ const calls = (doubles: Doubles, id: string) =>
   doubles.stripe.requests.filter((r) => r.path.includes(id) || JSON.stringify(r.params).includes(id)).length;
 
 describe("edge → Stripe: the cron reports usage (happy)", () => {
+  it("usage past Stripe's 8 digits of minor units goes in transactions that each fit", async () => {
+    const doubles = connect();
+    const { id, key } = await fundedCustomer(doubles, 150_000_000);
+    const { sha256Hex } = await import("../../../src/keys");
+    const charge = await customerStub(id).authorize({ keyHash: await sha256Hex(key), meter: "api_requests", priceMicros: 150_000_000 * 1_000_000, requestId: "huge_1" });
+    expect(charge.outcome).toBe("ok");
+    await settle(id);
+    await cron();
+    expect(usageDebits(doubles, id).map((t) => t.amount)).toEqual([99_999_999, 50_000_001]);
+    expect(doubles.stripe.balanceOf(id)).toBe(0);
+  });
+
   it("reports prepaid usage as one balance transaction per run, carrying the sub-cent remainder", async () => {
     const doubles = connect();
     const { id, key } = await fundedCustomer(doubles, 100);

@@ -60,6 +60,26 @@ describe("Stripe: no storms, no silent drift", () => {
     expect(doubles.stripe.balanceOf(id)).toBe(-300);
   });
 
+  it("a credit given in Stripe while a report of ours waits out its backoff unblocks the customer at once: the report is looked up first", async () => {
+    const doubles = connect();
+    const { id, key } = await stripeCustomer(doubles, { balance: -3 });
+    for (let i = 0; i < 3; i++) expect((await gateway("/v1/x", withKey(key))).status).toBe(200);
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(402);
+    // The usage report lands at Stripe, but every response to it (and to the SDK's own retries) is lost.
+    doubles.stripe.inject({ match: { method: "POST", path: /\/balance_transactions$/ }, kind: "drop_after_commit", times: 3 });
+    await settle(id);
+    await cron(Date.now());
+    expect((await reports(id))[0]).toMatchObject({ kind: "usage_debit", status: "pending", amount: 3 });
+    expect(doubles.stripe.balanceOf(id)).toBe(0);
+    // During its backoff, a credit in the Dashboard: applied with its webhook, no time passing.
+    doubles.stripe.adjustBalance(id, -400, "Dashboard credit");
+    await deliverAll(doubles.stripe);
+    expect((await gateway("/v1/x", withKey(key))).status).toBe(200);
+    expect((await reports(id)).find((r) => r.kind === "usage_debit")).toMatchObject({ status: "sent" });
+    expect(doubles.stripe.balanceTransactions(id).map((t) => t.amount)).toEqual([-3, 3, -400]);
+    expect((await customerStub(id).balanceCheck())!).toMatchObject({ balanceMicros: 399_000_000, ledgerSumMicros: 399_000_000 });
+  });
+
   it("an operator settles a failed report: retry looks it up and sends it again, resolve records it was done by hand; both are in the ledger", async () => {
     const doubles = connect();
     const { id } = await stripeCustomer(doubles);

@@ -9,7 +9,23 @@ type Op =
   | { kind: "request"; search: boolean }
   | { kind: "dashboard"; amount: number }
   | { kind: "deliver"; pick: number; duplicate: boolean }
-  | { kind: "cron"; fault: FaultKind | null; target: number; advance: number };
+  | { kind: "cron"; fault: FaultKind | null; target: number; advance: number }
+  | { kind: "topup"; failingRefunds: boolean }
+  | { kind: "refund"; pick: number; cents: number }
+  | { kind: "failRefund"; pick: number }
+  | { kind: "dispute"; pick: number; inquiry: boolean; cents: number }
+  | { kind: "moveDispute"; pick: number; next: number };
+
+/** Where a dispute may go next (as the double allows: refunds.ts). */
+const NEXT: Record<string, Stripe.Dispute.Status[]> = {
+  warning_needs_response: ["warning_under_review", "warning_closed", "needs_response"],
+  warning_under_review: ["warning_closed", "needs_response"],
+  needs_response: ["under_review", "won", "lost", "prevented"],
+  under_review: ["won", "lost"],
+  lost: ["appeal_needs_response"],
+  appeal_needs_response: ["appeal_under_review", "won", "lost"],
+  appeal_under_review: ["won", "lost"],
+};
 
 /** Every Stripe call the gateway makes: a fault may hit any of them (or all at once). */
 const TARGETS: { method?: string; path: RegExp }[] = [
@@ -23,6 +39,11 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant("request" as const), search: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("dashboard" as const), amount: fc.integer({ min: -40, max: 15 }).filter((n) => n !== 0) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("deliver" as const), pick: fc.nat(), duplicate: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("topup" as const), failingRefunds: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("refund" as const), pick: fc.nat(), cents: fc.integer({ min: 1, max: 500 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("failRefund" as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("dispute" as const), pick: fc.nat(), inquiry: fc.boolean(), cents: fc.integer({ min: 1, max: 500 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("moveDispute" as const), pick: fc.nat(), next: fc.nat() }) },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -35,7 +56,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe("Stripe and the edge agree to the cent (property)", () => {
-  it("for any interleaving of requests, Dashboard changes, duplicated and reordered webhooks and faulty cron runs", { timeout: 240_000 }, async () => {
+  it("for any interleaving of requests, Dashboard changes, top-ups, refunds (some failing later), disputes in every status, duplicated and reordered webhooks and faulty cron runs", { timeout: 240_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), fc.integer({ min: 0, max: 30 }), async (ops, startCredit) => {
         const { stripe } = connect();
@@ -47,6 +68,9 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
         let consumedMicros = 0;
         let t = Date.now();
+        const payments: string[] = [];
+        const refunds: string[] = [];
+        const disputes: string[] = [];
 
         for (const step of ops) {
           if (step.kind === "request") {
@@ -59,6 +83,33 @@ describe("Stripe and the edge agree to the cent (property)", () => {
             } else expect(response.status).toBe(402);
           } else if (step.kind === "dashboard") {
             stripe.adjustBalance(id, step.amount);
+          } else if (step.kind === "topup") {
+            const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) }));
+            if (response.status !== 201) continue;
+            const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, { paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa" });
+            payments.push(session.payment_intent as string);
+          } else if (step.kind === "refund") {
+            const pi = payments[step.pick % Math.max(1, payments.length)];
+            const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
+            if (!charge || charge.disputed || charge.amount_refunded >= charge.amount) continue;
+            refunds.push(stripe.refundCharge(pi!, Math.min(step.cents, charge.amount - charge.amount_refunded)).refund.id);
+          } else if (step.kind === "failRefund") {
+            const refund = refunds[step.pick % Math.max(1, refunds.length)];
+            if (!refund) continue;
+            try {
+              stripe.failRefund(refund);
+            } catch {
+              // Not a failing card's refund, or failed already.
+            }
+          } else if (step.kind === "dispute") {
+            const pi = payments[step.pick % Math.max(1, payments.length)];
+            const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
+            if (!charge || charge.disputed || charge.amount_refunded > 0) continue;
+            disputes.push(stripe.createDispute(pi!, step.cents, { inquiry: step.inquiry }).id);
+          } else if (step.kind === "moveDispute") {
+            const dispute = disputes[step.pick % Math.max(1, disputes.length)];
+            const next = dispute ? NEXT[stripe.getDispute(dispute)!.status] : undefined;
+            if (next?.length) stripe.moveDispute(dispute!, next[step.next % next.length]!);
           } else if (step.kind === "deliver") {
             queue.push(...stripe.takeEvents());
             const pool = step.duplicate && delivered.length ? delivered : queue;

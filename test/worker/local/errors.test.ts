@@ -120,6 +120,11 @@ describe("configuration is validated at start-up, naming the bad field", () => {
     expect(found[0]).toMatch(/^PRICING\.meters: meter s has another price/);
   });
 
+  it("rejects a Checkout amount past Stripe's 8 digits of minor units", () => {
+    expect(problems({ ...base, GOVERNANCE: { checkout_max_cents: 99_999_999 } })).toEqual([]);
+    expect(problems({ ...base, GOVERNANCE: { checkout_max_cents: 100_000_000 } })[0]).toMatch(/^GOVERNANCE\.checkout_max_cents/);
+  });
+
   it("rejects unknown fields, a bad origin and half-configured Stripe", () => {
     expect(problems({ ...base, PRICING: { ...base.PRICING, colour: "red" } })[0]).toMatch(/^PRICING/);
     expect(problems({ ...base, ORIGIN_URL: "ftp://x" })[0]).toMatch(/^ORIGIN_URL/);
