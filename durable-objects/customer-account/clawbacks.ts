@@ -291,14 +291,14 @@ function takeBack(room: Room, grant: Grant, wanted: number, reason: string, refe
   return micros;
 }
 
-/** Gives back what a clawback took (wallet.giveBack); Stripe's balance gets the same cents back. */
+/** Gives back what a clawback took (wallet.reverseClawback); Stripe's balance gets the same cents back. */
 function giveBack(room: Room, grant: Grant, micros: number, reason: string, reference: string, now: number): void {
   if (micros === 0) {
     room.ledger.entry({ kind: "note", amount: 0, reason: `${reason}: it had taken nothing`, now, grant: grant.id });
     return;
   }
   const customer = room.account.row.customer_id;
-  room.wallet.giveBack(room.grants.all.find((g) => g.id === grant.id) ?? grant, micros, reason, now, reference, (given) =>
+  room.wallet.reverseClawback(room.grants.all.find((g) => g.id === grant.id) ?? grant, micros, reason, now, reference, (given) =>
     room.reports.queueDebit("clawback_reversal", `payg_clawback_reversal_${customer}_${reference}`, -given),
   );
   room.changed(now);

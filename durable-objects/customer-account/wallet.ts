@@ -206,7 +206,7 @@ export class Wallet {
    * the grant, up to its amount. A grant closed meanwhile keeps nothing: the void or expiry would
    * have removed that credit too. Returns the micro-cents given back.
    */
-  giveBack(grant: Grant | undefined, micros: number, reason: string, now: number, reference: string, alsoSet: (given: number) => Partial<AccountRow>): number {
+  reverseClawback(grant: Grant | undefined, micros: number, reason: string, now: number, reference: string, alsoSet: (given: number) => Partial<AccountRow>): number {
     const debtBack = Math.min(this.debt, micros);
     const open = grant && grant.closed_at === null ? grant : undefined;
     const intoGrant = open ? Math.min(micros - debtBack, open.amount - open.remaining) : 0;
