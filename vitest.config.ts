@@ -13,6 +13,8 @@ const secrets = {
 };
 /** Tests run quietly; a test that asserts on a log line sets its own level. */
 const quiet = { LOG_LEVEL: "warn" };
+/** Key sign-in to the portal on, as `npm start` has it; tests of the default (off) use gatewayWith. */
+const portalKeySignIn = { PORTAL: { api_key_sign_in: true } };
 const stripe = {
   STRIPE_SECRET_KEY: "sk_test_gateway",
   STRIPE_WEBHOOK_SECRET: "whsec_test_secret",
@@ -80,6 +82,7 @@ export default defineConfig({
       // Local mode: no Stripe, no MailChannels (emails kept in the outbox).
       workers("local", ["test/worker/local/**/*.test.ts"], {
         PRICING: pricingWithSubCent,
+        ...portalKeySignIn,
         ...webhooks,
         // Whatever a developer's .dev.vars holds, this project runs without Stripe and MailChannels.
         STRIPE_SECRET_KEY: "",
@@ -87,7 +90,7 @@ export default defineConfig({
         MAILCHANNELS_API_KEY: "",
       }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
-      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...stripe, ...mailchannels, ...webhooks }),
+      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...portalKeySignIn, ...stripe, ...mailchannels, ...webhooks }),
       // Connected, with a tiny cron batch (the directory's alarm carries on), DKIM signing set,
       // ALLOW_INSECURE_WEBHOOKS unset (http endpoints refused) and group commit off.
       workers("variants", ["test/worker/variants/**/*.test.ts"], {

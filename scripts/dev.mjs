@@ -49,7 +49,7 @@ console.log(`demo origin on ${origin.url}`);
 
 const wrangler = spawn(
   process.execPath,
-  [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(PORT), "--ip", "127.0.0.1", "--test-scheduled", "--show-interactive-dev-session=false", "--var", "ALLOW_INSECURE_WEBHOOKS:true"],
+  [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(PORT), "--ip", "127.0.0.1", "--test-scheduled", "--show-interactive-dev-session=false", "--var", "ALLOW_INSECURE_WEBHOOKS:true", "--var", 'PORTAL:{"api_key_sign_in":true}'],
   { cwd: root, stdio: ["ignore", "inherit", "inherit"] },
 );
 const stop = () => {
@@ -100,7 +100,9 @@ API key (shown once): ${key}
 
 Dashboard:   ${base}/dashboard   (sign in with the ADMIN_TOKEN in .dev.vars: ${adminToken})
 Portal link: ${portalLink.url}
-             (opens once, within 24 hours; or sign in at ${base}/portal with the API key above)
+             (opens once you confirm, within 24 hours; or sign in at ${base}/portal with the API key
+             above, which shows the balance, usage and that key and can top up: key sign-in is on
+             for the quick start, off by default, PORTAL.api_key_sign_in)
 
   curl -i ${base}/hello -H "Authorization: Bearer ${key}"     # 200 three times, then 402
   curl -s ${base}/admin/customers/cus_demo -H "Authorization: Bearer ${adminToken}"

@@ -116,6 +116,12 @@ const Governance = z.strictObject({
   }),
 });
 
+/** The customer portal. A key's sign-in gives a key's authority only; full authority comes from a provider's link. */
+const Portal = z.strictObject({
+  /** Lets a customer sign in at /portal with an API key (balance, usage, that key, Checkout top-ups). */
+  api_key_sign_in: z.boolean().default(false),
+});
+
 const EmailTemplate = z.strictObject({
   subject: z.string().min(1).max(998),
   text: z.string().min(1),
@@ -196,6 +202,7 @@ const Vars = z.object({
   UNSUBSCRIBE_SIGNING_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   PRICING: json(Pricing),
   GOVERNANCE: json(Governance.default(Governance.parse({}))),
+  PORTAL: json(Portal.default(Portal.parse({}))),
   EMAILS: json(Emails.optional()),
   IDEMPOTENCY: json(Idempotency.default(Idempotency.parse({}))),
 });

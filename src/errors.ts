@@ -8,6 +8,7 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   invalid_api_key: 401,
   customer_deleted: 401,
+  forbidden: 403,
   insufficient_credit: 402,
   payment_overdue: 402,
   key_cap_reached: 402,

@@ -117,6 +117,12 @@ export class CustomerAccount extends DurableObject<Env> {
     return portalLinks.create(account.row.customer_id, expiresAt, Date.now());
   }
 
+  /** Who an unused, unexpired portal link would sign in as, without consuming it (the confirmation page names the account). */
+  peekPortalLink(hash: string): CustomerProfile | null {
+    const { account, portalLinks } = this.room;
+    return account.exists && account.row.deleted_at === null && portalLinks.isOpen(hash, Date.now()) ? account.profile() : null;
+  }
+
   /** Consumes a portal link (true once); a deleted customer's links no longer open. */
   consumePortalLink(hash: string): boolean {
     const { account, portalLinks } = this.room;
@@ -142,6 +148,13 @@ export class CustomerAccount extends DurableObject<Env> {
 
   identify(keyHash: string): CustomerProfile | null {
     return activeProfile(this.room, keyHash);
+  }
+
+  /** The customer and the id of the key a portal sign-in used (a key session shows only that key), or null. */
+  identifyKey(keyHash: string): { customer: CustomerProfile; keyId: string } | null {
+    const customer = activeProfile(this.room, keyHash);
+    const key = this.room.keys.active(keyHash);
+    return customer && key ? { customer, keyId: key.id } : null;
   }
 
   /**

@@ -1,4 +1,4 @@
-import { generateApiKey, sha256Hex } from "../../src/keys";
+import { generatePortalLinkToken, sha256Hex } from "../../src/keys";
 
 export const PORTAL_TABLES = {
   v7: `CREATE TABLE IF NOT EXISTS portal_links (
@@ -11,7 +11,8 @@ export const PORTAL_TABLES = {
 
 /**
  * One-time customer portal links: the token is shown once (in the link) and stored as its
- * SHA-256, like API keys; entering the portal consumes it.
+ * SHA-256, like API keys. Opening the link only looks it up (to name the account on a
+ * confirmation page); confirming consumes it.
  */
 export class PortalLinks {
   constructor(
@@ -21,14 +22,19 @@ export class PortalLinks {
 
   /**
    * A new link token `<customerId>.<secret>[.<mac>]` (the id routes the worker to this object):
-   * an API key's format without its prefix, signed the same way under KEY_SIGNING_SECRET, so the
-   * worker refuses a made-up id before any object is touched.
+   * an API key's shape without its prefix, signed under the portal links' own key derived from
+   * KEY_SIGNING_SECRET, so the worker refuses a made-up id before any object is touched.
    */
   async create(customerId: string, expiresAt: number, now: number): Promise<string> {
-    const token = (await generateApiKey(customerId, this.signingSecret())).key.slice("payg_".length);
+    const token = await generatePortalLinkToken(customerId, this.signingSecret());
     this.sql.exec("DELETE FROM portal_links WHERE expires_at < ?", now - 86_400_000);
     this.sql.exec("INSERT INTO portal_links (hash, expires_at, created_at) VALUES (?, ?, ?)", await sha256Hex(token), expiresAt, now);
     return token;
+  }
+
+  /** Whether the token is unexpired and unused; changes nothing (link scanners open links too). */
+  isOpen(hash: string, now: number): boolean {
+    return this.sql.exec("SELECT 1 FROM portal_links WHERE hash = ? AND used_at IS NULL AND expires_at > ?", hash, now).toArray().length > 0;
   }
 
   /** True once per unexpired token; every later try (or an expired token) is false. */

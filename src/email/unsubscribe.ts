@@ -1,4 +1,5 @@
 import type { Config } from "../config";
+import { purposeMac } from "../derived-keys";
 import { timingSafeEqualStrings } from "../keys";
 import { escapeHtmlText } from "../template";
 import { hmacHex } from "../verify/payg-signature";
@@ -13,24 +14,25 @@ function signingKey(config: Config): string | undefined {
   return config.UNSUBSCRIBE_SIGNING_SECRET ?? config.ADMIN_TOKEN;
 }
 
-/** The message signed, domain-separated so the MAC can never stand for anything else. */
-const payload = (customerId: string) => `payg-edge-gateway.unsubscribe.v1.${customerId}`;
+/** How links were signed before each purpose had a key of its own: the secret itself over a labelled message. Links in emails already sent keep working. */
+const legacyMac = (key: string, customerId: string) => hmacHex(key, `payg-edge-gateway.unsubscribe.v1.${customerId}`);
 
-/** `<customer id>.<hex HMAC-SHA256>`: names the customer, cannot be made without the key. */
+/** `<customer id>.<hex HMAC-SHA256>` under the unsubscribe key derived from the secret: names the customer, cannot be made without the key. */
 export async function unsubscribeToken(config: Config, customerId: string): Promise<string> {
   const key = signingKey(config);
   // parseConfig refuses email templates without one of them.
   if (!key) throw new Error("no UNSUBSCRIBE_SIGNING_SECRET or ADMIN_TOKEN to sign unsubscribe links");
-  return `${customerId}.${await hmacHex(key, payload(customerId))}`;
+  return `${customerId}.${await purposeMac(key, "unsubscribe", customerId)}`;
 }
 
-/** The customer a token names, or null when it is malformed or its signature does not match. */
+/** The customer a token names, or null when it is malformed or its signature matches neither derivation. */
 export async function verifyUnsubscribeToken(config: Config, token: string): Promise<string | null> {
   const match = TOKEN.exec(token);
   const key = signingKey(config);
   if (!match || !key) return null;
-  const expected = await hmacHex(key, payload(match[1]!));
-  return (await timingSafeEqualStrings(expected, match[2]!)) ? match[1]! : null;
+  const [customerId, mac] = [match[1]!, match[2]!];
+  if (await timingSafeEqualStrings(await purposeMac(key, "unsubscribe", customerId), mac)) return customerId;
+  return (await timingSafeEqualStrings(await legacyMac(key, customerId), mac)) ? customerId : null;
 }
 
 /** The link emails carry, both in List-Unsubscribe and in the footer (GET shows a confirm page). */

@@ -5,10 +5,24 @@ import { Chart, CsrfField, Notice } from "../web/components";
 import { KeysSection, LiveBalance, MeterTotals, type KeyRow } from "../web/account-parts";
 import { Layout } from "../web/layout";
 import { AutoTopUpSection, type AutoTopUpData } from "./auto-top-up";
+import type { CustomerProfile } from "../types";
 import type { PortalSession } from "../web/session";
 
 export const PORTAL = "/portal";
 export const PRODUCT = "API account";
+
+/**
+ * What a portal session may do. "owner" (from a provider's link): everything the portal offers.
+ * "key" (signed in with an API key): the balance, usage and that key, and Checkout top-ups; no
+ * keys made or revoked, no auto top-up changed, nothing else of the account's.
+ */
+export type Authority = "key" | "owner";
+
+export function authorityOf(session: PortalSession): Authority {
+  return session.keyHash ? "key" : "owner";
+}
+
+export const KEY_SIGN_IN_OFF = "Signing in with an API key is turned off here: ask your API provider for a link to your account.";
 
 export const NOTICES: Record<string, { tone: "success" | "info"; text: string }> = {
   "key-revoked": { tone: "success", text: "Key revoked: requests with it are refused from now on." },
@@ -17,38 +31,76 @@ export const NOTICES: Record<string, { tone: "success" | "info"; text: string }>
   "topup-unavailable": { tone: "info", text: "Online top-ups are not available here: your credit is granted by your API provider. Contact them to add credit." },
 };
 
-function Shell(props: { title: string; session?: PortalSession; replaceUrl?: string; children: Child }) {
+function Shell(props: { title: string; session?: PortalSession; children: Child }) {
   return (
-    <Layout
-      title={props.title}
-      product={PRODUCT}
-      home={PORTAL}
-      {...(props.session ? { signOut: { action: `${PORTAL}/sign-out`, csrf: props.session.csrf } } : {})}
-      {...(props.replaceUrl ? { replaceUrl: props.replaceUrl } : {})}
-    >
+    <Layout title={props.title} product={PRODUCT} home={PORTAL} {...(props.session ? { signOut: { action: `${PORTAL}/sign-out`, csrf: props.session.csrf } } : {})}>
       {props.children}
     </Layout>
   );
 }
 
-export function PortalSignIn(props: { error?: string }) {
+/** `/portal` without a session: the key sign-in form when PORTAL.api_key_sign_in is on, else where to get a link. */
+export function PortalSignIn(props: { keySignIn: boolean; error?: string }) {
   return (
     <Shell title="Sign in">
       <h1>Your API account</h1>
       {props.error ? <Notice tone="error">{props.error}</Notice> : null}
-      <p>Open the link your API provider gave you, or sign in with one of your API keys.</p>
-      <form method="post" action={`${PORTAL}/sign-in`} class="stack panel">
-        <label>
-          API key
-          <input type="password" name="key" required autocomplete="off" spellcheck={false} />
-        </label>
-        <button type="submit">Sign in</button>
+      {props.keySignIn ? (
+        <>
+          <p>Open the link your API provider gave you, or sign in with one of your API keys.</p>
+          <form method="post" action={`${PORTAL}/sign-in`} class="stack panel">
+            <label>
+              API key
+              <input type="password" name="key" required autocomplete="off" spellcheck={false} />
+            </label>
+            <button type="submit">Sign in</button>
+          </form>
+        </>
+      ) : (
+        <p>Your account opens from a link your API provider gives you (in their app, for example under Billing). Ask them for a link.</p>
+      )}
+    </Shell>
+  );
+}
+
+export function LinkExpired(props: { keySignIn: boolean }) {
+  return (
+    <Shell title="Link expired">
+      <h1>This link has expired</h1>
+      <Notice tone="error">Portal links open once and only for a short time. Ask your API provider for a new link{props.keySignIn ? ", or sign in with an API key" : ""}.</Notice>
+      {props.keySignIn ? (
+        <p>
+          <a href={PORTAL}>Sign in with an API key</a>
+        </p>
+      ) : null}
+    </Shell>
+  );
+}
+
+/** "Continue as Ada Lovelace, ada@example.com", or the id for a customer with neither. */
+export function accountName(customer: Pick<CustomerProfile, "id" | "name" | "email">): string {
+  return [customer.name, customer.email].filter(Boolean).join(", ") || customer.id;
+}
+
+/** What a link opens, named before anything happens; only its button (a same-origin POST) signs in. */
+export function ConfirmLink(props: { token: string; customer: CustomerProfile }) {
+  return (
+    <Shell title="Open your account">
+      <h1>Open your API account</h1>
+      <p>
+        This link signs this browser in to the account of <strong>{accountName(props.customer)}</strong>. Continue only if that is your account and
+        you asked for this link.
+      </p>
+      <form method="post" action={`${PORTAL}/enter`} class="stack panel">
+        <input type="hidden" name="token" value={props.token} />
+        <button type="submit">Continue as {accountName(props.customer)}</button>
       </form>
     </Shell>
   );
 }
 
 export interface PortalData {
+  authority: Authority;
   customer: { id: string; name: string | null; email: string | null; plan: string };
   balance: { available: string; available_exact_cents: string; currency: string };
   keys: KeyRow[];
@@ -57,19 +109,26 @@ export interface PortalData {
   topUp: { stripe: boolean; amounts: number[] };
 }
 
-export function PortalPage(props: { session: PortalSession; data: PortalData; notice?: string | undefined; replaceUrl?: string }) {
+export function PortalPage(props: { session: PortalSession; data: PortalData; notice?: string | undefined }) {
   const { session, data } = props;
+  const owner = data.authority === "owner";
   const currency = data.balance.currency;
   const csrf = <CsrfField token={session.csrf} />;
   const notice = props.notice ? NOTICES[props.notice] : undefined;
   return (
-    <Shell title="Your account" session={session} {...(props.replaceUrl ? { replaceUrl: props.replaceUrl } : {})}>
+    <Shell title="Your account" session={session}>
       <h1>{data.customer.name ?? data.customer.id}</h1>
       <p class="muted">
         <code>{data.customer.id}</code>
-        {data.customer.email ? ` · ${data.customer.email}` : ""}
+        {owner && data.customer.email ? ` · ${data.customer.email}` : ""}
       </p>
       {notice ? <Notice tone={notice.tone}>{notice.text}</Notice> : null}
+      {owner ? null : (
+        <Notice tone="info">
+          You signed in with an API key: you see that key, your balance and usage, and you can top up. To manage keys or automatic top-up, open your account from the
+          link your API provider gives you.
+        </Notice>
+      )}
       <div class="grid">
         <LiveBalance title="Credit balance" available={data.balance.available} live={`${PORTAL}/live`} />
         <section aria-labelledby="topup-h">
@@ -85,7 +144,7 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
                   ))}
                 </select>
               </label>
-              {data.topUp.stripe ? (
+              {data.topUp.stripe && owner ? (
                 <label>
                   <input type="checkbox" name="save_card" value="1" checked={data.autoTopUp?.auto_topup?.state === "paused"} /> Save my card for automatic top-ups
                 </label>
@@ -108,8 +167,8 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
           <p class="muted">No charges in the last 7 days.</p>
         )}
       </section>
-      <KeysSection keys={data.keys} base={PORTAL} csrf={session.csrf} caption="Your API keys" />
-      {data.autoTopUp?.stripe && data.customer.plan === "prepaid" ? (
+      <KeysSection keys={data.keys} base={PORTAL} csrf={session.csrf} caption={owner ? "Your API keys" : "The API key you signed in with"} manage={owner} />
+      {owner && data.autoTopUp?.stripe && data.customer.plan === "prepaid" ? (
         <AutoTopUpSection data={data.autoTopUp} currency={currency} csrf={session.csrf} action={`${PORTAL}/auto-top-up`} />
       ) : null}
     </Shell>

@@ -24,8 +24,9 @@ export function ActionButton(props: { action: string; csrf: string; label: strin
   );
 }
 
-/** The keys table with Revoke buttons, and the Create key form; `base` is where the key routes live. */
-export function KeysSection(props: { keys: KeyRow[]; base: string; csrf: string; caption: string; children?: Child }) {
+/** The keys table with Revoke buttons, and the Create key form (unless `manage` is false); `base` is where the key routes live. */
+export function KeysSection(props: { keys: KeyRow[]; base: string; csrf: string; caption: string; manage?: boolean; children?: Child }) {
+  const manage = props.manage ?? true;
   return (
     <section aria-labelledby="keys-h">
       <h2 id="keys-h">API keys</h2>
@@ -41,21 +42,23 @@ export function KeysSection(props: { keys: KeyRow[]; base: string; csrf: string;
             </td>
             <td>{key.revoked_at ? <span class="tag tag-revoked">revoked</span> : "active"}</td>
             <td>
-              {key.revoked_at ? null : (
+              {key.revoked_at || !manage ? null : (
                 <ActionButton action={`${props.base}/keys/${encodeURIComponent(key.id)}/revoke`} csrf={props.csrf} label="Revoke" target={`key ${key.prefix}`} tone="danger" />
               )}
             </td>
           </tr>
         ))}
       </DataTable>
-      <form method="post" action={`${props.base}/keys`} class="inline">
-        <CsrfField token={props.csrf} />
-        <label>
-          Key name
-          <input type="text" name="name" maxlength={100} />
-        </label>
-        <button type="submit">Create key</button>
-      </form>
+      {manage ? (
+        <form method="post" action={`${props.base}/keys`} class="inline">
+          <CsrfField token={props.csrf} />
+          <label>
+            Key name
+            <input type="text" name="name" maxlength={100} />
+          </label>
+          <button type="submit">Create key</button>
+        </form>
+      ) : null}
       {props.children}
     </section>
   );

@@ -17,7 +17,6 @@ export function Layout(props: {
   home: string;
   nav?: NavItem[];
   signOut?: { action: string; csrf: string };
-  replaceUrl?: string;
   children: Child;
 }) {
   return (
@@ -33,7 +32,7 @@ export function Layout(props: {
         <link rel="stylesheet" href={`${ASSETS}/app.css`} />
         <script type="module" src={`${ASSETS}/app.js`}></script>
       </head>
-      <body data-replace-url={props.replaceUrl}>
+      <body>
         <a class="skip-link" href="#main">
           Skip to content
         </a>

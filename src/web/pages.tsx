@@ -17,7 +17,7 @@ export interface Area {
 const TITLES: Record<number, string> = {
   400: "That did not work",
   401: "Please sign in",
-  403: "This form could not be accepted",
+  403: "That is not allowed here",
   404: "Page not found",
   409: "That could not be done",
   413: "That was too large",

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { deleteCookie, getSignedCookie, setSignedCookie } from "hono/cookie";
 import type { Config } from "../config";
+import { derivedKey, type KeyPurpose } from "../derived-keys";
 import type { AppEnv } from "../env";
 import { timingSafeEqualStrings } from "../keys";
 
@@ -21,28 +22,31 @@ export interface AdminSession extends Common {
 export interface PortalSession extends Common {
   kind: "portal";
   customerId: string;
-  /** Signed in with an API key: its hash, so revoking the key ends the session too. */
+  /**
+   * Signed in with an API key: its hash (revoking the key ends the session too) and id. Such a
+   * session has a key's authority only; without them it came from a provider's link, the owner's.
+   */
   keyHash?: string;
+  keyId?: string;
 }
 type Session = AdminSession | PortalSession;
 
 const COOKIES = { admin: { name: "payg_dashboard", path: "/dashboard" }, portal: { name: "payg_portal", path: "/portal" } } as const;
-
-const encoder = new TextEncoder();
+/** Each kind of session is signed with a key of its own: one kind's cookie never verifies as the other's. */
+const PURPOSES = { admin: "dashboard-session", portal: "portal-session" } as const satisfies Record<Session["kind"], KeyPurpose>;
 
 function hex(bytes: ArrayBuffer): string {
   return [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
- * The key sessions are signed with (HMAC-SHA256): SESSION_SECRET, or when it is unset one derived
- * from ADMIN_TOKEN (so a rotated admin token also signs everyone out). Null when neither is set.
+ * The key a kind of session is signed with (HMAC-SHA256): derived for that kind from
+ * SESSION_SECRET or, when it is unset, from ADMIN_TOKEN (so a rotated admin token then also signs
+ * everyone out). Null when neither is set.
  */
-export async function sessionSecret(config: Config): Promise<string | null> {
-  if (config.SESSION_SECRET) return config.SESSION_SECRET;
-  if (!config.ADMIN_TOKEN) return null;
-  const key = await crypto.subtle.importKey("raw", encoder.encode(config.ADMIN_TOKEN), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  return hex(await crypto.subtle.sign("HMAC", key, encoder.encode("payg-edge-gateway session key v1")));
+export async function sessionSecret(config: Config, kind: Session["kind"]): Promise<string | null> {
+  const secret = config.SESSION_SECRET ?? config.ADMIN_TOKEN;
+  return secret ? derivedKey(secret, PURPOSES[kind]) : null;
 }
 
 function randomToken(): string {
@@ -68,7 +72,7 @@ function decode(value: string): Session | null {
 
 /** Sets the session cookie: signed, expiring, HttpOnly, SameSite=Strict, Secure except on localhost. */
 export async function startSession(c: Context<AppEnv>, session: Session): Promise<void> {
-  const secret = await sessionSecret(c.var.config);
+  const secret = await sessionSecret(c.var.config, session.kind);
   if (!secret) throw new Error("no session secret");
   const cookie = COOKIES[session.kind];
   await setSignedCookie(c, cookie.name, encode(session), secret, {
@@ -82,7 +86,7 @@ export async function startSession(c: Context<AppEnv>, session: Session): Promis
 
 /** The verified, unexpired session of this kind, or null (a bad signature is just no session). */
 export async function readSession<K extends Session["kind"]>(c: Context<AppEnv>, kind: K): Promise<Extract<Session, { kind: K }> | null> {
-  const secret = await sessionSecret(c.var.config);
+  const secret = await sessionSecret(c.var.config, kind);
   if (!secret) return null;
   const value = await getSignedCookie(c, secret, COOKIES[kind].name);
   const session = value ? decode(value) : null;

@@ -1,7 +1,7 @@
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
-import { ADMIN_TOKEN, startGateway, type Gateway } from "../e2e/harness";
+import { ADMIN_TOKEN, serveHandler, startGateway, type Gateway } from "../e2e/harness";
 import { BROWSER, checkPage, expectLoadError, launchBrowser, openTab, waitForText, type Tab } from "./browser";
 
 /** No browser on this machine: every test below is skipped (npm test prints why, once). */
@@ -27,7 +27,8 @@ beforeAll(async () => {
   if (noBrowser) return;
   origin = await startDemoOrigin({ port: 0 });
   // Rollups every second instead of every minute, so the overview catches up within the test.
-  gateway = await startGateway({ vars: { ORIGIN_URL: origin.url, ROLLUP_INTERVAL_SECONDS: "1" } });
+  // Key sign-in to the portal on, as npm start has it (PORTAL.api_key_sign_in).
+  gateway = await startGateway({ vars: { ORIGIN_URL: origin.url, ROLLUP_INTERVAL_SECONDS: "1", PORTAL: JSON.stringify({ api_key_sign_in: true }) } });
   browser = await launchBrowser();
   await customer("cus_ada", "Ada Lovelace", 90);
   await customer("cus_bob", "Bob Babbage", 500);
@@ -203,15 +204,41 @@ describe.skipIf(noBrowser)("operator dashboard in Chromium", () => {
 describe.skipIf(noBrowser)("customer portal in Chromium", () => {
   let ada: Tab;
 
-  it("a one-time portal link shows the live balance, a usage chart, charges by meter and keys; it opens once", async () => {
+  it("a one-time portal link names the account and opens only from its own page: opening it consumes nothing, a cross-site form is refused", async () => {
     const link = await gateway.admin("POST", "/customers/cus_ada/portal-sessions", {});
     expect(link.status).toBe(201);
     expect(link.body.expires_at).toBeGreaterThan(Date.now());
     ada = await openTab(browser);
     const { page, context } = ada;
-    await page.goto(link.body.url);
+    // Opened twice (a mail system's link scanner, then the customer): the same confirmation, no session.
+    for (let i = 0; i < 2; i++) {
+      await page.goto(link.body.url);
+      await page.getByRole("button", { name: "Continue as Ada Lovelace, ada@example.com" }).waitFor();
+      expect(await context.cookies()).toEqual([]);
+    }
+    await checkPage(ada, "portal-confirm-link");
+    // Another site (localhost is another site than 127.0.0.1) posts the link's form: refused by the
+    // csrf middleware, no session, and the link still opens for its customer.
+    const token = new URL(link.body.url).searchParams.get("token")!;
+    const attacker = await serveHandler(async () =>
+      new Response(`<!DOCTYPE html><form method="post" action="${gateway.url}/portal/enter"><input name="token" value="${token}"><button>Go</button></form>`, {
+        headers: { "content-type": "text/html" },
+      }),
+    );
+    const victim = await openTab(browser);
+    await victim.page.goto(attacker.url.replace("127.0.0.1", "localhost"));
+    const [refused] = await Promise.all([victim.page.waitForResponse(`${gateway.url}/portal/enter`), victim.page.getByRole("button", { name: "Go" }).click()]);
+    expect(refused.status()).toBe(403);
+    const sent = await refused.request().allHeaders();
+    expect([sent.origin, sent["sec-fetch-site"]]).toEqual([attacker.url.replace("127.0.0.1", "localhost"), "cross-site"]);
+    expect(await victim.context.cookies()).toEqual([]);
+    await victim.context.close();
+    await attacker.close();
+    // Its own page's button signs in (a same-origin POST), and the portal opens at /portal.
+    await page.getByRole("button", { name: "Continue as Ada Lovelace, ada@example.com" }).click();
     await page.getByRole("heading", { name: "Ada Lovelace", level: 1 }).waitFor();
     expect(new URL(page.url()).pathname).toBe("/portal");
+    expect(new URL(page.url()).search).toBe("");
     await page.waitForSelector("[data-live-url][data-live-state=open]");
     const balance = (await gateway.admin("GET", "/customers/cus_ada")).body.balance.available as string;
     await waitForText(page, "[data-balance]", balance);
@@ -227,6 +254,7 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     const other = await openTab(browser);
     await other.page.goto(link.body.url);
     await other.page.getByRole("heading", { name: "This link has expired" }).waitFor();
+    expectLoadError(other, 410);
     expect(await other.context.cookies()).toEqual([]);
     await other.context.close();
   });
@@ -274,7 +302,7 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     expect(await page.content()).not.toContain("Bob Babbage");
   });
 
-  it("a customer may sign in with an API key (the quick start) and sees only its own account", async () => {
+  it("a customer may sign in with an API key (the quick start): it sees its own account and that key, and cannot manage keys", async () => {
     const bob = await openTab(browser);
     await bob.page.goto(`${gateway.url}/portal`);
     await checkPage(bob, "portal-sign-in");
@@ -286,6 +314,15 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     await bob.page.getByRole("button", { name: "Sign in" }).click();
     await bob.page.getByRole("heading", { name: "Bob Babbage", level: 1 }).waitFor();
     expect(await bob.page.content()).not.toContain("Ada");
+    await bob.page.getByText("You signed in with an API key").waitFor();
+    expect(await bob.page.locator("#keys tbody tr").count()).toBe(1);
+    expect(await bob.page.getByRole("button", { name: "Create key" }).count()).toBe(0);
+    expect(await bob.page.getByRole("button", { name: /^Revoke/ }).count()).toBe(0);
+    // Sent anyway, the server refuses it with the portal's page.
+    const csrf = await bob.page.locator("[name=_csrf]").first().inputValue();
+    const minted = await bob.page.request.post(`${gateway.url}/portal/keys`, { form: { _csrf: csrf, name: "more" }, headers: { origin: gateway.url } });
+    expect(minted.status()).toBe(403);
+    expect((await gateway.admin("GET", "/customers/cus_bob/keys")).body.keys).toHaveLength(1);
     expect(bob.errors).toEqual([]);
     await bob.context.close();
   });

@@ -132,6 +132,31 @@ export function formPost(fields: Record<string, string>, cookie?: string, header
   };
 }
 
+/**
+ * A portal session with the owner's authority, as a customer gets one: the provider's link,
+ * opened (a confirmation page) and confirmed (its same-origin form). Returns the cookie.
+ */
+export async function portalLinkSession(customerId: string): Promise<string> {
+  const { url } = (await admin("POST", `/customers/${customerId}/portal-sessions`, {})).body as { url: string };
+  const token = new URL(url).searchParams.get("token")!;
+  expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(200);
+  const entered = await gateway("/portal/enter", formPost({ token }));
+  expect(entered.status).toBe(303);
+  return cookieOf(entered);
+}
+
+/** A portal session signed in with an API key (PORTAL.api_key_sign_in is on in these projects): a key's authority. */
+export async function portalKeySession(key: string): Promise<string> {
+  const signedIn = await gateway("/portal/sign-in", formPost({ key }));
+  expect(signedIn.status).toBe(303);
+  return cookieOf(signedIn);
+}
+
+/** The CSRF token of the session's portal page. */
+export async function portalCsrf(cookie: string): Promise<string> {
+  return /name="_csrf" value="([0-9a-f]+)"/.exec(await (await gateway("/portal", { headers: { cookie } })).text())![1]!;
+}
+
 /** The `name=value` of a Set-Cookie header. */
 export function cookieOf(response: Response): string {
   return response.headers.get("set-cookie")!.split(";")[0]!;

@@ -118,9 +118,6 @@ function formHelpers(): void {
 }
 
 function start(): void {
-  const replace = document.body.dataset.replaceUrl;
-  // A one-time portal link must not stay in the address bar (or be reloaded).
-  if (replace) history.replaceState(null, "", replace);
   localTimes();
   for (const el of document.querySelectorAll<HTMLElement>("[data-chart]")) drawChart(el);
   for (const el of document.querySelectorAll<HTMLElement>("[data-live-url]")) live(el);

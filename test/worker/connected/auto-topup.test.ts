@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import type Stripe from "stripe";
 import { afterEach, describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
-import { admin, customerStub, gateway, uniqueId, withKey } from "../helpers";
+import { admin, customerStub, gateway, portalLinkSession, uniqueId, withKey } from "../helpers";
 import { createEndpoint, pump, receiver, removeEndpoints } from "../webhooks";
 import { connect, cron, deliver, deliverAll, settle, spend } from "./doubles";
 
@@ -337,14 +337,9 @@ describe("auto top-up in the customer portal", () => {
     const customer = doubles.stripe.createCustomer({ email: "portal-auto@example.com", name: "Pat Portal", balance: -1000 });
     await deliverAll(doubles.stripe);
     const id = customer.id;
-    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
-    const signIn = await gateway("/portal/sign-in", {
-      method: "POST",
-      redirect: "manual",
-      headers: { "content-type": "application/x-www-form-urlencoded", origin: "http://gateway.test" },
-      body: new URLSearchParams({ key }).toString(),
-    });
-    const cookie = signIn.headers.get("set-cookie")!.split(";")[0]!;
+    expect((await admin("POST", `/customers/${id}/keys`, {})).status).toBe(201);
+    // Auto top-up is the owner's: a session from the provider's link.
+    const cookie = await portalLinkSession(id);
     let page = await (await gateway("/portal", { headers: { cookie } })).text();
     expect(page).toContain("Automatic top-up");
     expect(page).toContain("Turn on automatic top-up");

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { MailChannelsDouble } from "../../doubles/mailchannels-double";
 import { ConfigError, parseConfig } from "../../../src/config";
 import { unsubscribeToken, verifyUnsubscribeToken, withHtmlFooter } from "../../../src/email/unsubscribe";
+import { purposeMac } from "../../../src/derived-keys";
 import { hmacHex } from "../../../src/verify/payg-signature";
 import { admin, ADMIN_TOKEN, customerStub, customerWithCredit, gateway, uniqueId, withKey } from "../helpers";
 import { server } from "../setup";
@@ -135,8 +136,8 @@ describe("unsubscribing (RFC 8058 one-click)", () => {
     });
     expect(message!.text).toContain(`unsubscribe: ${url.href}`);
     expect(message!.html).toContain(`<a href="${url.href}">unsubscribe</a>`);
-    // The token names the customer and is an HMAC under the admin token (no UNSUBSCRIBE_SIGNING_SECRET here).
-    expect(token).toBe(`${id}.${await hmacHex(ADMIN_TOKEN, `payg-edge-gateway.unsubscribe.v1.${id}`)}`);
+    // The token names the customer and is an HMAC under the unsubscribe key derived from the admin token (no UNSUBSCRIBE_SIGNING_SECRET here).
+    expect(token).toBe(`${id}.${await purposeMac(ADMIN_TOKEN, "unsubscribe", id)}`);
   });
 
   it("puts the HTML footer inside <body> when the template is a whole document, with the link escaped", () => {
@@ -263,7 +264,7 @@ describe("unsubscribe settings, checked at start-up", () => {
     const secret = "unsubscribe-secret-0123456789abcdef";
     const config = parseConfig(withVars({ UNSUBSCRIBE_SIGNING_SECRET: secret }));
     const token = await unsubscribeToken(config, "cus_a");
-    expect(token).toBe(`cus_a.${await hmacHex(secret, "payg-edge-gateway.unsubscribe.v1.cus_a")}`);
+    expect(token).toBe(`cus_a.${await purposeMac(secret, "unsubscribe", "cus_a")}`);
     expect(await verifyUnsubscribeToken(config, token)).toBe("cus_a");
     const viaAdminToken = await unsubscribeToken(parseConfig(withVars({})), "cus_a");
     expect(await verifyUnsubscribeToken(config, viaAdminToken)).toBeNull();

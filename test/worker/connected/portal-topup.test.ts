@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { admin, customerStub, gateway } from "../helpers";
+import { admin, customerStub, gateway, portalCsrf, portalKeySession, portalLinkSession } from "../helpers";
 import { connect, deliverAll } from "./doubles";
 
 const ORIGIN = "http://gateway.test";
@@ -37,5 +37,33 @@ describe("portal Top up with Stripe on", () => {
     stripe.completeCheckout(sessionId);
     await deliverAll(stripe);
     expect((await customerStub(customer.id).balanceCheck())!.balanceMicros).toBe(1_000_000_000);
+  });
+
+  it("a session signed in with a key tops up, but cannot save a card or change auto top-up; the owner's link can", async () => {
+    const { stripe } = connect();
+    const customer = stripe.createCustomer({ email: "grace@example.com", name: "Grace Hopper" });
+    await deliverAll(stripe);
+    const key = (await admin("POST", `/customers/${customer.id}/keys`, { spend_cap_cents: 5 })).body.key as string;
+    const cookie = await portalKeySession(key);
+    const page = await (await gateway("/portal", { headers: { cookie } })).text();
+    expect(page).not.toContain("Save my card");
+    expect(page).not.toContain("Automatic top-up");
+    const csrf = await portalCsrf(cookie);
+    const checkouts = () => stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/checkout/sessions");
+    const saveCard = await post("/portal/top-up", { _csrf: csrf, amount_cents: "1000", save_card: "1" }, cookie);
+    expect(saveCard.status).toBe(403);
+    expect(checkouts()).toHaveLength(0);
+    const auto = await post("/portal/auto-top-up", { _csrf: csrf, threshold: "5", amount: "20", cap: "100" }, cookie);
+    expect(auto.status).toBe(403);
+    expect((await admin("GET", `/customers/${customer.id}`)).body.auto_topup).toBeNull();
+    const topUp = await post("/portal/top-up", { _csrf: csrf, amount_cents: "1000" }, cookie);
+    expect(topUp.status).toBe(303);
+    expect(checkouts().at(-1)!.params).not.toHaveProperty("payment_intent_data.setup_future_usage");
+
+    const owner = await portalLinkSession(customer.id);
+    const ownerCsrf = await portalCsrf(owner);
+    expect(await (await gateway("/portal", { headers: { cookie: owner } })).text()).toContain("Save my card");
+    expect((await post("/portal/auto-top-up", { _csrf: ownerCsrf, threshold: "5", amount: "20", cap: "100" }, owner)).status).toBe(303);
+    expect((await admin("GET", `/customers/${customer.id}`)).body.auto_topup).toMatchObject({ threshold_cents: 500, amount_cents: 2000 });
   });
 });

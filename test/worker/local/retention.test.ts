@@ -7,7 +7,7 @@ import { TEST_OUTBOX_KEPT } from "../../../durable-objects/directory";
 import type { WebhookDispatcher } from "../../../durable-objects/webhook-dispatcher";
 import { PRUNE } from "../../../durable-objects/webhook-dispatcher/store";
 import { sha256Hex } from "../../../src/keys";
-import { admin, customerStub, customerWithCredit, gateway, queryPlan, settle, uniqueId } from "../helpers";
+import { admin, customerStub, customerWithCredit, gateway, portalCsrf, portalLinkSession, queryPlan, settle, uniqueId } from "../helpers";
 
 // Issue 15, "Bounded state": every table of the customer object, the directory and the webhook
 // dispatcher has a retention rule and the index it needs (README: Retention).
@@ -97,11 +97,8 @@ describe("usage buckets older than PRICING.usage_retention_days fold into a carr
 describe("admin routes that only need the customer to exist", () => {
   it("do not build its summary (which reads every report): they answer with the reports table out of reach", async () => {
     const { id } = await customerWithCredit(10);
-    const { url } = (await admin("POST", `/customers/${id}/portal-sessions`, {})).body;
-    const opened = await gateway(new URL(url).pathname + new URL(url).search);
-    expect(opened.status).toBe(200);
-    const cookie = opened.headers.get("set-cookie")!.split(";")[0]!;
-    const csrf = /name="_csrf" value="([0-9a-f]+)"/.exec(await opened.text())![1]!;
+    const cookie = await portalLinkSession(id);
+    const csrf = await portalCsrf(cookie);
     const reports = (from: string, to: string) =>
       runInDurableObject(customerStub(id), (_instance, state) => {
         state.storage.sql.exec(`ALTER TABLE ${from} RENAME TO ${to}`);

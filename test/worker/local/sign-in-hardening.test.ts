@@ -45,7 +45,7 @@ describe("portal links are signed", () => {
     expect(await objectExists(unknown)).toBe(false);
   });
 
-  it("a link the admin API made opens once; the same token under another customer id does not", async () => {
+  it("a link the admin API made is consumed once; the same token under another customer id opens nothing", async () => {
     const { id } = await customerWithCredit(1);
     const other = await customerWithCredit(1);
     const { url } = (await admin("POST", `/customers/${id}/portal-sessions`, {})).body as { url: string };
@@ -53,7 +53,9 @@ describe("portal links are signed", () => {
     expect(token.split(".")).toHaveLength(3);
     const swapped = `${other.id}${token.slice(token.indexOf("."))}`;
     expect((await gateway(`/portal/enter?token=${swapped}`)).status).toBe(410);
+    expect((await gateway("/portal/enter", formPost({ token: swapped }))).status).toBe(410);
     expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(200);
+    expect((await gateway("/portal/enter", formPost({ token }))).status).toBe(303);
     expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(410);
   });
 });

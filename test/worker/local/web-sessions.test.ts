@@ -3,7 +3,7 @@ import { serializeSigned } from "hono/utils/cookie";
 import { describe, expect, it } from "vitest";
 import { getConfig } from "../../../src/config";
 import { sessionSecret } from "../../../src/web/session";
-import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey, formPost, cookieOf, waitFor } from "../helpers";
+import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey, formPost, cookieOf, waitFor, portalLinkSession, portalKeySession } from "../helpers";
 
 const ORIGIN = "http://gateway.test";
 
@@ -21,7 +21,7 @@ async function csrfOf(path: string, cookie: string): Promise<string> {
 
 /** A cookie signed as the gateway signs its sessions, with a payload of the test's choosing. */
 async function forgeSession(name: string, payload: object, secret?: string): Promise<string> {
-  const key = secret ?? (await sessionSecret(getConfig(env)))!;
+  const key = secret ?? (await sessionSecret(getConfig(env), name === "payg_portal" ? "portal" : "admin"))!;
   const value = btoa(JSON.stringify(payload)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   return (await serializeSigned(name, value, key)).split(";")[0]!;
 }
@@ -132,20 +132,53 @@ describe("dashboard sessions", () => {
 });
 
 describe("portal sessions", () => {
-  it("a portal link opens once, sets a portal cookie for that customer only, and renders the portal in place", async () => {
-    const { id } = await customerWithCredit(42, { name: "Link Customer" });
+  it("a portal link opens a confirmation naming the account; its same-origin form consumes the link and sets a portal cookie for that customer only", async () => {
+    const { id } = await customerWithCredit(42, { name: "Link Customer", email: "link@example.com" });
     const { url } = (await admin("POST", `/customers/${id}/portal-sessions`, {})).body;
     const path = new URL(url).pathname + new URL(url).search;
-    const opened = await gateway(path);
-    expect(opened.status).toBe(200);
-    const setCookie = opened.headers.get("set-cookie")!;
+    const token = new URL(url).searchParams.get("token")!;
+    // Opening the link (a person, or a mail system's link scanner) signs nobody in and uses nothing up.
+    for (let i = 0; i < 2; i++) {
+      const opened = await gateway(path, { headers: { "sec-fetch-site": "same-origin" } });
+      expect(opened.status).toBe(200);
+      expect(opened.headers.get("set-cookie")).toBeNull();
+      const html = await opened.text();
+      expect(html).toContain("Continue as Link Customer, link@example.com");
+      expect(html).not.toContain("$0.42");
+    }
+    const entered = await gateway("/portal/enter", formPost({ token }));
+    expect(entered.status).toBe(303);
+    expect(entered.headers.get("location")).toBe("/portal");
+    const setCookie = entered.headers.get("set-cookie")!;
     expect(setCookie).toMatch(/^payg_portal=.+; Max-Age=7200; Path=\/portal; HttpOnly; Secure; SameSite=Strict$/);
-    const html = await opened.text();
-    expect(html).toContain("Link Customer");
-    expect(html).toContain('data-replace-url="/portal"');
-    expect(html).toContain("$0.42");
+    const page = await (await gateway("/portal", { headers: { cookie: setCookie.split(";")[0]! } })).text();
+    expect(page).toContain("Link Customer");
+    expect(page).toContain("$0.42");
+    // Used: neither the link nor its form opens again.
     expect((await gateway(path)).status).toBe(410);
-    expect((await gateway("/portal", { headers: { cookie: setCookie.split(";")[0]! } })).status).toBe(200);
+    const again = await gateway("/portal/enter", formPost({ token }));
+    expect(again.status).toBe(410);
+    expect(again.headers.get("set-cookie")).toBeNull();
+  });
+
+  it("a link's form sent from another site, or with no origin at all, is refused and leaves the link unused", async () => {
+    const { id } = await customerWithCredit(1, { name: "Cross Site" });
+    const { url } = (await admin("POST", `/customers/${id}/portal-sessions`, {})).body;
+    const token = new URL(url).searchParams.get("token")!;
+    const attempts: Record<string, string>[] = [
+      { origin: "https://evil.example", "sec-fetch-site": "cross-site" },
+      { origin: "https://evil.example", "sec-fetch-site": "same-site" },
+      { origin: "null" },
+    ];
+    for (const headers of attempts) {
+      const refused = await gateway("/portal/enter", formPost({ token }, undefined, headers));
+      expect(refused.status).toBe(403);
+      expect(refused.headers.get("set-cookie")).toBeNull();
+    }
+    const bare = await gateway("/portal/enter", { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded" }, body: `token=${token}` });
+    expect(bare.status).toBe(403);
+    expect(await (await gateway(new URL(url).pathname + new URL(url).search)).text()).toContain("Continue as Cross Site");
+    expect((await gateway("/portal/enter", formPost({ token }))).status).toBe(303);
   });
 
   it("an expired link, a link of another customer's id with this token, or a made-up token opens nothing", async () => {
@@ -158,17 +191,20 @@ describe("portal sessions", () => {
     expect((await gateway(`/portal/enter?token=${b.id}${token.slice(a.id.length)}`)).status).toBe(410);
     expect((await gateway(`/portal/enter?token=${a.id}.${"x".repeat(43)}`)).status).toBe(410);
     expect((await gateway("/portal/enter")).status).toBe(410);
+    for (const bad of [expired, `${b.id}${token.slice(a.id.length)}`, `${a.id}.${"x".repeat(43)}`, ""]) {
+      expect((await gateway("/portal/enter", formPost({ token: bad! }))).status).toBe(410);
+    }
     // The real one still opens (the failed tries did not consume it).
     expect((await gateway(`/portal/enter?token=${token}`)).status).toBe(200);
+    expect((await gateway("/portal/enter", formPost({ token }))).status).toBe(303);
   });
 
   it("a portal session for one customer cannot read or change another's data, whatever the URL or form says", async () => {
     echoOrigin();
     const a = await customerWithCredit(30, { name: "Alice Portal" });
     const b = await customerWithCredit(70, { name: "Bob Portal" });
-    const signInA = await gateway("/portal/sign-in", formPost({ key: a.key }));
-    expect(signInA.status).toBe(303);
-    const cookie = cookieOf(signInA);
+    // The owner's session (from a link) may revoke keys: only its own customer's.
+    const cookie = await portalLinkSession(a.id);
     const page = await (await gateway(`/portal?customer=${b.id}&customer_id=${b.id}`, { headers: { cookie } })).text();
     expect(page).toContain("Alice Portal");
     expect(page).not.toContain("Bob Portal");
@@ -179,7 +215,12 @@ describe("portal sessions", () => {
     // The dashboard and the admin API do not take a portal session.
     expect((await gateway(`/dashboard/customers/${b.id}`, { headers: { cookie }, redirect: "manual" })).status).toBe(303);
     expect((await gateway(`/admin/customers/${b.id}`, { headers: { cookie } })).status).toBe(401);
-    // Revoking the key it signed in with ends the portal session.
+  });
+
+  it("a portal session signed in with an API key ends when that key is revoked", async () => {
+    const a = await customerWithCredit(30, { name: "Alice Key" });
+    const cookie = await portalKeySession(a.key);
+    expect((await gateway("/portal", { headers: { cookie } })).status).toBe(200);
     expect((await admin("DELETE", `/customers/${a.id}/keys/${a.keyId}`)).status).toBe(204);
     const after = await gateway("/portal", { headers: { cookie }, redirect: "manual" });
     expect(after.status).toBe(303);
