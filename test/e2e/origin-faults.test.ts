@@ -25,10 +25,11 @@ afterAll(async () => {
 });
 
 async function customer(gateway: Gateway, id: string, cents: number) {
-  await gateway.admin("PUT", `/customers/${id}`, { name: "Fault Tester" });
-  const key = (await gateway.admin("POST", `/customers/${id}/keys`, {})).body.key as string;
-  await gateway.admin("POST", `/customers/${id}/credits`, { amount: cents, reason: "faults" });
-  return key;
+  expect((await gateway.admin("PUT", `/customers/${id}`, { name: "Fault Tester" })).status).toBe(201);
+  const key = await gateway.admin("POST", `/customers/${id}/keys`, {});
+  expect(key.status).toBe(201);
+  expect((await gateway.admin("POST", `/customers/${id}/credits`, { amount: cents, reason: "faults" })).status).toBe(201);
+  return key.body.key as string;
 }
 const balance = async (gateway: Gateway, id: string) => (await gateway.admin("GET", `/customers/${id}`)).body.balance.available_cents;
 const get = (gateway: Gateway, key: string, path: string) => gateway.fetch(path, { headers: { authorization: `Bearer ${key}` } });
