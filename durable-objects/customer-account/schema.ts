@@ -15,6 +15,7 @@ import { INVOICE_TABLES } from "./invoices";
 import { JOURNAL_TABLES } from "./journal";
 import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
+import { NOTICE_TABLES } from "./notices";
 import { OUTBOX_TABLES } from "./outbox";
 import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
 import { PORTAL_TABLES } from "./portal-links";
@@ -61,6 +62,9 @@ export const MIGRATIONS: readonly string[] = [
   JOURNAL_TABLES.v12,
   // v13: portal sessions signed out before they expired.
   ENDED_SESSION_TABLES.v1,
+  // v14: auto top-up's rate limits and the card's own PaymentIntent; transactional notices. Auto
+  // top-up that charged the default card or has threshold >= amount is paused, the customer told once.
+  [NOTICE_TABLES.v14, AUTO_TOPUP_TABLES.v14].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

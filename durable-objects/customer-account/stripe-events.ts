@@ -71,26 +71,40 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
       // Only top-ups this gateway created: other payments on the account are not API credit.
       const credit = Number(session.metadata?.payg_credit_cents);
       if (!Number.isSafeInteger(credit) || credit <= 0 || session.currency !== room.config.PRICING.currency) return "ignored";
-      const paymentIntent = typeof session.payment_intent === "string" ? session.payment_intent : (session.payment_intent?.id ?? null);
-      createGrant(room, {
-        customerId,
-        amountCents: credit,
-        reason: `Stripe Checkout ${session.id}`,
-        reference: `checkout_${session.id}`,
-        source: "checkout",
-        paymentIntent,
-      });
+      const paymentIntent = idOf(session.payment_intent);
+      // A refund or dispute that arrived first is applied as it lands: that starts no top-up.
+      room.autoTopUp.quietly(() =>
+        createGrant(room, {
+          customerId,
+          amountCents: credit,
+          reason: `Stripe Checkout ${session.id}`,
+          reference: `checkout_${session.id}`,
+          source: "checkout",
+          paymentIntent,
+        }),
+      );
       room.timers.at(STRIPE_TIMER, now);
       return "applied";
     }
     case "payment_intent.succeeded":
     case "payment_intent.payment_failed":
       return afterCredit(room, applyPaymentIntentEvent(room, event, now), now);
-    case "charge.refunded":
-      return afterCredit(room, applyRefund(room, event.data.object, now), now);
+    // A refund, a dispute or a lost dispute of a payment made with the auto top-up card pauses
+    // auto top-up; no clawback or freeze starts a top-up (the next debit may).
+    case "charge.refunded": {
+      const charge = event.data.object;
+      const paused = room.autoTopUp.paymentReversed("refund", { paymentIntent: idOf(charge.payment_intent), paymentMethod: idOf(charge.payment_method) }, now);
+      const status = room.autoTopUp.quietly(() => applyRefund(room, charge, now));
+      return afterCredit(room, paused ? "applied" : status, now);
+    }
     case "charge.dispute.created":
-    case "charge.dispute.closed":
-      return afterCredit(room, applyDispute(room, event.data.object, event.type === "charge.dispute.closed", now), now);
+    case "charge.dispute.closed": {
+      const dispute = event.data.object;
+      const closing = event.type === "charge.dispute.closed";
+      const paused = (!closing || dispute.status === "lost") && room.autoTopUp.paymentReversed("dispute", { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null }, now);
+      const status = room.autoTopUp.quietly(() => applyDispute(room, dispute, closing, now));
+      return afterCredit(room, paused ? "applied" : status, now);
+    }
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":
@@ -101,6 +115,10 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
     default:
       return "ignored";
   }
+}
+
+function idOf(value: string | { id: string } | null | undefined): string | null {
+  return typeof value === "string" ? value : (value?.id ?? null);
 }
 
 /** A clawback queues a report: the stripe timer sends it. */

@@ -1,4 +1,5 @@
 import { formatCents, formatMoney, microsToWholeCents } from "../../src/money";
+import { autoTopUpView } from "./auto-topup-view";
 import { spendable, type Grant } from "./grants";
 import { bucketOf } from "./ledger";
 import type { Room } from "./room";
@@ -61,7 +62,7 @@ export function summary(room: Room): Record<string, unknown> {
     webhooks_pending: room.outbox.pending(),
     emails: room.emails.view(),
     // null when auto top-up was never set; else its settings, state (paused and why, capped) and this month's total.
-    auto_topup: room.autoTopUp.view(now),
+    auto_topup: autoTopUpView(room.autoTopUp, now),
   };
 }
 

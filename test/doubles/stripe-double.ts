@@ -596,6 +596,15 @@ export class StripeDouble {
     return refundChargeIn(this.state, chargeOrPaymentIntentId, amount);
   }
 
+  /**
+   * The issuer declines this card from now on (cancelled, or over its limit), as a card saved
+   * months ago may: its later charges fail with `card_declined` (402), like `pm_card_chargeCustomerFail`.
+   */
+  declineFromNowOn(paymentMethodId: string): void {
+    if (!this.state.paymentMethods.has(paymentMethodId)) throw new Error(`no such payment method ${paymentMethodId}`);
+    this.state.cardBehavior.set(paymentMethodId, "declines");
+  }
+
   /** Open a dispute (`needs_response`) on a charge: `charge.dispute.created` + `charge.dispute.funds_withdrawn`. */
   createDispute(chargeOrPaymentIntentId: string, amount?: number): Stripe.Dispute {
     return createDisputeIn(this.state, chargeOrPaymentIntentId, amount);
