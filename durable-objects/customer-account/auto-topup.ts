@@ -232,7 +232,7 @@ export class AutoTopUp {
     const before = this.snapshot();
     const wasOn = before !== null && before.enabled && before.paused_reason === null;
     const resume = { paused_at: null, paused_reason: null, paused_topup_id: null };
-    if (settings) this.write({ enabled: 1, ...settings, ...resume }, now);
+    if (settings) this.write({ enabled: 1, ...termsOf(settings), ...resume }, now);
     else {
       this.write({ enabled: 0, ...resume }, now);
       const pending = this.pending();
@@ -349,12 +349,13 @@ export class AutoTopUp {
 
   /**
    * How much more may be charged before changed() could start a top-up or change its cohort:
-   * unlimited without settings, the distance to the threshold while it is active and idle, and
-   * nothing in any other state (every charge then looks again).
+   * unlimited without settings, paused or with no saved card (only a step that calls changed()
+   * leaves those), the distance to the threshold while it is active and idle, and nothing in any
+   * other state (every charge then looks again).
    */
   slack(now: number): number {
     const settings = this.settings;
-    if (!settings) return Infinity;
+    if (!settings || settings.paused || this.savedPaymentMethod === null) return Infinity;
     if (!this.on || this.row!.pending_topup_id !== null) return 0;
     return Math.max(0, this.deps.availableMicros(now) - centsToMicros(settings.threshold_cents));
   }

@@ -89,21 +89,19 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
     case "payment_intent.succeeded":
     case "payment_intent.payment_failed":
       return afterCredit(room, applyPaymentIntentEvent(room, event, now), now);
-    // A refund, a dispute or a lost dispute of a payment made with the auto top-up card pauses
-    // auto top-up; no clawback or freeze starts a top-up (the next debit may).
     case "charge.refunded": {
       const charge = event.data.object;
-      const paused = room.autoTopUp.paymentReversed("refund", { paymentIntent: idOf(charge.payment_intent), paymentMethod: idOf(charge.payment_method) }, now);
-      const status = room.autoTopUp.quietly(() => applyRefund(room, charge, now));
-      return afterCredit(room, paused ? "applied" : status, now);
+      const payment = { paymentIntent: idOf(charge.payment_intent), paymentMethod: idOf(charge.payment_method) };
+      return afterCredit(room, clawback(room, "refund", payment, now, () => applyRefund(room, charge, now)), now);
     }
     case "charge.dispute.created":
     case "charge.dispute.closed": {
       const dispute = event.data.object;
       const closing = event.type === "charge.dispute.closed";
-      const paused = (!closing || dispute.status === "lost") && room.autoTopUp.paymentReversed("dispute", { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null }, now);
-      const status = room.autoTopUp.quietly(() => applyDispute(room, dispute, closing, now));
-      return afterCredit(room, paused ? "applied" : status, now);
+      // Opened, or lost: a won (or prevented) one pauses nothing.
+      const reason = !closing || dispute.status === "lost" ? "dispute" : null;
+      const payment = { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null };
+      return afterCredit(room, clawback(room, reason, payment, now, () => applyDispute(room, dispute, closing, now)), now);
     }
     case "invoice.paid":
     case "invoice.payment_failed":
@@ -115,6 +113,26 @@ function apply(room: Room, customerId: string, event: Stripe.Event): "applied" |
     default:
       return "ignored";
   }
+}
+
+/**
+ * A refund or dispute step (clawbacks.ts): when the payment was made with the auto top-up card,
+ * auto top-up pauses first; whatever the card, the step starts no top-up (the next debit may).
+ */
+function clawback(
+  room: Room,
+  reason: "refund" | "dispute" | null,
+  payment: { paymentIntent: string | null; paymentMethod: string | null },
+  now: number,
+  apply: () => "applied" | "ignored",
+): "applied" | "ignored" {
+  const paused = reason !== null && room.autoTopUp.paymentReversed(reason, payment, now);
+  return room.autoTopUp.quietly(() => {
+    const status = apply();
+    // The pause moves the customer's auto top-up cohort even when nothing was taken back.
+    if (paused) room.changed(now);
+    return paused ? "applied" : status;
+  });
 }
 
 function idOf(value: string | { id: string } | null | undefined): string | null {
