@@ -134,7 +134,7 @@ describe("a refund or dispute of the auto top-up card's payments pauses auto top
     expect(page).not.toMatch(/name="save_card" value="1" checked/);
   });
 
-  it("a refund of the Checkout payment that saved the card pauses it too", async () => {
+  it("a refund or a dispute of the Checkout payment that saved the card pauses it too", async () => {
     const doubles = connect();
     const { id, card } = await autoTopUpCustomer(doubles, 100, "pm_card_visa");
     doubles.stripe.refundCharge(card!.paymentIntent);
@@ -142,6 +142,14 @@ describe("a refund or dispute of the auto top-up card's payments pauses auto top
     await settle(id);
     expect((await summary(id)).balance.available_cents).toBe(-400);
     expect((await summary(id)).auto_topup).toMatchObject({ state: "paused", paused_reason: "refund" });
+    expect(createCalls(doubles)).toHaveLength(0);
+
+    // A dispute carries the PaymentIntent only: the one that saved the card is remembered.
+    const other = await autoTopUpCustomer(doubles, 100, "pm_card_visa");
+    doubles.stripe.createDispute(other.card!.paymentIntent);
+    await deliverAll(doubles.stripe);
+    await settle(other.id);
+    expect((await summary(other.id)).auto_topup).toMatchObject({ state: "paused", paused_reason: "dispute" });
     expect(createCalls(doubles)).toHaveLength(0);
   });
 
