@@ -2,11 +2,14 @@ import { z } from "zod";
 import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS, log, setLogLevel } from "./log";
 import { isLoopbackUrl } from "./loopback";
-import { unknownMergeTags } from "./template";
+import { NOTICE_MERGE_TAGS, unknownMergeTags } from "./template";
 import { emailConfigProblems, isLoopback } from "./email/config-checks";
 
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring", "topup_failed", "auto_topup_capped"] as const;
 export type Cohort = (typeof COHORTS)[number];
+/** Transactional emails (notices.ts): to every customer with an email address, unsubscribed too, with no unsubscribe footer. */
+export const EMAIL_NOTICES = ["auto_topup_changed"] as const;
+export type EmailNotice = (typeof EMAIL_NOTICES)[number];
 
 const cents = z.int().min(-MAX_AMOUNT_CENTS).max(MAX_AMOUNT_CENTS);
 const decimalCents = z
@@ -142,7 +145,7 @@ const Emails = z.strictObject({
   max_per_enrollment: z.int().min(1).max(100).default(3),
   /** Email rows older than this are deleted; their counts are kept per cohort and status. */
   retention_days: z.int().min(1).max(3650).default(90),
-  templates: z.partialRecord(z.enum(COHORTS), EmailTemplate).default({}),
+  templates: z.partialRecord(z.enum([...COHORTS, ...EMAIL_NOTICES]), EmailTemplate).default({}),
 });
 
 /** Structured vars may also arrive as JSON strings (`wrangler dev --var NAME:{...}`, dashboard). */
@@ -260,6 +263,10 @@ export class ConfigError extends Error {
   }
 }
 
+function isNotice(name: string): name is EmailNotice {
+  return (EMAIL_NOTICES as readonly string[]).includes(name);
+}
+
 /** "/v1/items/*" matches one path segment per "*", "**" matches the rest of the path. */
 function globToRegExp(glob: string, caseSensitive: boolean): RegExp {
   const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
@@ -275,8 +282,16 @@ export function parseConfig(env: Record<string, unknown>): Config {
   const vars = parsed.data;
   const problems: string[] = [
     ...unknownMergeTags(vars.GOVERNANCE.blocked_body, "GOVERNANCE.blocked_body").map((p) => `unknown merge tag in ${p}`),
-    ...unknownMergeTags(vars.EMAILS?.templates ?? {}, "EMAILS.templates").map((p) => `unknown merge tag in ${p}`),
+    ...Object.entries(vars.EMAILS?.templates ?? {}).flatMap(([name, template]) =>
+      unknownMergeTags(template, `EMAILS.templates.${name}`, isNotice(name) ? NOTICE_MERGE_TAGS : []).map((p) => `unknown merge tag in ${p}`),
+    ),
   ];
+  for (const notice of EMAIL_NOTICES) {
+    const template = vars.EMAILS?.templates[notice];
+    if (template && (template.reenroll_seconds !== undefined || template.max_per_enrollment !== undefined)) {
+      problems.push(`EMAILS.templates.${notice}: reenroll_seconds and max_per_enrollment are for cohort emails; a notice is sent once per change`);
+    }
+  }
   if (vars.GOVERNANCE.checkout_min_cents > vars.GOVERNANCE.checkout_max_cents) {
     problems.push("GOVERNANCE.checkout_min_cents: must not exceed checkout_max_cents");
   }

@@ -15,26 +15,28 @@ export const MERGE_TAGS = [
   "key.cap",
 ] as const;
 export type MergeTag = (typeof MERGE_TAGS)[number];
+/** Merge tags only the `auto_topup_changed` notice has (on top of MERGE_TAGS). */
+export const NOTICE_MERGE_TAGS = ["auto_topup.change", "portal_url"] as const;
 export type MergeValues = Record<MergeTag, string | number>;
 
 const TAG = /\{\{\s*([^{}]*?)\s*\}\}/g;
 const WHOLE_TAG = /^\{\{\s*([^{}]*?)\s*\}\}$/;
 const KNOWN = new Set<string>(MERGE_TAGS);
 
-/** Every unknown merge tag used anywhere in a string or a nested JSON value, with its path. */
-export function unknownMergeTags(value: unknown, path = ""): string[] {
+/** Every unknown merge tag used anywhere in a string or a nested JSON value, with its path; `extra` tags are known too. */
+export function unknownMergeTags(value: unknown, path = "", extra: readonly string[] = []): string[] {
   if (typeof value === "string") {
-    return [...value.matchAll(TAG)].map((m) => m[1] ?? "").filter((tag) => !KNOWN.has(tag)).map((tag) => `${path}: {{${tag}}}`);
+    return [...value.matchAll(TAG)].map((m) => m[1] ?? "").filter((tag) => !KNOWN.has(tag) && !extra.includes(tag)).map((tag) => `${path}: {{${tag}}}`);
   }
-  if (Array.isArray(value)) return value.flatMap((v, i) => unknownMergeTags(v, `${path}[${i}]`));
+  if (Array.isArray(value)) return value.flatMap((v, i) => unknownMergeTags(v, `${path}[${i}]`, extra));
   if (value && typeof value === "object") {
-    return Object.entries(value).flatMap(([k, v]) => unknownMergeTags(v, path ? `${path}.${k}` : k));
+    return Object.entries(value).flatMap(([k, v]) => unknownMergeTags(v, path ? `${path}.${k}` : k, extra));
   }
   return [];
 }
 
-export function renderString(template: string, values: MergeValues): string {
-  return template.replace(TAG, (_, tag: string) => String(values[tag as MergeTag]));
+export function renderString(template: string, values: MergeValues & Partial<Record<string, string | number>>): string {
+  return template.replace(TAG, (_, tag: string) => String(values[tag]));
 }
 
 /** Renders every string leaf; a string that is exactly one numeric tag becomes that number. */

@@ -6,6 +6,7 @@ import { DIRECTORY_TIMER } from "./directory-sync";
 import { EMAIL_RETENTION_TIMER } from "./email-retention";
 import { HOLDS_TIMER } from "./holds";
 import { IDEMPOTENCY_TIMER } from "./idempotency";
+import { NOTICE_TIMER } from "./notices";
 import { WEBHOOK_TIMER } from "./outbox";
 import { REPORT_RETENTION_TIMER } from "./report-retention";
 import { expireHolds } from "./hold-settlement";
@@ -38,6 +39,7 @@ export async function runDueTimers(room: Room, locked: Locked): Promise<void> {
     [ROLLUP_TIMER]: () => room.rollup.push(),
     // A top-up whose credit landed queued a Stripe credit report: the stripe timer sends it.
     [AUTO_TOPUP_TIMER]: (now) => locked(async () => (await runAutoTopUp(room, now)) && room.timers.at(STRIPE_TIMER, Date.now())),
+    [NOTICE_TIMER]: (now) => locked(() => room.notices.send(now)),
     [REPORT_RETENTION_TIMER]: (now) => room.reports.retention.prune(now),
     [USAGE_RETENTION_TIMER]: (now) => room.usageRetention.fold(now),
   };

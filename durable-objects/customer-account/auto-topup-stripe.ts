@@ -17,19 +17,24 @@ const IDEMPOTENCY_SAFE_MS = 23 * 3_600_000;
  * response replays Stripe's first answer instead of charging again. After Stripe answered 5xx
  * (it replays a saved 500 for that key), or once the key may have expired, the payment is first
  * looked up by `metadata[payg_auto_topup]`, and only sent again, under a fresh key, if it is not
- * there. Returns true when credit landed (the caller sends it on to Stripe's balance).
+ * there. With none pending, it is the top-up a rate limit held back: the plan runs again and
+ * starts it if it is still needed. Returns true when credit landed (the caller sends it on to
+ * Stripe's balance).
  */
 export async function runAutoTopUp(room: Room, now: number): Promise<boolean> {
+  if (!room.account.exists) return false;
+  if (!room.autoTopUp.pending()) room.atomically(() => room.changed(now));
   const row = room.autoTopUp.pending();
-  if (!row || !room.account.exists) return false;
+  if (!row) return false;
   if (row.next_attempt_at !== null && row.next_attempt_at > now) {
     room.timers.at(AUTO_TOPUP_TIMER, row.next_attempt_at);
     return false;
   }
-  const on = room.autoTopUp.settings !== null && room.autoTopUp.inactive() === null;
+  // Off, paused, inactive or without a saved card: a top-up not sent yet is canceled.
+  const on = room.autoTopUp.on;
   if (!on && row.attempts === 0) {
     room.atomically(() => {
-      room.autoTopUp.finish(row.id, { status: "canceled", reason: room.autoTopUp.inactive() ?? "auto top-up turned off" }, now);
+      room.autoTopUp.finish(row.id, { status: "canceled", reason: canceledBecause(room) }, now);
       room.changed(now);
     });
     return false;
@@ -42,18 +47,15 @@ export async function runAutoTopUp(room: Room, now: number): Promise<boolean> {
       if (found) return settle(room, row.id, found);
       // Never sent, and no longer wanted: nothing was charged.
       if (!on) {
-        room.atomically(() => room.autoTopUp.finish(row.id, { status: "canceled", reason: "auto top-up turned off" }, now));
+        room.atomically(() => room.autoTopUp.finish(row.id, { status: "canceled", reason: canceledBecause(room) }, now));
         return false;
       }
       if (row.verify === 1) room.autoTopUp.update(row.id, { verify: 0, idempotency_key: `${row.idempotency_key.replace(/_r\d+$/, "")}_r${row.attempts}` });
     }
-    let paymentMethod = row.payment_method;
-    if (!paymentMethod) {
-      paymentMethod = await paymentMethodOf(stripe, room);
-      if (!paymentMethod) return fail(room, row.id, "no_payment_method", null);
-      // Kept for every retry: the same key must carry the same parameters.
-      room.autoTopUp.update(row.id, { payment_method: paymentMethod });
-    }
+    // Fixed when the top-up started (a row from before that: the saved card now), and kept for
+    // every retry: the same key must carry the same parameters. Never the default card.
+    const paymentMethod = row.payment_method ?? room.autoTopUp.savedPaymentMethod!;
+    if (!row.payment_method) room.autoTopUp.update(row.id, { payment_method: paymentMethod });
     const current = room.autoTopUp.get(row.id)!;
     room.autoTopUp.update(row.id, { attempts: current.attempts + 1 });
     const pi = await stripe.paymentIntents.create(
@@ -120,14 +122,11 @@ function fail(room: Room, id: string, reason: string, paymentIntent: string | nu
   return false;
 }
 
-/** The card to charge: the one a Checkout top-up saved for this, else the Stripe customer's default. */
-async function paymentMethodOf(stripe: Stripe, room: Room): Promise<string | null> {
-  const saved = room.autoTopUp.savedPaymentMethod;
-  if (saved) return saved;
-  const customer = await stripe.customers.retrieve(room.account.row.customer_id);
-  if ("deleted" in customer && customer.deleted) return null;
-  const pm = (customer as Stripe.Customer).invoice_settings?.default_payment_method;
-  return typeof pm === "string" ? pm : (pm?.id ?? null);
+function canceledBecause(room: Room): string {
+  const t = room.autoTopUp;
+  if (!t.settings) return "auto top-up turned off";
+  if (t.settings.paused) return `auto top-up paused (${t.pausedReason})`;
+  return t.inactive() ?? "no card is saved for auto top-up";
 }
 
 /** This top-up's PaymentIntent at Stripe, if one was created (listed by customer since the top-up began). */

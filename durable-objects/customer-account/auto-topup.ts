@@ -2,6 +2,10 @@ import type { Config } from "../../src/config";
 import { newId } from "../../src/keys";
 import { centsToMicros } from "../../src/money";
 import type { AccountStore } from "./account";
+import { liftedByNewCard, raised } from "./auto-topup-notice";
+import { DAY_MS, monthOf, nextUtcDay, planTopUp, termsOf, type AutoTopUpSettings, type TopUpPlan } from "./auto-topup-plan";
+import { NOTICE_TIMER, type Notices } from "./notices";
+import type { WebhookOutbox } from "./outbox";
 import type { Timers } from "./timers";
 
 export const AUTO_TOPUP_TABLES = {
@@ -39,31 +43,43 @@ CREATE TABLE IF NOT EXISTS topups (
 );
 CREATE INDEX IF NOT EXISTS topups_month ON topups(month, status);
 CREATE INDEX IF NOT EXISTS topups_payment_intent ON topups(payment_intent) WHERE payment_intent IS NOT NULL;`,
+  // The rate limits, the PaymentIntent that saved the card (a refund or dispute of it pauses), and
+  // started top-ups by time. Auto top-up that charged the default card, or whose threshold is not
+  // below its amount, is paused here and the customer told once (the notices timer sends it).
+  v14: `
+ALTER TABLE auto_topup ADD COLUMN min_interval_seconds INTEGER NOT NULL DEFAULT 600;
+ALTER TABLE auto_topup ADD COLUMN max_per_day INTEGER NOT NULL DEFAULT 4;
+ALTER TABLE auto_topup ADD COLUMN saved_payment_intent TEXT;
+CREATE INDEX IF NOT EXISTS topups_created ON topups(created_at);
+INSERT INTO notices (kind, details, created_at)
+  SELECT 'auto_topup_changed',
+         json_object('type', 'paused', 'reason', CASE WHEN saved_payment_method IS NULL THEN 'no_saved_card' ELSE 'invalid_settings' END, 'migration', json('true')),
+         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+  FROM auto_topup WHERE enabled = 1 AND (saved_payment_method IS NULL OR threshold_cents >= amount_cents);
+UPDATE auto_topup
+  SET paused_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+      paused_reason = CASE WHEN saved_payment_method IS NULL THEN 'no_saved_card' ELSE 'invalid_settings' END,
+      paused_topup_id = NULL
+  WHERE enabled = 1 AND (saved_payment_method IS NULL OR threshold_cents >= amount_cents);
+INSERT INTO timers (name, due_at) SELECT '${NOTICE_TIMER}', 0 WHERE EXISTS (SELECT 1 FROM notices) ON CONFLICT (name) DO NOTHING;`,
 };
 
-/** The auto top-up timer: creates the pending top-up's PaymentIntent, under the object's lock. */
+/** The auto top-up timer: creates the pending top-up's PaymentIntent, or starts one a limit held back, under the object's lock. */
 export const AUTO_TOPUP_TIMER = "auto_topup";
 
-/** What the admin API sets (`auto_topup` in `PUT /admin/customers/{id}`), whole cents. */
-export interface AutoTopUpSettings {
-  threshold_cents: number;
-  amount_cents: number;
-  monthly_cap_cents: number;
-}
-
-interface SettingsRow {
+interface SettingsRow extends Record<keyof AutoTopUpSettings, number | null> {
   enabled: number;
-  threshold_cents: number | null;
-  amount_cents: number | null;
-  monthly_cap_cents: number | null;
   paused_at: number | null;
   paused_reason: string | null;
   paused_topup_id: string | null;
   pending_topup_id: string | null;
   saved_payment_method: string | null;
+  saved_payment_intent: string | null;
   saved_at: number | null;
   updated_at: number;
 }
+
+export type { AutoTopUpSettings } from "./auto-topup-plan";
 
 export type TopUpStatus = "pending" | "succeeded" | "failed" | "canceled";
 
@@ -76,6 +92,7 @@ export interface TopUpRow {
   status: TopUpStatus;
   idempotency_key: string;
   payment_intent: string | null;
+  /** The card it charges, fixed when it starts (the saved card then). */
   payment_method: string | null;
   attempts: number;
   /** 1 after Stripe answered 5xx: the next attempt looks the PaymentIntent up before sending. */
@@ -87,32 +104,18 @@ export interface TopUpRow {
   settled_at: number | null;
 }
 
-export function monthOf(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 7);
-}
-
-/**
- * Whether a top-up starts now, with no I/O: only with none pending, below the threshold, and
- * only if it keeps the month's top-ups (pending and succeeded) within the cap; otherwise the
- * customer is `capped` (the auto_topup_capped cohort).
- */
-export function planTopUp(s: {
-  settings: AutoTopUpSettings;
-  pending: boolean;
-  availableMicros: number;
-  monthTotalCents: number;
-}): "start" | "capped" | "none" {
-  if (s.pending || s.availableMicros >= centsToMicros(s.settings.threshold_cents)) return "none";
-  return s.monthTotalCents + s.settings.amount_cents > s.settings.monthly_cap_cents ? "capped" : "start";
-}
-
 /**
  * A customer's auto top-up: its settings (cached, read on every balance change), its top-ups, and
  * the step that starts one. At most one top-up is pending at a time: its id is on the settings
- * row, written in the same synchronous step as the debit that crossed the threshold.
+ * row, written in the same synchronous step as the debit that crossed the threshold. It charges
+ * only the card a Checkout top-up saved for it.
  */
 export class AutoTopUp {
   private row: SettingsRow | null = null;
+  /** While set, changed() starts nothing (a clawback, a paid credit landing: see quietly()). */
+  private quiet = 0;
+  /** A rate limit holds the next top-up until then (a cache: plan() then skips its queries). */
+  private waitUntil: number | null = null;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -122,18 +125,42 @@ export class AutoTopUp {
       config: () => Config;
       availableMicros: (now: number) => number;
       currencyMismatch: () => string | null;
+      outbox: WebhookOutbox;
+      notices: Notices;
     },
   ) {}
 
   load(): void {
     this.row = (this.sql.exec("SELECT * FROM auto_topup WHERE id = 1").toArray()[0] as unknown as SettingsRow | undefined) ?? null;
+    this.waitUntil = null;
   }
 
-  /** The settings while auto top-up is on, else null. */
+  /** The settings while auto top-up is on (paused or not), else null. */
   get settings(): (AutoTopUpSettings & { paused: boolean }) | null {
+    const terms = this.terms();
+    return terms && this.row!.enabled ? { ...terms, paused: this.row!.paused_at !== null } : null;
+  }
+
+  private terms(): AutoTopUpSettings | null {
     const r = this.row;
-    if (!r?.enabled || r.threshold_cents === null || r.amount_cents === null || r.monthly_cap_cents === null) return null;
-    return { threshold_cents: r.threshold_cents, amount_cents: r.amount_cents, monthly_cap_cents: r.monthly_cap_cents, paused: r.paused_at !== null };
+    if (!r || r.threshold_cents === null || r.amount_cents === null || r.monthly_cap_cents === null) return null;
+    return {
+      threshold_cents: r.threshold_cents,
+      amount_cents: r.amount_cents,
+      monthly_cap_cents: r.monthly_cap_cents,
+      min_interval_seconds: r.min_interval_seconds ?? 600,
+      max_per_day: r.max_per_day ?? 4,
+    };
+  }
+
+  /** The settings row as stored (the admin view reads it), null until auto top-up was first set. */
+  get stored(): Readonly<SettingsRow> | null {
+    return this.row;
+  }
+
+  /** The settings last set, on or off (null until first set). */
+  get lastSet(): AutoTopUpSettings | null {
+    return this.terms();
   }
 
   get pausedReason(): string | null {
@@ -155,17 +182,26 @@ export class AutoTopUp {
     return mismatch ? `the Stripe customer's currency is ${mismatch}` : null;
   }
 
+  /** Whether a top-up may be sent now: on, not paused, active, with a saved card. */
+  get on(): boolean {
+    const settings = this.settings;
+    return settings !== null && !settings.paused && this.inactive() === null && this.savedPaymentMethod !== null;
+  }
+
   private write(fields: Partial<SettingsRow>, now: number): void {
     const current: SettingsRow = this.row ?? {
       enabled: 0,
       threshold_cents: null,
       amount_cents: null,
       monthly_cap_cents: null,
+      min_interval_seconds: 600,
+      max_per_day: 4,
       paused_at: null,
       paused_reason: null,
       paused_topup_id: null,
       pending_topup_id: null,
       saved_payment_method: null,
+      saved_payment_intent: null,
       saved_at: null,
       updated_at: now,
     };
@@ -177,34 +213,93 @@ export class AutoTopUp {
       ...columns.map((c) => next[c]),
     );
     this.row = next;
+    this.waitUntil = null;
+  }
+
+  /** What `auto_topup.updated` carries as the old and new settings (null: never set). */
+  private snapshot() {
+    const terms = this.terms();
+    return terms && { enabled: this.row!.enabled === 1, ...terms, paused_reason: this.row!.paused_reason };
   }
 
   /**
-   * Turns auto top-up on with these settings (resuming it if a failure paused it), or off with
-   * null. Turning it off cancels a pending top-up Stripe has not been asked for yet; one already
-   * sent settles through Stripe.
+   * Turns auto top-up on with these settings (lifting any pause), or off with null. Turning it off
+   * cancels a pending top-up Stripe has not been asked for yet; one already sent settles through
+   * Stripe. Any change sends `auto_topup.updated`; turning it on (or back on from a pause) or
+   * letting it charge more also emails the customer (`auto_topup_changed`), whoever asked.
    */
   configure(settings: AutoTopUpSettings | null, now: number): void {
+    const before = this.snapshot();
+    const wasOn = before !== null && before.enabled && before.paused_reason === null;
     const resume = { paused_at: null, paused_reason: null, paused_topup_id: null };
-    if (settings) return this.write({ enabled: 1, ...settings, ...resume }, now);
-    this.write({ enabled: 0, ...resume }, now);
-    const pending = this.pending();
-    if (pending && pending.attempts === 0) this.finish(pending.id, { status: "canceled", reason: "auto top-up turned off" }, now);
+    if (settings) this.write({ enabled: 1, ...termsOf(settings), ...resume }, now);
+    else {
+      this.write({ enabled: 0, ...resume }, now);
+      const pending = this.pending();
+      if (pending && pending.attempts === 0) this.finish(pending.id, { status: "canceled", reason: "auto top-up turned off" }, now);
+    }
+    const after = this.snapshot();
+    if (JSON.stringify(before) === JSON.stringify(after)) return;
+    this.deps.outbox.emit("auto_topup.updated", { previous: before, current: after });
+    if (!settings) return;
+    const previous = before && termsOf(before);
+    if (!wasOn || raised(previous!, settings, this.deps.config().PRICING.currency).length) {
+      this.deps.notices.queue("auto_topup_changed", { type: "updated", turned_on: !wasOn, previous, current: termsOf(settings) }, now);
+    }
   }
 
-  /** A card saved for off-session use by a Checkout top-up: the next top-ups use it; a paused auto top-up resumes. */
-  saveCard(paymentMethod: string, savedAt: number, now: number): boolean {
+  /**
+   * A card saved for off-session use by a Checkout top-up (`payment_intent` saved it): the next
+   * top-ups charge it. It lifts a pause for a card failure only; the later saving wins.
+   */
+  saveCard(paymentMethod: string, paymentIntent: string, savedAt: number, now: number): boolean {
     if (this.row?.saved_at !== null && this.row?.saved_at !== undefined && this.row.saved_at > savedAt) return false;
-    this.write({ saved_payment_method: paymentMethod, saved_at: savedAt, paused_at: null, paused_reason: null, paused_topup_id: null }, now);
+    const lift = liftedByNewCard(this.pausedReason) ? { paused_at: null, paused_reason: null, paused_topup_id: null } : {};
+    this.write({ saved_payment_method: paymentMethod, saved_payment_intent: paymentIntent, saved_at: savedAt, ...lift }, now);
     return true;
   }
 
-  pause(topUpId: string, reason: string, now: number): void {
-    if (this.settings) this.write({ paused_at: now, paused_reason: reason, paused_topup_id: topUpId }, now);
+  /**
+   * Pauses auto top-up (while it is on) and sends `auto_topup.paused`. `topUpId` is the top-up
+   * whose payment failed (a card failure), null for the other reasons; a pause that only setting
+   * `auto_topup` again lifts replaces a card failure's and is emailed to the customer.
+   */
+  pause(reason: string, topUpId: string | null, now: number): boolean {
+    if (!this.settings) return false;
+    const current = this.pausedReason;
+    if (current !== null && (!liftedByNewCard(current) || liftedByNewCard(reason))) return false;
+    this.write({ paused_at: now, paused_reason: reason, paused_topup_id: topUpId }, now);
+    this.deps.outbox.emit("auto_topup.paused", { reason, topup_id: topUpId });
+    if (!liftedByNewCard(reason)) this.deps.notices.queue("auto_topup_changed", { type: "paused", reason }, now);
+    return true;
   }
 
   resumeAfter(topUpId: string, now: number): void {
     if (this.row?.paused_topup_id === topUpId) this.write({ paused_at: null, paused_reason: null, paused_topup_id: null }, now);
+  }
+
+  /**
+   * A refund or dispute of a payment: when it was made with the auto top-up card (a top-up, the
+   * Checkout payment that saved the card, or any charge of that card), auto top-up pauses.
+   */
+  paymentReversed(reason: "refund" | "dispute", payment: { paymentIntent: string | null; paymentMethod: string | null }, now: number): boolean {
+    const r = this.row;
+    if (!r) return false;
+    const { paymentIntent: pi, paymentMethod: pm } = payment;
+    const withCard =
+      (pm !== null && pm === r.saved_payment_method) ||
+      (pi !== null && (pi === r.saved_payment_intent || this.sql.exec("SELECT 1 FROM topups WHERE payment_intent = ?", pi).toArray().length > 0));
+    return withCard && this.pause(reason, null, now);
+  }
+
+  /** Runs `fn` (a clawback, a freeze, a paid credit landing) with no top-up started by it. */
+  quietly<T>(fn: () => T): T {
+    this.quiet++;
+    try {
+      return fn();
+    } finally {
+      this.quiet--;
+    }
   }
 
   get(id: string): TopUpRow | undefined {
@@ -225,39 +320,58 @@ export class AutoTopUp {
     return this.sql.exec("SELECT COALESCE(SUM(amount_cents), 0) AS n FROM topups WHERE month = ? AND status IN ('pending', 'succeeded')", month).one().n as number;
   }
 
-  /** Pure planning over this customer's state: null while off, paused or inactive. */
-  plan(now: number): "start" | "capped" | "none" | null {
+  /** Top-ups started (not canceled) this UTC day, and when the latest started within the interval or the day. */
+  recentStarts(now: number, intervalSeconds: number): { dayCount: number; lastStartedAt: number | null } {
+    const dayStart = nextUtcDay(now) - DAY_MS;
+    const row = this.sql
+      .exec(
+        "SELECT COALESCE(SUM(created_at >= ?), 0) AS today, MAX(created_at) AS last FROM topups WHERE created_at >= ? AND status != 'canceled'",
+        dayStart,
+        Math.min(dayStart, now - intervalSeconds * 1000),
+      )
+      .one();
+    return { dayCount: row.today as number, lastStartedAt: row.last as number | null };
+  }
+
+  /** Pure planning over this customer's state: null while off, paused, inactive or without a card. */
+  plan(now: number): TopUpPlan | null {
     const settings = this.settings;
-    if (!settings || settings.paused || this.inactive()) return null;
+    if (!settings || !this.on) return null;
     const pending = this.row!.pending_topup_id !== null;
     // Above the threshold there is nothing to sum: the common case on the request path costs no query.
     const availableMicros = this.deps.availableMicros(now);
-    if (pending || availableMicros >= centsToMicros(settings.threshold_cents)) return "none";
-    return planTopUp({ settings, pending, availableMicros, monthTotalCents: this.monthTotal(monthOf(now)) });
+    if (pending || availableMicros >= centsToMicros(settings.threshold_cents)) return { kind: "none" };
+    if (this.waitUntil !== null && now < this.waitUntil) return { kind: "wait", at: this.waitUntil };
+    const plan = planTopUp({ settings, pending, availableMicros, monthTotalCents: this.monthTotal(monthOf(now)), ...this.recentStarts(now, settings.min_interval_seconds), now });
+    this.waitUntil = plan.kind === "wait" ? plan.at : null;
+    return plan;
   }
 
   /**
    * How much more may be charged before changed() could start a top-up or change its cohort:
-   * unlimited without settings, the distance to the threshold while it is active and idle, and
-   * nothing in any other state (every charge then looks again).
+   * unlimited without settings, paused or with no saved card (only a step that calls changed()
+   * leaves those), the distance to the threshold while it is active and idle, and nothing in any
+   * other state (every charge then looks again).
    */
   slack(now: number): number {
     const settings = this.settings;
-    if (!settings) return Infinity;
-    if (settings.paused || this.inactive() || this.row!.pending_topup_id !== null) return 0;
+    if (!settings || settings.paused || this.savedPaymentMethod === null) return Infinity;
+    if (!this.on || this.row!.pending_topup_id !== null) return 0;
     return Math.max(0, this.deps.availableMicros(now) - centsToMicros(settings.threshold_cents));
   }
 
   /**
    * After every balance change (room.changed(), in the same synchronous step): starts a top-up
-   * when the plan says so, as a pending row the auto top-up timer sends. Returns the cohort the
-   * customer is in for auto top-up, if any.
+   * when the plan says so, as a pending row the auto top-up timer sends, or arms that timer for
+   * when a rate limit allows it. Returns the cohort the customer is in for auto top-up, if any.
    */
   changed(now: number): "topup_failed" | "auto_topup_capped" | null {
-    if (this.settings?.paused) return "topup_failed";
+    if (this.settings?.paused) return liftedByNewCard(this.pausedReason) ? "topup_failed" : null;
     const plan = this.plan(now);
-    if (plan === "capped") return "auto_topup_capped";
-    if (plan === "start") this.start(now);
+    if (plan?.kind === "capped") return "auto_topup_capped";
+    if (this.quiet) return null;
+    if (plan?.kind === "wait") this.deps.timers.at(AUTO_TOPUP_TIMER, plan.at);
+    if (plan?.kind === "start") this.start(now);
     return null;
   }
 
@@ -266,13 +380,14 @@ export class AutoTopUp {
     const id = newId("topup");
     const customer = this.deps.account.row.customer_id;
     this.sql.exec(
-      `INSERT INTO topups (id, amount_cents, currency, month, status, idempotency_key, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
+      `INSERT INTO topups (id, amount_cents, currency, month, status, idempotency_key, payment_method, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)`,
       id,
       settings.amount_cents,
       this.deps.config().PRICING.currency,
       monthOf(now),
       // Stripe scopes idempotency keys to the account, so the customer id is part of the key.
       `payg_auto_topup_${customer}_${id}`,
+      this.savedPaymentMethod,
       now,
     );
     this.write({ pending_topup_id: id }, now);
@@ -298,66 +413,4 @@ export class AutoTopUp {
     );
     if (this.row?.pending_topup_id === id) this.write({ pending_topup_id: null }, now);
   }
-
-  /** The admin API's view: settings, state (and why), this month's total, the pending and last top-up. */
-  view(now: number) {
-    const r = this.row;
-    if (!r || r.threshold_cents === null) return null;
-    const month = monthOf(now);
-    const total = this.monthTotal(month);
-    const inactive = this.inactive();
-    const plan = this.plan(now);
-    const pending = this.pending();
-    const state = !r.enabled
-      ? "off"
-      : r.paused_at !== null
-        ? "paused"
-        : inactive
-          ? "inactive"
-          : pending
-            ? "pending"
-            : plan === "capped"
-              ? "capped"
-              : "active";
-    const why =
-      state === "paused"
-        ? `top-up ${r.paused_topup_id} failed (${r.paused_reason}): set auto_topup again, or save a card with a Checkout top-up, to resume`
-        : state === "inactive"
-          ? inactive
-          : state === "capped"
-            ? `another top-up would take this month's top-ups past monthly_cap_cents (${total} of ${r.monthly_cap_cents} used)`
-            : null;
-    return {
-      enabled: r.enabled === 1,
-      threshold_cents: r.threshold_cents,
-      amount_cents: r.amount_cents,
-      monthly_cap_cents: r.monthly_cap_cents,
-      state,
-      why,
-      paused: r.paused_at !== null,
-      paused_at: r.paused_at,
-      paused_reason: r.paused_reason,
-      month,
-      month_total_cents: total,
-      month_remaining_cents: Math.max(0, (r.monthly_cap_cents ?? 0) - total),
-      saved_payment_method: r.saved_payment_method,
-      pending: pending ? topUpView(pending) : null,
-      last: this.recent(1).map(topUpView)[0] ?? null,
-    };
-  }
-}
-
-export function topUpView(t: TopUpRow) {
-  return {
-    id: t.id,
-    amount_cents: t.amount_cents,
-    currency: t.currency,
-    status: t.status,
-    reason: t.reason,
-    payment_intent: t.payment_intent,
-    attempts: t.attempts,
-    last_error: t.last_error,
-    created_at: t.created_at,
-    settled_at: t.settled_at,
-  };
 }

@@ -13,6 +13,8 @@ import type { Room } from "./room";
 export interface ChargeRefunds {
   charge: string;
   payment_intent: string | null;
+  /** The card the charge was paid with (a refund of the auto top-up card pauses auto top-up). */
+  payment_method: string | null;
   currency: string;
   refunds: { id: string; amount: number; status: string | null; created: number }[];
 }

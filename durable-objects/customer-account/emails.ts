@@ -1,4 +1,4 @@
-import { COHORTS, type Cohort, type Config } from "../../src/config";
+import { COHORTS, type Cohort, type Config, type EmailNotice } from "../../src/config";
 import { sendViaMailChannels } from "../../src/email/mailchannels";
 import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../src/email/unsubscribe";
 import { mergeValues } from "../../src/merge";
@@ -37,7 +37,8 @@ const MAX_ATTEMPTS = 8;
 
 export interface EmailRow {
   id: number;
-  cohort: Cohort;
+  /** A cohort's behavioral email, or a transactional notice (notices.ts: enrollment is the notice's id). */
+  cohort: Cohort | EmailNotice;
   enrollment: number;
   seq: number;
   to_email: string;
@@ -169,7 +170,7 @@ export class EmailLog {
       const plan = this.plan(cohort, m);
       if (!plan || plan.at > now || !link) continue;
       const row = plan.retry ?? this.create(cohort, m.enrollment, plan.seq, now, link);
-      if (row && (await this.deliver(row, now, link))) sent++;
+      if (row && (await this.deliver(row, now, listUnsubscribeHeaders(link)))) sent++;
     }
     return sent;
   }
@@ -200,7 +201,11 @@ export class EmailLog {
     return inserted as unknown as EmailRow | undefined;
   }
 
-  private async deliver(row: EmailRow, now: number, link: string): Promise<boolean> {
+  /**
+   * Sends one row (MailChannels, or the local outbox): `sending` is written before the send, so a
+   * send cut short is never repeated; a 5xx or 429 leaves it `retry` with a backoff.
+   */
+  async deliver(row: EmailRow, now: number, headers: Record<string, string>): Promise<boolean> {
     const config = this.config();
     if (!row.to_email) {
       this.sql.exec("UPDATE emails SET status = 'failed', last_error = 'customer has no email address' WHERE id = ?", row.id);
@@ -218,7 +223,7 @@ export class EmailLog {
       subject: row.subject,
       text: row.text,
       ...(row.html ? { html: row.html } : {}),
-      headers: listUnsubscribeHeaders(link),
+      headers,
     });
     const attempts = row.attempts + 1;
     const requestId = result.requestId ?? null;

@@ -4,7 +4,8 @@ import { log } from "../../src/log";
 import { centsToMicros } from "../../src/money";
 import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/types";
 import { runDueTimers } from "./alarm";
-import { type AutoTopUpSettings, topUpView } from "./auto-topup";
+import type { AutoTopUpSettings } from "./auto-topup";
+import { autoTopUpView, topUpView } from "./auto-topup-view";
 import type { CheckoutSlot } from "./checkout-limit";
 import { createGrant, creditOutcome, deduct, fitsBalance, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credits";
 import { runCycle } from "./cycle";
@@ -52,6 +53,8 @@ export class CustomerAccount extends DurableObject<Env> {
       if (hasSchema(ctx.storage.sql)) {
         migrate(ctx.storage);
         this.hot.load();
+        // A migration may have written timers (an upgrade's notices, its retention passes): they run now.
+        this.hot.timers.rearm();
       }
     });
   }
@@ -80,7 +83,7 @@ export class CustomerAccount extends DurableObject<Env> {
   autoTopUp(limit = 20) {
     const room = this.room;
     if (!room.account.exists) return null;
-    return { auto_topup: room.autoTopUp.view(Date.now()), topups: room.autoTopUp.recent(limit).map(topUpView) };
+    return { auto_topup: autoTopUpView(room.autoTopUp, Date.now()), topups: room.autoTopUp.recent(limit).map(topUpView) };
   }
 
   async createKey(

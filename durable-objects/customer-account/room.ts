@@ -19,6 +19,7 @@ import { Ledger } from "./ledger";
 import { WebhookOutbox } from "./outbox";
 import { migrate } from "./schema";
 import { Live } from "./live";
+import { Notices } from "./notices";
 import { PortalLinks } from "./portal-links";
 import { Rollup } from "./rollup";
 import { StripeEventLog } from "./stripe-event-log";
@@ -63,6 +64,7 @@ export class Room {
   readonly portalLinks: PortalLinks;
   readonly endedSessions: EndedSessions;
   readonly autoTopUp: AutoTopUp;
+  readonly notices: Notices;
   readonly usageRetention: UsageRetention;
 
   constructor(
@@ -95,18 +97,13 @@ export class Room {
     this.idempotency = new IdempotencyStore(this.sql, config);
     this.invoices = new Invoices(this.sql);
     this.cohorts = new CohortStore(this.sql);
-    this.emails = new EmailLog({
-      sql: this.sql,
-      config,
-      account: this.account,
-      amounts: (now) => ({
-        balanceMicros: this.wallet.spendableTotal(now),
-        minimumMicros: this.minimumMicros(),
-        expiringSoonMicros: this.expiringSoonMicros(now),
-      }),
-      timers: this.timers,
-      memberships: this.cohorts.current,
+    const amounts = (now: number) => ({
+      balanceMicros: this.wallet.spendableTotal(now),
+      minimumMicros: this.minimumMicros(),
+      expiringSoonMicros: this.expiringSoonMicros(now),
     });
+    this.emails = new EmailLog({ sql: this.sql, config, account: this.account, amounts, timers: this.timers, memberships: this.cohorts.current });
+    this.notices = new Notices({ sql: this.sql, config, account: this.account, emails: this.emails, timers: this.timers, outbox: this.outbox, amounts });
     this.reports = new StripeReports(this.sql, config, this.account, this.outbox, this.timers);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({
@@ -132,6 +129,8 @@ export class Room {
       config,
       availableMicros: (now) => this.wallet.spendableTotal(now),
       currencyMismatch: () => this.currencyMismatch(),
+      outbox: this.outbox,
+      notices: this.notices,
     });
     this.usageRetention = new UsageRetention(this.sql, this.timers, config);
   }

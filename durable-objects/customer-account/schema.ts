@@ -16,6 +16,7 @@ import { INVOICE_TABLES } from "./invoices";
 import { JOURNAL_TABLES } from "./journal";
 import { KEY_TABLES } from "./keys";
 import { LEDGER_TABLES } from "./ledger";
+import { NOTICE_TABLES } from "./notices";
 import { OUTBOX_TABLES } from "./outbox";
 import { STRIPE_EVENT_TABLES } from "./stripe-event-log";
 import { PORTAL_TABLES } from "./portal-links";
@@ -66,6 +67,9 @@ export const MIGRATIONS: readonly string[] = [
   // grant the micro-cents under open disputes (frozen = min(remaining, disputed)).
   // Payments that credited nothing, for the admin API.
   [DISPUTE_TABLES.v14, GRANT_TABLES.v14, IGNORED_PAYMENT_TABLES.v14].join("\n"),
+  // v15: auto top-up's rate limits and the card's own PaymentIntent; transactional notices. Auto
+  // top-up that charged the default card or has threshold >= amount is paused, the customer told once.
+  [NOTICE_TABLES.v14, AUTO_TOPUP_TABLES.v14].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -79,15 +79,18 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
       if (!Number.isSafeInteger(credit) || credit <= 0) return ignore("no valid payg_credit_cents metadata: not a top-up this gateway created");
       if (session.currency !== room.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${room.config.PRICING.currency}`);
       if (session.amount_total !== credit) return ignore(`paid ${session.amount_total}, its payg_credit_cents say ${credit}`);
-      const paymentIntent = typeof session.payment_intent === "string" ? session.payment_intent : (session.payment_intent?.id ?? null);
-      const result = createGrant(room, {
-        customerId,
-        amountCents: credit,
-        reason: `Stripe Checkout ${session.id}`,
-        reference: `checkout_${session.id}`,
-        source: "checkout",
-        paymentIntent,
-      });
+      const paymentIntent = idOf(session.payment_intent);
+      // A refund or dispute that arrived first is applied as it lands: that starts no top-up.
+      const result = room.autoTopUp.quietly(() =>
+        createGrant(room, {
+          customerId,
+          amountCents: credit,
+          reason: `Stripe Checkout ${session.id}`,
+          reference: `checkout_${session.id}`,
+          source: "checkout",
+          paymentIntent,
+        }),
+      );
       if (result.status === "balance_limit") return ignore("the balance would pass the largest the gateway holds; refund it");
       if (result.status === "conflict") return ignore(`a grant checkout_${session.id} with other terms exists`);
       room.timers.at(STRIPE_TIMER, now);
@@ -100,15 +103,29 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
     case "charge.refund.updated":
     case "refund.created":
     case "refund.updated":
-    case "refund.failed":
+    case "refund.failed": {
       // The route lists the charge's refunds with every refund event (see ChargeRefunds).
-      return refunds ? afterCredit(room, applyRefund(room, refunds, now), now) : "ignored";
+      if (!refunds) return "ignored";
+      // A refund leaving the auto top-up card pauses it; a refund's later updates (failed, say) do not.
+      const reason = event.type === "charge.refunded" || event.type === "refund.created" ? "refund" : null;
+      const payment = { paymentIntent: refunds.payment_intent, paymentMethod: refunds.payment_method };
+      return afterCredit(room, clawback(room, reason, payment, now, () => applyRefund(room, refunds, now)), now);
+    }
     case "charge.dispute.created":
     case "charge.dispute.updated":
     case "charge.dispute.closed":
     case "charge.dispute.funds_withdrawn":
-    case "charge.dispute.funds_reinstated":
-      return afterCredit(room, applyDispute(room, event.data.object, event, now), now);
+    case "charge.dispute.funds_reinstated": {
+      const dispute = event.data.object;
+      // A chargeback (opened as one, or an inquiry whose funds were then withdrawn) or a lost
+      // dispute pauses auto top-up, once each; an inquiry, updates and wins pause nothing.
+      const pauses =
+        (event.type === "charge.dispute.created" && !dispute.status.startsWith("warning_")) ||
+        event.type === "charge.dispute.funds_withdrawn" ||
+        (event.type === "charge.dispute.closed" && dispute.status === "lost");
+      const payment = { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null };
+      return afterCredit(room, clawback(room, pauses ? "dispute" : null, payment, now, () => applyDispute(room, dispute, event, now)), now);
+    }
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":
@@ -119,6 +136,30 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
     default:
       return "ignored";
   }
+}
+
+/**
+ * A refund or dispute step (clawbacks.ts): when the payment was made with the auto top-up card,
+ * auto top-up pauses first; whatever the card, the step starts no top-up (the next debit may).
+ */
+function clawback(
+  room: Room,
+  reason: "refund" | "dispute" | null,
+  payment: { paymentIntent: string | null; paymentMethod: string | null },
+  now: number,
+  apply: () => "applied" | "ignored",
+): "applied" | "ignored" {
+  const paused = reason !== null && room.autoTopUp.paymentReversed(reason, payment, now);
+  return room.autoTopUp.quietly(() => {
+    const status = apply();
+    // The pause moves the customer's auto top-up cohort even when nothing was taken back.
+    if (paused) room.changed(now);
+    return paused ? "applied" : status;
+  });
+}
+
+function idOf(value: string | { id: string } | null | undefined): string | null {
+  return typeof value === "string" ? value : (value?.id ?? null);
 }
 
 /** A clawback queues a report: the stripe timer sends it. */

@@ -1,4 +1,5 @@
 import { formatCents, formatMoney, microsToWholeCents } from "../../src/money";
+import { autoTopUpView } from "./auto-topup-view";
 import { spendable, type Grant } from "./grants";
 import { ignoredPayments } from "./ignored-payments";
 import { bucketOf } from "./ledger";
@@ -64,7 +65,7 @@ export function summary(room: Room): Record<string, unknown> {
     // Payments that credited nothing (other currency, no top-up metadata, balance limit, …), newest first.
     ignored_payments: ignoredPayments(room.sql),
     // null when auto top-up was never set; else its settings, state (paused and why, capped) and this month's total.
-    auto_topup: room.autoTopUp.view(now),
+    auto_topup: autoTopUpView(room.autoTopUp, now),
   };
 }
 

@@ -1,3 +1,5 @@
+import { liftedByNewCard, pausedBecause } from "../../durable-objects/customer-account/auto-topup-notice";
+import type { AutoTopUpState } from "../../durable-objects/customer-account/auto-topup-view";
 import { centsToMicros, formatMoney } from "../money";
 import { CsrfField, Notice } from "../web/components";
 
@@ -9,21 +11,45 @@ export interface AutoTopUpData {
     threshold_cents: number;
     amount_cents: number;
     monthly_cap_cents: number;
-    state: "active" | "pending" | "paused" | "capped" | "inactive" | "off";
+    max_per_day: number;
+    state: AutoTopUpState;
     why: string | null;
     paused_reason: string | null;
     month_total_cents: number;
+    next_topup_at: number | null;
   } | null;
 }
 
-const STATE_TEXT: Record<string, string> = {
+const STATE_TEXT: Record<Exclude<AutoTopUpState, "paused" | "waiting">, string> = {
   active: "On: when your credit falls below the threshold, your saved card is charged the top-up amount.",
   pending: "On: a top-up is being paid right now.",
-  paused: "Paused: the last automatic payment failed. Top up above with “Save my card for automatic top-ups” ticked, or save these settings again, to resume.",
   capped: "On, but this month's limit is reached: no more automatic top-ups until next month (or raise the limit).",
+  no_card: "On, waiting for a card: top up above with “Save my card for automatic top-ups” ticked. Only a card saved that way is ever charged automatically.",
   inactive: "Not available for this account right now.",
   off: "Off.",
 };
+
+/** Why it is paused and what lifts it: a new card only after a failed payment; anything else only saving these settings again. */
+export function pausedText(reason: string | null): string {
+  const why = pausedBecause(reason ?? "");
+  return liftedByNewCard(reason)
+    ? `Paused because ${why}. Top up above with “Save my card for automatic top-ups” ticked, or save these settings again, to resume.`
+    : `Paused because ${why}. Your card will not be charged automatically until you save these settings again.`;
+}
+
+/** Whether saving a card would get auto top-up going (the top-up form then ticks "save my card"). */
+export function wantsCard(s: AutoTopUpData["auto_topup"]): boolean {
+  return s?.state === "no_card" || (s?.state === "paused" && liftedByNewCard(s.paused_reason));
+}
+
+function stateText(s: NonNullable<AutoTopUpData["auto_topup"]>): string {
+  if (s.state === "paused") return pausedText(s.paused_reason);
+  if (s.state === "waiting") {
+    const at = s.next_topup_at ? new Date(s.next_topup_at).toISOString().slice(0, 16).replace("T", " ") : "later";
+    return `On: the next top-up waits until ${at} UTC (at most ${s.max_per_day} a day, and not too close to the last one).`;
+  }
+  return STATE_TEXT[s.state];
+}
 
 /** A form amount in the currency's major unit ("20", "20.5", "20.05") as whole cents, or null. */
 export function parseMajorAmount(value: string | undefined): number | null {
@@ -46,7 +72,7 @@ export function AutoTopUpSection(props: { data: AutoTopUpData; currency: string;
   return (
     <section aria-labelledby="auto-h">
       <h2 id="auto-h">Automatic top-up</h2>
-      {s?.state === "paused" ? <Notice tone="error">{STATE_TEXT.paused!}</Notice> : <p>{STATE_TEXT[s?.state ?? "off"]}</p>}
+      {s?.state === "paused" ? <Notice tone="error">{stateText(s)}</Notice> : <p>{s ? stateText(s) : STATE_TEXT.off}</p>}
       {s && s.enabled ? (
         <p class="muted">
           Below {money(s.threshold_cents)}, add {money(s.amount_cents)}; at most {money(s.monthly_cap_cents)} a month ({money(s.month_total_cents)} so far this month).

@@ -4,7 +4,7 @@ import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, Notice } from "../web/components";
 import { KeysSection, LiveBalance, MeterTotals, type KeyRow } from "../web/account-parts";
 import { Layout } from "../web/layout";
-import { AutoTopUpSection, type AutoTopUpData } from "./auto-top-up";
+import { AutoTopUpSection, wantsCard, type AutoTopUpData } from "./auto-top-up";
 import type { CustomerProfile } from "../types";
 import type { PortalSession } from "../web/session";
 
@@ -146,7 +146,7 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
               </label>
               {data.topUp.stripe && owner ? (
                 <label>
-                  <input type="checkbox" name="save_card" value="1" checked={data.autoTopUp?.auto_topup?.state === "paused"} /> Save my card for automatic top-ups
+                  <input type="checkbox" name="save_card" value="1" checked={wantsCard(data.autoTopUp?.auto_topup ?? null)} /> Save my card for automatic top-ups
                 </label>
               ) : null}
               <button type="submit">Top up</button>

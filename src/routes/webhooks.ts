@@ -74,7 +74,7 @@ async function throughCharge(config: Config, event: Stripe.Event): Promise<{ cus
     for await (const refund of stripe.refunds.list({ charge: chargeId, limit: 100 })) {
       refunds.push({ id: refund.id, amount: refund.amount, status: refund.status, created: refund.created });
     }
-    return { customerId, refunds: { charge: chargeId, payment_intent: idOf(charge.payment_intent), currency: charge.currency, refunds } };
+    return { customerId, refunds: { charge: chargeId, payment_intent: idOf(charge.payment_intent), payment_method: idOf(charge.payment_method), currency: charge.currency, refunds } };
   } catch (error) {
     log.warn(`stripe event ${event.id}: could not look up charge ${chargeId}`, error);
     throw new ApiError("upstream_error", "The event could not be applied yet; Stripe will redeliver it.");

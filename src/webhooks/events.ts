@@ -12,6 +12,8 @@ export const WEBHOOK_EVENT_TYPES = [
   "key.cap_reached",
   "topup.succeeded",
   "topup.failed",
+  "auto_topup.updated",
+  "auto_topup.paused",
   "report.failed",
 ] as const;
 
@@ -28,6 +30,18 @@ interface BalanceFields {
   minimum_balance_cents: number;
 }
 
+/** Auto top-up's settings as `auto_topup.updated` shows them (whole cents, seconds). */
+export interface AutoTopUpEventSettings {
+  enabled: boolean;
+  threshold_cents: number;
+  amount_cents: number;
+  monthly_cap_cents: number;
+  min_interval_seconds: number;
+  max_per_day: number;
+  /** Set while paused: a Stripe failure code, or dispute, refund, below_threshold, no_saved_card, invalid_settings. */
+  paused_reason: string | null;
+}
+
 /** The type-specific fields of each event's data (the base fields come on top). */
 export interface WebhookEventFields {
   /** Entered the low_balance cohort: credit above the minimum fell under the warning threshold. */
@@ -42,6 +56,10 @@ export interface WebhookEventFields {
   "key.cap_reached": { key_id: string; cap_cents: number };
   "topup.succeeded": { topup_id: string; amount_cents: number };
   "topup.failed": { topup_id: string; amount_cents: number; reason: string };
+  /** The auto top-up settings changed (on, off, other amounts, a pause lifted); null: never set before. */
+  "auto_topup.updated": { previous: AutoTopUpEventSettings | null; current: AutoTopUpEventSettings | null };
+  /** Auto top-up paused; `topup_id` is the top-up whose payment failed, null for the other reasons. */
+  "auto_topup.paused": { reason: string; topup_id: string | null };
   /** A Stripe report refused for good; `amount` is cents, or a meter quantity when `kind` is meter_event. */
   "report.failed": { report_id: string; kind: string; amount: number; meter: string | null; error: string };
 }

@@ -603,6 +603,15 @@ export class StripeDouble {
   }
 
   /**
+   * The issuer declines this card from now on (cancelled, or over its limit), as a card saved
+   * months ago may: its later charges fail with `card_declined` (402), like `pm_card_chargeCustomerFail`.
+   */
+  declineFromNowOn(paymentMethodId: string): void {
+    if (!this.state.paymentMethods.has(paymentMethodId)) throw new Error(`no such payment method ${paymentMethodId}`);
+    this.state.cardBehavior.set(paymentMethodId, "declines");
+  }
+
+  /**
    * The later failure of a refund of a `pm_card_refundFail` charge: `charge.refund.updated`,
    * `refund.updated`, `refund.failed` (status `failed`).
    */

@@ -1,44 +1,12 @@
-import { runInDurableObject } from "cloudflare:test";
 import type Stripe from "stripe";
 import { afterEach, describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { admin, customerStub, gateway, portalLinkSession, uniqueId, withKey } from "../helpers";
 import { createEndpoint, pump, receiver, removeEndpoints } from "../webhooks";
+import { autoTopUpCustomer, cohorts, createCalls, deduct, grants, later, paymentIntentEvents, retryNow, SETTINGS, summary } from "./auto-topup-helpers";
 import { connect, cron, deliver, deliverAll, settle, spend } from "./doubles";
 
 afterEach(removeEndpoints);
-
-type Doubles = ReturnType<typeof connect>;
-const SETTINGS = { threshold_cents: 80, amount_cents: 500, monthly_cap_cents: 2000 };
-
-/** A Stripe customer with `cents` of credit and a default card, known at the edge, with a key and auto top-up on. */
-async function autoTopUpCustomer(doubles: Doubles, cents: number, card: string | null, settings: Record<string, number> = SETTINGS) {
-  const email = `${uniqueId("auto")}@example.com`;
-  const customer = doubles.stripe.createCustomer({ email, name: "Ada Auto", balance: -cents, ...(card ? { paymentMethod: card, defaultPaymentMethod: true } : {}) });
-  await deliverAll(doubles.stripe);
-  const key = (await admin("POST", `/customers/${customer.id}/keys`, {})).body.key as string;
-  const set = await admin("PUT", `/customers/${customer.id}`, { auto_topup: settings });
-  expect(set.status).toBe(200);
-  expect(set.body.auto_topup).toMatchObject({ enabled: true, ...settings, state: "active", paused: false });
-  return { id: customer.id, key, email };
-}
-
-const createCalls = (doubles: Doubles) => doubles.stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/payment_intents");
-const summary = async (id: string) => (await admin("GET", `/customers/${id}`)).body;
-const cohorts = async (id: string) => (await summary(id)).cohorts.current.map((c: { cohort: string }) => c.cohort) as string[];
-const grants = async (id: string) => (await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; amount_cents: number; payment_intent: string | null }[];
-const paymentIntentEvents = (doubles: Doubles, type: string) => doubles.stripe.events.filter((e) => e.type === type) as Stripe.Event[];
-
-/** Makes the pending top-up's retry due now (instead of after its backoff) and runs it. */
-async function retryNow(id: string) {
-  await runInDurableObject(customerStub(id), (instance: CustomerAccount) => {
-    const room = (instance as unknown as { room: { autoTopUp: { pending(): { id: string } | undefined; update(id: string, f: object): void }; timers: { set(n: string, at: number): void } } }).room;
-    const pending = room.autoTopUp.pending();
-    if (pending) room.autoTopUp.update(pending.id, { next_attempt_at: 0 });
-    room.timers.set("auto_topup", Date.now());
-  });
-  await settle(id);
-}
 
 /** A customer 1 cent above the threshold whose next PaymentIntent create meets `fault`; two requests cross it. */
 async function crossWithFault(kind: "drop_after_commit" | "500" | "500_after_commit", times = 1) {
@@ -55,8 +23,10 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
     const doubles = connect();
     const hook = receiver();
     await createEndpoint(hook.url, ["topup.succeeded", "topup.failed"]);
-    const { id, key } = await autoTopUpCustomer(doubles, 100, "pm_card_visa");
-    const pm = doubles.stripe.getCustomer(id)!.invoice_settings.default_payment_method as string;
+    const { id, key, card, defaultCard } = await autoTopUpCustomer(doubles, 100, "pm_card_visa");
+    // The card the Checkout top-up saved, never the Stripe customer's default card.
+    const pm = card!.pm;
+    expect(pm).not.toBe(defaultCard);
 
     expect(await spend(key, 50)).toBe(50);
     await settle(id);
@@ -101,7 +71,7 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
     expect(calls).toHaveLength(2);
     expect(calls[1]!.idempotencyKey).toBe(calls[0]!.idempotencyKey);
     expect(calls.map((c) => c.replayed)).toEqual([false, true]);
-    expect(doubles.stripe.events.filter((e) => e.type === "payment_intent.created")).toHaveLength(1);
+    expect(paymentIntentEvents(doubles, "payment_intent.created")).toHaveLength(1);
     expect((await grants(id)).filter((g) => g.source === "auto_topup")).toHaveLength(1);
     expect((await summary(id)).balance.available_cents).toBe(579);
   });
@@ -144,7 +114,7 @@ describe("auto top-up: exactly one payment per crossing, credited once", () => {
     expect(calls).toHaveLength(2);
     expect(calls[1]!.idempotencyKey).not.toBe(calls[0]!.idempotencyKey);
     expect(calls[1]!.idempotencyKey!.startsWith(calls[0]!.idempotencyKey!)).toBe(true);
-    expect(doubles.stripe.events.filter((e) => e.type === "payment_intent.succeeded")).toHaveLength(1);
+    expect(paymentIntentEvents(doubles, "payment_intent.succeeded")).toHaveLength(1);
     expect((await summary(id)).balance.available_cents).toBe(579);
   });
 });
@@ -211,21 +181,29 @@ describe("auto top-up: failures pause it, tell once, never retry the card", () =
       expect(sent[0]!.text).toContain("http://127.0.0.1:8787/portal");
       expect(createCalls(doubles)).toHaveLength(1);
 
-      // Setting it again resumes it: one new attempt, which fails the same way and pauses again.
-      expect((await admin("PUT", `/customers/${id}`, { auto_topup: SETTINGS })).body.auto_topup.state).not.toBe("paused");
+      // Setting it again resumes it once min_interval_seconds have passed since the failed one:
+      // one new attempt (started by the timer), which fails the same way and pauses again.
+      expect((await admin("PUT", `/customers/${id}`, { auto_topup: SETTINGS })).body.auto_topup.state).toBe("waiting");
       await settle(id);
+      expect(createCalls(doubles)).toHaveLength(1);
+      await later(id, 600);
       expect(createCalls(doubles)).toHaveLength(2);
       expect((await summary(id)).auto_topup).toMatchObject({ state: "paused", paused_reason: reason });
     });
   }
 
-  it("a customer with no saved card: paused with no_payment_method, no PaymentIntent", async () => {
+  it("a customer with only a default card (none saved for auto top-up) is never charged off session, however low its credit", async () => {
     const doubles = connect();
-    const { id, key } = await autoTopUpCustomer(doubles, 81, null);
+    const { id, key, defaultCard } = await autoTopUpCustomer(doubles, 81, null);
+    expect(defaultCard).toMatch(/^pm_/);
     expect(await spend(key, 2)).toBe(2);
     await settle(id);
+    await deduct(id, 5000);
+    await later(id, 86_400);
+    await cron();
     expect(createCalls(doubles)).toHaveLength(0);
-    expect((await summary(id)).auto_topup).toMatchObject({ state: "paused", paused_reason: "no_payment_method" });
+    expect((await admin("GET", `/customers/${id}/auto-top-up`)).body.topups).toEqual([]);
+    expect((await summary(id)).auto_topup).toMatchObject({ state: "no_card", paused: false, saved_payment_method: null, why: expect.stringContaining("save_payment_method") });
   });
 });
 
@@ -235,7 +213,7 @@ describe("auto top-up: the card a Checkout top-up saved", () => {
     const { id, key } = await autoTopUpCustomer(doubles, 100, "pm_card_chargeCustomerFail");
     expect(await spend(key, 25)).toBe(25);
     await settle(id);
-    expect((await summary(id)).auto_topup.state).toBe("paused");
+    expect((await summary(id)).auto_topup).toMatchObject({ state: "paused", paused_reason: "card_declined", resumed_by_new_card: true });
 
     const bad = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500, save_payment_method: "yes" }) }));
     expect(bad.status).toBe(400);
@@ -249,14 +227,16 @@ describe("auto top-up: the card a Checkout top-up saved", () => {
     expect((await summary(id)).auto_topup).toMatchObject({ state: "active", saved_payment_method: saved });
     expect((await summary(id)).balance.available_cents).toBe(575);
 
-    await admin("POST", `/customers/${id}/credits`, { amount: -500, reason: "spent elsewhere" });
-    await settle(id);
+    // Below the threshold again: the next top-up waits min_interval_seconds after the failed one.
+    await deduct(id, 500);
+    expect(createCalls(doubles)).toHaveLength(1);
+    await later(id, 600);
     const calls = createCalls(doubles);
     expect(calls).toHaveLength(2);
     expect(calls[1]!.params).toMatchObject({ payment_method: saved, off_session: "true" });
     expect((await summary(id)).balance.available_cents).toBe(575);
-    // The credit the customer started with came from Stripe.
-    expect((await grants(id)).map((g) => g.source).sort()).toEqual(["auto_topup", "checkout", "stripe"]);
+    // The credit the customer started with came from Stripe; two Checkout top-ups saved cards.
+    expect((await grants(id)).map((g) => g.source).sort()).toEqual(["auto_topup", "checkout", "checkout", "stripe"]);
   });
 });
 
@@ -266,9 +246,10 @@ describe("auto top-up: the monthly cap", () => {
     const { id, key, email } = await autoTopUpCustomer(doubles, 100, "pm_card_visa", { threshold_cents: 80, amount_cents: 500, monthly_cap_cents: 1000 });
     expect(await spend(key, 21)).toBe(21); // 79 left: the first top-up
     await settle(id);
-    await admin("POST", `/customers/${id}/credits`, { amount: -500, reason: "usage elsewhere" }); // 79 again: the second
-    await settle(id);
+    await later(id, 600);
+    await deduct(id, 500); // 79 again: the second
     expect((await summary(id)).balance.available_cents).toBe(579);
+    await later(id, 600);
     expect(await spend(key, 500)).toBe(500); // 79 again: the third would pass the cap
     await settle(id);
     expect(createCalls(doubles)).toHaveLength(2);
@@ -302,6 +283,13 @@ describe("auto top-up settings: bad input changes nothing", () => {
       { threshold_cents: 80, amount_cents: 500.5, monthly_cap_cents: 1000 },
       { threshold_cents: "80", amount_cents: 500, monthly_cap_cents: 1000 },
       { threshold_cents: 80, amount_cents: 500, monthly_cap_cents: 1000, currency: "usd" },
+      // The threshold must be below the amount, or each top-up's credit would ask for the next.
+      { threshold_cents: 500, amount_cents: 500, monthly_cap_cents: 1000 },
+      { threshold_cents: 2000, amount_cents: 500, monthly_cap_cents: 1000 },
+      { ...SETTINGS, min_interval_seconds: 59 },
+      { ...SETTINGS, min_interval_seconds: 600.5 },
+      { ...SETTINGS, max_per_day: 0 },
+      { ...SETTINGS, max_per_day: 101 },
       "on",
     ]) {
       const response = await admin("PUT", `/customers/${id}`, { name: "Changed", auto_topup });
@@ -317,9 +305,13 @@ describe("auto top-up settings: bad input changes nothing", () => {
     expect((await admin("GET", `/customers/${id}/auto-top-up`)).body).toMatchObject({ auto_topup: null, topups: [] });
     expect((await admin("GET", "/customers/cus_nobody_here/auto-top-up")).status).toBe(404);
 
-    // null turns it off; the settings stay visible with state off.
-    expect((await admin("PUT", `/customers/${id}`, { auto_topup: SETTINGS })).body.auto_topup.state).toBe("active");
+    // The rate limits default to one top-up per 10 minutes and 4 a UTC day. null turns it off;
+    // the settings stay visible with state off.
+    expect((await admin("PUT", `/customers/${id}`, { auto_topup: SETTINGS })).body.auto_topup).toMatchObject({ state: "no_card", min_interval_seconds: 600, max_per_day: 4 });
     expect((await admin("PUT", `/customers/${id}`, { auto_topup: null })).body.auto_topup).toMatchObject({ enabled: false, state: "off" });
+    // Turning it on told the customer (once); turning it off did not.
+    await settle(id);
+    expect(doubles.mail.sentTo("bad@example.com").map((m) => m.subject)).toEqual(["Your automatic top-up changed"]);
   });
 });
 
@@ -350,12 +342,19 @@ describe("auto top-up in the customer portal", () => {
     expect((await summary(id)).auto_topup).toBeNull();
     expect((await form("/portal/auto-top-up", { _csrf: csrf, threshold: "5", amount: "20", cap: "abc" }, cookie)).status).toBe(400);
 
+    // A threshold not below the amount is refused.
+    expect((await form("/portal/auto-top-up", { _csrf: csrf, threshold: "20", amount: "20", cap: "100" }, cookie)).status).toBe(400);
+    expect((await summary(id)).auto_topup).toBeNull();
+
     const saved = await form("/portal/auto-top-up", { _csrf: csrf, threshold: "5", amount: "20.50", cap: "100" }, cookie);
     expect(saved.status).toBe(303);
-    expect((await summary(id)).auto_topup).toMatchObject({ state: "active", threshold_cents: 500, amount_cents: 2050, monthly_cap_cents: 10_000 });
+    expect((await summary(id)).auto_topup).toMatchObject({ state: "no_card", threshold_cents: 500, amount_cents: 2050, monthly_cap_cents: 10_000 });
     page = await (await gateway("/portal?notice=auto-top-up-saved", { headers: { cookie } })).text();
     expect(page).toContain("Automatic top-up saved.");
     expect(page).toContain("Below $5.00, add $20.50; at most $100.00 a month ($0.00 so far this month).");
+    // No card is saved for it yet: the page says so and ticks "save my card" on the top-up form.
+    expect(page).toContain("On, waiting for a card");
+    expect(page).toMatch(/name="save_card" value="1" checked/);
 
     const topUp = await form("/portal/top-up", { _csrf: csrf, amount_cents: "1000", save_card: "1" }, cookie);
     expect(topUp.status).toBe(303);
@@ -364,5 +363,7 @@ describe("auto top-up in the customer portal", () => {
 
     expect((await form("/portal/auto-top-up", { _csrf: csrf, off: "1" }, cookie)).status).toBe(303);
     expect((await summary(id)).auto_topup).toMatchObject({ enabled: false, state: "off" });
+    await settle(id);
+    expect(doubles.mail.sentTo("portal-auto@example.com").map((m) => m.subject)).toEqual(["Your automatic top-up changed"]);
   });
 });

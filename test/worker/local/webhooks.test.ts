@@ -211,6 +211,8 @@ describe("outbound webhooks: endpoints in the admin API", () => {
         "key.cap_reached",
         "topup.succeeded",
         "topup.failed",
+        "auto_topup.updated",
+        "auto_topup.paused",
         "report.failed",
       ],
     });
