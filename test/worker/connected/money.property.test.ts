@@ -1,0 +1,274 @@
+import { runInDurableObject } from "cloudflare:test";
+import fc from "fast-check";
+import { http, HttpResponse } from "msw";
+import type Stripe from "stripe";
+import { describe, expect, it } from "vitest";
+import type { CustomerAccount } from "../../../durable-objects/customer-account";
+import { expireGrants } from "../../../durable-objects/customer-account/credits";
+import { sha256Hex } from "../../../src/keys";
+import { admin, customerStub, gateway, ORIGIN, withKey } from "../helpers";
+import { server } from "../setup";
+import { autoTopUpCustomer, later } from "./auto-topup-helpers";
+import { connect, deliver, settle } from "./doubles";
+
+/*
+ * Every money feature on one customer, interleaved: plain charges, holds with their extensions
+ * and settlements, Idempotency-Key retries with origin failures, grants voided and expiring,
+ * Checkout top-ups, refunds (some failing later), disputes through Stripe's statuses, and auto
+ * top-ups (some declined). After every step the invariants that must hold wherever two features
+ * meet are checked.
+ */
+
+const UNIT = 100_000; // json_tokens: 0.1 cent a unit
+const CENT = 1_000_000;
+
+type Op =
+  | { kind: "plain" }
+  | { kind: "hold"; units: number }
+  | { kind: "extend"; pick: number; units: number }
+  | { kind: "settle"; pick: number; units: number | null; failed: boolean }
+  | { kind: "idempotent"; status: 200 | 500 | 503; retry: boolean }
+  | { kind: "grant"; cents: number; expiring: boolean }
+  | { kind: "void"; pick: number }
+  | { kind: "expire" }
+  | { kind: "topup"; failingRefunds: boolean }
+  | { kind: "refund"; pick: number; cents: number }
+  | { kind: "failRefund"; pick: number }
+  | { kind: "dispute"; pick: number; cents: number }
+  | { kind: "moveDispute"; pick: number; next: number }
+  | { kind: "decline" }
+  | { kind: "time"; seconds: number };
+
+const NEXT: Record<string, Stripe.Dispute.Status[]> = {
+  needs_response: ["under_review", "won", "lost"],
+  under_review: ["won", "lost"],
+  lost: ["appeal_needs_response"],
+  appeal_needs_response: ["won", "lost"],
+};
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 4, arbitrary: fc.constant({ kind: "plain" as const }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("hold" as const), units: fc.integer({ min: 1, max: 80 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("extend" as const), pick: fc.nat(), units: fc.integer({ min: 1, max: 40 }) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("settle" as const), pick: fc.nat(), units: fc.option(fc.integer({ min: 0, max: 150 })), failed: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("idempotent" as const), status: fc.constantFrom(200 as const, 500 as const, 503 as const), retry: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("grant" as const), cents: fc.integer({ min: 1, max: 300 }), expiring: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("void" as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.constant({ kind: "expire" as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("topup" as const), failingRefunds: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("refund" as const), pick: fc.nat(), cents: fc.integer({ min: 1, max: 500 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("failRefund" as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("dispute" as const), pick: fc.nat(), cents: fc.integer({ min: 1, max: 500 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("moveDispute" as const), pick: fc.nat(), next: fc.nat() }) },
+  { weight: 1, arbitrary: fc.constant({ kind: "decline" as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("time" as const), seconds: fc.constantFrom(60, 600, 3600) }) },
+);
+
+interface GrantRow {
+  id: string;
+  amount: number;
+  remaining: number;
+  frozen: number;
+  disputed: number;
+  closed_at: number | null;
+  /** Micro-cents out of the grant other than by spending: void, expiry, clawbacks less their reversals. */
+  taken: number;
+}
+
+async function grantRows(id: string): Promise<GrantRow[]> {
+  return runInDurableObject(customerStub(id), (_instance, state) =>
+    state.storage.sql
+      .exec(
+        `SELECT g.id, g.amount, g.remaining, g.frozen, g.disputed, g.closed_at,
+           -COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.grant_id = g.id AND l.kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')), 0) AS taken
+         FROM grants g`,
+      )
+      .toArray() as unknown as GrantRow[],
+  );
+}
+
+describe("every money feature on one customer (property)", () => {
+  it("the books balance, nothing goes negative, disputed credit is never spent, nothing is taken twice, every unit is paid, auto top-up keeps its limits", { timeout: 600_000 }, async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 4, maxLength: 14 }), async (ops) => {
+        const doubles = connect();
+        const { stripe } = doubles;
+        server.use(http.post(`${ORIGIN}/v1/fails/:status`, ({ params }) => HttpResponse.json({ status: Number(params.status) }, { status: Number(params.status) })));
+        // 100 cents, a card saved for auto top-up (threshold 80, 500 a top-up), and the top-up that saved it.
+        const { id, key, card } = await autoTopUpCustomer(doubles, 100, "pm_card_visa");
+        const stub = customerStub(id);
+        const keyHash = await sha256Hex(key);
+        const payments = [card!.paymentIntent];
+        const refunds: string[] = [];
+        const disputes: string[] = [];
+        const holds: { id: string; open: boolean; held: number; charged: number }[] = [];
+        let n = 0;
+        let idem = 0;
+        const deliverAll = async () => {
+          for (const event of stripe.takeEvents()) expect((await deliver(stripe, event)).status).toBe(200);
+        };
+        const chargeOf = (pi: string | undefined) => (pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string) : undefined);
+
+        for (const step of ops) {
+          switch (step.kind) {
+            case "plain":
+              expect([200, 402]).toContain((await gateway("/v1/x", withKey(key))).status);
+              break;
+            case "hold": {
+              const requestId = `hold_${n++}`;
+              const result = await stub.authorize({ keyHash, meter: "json_tokens", priceMicros: UNIT, requestId, hold: { units: step.units, onMissing: "hold" } });
+              if (result.outcome === "ok") holds.push({ id: requestId, open: true, held: step.units, charged: 0 });
+              else expect(["insufficient_credit", "payment_overdue"]).toContain(result.outcome);
+              break;
+            }
+            case "extend": {
+              const open = holds.filter((h) => h.open);
+              const hold = open[step.pick % Math.max(1, open.length)];
+              if (!hold) break;
+              const extended = await stub.extendHold({ requestId: hold.id, units: step.units });
+              expect(extended.grantedUnits).toBeLessThanOrEqual(step.units);
+              hold.held += extended.grantedUnits;
+              break;
+            }
+            case "settle": {
+              const open = holds.filter((h) => h.open);
+              const hold = open[step.pick % Math.max(1, open.length)];
+              if (!hold) break;
+              const units = step.failed ? null : step.units;
+              const settled = await stub.settleHold({ requestId: hold.id, units, reason: step.failed ? "origin_failed" : units === null ? "units_missing" : "completed" });
+              hold.open = false;
+              hold.charged = settled.chargedMicros;
+              // Every unit the origin reported is charged (past the hold into debt); none read: the
+              // hold; a failed origin: nothing (within the refund limit, never reached here).
+              expect(settled.chargedMicros).toBe(step.failed ? 0 : (units ?? hold.held) * UNIT);
+              expect(settled.chargedUnits).toBe(step.failed ? 0 : (units ?? hold.held));
+              break;
+            }
+            case "idempotent": {
+              const idemKey = `idem_${idem++}`;
+              const before = (await stub.balanceCheck())!.balanceMicros;
+              const send = () => gateway(`/v1/fails/${step.status}`, withKey(key, { method: "POST", body: "{}", headers: { "idempotency-key": idemKey } }));
+              const first = await send();
+              await first.text();
+              if (first.status === 402) break;
+              const afterFirst = (await stub.balanceCheck())!.balanceMicros;
+              // A 503 is refunded; a 200 or a 500 stays charged (1 cent) and is replayed, never charged twice.
+              expect(before - afterFirst).toBe(step.status === 503 ? 0 : CENT);
+              if (step.retry) {
+                const again = await send();
+                await again.text();
+                expect(again.headers.get("idempotent-replayed")).toBe(step.status === 503 ? null : "true");
+                expect((await stub.balanceCheck())!.balanceMicros).toBe(afterFirst);
+              }
+              break;
+            }
+            case "grant": {
+              const expiresAt = step.expiring ? Math.floor(Date.now() / 1000) + 3600 : undefined;
+              const created = await admin("POST", `/customers/${id}/grants`, { amount: step.cents, reason: "property", ...(expiresAt ? { expires_at: expiresAt } : {}) });
+              expect(created.status).toBe(201);
+              break;
+            }
+            case "void": {
+              const open = (await grantRows(id)).filter((g) => g.closed_at === null);
+              const grant = open[step.pick % Math.max(1, open.length)];
+              if (grant) expect((await admin("DELETE", `/customers/${id}/grants/${grant.id}`)).status).toBe(200);
+              break;
+            }
+            case "expire":
+              // Two hours pass for the grants: those expiring within the hour close.
+              await runInDurableObject(stub, (instance: CustomerAccount) =>
+                expireGrants((instance as unknown as { room: Parameters<typeof expireGrants>[0] }).room, Date.now() + 7_200_000),
+              );
+              break;
+            case "topup": {
+              const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) }));
+              if (response.status !== 201) break;
+              const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, { paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa" });
+              payments.push(session.payment_intent as string);
+              await deliverAll();
+              break;
+            }
+            case "refund": {
+              const pi = payments[step.pick % payments.length];
+              const charge = chargeOf(pi);
+              if (!charge || charge.disputed || charge.amount_refunded >= charge.amount) break;
+              refunds.push(stripe.refundCharge(pi!, Math.min(step.cents, charge.amount - charge.amount_refunded)).refund.id);
+              await deliverAll();
+              break;
+            }
+            case "failRefund": {
+              const refund = refunds[step.pick % Math.max(1, refunds.length)];
+              if (!refund) break;
+              try {
+                stripe.failRefund(refund);
+              } catch {
+                break; // not a failing card's refund, or failed already
+              }
+              await deliverAll();
+              break;
+            }
+            case "dispute": {
+              const pi = payments[step.pick % payments.length];
+              const charge = chargeOf(pi);
+              if (!charge || charge.disputed || charge.amount_refunded > 0) break;
+              disputes.push(stripe.createDispute(pi!, Math.min(step.cents, charge.amount)).id);
+              await deliverAll();
+              break;
+            }
+            case "moveDispute": {
+              const dispute = disputes[step.pick % Math.max(1, disputes.length)];
+              const next = dispute ? NEXT[stripe.getDispute(dispute)!.status] : undefined;
+              if (!next?.length) break;
+              stripe.moveDispute(dispute!, next[step.next % next.length]!);
+              await deliverAll();
+              break;
+            }
+            case "decline":
+              // The saved card is cancelled at the issuer: the next top-up is declined and pauses auto top-up.
+              try {
+                stripe.declineFromNowOn(card!.pm);
+              } catch {
+                // declines already
+              }
+              break;
+            case "time":
+              await later(id, step.seconds);
+              break;
+          }
+          // The object's own timers (auto top-up, Stripe reports) run, and Stripe's answers arrive.
+          await settle(id);
+          await deliverAll();
+          await settle(id);
+
+          const check = (await stub.balanceCheck())!;
+          // The books: the balance is the ledger's sum, and what the grants hold less the debt.
+          expect(check.ledgerSumMicros).toBe(check.balanceMicros);
+          expect(check.balanceMicros).toBe(check.grantsRemainingMicros - check.debtMicros);
+          // Every unit reported was charged and every open hold is out of the balance: the meter's
+          // usage in the ledger is exactly what the holds say, whatever grants closed meanwhile.
+          const usage = await runInDurableObject(stub, (_instance, state) =>
+            state.storage.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger WHERE meter = 'json_tokens' AND kind IN ('usage', 'refund')").one().s as number,
+          );
+          expect(-usage || 0).toBe(holds.reduce((sum, h) => sum + (h.open ? h.held * UNIT : h.charged), 0));
+          for (const grant of await grantRows(id)) {
+            // No grant below 0 or above what it granted.
+            expect(grant.remaining).toBeGreaterThanOrEqual(0);
+            expect(grant.remaining).toBeLessThanOrEqual(grant.amount);
+            // A disputed amount is never spendable while open, wherever it came back from.
+            expect(grant.frozen).toBe(Math.min(grant.remaining, grant.disputed));
+            // Nothing is taken back twice: voids, expiries and clawbacks never remove more than the grant.
+            expect(grant.taken).toBeLessThanOrEqual(grant.amount);
+          }
+          // Auto top-up: at most one top-up per min_interval_seconds (600), at most max_per_day (4) a UTC day.
+          const { topups } = (await admin("GET", `/customers/${id}/auto-top-up`)).body as { topups: { status: string; created_at: number }[] };
+          const started = topups.filter((t) => t.status !== "canceled").map((t) => t.created_at).sort((a, b) => a - b);
+          for (let i = 1; i < started.length; i++) expect(started[i]! - started[i - 1]!).toBeGreaterThanOrEqual(600_000);
+          const days = new Map<number, number>();
+          for (const at of started) days.set(Math.floor(at / 86_400_000), (days.get(Math.floor(at / 86_400_000)) ?? 0) + 1);
+          for (const count of days.values()) expect(count).toBeLessThanOrEqual(4);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
