@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { unstable_readConfig } from "wrangler";
 // One implementation with the worker's own checks (Node strips the types).
-import { deployWarnings } from "../src/loopback.ts";
+import { deployWarnings } from "../src/lib/loopback.ts";
 
 const root = join(fileURLToPath(import.meta.url), "..", "..");
 execFileSync(process.execPath, [join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", ".wrangler/dry-run"], {

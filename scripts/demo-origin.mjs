@@ -4,7 +4,7 @@
 // (src/verify/payg-signature.ts, loaded as TypeScript: Node 22 strips the types).
 import { createServer } from "node:http";
 import { pathToFileURL } from "node:url";
-import { log } from "../src/log.ts";
+import { log } from "../src/lib/log.ts";
 import { verifyOriginRequest } from "../src/verify/payg-signature.ts";
 
 const WORDS = "the quick brown fox jumps over the lazy dog while the gateway counts every token".split(" ");

@@ -1,6 +1,6 @@
-import type { Config } from "./config";
+import type { Config } from "./lib/config";
 import { customerStub, directoryStub } from "./env";
-import { log } from "./log";
+import { log } from "./lib/log";
 
 const CONCURRENCY = 16;
 

@@ -1,4 +1,4 @@
-import type { Config } from "./config";
+import type { Config } from "./lib/config";
 
 /** Secrets: `wrangler secret put NAME` in production, `.dev.vars` locally. Never in the repo. */
 export interface Secrets {

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
-import { ApiError } from "./errors";
+import { ApiError } from "./lib/errors";
 
 /** Parses a JSON body against a strict schema: malformed JSON, wrong types and unknown fields are 400s. */
 export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {

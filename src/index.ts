@@ -1,9 +1,9 @@
 import { Hono } from "hono";
-import { getConfig } from "./config";
+import { getConfig } from "./lib/config";
 import { runCron } from "./cron";
 import { dashboard } from "./dashboard";
 import type { AppEnv } from "./env";
-import { log } from "./log";
+import { log } from "./lib/log";
 import { limitAuthFailures, SIGN_IN_RETRY_AFTER_SECONDS } from "./middleware/auth-failures";
 import { loadConfig } from "./middleware/config";
 import { gatewayRequestId } from "./middleware/request-id";
@@ -13,10 +13,10 @@ import { admin } from "./routes/admin";
 import { billing } from "./routes/billing";
 import { email } from "./routes/email";
 import { proxy } from "./routes/proxy";
-import { webhooks } from "./routes/webhooks";
+import { webhooks } from "./routes/stripe-events";
 
 export { CustomerAccount } from "../durable-objects/customer-account";
-export { Directory } from "../durable-objects/directory";
+export { Directory } from "../durable-objects/directory/index";
 export { WebhookDispatcher } from "../durable-objects/webhook-dispatcher";
 
 const app = new Hono<AppEnv>();

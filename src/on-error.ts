@@ -1,8 +1,8 @@
 import type { Context } from "hono";
-import { ConfigError } from "./config";
+import { ConfigError } from "./lib/config";
 import type { AppEnv } from "./env";
-import { ApiError, errorBody } from "./errors";
-import { log } from "./log";
+import { ApiError, errorBody } from "./lib/errors";
+import { log } from "./lib/log";
 import { hasAdminToken } from "./middleware/admin-auth";
 
 /** Every JSON error in the house format `{error: {code, message, requestId}}`, never with internals. */

@@ -1,4 +1,4 @@
-import { formatCents } from "./money";
+import { formatCents } from "./lib/money";
 
 export interface UsagePoint {
   meter: string;

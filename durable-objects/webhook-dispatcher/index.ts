@@ -1,7 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
-import { getConfig } from "../../src/config";
-import { log } from "../../src/log";
-import type { OutboundEvent, WebhookEventType } from "../../src/webhooks/events";
+import { getConfig } from "../../src/lib/config";
+import { log } from "../../src/lib/log";
+import type { OutboundEvent, WebhookEventType } from "../../src/lib/provider-webhook-events";
 import { HOURLY_MS, nextAttemptAt } from "./schedule";
 import { sendOnce } from "./send";
 import { DispatcherStore, endpointView, type DeliveryStatus, type DeliveryView, type DueDelivery, type EndpointView } from "./store";

@@ -1,4 +1,4 @@
-import { signWebhook } from "../../src/signing";
+import { signWebhook } from "../../src/lib/signing";
 
 export type AttemptResult = { ok: true; status: number } | { ok: false; status: number | null; error: string };
 

@@ -1,5 +1,5 @@
-import { newId } from "../../src/keys";
-import { WEBHOOK_EVENT_TYPES, type OutboundEvent, type WebhookEventType } from "../../src/webhooks/events";
+import { newId } from "../../src/lib/api-key-format";
+import { WEBHOOK_EVENT_TYPES, type OutboundEvent, type WebhookEventType } from "../../src/lib/provider-webhook-events";
 
 export const DISPATCHER_SCHEMA = `
 CREATE TABLE IF NOT EXISTS endpoints (

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import { directoryStub, type AppEnv } from "../env";
-import { ApiError } from "../errors";
+import { ApiError } from "../lib/errors";
 import { respondWith } from "../web/pages";
 import { readSession, type AdminSession } from "../web/session";
 

@@ -1,4 +1,4 @@
-import { centsToMicros, formatMoney } from "../money";
+import { centsToMicros, formatMoney } from "../lib/money";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, DataTable, GenericList, Notice, Time } from "../web/components";
 import { ActionButton, KeysSection, LiveBalance, type KeyRow } from "../web/account-parts";

@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import { csrf } from "hono/csrf";
-import { COHORTS } from "../config";
+import { COHORTS } from "../lib/config";
 import { customerStub, directoryStub, type AppEnv } from "../env";
-import { ApiError } from "../errors";
-import { timingSafeEqualStrings } from "../keys";
+import { ApiError } from "../lib/errors";
+import { timingSafeEqualStrings } from "../lib/api-key-format";
 import { authFailureLimited, SIGN_IN_RETRY_AFTER_SECONDS, TOO_MANY_SIGN_INS } from "../middleware/auth-failures";
 import { limitBody } from "../middleware/body-limit";
 import { customerId } from "../routes/admin/customers";
@@ -12,7 +12,7 @@ import { firstList } from "../web/components";
 import { pageErrors, pageHeaders, readForm, safeNext, sameOriginUpgrade, serveAssets } from "../web/pages";
 import { ADMIN_SESSION_SECONDS, endSession, freshSession, startSession } from "../web/session";
 import { DASHBOARD, requireAdmin } from "./auth";
-import { LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/live";
+import { LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/notify/live";
 import { CustomerPage, type CustomerPageData } from "./customer-view";
 import { CohortPage, Customers, OneTimeSecret, Overview, PRODUCT, SignIn } from "./views";
 

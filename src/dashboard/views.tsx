@@ -1,4 +1,4 @@
-import { COHORTS } from "../config";
+import { COHORTS } from "../lib/config";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, DataTable, money, Notice, Time } from "../web/components";
 import { MeterTotals, Pager, SecretNotice } from "../web/account-parts";

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env";
-import { ApiError } from "../errors";
-import { timingSafeEqualStrings } from "../keys";
+import { ApiError } from "../lib/errors";
+import { timingSafeEqualStrings } from "../lib/api-key-format";
 
 /** Whether `Authorization: Bearer <token>` carries `expected`, compared in constant time. */
 export async function hasAdminToken(authorization: string | undefined, expected: string): Promise<boolean> {

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env";
-import { ApiError } from "../errors";
+import { ApiError } from "../lib/errors";
 
 /**
  * Counts failed authentications (every 401: a missing, malformed, forged or revoked API key, a

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../env";
-import { ApiError } from "../errors";
+import { ApiError } from "../lib/errors";
 
 export function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
   return bodyLimit({

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { getConfig } from "../config";
+import { getConfig } from "../lib/config";
 import type { AppEnv } from "../env";
 
 /** Validates the environment once per isolate and hands the parsed config to every handler. */

@@ -1,6 +1,6 @@
-import { liftedByNewCard, pausedBecause } from "../../durable-objects/customer-account/auto-topup-notice";
-import type { AutoTopUpState } from "../../durable-objects/customer-account/auto-topup-view";
-import { centsToMicros, formatMoney } from "../money";
+import { liftedByNewCard, pausedBecause } from "../../durable-objects/customer-account/auto-topup/notice";
+import type { AutoTopUpState } from "../../durable-objects/customer-account/auto-topup/view";
+import { centsToMicros, formatMoney } from "../lib/money";
 import { CsrfField, Notice } from "../web/components";
 
 /** What `GET /admin/customers/{id}/auto-top-up` answers (the parts the portal shows). */

@@ -1,11 +1,11 @@
 import type { Child } from "hono/jsx";
-import { formatMoney, centsToMicros } from "../money";
+import { formatMoney, centsToMicros } from "../lib/money";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, Notice } from "../web/components";
 import { KeysSection, LiveBalance, MeterTotals, type KeyRow } from "../web/account-parts";
 import { Layout } from "../web/layout";
 import { AutoTopUpSection, wantsCard, type AutoTopUpData } from "./auto-top-up";
-import type { CustomerProfile } from "../types";
+import type { CustomerProfile } from "../lib/customer";
 import type { PortalSession } from "../web/session";
 
 export const PORTAL = "/portal";

@@ -1,4 +1,4 @@
-import type { Config } from "../config";
+import type { Config } from "../lib/config";
 
 export type OriginResult = { response: Response } | { failure: "connection_error" | "timeout" };
 

@@ -1,4 +1,4 @@
-import { signOriginRequest } from "../signing";
+import { signOriginRequest } from "../lib/signing";
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never the next one. Which

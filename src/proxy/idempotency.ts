@@ -1,5 +1,5 @@
-import { ApiError } from "../errors";
-import { sha256Hex } from "../keys";
+import { ApiError } from "../lib/errors";
+import { sha256Hex } from "../lib/api-key-format";
 
 /**
  * The client's `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header): a string of 1-255

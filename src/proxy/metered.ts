@@ -1,11 +1,11 @@
-import type { CompiledMeter, Config } from "../config";
+import type { CompiledMeter, Config } from "../lib/config";
 import type { customerStub } from "../env";
-import { log } from "../log";
-import { mergeValues } from "../merge";
-import { formatCents } from "../money";
+import { log } from "../lib/log";
+import { mergeValues } from "../lib/merge";
+import { formatCents } from "../lib/money";
 import { asUnits, unitsInJson } from "../metering/units";
 import { eventData, isUnitEvent, sseComment, sseEvent, SseSplitter } from "../metering/sse";
-import { renderJson } from "../template";
+import { renderJson } from "../lib/template";
 import { readUpTo } from "./idempotency";
 
 type Stub = ReturnType<typeof customerStub>;

@@ -1,4 +1,4 @@
-import { ApiError } from "../errors";
+import { ApiError } from "../lib/errors";
 
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
 

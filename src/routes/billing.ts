@@ -1,14 +1,14 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Config } from "../config";
+import type { Config } from "../lib/config";
 import { customerStub, type AppEnv } from "../env";
-import { ApiError } from "../errors";
+import { ApiError } from "../lib/errors";
 import { jsonBody } from "../http";
-import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
-import { log } from "../log";
+import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
+import { log } from "../lib/log";
 import { limitBody } from "../middleware/body-limit";
-import { describeError, stripeClient } from "../stripe/client";
-import type { CustomerProfile } from "../types";
+import { describeError, stripeClient } from "../lib/stripe-client";
+import type { CustomerProfile } from "../lib/customer";
 
 export const billing = new Hono<AppEnv>();
 

@@ -1,9 +1,9 @@
 import { Hono, type Context } from "hono";
-import { UNSUBSCRIBE_PATH, verifyUnsubscribeToken } from "../email/unsubscribe";
+import { UNSUBSCRIBE_PATH, verifyUnsubscribeToken } from "../lib/email/unsubscribe";
 import { customerStub, type AppEnv } from "../env";
-import { ApiError } from "../errors";
+import { ApiError } from "../lib/errors";
 import { limitBody } from "../middleware/body-limit";
-import { escapeHtmlText } from "../template";
+import { escapeHtmlText } from "../lib/template";
 
 /**
  * `/email/…`: the public end of behavioral emails. `POST /email/unsubscribe?token=…` is RFC 8058

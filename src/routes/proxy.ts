@@ -1,20 +1,20 @@
 import { Hono } from "hono";
-import { MAX_HOLD_MULTIPLIER, resolveMeter, type Config } from "../config";
+import { MAX_HOLD_MULTIPLIER, resolveMeter, type Config } from "../lib/config";
 import { customerStub, type AppEnv } from "../env";
-import { ApiError } from "../errors";
-import { authenticateApiKey, UNKNOWN_KEY } from "../key-auth";
-import { mergeValues } from "../merge";
+import { ApiError } from "../lib/errors";
+import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
+import { mergeValues } from "../lib/merge";
 import { holdUnitsFor, jsonObjectOf, withStreamUsage } from "../metering/units";
 import { jsonError } from "../on-error";
-import { formatCents, formatMoney } from "../money";
+import { formatCents, formatMoney } from "../lib/money";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
 import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "../proxy/idempotency";
 import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
 import { isReserved } from "../proxy/reserved";
-import { renderJson } from "../template";
-import type { AuthorizeResult } from "../types";
+import { renderJson } from "../lib/template";
+import type { AuthorizeResult } from "../lib/customer";
 
 type Stub = ReturnType<typeof customerStub>;
 type AuthorizeInput = Parameters<Stub["authorize"]>[0];

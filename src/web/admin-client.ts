@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import type { AppEnv } from "../env";
-import { ApiError, ERROR_STATUS, type ErrorCode } from "../errors";
+import { ApiError, ERROR_STATUS, type ErrorCode } from "../lib/errors";
 import { loadConfig } from "../middleware/config";
 import { jsonError } from "../on-error";
 import { admin } from "../routes/admin";

@@ -1,4 +1,4 @@
-import { parseCentsDecimal } from "../money";
+import { parseCentsDecimal } from "../lib/money";
 
 const HOUR_MS = 3_600_000;
 

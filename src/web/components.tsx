@@ -1,5 +1,5 @@
 import type { Child } from "hono/jsx";
-import { formatMoney, parseCentsDecimal } from "../money";
+import { formatMoney, parseCentsDecimal } from "../lib/money";
 import type { ChartData } from "./chart-data";
 
 /** Exact decimal cents (the admin API's `*_exact_cents`) as money in the configured currency. */

@@ -1,10 +1,10 @@
 import type { Context, ErrorHandler, MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
-import { ConfigError } from "../config";
+import { ConfigError } from "../lib/config";
 import type { AppEnv } from "../env";
-import { ApiError } from "../errors";
-import { log } from "../log";
+import { ApiError } from "../lib/errors";
+import { log } from "../lib/log";
 import { jsonError } from "../on-error";
 import { ErrorPage } from "./layout";
 import { csrfMatches, type AdminSession, type PortalSession } from "./session";

@@ -3,7 +3,7 @@ import { env, exports } from "cloudflare:workers";
 import { http, HttpResponse } from "msw";
 import { expect } from "vitest";
 import type { CustomerAccount } from "../../durable-objects/customer-account";
-import { KeyStore } from "../../durable-objects/customer-account/keys";
+import { KeyStore } from "../../durable-objects/customer-account/access/key-store";
 import worker from "../../src/index";
 import { server } from "./setup";
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import type { Config } from "../../config";
-import { MAX_STRIPE_AMOUNT_CENTS } from "../../money";
+import type { Config } from "../../lib/config";
+import { MAX_STRIPE_AMOUNT_CENTS } from "../../lib/money";
 
 const wholeCents = (name: string) => z.int(`${name} must be a whole number of cents`);
 

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
-import { COHORTS, type Cohort } from "../../config";
+import { COHORTS, type Cohort } from "../../lib/config";
 import { directoryStub, type AppEnv } from "../../env";
-import { ApiError } from "../../errors";
+import { ApiError } from "../../lib/errors";
 import { queryInt } from "../../http";
 
 /** `/admin/cohorts…`: member counts and paged member lists, answered by the directory. */

@@ -1,10 +1,10 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { customerStub, directoryStub, type AppEnv } from "../../env";
-import { ApiError } from "../../errors";
+import { ApiError } from "../../lib/errors";
 import { jsonBody, queryInt } from "../../http";
-import { CUSTOMER_ID } from "../../keys";
-import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, microsToWholeCents } from "../../money";
+import { CUSTOMER_ID } from "../../lib/api-key-format";
+import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, microsToWholeCents } from "../../lib/money";
 import { autoTopUpField } from "./auto-top-up-settings";
 
 const CustomerBody = z.strictObject({

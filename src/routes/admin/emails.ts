@@ -1,15 +1,15 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { COHORTS } from "../../config";
-import { sendViaMailChannels } from "../../email/mailchannels";
-import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../email/unsubscribe";
+import { COHORTS } from "../../lib/config";
+import { sendViaMailChannels } from "../../lib/email/mailchannels";
+import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../lib/email/unsubscribe";
 import { customerStub, directoryStub, type AppEnv } from "../../env";
-import { ApiError } from "../../errors";
+import { ApiError } from "../../lib/errors";
 import { jsonBody, queryInt } from "../../http";
-import { CUSTOMER_ID } from "../../keys";
-import { mergeValues } from "../../merge";
-import { centsToMicros, parseCentsDecimal } from "../../money";
-import { escapeHtml, renderString } from "../../template";
+import { CUSTOMER_ID } from "../../lib/api-key-format";
+import { mergeValues } from "../../lib/merge";
+import { centsToMicros, parseCentsDecimal } from "../../lib/money";
+import { escapeHtml, renderString } from "../../lib/template";
 import { notFound } from "./customers";
 
 const TestEmailBody = z.strictObject({

@@ -1,10 +1,10 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { meterByName } from "../../config";
+import { meterByName } from "../../lib/config";
 import { customerStub, type AppEnv } from "../../env";
-import { ApiError } from "../../errors";
+import { ApiError } from "../../lib/errors";
 import { jsonBody, queryInt } from "../../http";
-import { MAX_STRIPE_AMOUNT_CENTS, microsToWholeCents } from "../../money";
+import { MAX_STRIPE_AMOUNT_CENTS, microsToWholeCents } from "../../lib/money";
 import { customerId, idempotencyKey, notFound } from "./customers";
 
 const GrantBody = z.strictObject({

@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../../env";
-import { ApiError } from "../../errors";
+import { ApiError } from "../../lib/errors";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
-import { formatCents } from "../../money";
+import { formatCents } from "../../lib/money";
 import { autoTopUp } from "./auto-top-up";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
-import { COHORTS } from "../../config";
+import { COHORTS } from "../../lib/config";
 import { directoryStub, type AppEnv } from "../../env";
-import { formatCents, formatMoney, microsToWholeCents } from "../../money";
+import { formatCents, formatMoney, microsToWholeCents } from "../../lib/money";
 import { totalsByMeter, usageJson } from "../../usage";
 
 const DAY_MS = 86_400_000;

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { customerStub, type AppEnv } from "../../env";
-import { ApiError } from "../../errors";
+import { ApiError } from "../../lib/errors";
 import { jsonBody } from "../../http";
 import { customerId, notFound } from "./customers";
 

@@ -1,10 +1,10 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Config } from "../../config";
+import type { Config } from "../../lib/config";
 import { webhookDispatcherStub, type AppEnv } from "../../env";
-import { ApiError } from "../../errors";
+import { ApiError } from "../../lib/errors";
 import { jsonBody, queryInt } from "../../http";
-import { WEBHOOK_EVENT_TYPES } from "../../webhooks/events";
+import { WEBHOOK_EVENT_TYPES } from "../../lib/provider-webhook-events";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost"]);
 

@@ -1,7 +1,7 @@
 // The pages' one script: times in the viewer's time zone, charts (uPlot), the live balance
 // (a WebSocket the customer's Durable Object pushes to; no polling), and small form helpers.
 import uPlot from "uplot";
-import { formatMoney } from "../../money";
+import { formatMoney } from "../../lib/money";
 import "./app.css";
 
 interface ChartData {

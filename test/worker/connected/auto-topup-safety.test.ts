@@ -1,8 +1,8 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { AUTO_TOPUP_TABLES } from "../../../durable-objects/customer-account/auto-topup";
-import { nextUtcDay } from "../../../durable-objects/customer-account/auto-topup-plan";
-import { MIGRATIONS } from "../../../durable-objects/customer-account/schema";
+import { AUTO_TOPUP_TABLES } from "../../../durable-objects/customer-account/auto-topup/auto-topup";
+import { nextUtcDay } from "../../../durable-objects/customer-account/auto-topup/plan";
+import { MIGRATIONS } from "../../../durable-objects/customer-account/core/schema";
 import { admin, customerStub, gateway, portalLinkSession, uniqueId, withKey } from "../helpers";
 import { createEndpoint, pump, receiver, removeEndpoints } from "../webhooks";
 import { autoTopUpCustomer, autoTopUpState, autoTopUpTimer, cohorts, createCalls, deduct, later, saveCard, SETTINGS, summary } from "./auto-topup-helpers";

@@ -1,6 +1,6 @@
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../src/keys";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, gateway, uniqueId, withKey } from "../helpers";
 import { connect, cron, deliver, deliverAll, settle } from "./doubles";
 

@@ -2,8 +2,8 @@ import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import { runInDurableObject } from "cloudflare:test";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
-import { expireGrants } from "../../../durable-objects/customer-account/credits";
-import { sha256Hex } from "../../../src/keys";
+import { expireGrants } from "../../../durable-objects/customer-account/credit/credits";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, gateway, uniqueId, withKey } from "../helpers";
 import { connect, cron, deliver, deliverAll, settle } from "./doubles";
 
@@ -223,7 +223,7 @@ describe("plan switches keep every cent", () => {
     const doubles = connect();
     const { id, key } = await stripeCustomer(doubles, { balance: -20 });
     const stub = customerStub(id);
-    const { sha256Hex } = await import("../../../src/keys");
+    const { sha256Hex } = await import("../../../src/lib/api-key-format");
     const charge = await stub.authorize({ keyHash: await sha256Hex(key), meter: "api_requests", priceMicros: 1_000_000, requestId: "req_prepaid_era" });
     expect(charge.outcome).toBe("ok");
     expect((await admin("PUT", `/customers/${id}`, { plan: "postpaid" })).status).toBe(200);

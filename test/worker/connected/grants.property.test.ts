@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../src/keys";
-import { parseCentsDecimal } from "../../../src/money";
+import { sha256Hex } from "../../../src/lib/api-key-format";
+import { parseCentsDecimal } from "../../../src/lib/money";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliver, settle } from "./doubles";
 

@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { OLD_SETTLED_REPORTS } from "../../../durable-objects/customer-account/report-retention";
-import { PRUNE_STRIPE_EVENTS } from "../../../durable-objects/customer-account/stripe-event-log";
+import { OLD_SETTLED_REPORTS } from "../../../durable-objects/customer-account/retention/reports";
+import { PRUNE_STRIPE_EVENTS } from "../../../durable-objects/customer-account/stripe/event-log";
 import { admin, customerStub, queryPlan } from "../helpers";
 import { connect, cron, deliver, deliverAll, fundedCustomer, refuseOnce, settle, spend } from "./doubles";
 

@@ -14,7 +14,7 @@ describe("edge → Stripe: the cron reports usage (happy)", () => {
   it("usage past Stripe's 8 digits of minor units goes in transactions that each fit", async () => {
     const doubles = connect();
     const { id, key } = await fundedCustomer(doubles, 150_000_000);
-    const { sha256Hex } = await import("../../../src/keys");
+    const { sha256Hex } = await import("../../../src/lib/api-key-format");
     const charge = await customerStub(id).authorize({ keyHash: await sha256Hex(key), meter: "api_requests", priceMicros: 150_000_000 * 1_000_000, requestId: "huge_1" });
     expect(charge.outcome).toBe("ok");
     await settle(id);

@@ -1,6 +1,6 @@
 import { http, HttpResponse } from "msw";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../src/keys";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { server } from "../setup";
 import { admin, customerStub, gateway, uniqueId, withKey } from "../helpers";
 import { connect, cron, deliverAll, refuseOnce, settle } from "./doubles";

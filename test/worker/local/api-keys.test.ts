@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { generateApiKey } from "../../../src/keys";
+import { generateApiKey } from "../../../src/lib/api-key-format";
 import { admin, clientIp, customerStub, customerWithCredit, echoOrigin, freshWindow, gateway, gatewayWith, legacyKey, objectExists, uniqueId, withKey } from "../helpers";
 
 const SIGNED = /^payg_[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{43}\.[0-9a-f]{32}$/;

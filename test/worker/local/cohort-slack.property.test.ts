@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../src/keys";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { customerStub, uniqueId } from "../helpers";
 
 // Local pricing: api_requests 1 cent, search 0.05 cents, chat 0.01 cents a unit; the shipped

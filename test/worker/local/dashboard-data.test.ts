@@ -2,8 +2,8 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
-import type { Directory } from "../../../durable-objects/directory";
-import type { CustomerRollup } from "../../../durable-objects/directory-rollup";
+import type { Directory } from "../../../durable-objects/directory/index";
+import type { CustomerRollup } from "../../../durable-objects/directory/rollup";
 import { admin, customerStub, customerWithCredit, echoOrigin, gateway, settle, uniqueId, withKey } from "../helpers";
 
 const HOUR = 3_600_000;

@@ -1,10 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { cohortsFor } from "../../../durable-objects/customer-account/cohorts";
-import { planEmail, type EmailRow } from "../../../durable-objects/customer-account/emails";
-import { decide } from "../../../durable-objects/customer-account/governance";
-import { expectedBalanceMicros } from "../../../durable-objects/customer-account/stripe-reconcile";
-import { dueToStripe } from "../../../durable-objects/customer-account/stripe-reports";
+import { cohortsFor } from "../../../durable-objects/customer-account/cohorts/cohorts";
+import { planEmail, type EmailRow } from "../../../durable-objects/customer-account/cohorts/emails";
+import { decide } from "../../../durable-objects/customer-account/request/governance";
+import { expectedBalanceMicros } from "../../../durable-objects/customer-account/stripe/reconcile";
+import { dueToStripe } from "../../../durable-objects/customer-account/stripe/reports";
 
 // The account's decisions that need no I/O, tested directly over plain state.
 const micros = fc.integer({ min: -1_000_000_000_000, max: 1_000_000_000_000 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseConfig, ConfigError } from "../../../src/config";
+import { parseConfig, ConfigError } from "../../../src/lib/config";
 import { admin, customerStub, customerWithCredit, gateway } from "../helpers";
 
 describe("bad input gets a JSON error with a stable code and changes nothing", () => {

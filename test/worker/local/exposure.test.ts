@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ConfigError, getConfig, parseConfig } from "../../../src/config";
-import { deployWarnings, isLoopbackUrl } from "../../../src/loopback";
+import { ConfigError, getConfig, parseConfig } from "../../../src/lib/config";
+import { deployWarnings, isLoopbackUrl } from "../../../src/lib/loopback";
 import { ADMIN_TOKEN, gatewayWith } from "../helpers";
 
 const errorOf = async (response: Response) =>

@@ -1,6 +1,6 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../src/keys";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, cron, customerStub, customerWithCredit, echoOrigin, gateway, settle, uniqueId, withKey } from "../helpers";
 
 const inDays = (days: number) => Math.floor(Date.now() / 1000) + days * 86_400;

@@ -1,7 +1,7 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { GroupCommit } from "../../../durable-objects/customer-account/group-commit";
-import { sha256Hex } from "../../../src/keys";
+import { GroupCommit } from "../../../durable-objects/customer-account/core/group-commit";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { customerStub, uniqueId } from "../helpers";
 
 const CENT = 1_000_000;

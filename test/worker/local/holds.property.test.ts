@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../src/keys";
-import { parseCentsDecimal } from "../../../src/money";
+import { sha256Hex } from "../../../src/lib/api-key-format";
+import { parseCentsDecimal } from "../../../src/lib/money";
 import { customerStub, uniqueId } from "../helpers";
 
 const UNIT = 100_000; // json_tokens: 0.1 cent a unit

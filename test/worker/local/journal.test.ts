@@ -3,10 +3,10 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
-import { FOLD_EVERY } from "../../../durable-objects/customer-account/journal";
-import type { Room } from "../../../durable-objects/customer-account/room";
-import type { Directory } from "../../../durable-objects/directory";
-import { sha256Hex } from "../../../src/keys";
+import { FOLD_EVERY } from "../../../durable-objects/customer-account/core/journal";
+import type { Room } from "../../../durable-objects/customer-account/core/context";
+import type { Directory } from "../../../durable-objects/directory/index";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { customerStub, settle, uniqueId } from "../helpers";
 
 const PRICE = 1_000_000;

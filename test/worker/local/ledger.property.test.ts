@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../src/keys";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { customerStub, uniqueId } from "../helpers";
 
 type Op =

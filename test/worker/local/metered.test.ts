@@ -2,11 +2,11 @@ import { createExecutionContext, env, runDurableObjectAlarm, runInDurableObject,
 import { http, HttpResponse } from "msw";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { expireHolds } from "../../../durable-objects/customer-account/hold-settlement";
-import { getConfig, resolveMeter } from "../../../src/config";
+import { expireHolds } from "../../../durable-objects/customer-account/request/settlement";
+import { getConfig, resolveMeter } from "../../../src/lib/config";
 import worker from "../../../src/index";
 import { meterResponse } from "../../../src/proxy/metered";
-import { sha256Hex } from "../../../src/keys";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { eventData, isUnitEvent, SseSplitter } from "../../../src/metering/sse";
 import { server } from "../setup";
 import { admin, customerStub, customerWithCredit, gateway, ORIGIN, withKey } from "../helpers";

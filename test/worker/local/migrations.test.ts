@@ -1,7 +1,7 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { MIGRATIONS, SCHEMA_VERSION } from "../../../durable-objects/customer-account/schema";
-import { sha256Hex } from "../../../src/keys";
+import { MIGRATIONS, SCHEMA_VERSION } from "../../../durable-objects/customer-account/core/schema";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, echoOrigin, gateway, settle, uniqueId, withKey } from "../helpers";
 
 /** Writes a customer as the first deployed version of the object stored it. */

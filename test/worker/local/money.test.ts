@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { formatCents, formatMoney, parseCentsDecimal } from "../../../src/money";
+import { formatCents, formatMoney, parseCentsDecimal } from "../../../src/lib/money";
 import { ADMIN_TOKEN, customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, withKey } from "../helpers";
 
 describe("money", () => {

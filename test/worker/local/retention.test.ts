@@ -1,12 +1,12 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { OLD_USAGE_BUCKETS } from "../../../durable-objects/customer-account/usage-retention";
-import type { Directory } from "../../../durable-objects/directory";
-import { TEST_OUTBOX_KEPT } from "../../../durable-objects/directory";
+import { OLD_USAGE_BUCKETS } from "../../../durable-objects/customer-account/retention/usage";
+import type { Directory } from "../../../durable-objects/directory/index";
+import { TEST_OUTBOX_KEPT } from "../../../durable-objects/directory/index";
 import type { WebhookDispatcher } from "../../../durable-objects/webhook-dispatcher";
 import { PRUNE } from "../../../durable-objects/webhook-dispatcher/store";
-import { sha256Hex } from "../../../src/keys";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, customerWithCredit, gateway, portalCsrf, portalLinkSession, queryPlan, settle, uniqueId } from "../helpers";
 
 // Issue 15, "Bounded state": every table of the customer object, the directory and the webhook

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { signOriginRequest, signWebhook } from "../../../src/signing";
+import { signOriginRequest, signWebhook } from "../../../src/lib/signing";
 import { parseSignatureHeader, verifyOriginRequest, verifyWebhook } from "../../../src/verify/payg-signature";
 
 const SECRET = "whsec_origin_test_secret";

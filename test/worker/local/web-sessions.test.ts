@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { serializeSigned } from "hono/utils/cookie";
 import { describe, expect, it } from "vitest";
-import { getConfig } from "../../../src/config";
+import { getConfig } from "../../../src/lib/config";
 import { sessionSecret } from "../../../src/web/session";
 import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey, formPost, cookieOf, waitFor, portalLinkSession, portalKeySession } from "../helpers";
 

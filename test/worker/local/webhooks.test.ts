@@ -1,7 +1,7 @@
 import { delay, HttpResponse } from "msw";
 import { afterEach, describe, expect, it } from "vitest";
 import { nextAttemptAt } from "../../../durable-objects/webhook-dispatcher/schedule";
-import { ConfigError, parseConfig } from "../../../src/config";
+import { ConfigError, parseConfig } from "../../../src/lib/config";
 import { admin, customerWithCredit, echoOrigin, gateway, uniqueId, withKey } from "../helpers";
 import { createEndpoint, deliveries, dispatcher, expectSigned, pump, receiver, removeEndpoints, runAlarms } from "../webhooks";
 

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../../src/config";
+import { ConfigError, parseConfig } from "../../../src/lib/config";
 import { connect } from "../connected/doubles";
 import { admin } from "../helpers";
 

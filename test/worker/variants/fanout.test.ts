@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { Directory } from "../../../durable-objects/directory";
+import type { Directory } from "../../../durable-objects/directory/index";
 import { connect, cron, deliverAll, settle } from "../connected/doubles";
 import { admin, gateway, withKey } from "../helpers";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../src/keys";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { customerStub, uniqueId } from "../helpers";
 
 describe("GROUP_COMMIT=false", () => {

@@ -1,0 +1,139 @@
+import Stripe from "stripe";
+import { log } from "../../../src/lib/log";
+import { describeError, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
+import { AUTO_TOPUP_TIMER, type TopUpRow } from "./auto-topup";
+import { failureReason, topUpFailed, topUpSucceeded } from "./charge";
+import { backoffMs } from "../core/backoff";
+import type { Room } from "../core/context";
+
+/** Sends of one top-up that Stripe could not answer (5xx, 429, timeouts) before it counts as failed. */
+const MAX_ATTEMPTS = 8;
+/** Stripe keeps idempotency keys at least 24 hours; past this age a retry looks the payment up first. */
+const IDEMPOTENCY_SAFE_MS = 23 * 3_600_000;
+
+/**
+ * The auto top-up timer, under the object's lock: creates the pending top-up's off-session
+ * PaymentIntent. The idempotency key is derived from the top-up id, so a retry after a lost
+ * response replays Stripe's first answer instead of charging again. After Stripe answered 5xx
+ * (it replays a saved 500 for that key), or once the key may have expired, the payment is first
+ * looked up by `metadata[payg_auto_topup]`, and only sent again, under a fresh key, if it is not
+ * there. With none pending, it is the top-up a rate limit held back: the plan runs again and
+ * starts it if it is still needed. Returns true when credit landed (the caller sends it on to
+ * Stripe's balance).
+ */
+export async function runAutoTopUp(room: Room, now: number): Promise<boolean> {
+  if (!room.account.exists) return false;
+  if (!room.autoTopUp.pending()) room.atomically(() => room.changed(now));
+  const row = room.autoTopUp.pending();
+  if (!row) return false;
+  if (row.next_attempt_at !== null && row.next_attempt_at > now) {
+    room.timers.at(AUTO_TOPUP_TIMER, row.next_attempt_at);
+    return false;
+  }
+  // Off, paused, inactive or without a saved card: a top-up not sent yet is canceled.
+  const on = room.autoTopUp.on;
+  if (!on && row.attempts === 0) {
+    room.atomically(() => {
+      room.autoTopUp.finish(row.id, { status: "canceled", reason: canceledBecause(room) }, now);
+      room.changed(now);
+    });
+    return false;
+  }
+  const stripe = stripeClient(room.config);
+  const customer = room.account.row.customer_id;
+  try {
+    if (row.attempts > 0 && (row.verify === 1 || !on || now - row.created_at > IDEMPOTENCY_SAFE_MS)) {
+      const found = await lookUp(stripe, customer, row);
+      if (found) return settle(room, row.id, found);
+      // Never sent, and no longer wanted: nothing was charged.
+      if (!on) {
+        room.atomically(() => room.autoTopUp.finish(row.id, { status: "canceled", reason: canceledBecause(room) }, now));
+        return false;
+      }
+      if (row.verify === 1) room.autoTopUp.update(row.id, { verify: 0, idempotency_key: `${row.idempotency_key.replace(/_r\d+$/, "")}_r${row.attempts}` });
+    }
+    // Fixed when the top-up started (a row from before that: the saved card now), and kept for
+    // every retry: the same key must carry the same parameters. Never the default card.
+    const paymentMethod = row.payment_method ?? room.autoTopUp.savedPaymentMethod!;
+    if (!row.payment_method) room.autoTopUp.update(row.id, { payment_method: paymentMethod });
+    const current = room.autoTopUp.get(row.id)!;
+    room.autoTopUp.update(row.id, { attempts: current.attempts + 1 });
+    const pi = await stripe.paymentIntents.create(
+      {
+        amount: current.amount_cents,
+        currency: current.currency,
+        customer,
+        payment_method: paymentMethod,
+        off_session: true,
+        confirm: true,
+        description: "Automatic API credit top-up",
+        metadata: { payg_auto_topup: current.id, payg_customer_id: customer },
+      },
+      { idempotencyKey: current.idempotency_key },
+    );
+    return settle(room, row.id, pi);
+  } catch (error) {
+    if (error instanceof Stripe.errors.StripeCardError) {
+      return fail(room, row.id, error.code ?? "card_declined", error.payment_intent?.id ?? null);
+    }
+    const latest = room.autoTopUp.get(row.id)!;
+    if (!isTransientStripeError(error)) {
+      log.error(`auto top-up ${row.id}: Stripe refused it`, describeError(error));
+      return fail(room, row.id, (error as Stripe.errors.StripeError).code ?? "stripe_error", null, describeError(error));
+    }
+    if (latest.attempts >= MAX_ATTEMPTS) return fail(room, row.id, "stripe_unavailable", null, describeError(error));
+    const at = Date.now() + backoffMs(Math.max(1, latest.attempts));
+    const statusCode = error instanceof Stripe.errors.StripeError ? error.statusCode : undefined;
+    room.autoTopUp.update(row.id, { next_attempt_at: at, last_error: describeError(error), ...(statusCode !== undefined && statusCode >= 500 ? { verify: 1 } : {}) });
+    room.timers.at(AUTO_TOPUP_TIMER, at);
+    log.warn(`auto top-up ${row.id}: Stripe did not answer; retrying at ${new Date(at).toISOString()}`, describeError(error));
+    return false;
+  }
+}
+
+/** A top-up paid by a method that settles later (processing) is looked up this often should its webhook be lost. */
+const PROCESSING_RECHECK_MS = 3_600_000;
+
+/**
+ * What a PaymentIntent says about the top-up (read afresh: a webhook may have settled it
+ * meanwhile). Only `processing` settles by itself later: its webhook settles it, and the timer
+ * looks it up again should that be lost. Every other status is a payment that did not happen and
+ * will not happen by itself (requires_payment_method: declined; requires_action: the customer
+ * must act; requires_confirmation, requires_capture: never confirmed or captured; canceled): the
+ * top-up fails, so it never holds the pending slot that later top-ups need.
+ */
+function settle(room: Room, id: string, pi: Stripe.PaymentIntent): boolean {
+  const row = room.autoTopUp.get(id)!;
+  const now = Date.now();
+  if (pi.status === "succeeded") return topUpSucceeded(room, row, pi, now);
+  if (pi.status === "processing") {
+    const at = now + PROCESSING_RECHECK_MS;
+    room.autoTopUp.update(id, { payment_intent: pi.id, next_attempt_at: at, verify: 1 });
+    room.timers.at(AUTO_TOPUP_TIMER, at);
+    return false;
+  }
+  fail(room, id, failureReason(pi), pi.id);
+  return false;
+}
+
+function fail(room: Room, id: string, reason: string, paymentIntent: string | null, detail?: string): false {
+  if (detail) room.autoTopUp.update(id, { last_error: detail });
+  topUpFailed(room, room.autoTopUp.get(id)!, reason, paymentIntent, Date.now());
+  return false;
+}
+
+function canceledBecause(room: Room): string {
+  const t = room.autoTopUp;
+  if (!t.settings) return "auto top-up turned off";
+  if (t.settings.paused) return `auto top-up paused (${t.pausedReason})`;
+  return t.inactive() ?? "no card is saved for auto top-up";
+}
+
+/** This top-up's PaymentIntent at Stripe, if one was created (listed by customer since the top-up began). */
+async function lookUp(stripe: Stripe, customer: string, row: TopUpRow): Promise<Stripe.PaymentIntent | null> {
+  const since = Math.floor(row.created_at / 1000) - 300;
+  for await (const pi of stripe.paymentIntents.list({ customer, created: { gte: since }, limit: 100 })) {
+    if (pi.metadata?.payg_auto_topup === row.id) return pi;
+  }
+  return null;
+}

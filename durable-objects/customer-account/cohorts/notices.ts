@@ -1,0 +1,102 @@
+import { EMAIL_NOTICES, type Config, type EmailNotice } from "../../../src/lib/config";
+import { log } from "../../../src/lib/log";
+import { mergeValues } from "../../../src/lib/merge";
+import { escapeHtml, renderString, type MergeValues } from "../../../src/lib/template";
+import type { AccountStore } from "../core/account";
+import { describeNotice, type AutoTopUpNotice } from "../auto-topup/notice";
+import type { EmailLog, EmailRow } from "./emails";
+import type { WebhookOutbox } from "../notify/provider-webhooks";
+import type { Timers } from "../core/timers";
+
+export const NOTICE_TABLES = {
+  // What a customer must be told, queued in the step that changed it (a migration can queue too).
+  v14: `CREATE TABLE IF NOT EXISTS notices (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  details TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);`,
+};
+
+/** Sends queued notices and their retries, under the object's lock. */
+export const NOTICE_TIMER = "notices";
+
+const KINDS = `(${EMAIL_NOTICES.map((k) => `'${k}'`).join(", ")})`;
+
+/**
+ * Transactional emails: about the customer's card, not marketing, so they go to every customer
+ * with an email address, unsubscribed or not, and carry no unsubscribe footer. A notice is queued
+ * in the synchronous step that made it necessary; its timer turns it into one `emails` row
+ * (cohort = the template's name, enrollment = the notice's id, so it can never become two) and
+ * sends it with the behavioral emails' delivery: MailChannels or the local outbox, retried after
+ * a 5xx or 429, never sent again after a send that got no answer.
+ */
+export class Notices {
+  constructor(
+    private readonly deps: {
+      sql: SqlStorage;
+      config: () => Config;
+      account: AccountStore;
+      emails: EmailLog;
+      timers: Timers;
+      outbox: WebhookOutbox;
+      amounts: (now: number) => { balanceMicros: number; minimumMicros: number; expiringSoonMicros: number };
+    },
+  ) {}
+
+  /** Queues a notice (no await: call it inside the step that changed what it is about). */
+  queue(kind: EmailNotice, details: AutoTopUpNotice, now: number): void {
+    this.deps.sql.exec("INSERT INTO notices (kind, details, created_at) VALUES (?, ?, ?)", kind, JSON.stringify(details), now);
+    this.deps.timers.at(NOTICE_TIMER, now);
+  }
+
+  /** The notice timer: renders what is queued, then sends what is due. Returns how many went out. */
+  async send(now: number): Promise<number> {
+    const { sql } = this.deps;
+    // A previous run died mid-send: MailChannels may have accepted it. Never send twice.
+    sql.exec(`UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE cohort IN ${KINDS} AND status = 'sending'`);
+    for (const notice of sql.exec("SELECT * FROM notices ORDER BY id").toArray()) this.render(notice, now);
+    let sent = 0;
+    const due = () =>
+      sql.exec(`SELECT * FROM emails WHERE cohort IN ${KINDS} AND status = 'retry' AND next_attempt_at <= ? ORDER BY id LIMIT 1`, now).toArray()[0] as unknown as EmailRow | undefined;
+    for (let row = due(); row; row = due()) if (await this.deps.emails.deliver(row, now, {})) sent++;
+    const next = sql.exec(`SELECT MIN(next_attempt_at) AS t FROM emails WHERE cohort IN ${KINDS} AND status = 'retry'`).one().t as number | null;
+    if (next !== null) this.deps.timers.at(NOTICE_TIMER, next);
+    return sent;
+  }
+
+  /** One queued notice becomes one email row, due now, in one synchronous step. */
+  private render(notice: Record<string, SqlStorageValue>, now: number): void {
+    const { sql, config: getConfig, account } = this.deps;
+    const config = getConfig();
+    const kind = notice.kind as EmailNotice;
+    const details = JSON.parse(notice.details as string) as AutoTopUpNotice & { migration?: boolean };
+    // An upgrade paused it in SQL, with no webhook: the provider hears of it here.
+    if (details.type === "paused" && details.migration) this.deps.outbox.emit("auto_topup.paused", { reason: details.reason, topup_id: null });
+    sql.exec("DELETE FROM notices WHERE id = ?", notice.id!);
+    const template = config.EMAILS?.templates[kind];
+    if (!config.EMAILS || !template) {
+      log.warn(`${account.row.customer_id}: no EMAILS.templates.${kind}, so the customer was not emailed: ${describeNotice(details, config.PRICING.currency)}`);
+      return;
+    }
+    const a = account.row;
+    const values: MergeValues & Record<string, string | number> = {
+      ...mergeValues(config, { id: a.customer_id, name: a.name, email: a.email }, { ...this.deps.amounts(now), priceMicros: config.PRICING.fallback.priceMicros }),
+      "auto_topup.change": describeNotice(details, config.PRICING.currency),
+      portal_url: config.PUBLIC_URL ? `${config.PUBLIC_URL.replace(/\/+$/, "")}/portal` : config.GOVERNANCE.topup_url,
+    };
+    sql.exec(
+      `INSERT INTO emails (cohort, enrollment, seq, to_email, subject, text, html, status, attempts, next_attempt_at, created_at)
+       VALUES (?, ?, 0, ?, ?, ?, ?, 'retry', 0, ?, ?) ON CONFLICT (cohort, enrollment, seq) DO NOTHING`,
+      kind,
+      notice.id!,
+      a.email ?? "",
+      renderString(template.subject, values),
+      renderString(template.text, values),
+      template.html ? renderString(template.html, escapeHtml(values) as typeof values) : null,
+      now,
+      now,
+    );
+    this.deps.emails.retention.due(now, config.EMAILS.retention_days * 86_400_000);
+  }
+}

@@ -1,0 +1,310 @@
+import { getConfig, type Config } from "../../../src/lib/config";
+import { log } from "../../../src/lib/log";
+import { centsToMicros } from "../../../src/lib/money";
+import { AccountStore } from "./account";
+import { AutoTopUp } from "../auto-topup/auto-topup";
+import { ChargeLog } from "../request/charges";
+import { CheckoutLimit } from "../credit/checkout-limit";
+import { chargeSlack, CohortStore, cohortsFor, type CohortState } from "../cohorts/cohorts";
+import { EndedSessions } from "../../shared/ended-sessions";
+import { DirectorySync } from "../notify/directory-sync";
+import { EmailLog } from "../cohorts/emails";
+import { GrantBook } from "../credit/grants";
+import { Holds } from "../request/holds";
+import { IdempotencyStore } from "../request/idempotency";
+import { Invoices } from "../credit/invoices";
+import { ChargeJournal } from "./journal";
+import { KeyStore } from "../access/key-store";
+import { Ledger } from "../credit/ledger";
+import { WebhookOutbox } from "../notify/provider-webhooks";
+import { migrate } from "./schema";
+import { Live } from "../notify/live";
+import { Notices } from "../cohorts/notices";
+import { PortalLinks } from "../access/portal-links";
+import { Rollup } from "../notify/rollup";
+import { StripeEventLog } from "../stripe/event-log";
+import { StripeReports } from "../stripe/reports";
+import { Timers } from "./timers";
+import { UsageRetention } from "../retention/usage";
+import { Wallet, type GiveBackFields } from "../credit/wallet";
+
+export const EXPIRY_TIMER = "expiry";
+const DAY_MS = 86_400_000;
+
+/**
+ * One customer's account: its modules wired together over the object's SQLite, plus the few
+ * steps that cross modules (a balance change moves cohorts and the directory's view).
+ */
+export class Room {
+  readonly sql: SqlStorage;
+  readonly account: AccountStore;
+  readonly keys: KeyStore;
+  readonly ledger: Ledger;
+  readonly grants: GrantBook;
+  readonly wallet: Wallet;
+  readonly charges: ChargeLog;
+  readonly journal: ChargeJournal;
+  readonly holds: Holds;
+  readonly idempotency: IdempotencyStore;
+  readonly invoices: Invoices;
+  readonly cohorts: CohortStore;
+  readonly emails: EmailLog;
+  readonly reports: StripeReports;
+  readonly stripeEvents: StripeEventLog;
+  readonly directory: DirectorySync;
+  readonly timers: Timers;
+  readonly outbox: WebhookOutbox;
+  /** Set when the account is created: its first cohort placement is where it starts, not a crossing. */
+  private starting = false;
+  /** How much more may be charged before a cohort could move (set by changed(), spent by charged()). */
+  private cohortSlack = 0;
+  readonly checkouts: CheckoutLimit;
+  readonly live: Live;
+  readonly rollup: Rollup;
+  readonly portalLinks: PortalLinks;
+  readonly endedSessions: EndedSessions;
+  readonly autoTopUp: AutoTopUp;
+  readonly notices: Notices;
+  readonly usageRetention: UsageRetention;
+
+  constructor(
+    readonly state: DurableObjectState,
+    readonly env: Env,
+  ) {
+    this.sql = state.storage.sql;
+    const config = () => this.config;
+    this.account = new AccountStore(this.sql);
+    this.timers = new Timers(this.sql, state.storage);
+    this.outbox = new WebhookOutbox(this.sql, { env, timers: this.timers, account: this.account, availableMicros: () => this.wallet.spendableTotal(Date.now()) });
+    this.keys = new KeyStore(this.sql, () => this.config.KEY_SIGNING_SECRET);
+    this.checkouts = new CheckoutLimit(this.sql);
+    this.ledger = new Ledger(this.sql, this.account);
+    this.grants = new GrantBook(this.sql);
+    this.wallet = new Wallet(this.grants, this.ledger, this.account);
+    this.charges = new ChargeLog(this.sql);
+    this.journal = new ChargeJournal({
+      storage: state.storage,
+      account: this.account,
+      grants: this.grants,
+      ledger: this.ledger,
+      wallet: this.wallet,
+      charges: this.charges,
+      reload: () => this.load(),
+    });
+    const fold = () => this.journal.fold();
+    for (const store of [this.grants, this.ledger, this.account]) store.beforeWrite = fold;
+    this.holds = new Holds(this.sql);
+    this.idempotency = new IdempotencyStore(this.sql, config);
+    this.invoices = new Invoices(this.sql);
+    this.cohorts = new CohortStore(this.sql);
+    const amounts = (now: number) => ({
+      balanceMicros: this.wallet.spendableTotal(now),
+      minimumMicros: this.minimumMicros(),
+      expiringSoonMicros: this.expiringSoonMicros(now),
+    });
+    this.emails = new EmailLog({ sql: this.sql, config, account: this.account, amounts, timers: this.timers, memberships: this.cohorts.current });
+    this.notices = new Notices({ sql: this.sql, config, account: this.account, emails: this.emails, timers: this.timers, outbox: this.outbox, amounts });
+    this.reports = new StripeReports(this.sql, config, this.account, this.outbox, this.timers);
+    this.stripeEvents = new StripeEventLog(this.sql);
+    this.directory = new DirectorySync({
+      env,
+      timers: this.timers,
+      config,
+      account: this.account,
+      cohorts: this.cohorts,
+      emails: this.emails,
+      reports: this.reports,
+      otherWorkAt: () => {
+        const times = [this.timers.dueAt(EXPIRY_TIMER), this.periodicReconcileAt()].filter((t): t is number => t !== null);
+        return times.length ? Math.min(...times) : null;
+      },
+    });
+    this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
+    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts(), foldJournal: fold });
+    this.portalLinks = new PortalLinks(this.sql, () => this.config.KEY_SIGNING_SECRET);
+    this.endedSessions = new EndedSessions(this.sql);
+    this.autoTopUp = new AutoTopUp(this.sql, {
+      timers: this.timers,
+      account: this.account,
+      config,
+      availableMicros: (now) => this.wallet.spendableTotal(now),
+      currencyMismatch: () => this.currencyMismatch(),
+      outbox: this.outbox,
+      notices: this.notices,
+    });
+    this.usageRetention = new UsageRetention(this.sql, this.timers, config);
+  }
+
+  get config(): Config {
+    return getConfig(this.env);
+  }
+
+  /** (Re)reads the in-memory copies from SQLite. */
+  load(): void {
+    this.cohortSlack = 0;
+    this.account.load();
+    this.keys.load();
+    this.grants.load();
+    this.ledger.reset();
+    this.cohorts.load();
+    this.timers.load();
+    this.rollup.load();
+    this.autoTopUp.load();
+    if (this.account.exists) this.journal.replay(this.sql);
+  }
+
+  /**
+   * Several writes as one transaction, after the journal is folded in (so what they read from
+   * SQLite and write back holds every charge); on failure the in-memory copies are reloaded.
+   */
+  atomically<T>(fn: () => T): T {
+    try {
+      return this.state.storage.transactionSync(() => {
+        this.journal.fold();
+        return fn();
+      });
+    } catch (error) {
+      this.load();
+      throw error;
+    }
+  }
+
+  /** Creates the account (and its schema) on first use; a made-up id never gets this far. */
+  ensure(customerId: string): void {
+    if (this.account.exists) return;
+    migrate(this.state.storage);
+    this.account.create(customerId, Date.now());
+    this.starting = true;
+    this.load();
+    this.directory.schedule();
+  }
+
+  minimumMicros(): number {
+    return centsToMicros(this.account.row.minimum_balance_cents ?? this.config.GOVERNANCE.minimum_balance_cents);
+  }
+
+  /** The Stripe customer's currency when it is set and is not ours: its credit is not ours to spend. */
+  currencyMismatch(): string | null {
+    const theirs = this.account.row.stripe_currency;
+    return this.config.stripeEnabled && theirs && theirs !== this.config.PRICING.currency ? theirs : null;
+  }
+
+  /** When the periodic reconcile is due: every customer holding a key, every RECONCILE_INTERVAL_SECONDS. */
+  periodicReconcileAt(): number | null {
+    if (!this.config.stripeEnabled || !this.account.exists || !this.keys.hasActive()) return null;
+    return (this.account.row.reconcile_attempted_at ?? 0) + this.config.RECONCILE_INTERVAL_SECONDS * 1000;
+  }
+
+  expiringSoonMicros(now: number): number {
+    return this.grants.expiringWithin(now, (this.config.EMAILS?.expiry_warning_days ?? 7) * DAY_MS);
+  }
+
+  /**
+   * Cohort membership is decided here on every balance change, so it is never stale; a crossing
+   * writes its webhook events in the same synchronous step.
+   */
+  changed(now = Date.now()): void {
+    this.live.changed();
+    this.rollup.changed();
+    const a = this.account.row;
+    const config = this.config;
+    const emails = config.EMAILS;
+    const percent = emails?.low_balance_threshold_percent ?? 0;
+    const minimumMicros = this.minimumMicros();
+    const lowThresholdMicros = Math.max(
+      centsToMicros(emails?.low_balance_threshold_cents ?? 0),
+      a.last_topup_cents ? Math.floor((centsToMicros(a.last_topup_cents) * percent) / 100) : 0,
+    );
+    const meters =
+      a.plan === "prepaid"
+        ? [...config.PRICING.compiled, config.PRICING.fallback]
+            .filter((m) => m.priceMicros > 0)
+            .map((m) => ({ priceMicros: m.priceMicros, headroomMicros: this.wallet.available(m.name, now) - minimumMicros }))
+        : [];
+    const state: CohortState = {
+      deleted: a.deleted_at !== null,
+      plan: a.plan,
+      meters,
+      headroomMicros: this.wallet.spendableTotal(now) - minimumMicros,
+      lowThresholdMicros,
+      unpaid: a.plan === "postpaid" && a.deleted_at === null && this.invoices.unpaid(),
+      expiringSoonMicros: this.expiringSoonMicros(now),
+      // A debit below the threshold starts the one pending top-up here, in the same step.
+      autoTopUp: this.autoTopUp.changed(now),
+    };
+    const next = cohortsFor(state);
+    this.cohortSlack = chargeSlack(state, this.autoTopUp.slack(now));
+    const moved = this.cohorts.apply(next, now);
+    const starting = this.starting;
+    this.starting = false;
+    if (moved.entered.length || moved.left.length) {
+      this.directory.schedule();
+      if (a.deleted_at === null && !starting) this.outbox.crossed(moved, { minimumMicros, lowThresholdMicros, unpaidInvoices: () => this.invoices.unpaidIds() });
+    } else if ((a.directory_due_at === null || a.directory_due_at > now) && this.reports.hasWorkNow(now)) {
+      // Usage to report and the directory does not list us as due now (at most once per report).
+      this.directory.schedule();
+    }
+  }
+
+  /**
+   * A charge (or a hold) of `micros` just left the balance. Cohorts, the low-balance warning and
+   * auto top-up can only move once the charges since the last full placement pass its slack, so a
+   * charge within it costs no cohort work. Everything else that moves money calls changed().
+   */
+  charged(now: number, micros: number): void {
+    if (this.withinSlack(now, micros)) this.spendSlack(micros);
+    else this.changed(now);
+  }
+
+  /** A charge within the slack (withinSlack was true): no cohort work, only the live view and the rollup. */
+  spendSlack(micros: number): void {
+    this.cohortSlack -= micros;
+    this.live.changed();
+    this.rollup.changed();
+  }
+
+  /** Whether a charge of `micros` now stays within the cohort slack (see charged()). */
+  withinSlack(now: number, micros: number): boolean {
+    const a = this.account.row;
+    const expiryDue = this.timers.dueAt(EXPIRY_TIMER);
+    return (
+      micros > 0 &&
+      micros <= this.cohortSlack &&
+      (expiryDue === null || now < expiryDue) &&
+      // With Stripe on, changed() also tells the directory about usage to report, until it lists us as due.
+      (!this.config.stripeEnabled || (a.directory_due_at !== null && a.directory_due_at <= now))
+    );
+  }
+
+  /** Arms the expiry timer for the next grant expiry or expiry warning. */
+  scheduleExpiry(now = Date.now()): void {
+    const window = (this.config.EMAILS?.expiry_warning_days ?? 7) * DAY_MS;
+    let next: number | null = null;
+    for (const g of this.grants.all) {
+      if (g.expires_at === null) continue;
+      for (const at of [g.expires_at * 1000 - window, g.expires_at * 1000]) {
+        if (at > now && (next === null || at < next)) next = at;
+      }
+      if (g.expires_at * 1000 <= now) next = now;
+    }
+    this.timers.set(EXPIRY_TIMER, next);
+  }
+
+  /** A key's charge just took it to its cap: one `key.cap_reached` per key and period. */
+  keyCapReached(keyId: string, capCents: number): void {
+    this.outbox.emit("key.cap_reached", { key_id: keyId, cap_cents: capCents });
+  }
+
+  /**
+   * A request's charge given back after a grant it drew from closed: that part is the grant's void
+   * or expiry, and leaves Stripe's balance as one too (the usage accrual already gave it back).
+   */
+  closedGrantDebit(requestId: string): NonNullable<GiveBackFields["closed"]> {
+    return (kind, grant, micros) => this.reports.queueDebit(kind, `payg_${kind}_${this.account.row.customer_id}_${grant.id}_${requestId}`, micros);
+  }
+
+  refundDenied(requestId: string, now: number): void {
+    this.account.set({ refunds_denied: this.account.row.refunds_denied + 1, last_refund_denied_at: now });
+    log.warn(`refund limit reached for ${this.account.row.customer_id}: request ${requestId} stays charged`);
+  }
+}

@@ -1,0 +1,133 @@
+import type { AccountStore } from "./account";
+import type { ChargeLog, ChargeRow } from "../request/charges";
+import type { GrantBook, Receipt } from "../credit/grants";
+import type { Ledger } from "../credit/ledger";
+import type { Wallet } from "../credit/wallet";
+
+export const JOURNAL_TABLES = {
+  v12: `
+ALTER TABLE charges ADD COLUMN seq INTEGER;
+ALTER TABLE charges ADD COLUMN pending_usage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account ADD COLUMN folded_seq INTEGER NOT NULL DEFAULT 0;`,
+};
+
+/** Unfolded charges at which the next charge folds the journal in first (journal.makeRoom). */
+export const FOLD_EVERY = 100;
+
+export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pendingUsage: number };
+
+/**
+ * The charge journal: a plain charge writes one row, its charge row, and nothing else. What it
+ * moves (the grants it drains, its hour's usage row, the account's balance) changes in memory
+ * only, and is written later, all at once, by fold(). The charge row is the durable record: an
+ * object that restarts before a fold replays every charge row past the account's `folded_seq`
+ * onto what SQLite holds, so no charge is lost and none is applied twice.
+ *
+ * The rules that keep that true:
+ * - fold() writes the kept-back rows and `folded_seq` in one transaction;
+ * - every other write to the grants, the usage rows or the account folds first (their
+ *   beforeWrite hook), so a written row never already holds an unfolded charge;
+ * - every RPC other than authorize folds before it starts, and the alarm before each timer's
+ *   handler and the cron visit after each await, so readers of SQLite (summaries, reports, the
+ *   rollup, pruning) see every charge;
+ * - a charge's fallible writes (this fold when the journal is full, its timers) come before its
+ *   row, and nothing after the row writes: a request that fails leaves nothing charged;
+ * - a failed transaction reloads memory from SQLite and replays the journal (Room.load).
+ */
+export class ChargeJournal {
+  /** The last sequence number given to a charge row. */
+  private seq = 0;
+  private unfolded = 0;
+
+  constructor(
+    private readonly deps: {
+      storage: DurableObjectStorage;
+      account: AccountStore;
+      grants: GrantBook;
+      ledger: Ledger;
+      wallet: Wallet;
+      charges: ChargeLog;
+      reload: () => void;
+    },
+  ) {}
+
+  /**
+   * Before a charge: folds when FOLD_EVERY charges are unfolded, so a fold that fails fails the
+   * request before its charge row is written.
+   */
+  makeRoom(): void {
+    if (this.unfolded >= FOLD_EVERY) this.fold();
+  }
+
+  /**
+   * Records a charge: its row first (a request id already charged fails right here, before
+   * anything has moved), then the drain, the usage and the balance in memory. Nothing after the
+   * row writes to SQLite.
+   */
+  record(charge: JournaledCharge): void {
+    const seq = this.seq + 1;
+    this.deps.charges.insert(charge, { seq, pendingUsage: charge.pendingUsage });
+    this.seq = seq;
+    this.unfolded++;
+    try {
+      this.apply(charge);
+    } catch (error) {
+      this.deps.reload();
+      throw error;
+    }
+  }
+
+  /** Writes what the unfolded charges moved, and how far that goes, in one transaction. */
+  fold(): void {
+    if (this.unfolded === 0) return;
+    const { storage, grants, ledger, account } = this.deps;
+    try {
+      storage.transactionSync(() => {
+        grants.flush();
+        ledger.flush();
+        account.flush({ folded_seq: this.seq });
+      });
+    } catch (error) {
+      this.deps.reload();
+      throw error;
+    }
+    this.unfolded = 0;
+  }
+
+  /** After a (re)load from SQLite: the charges past `folded_seq`, applied again in memory. */
+  replay(sql: SqlStorage): void {
+    const folded = this.deps.account.row.folded_seq;
+    const rows = sql
+      .exec("SELECT seq, request_id, meter, bucket, plan, amount, receipt, key_id, created_at, pending_usage FROM charges WHERE seq > ? ORDER BY seq", folded)
+      .toArray();
+    // Set first: should a replay ever throw, the next charge still never reuses a sequence number.
+    this.seq = rows.length ? (rows[rows.length - 1]!.seq as number) : folded;
+    this.unfolded = rows.length;
+    for (const row of rows) {
+      this.apply({
+        request_id: row.request_id as string,
+        meter: row.meter as string,
+        bucket: row.bucket as number,
+        plan: row.plan as ChargeRow["plan"],
+        amount: row.amount as number,
+        receipt: JSON.parse(row.receipt as string) as Receipt,
+        key_id: row.key_id as string | null,
+        created_at: row.created_at as number,
+        pendingUsage: row.pending_usage as number,
+      });
+    }
+  }
+
+  /** What wallet.charge does for a request, kept back in memory. */
+  private apply(charge: JournaledCharge): void {
+    const { grants, ledger, account, wallet } = this.deps;
+    const stores = [grants, ledger, account];
+    for (const store of stores) store.defer(true);
+    try {
+      const accrual = charge.pendingUsage ? { pending_usage: account.row.pending_usage + charge.pendingUsage } : {};
+      wallet.charge({ meter: charge.meter, bucket: charge.bucket, now: charge.created_at }, charge.amount, accrual, 1, charge.receipt);
+    } finally {
+      for (const store of stores) store.defer(false);
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import { ACCOUNT_TABLES } from "./account";
+import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
+import { CHARGE_TABLES } from "../request/charges";
+import { DISPUTE_TABLES } from "../credit/payment-tables";
+import { ENDED_SESSION_TABLES } from "../../shared/ended-sessions";
+import { CHECKOUT_LIMIT_TABLES } from "../credit/checkout-limit";
+import { COHORT_TABLES } from "../cohorts/cohorts";
+import { EMAIL_AUDIENCE_TABLES } from "../cohorts/email-audience";
+import { EMAIL_RETENTION_TABLES } from "../retention/emails";
+import { EMAIL_TABLES } from "../cohorts/emails";
+import { GRANT_TABLES } from "../credit/grants";
+import { HOLD_TABLES } from "../request/holds";
+import { IDEMPOTENCY_TABLES } from "../request/idempotency";
+import { IGNORED_PAYMENT_TABLES } from "../credit/ignored-payments";
+import { INVOICE_TABLES } from "../credit/invoices";
+import { JOURNAL_TABLES } from "./journal";
+import { KEY_TABLES } from "../access/key-store";
+import { LEDGER_TABLES } from "../credit/ledger";
+import { NOTICE_TABLES } from "../cohorts/notices";
+import { OUTBOX_TABLES } from "../notify/provider-webhooks";
+import { STRIPE_EVENT_TABLES } from "../stripe/event-log";
+import { PORTAL_TABLES } from "../access/portal-links";
+import { ROLLUP_TABLES } from "../notify/rollup";
+import { REPORT_TABLES } from "../stripe/reports";
+import { REPORT_RETENTION_TABLES } from "../retention/reports";
+import { USAGE_RETENTION_TABLES } from "../retention/usage";
+import { TIMER_TABLES } from "./timers";
+
+/**
+ * The object's schema, versioned. Migration N takes a database at version N-1 to version N; each
+ * runs once, in its own transaction, under blockConcurrencyWhile. Append only: never edit a
+ * migration that has been deployed, add the next one. Each module owns the DDL of its tables.
+ *
+ * Version 1 is the schema objects had before versioning existed. It is all
+ * `CREATE … IF NOT EXISTS`, so it runs harmlessly over such an object and records its version.
+ */
+export const MIGRATIONS: readonly string[] = [
+  [ACCOUNT_TABLES.v1, KEY_TABLES.v1, LEDGER_TABLES.v1, REPORT_TABLES.v1, STRIPE_EVENT_TABLES.v1, INVOICE_TABLES.v1, COHORT_TABLES.v1, EMAIL_TABLES.v1].join("\n"),
+  // v2: named timers sharing the one alarm (an upgraded object pushes its directory snapshot once).
+  TIMER_TABLES.v2,
+  // v3: credit grants (the balance held before becomes one `migration` grant, a negative one debt),
+  // charges by request id, key caps, disputes, and the account fields they need.
+  [ACCOUNT_TABLES.v3, GRANT_TABLES.v3, LEDGER_TABLES.v3, KEY_TABLES.v3, CHARGE_TABLES.v3, DISPUTE_TABLES.v3].join("\n"),
+  // v4: the webhook outbox (events written with the change that caused them, handed on by the alarm).
+  OUTBOX_TABLES.v4,
+  // v5: emails: MailChannels request ids, unsubscribe preference, retention (index, archived counts, timer).
+  [EMAIL_TABLES.v5, EMAIL_AUDIENCE_TABLES.v5, EMAIL_RETENTION_TABLES.v5].join("\n"),
+  // v6: checkout sessions in the last hour, for GOVERNANCE.checkout_limit_per_hour.
+  CHECKOUT_LIMIT_TABLES.v6,
+  // v7: the overview's rollup state (an upgraded object pushes its rollup once) and
+  // one-time portal links.
+  [ROLLUP_TABLES.v7, PORTAL_TABLES.v7].join("\n"),
+  // v8: holds for requests billed from their response, and client Idempotency-Keys.
+  [HOLD_TABLES.v8, IDEMPOTENCY_TABLES.v8].join("\n"),
+  // v9: auto top-up settings and top-ups.
+  AUTO_TOPUP_TABLES.v9,
+  // v10: bounded state: old settled Stripe reports deleted (their sums kept), old usage buckets
+  // folded into a carried-forward row, Stripe event ids pruned by an index (timers and indexes).
+  [REPORT_RETENTION_TABLES.v10, USAGE_RETENTION_TABLES.v10, STRIPE_EVENT_TABLES.v10].join("\n"),
+  // v11: when a key's cap began counting (refunds of charges made before give no room back).
+  KEY_TABLES.v11,
+  // v12: the charge journal: a plain charge writes its charge row only; the rest is folded in later.
+  JOURNAL_TABLES.v12,
+  // v13: portal sessions signed out before they expired.
+  ENDED_SESSION_TABLES.v1,
+  // v14: refunds one by one, disputes by Stripe's status (freeze, take back, give back), and per
+  // grant the micro-cents under open disputes (frozen = min(remaining, disputed)).
+  // Payments that credited nothing, for the admin API.
+  [DISPUTE_TABLES.v14, GRANT_TABLES.v14, IGNORED_PAYMENT_TABLES.v14].join("\n"),
+  // v15: auto top-up's rate limits and the card's own PaymentIntent; transactional notices. Auto
+  // top-up that charged the default card or has threshold >= amount is paused, the customer told once.
+  [NOTICE_TABLES.v14, AUTO_TOPUP_TABLES.v14].join("\n"),
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Whether this object holds an account at all (a made-up customer id leaves no storage behind). */
+export function hasSchema(sql: SqlStorage): boolean {
+  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length > 0;
+}
+
+export function schemaVersion(sql: SqlStorage): number {
+  const table = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray();
+  if (!table.length) return 0;
+  return (sql.exec("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version as number | undefined) ?? 0;
+}
+
+/** Brings the database to SCHEMA_VERSION; returns the version it started from. */
+export function migrate(storage: DurableObjectStorage): number {
+  const sql = storage.sql;
+  const from = schemaVersion(sql);
+  for (let version = from + 1; version <= SCHEMA_VERSION; version++) {
+    storage.transactionSync(() => {
+      sql.exec(MIGRATIONS[version - 1]!);
+      sql.exec("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
+      sql.exec(
+        `INSERT INTO schema_version (id, version, migrated_at) VALUES (1, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, migrated_at = excluded.migrated_at`,
+        version,
+        Date.now(),
+      );
+    });
+  }
+  return from;
+}

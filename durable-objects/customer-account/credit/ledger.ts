@@ -1,0 +1,180 @@
+import { formatCents } from "../../../src/lib/money";
+import type { AccountRow, AccountStore } from "../core/account";
+
+export const LEDGER_TABLES = {
+  v3: `ALTER TABLE ledger ADD COLUMN grant_id TEXT;`,
+  v1: `
+CREATE TABLE IF NOT EXISTS ledger (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  meter TEXT,
+  bucket INTEGER,
+  amount INTEGER NOT NULL,
+  count INTEGER NOT NULL DEFAULT 1,
+  reference TEXT UNIQUE,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_aggregate ON ledger(kind, meter, bucket) WHERE kind IN ('usage', 'refund');`,
+};
+
+/**
+ * grant: new credit; void/expiry: what a grant still held when closed; clawback: a refunded or
+ * lost-dispute top-up taken back; clawback_reversal: what a clawback took, given back (the refund
+ * failed, the lost dispute's funds were reinstated); deduction: credit removed by the operator; stripe_sync: the
+ * difference Stripe's balance implied; note: a step that moves no money (freeze, release,
+ * report retry or resolve), kept for the record. (`topup` entries predate grants.)
+ */
+export type EntryKind = "grant" | "topup" | "void" | "expiry" | "clawback" | "clawback_reversal" | "deduction" | "stripe_sync" | "note";
+
+export interface UsageEntry {
+  meter: string;
+  bucket: number;
+  /** Micro-cents: < 0 with count 1 is a charge, > 0 with count -1 is its refund. */
+  amount: number;
+  count: number;
+  now: number;
+}
+
+/** The start of the usage bucket `now` falls in (usage is aggregated per meter per bucket). */
+export function bucketOf(now: number, bucketSeconds: number): number {
+  const size = bucketSeconds * 1000;
+  return Math.floor(now / size) * size;
+}
+
+/**
+ * Every credit and debit, and the balance that is always their sum. Usage and refunds are
+ * aggregated per meter per bucket, so storage grows with meters × time, not with requests.
+ * Each write moves the balance in the same statement batch; callers wrap it in a transaction.
+ */
+export class Ledger {
+  /** Usage summed per row while deferring (journaled charges), written by flush(). */
+  private readonly pending = new Map<string, { kind: string; meter: string; bucket: number; amount: number; count: number; now: number }>();
+  private deferring = false;
+  /** Runs before any write goes through: the room folds the journal first (journal.ts). */
+  beforeWrite: () => void = () => {};
+
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly account: AccountStore,
+  ) {}
+
+  /** A charge or a refund; `alsoSet` lets the caller update other account fields in the same write. */
+  usage(entry: UsageEntry, alsoSet: Partial<AccountRow> = {}): void {
+    // Charges (and free requests) are usage; money given back (a refund, a hold's unused part) is refund.
+    const kind = entry.amount < 0 || (entry.amount === 0 && entry.count > 0) ? "usage" : "refund";
+    if (this.deferring) {
+      const id = `${kind}\n${entry.meter}\n${entry.bucket}`;
+      const row = this.pending.get(id);
+      if (row) {
+        row.amount += entry.amount;
+        row.count += Math.abs(entry.count);
+        row.now = entry.now;
+      } else this.pending.set(id, { kind, meter: entry.meter, bucket: entry.bucket, amount: entry.amount, count: Math.abs(entry.count), now: entry.now });
+    } else {
+      this.beforeWrite();
+      this.upsertUsage(kind, entry.meter, entry.bucket, entry.amount, Math.abs(entry.count), entry.now);
+    }
+    this.account.set({ ...alsoSet, balance: this.account.row.balance + entry.amount });
+  }
+
+  /** While on, usage is summed in memory until flush(). */
+  defer(on: boolean): void {
+    this.deferring = on;
+  }
+
+  /** Writes each kept-back usage row's sum once. */
+  flush(): void {
+    for (const row of this.pending.values()) this.upsertUsage(row.kind, row.meter, row.bucket, row.amount, row.count, row.now);
+    this.pending.clear();
+  }
+
+  /** Forgets what was kept back (the room reloads from SQLite and replays the journal). */
+  reset(): void {
+    this.pending.clear();
+    this.deferring = false;
+  }
+
+  private upsertUsage(kind: string, meter: string, bucket: number, amount: number, count: number, now: number): void {
+    this.sql.exec(
+      `INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (kind, meter, bucket) WHERE kind IN ('usage', 'refund')
+       DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count, updated_at = excluded.updated_at`,
+      kind,
+      meter,
+      bucket,
+      amount,
+      count,
+      now,
+      now,
+    );
+  }
+
+  /** A single entry (grant, void, clawback, Stripe sync, …); returns its id. */
+  entry(
+    input: { kind: EntryKind; amount: number; reference?: string | null; reason: string; now: number; grant?: string | null },
+    alsoSet: Partial<AccountRow> = {},
+  ): number {
+    this.beforeWrite();
+    const id = this.sql
+      .exec(
+        "INSERT INTO ledger (kind, amount, count, reference, reason, grant_id, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?) RETURNING id",
+        input.kind,
+        input.amount,
+        input.reference ?? null,
+        input.reason,
+        input.grant ?? null,
+        input.now,
+        input.now,
+      )
+      .one().id as number;
+    this.account.set({ ...alsoSet, balance: this.account.row.balance + input.amount });
+    return id;
+  }
+
+  byReference(reference: string): { id: number; amount: number } | undefined {
+    return this.sql.exec("SELECT id, amount FROM ledger WHERE reference = ?", reference).toArray()[0] as
+      | { id: number; amount: number }
+      | undefined;
+  }
+
+  sum(): number {
+    return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger").one().s as number;
+  }
+
+  rows(): number {
+    return this.sql.exec("SELECT COUNT(*) AS n FROM ledger").one().n as number;
+  }
+
+  page(before: number | undefined, limit: number) {
+    const rows = this.sql
+      .exec(
+        "SELECT id, kind, meter, bucket, amount, count, reference, reason, grant_id, created_at, updated_at FROM ledger WHERE id < ? ORDER BY id DESC LIMIT ?",
+        before ?? Number.MAX_SAFE_INTEGER,
+        limit + 1,
+      )
+      .toArray();
+    const entries: Record<string, SqlStorageValue>[] = rows.slice(0, limit).map((r) => ({ ...r, amount_exact_cents: formatCents(r.amount as number) }));
+    return { entries, next_cursor: rows.length > limit ? (entries.at(-1)!.id as number) : null };
+  }
+
+  /** Requests and charges per meter since a bucket start. */
+  usageSince(bucket: number) {
+    return this.sql
+      .exec(
+        `SELECT meter, SUM(CASE WHEN kind = 'usage' THEN count ELSE -count END) AS requests, -SUM(amount) AS micros
+         FROM ledger WHERE kind IN ('usage', 'refund') AND bucket >= ? GROUP BY meter ORDER BY meter`,
+        bucket,
+      )
+      .toArray()
+      .map((r) => ({ meter: r.meter, requests: r.requests, charged_cents: formatCents(r.micros as number) }));
+  }
+
+  summaryByKind() {
+    return this.sql
+      .exec("SELECT kind, COUNT(*) AS entries, SUM(amount) AS micros, SUM(count) AS count FROM ledger GROUP BY kind ORDER BY kind")
+      .toArray()
+      .map((r) => ({ kind: r.kind, entries: r.entries, count: r.count, total_cents: formatCents(r.micros as number) }));
+  }
+}

@@ -1,0 +1,79 @@
+import type { Config } from "../../../src/lib/config";
+import type { DirectorySnapshot } from "../../../src/lib/customer";
+import type { AccountStore } from "../core/account";
+import type { CohortStore } from "../cohorts/cohorts";
+import type { EmailLog } from "../cohorts/emails";
+import type { StripeReports } from "../stripe/reports";
+import type { Timers } from "../core/timers";
+
+export const DIRECTORY_TIMER = "directory";
+
+/**
+ * Keeps the one Directory object's view of this customer (profile, cohorts, when the cron is
+ * next due) current. Pushed from the object's alarm, only when one of those changes: never per
+ * request.
+ */
+export class DirectorySync {
+  constructor(
+    private readonly deps: {
+      env: Env;
+      timers: Timers;
+      config: () => Config;
+      account: AccountStore;
+      cohorts: CohortStore;
+      emails: EmailLog;
+      reports: StripeReports;
+      /** Other work the cron should come for (credit expiring), or null. */
+      otherWorkAt: () => number | null;
+    },
+  ) {}
+
+  /** Pushes a snapshot soon (from the alarm), outside the caller's transaction. */
+  schedule(): void {
+    this.deps.timers.at(DIRECTORY_TIMER, Date.now());
+  }
+
+  /** When the cron should next visit this customer, or null when there is nothing to do. */
+  nextDueAt(now: number): number | null {
+    const { config, reports, cohorts, emails, otherWorkAt } = this.deps;
+    const times: number[] = [];
+    const other = otherWorkAt();
+    if (other !== null) times.push(other);
+    if (config().stripeEnabled) {
+      if (reports.hasWorkNow(now)) times.push(now);
+      const retry = reports.nextAttemptAt();
+      if (retry !== null) times.push(retry);
+    }
+    for (const [cohort, m] of cohorts.current) {
+      const at = emails.plan(cohort, m)?.at;
+      if (at !== undefined) times.push(at);
+    }
+    return times.length ? Math.min(...times) : null;
+  }
+
+  async push(): Promise<void> {
+    const { account, cohorts, env } = this.deps;
+    if (!account.exists) return;
+    const a = account.row;
+    const seq = a.directory_seq + 1;
+    const dueAt = this.nextDueAt(Date.now());
+    account.set({ directory_seq: seq });
+    const snapshot: DirectorySnapshot = {
+      customerId: a.customer_id,
+      email: a.email,
+      name: a.name,
+      deleted: a.deleted_at !== null,
+      cohorts: [...cohorts.current.entries()].map(([cohort, m]) => ({ cohort, entered_at: m.entered_at })),
+      dueAt,
+      seq,
+    };
+    await env.DIRECTORY.get(env.DIRECTORY.idFromName("global")).sync(snapshot);
+    // Recorded only once the directory has it: until then requests keep asking for a sync.
+    if (account.row.directory_seq !== seq) return;
+    account.set({ directory_due_at: dueAt });
+    // Requests charged during the call saw the old due time and asked for nothing: if they made
+    // the cron due sooner than the directory now says, push again.
+    const again = this.nextDueAt(Date.now());
+    if (again !== null && (dueAt === null || again < dueAt)) this.schedule();
+  }
+}

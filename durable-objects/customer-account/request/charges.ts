@@ -1,0 +1,82 @@
+import type { Plan } from "../../../src/lib/customer";
+import type { Receipt } from "../credit/grants";
+
+export const CHARGE_TABLES = {
+  v3: `
+CREATE TABLE IF NOT EXISTS charges (
+  request_id TEXT PRIMARY KEY,
+  meter TEXT NOT NULL,
+  bucket INTEGER NOT NULL,
+  plan TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  receipt TEXT NOT NULL,
+  key_id TEXT,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  refunded_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS charges_created ON charges(created_at);
+CREATE INDEX IF NOT EXISTS charges_refunded ON charges(refunded_at) WHERE refunded_at IS NOT NULL;`,
+};
+
+export interface ChargeRow {
+  request_id: string;
+  meter: string;
+  bucket: number;
+  plan: Plan;
+  amount: number;
+  receipt: Receipt;
+  key_id: string | null;
+  status: "charged" | "refunded";
+  created_at: number;
+  refunded_at: number | null;
+}
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * Recent charges by the gateway's request id: a retried authorize (its reply lost) replays the
+ * first result instead of charging again, and a refund is applied at most once, exactly where the
+ * money came from. Rows live as long as a refund can still come (the origin timeout plus a
+ * margin), and refunded rows an hour, for the refund limit.
+ */
+export class ChargeLog {
+  constructor(private readonly sql: SqlStorage) {}
+
+  get(requestId: string): ChargeRow | undefined {
+    const row = this.sql.exec("SELECT * FROM charges WHERE request_id = ?", requestId).toArray()[0];
+    return row ? ({ ...row, receipt: JSON.parse(row.receipt as string) } as unknown as ChargeRow) : undefined;
+  }
+
+  /** `journal`: the charge's place in the journal (journal.ts); a charge written with its effects has none. */
+  insert(row: Omit<ChargeRow, "status" | "refunded_at">, journal: { seq: number; pendingUsage: number } | null = null): void {
+    this.sql.exec(
+      "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, seq, pending_usage) VALUES (?, ?, ?, ?, ?, ?, ?, 'charged', ?, ?, ?)",
+      row.request_id,
+      row.meter,
+      row.bucket,
+      row.plan,
+      row.amount,
+      JSON.stringify(row.receipt),
+      row.key_id,
+      row.created_at,
+      journal?.seq ?? null,
+      journal?.pendingUsage ?? 0,
+    );
+  }
+
+  markRefunded(requestId: string, now: number): void {
+    this.sql.exec("UPDATE charges SET status = 'refunded', refunded_at = ? WHERE request_id = ?", now, requestId);
+  }
+
+  refundsSince(since: number): number {
+    return this.sql.exec("SELECT COUNT(*) AS n FROM charges WHERE refunded_at > ?", since).one().n as number;
+  }
+
+  /** Deletes what can no longer be refunded or counted; returns whether rows are left. */
+  prune(now: number, keepChargedMs: number): boolean {
+    this.sql.exec("DELETE FROM charges WHERE status = 'charged' AND created_at < ?", now - keepChargedMs);
+    this.sql.exec("DELETE FROM charges WHERE status = 'refunded' AND refunded_at < ?", now - HOUR_MS);
+    return this.sql.exec("SELECT 1 FROM charges LIMIT 1").toArray().length > 0;
+  }
+}

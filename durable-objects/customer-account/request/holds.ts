@@ -1,0 +1,162 @@
+import type { Plan } from "../../../src/lib/customer";
+import type { Receipt } from "../credit/grants";
+
+export const HOLD_TABLES = {
+  v8: `
+CREATE TABLE IF NOT EXISTS holds (
+  request_id TEXT PRIMARY KEY,
+  meter TEXT NOT NULL,
+  bucket INTEGER NOT NULL,
+  plan TEXT NOT NULL,
+  key_id TEXT,
+  unit_price INTEGER NOT NULL,
+  held_units INTEGER NOT NULL,
+  receipt TEXT NOT NULL,
+  on_missing TEXT NOT NULL,
+  status TEXT NOT NULL,
+  units INTEGER,
+  charged INTEGER,
+  over_hold INTEGER NOT NULL DEFAULT 0,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  settled_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS holds_open ON holds(expires_at) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS holds_settled ON holds(settled_at) WHERE status = 'settled';
+CREATE TABLE IF NOT EXISTS over_hold (meter TEXT NOT NULL, bucket INTEGER NOT NULL, units INTEGER NOT NULL, requests INTEGER NOT NULL, PRIMARY KEY (meter, bucket));`,
+};
+
+export const HOLDS_TIMER = "holds";
+/** A hold whose request is silent this long past the origin timeout is released by the alarm. */
+export const HOLD_MARGIN_MS = 60_000;
+/** Settled holds stay this long, so the admin API can show what a request was charged. */
+const SETTLED_KEPT_MS = 24 * 3_600_000;
+
+export interface HoldRow {
+  request_id: string;
+  meter: string;
+  bucket: number;
+  plan: Plan;
+  key_id: string | null;
+  unit_price: number;
+  held_units: number;
+  receipt: Receipt;
+  on_missing: "hold" | "zero";
+  status: "open" | "settled";
+  units: number | null;
+  charged: number | null;
+  over_hold: number;
+  reason: string | null;
+  created_at: number;
+  expires_at: number;
+  settled_at: number | null;
+}
+
+export type SettleReason = "completed" | "cut_off" | "client_gone" | "units_missing" | "origin_failed" | "refunded" | "expired";
+
+/**
+ * What a response-metered request is charged, with no I/O: every unit the response reports, past
+ * the hold too (`overHold` of them, charged on top: into debt if credit is short). Without
+ * readable units the meter's on_missing_units applies, except to a hold the alarm found
+ * abandoned (`expired`: the gateway lost track of a response it forwarded), which is charged as held.
+ */
+export function settlement(hold: { heldUnits: number; unitPrice: number; onMissing: "hold" | "zero" }, units: number | null, reason: SettleReason) {
+  const chargedUnits = units ?? (hold.onMissing === "hold" || reason === "expired" ? hold.heldUnits : 0);
+  const overHold = Math.max(0, chargedUnits - hold.heldUnits);
+  return {
+    chargedUnits,
+    overHold,
+    charged: chargedUnits * hold.unitPrice,
+    released: Math.max(0, hold.heldUnits - chargedUnits) * hold.unitPrice,
+    extra: overHold * hold.unitPrice,
+  };
+}
+
+/**
+ * Holds for requests billed from their response: the most a request may cost is reserved (drained
+ * from the grants like a charge) before it is forwarded, extended in steps while a stream runs,
+ * and settled when the response ends: the units read, within the hold, are charged; the rest goes
+ * back, in the same ledger bucket. A hold whose request never settles is released by the alarm.
+ */
+export class Holds {
+  constructor(private readonly sql: SqlStorage) {}
+
+  get(requestId: string): HoldRow | undefined {
+    const row = this.sql.exec("SELECT * FROM holds WHERE request_id = ?", requestId).toArray()[0];
+    return row ? ({ ...row, receipt: JSON.parse(row.receipt as string) } as unknown as HoldRow) : undefined;
+  }
+
+  insert(row: Omit<HoldRow, "status" | "units" | "charged" | "over_hold" | "reason" | "settled_at">): void {
+    this.sql.exec(
+      `INSERT INTO holds (request_id, meter, bucket, plan, key_id, unit_price, held_units, receipt, on_missing, status, created_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)`,
+      row.request_id,
+      row.meter,
+      row.bucket,
+      row.plan,
+      row.key_id,
+      row.unit_price,
+      row.held_units,
+      JSON.stringify(row.receipt),
+      row.on_missing,
+      row.created_at,
+      row.expires_at,
+    );
+  }
+
+  /** An open hold whose response is still arriving: the alarm leaves it alone until `expiresAt`. */
+  kept(requestId: string, expiresAt: number): void {
+    this.sql.exec("UPDATE holds SET expires_at = ? WHERE request_id = ? AND status = 'open'", expiresAt, requestId);
+  }
+
+  extended(requestId: string, heldUnits: number, receipt: Receipt, expiresAt: number): void {
+    this.sql.exec("UPDATE holds SET held_units = ?, receipt = ?, expires_at = ? WHERE request_id = ?", heldUnits, JSON.stringify(receipt), expiresAt, requestId);
+  }
+
+  settled(requestId: string, fields: { units: number | null; charged: number; overHold: number; reason: SettleReason; now: number }): void {
+    this.sql.exec(
+      "UPDATE holds SET status = 'settled', units = ?, charged = ?, over_hold = ?, reason = ?, settled_at = ? WHERE request_id = ?",
+      fields.units,
+      fields.charged,
+      fields.overHold,
+      fields.reason,
+      fields.now,
+      requestId,
+    );
+  }
+
+  recordOverHold(meter: string, bucket: number, units: number): void {
+    this.sql.exec(
+      `INSERT INTO over_hold (meter, bucket, units, requests) VALUES (?, ?, ?, 1)
+       ON CONFLICT (meter, bucket) DO UPDATE SET units = units + excluded.units, requests = requests + 1`,
+      meter,
+      bucket,
+      units,
+    );
+  }
+
+  overHoldSince(bucket: number) {
+    return this.sql.exec("SELECT meter, SUM(units) AS units, SUM(requests) AS requests FROM over_hold WHERE bucket >= ? GROUP BY meter ORDER BY meter", bucket).toArray();
+  }
+
+  refundsSince(since: number): number {
+    return this.sql.exec("SELECT COUNT(*) AS n FROM holds WHERE status = 'settled' AND reason = 'refunded' AND settled_at > ?", since).one().n as number;
+  }
+
+  openExpired(now: number): string[] {
+    return this.sql.exec("SELECT request_id FROM holds WHERE status = 'open' AND expires_at <= ?", now).toArray().map((r) => r.request_id as string);
+  }
+
+  /** Drops settled holds past their keeping time; returns the next time the timer is needed, or null. */
+  prune(now: number): number | null {
+    this.sql.exec("DELETE FROM holds WHERE status = 'settled' AND settled_at < ?", now - SETTLED_KEPT_MS);
+    const next = this.sql
+      .exec(
+        "SELECT MIN(t) AS t FROM (SELECT MIN(expires_at) AS t FROM holds WHERE status = 'open' UNION ALL SELECT MIN(settled_at) + ? AS t FROM holds WHERE status = 'settled')",
+        SETTLED_KEPT_MS,
+      )
+      .one().t as number | null;
+    return next;
+  }
+}

@@ -1,0 +1,96 @@
+import type { Config } from "../../../src/lib/config";
+import type { Timers } from "../core/timers";
+
+export const USAGE_RETENTION_TIMER = "usage_retention";
+
+/** The bucket of the carried-forward row: before every real bucket, so no time window ever reads it. */
+export const CARRIED_BUCKET = 0;
+
+export const USAGE_RETENTION_TABLES = {
+  // Usage buckets by age. The timer row makes an upgraded object fold its old buckets once.
+  v10: `CREATE INDEX IF NOT EXISTS ledger_usage_bucket ON ledger(bucket) WHERE kind IN ('usage', 'refund');
+INSERT INTO timers (name, due_at) VALUES ('${USAGE_RETENTION_TIMER}', 0) ON CONFLICT (name) DO NOTHING;`,
+};
+
+const BATCH = 500;
+/**
+ * The oldest usage buckets. INDEXED BY: without statistics SQLite would rather walk every usage
+ * row of ledger_aggregate and sort. Exported so a test can show its query plan.
+ */
+export const OLD_USAGE_BUCKETS = `SELECT id, kind, meter, bucket, amount, count, created_at, updated_at FROM ledger INDEXED BY ledger_usage_bucket
+  WHERE kind IN ('usage', 'refund') AND bucket > ? AND bucket < ? ORDER BY bucket LIMIT ?`;
+const DAY_MS = 86_400_000;
+
+/**
+ * Usage and refund rows (one per meter per bucket) older than `PRICING.usage_retention_days` are
+ * folded, from a timer, into one carried-forward row per kind and meter (bucket 0). Amounts move
+ * between ledger rows in one synchronous step, so the ledger's sum (the balance), the request
+ * counts and the totals per kind stay exactly what they were; only the per-bucket detail of old
+ * buckets goes. Every other ledger entry (grants, clawbacks, notes…) is kept: it is one row per
+ * money event, not per unit of time.
+ */
+export class UsageRetention {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly timers: Timers,
+    private readonly config: () => Config,
+  ) {}
+
+  private get retentionMs(): number {
+    return this.config().PRICING.usage_retention_days * DAY_MS;
+  }
+
+  /** The timer's handler: folds one batch of old buckets; sets the timer for the next. Returns rows folded. */
+  fold(now: number): number {
+    const retentionMs = this.retentionMs;
+    const rows = this.sql.exec(OLD_USAGE_BUCKETS, CARRIED_BUCKET, now - retentionMs, BATCH).toArray();
+    const carried = new Map<string, { kind: string; meter: string; amount: number; count: number; from: number; to: number; through: number }>();
+    for (const r of rows) {
+      const key = `${r.kind}\u0000${r.meter}`;
+      const c = carried.get(key) ?? { kind: r.kind as string, meter: r.meter as string, amount: 0, count: 0, from: Infinity, to: 0, through: 0 };
+      c.amount += r.amount as number;
+      c.count += r.count as number;
+      c.from = Math.min(c.from, r.created_at as number);
+      c.to = Math.max(c.to, r.updated_at as number);
+      c.through = Math.max(c.through, r.bucket as number);
+      carried.set(key, c);
+    }
+    for (const c of carried.values()) {
+      this.sql.exec(
+        `INSERT INTO ledger (kind, meter, bucket, amount, count, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (kind, meter, bucket) WHERE kind IN ('usage', 'refund')
+         DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count, reason = excluded.reason,
+           created_at = MIN(created_at, excluded.created_at), updated_at = MAX(updated_at, excluded.updated_at)`,
+        c.kind,
+        c.meter,
+        CARRIED_BUCKET,
+        c.amount,
+        c.count,
+        `carried forward: ${c.kind} of buckets up to ${new Date(c.through).toISOString()}`,
+        c.from,
+        c.to,
+      );
+    }
+    if (rows.length) this.sql.exec("DELETE FROM ledger WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(rows.map((r) => r.id)));
+    this.timers.set(USAGE_RETENTION_TIMER, rows.length === BATCH ? now + 1_000 : this.nextAt(now));
+    return rows.length;
+  }
+
+  /** When the oldest bucket is due to fold, or null with no buckets. */
+  private nextAt(now: number): number | null {
+    const oldest = this.sql.exec("SELECT MIN(bucket) AS b FROM ledger INDEXED BY ledger_usage_bucket WHERE kind IN ('usage', 'refund') AND bucket > ?", CARRIED_BUCKET).one().b as
+      | number
+      | null;
+    return oldest === null ? null : Math.max(oldest + this.retentionMs, now + 1_000);
+  }
+
+  /**
+   * Usage rows are written on the request path, which arms no timer for this; after each alarm
+   * run the timer is set again if it is not (one indexed lookup, only while it is unset).
+   */
+  keepArmed(now: number): void {
+    if (this.timers.dueAt(USAGE_RETENTION_TIMER) !== null) return;
+    const at = this.nextAt(now);
+    if (at !== null) this.timers.set(USAGE_RETENTION_TIMER, at);
+  }
+}

@@ -1,0 +1,179 @@
+import type Stripe from "stripe";
+import { MICROS_PER_CENT } from "../../../src/lib/money";
+import { applyPaymentIntentEvent } from "../auto-topup/charge";
+import { applyDispute, applyRefund, type ChargeRefunds } from "../credit/clawbacks";
+import { createGrant } from "../credit/credits";
+import { recordIgnoredPayment } from "../credit/ignored-payments";
+import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
+import type { Room } from "../core/context";
+
+export type EventStatus = "applied" | "duplicate" | "ignored";
+
+/** The Stripe work (sending reports, reconciling) runs from this timer, under the object's lock. */
+export const STRIPE_TIMER = "stripe";
+
+/**
+ * What Stripe's balance should read given what the edge knows (cents): the edge balance plus
+ * usage not yet reported is what Stripe should have been told; credit reports Stripe refused and
+ * reports not sent yet are the difference. Null when the edge cannot tell (sub-cent state).
+ */
+export function expectedStripeBalance(input: { balanceMicros: number; pendingUsageMicros: number; failedCents: number; unsentCents: number }): number | null {
+  const told = input.balanceMicros + input.pendingUsageMicros;
+  if (told % MICROS_PER_CENT !== 0) return null;
+  return -told / MICROS_PER_CENT - input.failedCents - input.unsentCents;
+}
+
+/**
+ * Applies one verified Stripe event, synchronously: the webhook is answered as soon as the event
+ * is recorded here. Nothing in this step calls Stripe; what needs Stripe (reconciling a balance
+ * change, sending the reports a top-up queued) is left to the `stripe` timer, which runs under
+ * the lock and respects each report's backoff. Duplicates are acknowledged and ignored.
+ */
+export function applyStripeEvent(room: Room, customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): EventStatus {
+  room.ensure(customerId);
+  if (room.stripeEvents.seen(event.id)) return "duplicate";
+  const status = room.atomically(() => {
+    const status = apply(room, customerId, event, refunds);
+    room.stripeEvents.record(event.id, event.type, Date.now());
+    return status;
+  });
+  room.directory.schedule();
+  return status;
+}
+
+function apply(room: Room, customerId: string, event: Stripe.Event, refunds: ChargeRefunds | undefined): "applied" | "ignored" {
+  const now = Date.now();
+  switch (event.type) {
+    case "customer.created":
+    case "customer.updated": {
+      const customer = event.data.object;
+      if (event.created >= room.account.row.profile_event_at) {
+        const previous = (event.data.previous_attributes as { metadata?: Record<string, string> } | undefined)?.metadata;
+        upsertProfile(room, customerId, profileFromStripe(customer, previous));
+        room.account.set({ profile_event_at: event.created, ...(customer.currency ? { stripe_currency: customer.currency } : {}) });
+      }
+      const balanceChanged =
+        event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
+      // Our own balance transactions come back as customer.updated: when the new balance is what
+      // the edge already expects, there is nothing to fetch.
+      if (balanceChanged && customer.balance !== expectedStripeBalanceNow(room)) {
+        room.account.set({ reconcile_needed: 1 });
+        room.timers.at(STRIPE_TIMER, now);
+      }
+      return "applied";
+    }
+    case "customer.deleted":
+      markDeleted(room);
+      return "applied";
+    case "checkout.session.completed":
+    case "checkout.session.async_payment_succeeded": {
+      const session = event.data.object;
+      if (session.payment_status !== "paid") return "ignored";
+      const ignore = (reason: string) => {
+        recordIgnoredPayment(room.sql, { event_id: event.id, object_id: session.id, amount: session.amount_total, currency: session.currency, reason }, now);
+        return "ignored" as const;
+      };
+      // Only top-ups this gateway created: other payments on the account are not API credit.
+      const credit = Number(session.metadata?.payg_credit_cents);
+      if (session.mode !== "payment") return ignore(`a ${session.mode}-mode session is not a top-up`);
+      if (!Number.isSafeInteger(credit) || credit <= 0) return ignore("no valid payg_credit_cents metadata: not a top-up this gateway created");
+      if (session.currency !== room.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${room.config.PRICING.currency}`);
+      if (session.amount_total !== credit) return ignore(`paid ${session.amount_total}, its payg_credit_cents say ${credit}`);
+      const paymentIntent = idOf(session.payment_intent);
+      // A refund or dispute that arrived first is applied as it lands: that starts no top-up.
+      const result = room.autoTopUp.quietly(() =>
+        createGrant(room, {
+          customerId,
+          amountCents: credit,
+          reason: `Stripe Checkout ${session.id}`,
+          reference: `checkout_${session.id}`,
+          source: "checkout",
+          paymentIntent,
+        }),
+      );
+      if (result.status === "balance_limit") return ignore("the balance would pass the largest the gateway holds; refund it");
+      if (result.status === "conflict") return ignore(`a grant checkout_${session.id} with other terms exists`);
+      room.timers.at(STRIPE_TIMER, now);
+      return "applied";
+    }
+    case "payment_intent.succeeded":
+    case "payment_intent.payment_failed":
+      return afterCredit(room, applyPaymentIntentEvent(room, event, now), now);
+    case "charge.refunded":
+    case "charge.refund.updated":
+    case "refund.created":
+    case "refund.updated":
+    case "refund.failed": {
+      // The route lists the charge's refunds with every refund event (see ChargeRefunds).
+      if (!refunds) return "ignored";
+      // A refund leaving the auto top-up card pauses it; a refund's later updates (failed, say) do not.
+      const reason = event.type === "charge.refunded" || event.type === "refund.created" ? "refund" : null;
+      const payment = { paymentIntent: refunds.payment_intent, paymentMethod: refunds.payment_method };
+      return afterCredit(room, clawback(room, reason, payment, now, () => applyRefund(room, refunds, now)), now);
+    }
+    case "charge.dispute.created":
+    case "charge.dispute.updated":
+    case "charge.dispute.closed":
+    case "charge.dispute.funds_withdrawn":
+    case "charge.dispute.funds_reinstated": {
+      const dispute = event.data.object;
+      // A chargeback (opened as one, or an inquiry whose funds were then withdrawn) or a lost
+      // dispute pauses auto top-up, once each; an inquiry, updates and wins pause nothing.
+      const pauses =
+        (event.type === "charge.dispute.created" && !dispute.status.startsWith("warning_")) ||
+        event.type === "charge.dispute.funds_withdrawn" ||
+        (event.type === "charge.dispute.closed" && dispute.status === "lost");
+      const payment = { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null };
+      return afterCredit(room, clawback(room, pauses ? "dispute" : null, payment, now, () => applyDispute(room, dispute, event, now)), now);
+    }
+    case "invoice.paid":
+    case "invoice.payment_failed":
+    case "invoice.voided":
+    case "invoice.marked_uncollectible":
+      room.invoices.record(event.data.object.id!, event.type, now);
+      room.changed();
+      return "applied";
+    default:
+      return "ignored";
+  }
+}
+
+/**
+ * A refund or dispute step (clawbacks.ts): when the payment was made with the auto top-up card,
+ * auto top-up pauses first; whatever the card, the step starts no top-up (the next debit may).
+ */
+function clawback(
+  room: Room,
+  reason: "refund" | "dispute" | null,
+  payment: { paymentIntent: string | null; paymentMethod: string | null },
+  now: number,
+  apply: () => "applied" | "ignored",
+): "applied" | "ignored" {
+  const paused = reason !== null && room.autoTopUp.paymentReversed(reason, payment, now);
+  return room.autoTopUp.quietly(() => {
+    const status = apply();
+    // The pause moves the customer's auto top-up cohort even when nothing was taken back.
+    if (paused) room.changed(now);
+    return paused ? "applied" : status;
+  });
+}
+
+function idOf(value: string | { id: string } | null | undefined): string | null {
+  return typeof value === "string" ? value : (value?.id ?? null);
+}
+
+/** A clawback queues a report: the stripe timer sends it. */
+function afterCredit(room: Room, status: "applied" | "ignored", now: number): "applied" | "ignored" {
+  if (status === "applied") room.timers.at(STRIPE_TIMER, now);
+  return status;
+}
+
+export function expectedStripeBalanceNow(room: Room): number | null {
+  const a = room.account.row;
+  return expectedStripeBalance({
+    balanceMicros: a.balance,
+    pendingUsageMicros: a.pending_usage,
+    failedCents: room.reports.failedBalanceCents(),
+    unsentCents: room.reports.unsentBalanceCents(),
+  });
+}

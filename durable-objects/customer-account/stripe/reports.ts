@@ -1,0 +1,436 @@
+import type Stripe from "stripe";
+import { meterByName, type Config } from "../../../src/lib/config";
+import { newId } from "../../../src/lib/api-key-format";
+import { log } from "../../../src/lib/log";
+import { MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT, formatCents } from "../../../src/lib/money";
+import { describeError, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
+import type { Plan } from "../../../src/lib/customer";
+import type { AccountRow, AccountStore } from "../core/account";
+import type { WebhookOutbox } from "../notify/provider-webhooks";
+import { ReportRetention } from "../retention/reports";
+import { backoffMs } from "../core/backoff";
+import type { Timers } from "../core/timers";
+
+export const REPORT_TABLES = {
+  v1: `
+CREATE TABLE IF NOT EXISTS meter_pending (meter TEXT PRIMARY KEY, quantity INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS reports (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  report_id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  meter TEXT,
+  event_name TEXT,
+  event_timestamp INTEGER,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  verify INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  last_error TEXT,
+  stripe_id TEXT,
+  created_at INTEGER NOT NULL,
+  sent_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS reports_status ON reports(status, seq);`,
+};
+
+const MAX_ATTEMPTS = 20;
+/** Stripe keeps idempotency keys at least 24 hours; past this age a retry is verified first. */
+const IDEMPOTENCY_SAFE_MS = 23 * 3_600_000;
+
+export interface ReportRow {
+  seq: number;
+  report_id: string;
+  kind: ReportKind;
+  idempotency_key: string;
+  amount: number;
+  meter: string | null;
+  event_name: string | null;
+  event_timestamp: number | null;
+  /** resolved: an operator settled a failed report by hand at Stripe. */
+  status: "pending" | "sent" | "failed" | "resolved";
+  attempts: number;
+  verify: number;
+  next_attempt_at: number | null;
+  last_error: string | null;
+  stripe_id: string | null;
+  created_at: number;
+  sent_at: number | null;
+}
+
+export type SendOutcome = "sent" | "failed" | "retry" | "rate_limited";
+
+/**
+ * Credit given at the edge (grant, top-up, a clawback given back) or taken away (expiry, void,
+ * clawback, deduction), usage, meter events.
+ */
+export type ReportKind = "usage_debit" | "grant" | "topup" | "expiry" | "void" | "clawback" | "clawback_reversal" | "deduction" | "meter_event";
+
+const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = {
+  usage_debit: "API usage",
+  grant: "Credit grant",
+  topup: "Credit top-up",
+  expiry: "Credit expired",
+  void: "Credit voided",
+  clawback: "Credit taken back (refund or dispute)",
+  clawback_reversal: "Credit given back (failed refund or reinstated dispute)",
+  deduction: "Credit adjustment",
+};
+
+/**
+ * How much of the unreported prepaid usage is due to Stripe now: whole cents, toward zero; the
+ * sub-cent remainder waits for the next report.
+ */
+export function dueToStripe(pendingUsageMicros: number): { cents: number; remainderMicros: number } {
+  const cents = Math.trunc(pendingUsageMicros / MICROS_PER_CENT);
+  return { cents, remainderMicros: pendingUsageMicros - cents * MICROS_PER_CENT };
+}
+
+/**
+ * Usage and credit reported to Stripe exactly once. Each report is a row written before any
+ * network call; its id is the idempotency key and `metadata[payg_report]`. A retry after a 5xx
+ * (Stripe replays a saved 500 forever) or past 23 hours (keys expire) first looks the
+ * transaction up, and only then sends again under a fresh key.
+ */
+export class StripeReports {
+  readonly retention: ReportRetention;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly config: () => Config,
+    private readonly account: AccountStore,
+    private readonly outbox: Pick<WebhookOutbox, "emit">,
+    timers: Timers,
+  ) {
+    this.retention = new ReportRetention(sql, timers, config);
+  }
+
+  /**
+   * Unreported usage to add with a charge (amount < 0) or a refund: prepaid usage in micro-cents,
+   * post-paid usage as a meter quantity (requests, or units for a meter that reads them from the
+   * response; 0 for free requests). Returns the account fields to write in the same step.
+   */
+  accrue(plan: Plan, meter: string, amount: number, quantity: number): Partial<AccountRow> {
+    if (!this.config().stripeEnabled) return {};
+    if (plan === "prepaid") return { pending_usage: this.account.row.pending_usage - amount };
+    if (quantity !== 0) {
+      this.sql.exec(
+        `INSERT INTO meter_pending (meter, quantity) VALUES (?, ?)
+         ON CONFLICT (meter) DO UPDATE SET quantity = quantity + excluded.quantity`,
+        meter,
+        quantity,
+      );
+    }
+    return {};
+  }
+
+  /** Credit given at the edge: Stripe's balance gains the same whole cents. */
+  queueCredit(kind: "grant" | "topup", reportId: string, cents: number): void {
+    if (this.config().stripeEnabled) this.insert(kind, reportId, -cents);
+  }
+
+  /**
+   * Credit taken away at the edge (micros > 0), or a clawback given back (`clawback_reversal`,
+   * micros < 0): whole cents now, the sub-cent rest with the next usage report (as unreported
+   * usage). Returns the account fields to write in the same step.
+   */
+  queueDebit(kind: "expiry" | "void" | "clawback" | "clawback_reversal" | "deduction", reportId: string, micros: number): Partial<AccountRow> {
+    if (!this.config().stripeEnabled || micros === 0) return {};
+    const due = dueToStripe(micros);
+    if (due.cents !== 0) this.insert(kind, reportId, due.cents);
+    return due.remainderMicros !== 0 ? { pending_usage: this.account.row.pending_usage + due.remainderMicros } : {};
+  }
+
+  /** Report times are wall-clock: Stripe compares them with its own (meter event windows, key expiry). */
+  insert(kind: ReportRow["kind"], reportId: string, amount: number, meter?: { name: string; eventName: string }): void {
+    this.retention.due(Date.now());
+    this.sql.exec(
+      `INSERT INTO reports (report_id, kind, idempotency_key, amount, meter, event_name, event_timestamp, status, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (report_id) DO NOTHING`,
+      reportId,
+      kind,
+      reportId,
+      amount,
+      meter?.name ?? null,
+      meter?.eventName ?? null,
+      Math.floor(Date.now() / 1000),
+      Date.now(),
+    );
+  }
+
+  /**
+   * Moves unreported usage into report rows before any network call, so a crash loses nothing;
+   * each row within Stripe's 8 digits of minor units.
+   */
+  cut(): void {
+    const config = this.config();
+    const due = dueToStripe(this.account.row.pending_usage);
+    if (due.cents !== 0) {
+      for (let left = due.cents; left !== 0; ) {
+        const part = Math.sign(left) * Math.min(Math.abs(left), MAX_STRIPE_AMOUNT_CENTS);
+        this.insert("usage_debit", newId("payg_usage"), part);
+        left -= part;
+      }
+      this.account.set({ pending_usage: due.remainderMicros });
+    }
+    for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {
+      const meter = meterByName(config, row.meter as string);
+      const eventName = meter?.stripeEventName ?? config.PRICING.default_stripe_event_name;
+      // The customer id in the identifier lets Stripe's meter error events be traced back here.
+      const reportId = `payg_meter.${this.account.row.customer_id}.${newId("m").slice(2)}`;
+      this.insert("meter_event", reportId, row.quantity as number, { name: row.meter as string, eventName });
+      this.sql.exec("UPDATE meter_pending SET quantity = 0 WHERE meter = ?", row.meter);
+    }
+  }
+
+  /** Usage or reports for Stripe right now (whatever the plan: usage from before a plan change counts). */
+  hasWorkNow(now: number): boolean {
+    const a = this.account.row;
+    if (!this.config().stripeEnabled) return false;
+    if (Math.abs(a.pending_usage) >= MICROS_PER_CENT || a.reconcile_needed) return true;
+    if (this.sql.exec("SELECT 1 FROM meter_pending WHERE quantity > 0 LIMIT 1").toArray().length) return true;
+    return this.sql.exec("SELECT 1 FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? LIMIT 1", now).toArray().length > 0;
+  }
+
+  /** The earliest time a pending report may be retried, or null. */
+  nextAttemptAt(): number | null {
+    return this.sql.exec("SELECT MIN(COALESCE(next_attempt_at, 0)) AS t FROM reports WHERE status = 'pending'").one().t as number | null;
+  }
+
+  pendingCount(): number {
+    return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending'").one().n as number;
+  }
+
+  /** Balance transactions not settled yet (meter events never move Stripe's balance). */
+  pendingBalanceCount(): number {
+    return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending' AND kind != 'meter_event'").one().n as number;
+  }
+
+  /**
+   * Before a reconcile that a balance change in Stripe asked for: settles the pending balance
+   * reports now, whatever their backoff. Each is looked up at Stripe first (its response may have
+   * been lost on the way back), and sent only if it is not there; a report still unsettled keeps
+   * the reconcile waiting, and a lookup Stripe cannot answer stops here (the backoff resumes).
+   */
+  async settleBalanceReports(now: number): Promise<void> {
+    const stripe = stripeClient(this.config());
+    const customerId = this.account.row.customer_id;
+    const rows = this.sql.exec("SELECT * FROM reports WHERE status = 'pending' AND kind != 'meter_event' ORDER BY seq").toArray() as unknown as ReportRow[];
+    for (const report of rows) {
+      let found;
+      try {
+        found = await this.findTransaction(stripe, customerId, report);
+      } catch (error) {
+        log.warn(`stripe report ${report.report_id}: lookup before a reconcile failed`, describeError(error));
+        return;
+      }
+      if (found) this.markSent(report, found.id, found.ending_balance, now);
+      else if ((await this.send(this.byId(report.report_id)!, now)) === "rate_limited") return;
+    }
+  }
+
+  /** Balance transactions queued and not sent yet, in cents as they will be posted. */
+  unsentBalanceCents(): number {
+    return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM reports WHERE status = 'pending' AND kind != 'meter_event'").one().s as number;
+  }
+
+  /**
+   * Balance transactions Stripe refused for good, in cents as posted (credit negative): the edge
+   * moved its balance by them, Stripe's balance never did.
+   */
+  failedBalanceCents(): number {
+    return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM reports WHERE status = 'failed' AND kind != 'meter_event'").one().s as number;
+  }
+
+  /** Sends pending reports whose backoff has passed (all of them with ignoreBackoff). */
+  async flush(now: number, ignoreBackoff = false): Promise<{ sent: number; errors: number; pending: number }> {
+    let sent = 0;
+    let errors = 0;
+    const due = this.sql
+      .exec(
+        "SELECT * FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? ORDER BY seq",
+        ignoreBackoff ? Number.MAX_SAFE_INTEGER : now,
+      )
+      .toArray() as unknown as ReportRow[];
+    for (const report of due) {
+      const outcome = await this.send(report, now);
+      if (outcome === "sent") sent++;
+      else errors++;
+      if (outcome === "rate_limited") break;
+    }
+    return { sent, errors, pending: this.pendingCount() };
+  }
+
+  private async send(report: ReportRow, now: number): Promise<SendOutcome> {
+    const config = this.config();
+    const stripe = stripeClient(config);
+    const customerId = this.account.row.customer_id;
+    let key = report.idempotency_key;
+    const theirs = this.account.row.stripe_currency;
+    if (report.kind !== "meter_event" && theirs && theirs !== config.PRICING.currency) {
+      // Stripe would put it in invoice_credit_balance, where `balance` never shows it.
+      return this.fail(report, `currency_mismatch: the Stripe customer's currency is ${theirs}; a ${config.PRICING.currency} balance transaction would not reach its balance`);
+    }
+    try {
+      if (report.kind === "meter_event" && report.verify) {
+        // A saved 500 replays under its key forever; the identifier still dedupes at Stripe.
+        key = this.rotateKey(report);
+      } else if (report.kind !== "meter_event" && (report.verify || Date.now() - report.created_at > IDEMPOTENCY_SAFE_MS)) {
+        const found = await this.findTransaction(stripe, customerId, report);
+        if (found) {
+          this.markSent(report, found.id, found.ending_balance, now);
+          return "sent";
+        }
+        key = this.rotateKey(report);
+      }
+      this.sql.exec("UPDATE reports SET attempts = attempts + 1 WHERE seq = ?", report.seq);
+      if (report.kind === "meter_event") {
+        const event = await stripe.billing.meterEvents.create(
+          {
+            event_name: report.event_name!,
+            payload: { stripe_customer_id: customerId, value: String(report.amount) },
+            identifier: report.report_id,
+            timestamp: report.event_timestamp!,
+          },
+          { idempotencyKey: key },
+        );
+        this.markSent(report, event.identifier, null, now);
+      } else {
+        const txn = await stripe.customers.createBalanceTransaction(
+          customerId,
+          {
+            amount: report.amount,
+            currency: config.PRICING.currency,
+            description: DESCRIPTIONS[report.kind as Exclude<ReportKind, "meter_event">],
+            metadata: { payg_report: report.report_id },
+          },
+          { idempotencyKey: key },
+        );
+        this.markSent(report, txn.id, txn.ending_balance, now);
+      }
+      return "sent";
+    } catch (error) {
+      const attempts = report.attempts + 1;
+      const message = describeError(error);
+      const status = (error as { statusCode?: number }).statusCode;
+      if (isTransientStripeError(error) && attempts < MAX_ATTEMPTS) {
+        this.sql.exec(
+          "UPDATE reports SET verify = ?, next_attempt_at = ?, last_error = ? WHERE seq = ?",
+          status !== undefined && status >= 500 ? 1 : report.verify,
+          now + backoffMs(attempts),
+          message,
+          report.seq,
+        );
+        return status === 429 ? "rate_limited" : "retry";
+      }
+      // Never failed without looking: an earlier attempt may have landed after all.
+      if (report.kind !== "meter_event") {
+        try {
+          const found = await this.findTransaction(stripe, customerId, report);
+          if (found) {
+            this.markSent(report, found.id, found.ending_balance, now);
+            return "sent";
+          }
+        } catch (lookup) {
+          if (isTransientStripeError(lookup)) {
+            this.sql.exec("UPDATE reports SET verify = 1, next_attempt_at = ?, last_error = ? WHERE seq = ?", now + backoffMs(attempts), message, report.seq);
+            return "retry";
+          }
+        }
+      }
+      return this.fail(report, message);
+    }
+  }
+
+  /** Stripe refused it for good: the row stays (nothing is lost), visible in the admin API and announced. */
+  private fail(report: ReportRow, message: string): "failed" {
+    this.sql.exec("UPDATE reports SET status = 'failed', last_error = ? WHERE seq = ?", message, report.seq);
+    this.outbox.emit("report.failed", { report_id: report.report_id, kind: report.kind, amount: report.amount, meter: report.meter, error: message });
+    log.error(`stripe report ${report.report_id} failed permanently: ${message}`);
+    return "failed";
+  }
+
+  /** An operator's retry of a failed report: it is looked up at Stripe first, then sent again if missing. */
+  retry(reportId: string, now: number): ReportRow | "not_found" | "not_failed" {
+    const row = this.byId(reportId);
+    if (!row) return "not_found";
+    if (row.status !== "failed") return "not_failed";
+    this.sql.exec("UPDATE reports SET status = 'pending', verify = 1, attempts = 0, next_attempt_at = ? WHERE seq = ?", now, row.seq);
+    return this.byId(reportId)!;
+  }
+
+  /** An operator settled a failed report by hand at Stripe: it counts as reported from now on. */
+  resolve(reportId: string, now: number): ReportRow | "not_found" | "not_failed" {
+    const row = this.byId(reportId);
+    if (!row) return "not_found";
+    if (row.status !== "failed") return "not_failed";
+    this.sql.exec("UPDATE reports SET status = 'resolved', sent_at = ? WHERE seq = ?", now, row.seq);
+    return this.byId(reportId)!;
+  }
+
+  byId(reportId: string): ReportRow | undefined {
+    return this.sql.exec("SELECT * FROM reports WHERE report_id = ?", reportId).toArray()[0] as unknown as ReportRow | undefined;
+  }
+
+  /** Post-paid usage Stripe reported as refused (meter error events): failed and visible, never silent. */
+  meterEventsFailed(identifiers: string[], reason: string): number {
+    let failed = 0;
+    for (const id of identifiers) {
+      const row = this.byId(id);
+      if (!row || row.kind !== "meter_event" || row.status === "failed") continue;
+      this.fail(row, reason);
+      failed++;
+    }
+    return failed;
+  }
+
+  private rotateKey(report: ReportRow): string {
+    const key = `${report.report_id}_r${report.attempts}`;
+    this.sql.exec("UPDATE reports SET idempotency_key = ?, verify = 0 WHERE seq = ?", key, report.seq);
+    return key;
+  }
+
+  private markSent(report: ReportRow, stripeId: string | null, endingBalance: number | null, now: number): void {
+    this.sql.exec("UPDATE reports SET status = 'sent', stripe_id = ?, sent_at = ?, last_error = NULL WHERE seq = ?", stripeId, now, report.seq);
+    if (endingBalance !== null) this.account.set({ stripe_balance: endingBalance, stripe_balance_at: now });
+  }
+
+  private async findTransaction(stripe: Stripe, customerId: string, report: ReportRow) {
+    const since = Math.floor(report.created_at / 1000) - 300;
+    for await (const txn of stripe.customers.listBalanceTransactions(customerId, { limit: 100 })) {
+      if (txn.metadata?.payg_report === report.report_id) return txn;
+      if (txn.created < since) break;
+    }
+    return null;
+  }
+
+  view(): Record<string, unknown> {
+    const a = this.account.row;
+    const reports = this.sql.exec("SELECT * FROM reports ORDER BY seq DESC LIMIT 20").toArray() as unknown as ReportRow[];
+    return {
+      enabled: this.config().stripeEnabled,
+      pending_usage_exact_cents: formatCents(a.pending_usage),
+      pending_meter_quantities: Object.fromEntries(
+        this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity != 0").toArray().map((r) => [r.meter, r.quantity]),
+      ),
+      last_known_stripe_balance: a.stripe_balance,
+      last_known_stripe_balance_at: a.stripe_balance_at,
+      edge_balance_exact_cents: formatCents(a.balance),
+      reconcile_needed: a.reconcile_needed === 1,
+      ...this.retention.view(),
+      recent_reports: reports.map((r) => ({
+        id: r.report_id,
+        kind: r.kind,
+        amount: r.amount,
+        meter: r.meter,
+        status: r.status,
+        attempts: r.attempts,
+        last_error: r.last_error,
+        stripe_id: r.stripe_id,
+        created_at: r.created_at,
+        sent_at: r.sent_at,
+      })),
+    };
+  }
+}

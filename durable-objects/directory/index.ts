@@ -1,0 +1,186 @@
+import { DurableObject } from "cloudflare:workers";
+import { getConfig, type Cohort } from "../../src/lib/config";
+import { visitDue } from "../../src/cron";
+import type { DirectorySnapshot } from "../../src/lib/customer";
+import { applyRollup, overview, ROLLUP_SCHEMA, searchCustomers, type CustomerRollup, type Overview } from "./rollup";
+import { ENDED_SESSION_TABLES, EndedSessions } from "../shared/ended-sessions";
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS customers (
+  id TEXT PRIMARY KEY,
+  email TEXT, name TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  due_at INTEGER,
+  lease_until INTEGER NOT NULL DEFAULT 0,
+  seq INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS customers_due ON customers(due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS cohort_members (
+  cohort TEXT NOT NULL,
+  customer_id TEXT NOT NULL,
+  entered_at INTEGER NOT NULL,
+  PRIMARY KEY (cohort, customer_id)
+);
+CREATE TABLE IF NOT EXISTS sweep (id INTEGER PRIMARY KEY CHECK (id = 1), now INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS test_outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  to_email TEXT NOT NULL, subject TEXT NOT NULL, text TEXT NOT NULL, html TEXT,
+  created_at INTEGER NOT NULL
+);
+`;
+
+/** A claimed customer is left alone by overlapping cron runs until its lease ends. */
+const LEASE_MS = 120_000;
+/** Test emails kept in the local outbox: as many as its admin route lists at most. */
+export const TEST_OUTBOX_KEPT = 500;
+
+/**
+ * The one index across customers: who exists, who is in which cohort, and who has work for the
+ * cron (usage to report, emails due). Customer objects push a snapshot here only when one of
+ * those changes (never per request), so the cron visits only customers with something to do.
+ */
+export class Directory extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  private readonly endedSessions: EndedSessions;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.endedSessions = new EndedSessions(this.sql);
+    ctx.blockConcurrencyWhile(async () => {
+      this.sql.exec(SCHEMA);
+      this.sql.exec(ROLLUP_SCHEMA);
+      this.sql.exec(ENDED_SESSION_TABLES.v1);
+    });
+  }
+
+  /** A dashboard session signed out: its cookie no longer signs anyone in, even if a copy was kept. */
+  endAdminSession(sid: string, expiresAt: number): void {
+    this.endedSessions.end(sid, expiresAt, Date.now());
+  }
+
+  adminSessionEnded(sid: string): boolean {
+    return this.endedSessions.has(sid);
+  }
+
+  /** Snapshots may arrive out of order; a lower seq than the stored one is ignored. */
+  sync(snapshot: DirectorySnapshot): { applied: boolean } {
+    const current = this.sql.exec("SELECT seq FROM customers WHERE id = ?", snapshot.customerId).toArray()[0];
+    if (current && (current.seq as number) >= snapshot.seq) return { applied: false };
+    this.sql.exec(
+      `INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, deleted = excluded.deleted,
+         due_at = excluded.due_at, lease_until = 0, seq = excluded.seq, updated_at = excluded.updated_at`,
+      snapshot.customerId,
+      snapshot.email,
+      snapshot.name,
+      snapshot.deleted ? 1 : 0,
+      snapshot.dueAt,
+      snapshot.seq,
+      Date.now(),
+    );
+    const keep = new Map(snapshot.cohorts.map((c) => [c.cohort, c.entered_at]));
+    for (const row of this.sql.exec("SELECT cohort FROM cohort_members WHERE customer_id = ?", snapshot.customerId).toArray()) {
+      if (!keep.has(row.cohort as Cohort)) {
+        this.sql.exec("DELETE FROM cohort_members WHERE cohort = ? AND customer_id = ?", row.cohort, snapshot.customerId);
+      }
+    }
+    for (const [cohort, enteredAt] of keep) {
+      this.sql.exec(
+        `INSERT INTO cohort_members (cohort, customer_id, entered_at) VALUES (?, ?, ?)
+         ON CONFLICT (cohort, customer_id) DO UPDATE SET entered_at = excluded.entered_at`,
+        cohort,
+        snapshot.customerId,
+        enteredAt,
+      );
+    }
+    return { applied: true };
+  }
+
+  /** Customers due at `now`, leased so an overlapping run skips them. */
+  claimDue(now: number, limit: number): { customerIds: string[]; more: boolean } {
+    const rows = this.sql
+      .exec(
+        "SELECT id FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?",
+        now,
+        now,
+        limit + 1,
+      )
+      .toArray();
+    const customerIds = rows.slice(0, limit).map((r) => r.id as string);
+    for (const id of customerIds) this.sql.exec("UPDATE customers SET lease_until = ? WHERE id = ?", now + LEASE_MS, id);
+    return { customerIds, more: rows.length > limit };
+  }
+
+  /** More customers were due than one cron run visits: keep going from this object's alarm. */
+  async continueSweep(now: number): Promise<void> {
+    this.sql.exec("INSERT INTO sweep (id, now) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET now = MAX(now, excluded.now)", now);
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  override async alarm(): Promise<void> {
+    const row = this.sql.exec("SELECT now FROM sweep WHERE id = 1").toArray()[0];
+    if (!row) return;
+    // The sweep's clock is the cron's scheduled time, advanced by the time spent sweeping.
+    const now = Math.max(row.now as number, Date.now());
+    const result = await visitDue(this.env, getConfig(this.env), now, (at, limit) => this.claimDue(at, limit));
+    if (result.more) await this.ctx.storage.setAlarm(Date.now() + 1000);
+    else this.sql.exec("DELETE FROM sweep");
+  }
+
+  cohortCounts(): Record<string, number> {
+    return Object.fromEntries(
+      this.sql.exec("SELECT cohort, COUNT(*) AS n FROM cohort_members GROUP BY cohort").toArray().map((r) => [r.cohort, r.n]),
+    );
+  }
+
+  cohortMembers(cohort: Cohort, after: string | null, limit: number) {
+    const rows = this.sql
+      .exec(
+        `SELECT m.customer_id, m.entered_at, c.email, c.name FROM cohort_members m LEFT JOIN customers c ON c.id = m.customer_id
+         WHERE m.cohort = ? AND m.customer_id > ? ORDER BY m.customer_id LIMIT ?`,
+        cohort,
+        after ?? "",
+        limit + 1,
+      )
+      .toArray();
+    const members = rows.slice(0, limit);
+    return { members, next_cursor: rows.length > limit ? (members.at(-1)!.customer_id as string) : null };
+  }
+
+  /** Customers whose id, email or name contains `q`, with balance, plan, cohorts and last activity. */
+  customers(after: string | null, limit: number, q: string | null = null) {
+    return searchCustomers(this.sql, q, after, limit);
+  }
+
+  /** A customer's rollup for the overview (pushed at most once a minute, when something changed). */
+  rollup(rollup: CustomerRollup): { applied: boolean } {
+    return applyRollup(this.sql, rollup, Date.now());
+  }
+
+  /** The dashboard's overview across customers, in one read. */
+  overview(): Overview {
+    return overview(this.sql, Date.now());
+  }
+
+  /** Keeps the newest TEST_OUTBOX_KEPT (bounded by construction; the delete walks the primary key). */
+  recordTestEmail(email: { to: string; subject: string; text: string; html: string | null }): number {
+    const id = this.sql
+      .exec(
+        "INSERT INTO test_outbox (to_email, subject, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        email.to,
+        email.subject,
+        email.text,
+        email.html,
+        Date.now(),
+      )
+      .one().id as number;
+    this.sql.exec("DELETE FROM test_outbox WHERE id <= ?", id - TEST_OUTBOX_KEPT);
+    return id;
+  }
+
+  testOutbox(limit: number) {
+    return this.sql.exec("SELECT * FROM test_outbox ORDER BY id DESC LIMIT ?", limit).toArray();
+  }
+}
