@@ -27,6 +27,7 @@ const checks = [
   ["assets (scripts/build-assets.mjs)", process.execPath, [join(root, "scripts/build-assets.mjs")]],
   ["type-check (worker)", bin("tsc"), ["-p", "tsconfig.json"]],
   ["type-check (node)", bin("tsc"), ["-p", "tsconfig.node.json"]],
+  ["folder boundaries (scripts/check-imports.mjs)", process.execPath, [join(root, "scripts/check-imports.mjs")]],
   ["no import cycles", bin("dpdm"), ["--no-tree", "--no-warning", "--no-progress", "--exit-code", "circular:1", "src/index.ts"]],
   ["bundle (wrangler deploy --dry-run)", process.execPath, [join(root, "scripts/check-bundle.mjs")]],
 ];

@@ -1,37 +1,5 @@
 import type { Config } from "./lib/config";
-import { customerStub, directoryStub } from "./env";
-import { log } from "./lib/log";
-
-const CONCURRENCY = 16;
-
-export interface Claim {
-  customerIds: string[];
-  more: boolean;
-}
-
-/**
- * Visits one batch of customers the directory lists as due (usage to report, emails to send).
- * Each visit runs in that customer's object, so its Stripe and MailChannels calls count against
- * the object's own subrequest budget; this invocation makes at most CRON_BATCH_SIZE + 2 calls.
- */
-export async function visitDue(env: Env, config: Config, now: number, claim: (now: number, limit: number) => Promise<Claim> | Claim) {
-  const { customerIds, more } = await claim(now, config.CRON_BATCH_SIZE);
-  let failed = 0;
-  let next = 0;
-  const worker = async () => {
-    while (next < customerIds.length) {
-      const id = customerIds[next++]!;
-      try {
-        await customerStub(env, id).runCycle(now);
-      } catch (error) {
-        failed++;
-        log.error(`cron: customer ${id} cycle failed`, error);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, customerIds.length) }, worker));
-  return { visited: customerIds.length, failed, more };
-}
+import { directoryStub, visitDue } from "../durable-objects/directory/contract";
 
 /** The cron trigger: one batch here; if more are due, the directory's alarm carries on. */
 export async function runCron(env: Env, config: Config, now: number) {

@@ -25,16 +25,6 @@ export type AppEnv = {
   Variables: { config: Config; requestId: string };
 };
 
-/** The customer's own object (typed through the generated `Env`, so no import of the class). */
-export function customerStub(env: Env, customerId: string) {
-  return env.CUSTOMERS.get(env.CUSTOMERS.idFromName(customerId));
-}
-
-export function directoryStub(env: Env) {
-  return env.DIRECTORY.get(env.DIRECTORY.idFromName("global"));
-}
-
-/** The one object that keeps webhook endpoints and delivers events to them. */
-export function webhookDispatcherStub(env: Env) {
-  return env.WEBHOOK_DISPATCHER.get(env.WEBHOOK_DISPATCHER.idFromName("global"));
-}
+export { customerStub } from "../durable-objects/customer-account/contract";
+export { directoryStub } from "../durable-objects/directory/contract";
+export { webhookDispatcherStub } from "../durable-objects/webhook-dispatcher/contract";

@@ -2,7 +2,8 @@ import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { log } from "../../src/lib/log";
 import { centsToMicros } from "../../src/lib/money";
-import type { AuthorizeResult, CustomerProfile, CycleResult, ProfilePatch } from "../../src/lib/customer";
+import type { CustomerProfile, ProfilePatch } from "../../src/lib/customer";
+import type { AuthorizeResult, CycleResult } from "./contract";
 import { runDueTimers } from "./core/alarm";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
 import { autoTopUpView, topUpView } from "./auto-topup/view";
@@ -23,7 +24,7 @@ import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput
 import { Room } from "./core/context";
 import { hasSchema, migrate } from "./core/schema";
 import { storageStats } from "./views/storage-stats";
-import type { ChargeRefunds } from "./credit/clawbacks";
+import type { ChargeRefunds } from "./contract";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
 import { pushToStripe } from "./stripe/sync";
 import { balanceCheck, grantView, summary } from "./views/summary";

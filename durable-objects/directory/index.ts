@@ -1,7 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { getConfig, type Cohort } from "../../src/lib/config";
-import { visitDue } from "../../src/cron";
-import type { DirectorySnapshot } from "../../src/lib/customer";
+import { visitDue } from "./sweep";
+import type { DirectorySnapshot } from "./contract";
 import { applyRollup, overview, ROLLUP_SCHEMA, searchCustomers, type CustomerRollup, type Overview } from "./rollup";
 import { ENDED_SESSION_TABLES, EndedSessions } from "../shared/ended-sessions";
 

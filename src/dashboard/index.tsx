@@ -12,7 +12,7 @@ import { firstList } from "../web/components";
 import { pageErrors, pageHeaders, readForm, safeNext, sameOriginUpgrade, serveAssets } from "../web/pages";
 import { ADMIN_SESSION_SECONDS, endSession, freshSession, startSession } from "../web/session";
 import { DASHBOARD, requireAdmin } from "./auth";
-import { LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/notify/live";
+import { LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/contract";
 import { CustomerPage, type CustomerPageData } from "./customer-view";
 import { CohortPage, Customers, OneTimeSecret, Overview, PRODUCT, SignIn } from "./views";
 

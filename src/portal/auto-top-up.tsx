@@ -1,5 +1,5 @@
-import { liftedByNewCard, pausedBecause } from "../../durable-objects/customer-account/auto-topup/notice";
-import type { AutoTopUpState } from "../../durable-objects/customer-account/auto-topup/view";
+import { liftedByNewCard, pausedBecause } from "../../durable-objects/customer-account/contract";
+import type { AutoTopUpState } from "../../durable-objects/customer-account/contract";
 import { centsToMicros, formatMoney } from "../lib/money";
 import { CsrfField, Notice } from "../web/components";
 

@@ -14,7 +14,7 @@ import { SecretNotice } from "../web/account-parts";
 import { Layout } from "../web/layout";
 import { pageErrors, pageHeaders, readForm, respondWith, sameOriginUpgrade } from "../web/pages";
 import { endSession, freshSession, PORTAL_SESSION_SECONDS, readSession, startSession, type PortalSession } from "../web/session";
-import { LIVE_KEY_HEADER, LIVE_SESSION_HEADER, LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/notify/live";
+import { LIVE_KEY_HEADER, LIVE_SESSION_HEADER, LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/contract";
 import { parseMajorAmount } from "./auto-top-up";
 import { authorityOf, ConfirmLink, KEY_SIGN_IN_OFF, LinkExpired, PORTAL, PortalPage, PortalSignIn, PRODUCT, type Authority, type PortalData } from "./views";
 

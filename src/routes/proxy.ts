@@ -14,7 +14,7 @@ import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
 import { isReserved } from "../proxy/reserved";
 import { renderJson } from "../lib/template";
-import type { AuthorizeResult } from "../lib/customer";
+import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
 
 type Stub = ReturnType<typeof customerStub>;
 type AuthorizeInput = Parameters<Stub["authorize"]>[0];

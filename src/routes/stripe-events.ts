@@ -8,7 +8,7 @@ import { CUSTOMER_ID } from "../lib/api-key-format";
 import { log } from "../lib/log";
 import { limitBody } from "../middleware/body-limit";
 import { stripeClient } from "../lib/stripe-client";
-import type { ChargeRefunds } from "../../durable-objects/customer-account/credit/clawbacks";
+import type { ChargeRefunds } from "../../durable-objects/customer-account/contract";
 
 /** The events the gateway acts on; anything else is acknowledged and ignored without a lookup. */
 export const HANDLED_EVENTS = new Set([

@@ -1,4 +1,4 @@
-import type { CycleResult } from "../../../src/lib/customer";
+import type { CycleResult } from "../contract";
 import { expireGrants } from "../credit/credits";
 import type { Room } from "./context";
 import { syncWithStripe } from "../stripe/sync";

@@ -1,23 +1,10 @@
+import type { ChargeRefunds } from "../contract";
 import type Stripe from "stripe";
 import { log } from "../../../src/lib/log";
 import { centsToMicros, formatCents } from "../../../src/lib/money";
 import type { Grant } from "./grants";
 import type { Room } from "../core/context";
 
-/**
- * A charge's refunds as Stripe lists them, read by the webhook route for every refund event: a
- * Refund names no customer (it is routed through its charge), and `charge.refunded` lists no
- * refunds (`refunds` is not expanded in events since API 2022-11-15) while its cumulative
- * `amount_refunded` cannot say which refund failed. Refunds are tracked one by one instead.
- */
-export interface ChargeRefunds {
-  charge: string;
-  payment_intent: string | null;
-  /** The card the charge was paid with (a refund of the auto top-up card pauses auto top-up). */
-  payment_method: string | null;
-  currency: string;
-  refunds: { id: string; amount: number; status: string | null; created: number }[];
-}
 
 interface RefundRow {
   id: string;

@@ -1,5 +1,6 @@
+import { directoryStub } from "../../directory/contract";
 import type { Config } from "../../../src/lib/config";
-import type { DirectorySnapshot } from "../../../src/lib/customer";
+import type { DirectorySnapshot } from "../../directory/contract";
 import type { AccountStore } from "../core/account";
 import type { CohortStore } from "../cohorts/cohorts";
 import type { EmailLog } from "../cohorts/emails";
@@ -67,7 +68,7 @@ export class DirectorySync {
       dueAt,
       seq,
     };
-    await env.DIRECTORY.get(env.DIRECTORY.idFromName("global")).sync(snapshot);
+    await directoryStub(env).sync(snapshot);
     // Recorded only once the directory has it: until then requests keep asking for a sync.
     if (account.row.directory_seq !== seq) return;
     account.set({ directory_due_at: dueAt });

@@ -1,3 +1,4 @@
+import { LIVE_KEY_HEADER, LIVE_SESSION_HEADER, LIVE_UNTIL_HEADER } from "../contract";
 import type { Config } from "../../../src/lib/config";
 import { formatCents, formatMoney, microsToWholeCents } from "../../../src/lib/money";
 import type { AccountStore } from "../core/account";
@@ -5,13 +6,6 @@ import type { CohortStore } from "../cohorts/cohorts";
 
 /** Sockets watching this customer's balance carry this tag (WebSocket hibernation API). */
 export const LIVE_TAG = "live";
-/**
- * The worker's upgrade request says until when its viewer's session runs, which API key it signed
- * in with, and which portal session it is (so signing out closes it).
- */
-export const LIVE_UNTIL_HEADER = "x-payg-live-until";
-export const LIVE_KEY_HEADER = "x-payg-live-key";
-export const LIVE_SESSION_HEADER = "x-payg-live-session";
 const UNTIL_TAG = "until:";
 const SESSION_TAG = "session:";
 /** The close code a page gets when its session ends (4000–4999: for applications). */

@@ -1,5 +1,5 @@
 import type { Cohort } from "../../../src/lib/config";
-import { webhookDispatcherStub } from "../../../src/env";
+import { webhookDispatcherStub } from "../../webhook-dispatcher/contract";
 import { newId } from "../../../src/lib/api-key-format";
 import { microsToWholeCents } from "../../../src/lib/money";
 import type { OutboundEvent, WebhookEventData, WebhookEventFields, WebhookEventType } from "../../../src/lib/provider-webhook-events";

@@ -1,4 +1,4 @@
-import type { AuthorizeResult } from "../../../src/lib/customer";
+import type { AuthorizeResult } from "../contract";
 import { formatCents } from "../../../src/lib/money";
 import { mainGrant, planDrain, type Receipt } from "../credit/grants";
 import { decide } from "./governance";

@@ -1,4 +1,4 @@
-import type { AuthorizeResult } from "../../../src/lib/customer";
+import type { AuthorizeResult } from "../contract";
 import type { Receipt } from "../credit/grants";
 import { HOLDS_TIMER, settlement, type HoldRow, type SettleReason } from "./holds";
 import { capHeadroom } from "../access/key-store";

@@ -1,7 +1,8 @@
 import type Stripe from "stripe";
 import { MICROS_PER_CENT } from "../../../src/lib/money";
 import { applyPaymentIntentEvent } from "../auto-topup/charge";
-import { applyDispute, applyRefund, type ChargeRefunds } from "../credit/clawbacks";
+import { applyDispute, applyRefund } from "../credit/clawbacks";
+import { type ChargeRefunds } from "../contract";
 import { createGrant } from "../credit/credits";
 import { recordIgnoredPayment } from "../credit/ignored-payments";
 import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";

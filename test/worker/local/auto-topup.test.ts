@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { monthOf, nextUtcDay, planTopUp, type AutoTopUpSettings } from "../../../durable-objects/customer-account/auto-topup/plan";
-import { liftedByNewCard, raised } from "../../../durable-objects/customer-account/auto-topup/notice";
+import { raised } from "../../../durable-objects/customer-account/auto-topup/notice";
+import { liftedByNewCard } from "../../../durable-objects/customer-account/contract";
 import { admin, customerWithCredit } from "../helpers";
 
 const DAY = 86_400_000;
