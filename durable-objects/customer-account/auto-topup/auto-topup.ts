@@ -3,7 +3,7 @@ import { newId } from "../../../src/lib/api-key-format";
 import { centsToMicros } from "../../../src/lib/money";
 import type { AccountStore } from "../core/account";
 import { raised } from "./notice";
-import { liftedByNewCard } from "../contract";
+import { liftedByNewCard } from "./notice";
 import { DAY_MS, monthOf, nextUtcDay, planTopUp, termsOf, type AutoTopUpSettings, type TopUpPlan } from "./plan";
 import { NOTICE_TIMER, type Notices } from "../cohorts/notices";
 import type { WebhookOutbox } from "../notify/provider-webhooks";

@@ -1,5 +1,5 @@
 import type { AutoTopUp, TopUpRow } from "./auto-topup";
-import { liftedByNewCard, pausedBecause } from "../contract";
+import { liftedByNewCard, pausedBecause } from "./notice";
 import { monthOf } from "./plan";
 
 export type AutoTopUpState = "off" | "paused" | "inactive" | "no_card" | "pending" | "capped" | "waiting" | "active";
