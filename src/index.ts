@@ -13,7 +13,7 @@ import { admin } from "./routes/admin";
 import { billing } from "./routes/billing";
 import { email } from "./routes/email";
 import { proxy } from "./routes/proxy";
-import { webhooks } from "./routes/stripe-events";
+import { stripeEvents } from "./routes/stripe-events";
 
 export { CustomerAccount } from "../durable-objects/customer-account";
 export { Directory } from "../durable-objects/directory/index";
@@ -23,7 +23,7 @@ const app = new Hono<AppEnv>();
 
 app.use(gatewayRequestId(), limitAuthFailures({ retryAfterSeconds: SIGN_IN_RETRY_AFTER_SECONDS }), loadConfig());
 app.route("/", admin);
-app.route("/", webhooks);
+app.route("/", stripeEvents);
 app.route("/", billing);
 app.route("/", email);
 // Reserved like /admin: the operator dashboard and the customer portal (pages, assets, live sockets).

@@ -21,7 +21,7 @@ import { activeProfile, upsertProfileAndAutoTopUp } from "./access/profile";
 import { resolveReport, retryReport } from "./stripe/report-operator";
 import { extendHold, keepHold, settleHold, type ExtendResult, type SettleResult } from "./request/settlement";
 import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput, type RefundResult } from "./request/authorize";
-import { Room } from "./core/context";
+import { AccountContext } from "./core/context";
 import { hasSchema, migrate } from "./core/schema";
 import { storageStats } from "./views/storage-stats";
 import type { ChargeRefunds } from "./contract";
@@ -38,13 +38,13 @@ import { usageSeries } from "./views/usage-series";
  */
 export class CustomerAccount extends DurableObject<Env> {
   /** The request path's view: charges may be journaled and not yet folded in (journal.ts). */
-  private readonly hot: Room;
+  private readonly hot: AccountContext;
   private readonly commits: GroupCommit;
   private lockTail: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.hot = new Room(ctx, env);
+    this.hot = new AccountContext(ctx, env);
     this.commits = new GroupCommit(ctx.storage);
     // Keep-alive pings from live pages are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
@@ -61,7 +61,7 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   /** Every method but authorize, the alarm included: the journal folded in first, so SQLite holds every charge. */
-  private get room(): Room {
+  private get context(): AccountContext {
     this.hot.journal.fold();
     return this.hot;
   }
@@ -77,59 +77,59 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Creates or updates the profile and, when given, the auto top-up settings (null: off), in one step. */
   upsertProfile(customerId: string, patch: ProfilePatch, autoTopUp?: AutoTopUpSettings | null) {
-    return upsertProfileAndAutoTopUp(this.room, customerId, patch, autoTopUp);
+    return upsertProfileAndAutoTopUp(this.context, customerId, patch, autoTopUp);
   }
 
   /** Auto top-up settings, state and recent top-ups; null for an unknown customer. */
   autoTopUp(limit = 20) {
-    const room = this.room;
-    if (!room.account.exists) return null;
-    return { auto_topup: autoTopUpView(room.autoTopUp, Date.now()), topups: room.autoTopUp.recent(limit).map(topUpView) };
+    const context = this.context;
+    if (!context.account.exists) return null;
+    return { auto_topup: autoTopUpView(context.autoTopUp, Date.now()), topups: context.autoTopUp.recent(limit).map(topUpView) };
   }
 
   async createKey(
     name: string | null,
     cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null },
   ): Promise<{ id: string; key: string; prefix: string; created_at: number; signed: boolean } | null> {
-    if (!this.room.account.exists) return null;
-    const key = await this.room.keys.create(this.room.account.row.customer_id, { name, ...cap });
+    if (!this.context.account.exists) return null;
+    const key = await this.context.keys.create(this.context.account.row.customer_id, { name, ...cap });
     // A first key can make the customer eligible for emails: the directory learns when it is due.
-    this.room.directory.schedule();
+    this.context.directory.schedule();
     return key;
   }
 
   revokeKey(keyId: string): boolean {
-    const room = this.room;
-    const key = room.account.exists ? room.keys.byKeyId(keyId) : undefined;
-    if (!key || !room.keys.revoke(keyId)) return false;
-    room.live.keyRevoked(key.hash);
+    const context = this.context;
+    const key = context.account.exists ? context.keys.byKeyId(keyId) : undefined;
+    if (!key || !context.keys.revoke(keyId)) return false;
+    context.live.keyRevoked(key.hash);
     return true;
   }
 
   setKeyCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {
-    return this.room.account.exists && this.room.keys.setCap(keyId, spendCapCents, capPeriod);
+    return this.context.account.exists && this.context.keys.setCap(keyId, spendCapCents, capPeriod);
   }
 
   listKeys() {
-    return this.room.account.exists ? this.room.keys.list(Date.now()) : [];
+    return this.context.account.exists ? this.context.keys.list(Date.now()) : [];
   }
 
   /** A one-time portal link token for this customer, or null if there is no such (live) customer. */
   async createPortalLink(expiresAt: number): Promise<string | null> {
-    const { account, portalLinks } = this.room;
+    const { account, portalLinks } = this.context;
     if (!account.exists || account.row.deleted_at !== null) return null;
     return portalLinks.create(account.row.customer_id, expiresAt, Date.now());
   }
 
   /** Who an unused, unexpired portal link would sign in as, without consuming it (the confirmation page names the account). */
   peekPortalLink(hash: string): CustomerProfile | null {
-    const { account, portalLinks } = this.room;
+    const { account, portalLinks } = this.context;
     return account.exists && account.row.deleted_at === null && portalLinks.isOpen(hash, Date.now()) ? account.profile() : null;
   }
 
   /** Consumes a portal link (true once); a deleted customer's links no longer open. */
   consumePortalLink(hash: string): boolean {
-    const { account, portalLinks } = this.room;
+    const { account, portalLinks } = this.context;
     return account.exists && account.row.deleted_at === null && portalLinks.consume(hash, Date.now());
   }
 
@@ -138,26 +138,26 @@ export class CustomerAccount extends DurableObject<Env> {
    * key it signed in with (if any) was revoked, or the customer was deleted.
    */
   portalSession(input: { sid: string; keyHash?: string }): CustomerProfile | null {
-    const room = this.room;
-    return room.account.exists && !room.endedSessions.has(input.sid) ? activeProfile(room, input.keyHash) : null;
+    const context = this.context;
+    return context.account.exists && !context.endedSessions.has(input.sid) ? activeProfile(context, input.keyHash) : null;
   }
 
   /** A portal session signed out: its cookie no longer opens the portal, even if a copy was kept, and its live sockets close. */
   endPortalSession(input: { sid: string; expiresAt: number }): void {
-    const { account, endedSessions, live } = this.room;
+    const { account, endedSessions, live } = this.context;
     if (!account.exists) return;
     endedSessions.end(input.sid, input.expiresAt, Date.now());
     live.sessionEnded(input.sid);
   }
 
   identify(keyHash: string): CustomerProfile | null {
-    return activeProfile(this.room, keyHash);
+    return activeProfile(this.context, keyHash);
   }
 
   /** The customer and the id of the key a portal sign-in used (a key session shows only that key), or null. */
   identifyKey(keyHash: string): { customer: CustomerProfile; keyId: string } | null {
-    const customer = activeProfile(this.room, keyHash);
-    const key = this.room.keys.active(keyHash);
+    const customer = activeProfile(this.context, keyHash);
+    const key = this.context.keys.active(keyHash);
     return customer && key ? { customer, keyId: key.id } : null;
   }
 
@@ -167,9 +167,9 @@ export class CustomerAccount extends DurableObject<Env> {
    * is credited whatever the balance is by then (createGrant).
    */
   takeCheckoutSlot(input: { limit: number; amountCents: number; now?: number }): CheckoutSlot | { ok: false; balanceLimit: true } {
-    const { account, checkouts } = this.room;
+    const { account, checkouts } = this.context;
     if (!account.exists) throw new Error("unknown customer");
-    if (!fitsBalance(this.room, centsToMicros(input.amountCents))) return { ok: false, balanceLimit: true };
+    if (!fitsBalance(this.context, centsToMicros(input.amountCents))) return { ok: false, balanceLimit: true };
     return checkouts.take(input.limit, input.now ?? Date.now());
   }
 
@@ -191,35 +191,35 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Gives back the charge of a request the origin failed, at most once. */
   refund(input: { requestId: string; now?: number }): RefundResult {
-    if (!this.room.account.exists) throw new Error("unknown customer");
-    return refund(this.room, input);
+    if (!this.context.account.exists) throw new Error("unknown customer");
+    return refund(this.context, input);
   }
 
   /** Takes up to `units` more units into a streaming request's hold (0: the next event cannot be paid for). */
   extendHold(input: { requestId: string; units: number; now?: number }): ExtendResult {
-    if (!this.room.account.exists) return { grantedUnits: 0, heldUnits: 0 };
-    return extendHold(this.room, input);
+    if (!this.context.account.exists) return { grantedUnits: 0, heldUnits: 0 };
+    return extendHold(this.context, input);
   }
 
   /** A response still arriving keeps its hold from the alarm (see keepHold in hold-settlement.ts). */
   keepHold(input: { requestId: string }): boolean {
-    return this.room.account.exists && keepHold(this.room, input);
+    return this.context.account.exists && keepHold(this.context, input);
   }
 
   /** Settles a response-metered request's hold with the units read (null: unreadable). */
   settleHold(input: { requestId: string; units: number | null; reason: SettleReason }): SettleResult {
-    if (!this.room.account.exists) throw new Error("unknown customer");
-    return settleHold(this.room, input);
+    if (!this.context.account.exists) throw new Error("unknown customer");
+    return settleHold(this.context, input);
   }
 
   /** The first request with an Idempotency-Key finished: its response is kept for replays, or not. */
   finishIdempotent(input: { key: string; keyHash: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
-    if (this.room.account.exists) finishIdempotent(this.room, input);
+    if (this.context.account.exists) finishIdempotent(this.context, input);
   }
 
   /** What a request was held and charged (for the admin API). */
   requestCharge(requestId: string) {
-    return this.room.account.exists ? requestCharge(this.room, requestId) : null;
+    return this.context.account.exists ? requestCharge(this.context, requestId) : null;
   }
 
   // ---------------------------------------------------------------- credit
@@ -227,8 +227,8 @@ export class CustomerAccount extends DurableObject<Env> {
   /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
     return this.withLock(async () => {
-      const result = createGrant(this.room, input);
-      if (result.status === "created") await pushToStripe(this.room);
+      const result = createGrant(this.context, input);
+      if (result.status === "created") await pushToStripe(this.context);
       return result;
     });
   }
@@ -245,27 +245,27 @@ export class CustomerAccount extends DurableObject<Env> {
   /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
   deduct(input: DeductionInput) {
     return this.withLock(async () => {
-      const result = deduct(this.room, input);
-      if (result.applied) await pushToStripe(this.room);
+      const result = deduct(this.context, input);
+      if (result.applied) await pushToStripe(this.context);
       return result;
     });
   }
 
   voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
     return this.withLock(async () => {
-      const grant = voidGrant(this.room, grantId);
-      if (grant) await pushToStripe(this.room);
+      const grant = voidGrant(this.context, grantId);
+      if (grant) await pushToStripe(this.context);
       return grant && grantView(grant, Date.now());
     });
   }
 
   grantView(grantId: string): ReturnType<typeof grantView> | null {
-    const grant = this.room.account.exists ? this.room.grants.get(grantId) : undefined;
+    const grant = this.context.account.exists ? this.context.grants.get(grantId) : undefined;
     return grant ? grantView(grant, Date.now()) : null;
   }
 
   listGrants(limit = 100) {
-    return this.room.account.exists ? this.room.grants.list(limit).map((g: Grant) => grantView(g, Date.now())) : [];
+    return this.context.account.exists ? this.context.grants.list(limit).map((g: Grant) => grantView(g, Date.now())) : [];
   }
 
   // ---------------------------------------------------------------- Stripe and the cron
@@ -275,47 +275,47 @@ export class CustomerAccount extends DurableObject<Env> {
    * once it is durable here. What needs Stripe runs from the stripe timer, under the lock.
    */
   applyStripeEvent(customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): { status: EventStatus } {
-    return { status: applyStripeEvent(this.room, customerId, event, refunds) };
+    return { status: applyStripeEvent(this.context, customerId, event, refunds) };
   }
 
   /** Reports usage to Stripe and sends due emails. Safe to run twice or concurrently. */
   runCycle(now: number): Promise<CycleResult> {
-    return this.withLock(() => runCycle(this.room, now));
+    return this.withLock(() => runCycle(this.context, now));
   }
 
   /** An operator's retry of a failed Stripe report (looked up first); a ledger note records it. */
   retryReport(reportId: string) {
-    return this.room.account.exists ? retryReport(this.room, reportId) : null;
+    return this.context.account.exists ? retryReport(this.context, reportId) : null;
   }
 
   /** An operator settled a failed Stripe report by hand; a ledger note records it. */
   resolveReport(reportId: string, note: string) {
-    return this.room.account.exists ? resolveReport(this.room, reportId, note) : null;
+    return this.context.account.exists ? resolveReport(this.context, reportId, note) : null;
   }
 
   /** Stripe reported these meter events as refused (meter error events): failed and visible. */
   meterEventsFailed(identifiers: string[], reason: string): number {
-    return this.room.account.exists ? this.room.atomically(() => this.room.reports.meterEventsFailed(identifiers, reason)) : 0;
+    return this.context.account.exists ? this.context.atomically(() => this.context.reports.meterEventsFailed(identifiers, reason)) : 0;
   }
 
   /** The one alarm, shared by named timers (alarm.ts). */
   override async alarm(): Promise<void> {
-    if (this.room.account.exists) await runDueTimers(this.room, (fn) => this.withLock(fn));
+    if (this.context.account.exists) await runDueTimers(this.context, (fn) => this.withLock(fn));
   }
 
   // ---------------------------------------------------------------- live balance (WebSocket hibernation)
 
   /** Only the WebSocket upgrade for the live balance; the worker has authorized the viewer. */
   override async fetch(request: Request): Promise<Response> {
-    return this.room.live.accept(request);
+    return this.context.live.accept(request);
   }
 
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
-    this.room.live.message(ws, message);
+    this.context.live.message(ws, message);
   }
 
   override webSocketClose(ws: WebSocket, code: number, reason: string): void {
-    this.room.live.close(ws, code, reason);
+    this.context.live.close(ws, code, reason);
   }
 
   override webSocketError(ws: WebSocket, error: unknown): void {
@@ -325,44 +325,44 @@ export class CustomerAccount extends DurableObject<Env> {
   // ---------------------------------------------------------------- reads
 
   summary(): Record<string, unknown> | null {
-    return this.room.account.exists ? summary(this.room) : null;
+    return this.context.account.exists ? summary(this.context) : null;
   }
 
   /** Whether the customer exists, without building a summary. */
   exists(): boolean {
-    return this.room.account.exists;
+    return this.context.account.exists;
   }
 
   /** Rows per table and the database size; null for an unknown customer. */
   storageStats() {
-    return this.room.account.exists ? storageStats(this.ctx.storage) : null;
+    return this.context.account.exists ? storageStats(this.ctx.storage) : null;
   }
 
   ledgerPage(input: { before?: number; limit: number }) {
-    return this.room.account.exists ? this.room.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
+    return this.context.account.exists ? this.context.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
   }
 
   /** Requests and charges per meter per usage bucket since `since` (ms), oldest first. */
   usageSeries(since: number) {
-    return this.room.account.exists ? usageSeries(this.room.sql, since) : [];
+    return this.context.account.exists ? usageSeries(this.context.sql, since) : [];
   }
 
   emails(limit = 50): EmailRow[] {
-    return this.room.account.exists ? this.room.emails.list(limit) : [];
+    return this.context.account.exists ? this.context.emails.list(limit) : [];
   }
 
   /** Behavioral emails off (unsubscribe link) or back on (admin reset); null for an unknown customer. */
   setEmailUnsubscribed(unsubscribed: boolean): { unsubscribed_at: number | null } | null {
-    const room = this.room;
-    if (!room.account.exists) return null;
-    const unsubscribed_at = room.emails.audience.setUnsubscribed(unsubscribed, Date.now());
+    const context = this.context;
+    if (!context.account.exists) return null;
+    const unsubscribed_at = context.emails.audience.setUnsubscribed(unsubscribed, Date.now());
     // The directory's due time for this customer's emails changes with it.
-    room.directory.schedule();
+    context.directory.schedule();
     return { unsubscribed_at };
   }
 
   /** Exact micro-cent numbers, for tests and reconciliation checks. */
   balanceCheck() {
-    return this.room.account.exists ? balanceCheck(this.room) : null;
+    return this.context.account.exists ? balanceCheck(this.context) : null;
   }
 }

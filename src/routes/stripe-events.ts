@@ -88,9 +88,9 @@ function logUnrouted(event: Stripe.Event): void {
   if (session.payment_status === "paid") log.warn(`stripe event ${event.id}: paid Checkout session ${session.id} names no customer of this gateway; not credited`);
 }
 
-export const webhooks = new Hono<AppEnv>();
+export const stripeEvents = new Hono<AppEnv>();
 
-webhooks.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
+stripeEvents.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
   const config = c.var.config;
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Stripe is not configured: set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET.");
   const signature = c.req.header("stripe-signature");
@@ -141,7 +141,7 @@ const METER_ERROR_EVENTS = new Set(["v1.billing.meter.error_report_triggered", "
  * customer's post-paid report is marked failed and announced (report.failed): usage never
  * disappears silently. Errors beyond Stripe's samples cannot be traced and are logged, with counts.
  */
-webhooks.post("/webhooks/stripe/events", limitBody(1024 * 1024), async (c) => {
+stripeEvents.post("/webhooks/stripe/events", limitBody(1024 * 1024), async (c) => {
   const config = c.var.config;
   if (!config.stripeEnabled || !config.STRIPE_EVENT_DESTINATION_SECRET) {
     throw new ApiError("stripe_not_configured", "Stripe's event destination is not configured: set STRIPE_EVENT_DESTINATION_SECRET.");

@@ -165,7 +165,7 @@ describe("auto top-up cannot drain a card (wrangler dev)", () => {
   const SETTINGS = { threshold_cents: 80, amount_cents: 500, monthly_cap_cents: 100_000 };
   const pausedEvents = (id: string) => received.filter((r) => r.event.data.customer_id === id && r.event.type === "auto_topup.paused");
 
-  it("M3: a refund of the auto top-up's payment starts no new top-up, though its clawback leaves the credit below the threshold; auto top-up pauses (refund)", async () => {
+  it("a refund of the auto top-up's payment starts no new top-up, though its clawback leaves the credit below the threshold; auto top-up pauses (refund)", async () => {
     const { id, key } = await customer("Rhea", 100, "pm_card_visa", SETTINGS);
     expect(await spend(key, 21)).toBe(21);
     const done = await settled(id, 1);
@@ -181,7 +181,7 @@ describe("auto top-up cannot drain a card (wrangler dev)", () => {
     expect(events.map((r) => r.event.data)).toEqual([expect.objectContaining({ reason: "refund", topup_id: null })]);
   });
 
-  it("M3: a dispute of the auto top-up's payment starts no new top-up; auto top-up pauses (dispute)", async () => {
+  it("a dispute of the auto top-up's payment starts no new top-up; auto top-up pauses (dispute)", async () => {
     const { id, key } = await customer("Dora", 100, "pm_card_visa", SETTINGS);
     expect(await spend(key, 21)).toBe(21);
     const done = await settled(id, 1);
@@ -196,7 +196,7 @@ describe("auto top-up cannot drain a card (wrangler dev)", () => {
     expect(await state(id)).toMatchObject({ paused_reason: "dispute" });
   });
 
-  it("M4: a threshold not below the amount is refused with 400 and changes nothing", async () => {
+  it("a threshold not below the amount is refused with 400 and changes nothing", async () => {
     const { id } = await customer("Theo", 100, "pm_card_visa", null);
     for (const threshold_cents of [500, 100_000]) {
       const refused = await gateway.admin("PUT", `/customers/${id}`, { auto_topup: { ...SETTINGS, threshold_cents } });
@@ -206,7 +206,7 @@ describe("auto top-up cannot drain a card (wrangler dev)", () => {
     expect(await state(id)).toBeNull();
   });
 
-  it("M4: a debt larger than the amount gets one top-up, then auto top-up pauses (below_threshold); set again, the next waits out the interval", async () => {
+  it("a debt larger than the amount gets one top-up, then auto top-up pauses (below_threshold); set again, the next waits out the interval", async () => {
     const { id, key, email } = await customer("Debra", 100, "pm_card_visa", SETTINGS);
     expect((await gateway.admin("POST", `/customers/${id}/credits`, { amount: -2000, reason: "a debt larger than the amount" })).status).toBe(201);
     await until(() => state(id), (s) => s.state === "paused", "the pause");

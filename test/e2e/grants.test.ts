@@ -3,7 +3,7 @@ import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { StripeDouble } from "../doubles/stripe-double";
 import { serveHandler, startGateway, stripeWebhooks, type Gateway } from "./harness";
 
-// Issue 10 end to end: Checkout top-ups are paid grants that refunds and disputes take back,
+// End to end: Checkout top-ups are paid grants that refunds and disputes take back,
 // against the real `wrangler dev --test-scheduled` and the Stripe double served over HTTP.
 const stripe = new StripeDouble({ webhookSecret: "whsec_e2e_grants" });
 let gateway: Gateway;
@@ -66,7 +66,7 @@ async function expectStripeAgrees(id: string) {
   expect(summary.stripe.last_known_stripe_balance).toBe(-edgeCents);
 }
 
-describe("top-ups, refunds and disputes end to end (issue 10)", () => {
+describe("top-ups, refunds and disputes end to end", () => {
   it("a Checkout top-up, partly spent, then fully refunded: the customer is refused, owes what it spent, and Stripe agrees", async () => {
     const { id, key } = await stripeCustomer("Refund Rita");
     expect((await get(key)).status).toBe(402);

@@ -3,7 +3,7 @@ import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { StripeDouble } from "../doubles/stripe-double";
 import { serveHandler, startGateway, type Gateway } from "./harness";
 
-// The review's C2 over the real `wrangler dev`: a key capped at 5 cents signed in to the portal
+// Over the real `wrangler dev`: a key capped at 5 cents signed in to the portal
 // and acted as the account's owner (minted an uncapped key, revoked the owner's, turned on auto
 // top-up). With Stripe on (its double over HTTP), so the owner's own changes do go through.
 const stripe = new StripeDouble({ webhookSecret: "whsec_e2e_portal" });
@@ -60,7 +60,7 @@ async function account(gateway: Gateway, name: string) {
 
 const call = (gateway: Gateway, key: string) => gateway.fetch("/v1/data", { headers: { authorization: `Bearer ${key}` } }).then((r) => r.status);
 
-describe("C2: a capped key signed in to the portal (PORTAL.api_key_sign_in on) stays a capped key", () => {
+describe("a capped key signed in to the portal (PORTAL.api_key_sign_in on) stays a capped key", () => {
   it("cannot mint an uncapped key, revoke the owner's key or turn on auto top-up; the owner's link can", async () => {
     const { id, owner, capped } = await account(on, "Capped");
     const signIn = await form(on, "/portal/sign-in", { key: capped.key });

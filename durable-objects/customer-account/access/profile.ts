@@ -2,34 +2,34 @@ import type Stripe from "stripe";
 import { MAX_AMOUNT_CENTS } from "../../../src/lib/money";
 import type { CustomerProfile, ProfilePatch } from "../../../src/lib/customer";
 import type { AutoTopUpSettings } from "../auto-topup/auto-topup";
-import type { Room } from "../core/context";
+import type { AccountContext } from "../core/context";
 
 /** The live (not deleted) customer's profile; with a key hash, only while that key is valid. */
-export function activeProfile(room: Room, keyHash?: string): CustomerProfile | null {
-  const { account, keys } = room;
+export function activeProfile(context: AccountContext, keyHash?: string): CustomerProfile | null {
+  const { account, keys } = context;
   if (!account.exists || account.row.deleted_at !== null) return null;
   if (keyHash !== undefined && !keys.isValid(keyHash)) return null;
   return account.profile();
 }
 
 /** Creates or updates the customer's profile; a plan change makes the next cycle settle with Stripe. */
-export function upsertProfile(room: Room, customerId: string, patch: ProfilePatch): { created: boolean; customer: CustomerProfile } {
-  const created = !room.account.exists;
-  room.ensure(customerId);
-  const { fields, planChanged } = room.account.patchFields(patch);
+export function upsertProfile(context: AccountContext, customerId: string, patch: ProfilePatch): { created: boolean; customer: CustomerProfile } {
+  const created = !context.account.exists;
+  context.ensure(customerId);
+  const { fields, planChanged } = context.account.patchFields(patch);
   // Settle with Stripe under the new plan: prepaid takes its balance from Stripe again.
-  if (planChanged && room.config.stripeEnabled) fields.reconcile_needed = 1;
-  if (Object.keys(fields).length) room.account.set(fields);
-  room.changed();
-  room.directory.schedule();
-  return { created, customer: room.account.profile() };
+  if (planChanged && context.config.stripeEnabled) fields.reconcile_needed = 1;
+  if (Object.keys(fields).length) context.account.set(fields);
+  context.changed();
+  context.directory.schedule();
+  return { created, customer: context.account.profile() };
 }
 
-export function markDeleted(room: Room): void {
-  if (room.account.row.deleted_at !== null) return;
-  room.account.set({ deleted_at: Date.now() });
-  room.changed();
-  room.directory.schedule();
+export function markDeleted(context: AccountContext): void {
+  if (context.account.row.deleted_at !== null) return;
+  context.account.set({ deleted_at: Date.now() });
+  context.changed();
+  context.directory.schedule();
 }
 
 /**
@@ -56,19 +56,19 @@ export function profileFromStripe(customer: Stripe.Customer, previousMetadata?: 
  * in one step. Auto top-up is refused for a post-paid customer before anything is written.
  */
 export function upsertProfileAndAutoTopUp(
-  room: Room,
+  context: AccountContext,
   customerId: string,
   patch: ProfilePatch,
   autoTopUp?: AutoTopUpSettings | null,
 ): { created: boolean; customer: CustomerProfile } | { refused: string } {
-  if (autoTopUp && (patch.plan ?? (room.account.exists ? room.account.row.plan : "prepaid")) !== "prepaid") {
+  if (autoTopUp && (patch.plan ?? (context.account.exists ? context.account.row.plan : "prepaid")) !== "prepaid") {
     return { refused: "Auto top-up is for prepaid credit; post-paid customers are invoiced." };
   }
-  if (autoTopUp === undefined) return upsertProfile(room, customerId, patch);
-  return room.atomically(() => {
-    const result = upsertProfile(room, customerId, patch);
-    room.autoTopUp.configure(autoTopUp, Date.now());
-    room.changed();
+  if (autoTopUp === undefined) return upsertProfile(context, customerId, patch);
+  return context.atomically(() => {
+    const result = upsertProfile(context, customerId, patch);
+    context.autoTopUp.configure(autoTopUp, Date.now());
+    context.changed();
     return result;
   });
 }

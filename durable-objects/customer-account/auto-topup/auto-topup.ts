@@ -6,7 +6,7 @@ import { raised } from "./notice";
 import { liftedByNewCard } from "./notice";
 import { DAY_MS, monthOf, nextUtcDay, planTopUp, termsOf, type AutoTopUpSettings, type TopUpPlan } from "./plan";
 import { NOTICE_TIMER, type Notices } from "../cohorts/notices";
-import type { WebhookOutbox } from "../notify/provider-webhooks";
+import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import type { Timers } from "../core/timers";
 
 export const AUTO_TOPUP_TABLES = {
@@ -126,7 +126,7 @@ export class AutoTopUp {
       config: () => Config;
       availableMicros: (now: number) => number;
       currencyMismatch: () => string | null;
-      outbox: WebhookOutbox;
+      outbox: ProviderWebhookOutbox;
       notices: Notices;
     },
   ) {}
@@ -362,7 +362,7 @@ export class AutoTopUp {
   }
 
   /**
-   * After every balance change (room.changed(), in the same synchronous step): starts a top-up
+   * After every balance change (context.changed(), in the same synchronous step): starts a top-up
    * when the plan says so, as a pending row the auto top-up timer sends, or arms that timer for
    * when a rate limit allows it. Returns the cohort the customer is in for auto top-up, if any.
    */

@@ -3,7 +3,7 @@ import { log } from "../../../src/lib/log";
 import { centsToMicros } from "../../../src/lib/money";
 import type { TopUpRow } from "./auto-topup";
 import { createGrant } from "../credit/credits";
-import type { Room } from "../core/context";
+import type { AccountContext } from "../core/context";
 
 /**
  * Stripe confirmed a top-up's payment (its `payment_intent.succeeded` webhook, or the create
@@ -13,19 +13,19 @@ import type { Room } from "../core/context";
  * starts the next top-up: if it leaves the credit still below the threshold (a debt larger than
  * the amount), auto top-up pauses (`below_threshold`) instead of charging the card again.
  */
-export function topUpSucceeded(room: Room, row: TopUpRow, pi: Pick<Stripe.PaymentIntent, "id" | "amount" | "currency">, now: number): boolean {
+export function topUpSucceeded(context: AccountContext, row: TopUpRow, pi: Pick<Stripe.PaymentIntent, "id" | "amount" | "currency">, now: number): boolean {
   if (row.status === "succeeded") return false;
   if (pi.amount !== row.amount_cents || pi.currency !== row.currency) {
     log.error(`auto top-up ${row.id}: PaymentIntent ${pi.id} is ${pi.amount} ${pi.currency}, expected ${row.amount_cents} ${row.currency}; not credited`);
     return false;
   }
-  room.atomically(() => {
-    room.autoTopUp.finish(row.id, { status: "succeeded", payment_intent: pi.id }, now);
+  context.atomically(() => {
+    context.autoTopUp.finish(row.id, { status: "succeeded", payment_intent: pi.id }, now);
     // A payment that succeeds after all (its outcome was unknown) lifts the pause it caused.
-    room.autoTopUp.resumeAfter(row.id, now);
-    room.autoTopUp.quietly(() =>
-      createGrant(room, {
-        customerId: room.account.row.customer_id,
+    context.autoTopUp.resumeAfter(row.id, now);
+    context.autoTopUp.quietly(() =>
+      createGrant(context, {
+        customerId: context.account.row.customer_id,
         amountCents: row.amount_cents,
         reason: `Auto top-up ${row.id} (${pi.id})`,
         reference: `auto_topup_${row.id}`,
@@ -33,11 +33,11 @@ export function topUpSucceeded(room: Room, row: TopUpRow, pi: Pick<Stripe.Paymen
         paymentIntent: pi.id,
       }),
     );
-    room.outbox.emit("topup.succeeded", { topup_id: row.id, amount_cents: row.amount_cents });
-    const settings = room.autoTopUp.settings;
-    if (settings && room.wallet.spendableTotal(now) < centsToMicros(settings.threshold_cents)) {
-      room.autoTopUp.pause("below_threshold", null, now);
-      room.changed(now);
+    context.outbox.emit("topup.succeeded", { topup_id: row.id, amount_cents: row.amount_cents });
+    const settings = context.autoTopUp.settings;
+    if (settings && context.wallet.spendableTotal(now) < centsToMicros(settings.threshold_cents)) {
+      context.autoTopUp.pause("below_threshold", null, now);
+      context.changed(now);
     }
   });
   return true;
@@ -49,15 +49,15 @@ export function topUpSucceeded(room: Room, row: TopUpRow, pi: Pick<Stripe.Paymen
  * sent in the same step, and the customer enters `topup_failed` (its email, once). Nothing
  * retries the card; setting `auto_topup` again, or saving a card with a Checkout top-up, resumes it.
  */
-export function topUpFailed(room: Room, row: TopUpRow, reason: string, paymentIntent: string | null, now: number): boolean {
+export function topUpFailed(context: AccountContext, row: TopUpRow, reason: string, paymentIntent: string | null, now: number): boolean {
   if (row.status === "succeeded" || row.status === "failed" || row.status === "canceled") return false;
-  room.atomically(() => {
-    room.autoTopUp.finish(row.id, { status: "failed", reason, payment_intent: paymentIntent }, now);
-    room.autoTopUp.pause(reason, row.id, now);
-    room.outbox.emit("topup.failed", { topup_id: row.id, amount_cents: row.amount_cents, reason });
-    room.changed(now);
+  context.atomically(() => {
+    context.autoTopUp.finish(row.id, { status: "failed", reason, payment_intent: paymentIntent }, now);
+    context.autoTopUp.pause(reason, row.id, now);
+    context.outbox.emit("topup.failed", { topup_id: row.id, amount_cents: row.amount_cents, reason });
+    context.changed(now);
   });
-  log.warn(`auto top-up ${row.id} of ${room.account.row.customer_id} failed (${reason}); auto top-up paused`);
+  log.warn(`auto top-up ${row.id} of ${context.account.row.customer_id} failed (${reason}); auto top-up paused`);
   return true;
 }
 
@@ -76,22 +76,22 @@ export function failureReason(pi: Pick<Stripe.PaymentIntent, "status" | "last_pa
  * (metadata `payg_save_payment_method`) makes that card the one auto top-up charges, and is kept
  * as the payment that saved it (a refund or dispute of it pauses auto top-up).
  */
-export function applyPaymentIntentEvent(room: Room, event: Stripe.PaymentIntentSucceededEvent | Stripe.PaymentIntentPaymentFailedEvent, now: number): "applied" | "ignored" {
+export function applyPaymentIntentEvent(context: AccountContext, event: Stripe.PaymentIntentSucceededEvent | Stripe.PaymentIntentPaymentFailedEvent, now: number): "applied" | "ignored" {
   const pi = event.data.object;
   const topUpId = pi.metadata?.payg_auto_topup;
   if (topUpId) {
-    const row = room.autoTopUp.get(topUpId);
+    const row = context.autoTopUp.get(topUpId);
     if (!row) return "ignored";
-    if (event.type === "payment_intent.succeeded") topUpSucceeded(room, row, pi, now);
-    else topUpFailed(room, row, failureReason(pi), pi.id, now);
+    if (event.type === "payment_intent.succeeded") topUpSucceeded(context, row, pi, now);
+    else topUpFailed(context, row, failureReason(pi), pi.id, now);
     return "applied";
   }
   const card = typeof pi.payment_method === "string" ? pi.payment_method : (pi.payment_method?.id ?? null);
   if (event.type !== "payment_intent.succeeded" || pi.setup_future_usage !== "off_session" || pi.metadata?.payg_save_payment_method !== "true" || !card) {
     return "ignored";
   }
-  room.atomically(() => {
-    if (room.autoTopUp.saveCard(card, pi.id, event.created, now)) room.changed(now);
+  context.atomically(() => {
+    if (context.autoTopUp.saveCard(card, pi.id, event.created, now)) context.changed(now);
   });
   return "applied";
 }

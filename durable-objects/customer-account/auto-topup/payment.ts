@@ -4,7 +4,7 @@ import { describeError, isTransientStripeError, stripeClient } from "../../../sr
 import { AUTO_TOPUP_TIMER, type TopUpRow } from "./auto-topup";
 import { failureReason, topUpFailed, topUpSucceeded } from "./charge";
 import { backoffMs } from "../core/backoff";
-import type { Room } from "../core/context";
+import type { AccountContext } from "../core/context";
 
 /** Sends of one top-up that Stripe could not answer (5xx, 429, timeouts) before it counts as failed. */
 const MAX_ATTEMPTS = 8;
@@ -21,43 +21,43 @@ const IDEMPOTENCY_SAFE_MS = 23 * 3_600_000;
  * starts it if it is still needed. Returns true when credit landed (the caller sends it on to
  * Stripe's balance).
  */
-export async function runAutoTopUp(room: Room, now: number): Promise<boolean> {
-  if (!room.account.exists) return false;
-  if (!room.autoTopUp.pending()) room.atomically(() => room.changed(now));
-  const row = room.autoTopUp.pending();
+export async function runAutoTopUp(context: AccountContext, now: number): Promise<boolean> {
+  if (!context.account.exists) return false;
+  if (!context.autoTopUp.pending()) context.atomically(() => context.changed(now));
+  const row = context.autoTopUp.pending();
   if (!row) return false;
   if (row.next_attempt_at !== null && row.next_attempt_at > now) {
-    room.timers.at(AUTO_TOPUP_TIMER, row.next_attempt_at);
+    context.timers.at(AUTO_TOPUP_TIMER, row.next_attempt_at);
     return false;
   }
   // Off, paused, inactive or without a saved card: a top-up not sent yet is canceled.
-  const on = room.autoTopUp.on;
+  const on = context.autoTopUp.on;
   if (!on && row.attempts === 0) {
-    room.atomically(() => {
-      room.autoTopUp.finish(row.id, { status: "canceled", reason: canceledBecause(room) }, now);
-      room.changed(now);
+    context.atomically(() => {
+      context.autoTopUp.finish(row.id, { status: "canceled", reason: canceledBecause(context) }, now);
+      context.changed(now);
     });
     return false;
   }
-  const stripe = stripeClient(room.config);
-  const customer = room.account.row.customer_id;
+  const stripe = stripeClient(context.config);
+  const customer = context.account.row.customer_id;
   try {
     if (row.attempts > 0 && (row.verify === 1 || !on || now - row.created_at > IDEMPOTENCY_SAFE_MS)) {
       const found = await lookUp(stripe, customer, row);
-      if (found) return settle(room, row.id, found);
+      if (found) return settle(context, row.id, found);
       // Never sent, and no longer wanted: nothing was charged.
       if (!on) {
-        room.atomically(() => room.autoTopUp.finish(row.id, { status: "canceled", reason: canceledBecause(room) }, now));
+        context.atomically(() => context.autoTopUp.finish(row.id, { status: "canceled", reason: canceledBecause(context) }, now));
         return false;
       }
-      if (row.verify === 1) room.autoTopUp.update(row.id, { verify: 0, idempotency_key: `${row.idempotency_key.replace(/_r\d+$/, "")}_r${row.attempts}` });
+      if (row.verify === 1) context.autoTopUp.update(row.id, { verify: 0, idempotency_key: `${row.idempotency_key.replace(/_r\d+$/, "")}_r${row.attempts}` });
     }
     // Fixed when the top-up started (a row from before that: the saved card now), and kept for
     // every retry: the same key must carry the same parameters. Never the default card.
-    const paymentMethod = row.payment_method ?? room.autoTopUp.savedPaymentMethod!;
-    if (!row.payment_method) room.autoTopUp.update(row.id, { payment_method: paymentMethod });
-    const current = room.autoTopUp.get(row.id)!;
-    room.autoTopUp.update(row.id, { attempts: current.attempts + 1 });
+    const paymentMethod = row.payment_method ?? context.autoTopUp.savedPaymentMethod!;
+    if (!row.payment_method) context.autoTopUp.update(row.id, { payment_method: paymentMethod });
+    const current = context.autoTopUp.get(row.id)!;
+    context.autoTopUp.update(row.id, { attempts: current.attempts + 1 });
     const pi = await stripe.paymentIntents.create(
       {
         amount: current.amount_cents,
@@ -71,21 +71,21 @@ export async function runAutoTopUp(room: Room, now: number): Promise<boolean> {
       },
       { idempotencyKey: current.idempotency_key },
     );
-    return settle(room, row.id, pi);
+    return settle(context, row.id, pi);
   } catch (error) {
     if (error instanceof Stripe.errors.StripeCardError) {
-      return fail(room, row.id, error.code ?? "card_declined", error.payment_intent?.id ?? null);
+      return fail(context, row.id, error.code ?? "card_declined", error.payment_intent?.id ?? null);
     }
-    const latest = room.autoTopUp.get(row.id)!;
+    const latest = context.autoTopUp.get(row.id)!;
     if (!isTransientStripeError(error)) {
       log.error(`auto top-up ${row.id}: Stripe refused it`, describeError(error));
-      return fail(room, row.id, (error as Stripe.errors.StripeError).code ?? "stripe_error", null, describeError(error));
+      return fail(context, row.id, (error as Stripe.errors.StripeError).code ?? "stripe_error", null, describeError(error));
     }
-    if (latest.attempts >= MAX_ATTEMPTS) return fail(room, row.id, "stripe_unavailable", null, describeError(error));
+    if (latest.attempts >= MAX_ATTEMPTS) return fail(context, row.id, "stripe_unavailable", null, describeError(error));
     const at = Date.now() + backoffMs(Math.max(1, latest.attempts));
     const statusCode = error instanceof Stripe.errors.StripeError ? error.statusCode : undefined;
-    room.autoTopUp.update(row.id, { next_attempt_at: at, last_error: describeError(error), ...(statusCode !== undefined && statusCode >= 500 ? { verify: 1 } : {}) });
-    room.timers.at(AUTO_TOPUP_TIMER, at);
+    context.autoTopUp.update(row.id, { next_attempt_at: at, last_error: describeError(error), ...(statusCode !== undefined && statusCode >= 500 ? { verify: 1 } : {}) });
+    context.timers.at(AUTO_TOPUP_TIMER, at);
     log.warn(`auto top-up ${row.id}: Stripe did not answer; retrying at ${new Date(at).toISOString()}`, describeError(error));
     return false;
   }
@@ -102,28 +102,28 @@ const PROCESSING_RECHECK_MS = 3_600_000;
  * must act; requires_confirmation, requires_capture: never confirmed or captured; canceled): the
  * top-up fails, so it never holds the pending slot that later top-ups need.
  */
-function settle(room: Room, id: string, pi: Stripe.PaymentIntent): boolean {
-  const row = room.autoTopUp.get(id)!;
+function settle(context: AccountContext, id: string, pi: Stripe.PaymentIntent): boolean {
+  const row = context.autoTopUp.get(id)!;
   const now = Date.now();
-  if (pi.status === "succeeded") return topUpSucceeded(room, row, pi, now);
+  if (pi.status === "succeeded") return topUpSucceeded(context, row, pi, now);
   if (pi.status === "processing") {
     const at = now + PROCESSING_RECHECK_MS;
-    room.autoTopUp.update(id, { payment_intent: pi.id, next_attempt_at: at, verify: 1 });
-    room.timers.at(AUTO_TOPUP_TIMER, at);
+    context.autoTopUp.update(id, { payment_intent: pi.id, next_attempt_at: at, verify: 1 });
+    context.timers.at(AUTO_TOPUP_TIMER, at);
     return false;
   }
-  fail(room, id, failureReason(pi), pi.id);
+  fail(context, id, failureReason(pi), pi.id);
   return false;
 }
 
-function fail(room: Room, id: string, reason: string, paymentIntent: string | null, detail?: string): false {
-  if (detail) room.autoTopUp.update(id, { last_error: detail });
-  topUpFailed(room, room.autoTopUp.get(id)!, reason, paymentIntent, Date.now());
+function fail(context: AccountContext, id: string, reason: string, paymentIntent: string | null, detail?: string): false {
+  if (detail) context.autoTopUp.update(id, { last_error: detail });
+  topUpFailed(context, context.autoTopUp.get(id)!, reason, paymentIntent, Date.now());
   return false;
 }
 
-function canceledBecause(room: Room): string {
-  const t = room.autoTopUp;
+function canceledBecause(context: AccountContext): string {
+  const t = context.autoTopUp;
   if (!t.settings) return "auto top-up turned off";
   if (t.settings.paused) return `auto top-up paused (${t.pausedReason})`;
   return t.inactive() ?? "no card is saved for auto top-up";

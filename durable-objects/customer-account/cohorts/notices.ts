@@ -5,7 +5,7 @@ import { escapeHtml, renderString, type MergeValues } from "../../../src/lib/tem
 import type { AccountStore } from "../core/account";
 import { describeNotice, type AutoTopUpNotice } from "../auto-topup/notice";
 import type { EmailLog, EmailRow } from "./emails";
-import type { WebhookOutbox } from "../notify/provider-webhooks";
+import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import type { Timers } from "../core/timers";
 
 export const NOTICE_TABLES = {
@@ -39,7 +39,7 @@ export class Notices {
       account: AccountStore;
       emails: EmailLog;
       timers: Timers;
-      outbox: WebhookOutbox;
+      outbox: ProviderWebhookOutbox;
       amounts: (now: number) => { balanceMicros: number; minimumMicros: number; expiringSoonMicros: number };
     },
   ) {}

@@ -72,7 +72,7 @@ export class AccountStore {
   /** Fields changed while deferring (journaled charges), written by flush(). */
   private pending: Partial<AccountRow> = {};
   private deferring = false;
-  /** Runs before any write goes through: the room folds the journal first (journal.ts). */
+  /** Runs before any write goes through: the context folds the journal first (journal.ts). */
   beforeWrite: () => void = () => {};
 
   constructor(private readonly sql: SqlStorage) {}

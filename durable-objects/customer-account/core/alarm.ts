@@ -11,7 +11,7 @@ import { WEBHOOK_TIMER } from "../notify/provider-webhooks";
 import { REPORT_RETENTION_TIMER } from "../retention/reports";
 import { expireHolds } from "../request/settlement";
 import { CHARGES_TIMER, pruneCharges, pruneIdempotency } from "../request/authorize";
-import { EXPIRY_TIMER, type Room } from "./context";
+import { EXPIRY_TIMER, type AccountContext } from "./context";
 import { ROLLUP_TIMER } from "../notify/rollup";
 import { STRIPE_TIMER } from "../stripe/events";
 import { pushToStripe, syncWithStripe } from "../stripe/sync";
@@ -26,34 +26,34 @@ export type Locked = <T>(fn: () => Promise<T>) => Promise<T>;
  * The one alarm, shared by named timers (timers.ts): each due timer's handler runs; a failed one
  * is retried a few seconds later, the others still run.
  */
-export async function runDueTimers(room: Room, locked: Locked): Promise<void> {
+export async function runDueTimers(context: AccountContext, locked: Locked): Promise<void> {
   const handlers: Record<string, (now: number) => Promise<unknown> | unknown> = {
-    [DIRECTORY_TIMER]: () => room.directory.push(),
-    [EXPIRY_TIMER]: (now) => locked(async () => (expireGrants(room, now) > 0 ? pushToStripe(room) : undefined)),
-    [CHARGES_TIMER]: (now) => pruneCharges(room, now),
-    [HOLDS_TIMER]: (now) => expireHolds(room, now),
-    [IDEMPOTENCY_TIMER]: (now) => pruneIdempotency(room, now),
-    [STRIPE_TIMER]: (now) => locked(() => syncWithStripe(room, now)),
-    [WEBHOOK_TIMER]: () => room.outbox.handOff(),
-    [EMAIL_RETENTION_TIMER]: async () => void room.emails.prune(Date.now()),
-    [ROLLUP_TIMER]: () => room.rollup.push(),
+    [DIRECTORY_TIMER]: () => context.directory.push(),
+    [EXPIRY_TIMER]: (now) => locked(async () => (expireGrants(context, now) > 0 ? pushToStripe(context) : undefined)),
+    [CHARGES_TIMER]: (now) => pruneCharges(context, now),
+    [HOLDS_TIMER]: (now) => expireHolds(context, now),
+    [IDEMPOTENCY_TIMER]: (now) => pruneIdempotency(context, now),
+    [STRIPE_TIMER]: (now) => locked(() => syncWithStripe(context, now)),
+    [WEBHOOK_TIMER]: () => context.outbox.handOff(),
+    [EMAIL_RETENTION_TIMER]: async () => void context.emails.prune(Date.now()),
+    [ROLLUP_TIMER]: () => context.rollup.push(),
     // A top-up whose credit landed queued a Stripe credit report: the stripe timer sends it.
-    [AUTO_TOPUP_TIMER]: (now) => locked(async () => (await runAutoTopUp(room, now)) && room.timers.at(STRIPE_TIMER, Date.now())),
-    [NOTICE_TIMER]: (now) => locked(() => room.notices.send(now)),
-    [REPORT_RETENTION_TIMER]: (now) => room.reports.retention.prune(now),
-    [USAGE_RETENTION_TIMER]: (now) => room.usageRetention.fold(now),
+    [AUTO_TOPUP_TIMER]: (now) => locked(async () => (await runAutoTopUp(context, now)) && context.timers.at(STRIPE_TIMER, Date.now())),
+    [NOTICE_TIMER]: (now) => locked(() => context.notices.send(now)),
+    [REPORT_RETENTION_TIMER]: (now) => context.reports.retention.prune(now),
+    [USAGE_RETENTION_TIMER]: (now) => context.usageRetention.fold(now),
   };
   const now = Date.now();
-  for (const name of room.timers.takeDue(now)) {
+  for (const name of context.timers.takeDue(now)) {
     try {
       // Charges journaled while an earlier handler awaited are folded in before this one reads SQLite.
-      room.journal.fold();
+      context.journal.fold();
       await handlers[name]?.(now);
     } catch (error) {
       log.warn(`timer ${name} failed; retrying in ${TIMER_RETRY_MS / 1000} s`, error);
-      room.timers.at(name, Date.now() + TIMER_RETRY_MS);
+      context.timers.at(name, Date.now() + TIMER_RETRY_MS);
     }
   }
-  room.usageRetention.keepArmed(now);
-  room.timers.rearm();
+  context.usageRetention.keepArmed(now);
+  context.timers.rearm();
 }

@@ -16,7 +16,7 @@ import { Invoices } from "../credit/invoices";
 import { ChargeJournal } from "./journal";
 import { KeyStore } from "../access/key-store";
 import { Ledger } from "../credit/ledger";
-import { WebhookOutbox } from "../notify/provider-webhooks";
+import { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { migrate } from "./schema";
 import { Live } from "../notify/live";
 import { Notices } from "../cohorts/notices";
@@ -35,7 +35,7 @@ const DAY_MS = 86_400_000;
  * One customer's account: its modules wired together over the object's SQLite, plus the few
  * steps that cross modules (a balance change moves cohorts and the directory's view).
  */
-export class Room {
+export class AccountContext {
   readonly sql: SqlStorage;
   readonly account: AccountStore;
   readonly keys: KeyStore;
@@ -53,7 +53,7 @@ export class Room {
   readonly stripeEvents: StripeEventLog;
   readonly directory: DirectorySync;
   readonly timers: Timers;
-  readonly outbox: WebhookOutbox;
+  readonly outbox: ProviderWebhookOutbox;
   /** Set when the account is created: its first cohort placement is where it starts, not a crossing. */
   private starting = false;
   /** How much more may be charged before a cohort could move (set by changed(), spent by charged()). */
@@ -75,7 +75,7 @@ export class Room {
     const config = () => this.config;
     this.account = new AccountStore(this.sql);
     this.timers = new Timers(this.sql, state.storage);
-    this.outbox = new WebhookOutbox(this.sql, { env, timers: this.timers, account: this.account, availableMicros: () => this.wallet.spendableTotal(Date.now()) });
+    this.outbox = new ProviderWebhookOutbox(this.sql, { env, timers: this.timers, account: this.account, availableMicros: () => this.wallet.spendableTotal(Date.now()) });
     this.keys = new KeyStore(this.sql, () => this.config.KEY_SIGNING_SECRET);
     this.checkouts = new CheckoutLimit(this.sql);
     this.ledger = new Ledger(this.sql, this.account);

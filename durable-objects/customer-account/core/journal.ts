@@ -32,7 +32,7 @@ export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pend
  *   rollup, pruning) see every charge;
  * - a charge's fallible writes (this fold when the journal is full, its timers) come before its
  *   row, and nothing after the row writes: a request that fails leaves nothing charged;
- * - a failed transaction reloads memory from SQLite and replays the journal (Room.load).
+ * - a failed transaction reloads memory from SQLite and replays the journal (AccountContext.load).
  */
 export class ChargeJournal {
   /** The last sequence number given to a charge row. */

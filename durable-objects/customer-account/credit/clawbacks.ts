@@ -3,7 +3,7 @@ import type Stripe from "stripe";
 import { log } from "../../../src/lib/log";
 import { centsToMicros, formatCents } from "../../../src/lib/money";
 import type { Grant } from "./grants";
-import type { Room } from "../core/context";
+import type { AccountContext } from "../core/context";
 
 
 interface RefundRow {
@@ -82,23 +82,23 @@ function paymentIntentOf(value: string | { id: string } | null | undefined): str
  * customer is refused until it is paid. Refunds that arrive before their top-up are applied when
  * it lands.
  */
-export function applyRefund(room: Room, facts: ChargeRefunds, now: number): "applied" | "ignored" {
+export function applyRefund(context: AccountContext, facts: ChargeRefunds, now: number): "applied" | "ignored" {
   const pi = facts.payment_intent;
-  if (!pi || facts.currency !== room.config.PRICING.currency) return "ignored";
-  room.atomically(() => {
-    for (const refund of facts.refunds) recordRefund(room, pi, refund, now);
-    adoptLegacyRefunds(room, pi);
-    const grant = room.grants.byPaymentIntent(pi);
-    if (grant) settleRefunds(room, grant, now);
+  if (!pi || facts.currency !== context.config.PRICING.currency) return "ignored";
+  context.atomically(() => {
+    for (const refund of facts.refunds) recordRefund(context, pi, refund, now);
+    adoptLegacyRefunds(context, pi);
+    const grant = context.grants.byPaymentIntent(pi);
+    if (grant) settleRefunds(context, grant, now);
   });
   return "applied";
 }
 
-function recordRefund(room: Room, pi: string, refund: ChargeRefunds["refunds"][number], now: number): void {
+function recordRefund(context: AccountContext, pi: string, refund: ChargeRefunds["refunds"][number], now: number): void {
   const status = refund.status ?? "pending";
-  const row = room.sql.exec("SELECT status FROM refunds WHERE id = ?", refund.id).toArray()[0];
+  const row = context.sql.exec("SELECT status FROM refunds WHERE id = ?", refund.id).toArray()[0];
   if (!row) {
-    room.sql.exec(
+    context.sql.exec(
       "INSERT INTO refunds (id, payment_intent, amount, status, created, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
       refund.id,
       pi,
@@ -108,7 +108,7 @@ function recordRefund(room: Room, pi: string, refund: ChargeRefunds["refunds"][n
       now,
     );
   } else if ((REFUND_RANK[status] ?? 0) > (REFUND_RANK[row.status as string] ?? 0)) {
-    room.sql.exec("UPDATE refunds SET status = ?, updated_at = ? WHERE id = ?", status, now, refund.id);
+    context.sql.exec("UPDATE refunds SET status = ?, updated_at = ? WHERE id = ?", status, now, refund.id);
   }
 }
 
@@ -117,21 +117,21 @@ function recordRefund(room: Room, pi: string, refund: ChargeRefunds["refunds"][n
  * first list of its refunds takes over: what those clawbacks took is attributed to the oldest
  * refunds, which then count as taken (and are given back if they fail).
  */
-function adoptLegacyRefunds(room: Room, pi: string): void {
-  if (!room.sql.exec("SELECT 1 FROM payment_refunds WHERE payment_intent = ?", pi).toArray().length) return;
-  const taken = room.sql.exec("SELECT COALESCE(-SUM(amount), 0) AS t FROM ledger WHERE kind = 'clawback' AND reference LIKE ? ESCAPE '\\'", `refund\\_${pi}\\_%`).one();
+function adoptLegacyRefunds(context: AccountContext, pi: string): void {
+  if (!context.sql.exec("SELECT 1 FROM payment_refunds WHERE payment_intent = ?", pi).toArray().length) return;
+  const taken = context.sql.exec("SELECT COALESCE(-SUM(amount), 0) AS t FROM ledger WHERE kind = 'clawback' AND reference LIKE ? ESCAPE '\\'", `refund\\_${pi}\\_%`).one();
   let left = taken.t as number;
-  for (const row of refundRows(room, pi)) {
+  for (const row of refundRows(context, pi)) {
     if (left <= 0) break;
     const part = Math.min(left, centsToMicros(row.amount));
-    room.sql.exec("UPDATE refunds SET applied = 'taken', taken = ? WHERE id = ?", part, row.id);
+    context.sql.exec("UPDATE refunds SET applied = 'taken', taken = ? WHERE id = ?", part, row.id);
     left -= part;
   }
-  room.sql.exec("DELETE FROM payment_refunds WHERE payment_intent = ?", pi);
+  context.sql.exec("DELETE FROM payment_refunds WHERE payment_intent = ?", pi);
 }
 
-function refundRows(room: Room, pi: string): RefundRow[] {
-  return room.sql.exec("SELECT * FROM refunds WHERE payment_intent = ? ORDER BY created, id", pi).toArray() as unknown as RefundRow[];
+function refundRows(context: AccountContext, pi: string): RefundRow[] {
+  return context.sql.exec("SELECT * FROM refunds WHERE payment_intent = ? ORDER BY created, id", pi).toArray() as unknown as RefundRow[];
 }
 
 /**
@@ -140,20 +140,20 @@ function refundRows(room: Room, pi: string): RefundRow[] {
  * the grant (effectOf); settleDisputes moves the grant from the effect applied to the one wanted.
  * Either before the top-up itself waits for it.
  */
-export function applyDispute(room: Room, dispute: Stripe.Dispute, event: Pick<Stripe.Event, "type" | "created">, now: number): "applied" | "ignored" {
+export function applyDispute(context: AccountContext, dispute: Stripe.Dispute, event: Pick<Stripe.Event, "type" | "created">, now: number): "applied" | "ignored" {
   const pi = paymentIntentOf(dispute.payment_intent);
-  if (!pi || dispute.currency !== room.config.PRICING.currency) return "ignored";
+  if (!pi || dispute.currency !== context.config.PRICING.currency) return "ignored";
   if (!DISPUTE_ORDER.includes(dispute.status)) {
     log.warn(`dispute ${dispute.id}: unknown status ${dispute.status}; nothing changed`);
     return "ignored";
   }
-  const row = room.sql.exec("SELECT * FROM disputes WHERE id = ?", dispute.id).toArray()[0] as unknown as DisputeRow | undefined;
+  const row = context.sql.exec("SELECT * FROM disputes WHERE id = ?", dispute.id).toArray()[0] as unknown as DisputeRow | undefined;
   const reinstated = event.type === "charge.dispute.funds_reinstated" || (dispute.balance_transactions ?? []).some((t) => t.amount > 0) ? 1 : 0;
   const newer =
     !row || event.created > row.event_at || (event.created === row.event_at && DISPUTE_ORDER.indexOf(dispute.status) > DISPUTE_ORDER.indexOf(row.status));
   if (!newer && (reinstated === 0 || row!.reinstated === 1)) return "ignored";
-  room.atomically(() => {
-    room.sql.exec(
+  context.atomically(() => {
+    context.sql.exec(
       `INSERT INTO disputes (id, payment_intent, amount, status, event_at, reinstated, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET amount = excluded.amount, status = excluded.status, event_at = excluded.event_at, reinstated = excluded.reinstated`,
       dispute.id,
@@ -164,48 +164,48 @@ export function applyDispute(room: Room, dispute: Stripe.Dispute, event: Pick<St
       Math.max(reinstated, row?.reinstated ?? 0),
       now,
     );
-    const grant = room.grants.byPaymentIntent(pi);
-    if (grant) settleDisputes(room, grant, now);
+    const grant = context.grants.byPaymentIntent(pi);
+    if (grant) settleDisputes(context, grant, now);
   });
   return "applied";
 }
 
 /** Applies to a top-up's grant what its payment's refunds and disputes say (also when it lands late). */
-export function settleClawbacks(room: Room, grant: Grant, now: number): void {
-  settleRefunds(room, grant, now);
-  settleDisputes(room, grant, now);
+export function settleClawbacks(context: AccountContext, grant: Grant, now: number): void {
+  settleRefunds(context, grant, now);
+  settleDisputes(context, grant, now);
 }
 
-function settleRefunds(room: Room, grant: Grant, now: number): void {
-  const rows = refundRows(room, grant.payment_intent!);
-  if (!rows.length) return settleLegacyRefunds(room, grant, now);
+function settleRefunds(context: AccountContext, grant: Grant, now: number): void {
+  const rows = refundRows(context, grant.payment_intent!);
+  if (!rows.length) return settleLegacyRefunds(context, grant, now);
   for (const row of rows) {
     const failed = VOID_REFUND.has(row.status);
     if (!failed && row.applied === "no") {
       const micros = centsToMicros(row.amount);
-      const taken = takeBack(room, grant, micros, `refund ${row.id} of ${grant.payment_intent} (${formatCents(micros)} cents)`, `refund_${row.id}`, now);
-      room.sql.exec("UPDATE refunds SET applied = 'taken', taken = ? WHERE id = ?", taken, row.id);
+      const taken = takeBack(context, grant, micros, `refund ${row.id} of ${grant.payment_intent} (${formatCents(micros)} cents)`, `refund_${row.id}`, now);
+      context.sql.exec("UPDATE refunds SET applied = 'taken', taken = ? WHERE id = ?", taken, row.id);
     } else if (failed && row.applied === "taken") {
-      giveBack(room, grant, row.taken, `refund ${row.id} of ${grant.payment_intent} ${row.status}: the credit it took back is given back`, `refund_${row.id}_${row.status}`, now);
-      room.sql.exec("UPDATE refunds SET applied = 'given_back' WHERE id = ?", row.id);
+      giveBack(context, grant, row.taken, `refund ${row.id} of ${grant.payment_intent} ${row.status}: the credit it took back is given back`, `refund_${row.id}_${row.status}`, now);
+      context.sql.exec("UPDATE refunds SET applied = 'given_back' WHERE id = ?", row.id);
     } else if (failed && row.applied === "no") {
-      room.sql.exec("UPDATE refunds SET applied = 'none' WHERE id = ?", row.id);
+      context.sql.exec("UPDATE refunds SET applied = 'none' WHERE id = ?", row.id);
     }
   }
-  const refunded = room.sql.exec("SELECT COALESCE(SUM(taken), 0) AS t FROM refunds WHERE payment_intent = ? AND applied = 'taken'", grant.payment_intent).one().t as number;
-  if (refunded !== grant.refunded) room.grants.setRefunded(grant, refunded);
-  room.changed(now);
+  const refunded = context.sql.exec("SELECT COALESCE(SUM(taken), 0) AS t FROM refunds WHERE payment_intent = ? AND applied = 'taken'", grant.payment_intent).one().t as number;
+  if (refunded !== grant.refunded) context.grants.setRefunded(grant, refunded);
+  context.changed(now);
 }
 
 /** A refund recorded before refunds were tracked one by one: its cumulative cents. */
-function settleLegacyRefunds(room: Room, grant: Grant, now: number): void {
-  const row = room.sql.exec("SELECT refunded_cents FROM payment_refunds WHERE payment_intent = ?", grant.payment_intent).toArray()[0];
+function settleLegacyRefunds(context: AccountContext, grant: Grant, now: number): void {
+  const row = context.sql.exec("SELECT refunded_cents FROM payment_refunds WHERE payment_intent = ?", grant.payment_intent).toArray()[0];
   if (!row) return;
   const target = Math.min(centsToMicros(row.refunded_cents as number), grant.amount);
   const delta = target - grant.refunded;
   if (delta <= 0) return;
-  room.grants.setRefunded(grant, target);
-  takeBack(room, grant, delta, `refund of ${grant.payment_intent} (${formatCents(target)} of ${formatCents(grant.amount)} refunded)`, `refund_${grant.payment_intent}_${row.refunded_cents}`, now);
+  context.grants.setRefunded(grant, target);
+  takeBack(context, grant, delta, `refund of ${grant.payment_intent} (${formatCents(target)} of ${formatCents(grant.amount)} refunded)`, `refund_${grant.payment_intent}_${row.refunded_cents}`, now);
 }
 
 /**
@@ -214,8 +214,8 @@ function settleLegacyRefunds(room: Room, grant: Grant, now: number): void {
  * back. A clawback never takes those again: a voided or expired top-up that is then refunded
  * takes back only what was spent of it.
  */
-function takenOut(room: Room, grantId: string): number {
-  const row = room.sql
+function takenOut(context: AccountContext, grantId: string): number {
+  const row = context.sql
     .exec("SELECT COALESCE(SUM(amount), 0) AS total FROM ledger WHERE grant_id = ? AND kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')", grantId)
     .one();
   return -(row.total as number);
@@ -227,48 +227,48 @@ function takenOut(room: Room, grantId: string): number {
  * frozen at min(remaining, disputed) wherever the credit sits when the dispute opens (a hold
  * that settles later, a refund of a request, gives its credit back frozen).
  */
-function settleDisputes(room: Room, grant: Grant, now: number): void {
-  const rows = room.sql.exec("SELECT * FROM disputes WHERE payment_intent = ?", grant.payment_intent).toArray() as unknown as DisputeRow[];
-  const live = room.grants.all.find((g) => g.id === grant.id);
+function settleDisputes(context: AccountContext, grant: Grant, now: number): void {
+  const rows = context.sql.exec("SELECT * FROM disputes WHERE payment_intent = ?", grant.payment_intent).toArray() as unknown as DisputeRow[];
+  const live = context.grants.all.find((g) => g.id === grant.id);
   const disputed = rows.filter((r) => effectOf(r) === "frozen").reduce((sum, r) => sum + centsToMicros(r.amount), 0);
-  if (live && Math.min(disputed, live.amount) !== live.disputed) room.grants.setDisputed(live, disputed);
+  if (live && Math.min(disputed, live.amount) !== live.disputed) context.grants.setDisputed(live, disputed);
   for (const row of rows) {
     const want = effectOf(row);
     if (want === row.effect) continue;
     let { taken, moves } = row;
     if (row.effect === "taken") {
       const why = row.reinstated ? "funds reinstated" : row.status;
-      giveBack(room, grant, taken, `dispute ${row.id} ${why}: the credit it took back is given back`, `dispute_${row.id}_${moves}`, now);
+      giveBack(context, grant, taken, `dispute ${row.id} ${why}: the credit it took back is given back`, `dispute_${row.id}_${moves}`, now);
       taken = 0;
       moves++;
     }
     const amount = Math.min(centsToMicros(row.amount), grant.amount);
     if (want === "taken") {
-      taken = takeBack(room, grant, amount, `dispute ${row.id} lost`, moves === 0 ? `dispute_${row.id}` : `dispute_${row.id}_${moves}`, now);
+      taken = takeBack(context, grant, amount, `dispute ${row.id} lost`, moves === 0 ? `dispute_${row.id}` : `dispute_${row.id}_${moves}`, now);
       moves++;
     } else if (want === "frozen") {
-      room.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} opened (${row.status}): up to ${formatCents(amount)} cents of ${grant.id} frozen`, now, grant: grant.id });
+      context.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} opened (${row.status}): up to ${formatCents(amount)} cents of ${grant.id} frozen`, now, grant: grant.id });
     } else if (row.effect === "frozen") {
-      room.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} ${row.status}: credit released`, now, grant: grant.id });
+      context.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} ${row.status}: credit released`, now, grant: grant.id });
     }
-    room.sql.exec("UPDATE disputes SET effect = ?, taken = ?, moves = ? WHERE id = ?", want, taken, moves, row.id);
+    context.sql.exec("UPDATE disputes SET effect = ?, taken = ?, moves = ? WHERE id = ?", want, taken, moves, row.id);
   }
-  room.changed(now);
+  context.changed(now);
 }
 
 /** Takes back up to `wanted` of a grant's credit; what was spent becomes debt (wallet.takeFrom). Returns what it took. */
-function takeBack(room: Room, grant: Grant, wanted: number, reason: string, reference: string, now: number): number {
-  const micros = Math.min(wanted, Math.max(0, grant.amount - takenOut(room, grant.id)));
+function takeBack(context: AccountContext, grant: Grant, wanted: number, reason: string, reference: string, now: number): number {
+  const micros = Math.min(wanted, Math.max(0, grant.amount - takenOut(context, grant.id)));
   const already = wanted - micros;
   const note = already > 0 ? `${reason}; ${formatCents(already)} cents of it were already voided, expired or taken back` : reason;
   if (micros === 0) {
-    room.ledger.entry({ kind: "note", amount: 0, reason: `${note}: nothing taken`, now, grant: grant.id });
+    context.ledger.entry({ kind: "note", amount: 0, reason: `${note}: nothing taken`, now, grant: grant.id });
     return 0;
   }
-  const customer = room.account.row.customer_id;
-  const fields = room.reports.queueDebit("clawback", `payg_clawback_${customer}_${reference}`, micros);
-  room.wallet.takeFrom(
-    room.grants.all.find((g) => g.id === grant.id),
+  const customer = context.account.row.customer_id;
+  const fields = context.reports.queueDebit("clawback", `payg_clawback_${customer}_${reference}`, micros);
+  context.wallet.takeFrom(
+    context.grants.all.find((g) => g.id === grant.id),
     micros,
     "clawback",
     note,
@@ -276,19 +276,19 @@ function takeBack(room: Room, grant: Grant, wanted: number, reason: string, refe
     reference,
     fields,
   );
-  room.changed(now);
+  context.changed(now);
   return micros;
 }
 
 /** Gives back what a clawback took (wallet.reverseClawback); Stripe's balance gets the same cents back. */
-function giveBack(room: Room, grant: Grant, micros: number, reason: string, reference: string, now: number): void {
+function giveBack(context: AccountContext, grant: Grant, micros: number, reason: string, reference: string, now: number): void {
   if (micros === 0) {
-    room.ledger.entry({ kind: "note", amount: 0, reason: `${reason}: it had taken nothing`, now, grant: grant.id });
+    context.ledger.entry({ kind: "note", amount: 0, reason: `${reason}: it had taken nothing`, now, grant: grant.id });
     return;
   }
-  const customer = room.account.row.customer_id;
-  room.wallet.reverseClawback(room.grants.all.find((g) => g.id === grant.id) ?? grant, micros, reason, now, reference, (given) =>
-    room.reports.queueDebit("clawback_reversal", `payg_clawback_reversal_${customer}_${reference}`, -given),
+  const customer = context.account.row.customer_id;
+  context.wallet.reverseClawback(context.grants.all.find((g) => g.id === grant.id) ?? grant, micros, reason, now, reference, (given) =>
+    context.reports.queueDebit("clawback_reversal", `payg_clawback_reversal_${customer}_${reference}`, -given),
   );
-  room.changed(now);
+  context.changed(now);
 }

@@ -3,7 +3,7 @@ import { log } from "../../../src/lib/log";
 import { centsToMicros, microsToWholeCents } from "../../../src/lib/money";
 import { settleClawbacks } from "./clawbacks";
 import { spendable, type Grant, type GrantCategory, type GrantSource } from "./grants";
-import type { Room } from "../core/context";
+import type { AccountContext } from "../core/context";
 import { MAX_BALANCE_MICROS, MAX_PAID_BALANCE_MICROS } from "./wallet";
 
 export interface GrantInput {
@@ -38,8 +38,8 @@ export function creditOutcome(result: GrantResult) {
 }
 
 /** Whether `micros` more credit keeps the balance within `limit` (by default the largest balance an account holds). */
-export function fitsBalance(room: Room, micros: number, limit = MAX_BALANCE_MICROS): boolean {
-  return room.account.row.balance + micros <= limit;
+export function fitsBalance(context: AccountContext, micros: number, limit = MAX_BALANCE_MICROS): boolean {
+  return context.account.row.balance + micros <= limit;
 }
 
 /** The same request again (an Idempotency-Key reused) must describe the same grant. */
@@ -58,15 +58,15 @@ function sameGrant(g: Grant, input: GrantInput): boolean {
  * for Stripe's customer balance too, whatever the plan (a post-paid customer's credit then
  * counts against its invoices, and survives a switch back to prepaid).
  */
-export function createGrant(room: Room, input: GrantInput): GrantResult {
-  room.ensure(input.customerId);
+export function createGrant(context: AccountContext, input: GrantInput): GrantResult {
+  context.ensure(input.customerId);
   if (input.reference) {
-    const existing = room.grants.byReference(input.reference);
+    const existing = context.grants.byReference(input.reference);
     if (existing) {
       const status = sameGrant(existing, input) ? "existing" : "conflict";
       return status === "existing"
-        ? { status, grant: existing, entryId: room.ledger.byReference(input.reference)?.id ?? null, balanceMicros: room.account.row.balance }
-        : { status, balanceMicros: room.account.row.balance };
+        ? { status, grant: existing, entryId: context.ledger.byReference(input.reference)?.id ?? null, balanceMicros: context.account.row.balance }
+        : { status, balanceMicros: context.account.row.balance };
     }
   }
   const amount = centsToMicros(input.amountCents);
@@ -76,13 +76,13 @@ export function createGrant(room: Room, input: GrantInput): GrantResult {
   // sessions opened earlier land past it. They may take it up to MAX_PAID_BALANCE_MICROS, still
   // exact; a payment past even that is not credited, and the log says so.
   const paid = source === "checkout" || source === "auto_topup";
-  if (!fitsBalance(room, amount, paid ? MAX_PAID_BALANCE_MICROS : MAX_BALANCE_MICROS)) {
+  if (!fitsBalance(context, amount, paid ? MAX_PAID_BALANCE_MICROS : MAX_BALANCE_MICROS)) {
     if (paid) log.error(`${input.reason}: paid, but ${input.amountCents} cents would take the balance past exact integers; not credited (refund it)`);
-    return { status: "balance_limit", balanceMicros: room.account.row.balance };
+    return { status: "balance_limit", balanceMicros: context.account.row.balance };
   }
   const now = Date.now();
-  const created = room.atomically(() => {
-    const result = room.wallet.grant(
+  const created = context.atomically(() => {
+    const result = context.wallet.grant(
       {
         amount,
         category: input.category ?? "paid",
@@ -99,16 +99,16 @@ export function createGrant(room: Room, input: GrantInput): GrantResult {
     );
     const kind = paid ? "topup" : "grant";
     // Stripe scopes idempotency keys to the account, so the customer id is part of the key.
-    const customer = room.account.row.customer_id;
-    room.reports.queueCredit(kind, input.reference ? `payg_${kind}_${customer}_${input.reference}` : newId(`payg_${kind}_${customer}`), input.amountCents);
+    const customer = context.account.row.customer_id;
+    context.reports.queueCredit(kind, input.reference ? `payg_${kind}_${customer}_${input.reference}` : newId(`payg_${kind}_${customer}`), input.amountCents);
     // A refund or dispute of this payment may have arrived before the payment itself.
-    if (input.paymentIntent) settleClawbacks(room, result.grant, now);
-    warnExpiring(room, now);
-    room.scheduleExpiry(now);
-    room.changed(now);
+    if (input.paymentIntent) settleClawbacks(context, result.grant, now);
+    warnExpiring(context, now);
+    context.scheduleExpiry(now);
+    context.changed(now);
     return result;
   });
-  return { status: "created", grant: created.grant, entryId: created.entryId, balanceMicros: room.account.row.balance };
+  return { status: "created", grant: created.grant, entryId: created.entryId, balanceMicros: context.account.row.balance };
 }
 
 export interface DeductionInput {
@@ -120,60 +120,60 @@ export interface DeductionInput {
 }
 
 /** Takes credit away across grants in drain order (the rest becomes debt); idempotent with a reference. */
-export function deduct(room: Room, input: DeductionInput): { applied: boolean; conflict: boolean; entryId: number | null; balanceMicros: number } {
-  room.ensure(input.customerId);
+export function deduct(context: AccountContext, input: DeductionInput): { applied: boolean; conflict: boolean; entryId: number | null; balanceMicros: number } {
+  context.ensure(input.customerId);
   const amount = centsToMicros(input.amountCents);
   if (input.reference) {
-    const existing = room.ledger.byReference(input.reference);
-    if (existing) return { applied: false, conflict: existing.amount !== -amount, entryId: existing.id, balanceMicros: room.account.row.balance };
+    const existing = context.ledger.byReference(input.reference);
+    if (existing) return { applied: false, conflict: existing.amount !== -amount, entryId: existing.id, balanceMicros: context.account.row.balance };
   }
   const now = Date.now();
-  room.atomically(() => {
-    const customer = room.account.row.customer_id;
+  context.atomically(() => {
+    const customer = context.account.row.customer_id;
     const reportId = input.reference ? `payg_deduction_${customer}_${input.reference}` : newId(`payg_deduction_${customer}`);
-    room.wallet.deduct(amount, "deduction", input.reason, now, input.reference, room.reports.queueDebit("deduction", reportId, amount));
-    room.changed(now);
+    context.wallet.deduct(amount, "deduction", input.reason, now, input.reference, context.reports.queueDebit("deduction", reportId, amount));
+    context.changed(now);
   });
-  return { applied: true, conflict: false, entryId: input.reference ? (room.ledger.byReference(input.reference)?.id ?? null) : null, balanceMicros: room.account.row.balance };
+  return { applied: true, conflict: false, entryId: input.reference ? (context.ledger.byReference(input.reference)?.id ?? null) : null, balanceMicros: context.account.row.balance };
 }
 
 /** Voids what remains of a grant, as a ledger entry (and, with Stripe on, a balance transaction). */
-export function voidGrant(room: Room, grantId: string): Grant | null {
-  const grant = room.grants.all.find((g) => g.id === grantId);
+export function voidGrant(context: AccountContext, grantId: string): Grant | null {
+  const grant = context.grants.all.find((g) => g.id === grantId);
   if (!grant) return null;
   const now = Date.now();
-  room.atomically(() => {
+  context.atomically(() => {
     const removed = grant.remaining;
-    room.wallet.close(grant, "voided", now, `voided ${grant.id}`, room.reports.queueDebit("void", `payg_void_${room.account.row.customer_id}_${grant.id}`, removed));
-    room.scheduleExpiry(now);
-    room.changed(now);
+    context.wallet.close(grant, "voided", now, `voided ${grant.id}`, context.reports.queueDebit("void", `payg_void_${context.account.row.customer_id}_${grant.id}`, removed));
+    context.scheduleExpiry(now);
+    context.changed(now);
   });
   return grant;
 }
 
 /** `credit.expiring`, once per grant, when it comes within EMAILS.expiry_warning_days of its expiry. */
-function warnExpiring(room: Room, now: number): void {
-  const window = (room.config.EMAILS?.expiry_warning_days ?? 7) * 86_400_000;
-  for (const g of room.grants.all) {
+function warnExpiring(context: AccountContext, now: number): void {
+  const window = (context.config.EMAILS?.expiry_warning_days ?? 7) * 86_400_000;
+  for (const g of context.grants.all) {
     if (g.expires_at === null || g.expiry_warned || g.expires_at * 1000 <= now || g.expires_at * 1000 > now + window || spendable(g) === 0) continue;
-    room.grants.markExpiryWarned(g);
-    room.outbox.emit("credit.expiring", { grant_id: g.id, amount_cents: microsToWholeCents(spendable(g)), expires_at: g.expires_at });
+    context.grants.markExpiryWarned(g);
+    context.outbox.emit("credit.expiring", { grant_id: g.id, amount_cents: microsToWholeCents(spendable(g)), expires_at: g.expires_at });
   }
 }
 
 /** The expiry timer: writes every grant past its expiry out of the balance (and to Stripe), and warns of those close to it. */
-export function expireGrants(room: Room, now: number): number {
+export function expireGrants(context: AccountContext, now: number): number {
   let expired = 0;
-  for (const grant of room.grants.expired(now)) {
-    room.atomically(() => {
+  for (const grant of context.grants.expired(now)) {
+    context.atomically(() => {
       const removed = grant.remaining;
-      const reportId = `payg_expiry_${room.account.row.customer_id}_${grant.id}`;
-      room.wallet.close(grant, "expired", now, `${grant.id} expired`, room.reports.queueDebit("expiry", reportId, removed));
+      const reportId = `payg_expiry_${context.account.row.customer_id}_${grant.id}`;
+      context.wallet.close(grant, "expired", now, `${grant.id} expired`, context.reports.queueDebit("expiry", reportId, removed));
     });
     expired++;
   }
-  room.atomically(() => warnExpiring(room, now));
-  room.scheduleExpiry(now);
-  room.changed(now);
+  context.atomically(() => warnExpiring(context, now));
+  context.scheduleExpiry(now);
+  context.changed(now);
   return expired;
 }

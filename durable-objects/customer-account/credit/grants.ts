@@ -146,7 +146,7 @@ export class GrantBook {
   /** Grants whose remaining changed while deferring (journaled charges), written by flush(). */
   private readonly pending = new Set<Grant>();
   private deferring = false;
-  /** Runs before any write goes through: the room folds the journal first (journal.ts). */
+  /** Runs before any write goes through: the context folds the journal first (journal.ts). */
   beforeWrite: () => void = () => {};
 
   constructor(private readonly sql: SqlStorage) {}

@@ -52,7 +52,7 @@ export class Ledger {
   /** Usage summed per row while deferring (journaled charges), written by flush(). */
   private readonly pending = new Map<string, { kind: string; meter: string; bucket: number; amount: number; count: number; now: number }>();
   private deferring = false;
-  /** Runs before any write goes through: the room folds the journal first (journal.ts). */
+  /** Runs before any write goes through: the context folds the journal first (journal.ts). */
   beforeWrite: () => void = () => {};
 
   constructor(
@@ -90,7 +90,7 @@ export class Ledger {
     this.pending.clear();
   }
 
-  /** Forgets what was kept back (the room reloads from SQLite and replays the journal). */
+  /** Forgets what was kept back (the context reloads from SQLite and replays the journal). */
   reset(): void {
     this.pending.clear();
     this.deferring = false;

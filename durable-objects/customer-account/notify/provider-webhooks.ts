@@ -25,7 +25,7 @@ const HANDOFF_BATCH = 100;
  * caller's synchronous step (the debit or credit that caused it), so it exists exactly when the
  * change does; the object's alarm then hands it to the WebhookDispatcher, which dedupes by id.
  */
-export class WebhookOutbox {
+export class ProviderWebhookOutbox {
   constructor(
     private readonly sql: SqlStorage,
     private readonly deps: { env: Env; timers: Timers; account: AccountStore; availableMicros: () => number },

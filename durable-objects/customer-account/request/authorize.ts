@@ -6,7 +6,7 @@ import { HOLD_MARGIN_MS, HOLDS_TIMER } from "./holds";
 import { IDEMPOTENCY_TIMER, scopedKey, type StoredResponse } from "./idempotency";
 import { periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "../access/key-store";
 import { bucketOf } from "../credit/ledger";
-import type { Room } from "../core/context";
+import type { AccountContext } from "../core/context";
 
 export const CHARGES_TIMER = "charges";
 /** How long after a charge a refund may still come: the origin timeout plus this margin. */
@@ -37,8 +37,8 @@ export interface AuthorizeInput {
  * governance rule, the key's cap, then the debit across grants (or the hold, for a request billed
  * from its response). Nothing here awaits, so concurrent requests never spend the same cent.
  */
-export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
-  const { account, keys, wallet, charges, config } = room;
+export function authorize(context: AccountContext, input: AuthorizeInput): AuthorizeResult {
+  const { account, keys, wallet, charges, config } = context;
   if (!account.exists) return { outcome: "invalid_key" };
   const key = keys.active(input.keyHash);
   if (!key) return { outcome: "invalid_key" };
@@ -46,27 +46,27 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
   if (a.deleted_at !== null) return { outcome: "customer_deleted" };
   const now = input.now ?? Date.now();
 
-  const prior = input.retry ? replayOfRequest(room, input, now) : null;
+  const prior = input.retry ? replayOfRequest(context, input, now) : null;
   if (prior) return prior;
   if (input.idempotency) {
-    const seen = room.idempotency.check(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, now, holdExpiry(room, 0));
+    const seen = context.idempotency.check(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, now, holdExpiry(context, 0));
     if (seen.state === "replay") return { outcome: "replay", response: seen.response };
     if (seen.state !== "new") return { outcome: `idempotency_${seen.state}` };
   }
 
-  const mismatch = room.currencyMismatch();
+  const mismatch = context.currencyMismatch();
   if (mismatch && a.plan === "prepaid") {
     return { outcome: "currency_mismatch", customer: account.profile(), stripeCurrency: mismatch, currency: config.PRICING.currency };
   }
   const amount = input.hold ? input.hold.units * input.priceMicros : input.priceMicros;
-  const minimumMicros = room.minimumMicros();
+  const minimumMicros = context.minimumMicros();
   const available = wallet.available(input.meter, now);
   const verdict = decide({
     plan: a.plan,
     balanceMicros: available,
     minimumMicros,
     priceMicros: amount,
-    overdue: a.plan === "postpaid" && config.GOVERNANCE.block_postpaid_when_unpaid && room.invoices.unpaid(),
+    overdue: a.plan === "postpaid" && config.GOVERNANCE.block_postpaid_when_unpaid && context.invoices.unpaid(),
   });
   if (verdict !== "ok") {
     return {
@@ -75,19 +75,19 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
       balanceMicros: available,
       minimumMicros,
       priceMicros: amount,
-      expiringSoonMicros: room.expiringSoonMicros(now),
+      expiringSoonMicros: context.expiringSoonMicros(now),
       keyCapCents: key.spend_cap_cents,
     };
   }
-  if (!withinCap(key, amount, now)) return capReached(room, key, now);
+  if (!withinCap(key, amount, now)) return capReached(context, key, now);
 
   const bucket = bucketOf(now, config.PRICING.usage_bucket_seconds);
   let receipt: Receipt;
   try {
-    receipt = chargeOrHold(room, input, key, amount, bucket, now);
+    receipt = chargeOrHold(context, input, key, amount, bucket, now);
   } catch (error) {
     // The request id was already charged (a retry that did not say so): its first result, never a second charge.
-    const prior = /UNIQUE constraint failed: (charges|holds)\.request_id/.test(String(error)) ? replayOfRequest(room, input, now) : null;
+    const prior = /UNIQUE constraint failed: (charges|holds)\.request_id/.test(String(error)) ? replayOfRequest(context, input, now) : null;
     if (prior) return prior;
     throw error;
   }
@@ -108,42 +108,42 @@ export function authorize(room: Room, input: AuthorizeInput): AuthorizeResult {
  * (journal.ts). Anything more (a hold, an Idempotency-Key, a key's cap, post-paid usage, a charge
  * that may move a cohort) is written with its effects, in one transaction.
  */
-function journaled(room: Room, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
+function journaled(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
   return (
     amount > 0 &&
     !input.hold &&
     !input.idempotency &&
     key.spend_cap_cents === null &&
     key.cap_period === null &&
-    room.account.row.plan === "prepaid" &&
-    room.withinSlack(now, amount)
+    context.account.row.plan === "prepaid" &&
+    context.withinSlack(now, amount)
   );
 }
 
 /** The debit (or the hold) and everything written with it. */
-function chargeOrHold(room: Room, input: AuthorizeInput, key: KeyRecord, amount: number, bucket: number, now: number): Receipt {
-  const { account, keys, wallet, charges } = room;
+function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, bucket: number, now: number): Receipt {
+  const { account, keys, wallet, charges } = context;
   const a = account.row;
-  if (journaled(room, input, key, amount, now)) {
+  if (journaled(context, input, key, amount, now)) {
     // Every write that can fail comes before the charge row, with no transaction around them: a
     // failure there leaves nothing charged. After the row only memory changes.
-    room.journal.makeRoom();
-    room.timers.at(CHARGES_TIMER, now + chargeRetentionMs(room));
-    room.rollup.changed();
-    const receipt = planDrain(room.grants.all, input.meter, amount, now);
+    context.journal.makeRoom();
+    context.timers.at(CHARGES_TIMER, now + chargeRetentionMs(context));
+    context.rollup.changed();
+    const receipt = planDrain(context.grants.all, input.meter, amount, now);
     // Prepaid usage owed to Stripe (when it is on) moves with the balance: replayed with the charge.
-    const accrued = room.reports.accrue(a.plan, input.meter, -amount, 1).pending_usage;
+    const accrued = context.reports.accrue(a.plan, input.meter, -amount, 1).pending_usage;
     const pendingUsage = accrued === undefined ? 0 : accrued - a.pending_usage;
-    room.journal.record({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, pendingUsage });
-    room.spendSlack(amount);
+    context.journal.record({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, pendingUsage });
+    context.spendSlack(amount);
     return receipt;
   }
-  return room.atomically(() => {
+  return context.atomically(() => {
     // The request's own row first: a request id already charged fails right here, before anything
     // has moved.
-    const receipt = planDrain(room.grants.all, input.meter, amount, now);
+    const receipt = planDrain(context.grants.all, input.meter, amount, now);
     if (input.hold) {
-      room.holds.insert({
+      context.holds.insert({
         request_id: input.requestId,
         meter: input.meter,
         bucket,
@@ -154,39 +154,39 @@ function chargeOrHold(room: Room, input: AuthorizeInput, key: KeyRecord, amount:
         receipt,
         on_missing: input.hold.onMissing,
         created_at: now,
-        expires_at: holdExpiry(room, now),
+        expires_at: holdExpiry(context, now),
       });
-      room.timers.at(HOLDS_TIMER, holdExpiry(room, now));
+      context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
     } else if (amount > 0) {
       charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now });
-      room.timers.at(CHARGES_TIMER, now + chargeRetentionMs(room));
+      context.timers.at(CHARGES_TIMER, now + chargeRetentionMs(context));
     }
     // A hold is counted as the request (quantity 0 for post-paid: its units are reported when it settles).
     const quantity = input.hold ? 0 : amount > 0 ? 1 : 0;
-    wallet.charge({ meter: input.meter, bucket, now }, amount, room.reports.accrue(a.plan, input.meter, -amount, quantity), 1, receipt);
+    wallet.charge({ meter: input.meter, bucket, now }, amount, context.reports.accrue(a.plan, input.meter, -amount, quantity), 1, receipt);
     if (amount > 0) keys.spend(key.id, amount, now);
     if (input.idempotency) {
-      room.idempotency.begin(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, input.requestId, now);
-      room.timers.at(IDEMPOTENCY_TIMER, now + 24 * 3_600_000);
+      context.idempotency.begin(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, input.requestId, now);
+      context.timers.at(IDEMPOTENCY_TIMER, now + 24 * 3_600_000);
     }
     // The charge that fills the cap is the crossing: its event is written in this same step.
-    if (amount > 0 && key.spend_cap_cents !== null && !withinCap(key, amount, now)) room.keyCapReached(key.id, key.spend_cap_cents);
-    room.charged(now, amount);
+    if (amount > 0 && key.spend_cap_cents !== null && !withinCap(key, amount, now)) context.keyCapReached(key.id, key.spend_cap_cents);
+    context.charged(now, amount);
     return receipt;
   });
 }
 
 /** The same gateway request id again (its reply was lost): the first result, nothing charged twice. */
-function replayOfRequest(room: Room, input: AuthorizeInput, now: number): AuthorizeResult | null {
-  const a = room.account.row;
+function replayOfRequest(context: AccountContext, input: AuthorizeInput, now: number): AuthorizeResult | null {
+  const a = context.account.row;
   if (input.hold) {
-    const hold = room.holds.get(input.requestId);
+    const hold = context.holds.get(input.requestId);
     if (!hold) return null;
     return {
       outcome: "ok",
       customerId: a.customer_id,
       chargedMicros: hold.held_units * hold.unit_price,
-      balanceMicros: room.wallet.available(hold.meter, now),
+      balanceMicros: context.wallet.available(hold.meter, now),
       bucket: hold.bucket,
       grantId: mainGrant(hold.receipt),
       heldUnits: hold.held_units,
@@ -194,24 +194,24 @@ function replayOfRequest(room: Room, input: AuthorizeInput, now: number): Author
     };
   }
   if (input.priceMicros === 0) return null;
-  const prior = room.charges.get(input.requestId);
+  const prior = context.charges.get(input.requestId);
   if (!prior) return null;
   return {
     outcome: "ok",
     customerId: a.customer_id,
     chargedMicros: prior.status === "charged" ? prior.amount : 0,
-    balanceMicros: room.wallet.available(prior.meter, now),
+    balanceMicros: context.wallet.available(prior.meter, now),
     bucket: prior.bucket,
     grantId: mainGrant(prior.receipt),
     replayed: true,
   };
 }
 
-function capReached(room: Room, key: KeyRecord, now: number): AuthorizeResult {
+function capReached(context: AccountContext, key: KeyRecord, now: number): AuthorizeResult {
   const start = periodStart(key.cap_period!, now);
   return {
     outcome: "key_cap_reached",
-    customer: room.account.profile(),
+    customer: context.account.profile(),
     keyId: key.id,
     capCents: key.spend_cap_cents!,
     period: key.cap_period!,
@@ -225,10 +225,10 @@ export type RefundResult =
   | { refunded: false; reason: "unknown_request" | "already_refunded" | "refund_limit"; balanceMicros: number };
 
 /** Refunds of failed requests (charges and holds) in the last hour, against GOVERNANCE.refund_limit_per_hour. */
-export function refundAllowed(room: Room, requestId: string, now: number): boolean {
+export function refundAllowed(context: AccountContext, requestId: string, now: number): boolean {
   const since = now - 3_600_000;
-  if (room.charges.refundsSince(since) + room.holds.refundsSince(since) < room.config.GOVERNANCE.refund_limit_per_hour) return true;
-  room.refundDenied(requestId, now);
+  if (context.charges.refundsSince(since) + context.holds.refundsSince(since) < context.config.GOVERNANCE.refund_limit_per_hour) return true;
+  context.refundDenied(requestId, now);
   return false;
 }
 
@@ -238,56 +238,56 @@ export function refundAllowed(room: Room, requestId: string, now: number): boole
  * the limit a failed request stays charged, so a client cannot get work free by making the
  * origin fail after the expensive part.
  */
-export function refund(room: Room, input: { requestId: string; now?: number }): RefundResult {
-  const { wallet, charges, keys, config } = room;
+export function refund(context: AccountContext, input: { requestId: string; now?: number }): RefundResult {
+  const { wallet, charges, keys, config } = context;
   const now = input.now ?? Date.now();
   const row = charges.get(input.requestId);
   const balanceOf = (meter: string) => wallet.available(meter, now);
   if (!row) return { refunded: false, reason: "unknown_request", balanceMicros: balanceOf(config.PRICING.default_meter) };
   if (row.status === "refunded") return { refunded: false, reason: "already_refunded", balanceMicros: balanceOf(row.meter) };
-  if (!refundAllowed(room, row.request_id, now)) return { refunded: false, reason: "refund_limit", balanceMicros: balanceOf(row.meter) };
-  const restoredMicros = room.atomically(() => {
+  if (!refundAllowed(context, row.request_id, now)) return { refunded: false, reason: "refund_limit", balanceMicros: balanceOf(row.meter) };
+  const restoredMicros = context.atomically(() => {
     const restored = wallet.refund({ meter: row.meter, bucket: row.bucket, now }, row.receipt, {
-      usage: (micros) => room.reports.accrue(row.plan, row.meter, micros, -1),
-      closed: room.closedGrantDebit(row.request_id),
+      usage: (micros) => context.reports.accrue(row.plan, row.meter, micros, -1),
+      closed: context.closedGrantDebit(row.request_id),
     });
     if (row.key_id) keys.spend(row.key_id, -row.amount, now, row.created_at);
     charges.markRefunded(row.request_id, now);
-    room.changed(now);
+    context.changed(now);
     return restored;
   });
   return { refunded: true, balanceMicros: balanceOf(row.meter), restoredMicros };
 }
 
 /** The first request with an Idempotency-Key finished: keep its response for replays, or not. */
-export function finishIdempotent(room: Room, input: { key: string; keyHash: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
+export function finishIdempotent(context: AccountContext, input: { key: string; keyHash: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
   // The key that made the request, revoked since or not.
-  const key = room.keys.byHash(input.keyHash);
-  if (key) room.idempotency.finish(scopedKey(key.id, input.key), input.requestId, input.outcome);
+  const key = context.keys.byHash(input.keyHash);
+  if (key) context.idempotency.finish(scopedKey(key.id, input.key), input.requestId, input.outcome);
 }
 
-function chargeRetentionMs(room: Room): number {
-  return room.config.GOVERNANCE.origin_timeout_ms + REFUND_WINDOW_MARGIN_MS;
+function chargeRetentionMs(context: AccountContext): number {
+  return context.config.GOVERNANCE.origin_timeout_ms + REFUND_WINDOW_MARGIN_MS;
 }
 
 /** The charges timer: drops rows no refund can need any more. */
-export function pruneCharges(room: Room, now: number): void {
-  if (room.charges.prune(now, chargeRetentionMs(room))) room.timers.at(CHARGES_TIMER, now + 60_000);
+export function pruneCharges(context: AccountContext, now: number): void {
+  if (context.charges.prune(now, chargeRetentionMs(context))) context.timers.at(CHARGES_TIMER, now + 60_000);
 }
 
 /** The idempotency timer: keys past their 24 hours are forgotten. */
-export function pruneIdempotency(room: Room, now: number): void {
-  room.timers.set(IDEMPOTENCY_TIMER, room.idempotency.prune(now));
+export function pruneIdempotency(context: AccountContext, now: number): void {
+  context.timers.set(IDEMPOTENCY_TIMER, context.idempotency.prune(now));
 }
 
 /** When an unsettled hold is released: the origin timeout plus a margin. */
-export function holdExpiry(room: Room, now: number): number {
-  return now + room.config.GOVERNANCE.origin_timeout_ms + HOLD_MARGIN_MS;
+export function holdExpiry(context: AccountContext, now: number): number {
+  return now + context.config.GOVERNANCE.origin_timeout_ms + HOLD_MARGIN_MS;
 }
 
 /** What a request was held and charged, by its request id (for the admin API); null when unknown. */
-export function requestCharge(room: Room, requestId: string) {
-  const hold = room.holds.get(requestId);
+export function requestCharge(context: AccountContext, requestId: string) {
+  const hold = context.holds.get(requestId);
   if (hold) {
     return {
       request_id: hold.request_id,
@@ -302,7 +302,7 @@ export function requestCharge(room: Room, requestId: string) {
       settled_at: hold.settled_at,
     };
   }
-  const charge = room.charges.get(requestId);
+  const charge = context.charges.get(requestId);
   return charge
     ? { request_id: charge.request_id, meter: charge.meter, status: charge.status, charged_exact_cents: charge.status === "charged" ? formatCents(charge.amount) : "0", created_at: charge.created_at }
     : null;

@@ -6,7 +6,7 @@ import { type ChargeRefunds } from "../contract";
 import { createGrant } from "../credit/credits";
 import { recordIgnoredPayment } from "../credit/ignored-payments";
 import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
-import type { Room } from "../core/context";
+import type { AccountContext } from "../core/context";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
 
@@ -30,60 +30,60 @@ export function expectedStripeBalance(input: { balanceMicros: number; pendingUsa
  * change, sending the reports a top-up queued) is left to the `stripe` timer, which runs under
  * the lock and respects each report's backoff. Duplicates are acknowledged and ignored.
  */
-export function applyStripeEvent(room: Room, customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): EventStatus {
-  room.ensure(customerId);
-  if (room.stripeEvents.seen(event.id)) return "duplicate";
-  const status = room.atomically(() => {
-    const status = apply(room, customerId, event, refunds);
-    room.stripeEvents.record(event.id, event.type, Date.now());
+export function applyStripeEvent(context: AccountContext, customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): EventStatus {
+  context.ensure(customerId);
+  if (context.stripeEvents.seen(event.id)) return "duplicate";
+  const status = context.atomically(() => {
+    const status = apply(context, customerId, event, refunds);
+    context.stripeEvents.record(event.id, event.type, Date.now());
     return status;
   });
-  room.directory.schedule();
+  context.directory.schedule();
   return status;
 }
 
-function apply(room: Room, customerId: string, event: Stripe.Event, refunds: ChargeRefunds | undefined): "applied" | "ignored" {
+function apply(context: AccountContext, customerId: string, event: Stripe.Event, refunds: ChargeRefunds | undefined): "applied" | "ignored" {
   const now = Date.now();
   switch (event.type) {
     case "customer.created":
     case "customer.updated": {
       const customer = event.data.object;
-      if (event.created >= room.account.row.profile_event_at) {
+      if (event.created >= context.account.row.profile_event_at) {
         const previous = (event.data.previous_attributes as { metadata?: Record<string, string> } | undefined)?.metadata;
-        upsertProfile(room, customerId, profileFromStripe(customer, previous));
-        room.account.set({ profile_event_at: event.created, ...(customer.currency ? { stripe_currency: customer.currency } : {}) });
+        upsertProfile(context, customerId, profileFromStripe(customer, previous));
+        context.account.set({ profile_event_at: event.created, ...(customer.currency ? { stripe_currency: customer.currency } : {}) });
       }
       const balanceChanged =
         event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
       // Our own balance transactions come back as customer.updated: when the new balance is what
       // the edge already expects, there is nothing to fetch.
-      if (balanceChanged && customer.balance !== expectedStripeBalanceNow(room)) {
-        room.account.set({ reconcile_needed: 1 });
-        room.timers.at(STRIPE_TIMER, now);
+      if (balanceChanged && customer.balance !== expectedStripeBalanceNow(context)) {
+        context.account.set({ reconcile_needed: 1 });
+        context.timers.at(STRIPE_TIMER, now);
       }
       return "applied";
     }
     case "customer.deleted":
-      markDeleted(room);
+      markDeleted(context);
       return "applied";
     case "checkout.session.completed":
     case "checkout.session.async_payment_succeeded": {
       const session = event.data.object;
       if (session.payment_status !== "paid") return "ignored";
       const ignore = (reason: string) => {
-        recordIgnoredPayment(room.sql, { event_id: event.id, object_id: session.id, amount: session.amount_total, currency: session.currency, reason }, now);
+        recordIgnoredPayment(context.sql, { event_id: event.id, object_id: session.id, amount: session.amount_total, currency: session.currency, reason }, now);
         return "ignored" as const;
       };
       // Only top-ups this gateway created: other payments on the account are not API credit.
       const credit = Number(session.metadata?.payg_credit_cents);
       if (session.mode !== "payment") return ignore(`a ${session.mode}-mode session is not a top-up`);
       if (!Number.isSafeInteger(credit) || credit <= 0) return ignore("no valid payg_credit_cents metadata: not a top-up this gateway created");
-      if (session.currency !== room.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${room.config.PRICING.currency}`);
+      if (session.currency !== context.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${context.config.PRICING.currency}`);
       if (session.amount_total !== credit) return ignore(`paid ${session.amount_total}, its payg_credit_cents say ${credit}`);
       const paymentIntent = idOf(session.payment_intent);
       // A refund or dispute that arrived first is applied as it lands: that starts no top-up.
-      const result = room.autoTopUp.quietly(() =>
-        createGrant(room, {
+      const result = context.autoTopUp.quietly(() =>
+        createGrant(context, {
           customerId,
           amountCents: credit,
           reason: `Stripe Checkout ${session.id}`,
@@ -94,12 +94,12 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
       );
       if (result.status === "balance_limit") return ignore("the balance would pass the largest the gateway holds; refund it");
       if (result.status === "conflict") return ignore(`a grant checkout_${session.id} with other terms exists`);
-      room.timers.at(STRIPE_TIMER, now);
+      context.timers.at(STRIPE_TIMER, now);
       return "applied";
     }
     case "payment_intent.succeeded":
     case "payment_intent.payment_failed":
-      return afterCredit(room, applyPaymentIntentEvent(room, event, now), now);
+      return afterCredit(context, applyPaymentIntentEvent(context, event, now), now);
     case "charge.refunded":
     case "charge.refund.updated":
     case "refund.created":
@@ -110,7 +110,7 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
       // A refund leaving the auto top-up card pauses it; a refund's later updates (failed, say) do not.
       const reason = event.type === "charge.refunded" || event.type === "refund.created" ? "refund" : null;
       const payment = { paymentIntent: refunds.payment_intent, paymentMethod: refunds.payment_method };
-      return afterCredit(room, clawback(room, reason, payment, now, () => applyRefund(room, refunds, now)), now);
+      return afterCredit(context, clawback(context, reason, payment, now, () => applyRefund(context, refunds, now)), now);
     }
     case "charge.dispute.created":
     case "charge.dispute.updated":
@@ -125,14 +125,14 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
         event.type === "charge.dispute.funds_withdrawn" ||
         (event.type === "charge.dispute.closed" && dispute.status === "lost");
       const payment = { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null };
-      return afterCredit(room, clawback(room, pauses ? "dispute" : null, payment, now, () => applyDispute(room, dispute, event, now)), now);
+      return afterCredit(context, clawback(context, pauses ? "dispute" : null, payment, now, () => applyDispute(context, dispute, event, now)), now);
     }
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":
     case "invoice.marked_uncollectible":
-      room.invoices.record(event.data.object.id!, event.type, now);
-      room.changed();
+      context.invoices.record(event.data.object.id!, event.type, now);
+      context.changed();
       return "applied";
     default:
       return "ignored";
@@ -144,17 +144,17 @@ function apply(room: Room, customerId: string, event: Stripe.Event, refunds: Cha
  * auto top-up pauses first; whatever the card, the step starts no top-up (the next debit may).
  */
 function clawback(
-  room: Room,
+  context: AccountContext,
   reason: "refund" | "dispute" | null,
   payment: { paymentIntent: string | null; paymentMethod: string | null },
   now: number,
   apply: () => "applied" | "ignored",
 ): "applied" | "ignored" {
-  const paused = reason !== null && room.autoTopUp.paymentReversed(reason, payment, now);
-  return room.autoTopUp.quietly(() => {
+  const paused = reason !== null && context.autoTopUp.paymentReversed(reason, payment, now);
+  return context.autoTopUp.quietly(() => {
     const status = apply();
     // The pause moves the customer's auto top-up cohort even when nothing was taken back.
-    if (paused) room.changed(now);
+    if (paused) context.changed(now);
     return paused ? "applied" : status;
   });
 }
@@ -164,17 +164,17 @@ function idOf(value: string | { id: string } | null | undefined): string | null 
 }
 
 /** A clawback queues a report: the stripe timer sends it. */
-function afterCredit(room: Room, status: "applied" | "ignored", now: number): "applied" | "ignored" {
-  if (status === "applied") room.timers.at(STRIPE_TIMER, now);
+function afterCredit(context: AccountContext, status: "applied" | "ignored", now: number): "applied" | "ignored" {
+  if (status === "applied") context.timers.at(STRIPE_TIMER, now);
   return status;
 }
 
-export function expectedStripeBalanceNow(room: Room): number | null {
-  const a = room.account.row;
+export function expectedStripeBalanceNow(context: AccountContext): number | null {
+  const a = context.account.row;
   return expectedStripeBalance({
     balanceMicros: a.balance,
     pendingUsageMicros: a.pending_usage,
-    failedCents: room.reports.failedBalanceCents(),
-    unsentCents: room.reports.unsentBalanceCents(),
+    failedCents: context.reports.failedBalanceCents(),
+    unsentCents: context.reports.unsentBalanceCents(),
   });
 }

@@ -6,7 +6,7 @@ import { MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT, formatCents } from "../../../
 import { describeError, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
 import type { Plan } from "../../../src/lib/customer";
 import type { AccountRow, AccountStore } from "../core/account";
-import type { WebhookOutbox } from "../notify/provider-webhooks";
+import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { ReportRetention } from "../retention/reports";
 import { backoffMs } from "../core/backoff";
 import type { Timers } from "../core/timers";
@@ -100,7 +100,7 @@ export class StripeReports {
     private readonly sql: SqlStorage,
     private readonly config: () => Config,
     private readonly account: AccountStore,
-    private readonly outbox: Pick<WebhookOutbox, "emit">,
+    private readonly outbox: Pick<ProviderWebhookOutbox, "emit">,
     timers: Timers,
   ) {
     this.retention = new ReportRetention(sql, timers, config);

@@ -3,7 +3,7 @@ import { autoTopUpView } from "../auto-topup/view";
 import { spendable, type Grant } from "../credit/grants";
 import { ignoredPayments } from "../credit/ignored-payments";
 import { bucketOf } from "../credit/ledger";
-import type { Room } from "../core/context";
+import type { AccountContext } from "../core/context";
 
 /** A grant as the admin API shows it: every amount in cents, like the rest of the API. */
 export function grantView(g: Grant, nowMs: number) {
@@ -29,16 +29,16 @@ export function grantView(g: Grant, nowMs: number) {
 }
 
 /** The admin API's view of one customer. */
-export function summary(room: Room): Record<string, unknown> {
-  const a = room.account.row;
-  const config = room.config;
+export function summary(context: AccountContext): Record<string, unknown> {
+  const a = context.account.row;
+  const config = context.config;
   const currency = config.PRICING.currency;
   const now = Date.now();
-  const available = room.wallet.spendableTotal(now);
-  const frozen = room.grants.all.reduce((sum, g) => sum + Math.min(g.frozen, g.remaining), 0);
-  const mismatch = room.currencyMismatch();
+  const available = context.wallet.spendableTotal(now);
+  const frozen = context.grants.all.reduce((sum, g) => sum + Math.min(g.frozen, g.remaining), 0);
+  const mismatch = context.currencyMismatch();
   return {
-    customer: { ...room.account.profile(), created_at: a.created_at, updated_at: a.updated_at },
+    customer: { ...context.account.profile(), created_at: a.created_at, updated_at: a.updated_at },
     balance: {
       available_cents: microsToWholeCents(available),
       available_exact_cents: formatCents(available),
@@ -46,32 +46,32 @@ export function summary(room: Room): Record<string, unknown> {
       total_exact_cents: formatCents(a.balance),
       debt_exact_cents: formatCents(a.debt),
       frozen_cents: microsToWholeCents(frozen),
-      expiring_soon_cents: microsToWholeCents(room.expiringSoonMicros(now)),
-      minimum_cents: microsToWholeCents(room.minimumMicros()),
+      expiring_soon_cents: microsToWholeCents(context.expiringSoonMicros(now)),
+      minimum_cents: microsToWholeCents(context.minimumMicros()),
       currency,
-      ledger_sum_exact_cents: formatCents(room.ledger.sum()),
+      ledger_sum_exact_cents: formatCents(context.ledger.sum()),
       ...(mismatch ? { blocked: `the Stripe customer's currency is ${mismatch}, not ${currency}: its credit is not usable here` } : {}),
     },
-    grants: room.grants.all.filter((g) => spendable(g) > 0 || g.frozen > 0).map((g) => grantView(g, now)),
-    usage_last_24h: room.ledger.usageSince(bucketOf(now - 86_400_000, config.PRICING.usage_bucket_seconds)),
-    ledger_summary: room.ledger.summaryByKind(),
+    grants: context.grants.all.filter((g) => spendable(g) > 0 || g.frozen > 0).map((g) => grantView(g, now)),
+    usage_last_24h: context.ledger.usageSince(bucketOf(now - 86_400_000, config.PRICING.usage_bucket_seconds)),
+    ledger_summary: context.ledger.summaryByKind(),
     refunds: { denied_total: a.refunds_denied, last_denied_at: a.last_refund_denied_at },
-    cohorts: room.cohorts.view(),
-    unpaid_invoices: room.invoices.unpaidIds(),
-    stripe: { ...room.reports.view(), currency: a.stripe_currency, last_reconciled_at: a.last_reconciled_at },
+    cohorts: context.cohorts.view(),
+    unpaid_invoices: context.invoices.unpaidIds(),
+    stripe: { ...context.reports.view(), currency: a.stripe_currency, last_reconciled_at: a.last_reconciled_at },
     // Webhook events written here and not yet handed to the dispatcher (normally 0 within seconds).
-    webhooks_pending: room.outbox.pending(),
-    emails: room.emails.view(),
+    webhooks_pending: context.outbox.pending(),
+    emails: context.emails.view(),
     // Payments that credited nothing (other currency, no top-up metadata, balance limit, …), newest first.
-    ignored_payments: ignoredPayments(room.sql),
+    ignored_payments: ignoredPayments(context.sql),
     // null when auto top-up was never set; else its settings, state (paused and why, capped) and this month's total.
-    auto_topup: autoTopUpView(room.autoTopUp, now),
+    auto_topup: autoTopUpView(context.autoTopUp, now),
   };
 }
 
 /** Exact micro-cent numbers, for tests and reconciliation checks. */
-export function balanceCheck(room: Room) {
-  const { account, ledger, grants } = room;
+export function balanceCheck(context: AccountContext) {
+  const { account, ledger, grants } = context;
   return {
     balanceMicros: account.row.balance,
     ledgerSumMicros: ledger.sum(),

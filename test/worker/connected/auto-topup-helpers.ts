@@ -66,15 +66,15 @@ interface RoomInternals {
   autoTopUp: { pending(): { id: string } | undefined; update(id: string, f: object): void; load(): void };
   timers: { set(n: string, at: number): void; load(): void; rearm(): void };
 }
-const internals = (instance: CustomerAccount) => (instance as unknown as { room: RoomInternals }).room;
+const internals = (instance: CustomerAccount) => (instance as unknown as { context: RoomInternals }).context;
 
 /** Makes the pending top-up's retry due now (instead of after its backoff) and runs it. */
 export async function retryNow(id: string) {
   await runInDurableObject(customerStub(id), (instance: CustomerAccount) => {
-    const room = internals(instance);
-    const pending = room.autoTopUp.pending();
-    if (pending) room.autoTopUp.update(pending.id, { next_attempt_at: 0 });
-    room.timers.set("auto_topup", Date.now());
+    const context = internals(instance);
+    const pending = context.autoTopUp.pending();
+    if (pending) context.autoTopUp.update(pending.id, { next_attempt_at: 0 });
+    context.timers.set("auto_topup", Date.now());
   });
   await settle(id);
 }
@@ -88,10 +88,10 @@ export async function later(id: string, seconds: number) {
     const sql = state.storage.sql;
     sql.exec("UPDATE topups SET created_at = created_at - ?", seconds * 1000);
     sql.exec("UPDATE timers SET due_at = MAX(0, due_at - ?) WHERE name = 'auto_topup'", seconds * 1000);
-    const room = internals(instance);
-    room.autoTopUp.load();
-    room.timers.load();
-    room.timers.rearm();
+    const context = internals(instance);
+    context.autoTopUp.load();
+    context.timers.load();
+    context.timers.rearm();
   });
   await settle(id);
 }

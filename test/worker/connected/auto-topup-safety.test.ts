@@ -4,7 +4,7 @@ import { AUTO_TOPUP_TABLES } from "../../../durable-objects/customer-account/aut
 import { nextUtcDay } from "../../../durable-objects/customer-account/auto-topup/plan";
 import { MIGRATIONS } from "../../../durable-objects/customer-account/core/schema";
 import { admin, customerStub, gateway, portalLinkSession, uniqueId, withKey } from "../helpers";
-import { createEndpoint, pump, receiver, removeEndpoints } from "../webhooks";
+import { createEndpoint, pump, receiver, removeEndpoints } from "../provider-webhooks";
 import { autoTopUpCustomer, autoTopUpState, autoTopUpTimer, cohorts, createCalls, deduct, later, saveCard, SETTINGS, summary } from "./auto-topup-helpers";
 import { connect, deliverAll, settle, spend } from "./doubles";
 

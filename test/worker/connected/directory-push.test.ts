@@ -18,7 +18,7 @@ const usageCents = (doubles: Doubles, id: string) =>
  */
 async function cycleWithHeldDirectorySync(id: string, during: () => Promise<void>) {
   await runInDurableObject(customerStub(id), async (instance: CustomerAccount) => {
-    const directory = (instance as any).room.directory;
+    const directory = (instance as any).context.directory;
     const deps = directory.deps;
     let reached!: () => void;
     const reachedP = new Promise<void>((r) => (reached = r));

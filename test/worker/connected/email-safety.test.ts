@@ -11,7 +11,7 @@ import { admin, ADMIN_TOKEN, customerStub, customerWithCredit, gateway, uniqueId
 import { server } from "../setup";
 import { connect, cron, deliverAll, settle } from "./doubles";
 
-// Issue 9, "Emails only to people who should get them", and issue 15's email retention.
+// Emails only to people who should get them, and the retention of email rows.
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -315,7 +315,7 @@ describe("what MailChannels answered", () => {
   });
 });
 
-describe("retention (issue 15: bounded state)", () => {
+describe("retention: bounded state", () => {
   it("deletes email rows older than EMAILS.retention_days from a timer, keeping the counts the summary shows and what the planner needs", async () => {
     const { mail } = connect();
     const { id, email } = await drained();

@@ -163,7 +163,7 @@ describe("a clawback never takes the same credit twice", () => {
     const charged = await stub.authorize({ keyHash: await sha256Hex(key), meter: "api_requests", priceMicros: 1_000_000, requestId: "req_exp" });
     expect(charged).toMatchObject({ outcome: "ok", chargedMicros: 1_000_000 });
     // The grant expires and is closed (4 cents out); then the request is refunded.
-    await runInDurableObject(stub, (instance: CustomerAccount) => expireGrants((instance as unknown as { room: Parameters<typeof expireGrants>[0] }).room, (soon + 1) * 1000));
+    await runInDurableObject(stub, (instance: CustomerAccount) => expireGrants((instance as unknown as { context: Parameters<typeof expireGrants>[0] }).context, (soon + 1) * 1000));
     const refund = await stub.refund({ requestId: "req_exp", now: (soon + 1) * 1000 });
     expect(refund).toMatchObject({ refunded: true, restoredMicros: 0 });
     const { entries } = (await admin("GET", `/customers/${id}/ledger`)).body as { entries: { kind: string; amount_exact_cents: string }[] };

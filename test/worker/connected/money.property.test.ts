@@ -177,7 +177,7 @@ describe("every money feature on one customer (property)", () => {
             case "expire":
               // Two hours pass for the grants: those expiring within the hour close.
               await runInDurableObject(stub, (instance: CustomerAccount) =>
-                expireGrants((instance as unknown as { room: Parameters<typeof expireGrants>[0] }).room, Date.now() + 7_200_000),
+                expireGrants((instance as unknown as { context: Parameters<typeof expireGrants>[0] }).context, Date.now() + 7_200_000),
               );
               break;
             case "topup": {

@@ -5,7 +5,7 @@ import { PRUNE_STRIPE_EVENTS } from "../../../durable-objects/customer-account/s
 import { admin, customerStub, queryPlan } from "../helpers";
 import { connect, cron, deliver, deliverAll, fundedCustomer, refuseOnce, settle, spend } from "./doubles";
 
-// Issue 15, "Bounded state": Stripe reports are deleted after REPORT_RETENTION_DAYS once settled,
+// Bounded state: Stripe reports are deleted after REPORT_RETENTION_DAYS once settled,
 // keeping the sums the summary shows; Stripe event ids are pruned by an index, not a scan.
 const DAY = 86_400_000;
 

@@ -55,7 +55,7 @@ describe("cohort work is skipped only when a charge cannot move a cohort (proper
             await Promise.all(Array.from({ length: step.times }, () => stub.authorize({ keyHash, meter, priceMicros, requestId: `req_${n++}` })));
           }
           const placed = await cohortsOf(stub);
-          // upsertProfile with nothing to change places the customer from scratch (room.changed()).
+          // upsertProfile with nothing to change places the customer from scratch (context.changed()).
           await stub.upsertProfile(id, {});
           expect(await cohortsOf(stub)).toEqual(placed);
         }

@@ -131,14 +131,14 @@ describe("the overview's rollup", () => {
     for (let i = 0; i < 3; i++) await gateway("/v1/search/q", withKey(key));
     await settle(id);
     const built = await runInDurableObject(customerStub(id), (instance: CustomerAccount) => {
-      const room = (instance as unknown as { room: { rollup: { build(now: number): CustomerRollup } } }).room;
-      return room.rollup.build(Date.now());
+      const context = (instance as unknown as { context: { rollup: { build(now: number): CustomerRollup } } }).context;
+      return context.rollup.build(Date.now());
     });
     // Pushed already: no ledger row changed since, so no hour to send again.
     expect(built.usage).toEqual([]);
     await gateway("/v1/search/q", withKey(key));
     const next = await runInDurableObject(customerStub(id), (instance: CustomerAccount) =>
-      (instance as unknown as { room: { rollup: { build(now: number): CustomerRollup } } }).room.rollup.build(Date.now()),
+      (instance as unknown as { context: { rollup: { build(now: number): CustomerRollup } } }).context.rollup.build(Date.now()),
     );
     expect(next.usage).toEqual([{ meter: "search", hour: Math.floor(Date.now() / HOUR) * HOUR, requests: 4, micros: 200_000 }]);
   });

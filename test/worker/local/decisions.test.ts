@@ -60,7 +60,7 @@ describe("which cohorts is the customer in", () => {
     );
   });
 
-  it("a customer who can still afford a cheaper meter is not out of credit (issue 15)", () => {
+  it("a customer who can still afford a cheaper meter is not out of credit", () => {
     const s = { deleted: false, plan: "prepaid" as const, headroomMicros: 50_000, lowThresholdMicros: 0, unpaid: false, expiringSoonMicros: 0 };
     expect(cohortsFor({ ...s, meters: [{ priceMicros: 1_000_000, headroomMicros: 50_000 }, { priceMicros: 50_000, headroomMicros: 50_000 }] }).has("out_of_credits")).toBe(false);
     expect(cohortsFor({ ...s, meters: [{ priceMicros: 1_000_000, headroomMicros: 49_999 }, { priceMicros: 50_000, headroomMicros: 49_999 }] }).has("out_of_credits")).toBe(true);

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { FOLD_EVERY } from "../../../durable-objects/customer-account/core/journal";
-import type { Room } from "../../../durable-objects/customer-account/core/context";
+import type { AccountContext } from "../../../durable-objects/customer-account/core/context";
 import type { Directory } from "../../../durable-objects/directory/index";
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { customerStub, settle, uniqueId } from "../helpers";
@@ -22,8 +22,8 @@ async function customer(cents: number) {
   return { id, stub, keyHash: await sha256Hex(key) };
 }
 
-/** The request path's room, as a timer handler that captured it before an await sees it: no fold on access. */
-const hotRoom = (instance: CustomerAccount) => (instance as unknown as { hot: Room }).hot;
+/** The request path's context, as a timer handler that captured it before an await sees it: no fold on access. */
+const hotContext = (instance: CustomerAccount) => (instance as unknown as { hot: AccountContext }).hot;
 
 /** A storage failure at the fold (as a full database would cause): a grant's remaining cannot be updated. */
 function failFolds(stub: ReturnType<typeof customerStub>, on: boolean) {
@@ -146,8 +146,8 @@ describe("the charge journal (faults)", () => {
     const { id, stub, keyHash } = await customer(1000);
     // The alarm has started (and folded) and awaits an earlier handler; three requests are charged meanwhile.
     for (let i = 0; i < 3; i++) expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId: `u${i}` })).outcome).toBe("ok");
-    // The rollup handler runs with the room the alarm captured, which has not folded them.
-    await runInDurableObject(stub, (instance: CustomerAccount) => hotRoom(instance).rollup.push());
+    // The rollup handler runs with the context the alarm captured, which has not folded them.
+    await runInDurableObject(stub, (instance: CustomerAccount) => hotContext(instance).rollup.push());
     const ns = env.DIRECTORY as DurableObjectNamespace<Directory>;
     const requests = await runInDurableObject(ns.get(ns.idFromName("global")), (_instance, state) =>
       state.storage.sql.exec("SELECT COALESCE(SUM(requests), 0) AS n FROM usage_hourly WHERE customer_id = ?", id).one().n,

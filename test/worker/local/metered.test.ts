@@ -295,7 +295,7 @@ describe("long responses keep their hold", () => {
     text += decoder.decode((await reader.read()).value);
     for (let i = 0; i < 50 && (await expiresAt()) === firstExpiry; i++) await scheduler.wait(10);
     // The alarm at the first expiry finds the hold kept: the stream is alive, not abandoned.
-    await runInDurableObject(customerStub(id), (instance) => expireHolds((instance as unknown as { room: Parameters<typeof expireHolds>[0] }).room, firstExpiry));
+    await runInDurableObject(customerStub(id), (instance) => expireHolds((instance as unknown as { context: Parameters<typeof expireHolds>[0] }).context, firstExpiry));
     expect(await customerStub(id).requestCharge(requestId)).toMatchObject({ status: "open" });
     gates[1]!.resolve();
     for (;;) {

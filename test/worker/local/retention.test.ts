@@ -9,7 +9,7 @@ import { PRUNE } from "../../../durable-objects/webhook-dispatcher/store";
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, customerWithCredit, gateway, portalCsrf, portalLinkSession, queryPlan, settle, uniqueId } from "../helpers";
 
-// Issue 15, "Bounded state": every table of the customer object, the directory and the webhook
+// Bounded state: every table of the customer object, the directory and the webhook
 // dispatcher has a retention rule and the index it needs (README: Retention).
 const DAY = 86_400_000;
 

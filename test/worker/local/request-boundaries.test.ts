@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { admin, customerStub, customerWithCredit, echoOrigin, gateway, ORIGIN, uniqueId, withKey } from "../helpers";
 
-describe("hardening", () => {
+describe("what a request cannot reach or leave behind", () => {
   it("keeps every path on the origin: //host is a path (collapsed to /host), not another host", async () => {
     const seen = echoOrigin();
     const { key } = await customerWithCredit(5);

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { nextAttemptAt } from "../../../durable-objects/webhook-dispatcher/schedule";
 import { ConfigError, parseConfig } from "../../../src/lib/config";
 import { admin, customerWithCredit, echoOrigin, gateway, uniqueId, withKey } from "../helpers";
-import { createEndpoint, deliveries, dispatcher, expectSigned, pump, receiver, removeEndpoints, runAlarms } from "../webhooks";
+import { createEndpoint, deliveries, dispatcher, expectSigned, pump, receiver, removeEndpoints, runAlarms } from "../provider-webhooks";
 
 afterEach(removeEndpoints);
 

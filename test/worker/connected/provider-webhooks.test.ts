@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { admin, gateway, withKey } from "../helpers";
-import { createEndpoint, expectSigned, pump, receiver, removeEndpoints } from "../webhooks";
+import { createEndpoint, expectSigned, pump, receiver, removeEndpoints } from "../provider-webhooks";
 import { connect, cron, deleteInStripe, deliver, deliverAll, fundedCustomer, settle, spend } from "./doubles";
 
 afterEach(removeEndpoints);
