@@ -1,6 +1,7 @@
 import type { Cohort } from "../../src/lib/config";
 import { formatCents, microsToWholeCents } from "../../src/lib/money";
 import type { Plan } from "../../src/lib/customer";
+import { HOUR_MS } from "../../src/lib/time";
 
 /** What a customer object pushes to the directory at most once a minute, when something changed. */
 export interface CustomerRollup {
@@ -16,7 +17,6 @@ export interface CustomerRollup {
   usage: { meter: string; hour: number; requests: number; micros: number }[];
 }
 
-export const HOUR_MS = 3_600_000;
 /** The overview charts 7 days; a day more is kept so a late push never loses an edge hour. */
 const KEEP_MS = 8 * 24 * HOUR_MS;
 

@@ -2,7 +2,8 @@ import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../../src/lib/config";
 import { log } from "../../src/lib/log";
 import type { OutboundEvent, WebhookEventType } from "../../src/lib/provider-webhook-events";
-import { HOURLY_MS, nextAttemptAt } from "./schedule";
+import { DAY_MS, HOUR_MS } from "../../src/lib/time";
+import { nextAttemptAt } from "./schedule";
 import { sendOnce } from "./send";
 import { DispatcherStore, endpointView, type DeliveryStatus, type DeliveryView, type DueDelivery, type EndpointView } from "./store";
 
@@ -13,7 +14,7 @@ const BATCH = 48;
 /** Sends in flight at once (Workers allow 6 open connections per invocation). */
 const CONCURRENCY = 6;
 /** Finished deliveries and their events are kept this long for the admin API. */
-const RETENTION_MS = 30 * 24 * HOURLY_MS;
+const RETENTION_MS = 30 * DAY_MS;
 
 /**
  * The one object that delivers webhooks to the provider's endpoints. Customer objects hand it
@@ -90,7 +91,7 @@ export class WebhookDispatcher extends DurableObject<Env> {
     this.store.setAlarmAt(null);
     const due = this.store.due(now, BATCH);
     // Claimed before any await, so an overlapping run cannot send the same delivery too.
-    for (const d of due) this.store.startAttempt(d, now, nextAttemptAt(d.round_attempts + 1, d.round_started_at ?? now, now) ?? now + HOURLY_MS);
+    for (const d of due) this.store.startAttempt(d, now, nextAttemptAt(d.round_attempts + 1, d.round_started_at ?? now, now) ?? now + HOUR_MS);
     const timeoutMs = getConfig(this.env).WEBHOOK_TIMEOUT_MS;
     let next = 0;
     const worker = async () => {

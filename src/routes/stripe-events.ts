@@ -9,6 +9,7 @@ import { log } from "../lib/log";
 import { limitBody } from "../middleware/body-limit";
 import { stripeClient } from "../lib/stripe-client";
 import type { ChargeRefunds } from "../../durable-objects/customer-account/contract";
+import { idOf } from "../lib/stripe-ids";
 
 /** The events the gateway acts on; anything else is acknowledged and ignored without a lookup. */
 export const HANDLED_EVENTS = new Set([
@@ -38,15 +39,12 @@ export const HANDLED_EVENTS = new Set([
 /** The customer an event is about, or null for events this gateway does not act on. */
 function customerOf(event: Stripe.Event): string | null {
   const object = event.data.object as { object?: string; id?: string; customer?: string | { id: string } | null; metadata?: Record<string, string> | null };
-  const id = object.object === "customer" ? object.id : typeof object.customer === "string" ? object.customer : object.customer?.id ?? object.metadata?.payg_customer_id;
+  const id = object.object === "customer" ? object.id : idOf(object.customer) ?? object.metadata?.payg_customer_id;
   return id && CUSTOMER_ID.test(id) ? id : null;
 }
 
 const REFUND_EVENTS = new Set(["charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed"]);
 
-function idOf(value: string | { id: string } | null | undefined): string | null {
-  return typeof value === "string" ? value : (value?.id ?? null);
-}
 
 /** The charge an event is about, for the events routed through it (disputes and refunds name no customer). */
 function chargeOf(event: Stripe.Event): string | null {

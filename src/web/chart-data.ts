@@ -1,6 +1,6 @@
 import { parseCentsDecimal } from "../lib/money";
+import { HOUR_MS } from "../lib/time";
 
-const HOUR_MS = 3_600_000;
 
 /** What a chart element carries to the page's script (uPlot): x in ms, y as integers. */
 export interface ChartData {

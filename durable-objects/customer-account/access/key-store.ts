@@ -1,5 +1,6 @@
 import { generateApiKey, newId, sha256Hex } from "../../../src/lib/api-key-format";
 import { centsToMicros, formatCents } from "../../../src/lib/money";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const KEY_TABLES = {
   v1: `
@@ -54,7 +55,7 @@ export function periodStart(period: CapPeriod, nowMs: number): number {
 /** The end of the period that starts at `start`. */
 export function periodEnd(period: CapPeriod, start: number): number {
   const d = new Date(start);
-  return period === "day" ? start + 86_400_000 : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  return period === "day" ? start + DAY_MS : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
 }
 
 /** Micro-cents a key has spent in the period `nowMs` falls in. */

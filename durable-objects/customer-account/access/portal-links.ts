@@ -1,4 +1,5 @@
 import { generatePortalLinkToken, sha256Hex } from "../../../src/lib/api-key-format";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const PORTAL_TABLES = {
   v7: `CREATE TABLE IF NOT EXISTS portal_links (
@@ -27,7 +28,7 @@ export class PortalLinks {
    */
   async create(customerId: string, expiresAt: number, now: number): Promise<string> {
     const token = await generatePortalLinkToken(customerId, this.signingSecret());
-    this.sql.exec("DELETE FROM portal_links WHERE expires_at < ?", now - 86_400_000);
+    this.sql.exec("DELETE FROM portal_links WHERE expires_at < ?", now - DAY_MS);
     this.sql.exec("INSERT INTO portal_links (hash, expires_at, created_at) VALUES (?, ?, ?)", await sha256Hex(token), expiresAt, now);
     return token;
   }

@@ -4,6 +4,7 @@ import { centsToMicros } from "../../../src/lib/money";
 import type { TopUpRow } from "./auto-topup";
 import { createGrant } from "../credit/credits";
 import type { AccountContext } from "../core/context";
+import { idOf } from "../../../src/lib/stripe-ids";
 
 /**
  * Stripe confirmed a top-up's payment (its `payment_intent.succeeded` webhook, or the create
@@ -86,7 +87,7 @@ export function applyPaymentIntentEvent(context: AccountContext, event: Stripe.P
     else topUpFailed(context, row, failureReason(pi), pi.id, now);
     return "applied";
   }
-  const card = typeof pi.payment_method === "string" ? pi.payment_method : (pi.payment_method?.id ?? null);
+  const card = idOf(pi.payment_method);
   if (event.type !== "payment_intent.succeeded" || pi.setup_future_usage !== "off_session" || pi.metadata?.payg_save_payment_method !== "true" || !card) {
     return "ignored";
   }

@@ -5,11 +5,12 @@ import { AUTO_TOPUP_TIMER, type TopUpRow } from "./auto-topup";
 import { failureReason, topUpFailed, topUpSucceeded } from "./charge";
 import { backoffMs } from "../core/backoff";
 import type { AccountContext } from "../core/context";
+import { HOUR_MS } from "../../../src/lib/time";
 
 /** Sends of one top-up that Stripe could not answer (5xx, 429, timeouts) before it counts as failed. */
 const MAX_ATTEMPTS = 8;
 /** Stripe keeps idempotency keys at least 24 hours; past this age a retry looks the payment up first. */
-const IDEMPOTENCY_SAFE_MS = 23 * 3_600_000;
+const IDEMPOTENCY_SAFE_MS = 23 * HOUR_MS;
 
 /**
  * The auto top-up timer, under the object's lock: creates the pending top-up's off-session
@@ -92,7 +93,7 @@ export async function runAutoTopUp(context: AccountContext, now: number): Promis
 }
 
 /** A top-up paid by a method that settles later (processing) is looked up this often should its webhook be lost. */
-const PROCESSING_RECHECK_MS = 3_600_000;
+const PROCESSING_RECHECK_MS = HOUR_MS;
 
 /**
  * What a PaymentIntent says about the top-up (read afresh: a webhook may have settled it

@@ -1,5 +1,6 @@
 import { centsToMicros } from "../../../src/lib/money";
 import type { AutoTopUpTerms } from "./notice";
+import { DAY_MS } from "../../../src/lib/time";
 
 /** What the admin API sets (`auto_topup` in `PUT /admin/customers/{id}`): whole cents and seconds. */
 export type AutoTopUpSettings = AutoTopUpTerms;
@@ -10,7 +11,6 @@ export function termsOf(s: AutoTopUpSettings): AutoTopUpSettings {
   return { threshold_cents, amount_cents, monthly_cap_cents, min_interval_seconds, max_per_day };
 }
 
-export const DAY_MS = 86_400_000;
 
 export function monthOf(ms: number): string {
   return new Date(ms).toISOString().slice(0, 7);

@@ -9,6 +9,7 @@ import { EmailAudience } from "./email-audience";
 import { EmailRetention } from "../retention/emails";
 import { backoffMs } from "../core/backoff";
 import type { Timers } from "../core/timers";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const EMAIL_TABLES = {
   v1: `
@@ -197,7 +198,7 @@ export class EmailLog {
         now,
       )
       .toArray()[0];
-    if (inserted) this.retention.due(now, config.EMAILS!.retention_days * 86_400_000);
+    if (inserted) this.retention.due(now, config.EMAILS!.retention_days * DAY_MS);
     return inserted as unknown as EmailRow | undefined;
   }
 
@@ -282,6 +283,6 @@ export class EmailLog {
   /** The retention timer's handler. */
   prune(now: number): number {
     const emails = this.config().EMAILS;
-    return emails ? this.retention.prune(now, emails.retention_days * 86_400_000) : 0;
+    return emails ? this.retention.prune(now, emails.retention_days * DAY_MS) : 0;
   }
 }

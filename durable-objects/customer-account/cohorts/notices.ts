@@ -7,6 +7,7 @@ import { describeNotice, type AutoTopUpNotice } from "../auto-topup/notice";
 import type { EmailLog, EmailRow } from "./emails";
 import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import type { Timers } from "../core/timers";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const NOTICE_TABLES = {
   // What a customer must be told, queued in the step that changed it (a migration can queue too).
@@ -97,6 +98,6 @@ export class Notices {
       now,
       now,
     );
-    this.deps.emails.retention.due(now, config.EMAILS.retention_days * 86_400_000);
+    this.deps.emails.retention.due(now, config.EMAILS.retention_days * DAY_MS);
   }
 }

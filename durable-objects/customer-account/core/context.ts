@@ -27,9 +27,9 @@ import { StripeReports } from "../stripe/reports";
 import { Timers } from "./timers";
 import { UsageRetention } from "../retention/usage";
 import { Wallet, type GiveBackFields } from "../credit/wallet";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const EXPIRY_TIMER = "expiry";
-const DAY_MS = 86_400_000;
 
 /**
  * One customer's account: its modules wired together over the object's SQLite, plus the few

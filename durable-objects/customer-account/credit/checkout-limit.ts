@@ -1,9 +1,9 @@
+import { HOUR_MS } from "../../../src/lib/time";
 export const CHECKOUT_LIMIT_TABLES = {
   v6: `CREATE TABLE IF NOT EXISTS checkout_sessions (id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS checkout_sessions_created_at ON checkout_sessions (created_at);`,
 };
 
-const HOUR_MS = 3_600_000;
 
 export type CheckoutSlot = { ok: true } | { ok: false; retryAfterSeconds: number };
 

@@ -4,6 +4,7 @@ import { log } from "../../../src/lib/log";
 import { centsToMicros, formatCents } from "../../../src/lib/money";
 import type { Grant } from "./grants";
 import type { AccountContext } from "../core/context";
+import { idOf } from "../../../src/lib/stripe-ids";
 
 
 interface RefundRow {
@@ -71,9 +72,6 @@ function effectOf(row: Pick<DisputeRow, "status" | "reinstated">): Effect {
   return FREEZES.has(row.status) ? "frozen" : TAKES.has(row.status) ? "taken" : "none";
 }
 
-function paymentIntentOf(value: string | { id: string } | null | undefined): string | null {
-  return typeof value === "string" ? value : (value?.id ?? null);
-}
 
 /**
  * A refund of a top-up's payment takes its credit back; a refund that then fails gives it back
@@ -141,7 +139,7 @@ function refundRows(context: AccountContext, pi: string): RefundRow[] {
  * Either before the top-up itself waits for it.
  */
 export function applyDispute(context: AccountContext, dispute: Stripe.Dispute, event: Pick<Stripe.Event, "type" | "created">, now: number): "applied" | "ignored" {
-  const pi = paymentIntentOf(dispute.payment_intent);
+  const pi = idOf(dispute.payment_intent);
   if (!pi || dispute.currency !== context.config.PRICING.currency) return "ignored";
   if (!DISPUTE_ORDER.includes(dispute.status)) {
     log.warn(`dispute ${dispute.id}: unknown status ${dispute.status}; nothing changed`);

@@ -5,6 +5,7 @@ import { settleClawbacks } from "./clawbacks";
 import { spendable, type Grant, type GrantCategory, type GrantSource } from "./grants";
 import type { AccountContext } from "../core/context";
 import { MAX_BALANCE_MICROS, MAX_PAID_BALANCE_MICROS } from "./wallet";
+import { DAY_MS } from "../../../src/lib/time";
 
 export interface GrantInput {
   customerId: string;
@@ -153,7 +154,7 @@ export function voidGrant(context: AccountContext, grantId: string): Grant | nul
 
 /** `credit.expiring`, once per grant, when it comes within EMAILS.expiry_warning_days of its expiry. */
 function warnExpiring(context: AccountContext, now: number): void {
-  const window = (context.config.EMAILS?.expiry_warning_days ?? 7) * 86_400_000;
+  const window = (context.config.EMAILS?.expiry_warning_days ?? 7) * DAY_MS;
   for (const g of context.grants.all) {
     if (g.expires_at === null || g.expiry_warned || g.expires_at * 1000 <= now || g.expires_at * 1000 > now + window || spendable(g) === 0) continue;
     context.grants.markExpiryWarned(g);

@@ -1,4 +1,5 @@
 import { newId } from "../../../src/lib/api-key-format";
+import type { EpochMs, UnixSeconds } from "../../../src/lib/time";
 
 export const GRANT_TABLES = {
   v3: `
@@ -56,7 +57,7 @@ export interface Grant {
   /** Lower drains first. */
   priority: number;
   /** Unix seconds; past it the grant pays for nothing. */
-  expires_at: number | null;
+  expires_at: UnixSeconds | null;
   /** Meter names it may pay for; null = all. */
   meters: string[] | null;
   source: GrantSource;
@@ -67,8 +68,8 @@ export interface Grant {
   refunded: number;
   /** 1 once `credit.expiring` was sent for it. */
   expiry_warned: number;
-  created_at: number;
-  closed_at: number | null;
+  created_at: EpochMs;
+  closed_at: EpochMs | null;
   closed_reason: "expired" | "voided" | null;
 }
 

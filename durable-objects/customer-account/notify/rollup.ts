@@ -1,5 +1,6 @@
 import { directoryStub } from "../../directory/contract";
-import { HOUR_MS, type CustomerRollup } from "../../directory/rollup";
+import { type CustomerRollup } from "../../directory/rollup";
+import { HOUR_MS } from "../../../src/lib/time";
 import type { Config } from "../../../src/lib/config";
 import type { AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";

@@ -7,6 +7,7 @@ import { IDEMPOTENCY_TIMER, scopedKey, type StoredResponse } from "./idempotency
 import { periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "../access/key-store";
 import { bucketOf } from "../credit/ledger";
 import type { AccountContext } from "../core/context";
+import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
 
 export const CHARGES_TIMER = "charges";
 /** How long after a charge a refund may still come: the origin timeout plus this margin. */
@@ -167,7 +168,7 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     if (amount > 0) keys.spend(key.id, amount, now);
     if (input.idempotency) {
       context.idempotency.begin(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, input.requestId, now);
-      context.timers.at(IDEMPOTENCY_TIMER, now + 24 * 3_600_000);
+      context.timers.at(IDEMPOTENCY_TIMER, now + DAY_MS);
     }
     // The charge that fills the cap is the crossing: its event is written in this same step.
     if (amount > 0 && key.spend_cap_cents !== null && !withinCap(key, amount, now)) context.keyCapReached(key.id, key.spend_cap_cents);
@@ -226,7 +227,7 @@ export type RefundResult =
 
 /** Refunds of failed requests (charges and holds) in the last hour, against GOVERNANCE.refund_limit_per_hour. */
 export function refundAllowed(context: AccountContext, requestId: string, now: number): boolean {
-  const since = now - 3_600_000;
+  const since = now - HOUR_MS;
   if (context.charges.refundsSince(since) + context.holds.refundsSince(since) < context.config.GOVERNANCE.refund_limit_per_hour) return true;
   context.refundDenied(requestId, now);
   return false;

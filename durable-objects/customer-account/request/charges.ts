@@ -1,5 +1,6 @@
 import type { Plan } from "../../../src/lib/customer";
 import type { Receipt } from "../credit/grants";
+import { HOUR_MS } from "../../../src/lib/time";
 
 export const CHARGE_TABLES = {
   v3: `
@@ -32,7 +33,6 @@ export interface ChargeRow {
   refunded_at: number | null;
 }
 
-const HOUR_MS = 3_600_000;
 
 /**
  * Recent charges by the gateway's request id: a retried authorize (its reply lost) replays the

@@ -1,5 +1,7 @@
 import type { Plan } from "../../../src/lib/customer";
 import type { Receipt } from "../credit/grants";
+import { DAY_MS } from "../../../src/lib/time";
+import type { EpochMs } from "../../../src/lib/time";
 
 export const HOLD_TABLES = {
   v8: `
@@ -31,7 +33,7 @@ export const HOLDS_TIMER = "holds";
 /** A hold whose request is silent this long past the origin timeout is released by the alarm. */
 export const HOLD_MARGIN_MS = 60_000;
 /** Settled holds stay this long, so the admin API can show what a request was charged. */
-const SETTLED_KEPT_MS = 24 * 3_600_000;
+const SETTLED_KEPT_MS = DAY_MS;
 
 export interface HoldRow {
   request_id: string;
@@ -48,8 +50,8 @@ export interface HoldRow {
   charged: number | null;
   over_hold: number;
   reason: string | null;
-  created_at: number;
-  expires_at: number;
+  created_at: EpochMs;
+  expires_at: EpochMs;
   settled_at: number | null;
 }
 

@@ -1,4 +1,5 @@
 import type { Config } from "../../../src/lib/config";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const IDEMPOTENCY_TABLES = {
   v8: `
@@ -33,7 +34,7 @@ function unscoped(scoped: string): string {
   return scoped.slice(scoped.indexOf(" ") + 1);
 }
 /** A key is good for 24 hours after its first request (the IETF draft's usual window). */
-export const KEY_LIFETIME_MS = 24 * 3_600_000;
+export const KEY_LIFETIME_MS = DAY_MS;
 
 export interface StoredResponse {
   status: number;

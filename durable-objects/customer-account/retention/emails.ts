@@ -1,6 +1,7 @@
 import type { Cohort } from "../../../src/lib/config";
 import type { Membership } from "../cohorts/cohorts";
 import type { Timers } from "../core/timers";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const EMAIL_RETENTION_TIMER = "email_retention";
 
@@ -17,7 +18,6 @@ INSERT INTO timers (name, due_at) VALUES ('${EMAIL_RETENTION_TIMER}', 0) ON CONF
 };
 
 const BATCH = 500;
-const DAY_MS = 86_400_000;
 
 /**
  * Old email rows are deleted after `EMAILS.retention_days`, from a timer (never per request).

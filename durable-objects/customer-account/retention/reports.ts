@@ -1,5 +1,6 @@
 import type { Config } from "../../../src/lib/config";
 import type { Timers } from "../core/timers";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const REPORT_RETENTION_TIMER = "report_retention";
 
@@ -24,7 +25,6 @@ const BATCH = 500;
  */
 export const OLD_SETTLED_REPORTS =
   "SELECT seq, kind, status, amount FROM reports INDEXED BY reports_settled WHERE status IN ('sent', 'resolved') AND created_at < ? ORDER BY created_at LIMIT ?";
-const DAY_MS = 86_400_000;
 
 export interface ReportTotal {
   kind: string;

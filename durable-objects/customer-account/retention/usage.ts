@@ -1,5 +1,6 @@
 import type { Config } from "../../../src/lib/config";
 import type { Timers } from "../core/timers";
+import { DAY_MS } from "../../../src/lib/time";
 
 export const USAGE_RETENTION_TIMER = "usage_retention";
 
@@ -19,7 +20,6 @@ const BATCH = 500;
  */
 export const OLD_USAGE_BUCKETS = `SELECT id, kind, meter, bucket, amount, count, created_at, updated_at FROM ledger INDEXED BY ledger_usage_bucket
   WHERE kind IN ('usage', 'refund') AND bucket > ? AND bucket < ? ORDER BY bucket LIMIT ?`;
-const DAY_MS = 86_400_000;
 
 /**
  * Usage and refund rows (one per meter per bucket) older than `PRICING.usage_retention_days` are

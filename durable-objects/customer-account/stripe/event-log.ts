@@ -1,3 +1,4 @@
+import { DAY_MS } from "../../../src/lib/time";
 export const STRIPE_EVENT_TABLES = {
   v1: `CREATE TABLE IF NOT EXISTS stripe_events (id TEXT PRIMARY KEY, type TEXT NOT NULL, received_at INTEGER NOT NULL);`,
   // Pruning on every record walks only the rows it deletes.
@@ -5,7 +6,7 @@ export const STRIPE_EVENT_TABLES = {
 };
 
 /** Stripe retries a delivery for up to 3 days: an id is kept well past that. */
-const STRIPE_EVENT_RETENTION_MS = 30 * 86_400_000;
+const STRIPE_EVENT_RETENTION_MS = 30 * DAY_MS;
 /** Exported so a test can show its query plan (an index search, not a scan). */
 export const PRUNE_STRIPE_EVENTS = "DELETE FROM stripe_events WHERE received_at < ?";
 

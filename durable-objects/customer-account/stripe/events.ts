@@ -7,6 +7,7 @@ import { createGrant } from "../credit/credits";
 import { recordIgnoredPayment } from "../credit/ignored-payments";
 import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
 import type { AccountContext } from "../core/context";
+import { idOf } from "../../../src/lib/stripe-ids";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
 
@@ -159,9 +160,6 @@ function clawback(
   });
 }
 
-function idOf(value: string | { id: string } | null | undefined): string | null {
-  return typeof value === "string" ? value : (value?.id ?? null);
-}
 
 /** A clawback queues a report: the stripe timer sends it. */
 function afterCredit(context: AccountContext, status: "applied" | "ignored", now: number): "applied" | "ignored" {

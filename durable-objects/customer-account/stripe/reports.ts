@@ -10,6 +10,7 @@ import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { ReportRetention } from "../retention/reports";
 import { backoffMs } from "../core/backoff";
 import type { Timers } from "../core/timers";
+import { HOUR_MS } from "../../../src/lib/time";
 
 export const REPORT_TABLES = {
   v1: `
@@ -37,7 +38,7 @@ CREATE INDEX IF NOT EXISTS reports_status ON reports(status, seq);`,
 
 const MAX_ATTEMPTS = 20;
 /** Stripe keeps idempotency keys at least 24 hours; past this age a retry is verified first. */
-const IDEMPOTENCY_SAFE_MS = 23 * 3_600_000;
+const IDEMPOTENCY_SAFE_MS = 23 * HOUR_MS;
 
 export interface ReportRow {
   seq: number;

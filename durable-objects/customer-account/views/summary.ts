@@ -4,6 +4,7 @@ import { spendable, type Grant } from "../credit/grants";
 import { ignoredPayments } from "../credit/ignored-payments";
 import { bucketOf } from "../credit/ledger";
 import type { AccountContext } from "../core/context";
+import { DAY_MS } from "../../../src/lib/time";
 
 /** A grant as the admin API shows it: every amount in cents, like the rest of the API. */
 export function grantView(g: Grant, nowMs: number) {
@@ -53,7 +54,7 @@ export function summary(context: AccountContext): Record<string, unknown> {
       ...(mismatch ? { blocked: `the Stripe customer's currency is ${mismatch}, not ${currency}: its credit is not usable here` } : {}),
     },
     grants: context.grants.all.filter((g) => spendable(g) > 0 || g.frozen > 0).map((g) => grantView(g, now)),
-    usage_last_24h: context.ledger.usageSince(bucketOf(now - 86_400_000, config.PRICING.usage_bucket_seconds)),
+    usage_last_24h: context.ledger.usageSince(bucketOf(now - DAY_MS, config.PRICING.usage_bucket_seconds)),
     ledger_summary: context.ledger.summaryByKind(),
     refunds: { denied_total: a.refunds_denied, last_denied_at: a.last_refund_denied_at },
     cohorts: context.cohorts.view(),

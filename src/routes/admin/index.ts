@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../../env";
-import { ApiError } from "../../lib/errors";
+import { methodNotAllowed } from "hono/method-not-allowed";
+import { errorBody } from "../../lib/errors";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
 import { formatCents } from "../../lib/money";
@@ -25,7 +26,15 @@ const ADMIN_BODY_LIMIT = 64 * 1024;
  */
 export const admin = new Hono<AppEnv>().basePath("/admin");
 
-admin.use(adminAuth(), limitBody(ADMIN_BODY_LIMIT));
+admin.use(
+  adminAuth(),
+  limitBody(ADMIN_BODY_LIMIT),
+  methodNotAllowed({
+    app: admin,
+    onMethodNotAllowed: (c, methods) =>
+      c.json(errorBody("method_not_allowed", `${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}.`, c.var.requestId), 405, { allow: methods.join(", ") }),
+  }),
+);
 
 admin.get("/status", (c) => {
   const config = c.var.config;
@@ -52,14 +61,5 @@ admin.route("/", portalSessions);
 admin.route("/", autoTopUp);
 admin.route("/", storage);
 
-/** Unknown admin paths are 404; a known path with the wrong method is 405 naming the right ones. */
-admin.all("*", (c) => {
-  const path = new URL(c.req.url).pathname;
-  const allowed = admin.routes
-    .filter((r) => r.method !== "ALL" && new RegExp(`^${r.path.replace(/:[^/]+/g, "[^/]+")}$`).test(path))
-    .map((r) => r.method);
-  if (allowed.length) {
-    throw new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${[...new Set(allowed)].join(", ")}.`);
-  }
-  throw new ApiError("not_found", `No admin route ${c.req.method} ${path}.`);
-});
+/** Unknown admin paths are 404 (a known path with the wrong method becomes 405: methodNotAllowed above). */
+admin.all("*", (c) => c.json(errorBody("not_found", `No admin route ${c.req.method} ${c.req.path}.`, c.var.requestId), 404));

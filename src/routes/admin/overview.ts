@@ -3,8 +3,8 @@ import { COHORTS } from "../../lib/config";
 import { directoryStub, type AppEnv } from "../../env";
 import { formatCents, formatMoney, microsToWholeCents } from "../../lib/money";
 import { totalsByMeter, usageJson } from "../../usage";
+import { DAY_MS } from "../../lib/time";
 
-const DAY_MS = 86_400_000;
 
 /** `/admin/overview`: the numbers across customers the dashboard's overview shows, from the directory's rollup. */
 export const overview = new Hono<AppEnv>();

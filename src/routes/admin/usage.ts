@@ -3,8 +3,8 @@ import { customerStub, type AppEnv } from "../../env";
 import { queryInt } from "../../http";
 import { totalsByMeter, usageJson } from "../../usage";
 import { customerId, notFound } from "./customers";
+import { HOUR_MS } from "../../lib/time";
 
-const HOUR_MS = 3_600_000;
 
 /** `/admin/customers/{id}/usage`: requests and charges per meter per usage bucket, for charts. */
 export const usage = new Hono<AppEnv>();
