@@ -1,5 +1,4 @@
 import type Stripe from "stripe";
-import { MICROS_PER_CENT } from "../../../src/lib/money";
 import { applyPaymentIntentEvent } from "../auto-topup/charge";
 import { applyDispute, applyRefund } from "../credit/clawbacks";
 import { type ChargeRefunds } from "../contract";
@@ -7,23 +6,13 @@ import { createGrant } from "../credit/credits";
 import { recordIgnoredPayment } from "../credit/ignored-payments";
 import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
 import type { AccountContext } from "../core/context";
+import { stripeAgrees } from "./reconcile";
 import { idOf } from "../../../src/lib/stripe-ids";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
 
 /** The Stripe work (sending reports, reconciling) runs from this timer, under the object's lock. */
 export const STRIPE_TIMER = "stripe";
-
-/**
- * What Stripe's balance should read given what the edge knows (cents): the edge balance plus
- * usage not yet reported is what Stripe should have been told; credit reports Stripe refused and
- * reports not sent yet are the difference. Null when the edge cannot tell (sub-cent state).
- */
-export function expectedStripeBalance(input: { balanceMicros: number; pendingUsageMicros: number; failedCents: number; unsentCents: number }): number | null {
-  const told = input.balanceMicros + input.pendingUsageMicros;
-  if (told % MICROS_PER_CENT !== 0) return null;
-  return -told / MICROS_PER_CENT - input.failedCents - input.unsentCents;
-}
 
 /**
  * Applies one verified Stripe event, synchronously: the webhook is answered as soon as the event
@@ -58,7 +47,7 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
         event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
       // Our own balance transactions come back as customer.updated: when the new balance is what
       // the edge already expects, there is nothing to fetch.
-      if (balanceChanged && customer.balance !== expectedStripeBalanceNow(context)) {
+      if (balanceChanged && !stripeAgrees(context, customer.balance)) {
         context.account.set({ reconcile_needed: 1 });
         context.timers.at(STRIPE_TIMER, now);
       }
@@ -167,12 +156,3 @@ function afterCredit(context: AccountContext, status: "applied" | "ignored", now
   return status;
 }
 
-export function expectedStripeBalanceNow(context: AccountContext): number | null {
-  const a = context.account.row;
-  return expectedStripeBalance({
-    balanceMicros: a.balance,
-    pendingUsageMicros: a.pending_usage,
-    failedCents: context.reports.failedBalanceCents(),
-    unsentCents: context.reports.unsentBalanceCents(),
-  });
-}

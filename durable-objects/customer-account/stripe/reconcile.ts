@@ -5,11 +5,26 @@ import { markDeleted } from "../access/profile";
 import type { AccountContext } from "../core/context";
 
 /**
- * The edge balance Stripe's numbers imply, with no I/O: Stripe credit (−balance), less usage not
- * yet reported, less credit reports Stripe refused (the edge holds those, Stripe does not).
+ * The one equation between the two balances, with no I/O: the edge balance (micro-cents) that
+ * Stripe's balance (cents) implies is Stripe's credit (−balance), less usage not yet reported,
+ * less the balance reports Stripe refused for good or has not received yet (the edge moved by
+ * them, Stripe's balance did not).
  */
-export function expectedBalanceMicros(stripeBalanceCents: number, pendingUsageMicros: number, failedBalanceCents: number): number {
-  return -stripeBalanceCents * MICROS_PER_CENT - pendingUsageMicros - failedBalanceCents * MICROS_PER_CENT;
+export function impliedEdgeBalance(s: { stripeBalanceCents: number; pendingUsageMicros: number; failedCents: number; unsentCents: number }): number {
+  return -(s.stripeBalanceCents + s.failedCents + s.unsentCents) * MICROS_PER_CENT - s.pendingUsageMicros;
+}
+
+/** Whether Stripe's balance is exactly what the edge's books say it should be (our own echo, say). */
+export function stripeAgrees(context: AccountContext, stripeBalanceCents: number): boolean {
+  const a = context.account.row;
+  return (
+    impliedEdgeBalance({
+      stripeBalanceCents,
+      pendingUsageMicros: a.pending_usage,
+      failedCents: context.reports.failedBalanceCents(),
+      unsentCents: context.reports.unsentBalanceCents(),
+    }) === a.balance
+  );
 }
 
 /**
@@ -34,7 +49,7 @@ export async function reconcile(context: AccountContext, reason = "stripe reconc
   context.account.set({ stripe_balance: stripeBalance, stripe_balance_at: now, stripe_currency: currency ?? null, reconcile_needed: 0, last_reconciled_at: now });
   const a = context.account.row;
   if (a.plan !== "prepaid" || context.currencyMismatch()) return;
-  const delta = expectedBalanceMicros(stripeBalance, a.pending_usage, context.reports.failedBalanceCents()) - a.balance;
+  const delta = impliedEdgeBalance({ stripeBalanceCents: stripeBalance, pendingUsageMicros: a.pending_usage, failedCents: context.reports.failedBalanceCents(), unsentCents: 0 }) - a.balance;
   if (delta === 0) return;
   context.atomically(() => {
     // Credit added in Stripe (the Dashboard, an invoice credit) becomes a grant; credit removed

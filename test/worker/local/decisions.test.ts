@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { cohortsFor } from "../../../durable-objects/customer-account/cohorts/cohorts";
 import { planEmail, type EmailRow } from "../../../durable-objects/customer-account/cohorts/emails";
 import { decide } from "../../../durable-objects/customer-account/request/governance";
-import { expectedBalanceMicros } from "../../../durable-objects/customer-account/stripe/reconcile";
+import { impliedEdgeBalance } from "../../../durable-objects/customer-account/stripe/reconcile";
 import { dueToStripe } from "../../../durable-objects/customer-account/stripe/reports";
 
 // The account's decisions that need no I/O, tested directly over plain state.
@@ -193,8 +193,10 @@ describe("how much is due to Stripe", () => {
     );
   });
 
-  it("the edge balance Stripe implies: its credit, less what is not reported yet, less refused credit", () => {
-    expect(expectedBalanceMicros(-500, 1_500_000, 0)).toBe(498_500_000);
-    expect(expectedBalanceMicros(2, 0, 10)).toBe(-12_000_000);
+  it("the edge balance Stripe implies: its credit, less what is not reported yet, less refused or unsent credit", () => {
+    expect(impliedEdgeBalance({ stripeBalanceCents: -500, pendingUsageMicros: 1_500_000, failedCents: 0, unsentCents: 0 })).toBe(498_500_000);
+    expect(impliedEdgeBalance({ stripeBalanceCents: 2, pendingUsageMicros: 0, failedCents: 10, unsentCents: 0 })).toBe(-12_000_000);
+    // A top-up report not yet received: Stripe's balance lacks its 500 cents of credit.
+    expect(impliedEdgeBalance({ stripeBalanceCents: 0, pendingUsageMicros: 0, failedCents: 0, unsentCents: -500 })).toBe(500_000_000);
   });
 });
