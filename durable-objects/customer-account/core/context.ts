@@ -12,7 +12,9 @@ import { EmailLog } from "../cohorts/emails";
 import { GrantBook } from "../credit/grants";
 import { Holds } from "../request/holds";
 import { IdempotencyStore } from "../request/idempotency";
+import { DisputeStore } from "../credit/dispute-store";
 import { Invoices } from "../credit/invoices";
+import { RefundStore } from "../credit/refund-store";
 import { ChargeJournal } from "./journal";
 import { KeyStore } from "../access/key-store";
 import { Ledger } from "../credit/ledger";
@@ -47,6 +49,8 @@ export class AccountContext {
   readonly holds: Holds;
   readonly idempotency: IdempotencyStore;
   readonly invoices: Invoices;
+  readonly refunds: RefundStore;
+  readonly disputes: DisputeStore;
   readonly cohorts: CohortStore;
   readonly emails: EmailLog;
   readonly reports: StripeReports;
@@ -96,6 +100,8 @@ export class AccountContext {
     this.holds = new Holds(this.sql);
     this.idempotency = new IdempotencyStore(this.sql, config);
     this.invoices = new Invoices(this.sql);
+    this.refunds = new RefundStore(this.sql);
+    this.disputes = new DisputeStore(this.sql);
     this.cohorts = new CohortStore(this.sql);
     const amounts = (now: number) => ({
       balanceMicros: this.wallet.spendableTotal(now),

@@ -1,7 +1,8 @@
 import { ACCOUNT_TABLES } from "./account";
 import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
 import { CHARGE_TABLES } from "../request/charges";
-import { DISPUTE_TABLES } from "../credit/payment-tables";
+import { DISPUTE_TABLES } from "../credit/dispute-store";
+import { REFUND_TABLES } from "../credit/refund-store";
 import { ENDED_SESSION_TABLES } from "../../shared/ended-sessions";
 import { CHECKOUT_LIMIT_TABLES } from "../credit/checkout-limit";
 import { COHORT_TABLES } from "../cohorts/cohorts";
@@ -40,7 +41,7 @@ export const MIGRATIONS: readonly string[] = [
   TIMER_TABLES.v2,
   // v3: credit grants (the balance held before becomes one `migration` grant, a negative one debt),
   // charges by request id, key caps, disputes, and the account fields they need.
-  [ACCOUNT_TABLES.v3, GRANT_TABLES.v3, LEDGER_TABLES.v3, KEY_TABLES.v3, CHARGE_TABLES.v3, DISPUTE_TABLES.v3].join("\n"),
+  [ACCOUNT_TABLES.v3, GRANT_TABLES.v3, LEDGER_TABLES.v3, KEY_TABLES.v3, CHARGE_TABLES.v3, DISPUTE_TABLES.v3, REFUND_TABLES.v3].join("\n"),
   // v4: the webhook outbox (events written with the change that caused them, handed on by the alarm).
   OUTBOX_TABLES.v4,
   // v5: emails: MailChannels request ids, unsubscribe preference, retention (index, archived counts, timer).
@@ -66,7 +67,7 @@ export const MIGRATIONS: readonly string[] = [
   // v14: refunds one by one, disputes by Stripe's status (freeze, take back, give back), and per
   // grant the micro-cents under open disputes (frozen = min(remaining, disputed)).
   // Payments that credited nothing, for the admin API.
-  [DISPUTE_TABLES.v14, GRANT_TABLES.v14, IGNORED_PAYMENT_TABLES.v14].join("\n"),
+  [REFUND_TABLES.v14, DISPUTE_TABLES.v14, GRANT_TABLES.v14, IGNORED_PAYMENT_TABLES.v14].join("\n"),
   // v15: auto top-up's rate limits and the card's own PaymentIntent; transactional notices. Auto
   // top-up that charged the default card or has threshold >= amount is paused, the customer told once.
   [NOTICE_TABLES.v14, AUTO_TOPUP_TABLES.v14].join("\n"),

@@ -1,7 +1,8 @@
 import { newId } from "../../../src/lib/api-key-format";
 import { log } from "../../../src/lib/log";
 import { centsToMicros, microsToWholeCents } from "../../../src/lib/money";
-import { settleClawbacks } from "./clawbacks";
+import { settleDisputes } from "./disputes";
+import { settleRefunds } from "./refunds";
 import { spendable, type Grant, type GrantCategory, type GrantSource } from "./grants";
 import type { AccountContext } from "../core/context";
 import { MAX_BALANCE_MICROS, MAX_PAID_BALANCE_MICROS } from "./wallet";
@@ -103,7 +104,10 @@ export function createGrant(context: AccountContext, input: GrantInput): GrantRe
     const customer = context.account.row.customer_id;
     context.reports.queueCredit(kind, input.reference ? `payg_${kind}_${customer}_${input.reference}` : newId(`payg_${kind}_${customer}`), input.amountCents);
     // A refund or dispute of this payment may have arrived before the payment itself.
-    if (input.paymentIntent) settleClawbacks(context, result.grant, now);
+    if (input.paymentIntent) {
+      settleRefunds(context, result.grant, now);
+      settleDisputes(context, result.grant, now);
+    }
     warnExpiring(context, now);
     context.scheduleExpiry(now);
     context.changed(now);

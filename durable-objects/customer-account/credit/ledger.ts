@@ -133,6 +133,25 @@ export class Ledger {
     return id;
   }
 
+  /**
+   * Micro-cents of a grant already out of the balance other than by spending: what closing it (a
+   * void, an expiry) removed, and what refunds and lost disputes took back and was not given
+   * back. A clawback never takes those again: a voided or expired top-up that is then refunded
+   * takes back only what was spent of it.
+   */
+  takenOut(grantId: string): number {
+    const row = this.sql
+      .exec("SELECT COALESCE(SUM(amount), 0) AS total FROM ledger WHERE grant_id = ? AND kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')", grantId)
+      .one();
+    return -(row.total as number);
+  }
+
+  /** Micro-cents taken back by the clawbacks whose reference starts with `prefix`. */
+  clawedBack(prefix: string): number {
+    const escaped = prefix.replace(/[\\%_]/g, (c) => `\\${c}`);
+    return this.sql.exec("SELECT COALESCE(-SUM(amount), 0) AS t FROM ledger WHERE kind = 'clawback' AND reference LIKE ? ESCAPE '\\'", `${escaped}%`).one().t as number;
+  }
+
   byReference(reference: string): { id: number; amount: number } | undefined {
     return this.sql.exec("SELECT id, amount FROM ledger WHERE reference = ?", reference).toArray()[0] as
       | { id: number; amount: number }

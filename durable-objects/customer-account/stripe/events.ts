@@ -1,6 +1,7 @@
 import type Stripe from "stripe";
 import { applyPaymentIntentEvent } from "../auto-topup/charge";
-import { applyDispute, applyRefund } from "../credit/clawbacks";
+import { applyDispute } from "../credit/disputes";
+import { applyRefund } from "../credit/refunds";
 import { type ChargeRefunds } from "../contract";
 import { createGrant } from "../credit/credits";
 import { recordIgnoredPayment } from "../credit/ignored-payments";
