@@ -28,7 +28,6 @@ import type { ChargeRefunds } from "./contract";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
 import { pushToStripe } from "./stripe/sync";
 import { balanceCheck, grantView, summary } from "./views/summary";
-import { usageSeries } from "./views/usage-series";
 
 /**
  * One customer's account, as a Durable Object: the RPC surface over the modules in this folder.
@@ -344,7 +343,7 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Requests and charges per meter per usage bucket since `since` (ms), oldest first. */
   usageSeries(since: number) {
-    return this.context.account.exists ? usageSeries(this.context.sql, since) : [];
+    return this.context.account.exists ? this.context.ledger.usageSeries(since) : [];
   }
 
   emails(limit = 50): EmailRow[] {

@@ -15,19 +15,15 @@ export type Audience = "eligible" | "no_key" | "no_activity" | "unsubscribed";
  * Decided when an email is due, from the object's own tables: the request path does no extra work.
  */
 export class EmailAudience {
-  constructor(private readonly sql: SqlStorage) {}
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly uses: { hasActiveKey: () => boolean; hasActivity: () => boolean },
+  ) {}
 
   audience(): Audience {
     if (this.unsubscribedAt() !== null) return "unsubscribed";
-    // Reads the key and ledger tables directly (EXISTS stops at the first row).
-    const row = this.sql
-      .exec(
-        `SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL) AS has_key,
-                EXISTS (SELECT 1 FROM ledger WHERE kind = 'usage' OR amount > 0) AS active`,
-      )
-      .one();
-    if (!row.has_key) return "no_key";
-    return row.active ? "eligible" : "no_activity";
+    if (!this.uses.hasActiveKey()) return "no_key";
+    return this.uses.hasActivity() ? "eligible" : "no_activity";
   }
 
   unsubscribedAt(): number | null {

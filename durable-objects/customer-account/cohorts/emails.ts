@@ -3,6 +3,8 @@ import { sendViaMailChannels } from "../../../src/lib/email/mailchannels";
 import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../../src/lib/email/unsubscribe";
 import { mergeValues } from "../../../src/lib/merge";
 import { escapeHtml, renderString } from "../../../src/lib/template";
+import type { KeyStore } from "../access/key-store";
+import type { Ledger } from "../credit/ledger";
 import type { AccountStore } from "../core/account";
 import type { Membership } from "./cohorts";
 import { EmailAudience } from "./email-audience";
@@ -114,12 +116,14 @@ export class EmailLog {
       amounts: (now: number) => { balanceMicros: number; minimumMicros: number; expiringSoonMicros: number };
       timers: Timers;
       memberships: ReadonlyMap<Cohort, Membership>;
+      keys: Pick<KeyStore, "hasActive">;
+      ledger: Pick<Ledger, "hasActivity">;
     },
   ) {
     this.sql = deps.sql;
     this.config = deps.config;
     this.account = deps.account;
-    this.audience = new EmailAudience(deps.sql);
+    this.audience = new EmailAudience(deps.sql, { hasActiveKey: () => deps.keys.hasActive(), hasActivity: () => deps.ledger.hasActivity() });
     this.retention = new EmailRetention(deps.sql, deps.timers, deps.memberships);
   }
 

@@ -108,7 +108,7 @@ export class AccountContext {
       minimumMicros: this.minimumMicros(),
       expiringSoonMicros: this.expiringSoonMicros(now),
     });
-    this.emails = new EmailLog({ sql: this.sql, config, account: this.account, amounts, timers: this.timers, memberships: this.cohorts.current });
+    this.emails = new EmailLog({ sql: this.sql, config, account: this.account, amounts, timers: this.timers, memberships: this.cohorts.current, keys: this.keys, ledger: this.ledger });
     this.notices = new Notices({ sql: this.sql, config, account: this.account, emails: this.emails, timers: this.timers, outbox: this.outbox, amounts });
     this.reports = new StripeReports(this.sql, config, this.account, this.outbox, this.timers);
     this.stripeEvents = new StripeEventLog(this.sql);
@@ -126,7 +126,7 @@ export class AccountContext {
       },
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
-    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts(), foldJournal: fold });
+    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts(), reportCounts: () => this.reports.countsByStatus(), ledger: this.ledger, foldJournal: fold });
     this.portalLinks = new PortalLinks(this.sql, () => this.config.KEY_SIGNING_SECRET);
     this.endedSessions = new EndedSessions(this.sql);
     this.autoTopUp = new AutoTopUp(this.sql, {
@@ -138,7 +138,7 @@ export class AccountContext {
       outbox: this.outbox,
       notices: this.notices,
     });
-    this.usageRetention = new UsageRetention(this.sql, this.timers, config);
+    this.usageRetention = new UsageRetention(this.ledger, this.timers, config);
   }
 
   get config(): Config {

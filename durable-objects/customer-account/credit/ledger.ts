@@ -1,3 +1,4 @@
+import { HOUR_MS } from "../../../src/lib/time";
 import { formatCents } from "../../../src/lib/money";
 import type { AccountRow, AccountStore } from "../core/account";
 
@@ -27,6 +28,24 @@ CREATE UNIQUE INDEX IF NOT EXISTS ledger_aggregate ON ledger(kind, meter, bucket
  * report retry or resolve), kept for the record. (`topup` entries predate grants.)
  */
 export type EntryKind = "grant" | "topup" | "void" | "expiry" | "clawback" | "clawback_reversal" | "deduction" | "stripe_sync" | "note";
+
+/**
+ * The oldest usage buckets. INDEXED BY: without statistics SQLite would rather walk every usage
+ * row of ledger_aggregate and sort. Exported so a test can show its query plan.
+ */
+export const OLD_USAGE_BUCKETS = `SELECT id, kind, meter, bucket, amount, count, created_at, updated_at FROM ledger INDEXED BY ledger_usage_bucket
+  WHERE kind IN ('usage', 'refund') AND bucket > ? AND bucket < ? ORDER BY bucket LIMIT ?`;
+
+export interface OldUsageRow {
+  id: number;
+  kind: string;
+  meter: string;
+  bucket: number;
+  amount: number;
+  count: number;
+  created_at: number;
+  updated_at: number;
+}
 
 export interface UsageEntry {
   meter: string;
@@ -150,6 +169,76 @@ export class Ledger {
   clawedBack(prefix: string): number {
     const escaped = prefix.replace(/[\\%_]/g, (c) => `\\${c}`);
     return this.sql.exec("SELECT COALESCE(-SUM(amount), 0) AS t FROM ledger WHERE kind = 'clawback' AND reference LIKE ? ESCAPE '\\'", `${escaped}%`).one().t as number;
+  }
+
+  /** Whether the customer has used the API or had credit: a usage row or any credit entry (EXISTS stops at the first). */
+  hasActivity(): boolean {
+    return this.sql.exec("SELECT EXISTS (SELECT 1 FROM ledger WHERE kind = 'usage' OR amount > 0) AS active").one().active === 1;
+  }
+
+  /** When the ledger last changed (a request, a credit), or null. */
+  lastActivityAt(): number | null {
+    return this.sql.exec("SELECT MAX(updated_at) AS t FROM ledger").one().t as number | null;
+  }
+
+  /** Requests and charges (micro-cents) per meter per usage bucket since `since` (ms), oldest first. */
+  usageSeries(since: number): { meter: string; bucket: number; requests: number; micros: number }[] {
+    return this.sql
+      .exec(
+        `SELECT meter, bucket, SUM(CASE WHEN kind = 'usage' THEN count ELSE -count END) AS requests, -SUM(amount) AS micros
+         FROM ledger WHERE kind IN ('usage', 'refund') AND bucket >= ? GROUP BY meter, bucket ORDER BY bucket, meter`,
+        since,
+      )
+      .toArray()
+      .map((r) => ({ meter: r.meter as string, bucket: r.bucket as number, requests: r.requests as number, micros: r.micros as number }));
+  }
+
+  /** Requests and charges per meter per hour since `since`, for the hours with usage rows written since `changedSince`. */
+  usageByHour(since: number, changedSince: number): { meter: string; hour: number; requests: number; micros: number }[] {
+    return this.sql
+      .exec(
+        `SELECT meter, (bucket / ${HOUR_MS}) * ${HOUR_MS} AS hour,
+                SUM(CASE WHEN kind = 'usage' THEN count ELSE -count END) AS requests, -SUM(amount) AS micros
+         FROM ledger WHERE kind IN ('usage', 'refund') AND bucket >= ?
+           AND (bucket / ${HOUR_MS}) * ${HOUR_MS} IN
+             (SELECT DISTINCT (bucket / ${HOUR_MS}) * ${HOUR_MS} FROM ledger WHERE kind IN ('usage', 'refund') AND updated_at >= ?)
+         GROUP BY meter, hour ORDER BY hour`,
+        since,
+        changedSince,
+      )
+      .toArray()
+      .map((r) => ({ meter: r.meter as string, hour: r.hour as number, requests: r.requests as number, micros: r.micros as number }));
+  }
+
+  /** The oldest usage and refund rows, in buckets after `after` and before `before` (retention/usage.ts folds them). */
+  oldUsageRows(after: number, before: number, limit: number) {
+    return this.sql.exec(OLD_USAGE_BUCKETS, after, before, limit).toArray() as unknown as OldUsageRow[];
+  }
+
+  /** Adds folded rows into the carried-forward row of their kind and meter, and deletes them, in one step. */
+  carryForward(rows: readonly OldUsageRow[], bucket: number, carried: Iterable<{ kind: string; meter: string; amount: number; count: number; from: number; to: number; through: number }>): void {
+    for (const c of carried) {
+      this.sql.exec(
+        `INSERT INTO ledger (kind, meter, bucket, amount, count, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (kind, meter, bucket) WHERE kind IN ('usage', 'refund')
+         DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count, reason = excluded.reason,
+           created_at = MIN(created_at, excluded.created_at), updated_at = MAX(updated_at, excluded.updated_at)`,
+        c.kind,
+        c.meter,
+        bucket,
+        c.amount,
+        c.count,
+        `carried forward: ${c.kind} of buckets up to ${new Date(c.through).toISOString()}`,
+        c.from,
+        c.to,
+      );
+    }
+    if (rows.length) this.sql.exec("DELETE FROM ledger WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(rows.map((r) => r.id)));
+  }
+
+  /** The oldest usage bucket after `after`, or null. */
+  oldestUsageBucket(after: number): number | null {
+    return this.sql.exec("SELECT MIN(bucket) AS b FROM ledger INDEXED BY ledger_usage_bucket WHERE kind IN ('usage', 'refund') AND bucket > ?", after).one().b as number | null;
   }
 
   byReference(reference: string): { id: number; amount: number } | undefined {

@@ -2,6 +2,7 @@ import { directoryStub } from "../../directory/contract";
 import { type CustomerRollup } from "../../directory/rollup";
 import { HOUR_MS } from "../../../src/lib/time";
 import type { Config } from "../../../src/lib/config";
+import type { Ledger } from "../credit/ledger";
 import type { AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
 
@@ -39,6 +40,8 @@ export class Rollup {
       config: () => Config;
       /** Emails per status, deleted (archived) ones included, so the overview's sums survive retention. */
       emailCounts: () => Record<string, number>;
+      reportCounts: () => Record<string, number>;
+      ledger: Ledger;
       /** Folds journaled charges into the usage rows before they are read (journal.ts). */
       foldJournal: () => void;
     },
@@ -67,30 +70,16 @@ export class Rollup {
     const a = this.deps.account.row;
     const { seq, watermark } = this.state();
     // Pending and failed reports are never deleted: counting the rows is enough.
-    const reports = Object.fromEntries(
-      this.sql.exec("SELECT status, COUNT(*) AS n FROM reports GROUP BY status").toArray().map((r) => [r.status, r.n as number]),
-    );
+    const reports = this.deps.reportCounts();
     const emails = this.deps.emailCounts();
-    const usage = this.sql
-      .exec(
-        `SELECT meter, (bucket / ${HOUR_MS}) * ${HOUR_MS} AS hour,
-                SUM(CASE WHEN kind = 'usage' THEN count ELSE -count END) AS requests, -SUM(amount) AS micros
-         FROM ledger WHERE kind IN ('usage', 'refund') AND bucket >= ?
-           AND (bucket / ${HOUR_MS}) * ${HOUR_MS} IN
-             (SELECT DISTINCT (bucket / ${HOUR_MS}) * ${HOUR_MS} FROM ledger WHERE kind IN ('usage', 'refund') AND updated_at >= ?)
-         GROUP BY meter, hour ORDER BY hour`,
-        now - PUSH_WINDOW_MS,
-        watermark,
-      )
-      .toArray()
-      .map((r) => ({ meter: r.meter as string, hour: r.hour as number, requests: r.requests as number, micros: r.micros as number }));
+    const usage = this.deps.ledger.usageByHour(now - PUSH_WINDOW_MS, watermark);
     return {
       customerId: a.customer_id,
       seq: seq + 1,
       plan: a.plan,
       deleted: a.deleted_at !== null,
       balanceMicros: a.balance,
-      lastActivityAt: this.sql.exec("SELECT MAX(updated_at) AS t FROM ledger").one().t as number | null,
+      lastActivityAt: this.deps.ledger.lastActivityAt(),
       reports: { pending: reports.pending ?? 0, failed: reports.failed ?? 0 },
       emails: { sent: (emails.sent ?? 0) + (emails.outbox ?? 0), failed: emails.failed ?? 0, unknown: emails.unknown ?? 0, retrying: emails.retry ?? 0 },
       usage,

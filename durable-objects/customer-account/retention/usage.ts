@@ -1,4 +1,5 @@
 import type { Config } from "../../../src/lib/config";
+import type { Ledger } from "../credit/ledger";
 import type { Timers } from "../core/timers";
 import { DAY_MS } from "../../../src/lib/time";
 
@@ -14,12 +15,6 @@ INSERT INTO timers (name, due_at) VALUES ('${USAGE_RETENTION_TIMER}', 0) ON CONF
 };
 
 const BATCH = 500;
-/**
- * The oldest usage buckets. INDEXED BY: without statistics SQLite would rather walk every usage
- * row of ledger_aggregate and sort. Exported so a test can show its query plan.
- */
-export const OLD_USAGE_BUCKETS = `SELECT id, kind, meter, bucket, amount, count, created_at, updated_at FROM ledger INDEXED BY ledger_usage_bucket
-  WHERE kind IN ('usage', 'refund') AND bucket > ? AND bucket < ? ORDER BY bucket LIMIT ?`;
 
 /**
  * Usage and refund rows (one per meter per bucket) older than `PRICING.usage_retention_days` are
@@ -31,7 +26,7 @@ export const OLD_USAGE_BUCKETS = `SELECT id, kind, meter, bucket, amount, count,
  */
 export class UsageRetention {
   constructor(
-    private readonly sql: SqlStorage,
+    private readonly ledger: Ledger,
     private readonly timers: Timers,
     private readonly config: () => Config,
   ) {}
@@ -43,7 +38,7 @@ export class UsageRetention {
   /** The timer's handler: folds one batch of old buckets; sets the timer for the next. Returns rows folded. */
   fold(now: number): number {
     const retentionMs = this.retentionMs;
-    const rows = this.sql.exec(OLD_USAGE_BUCKETS, CARRIED_BUCKET, now - retentionMs, BATCH).toArray();
+    const rows = this.ledger.oldUsageRows(CARRIED_BUCKET, now - retentionMs, BATCH);
     const carried = new Map<string, { kind: string; meter: string; amount: number; count: number; from: number; to: number; through: number }>();
     for (const r of rows) {
       const key = `${r.kind}\u0000${r.meter}`;
@@ -55,32 +50,14 @@ export class UsageRetention {
       c.through = Math.max(c.through, r.bucket as number);
       carried.set(key, c);
     }
-    for (const c of carried.values()) {
-      this.sql.exec(
-        `INSERT INTO ledger (kind, meter, bucket, amount, count, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (kind, meter, bucket) WHERE kind IN ('usage', 'refund')
-         DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count, reason = excluded.reason,
-           created_at = MIN(created_at, excluded.created_at), updated_at = MAX(updated_at, excluded.updated_at)`,
-        c.kind,
-        c.meter,
-        CARRIED_BUCKET,
-        c.amount,
-        c.count,
-        `carried forward: ${c.kind} of buckets up to ${new Date(c.through).toISOString()}`,
-        c.from,
-        c.to,
-      );
-    }
-    if (rows.length) this.sql.exec("DELETE FROM ledger WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(rows.map((r) => r.id)));
+    this.ledger.carryForward(rows, CARRIED_BUCKET, carried.values());
     this.timers.set(USAGE_RETENTION_TIMER, rows.length === BATCH ? now + 1_000 : this.nextAt(now));
     return rows.length;
   }
 
   /** When the oldest bucket is due to fold, or null with no buckets. */
   private nextAt(now: number): number | null {
-    const oldest = this.sql.exec("SELECT MIN(bucket) AS b FROM ledger INDEXED BY ledger_usage_bucket WHERE kind IN ('usage', 'refund') AND bucket > ?", CARRIED_BUCKET).one().b as
-      | number
-      | null;
+    const oldest = this.ledger.oldestUsageBucket(CARRIED_BUCKET);
     return oldest === null ? null : Math.max(oldest + this.retentionMs, now + 1_000);
   }
 

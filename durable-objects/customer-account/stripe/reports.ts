@@ -199,6 +199,11 @@ export class StripeReports {
     return this.sql.exec("SELECT MIN(COALESCE(next_attempt_at, 0)) AS t FROM reports WHERE status = 'pending'").one().t as number | null;
   }
 
+  /** Reports per status (pending and failed ones are never deleted: the rollup counts the rows). */
+  countsByStatus(): Record<string, number> {
+    return Object.fromEntries(this.sql.exec("SELECT status, COUNT(*) AS n FROM reports GROUP BY status").toArray().map((r) => [r.status as string, r.n as number]));
+  }
+
   pendingCount(): number {
     return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending'").one().n as number;
   }

@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { OLD_USAGE_BUCKETS } from "../../../durable-objects/customer-account/retention/usage";
+import { OLD_USAGE_BUCKETS } from "../../../durable-objects/customer-account/credit/ledger";
 import type { Directory } from "../../../durable-objects/directory/index";
 import { TEST_OUTBOX_KEPT } from "../../../durable-objects/directory/index";
 import type { WebhookDispatcher } from "../../../durable-objects/webhook-dispatcher";
