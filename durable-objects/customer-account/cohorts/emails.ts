@@ -248,6 +248,39 @@ export class EmailLog {
     return false;
   }
 
+  /** A send of these kinds that a previous run left mid-send: MailChannels may have it, so it is never sent again. */
+  interrupted(cohorts: readonly string[]): void {
+    this.sql.exec(`UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE cohort IN (SELECT value FROM json_each(?)) AND status = 'sending'`, JSON.stringify(cohorts));
+  }
+
+  /** The oldest email of these kinds due for a (first or next) attempt at `now`, or undefined. */
+  nextDue(cohorts: readonly string[], now: number): EmailRow | undefined {
+    return this.sql
+      .exec("SELECT * FROM emails WHERE cohort IN (SELECT value FROM json_each(?)) AND status = 'retry' AND next_attempt_at <= ? ORDER BY id LIMIT 1", JSON.stringify(cohorts), now)
+      .toArray()[0] as unknown as EmailRow | undefined;
+  }
+
+  /** When the next attempt of an email of these kinds is due, or null. */
+  nextRetryAt(cohorts: readonly string[]): number | null {
+    return this.sql.exec("SELECT MIN(next_attempt_at) AS t FROM emails WHERE cohort IN (SELECT value FROM json_each(?)) AND status = 'retry'", JSON.stringify(cohorts)).one().t as number | null;
+  }
+
+  /** A transactional email (a notice), due now; one row per (kind, notice id), so queuing it twice sends it once. */
+  queue(email: { cohort: string; enrollment: number; to_email: string; subject: string; text: string; html: string | null }, now: number): void {
+    this.sql.exec(
+      `INSERT INTO emails (cohort, enrollment, seq, to_email, subject, text, html, status, attempts, next_attempt_at, created_at)
+       VALUES (?, ?, 0, ?, ?, ?, ?, 'retry', 0, ?, ?) ON CONFLICT (cohort, enrollment, seq) DO NOTHING`,
+      email.cohort,
+      email.enrollment,
+      email.to_email,
+      email.subject,
+      email.text,
+      email.html,
+      now,
+      now,
+    );
+  }
+
   /** Emails per status, the deleted (archived) ones included: what a dashboard shows as email health. */
   statusCounts(): Record<string, number> {
     const counts: Record<string, number> = {};

@@ -4,7 +4,7 @@ import { mergeValues } from "../../../src/lib/merge";
 import { escapeHtml, renderString, type MergeValues } from "../../../src/lib/template";
 import type { AccountStore } from "../core/account";
 import { describeNotice, type AutoTopUpNotice } from "../auto-topup/notice";
-import type { EmailLog, EmailRow } from "./emails";
+import type { EmailLog } from "./emails";
 import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import type { Timers } from "../core/timers";
 import { DAY_MS } from "../../../src/lib/time";
@@ -22,7 +22,7 @@ export const NOTICE_TABLES = {
 /** Sends queued notices and their retries, under the object's lock. */
 export const NOTICE_TIMER = "notices";
 
-const KINDS = `(${EMAIL_NOTICES.map((k) => `'${k}'`).join(", ")})`;
+const NOTICE_KINDS: readonly string[] = EMAIL_NOTICES;
 
 /**
  * Transactional emails: about the customer's card, not marketing, so they go to every customer
@@ -55,13 +55,12 @@ export class Notices {
   async send(now: number): Promise<number> {
     const { sql } = this.deps;
     // A previous run died mid-send: MailChannels may have accepted it. Never send twice.
-    sql.exec(`UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE cohort IN ${KINDS} AND status = 'sending'`);
+    this.deps.emails.interrupted(NOTICE_KINDS);
     for (const notice of sql.exec("SELECT * FROM notices ORDER BY id").toArray()) this.render(notice, now);
     let sent = 0;
-    const due = () =>
-      sql.exec(`SELECT * FROM emails WHERE cohort IN ${KINDS} AND status = 'retry' AND next_attempt_at <= ? ORDER BY id LIMIT 1`, now).toArray()[0] as unknown as EmailRow | undefined;
+    const due = () => this.deps.emails.nextDue(NOTICE_KINDS, now);
     for (let row = due(); row; row = due()) if (await this.deps.emails.deliver(row, now, {})) sent++;
-    const next = sql.exec(`SELECT MIN(next_attempt_at) AS t FROM emails WHERE cohort IN ${KINDS} AND status = 'retry'`).one().t as number | null;
+    const next = this.deps.emails.nextRetryAt(NOTICE_KINDS);
     if (next !== null) this.deps.timers.at(NOTICE_TIMER, next);
     return sent;
   }
@@ -86,16 +85,8 @@ export class Notices {
       "auto_topup.change": describeNotice(details, config.PRICING.currency),
       portal_url: config.PUBLIC_URL ? `${config.PUBLIC_URL.replace(/\/+$/, "")}/portal` : config.GOVERNANCE.topup_url,
     };
-    sql.exec(
-      `INSERT INTO emails (cohort, enrollment, seq, to_email, subject, text, html, status, attempts, next_attempt_at, created_at)
-       VALUES (?, ?, 0, ?, ?, ?, ?, 'retry', 0, ?, ?) ON CONFLICT (cohort, enrollment, seq) DO NOTHING`,
-      kind,
-      notice.id!,
-      a.email ?? "",
-      renderString(template.subject, values),
-      renderString(template.text, values),
-      template.html ? renderString(template.html, escapeHtml(values) as typeof values) : null,
-      now,
+    this.deps.emails.queue(
+      { cohort: kind, enrollment: notice.id as number, to_email: a.email ?? "", subject: renderString(template.subject, values), text: renderString(template.text, values), html: template.html ? renderString(template.html, escapeHtml(values) as typeof values) : null },
       now,
     );
     this.deps.emails.retention.due(now, config.EMAILS.retention_days * DAY_MS);
