@@ -4,8 +4,9 @@ import { visitDue } from "./sweep";
 import type { DirectorySnapshot } from "./contract";
 import { applyRollup, overview, ROLLUP_SCHEMA, searchCustomers, type CustomerRollup, type Overview } from "./rollup";
 import { ENDED_SESSION_TABLES, EndedSessions } from "../shared/ended-sessions";
+import { migrate } from "../shared/migrations";
 
-const SCHEMA = `
+const DIRECTORY_TABLES = `
 CREATE TABLE IF NOT EXISTS customers (
   id TEXT PRIMARY KEY,
   email TEXT, name TEXT,
@@ -30,6 +31,12 @@ CREATE TABLE IF NOT EXISTS test_outbox (
 );
 `;
 
+/**
+ * The directory's schema, versioned (shared/migrations.ts): append only. Version 1 is what the
+ * object created at every start before versions existed.
+ */
+export const DIRECTORY_MIGRATIONS: readonly string[] = [[DIRECTORY_TABLES, ROLLUP_SCHEMA, ENDED_SESSION_TABLES.v1].join("\n")];
+
 /** A claimed customer is left alone by overlapping cron runs until its lease ends. */
 const LEASE_MS = 120_000;
 /** Test emails kept in the local outbox: as many as its admin route lists at most. */
@@ -48,11 +55,7 @@ export class Directory extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.endedSessions = new EndedSessions(this.sql);
-    ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(SCHEMA);
-      this.sql.exec(ROLLUP_SCHEMA);
-      this.sql.exec(ENDED_SESSION_TABLES.v1);
-    });
+    ctx.blockConcurrencyWhile(async () => void migrate(ctx.storage, DIRECTORY_MIGRATIONS));
   }
 
   /** A dashboard session signed out: its cookie no longer signs anyone in, even if a copy was kept. */

@@ -5,7 +5,8 @@ import type { OutboundEvent, WebhookEventType } from "../../src/lib/provider-web
 import { DAY_MS, HOUR_MS } from "../../src/lib/time";
 import { nextAttemptAt } from "./schedule";
 import { sendOnce } from "./send";
-import { DispatcherStore, endpointView, type DeliveryStatus, type DeliveryView, type DueDelivery, type EndpointView } from "./store";
+import { migrate } from "../shared/migrations";
+import { DISPATCHER_MIGRATIONS, DispatcherStore, endpointView, type DeliveryStatus, type DeliveryView, type DueDelivery, type EndpointView } from "./store";
 
 /** At most this many endpoints (as Stripe): every event fans out to each of them. */
 export const MAX_ENDPOINTS = 16;
@@ -27,6 +28,7 @@ export class WebhookDispatcher extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     ctx.blockConcurrencyWhile(async () => {
+      migrate(ctx.storage, DISPATCHER_MIGRATIONS);
       this.store = new DispatcherStore(ctx.storage.sql);
     });
   }

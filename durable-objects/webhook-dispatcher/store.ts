@@ -1,7 +1,8 @@
 import { newId } from "../../src/lib/api-key-format";
 import { WEBHOOK_EVENT_TYPES, type OutboundEvent, type WebhookEventType } from "../../src/lib/provider-webhook-events";
 
-export const DISPATCHER_SCHEMA = `
+/** The dispatcher's schema, versioned (shared/migrations.ts): append only. Version 1 is what it created at every start before. */
+export const DISPATCHER_MIGRATIONS: readonly string[] = [`
 CREATE TABLE IF NOT EXISTS endpoints (
   id TEXT PRIMARY KEY,
   url TEXT NOT NULL,
@@ -39,7 +40,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_at) WHERE s
 CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries(endpoint_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries(created_at);
 CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), alarm_at INTEGER);
-`;
+`];
 
 export type DeliveryStatus = "pending" | "succeeded" | "failed";
 export const DELIVERY_STATUSES: readonly DeliveryStatus[] = ["pending", "succeeded", "failed"];
@@ -118,9 +119,7 @@ const DELIVERY_WITH_EVENT = "SELECT d.*, e.type, e.customer_id, e.body FROM deli
 
 /** The dispatcher's SQLite: endpoints, the events received, one delivery row per (event, endpoint). */
 export class DispatcherStore {
-  constructor(private readonly sql: SqlStorage) {
-    sql.exec(DISPATCHER_SCHEMA);
-  }
+  constructor(private readonly sql: SqlStorage) {}
 
   // ---------------------------------------------------------------- endpoints
 

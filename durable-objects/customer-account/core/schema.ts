@@ -1,3 +1,4 @@
+import { migrate as runMigrations } from "../../shared/migrations";
 import { ACCOUNT_TABLES } from "./account";
 import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
 import { CHARGE_TABLES } from "../request/charges";
@@ -80,27 +81,7 @@ export function hasSchema(sql: SqlStorage): boolean {
   return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length > 0;
 }
 
-export function schemaVersion(sql: SqlStorage): number {
-  const table = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray();
-  if (!table.length) return 0;
-  return (sql.exec("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version as number | undefined) ?? 0;
-}
-
-/** Brings the database to SCHEMA_VERSION; returns the version it started from. */
+/** Brings the customer's database to SCHEMA_VERSION; returns the version it started from. */
 export function migrate(storage: DurableObjectStorage): number {
-  const sql = storage.sql;
-  const from = schemaVersion(sql);
-  for (let version = from + 1; version <= SCHEMA_VERSION; version++) {
-    storage.transactionSync(() => {
-      sql.exec(MIGRATIONS[version - 1]!);
-      sql.exec("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
-      sql.exec(
-        `INSERT INTO schema_version (id, version, migrated_at) VALUES (1, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version, migrated_at = excluded.migrated_at`,
-        version,
-        Date.now(),
-      );
-    });
-  }
-  return from;
+  return runMigrations(storage, MIGRATIONS);
 }

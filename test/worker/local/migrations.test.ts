@@ -1,6 +1,9 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MIGRATIONS, SCHEMA_VERSION } from "../../../durable-objects/customer-account/core/schema";
+import { DIRECTORY_MIGRATIONS, type Directory } from "../../../durable-objects/directory";
+import { DISPATCHER_MIGRATIONS } from "../../../durable-objects/webhook-dispatcher/store";
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, echoOrigin, gateway, settle, uniqueId, withKey } from "../helpers";
 
@@ -153,3 +156,27 @@ describe("schema migrations", () => {
     expect(tables).toEqual([]);
   });
 });
+
+describe("the directory's and the dispatcher's schemas run through the same migration runner", () => {
+  it("are pinned like the customer's, and an object created before versions existed is upgraded in place", async () => {
+    expect(await Promise.all(DIRECTORY_MIGRATIONS.map((m) => sha256Hex(m)))).toEqual(DIRECTORY_DEPLOYED);
+    expect(await Promise.all(DISPATCHER_MIGRATIONS.map((m) => sha256Hex(m)))).toEqual(DISPATCHER_DEPLOYED);
+    const ns = env.DIRECTORY as DurableObjectNamespace<Directory>;
+    const stub = ns.get(ns.idFromName(uniqueId("dir")));
+    // As the code before versions left it: the tables, a row, no schema_version.
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec("DROP TABLE schema_version");
+      state.storage.sql.exec("INSERT INTO sweep (id, now) VALUES (1, 42)");
+    });
+    await evictDurableObject(stub);
+    const after = await runInDurableObject(stub, (_instance, state) => ({
+      version: state.storage.sql.exec("SELECT version FROM schema_version").one().version,
+      sweep: state.storage.sql.exec("SELECT now FROM sweep").one().now,
+    }));
+    expect(after).toEqual({ version: DIRECTORY_MIGRATIONS.length, sweep: 42 });
+  });
+});
+
+/** The directory's and the dispatcher's migrations as deployed: append a hash, never change one. */
+const DIRECTORY_DEPLOYED = ["e390d294873d24850e6c20dcf60f4b830af208052b9498f08092d7ef1eb11a74"];
+const DISPATCHER_DEPLOYED = ["8ad858c0eb483139abc99f387e816574f1d2cf839a2f596256c1be1cfc77d161"];
