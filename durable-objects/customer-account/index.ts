@@ -1,23 +1,21 @@
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { log } from "../../src/lib/log";
-import { centsToMicros } from "../../src/lib/money";
 import type { CustomerProfile, ProfilePatch } from "../../src/lib/customer";
 import type { AuthorizeResult, CycleResult } from "./contract";
 import { runDueTimers } from "./core/alarm";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
-import { autoTopUpView, topUpView } from "./auto-topup/view";
 import type { CheckoutSlot } from "./credit/checkout-limit";
-import { createGrant, creditOutcome, deduct, fitsBalance, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credit/credits";
+import { createGrant, creditOutcome, deduct, takeCheckoutSlot, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credit/credits";
 import { runCycle } from "./core/cycle";
 import type { EmailRow } from "./cohorts/emails";
-import type { Grant } from "./credit/grants";
 import { GroupCommit } from "./core/group-commit";
 import type { SettleReason } from "./request/holds";
 import type { StoredResponse } from "./request/idempotency";
 import type { CapPeriod } from "./access/key-store";
 import { LIVE_TAG } from "./notify/live";
-import { activeProfile, upsertProfileAndAutoTopUp } from "./access/profile";
+import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
+import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
 import { resolveReport, retryReport } from "./stripe/report-operator";
 import { extendHold, keepHold, settleHold, type ExtendResult, type SettleResult } from "./request/settlement";
 import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput, type RefundResult } from "./request/authorize";
@@ -27,13 +25,12 @@ import { storageStats } from "./views/storage-stats";
 import type { ChargeRefunds } from "./contract";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
 import { pushToStripe } from "./stripe/sync";
-import { balanceCheck, grantView, summary } from "./views/summary";
+import { autoTopUpState, balanceCheck, grantById, grantList, grantView, summary } from "./views/summary";
 
 /**
- * One customer's account, as a Durable Object: the RPC surface over the modules in this folder.
- * Every balance change is synchronous SQL with no await in between, so concurrent requests can
- * never overdraw it. Work that awaits Stripe or MailChannels runs under a lock the request path
- * never takes.
+ * One customer's account, as a Durable Object: the RPC surface over the modules in this folder
+ * (README.md). Every balance change is synchronous SQL with no await in between, so concurrent
+ * requests never overdraw it; work that awaits Stripe or MailChannels runs under a lock.
  */
 export class CustomerAccount extends DurableObject<Env> {
   /** The request path's view: charges may be journaled and not yet folded in (journal.ts). */
@@ -48,8 +45,7 @@ export class CustomerAccount extends DurableObject<Env> {
     // Keep-alive pings from live pages are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     ctx.blockConcurrencyWhile(async () => {
-      // The schema is written with the account, so a request with a made-up customer id leaves
-      // no storage behind; an existing account is migrated to the current schema version.
+      // The schema is written with the account (a made-up customer id leaves no storage behind).
       if (hasSchema(ctx.storage.sql)) {
         migrate(ctx.storage);
         this.hot.load();
@@ -65,6 +61,15 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.hot;
   }
 
+  /** A credit step under the lock, sent on to Stripe's balance when it moved anything. */
+  private credited<T>(step: (context: AccountContext) => T, moved: (result: T) => boolean): Promise<T> {
+    return this.withLock(async () => {
+      const result = step(this.context);
+      if (moved(result)) await pushToStripe(this.context);
+      return result;
+    });
+  }
+
   /** Serializes work that awaits Stripe or MailChannels; the request path never takes it. */
   private withLock<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.lockTail.then(fn, fn);
@@ -72,7 +77,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return run;
   }
 
-  // ---------------------------------------------------------------- profile and keys
 
   /** Creates or updates the profile and, when given, the auto top-up settings (null: off), in one step. */
   upsertProfile(customerId: string, patch: ProfilePatch, autoTopUp?: AutoTopUpSettings | null) {
@@ -81,28 +85,15 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Auto top-up settings, state and recent top-ups; null for an unknown customer. */
   autoTopUp(limit = 20) {
-    const context = this.context;
-    if (!context.account.exists) return null;
-    return { auto_topup: autoTopUpView(context.autoTopUp, Date.now()), topups: context.autoTopUp.recent(limit).map(topUpView) };
+    return autoTopUpState(this.context, limit);
   }
 
-  async createKey(
-    name: string | null,
-    cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null },
-  ): Promise<{ id: string; key: string; prefix: string; created_at: number; signed: boolean } | null> {
-    if (!this.context.account.exists) return null;
-    const key = await this.context.keys.create(this.context.account.row.customer_id, { name, ...cap });
-    // A first key can make the customer eligible for emails: the directory learns when it is due.
-    this.context.directory.schedule();
-    return key;
+  createKey(name: string | null, cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null }) {
+    return issueKey(this.context, name, cap);
   }
 
   revokeKey(keyId: string): boolean {
-    const context = this.context;
-    const key = context.account.exists ? context.keys.byKeyId(keyId) : undefined;
-    if (!key || !context.keys.revoke(keyId)) return false;
-    context.live.keyRevoked(key.hash);
-    return true;
+    return revokeKey(this.context, keyId);
   }
 
   setKeyCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {
@@ -113,71 +104,40 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? this.context.keys.list(Date.now()) : [];
   }
 
-  /** A one-time portal link token for this customer, or null if there is no such (live) customer. */
-  async createPortalLink(expiresAt: number): Promise<string | null> {
-    const { account, portalLinks } = this.context;
-    if (!account.exists || account.row.deleted_at !== null) return null;
-    return portalLinks.create(account.row.customer_id, expiresAt, Date.now());
+  createPortalLink(expiresAt: number): Promise<string | null> {
+    return createPortalLink(this.context, expiresAt);
   }
 
-  /** Who an unused, unexpired portal link would sign in as, without consuming it (the confirmation page names the account). */
   peekPortalLink(hash: string): CustomerProfile | null {
-    const { account, portalLinks } = this.context;
-    return account.exists && account.row.deleted_at === null && portalLinks.isOpen(hash, Date.now()) ? account.profile() : null;
+    return peekPortalLink(this.context, hash);
   }
 
-  /** Consumes a portal link (true once); a deleted customer's links no longer open. */
   consumePortalLink(hash: string): boolean {
-    const { account, portalLinks } = this.context;
-    return account.exists && account.row.deleted_at === null && portalLinks.consume(hash, Date.now());
+    return consumePortalLink(this.context, hash);
   }
 
-  /**
-   * Who a portal session is, checked on every portal request: null once it was signed out, the
-   * key it signed in with (if any) was revoked, or the customer was deleted.
-   */
   portalSession(input: { sid: string; keyHash?: string }): CustomerProfile | null {
-    const context = this.context;
-    return context.account.exists && !context.endedSessions.has(input.sid) ? activeProfile(context, input.keyHash) : null;
+    return portalSession(this.context, input);
   }
 
-  /** A portal session signed out: its cookie no longer opens the portal, even if a copy was kept, and its live sockets close. */
   endPortalSession(input: { sid: string; expiresAt: number }): void {
-    const { account, endedSessions, live } = this.context;
-    if (!account.exists) return;
-    endedSessions.end(input.sid, input.expiresAt, Date.now());
-    live.sessionEnded(input.sid);
+    endPortalSession(this.context, input);
   }
 
   identify(keyHash: string): CustomerProfile | null {
     return activeProfile(this.context, keyHash);
   }
 
-  /** The customer and the id of the key a portal sign-in used (a key session shows only that key), or null. */
   identifyKey(keyHash: string): { customer: CustomerProfile; keyId: string } | null {
-    const customer = activeProfile(this.context, keyHash);
-    const key = this.context.keys.active(keyHash);
-    return customer && key ? { customer, keyId: key.id } : null;
+    return identifyKey(this.context, keyHash);
   }
 
-  /**
-   * One Checkout session of the customer's hourly allowance (GOVERNANCE.checkout_limit_per_hour),
-   * and only while a top-up of `amountCents` fits under the largest balance: once paid, a top-up
-   * is credited whatever the balance is by then (createGrant).
-   */
   takeCheckoutSlot(input: { limit: number; amountCents: number; now?: number }): CheckoutSlot | { ok: false; balanceLimit: true } {
-    const { account, checkouts } = this.context;
-    if (!account.exists) throw new Error("unknown customer");
-    if (!fitsBalance(this.context, centsToMicros(input.amountCents))) return { ok: false, balanceLimit: true };
-    return checkouts.take(input.limit, input.now ?? Date.now());
+    return takeCheckoutSlot(this.context, input);
   }
 
-  // ---------------------------------------------------------------- the request path
 
-  /**
-   * Checks the key, applies the governance rule and the key's cap, and debits, in one synchronous
-   * step; with GROUP_COMMIT, steps that arrive during a commit share the next one (group-commit.ts).
-   */
+  /** Key, rule, cap and debit in one synchronous step; with GROUP_COMMIT, steps arriving during a commit share the next. */
   authorize(input: AuthorizeInput): AuthorizeResult | Promise<AuthorizeResult> {
     if (!this.hot.config.GROUP_COMMIT) return authorize(this.hot, input);
     return this.commits.run(() => authorize(this.hot, input));
@@ -221,21 +181,13 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? requestCharge(this.context, requestId) : null;
   }
 
-  // ---------------------------------------------------------------- credit
 
   /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
-    return this.withLock(async () => {
-      const result = createGrant(this.context, input);
-      if (result.status === "created") await pushToStripe(this.context);
-      return result;
-    });
+    return this.credited((context) => createGrant(context, input), (result) => result.status === "created");
   }
 
-  /**
-   * The credits endpoint: a positive amount is a paid, never-expiring grant, a negative one a
-   * deduction; idempotent with a reference.
-   */
+  /** The credits endpoint: a positive amount is a paid, never-expiring grant, a negative one a deduction. */
   async credit(input: { customerId: string; amountCents: number; reason: string; reference?: string }) {
     if (input.amountCents > 0) return creditOutcome(await this.grant(input));
     return { ...(await this.deduct({ ...input, amountCents: -input.amountCents })), limit: false };
@@ -243,36 +195,24 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
   deduct(input: DeductionInput) {
-    return this.withLock(async () => {
-      const result = deduct(this.context, input);
-      if (result.applied) await pushToStripe(this.context);
-      return result;
-    });
+    return this.credited((context) => deduct(context, input), (result) => result.applied);
   }
 
-  voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
-    return this.withLock(async () => {
-      const grant = voidGrant(this.context, grantId);
-      if (grant) await pushToStripe(this.context);
-      return grant && grantView(grant, Date.now());
-    });
+  async voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
+    const grant = await this.credited((context) => voidGrant(context, grantId), (voided) => voided !== null);
+    return grant && grantView(grant, Date.now());
   }
 
   grantView(grantId: string): ReturnType<typeof grantView> | null {
-    const grant = this.context.account.exists ? this.context.grants.get(grantId) : undefined;
-    return grant ? grantView(grant, Date.now()) : null;
+    return grantById(this.context, grantId);
   }
 
   listGrants(limit = 100) {
-    return this.context.account.exists ? this.context.grants.list(limit).map((g: Grant) => grantView(g, Date.now())) : [];
+    return grantList(this.context, limit);
   }
 
-  // ---------------------------------------------------------------- Stripe and the cron
 
-  /**
-   * Records and applies one verified Stripe event, with no Stripe call: the webhook is answered
-   * once it is durable here. What needs Stripe runs from the stripe timer, under the lock.
-   */
+  /** Records and applies one verified Stripe event, with no Stripe call (what needs Stripe runs from the stripe timer). */
   applyStripeEvent(customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): { status: EventStatus } {
     return { status: applyStripeEvent(this.context, customerId, event, refunds) };
   }
@@ -302,7 +242,6 @@ export class CustomerAccount extends DurableObject<Env> {
     if (this.context.account.exists) await runDueTimers(this.context, (fn) => this.withLock(fn));
   }
 
-  // ---------------------------------------------------------------- live balance (WebSocket hibernation)
 
   /** Only the WebSocket upgrade for the live balance; the worker has authorized the viewer. */
   override async fetch(request: Request): Promise<Response> {
@@ -321,7 +260,6 @@ export class CustomerAccount extends DurableObject<Env> {
     log.debug(`live socket error (${this.ctx.getWebSockets(LIVE_TAG).length} open)`, error);
   }
 
-  // ---------------------------------------------------------------- reads
 
   summary(): Record<string, unknown> | null {
     return this.context.account.exists ? summary(this.context) : null;
@@ -352,12 +290,7 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Behavioral emails off (unsubscribe link) or back on (admin reset); null for an unknown customer. */
   setEmailUnsubscribed(unsubscribed: boolean): { unsubscribed_at: number | null } | null {
-    const context = this.context;
-    if (!context.account.exists) return null;
-    const unsubscribed_at = context.emails.audience.setUnsubscribed(unsubscribed, Date.now());
-    // The directory's due time for this customer's emails changes with it.
-    context.directory.schedule();
-    return { unsubscribed_at };
+    return setUnsubscribed(this.context, unsubscribed);
   }
 
   /** Exact micro-cent numbers, for tests and reconciliation checks. */

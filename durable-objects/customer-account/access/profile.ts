@@ -72,3 +72,11 @@ export function upsertProfileAndAutoTopUp(
     return result;
   });
 }
+
+/** Behavioral emails off (the unsubscribe link) or back on (the admin reset); the directory's due time for them moves with it. */
+export function setUnsubscribed(context: AccountContext, unsubscribed: boolean): { unsubscribed_at: number | null } | null {
+  if (!context.account.exists) return null;
+  const unsubscribed_at = context.emails.audience.setUnsubscribed(unsubscribed, Date.now());
+  context.directory.schedule();
+  return { unsubscribed_at };
+}

@@ -80,3 +80,4 @@ export function topUpView(t: TopUpRow) {
     settled_at: t.settled_at,
   };
 }
+

@@ -42,3 +42,4 @@ export class EmailAudience {
     return this.unsubscribedAt();
   }
 }
+

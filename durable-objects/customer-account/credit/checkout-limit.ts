@@ -29,3 +29,4 @@ export class CheckoutLimit {
     return { ok: true };
   }
 }
+

@@ -1,3 +1,4 @@
+import type { CheckoutSlot } from "./checkout-limit";
 import { newId } from "../../../src/lib/api-key-format";
 import { log } from "../../../src/lib/log";
 import { centsToMicros, microsToWholeCents } from "../../../src/lib/money";
@@ -181,4 +182,15 @@ export function expireGrants(context: AccountContext, now: number): number {
   context.scheduleExpiry(now);
   context.changed(now);
   return expired;
+}
+
+/**
+ * One Checkout session of the customer's hourly allowance (GOVERNANCE.checkout_limit_per_hour),
+ * and only while a top-up of `amountCents` fits under the largest balance: once paid, a top-up
+ * is credited whatever the balance is by then (createGrant).
+ */
+export function takeCheckoutSlot(context: AccountContext, input: { limit: number; amountCents: number; now?: number }): CheckoutSlot | { ok: false; balanceLimit: true } {
+  if (!context.account.exists) throw new Error("unknown customer");
+  if (!fitsBalance(context, centsToMicros(input.amountCents))) return { ok: false, balanceLimit: true };
+  return context.checkouts.take(input.limit, input.now ?? Date.now());
 }

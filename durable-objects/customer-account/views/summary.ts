@@ -1,5 +1,5 @@
 import { formatCents, formatMoney, microsToWholeCents } from "../../../src/lib/money";
-import { autoTopUpView } from "../auto-topup/view";
+import { autoTopUpView, topUpView } from "../auto-topup/view";
 import { spendable, type Grant } from "../credit/grants";
 import { ignoredPayments } from "../credit/ignored-payments";
 import { bucketOf } from "../credit/ledger";
@@ -81,4 +81,21 @@ export function balanceCheck(context: AccountContext) {
     pendingUsageMicros: account.row.pending_usage,
     rows: ledger.rows(),
   };
+}
+
+/** One grant as the admin API shows it, or null. */
+export function grantById(context: AccountContext, grantId: string): ReturnType<typeof grantView> | null {
+  const grant = context.account.exists ? context.grants.get(grantId) : undefined;
+  return grant ? grantView(grant, Date.now()) : null;
+}
+
+/** The latest grants, newest first. */
+export function grantList(context: AccountContext, limit: number): ReturnType<typeof grantView>[] {
+  return context.account.exists ? context.grants.list(limit).map((g) => grantView(g, Date.now())) : [];
+}
+
+/** Auto top-up settings, state and recent top-ups; null for an unknown customer. */
+export function autoTopUpState(context: AccountContext, limit: number) {
+  if (!context.account.exists) return null;
+  return { auto_topup: autoTopUpView(context.autoTopUp, Date.now()), topups: context.autoTopUp.recent(limit).map(topUpView) };
 }
