@@ -1,3 +1,4 @@
+import { HOUR_MS } from "./time";
 import Stripe from "stripe";
 import type { Config } from "./config";
 
@@ -35,3 +36,6 @@ export function describeError(error: unknown): string {
   if (error instanceof Stripe.errors.StripeError) return `${error.type}${error.statusCode ? ` ${error.statusCode}` : ""}: ${error.message}`;
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
+
+/** Stripe keeps idempotency keys at least 24 hours; a retry older than this looks its first attempt up before sending again. */
+export const IDEMPOTENCY_SAFE_MS = 23 * HOUR_MS;

@@ -83,28 +83,9 @@ interface SettingsRow extends Record<keyof AutoTopUpSettings, number | null> {
 
 export type { AutoTopUpSettings } from "./plan";
 
-export type TopUpStatus = "pending" | "succeeded" | "failed" | "canceled";
+export type { TopUpRow, TopUpStatus } from "./plan";
+import type { TopUpRow, TopUpStatus } from "./plan";
 
-export interface TopUpRow {
-  id: string;
-  amount_cents: number;
-  currency: string;
-  /** The UTC calendar month it started in ("2026-11"): the monthly cap counts by it. */
-  month: string;
-  status: TopUpStatus;
-  idempotency_key: string;
-  payment_intent: string | null;
-  /** The card it charges, fixed when it starts (the saved card then). */
-  payment_method: string | null;
-  attempts: number;
-  /** 1 after Stripe answered 5xx: the next attempt looks the PaymentIntent up before sending. */
-  verify: number;
-  next_attempt_at: number | null;
-  reason: string | null;
-  last_error: string | null;
-  created_at: number;
-  settled_at: number | null;
-}
 
 /**
  * A customer's auto top-up: its settings (cached, read on every balance change), its top-ups, and

@@ -1,6 +1,6 @@
 import Stripe from "stripe";
 import { log } from "../../../src/lib/log";
-import { describeError, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
+import { describeError, isTransientStripeError, stripeClient, IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
 import { AUTO_TOPUP_TIMER, type TopUpRow } from "./auto-topup";
 import { failureReason, topUpFailed, topUpSucceeded } from "./charge";
 import { backoffMs } from "../core/backoff";
@@ -9,8 +9,6 @@ import { HOUR_MS } from "../../../src/lib/time";
 
 /** Sends of one top-up that Stripe could not answer (5xx, 429, timeouts) before it counts as failed. */
 const MAX_ATTEMPTS = 8;
-/** Stripe keeps idempotency keys at least 24 hours; past this age a retry looks the payment up first. */
-const IDEMPOTENCY_SAFE_MS = 23 * HOUR_MS;
 
 /**
  * The auto top-up timer, under the object's lock: creates the pending top-up's off-session

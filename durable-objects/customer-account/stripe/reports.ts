@@ -36,9 +36,8 @@ CREATE TABLE IF NOT EXISTS reports (
 CREATE INDEX IF NOT EXISTS reports_status ON reports(status, seq);`,
 };
 
-const MAX_ATTEMPTS = 20;
-/** Stripe keeps idempotency keys at least 24 hours; past this age a retry is verified first. */
-const IDEMPOTENCY_SAFE_MS = 23 * HOUR_MS;
+/** Attempts Stripe could not answer (5xx, 429, timeouts) before a report counts as failed. */
+export const MAX_ATTEMPTS = 20;
 
 export interface ReportRow {
   seq: number;
@@ -68,7 +67,7 @@ export type SendOutcome = "sent" | "failed" | "retry" | "rate_limited";
  */
 export type ReportKind = "usage_debit" | "grant" | "topup" | "expiry" | "void" | "clawback" | "clawback_reversal" | "deduction" | "meter_event";
 
-const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = {
+export const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = {
   usage_debit: "API usage",
   grant: "Credit grant",
   topup: "Credit top-up",
@@ -99,8 +98,8 @@ export class StripeReports {
 
   constructor(
     private readonly sql: SqlStorage,
-    private readonly config: () => Config,
-    private readonly account: AccountStore,
+    readonly config: () => Config,
+    readonly account: AccountStore,
     private readonly outbox: Pick<ProviderWebhookOutbox, "emit">,
     timers: Timers,
   ) {
@@ -213,29 +212,6 @@ export class StripeReports {
     return this.sql.exec("SELECT COUNT(*) AS n FROM reports WHERE status = 'pending' AND kind != 'meter_event'").one().n as number;
   }
 
-  /**
-   * Before a reconcile that a balance change in Stripe asked for: settles the pending balance
-   * reports now, whatever their backoff. Each is looked up at Stripe first (its response may have
-   * been lost on the way back), and sent only if it is not there; a report still unsettled keeps
-   * the reconcile waiting, and a lookup Stripe cannot answer stops here (the backoff resumes).
-   */
-  async settleBalanceReports(now: number): Promise<void> {
-    const stripe = stripeClient(this.config());
-    const customerId = this.account.row.customer_id;
-    const rows = this.sql.exec("SELECT * FROM reports WHERE status = 'pending' AND kind != 'meter_event' ORDER BY seq").toArray() as unknown as ReportRow[];
-    for (const report of rows) {
-      let found;
-      try {
-        found = await this.findTransaction(stripe, customerId, report);
-      } catch (error) {
-        log.warn(`stripe report ${report.report_id}: lookup before a reconcile failed`, describeError(error));
-        return;
-      }
-      if (found) this.markSent(report, found.id, found.ending_balance, now);
-      else if ((await this.send(this.byId(report.report_id)!, now)) === "rate_limited") return;
-    }
-  }
-
   /** Balance transactions queued and not sent yet, in cents as they will be posted. */
   unsentBalanceCents(): number {
     return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM reports WHERE status = 'pending' AND kind != 'meter_event'").one().s as number;
@@ -249,108 +225,30 @@ export class StripeReports {
     return this.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM reports WHERE status = 'failed' AND kind != 'meter_event'").one().s as number;
   }
 
-  /** Sends pending reports whose backoff has passed (all of them with ignoreBackoff). */
-  async flush(now: number, ignoreBackoff = false): Promise<{ sent: number; errors: number; pending: number }> {
-    let sent = 0;
-    let errors = 0;
-    const due = this.sql
-      .exec(
-        "SELECT * FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? ORDER BY seq",
-        ignoreBackoff ? Number.MAX_SAFE_INTEGER : now,
-      )
+  /** Pending reports whose backoff has passed at `now` (all of them with ignoreBackoff), oldest first. */
+  due(now: number, ignoreBackoff = false): ReportRow[] {
+    return this.sql
+      .exec("SELECT * FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? ORDER BY seq", ignoreBackoff ? Number.MAX_SAFE_INTEGER : now)
       .toArray() as unknown as ReportRow[];
-    for (const report of due) {
-      const outcome = await this.send(report, now);
-      if (outcome === "sent") sent++;
-      else errors++;
-      if (outcome === "rate_limited") break;
-    }
-    return { sent, errors, pending: this.pendingCount() };
   }
 
-  private async send(report: ReportRow, now: number): Promise<SendOutcome> {
-    const config = this.config();
-    const stripe = stripeClient(config);
-    const customerId = this.account.row.customer_id;
-    let key = report.idempotency_key;
-    const theirs = this.account.row.stripe_currency;
-    if (report.kind !== "meter_event" && theirs && theirs !== config.PRICING.currency) {
-      // Stripe would put it in invoice_credit_balance, where `balance` never shows it.
-      return this.fail(report, `currency_mismatch: the Stripe customer's currency is ${theirs}; a ${config.PRICING.currency} balance transaction would not reach its balance`);
-    }
-    try {
-      if (report.kind === "meter_event" && report.verify) {
-        // A saved 500 replays under its key forever; the identifier still dedupes at Stripe.
-        key = this.rotateKey(report);
-      } else if (report.kind !== "meter_event" && (report.verify || Date.now() - report.created_at > IDEMPOTENCY_SAFE_MS)) {
-        const found = await this.findTransaction(stripe, customerId, report);
-        if (found) {
-          this.markSent(report, found.id, found.ending_balance, now);
-          return "sent";
-        }
-        key = this.rotateKey(report);
-      }
-      this.sql.exec("UPDATE reports SET attempts = attempts + 1 WHERE seq = ?", report.seq);
-      if (report.kind === "meter_event") {
-        const event = await stripe.billing.meterEvents.create(
-          {
-            event_name: report.event_name!,
-            payload: { stripe_customer_id: customerId, value: String(report.amount) },
-            identifier: report.report_id,
-            timestamp: report.event_timestamp!,
-          },
-          { idempotencyKey: key },
-        );
-        this.markSent(report, event.identifier, null, now);
-      } else {
-        const txn = await stripe.customers.createBalanceTransaction(
-          customerId,
-          {
-            amount: report.amount,
-            currency: config.PRICING.currency,
-            description: DESCRIPTIONS[report.kind as Exclude<ReportKind, "meter_event">],
-            metadata: { payg_report: report.report_id },
-          },
-          { idempotencyKey: key },
-        );
-        this.markSent(report, txn.id, txn.ending_balance, now);
-      }
-      return "sent";
-    } catch (error) {
-      const attempts = report.attempts + 1;
-      const message = describeError(error);
-      const status = (error as { statusCode?: number }).statusCode;
-      if (isTransientStripeError(error) && attempts < MAX_ATTEMPTS) {
-        this.sql.exec(
-          "UPDATE reports SET verify = ?, next_attempt_at = ?, last_error = ? WHERE seq = ?",
-          status !== undefined && status >= 500 ? 1 : report.verify,
-          now + backoffMs(attempts),
-          message,
-          report.seq,
-        );
-        return status === 429 ? "rate_limited" : "retry";
-      }
-      // Never failed without looking: an earlier attempt may have landed after all.
-      if (report.kind !== "meter_event") {
-        try {
-          const found = await this.findTransaction(stripe, customerId, report);
-          if (found) {
-            this.markSent(report, found.id, found.ending_balance, now);
-            return "sent";
-          }
-        } catch (lookup) {
-          if (isTransientStripeError(lookup)) {
-            this.sql.exec("UPDATE reports SET verify = 1, next_attempt_at = ?, last_error = ? WHERE seq = ?", now + backoffMs(attempts), message, report.seq);
-            return "retry";
-          }
-        }
-      }
-      return this.fail(report, message);
-    }
+  /** Pending balance transactions (not meter events), oldest first. */
+  pendingBalanceReports(): ReportRow[] {
+    return this.sql.exec("SELECT * FROM reports WHERE status = 'pending' AND kind != 'meter_event' ORDER BY seq").toArray() as unknown as ReportRow[];
+  }
+
+  /** An attempt begins: counted before the call, so a crash mid-call still counts it. */
+  attempted(report: ReportRow): void {
+    this.sql.exec("UPDATE reports SET attempts = attempts + 1 WHERE seq = ?", report.seq);
+  }
+
+  /** Stripe could not answer: tried again at `at`; `verify` makes the next attempt look the report up first. */
+  retryLater(report: ReportRow, verify: boolean, at: number, message: string): void {
+    this.sql.exec("UPDATE reports SET verify = ?, next_attempt_at = ?, last_error = ? WHERE seq = ?", verify ? 1 : 0, at, message, report.seq);
   }
 
   /** Stripe refused it for good: the row stays (nothing is lost), visible in the admin API and announced. */
-  private fail(report: ReportRow, message: string): "failed" {
+  fail(report: ReportRow, message: string): "failed" {
     this.sql.exec("UPDATE reports SET status = 'failed', last_error = ? WHERE seq = ?", message, report.seq);
     this.outbox.emit("report.failed", { report_id: report.report_id, kind: report.kind, amount: report.amount, meter: report.meter, error: message });
     log.error(`stripe report ${report.report_id} failed permanently: ${message}`);
@@ -391,24 +289,16 @@ export class StripeReports {
     return failed;
   }
 
-  private rotateKey(report: ReportRow): string {
+  /** A fresh idempotency key for a retry whose key is spent (a saved 500) or may have expired. */
+  rotateKey(report: ReportRow): string {
     const key = `${report.report_id}_r${report.attempts}`;
     this.sql.exec("UPDATE reports SET idempotency_key = ?, verify = 0 WHERE seq = ?", key, report.seq);
     return key;
   }
 
-  private markSent(report: ReportRow, stripeId: string | null, endingBalance: number | null, now: number): void {
+  markSent(report: ReportRow, stripeId: string | null, endingBalance: number | null, now: number): void {
     this.sql.exec("UPDATE reports SET status = 'sent', stripe_id = ?, sent_at = ?, last_error = NULL WHERE seq = ?", stripeId, now, report.seq);
     if (endingBalance !== null) this.account.set({ stripe_balance: endingBalance, stripe_balance_at: now });
-  }
-
-  private async findTransaction(stripe: Stripe, customerId: string, report: ReportRow) {
-    const since = Math.floor(report.created_at / 1000) - 300;
-    for await (const txn of stripe.customers.listBalanceTransactions(customerId, { limit: 100 })) {
-      if (txn.metadata?.payg_report === report.report_id) return txn;
-      if (txn.created < since) break;
-    }
-    return null;
   }
 
   view(): Record<string, unknown> {

@@ -1,3 +1,4 @@
+import { flushReports, settleBalanceReports } from "./report-sender";
 import { log } from "../../../src/lib/log";
 import type { AccountContext } from "../core/context";
 import { reconcile } from "./reconcile";
@@ -12,11 +13,11 @@ import { reconcile } from "./reconcile";
  */
 export async function syncWithStripe(context: AccountContext, now: number): Promise<{ sent: number; errors: number; pending: number }> {
   if (!context.config.stripeEnabled || !context.account.exists) return { sent: 0, errors: 0, pending: 0 };
-  const flushed = await context.reports.flush(now);
+  const flushed = await flushReports(context.reports, now);
   const periodic = context.periodicReconcileAt();
   const needed = context.account.row.reconcile_needed === 1;
   const due = needed || (periodic !== null && periodic <= now);
-  if (needed && context.reports.pendingBalanceCount() > 0) await context.reports.settleBalanceReports(now);
+  if (needed && context.reports.pendingBalanceCount() > 0) await settleBalanceReports(context.reports, now);
   if (due && context.reports.pendingBalanceCount() === 0) {
     // Recorded first: a customer Stripe cannot reconcile is tried again an interval later, not every run.
     context.account.set({ reconcile_attempted_at: now });
@@ -28,7 +29,7 @@ export async function syncWithStripe(context: AccountContext, now: number): Prom
 /** Sends queued reports now (after a grant, deduction, void or expiry); what fails stays queued for the cron. */
 export async function pushToStripe(context: AccountContext): Promise<void> {
   if (!context.config.stripeEnabled) return;
-  const flushed = await context.reports.flush(Date.now()).catch((error) => {
+  const flushed = await flushReports(context.reports, Date.now()).catch((error) => {
     log.error("stripe push failed", error);
     return { pending: 1 };
   });
