@@ -35,7 +35,7 @@ app.onError(jsonError);
 
 export default {
   fetch: app.fetch,
-  async scheduled(controller, env, ctx) {
+  async scheduled(controller, env, _ctx) {
     const result = await runCron(env, getConfig(env), controller.scheduledTime);
     log.info(`cron ${controller.cron}: visited ${result.visited} customers, ${result.failed} failed${result.more ? ", more due" : ""}`);
   },

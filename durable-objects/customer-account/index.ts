@@ -256,7 +256,7 @@ export class CustomerAccount extends DurableObject<Env> {
     this.context.live.close(ws, code, reason);
   }
 
-  override webSocketError(ws: WebSocket, error: unknown): void {
+  override webSocketError(_ws: WebSocket, error: unknown): void {
     log.debug(`live socket error (${this.ctx.getWebSockets(LIVE_TAG).length} open)`, error);
   }
 

@@ -1,9 +1,7 @@
 import { z } from "zod";
 import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
-import { LOG_LEVELS, log, setLogLevel } from "./log";
+import { LOG_LEVELS } from "./log";
 import { isLoopbackUrl } from "./loopback";
-import { NOTICE_MERGE_TAGS, unknownMergeTags } from "./template";
-import { emailConfigProblems, isLoopback } from "./email/config-checks";
 
 /** The [vars] and secrets the gateway reads, as zod schemas: each key, its bounds and its default (config.ts compiles them). */
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring", "topup_failed", "auto_topup_capped"] as const;

@@ -1,8 +1,7 @@
 import { emailConfigProblems, isLoopback } from "./email/config-checks";
 import { NOTICE_MERGE_TAGS, unknownMergeTags } from "./template";
-import { isLoopbackUrl } from "./loopback";
-import { LOG_LEVELS, log, setLogLevel } from "./log";
-import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
+import { log, setLogLevel } from "./log";
+import { MAX_AMOUNT_CENTS } from "./money";
 import type { z } from "zod";
 import { COHORTS, EMAIL_NOTICES, type Pricing, Vars, type Cohort, type EmailNotice } from "./config-schema";
 

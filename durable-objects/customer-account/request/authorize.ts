@@ -39,7 +39,7 @@ export interface AuthorizeInput {
  * from its response). Nothing here awaits, so concurrent requests never spend the same cent.
  */
 export function authorize(context: AccountContext, input: AuthorizeInput): AuthorizeResult {
-  const { account, keys, wallet, charges, config } = context;
+  const { account, keys, wallet, config } = context;
   if (!account.exists) return { outcome: "invalid_key" };
   const key = keys.active(input.keyHash);
   if (!key) return { outcome: "invalid_key" };

@@ -1,7 +1,6 @@
 import type Stripe from "stripe";
 import { log } from "../../../src/lib/log";
 import { describeError, isTransientStripeError, stripeClient, IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
-import { HOUR_MS } from "../../../src/lib/time";
 import { backoffMs } from "../core/backoff";
 import { DESCRIPTIONS, MAX_ATTEMPTS, type ReportKind, type ReportRow, type SendOutcome, type StripeReports } from "./reports";
 

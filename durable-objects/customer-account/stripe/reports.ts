@@ -1,16 +1,12 @@
-import type Stripe from "stripe";
 import { meterByName, type Config } from "../../../src/lib/config";
 import { newId } from "../../../src/lib/api-key-format";
 import { log } from "../../../src/lib/log";
 import { MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT, formatCents } from "../../../src/lib/money";
-import { describeError, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
 import type { Plan } from "../../../src/lib/customer";
 import type { AccountRow, AccountStore } from "../core/account";
 import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { ReportRetention } from "../retention/reports";
-import { backoffMs } from "../core/backoff";
 import type { Timers } from "../core/timers";
-import { HOUR_MS } from "../../../src/lib/time";
 
 export const REPORT_TABLES = {
   v1: `

@@ -1,7 +1,6 @@
 import type Stripe from "stripe";
 import { afterEach, describe, expect, it } from "vitest";
-import type { CustomerAccount } from "../../../durable-objects/customer-account";
-import { admin, customerStub, gateway, portalLinkSession, uniqueId, withKey } from "../helpers";
+import { admin, gateway, portalLinkSession, withKey } from "../helpers";
 import { createEndpoint, pump, receiver, removeEndpoints } from "../provider-webhooks";
 import { autoTopUpCustomer, cohorts, createCalls, deduct, grants, later, paymentIntentEvents, retryNow, SETTINGS, summary } from "./auto-topup-helpers";
 import { connect, cron, deliver, deliverAll, settle, spend } from "./doubles";

@@ -127,7 +127,7 @@ describe("behavioral emails (faults): never two emails for one enrollment", () =
   });
 
   it("records a customer without an email address as failed instead of sending", async () => {
-    const { mail } = connect();
+    connect();
     const { id } = await drained({ email: null });
     await cron();
     expect((await admin("GET", `/customers/${id}/emails`)).body.emails[0]).toMatchObject({ status: "failed", last_error: "customer has no email address" });
