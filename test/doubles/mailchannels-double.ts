@@ -6,7 +6,7 @@
  *     http.all("https://mailchannels.test/*", ({ request }) => double.handle(request))
  * - For end-to-end tests, wrap `handle` in a plain Node http server.
  *
- * Confirmed by MailChannels' docs (docs.mailchannels.net / docs.mailchannels.com) and their
+ * Confirmed by MailChannels' Email API docs (https://docs.mailchannels.net/email-api/, docs.mailchannels.com) and their
  * official SDK (github.com/mailchannels/mailchannels-email-api-sdk-js, src/types/emails/internal.ts):
  * - Endpoint `POST https://api.mailchannels.net/tx/v1/send`, key in the `X-Api-Key` header.
  * - Body shape (the SDK's EmailsSendPayload): `personalizations[]` of `{ to[], cc?, bcc?, from?,
@@ -20,10 +20,10 @@
  * - Custom headers at top level `headers` or per personalization; "If the same header appears in
  *   both the top-level and personalization objects, the value from the header in the
  *   personalization is used" (docs.mailchannels.net/email-api/advanced/custom-headers).
- *   "MailChannels may reject certain headers": the reserved ones listed in FACTS.md (From, To,
- *   CC, BCC, Subject, Reply-To, Message-ID, Content-Type, Content-Transfer-Encoding,
- *   DKIM-Signature, Received, Authentication-Results) are refused here with 400, matched
- *   case-insensitively. Each SentMessage records the effective headers (List-Unsubscribe, …).
+ *   "MailChannels may reject certain headers to prevent abuse" (the same page), without a list:
+ *   the double refuses, with 400 and matched case-insensitively, the headers that the payload's
+ *   own fields or the mail system set (From, To, CC, BCC, Subject, Reply-To, Message-ID,
+ *   Content-Type, Content-Transfer-Encoding, DKIM-Signature, Received, Authentication-Results). Each SentMessage records the effective headers (List-Unsubscribe, …).
  * - Content ordering: the docs say "text/plain must come first if you use it".
  * - Errors: 400 for a malformed body, missing field or invalid address; 403 for a missing or
  *   invalid key (or an unauthorised sending domain); 413 past 30 MB; 500/502 transient.
@@ -58,7 +58,7 @@ export interface MailChannelsFault {
   reason?: string;
 }
 
-/** Reserved headers (FACTS.md): refused in `headers`, top level or per personalization. */
+/** Headers the double refuses in `headers`, top level or per personalization (see above). */
 export const RESERVED_HEADERS = [
   "from", "to", "cc", "bcc", "subject", "reply-to", "message-id", "content-type",
   "content-transfer-encoding", "dkim-signature", "received", "authentication-results",

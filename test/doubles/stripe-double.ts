@@ -8,11 +8,12 @@
  * Resource families live in ./stripe/ (customers, checkout, payments, billing); this file is the
  * HTTP boundary (auth, faults, idempotency, routing) and the API tests use.
  *
- * Shapes follow the real Stripe objects in ../../../shared/stripe/fixtures3.json (Stripe's OpenAPI
- * repository) and the docs, and are typed with the `stripe` package's own types (v23) so that they
- * stay honest. Allowed parameters are the SDK's *Params types.
+ * Shapes follow Stripe's OpenAPI specification (https://github.com/stripe/openapi: openapi/spec3.json,
+ * and a real example of every object in openapi/fixtures3.json) and the API reference
+ * (https://docs.stripe.com/api), and are typed with the `stripe` package's own types (v23) so that
+ * they stay honest. Allowed parameters are the SDK's *Params types.
  *
- * Behaviour modelled on Stripe (see /work/shared/FACTS.md):
+ * Behaviour modelled on Stripe's API reference (https://docs.stripe.com/api) and the pages cited below:
  * - Auth: `Authorization: Bearer sk_…` or a restricted key `rk_…`, else 401 with Stripe's error JSON.
  * - Bodies are `application/x-www-form-urlencoded` with bracket notation, as the SDK sends them
  *   (`metadata[k]=v`, `line_items[0][price_data][unit_amount]=500`); /v2 is JSON. Unknown

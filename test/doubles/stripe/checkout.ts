@@ -2,8 +2,10 @@
  * Checkout sessions. Completing a payment-mode session (`completeCheckout`) creates the
  * PaymentIntent and the Charge it paid with, so that refunds and disputes can refer to them; a
  * session created with `payment_intent_data[setup_future_usage]` and a `customer` also attaches
- * the card to that customer (FACTS.md: "It is attached to the customer only when the session has
- * `customer`"). `checkout.session.completed` is emitted first, then `payment_method.attached`,
+ * the card to that customer (the API reference of `payment_intent_data.setup_future_usage`,
+ * https://docs.stripe.com/api/checkout/sessions/create: "If a Customer has been provided or
+ * Checkout creates a new Customer, Checkout will attach the payment method to the Customer"; the
+ * double never creates one). `checkout.session.completed` is emitted first, then `payment_method.attached`,
  * `payment_intent.created`, `charge.succeeded` and `payment_intent.succeeded` (Stripe does not
  * order deliveries).
  * Completing a checkout never changes a customer balance: the gateway credits it itself.

@@ -1,7 +1,7 @@
 /**
  * Payment methods, PaymentIntents and Charges.
  *
- * Stripe's test payment methods (https://docs.stripe.com/testing, ../../../shared FACTS.md):
+ * Stripe's test payment methods (https://docs.stripe.com/testing):
  * - `pm_card_visa` (4242) succeeds.
  * - `pm_card_chargeCustomerFail` (0341) attaches to a customer, then every charge declines:
  *   HTTP 402, `card_error`, `card_declined` (decline_code `generic_decline`), the PaymentIntent
