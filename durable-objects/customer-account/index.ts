@@ -160,7 +160,7 @@ export class CustomerAccount extends DurableObject<Env> {
     return extendHold(this.context, input);
   }
 
-  /** A response still arriving keeps its hold from the alarm (see keepHold in hold-settlement.ts). */
+  /** A response still arriving keeps its hold from the alarm (keepHold in request/settlement.ts). */
   keepHold(input: { requestId: string }): boolean {
     return this.context.account.exists && keepHold(this.context, input);
   }

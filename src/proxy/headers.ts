@@ -4,7 +4,7 @@ import { signOriginRequest } from "../lib/signing";
  * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never the next one. Which
  * other headers a client's Connection named is unknown here: the runtime's HTTP server consumes
  * Connection (with Keep-Alive, TE, Trailer, Upgrade) before the worker sees the request, and on
- * Cloudflare the edge overwrites it with Keep-Alive (README: What the origin receives).
+ * Cloudflare the edge overwrites it with Keep-Alive (docs/concepts/security.md: what the origin receives).
  */
 const HOP_BY_HOP = ["connection", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection", "keep-alive", "transfer-encoding"];
 /** The API key (the origin never sees it) and Host (set by the fetch). */

@@ -10,7 +10,7 @@ export { BROWSER, NO_BROWSER };
 const root = join(import.meta.dirname, "..", "..");
 /** Every page's screenshot, each run (git-ignored). */
 export const ARTIFACTS = join(root, "test-artifacts", "screenshots");
-/** The README's screenshots, refreshed by `npm run screenshots` (UPDATE_SCREENSHOTS=1). */
+/** The documentation's screenshots (docs/screenshots), refreshed by `npm run screenshots` (UPDATE_SCREENSHOTS=1). */
 const DOCS = join(root, "docs", "screenshots");
 
 /** No background traffic: a closed network makes Chromium retry its lookups. */

@@ -110,7 +110,7 @@ describe("what the origin receives over real HTTP (security)", () => {
     expect(response.status).toBe(200);
     const [seen] = forCustomer(id);
     expect(seen!.signature).toBe("valid");
-    // What the README's "What the origin receives" says: the named header arrives as sent, and
+    // What docs/concepts/security.md says the origin receives: the named header arrives as sent, and
     // neither the client's Connection nor its Keep-Alive does (the runtime's fetch sends none).
     expect(seen!.headers["x-secret-hop"]).toBe("1");
     for (const name of ["connection", "keep-alive", "proxy-connection", "authorization"]) expect(seen!.headers[name], name).toBeUndefined();

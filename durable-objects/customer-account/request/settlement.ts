@@ -6,7 +6,7 @@ import { holdExpiry, refundAllowed } from "./authorize";
 import type { AccountContext } from "../core/context";
 
 /*
- * A request billed from its response, after authorize took its hold (requests.ts): the hold grows
+ * A request billed from its response, after authorize took its hold (authorize.ts): the hold grows
  * as a stream's events arrive, is kept while the response is still arriving, and is settled by
  * the units read; one whose worker went away is released by the alarm.
  */

@@ -10,7 +10,7 @@ import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, customerWithCredit, gateway, portalCsrf, portalLinkSession, queryPlan, settle, uniqueId } from "../helpers";
 
 // Bounded state: every table of the customer object, the directory and the webhook
-// dispatcher has a retention rule and the index it needs (README: Retention).
+// dispatcher has a retention rule and the index it needs (docs/concepts/retention.md).
 const DAY = 86_400_000;
 
 afterEach(() => vi.useRealTimers());
