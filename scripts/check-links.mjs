@@ -90,13 +90,16 @@ function anchorsOf(file) {
     occurrences.set(id, 0);
     anchors.add(id);
   };
-  prose.forEach((line, i) => {
+  for (const [i, line] of prose.entries()) {
     for (const [, id] of line.matchAll(/<a\s[^>]*?(?:id|name)\s*=\s*["']([^"']+)["'][^>]*>/gi)) anchors.add(id);
-    if (/^\s{0,3}#{1,6}\s/.test(line)) return add(raw[i].replace(/^\s{0,3}#{1,6}\s+/, "").replace(/\s+#+\s*$/, ""));
+    if (/^\s{0,3}#{1,6}\s/.test(line)) {
+      add(raw[i].replace(/^\s{0,3}#{1,6}\s+/, "").replace(/\s+#+\s*$/, ""));
+      continue;
+    }
     // A setext heading: a line of text underlined with === or ---.
     const next = prose[i + 1];
     if (next !== undefined && /^\s{0,3}(=+|-+)\s*$/.test(next) && line.trim() && !/^\s*([-*+>|]|\d+[.)]\s)/.test(line)) add(raw[i].trim());
-  });
+  }
   anchorCache.set(file, anchors);
   return anchors;
 }
@@ -104,7 +107,7 @@ function anchorsOf(file) {
 /** The links of one line: inline links and images, and reference definitions. */
 function linksOf(line) {
   const found = [];
-  for (const m of line.matchAll(/!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*(<[^>]*>|[^)\s]+)(?:\s+["'(][^)]*)?\)/g)) found.push(m[1]);
+  for (const m of line.matchAll(/!?\[(?:[^[\]]|\[[^[\]]*\])*\]\(\s*(<[^>]*>|[^)\s]+)(?:\s+["'(][^)]*)?\)/g)) found.push(m[1]);
   const definition = line.match(/^\s{0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)/);
   if (definition) found.push(definition[1]);
   return found.map((target) => target.replace(/^<(.*)>$/, "$1"));
@@ -120,7 +123,9 @@ for (const file of markdownFiles()) {
       const pathPart = decodeURIComponent(hash === -1 ? target : target.slice(0, hash));
       const anchor = hash === -1 ? null : decodeURIComponent(target.slice(hash + 1));
       const resolved = pathPart
-        ? normalize(pathPart.startsWith("/") ? pathPart.slice(1) : join(dirname(file), pathPart)).split(sep).join("/")
+        ? normalize(pathPart.startsWith("/") ? pathPart.slice(1) : join(dirname(file), pathPart))
+            .split(sep)
+            .join("/")
         : file;
       const where = `${file}:${i + 1}: (${target})`;
       if (resolved.startsWith("..")) {

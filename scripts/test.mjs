@@ -25,6 +25,7 @@ function run(command, args, { quiet, env = process.env }) {
 const checks = [
   // The dashboard's static assets first: wrangler dev in the end-to-end and browser tests serves them.
   ["assets (scripts/build-assets.mjs)", process.execPath, [join(root, "scripts/build-assets.mjs")]],
+  ["lint and format (biome check; npm run format fixes)", bin("biome"), ["check", "."]],
   ["type-check (worker)", bin("tsc"), ["-p", "tsconfig.json"]],
   ["type-check (node)", bin("tsc"), ["-p", "tsconfig.node.json"]],
   ["folder boundaries (scripts/check-imports.mjs)", process.execPath, [join(root, "scripts/check-imports.mjs")]],

@@ -1,30 +1,29 @@
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
-import { log } from "../../src/lib/log";
 import type { CustomerProfile, ProfilePatch } from "../../src/lib/customer";
-import type { AuthorizeResult, CycleResult } from "./contract";
-import { runDueTimers } from "./core/alarm";
+import { log } from "../../src/lib/log";
+import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
+import type { CapPeriod } from "./access/key-store";
+import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
-import type { CheckoutSlot } from "./credit/checkout-limit";
-import { createGrant, creditOutcome, deduct, takeCheckoutSlot, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credit/credits";
-import { runCycle } from "./core/cycle";
 import type { EmailRow } from "./cohorts/emails";
+import type { AuthorizeResult, ChargeRefunds, CycleResult } from "./contract";
+import { runDueTimers } from "./core/alarm";
+import { AccountContext } from "./core/context";
+import { runCycle } from "./core/cycle";
 import { GroupCommit } from "./core/group-commit";
+import { hasSchema, migrate } from "./core/schema";
+import type { CheckoutSlot } from "./credit/checkout-limit";
+import { createGrant, creditOutcome, type DeductionInput, deduct, type GrantInput, type GrantResult, takeCheckoutSlot, voidGrant } from "./credit/credits";
+import { LIVE_TAG } from "./notify/live";
+import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, refund, requestCharge } from "./request/authorize";
 import type { SettleReason } from "./request/holds";
 import type { StoredResponse } from "./request/idempotency";
-import type { CapPeriod } from "./access/key-store";
-import { LIVE_TAG } from "./notify/live";
-import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
-import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
-import { resolveReport, retryReport } from "./stripe/report-operator";
-import { extendHold, keepHold, settleHold, type ExtendResult, type SettleResult } from "./request/settlement";
-import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput, type RefundResult } from "./request/authorize";
-import { AccountContext } from "./core/context";
-import { hasSchema, migrate } from "./core/schema";
-import { storageStats } from "./views/storage-stats";
-import type { ChargeRefunds } from "./contract";
+import { type ExtendResult, extendHold, keepHold, type SettleResult, settleHold } from "./request/settlement";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
+import { resolveReport, retryReport } from "./stripe/report-operator";
 import { pushToStripe } from "./stripe/sync";
+import { storageStats } from "./views/storage-stats";
 import { autoTopUpState, balanceCheck, grantById, grantList, grantView, summary } from "./views/summary";
 
 /**
@@ -76,7 +75,6 @@ export class CustomerAccount extends DurableObject<Env> {
     this.lockTail = run.catch(() => undefined);
     return run;
   }
-
 
   /** Creates or updates the profile and, when given, the auto top-up settings (null: off), in one step. */
   upsertProfile(customerId: string, patch: ProfilePatch, autoTopUp?: AutoTopUpSettings | null) {
@@ -136,7 +134,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return takeCheckoutSlot(this.context, input);
   }
 
-
   /** Key, rule, cap and debit in one synchronous step; with GROUP_COMMIT, steps arriving during a commit share the next. */
   authorize(input: AuthorizeInput): AuthorizeResult | Promise<AuthorizeResult> {
     if (!this.hot.config.GROUP_COMMIT) return authorize(this.hot, input);
@@ -181,10 +178,12 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? requestCharge(this.context, requestId) : null;
   }
 
-
   /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
-    return this.credited((context) => createGrant(context, input), (result) => result.status === "created");
+    return this.credited(
+      (context) => createGrant(context, input),
+      (result) => result.status === "created",
+    );
   }
 
   /** The credits endpoint: a positive amount is a paid, never-expiring grant, a negative one a deduction. */
@@ -195,11 +194,17 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
   deduct(input: DeductionInput) {
-    return this.credited((context) => deduct(context, input), (result) => result.applied);
+    return this.credited(
+      (context) => deduct(context, input),
+      (result) => result.applied,
+    );
   }
 
   async voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
-    const grant = await this.credited((context) => voidGrant(context, grantId), (voided) => voided !== null);
+    const grant = await this.credited(
+      (context) => voidGrant(context, grantId),
+      (voided) => voided !== null,
+    );
     return grant && grantView(grant, Date.now());
   }
 
@@ -210,7 +215,6 @@ export class CustomerAccount extends DurableObject<Env> {
   listGrants(limit = 100) {
     return grantList(this.context, limit);
   }
-
 
   /** Records and applies one verified Stripe event, with no Stripe call (what needs Stripe runs from the stripe timer). */
   applyStripeEvent(customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): { status: EventStatus } {
@@ -242,7 +246,6 @@ export class CustomerAccount extends DurableObject<Env> {
     if (this.context.account.exists) await runDueTimers(this.context, (fn) => this.withLock(fn));
   }
 
-
   /** Only the WebSocket upgrade for the live balance; the worker has authorized the viewer. */
   override async fetch(request: Request): Promise<Response> {
     return this.context.live.accept(request);
@@ -259,7 +262,6 @@ export class CustomerAccount extends DurableObject<Env> {
   override webSocketError(_ws: WebSocket, error: unknown): void {
     log.debug(`live socket error (${this.ctx.getWebSockets(LIVE_TAG).length} open)`, error);
   }
-
 
   summary(): Record<string, unknown> | null {
     return this.context.account.exists ? summary(this.context) : null;

@@ -1,7 +1,7 @@
 import { centsToMicros, formatMoney } from "../lib/money";
+import { ActionButton, type KeyRow, KeysSection, LiveBalance } from "../web/account-parts";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, DataTable, GenericList, Notice, Time } from "../web/components";
-import { ActionButton, KeysSection, LiveBalance, type KeyRow } from "../web/account-parts";
 import type { AdminSession } from "../web/session";
 import { DASHBOARD } from "./auth";
 import { Page } from "./views";
@@ -224,4 +224,3 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
     </Page>
   );
 }
-

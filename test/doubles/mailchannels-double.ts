@@ -60,8 +60,18 @@ export interface MailChannelsFault {
 
 /** Headers the double refuses in `headers`, top level or per personalization (see above). */
 export const RESERVED_HEADERS = [
-  "from", "to", "cc", "bcc", "subject", "reply-to", "message-id", "content-type",
-  "content-transfer-encoding", "dkim-signature", "received", "authentication-results",
+  "from",
+  "to",
+  "cc",
+  "bcc",
+  "subject",
+  "reply-to",
+  "message-id",
+  "content-type",
+  "content-transfer-encoding",
+  "dkim-signature",
+  "received",
+  "authentication-results",
 ];
 
 /** One personalization of a sent message, with its effective headers (personalization wins). */
@@ -145,8 +155,7 @@ const addressList = (min: number) =>
     .min(min, { error: "must contain at least one recipient" })
     .max(MAX_ADDRESSES, { error: `must contain at most ${MAX_ADDRESSES} recipients` });
 
-const nonEmptyString = () =>
-  z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
+const nonEmptyString = () => z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
 
 const personalization = z
   .strictObject({
@@ -165,9 +174,7 @@ const personalization = z
     envelope_from: emailAddress.optional(),
   })
   .superRefine((p, ctx) => {
-    const present = [p.dkim_domain, p.dkim_selector, p.dkim_private_key].filter(
-      (v) => v !== undefined,
-    ).length;
+    const present = [p.dkim_domain, p.dkim_selector, p.dkim_private_key].filter((v) => v !== undefined).length;
     if (present !== 0 && present !== 3) {
       ctx.addIssue({
         code: "custom",
@@ -233,7 +240,7 @@ function reservedHeaderProblems(body: MailChannelsSendBody): string[] {
     }
   };
   check(body.headers, "headers");
-  body.personalizations.forEach((p, i) => check(p.headers, `personalizations.${i}.headers`));
+  for (const [i, p] of body.personalizations.entries()) check(p.headers, `personalizations.${i}.headers`);
   return problems;
 }
 
@@ -342,9 +349,7 @@ export class MailChannelsDouble {
   /** Accepted messages addressed (to, cc or bcc) to `email`, case-insensitively. */
   sentTo(email: string): SentMessage[] {
     const wanted = email.trim().toLowerCase();
-    return this.sent.filter((m) =>
-      [...m.to, ...(m.cc ?? []), ...(m.bcc ?? [])].some((a) => a.toLowerCase() === wanted),
-    );
+    return this.sent.filter((m) => [...m.to, ...(m.cc ?? []), ...(m.bcc ?? [])].some((a) => a.toLowerCase() === wanted));
   }
 
   async handle(request: Request): Promise<Response> {
@@ -368,9 +373,7 @@ export class MailChannelsDouble {
       return answer(errorResponse(405, ["method not allowed"], { allow: "POST" }));
     }
     if (request.headers.get("x-api-key") !== this.apiKey) {
-      return answer(
-        errorResponse(403, [request.headers.has("x-api-key") ? "invalid API key" : "missing X-Api-Key header"]),
-      );
+      return answer(errorResponse(403, [request.headers.has("x-api-key") ? "invalid API key" : "missing X-Api-Key header"]));
     }
 
     const raw = await request.text();
@@ -403,9 +406,7 @@ export class MailChannelsDouble {
       case "500":
         return answer(errorResponse(500, ["internal server error (injected fault)"]));
       case "429":
-        return answer(
-          errorResponse(429, ["too many requests (injected fault)"], { "retry-after": "1" }),
-        );
+        return answer(errorResponse(429, ["too many requests (injected fault)"], { "retry-after": "1" }));
       case "400":
         return answer(errorResponse(400, ["message rejected (injected fault)"]));
       default:
@@ -424,9 +425,7 @@ export class MailChannelsDouble {
 
     // Not sent: the real API renders and returns the message on `?dry-run=true`.
     if (url.searchParams.get("dry-run") === "true") {
-      return answer(
-        new Response(JSON.stringify({ data: [] }), { status: 200, headers: JSON_HEADERS }),
-      );
+      return answer(new Response(JSON.stringify({ data: [] }), { status: 200, headers: JSON_HEADERS }));
     }
 
     const requestId = crypto.randomUUID();

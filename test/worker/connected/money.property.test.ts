@@ -1,6 +1,6 @@
 import { runInDurableObject } from "cloudflare:test";
 import fc from "fast-check";
-import { http, HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
@@ -76,19 +76,23 @@ interface GrantRow {
 }
 
 async function grantRows(id: string): Promise<GrantRow[]> {
-  return runInDurableObject(customerStub(id), (_instance, state) =>
-    state.storage.sql
-      .exec(
-        `SELECT g.id, g.amount, g.remaining, g.frozen, g.disputed, g.closed_at,
+  return runInDurableObject(
+    customerStub(id),
+    (_instance, state) =>
+      state.storage.sql
+        .exec(
+          `SELECT g.id, g.amount, g.remaining, g.frozen, g.disputed, g.closed_at,
            -COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.grant_id = g.id AND l.kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')), 0) AS taken
          FROM grants g`,
-      )
-      .toArray() as unknown as GrantRow[],
+        )
+        .toArray() as unknown as GrantRow[],
   );
 }
 
 describe("every money feature on one customer (property)", () => {
-  it("the books balance, nothing goes negative, disputed credit is never spent, nothing is taken twice, every unit is paid, auto top-up keeps its limits", { timeout: 600_000 }, async () => {
+  it("the books balance, nothing goes negative, disputed credit is never spent, nothing is taken twice, every unit is paid, auto top-up keeps its limits", {
+    timeout: 600_000,
+  }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 4, maxLength: 14 }), async (ops) => {
         const doubles = connect();
@@ -183,7 +187,9 @@ describe("every money feature on one customer (property)", () => {
             case "topup": {
               const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) }));
               if (response.status !== 201) break;
-              const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, { paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa" });
+              const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, {
+                paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa",
+              });
               payments.push(session.payment_intent as string);
               await deliverAll();
               break;
@@ -246,8 +252,10 @@ describe("every money feature on one customer (property)", () => {
           expect(check.balanceMicros).toBe(check.grantsRemainingMicros - check.debtMicros);
           // Every unit reported was charged and every open hold is out of the balance: the meter's
           // usage in the ledger is exactly what the holds say, whatever grants closed meanwhile.
-          const usage = await runInDurableObject(stub, (_instance, state) =>
-            state.storage.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger WHERE meter = 'json_tokens' AND kind IN ('usage', 'refund')").one().s as number,
+          const usage = await runInDurableObject(
+            stub,
+            (_instance, state) =>
+              state.storage.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger WHERE meter = 'json_tokens' AND kind IN ('usage', 'refund')").one().s as number,
           );
           expect(-usage || 0).toBe(holds.reduce((sum, h) => sum + (h.open ? h.held * UNIT : h.charged), 0));
           for (const grant of await grantRows(id)) {
@@ -261,7 +269,10 @@ describe("every money feature on one customer (property)", () => {
           }
           // Auto top-up: at most one top-up per min_interval_seconds (600), at most max_per_day (4) a UTC day.
           const { topups } = (await admin("GET", `/customers/${id}/auto-top-up`)).body as { topups: { status: string; created_at: number }[] };
-          const started = topups.filter((t) => t.status !== "canceled").map((t) => t.created_at).sort((a, b) => a - b);
+          const started = topups
+            .filter((t) => t.status !== "canceled")
+            .map((t) => t.created_at)
+            .sort((a, b) => a - b);
           for (let i = 1; i < started.length; i++) expect(started[i]! - started[i - 1]!).toBeGreaterThanOrEqual(600_000);
           const days = new Map<number, number>();
           for (const at of started) days.set(Math.floor(at / 86_400_000), (days.get(Math.floor(at / 86_400_000)) ?? 0) + 1);
