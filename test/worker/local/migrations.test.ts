@@ -65,6 +65,7 @@ const DEPLOYED = [
   "325bb54b9ff695de88e383a8258a0bc236736b885151ee7f571f366f3aa0a7fb",
   "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a",
   "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef",
+  "37c8dba820c3286f3e1ee6f8e3dfc3ab37f0322cce48fe0a6b32ed5747484bc9",
 ];
 
 describe("schema migrations", () => {
