@@ -119,6 +119,9 @@ const pricingWithSubCent = {
   ],
 };
 
+/** Credit leases configured (customers still opt in with payg_leases): every request-priced direct debit goes through leaseSync. */
+const leases = { LEASES: { ttl_ms: 10_000, heartbeat_ms: 1_000, max_lease_cents: 200, max_leases: 64 } };
+
 /** A workerd project: the real worker and Durable Objects from wrangler.toml, with these bindings. */
 function workers(name: string, include: string[], bindings: Record<string, unknown>) {
   return {
@@ -147,13 +150,14 @@ export default defineConfig({
         PRICING: pricingWithSubCent,
         ...portalKeySignIn,
         ...webhooks,
+        ...leases,
         // Whatever a developer's .dev.vars holds, this project runs without Stripe and MailChannels.
         STRIPE_SECRET_KEY: "",
         STRIPE_WEBHOOK_SECRET: "",
         MAILCHANNELS_API_KEY: "",
       }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
-      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...portalKeySignIn, ...stripe, ...mailchannels, ...webhooks }),
+      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...portalKeySignIn, ...stripe, ...mailchannels, ...webhooks, ...leases }),
       // Connected, with a tiny cron batch (the directory's alarm carries on), DKIM signing set,
       // ALLOW_INSECURE_WEBHOOKS unset (http endpoints refused) and group commit off.
       workers("variants", ["test/worker/variants/**/*.test.ts"], {

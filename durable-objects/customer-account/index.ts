@@ -7,7 +7,7 @@ import type { CapPeriod } from "./access/key-store";
 import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
 import type { EmailRow } from "./cohorts/emails";
-import type { AuthorizeResult, ChargeRefunds, CycleResult } from "./contract";
+import type { AuthorizeResult, ChargeRefunds, CycleResult, LeaseSyncReply } from "./contract";
 import { runDueTimers } from "./core/alarm";
 import { AccountContext } from "./core/context";
 import { runCycle } from "./core/cycle";
@@ -15,6 +15,8 @@ import { GroupCommit } from "./core/group-commit";
 import { hasSchema, migrate } from "./core/schema";
 import type { CheckoutSlot } from "./credit/checkout-limit";
 import { createGrant, creditOutcome, type DeductionInput, deduct, type GrantInput, type GrantResult, takeCheckoutSlot, voidGrant } from "./credit/credits";
+import type { LeaseSyncRequest } from "./leases/protocol";
+import { leaseSync, leaseView } from "./leases/sync";
 import { LIVE_TAG } from "./notify/live";
 import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, refund, requestCharge } from "./request/authorize";
 import type { StoredResponse } from "./request/idempotency";
@@ -137,6 +139,16 @@ export class CustomerAccount extends DurableObject<Env> {
   authorize(input: AuthorizeInput): AuthorizeResult | Promise<AuthorizeResult> {
     if (!this.hot.config.GROUP_COMMIT) return authorize(this.hot, input);
     return this.commits.run(() => authorize(this.hot, input));
+  }
+
+  /** Credit leases' one RPC (leases/sync.ts): the direct debit, and a lease's report, return, grant or top-up. */
+  leaseSync(input: LeaseSyncRequest): LeaseSyncReply {
+    return leaseSync(this.context, input);
+  }
+
+  /** Live credit leases and their reserves (the dashboard); null for an unknown customer. */
+  leases() {
+    return this.context.account.exists ? leaseView(this.context) : null;
   }
 
   /** How the last authorizations were grouped into commits (the tests read it). */

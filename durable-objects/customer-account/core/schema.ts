@@ -14,6 +14,7 @@ import { IGNORED_PAYMENT_TABLES } from "../credit/ignored-payments";
 import { INVOICE_TABLES } from "../credit/invoices";
 import { LEDGER_TABLES } from "../credit/ledger";
 import { REFUND_TABLES } from "../credit/refund-store";
+import { LEASE_TABLES } from "../leases/lease-store";
 import { OUTBOX_TABLES } from "../notify/provider-webhooks";
 import { ROLLUP_TABLES } from "../notify/rollup";
 import { CHARGE_TABLES } from "../request/charges";
@@ -77,6 +78,8 @@ export const MIGRATIONS: readonly string[] = [
   // v16: MCP sessions that negotiated a protocol version without batches; token usage per model
   // and kind (with each hold's own); post-paid cost per meter and model, reported in whole cents.
   [MCP_SESSION_TABLES.v16, MODEL_USAGE_TABLES.v16, HOLD_TABLES.v16, REPORT_TABLES.v16].join("\n"),
+  // v17: credit leases (docs/scaling.md): live leases, expired ones kept for a late report, the epoch.
+  LEASE_TABLES.v17,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
