@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { admin, customerStub, echoOrigin, gateway, uniqueId, withKey } from "../helpers";
+
+describe("credit leases through the gateway", () => {
+  it("pays a leased customer's requests from a lease, exact to the cent, and refuses exactly when the credit is gone", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_lease");
+    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    await admin("POST", `/customers/${id}/credits`, { amount: 30, reason: "test grant" });
+    const stub = customerStub(id);
+    const statuses: number[] = [];
+    let leased = 0;
+    let paidLocally = 0;
+    for (let i = 0; i < 40; i++) {
+      const response = await gateway("/v1/things", withKey(key));
+      await response.arrayBuffer();
+      statuses.push(response.status);
+      // The object names the grant that paid; a lease paid with no round trip to it.
+      if (response.status === 200 && !response.headers.has("x-payg-grant")) paidLocally++;
+      if ((await stub.leases())!.leases.length > 0) leased++;
+    }
+    // 30 cents at 1 cent a request: 30 served, then refused, whether a lease or the object paid.
+    expect(statuses.filter((s) => s === 200)).toHaveLength(30);
+    expect(statuses.slice(30).every((s) => s === 402)).toBe(true);
+    expect(leased).toBeGreaterThan(0);
+    expect(paidLocally).toBeGreaterThan(0);
+    const books = (await stub.balanceCheck())!;
+    expect(books.balanceMicros).toBe(0);
+    expect(books.ledgerSumMicros).toBe(0);
+    expect((await stub.leases())!.reserved_micros).toBe(0);
+  });
+
+  it("keeps the direct path for a customer without payg_leases: no lease is ever granted", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_nolease");
+    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com` })).status).toBe(201);
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    await admin("POST", `/customers/${id}/credits`, { amount: 5, reason: "test grant" });
+    for (let i = 0; i < 7; i++) await (await gateway("/v1/things", withKey(key))).arrayBuffer();
+    const view = (await customerStub(id).leases())!;
+    expect(view.mode).toBe("off");
+    expect(view.leases).toEqual([]);
+    expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(0);
+  });
+});
