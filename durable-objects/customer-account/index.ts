@@ -30,6 +30,10 @@ import { autoTopUpState, balanceCheck, grantById, grantList, grantView, summary 
  * (README.md). Every balance change is synchronous SQL with no await in between, so concurrent
  * requests never overdraw it; work that awaits Stripe or MailChannels runs under a lock.
  */
+const created = (result: GrantResult) => result.status === "created";
+const applied = (result: { applied: boolean }) => result.applied;
+const found = (grant: unknown) => grant !== null;
+
 export class CustomerAccount extends DurableObject<Env> {
   /** The request path's view: charges may be journaled and not yet folded in (journal.ts). */
   private readonly hot: AccountContext;
@@ -80,7 +84,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return upsertProfileAndAutoTopUp(this.context, customerId, patch, autoTopUp);
   }
 
-  /** Auto top-up settings, state and recent top-ups; null for an unknown customer. */
   autoTopUp(limit = 20) {
     return autoTopUpState(this.context, limit);
   }
@@ -139,12 +142,10 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.commits.run(() => authorize(this.hot, input));
   }
 
-  /** How the last authorizations were grouped into commits (the tests read it). */
   groupCommitStats() {
     return { ...this.commits.stats };
   }
 
-  /** Gives back the charge of a request the origin failed, at most once. */
   refund(input: { requestId: string; now?: number }): RefundResult {
     if (!this.context.account.exists) throw new Error("unknown customer");
     return refund(this.context, input);
@@ -179,22 +180,16 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** An MCP session began (its initialize answered) or ended (DELETE): null forgets it. */
   mcpSession(input: { sessionId: string; protocolVersion: string | null }): void {
-    if (!this.context.account.exists) return;
-    if (input.protocolVersion === null) this.context.mcpSessions.forget(input.sessionId);
-    else this.context.mcpSessions.remember(input.sessionId, input.protocolVersion, Date.now());
+    if (this.context.account.exists) this.context.mcpSessions.record(input.sessionId, input.protocolVersion, Date.now());
   }
 
-  /** What a request was held and charged (for the admin API). */
   requestCharge(requestId: string) {
     return this.context.account.exists ? requestCharge(this.context, requestId) : null;
   }
 
   /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
-    return this.credited(
-      (context) => createGrant(context, input),
-      (result) => result.status === "created",
-    );
+    return this.credited((context) => createGrant(context, input), created);
   }
 
   /** The credits endpoint: a positive amount is a paid, never-expiring grant, a negative one a deduction. */
@@ -205,17 +200,11 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
   deduct(input: DeductionInput) {
-    return this.credited(
-      (context) => deduct(context, input),
-      (result) => result.applied,
-    );
+    return this.credited((context) => deduct(context, input), applied);
   }
 
   async voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
-    const grant = await this.credited(
-      (context) => voidGrant(context, grantId),
-      (voided) => voided !== null,
-    );
+    const grant = await this.credited((context) => voidGrant(context, grantId), found);
     return grant && grantView(grant, Date.now());
   }
 
@@ -278,12 +267,10 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? summary(this.context) : null;
   }
 
-  /** Whether the customer exists, without building a summary. */
   exists(): boolean {
     return this.context.account.exists;
   }
 
-  /** Rows per table and the database size; null for an unknown customer. */
   storageStats() {
     return this.context.account.exists ? storageStats(this.ctx.storage) : null;
   }
@@ -292,14 +279,10 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? this.context.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
   }
 
-  /** Requests and charges per meter per usage bucket since `since` (ms), oldest first. */
+  /** Requests and charges per meter per usage bucket since `since` (ms), and tokens meters' per model and kind, oldest first. */
   usageSeries(since: number) {
-    return this.context.account.exists ? this.context.ledger.usageSeries(since) : [];
-  }
-
-  /** Tokens meters' usage per model and kind, per usage bucket (request/model-usage.ts). */
-  modelUsageSeries(since: number) {
-    return this.context.account.exists ? this.context.modelUsage.since(since) : [];
+    const exists = this.context.account.exists;
+    return { meters: exists ? this.context.ledger.usageSeries(since) : [], models: exists ? this.context.modelUsage.since(since) : [] };
   }
 
   emails(limit = 50): EmailRow[] {
@@ -311,7 +294,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return setUnsubscribed(this.context, unsubscribed);
   }
 
-  /** Exact micro-cent numbers, for tests and reconciliation checks. */
   balanceCheck() {
     return this.context.account.exists ? balanceCheck(this.context) : null;
   }
