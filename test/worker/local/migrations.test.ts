@@ -179,4 +179,7 @@ describe("the directory's and the dispatcher's schemas run through the same migr
 
 /** The directory's and the dispatcher's migrations as deployed: append a hash, never change one. */
 const DIRECTORY_DEPLOYED = ["e390d294873d24850e6c20dcf60f4b830af208052b9498f08092d7ef1eb11a74"];
-const DISPATCHER_DEPLOYED = ["8ad858c0eb483139abc99f387e816574f1d2cf839a2f596256c1be1cfc77d161"];
+const DISPATCHER_DEPLOYED = [
+  "8ad858c0eb483139abc99f387e816574f1d2cf839a2f596256c1be1cfc77d161",
+  "2ecf13c459dcb4349b4cb47c2ee860839d8a43e5b69f0dfcec9cacb6665da0e7",
+];
