@@ -3,17 +3,17 @@ import { MAX_HOLD_MULTIPLIER, resolveMeter, type Config } from "../lib/config";
 import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../lib/errors";
 import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
-import { mergeValues } from "../lib/merge";
 import { holdUnitsFor, jsonObjectOf, withStreamUsage } from "../metering/units";
 import { jsonError } from "../on-error";
-import { formatCents, formatMoney } from "../lib/money";
+import { formatCents } from "../lib/money";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
 import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "../proxy/idempotency";
 import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
 import { isReserved } from "../proxy/reserved";
-import { renderJson } from "../lib/template";
+import { addKeyCapFields } from "../proxy/ratelimit";
+import { isMoneyRefusal, refusalResponse, type MoneyRefusal } from "../proxy/refusal";
 import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
 
 type Stub = ReturnType<typeof customerStub>;
@@ -76,11 +76,8 @@ proxy.all("*", async (c) => {
     replayed.headers.set("idempotent-replayed", "true");
     return replayed;
   }
-  if (decision.outcome === "insufficient_credit") {
-    const refusal = renderJson(config.GOVERNANCE.blocked_body, mergeValues(config, decision.customer, decision));
-    return c.json(refusal as Record<string, unknown>, 402, { "x-request-id": requestId });
-  }
-  refuse(config, decision);
+  if (isMoneyRefusal(decision)) return refusalResponse(config, requestId, decision);
+  refuse(decision);
 
   const headers = await originHeaders(
     c.req.raw.headers,
@@ -149,6 +146,7 @@ proxy.all("*", async (c) => {
   }
   if (decision.grantId && (charged > 0 || !done)) response.headers.set("x-payg-grant", decision.grantId);
   response.headers.set("x-request-id", requestId);
+  addKeyCapFields(response.headers, decision.keyCap);
   if (idempotencyKey !== null && !givenBack) return keepForReplay(response, streamed, config, finishIdempotent, waitUntil);
   return response;
 });
@@ -178,11 +176,8 @@ function keepForReplay(
   return stored;
 }
 
-/** Throws the refusal's JSON error unless the request may pass (the templated 402 is answered before). */
-function refuse(
-  config: Config,
-  decision: Exclude<AuthorizeResult, { outcome: "insufficient_credit" | "replay" }>,
-): asserts decision is Extract<AuthorizeResult, { outcome: "ok" }> {
+/** Throws the refusal's JSON error unless the request may pass (refusals about money are answered before, by refusal.ts). */
+function refuse(decision: Exclude<AuthorizeResult, MoneyRefusal | { outcome: "replay" }>): asserts decision is Extract<AuthorizeResult, { outcome: "ok" }> {
   switch (decision.outcome) {
     case "ok":
       return;
@@ -190,20 +185,6 @@ function refuse(
       throw new ApiError("invalid_api_key", UNKNOWN_KEY);
     case "customer_deleted":
       throw new ApiError("customer_deleted", "This customer account has been deleted.");
-    case "payment_overdue":
-      throw new ApiError("payment_overdue", "An invoice is unpaid; access resumes once it is paid.", { customer_id: decision.customer.id });
-    case "currency_mismatch":
-      throw new ApiError(
-        "currency_mismatch",
-        `This account's Stripe balance is in ${decision.stripeCurrency.toUpperCase()}, not ${decision.currency.toUpperCase()}: it cannot pay for these requests.`,
-        { customer_id: decision.customer.id },
-      );
-    case "key_cap_reached":
-      throw new ApiError(
-        "key_cap_reached",
-        `This API key has reached its spend cap of ${formatMoney(decision.capCents * 1_000_000, config.PRICING.currency)} per ${decision.period}; other keys of the account keep working.`,
-        { customer_id: decision.customer.id, key_id: decision.keyId, cap_cents: decision.capCents, period: decision.period, resets_at: decision.resetsAt },
-      );
     case "idempotency_in_progress":
       throw new ApiError("idempotency_in_progress", "A request with this Idempotency-Key is still in flight; retry once it has finished.");
     case "idempotency_mismatch":
