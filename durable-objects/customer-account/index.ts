@@ -25,6 +25,7 @@ import { storageStats } from "./views/storage-stats";
 import type { ChargeRefunds } from "./contract";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
 import { pushToStripe } from "./stripe/sync";
+import { topUpList, type TopUpListItem } from "./stripe/receipts";
 import { autoTopUpState, balanceCheck, grantById, grantList, grantView, summary } from "./views/summary";
 
 /**
@@ -76,7 +77,6 @@ export class CustomerAccount extends DurableObject<Env> {
     this.lockTail = run.catch(() => undefined);
     return run;
   }
-
 
   /** Creates or updates the profile and, when given, the auto top-up settings (null: off), in one step. */
   upsertProfile(customerId: string, patch: ProfilePatch, autoTopUp?: AutoTopUpSettings | null) {
@@ -136,7 +136,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return takeCheckoutSlot(this.context, input);
   }
 
-
   /** Key, rule, cap and debit in one synchronous step; with GROUP_COMMIT, steps arriving during a commit share the next. */
   authorize(input: AuthorizeInput): AuthorizeResult | Promise<AuthorizeResult> {
     if (!this.hot.config.GROUP_COMMIT) return authorize(this.hot, input);
@@ -181,7 +180,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? requestCharge(this.context, requestId) : null;
   }
 
-
   /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
     return this.credited((context) => createGrant(context, input), (result) => result.status === "created");
@@ -211,6 +209,10 @@ export class CustomerAccount extends DurableObject<Env> {
     return grantList(this.context, limit);
   }
 
+  /** Paid top-ups with their tax and their invoice and receipt links, newest first. */
+  topUps(limit = 50): TopUpListItem[] {
+    return this.context.account.exists ? topUpList(this.context.sql, limit) : [];
+  }
 
   /** Records and applies one verified Stripe event, with no Stripe call (what needs Stripe runs from the stripe timer). */
   applyStripeEvent(customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): { status: EventStatus } {
@@ -242,7 +244,6 @@ export class CustomerAccount extends DurableObject<Env> {
     if (this.context.account.exists) await runDueTimers(this.context, (fn) => this.withLock(fn));
   }
 
-
   /** Only the WebSocket upgrade for the live balance; the worker has authorized the viewer. */
   override async fetch(request: Request): Promise<Response> {
     return this.context.live.accept(request);
@@ -259,7 +260,6 @@ export class CustomerAccount extends DurableObject<Env> {
   override webSocketError(_ws: WebSocket, error: unknown): void {
     log.debug(`live socket error (${this.ctx.getWebSockets(LIVE_TAG).length} open)`, error);
   }
-
 
   summary(): Record<string, unknown> | null {
     return this.context.account.exists ? summary(this.context) : null;

@@ -1,7 +1,8 @@
 import { centsToMicros, formatMoney } from "../lib/money";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, DataTable, GenericList, Notice, Time } from "../web/components";
-import { ActionButton, KeysSection, LiveBalance, type KeyRow } from "../web/account-parts";
+import { ActionButton, KeysSection, LiveBalance, TopUpsSection, type KeyRow } from "../web/account-parts";
+import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
 import type { AdminSession } from "../web/session";
 import { DASHBOARD } from "./auth";
 import { Page } from "./views";
@@ -38,6 +39,7 @@ export interface CustomerPageData {
   usage: { series: UsageRow[] };
   grants: Record<string, unknown>[] | null;
   webhooks: Record<string, unknown>[] | null;
+  topUps: TopUpListItem[];
 }
 
 export function CustomerPage(props: { session: AdminSession; data: CustomerPageData; notice?: string | undefined; idempotencyKey: string; ledgerPaged: boolean }) {
@@ -105,6 +107,8 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
           </button>
         </form>
       </KeysSection>
+
+      <TopUpsSection topups={data.topUps} currency={currency} caption="Top-ups, newest first" />
 
       <section aria-labelledby="ledger-h">
         <h2 id="ledger-h">Ledger</h2>

@@ -2,7 +2,8 @@ import type { Child } from "hono/jsx";
 import { formatMoney, centsToMicros } from "../lib/money";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, Notice } from "../web/components";
-import { KeysSection, LiveBalance, MeterTotals, type KeyRow } from "../web/account-parts";
+import { KeysSection, LiveBalance, MeterTotals, TopUpsSection, type KeyRow } from "../web/account-parts";
+import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
 import { Layout } from "../web/layout";
 import { AutoTopUpSection, wantsCard, type AutoTopUpData } from "./auto-top-up";
 import type { CustomerProfile } from "../lib/customer";
@@ -106,6 +107,8 @@ export interface PortalData {
   keys: KeyRow[];
   usage: { series: UsageRow[]; totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] } };
   autoTopUp: AutoTopUpData | null;
+  /** Paid top-ups with their invoices and receipts: null for a key's session, which sees none. */
+  topUps: TopUpListItem[] | null;
   topUp: { stripe: boolean; amounts: number[] };
 }
 
@@ -167,6 +170,7 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
           <p class="muted">No charges in the last 7 days.</p>
         )}
       </section>
+      {owner && data.topUps && data.customer.plan === "prepaid" ? <TopUpsSection topups={data.topUps} currency={currency} caption="Your top-ups, newest first" /> : null}
       <KeysSection keys={data.keys} base={PORTAL} csrf={session.csrf} caption={owner ? "Your API keys" : "The API key you signed in with"} manage={owner} />
       {owner && data.autoTopUp?.stripe && data.customer.plan === "prepaid" ? (
         <AutoTopUpSection data={data.autoTopUp} currency={currency} csrf={session.csrf} action={`${PORTAL}/auto-top-up`} />

@@ -5,6 +5,7 @@ import type { TopUpRow } from "./auto-topup";
 import { createGrant } from "../credit/credits";
 import type { AccountContext } from "../core/context";
 import { idOf } from "../../../src/lib/stripe-ids";
+import { recordTopUpPayment } from "../stripe/receipts";
 
 /**
  * Stripe confirmed a top-up's payment (its `payment_intent.succeeded` webhook, or the create
@@ -34,6 +35,7 @@ export function topUpSucceeded(context: AccountContext, row: TopUpRow, pi: Pick<
         paymentIntent: pi.id,
       }),
     );
+    recordTopUpPayment(context.sql, { paymentIntent: pi.id, source: "auto_topup", reference: row.id, creditCents: row.amount_cents, taxCents: 0, totalCents: pi.amount, currency: pi.currency, invoice: null, createdAt: now });
     context.outbox.emit("topup.succeeded", { topup_id: row.id, amount_cents: row.amount_cents });
     const settings = context.autoTopUp.settings;
     if (settings && context.wallet.spendableTotal(now) < centsToMicros(settings.threshold_cents)) {

@@ -24,6 +24,7 @@ import { STRIPE_EVENT_TABLES } from "../stripe/event-log";
 import { PORTAL_TABLES } from "../access/portal-links";
 import { ROLLUP_TABLES } from "../notify/rollup";
 import { REPORT_TABLES } from "../stripe/reports";
+import { RECEIPT_TABLES } from "../stripe/receipts";
 import { REPORT_RETENTION_TABLES } from "../retention/reports";
 import { USAGE_RETENTION_TABLES } from "../retention/usage";
 import { TIMER_TABLES } from "./timers";
@@ -72,6 +73,9 @@ export const MIGRATIONS: readonly string[] = [
   // v15: auto top-up's rate limits and the card's own PaymentIntent; transactional notices. Auto
   // top-up that charged the default card or has threshold >= amount is paused, the customer told once.
   [NOTICE_TABLES.v14, AUTO_TOPUP_TABLES.v14].join("\n"),
+  // v16: paid top-ups with their tax, invoice and receipt links (the top-up list), and the email
+  // an auto top-up's Stripe receipt goes to.
+  [RECEIPT_TABLES.v16, AUTO_TOPUP_TABLES.v16].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -8,6 +8,7 @@ import { recordIgnoredPayment } from "../credit/ignored-payments";
 import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
 import type { AccountContext } from "../core/context";
 import { stripeAgrees } from "./reconcile";
+import { recordDocument, recordTopUpPayment } from "./receipts";
 import { idOf } from "../../../src/lib/stripe-ids";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
@@ -70,7 +71,9 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       if (session.mode !== "payment") return ignore(`a ${session.mode}-mode session is not a top-up`);
       if (!Number.isSafeInteger(credit) || credit <= 0) return ignore("no valid payg_credit_cents metadata: not a top-up this gateway created");
       if (session.currency !== context.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${context.config.PRICING.currency}`);
-      if (session.amount_total !== credit) return ignore(`paid ${session.amount_total}, its payg_credit_cents say ${credit}`);
+      // Tax (Stripe Tax, exclusive) is paid on top of the credit and never credited: the grant is the pre-tax amount.
+      const tax = session.total_details?.amount_tax ?? 0;
+      if (session.amount_total === null || session.amount_total - tax !== credit) return ignore(`paid ${session.amount_total} with ${tax} tax, its payg_credit_cents say ${credit}`);
       const paymentIntent = idOf(session.payment_intent);
       // A refund or dispute that arrived first is applied as it lands: that starts no top-up.
       const result = context.autoTopUp.quietly(() =>
@@ -85,6 +88,10 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       );
       if (result.status === "balance_limit") return ignore("the balance would pass the largest the gateway holds; refund it");
       if (result.status === "conflict") return ignore(`a grant checkout_${session.id} with other terms exists`);
+      if (paymentIntent) {
+        const invoice = idOf(session.invoice);
+        recordTopUpPayment(context.sql, { paymentIntent, source: "checkout", reference: session.id, creditCents: credit, taxCents: tax, totalCents: session.amount_total, currency: session.currency, invoice, createdAt: event.created * 1000 });
+      }
       context.timers.at(STRIPE_TIMER, now);
       return "applied";
     }
@@ -118,13 +125,26 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       const payment = { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null };
       return afterCredit(context, clawback(context, pauses ? "dispute" : null, payment, now, () => applyDispute(context, dispute, event, now)), now);
     }
+    case "charge.succeeded": {
+      const charge = event.data.object;
+      recordDocument(context.sql, { id: charge.id, kind: "receipt", paymentIntent: idOf(charge.payment_intent), url: charge.receipt_url ?? null, pdfUrl: null, number: charge.receipt_number }, now);
+      return "applied";
+    }
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":
-    case "invoice.marked_uncollectible":
-      context.invoices.record(event.data.object.id!, event.type, now);
+    case "invoice.marked_uncollectible": {
+      const invoice = event.data.object;
+      // A Checkout top-up's invoice (GOVERNANCE.checkout_invoice) is paid with it: a link for the
+      // top-up list, not a post-paid invoice that could block the account.
+      if (invoice.metadata?.payg_credit_cents !== undefined) {
+        if (event.type === "invoice.paid") recordDocument(context.sql, { id: invoice.id!, kind: "invoice", paymentIntent: null, url: invoice.hosted_invoice_url ?? null, pdfUrl: invoice.invoice_pdf ?? null, number: invoice.number }, now);
+        return "applied";
+      }
+      context.invoices.record(invoice.id!, event.type, now);
       context.changed();
       return "applied";
+    }
     default:
       return "ignored";
   }

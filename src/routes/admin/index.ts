@@ -16,6 +16,7 @@ import { webhookEndpoints } from "./webhook-endpoints";
 import { overview } from "./overview";
 import { portalSessions } from "./portal-sessions";
 import { storage } from "./storage";
+import { topUps } from "./topups";
 import { usage } from "./usage";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -60,6 +61,7 @@ admin.route("/", usage);
 admin.route("/", portalSessions);
 admin.route("/", autoTopUp);
 admin.route("/", storage);
+admin.route("/", topUps);
 
 /** Unknown admin paths are 404 (a known path with the wrong method becomes 405: methodNotAllowed above). */
 admin.all("*", (c) => c.json(errorBody("not_found", `No admin route ${c.req.method} ${c.req.path}.`, c.var.requestId), 404));

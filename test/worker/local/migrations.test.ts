@@ -45,7 +45,7 @@ async function seedV1(id: string, keys: { live: string; revoked: string }) {
  * SHA-256 of every migration. A migration that has shipped is never edited, only followed by a new
  * one: a new migration adds its hash here; changing an old hash means rewriting history.
  */
-const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "8dec3a5a5da89feb90a2a4e0d6576e1ec4b1471964393252cdbbd9678477155d", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac", "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da", "db4f762e6611f936d3a752ae74240554b98006b3c790b0292571eb6717d5314d", "0a1620d6df8f589ad7603c2cac298c5c8e6bb9c60bf716939ef11730df40df5e", "155f34665a54a835268a63b1348d3b5b0e4745fb0082ce607d986f6bd94c6e80", "a02f406ffd95f6a7c16ebedf7be61c60b6b0e79ef4ce2418805e894fa0ea4560", "2d5a0b2e4dbb14745380fd4d4b261915b45584bf471e02fbfc0cb85a28b92c86", "9bd3e953e1e4150912cd9c5c3276615aa9dd9ae503119748c2d531ad2eef0c82", "325bb54b9ff695de88e383a8258a0bc236736b885151ee7f571f366f3aa0a7fb", "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a", "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef"];
+const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "8dec3a5a5da89feb90a2a4e0d6576e1ec4b1471964393252cdbbd9678477155d", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac", "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da", "db4f762e6611f936d3a752ae74240554b98006b3c790b0292571eb6717d5314d", "0a1620d6df8f589ad7603c2cac298c5c8e6bb9c60bf716939ef11730df40df5e", "155f34665a54a835268a63b1348d3b5b0e4745fb0082ce607d986f6bd94c6e80", "a02f406ffd95f6a7c16ebedf7be61c60b6b0e79ef4ce2418805e894fa0ea4560", "2d5a0b2e4dbb14745380fd4d4b261915b45584bf471e02fbfc0cb85a28b92c86", "9bd3e953e1e4150912cd9c5c3276615aa9dd9ae503119748c2d531ad2eef0c82", "325bb54b9ff695de88e383a8258a0bc236736b885151ee7f571f366f3aa0a7fb", "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a", "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef", "65a93de2e9b3cc84620d887e6451b60fc1e3b08961d911f5a5fa779a08bdf372"];
 
 describe("schema migrations", () => {
   it("never edits a deployed migration", async () => {
@@ -145,6 +145,23 @@ describe("schema migrations", () => {
     const refunds = { charge: "ch_3", payment_intent: "pi_3", payment_method: null, currency: "usd", refunds: [{ id: "re_3", amount: 200, status: "failed", created: t / 1000 }] };
     await stub.applyStripeEvent(id, event("refund.failed", { id: "re_3", object: "refund" }), refunds);
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 1400 * M, ledgerSumMicros: 1400 * M });
+  });
+
+  it("upgrades version 15: a top-up started before keeps no receipt email (its retries send what its first attempt sent); the top-up list starts empty", async () => {
+    const id = uniqueId("cus_v15");
+    const t = 1_760_000_000_000;
+    await runInDurableObject(customerStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const migration of MIGRATIONS.slice(0, 15)) sql.exec(migration);
+      sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
+      sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, 15, ?)", t);
+      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', 0, ?, ?)", id, t, t);
+      sql.exec("INSERT INTO topups (id, amount_cents, currency, month, status, idempotency_key, payment_method, attempts, created_at) VALUES ('topup_old', 500, 'usd', '2025-10', 'pending', 'k', 'pm_1', 1, ?)", t);
+    });
+    await evictDurableObject(customerStub(id));
+    expect(await customerStub(id).topUps()).toEqual([]);
+    const row = await runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT receipt_email FROM topups WHERE id = 'topup_old'").one());
+    expect(row).toEqual({ receipt_email: null });
   });
 
   it("creates no storage for a customer id that was never set up", async () => {
