@@ -8,7 +8,7 @@ import { recordIgnoredPayment } from "../credit/ignored-payments";
 import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
 import type { AccountContext } from "../core/context";
 import { stripeAgrees } from "./reconcile";
-import { recordDocument, recordTopUpPayment } from "./receipts";
+import { forgetTopUpPayment, recordDocument, recordTopUpPayment } from "./receipts";
 import { idOf } from "../../../src/lib/stripe-ids";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
@@ -75,6 +75,10 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       const tax = session.total_details?.amount_tax ?? 0;
       if (session.amount_total === null || session.amount_total - tax !== credit) return ignore(`paid ${session.amount_total} with ${tax} tax, its payg_credit_cents say ${credit}`);
       const paymentIntent = idOf(session.payment_intent);
+      // Recorded first: a refund or dispute that arrived before takes back its pre-tax share (creditShare).
+      if (paymentIntent) {
+        recordTopUpPayment(context.sql, { paymentIntent, source: "checkout", reference: session.id, creditCents: credit, taxCents: tax, totalCents: session.amount_total, currency: session.currency, invoice: idOf(session.invoice), createdAt: event.created * 1000 });
+      }
       // A refund or dispute that arrived first is applied as it lands: that starts no top-up.
       const result = context.autoTopUp.quietly(() =>
         createGrant(context, {
@@ -86,12 +90,9 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
           paymentIntent,
         }),
       );
+      if ((result.status === "balance_limit" || result.status === "conflict") && paymentIntent) forgetTopUpPayment(context.sql, paymentIntent);
       if (result.status === "balance_limit") return ignore("the balance would pass the largest the gateway holds; refund it");
       if (result.status === "conflict") return ignore(`a grant checkout_${session.id} with other terms exists`);
-      if (paymentIntent) {
-        const invoice = idOf(session.invoice);
-        recordTopUpPayment(context.sql, { paymentIntent, source: "checkout", reference: session.id, creditCents: credit, taxCents: tax, totalCents: session.amount_total, currency: session.currency, invoice, createdAt: event.created * 1000 });
-      }
       context.timers.at(STRIPE_TIMER, now);
       return "applied";
     }

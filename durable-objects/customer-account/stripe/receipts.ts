@@ -65,6 +65,23 @@ export function recordTopUpPayment(sql: SqlStorage, p: TopUpPayment): void {
   );
 }
 
+/** A top-up recorded before its credit, whose credit then did not land (ignored_payments says why). */
+export function forgetTopUpPayment(sql: SqlStorage, paymentIntent: string): void {
+  sql.exec("DELETE FROM topup_payments WHERE payment_intent = ?", paymentIntent);
+}
+
+/**
+ * The credit (micro-cents) that `cents` of a top-up's payment bought: a refund or dispute of a
+ * taxed payment takes back its pre-tax share only (the tax was never credited), rounded down;
+ * without tax, all of it.
+ */
+export function creditShare(sql: SqlStorage, paymentIntent: string, cents: number): number {
+  const row = sql.exec("SELECT credit_cents, total_cents FROM topup_payments WHERE payment_intent = ?", paymentIntent).toArray()[0];
+  const micros = BigInt(cents) * 1_000_000n;
+  if (!row || row.total_cents === row.credit_cents || !(Number(row.total_cents) > 0)) return Number(micros);
+  return Number((micros * BigInt(row.credit_cents as number)) / BigInt(row.total_cents as number));
+}
+
 /** An invoice's or a charge's links, as its latest event has them. */
 export function recordDocument(
   sql: SqlStorage,

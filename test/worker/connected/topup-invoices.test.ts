@@ -121,6 +121,32 @@ describe("Stripe Tax on Checkout top-ups (GOVERNANCE.checkout_automatic_tax)", (
     expect(await topUps(id)).toMatchObject([{ credit_cents: 1000, tax_cents: 200, total_cents: 1200, invoice: { id: invoice.id } }]);
   });
 
+  it("a refund or a lost dispute of a taxed payment takes back its pre-tax share of the credit, never the tax", async () => {
+    const doubles = connect();
+    const { id, key } = await customer(doubles);
+    const pay = async () => {
+      const created = (await (await checkout(key, 1000, { bindings: withGovernance({ checkout_automatic_tax: true }) })).json()) as { id: string };
+      const session = doubles.stripe.completeCheckout(created.id, { taxRateBasisPoints: 2000 });
+      await deliverAll(doubles.stripe);
+      return session.payment_intent as string;
+    };
+    const first = await pay();
+    // 600 of the 1,200 paid: half the payment, so half the credit (500), not 600.
+    doubles.stripe.refundCharge(first, 600);
+    await deliverAll(doubles.stripe);
+    expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(500_000_000);
+    doubles.stripe.refundCharge(first, 600);
+    await deliverAll(doubles.stripe);
+    expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(0);
+    const second = await pay();
+    const dispute = doubles.stripe.createDispute(second, 1200);
+    await deliverAll(doubles.stripe);
+    doubles.stripe.closeDispute(dispute.id, "lost");
+    await deliverAll(doubles.stripe);
+    expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(0);
+    expect((await admin("GET", `/customers/${id}/grants`)).body.grants.map((g: { amount_cents: number }) => g.amount_cents)).toEqual([1000, 1000]);
+  });
+
   it("a session whose total is not its credit plus its tax credits nothing", async () => {
     const doubles = connect();
     const { id, key } = await customer(doubles);
