@@ -1,5 +1,5 @@
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { generateKeyPairSync } from "node:crypto";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
 // Wrangler (read by the workerd projects for wrangler.toml) logs "Using secrets defined in .dev.vars"
@@ -50,9 +50,28 @@ const pricingWithSubCent = {
     { name: "search", path: "/v1/search/**", price_cents: "0.05", stripe_event_name: "search_requests" },
     // Billed from the response (tests in test/worker/local/metered.test.ts).
     { name: "header_tokens", path: "/v1/header-tokens", price_cents: "0.1", units: "header:x-usage-tokens", hold_units: 100, stripe_event_name: "header_tokens" },
-    { name: "json_tokens", path: "/v1/json-tokens", price_cents: "0.1", units: "json:usage.total_tokens", hold_units: 100, hold_units_from: "json:max_tokens", on_missing_units: "zero", stripe_event_name: "json_tokens" },
+    {
+      name: "json_tokens",
+      path: "/v1/json-tokens",
+      price_cents: "0.1",
+      units: "json:usage.total_tokens",
+      hold_units: 100,
+      hold_units_from: "json:max_tokens",
+      on_missing_units: "zero",
+      stripe_event_name: "json_tokens",
+    },
     { name: "events", path: "/v1/events", price_cents: "1", units: "sse:events", hold_units: 8, stripe_event_name: "events" },
-    { name: "chat", methods: ["POST"], path: "/v1/chat/completions", price_cents: "0.01", units: "sse:json:usage.total_tokens", hold_units: 1000, hold_units_from: ["json:max_completion_tokens", "json:max_tokens"], hold_multiplier_from: "json:n", stripe_event_name: "chat_tokens" },
+    {
+      name: "chat",
+      methods: ["POST"],
+      path: "/v1/chat/completions",
+      price_cents: "0.01",
+      units: "sse:json:usage.total_tokens",
+      hold_units: 1000,
+      hold_units_from: ["json:max_completion_tokens", "json:max_tokens"],
+      hold_multiplier_from: "json:n",
+      stripe_event_name: "chat_tokens",
+    },
   ],
 };
 

@@ -70,10 +70,13 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
    */
   function tokens(res, url) {
     const used = bounded(url.searchParams.get("tokens"), 1, 0, 1_000_000);
-    const timer = setTimeout(() => {
-      res.writeHead(200, { "content-type": "application/json", "x-usage-tokens": String(used) });
-      res.end(JSON.stringify({ tokens: used }));
-    }, bounded(url.searchParams.get("delay_ms"), 0, 0, 60_000));
+    const timer = setTimeout(
+      () => {
+        res.writeHead(200, { "content-type": "application/json", "x-usage-tokens": String(used) });
+        res.end(JSON.stringify({ tokens: used }));
+      },
+      bounded(url.searchParams.get("delay_ms"), 0, 0, 60_000),
+    );
     res.on("close", () => clearTimeout(timer));
   }
   /**
@@ -97,7 +100,14 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
     const perChoice = bounded(request.max_completion_tokens ?? request.max_tokens, 16, 1, 4_096);
     const choices = bounded(request.n, 1, 1, 8);
     const completionTokens = perChoice * choices;
-    const promptTokens = request.messages.reduce((n, m) => n + String(m?.content ?? "").split(/\s+/).filter(Boolean).length, 0);
+    const promptTokens = request.messages.reduce(
+      (n, m) =>
+        n +
+        String(m?.content ?? "")
+          .split(/\s+/)
+          .filter(Boolean).length,
+      0,
+    );
     const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
     const words = Array.from({ length: perChoice }, (_, i) => WORDS[i % WORDS.length]);
     const id = `chatcmpl-demo${Date.now().toString(36)}`;
@@ -121,7 +131,7 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
       if (res.destroyed) return;
       if (i < words.length * choices) {
         const [index, w] = [Math.floor(i / words.length), i % words.length];
-        res.write(chunk([{ index, delta: w === 0 ? { role: "assistant", content: words[w] } : { content: " " + words[w] }, finish_reason: null }]));
+        res.write(chunk([{ index, delta: w === 0 ? { role: "assistant", content: words[w] } : { content: ` ${words[w]}` }, finish_reason: null }]));
         i++;
         return setImmediate(next);
       }
@@ -154,7 +164,11 @@ export function startDemoOrigin({ port = 8788, host = "127.0.0.1", signingSecret
       resolve({
         url: `http://${host}:${address.port}`,
         received,
-        close: () => new Promise((done) => { server.closeAllConnections?.(); server.close(() => done()); }),
+        close: () =>
+          new Promise((done) => {
+            server.closeAllConnections?.();
+            server.close(() => done());
+          }),
       });
     });
   });

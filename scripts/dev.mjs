@@ -49,7 +49,20 @@ console.log(`demo origin on ${origin.url}`);
 
 const wrangler = spawn(
   process.execPath,
-  [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(PORT), "--ip", "127.0.0.1", "--test-scheduled", "--show-interactive-dev-session=false", "--var", "ALLOW_INSECURE_WEBHOOKS:true", "--var", 'PORTAL:{"api_key_sign_in":true}'],
+  [
+    join(root, "node_modules/wrangler/bin/wrangler.js"),
+    "dev",
+    "--port",
+    String(PORT),
+    "--ip",
+    "127.0.0.1",
+    "--test-scheduled",
+    "--show-interactive-dev-session=false",
+    "--var",
+    "ALLOW_INSECURE_WEBHOOKS:true",
+    "--var",
+    'PORTAL:{"api_key_sign_in":true}',
+  ],
   { cwd: root, stdio: ["ignore", "inherit", "inherit"] },
 );
 const stop = () => {
@@ -65,7 +78,7 @@ wrangler.on("exit", (code) => {
 
 const base = `http://127.0.0.1:${PORT}`;
 const admin = async (method, path, body) => {
-  const response = await fetch(base + "/admin" + path, {
+  const response = await fetch(`${base}/admin${path}`, {
     method,
     headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -1,5 +1,5 @@
-import type { Config } from "./lib/config";
 import { directoryStub, visitDue } from "../durable-objects/directory/contract";
+import type { Config } from "./lib/config";
 
 /** The cron trigger: one batch here; if more are due, the directory's alarm carries on. */
 export async function runCron(env: Env, config: Config, now: number) {

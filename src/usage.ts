@@ -23,7 +23,5 @@ export function totalsByMeter(points: UsagePoint[], since: number) {
     t.micros += p.micros;
     totals.set(p.meter, t);
   }
-  return [...totals.entries()]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([meter, t]) => ({ meter, requests: t.requests, charged_exact_cents: formatCents(t.micros) }));
+  return [...totals.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([meter, t]) => ({ meter, requests: t.requests, charged_exact_cents: formatCents(t.micros) }));
 }

@@ -6,9 +6,9 @@
  */
 import type { CustomerProfile } from "../../src/lib/customer";
 
+export { liftedByNewCard, pausedBecause } from "./auto-topup/notice";
 export type { AutoTopUpState } from "./auto-topup/view";
 export type { TopUpListItem } from "./stripe/receipts";
-export { liftedByNewCard, pausedBecause } from "./auto-topup/notice";
 
 /** The customer's own object (typed through the generated `Env`, so no import of the class). */
 export function customerStub(env: Env, customerId: string) {

@@ -1,31 +1,30 @@
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
-import { log } from "../../src/lib/log";
 import type { CustomerProfile, ProfilePatch } from "../../src/lib/customer";
-import type { AuthorizeResult, CycleResult } from "./contract";
-import { runDueTimers } from "./core/alarm";
+import { log } from "../../src/lib/log";
+import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
+import type { CapPeriod } from "./access/key-store";
+import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
-import type { CheckoutSlot } from "./credit/checkout-limit";
-import { createGrant, creditOutcome, deduct, takeCheckoutSlot, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credit/credits";
-import { runCycle } from "./core/cycle";
 import type { EmailRow } from "./cohorts/emails";
+import type { AuthorizeResult, ChargeRefunds, CycleResult } from "./contract";
+import { runDueTimers } from "./core/alarm";
+import { AccountContext } from "./core/context";
+import { runCycle } from "./core/cycle";
 import { GroupCommit } from "./core/group-commit";
+import { hasSchema, migrate } from "./core/schema";
+import type { CheckoutSlot } from "./credit/checkout-limit";
+import { createGrant, creditOutcome, type DeductionInput, deduct, type GrantInput, type GrantResult, takeCheckoutSlot, voidGrant } from "./credit/credits";
+import { LIVE_TAG } from "./notify/live";
+import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, refund, requestCharge } from "./request/authorize";
 import type { SettleReason } from "./request/holds";
 import type { StoredResponse } from "./request/idempotency";
-import type { CapPeriod } from "./access/key-store";
-import { LIVE_TAG } from "./notify/live";
-import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
-import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
-import { resolveReport, retryReport } from "./stripe/report-operator";
-import { extendHold, keepHold, settleHold, type ExtendResult, type SettleResult } from "./request/settlement";
-import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput, type RefundResult } from "./request/authorize";
-import { AccountContext } from "./core/context";
-import { hasSchema, migrate } from "./core/schema";
-import { storageStats } from "./views/storage-stats";
-import type { ChargeRefunds } from "./contract";
+import { type ExtendResult, extendHold, keepHold, type SettleResult, settleHold } from "./request/settlement";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
+import { type TopUpListItem, topUpList } from "./stripe/receipts";
+import { resolveReport, retryReport } from "./stripe/report-operator";
 import { pushToStripe } from "./stripe/sync";
-import { topUpList, type TopUpListItem } from "./stripe/receipts";
+import { storageStats } from "./views/storage-stats";
 import { autoTopUpState, balanceCheck, grantById, grantList, grantView, summary } from "./views/summary";
 
 /**
@@ -87,35 +86,27 @@ export class CustomerAccount extends DurableObject<Env> {
   autoTopUp(limit = 20) {
     return autoTopUpState(this.context, limit);
   }
-
   createKey(name: string | null, cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null }) {
     return issueKey(this.context, name, cap);
   }
-
   revokeKey(keyId: string): boolean {
     return revokeKey(this.context, keyId);
   }
-
   setKeyCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {
     return this.context.account.exists && this.context.keys.setCap(keyId, spendCapCents, capPeriod);
   }
-
   listKeys() {
     return this.context.account.exists ? this.context.keys.list(Date.now()) : [];
   }
-
   createPortalLink(expiresAt: number): Promise<string | null> {
     return createPortalLink(this.context, expiresAt);
   }
-
   peekPortalLink(hash: string): CustomerProfile | null {
     return peekPortalLink(this.context, hash);
   }
-
   consumePortalLink(hash: string): boolean {
     return consumePortalLink(this.context, hash);
   }
-
   portalSession(input: { sid: string; keyHash?: string }): CustomerProfile | null {
     return portalSession(this.context, input);
   }
@@ -159,7 +150,7 @@ export class CustomerAccount extends DurableObject<Env> {
     return extendHold(this.context, input);
   }
 
-  /** A response still arriving keeps its hold from the alarm (see keepHold in hold-settlement.ts). */
+  /** A response still arriving keeps its hold from the alarm (keepHold in request/settlement.ts). */
   keepHold(input: { requestId: string }): boolean {
     return this.context.account.exists && keepHold(this.context, input);
   }
@@ -182,7 +173,10 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
-    return this.credited((context) => createGrant(context, input), (result) => result.status === "created");
+    return this.credited(
+      (context) => createGrant(context, input),
+      (result) => result.status === "created",
+    );
   }
 
   /** The credits endpoint: a positive amount is a paid, never-expiring grant, a negative one a deduction. */
@@ -193,11 +187,17 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
   deduct(input: DeductionInput) {
-    return this.credited((context) => deduct(context, input), (result) => result.applied);
+    return this.credited(
+      (context) => deduct(context, input),
+      (result) => result.applied,
+    );
   }
 
   async voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
-    const grant = await this.credited((context) => voidGrant(context, grantId), (voided) => voided !== null);
+    const grant = await this.credited(
+      (context) => voidGrant(context, grantId),
+      (voided) => voided !== null,
+    );
     return grant && grantView(grant, Date.now());
   }
 

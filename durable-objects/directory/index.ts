@@ -1,10 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
-import { getConfig, type Cohort } from "../../src/lib/config";
-import { visitDue } from "./sweep";
-import type { DirectorySnapshot } from "./contract";
-import { applyRollup, overview, ROLLUP_SCHEMA, searchCustomers, type CustomerRollup, type Overview } from "./rollup";
+import { type Cohort, getConfig } from "../../src/lib/config";
 import { ENDED_SESSION_TABLES, EndedSessions } from "../shared/ended-sessions";
 import { migrate } from "../shared/migrations";
+import type { DirectorySnapshot } from "./contract";
+import { applyRollup, type CustomerRollup, type Overview, overview, ROLLUP_SCHEMA, searchCustomers } from "./rollup";
+import { visitDue } from "./sweep";
 
 const DIRECTORY_TABLES = `
 CREATE TABLE IF NOT EXISTS customers (
@@ -103,14 +103,7 @@ export class Directory extends DurableObject<Env> {
 
   /** Customers due at `now`, leased so an overlapping run skips them. */
   claimDue(now: number, limit: number): { customerIds: string[]; more: boolean } {
-    const rows = this.sql
-      .exec(
-        "SELECT id FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?",
-        now,
-        now,
-        limit + 1,
-      )
-      .toArray();
+    const rows = this.sql.exec("SELECT id FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?", now, now, limit + 1).toArray();
     const customerIds = rows.slice(0, limit).map((r) => r.id as string);
     for (const id of customerIds) this.sql.exec("UPDATE customers SET lease_until = ? WHERE id = ?", now + LEASE_MS, id);
     return { customerIds, more: rows.length > limit };
@@ -134,7 +127,10 @@ export class Directory extends DurableObject<Env> {
 
   cohortCounts(): Record<string, number> {
     return Object.fromEntries(
-      this.sql.exec("SELECT cohort, COUNT(*) AS n FROM cohort_members GROUP BY cohort").toArray().map((r) => [r.cohort, r.n]),
+      this.sql
+        .exec("SELECT cohort, COUNT(*) AS n FROM cohort_members GROUP BY cohort")
+        .toArray()
+        .map((r) => [r.cohort, r.n]),
     );
   }
 
@@ -170,14 +166,7 @@ export class Directory extends DurableObject<Env> {
   /** Keeps the newest TEST_OUTBOX_KEPT (bounded by construction; the delete walks the primary key). */
   recordTestEmail(email: { to: string; subject: string; text: string; html: string | null }): number {
     const id = this.sql
-      .exec(
-        "INSERT INTO test_outbox (to_email, subject, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        email.to,
-        email.subject,
-        email.text,
-        email.html,
-        Date.now(),
-      )
+      .exec("INSERT INTO test_outbox (to_email, subject, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id", email.to, email.subject, email.text, email.html, Date.now())
       .one().id as number;
     this.sql.exec("DELETE FROM test_outbox WHERE id <= ?", id - TEST_OUTBOX_KEPT);
     return id;

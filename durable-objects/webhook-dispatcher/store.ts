@@ -1,8 +1,9 @@
 import { newId } from "../../src/lib/api-key-format";
-import { WEBHOOK_EVENT_TYPES, type OutboundEvent, type WebhookEventType } from "../../src/lib/provider-webhook-events";
+import { type OutboundEvent, WEBHOOK_EVENT_TYPES, type WebhookEventType } from "../../src/lib/provider-webhook-events";
 
 /** The dispatcher's schema, versioned (shared/migrations.ts): append only. Version 1 is what it created at every start before. */
-export const DISPATCHER_MIGRATIONS: readonly string[] = [`
+export const DISPATCHER_MIGRATIONS: readonly string[] = [
+  `
 CREATE TABLE IF NOT EXISTS endpoints (
   id TEXT PRIMARY KEY,
   url TEXT NOT NULL,

@@ -1,8 +1,8 @@
+import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
 import { centsToMicros, formatMoney } from "../lib/money";
+import { ActionButton, type KeyRow, KeysSection, LiveBalance, TopUpsSection } from "../web/account-parts";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, DataTable, GenericList, Notice, Time } from "../web/components";
-import { ActionButton, KeysSection, LiveBalance, TopUpsSection, type KeyRow } from "../web/account-parts";
-import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
 import type { AdminSession } from "../web/session";
 import { DASHBOARD } from "./auth";
 import { Page } from "./views";
@@ -228,4 +228,3 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
     </Page>
   );
 }
-

@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS } from "./log";
 import { isLoopbackUrl } from "./loopback";
+import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 
 /** The [vars] and secrets the gateway reads, as zod schemas: each key, its bounds and its default (config.ts compiles them). */
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring", "topup_failed", "auto_topup_capped"] as const;
@@ -73,7 +73,11 @@ const Meter = z.strictObject({
 const Idempotency = z.strictObject({
   max_body_bytes: z.int().min(1_024).max(1_500_000).default(1_048_576),
   max_entries: z.int().min(10).max(100_000).default(1_000),
-  max_total_bytes: z.int().min(1_048_576).max(1_000_000_000).default(64 * 1_048_576),
+  max_total_bytes: z
+    .int()
+    .min(1_048_576)
+    .max(1_000_000_000)
+    .default(64 * 1_048_576),
 });
 
 export const Pricing = z.strictObject({
@@ -111,9 +115,7 @@ const Governance = z.strictObject({
   /** Refunds of failed requests per customer in a rolling hour; past it failed requests stay charged. */
   refund_limit_per_hour: z.int().min(0).max(100_000).default(20),
   /** Which origin failures refund: a connection failure, a timeout, and these statuses. */
-  refund_on: z
-    .array(z.union([z.enum(["connection_error", "timeout"]), z.int().min(500).max(599)]))
-    .default(["connection_error", "timeout", 502, 503, 504]),
+  refund_on: z.array(z.union([z.enum(["connection_error", "timeout"]), z.int().min(500).max(599)])).default(["connection_error", "timeout", 502, 503, 504]),
   // Sent to Stripe as a Checkout amount: within its 8 digits of minor units.
   checkout_min_cents: z.int().min(50).max(MAX_STRIPE_AMOUNT_CENTS).default(500),
   checkout_max_cents: z.int().min(50).max(MAX_STRIPE_AMOUNT_CENTS).default(100_000),
@@ -149,14 +151,22 @@ const EmailTemplate = z.strictObject({
   subject: z.string().min(1).max(998),
   text: z.string().min(1),
   html: z.string().min(1).optional(),
-  reenroll_seconds: z.int().min(0).max(90 * 86_400).optional(),
+  reenroll_seconds: z
+    .int()
+    .min(0)
+    .max(90 * 86_400)
+    .optional(),
   max_per_enrollment: z.int().min(1).max(100).optional(),
 });
 
 const Emails = z.strictObject({
   from_email: z.email(),
   from_name: z.string().max(200).default(""),
-  reenroll_seconds: z.int().min(0).max(90 * 86_400).default(3600),
+  reenroll_seconds: z
+    .int()
+    .min(0)
+    .max(90 * 86_400)
+    .default(3600),
   low_balance_threshold_cents: z.int().min(0).max(MAX_AMOUNT_CENTS).default(0),
   low_balance_threshold_percent: z.int().min(0).max(100).default(0),
   /** credit_expiring: credit that expires within this many days. */
@@ -191,7 +201,12 @@ export const Vars = z.object({
   ROLLUP_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   /** Every customer holding a key is reconciled with Stripe at least this often (a lost webhook heals). */
-  RECONCILE_INTERVAL_SECONDS: z.coerce.number().int().min(60).max(30 * 86_400).default(3600),
+  RECONCILE_INTERVAL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(30 * 86_400)
+    .default(3600),
   /** Stripe reports sent (or resolved) longer ago than this are deleted; their sums per kind and status are kept. */
   REPORT_RETENTION_DAYS: z.coerce.number().int().min(7).max(3650).default(90),
   /** Per webhook delivery attempt, until the endpoint's response headers. */
@@ -220,7 +235,11 @@ export const Vars = z.object({
   MAILCHANNELS_DKIM_DOMAIN: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_SELECTOR: z.string().min(1).optional(),
   // Base64 wrapped over lines (as `base64` prints it) is the same key: sent as one line.
-  MAILCHANNELS_DKIM_PRIVATE_KEY: z.string().min(1).transform((s) => s.replace(/\s+/g, "")).optional(),
+  MAILCHANNELS_DKIM_PRIVATE_KEY: z
+    .string()
+    .min(1)
+    .transform((s) => s.replace(/\s+/g, ""))
+    .optional(),
   /** Signs unsubscribe links; without it they are signed with ADMIN_TOKEN. */
   UNSUBSCRIBE_SIGNING_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   PRICING: json(Pricing),

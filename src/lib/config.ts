@@ -1,18 +1,13 @@
+import type { z } from "zod";
+import { COHORTS, type Cohort, EMAIL_NOTICES, type EmailNotice, type Pricing, Vars } from "./config-schema";
 import { emailConfigProblems, isLoopback } from "./email/config-checks";
-import { NOTICE_MERGE_TAGS, unknownMergeTags } from "./template";
 import { log, setLogLevel } from "./log";
 import { MAX_AMOUNT_CENTS } from "./money";
-import type { z } from "zod";
-import { COHORTS, EMAIL_NOTICES, type Pricing, Vars, type Cohort, type EmailNotice } from "./config-schema";
+import { NOTICE_MERGE_TAGS, unknownMergeTags } from "./template";
 
-export { COHORTS, EMAIL_NOTICES, type Cohort, type EmailNotice };
+export { COHORTS, type Cohort, EMAIL_NOTICES, type EmailNotice };
 
-export type UnitSource =
-  | { kind: "request" }
-  | { kind: "header"; name: string }
-  | { kind: "json"; path: string[] }
-  | { kind: "sse_events" }
-  | { kind: "sse_json"; path: string[] };
+export type UnitSource = { kind: "request" } | { kind: "header"; name: string } | { kind: "json"; path: string[] } | { kind: "sse_events" } | { kind: "sse_json"; path: string[] };
 
 export interface CompiledMeter {
   name: string;
@@ -67,7 +62,11 @@ function isNotice(name: string): name is EmailNotice {
 /** "/v1/items/*" matches one path segment per "*", "**" matches the rest of the path. */
 function globToRegExp(glob: string, caseSensitive: boolean): RegExp {
   const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-  return new RegExp("^" + escaped.replace(/\*\*/g, "\u0000").replace(/\*/g, "[^/]*").replace(/\u0000/g, ".*") + "$", caseSensitive ? "" : "i");
+  const pattern = escaped
+    .split("**")
+    .map((part) => part.replace(/\*/g, "[^/]*"))
+    .join(".*");
+  return new RegExp(`^${pattern}$`, caseSensitive ? "" : "i");
 }
 
 export function parseConfig(env: Record<string, unknown>): Config {

@@ -1,7 +1,7 @@
 import type { Config } from "./config";
+import type { CustomerProfile } from "./customer";
 import { formatCents, formatMoney, microsToWholeCents } from "./money";
 import { firstName, type MergeValues } from "./template";
-import type { CustomerProfile } from "./customer";
 
 /** The customer portal: <PUBLIC_URL>/portal, or the top-up page where PUBLIC_URL is not set. */
 export function portalUrl(config: Config): string {

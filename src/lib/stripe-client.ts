@@ -1,6 +1,6 @@
-import { HOUR_MS } from "./time";
 import Stripe from "stripe";
 import type { Config } from "./config";
+import { HOUR_MS } from "./time";
 
 const clients = new WeakMap<Config, Stripe>();
 

@@ -1,13 +1,13 @@
 import type { Child } from "hono/jsx";
-import { formatMoney, centsToMicros } from "../lib/money";
+import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
+import type { CustomerProfile } from "../lib/customer";
+import { centsToMicros, formatMoney } from "../lib/money";
+import { type KeyRow, KeysSection, LiveBalance, MeterTotals, TopUpsSection } from "../web/account-parts";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, Notice } from "../web/components";
-import { KeysSection, LiveBalance, MeterTotals, TopUpsSection, type KeyRow } from "../web/account-parts";
-import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
 import { Layout } from "../web/layout";
-import { AutoTopUpSection, wantsCard, type AutoTopUpData } from "./auto-top-up";
-import type { CustomerProfile } from "../lib/customer";
 import type { PortalSession } from "../web/session";
+import { type AutoTopUpData, AutoTopUpSection, wantsCard } from "./auto-top-up";
 
 export const PORTAL = "/portal";
 export const PRODUCT = "API account";
@@ -89,8 +89,7 @@ export function ConfirmLink(props: { token: string; customer: CustomerProfile })
     <Shell title="Open your account">
       <h1>Open your API account</h1>
       <p>
-        This link signs this browser in to the account of <strong>{accountName(props.customer)}</strong>. Continue only if that is your account and
-        you asked for this link.
+        This link signs this browser in to the account of <strong>{accountName(props.customer)}</strong>. Continue only if that is your account and you asked for this link.
       </p>
       <form method="post" action={`${PORTAL}/enter`} class="stack panel">
         <input type="hidden" name="token" value={props.token} />
@@ -105,7 +104,10 @@ export interface PortalData {
   customer: { id: string; name: string | null; email: string | null; plan: string };
   balance: { available: string; available_exact_cents: string; currency: string };
   keys: KeyRow[];
-  usage: { series: UsageRow[]; totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] } };
+  usage: {
+    series: UsageRow[];
+    totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] };
+  };
   autoTopUp: AutoTopUpData | null;
   /** Paid top-ups with their invoices and receipts: null for a key's session, which sees none. */
   topUps: TopUpListItem[] | null;
@@ -128,8 +130,8 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
       {notice ? <Notice tone={notice.tone}>{notice.text}</Notice> : null}
       {owner ? null : (
         <Notice tone="info">
-          You signed in with an API key: you see that key, your balance and usage, and you can top up. To manage keys or automatic top-up, open your account from the
-          link your API provider gives you.
+          You signed in with an API key: you see that key, your balance and usage, and you can top up. To manage keys or automatic top-up, open your account from the link your API
+          provider gives you.
         </Notice>
       )}
       <div class="grid">

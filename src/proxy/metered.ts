@@ -1,11 +1,11 @@
-import type { CompiledMeter, Config } from "../lib/config";
 import type { customerStub } from "../env";
+import type { CompiledMeter, Config } from "../lib/config";
 import { log } from "../lib/log";
 import { mergeValues } from "../lib/merge";
 import { formatCents } from "../lib/money";
-import { asUnits, unitsInJson } from "../metering/units";
-import { eventData, isUnitEvent, sseComment, sseEvent, SseSplitter } from "../metering/sse";
 import { renderJson } from "../lib/template";
+import { eventData, isUnitEvent, SseSplitter, sseComment, sseEvent } from "../metering/sse";
+import { asUnits, unitsInJson } from "../metering/units";
 import { readUpTo } from "./idempotency";
 
 type Stub = ReturnType<typeof customerStub>;

@@ -1,8 +1,8 @@
 import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
 import type { Config } from "../lib/config";
-import { ERROR_STATUS, errorBody, type ErrorCode } from "../lib/errors";
-import { formatMoney } from "../lib/money";
+import { ERROR_STATUS, type ErrorCode, errorBody } from "../lib/errors";
 import { mergeValues, portalUrl } from "../lib/merge";
+import { formatMoney } from "../lib/money";
 import { renderJson } from "../lib/template";
 import { addKeyCapFields, KEY_CAP_POLICY, secondsToReset } from "./ratelimit";
 
@@ -99,7 +99,14 @@ function describe(config: Config, refusal: MoneyRefusal, now: number): Refusal {
         headers,
       };
     case "payment":
-      return { code: refusal.code, status: ERROR_STATUS[refusal.code], title: refusal.title, detail: refusal.detail, fields: refusal.fields ?? {}, headers: new Headers(refusal.headers) };
+      return {
+        code: refusal.code,
+        status: ERROR_STATUS[refusal.code],
+        title: refusal.title,
+        detail: refusal.detail,
+        fields: refusal.fields ?? {},
+        headers: new Headers(refusal.headers),
+      };
   }
 }
 

@@ -1,20 +1,20 @@
 import { Hono } from "hono";
-import { MAX_HOLD_MULTIPLIER, resolveMeter, type Config } from "../lib/config";
-import { customerStub, type AppEnv } from "../env";
+import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
+import { type AppEnv, customerStub } from "../env";
+import { type Config, MAX_HOLD_MULTIPLIER, resolveMeter } from "../lib/config";
 import { ApiError } from "../lib/errors";
-import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
-import { holdUnitsFor, jsonObjectOf, withStreamUsage } from "../metering/units";
-import { jsonError } from "../on-error";
 import { formatCents } from "../lib/money";
+import { holdUnitsFor, jsonObjectOf, withStreamUsage } from "../metering/units";
+import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
+import { jsonError } from "../on-error";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
 import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "../proxy/idempotency";
 import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
-import { isReserved } from "../proxy/reserved";
 import { addKeyCapFields } from "../proxy/ratelimit";
-import { isMoneyRefusal, refusalResponse, type MoneyRefusal } from "../proxy/refusal";
-import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
+import { isMoneyRefusal, type MoneyRefusal, refusalResponse } from "../proxy/refusal";
+import { isReserved } from "../proxy/reserved";
 
 type Stub = ReturnType<typeof customerStub>;
 type AuthorizeInput = Parameters<Stub["authorize"]>[0];
@@ -53,9 +53,10 @@ proxy.all("*", async (c) => {
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
   // The body is read whole only for an Idempotency-Key's fingerprint, a hold taken from it, or a
   // streamed request whose usage chunk the gateway asks for.
-  const body = idempotencyKey !== null || (billedFromResponse && (meter.holdFrom || meter.holdMultiplierFrom || meter.includeStreamUsage))
-    ? await readBodyWithin(c.req.raw, config.IDEMPOTENCY.max_body_bytes)
-    : undefined;
+  const body =
+    idempotencyKey !== null || (billedFromResponse && (meter.holdFrom || meter.holdMultiplierFrom || meter.includeStreamUsage))
+      ? await readBodyWithin(c.req.raw, config.IDEMPOTENCY.max_body_bytes)
+      : undefined;
   const request = billedFromResponse ? jsonObjectOf(body ?? null) : null;
   const streamUsage = meter.includeStreamUsage ? withStreamUsage(request) : null;
   const stub = customerStub(c.env, customerId);
@@ -97,9 +98,7 @@ proxy.all("*", async (c) => {
     if (billedFromResponse) {
       // A failure the meter would refund releases the whole hold; any other response is read for its units.
       if ("failure" in result || refundable(config, result)) {
-        const release = await once(async () =>
-          await stub.settleHold({ requestId, units: null, reason: refundable(config, result) ? "origin_failed" : "units_missing" }),
-        );
+        const release = await once(async () => await stub.settleHold({ requestId, units: null, reason: refundable(config, result) ? "origin_failed" : "units_missing" }));
         const givenBack = release.chargedMicros === 0;
         if (givenBack) finishIdempotent("forget");
         return { result, charged: release.chargedMicros, balance: release.balanceMicros, settled: true, givenBack };
@@ -124,11 +123,9 @@ proxy.all("*", async (c) => {
 
   if ("failure" in result) {
     const timedOut = result.failure === "timeout";
-    const failure = new ApiError(
-      timedOut ? "origin_timeout" : "origin_unavailable",
-      timedOut ? "The origin did not answer in time." : "The origin could not be reached.",
-      { charged_cents: formatCents(charged) },
-    );
+    const failure = new ApiError(timedOut ? "origin_timeout" : "origin_unavailable", timedOut ? "The origin did not answer in time." : "The origin could not be reached.", {
+      charged_cents: formatCents(charged),
+    });
     if (idempotencyKey === null || givenBack) throw failure;
     return keepForReplay(await jsonError(failure, c), false, config, finishIdempotent, waitUntil);
   }
@@ -196,4 +193,3 @@ function refuse(decision: Exclude<AuthorizeResult, MoneyRefusal | { outcome: "re
       );
   }
 }
-

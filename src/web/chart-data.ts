@@ -1,7 +1,6 @@
 import { parseCentsDecimal } from "../lib/money";
 import { HOUR_MS } from "../lib/time";
 
-
 /** What a chart element carries to the page's script (uPlot): x in ms, y as integers. */
 export interface ChartData {
   unit: "requests" | "money";

@@ -1,8 +1,8 @@
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
-import { ADMIN_TOKEN, serveHandler, startGateway, type Gateway } from "../e2e/harness";
-import { BROWSER, checkPage, expectLoadError, launchBrowser, openTab, waitForText, type Tab } from "./browser";
+import { ADMIN_TOKEN, type Gateway, serveHandler, startGateway } from "../e2e/harness";
+import { BROWSER, checkPage, expectLoadError, launchBrowser, openTab, type Tab, waitForText } from "./browser";
 
 /** No browser on this machine: every test below is skipped (npm test prints why, once). */
 const noBrowser = BROWSER.kind === "none";
@@ -220,10 +220,11 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     // Another site (localhost is another site than 127.0.0.1) posts the link's form: refused by the
     // csrf middleware, no session, and the link still opens for its customer.
     const token = new URL(link.body.url).searchParams.get("token")!;
-    const attacker = await serveHandler(async () =>
-      new Response(`<!DOCTYPE html><form method="post" action="${gateway.url}/portal/enter"><input name="token" value="${token}"><button>Go</button></form>`, {
-        headers: { "content-type": "text/html" },
-      }),
+    const attacker = await serveHandler(
+      async () =>
+        new Response(`<!DOCTYPE html><form method="post" action="${gateway.url}/portal/enter"><input name="token" value="${token}"><button>Go</button></form>`, {
+          headers: { "content-type": "text/html" },
+        }),
     );
     const victim = await openTab(browser);
     await victim.page.goto(attacker.url.replace("127.0.0.1", "localhost"));

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
-import { customerWithKey, startGateway, type Gateway } from "./harness";
+import { customerWithKey, type Gateway, startGateway } from "./harness";
 
 // Billed from the response, over real HTTP: `shipped` runs wrangler.toml as it is (its chat_tokens
 // meter against the demo origin's OpenAI-compatible chat API); `metered` adds a header meter and a
@@ -37,8 +37,7 @@ const chat = (key: string, body: Record<string, unknown>, headers: Record<string
     body: JSON.stringify({ model: "demo-1", messages: [{ role: "user", content: "Hello there" }], ...body }),
   });
 
-const originCalls = (customer: string, path: string) =>
-  origin.received.filter((r) => r.path === path && r.headers["x-payg-customer-id"] === customer).length;
+const originCalls = (customer: string, path: string) => origin.received.filter((r) => r.path === path && r.headers["x-payg-customer-id"] === customer).length;
 
 async function balance(gateway: Gateway, id: string): Promise<string> {
   return (await gateway.admin("GET", `/customers/${id}`)).body.balance.available_exact_cents;

@@ -1,9 +1,9 @@
-import { parseList } from "structured-headers";
 import { Webhook } from "standardwebhooks";
+import { parseList } from "structured-headers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { StripeDouble } from "../doubles/stripe-double";
-import { ADMIN_TOKEN, serveHandler, startGateway, stripeWebhooks, type Gateway } from "./harness";
+import { ADMIN_TOKEN, type Gateway, serveHandler, startGateway, stripeWebhooks } from "./harness";
 
 // What providers expect from the money rails, against the real `wrangler dev`: a Checkout top-up
 // with an invoice and Stripe Tax, an auto top-up with Stripe's receipt, both in the portal's and
@@ -102,11 +102,22 @@ describe("top-ups with invoices, tax and receipts, end to end", () => {
     const invoice = stripe.getInvoice(session.invoice as string)!;
     expect(invoice).toMatchObject({ status: "paid", total: 1200, total_excluding_tax: 1000, customer_tax_ids: [{ type: "eu_vat", value: "DE123456789" }] });
     await deliverAll();
-    const summary = await until(() => gateway.admin("GET", `/customers/${c.id}`), (r) => r.body.balance.available_cents === 1000, "the pre-tax credit");
+    const summary = await until(
+      () => gateway.admin("GET", `/customers/${c.id}`),
+      (r) => r.body.balance.available_cents === 1000,
+      "the pre-tax credit",
+    );
     expect(summary.body.balance.ledger_sum_exact_cents).toBe("1000");
     const [checkoutTopUp] = (await gateway.admin("GET", `/customers/${c.id}/topups`)).body.topups;
     const receipt = stripe.getCharge(stripe.getPaymentIntent(session.payment_intent as string)!.latest_charge as string)!.receipt_url!;
-    expect(checkoutTopUp).toMatchObject({ source: "checkout", credit_cents: 1000, tax_cents: 200, total_cents: 1200, invoice: { url: invoice.hosted_invoice_url, pdf_url: invoice.invoice_pdf }, receipt_url: receipt });
+    expect(checkoutTopUp).toMatchObject({
+      source: "checkout",
+      credit_cents: 1000,
+      tax_cents: 200,
+      total_cents: 1200,
+      invoice: { url: invoice.hosted_invoice_url, pdf_url: invoice.invoice_pdf },
+      receipt_url: receipt,
+    });
 
     // Auto top-up with the card that top-up saved: Stripe's receipt, in the same list.
     expect((await gateway.admin("PUT", `/customers/${c.id}`, { auto_topup: { threshold_cents: 400, amount_cents: 500, monthly_cap_cents: 2000 } })).status).toBe(200);
@@ -123,7 +134,13 @@ describe("top-ups with invoices, tax and receipts, end to end", () => {
       (t) => t.length === 2 && t[0].receipt_url !== null,
       "the auto top-up with its receipt",
     );
-    expect(list[0]).toMatchObject({ source: "auto_topup", credit_cents: 500, tax_cents: 0, invoice: null, receipt_url: expect.stringMatching(/^https:\/\/pay\.stripe\.test\/receipts\//) });
+    expect(list[0]).toMatchObject({
+      source: "auto_topup",
+      credit_cents: 500,
+      tax_cents: 0,
+      invoice: null,
+      receipt_url: expect.stringMatching(/^https:\/\/pay\.stripe\.test\/receipts\//),
+    });
 
     const portal = await ownerPortal(c.id);
     for (const link of [invoice.hosted_invoice_url!, invoice.invoice_pdf!, receipt, list[0].receipt_url]) expect(portal).toContain(`href="${link}"`);
@@ -140,10 +157,18 @@ describe("Standard Webhooks signatures across a rotation, end to end", () => {
     const deplete = async () => {
       const { id } = stripe.createCustomer({ email: "rotation@example.com", balance: -1 });
       await deliverAll();
-      await until(() => gateway.admin("GET", `/customers/${id}`), (r) => r.status === 200 && r.body.balance.available_cents === 1, "the customer's cent");
+      await until(
+        () => gateway.admin("GET", `/customers/${id}`),
+        (r) => r.status === 200 && r.body.balance.available_cents === 1,
+        "the customer's cent",
+      );
       const key = (await gateway.admin("POST", `/customers/${id}/keys`, {})).body.key as string;
       expect((await gateway.fetch("/v1/data", { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
-      return until(async () => arrivals.find((a) => a.event.data.customer_id === id), (a) => a !== undefined, `${id}'s depletion`);
+      return until(
+        async () => arrivals.find((a) => a.event.data.customer_id === id),
+        (a) => a !== undefined,
+        `${id}'s depletion`,
+      );
     };
     const verifies = (arrival: (typeof arrivals)[number], secret: string) => {
       try {

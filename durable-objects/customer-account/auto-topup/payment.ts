@@ -1,11 +1,11 @@
 import Stripe from "stripe";
 import { log } from "../../../src/lib/log";
-import { describeError, isTransientStripeError, stripeClient, IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
-import { AUTO_TOPUP_TIMER, type TopUpRow } from "./auto-topup";
-import { failureReason, topUpFailed, topUpSucceeded } from "./charge";
+import { describeError, IDEMPOTENCY_SAFE_MS, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
+import { HOUR_MS } from "../../../src/lib/time";
 import { backoffMs } from "../core/backoff";
 import type { AccountContext } from "../core/context";
-import { HOUR_MS } from "../../../src/lib/time";
+import { AUTO_TOPUP_TIMER, type TopUpRow } from "./auto-topup";
+import { failureReason, topUpFailed, topUpSucceeded } from "./charge";
 
 /** Sends of one top-up that Stripe could not answer (5xx, 429, timeouts) before it counts as failed. */
 const MAX_ATTEMPTS = 8;

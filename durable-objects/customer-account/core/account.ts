@@ -122,10 +122,7 @@ export class AccountStore {
 
   private write(fields: Partial<AccountRow>): void {
     const entries = Object.entries({ ...fields, updated_at: Date.now() });
-    this.sql.exec(
-      `UPDATE account SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE id = 1`,
-      ...entries.map(([, v]) => (v === undefined ? null : (v as SqlStorageValue))),
-    );
+    this.sql.exec(`UPDATE account SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE id = 1`, ...entries.map(([, v]) => (v === undefined ? null : (v as SqlStorageValue))));
     Object.assign(this.row, fields);
   }
 

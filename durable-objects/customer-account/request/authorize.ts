@@ -1,13 +1,13 @@
-import type { AuthorizeResult, KeyCapState } from "../contract";
 import { formatCents } from "../../../src/lib/money";
+import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
+import { type KeyRecord, periodEnd, periodStart, spentThisPeriod, withinCap } from "../access/key-store";
+import type { AuthorizeResult, KeyCapState } from "../contract";
+import type { AccountContext } from "../core/context";
 import { mainGrant, planDrain, type Receipt } from "../credit/grants";
+import { bucketOf } from "../credit/ledger";
 import { decide } from "./governance";
 import { HOLD_MARGIN_MS, HOLDS_TIMER } from "./holds";
-import { IDEMPOTENCY_TIMER, scopedKey, type StoredResponse } from "./idempotency";
-import { periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "../access/key-store";
-import { bucketOf } from "../credit/ledger";
-import type { AccountContext } from "../core/context";
-import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
+import { IDEMPOTENCY_TIMER, type StoredResponse, scopedKey } from "./idempotency";
 
 export const CHARGES_TIMER = "charges";
 /** How long after a charge a refund may still come: the origin timeout plus this margin. */
@@ -107,7 +107,12 @@ export function authorize(context: AccountContext, input: AuthorizeInput): Autho
 
 /** The key's cap as it stands now, for a key with one. */
 function capState(key: KeyRecord, now: number): KeyCapState {
-  return { capCents: key.spend_cap_cents!, period: key.cap_period!, spentMicros: spentThisPeriod(key, now), resetsAt: periodEnd(key.cap_period!, periodStart(key.cap_period!, now)) };
+  return {
+    capCents: key.spend_cap_cents!,
+    period: key.cap_period!,
+    spentMicros: spentThisPeriod(key, now),
+    resetsAt: periodEnd(key.cap_period!, periodStart(key.cap_period!, now)),
+  };
 }
 
 function withCap(key: KeyRecord, now: number): { keyCap?: KeyCapState } {
@@ -309,6 +314,12 @@ export function requestCharge(context: AccountContext, requestId: string) {
   }
   const charge = context.charges.get(requestId);
   return charge
-    ? { request_id: charge.request_id, meter: charge.meter, status: charge.status, charged_exact_cents: charge.status === "charged" ? formatCents(charge.amount) : "0", created_at: charge.created_at }
+    ? {
+        request_id: charge.request_id,
+        meter: charge.meter,
+        status: charge.status,
+        charged_exact_cents: charge.status === "charged" ? formatCents(charge.amount) : "0",
+        created_at: charge.created_at,
+      }
     : null;
 }

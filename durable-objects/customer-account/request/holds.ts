@@ -1,7 +1,7 @@
 import type { Plan } from "../../../src/lib/customer";
-import type { Receipt } from "../credit/grants";
-import { DAY_MS } from "../../../src/lib/time";
 import type { EpochMs } from "../../../src/lib/time";
+import { DAY_MS } from "../../../src/lib/time";
+import type { Receipt } from "../credit/grants";
 
 export const HOLD_TABLES = {
   v8: `
@@ -147,7 +147,10 @@ export class Holds {
   }
 
   openExpired(now: number): string[] {
-    return this.sql.exec("SELECT request_id FROM holds WHERE status = 'open' AND expires_at <= ?", now).toArray().map((r) => r.request_id as string);
+    return this.sql
+      .exec("SELECT request_id FROM holds WHERE status = 'open' AND expires_at <= ?", now)
+      .toArray()
+      .map((r) => r.request_id as string);
   }
 
   /** Drops settled holds past their keeping time; returns the next time the timer is needed, or null. */

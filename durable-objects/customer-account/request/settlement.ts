@@ -1,12 +1,12 @@
-import type { AuthorizeResult } from "../contract";
-import type { Receipt } from "../credit/grants";
-import { HOLDS_TIMER, settlement, type HoldRow, type SettleReason } from "./holds";
 import { capHeadroom } from "../access/key-store";
-import { holdExpiry, refundAllowed } from "./authorize";
+import type { AuthorizeResult } from "../contract";
 import type { AccountContext } from "../core/context";
+import type { Receipt } from "../credit/grants";
+import { holdExpiry, refundAllowed } from "./authorize";
+import { HOLDS_TIMER, type HoldRow, type SettleReason, settlement } from "./holds";
 
 /*
- * A request billed from its response, after authorize took its hold (requests.ts): the hold grows
+ * A request billed from its response, after authorize took its hold (authorize.ts): the hold grows
  * as a stream's events arrive, is kept while the response is still arriving, and is settled by
  * the units read; one whose worker went away is released by the alarm.
  */
@@ -25,7 +25,7 @@ export interface ExtendResult {
 export function extendHold(context: AccountContext, input: { requestId: string; units: number; now?: number }): ExtendResult {
   const now = input.now ?? Date.now();
   const hold = context.holds.get(input.requestId);
-  if (!hold || hold.status !== "open") return { grantedUnits: 0, heldUnits: hold?.held_units ?? 0 };
+  if (hold?.status !== "open") return { grantedUnits: 0, heldUnits: hold?.held_units ?? 0 };
   const granted = affordableUnits(context, hold, input.units, now);
   if (granted === 0) {
     const key = hold.key_id ? context.keys.byKeyId(hold.key_id) : undefined;
@@ -64,7 +64,7 @@ export function extendHold(context: AccountContext, input: { requestId: string; 
 export function keepHold(context: AccountContext, input: { requestId: string; now?: number }): boolean {
   const now = input.now ?? Date.now();
   const hold = context.holds.get(input.requestId);
-  if (!hold || hold.status !== "open") return false;
+  if (hold?.status !== "open") return false;
   context.atomically(() => {
     context.holds.kept(hold.request_id, holdExpiry(context, now));
     context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
@@ -92,7 +92,13 @@ export function settleHold(context: AccountContext, input: { requestId: string; 
   const hold = context.holds.get(input.requestId);
   if (!hold) return { chargedMicros: 0, chargedUnits: 0, overHoldUnits: 0, balanceMicros: 0, settled: false };
   if (hold.status === "settled") {
-    return { chargedMicros: hold.charged ?? 0, chargedUnits: hold.units ?? 0, overHoldUnits: hold.over_hold, balanceMicros: context.wallet.available(hold.meter, now), settled: false };
+    return {
+      chargedMicros: hold.charged ?? 0,
+      chargedUnits: hold.units ?? 0,
+      overHoldUnits: hold.over_hold,
+      balanceMicros: context.wallet.available(hold.meter, now),
+      settled: false,
+    };
   }
   const failed = input.reason === "origin_failed" && refundAllowed(context, hold.request_id, now);
   const { chargedUnits, overHold, charged, released, extra } = failed

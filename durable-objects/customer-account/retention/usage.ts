@@ -1,7 +1,7 @@
 import type { Config } from "../../../src/lib/config";
-import type { Ledger } from "../credit/ledger";
-import type { Timers } from "../core/timers";
 import { DAY_MS } from "../../../src/lib/time";
+import type { Timers } from "../core/timers";
+import type { Ledger } from "../credit/ledger";
 
 export const USAGE_RETENTION_TIMER = "usage_retention";
 

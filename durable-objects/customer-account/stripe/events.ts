@@ -1,15 +1,15 @@
 import type Stripe from "stripe";
-import { applyPaymentIntentEvent } from "../auto-topup/charge";
-import { applyDispute } from "../credit/disputes";
-import { applyRefund } from "../credit/refunds";
-import { type ChargeRefunds } from "../contract";
-import { createGrant } from "../credit/credits";
-import { recordIgnoredPayment } from "../credit/ignored-payments";
-import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
-import type { AccountContext } from "../core/context";
-import { stripeAgrees } from "./reconcile";
-import { forgetTopUpPayment, recordDocument, recordTopUpPayment } from "./receipts";
 import { idOf } from "../../../src/lib/stripe-ids";
+import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
+import { applyPaymentIntentEvent } from "../auto-topup/charge";
+import type { ChargeRefunds } from "../contract";
+import type { AccountContext } from "../core/context";
+import { createGrant } from "../credit/credits";
+import { applyDispute } from "../credit/disputes";
+import { recordIgnoredPayment } from "../credit/ignored-payments";
+import { applyRefund } from "../credit/refunds";
+import { forgetTopUpPayment, recordDocument, recordTopUpPayment } from "./receipts";
+import { stripeAgrees } from "./reconcile";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
 
@@ -45,8 +45,7 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
         upsertProfile(context, customerId, profileFromStripe(customer, previous));
         context.account.set({ profile_event_at: event.created, ...(customer.currency ? { stripe_currency: customer.currency } : {}) });
       }
-      const balanceChanged =
-        event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
+      const balanceChanged = event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
       // Our own balance transactions come back as customer.updated: when the new balance is what
       // the edge already expects, there is nothing to fetch.
       if (balanceChanged && !stripeAgrees(context, customer.balance)) {
@@ -73,11 +72,22 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       if (session.currency !== context.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${context.config.PRICING.currency}`);
       // Tax (Stripe Tax, exclusive) is paid on top of the credit and never credited: the grant is the pre-tax amount.
       const tax = session.total_details?.amount_tax ?? 0;
-      if (session.amount_total === null || session.amount_total - tax !== credit) return ignore(`paid ${session.amount_total} with ${tax} tax, its payg_credit_cents say ${credit}`);
+      if (session.amount_total === null || session.amount_total - tax !== credit)
+        return ignore(`paid ${session.amount_total} with ${tax} tax, its payg_credit_cents say ${credit}`);
       const paymentIntent = idOf(session.payment_intent);
       // Recorded first: a refund or dispute that arrived before takes back its pre-tax share (creditShare).
       if (paymentIntent) {
-        recordTopUpPayment(context.sql, { paymentIntent, source: "checkout", reference: session.id, creditCents: credit, taxCents: tax, totalCents: session.amount_total, currency: session.currency, invoice: idOf(session.invoice), createdAt: event.created * 1000 });
+        recordTopUpPayment(context.sql, {
+          paymentIntent,
+          source: "checkout",
+          reference: session.id,
+          creditCents: credit,
+          taxCents: tax,
+          totalCents: session.amount_total,
+          currency: session.currency,
+          invoice: idOf(session.invoice),
+          createdAt: event.created * 1000,
+        });
       }
       // A refund or dispute that arrived first is applied as it lands: that starts no top-up.
       const result = context.autoTopUp.quietly(() =>
@@ -109,7 +119,11 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       // A refund leaving the auto top-up card pauses it; a refund's later updates (failed, say) do not.
       const reason = event.type === "charge.refunded" || event.type === "refund.created" ? "refund" : null;
       const payment = { paymentIntent: refunds.payment_intent, paymentMethod: refunds.payment_method };
-      return afterCredit(context, clawback(context, reason, payment, now, () => applyRefund(context, refunds, now)), now);
+      return afterCredit(
+        context,
+        clawback(context, reason, payment, now, () => applyRefund(context, refunds, now)),
+        now,
+      );
     }
     case "charge.dispute.created":
     case "charge.dispute.updated":
@@ -124,11 +138,19 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
         event.type === "charge.dispute.funds_withdrawn" ||
         (event.type === "charge.dispute.closed" && dispute.status === "lost");
       const payment = { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null };
-      return afterCredit(context, clawback(context, pauses ? "dispute" : null, payment, now, () => applyDispute(context, dispute, event, now)), now);
+      return afterCredit(
+        context,
+        clawback(context, pauses ? "dispute" : null, payment, now, () => applyDispute(context, dispute, event, now)),
+        now,
+      );
     }
     case "charge.succeeded": {
       const charge = event.data.object;
-      recordDocument(context.sql, { id: charge.id, kind: "receipt", paymentIntent: idOf(charge.payment_intent), url: charge.receipt_url ?? null, pdfUrl: null, number: charge.receipt_number }, now);
+      recordDocument(
+        context.sql,
+        { id: charge.id, kind: "receipt", paymentIntent: idOf(charge.payment_intent), url: charge.receipt_url ?? null, pdfUrl: null, number: charge.receipt_number },
+        now,
+      );
       return "applied";
     }
     case "invoice.paid":
@@ -139,7 +161,12 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       // A Checkout top-up's invoice (GOVERNANCE.checkout_invoice) is paid with it: a link for the
       // top-up list, not a post-paid invoice that could block the account.
       if (invoice.metadata?.payg_credit_cents !== undefined) {
-        if (event.type === "invoice.paid") recordDocument(context.sql, { id: invoice.id!, kind: "invoice", paymentIntent: null, url: invoice.hosted_invoice_url ?? null, pdfUrl: invoice.invoice_pdf ?? null, number: invoice.number }, now);
+        if (event.type === "invoice.paid")
+          recordDocument(
+            context.sql,
+            { id: invoice.id!, kind: "invoice", paymentIntent: null, url: invoice.hosted_invoice_url ?? null, pdfUrl: invoice.invoice_pdf ?? null, number: invoice.number },
+            now,
+          );
         return "applied";
       }
       context.invoices.record(invoice.id!, event.type, now);
@@ -171,10 +198,8 @@ function clawback(
   });
 }
 
-
 /** A clawback queues a report: the stripe timer sends it. */
 function afterCredit(context: AccountContext, status: "applied" | "ignored", now: number): "applied" | "ignored" {
   if (status === "applied") context.timers.at(STRIPE_TIMER, now);
   return status;
 }
-

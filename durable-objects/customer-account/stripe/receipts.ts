@@ -121,7 +121,10 @@ export function topUpList(sql: SqlStorage, limit: number) {
     total_cents: r.total_cents as number,
     currency: r.currency as string,
     created_at: r.created_at as number,
-    invoice: r.invoice === null ? null : { id: r.invoice as string, number: r.invoice_number as string | null, url: r.invoice_url as string | null, pdf_url: r.invoice_pdf as string | null },
+    invoice:
+      r.invoice === null
+        ? null
+        : { id: r.invoice as string, number: r.invoice_number as string | null, url: r.invoice_url as string | null, pdf_url: r.invoice_pdf as string | null },
     receipt_url: r.receipt_url as string | null,
   }));
 }

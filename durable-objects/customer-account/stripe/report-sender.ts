@@ -1,6 +1,6 @@
 import type Stripe from "stripe";
 import { log } from "../../../src/lib/log";
-import { describeError, isTransientStripeError, stripeClient, IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
+import { describeError, IDEMPOTENCY_SAFE_MS, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
 import { backoffMs } from "../core/backoff";
 import { DESCRIPTIONS, MAX_ATTEMPTS, type ReportKind, type ReportRow, type SendOutcome, type StripeReports } from "./reports";
 
@@ -10,7 +10,6 @@ import { DESCRIPTIONS, MAX_ATTEMPTS, type ReportKind, type ReportRow, type SendO
  * past 23 hours (keys expire) first looks the transaction up, and only then sends again under a
  * fresh key.
  */
-
 
 /** Sends pending reports whose backoff has passed (all of them with ignoreBackoff). */
 export async function flushReports(reports: StripeReports, now: number, ignoreBackoff = false): Promise<{ sent: number; errors: number; pending: number }> {
@@ -37,7 +36,7 @@ export async function settleBalanceReports(reports: StripeReports, now: number):
   const customerId = reports.account.row.customer_id;
   const rows = reports.pendingBalanceReports();
   for (const report of rows) {
-    let found;
+    let found: Stripe.CustomerBalanceTransaction | null;
     try {
       found = await findTransaction(stripe, customerId, report);
     } catch (error) {

@@ -1,12 +1,12 @@
-import { meterByName, type Config } from "../../../src/lib/config";
 import { newId } from "../../../src/lib/api-key-format";
-import { log } from "../../../src/lib/log";
-import { MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT, formatCents } from "../../../src/lib/money";
+import { type Config, meterByName } from "../../../src/lib/config";
 import type { Plan } from "../../../src/lib/customer";
+import { log } from "../../../src/lib/log";
+import { formatCents, MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT } from "../../../src/lib/money";
 import type { AccountRow, AccountStore } from "../core/account";
+import type { Timers } from "../core/timers";
 import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { ReportRetention } from "../retention/reports";
-import type { Timers } from "../core/timers";
 
 export const REPORT_TABLES = {
   v1: `
@@ -196,7 +196,12 @@ export class StripeReports {
 
   /** Reports per status (pending and failed ones are never deleted: the rollup counts the rows). */
   countsByStatus(): Record<string, number> {
-    return Object.fromEntries(this.sql.exec("SELECT status, COUNT(*) AS n FROM reports GROUP BY status").toArray().map((r) => [r.status as string, r.n as number]));
+    return Object.fromEntries(
+      this.sql
+        .exec("SELECT status, COUNT(*) AS n FROM reports GROUP BY status")
+        .toArray()
+        .map((r) => [r.status as string, r.n as number]),
+    );
   }
 
   pendingCount(): number {
@@ -278,7 +283,7 @@ export class StripeReports {
     let failed = 0;
     for (const id of identifiers) {
       const row = this.byId(id);
-      if (!row || row.kind !== "meter_event" || row.status === "failed") continue;
+      if (row?.kind !== "meter_event" || row.status === "failed") continue;
       this.fail(row, reason);
       failed++;
     }
@@ -304,7 +309,10 @@ export class StripeReports {
       enabled: this.config().stripeEnabled,
       pending_usage_exact_cents: formatCents(a.pending_usage),
       pending_meter_quantities: Object.fromEntries(
-        this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity != 0").toArray().map((r) => [r.meter, r.quantity]),
+        this.sql
+          .exec("SELECT meter, quantity FROM meter_pending WHERE quantity != 0")
+          .toArray()
+          .map((r) => [r.meter, r.quantity]),
       ),
       last_known_stripe_balance: a.stripe_balance,
       last_known_stripe_balance_at: a.stripe_balance_at,

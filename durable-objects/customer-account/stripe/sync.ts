@@ -1,7 +1,7 @@
-import { flushReports, settleBalanceReports } from "./report-sender";
 import { log } from "../../../src/lib/log";
 import type { AccountContext } from "../core/context";
 import { reconcile } from "./reconcile";
+import { flushReports, settleBalanceReports } from "./report-sender";
 
 /**
  * The Stripe work of one customer, under the object's lock (from the cron's cycle or the stripe

@@ -1,8 +1,8 @@
 import { Hono } from "hono";
-import { COHORTS, type Cohort } from "../../lib/config";
-import { directoryStub, type AppEnv } from "../../env";
-import { ApiError } from "../../lib/errors";
+import { type AppEnv, directoryStub } from "../../env";
 import { queryInt } from "../../http";
+import { COHORTS, type Cohort } from "../../lib/config";
+import { ApiError } from "../../lib/errors";
 
 /** `/admin/cohorts…`: member counts and paged member lists, answered by the directory. */
 export const cohorts = new Hono<AppEnv>();

@@ -1,23 +1,23 @@
 import { Hono } from "hono";
-import type { AppEnv } from "../../env";
 import { methodNotAllowed } from "hono/method-not-allowed";
+import type { AppEnv } from "../../env";
 import { errorBody } from "../../lib/errors";
+import { formatCents } from "../../lib/money";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
-import { formatCents } from "../../lib/money";
 import { autoTopUp } from "./auto-top-up";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
 import { emailUnsubscribe } from "./email-unsubscribe";
 import { emails } from "./emails";
 import { grants } from "./grants";
-import { reports } from "./reports";
-import { webhookEndpoints } from "./webhook-endpoints";
 import { overview } from "./overview";
 import { portalSessions } from "./portal-sessions";
+import { reports } from "./reports";
 import { storage } from "./storage";
 import { topUps } from "./topups";
 import { usage } from "./usage";
+import { webhookEndpoints } from "./webhook-endpoints";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
 

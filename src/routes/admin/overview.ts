@@ -1,10 +1,9 @@
 import { Hono } from "hono";
+import { type AppEnv, directoryStub } from "../../env";
 import { COHORTS } from "../../lib/config";
-import { directoryStub, type AppEnv } from "../../env";
 import { formatCents, formatMoney, microsToWholeCents } from "../../lib/money";
-import { totalsByMeter, usageJson } from "../../usage";
 import { DAY_MS } from "../../lib/time";
-
+import { totalsByMeter, usageJson } from "../../usage";
 
 /** `/admin/overview`: the numbers across customers the dashboard's overview shows, from the directory's rollup. */
 export const overview = new Hono<AppEnv>();

@@ -1,10 +1,9 @@
 import { Hono } from "hono";
-import { customerStub, type AppEnv } from "../../env";
+import { type AppEnv, customerStub } from "../../env";
 import { queryInt } from "../../http";
+import { HOUR_MS } from "../../lib/time";
 import { totalsByMeter, usageJson } from "../../usage";
 import { customerId, notFound } from "./customers";
-import { HOUR_MS } from "../../lib/time";
-
 
 /** `/admin/customers/{id}/usage`: requests and charges per meter per usage bucket, for charts. */
 export const usage = new Hono<AppEnv>();

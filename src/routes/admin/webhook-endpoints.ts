@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Config } from "../../lib/config";
-import { webhookDispatcherStub, type AppEnv } from "../../env";
-import { ApiError } from "../../lib/errors";
+import { type AppEnv, webhookDispatcherStub } from "../../env";
 import { jsonBody, queryInt } from "../../http";
+import type { Config } from "../../lib/config";
+import { ApiError } from "../../lib/errors";
 import { WEBHOOK_EVENT_TYPES } from "../../lib/provider-webhook-events";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost"]);
@@ -22,7 +22,11 @@ const EndpointBody = z.strictObject({
 export const DEFAULT_ROTATION_OVERLAP_SECONDS = 86_400;
 
 const RotateBody = z.strictObject({
-  rotation_overlap_seconds: z.int().min(0).max(7 * 86_400).default(DEFAULT_ROTATION_OVERLAP_SECONDS),
+  rotation_overlap_seconds: z
+    .int()
+    .min(0)
+    .max(7 * 86_400)
+    .default(DEFAULT_ROTATION_OVERLAP_SECONDS),
 });
 
 const DeliveryStatus = z.enum(["pending", "succeeded", "failed"]);

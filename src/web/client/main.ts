@@ -105,7 +105,11 @@ function formHelpers(): void {
       return;
     }
     form.dataset.submitting = "1";
-    setTimeout(() => form.querySelectorAll<HTMLButtonElement>("button[type=submit]").forEach((b) => (b.disabled = true)));
+    setTimeout(() =>
+      form.querySelectorAll<HTMLButtonElement>("button[type=submit]").forEach((b) => {
+        b.disabled = true;
+      }),
+    );
   });
   for (const button of document.querySelectorAll<HTMLButtonElement>("button[data-copy]")) {
     button.hidden = false;

@@ -16,7 +16,7 @@
  * otherwise) on the collected address.
  */
 import type Stripe from "stripe";
-import { applyMetadata, invalid, missing, newId, readBoolean, readMetadata, readString, type Params } from "./common";
+import { applyMetadata, invalid, missing, newId, type Params, readBoolean, readMetadata, readString } from "./common";
 import type { StripeState } from "./core";
 
 // From the SDK's SessionCreateParams.InvoiceCreation(.InvoiceData), AutomaticTax, TaxIdCollection, CustomerUpdate.
@@ -27,10 +27,12 @@ const TAX_ID_COLLECTION_PARAMS = new Set(["enabled", "required"]);
 const CUSTOMER_UPDATE_PARAMS = new Set(["address", "name", "shipping"]);
 // SessionCreateParams.AllowedPaymentMethodType.
 const PAYMENT_METHOD_TYPES = new Set(
-  ("acss_debit affirm afterpay_clearpay alipay alma amazon_pay au_becs_debit bacs_debit bancontact billie bizum blik boleto card cashapp crypto " +
+  (
+    "acss_debit affirm afterpay_clearpay alipay alma amazon_pay au_becs_debit bacs_debit bancontact billie bizum blik boleto card cashapp crypto " +
     "customer_balance eps fpx giropay grabpay ideal kakao_pay klarna konbini kr_card link mb_way mobilepay multibanco naver_pay nz_bank_account " +
     "oxxo p24 pay_by_bank payco paynow paypal paypay payto pix promptpay revolut_pay samsung_pay satispay scalapay sepa_debit sequra sofort " +
-    "sunbit swish twint upi us_bank_account wechat_pay zip").split(" "),
+    "sunbit swish twint upi us_bank_account wechat_pay zip"
+  ).split(" "),
 );
 /** The double's Dashboard: the payment methods turned on. */
 export const DASHBOARD_PAYMENT_METHODS = ["card", "link", "crypto"];
@@ -127,7 +129,8 @@ export function readSessionExtras(
   if (raw !== undefined) {
     if (!Array.isArray(raw) || raw.length === 0) throw invalid("Invalid array", { param: "allowed_payment_method_types" });
     allowed = raw.map((t, i) => {
-      if (typeof t !== "string" || !PAYMENT_METHOD_TYPES.has(t)) throw invalid(`Invalid allowed_payment_method_types[${i}]: ${String(t)} is not a payment method type`, { param: `allowed_payment_method_types[${i}]` });
+      if (typeof t !== "string" || !PAYMENT_METHOD_TYPES.has(t))
+        throw invalid(`Invalid allowed_payment_method_types[${i}]: ${String(t)} is not a payment method type`, { param: `allowed_payment_method_types[${i}]` });
       return t;
     });
   }
@@ -135,9 +138,12 @@ export function readSessionExtras(
   const eligible = DASHBOARD_PAYMENT_METHODS.filter((t) => t !== "crypto" || (ctx.currency === "usd" && !ctx.saving));
   const offered = allowed ? eligible.filter((t) => allowed.includes(t)) : eligible;
   if (ctx.mode !== "setup" && offered.length === 0) {
-    throw invalid("No valid payment method types for this Checkout Session. Ensure the payment methods allowed are activated in your Dashboard and compatible with the session's currency and setup_future_usage.", {
-      param: "allowed_payment_method_types",
-    });
+    throw invalid(
+      "No valid payment method types for this Checkout Session. Ensure the payment methods allowed are activated in your Dashboard and compatible with the session's currency and setup_future_usage.",
+      {
+        param: "allowed_payment_method_types",
+      },
+    );
   }
   return { extras: { invoice, automaticTax, taxIdCollection, customerUpdate, taxBehavior: ctx.taxBehaviors[0] ?? null }, paymentMethodTypes: offered };
 }
@@ -164,7 +170,8 @@ export function applyTaxAtCompletion(state: StripeState, s: Stripe.Checkout.Sess
     const subtotal = s.amount_subtotal ?? 0;
     const bps = BigInt(inputs.taxRateBasisPoints ?? DEFAULT_TAX_RATE_BASIS_POINTS);
     // Whole minor units, half up, in integers.
-    const tax = extras.taxBehavior === "inclusive" ? Number((BigInt(subtotal) * bps * 2n + (10_000n + bps)) / (2n * (10_000n + bps))) : Number((BigInt(subtotal) * bps + 5_000n) / 10_000n);
+    const tax =
+      extras.taxBehavior === "inclusive" ? Number((BigInt(subtotal) * bps * 2n + (10_000n + bps)) / (2n * (10_000n + bps))) : Number((BigInt(subtotal) * bps + 5_000n) / 10_000n);
     s.total_details = { amount_discount: 0, amount_shipping: 0, amount_tax: tax };
     s.amount_total = extras.taxBehavior === "inclusive" ? subtotal : subtotal + tax;
     s.automatic_tax = { ...s.automatic_tax, enabled: true, status: "complete", provider: "stripe" };
@@ -189,7 +196,12 @@ export function applyTaxAtCompletion(state: StripeState, s: Stripe.Checkout.Sess
  * Returns the emission of `invoice.created`, `invoice.finalized`, `invoice.paid` and
  * `invoice.payment_succeeded`, so that the session's own event can come first.
  */
-export function invoiceForSession(state: StripeState, s: Stripe.Checkout.Session, extras: SessionExtras | undefined, build: (customer: Stripe.Customer, id: string) => Stripe.Invoice): () => void {
+export function invoiceForSession(
+  state: StripeState,
+  s: Stripe.Checkout.Session,
+  extras: SessionExtras | undefined,
+  build: (customer: Stripe.Customer, id: string) => Stripe.Invoice,
+): () => void {
   if (!extras?.invoice || s.payment_status !== "paid" || typeof s.customer !== "string") return () => undefined;
   const customer = state.customers.get(s.customer)!;
   const id = newId("in_");
@@ -207,8 +219,25 @@ export function invoiceForSession(state: StripeState, s: Stripe.Checkout.Session
     subtotal_excluding_tax: total - tax,
     total,
     total_excluding_tax: total - tax,
-    total_taxes: tax ? [{ amount: tax, tax_behavior: extras.taxBehavior === "inclusive" ? "inclusive" : "exclusive", tax_rate_details: null, taxability_reason: "standard_rated", taxable_amount: total - tax, type: "tax_rate_details" }] : [],
-    automatic_tax: { disabled_reason: null, enabled: extras.automaticTax, liability: extras.automaticTax ? { type: "self" } : null, provider: extras.automaticTax ? "stripe" : null, status: extras.automaticTax ? "complete" : null },
+    total_taxes: tax
+      ? [
+          {
+            amount: tax,
+            tax_behavior: extras.taxBehavior === "inclusive" ? "inclusive" : "exclusive",
+            tax_rate_details: null,
+            taxability_reason: "standard_rated",
+            taxable_amount: total - tax,
+            type: "tax_rate_details",
+          },
+        ]
+      : [],
+    automatic_tax: {
+      disabled_reason: null,
+      enabled: extras.automaticTax,
+      liability: extras.automaticTax ? { type: "self" } : null,
+      provider: extras.automaticTax ? "stripe" : null,
+      status: extras.automaticTax ? "complete" : null,
+    },
     customer_tax_ids: (s.customer_details?.tax_ids ?? []).map((t) => ({ type: t.type, value: t.value })),
     customer_address: s.customer_details?.address ?? null,
     customer_name: s.customer_details?.business_name ?? customer.name ?? null,

@@ -1,12 +1,12 @@
 import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import fc from "fast-check";
-import { http, HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { expireGrants } from "../../../durable-objects/customer-account/credit/credits";
 import { sha256Hex } from "../../../src/lib/api-key-format";
-import { env } from "cloudflare:workers";
 import { admin, customerStub, gateway, gatewayWith, ORIGIN, withKey } from "../helpers";
 import { server } from "../setup";
 import { autoTopUpCustomer, later } from "./auto-topup-helpers";
@@ -82,16 +82,18 @@ interface GrantRow {
 }
 
 async function grantRows(id: string): Promise<GrantRow[]> {
-  return runInDurableObject(customerStub(id), (_instance, state) =>
-    state.storage.sql
-      .exec(
-        `SELECT g.id, g.amount, g.remaining, g.frozen, g.disputed, g.closed_at,
+  return runInDurableObject(
+    customerStub(id),
+    (_instance, state) =>
+      state.storage.sql
+        .exec(
+          `SELECT g.id, g.amount, g.remaining, g.frozen, g.disputed, g.closed_at,
            -COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.grant_id = g.id AND l.kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')), 0) AS taken,
            -COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.grant_id = g.id AND l.kind IN ('clawback', 'clawback_reversal')), 0) AS clawed,
            g.source, g.payment_intent
          FROM grants g`,
-      )
-      .toArray() as unknown as GrantRow[],
+        )
+        .toArray() as unknown as GrantRow[],
   );
 }
 
@@ -99,7 +101,9 @@ async function grantRows(id: string): Promise<GrantRow[]> {
 const taxed = { GOVERNANCE: { ...(env as unknown as { GOVERNANCE: Record<string, unknown> }).GOVERNANCE, checkout_automatic_tax: true } };
 
 describe("every money feature on one customer (property)", () => {
-  it("the books balance, nothing goes negative, disputed credit is never spent, nothing is taken twice, every unit is paid, auto top-up keeps its limits", { timeout: 600_000 }, async () => {
+  it("the books balance, nothing goes negative, disputed credit is never spent, nothing is taken twice, every unit is paid, auto top-up keeps its limits", {
+    timeout: 600_000,
+  }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 4, maxLength: 14 }), async (ops) => {
         const doubles = connect();
@@ -261,8 +265,10 @@ describe("every money feature on one customer (property)", () => {
           expect(check.balanceMicros).toBe(check.grantsRemainingMicros - check.debtMicros);
           // Every unit reported was charged and every open hold is out of the balance: the meter's
           // usage in the ledger is exactly what the holds say, whatever grants closed meanwhile.
-          const usage = await runInDurableObject(stub, (_instance, state) =>
-            state.storage.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger WHERE meter = 'json_tokens' AND kind IN ('usage', 'refund')").one().s as number,
+          const usage = await runInDurableObject(
+            stub,
+            (_instance, state) =>
+              state.storage.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger WHERE meter = 'json_tokens' AND kind IN ('usage', 'refund')").one().s as number,
           );
           expect(-usage || 0).toBe(holds.reduce((sum, h) => sum + (h.open ? h.held * UNIT : h.charged), 0));
           for (const grant of await grantRows(id)) {
@@ -276,7 +282,13 @@ describe("every money feature on one customer (property)", () => {
           }
           // Tax is never credit: every Checkout grant is the 500 cents bought, whatever was paid on top;
           // a refund or dispute of a taxed payment takes back at most its pre-tax share.
-          const listed = (await admin("GET", `/customers/${id}/topups?limit=200`)).body.topups as { payment_intent: string; source: string; credit_cents: number; tax_cents: number; total_cents: number }[];
+          const listed = (await admin("GET", `/customers/${id}/topups?limit=200`)).body.topups as {
+            payment_intent: string;
+            source: string;
+            credit_cents: number;
+            tax_cents: number;
+            total_cents: number;
+          }[];
           for (const t of listed) {
             expect(t.credit_cents + t.tax_cents).toBe(t.total_cents);
             if (t.source === "checkout") expect(t.credit_cents).toBe(500);
@@ -287,13 +299,17 @@ describe("every money feature on one customer (property)", () => {
             const paid = listed.find((t) => t.payment_intent === grant.payment_intent);
             const charge = chargeOf(grant.payment_intent ?? undefined);
             if (paid && charge && grant.clawed > 0) {
-              const stripeTook = charge.amount_refunded + (charge.disputed ? (stripe.getDispute(disputes.find((d) => stripe.getDispute(d)!.charge === charge.id)!)?.amount ?? 0) : 0);
+              const stripeTook =
+                charge.amount_refunded + (charge.disputed ? (stripe.getDispute(disputes.find((d) => stripe.getDispute(d)!.charge === charge.id)!)?.amount ?? 0) : 0);
               expect(grant.clawed).toBeLessThanOrEqual(Math.floor((Math.min(stripeTook, paid.total_cents) * CENT * paid.credit_cents) / paid.total_cents));
             }
           }
           // Auto top-up: at most one top-up per min_interval_seconds (600), at most max_per_day (4) a UTC day.
           const { topups } = (await admin("GET", `/customers/${id}/auto-top-up`)).body as { topups: { status: string; created_at: number }[] };
-          const started = topups.filter((t) => t.status !== "canceled").map((t) => t.created_at).sort((a, b) => a - b);
+          const started = topups
+            .filter((t) => t.status !== "canceled")
+            .map((t) => t.created_at)
+            .sort((a, b) => a - b);
           for (let i = 1; i < started.length; i++) expect(started[i]! - started[i - 1]!).toBeGreaterThanOrEqual(600_000);
           const days = new Map<number, number>();
           for (const at of started) days.set(Math.floor(at / 86_400_000), (days.get(Math.floor(at / 86_400_000)) ?? 0) + 1);

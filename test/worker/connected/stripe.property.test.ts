@@ -1,6 +1,6 @@
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
 import type Stripe from "stripe";
+import { describe, expect, it } from "vitest";
 import type { FaultKind } from "../../doubles/stripe-double";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliver, settle } from "./doubles";
@@ -56,7 +56,9 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe("Stripe and the edge agree to the cent (property)", () => {
-  it("for any interleaving of requests, Dashboard changes, top-ups, refunds (some failing later), disputes in every status, duplicated and reordered webhooks and faulty cron runs", { timeout: 240_000 }, async () => {
+  it("for any interleaving of requests, Dashboard changes, top-ups, refunds (some failing later), disputes in every status, duplicated and reordered webhooks and faulty cron runs", {
+    timeout: 240_000,
+  }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), fc.integer({ min: 0, max: 30 }), async (ops, startCredit) => {
         const { stripe } = connect();
@@ -139,7 +141,18 @@ describe("Stripe and the edge agree to the cent (property)", () => {
 
         const check = (await customerStub(id).balanceCheck())!;
         if (process.env.DEBUG_PROP) {
-          console.log(JSON.stringify({ consumedMicros, check, txns: stripe.balanceTransactions(id).map((x) => [x.amount, x.metadata?.payg_report, x.description]), reports: (await admin("GET", `/customers/${id}`)).body.stripe.recent_reports }, null, 1));
+          console.log(
+            JSON.stringify(
+              {
+                consumedMicros,
+                check,
+                txns: stripe.balanceTransactions(id).map((x) => [x.amount, x.metadata?.payg_report, x.description]),
+                reports: (await admin("GET", `/customers/${id}`)).body.stripe.recent_reports,
+              },
+              null,
+              1,
+            ),
+          );
         }
         const reportedCents = stripe
           .balanceTransactions(id)
@@ -150,7 +163,13 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         expect(check.balanceMicros).toBe(-stripe.balanceOf(id) * 1_000_000 - check.pendingUsageMicros || 0);
         expect(check.ledgerSumMicros).toBe(check.balanceMicros);
       }),
-      { numRuns: 20, endOnFailure: true, ...(process.env.PROP_SEED ? { seed: Number(process.env.PROP_SEED), path: process.env.PROP_PATH } : {}), interruptAfterTimeLimit: 100_000, markInterruptAsFailure: true },
+      {
+        numRuns: 20,
+        endOnFailure: true,
+        ...(process.env.PROP_SEED ? { seed: Number(process.env.PROP_SEED), path: process.env.PROP_PATH } : {}),
+        interruptAfterTimeLimit: 100_000,
+        markInterruptAsFailure: true,
+      },
     );
   });
 });

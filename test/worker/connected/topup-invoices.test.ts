@@ -23,7 +23,8 @@ async function checkout(key: string, amount: number, options: { bindings?: Recor
   return options.bindings ? gatewayWith(options.bindings, "/billing/checkout", init) : gateway("/billing/checkout", init);
 }
 
-const lastSessionParams = (doubles: ReturnType<typeof connect>) => doubles.stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/checkout/sessions").at(-1)!.params as Record<string, any>;
+const lastSessionParams = (doubles: ReturnType<typeof connect>) =>
+  doubles.stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/checkout/sessions").at(-1)!.params as Record<string, any>;
 const topUps = async (id: string) => (await admin("GET", `/customers/${id}/topups`)).body.topups as any[];
 
 describe("a Checkout top-up with an invoice (GOVERNANCE.checkout_invoice, on by default)", () => {
@@ -40,7 +41,13 @@ describe("a Checkout top-up with an invoice (GOVERNANCE.checkout_invoice, on by 
     const session = doubles.stripe.completeCheckout(((await created.json()) as { id: string }).id);
     expect(session.invoice).toMatch(/^in_/);
     const invoice = doubles.stripe.getInvoice(session.invoice as string)!;
-    expect(invoice).toMatchObject({ status: "paid", total: 1000, metadata: { payg_credit_cents: "1000" }, hosted_invoice_url: expect.stringMatching(/^https:/), invoice_pdf: expect.stringMatching(/^https:/) });
+    expect(invoice).toMatchObject({
+      status: "paid",
+      total: 1000,
+      metadata: { payg_credit_cents: "1000" },
+      hosted_invoice_url: expect.stringMatching(/^https:/),
+      invoice_pdf: expect.stringMatching(/^https:/),
+    });
     await deliverAll(doubles.stripe);
     expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(1_000_000_000);
     const charge = doubles.stripe.getCharge(doubles.stripe.getPaymentIntent(session.payment_intent as string)!.latest_charge as string)!;
@@ -111,7 +118,12 @@ describe("Stripe Tax on Checkout top-ups (GOVERNANCE.checkout_automatic_tax)", (
     expect(session).toMatchObject({ amount_subtotal: 1000, amount_total: 1200, total_details: { amount_tax: 200 }, automatic_tax: { status: "complete" } });
     expect(doubles.stripe.getPaymentIntent(session.payment_intent as string)!.amount).toBe(1200);
     const invoice = doubles.stripe.getInvoice(session.invoice as string)!;
-    expect(invoice).toMatchObject({ total: 1200, total_excluding_tax: 1000, customer_tax_ids: [{ type: "eu_vat", value: "DE123456789" }], customer_name: "Analytical Engines GmbH" });
+    expect(invoice).toMatchObject({
+      total: 1200,
+      total_excluding_tax: 1000,
+      customer_tax_ids: [{ type: "eu_vat", value: "DE123456789" }],
+      customer_name: "Analytical Engines GmbH",
+    });
     expect(invoice.total_taxes).toMatchObject([{ amount: 200 }]);
     // customer_update saved the address and business name on the Stripe customer (a customer.updated).
     expect(doubles.stripe.getCustomer(id)).toMatchObject({ name: "Analytical Engines GmbH", address: { country: "US" } });
@@ -191,9 +203,17 @@ describe("the Stripe double refuses what Stripe refuses", () => {
     expect((await refused({ ...base(id), payment_method_types: ["card"] })).code).toBe("parameter_unknown");
     const { customer: _c, ...guest } = base(id);
     expect((await refused({ ...guest, customer_update: { name: "auto" } })).param).toBe("customer_update");
-    expect((await refused({ ...base(id), allowed_payment_method_types: ["crypto"], payment_intent_data: { setup_future_usage: "off_session" } })).param).toBe("allowed_payment_method_types");
+    expect((await refused({ ...base(id), allowed_payment_method_types: ["crypto"], payment_intent_data: { setup_future_usage: "off_session" } })).param).toBe(
+      "allowed_payment_method_types",
+    );
     expect((await refused({ ...base(id), allowed_payment_method_types: ["carrier_pigeon"] })).param).toBe("allowed_payment_method_types[0]");
-    const ok = await sdk().checkout.sessions.create({ ...base(id), automatic_tax: { enabled: true }, tax_id_collection: { enabled: true }, customer_update: { address: "auto", name: "auto" }, invoice_creation: { enabled: true } });
+    const ok = await sdk().checkout.sessions.create({
+      ...base(id),
+      automatic_tax: { enabled: true },
+      tax_id_collection: { enabled: true },
+      customer_update: { address: "auto", name: "auto" },
+      invoice_creation: { enabled: true },
+    });
     expect(ok).toMatchObject({ automatic_tax: { enabled: true, status: "requires_location_inputs" }, invoice_creation: { enabled: true }, tax_id_collection: { enabled: true } });
   });
 });
@@ -231,7 +251,13 @@ describe("auto top-ups: Stripe's receipt, in the same list", () => {
     const auto = list.find((t) => t.source === "auto_topup");
     const pi = doubles.stripe.getPaymentIntent(auto.payment_intent)!;
     expect(pi.receipt_email).toBe(email);
-    expect(auto).toMatchObject({ credit_cents: 500, tax_cents: 0, total_cents: 500, invoice: null, receipt_url: doubles.stripe.getCharge(pi.latest_charge as string)!.receipt_url });
+    expect(auto).toMatchObject({
+      credit_cents: 500,
+      tax_cents: 0,
+      total_cents: 500,
+      invoice: null,
+      receipt_url: doubles.stripe.getCharge(pi.latest_charge as string)!.receipt_url,
+    });
     // The Checkout top-up that saved the card is there too, newest first.
     expect(list.map((t) => t.source)).toEqual(["auto_topup", "checkout"]);
   });

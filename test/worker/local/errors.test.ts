@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseConfig, ConfigError } from "../../../src/lib/config";
+import { ConfigError, parseConfig } from "../../../src/lib/config";
 import { admin, customerStub, customerWithCredit, gateway } from "../helpers";
 
 describe("bad input gets a JSON error with a stable code and changes nothing", () => {
@@ -94,7 +94,7 @@ describe("configuration is validated at start-up, naming the bad field", () => {
     expect(problems({ ...base, PRICING: { ...base.PRICING, default_price_cents: "-1" } })[0]).toMatch(/^PRICING\.default_price_cents/);
   });
 
-  it("refuses on_missing_units = \"zero\" for a meter whose units the client can suppress (sse:json); takes hold fields as a list", () => {
+  it('refuses on_missing_units = "zero" for a meter whose units the client can suppress (sse:json); takes hold fields as a list', () => {
     const meter = { name: "chat", path: "/v1/chat", price_cents: "0.01", units: "sse:json:usage.total_tokens", hold_units: 100, stripe_event_name: "chat" };
     const withMeter = (extra: object) => problems({ ...base, PRICING: { ...base.PRICING, meters: [{ ...meter, ...extra }] } });
     expect(withMeter({ on_missing_units: "zero" }).join("\n")).toMatch(/on_missing_units = "zero" is refused for sse:json meters/);

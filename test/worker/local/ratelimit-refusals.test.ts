@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { http, HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import { parseList } from "structured-headers";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../../src/lib/config";
@@ -68,11 +68,7 @@ describe("RateLimit-Policy and RateLimit on a capped key's responses", () => {
   });
 
   it("the origin's own RateLimit fields stay, the key cap's item appended to each list", async () => {
-    server.use(
-      http.all(`${ORIGIN}/*`, () =>
-        HttpResponse.json({}, { headers: { "ratelimit-policy": '"burst";q=100;w=60', ratelimit: '"burst";r=99;t=60' } }),
-      ),
-    );
+    server.use(http.all(`${ORIGIN}/*`, () => HttpResponse.json({}, { headers: { "ratelimit-policy": '"burst";q=100;w=60', ratelimit: '"burst";r=99;t=60' } })));
     const { key } = await cappedKey(100, 5);
     const response = await gateway("/v1/x", withKey(key));
     expect([...items(response.headers.get("ratelimit-policy")).keys()]).toEqual(["burst", "key_cap"]);
@@ -159,8 +155,22 @@ describe("GOVERNANCE.problem_details: money refusals as RFC 9457 problems", () =
     });
     expect(rail.status).toBe(402);
     expect(rail.headers.get("payment-required")).toBe("e30=");
-    expect(await rail.json()).toEqual({ type: problemType("insufficient_credit"), title: "Payment required", status: 402, detail: "Pay 5 cents to call this tool.", code: "insufficient_credit", amount_cents: 5, request_id: "req_1" });
-    const house = refusalResponse(parseConfig(env as never), "req_2", { outcome: "payment", code: "insufficient_credit", title: "Payment required", detail: "Pay.", fields: { amount_cents: 5 } });
+    expect(await rail.json()).toEqual({
+      type: problemType("insufficient_credit"),
+      title: "Payment required",
+      status: 402,
+      detail: "Pay 5 cents to call this tool.",
+      code: "insufficient_credit",
+      amount_cents: 5,
+      request_id: "req_1",
+    });
+    const house = refusalResponse(parseConfig(env as never), "req_2", {
+      outcome: "payment",
+      code: "insufficient_credit",
+      title: "Payment required",
+      detail: "Pay.",
+      fields: { amount_cents: 5 },
+    });
     expect(await house.json()).toEqual({ error: { code: "insufficient_credit", message: "Pay.", requestId: "req_2", details: { amount_cents: 5 } } });
   });
 });

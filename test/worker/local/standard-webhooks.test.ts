@@ -1,14 +1,14 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { HttpResponse } from "msw";
+import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it } from "vitest";
 import type { WebhookDispatcher } from "../../../durable-objects/webhook-dispatcher";
-import { signingSecrets, type EndpointRow } from "../../../durable-objects/webhook-dispatcher/store";
-import { Webhook } from "standardwebhooks";
+import { type EndpointRow, signingSecrets } from "../../../durable-objects/webhook-dispatcher/store";
 import { standardWebhookHeaders } from "../../../src/lib/signing";
 import { verifyWebhook } from "../../../src/verify/payg-signature";
 import { admin, customerWithCredit, echoOrigin, gateway, uniqueId, withKey } from "../helpers";
-import { createEndpoint, expectSigned, pump, receiver, removeEndpoints, verifiesWith, type Received } from "../provider-webhooks";
+import { createEndpoint, expectSigned, pump, type Received, receiver, removeEndpoints, verifiesWith } from "../provider-webhooks";
 
 // Standard Webhooks (https://github.com/standard-webhooks/standard-webhooks, spec/standard-webhooks.md):
 // every delivery is checked with the `standardwebhooks` npm library, as a receiver would.
@@ -39,7 +39,7 @@ describe("Standard Webhooks signatures on every delivery", () => {
     expect(first.headers["webhook-timestamp"]).toMatch(/^\d{10}$/);
     expect(first.headers["webhook-signature"]).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
     await expectSigned([first, second], endpoint.secret);
-    expect(verifiesWith(first, "whsec_" + btoa("another secret of thirty-two bytes"))).toBe(false);
+    expect(verifiesWith(first, `whsec_${btoa("another secret of thirty-two bytes")}`)).toBe(false);
   });
 });
 
