@@ -72,6 +72,50 @@ const pricingWithSubCent = {
       hold_multiplier_from: "json:n",
       stripe_event_name: "chat_tokens",
     },
+    // Tokens by model and kind (tests in test/worker/local/tokens.test.ts): cents per million tokens.
+    {
+      name: "llm_chat",
+      methods: ["POST"],
+      path: "/llm/chat",
+      units: "tokens",
+      preset: "openai-chat",
+      hold_units: 100,
+      stripe_event_name: "llm_chat",
+      models: [
+        { model: "small*", input_cents_per_mtok: "1000", cached_input_cents_per_mtok: "100", output_cents_per_mtok: "4000", markup_percent: 10 },
+        { model: "*", input_cents_per_mtok: "10000", output_cents_per_mtok: "10000" },
+      ],
+    },
+    {
+      name: "llm_responses",
+      methods: ["POST"],
+      path: "/llm/responses",
+      units: "tokens",
+      preset: "openai-responses",
+      stripe_event_name: "llm_responses",
+      models: [{ model: "small*", input_cents_per_mtok: "1000", cached_input_cents_per_mtok: "100", output_cents_per_mtok: "4000", reasoning_cents_per_mtok: "8000" }],
+    },
+    {
+      name: "llm_messages",
+      methods: ["POST"],
+      path: "/llm/messages",
+      units: "tokens",
+      preset: "anthropic-messages",
+      stripe_event_name: "llm_messages",
+      models: [{ model: "haiku*", input_cents_per_mtok: "1000", cached_input_cents_per_mtok: "100", cache_write_cents_per_mtok: "1250", output_cents_per_mtok: "5000" }],
+    },
+    // MCP tool calls by name (tests in test/worker/local/mcp.test.ts).
+    {
+      name: "mcp_tools",
+      path: "/mcp",
+      units: "mcp",
+      price_cents: "1",
+      stripe_event_name: "mcp_tools",
+      tools: [
+        { name: "search*", price_cents: "0.5" },
+        { name: "render_chart", price_cents: "3" },
+      ],
+    },
   ],
 };
 

@@ -17,9 +17,8 @@ import type { CheckoutSlot } from "./credit/checkout-limit";
 import { createGrant, creditOutcome, type DeductionInput, deduct, type GrantInput, type GrantResult, takeCheckoutSlot, voidGrant } from "./credit/credits";
 import { LIVE_TAG } from "./notify/live";
 import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, refund, requestCharge } from "./request/authorize";
-import type { SettleReason } from "./request/holds";
 import type { StoredResponse } from "./request/idempotency";
-import { type ExtendResult, extendHold, keepHold, type SettleResult, settleHold } from "./request/settlement";
+import { type ExtendResult, extendHold, keepHold, type SettleInput, type SettleResult, settleHold } from "./request/settlement";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
 import { type TopUpListItem, topUpList } from "./stripe/receipts";
 import { resolveReport, retryReport } from "./stripe/report-operator";
@@ -156,7 +155,7 @@ export class CustomerAccount extends DurableObject<Env> {
   }
 
   /** Settles a response-metered request's hold with the units read (null: unreadable). */
-  settleHold(input: { requestId: string; units: number | null; reason: SettleReason }): SettleResult {
+  settleHold(input: SettleInput): SettleResult {
     if (!this.context.account.exists) throw new Error("unknown customer");
     return settleHold(this.context, input);
   }
@@ -164,6 +163,18 @@ export class CustomerAccount extends DurableObject<Env> {
   /** The first request with an Idempotency-Key finished: its response is kept for replays, or not. */
   finishIdempotent(input: { key: string; keyHash: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
     if (this.context.account.exists) finishIdempotent(this.context, input);
+  }
+
+  /** An MCP session's negotiated protocol version when it has no batches (request/mcp-sessions.ts); null otherwise. */
+  mcpSessionVersion(sessionId: string): string | null {
+    return this.context.account.exists ? this.context.mcpSessions.version(sessionId, Date.now()) : null;
+  }
+
+  /** An MCP session began (its initialize answered) or ended (DELETE): null forgets it. */
+  mcpSession(input: { sessionId: string; protocolVersion: string | null }): void {
+    if (!this.context.account.exists) return;
+    if (input.protocolVersion === null) this.context.mcpSessions.forget(input.sessionId);
+    else this.context.mcpSessions.remember(input.sessionId, input.protocolVersion, Date.now());
   }
 
   /** What a request was held and charged (for the admin API). */
@@ -282,6 +293,11 @@ export class CustomerAccount extends DurableObject<Env> {
   /** Requests and charges per meter per usage bucket since `since` (ms), oldest first. */
   usageSeries(since: number) {
     return this.context.account.exists ? this.context.ledger.usageSeries(since) : [];
+  }
+
+  /** Tokens meters' usage per model and kind, per usage bucket (request/model-usage.ts). */
+  modelUsageSeries(since: number) {
+    return this.context.account.exists ? this.context.modelUsage.since(since) : [];
   }
 
   emails(limit = 50): EmailRow[] {

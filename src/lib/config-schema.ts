@@ -32,9 +32,33 @@ const jsonField = z.string().regex(new RegExp(`^json:${dottedPath}$`), 'must be 
 const UnitsSpec = z
   .string()
   .regex(
-    new RegExp(`^(?:request|header:[A-Za-z0-9-]{1,64}|json:${dottedPath}|sse:events|sse:json:${dottedPath})$`),
-    'must be "request", "header:<name>", "json:<dotted.path>", "sse:events" or "sse:json:<dotted.path>"',
+    new RegExp(`^(?:request|header:[A-Za-z0-9-]{1,64}|json:${dottedPath}|sse:events|sse:json:${dottedPath}|mcp|tokens)$`),
+    'must be "request", "header:<name>", "json:<dotted.path>", "sse:events", "sse:json:<dotted.path>", "mcp" or "tokens"',
   );
+
+/** An MCP meter's price of one tool: `name` is a glob on `params.name` (`*` matches any characters, `/` too). */
+const ToolPrice = z.strictObject({
+  name: z.string().min(1).max(200),
+  price_cents: decimalCents,
+});
+
+/**
+ * A tokens meter's prices for the models `model` matches (a glob on the request's `model`, `*`
+ * matching any characters): cents per million tokens of each kind, as providers publish them
+ * ($2.50/M is "250"). A kind a row does not name is priced as `output` (reasoning) or `input`.
+ */
+const ModelPrice = z.strictObject({
+  model: z.string().min(1).max(200),
+  input_cents_per_mtok: decimalCents,
+  cached_input_cents_per_mtok: decimalCents.optional(),
+  cache_write_cents_per_mtok: decimalCents.optional(),
+  output_cents_per_mtok: decimalCents,
+  reasoning_cents_per_mtok: decimalCents.optional(),
+  markup_percent: z.int().min(0).max(10_000).optional(),
+});
+
+/** Where a tokens meter finds the usage of the API it meters, and the request's output limit. */
+export const TOKEN_PRESETS = ["openai-chat", "openai-responses", "anthropic-messages"] as const;
 
 const Meter = z.strictObject({
   name: meterName,
@@ -43,8 +67,8 @@ const Meter = z.strictObject({
     .string()
     .startsWith("/", "must start with /")
     .refine((path) => !path.includes(";"), "must not contain ';': paths are priced without their path parameters"),
-  /** Per request, or per unit when `units` reads them from the response. */
-  price_cents: decimalCents,
+  /** Per request, or per unit when `units` reads them from the response; an MCP meter's price of a tool its table does not name. A tokens meter has none. */
+  price_cents: decimalCents.optional(),
   stripe_event_name: z.string().min(1).max(100).optional(),
   units: UnitsSpec.default("request"),
   /** The most one request may be charged, in units: reserved before the request is forwarded. */
@@ -67,6 +91,14 @@ const Meter = z.strictObject({
   include_stream_usage: z.boolean().default(true),
   /** When a response ends without readable units (missing header, bad JSON): charge the hold, or nothing. */
   on_missing_units: z.enum(["hold", "zero"]).default("hold"),
+  /** `mcp` meters: the price of each tool (first match wins; else price_cents). */
+  tools: z.array(ToolPrice).max(500).optional(),
+  /** `mcp` meters: a tool result with `isError: true` is charged (the work was done), or given back. */
+  charge_tool_errors: z.boolean().default(true),
+  /** `tokens` meters: which API's usage fields and output limits. */
+  preset: z.enum(TOKEN_PRESETS).optional(),
+  /** `tokens` meters: prices per model (first match wins). */
+  models: z.array(ModelPrice).min(1).max(500).optional(),
 });
 
 /** Client Idempotency-Key on billed requests: stored responses per customer, bounded. */

@@ -3,7 +3,7 @@ import type { TopUpListItem } from "../../durable-objects/customer-account/contr
 import type { CustomerProfile } from "../lib/customer";
 import { centsToMicros, formatMoney } from "../lib/money";
 import { type KeyRow, KeysSection, LiveBalance, MeterTotals, TopUpsSection } from "../web/account-parts";
-import { hourlyChart, type UsageRow } from "../web/chart-data";
+import { hourlyChart, hourlyModelChart, type ModelUsageRow, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, Notice } from "../web/components";
 import { Layout } from "../web/layout";
 import type { PortalSession } from "../web/session";
@@ -107,6 +107,7 @@ export interface PortalData {
   usage: {
     series: UsageRow[];
     totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] };
+    models: { series: ModelUsageRow[] };
   };
   autoTopUp: AutoTopUpData | null;
   /** Paid top-ups with their invoices and receipts: null for a key's session, which sees none. */
@@ -165,6 +166,9 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
       <section aria-labelledby="usage-h">
         <h2 id="usage-h">Usage, last 7 days</h2>
         <Chart id="portal-usage" title="Requests per hour" data={hourlyChart(data.usage.series, 168, "requests", currency)} />
+        {data.usage.models.series.length ? (
+          <Chart id="portal-tokens" title="Tokens per hour by model" data={hourlyModelChart(data.usage.models.series, 168, "tokens", currency)} />
+        ) : null}
         <h3>Recent charges by meter</h3>
         {data.usage.totals.range.length ? (
           <MeterTotals id="charges" caption="Recent charges by meter" day={data.usage.totals.last_24h} week={data.usage.totals.range} currency={currency} />

@@ -4,33 +4,23 @@ import { type AppEnv, customerStub } from "../env";
 import { type Config, MAX_HOLD_MULTIPLIER, resolveMeter } from "../lib/config";
 import { ApiError } from "../lib/errors";
 import { formatCents } from "../lib/money";
+import { mcpExchange } from "../mcp/exchange";
 import { holdUnitsFor, jsonObjectOf, withStreamUsage } from "../metering/units";
-import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
+import { authenticateApiKey } from "../middleware/api-key";
 import { jsonError } from "../on-error";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
 import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "../proxy/idempotency";
 import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
+import { once } from "../proxy/once";
 import { addKeyCapFields } from "../proxy/ratelimit";
-import { isMoneyRefusal, type MoneyRefusal, refusalResponse } from "../proxy/refusal";
+import { isMoneyRefusal, refusalResponse, refuse } from "../proxy/refusals";
 import { isReserved } from "../proxy/reserved";
+import { tokenHold } from "../tokens/prices";
 
 type Stub = ReturnType<typeof customerStub>;
 type AuthorizeInput = Parameters<Stub["authorize"]>[0];
-
-/**
- * One retry of an RPC whose reply may have been lost: the object keys the charge by the
- * gateway's request id, so a retry replays the first result instead of charging twice.
- */
-async function once<T>(call: (retry: boolean) => Promise<T>): Promise<T> {
-  try {
-    return await call(false);
-  } catch (error) {
-    if ((error as { retryable?: boolean }).retryable) return call(true);
-    throw error;
-  }
-}
 
 export const proxy = new Hono<AppEnv>();
 
@@ -49,15 +39,18 @@ proxy.all("*", async (c) => {
 
   const method = c.req.method;
   const meter = resolveMeter(config, method, route);
+  if (meter.units.kind === "mcp") return mcpExchange(c, { meter, target, customerId, keyHash });
   const billedFromResponse = meter.units.kind !== "request";
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
-  // The body is read whole only for an Idempotency-Key's fingerprint, a hold taken from it, or a
-  // streamed request whose usage chunk the gateway asks for.
+  // The body is read whole only for an Idempotency-Key's fingerprint, a hold taken from it (a
+  // tokens meter's model and limits), or a streamed request whose usage chunk the gateway asks for.
   const body =
-    idempotencyKey !== null || (billedFromResponse && (meter.holdFrom || meter.holdMultiplierFrom || meter.includeStreamUsage))
+    idempotencyKey !== null || (billedFromResponse && (meter.units.kind === "tokens" || meter.holdFrom || meter.holdMultiplierFrom || meter.includeStreamUsage))
       ? await readBodyWithin(c.req.raw, config.IDEMPOTENCY.max_body_bytes)
       : undefined;
   const request = billedFromResponse ? jsonObjectOf(body ?? null) : null;
+  // A tokens meter prices the request's model before anything is held: an unknown one is refused here.
+  const tokens = meter.units.kind === "tokens" ? tokenHold(meter, meter.units.preset, request, body ?? null) : null;
   const streamUsage = meter.includeStreamUsage ? withStreamUsage(request) : null;
   const stub = customerStub(c.env, customerId);
   const requestId = c.var.requestId;
@@ -65,9 +58,14 @@ proxy.all("*", async (c) => {
   const input: AuthorizeInput = {
     keyHash,
     meter: meter.name,
-    priceMicros: meter.priceMicros,
+    // A tokens meter holds its cost in micro-cents: units of one micro-cent each.
+    priceMicros: tokens ? 1 : meter.priceMicros,
     requestId,
-    ...(billedFromResponse ? { hold: { units: holdUnitsFor(request, meter, MAX_HOLD_MULTIPLIER), onMissing: meter.onMissingUnits } } : {}),
+    ...(tokens
+      ? { hold: { units: tokens.holdMicros, onMissing: meter.onMissingUnits, model: tokens.row.model } }
+      : billedFromResponse
+        ? { hold: { units: holdUnitsFor(request, meter, MAX_HOLD_MULTIPLIER), onMissing: meter.onMissingUnits } }
+        : {}),
     ...(idempotencyKey !== null ? { idempotency: { key: idempotencyKey, fingerprint: await requestFingerprint(method, target.pathname + target.search, body ?? null) } } : {}),
   };
   // Only a retry can find its request id already charged: the first attempt skips the lookup.
@@ -137,7 +135,16 @@ proxy.all("*", async (c) => {
     response.headers.set("x-payg-balance-cents", formatCents(balance));
   } else {
     ({ response, streamed } = await meterResponse(
-      { config, meter, stub, requestId, heldUnits: decision.heldUnits ?? 0, waitUntil, stripUsageChunk: streamUsage !== null && !streamUsage.clientAsked },
+      {
+        config,
+        meter,
+        stub,
+        requestId,
+        heldUnits: decision.heldUnits ?? 0,
+        waitUntil,
+        stripUsageChunk: streamUsage !== null && !streamUsage.clientAsked,
+        ...(tokens ? { tokens: { preset: tokens.preset, row: tokens.row } } : {}),
+      },
       result.response,
     ));
   }
@@ -171,25 +178,4 @@ function keepForReplay(
     ),
   );
   return stored;
-}
-
-/** Throws the refusal's JSON error unless the request may pass (refusals about money are answered before, by refusal.ts). */
-function refuse(decision: Exclude<AuthorizeResult, MoneyRefusal | { outcome: "replay" }>): asserts decision is Extract<AuthorizeResult, { outcome: "ok" }> {
-  switch (decision.outcome) {
-    case "ok":
-      return;
-    case "invalid_key":
-      throw new ApiError("invalid_api_key", UNKNOWN_KEY);
-    case "customer_deleted":
-      throw new ApiError("customer_deleted", "This customer account has been deleted.");
-    case "idempotency_in_progress":
-      throw new ApiError("idempotency_in_progress", "A request with this Idempotency-Key is still in flight; retry once it has finished.");
-    case "idempotency_mismatch":
-      throw new ApiError("idempotency_mismatch", "This Idempotency-Key was used for a request with another method, path or body.");
-    case "idempotency_not_replayable":
-      throw new ApiError(
-        "idempotency_not_replayable",
-        "This Idempotency-Key's request was charged, but its response cannot be replayed (streamed, too large, or never finished); nothing was charged again. Use a new key for a new request.",
-      );
-  }
 }

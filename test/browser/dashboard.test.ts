@@ -34,6 +34,15 @@ beforeAll(async () => {
   await customer("cus_bob", "Bob Babbage", 500);
   for (let i = 0; i < 4; i++) expect((await call(keys.cus_ada!.key)).status).toBe(200);
   expect((await call(keys.cus_bob!.key, "/health")).status).toBe(200);
+  // Tokens by model (the shipped chat_tokens meter): the customer page charts them per model row.
+  for (const model of ["gpt-4o-mini", "o4-mini-2025-04-16"]) {
+    const chat = await gateway.fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: { authorization: `Bearer ${keys.cus_bob!.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+    });
+    expect(chat.status).toBe(200);
+  }
 }, 180_000);
 
 afterAll(async () => {
@@ -169,6 +178,18 @@ describe.skipIf(noBrowser)("operator dashboard in Chromium", () => {
     expect(await time.textContent()).toBe(tokyo);
     await page.locator("[data-chart^='requests-'] canvas").first().waitFor();
     await checkPage(operator, "dashboard-customer");
+  });
+
+  it("a tokens meter's usage is charted per model row, tokens and charges", async () => {
+    const { page } = operator;
+    await page.goto(`${gateway.url}/dashboard/customers/cus_bob`);
+    for (const chart of ["tokens-chat_tokens", "model-charges-chat_tokens"]) {
+      const legend = page.locator(`[data-chart='${chart}'] .u-legend`);
+      await legend.waitFor();
+      const text = await legend.textContent();
+      expect(text).toContain("gpt-4o-mini*");
+      expect(text).toContain("o4-mini*");
+    }
   });
 
   it("creates a key (shown once), revokes a key, and the next request with it is refused", async () => {

@@ -64,7 +64,7 @@ UPDATE auto_topup
   WHERE enabled = 1 AND (saved_payment_method IS NULL OR threshold_cents >= amount_cents);
 INSERT INTO timers (name, due_at) SELECT '${NOTICE_TIMER}', 0 WHERE EXISTS (SELECT 1 FROM notices) ON CONFLICT (name) DO NOTHING;`,
   // Stripe's receipt for each top-up, to the email the customer had when it started.
-  v16: `ALTER TABLE topups ADD COLUMN receipt_email TEXT;`,
+  v17: `ALTER TABLE topups ADD COLUMN receipt_email TEXT;`,
 };
 
 /** The auto top-up timer: creates the pending top-up's PaymentIntent, or starts one a limit held back, under the object's lock. */

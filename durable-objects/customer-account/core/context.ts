@@ -23,6 +23,8 @@ import { Rollup } from "../notify/rollup";
 import { ChargeLog } from "../request/charges";
 import { Holds } from "../request/holds";
 import { IdempotencyStore } from "../request/idempotency";
+import { McpSessions } from "../request/mcp-sessions";
+import { ModelUsage } from "../request/model-usage";
 import { UsageRetention } from "../retention/usage";
 import { StripeEventLog } from "../stripe/event-log";
 import { StripeReports } from "../stripe/reports";
@@ -48,6 +50,8 @@ export class AccountContext {
   readonly journal: ChargeJournal;
   readonly holds: Holds;
   readonly idempotency: IdempotencyStore;
+  readonly mcpSessions: McpSessions;
+  readonly modelUsage: ModelUsage;
   readonly invoices: Invoices;
   readonly refunds: RefundStore;
   readonly disputes: DisputeStore;
@@ -99,6 +103,8 @@ export class AccountContext {
     for (const store of [this.grants, this.ledger, this.account]) store.beforeWrite = fold;
     this.holds = new Holds(this.sql);
     this.idempotency = new IdempotencyStore(this.sql, config);
+    this.mcpSessions = new McpSessions(this.sql);
+    this.modelUsage = new ModelUsage(this.sql);
     this.invoices = new Invoices(this.sql);
     this.refunds = new RefundStore(this.sql);
     this.disputes = new DisputeStore(this.sql);
@@ -156,7 +162,7 @@ export class AccountContext {
       outbox: this.outbox,
       notices: this.notices,
     });
-    this.usageRetention = new UsageRetention(this.ledger, this.timers, config);
+    this.usageRetention = new UsageRetention(this.ledger, this.modelUsage, this.timers, config);
   }
 
   get config(): Config {

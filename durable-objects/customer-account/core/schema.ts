@@ -19,6 +19,8 @@ import { ROLLUP_TABLES } from "../notify/rollup";
 import { CHARGE_TABLES } from "../request/charges";
 import { HOLD_TABLES } from "../request/holds";
 import { IDEMPOTENCY_TABLES } from "../request/idempotency";
+import { MCP_SESSION_TABLES } from "../request/mcp-sessions";
+import { MODEL_USAGE_TABLES } from "../request/model-usage";
 import { EMAIL_RETENTION_TABLES } from "../retention/emails";
 import { REPORT_RETENTION_TABLES } from "../retention/reports";
 import { USAGE_RETENTION_TABLES } from "../retention/usage";
@@ -73,9 +75,12 @@ export const MIGRATIONS: readonly string[] = [
   // v15: auto top-up's rate limits and the card's own PaymentIntent; transactional notices. Auto
   // top-up that charged the default card or has threshold >= amount is paused, the customer told once.
   [NOTICE_TABLES.v14, AUTO_TOPUP_TABLES.v14].join("\n"),
-  // v16: paid top-ups with their tax, invoice and receipt links (the top-up list), and the email
+  // v16: MCP sessions that negotiated a protocol version without batches; token usage per model
+  // and kind (with each hold's own); post-paid cost per meter and model, reported in whole cents.
+  [MCP_SESSION_TABLES.v16, MODEL_USAGE_TABLES.v16, HOLD_TABLES.v16, REPORT_TABLES.v16].join("\n"),
+  // v17: paid top-ups with their tax, invoice and receipt links (the top-up list), and the email
   // an auto top-up's Stripe receipt goes to.
-  [RECEIPT_TABLES.v16, AUTO_TOPUP_TABLES.v16].join("\n"),
+  [RECEIPT_TABLES.v17, AUTO_TOPUP_TABLES.v17].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -27,7 +27,7 @@ export interface AuthorizeInput {
    */
   retry?: boolean;
   /** A request billed from its response: reserve this many units first. */
-  hold?: { units: number; onMissing: "hold" | "zero" };
+  hold?: { units: number; onMissing: "hold" | "zero"; model?: string };
   /** The client's Idempotency-Key, with the fingerprint of its method, path and body. */
   idempotency?: { key: string; fingerprint: string };
   now?: number;
@@ -172,6 +172,7 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
         on_missing: input.hold.onMissing,
         created_at: now,
         expires_at: holdExpiry(context, now),
+        ...(input.hold.model !== undefined ? { model: input.hold.model } : {}),
       });
       context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
     } else if (amount > 0) {
@@ -308,6 +309,9 @@ export function requestCharge(context: AccountContext, requestId: string) {
       over_hold_units: hold.over_hold,
       charged_exact_cents: hold.charged === null ? null : formatCents(hold.charged),
       reason: hold.reason,
+      // A tokens meter's: its model row and tokens per kind (null for other meters).
+      model: hold.usage?.model ?? null,
+      tokens: hold.usage?.tokens ?? null,
       created_at: hold.created_at,
       settled_at: hold.settled_at,
     };

@@ -6,7 +6,7 @@
  * may arrive before or after its top-up; the list joins them when it is read.
  */
 export const RECEIPT_TABLES = {
-  v16: `
+  v17: `
 CREATE TABLE IF NOT EXISTS topup_payments (
   payment_intent TEXT PRIMARY KEY,
   source TEXT NOT NULL,

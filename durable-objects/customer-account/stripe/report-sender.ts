@@ -75,7 +75,7 @@ async function sendReport(reports: StripeReports, report: ReportRow, now: number
       const event = await stripe.billing.meterEvents.create(
         {
           event_name: report.event_name!,
-          payload: { stripe_customer_id: customerId, value: String(report.amount) },
+          payload: { stripe_customer_id: customerId, value: String(report.amount), ...(report.model ? { model: report.model } : {}) },
           identifier: report.report_id,
           timestamp: report.event_timestamp!,
         },

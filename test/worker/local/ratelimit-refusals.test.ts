@@ -3,7 +3,7 @@ import { HttpResponse, http } from "msw";
 import { parseList } from "structured-headers";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../../src/lib/config";
-import { problemType, refusalResponse } from "../../../src/proxy/refusal";
+import { problemType, refusalResponse } from "../../../src/proxy/refusals";
 import { admin, customerWithCredit, echoOrigin, gateway, gatewayWith, ORIGIN, withKey } from "../helpers";
 import { server } from "../setup";
 

@@ -1,17 +1,20 @@
 import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
 import type { Config } from "../lib/config";
-import { ERROR_STATUS, type ErrorCode, errorBody } from "../lib/errors";
+import { ApiError, ERROR_STATUS, type ErrorCode, errorBody } from "../lib/errors";
 import { mergeValues, portalUrl } from "../lib/merge";
 import { formatMoney } from "../lib/money";
 import { renderJson } from "../lib/template";
+import { UNKNOWN_KEY } from "../middleware/api-key";
 import { addKeyCapFields, KEY_CAP_POLICY, secondsToReset } from "./ratelimit";
 
 /**
- * Every refusal about money is answered here, one way: a request refused for credit, a key's cap,
- * an unpaid invoice or the account's currency, and (for the agent payment rails to come: x402,
- * the Payment HTTP authentication scheme) a payment that failed (`kind: "payment"`). With
- * GOVERNANCE.problem_details the answer is RFC 9457 `application/problem+json`: `type`, `title`,
- * `status`, `detail`, and the same fields as the default body.
+ * Every refusal about money is rendered here, one way: a request refused for credit, a key's cap,
+ * an unpaid invoice or the account's currency, and (for the agent payment rails: x402, the Payment
+ * HTTP authentication scheme) a payment that failed (`kind: "payment"`). The proxy answers it as
+ * an HTTP response (`refusalResponse`); an MCP tool call gets the same body inside its tool result
+ * (`moneyRefusalBody`). With GOVERNANCE.problem_details the body is an RFC 9457 problem (`type`,
+ * `title`, `status`, `detail`, and the same fields as the default body), served as
+ * `application/problem+json`.
  */
 export type MoneyRefusal =
   | Extract<AuthorizeResult, { outcome: "insufficient_credit" | "payment_overdue" | "key_cap_reached" | "currency_mismatch" }>
@@ -110,17 +113,49 @@ function describe(config: Config, refusal: MoneyRefusal, now: number): Refusal {
   }
 }
 
+/** The body of a described refusal: a problem (GOVERNANCE.problem_details), the provider's 402 template, or the house error. */
+function bodyOf(config: Config, r: Refusal, requestId: string): Record<string, unknown> {
+  if (config.GOVERNANCE.problem_details) {
+    return { type: problemType(r.code), title: r.title, status: r.status, detail: r.detail, code: r.code, ...r.fields, request_id: requestId };
+  }
+  return r.templated ?? errorBody(r.code as ErrorCode, r.detail, requestId, r.fields);
+}
+
 /** The response to a refusal about money, in the house format or as a problem (GOVERNANCE.problem_details). */
 export function refusalResponse(config: Config, requestId: string, refusal: MoneyRefusal, now = Date.now()): Response {
   const r = describe(config, refusal, now);
   r.headers.set("x-request-id", requestId);
-  let body: unknown;
-  if (config.GOVERNANCE.problem_details) {
-    r.headers.set("content-type", "application/problem+json");
-    body = { type: problemType(r.code), title: r.title, status: r.status, detail: r.detail, code: r.code, ...r.fields, request_id: requestId };
-  } else {
-    r.headers.set("content-type", "application/json");
-    body = r.templated ?? errorBody(r.code as ErrorCode, r.detail, requestId, r.fields);
+  r.headers.set("content-type", config.GOVERNANCE.problem_details ? "application/problem+json" : "application/json");
+  return new Response(JSON.stringify(bodyOf(config, r, requestId)), { status: r.status, headers: r.headers });
+}
+
+/**
+ * A refusal as a body and a one-line message, for an answer that is not an HTTP 402 of its own:
+ * an MCP tool call gets it inside its tool result (the x402 MCP transport's shape). The body is
+ * exactly what `refusalResponse` would send.
+ */
+export function moneyRefusalBody(config: Config, refusal: MoneyRefusal, requestId: string, now = Date.now()): { message: string; body: Record<string, unknown> } {
+  const r = describe(config, refusal, now);
+  return { message: r.detail, body: bodyOf(config, r, requestId) };
+}
+
+/** Throws the JSON error of a refusal that is not about money (those are rendered above); returns when the request may pass. */
+export function refuse(decision: Exclude<AuthorizeResult, MoneyRefusal | { outcome: "replay" }>): asserts decision is Extract<AuthorizeResult, { outcome: "ok" }> {
+  switch (decision.outcome) {
+    case "ok":
+      return;
+    case "invalid_key":
+      throw new ApiError("invalid_api_key", UNKNOWN_KEY);
+    case "customer_deleted":
+      throw new ApiError("customer_deleted", "This customer account has been deleted.");
+    case "idempotency_in_progress":
+      throw new ApiError("idempotency_in_progress", "A request with this Idempotency-Key is still in flight; retry once it has finished.");
+    case "idempotency_mismatch":
+      throw new ApiError("idempotency_mismatch", "This Idempotency-Key was used for a request with another method, path or body.");
+    case "idempotency_not_replayable":
+      throw new ApiError(
+        "idempotency_not_replayable",
+        "This Idempotency-Key's request was charged, but its response cannot be replayed (streamed, too large, or never finished); nothing was charged again. Use a new key for a new request.",
+      );
   }
-  return new Response(JSON.stringify(body), { status: r.status, headers: r.headers });
 }
