@@ -8,6 +8,7 @@ import type { CustomerProfile } from "../../src/lib/customer";
 
 export { liftedByNewCard, pausedBecause } from "./auto-topup/notice";
 export type { AutoTopUpState } from "./auto-topup/view";
+export type { TopUpListItem } from "./stripe/receipts";
 
 /** The customer's own object (typed through the generated `Env`, so no import of the class). */
 export function customerStub(env: Env, customerId: string) {
@@ -24,6 +25,19 @@ export const LIVE_UNTIL_HEADER = "x-payg-live-until";
 export const LIVE_KEY_HEADER = "x-payg-live-key";
 export const LIVE_SESSION_HEADER = "x-payg-live-session";
 
+/**
+ * A key's spend cap as it stands once this request is charged (or held): what the RateLimit
+ * header fields tell the client (src/proxy/ratelimit.ts).
+ */
+export interface KeyCapState {
+  capCents: number;
+  period: "day" | "month";
+  /** Micro-cents spent through the key in the current period. */
+  spentMicros: number;
+  /** When the period ends (ms). */
+  resetsAt: number;
+}
+
 /** What `authorize` decides for one request. */
 export type AuthorizeResult =
   | {
@@ -39,6 +53,8 @@ export type AuthorizeResult =
       replayed?: true;
       /** A request billed from its response: the units reserved. */
       heldUnits?: number;
+      /** The key has a spend cap. */
+      keyCap?: KeyCapState;
     }
   | { outcome: "replay"; response: { status: number; headers: string[][]; body: ArrayBuffer } }
   | { outcome: "idempotency_in_progress" | "idempotency_mismatch" | "idempotency_not_replayable" }
@@ -51,16 +67,9 @@ export type AuthorizeResult =
       priceMicros: number;
       expiringSoonMicros: number;
       keyCapCents: number | null;
+      keyCap?: KeyCapState;
     }
-  | {
-      outcome: "key_cap_reached";
-      customer: CustomerProfile;
-      keyId: string;
-      capCents: number;
-      period: "day" | "month";
-      spentMicros: number;
-      resetsAt: number;
-    }
+  | ({ outcome: "key_cap_reached"; customer: CustomerProfile; keyId: string } & KeyCapState)
   | { outcome: "currency_mismatch"; customer: CustomerProfile; stripeCurrency: string; currency: string };
 
 export interface CycleResult {

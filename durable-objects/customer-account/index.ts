@@ -20,6 +20,7 @@ import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, re
 import type { StoredResponse } from "./request/idempotency";
 import { type ExtendResult, extendHold, keepHold, type SettleInput, type SettleResult, settleHold } from "./request/settlement";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
+import { type TopUpListItem, topUpList } from "./stripe/receipts";
 import { resolveReport, retryReport } from "./stripe/report-operator";
 import { pushToStripe } from "./stripe/sync";
 import { storageStats } from "./views/storage-stats";
@@ -87,35 +88,27 @@ export class CustomerAccount extends DurableObject<Env> {
   autoTopUp(limit = 20) {
     return autoTopUpState(this.context, limit);
   }
-
   createKey(name: string | null, cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null }) {
     return issueKey(this.context, name, cap);
   }
-
   revokeKey(keyId: string): boolean {
     return revokeKey(this.context, keyId);
   }
-
   setKeyCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {
     return this.context.account.exists && this.context.keys.setCap(keyId, spendCapCents, capPeriod);
   }
-
   listKeys() {
     return this.context.account.exists ? this.context.keys.list(Date.now()) : [];
   }
-
   createPortalLink(expiresAt: number): Promise<string | null> {
     return createPortalLink(this.context, expiresAt);
   }
-
   peekPortalLink(hash: string): CustomerProfile | null {
     return peekPortalLink(this.context, hash);
   }
-
   consumePortalLink(hash: string): boolean {
     return consumePortalLink(this.context, hash);
   }
-
   portalSession(input: { sid: string; keyHash?: string }): CustomerProfile | null {
     return portalSession(this.context, input);
   }
@@ -214,6 +207,11 @@ export class CustomerAccount extends DurableObject<Env> {
 
   listGrants(limit = 100) {
     return grantList(this.context, limit);
+  }
+
+  /** Paid top-ups with their tax and their invoice and receipt links, newest first. */
+  topUps(limit = 50): TopUpListItem[] {
+    return this.context.account.exists ? topUpList(this.context.sql, limit) : [];
   }
 
   /** Records and applies one verified Stripe event, with no Stripe call (what needs Stripe runs from the stripe timer). */

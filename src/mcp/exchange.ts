@@ -11,6 +11,7 @@ import { originHeaders } from "../proxy/headers";
 import { readBodyWithin, readUpTo } from "../proxy/idempotency";
 import { holdKeeper, isEventStream, JSON_UNITS_MAX_BYTES, kept, type MeterContext, streamSettlement } from "../proxy/metered";
 import { once } from "../proxy/once";
+import { addKeyCapFields } from "../proxy/ratelimit";
 import { isMoneyRefusal, moneyRefusalBody, refuse } from "../proxy/refusals";
 import { callCharge, type PricedCall, priceCalls, refusedPost, withCharge } from "./answers";
 import { allowsBatches, INVALID_REQUEST, type McpPost, parsePost, type RpcId, type RpcMessage, rpcError, toolCalls } from "./jsonrpc";
@@ -81,8 +82,14 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
   const input: AuthorizeInput = { keyHash: request.keyHash, meter: request.meter.name, priceMicros: 1, requestId, hold: { units: total, onMissing: "hold" } };
   const decision = await once(async (retry) => await stub.authorize(retry ? { ...input, retry } : input));
   if (decision.outcome === "replay") throw new Error("an MCP request carries no Idempotency-Key");
-  if (isMoneyRefusal(decision)) return tagged(Response.json(refusedPost(post, moneyRefusalBody(config, decision, requestId))), requestId);
-  refuse(config, decision);
+  // A capped key's RateLimit fields go on every answer to a paid call, refused or not, as on the proxy's.
+  const keyCap = decision.outcome === "key_cap_reached" ? decision : "keyCap" in decision ? decision.keyCap : undefined;
+  const answer = (response: Response) => {
+    addKeyCapFields(response.headers, keyCap);
+    return tagged(response, requestId);
+  };
+  if (isMoneyRefusal(decision)) return answer(Response.json(refusedPost(post, moneyRefusalBody(config, decision, requestId))));
+  refuse(decision);
 
   const ctx: MeterContext = { config, meter: request.meter, stub, requestId, heldUnits: total, waitUntil: (p) => c.executionCtx.waitUntil(p) };
   const settle = (units: number | null, reason: "completed" | "origin_failed" | "units_missing") => once(async () => await stub.settleHold({ requestId, units, reason }));
@@ -96,15 +103,15 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
   const { result, settled } = await forwarded;
   if ("failure" in result) throw originFailure(result.failure, settled?.chargedMicros ?? 0);
   const origin = result.response;
-  if (settled) return tagged(charged(new Response(origin.body, origin), settled), requestId);
+  if (settled) return answer(charged(new Response(origin.body, origin), settled));
   // The server refused the request itself (a bad session, a malformed call): no tool ran.
-  if (origin.status >= 400 && origin.status < 500) return tagged(charged(new Response(origin.body, origin), await settle(0, "completed")), requestId);
+  if (origin.status >= 400 && origin.status < 500) return answer(charged(new Response(origin.body, origin), await settle(0, "completed")));
   if (origin.ok && isEventStream(origin) && origin.body) {
     const response = new Response(chargedEvents(ctx, calls, origin.body), origin);
     response.headers.delete("content-length");
-    return tagged(response, requestId);
+    return answer(response);
   }
-  return tagged(await chargedJson(ctx, calls, origin, settle), requestId);
+  return answer(await chargedJson(ctx, calls, origin, settle));
 }
 
 /** The key must be one of a live customer's (what authorize checks first), without touching credit. */

@@ -14,7 +14,8 @@ import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "
 import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
 import { once } from "../proxy/once";
-import { creditRefusal, refuse } from "../proxy/refusals";
+import { addKeyCapFields } from "../proxy/ratelimit";
+import { isMoneyRefusal, refusalResponse, refuse } from "../proxy/refusals";
 import { isReserved } from "../proxy/reserved";
 import { tokenHold } from "../tokens/prices";
 
@@ -74,8 +75,8 @@ proxy.all("*", async (c) => {
     replayed.headers.set("idempotent-replayed", "true");
     return replayed;
   }
-  if (decision.outcome === "insufficient_credit") return c.json(creditRefusal(config, decision), 402, { "x-request-id": requestId });
-  refuse(config, decision);
+  if (isMoneyRefusal(decision)) return refusalResponse(config, requestId, decision);
+  refuse(decision);
 
   const headers = await originHeaders(
     c.req.raw.headers,
@@ -149,6 +150,7 @@ proxy.all("*", async (c) => {
   }
   if (decision.grantId && (charged > 0 || !done)) response.headers.set("x-payg-grant", decision.grantId);
   response.headers.set("x-request-id", requestId);
+  addKeyCapFields(response.headers, decision.keyCap);
   if (idempotencyKey !== null && !givenBack) return keepForReplay(response, streamed, config, finishIdempotent, waitUntil);
   return response;
 });

@@ -25,6 +25,7 @@ import { EMAIL_RETENTION_TABLES } from "../retention/emails";
 import { REPORT_RETENTION_TABLES } from "../retention/reports";
 import { USAGE_RETENTION_TABLES } from "../retention/usage";
 import { STRIPE_EVENT_TABLES } from "../stripe/event-log";
+import { RECEIPT_TABLES } from "../stripe/receipts";
 import { REPORT_TABLES } from "../stripe/reports";
 import { ACCOUNT_TABLES } from "./account";
 import { JOURNAL_TABLES } from "./journal";
@@ -77,6 +78,9 @@ export const MIGRATIONS: readonly string[] = [
   // v16: MCP sessions that negotiated a protocol version without batches; token usage per model
   // and kind (with each hold's own); post-paid cost per meter and model, reported in whole cents.
   [MCP_SESSION_TABLES.v16, MODEL_USAGE_TABLES.v16, HOLD_TABLES.v16, REPORT_TABLES.v16].join("\n"),
+  // v17: paid top-ups with their tax, invoice and receipt links (the top-up list), and the email
+  // an auto top-up's Stripe receipt goes to.
+  [RECEIPT_TABLES.v17, AUTO_TOPUP_TABLES.v17].join("\n"),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
