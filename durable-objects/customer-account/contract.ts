@@ -6,6 +6,7 @@
  */
 import type { CustomerProfile } from "../../src/lib/customer";
 
+export type { PaidAuthorizeResult, PaidGrantInput } from "./agent-payments/paid-grants";
 export { liftedByNewCard, pausedBecause } from "./auto-topup/notice";
 export type { AutoTopUpState } from "./auto-topup/view";
 

@@ -5,6 +5,7 @@ import { log } from "../../src/lib/log";
 import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
 import type { CapPeriod } from "./access/key-store";
 import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
+import { type PaidAuthorizeResult, type PaidGrantInput, payAndAuthorize, paymentReceipt } from "./agent-payments/paid-grants";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
 import type { EmailRow } from "./cohorts/emails";
 import type { AuthorizeResult, ChargeRefunds, CycleResult } from "./contract";
@@ -137,6 +138,17 @@ export class CustomerAccount extends DurableObject<Env> {
   authorize(input: AuthorizeInput): AuthorizeResult | Promise<AuthorizeResult> {
     if (!this.hot.config.GROUP_COMMIT) return authorize(this.hot, input);
     return this.commits.run(() => authorize(this.hot, input));
+  }
+
+  /** An agent's settled payment: credited once by its id, then the request authorized from it, in one step. */
+  payAndAuthorize(input: { payment: PaidGrantInput; authorize: AuthorizeInput }): PaidAuthorizeResult {
+    const result = payAndAuthorize(this.context, input);
+    if (!result.replayed) void this.withLock(() => pushToStripe(this.context));
+    return result;
+  }
+
+  paymentReceipt(paymentId: string): string | null {
+    return paymentReceipt(this.context, paymentId);
   }
 
   /** How the last authorizations were grouped into commits (the tests read it). */

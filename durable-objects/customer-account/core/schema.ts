@@ -2,6 +2,7 @@ import { ENDED_SESSION_TABLES } from "../../shared/ended-sessions";
 import { migrate as runMigrations } from "../../shared/migrations";
 import { KEY_TABLES } from "../access/key-store";
 import { PORTAL_TABLES } from "../access/portal-links";
+import { AGENT_PAYMENT_TABLES } from "../agent-payments/payment-log";
 import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
 import { COHORT_TABLES } from "../cohorts/cohorts";
 import { EMAIL_AUDIENCE_TABLES } from "../cohorts/email-audience";
@@ -77,6 +78,8 @@ export const MIGRATIONS: readonly string[] = [
   // v16: MCP sessions that negotiated a protocol version without batches; token usage per model
   // and kind (with each hold's own); post-paid cost per meter and model, reported in whole cents.
   [MCP_SESSION_TABLES.v16, MODEL_USAGE_TABLES.v16, HOLD_TABLES.v16, REPORT_TABLES.v16].join("\n"),
+  // v17: payments agents made on a 402 (x402, MPP), one row each, replayed with their first receipt.
+  AGENT_PAYMENT_TABLES.v17,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
