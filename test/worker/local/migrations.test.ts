@@ -66,6 +66,8 @@ const DEPLOYED = [
   "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a",
   "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef",
   "37c8dba820c3286f3e1ee6f8e3dfc3ab37f0322cce48fe0a6b32ed5747484bc9",
+  // v17: agent_payments (x402 and MPP top-ups).
+  "82c5df6cf016488d6c2f19734c8b651a8b56295eb4ef3e86641f09d3f7dafdbb",
 ];
 
 describe("schema migrations", () => {
