@@ -87,6 +87,10 @@ export class FacilitatorDouble {
     this.faults.push({ path, kind });
   }
 
+  clearFaults(): void {
+    this.faults.length = 0;
+  }
+
   async handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     if (url.href.startsWith(this.rpcUrl)) return this.rpc(request);

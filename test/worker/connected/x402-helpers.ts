@@ -63,6 +63,15 @@ export function settlementOf(response: Response) {
   return header ? decodePaymentResponseHeader(header) : null;
 }
 
+/** The PaymentRequired the gateway offers a customer for a pack of `cents` on GET /v1/x. */
+export function offered(customerId: string, cents: number): PaymentRequired {
+  return {
+    x402Version: 2,
+    resource: { url: "http://gateway.test/v1/x", description: `Adds $${(cents / 100).toFixed(2)} of API credit to ${customerId}`, mimeType: "application/json" },
+    accepts: [{ scheme: "exact", network: NETWORK, amount: String(cents * 10_000), asset: ASSET, payTo: PAY_TO, maxTimeoutSeconds: 300, extra: { name: "USDC", version: "2" } }],
+  };
+}
+
 /** A PAYMENT-SIGNATURE the official client signs for `required` with one requirement changed. */
 export async function signedFor(client: x402Client, required: PaymentRequired, change: Record<string, unknown> = {}): Promise<string> {
   const tampered = { ...required, accepts: [{ ...required.accepts[0]!, ...change }] } as PaymentRequired;
