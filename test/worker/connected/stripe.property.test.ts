@@ -98,7 +98,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
               expect(Number(response.headers.get("x-payg-balance-cents"))).toBeGreaterThanOrEqual(0);
             } else expect(response.status).toBe(402);
           } else if (step.kind === "x402") {
-            const signature = step.replay && lastPayment ? lastPayment : await signedFor(payer.client, offered(id, 500));
+            const signature: string = step.replay && lastPayment ? lastPayment : await signedFor(payer.client, offered(id, 500));
             lastPayment = signature;
             if (step.fault) x402.double.inject("/settle", step.fault);
             const response = await x402.call(key, "/v1/x", { headers: { "payment-signature": signature } });
