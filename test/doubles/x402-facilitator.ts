@@ -65,7 +65,11 @@ export class FacilitatorDouble {
   /** Seconds; tests move it. */
   now = () => Math.floor(Date.now() / 1000);
 
-  constructor(options: { network: string; asset: string; rpcUrl: string; supported?: boolean }) {
+  /** Atomic units every payer starts with (`npm start -- --x402` is a faucet); tests fund payers one by one. */
+  private readonly faucet: bigint;
+
+  constructor(options: { network: string; asset: string; rpcUrl: string; supported?: boolean; faucet?: bigint }) {
+    this.faucet = options.faucet ?? 0n;
     this.network = options.network;
     this.asset = options.asset;
     this.rpcUrl = options.rpcUrl;
@@ -80,7 +84,7 @@ export class FacilitatorDouble {
   }
 
   balanceOf(address: string): bigint {
-    return this.balances.get(address.toLowerCase()) ?? 0n;
+    return this.balances.get(address.toLowerCase()) ?? this.faucet;
   }
 
   inject(path: "/verify" | "/settle" | "/supported" | "eth_call", kind: Fault): void {
