@@ -84,8 +84,9 @@ export function paymentsProblems(vars: {
     // USDC has 6 decimals: a cent is exactly 10,000 atomic units, so every amount converts without rounding.
     if (vars.PRICING.currency !== "usd") problems.push(`PAYMENTS.x402: needs PRICING.currency "usd" (the asset is a USD stablecoin), not "${vars.PRICING.currency}"`);
     if (!assetDomain(payments.x402)) problems.push("PAYMENTS.x402.asset_name and asset_version: required for an asset other than USDC on Base or Base Sepolia");
-    if (payments.x402.record_in_stripe && vars.STRIPE_SECRET_KEY === undefined) problems.push("PAYMENTS.x402.record_in_stripe: needs Stripe (STRIPE_SECRET_KEY)");
+    // Named by the design (docs/concepts/agent-payments.md), refused until built: a key that did nothing would fail silently.
+    if (payments.x402.record_in_stripe) problems.push("PAYMENTS.x402.record_in_stripe: recording x402 payments as Stripe PaymentIntents is not built yet; leave it unset");
   }
-  if (payments.mpp && vars.STRIPE_SECRET_KEY === undefined) problems.push("PAYMENTS.mpp: needs Stripe (STRIPE_SECRET_KEY), which charges the Shared Payment Tokens");
+  if (payments.mpp) problems.push("PAYMENTS.mpp: the Payment HTTP authentication scheme (MPP) is not built yet; leave it unset");
   return problems;
 }

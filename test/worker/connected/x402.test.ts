@@ -1,4 +1,6 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "../../../src/lib/config";
 import { admin, gatewayWith, settle } from "../helpers";
 import { connect, deliverAll } from "./doubles";
 import { ASSET, agent, facilitator, NETWORK, PAY_TO, payingFetch, paymentRequiredOf, settlementOf, signedFor } from "./x402-helpers";
@@ -248,5 +250,38 @@ describe("x402: which refusals offer a payment (edge)", () => {
     expect(capped.status).toBe(402);
     expect(((await capped.json()) as any).error.code).toBe("key_cap_reached");
     expect(capped.headers.get("payment-required")).toBeNull();
+  });
+});
+
+describe("[vars.PAYMENTS] is checked as a whole (edge)", () => {
+  const x402 = { network: NETWORK, asset: ASSET, pay_to: PAY_TO, rpc_url: "https://rpc.example" };
+  const problems = (overrides: Record<string, unknown>) => {
+    try {
+      parseConfig({ ...(env as unknown as Record<string, unknown>), ...overrides });
+      return [];
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as ConfigError).problems;
+    }
+  };
+
+  it("takes the issue's configuration, with USDC's domain built in and the public facilitator by default", () => {
+    expect(problems({ PAYMENTS: { topup_cents: 500, x402 } })).toEqual([]);
+    const config = parseConfig({ ...(env as unknown as Record<string, unknown>), PAYMENTS: { x402 } });
+    expect(config.PAYMENTS?.x402).toMatchObject({ facilitator_url: "https://x402.org/facilitator", max_timeout_seconds: 300 });
+  });
+
+  it("needs usd prices, a known EIP-712 domain, a pack within checkout_max_cents; refuses what is not built", () => {
+    const pricing = { ...(env as any).PRICING, currency: "eur" };
+    expect(problems({ PRICING: pricing, PAYMENTS: { x402 } })).toEqual([expect.stringMatching(/^PAYMENTS\.x402: needs PRICING\.currency "usd"/)]);
+    expect(problems({ PAYMENTS: { x402: { ...x402, asset: "0x4444444444444444444444444444444444444444" } } })).toEqual([
+      expect.stringMatching(/^PAYMENTS\.x402\.asset_name and asset_version: required/),
+    ]);
+    expect(problems({ PAYMENTS: { x402: { ...x402, asset: "0x4444444444444444444444444444444444444444", asset_name: "Token", asset_version: "1" } } })).toEqual([]);
+    expect(problems({ PAYMENTS: { topup_cents: 200_000, x402 } })).toEqual(["PAYMENTS.topup_cents: must not exceed GOVERNANCE.checkout_max_cents"]);
+    expect(problems({ PAYMENTS: { x402: { ...x402, network: "base-sepolia" } } })[0]).toMatch(/^PAYMENTS\.x402\.network: must be a CAIP-2 EVM network/);
+    expect(problems({ PAYMENTS: { x402: { ...x402, rpc_url: "http://rpc.example" } } })[0]).toMatch(/^PAYMENTS\.x402\.rpc_url: must be https/);
+    expect(problems({ PAYMENTS: { x402: { ...x402, record_in_stripe: true } } })).toEqual([expect.stringMatching(/record_in_stripe: .*not built yet/)]);
+    expect(problems({ PAYMENTS: { mpp: { realm: "api.example.com", network_id: "profile_123" } } })).toEqual([expect.stringMatching(/^PAYMENTS\.mpp: .*not built yet/)]);
   });
 });
