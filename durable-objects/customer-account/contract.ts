@@ -72,6 +72,37 @@ export type AuthorizeResult =
   | ({ outcome: "key_cap_reached"; customer: CustomerProfile; keyId: string } & KeyCapState)
   | { outcome: "currency_mismatch"; customer: CustomerProfile; stripeCurrency: string; currency: string };
 
+/** A payment an agent made on a 402, settled by the worker before it is handed here. */
+export interface PaidGrantInput {
+  /**
+   * The payment's own id, the same however often it is presented: for x402 the EIP-3009
+   * authorization (network, asset, payer, nonce: a nonce is used once on chain), for MPP the
+   * challenge id.
+   */
+  id: string;
+  rail: "x402" | "mpp";
+  customerId: string;
+  /** Whole cents, > 0. */
+  amountCents: number;
+  payer: string | null;
+  /** The transaction hash (x402) or PaymentIntent (MPP); null when a lost settle answer was confirmed on chain. */
+  transaction: string | null;
+  /** A Stripe PaymentIntent the payment is recorded as: refunds and disputes of it claw the grant back. */
+  paymentIntent?: string | null;
+  /** What the client is told, the same on every replay (x402: the SettlementResponse JSON; MPP: the receipt). */
+  receipt: string;
+}
+
+export interface PaidAuthorizeResult {
+  decision: AuthorizeResult;
+  /** The receipt of the payment's first settlement. */
+  receipt: string;
+  /** The payment was credited before (a retry): nothing was credited now. */
+  replayed: boolean;
+  /** Credited: false only when the balance limit refused it (logged). */
+  credited: boolean;
+}
+
 export interface CycleResult {
   reported: number;
   reportErrors: number;

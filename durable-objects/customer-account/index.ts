@@ -5,9 +5,10 @@ import { log } from "../../src/lib/log";
 import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
 import type { CapPeriod } from "./access/key-store";
 import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
+import { payAndAuthorize, paymentReceipt } from "./agent-payments/paid-grants";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
 import type { EmailRow } from "./cohorts/emails";
-import type { AuthorizeResult, ChargeRefunds, CycleResult } from "./contract";
+import type { AuthorizeResult, ChargeRefunds, CycleResult, PaidAuthorizeResult, PaidGrantInput } from "./contract";
 import { runDueTimers } from "./core/alarm";
 import { AccountContext } from "./core/context";
 import { runCycle } from "./core/cycle";
@@ -80,7 +81,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return run;
   }
 
-  /** Creates or updates the profile and, when given, the auto top-up settings (null: off), in one step. */
   upsertProfile(customerId: string, patch: ProfilePatch, autoTopUp?: AutoTopUpSettings | null) {
     return upsertProfileAndAutoTopUp(this.context, customerId, patch, autoTopUp);
   }
@@ -135,6 +135,17 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.commits.run(() => authorize(this.hot, input));
   }
 
+  /** An agent's settled payment: credited once by its id, then the request authorized from it, in one step. */
+  payAndAuthorize(input: { payment: PaidGrantInput; authorize: AuthorizeInput }): PaidAuthorizeResult {
+    const result = payAndAuthorize(this.context, input);
+    if (!result.replayed) void this.withLock(() => pushToStripe(this.context));
+    return result;
+  }
+
+  paymentReceipt(paymentId: string): string | null {
+    return paymentReceipt(this.context, paymentId);
+  }
+
   groupCommitStats() {
     return { ...this.commits.stats };
   }
@@ -171,7 +182,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? this.context.mcpSessions.version(sessionId, Date.now()) : null;
   }
 
-  /** An MCP session began (its initialize answered) or ended (DELETE): null forgets it. */
   mcpSession(input: { sessionId: string; protocolVersion: string | null }): void {
     if (this.context.account.exists) this.context.mcpSessions.record(input.sessionId, input.protocolVersion, Date.now());
   }
@@ -180,7 +190,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? requestCharge(this.context, requestId) : null;
   }
 
-  /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
     return this.credited((context) => createGrant(context, input), created);
   }
@@ -191,7 +200,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return { ...(await this.deduct({ ...input, amountCents: -input.amountCents })), limit: false };
   }
 
-  /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
   deduct(input: DeductionInput) {
     return this.credited((context) => deduct(context, input), applied);
   }
@@ -209,7 +217,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return grantList(this.context, limit);
   }
 
-  /** Paid top-ups with their tax and their invoice and receipt links, newest first. */
   topUps(limit = 50): TopUpListItem[] {
     return this.context.account.exists ? topUpList(this.context.sql, limit) : [];
   }
@@ -224,17 +231,14 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.withLock(() => runCycle(this.context, now));
   }
 
-  /** An operator's retry of a failed Stripe report (looked up first); a ledger note records it. */
   retryReport(reportId: string) {
     return this.context.account.exists ? retryReport(this.context, reportId) : null;
   }
 
-  /** An operator settled a failed Stripe report by hand; a ledger note records it. */
   resolveReport(reportId: string, note: string) {
     return this.context.account.exists ? resolveReport(this.context, reportId, note) : null;
   }
 
-  /** Stripe reported these meter events as refused (meter error events): failed and visible. */
   meterEventsFailed(identifiers: string[], reason: string): number {
     return this.context.account.exists ? this.context.atomically(() => this.context.reports.meterEventsFailed(identifiers, reason)) : 0;
   }
@@ -277,7 +281,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? this.context.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
   }
 
-  /** Requests and charges per meter per usage bucket since `since` (ms), and tokens meters' per model and kind, oldest first. */
   usageSeries(since: number) {
     const exists = this.context.account.exists;
     return { meters: exists ? this.context.ledger.usageSeries(since) : [], models: exists ? this.context.modelUsage.since(since) : [] };
@@ -287,7 +290,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? this.context.emails.list(limit) : [];
   }
 
-  /** Behavioral emails off (unsubscribe link) or back on (admin reset); null for an unknown customer. */
   setEmailUnsubscribed(unsubscribed: boolean): { unsubscribed_at: number | null } | null {
     return setUnsubscribed(this.context, unsubscribed);
   }

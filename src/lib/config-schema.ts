@@ -2,6 +2,7 @@ import { z } from "zod";
 import { LOG_LEVELS } from "./log";
 import { isLoopbackUrl } from "./loopback";
 import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
+import { Payments } from "./payments-config";
 
 /** The [vars] and secrets the gateway reads, as zod schemas: each key, its bounds and its default (config.ts compiles them). */
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring", "topup_failed", "auto_topup_capped"] as const;
@@ -279,4 +280,6 @@ export const Vars = z.object({
   PORTAL: json(Portal.default(Portal.parse({}))),
   EMAILS: json(Emails.optional()),
   IDEMPOTENCY: json(Idempotency.default(Idempotency.parse({}))),
+  /** Agent payments of a 402: x402 and the Payment HTTP authentication scheme (payments-config.ts). */
+  PAYMENTS: json(Payments.optional()),
 });

@@ -2,6 +2,7 @@ import { ENDED_SESSION_TABLES } from "../../shared/ended-sessions";
 import { migrate as runMigrations } from "../../shared/migrations";
 import { KEY_TABLES } from "../access/key-store";
 import { PORTAL_TABLES } from "../access/portal-links";
+import { AGENT_PAYMENT_TABLES } from "../agent-payments/payment-log";
 import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
 import { COHORT_TABLES } from "../cohorts/cohorts";
 import { EMAIL_AUDIENCE_TABLES } from "../cohorts/email-audience";
@@ -81,6 +82,8 @@ export const MIGRATIONS: readonly string[] = [
   // v17: paid top-ups with their tax, invoice and receipt links (the top-up list), and the email
   // an auto top-up's Stripe receipt goes to.
   [RECEIPT_TABLES.v17, AUTO_TOPUP_TABLES.v17].join("\n"),
+  // v18: payments agents made on a 402 (x402, MPP), one row each, replayed with their first receipt.
+  AGENT_PAYMENT_TABLES.v18,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

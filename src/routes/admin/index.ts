@@ -5,6 +5,7 @@ import { errorBody } from "../../lib/errors";
 import { formatCents } from "../../lib/money";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
+import { paymentsStatus } from "../../payments/offer";
 import { autoTopUp } from "./auto-top-up";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
@@ -37,7 +38,7 @@ admin.use(
   }),
 );
 
-admin.get("/status", (c) => {
+admin.get("/status", async (c) => {
   const config = c.var.config;
   return c.json({
     stripe: config.stripeEnabled ? "on" : "off",
@@ -46,6 +47,7 @@ admin.get("/status", (c) => {
     // Exact, as configured: a sub-cent price is a decimal string, never a float.
     default_price_cents: formatCents(config.PRICING.fallback.priceMicros),
     minimum_balance_cents: config.GOVERNANCE.minimum_balance_cents,
+    payments: await paymentsStatus(config),
   });
 });
 

@@ -67,6 +67,8 @@ const DEPLOYED = [
   "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef",
   "37c8dba820c3286f3e1ee6f8e3dfc3ab37f0322cce48fe0a6b32ed5747484bc9",
   "65a93de2e9b3cc84620d887e6451b60fc1e3b08961d911f5a5fa779a08bdf372",
+  // v18: agent_payments (x402 and MPP top-ups).
+  "82c5df6cf016488d6c2f19734c8b651a8b56295eb4ef3e86641f09d3f7dafdbb",
 ];
 
 describe("schema migrations", () => {
