@@ -34,15 +34,6 @@ beforeAll(async () => {
   await customer("cus_bob", "Bob Babbage", 500);
   for (let i = 0; i < 4; i++) expect((await call(keys.cus_ada!.key)).status).toBe(200);
   expect((await call(keys.cus_bob!.key, "/health")).status).toBe(200);
-  // Tokens by model (the shipped chat_tokens meter): the customer page charts them per model row.
-  for (const model of ["gpt-4o-mini", "o4-mini-2025-04-16"]) {
-    const chat = await gateway.fetch("/v1/chat/completions", {
-      method: "POST",
-      headers: { authorization: `Bearer ${keys.cus_bob!.key}`, "content-type": "application/json" },
-      body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
-    });
-    expect(chat.status).toBe(200);
-  }
 }, 180_000);
 
 afterAll(async () => {
@@ -180,18 +171,6 @@ describe.skipIf(noBrowser)("operator dashboard in Chromium", () => {
     await checkPage(operator, "dashboard-customer");
   });
 
-  it("a tokens meter's usage is charted per model row, tokens and charges", async () => {
-    const { page } = operator;
-    await page.goto(`${gateway.url}/dashboard/customers/cus_bob`);
-    for (const chart of ["tokens-chat_tokens", "model-charges-chat_tokens"]) {
-      const legend = page.locator(`[data-chart='${chart}'] .u-legend`);
-      await legend.waitFor();
-      const text = await legend.textContent();
-      expect(text).toContain("gpt-4o-mini*");
-      expect(text).toContain("o4-mini*");
-    }
-  });
-
   it("creates a key (shown once), revokes a key, and the next request with it is refused", async () => {
     const { page } = operator;
     await page.getByLabel("Key name").first().fill("ci");
@@ -219,6 +198,36 @@ describe.skipIf(noBrowser)("operator dashboard in Chromium", () => {
     await page.getByRole("heading", { name: "Page not found" }).waitFor();
     expectLoadError(operator, 404);
     await checkPage(operator, "dashboard-not-found");
+  });
+  it("a tokens meter's usage is charted per model row, tokens and charges", async () => {
+    // Tokens by model (the shipped chat_tokens meter), on a customer of its own so the other pages' sums stay round.
+    await customer("cus_cyd", "Cyd Charisse", 500);
+    for (const model of ["gpt-4o-mini", "o4-mini-2025-04-16"]) {
+      const chat = await gateway.fetch("/v1/chat/completions", {
+        method: "POST",
+        headers: { authorization: `Bearer ${keys.cus_cyd!.key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(chat.status).toBe(200);
+    }
+    const { page } = operator;
+    await page.goto(`${gateway.url}/dashboard/customers/cus_cyd`);
+    for (const chart of ["tokens-chat_tokens", "model-charges-chat_tokens"]) {
+      const legend = page.locator(`[data-chart='${chart}'] .u-legend`);
+      await legend.waitFor();
+      const text = await legend.textContent();
+      expect(text).toContain("gpt-4o-mini*");
+      expect(text).toContain("o4-mini*");
+    }
+    // The customer sees the same split in the portal.
+    const link = await gateway.admin("POST", "/customers/cus_cyd/portal-sessions", {});
+    const cyd = await openTab(browser);
+    await cyd.page.goto(link.body.url);
+    await cyd.page.getByRole("button", { name: "Continue as Cyd Charisse, cyd@example.com" }).click();
+    const legend = cyd.page.locator("[data-chart=portal-tokens] .u-legend");
+    await legend.waitFor();
+    expect(await legend.textContent()).toMatch(/gpt-4o-mini\*.*o4-mini\*/s);
+    await cyd.context.close();
   });
 });
 
@@ -266,6 +275,9 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     await waitForText(page, "[data-balance]", balance);
     await page.locator("[data-chart=portal-usage] canvas").waitFor();
     expect(await page.locator("#charges").textContent()).toContain("api_requests");
+    // The owner's session lists the top-ups (none here: Stripe is off, credit came from the provider).
+    await page.getByRole("heading", { name: "Top-ups", level: 2 }).waitFor();
+    expect(await page.locator("section[aria-labelledby=topups-h]").textContent()).toContain("No top-ups yet.");
     expect((await context.cookies()).map((c) => [c.name, c.path, c.httpOnly, c.sameSite])).toEqual([["payg_portal", "/portal", true, "Strict"]]);
     await checkPage(ada, "portal");
     const fresh = (await gateway.admin("POST", "/customers/cus_ada/keys", { name: "live" })).body.key as string;
@@ -340,6 +352,8 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     expect(await bob.page.locator("#keys tbody tr").count()).toBe(1);
     expect(await bob.page.getByRole("button", { name: "Create key" }).count()).toBe(0);
     expect(await bob.page.getByRole("button", { name: /^Revoke/ }).count()).toBe(0);
+    // A key's session sees no top-ups, invoices or receipts.
+    expect(await bob.page.getByRole("heading", { name: "Top-ups" }).count()).toBe(0);
     // Sent anyway, the server refuses it with the portal's page.
     const csrf = await bob.page.locator("[name=_csrf]").first().inputValue();
     const minted = await bob.page.request.post(`${gateway.url}/portal/keys`, { form: { _csrf: csrf, name: "more" }, headers: { origin: gateway.url } });

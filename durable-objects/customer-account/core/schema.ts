@@ -2,6 +2,7 @@ import { ENDED_SESSION_TABLES } from "../../shared/ended-sessions";
 import { migrate as runMigrations } from "../../shared/migrations";
 import { KEY_TABLES } from "../access/key-store";
 import { PORTAL_TABLES } from "../access/portal-links";
+import { AGENT_PAYMENT_TABLES } from "../agent-payments/payment-log";
 import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
 import { COHORT_TABLES } from "../cohorts/cohorts";
 import { EMAIL_AUDIENCE_TABLES } from "../cohorts/email-audience";
@@ -26,6 +27,7 @@ import { EMAIL_RETENTION_TABLES } from "../retention/emails";
 import { REPORT_RETENTION_TABLES } from "../retention/reports";
 import { USAGE_RETENTION_TABLES } from "../retention/usage";
 import { STRIPE_EVENT_TABLES } from "../stripe/event-log";
+import { RECEIPT_TABLES } from "../stripe/receipts";
 import { REPORT_TABLES } from "../stripe/reports";
 import { ACCOUNT_TABLES } from "./account";
 import { JOURNAL_TABLES } from "./journal";
@@ -78,7 +80,12 @@ export const MIGRATIONS: readonly string[] = [
   // v16: MCP sessions that negotiated a protocol version without batches; token usage per model
   // and kind (with each hold's own); post-paid cost per meter and model, reported in whole cents.
   [MCP_SESSION_TABLES.v16, MODEL_USAGE_TABLES.v16, HOLD_TABLES.v16, REPORT_TABLES.v16].join("\n"),
-  // v17: credit leases (docs/scaling.md): live leases, expired ones kept for a late report, the epoch.
+  // v17: paid top-ups with their tax, invoice and receipt links (the top-up list), and the email
+  // an auto top-up's Stripe receipt goes to.
+  [RECEIPT_TABLES.v17, AUTO_TOPUP_TABLES.v17].join("\n"),
+  // v18: payments agents made on a 402 (x402, MPP), one row each, replayed with their first receipt.
+  AGENT_PAYMENT_TABLES.v18,
+  // v19: credit leases (docs/scaling.md): live leases, expired ones kept for a late report, the epoch.
   LEASE_TABLES.v17,
 ];
 

@@ -5,6 +5,7 @@ import { errorBody } from "../../lib/errors";
 import { formatCents } from "../../lib/money";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
+import { paymentsStatus } from "../../payments/offer";
 import { autoTopUp } from "./auto-top-up";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
@@ -15,6 +16,7 @@ import { overview } from "./overview";
 import { portalSessions } from "./portal-sessions";
 import { reports } from "./reports";
 import { storage } from "./storage";
+import { topUps } from "./topups";
 import { usage } from "./usage";
 import { webhookEndpoints } from "./webhook-endpoints";
 
@@ -36,7 +38,7 @@ admin.use(
   }),
 );
 
-admin.get("/status", (c) => {
+admin.get("/status", async (c) => {
   const config = c.var.config;
   return c.json({
     stripe: config.stripeEnabled ? "on" : "off",
@@ -45,6 +47,7 @@ admin.get("/status", (c) => {
     // Exact, as configured: a sub-cent price is a decimal string, never a float.
     default_price_cents: formatCents(config.PRICING.fallback.priceMicros),
     minimum_balance_cents: config.GOVERNANCE.minimum_balance_cents,
+    payments: await paymentsStatus(config),
   });
 });
 
@@ -60,6 +63,7 @@ admin.route("/", usage);
 admin.route("/", portalSessions);
 admin.route("/", autoTopUp);
 admin.route("/", storage);
+admin.route("/", topUps);
 
 /** Unknown admin paths are 404 (a known path with the wrong method becomes 405: methodNotAllowed above). */
 admin.all("*", (c) => c.json(errorBody("not_found", `No admin route ${c.req.method} ${c.req.path}.`, c.var.requestId), 404));

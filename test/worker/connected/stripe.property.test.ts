@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { FaultKind } from "../../doubles/stripe-double";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliver, settle } from "./doubles";
+import { agent, facilitator, offered, signedFor } from "./x402-helpers";
 
 type Op =
   | { kind: "request"; search: boolean }
@@ -14,7 +15,8 @@ type Op =
   | { kind: "refund"; pick: number; cents: number }
   | { kind: "failRefund"; pick: number }
   | { kind: "dispute"; pick: number; inquiry: boolean; cents: number }
-  | { kind: "moveDispute"; pick: number; next: number };
+  | { kind: "moveDispute"; pick: number; next: number }
+  | { kind: "x402"; fault: "lost_after_commit" | "timeout" | null; replay: boolean };
 
 /** Where a dispute may go next (as the double allows: refunds.ts). */
 const NEXT: Record<string, Stripe.Dispute.Status[]> = {
@@ -44,6 +46,15 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("failRefund" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("dispute" as const), pick: fc.nat(), inquiry: fc.boolean(), cents: fc.integer({ min: 1, max: 500 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("moveDispute" as const), pick: fc.nat(), next: fc.nat() }) },
+  // An agent paying a 402 over x402 (a facilitator whose settle answer may be lost, or may time out), or replaying its last payment.
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("x402" as const),
+      fault: fc.constantFrom<"lost_after_commit" | "timeout" | null>(null, "lost_after_commit", "timeout"),
+      replay: fc.boolean(),
+    }),
+  },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -56,12 +67,15 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe("Stripe and the edge agree to the cent (property)", () => {
-  it("for any interleaving of requests, Dashboard changes, top-ups, refunds (some failing later), disputes in every status, duplicated and reordered webhooks and faulty cron runs", {
+  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout and x402), refunds (some failing later), disputes in every status, duplicated and reordered webhooks and faulty cron runs", {
     timeout: 240_000,
   }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), fc.integer({ min: 0, max: 30 }), async (ops, startCredit) => {
         const { stripe } = connect();
+        const x402 = facilitator();
+        const payer = agent(x402.double);
+        let lastPayment: string | null = null;
         const customer = stripe.createCustomer({ name: "Prop Erty", email: "p@example.com", balance: -startCredit });
         const id = customer.id;
         const queue: Stripe.Event[] = [...stripe.takeEvents()];
@@ -83,6 +97,14 @@ describe("Stripe and the edge agree to the cent (property)", () => {
               // No request passes without credit: what is left after it is never below the floor.
               expect(Number(response.headers.get("x-payg-balance-cents"))).toBeGreaterThanOrEqual(0);
             } else expect(response.status).toBe(402);
+          } else if (step.kind === "x402") {
+            const signature: string = step.replay && lastPayment ? lastPayment : await signedFor(payer.client, offered(id, 500));
+            lastPayment = signature;
+            if (step.fault) x402.double.inject("/settle", step.fault);
+            const response = await x402.call(key, "/v1/x", { headers: { "payment-signature": signature } });
+            if (response.status === 200) consumedMicros += 1_000_000;
+            else expect([402, 429]).toContain(response.status);
+            x402.double.clearFaults();
           } else if (step.kind === "dashboard") {
             stripe.adjustBalance(id, step.amount);
           } else if (step.kind === "topup") {
@@ -162,6 +184,12 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         expect(Math.abs(check.pendingUsageMicros)).toBeLessThan(1_000_000);
         expect(check.balanceMicros).toBe(-stripe.balanceOf(id) * 1_000_000 - check.pendingUsageMicros || 0);
         expect(check.ledgerSumMicros).toBe(check.balanceMicros);
+        // Each settled transfer is one x402 grant of its pack, however often it was presented or its answer lost.
+        const x402Grants = ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string }[]).filter((g) => g.source === "x402");
+        expect(x402Grants).toHaveLength(x402.double.transfers.length);
+        // And each reached Stripe's balance once, as a Checkout top-up does (not healed by a reconcile).
+        const x402Credits = stripe.balanceTransactions(id).filter((txn) => String(txn.metadata?.payg_report ?? "").includes("_x402_"));
+        expect(x402Credits.map((txn) => txn.amount)).toEqual(x402.double.transfers.map(() => -500));
       }),
       {
         numRuns: 20,
