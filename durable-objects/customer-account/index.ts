@@ -7,7 +7,7 @@ import { runDueTimers } from "./core/alarm";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
 import type { CheckoutSlot } from "./credit/checkout-limit";
 import { createGrant, creditOutcome, deduct, takeCheckoutSlot, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credit/credits";
-import { runCycle } from "./core/cycle";
+import { moveDirectory, runCycle } from "./core/cycle";
 import type { EmailRow } from "./cohorts/emails";
 import { GroupCommit } from "./core/group-commit";
 import type { SettleReason } from "./request/holds";
@@ -77,7 +77,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return run;
   }
 
-
   /** Creates or updates the profile and, when given, the auto top-up settings (null: off), in one step. */
   upsertProfile(customerId: string, patch: ProfilePatch, autoTopUp?: AutoTopUpSettings | null) {
     return upsertProfileAndAutoTopUp(this.context, customerId, patch, autoTopUp);
@@ -136,7 +135,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return takeCheckoutSlot(this.context, input);
   }
 
-
   /** Key, rule, cap and debit in one synchronous step; with GROUP_COMMIT, steps arriving during a commit share the next. */
   authorize(input: AuthorizeInput): AuthorizeResult | Promise<AuthorizeResult> {
     if (!this.hot.config.GROUP_COMMIT) return authorize(this.hot, input);
@@ -181,7 +179,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? requestCharge(this.context, requestId) : null;
   }
 
-
   /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
     return this.credited((context) => createGrant(context, input), (result) => result.status === "created");
@@ -211,7 +208,6 @@ export class CustomerAccount extends DurableObject<Env> {
     return grantList(this.context, limit);
   }
 
-
   /** Records and applies one verified Stripe event, with no Stripe call (what needs Stripe runs from the stripe timer). */
   applyStripeEvent(customerId: string, event: Stripe.Event, refunds?: ChargeRefunds): { status: EventStatus } {
     return { status: applyStripeEvent(this.context, customerId, event, refunds) };
@@ -220,6 +216,11 @@ export class CustomerAccount extends DurableObject<Env> {
   /** Reports usage to Stripe and sends due emails. Safe to run twice or concurrently. */
   runCycle(now: number): Promise<CycleResult> {
     return this.withLock(() => runCycle(this.context, now));
+  }
+
+  /** DIRECTORY_SHARDS changed and this customer's shard with it: its snapshot and rollup go to the new one. */
+  moveDirectory(): Promise<void> {
+    return moveDirectory(this.context);
   }
 
   /** An operator's retry of a failed Stripe report (looked up first); a ledger note records it. */
@@ -242,7 +243,6 @@ export class CustomerAccount extends DurableObject<Env> {
     if (this.context.account.exists) await runDueTimers(this.context, (fn) => this.withLock(fn));
   }
 
-
   /** Only the WebSocket upgrade for the live balance; the worker has authorized the viewer. */
   override async fetch(request: Request): Promise<Response> {
     return this.context.live.accept(request);
@@ -259,7 +259,6 @@ export class CustomerAccount extends DurableObject<Env> {
   override webSocketError(_ws: WebSocket, error: unknown): void {
     log.debug(`live socket error (${this.ctx.getWebSockets(LIVE_TAG).length} open)`, error);
   }
-
 
   summary(): Record<string, unknown> | null {
     return this.context.account.exists ? summary(this.context) : null;

@@ -1,10 +1,14 @@
 import { DurableObject } from "cloudflare:workers";
 import { getConfig, type Cohort } from "../../src/lib/config";
 import { visitDue } from "./sweep";
-import type { DirectorySnapshot } from "./contract";
+import type { Claim, DirectorySnapshot } from "./contract";
 import { applyRollup, overview, ROLLUP_SCHEMA, searchCustomers, type CustomerRollup, type Overview } from "./rollup";
 import { ENDED_SESSION_TABLES, EndedSessions } from "../shared/ended-sessions";
 import { migrate } from "../shared/migrations";
+import type { BudgetAsk, BudgetGrant } from "../../src/lib/stripe-budget";
+import { ShardBudget, type BudgetStatus } from "./budget";
+import type { Placement } from "./placement";
+import { Shard, SHARD_TABLES, type ReportDelay } from "./shard";
 
 const DIRECTORY_TABLES = `
 CREATE TABLE IF NOT EXISTS customers (
@@ -35,7 +39,12 @@ CREATE TABLE IF NOT EXISTS test_outbox (
  * The directory's schema, versioned (shared/migrations.ts): append only. Version 1 is what the
  * object created at every start before versions existed.
  */
-export const DIRECTORY_MIGRATIONS: readonly string[] = [[DIRECTORY_TABLES, ROLLUP_SCHEMA, ENDED_SESSION_TABLES.v1].join("\n")];
+export const DIRECTORY_MIGRATIONS: readonly string[] = [
+  [DIRECTORY_TABLES, ROLLUP_SCHEMA, ENDED_SESSION_TABLES.v1].join("\n"),
+  // v2: shards (which one this is, the move after DIRECTORY_SHARDS changed), the Stripe budget's
+  // shrink and share, report batching, and which customers hold usage back while it is on.
+  SHARD_TABLES.v2,
+];
 
 /** A claimed customer is left alone by overlapping cron runs until its lease ends. */
 const LEASE_MS = 120_000;
@@ -43,18 +52,24 @@ const LEASE_MS = 120_000;
 export const TEST_OUTBOX_KEPT = 500;
 
 /**
- * The one index across customers: who exists, who is in which cohort, and who has work for the
- * cron (usage to report, emails due). Customer objects push a snapshot here only when one of
+ * One shard of the index across customers (DIRECTORY_SHARDS of them, placement.ts): who exists,
+ * who is in which cohort, and who has work for the cron (usage to report, emails due), plus this
+ * shard's part of the Stripe call budget. Customer objects push a snapshot here only when one of
  * those changes (never per request), so the cron visits only customers with something to do.
  */
 export class Directory extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly endedSessions: EndedSessions;
+  private readonly budget: ShardBudget;
+  private readonly shard: Shard;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.endedSessions = new EndedSessions(this.sql);
+    const config = () => getConfig(this.env);
+    this.budget = new ShardBudget(this.sql, config);
+    this.shard = new Shard(this.sql, env, config, this.budget);
     ctx.blockConcurrencyWhile(async () => void migrate(ctx.storage, DIRECTORY_MIGRATIONS));
   }
 
@@ -72,9 +87,9 @@ export class Directory extends DurableObject<Env> {
     const current = this.sql.exec("SELECT seq FROM customers WHERE id = ?", snapshot.customerId).toArray()[0];
     if (current && (current.seq as number) >= snapshot.seq) return { applied: false };
     this.sql.exec(
-      `INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+      `INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at, held_since) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, deleted = excluded.deleted,
-         due_at = excluded.due_at, lease_until = 0, seq = excluded.seq, updated_at = excluded.updated_at`,
+         due_at = excluded.due_at, lease_until = 0, seq = excluded.seq, updated_at = excluded.updated_at, held_since = excluded.held_since`,
       snapshot.customerId,
       snapshot.email,
       snapshot.name,
@@ -82,6 +97,7 @@ export class Directory extends DurableObject<Env> {
       snapshot.dueAt,
       snapshot.seq,
       Date.now(),
+      snapshot.heldSince ?? null,
     );
     const keep = new Map(snapshot.cohorts.map((c) => [c.cohort, c.entered_at]));
     for (const row of this.sql.exec("SELECT cohort FROM cohort_members WHERE customer_id = ?", snapshot.customerId).toArray()) {
@@ -101,8 +117,16 @@ export class Directory extends DurableObject<Env> {
     return { applied: true };
   }
 
-  /** Customers due at `now`, leased so an overlapping run skips them. */
-  claimDue(now: number, limit: number): { customerIds: string[]; more: boolean } {
+  /**
+   * Customers due at `now`, leased so an overlapping run skips them. While the Stripe budget is
+   * refusing calls, no more are claimed than it has calls for (the others wait, in due order).
+   * With `placement` (the cron), the shard learns where it stands.
+   */
+  claimDue(now: number, limit: number, placement?: Placement): Claim {
+    const widest = placement ? this.shard.place(placement) : 1;
+    const wallNow = Date.now();
+    const batching = this.shard.batching(Math.max(now, wallNow));
+    if (getConfig(this.env).stripeEnabled && this.budget.binding(wallNow)) limit = Math.min(limit, Math.max(1, this.budget.available(wallNow)));
     const rows = this.sql
       .exec(
         "SELECT id FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?",
@@ -113,11 +137,12 @@ export class Directory extends DurableObject<Env> {
       .toArray();
     const customerIds = rows.slice(0, limit).map((r) => r.id as string);
     for (const id of customerIds) this.sql.exec("UPDATE customers SET lease_until = ? WHERE id = ?", now + LEASE_MS, id);
-    return { customerIds, more: rows.length > limit };
+    return { customerIds, more: rows.length > limit || this.shard.moving(), batching: batching !== null, widest };
   }
 
-  /** More customers were due than one cron run visits: keep going from this object's alarm. */
-  async continueSweep(now: number): Promise<void> {
+  /** More customers were due than one cron run visits (or some must move shard): keep going from this object's alarm. */
+  async continueSweep(now: number, placement?: Placement): Promise<void> {
+    if (placement) this.shard.place(placement);
     this.sql.exec("INSERT INTO sweep (id, now) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET now = MAX(now, excluded.now)", now);
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
   }
@@ -127,9 +152,33 @@ export class Directory extends DurableObject<Env> {
     if (!row) return;
     // The sweep's clock is the cron's scheduled time, advanced by the time spent sweeping.
     const now = Math.max(row.now as number, Date.now());
-    const result = await visitDue(this.env, getConfig(this.env), now, (at, limit) => this.claimDue(at, limit));
-    if (result.more) await this.ctx.storage.setAlarm(Date.now() + 1000);
+    const config = getConfig(this.env);
+    const moving = this.shard.moving() && (await this.shard.moveSome(config.CRON_BATCH_SIZE));
+    const result = await visitDue(this.env, config, now, (at, limit) => this.claimDue(at, limit));
+    if (result.more || moving) await this.ctx.storage.setAlarm(Date.now() + 1000);
     else this.sql.exec("DELETE FROM sweep");
+  }
+
+  /** Stripe calls for one caller's batch, from this shard's buckets (budget.ts); with the report batching in force here. */
+  takeStripeCalls(ask: BudgetAsk): BudgetGrant {
+    const now = Date.now();
+    return { ...this.budget.take(ask, now), batching: this.shard.batching(now) };
+  }
+
+  /** Stripe answered 429 to one of this shard's callers. */
+  stripeRateLimited(): void {
+    this.budget.rateLimited(Date.now());
+  }
+
+  /** Calls asked for in the last minute: the cron shares the budget among shards by it. */
+  stripeDemand(): number {
+    return this.budget.demand(Date.now());
+  }
+
+  /** For /admin/status: this shard's budget and how far behind its reports are. */
+  status(): { budget: BudgetStatus; reports: ReportDelay } {
+    const now = Date.now();
+    return { budget: this.budget.status(now), reports: this.shard.reportDelay(now) };
   }
 
   cohortCounts(): Record<string, number> {

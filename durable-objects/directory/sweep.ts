@@ -7,6 +7,10 @@ const CONCURRENCY = 16;
 export interface Claim {
   customerIds: string[];
   more: boolean;
+  /** Whether this shard batches reports now (customers due outnumber its Stripe budget). */
+  batching?: boolean;
+  /** The most shards there have ever been (shard 0 knows): shards past today's count are drained. */
+  widest?: number;
 }
 
 /**

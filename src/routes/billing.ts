@@ -9,6 +9,8 @@ import { log } from "../lib/log";
 import { limitBody } from "../middleware/body-limit";
 import { describeError, stripeClient } from "../lib/stripe-client";
 import type { CustomerProfile } from "../lib/customer";
+import { ENDPOINTS } from "../lib/stripe-budget";
+import { checkoutPermit } from "../stripe-permit";
 
 export const billing = new Hono<AppEnv>();
 
@@ -21,6 +23,8 @@ export const billing = new Hono<AppEnv>();
 export async function createTopUpCheckout(env: Env, config: Config, customer: CustomerProfile, amountCents: number, options: { savePaymentMethod?: boolean } = {}) {
   if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
+  // The call first: a spent Stripe budget (429) must not use up one of the customer's hourly sessions.
+  const permit = await checkoutPermit(env, config, customer.id, ENDPOINTS.checkoutSessionCreate);
   const slot = await customerStub(env, customer.id).takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour, amountCents });
   if (!slot.ok && "balanceLimit" in slot) {
     throw new ApiError("conflict", "This top-up would take the balance past the largest balance the gateway holds.");
@@ -34,7 +38,7 @@ export async function createTopUpCheckout(env: Env, config: Config, customer: Cu
     );
   }
   try {
-    return await stripeClient(config).checkout.sessions.create({
+    return await stripeClient(config, permit).checkout.sessions.create({
       mode: "payment",
       customer: customer.id,
       line_items: [

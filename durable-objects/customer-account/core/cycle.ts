@@ -13,8 +13,7 @@ export async function runCycle(context: AccountContext, now: number): Promise<Cy
   // The expiry timer does this on time; the cron, at its own scheduled time, is the safety net.
   expireGrants(context, now);
   if (context.config.stripeEnabled) {
-    context.atomically(() => context.reports.cut());
-    const flushed = await syncWithStripe(context, now);
+    const flushed = await syncWithStripe(context, now, { cut: true });
     result.reported = flushed.sent;
     result.reportErrors = flushed.errors;
   }
@@ -25,4 +24,11 @@ export async function runCycle(context: AccountContext, now: number): Promise<Cy
   context.rollup.changed();
   await context.directory.push();
   return result;
+}
+
+/** A move to another directory shard: the new shard gets this customer's snapshot and its whole rollup. */
+export async function moveDirectory(context: AccountContext): Promise<void> {
+  if (!context.account.exists) return;
+  await context.directory.push();
+  await context.rollup.pushAll();
 }

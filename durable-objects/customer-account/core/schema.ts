@@ -72,6 +72,8 @@ export const MIGRATIONS: readonly string[] = [
   // v15: auto top-up's rate limits and the card's own PaymentIntent; transactional notices. Auto
   // top-up that charged the default card or has threshold >= amount is paused, the customer told once.
   [NOTICE_TABLES.v14, AUTO_TOPUP_TABLES.v14].join("\n"),
+  // v16: report batching while customers due outnumber the Stripe budget (STRIPE_BUDGET).
+  ACCOUNT_TABLES.v16,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

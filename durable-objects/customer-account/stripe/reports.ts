@@ -1,6 +1,7 @@
 import { meterByName, type Config } from "../../../src/lib/config";
 import { newId } from "../../../src/lib/api-key-format";
 import { log } from "../../../src/lib/log";
+import { IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
 import { MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT, formatCents } from "../../../src/lib/money";
 import type { Plan } from "../../../src/lib/customer";
 import type { AccountRow, AccountStore } from "../core/account";
@@ -91,6 +92,8 @@ export function dueToStripe(pendingUsageMicros: number): { cents: number; remain
  */
 export class StripeReports {
   readonly retention: ReportRetention;
+  /** Until when Stripe work waits because the budget had no calls for it (in memory: after a reload it just asks again). */
+  budgetWaitUntil = 0;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -157,18 +160,20 @@ export class StripeReports {
 
   /**
    * Moves unreported usage into report rows before any network call, so a crash loses nothing;
-   * each row within Stripe's 8 digits of minor units.
+   * each row within Stripe's 8 digits of minor units. While reports are batched, prepaid usage
+   * is cut only once it is worth a call (usageWorthReporting); meter events (what post-paid
+   * invoices bill) are cut every cycle.
    */
-  cut(): void {
+  cut(now = Date.now()): void {
     const config = this.config();
     const due = dueToStripe(this.account.row.pending_usage);
-    if (due.cents !== 0) {
+    if (due.cents !== 0 && this.usageWorthReporting(now)) {
       for (let left = due.cents; left !== 0; ) {
         const part = Math.sign(left) * Math.min(Math.abs(left), MAX_STRIPE_AMOUNT_CENTS);
         this.insert("usage_debit", newId("payg_usage"), part);
         left -= part;
       }
-      this.account.set({ pending_usage: due.remainderMicros });
+      this.account.set({ pending_usage: due.remainderMicros, usage_cut_at: now, report_forced: 0 });
     }
     for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {
       const meter = meterByName(config, row.meter as string);
@@ -180,11 +185,71 @@ export class StripeReports {
     }
   }
 
+  /**
+   * Whether the unreported prepaid usage (a whole cent at least) goes with the next cycle: always,
+   * unless the directory shard batches reports; then once it reaches min_report_cents, once
+   * max_report_delay_seconds have passed since the last usage report, or when forced (a cohort
+   * crossing, a plan change).
+   */
+  usageWorthReporting(now: number): boolean {
+    const a = this.account.row;
+    if (Math.abs(a.pending_usage) < MICROS_PER_CENT) return false;
+    if (!a.report_batching || a.report_forced) return true;
+    const b = this.config().stripeBudget;
+    return Math.abs(a.pending_usage) >= b.minReportMicros || now >= this.heldUntil();
+  }
+
+  /** When held usage is due whatever its size: max_report_delay_seconds after the last usage report. */
+  heldUntil(): number {
+    const a = this.account.row;
+    return (a.usage_cut_at ?? a.created_at) + this.config().stripeBudget.maxReportDelayMs;
+  }
+
+  /** Since when usage has been held back by batching (the directory lists it), or null. */
+  heldSince(now: number): number | null {
+    const a = this.account.row;
+    if (!a.report_batching || Math.abs(a.pending_usage) < MICROS_PER_CENT || this.usageWorthReporting(now)) return null;
+    return a.usage_cut_at ?? a.created_at;
+  }
+
+  /** Whether a charge of `micros` keeps held usage held (no cohort or directory work needed for it). */
+  staysHeld(now: number, micros: number): boolean {
+    const a = this.account.row;
+    return a.report_batching === 1 && !a.report_forced && Math.abs(a.pending_usage) + micros < this.config().stripeBudget.minReportMicros && now < this.heldUntil();
+  }
+
+  /** The shard's batching, as its last grant said; usage must go now if a cohort boundary is crossed meanwhile. */
+  setBatching(on: boolean): void {
+    if (this.account.row.report_batching !== (on ? 1 : 0)) this.account.set({ report_batching: on ? 1 : 0 });
+  }
+
+  /** The next cycle reports the usage whatever its size (a cohort crossing, a plan change). */
+  force(): void {
+    const a = this.account.row;
+    if (a.report_batching && !a.report_forced && Math.abs(a.pending_usage) >= MICROS_PER_CENT) this.account.set({ report_forced: 1 });
+  }
+
+  /** Calls the due reports need, per endpoint: what a cycle asks its shard for, in one RPC. */
+  callsDue(now: number): { balance: number; lookups: number; meter: number } {
+    const r = this.sql
+      .exec(
+        `SELECT COALESCE(SUM(kind != 'meter_event'), 0) AS balance, COALESCE(SUM(kind != 'meter_event' AND (verify = 1 OR created_at < ?)), 0) AS lookups,
+                COALESCE(SUM(kind = 'meter_event'), 0) AS meter
+         FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?`,
+        Date.now() - IDEMPOTENCY_SAFE_MS,
+        now,
+      )
+      .one();
+    const usage = this.usageWorthReporting(now) ? 1 : 0;
+    const meters = this.sql.exec("SELECT COUNT(*) AS n FROM meter_pending WHERE quantity > 0").one().n as number;
+    return { balance: (r.balance as number) + usage, lookups: r.lookups as number, meter: (r.meter as number) + meters };
+  }
+
   /** Usage or reports for Stripe right now (whatever the plan: usage from before a plan change counts). */
   hasWorkNow(now: number): boolean {
     const a = this.account.row;
     if (!this.config().stripeEnabled) return false;
-    if (Math.abs(a.pending_usage) >= MICROS_PER_CENT || a.reconcile_needed) return true;
+    if (this.usageWorthReporting(now) || a.reconcile_needed) return true;
     if (this.sql.exec("SELECT 1 FROM meter_pending WHERE quantity > 0 LIMIT 1").toArray().length) return true;
     return this.sql.exec("SELECT 1 FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? LIMIT 1", now).toArray().length > 0;
   }
@@ -236,6 +301,11 @@ export class StripeReports {
   /** An attempt begins: counted before the call, so a crash mid-call still counts it. */
   attempted(report: ReportRow): void {
     this.sql.exec("UPDATE reports SET attempts = attempts + 1 WHERE seq = ?", report.seq);
+  }
+
+  /** The budget kept an attempt from leaving (a lookup's page, say): it does not count. */
+  notAttempted(report: ReportRow): void {
+    this.sql.exec("UPDATE reports SET attempts = MAX(0, attempts - 1) WHERE seq = ? AND attempts > ?", report.seq, report.attempts);
   }
 
   /** Stripe could not answer: tried again at `at`; `verify` makes the next attempt look the report up first. */

@@ -4,7 +4,6 @@ import { methodNotAllowed } from "hono/method-not-allowed";
 import { errorBody } from "../../lib/errors";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
-import { formatCents } from "../../lib/money";
 import { autoTopUp } from "./auto-top-up";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
@@ -15,6 +14,7 @@ import { reports } from "./reports";
 import { webhookEndpoints } from "./webhook-endpoints";
 import { overview } from "./overview";
 import { portalSessions } from "./portal-sessions";
+import { status } from "./status";
 import { storage } from "./storage";
 import { usage } from "./usage";
 
@@ -36,18 +36,7 @@ admin.use(
   }),
 );
 
-admin.get("/status", (c) => {
-  const config = c.var.config;
-  return c.json({
-    stripe: config.stripeEnabled ? "on" : "off",
-    email_delivery: config.emailDelivery,
-    origin: config.ORIGIN_URL,
-    // Exact, as configured: a sub-cent price is a decimal string, never a float.
-    default_price_cents: formatCents(config.PRICING.fallback.priceMicros),
-    minimum_balance_cents: config.GOVERNANCE.minimum_balance_cents,
-  });
-});
-
+admin.route("/", status);
 admin.route("/", customers);
 admin.route("/", cohorts);
 admin.route("/", emails);

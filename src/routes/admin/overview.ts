@@ -1,17 +1,17 @@
 import { Hono } from "hono";
 import { COHORTS } from "../../lib/config";
-import { directoryStub, type AppEnv } from "../../env";
+import { allShards, sumOverviews, type AppEnv } from "../../env";
 import { formatCents, formatMoney, microsToWholeCents } from "../../lib/money";
 import { totalsByMeter, usageJson } from "../../usage";
 import { DAY_MS } from "../../lib/time";
 
 
-/** `/admin/overview`: the numbers across customers the dashboard's overview shows, from the directory's rollup. */
+/** `/admin/overview`: the numbers across customers the dashboard's overview shows, the directory shards' rollups summed. */
 export const overview = new Hono<AppEnv>();
 
 overview.get("/overview", async (c) => {
   const currency = c.var.config.PRICING.currency;
-  const o = await directoryStub(c.env).overview();
+  const o = sumOverviews(await Promise.all(allShards(c.env, c.var.config.DIRECTORY_SHARDS).map((shard) => shard.overview())));
   const now = Date.now();
   const points = o.usage.map((u) => ({ meter: u.meter, at: u.hour, requests: u.requests, micros: u.micros }));
   return c.json({

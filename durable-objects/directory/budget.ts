@@ -1,0 +1,171 @@
+import type { Config } from "../../src/lib/config";
+import { METER_EVENTS_ENDPOINT, type BudgetAsk, type BudgetGrant } from "../../src/lib/stripe-budget";
+import { MINUTE_MS } from "../../src/lib/time";
+
+/** A 429 from Stripe divides the budget by two, down to an eighth, for this long after the last one. */
+const SHRINK_MS = MINUTE_MS;
+const MAX_SHRINK_DIVISOR = 8;
+/** A refusal tells its caller to come back after this long at least, and at most this long. */
+const MIN_RETRY_MS = 250;
+const MAX_RETRY_MS = MINUTE_MS;
+/** Counts are kept for this window and the one before: "the last minute" is between 30 and 60 s. */
+const WINDOW_MS = 30_000;
+
+/** Tokens are call counts, not money: fractions of a call are fine here. */
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+interface Window {
+  start: number;
+  asked: number;
+  granted: number;
+  refused: number;
+  rateLimited: number;
+}
+
+export interface BudgetStatus {
+  share: number;
+  calls_per_second: number;
+  per_endpoint_per_second: number;
+  meter_events_per_second: number;
+  shrunk_by: number;
+  shrunk_until: number | null;
+  last_minute: { seconds: number; asked: number; granted: number; refused: number; stripe_429: number };
+}
+
+export interface BudgetRates {
+  total: number;
+  endpoint: number;
+  meter: number;
+  /** Tokens of the total bucket background work leaves for Checkout. */
+  reserve: number;
+}
+
+/**
+ * This shard's part of the Stripe call budget: token buckets in the object's memory (the whole
+ * budget's rate × this shard's share), one for all calls, one per endpoint and one for meter
+ * events. Only the shrink after a 429 and the share are stored (table shard_state): a bucket lost
+ * with the object's memory starts full again, as it would have refilled while the object was idle.
+ */
+export class ShardBudget {
+  private readonly buckets = new Map<string, Bucket>();
+  private current: Window = { start: 0, asked: 0, granted: 0, refused: 0, rateLimited: 0 };
+  private previous: Window | null = null;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly config: () => Config,
+  ) {}
+
+  private state(): { share_ppm: number; shrink_divisor: number; shrunk_until: number } {
+    return this.sql.exec("SELECT share_ppm, shrink_divisor, shrunk_until FROM shard_state WHERE id = 1").one() as never;
+  }
+
+  rates(now: number): BudgetRates {
+    const b = this.config().stripeBudget;
+    const s = this.state();
+    const factor = (s.share_ppm / 1_000_000) / (now < s.shrunk_until ? s.shrink_divisor : 1);
+    const total = b.callsPerSecond * factor;
+    return { total, endpoint: Math.min(b.perEndpointPerSecond, b.callsPerSecond) * factor, meter: b.meterEventsPerSecond * factor, reserve: (total * b.checkoutReservedPercent) / 100 };
+  }
+
+  /** The bucket, refilled to `now`; it holds at most one second of its rate (at least one call). */
+  private bucket(name: string, rate: number, now: number): Bucket {
+    const capacity = Math.max(1, rate);
+    let bucket = this.buckets.get(name);
+    if (!bucket) {
+      bucket = { tokens: capacity, at: now };
+      this.buckets.set(name, bucket);
+    }
+    bucket.tokens = Math.min(capacity, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+    bucket.at = now;
+    return bucket;
+  }
+
+  private window(now: number): Window {
+    if (now - this.current.start >= WINDOW_MS) {
+      this.previous = now - this.current.start < 2 * WINDOW_MS ? this.current : null;
+      this.current = { start: now, asked: 0, granted: 0, refused: 0, rateLimited: 0 };
+    }
+    return this.current;
+  }
+
+  /** Grants what the buckets hold of `ask`, in its order; what is left waits (retryAfterMs). */
+  take(ask: BudgetAsk, now: number): Omit<BudgetGrant, "batching"> {
+    const rates = this.rates(now);
+    const w = this.window(now);
+    const total = this.bucket("total", rates.total, now);
+    const floor = ask.priority === "interactive" ? 0 : rates.reserve;
+    const calls: Record<string, number> = {};
+    let waitMs = 0;
+    for (const [endpoint, wanted] of Object.entries(ask.calls)) {
+      const meter = endpoint === METER_EVENTS_ENDPOINT;
+      const own = meter ? this.bucket("meter", rates.meter, now) : this.bucket(`endpoint ${endpoint}`, rates.endpoint, now);
+      const free = meter ? Math.floor(own.tokens) : Math.floor(Math.min(own.tokens, total.tokens - floor));
+      const granted = Math.max(0, Math.min(wanted, free));
+      own.tokens -= granted;
+      if (!meter) total.tokens -= granted;
+      if (granted > 0) calls[endpoint] = granted;
+      w.asked += wanted;
+      w.granted += granted;
+      if (granted < wanted) {
+        w.refused += wanted - granted;
+        // Until the missing calls have refilled in the slower bucket, spread by the refusals so far.
+        const rate = meter ? rates.meter : Math.min(rates.endpoint, rates.total);
+        waitMs = Math.max(waitMs, ((wanted - granted + w.refused / 4) / Math.max(rate, 0.001)) * 1000);
+      }
+    }
+    return { calls, retryAfterMs: waitMs === 0 ? 0 : Math.round(Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, waitMs))) };
+  }
+
+  /** Whether background work is being refused calls this minute (the sweep then visits at the budget's pace). */
+  binding(now: number): boolean {
+    return this.window(now).refused > 0;
+  }
+
+  /** Calls background work may take right now. */
+  available(now: number): number {
+    const rates = this.rates(now);
+    return Math.max(0, Math.floor(this.bucket("total", rates.total, now).tokens - rates.reserve));
+  }
+
+  /** Stripe answered 429: half the rate for a minute after the last one (down to an eighth), and what is left in the buckets now. */
+  rateLimited(now: number): void {
+    const s = this.state();
+    const divisor = Math.min(MAX_SHRINK_DIVISOR, now < s.shrunk_until ? s.shrink_divisor * 2 : 2);
+    this.sql.exec("UPDATE shard_state SET shrink_divisor = ?, shrunk_until = ? WHERE id = 1", divisor, now + SHRINK_MS);
+    for (const bucket of this.buckets.values()) bucket.tokens = Math.min(bucket.tokens, 0);
+    this.window(now).rateLimited++;
+  }
+
+  /** The cron's rebalancing: this shard's fraction of the whole budget, in millionths. */
+  setShare(sharePpm: number): void {
+    this.sql.exec("UPDATE shard_state SET share_ppm = ? WHERE id = 1", Math.max(1, Math.min(1_000_000, Math.round(sharePpm))));
+  }
+
+  /** Calls asked for over the last minute (what the cron shares the budget by). */
+  demand(now: number): number {
+    const w = this.window(now);
+    return w.asked + (this.previous?.asked ?? 0);
+  }
+
+  status(now: number): BudgetStatus {
+    const rates = this.rates(now);
+    const s = this.state();
+    const w = this.window(now);
+    const sum = (k: "asked" | "granted" | "refused" | "rateLimited") => w[k] + (this.previous?.[k] ?? 0);
+    return {
+      share: s.share_ppm / 1_000_000,
+      calls_per_second: round(rates.total),
+      per_endpoint_per_second: round(rates.endpoint),
+      meter_events_per_second: round(rates.meter),
+      shrunk_by: now < s.shrunk_until ? s.shrink_divisor : 1,
+      shrunk_until: now < s.shrunk_until ? s.shrunk_until : null,
+      last_minute: { seconds: Math.max(1, Math.round((now - (this.previous ?? w).start) / 1000)), asked: sum("asked"), granted: sum("granted"), refused: sum("refused"), stripe_429: sum("rateLimited") },
+    };
+  }
+}
+
+const round = (n: number) => Math.round(n * 1000) / 1000;
