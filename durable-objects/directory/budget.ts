@@ -131,12 +131,11 @@ export class ShardBudget {
     return Math.max(0, Math.floor(this.bucket("total", rates.total, now).tokens - rates.reserve));
   }
 
-  /** Stripe answered 429: half the rate for a minute after the last one (down to an eighth), and what is left in the buckets now. */
+  /** Stripe answered 429: half the rate for a minute after the last one (down to an eighth); a bucket never holds more than a second of its new rate. */
   rateLimited(now: number): void {
     const s = this.state();
     const divisor = Math.min(MAX_SHRINK_DIVISOR, now < s.shrunk_until ? s.shrink_divisor * 2 : 2);
     this.sql.exec("UPDATE shard_state SET shrink_divisor = ?, shrunk_until = ? WHERE id = 1", divisor, now + SHRINK_MS);
-    for (const bucket of this.buckets.values()) bucket.tokens = Math.min(bucket.tokens, 0);
     this.window(now).rateLimited++;
   }
 

@@ -240,7 +240,7 @@ export class StripeReports {
         now,
       )
       .one();
-    const usage = this.usageWorthReporting(now) ? 1 : 0;
+    const usage = this.usageWorthReporting(now) ? Math.ceil(Math.abs(dueToStripe(this.account.row.pending_usage).cents) / MAX_STRIPE_AMOUNT_CENTS) : 0;
     const meters = this.sql.exec("SELECT COUNT(*) AS n FROM meter_pending WHERE quantity > 0").one().n as number;
     return { balance: (r.balance as number) + usage, lookups: r.lookups as number, meter: (r.meter as number) + meters };
   }

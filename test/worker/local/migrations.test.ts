@@ -45,7 +45,7 @@ async function seedV1(id: string, keys: { live: string; revoked: string }) {
  * SHA-256 of every migration. A migration that has shipped is never edited, only followed by a new
  * one: a new migration adds its hash here; changing an old hash means rewriting history.
  */
-const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "8dec3a5a5da89feb90a2a4e0d6576e1ec4b1471964393252cdbbd9678477155d", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac", "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da", "db4f762e6611f936d3a752ae74240554b98006b3c790b0292571eb6717d5314d", "0a1620d6df8f589ad7603c2cac298c5c8e6bb9c60bf716939ef11730df40df5e", "155f34665a54a835268a63b1348d3b5b0e4745fb0082ce607d986f6bd94c6e80", "a02f406ffd95f6a7c16ebedf7be61c60b6b0e79ef4ce2418805e894fa0ea4560", "2d5a0b2e4dbb14745380fd4d4b261915b45584bf471e02fbfc0cb85a28b92c86", "9bd3e953e1e4150912cd9c5c3276615aa9dd9ae503119748c2d531ad2eef0c82", "325bb54b9ff695de88e383a8258a0bc236736b885151ee7f571f366f3aa0a7fb", "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a", "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef"];
+const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "8dec3a5a5da89feb90a2a4e0d6576e1ec4b1471964393252cdbbd9678477155d", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac", "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da", "db4f762e6611f936d3a752ae74240554b98006b3c790b0292571eb6717d5314d", "0a1620d6df8f589ad7603c2cac298c5c8e6bb9c60bf716939ef11730df40df5e", "155f34665a54a835268a63b1348d3b5b0e4745fb0082ce607d986f6bd94c6e80", "a02f406ffd95f6a7c16ebedf7be61c60b6b0e79ef4ce2418805e894fa0ea4560", "2d5a0b2e4dbb14745380fd4d4b261915b45584bf471e02fbfc0cb85a28b92c86", "9bd3e953e1e4150912cd9c5c3276615aa9dd9ae503119748c2d531ad2eef0c82", "325bb54b9ff695de88e383a8258a0bc236736b885151ee7f571f366f3aa0a7fb", "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a", "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef", "6173372e78081761ffd9aff6b06e2eed30c734eac5a9616cc5b3f1808c72ae17"];
 
 describe("schema migrations", () => {
   it("never edits a deployed migration", async () => {
@@ -163,20 +163,29 @@ describe("the directory's and the dispatcher's schemas run through the same migr
     expect(await Promise.all(DISPATCHER_MIGRATIONS.map((m) => sha256Hex(m)))).toEqual(DISPATCHER_DEPLOYED);
     const ns = env.DIRECTORY as DurableObjectNamespace<Directory>;
     const stub = ns.get(ns.idFromName(uniqueId("dir")));
-    // As the code before versions left it: the tables, a row, no schema_version.
+    // As the code before versions left it: version 1's tables (no shard state), rows, no schema_version.
     await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec("DROP TABLE schema_version");
-      state.storage.sql.exec("INSERT INTO sweep (id, now) VALUES (1, 42)");
+      const sql = state.storage.sql;
+      sql.exec("DROP TABLE schema_version");
+      sql.exec("DROP TABLE shard_state");
+      sql.exec("DROP INDEX customers_held");
+      sql.exec("ALTER TABLE customers DROP COLUMN held_since");
+      sql.exec("INSERT INTO sweep (id, now) VALUES (1, 42)");
+      sql.exec("INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at) VALUES ('cus_old', 'o@example.com', 'Old', 0, 1000, 0, 3, 1000)");
     });
     await evictDurableObject(stub);
     const after = await runInDurableObject(stub, (_instance, state) => ({
       version: state.storage.sql.exec("SELECT version FROM schema_version").one().version,
       sweep: state.storage.sql.exec("SELECT now FROM sweep").one().now,
+      shard: state.storage.sql.exec("SELECT shard, shards, placed_for, share_ppm FROM shard_state").one(),
     }));
-    expect(after).toEqual({ version: DIRECTORY_MIGRATIONS.length, sweep: 42 });
+    expect(after).toEqual({ version: DIRECTORY_MIGRATIONS.length, sweep: 42, shard: { shard: 0, shards: 1, placed_for: 1, share_ppm: 1_000_000 } });
+    // Its customer is still listed and still due, with nothing held back.
+    expect(await stub.claimDue(2000, 10)).toMatchObject({ customerIds: ["cus_old"], batching: false });
+    expect((await stub.customers(null, 10)).customers).toEqual([expect.objectContaining({ id: "cus_old", email: "o@example.com", due_at: 1000 })]);
   });
 });
 
 /** The directory's and the dispatcher's migrations as deployed: append a hash, never change one. */
-const DIRECTORY_DEPLOYED = ["e390d294873d24850e6c20dcf60f4b830af208052b9498f08092d7ef1eb11a74"];
+const DIRECTORY_DEPLOYED = ["e390d294873d24850e6c20dcf60f4b830af208052b9498f08092d7ef1eb11a74", "f48b02051848b37b37a569ed2118df7bca71671bae92899e4aa1f5a19902b0cb"];
 const DISPATCHER_DEPLOYED = ["8ad858c0eb483139abc99f387e816574f1d2cf839a2f596256c1be1cfc77d161"];
