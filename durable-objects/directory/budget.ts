@@ -71,9 +71,13 @@ export class ShardBudget {
     return { total, endpoint: Math.min(b.perEndpointPerSecond, b.callsPerSecond) * factor, meter: b.meterEventsPerSecond * factor, reserve: (total * b.checkoutReservedPercent) / 100 };
   }
 
-  /** The bucket, refilled to `now`; it holds at most one second of its rate (at least one call). */
-  private bucket(name: string, rate: number, now: number): Bucket {
-    const capacity = Math.max(1, rate);
+  /**
+   * The bucket, refilled to `now`; it holds at most one second of its rate (at least one call),
+   * plus `above`: the total bucket holds Checkout's reserve on top, so background work always has
+   * a whole call to take, however small this shard's share.
+   */
+  private bucket(name: string, rate: number, now: number, above = 0): Bucket {
+    const capacity = Math.max(1, rate) + above;
     let bucket = this.buckets.get(name);
     if (!bucket) {
       bucket = { tokens: capacity, at: now };
@@ -96,7 +100,7 @@ export class ShardBudget {
   take(ask: BudgetAsk, now: number): Omit<BudgetGrant, "batching"> {
     const rates = this.rates(now);
     const w = this.window(now);
-    const total = this.bucket("total", rates.total, now);
+    const total = this.bucket("total", rates.total, now, rates.reserve);
     const floor = ask.priority === "interactive" ? 0 : rates.reserve;
     const calls: Record<string, number> = {};
     let waitMs = 0;
@@ -128,7 +132,7 @@ export class ShardBudget {
   /** Calls background work may take right now. */
   available(now: number): number {
     const rates = this.rates(now);
-    return Math.max(0, Math.floor(this.bucket("total", rates.total, now).tokens - rates.reserve));
+    return Math.max(0, Math.floor(this.bucket("total", rates.total, now, rates.reserve).tokens - rates.reserve));
   }
 
   /** Stripe answered 429: half the rate for a minute after the last one (down to an eighth); a bucket never holds more than a second of its new rate. */

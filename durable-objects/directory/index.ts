@@ -86,6 +86,9 @@ export class Directory extends DurableObject<Env> {
   sync(snapshot: DirectorySnapshot): { applied: boolean } {
     const current = this.sql.exec("SELECT seq FROM customers WHERE id = ?", snapshot.customerId).toArray()[0];
     if (current && (current.seq as number) >= snapshot.seq) return { applied: false };
+    const now = Date.now();
+    // Usage held back while this shard no longer batches (its customer has not heard yet): due now.
+    const dueAt = snapshot.heldSince != null && !this.shard.batchingAt(now) ? Math.min(snapshot.dueAt ?? now, now) : snapshot.dueAt;
     this.sql.exec(
       `INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at, held_since) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, deleted = excluded.deleted,
@@ -94,9 +97,9 @@ export class Directory extends DurableObject<Env> {
       snapshot.email,
       snapshot.name,
       snapshot.deleted ? 1 : 0,
-      snapshot.dueAt,
+      dueAt,
       snapshot.seq,
-      Date.now(),
+      now,
       snapshot.heldSince ?? null,
     );
     const keep = new Map(snapshot.cohorts.map((c) => [c.cohort, c.entered_at]));

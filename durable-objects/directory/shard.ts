@@ -1,7 +1,6 @@
 import type { Config } from "../../src/lib/config";
 import { log } from "../../src/lib/log";
 import type { ReportBatching } from "../../src/lib/stripe-budget";
-import { ENDPOINTS } from "../../src/lib/stripe-budget";
 import { MINUTE_MS } from "../../src/lib/time";
 import { customerStub } from "../customer-account/contract";
 import type { ShardBudget } from "./budget";
@@ -141,18 +140,20 @@ export class Shard {
     return { minReportMicros: b.minReportMicros, maxReportDelayMs: b.maxReportDelayMs };
   }
 
+  /** Whether reports are batched here at `now` (as last decided; batching() decides). */
+  batchingAt(now: number): boolean {
+    return this.row().batching_until > now;
+  }
+
   reportDelay(now: number): ReportDelay {
     const one = (q: string, ...args: SqlStorageValue[]) => this.sql.exec(q, ...args).one();
     const oldestDue = one("SELECT MIN(due_at) AS t FROM customers WHERE due_at IS NOT NULL AND due_at <= ?", now).t as number | null;
     const oldestHeld = one("SELECT MIN(held_since) AS t FROM customers WHERE held_since IS NOT NULL").t as number | null;
     return {
-      batching: this.row().batching_until > now,
+      batching: this.batchingAt(now),
       due_now: one("SELECT COUNT(*) AS n FROM (SELECT 1 FROM customers WHERE due_at IS NOT NULL AND due_at <= ? LIMIT 1000000)", now).n as number,
       oldest_due_seconds: oldestDue === null ? 0 : Math.round((now - oldestDue) / 1000),
       oldest_held_seconds: oldestHeld === null ? 0 : Math.round((now - oldestHeld) / 1000),
     };
   }
 }
-
-/** The report endpoint, the one background work spends most on (the batching is sized by it). */
-export const REPORT_ENDPOINT = ENDPOINTS.balanceTransactionCreate;
