@@ -11,6 +11,13 @@ const MAX_RETRY_MS = MINUTE_MS;
 /** Counts are kept for this window and the one before: "the last minute" is between 30 and 60 s. */
 const WINDOW_MS = 30_000;
 
+/**
+ * A bucket holds this much of its rate (at least one call): over any second, Stripe then sees at
+ * most 1.1 × the rate from one bucket (what it holds plus what refills), never a second's burst
+ * on top of a second's rate.
+ */
+const BURST_SECONDS = 0.1;
+
 /** Tokens are call counts, not money: fractions of a call are fine here. */
 interface Bucket {
   tokens: number;
@@ -39,7 +46,7 @@ export interface BudgetRates {
   total: number;
   endpoint: number;
   meter: number;
-  /** Tokens of the total bucket background work leaves for Checkout. */
+  /** Calls in the total bucket background work leaves for Checkout. */
   reserve: number;
 }
 
@@ -68,16 +75,18 @@ export class ShardBudget {
     const s = this.state();
     const factor = (s.share_ppm / 1_000_000) / (now < s.shrunk_until ? s.shrink_divisor : 1);
     const total = b.callsPerSecond * factor;
-    return { total, endpoint: Math.min(b.perEndpointPerSecond, b.callsPerSecond) * factor, meter: b.meterEventsPerSecond * factor, reserve: (total * b.checkoutReservedPercent) / 100 };
+    // Checkout's reserve: its share of what the total bucket holds, a whole call at least.
+    const reserve = b.checkoutReservedPercent > 0 ? Math.max(1, (Math.max(1, total * BURST_SECONDS) * b.checkoutReservedPercent) / 100) : 0;
+    return { total, endpoint: Math.min(b.perEndpointPerSecond, b.callsPerSecond) * factor, meter: b.meterEventsPerSecond * factor, reserve };
   }
 
   /**
-   * The bucket, refilled to `now`; it holds at most one second of its rate (at least one call),
+   * The bucket, refilled to `now`; it holds at most BURST_SECONDS of its rate (at least one call),
    * plus `above`: the total bucket holds Checkout's reserve on top, so background work always has
    * a whole call to take, however small this shard's share.
    */
   private bucket(name: string, rate: number, now: number, above = 0): Bucket {
-    const capacity = Math.max(1, rate) + above;
+    const capacity = Math.max(1, rate * BURST_SECONDS) + above;
     let bucket = this.buckets.get(name);
     if (!bucket) {
       bucket = { tokens: capacity, at: now };
@@ -88,10 +97,12 @@ export class ShardBudget {
     return bucket;
   }
 
+  /** Windows start at multiples of WINDOW_MS, so "the one before" holds only the 30 s before this one. */
   private window(now: number): Window {
-    if (now - this.current.start >= WINDOW_MS) {
-      this.previous = now - this.current.start < 2 * WINDOW_MS ? this.current : null;
-      this.current = { start: now, asked: 0, granted: 0, refused: 0, rateLimited: 0 };
+    const start = now - (now % WINDOW_MS);
+    if (this.current.start !== start) {
+      this.previous = this.current.start === start - WINDOW_MS ? this.current : null;
+      this.current = { start, asked: 0, granted: 0, refused: 0, rateLimited: 0 };
     }
     return this.current;
   }
@@ -124,9 +135,14 @@ export class ShardBudget {
     return { calls, retryAfterMs: waitMs === 0 ? 0 : Math.round(Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, waitMs))) };
   }
 
-  /** Whether background work is being refused calls this minute (the sweep then visits at the budget's pace). */
-  binding(now: number): boolean {
-    return this.window(now).refused > 0;
+  /**
+   * How fast the sweep visits customers: a visit mostly makes one call to one endpoint, in
+   * background's part of the total; a tenth slower than the buckets refill, so each visit finds
+   * its call there.
+   */
+  visitsPerSecond(now: number): number {
+    const rates = this.rates(now);
+    return Math.max(0.01, 0.9 * Math.min(rates.endpoint, rates.total * (1 - this.config().stripeBudget.checkoutReservedPercent / 100)));
   }
 
   /** Calls background work may take right now. */

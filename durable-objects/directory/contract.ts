@@ -36,6 +36,8 @@ export interface DirectorySnapshot {
   deleted: boolean;
   cohorts: { cohort: Cohort; entered_at: number }[];
   dueAt: number | null;
+  /** dueAt without the periodic reconcile (absent from a customer not upgraded yet: then dueAt is all the sweep knows). */
+  workAt?: number | null;
   /** While reports are batched: since when this customer's unreported usage has waited (null: nothing held). */
   heldSince?: number | null;
   seq: number;

@@ -48,6 +48,8 @@ export const DIRECTORY_MIGRATIONS: readonly string[] = [
 
 /** A claimed customer is left alone by overlapping cron runs until its lease ends. */
 const LEASE_MS = 120_000;
+/** One paced alarm run visits what the budget answers in this long. */
+const SWEEP_SLICE_SECONDS = 30;
 /** Test emails kept in the local outbox: as many as its admin route lists at most. */
 export const TEST_OUTBOX_KEPT = 500;
 
@@ -88,16 +90,20 @@ export class Directory extends DurableObject<Env> {
     if (current && (current.seq as number) >= snapshot.seq) return { applied: false };
     const now = Date.now();
     // Usage held back while this shard no longer batches (its customer has not heard yet): due now.
-    const dueAt = snapshot.heldSince != null && !this.shard.batchingAt(now) ? Math.min(snapshot.dueAt ?? now, now) : snapshot.dueAt;
+    const heldDue = snapshot.heldSince != null && !this.shard.batchingAt(now);
+    const dueAt = heldDue ? Math.min(snapshot.dueAt ?? now, now) : snapshot.dueAt;
+    const work = snapshot.workAt === undefined ? snapshot.dueAt : snapshot.workAt;
+    const workAt = heldDue ? Math.min(work ?? now, now) : work;
     this.sql.exec(
-      `INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at, held_since) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)
+      `INSERT INTO customers (id, email, name, deleted, due_at, work_at, lease_until, seq, updated_at, held_since) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, deleted = excluded.deleted,
-         due_at = excluded.due_at, lease_until = 0, seq = excluded.seq, updated_at = excluded.updated_at, held_since = excluded.held_since`,
+         due_at = excluded.due_at, work_at = excluded.work_at, lease_until = 0, seq = excluded.seq, updated_at = excluded.updated_at, held_since = excluded.held_since`,
       snapshot.customerId,
       snapshot.email,
       snapshot.name,
       snapshot.deleted ? 1 : 0,
       dueAt,
+      workAt,
       snapshot.seq,
       now,
       snapshot.heldSince ?? null,
@@ -121,23 +127,32 @@ export class Directory extends DurableObject<Env> {
   }
 
   /**
-   * Customers due at `now`, leased so an overlapping run skips them. While the Stripe budget is
-   * refusing calls, no more are claimed than it has calls for (the others wait, in due order).
-   * With `placement` (the cron), the shard learns where it stands.
+   * Customers due at `now`, leased so an overlapping run skips them: those with reports, emails
+   * or expiring credit first, then those due only for the periodic reconcile. With Stripe on, no
+   * more are claimed than the budget has calls for now (the rest wait, in due order, for this
+   * shard's alarm, which visits them at the budget's pace). With `placement` (the cron), the shard
+   * learns where it stands.
    */
   claimDue(now: number, limit: number, placement?: Placement): Claim {
     const widest = placement ? this.shard.place(placement) : 1;
     const wallNow = Date.now();
     const batching = this.shard.batching(Math.max(now, wallNow));
-    if (getConfig(this.env).stripeEnabled && this.budget.binding(wallNow)) limit = Math.min(limit, Math.max(1, this.budget.available(wallNow)));
+    if (placement && getConfig(this.env).stripeEnabled) limit = Math.min(limit, Math.max(1, this.budget.available(wallNow)));
     const rows = this.sql
-      .exec(
-        "SELECT id FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?",
-        now,
-        now,
-        limit + 1,
-      )
+      .exec("SELECT id FROM customers WHERE work_at IS NOT NULL AND work_at <= ? AND lease_until <= ? ORDER BY work_at LIMIT ?", now, now, limit + 1)
       .toArray();
+    if (rows.length <= limit) {
+      const reconcileOnly = this.sql
+        .exec(
+          "SELECT id FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? AND (work_at IS NULL OR work_at > ?) ORDER BY due_at LIMIT ?",
+          now,
+          now,
+          now,
+          limit + 1 - rows.length,
+        )
+        .toArray();
+      rows.push(...reconcileOnly);
+    }
     const customerIds = rows.slice(0, limit).map((r) => r.id as string);
     for (const id of customerIds) this.sql.exec("UPDATE customers SET lease_until = ? WHERE id = ?", now + LEASE_MS, id);
     return { customerIds, more: rows.length > limit || this.shard.moving(), batching: batching !== null, widest };
@@ -157,8 +172,14 @@ export class Directory extends DurableObject<Env> {
     const now = Math.max(row.now as number, Date.now());
     const config = getConfig(this.env);
     const moving = this.shard.moving() && (await this.shard.moveSome(config.CRON_BATCH_SIZE));
-    const result = await visitDue(this.env, config, now, (at, limit) => this.claimDue(at, limit));
-    if (result.more || moving) await this.ctx.storage.setAlarm(Date.now() + 1000);
+    // With Stripe on, visits start at the pace the budget can answer (one a call), in slices of
+    // at most SWEEP_SLICE_SECONDS, well inside the customers' lease.
+    const pace = config.stripeEnabled ? this.budget.visitsPerSecond(Date.now()) : null;
+    const limit = pace === null ? config.CRON_BATCH_SIZE : Math.min(config.CRON_BATCH_SIZE, Math.max(1, Math.floor(pace * SWEEP_SLICE_SECONDS)));
+    const result = await visitDue(this.env, config, now, (at) => this.claimDue(at, limit), pace);
+    // Paced, a visit the budget still had no call for comes back due within seconds: the sweep waits for it, not for the next cron.
+    const again = pace !== null && this.sql.exec("SELECT 1 FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? LIMIT 1", Date.now() + 2000, Date.now()).toArray().length > 0;
+    if (result.more || moving || again) await this.ctx.storage.setAlarm(Date.now() + (pace === null ? 1000 : 100));
     else this.sql.exec("DELETE FROM sweep");
   }
 

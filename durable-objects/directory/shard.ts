@@ -22,7 +22,9 @@ CREATE TABLE IF NOT EXISTS shard_state (
 );
 INSERT INTO shard_state (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
 ALTER TABLE customers ADD COLUMN held_since INTEGER;
-CREATE INDEX IF NOT EXISTS customers_held ON customers(held_since) WHERE held_since IS NOT NULL;`,
+CREATE INDEX IF NOT EXISTS customers_held ON customers(held_since) WHERE held_since IS NOT NULL;
+ALTER TABLE customers ADD COLUMN work_at INTEGER;
+CREATE INDEX IF NOT EXISTS customers_work ON customers(work_at) WHERE work_at IS NOT NULL;`,
 };
 
 /** Once on, batching stays on at least this long (no flapping from one sweep to the next). */

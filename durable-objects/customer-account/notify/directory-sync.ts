@@ -38,7 +38,19 @@ export class DirectorySync {
 
   /** When the cron should next visit this customer, or null when there is nothing to do. */
   nextDueAt(now: number): number | null {
-    const { config, reports, cohorts, emails, otherWorkAt, reconcileAt } = this.deps;
+    const work = this.nextWorkAt(now);
+    const reconcile = this.deps.config().stripeEnabled ? this.deps.reconcileAt() : null;
+    if (reconcile === null) return work;
+    const at = Math.max(reconcile, this.deps.reports.budgetWaitUntil);
+    return work === null ? at : Math.min(work, at);
+  }
+
+  /**
+   * The same, leaving out the periodic reconcile: what the sweep visits first when the budget
+   * cannot visit everyone (a backlog of reconciles never holds reports or emails back).
+   */
+  nextWorkAt(now: number): number | null {
+    const { config, reports, cohorts, emails, otherWorkAt } = this.deps;
     const times: number[] = [];
     const other = otherWorkAt();
     if (other !== null) times.push(other);
@@ -48,8 +60,6 @@ export class DirectorySync {
       if (reports.hasWorkNow(now)) stripe.push(now);
       const retry = reports.nextAttemptAt();
       if (retry !== null) stripe.push(retry);
-      const reconcile = reconcileAt();
-      if (reconcile !== null) stripe.push(reconcile);
       if (reports.heldSince(now) !== null) stripe.push(reports.heldUntil());
       times.push(...stripe.map((t) => Math.max(t, reports.budgetWaitUntil)));
     }
@@ -75,6 +85,7 @@ export class DirectorySync {
       deleted: a.deleted_at !== null,
       cohorts: [...cohorts.current.entries()].map(([cohort, m]) => ({ cohort, entered_at: m.entered_at })),
       dueAt,
+      workAt: this.nextWorkAt(now),
       heldSince: this.deps.reports.heldSince(now),
       seq,
     };

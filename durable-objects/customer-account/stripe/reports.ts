@@ -79,6 +79,9 @@ export const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = 
  * How much of the unreported prepaid usage is due to Stripe now: whole cents, toward zero; the
  * sub-cent remainder waits for the next report.
  */
+/** At most this, and a tenth of max_report_delay_seconds, is left for the sweep to come for held usage. */
+const HELD_MARGIN_MS = 5 * 60_000;
+
 export function dueToStripe(pendingUsageMicros: number): { cents: number; remainderMicros: number } {
   const cents = Math.trunc(pendingUsageMicros / MICROS_PER_CENT);
   return { cents, remainderMicros: pendingUsageMicros - cents * MICROS_PER_CENT };
@@ -199,10 +202,15 @@ export class StripeReports {
     return Math.abs(a.pending_usage) >= b.minReportMicros || now >= this.heldUntil();
   }
 
-  /** When held usage is due whatever its size: max_report_delay_seconds after the last usage report. */
+  /**
+   * When held usage is due whatever its size: max_report_delay_seconds after the last usage
+   * report, less the few minutes a busy sweep takes to come for it (HELD_MARGIN_MS), so the
+   * report is sent within max_report_delay_seconds.
+   */
   heldUntil(): number {
     const a = this.account.row;
-    return (a.usage_cut_at ?? a.created_at) + this.config().stripeBudget.maxReportDelayMs;
+    const maxDelay = this.config().stripeBudget.maxReportDelayMs;
+    return (a.usage_cut_at ?? a.created_at) + maxDelay - Math.min(HELD_MARGIN_MS, maxDelay / 10);
   }
 
   /** Since when usage has been held back by batching (the directory lists it), or null. */

@@ -150,10 +150,11 @@ describe("the Stripe call budget", () => {
     const status = (await admin("GET", "/status")).body;
     expect(status.report_delay).toMatchObject({ batching: true, batching_shards: 1, min_report_cents: 100, max_report_delay_seconds: 86_400 });
 
-    // All of the budget to this shard now (batching stays on at least 10 minutes); its buckets
-    // refill at the new rate for a second: enough for every call below.
+    // All of the budget to this shard now (batching stays on at least 10 minutes): 5 balance
+    // transactions a second, a bucket holding one; each call below waits for it to refill.
     await shard(1).claimDue(Date.now(), 0, placement(1_000_000));
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const refill = () => new Promise((resolve) => setTimeout(resolve, 400));
+    await refill();
     // A cohort crossing: a's credit runs out, its 2 cents go with the next cycle.
     expect((await gateway("/v1/x", withKey(a.key))).status).toBe(200);
     expect((await gateway("/v1/x", withKey(a.key))).status).toBe(402);
@@ -165,10 +166,12 @@ describe("the Stripe call budget", () => {
     const charge = await customerStub(b.id).authorize({ keyHash: await sha256Hex(b.key), meter: "api_requests", priceMicros: 150_000_000, requestId: "big_b" });
     expect(charge.outcome).toBe("ok");
     await settle(b.id);
+    await refill();
     await customerStub(b.id).runCycle(Date.now());
     expect(usageReports(doubles, b.id)).toEqual([151]);
 
     // c's one cent goes once the day has passed.
+    await refill();
     await customerStub(c.id).runCycle(Date.now() + 86_400_000 + 1000);
     expect(["c", usageReports(doubles, c.id)]).toEqual(["c", [1]]);
 
@@ -178,8 +181,34 @@ describe("the Stripe call budget", () => {
     for (const x of more) {
       const row = await runInDurableObject(shard(1), (_i, state) => state.storage.sql.exec("SELECT due_at FROM customers WHERE id = ?", x.id).one());
       expect(row.due_at as number).toBeLessThanOrEqual(later);
+      await refill();
       await customerStub(x.id).runCycle(later);
       expect(["more", usageReports(doubles, x.id)]).toEqual(["more", [1]]);
     }
+  });
+
+  it("one cron run reports everyone due, however small the budget: the shard's alarm visits at the budget's pace; customers with reports go before those due only for the periodic reconcile", { timeout: 60_000 }, async () => {
+    await budgetAtRest();
+    const doubles = connect();
+    const made = [];
+    for (let i = 0; i < 8; i++) made.push(await customerIn(doubles, 0, 100));
+    // Due only for its hourly reconcile: listed as due, but not as work.
+    const idle = await customerIn(doubles, 0, 100);
+    await runInDurableObject(shard(0), (_i, state) => state.storage.sql.exec("UPDATE customers SET due_at = 1, work_at = NULL WHERE id = ?", idle.id));
+    for (const c of made) {
+      expect((await gateway("/v1/x", withKey(c.key))).status).toBe(200);
+      await settle(c.id);
+    }
+    const row = (id: string) => runInDurableObject(shard(0), (_i, state) => state.storage.sql.exec("SELECT due_at, work_at FROM customers WHERE id = ?", id).one());
+    expect((await row(made[0]!.id)).work_at as number).toBeLessThanOrEqual(Date.now());
+    // The reconcile-only customer has waited longest, and still comes after every one with a report.
+    const order = (await shard(0).claimDue(Date.now(), 500)).customerIds;
+    expect(Math.max(...made.map((c) => order.indexOf(c.id)))).toBeLessThan(order.indexOf(idle.id));
+    await runInDurableObject(shard(0), (_i, state) => state.storage.sql.exec("UPDATE customers SET lease_until = 0"));
+    // One cron run: shard 0 has 5 balance transactions a second; its alarm visits the rest at that pace.
+    await cron(Date.now());
+    const until = Date.now() + 20_000;
+    while (Date.now() < until && made.some((c) => usageReports(doubles, c.id).length === 0)) await new Promise((resolve) => setTimeout(resolve, 250));
+    for (const c of made) expect([c.id, usageReports(doubles, c.id)]).toEqual([c.id, [1]]);
   });
 });
