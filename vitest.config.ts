@@ -1,5 +1,5 @@
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { generateKeyPairSync } from "node:crypto";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
 // Wrangler (read by the workerd projects for wrangler.toml) logs "Using secrets defined in .dev.vars"
@@ -55,9 +55,72 @@ const pricingWithSubCent = {
     { name: "search", path: "/v1/search/**", price_cents: "0.05", stripe_event_name: "search_requests" },
     // Billed from the response (tests in test/worker/local/metered.test.ts).
     { name: "header_tokens", path: "/v1/header-tokens", price_cents: "0.1", units: "header:x-usage-tokens", hold_units: 100, stripe_event_name: "header_tokens" },
-    { name: "json_tokens", path: "/v1/json-tokens", price_cents: "0.1", units: "json:usage.total_tokens", hold_units: 100, hold_units_from: "json:max_tokens", on_missing_units: "zero", stripe_event_name: "json_tokens" },
+    {
+      name: "json_tokens",
+      path: "/v1/json-tokens",
+      price_cents: "0.1",
+      units: "json:usage.total_tokens",
+      hold_units: 100,
+      hold_units_from: "json:max_tokens",
+      on_missing_units: "zero",
+      stripe_event_name: "json_tokens",
+    },
     { name: "events", path: "/v1/events", price_cents: "1", units: "sse:events", hold_units: 8, stripe_event_name: "events" },
-    { name: "chat", methods: ["POST"], path: "/v1/chat/completions", price_cents: "0.01", units: "sse:json:usage.total_tokens", hold_units: 1000, hold_units_from: ["json:max_completion_tokens", "json:max_tokens"], hold_multiplier_from: "json:n", stripe_event_name: "chat_tokens" },
+    {
+      name: "chat",
+      methods: ["POST"],
+      path: "/v1/chat/completions",
+      price_cents: "0.01",
+      units: "sse:json:usage.total_tokens",
+      hold_units: 1000,
+      hold_units_from: ["json:max_completion_tokens", "json:max_tokens"],
+      hold_multiplier_from: "json:n",
+      stripe_event_name: "chat_tokens",
+    },
+    // Tokens by model and kind (tests in test/worker/local/tokens.test.ts): cents per million tokens.
+    {
+      name: "llm_chat",
+      methods: ["POST"],
+      path: "/llm/chat",
+      units: "tokens",
+      preset: "openai-chat",
+      hold_units: 100,
+      stripe_event_name: "llm_chat",
+      models: [
+        { model: "small*", input_cents_per_mtok: "1000", cached_input_cents_per_mtok: "100", output_cents_per_mtok: "4000", markup_percent: 10 },
+        { model: "*", input_cents_per_mtok: "10000", output_cents_per_mtok: "10000" },
+      ],
+    },
+    {
+      name: "llm_responses",
+      methods: ["POST"],
+      path: "/llm/responses",
+      units: "tokens",
+      preset: "openai-responses",
+      stripe_event_name: "llm_responses",
+      models: [{ model: "small*", input_cents_per_mtok: "1000", cached_input_cents_per_mtok: "100", output_cents_per_mtok: "4000", reasoning_cents_per_mtok: "8000" }],
+    },
+    {
+      name: "llm_messages",
+      methods: ["POST"],
+      path: "/llm/messages",
+      units: "tokens",
+      preset: "anthropic-messages",
+      stripe_event_name: "llm_messages",
+      models: [{ model: "haiku*", input_cents_per_mtok: "1000", cached_input_cents_per_mtok: "100", cache_write_cents_per_mtok: "1250", output_cents_per_mtok: "5000" }],
+    },
+    // MCP tool calls by name (tests in test/worker/local/mcp.test.ts).
+    {
+      name: "mcp_tools",
+      path: "/mcp",
+      units: "mcp",
+      price_cents: "1",
+      stripe_event_name: "mcp_tools",
+      tools: [
+        { name: "search*", price_cents: "0.5" },
+        { name: "render_chart", price_cents: "3" },
+      ],
+    },
   ],
 };
 
@@ -95,7 +158,14 @@ export default defineConfig({
         MAILCHANNELS_API_KEY: "",
       }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
-      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...portalKeySignIn, ...stripe, ...mailchannels, ...webhooks, ...unboundedBudget }),
+      workers("connected", ["test/worker/connected/**/*.test.ts"], {
+        PRICING: pricingWithSubCent,
+        ...portalKeySignIn,
+        ...stripe,
+        ...mailchannels,
+        ...webhooks,
+        ...unboundedBudget,
+      }),
       // Connected, with the directory in 4 shards (customers placed by a hash of their id).
       workers("sharded", ["test/worker/sharded/**/*.test.ts"], {
         PRICING: pricingWithSubCent,

@@ -27,10 +27,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
-import { startDemoOrigin } from "./demo-origin.mjs";
 import { adminClient, createCustomers } from "./bench/admin.mjs";
 import { fmt, load } from "./bench/load.mjs";
 import { bundleGateway, loadStripeDouble, miniflare } from "./bench/workers.mjs";
+import { startDemoOrigin } from "./demo-origin.mjs";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const REPEAT = Math.max(1, Math.floor(Number(process.env.BENCH_REPEAT ?? 3)));
@@ -43,9 +43,7 @@ const ONLY = onlyAt === -1 ? null : new Set((process.argv[onlyAt + 1] ?? "").spl
 const n = (count) => Math.max(1, Math.round(count * SCALE));
 
 // The row families, in the table's order, which is also the order each repetition runs them in.
-const FAMILIES = await Promise.all(
-  ["overhead", "hot", "storage", "many-customers", "delay", "streams", "stripe-calls", "sweep"].map((name) => import(`./bench/${name}.mjs`)),
-);
+const FAMILIES = await Promise.all(["overhead", "hot", "storage", "many-customers", "delay", "streams", "stripe-calls", "sweep"].map((name) => import(`./bench/${name}.mjs`)));
 
 /** Every run of every row, by id, in the order the rows are printed. */
 const runs = new Map();
@@ -84,7 +82,15 @@ function context() {
     },
     /** `<prefix>_0` … with `cents` each and a key each, created once however many rows ask; their keys. */
     customers: (host, prefix, count, cents) => {
-      if (!customers.has(prefix)) customers.set(prefix, createCustomers(ctx.admin(host), Array.from({ length: count }, (_, i) => `${prefix}_${i}`), cents));
+      if (!customers.has(prefix))
+        customers.set(
+          prefix,
+          createCustomers(
+            ctx.admin(host),
+            Array.from({ length: count }, (_, i) => `${prefix}_${i}`),
+            cents,
+          ),
+        );
       return customers.get(prefix);
     },
   };
@@ -109,7 +115,8 @@ async function main() {
   const ctx = context();
   const all = FAMILIES.flatMap((family) => family.rows(ctx));
   const rows = ONLY ? all.filter((row) => ONLY.has(row.id)) : all;
-  if (ONLY && rows.length !== ONLY.size) throw new Error(`--only: no row ${[...ONLY].filter((id) => !all.some((row) => row.id === id)).join(", ")} (rows: ${all.map((row) => row.id).join(", ")})`);
+  if (ONLY && rows.length !== ONLY.size)
+    throw new Error(`--only: no row ${[...ONLY].filter((id) => !all.some((row) => row.id === id)).join(", ")} (rows: ${all.map((row) => row.id).join(", ")})`);
   const { origin, mf } = await startLocal(ctx);
   for (const row of rows) await row.setup?.();
   // Warm-up (not recorded): every worker compiles and every object opens before the first run.
@@ -200,7 +207,7 @@ function writeJson(rows, stats, machine) {
   });
   const out = rows.map(({ id, name, json }) => (json ? { id, name, ...json(stats) } : { id, name, ...pick(median(id)), runs: runs.get(id).map(pick) }));
   const ratios = Object.fromEntries(Object.entries(stats.ratios).map(([k, v]) => [k, Number.isFinite(v) ? Number(v.toFixed(3)) : null]));
-  writeFileSync(JSON_PATH, JSON.stringify({ machine, median_of: "rps", ratios, rows: out }, null, 2) + "\n");
+  writeFileSync(JSON_PATH, `${JSON.stringify({ machine, median_of: "rps", ratios, rows: out }, null, 2)}\n`);
   console.log(`\nWrote ${out.length} rows to ${JSON_PATH}`);
 }
 

@@ -2,10 +2,11 @@
 // the page script (with uPlot and src/money.ts bundled in), the stylesheet and the icon.
 // `npm start`, `npm test` and wrangler itself ([build] in wrangler.toml: dev, deploy, deploy --dry-run)
 // run it first, so a fresh clone needs nothing else.
-import { build } from "esbuild";
+
 import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
 
 const root = join(fileURLToPath(import.meta.url), "..", "..");
 const client = join(root, "src/web/client");

@@ -121,7 +121,19 @@ export function simulate(customers, options = {}) {
   let reconcileBacklog = 0;
   const reconcilePerMinute = customers / (o.reconcileIntervalSeconds / 60);
   const day2 = MINUTES_PER_DAY;
-  const stats = { reports: 0, reconciles: 0, visits: 0, snapshots: 0, rollups: 0, worstDelayMinutes: 0, batchingMinutes: 0, peakCallsPerMinute: 0, worstCycleSeconds: 0, centsUsed: 0, centsReported: 0 };
+  const stats = {
+    reports: 0,
+    reconciles: 0,
+    visits: 0,
+    snapshots: 0,
+    rollups: 0,
+    worstDelayMinutes: 0,
+    batchingMinutes: 0,
+    peakCallsPerMinute: 0,
+    worstCycleSeconds: 0,
+    centsUsed: 0,
+    centsReported: 0,
+  };
   const lastRollup = new Float64Array(n).fill(-Infinity);
 
   const worth = (id, now, batching) => pending[id] >= 1 && (!batching || pending[id] >= o.minReportCents || now - lastReport[id] >= heldFor);
@@ -264,8 +276,12 @@ export function formatTables(results) {
   }
   lines.push("", "Directory shards (requests a second to each shard, against about 1,000; the sweep's ceiling with no Stripe work)", "");
   const shardCounts = results[0].perShard.map((p) => p.shards);
-  lines.push(`| customers | ${shardCounts.map((s) => `${s} shard${s > 1 ? "s" : ""}: req/s each, sweep ceiling`).join(" | ")} |`, `|---|${shardCounts.map(() => "---").join("|")}|`);
-  for (const r of results) lines.push(`| ${fmt(r.customers)} | ${r.perShard.map((p) => `${fmt(p.directoryRequestsPerSecond)}, ${fmt(p.sweepCeilingPerSecond)} visits/s`).join(" | ")} |`);
+  lines.push(
+    `| customers | ${shardCounts.map((s) => `${s} shard${s > 1 ? "s" : ""}: req/s each, sweep ceiling`).join(" | ")} |`,
+    `|---|${shardCounts.map(() => "---").join("|")}|`,
+  );
+  for (const r of results)
+    lines.push(`| ${fmt(r.customers)} | ${r.perShard.map((p) => `${fmt(p.directoryRequestsPerSecond)}, ${fmt(p.sweepCeilingPerSecond)} visits/s`).join(" | ")} |`);
   return lines.join("\n");
 }
 

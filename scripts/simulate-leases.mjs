@@ -472,9 +472,7 @@ export function simulate(options = {}, design = { kind: "rpc" }) {
   );
   const liveReserve = [...object.leases.values()].reduce((s, l) => s + l.granted - l.reported, 0);
   // Every cent of credit is somewhere: left, settled by a lease, debited directly, or expired.
-  const accounted = Number.isFinite(o.creditCents)
-    ? object.balance + ledger.direct + ledger.settled + ledger.expired - ledger.lateRefund === o.creditCents
-    : true;
+  const accounted = Number.isFinite(o.creditCents) ? object.balance + ledger.direct + ledger.settled + ledger.expired - ledger.lateRefund === o.creditCents : true;
   return {
     design: lease
       ? `lease L=${lease.leaseCents === "auto" ? `auto (≤ ${lease.maxLeaseCents})` : lease.leaseCents}${lease.allowanceCents ? `, allowance A=${lease.allowanceCents}` : ""}`
@@ -542,7 +540,9 @@ export function formatTables(all) {
           const p = r.perRegion[region.name];
           return `${ms(p.p50)} / ${ms(p.p95)} / ${ms(p.p99)}`;
         });
-        out.push(`| ${r.design} | ${cells.join(" | ")} | ${r.servedPerSecond.toFixed(0)} | ${r.shed} | ${r.objectOpsPerSecond.toFixed(0)} | ${r.crashes}: ${r.lostToCrashesCents} |`);
+        out.push(
+          `| ${r.design} | ${cells.join(" | ")} | ${r.servedPerSecond.toFixed(0)} | ${r.shed} | ${r.objectOpsPerSecond.toFixed(0)} | ${r.crashes}: ${r.lostToCrashesCents} |`,
+        );
       }
       out.push("\nRegion cells: added latency p50 / p95 / p99 in ms. Shed: refused by the overloaded object.");
     } else {

@@ -32,7 +32,9 @@ export default class TestSummaryReporter {
       total.skipped += p.skipped;
     }
     const errors = unhandledErrors.length ? `, ${unhandledErrors.length} unhandled errors` : "";
-    lines.push(`${total.failed || unhandledErrors.length ? "✗" : "✓"} ${total.files} test files, ${total.passed} tests passed${total.failed ? `, ${total.failed} failed` : ""}${total.skipped ? `, ${total.skipped} skipped` : ""}${errors}`);
-    if (process.env.PAYG_TEST_SUMMARY) writeFileSync(process.env.PAYG_TEST_SUMMARY, lines.join("\n") + "\n");
+    lines.push(
+      `${total.failed || unhandledErrors.length ? "✗" : "✓"} ${total.files} test files, ${total.passed} tests passed${total.failed ? `, ${total.failed} failed` : ""}${total.skipped ? `, ${total.skipped} skipped` : ""}${errors}`,
+    );
+    if (process.env.PAYG_TEST_SUMMARY) writeFileSync(process.env.PAYG_TEST_SUMMARY, `${lines.join("\n")}\n`);
   }
 }

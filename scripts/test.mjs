@@ -1,4 +1,4 @@
-// `npm test`: the dashboard's assets, type-check, import-cycle check, bundle check
+// `npm test`: the dashboard's assets, type-check, folder boundaries, Markdown links, import-cycle check, bundle check
 // (`wrangler deploy --dry-run`), then every vitest project (the e2e project includes the browser
 // tests). Each step prints one line when it passes and its whole output when it fails, so a green
 // run fits on a screen.
@@ -25,9 +25,11 @@ function run(command, args, { quiet, env = process.env }) {
 const checks = [
   // The dashboard's static assets first: wrangler dev in the end-to-end and browser tests serves them.
   ["assets (scripts/build-assets.mjs)", process.execPath, [join(root, "scripts/build-assets.mjs")]],
+  ["lint and format (biome check; npm run format fixes)", bin("biome"), ["check", "."]],
   ["type-check (worker)", bin("tsc"), ["-p", "tsconfig.json"]],
   ["type-check (node)", bin("tsc"), ["-p", "tsconfig.node.json"]],
   ["folder boundaries (scripts/check-imports.mjs)", process.execPath, [join(root, "scripts/check-imports.mjs")]],
+  ["links (scripts/check-links.mjs)", process.execPath, [join(root, "scripts/check-links.mjs")]],
   ["no import cycles", bin("dpdm"), ["--no-tree", "--no-warning", "--no-progress", "--exit-code", "circular:1", "src/index.ts"]],
   ["bundle (wrangler deploy --dry-run)", process.execPath, [join(root, "scripts/check-bundle.mjs")]],
 ];

@@ -1,5 +1,5 @@
-import type { Config } from "./lib/config";
 import { allShards, budgetShares, directoryShard, visitDue } from "../durable-objects/directory/contract";
+import type { Config } from "./lib/config";
 
 /**
  * The cron trigger fans out to the directory shards: it tells each where it stands and its share

@@ -1,8 +1,8 @@
 import { Hono } from "hono";
-import { getConfig } from "./lib/config";
 import { runCron } from "./cron";
 import { dashboard } from "./dashboard";
 import type { AppEnv } from "./env";
+import { getConfig } from "./lib/config";
 import { log } from "./lib/log";
 import { limitAuthFailures, SIGN_IN_RETRY_AFTER_SECONDS } from "./middleware/auth-failures";
 import { loadConfig } from "./middleware/config";

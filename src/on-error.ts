@@ -1,6 +1,6 @@
 import type { Context } from "hono";
-import { ConfigError } from "./lib/config";
 import type { AppEnv } from "./env";
+import { ConfigError } from "./lib/config";
 import { ApiError, errorBody } from "./lib/errors";
 import { log } from "./lib/log";
 import { hasAdminToken } from "./middleware/admin-auth";

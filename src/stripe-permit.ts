@@ -1,8 +1,8 @@
+import { shardOf } from "../durable-objects/directory/contract";
+import { directoryShard } from "./env";
 import type { Config } from "./lib/config";
 import { ApiError } from "./lib/errors";
-import { StripePermit, type BudgetSource } from "./lib/stripe-budget";
-import { directoryShard } from "./env";
-import { shardOf } from "../durable-objects/directory/contract";
+import { type BudgetSource, StripePermit } from "./lib/stripe-budget";
 
 /** Checkout waits at most this long for a call before its customer hears 429. */
 export const CHECKOUT_WAIT_MS = 1_000;

@@ -6,8 +6,8 @@
  */
 import type { CustomerProfile } from "../../src/lib/customer";
 
-export type { AutoTopUpState } from "./auto-topup/view";
 export { liftedByNewCard, pausedBecause } from "./auto-topup/notice";
+export type { AutoTopUpState } from "./auto-topup/view";
 
 /** The customer's own object (typed through the generated `Env`, so no import of the class). */
 export function customerStub(env: Env, customerId: string) {

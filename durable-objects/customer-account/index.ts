@@ -1,30 +1,28 @@
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
-import { log } from "../../src/lib/log";
 import type { CustomerProfile, ProfilePatch } from "../../src/lib/customer";
-import type { AuthorizeResult, CycleResult } from "./contract";
-import { runDueTimers } from "./core/alarm";
-import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
-import type { CheckoutSlot } from "./credit/checkout-limit";
-import { createGrant, creditOutcome, deduct, takeCheckoutSlot, voidGrant, type DeductionInput, type GrantInput, type GrantResult } from "./credit/credits";
-import { moveDirectory, runCycle } from "./core/cycle";
-import type { EmailRow } from "./cohorts/emails";
-import { GroupCommit } from "./core/group-commit";
-import type { SettleReason } from "./request/holds";
-import type { StoredResponse } from "./request/idempotency";
-import type { CapPeriod } from "./access/key-store";
-import { LIVE_TAG } from "./notify/live";
+import { log } from "../../src/lib/log";
 import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
+import type { CapPeriod } from "./access/key-store";
 import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
-import { resolveReport, retryReport } from "./stripe/report-operator";
-import { extendHold, keepHold, settleHold, type ExtendResult, type SettleResult } from "./request/settlement";
-import { authorize, finishIdempotent, refund, requestCharge, type AuthorizeInput, type RefundResult } from "./request/authorize";
+import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
+import type { EmailRow } from "./cohorts/emails";
+import type { AuthorizeResult, ChargeRefunds, CycleResult } from "./contract";
+import { runDueTimers } from "./core/alarm";
 import { AccountContext } from "./core/context";
+import { moveDirectory, runCycle } from "./core/cycle";
+import { GroupCommit } from "./core/group-commit";
 import { hasSchema, migrate } from "./core/schema";
-import { storageStats } from "./views/storage-stats";
-import type { ChargeRefunds } from "./contract";
+import type { CheckoutSlot } from "./credit/checkout-limit";
+import { createGrant, creditOutcome, type DeductionInput, deduct, type GrantInput, type GrantResult, takeCheckoutSlot, voidGrant } from "./credit/credits";
+import { LIVE_TAG } from "./notify/live";
+import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, refund, requestCharge } from "./request/authorize";
+import type { StoredResponse } from "./request/idempotency";
+import { type ExtendResult, extendHold, keepHold, type SettleInput, type SettleResult, settleHold } from "./request/settlement";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
+import { resolveReport, retryReport } from "./stripe/report-operator";
 import { pushToStripe } from "./stripe/sync";
+import { storageStats } from "./views/storage-stats";
 import { autoTopUpState, balanceCheck, grantById, grantList, grantView, summary } from "./views/summary";
 
 /**
@@ -158,13 +156,13 @@ export class CustomerAccount extends DurableObject<Env> {
     return extendHold(this.context, input);
   }
 
-  /** A response still arriving keeps its hold from the alarm (see keepHold in hold-settlement.ts). */
+  /** A response still arriving keeps its hold from the alarm (keepHold in request/settlement.ts). */
   keepHold(input: { requestId: string }): boolean {
     return this.context.account.exists && keepHold(this.context, input);
   }
 
   /** Settles a response-metered request's hold with the units read (null: unreadable). */
-  settleHold(input: { requestId: string; units: number | null; reason: SettleReason }): SettleResult {
+  settleHold(input: SettleInput): SettleResult {
     if (!this.context.account.exists) throw new Error("unknown customer");
     return settleHold(this.context, input);
   }
@@ -174,6 +172,18 @@ export class CustomerAccount extends DurableObject<Env> {
     if (this.context.account.exists) finishIdempotent(this.context, input);
   }
 
+  /** An MCP session's negotiated protocol version when it has no batches (request/mcp-sessions.ts); null otherwise. */
+  mcpSessionVersion(sessionId: string): string | null {
+    return this.context.account.exists ? this.context.mcpSessions.version(sessionId, Date.now()) : null;
+  }
+
+  /** An MCP session began (its initialize answered) or ended (DELETE): null forgets it. */
+  mcpSession(input: { sessionId: string; protocolVersion: string | null }): void {
+    if (!this.context.account.exists) return;
+    if (input.protocolVersion === null) this.context.mcpSessions.forget(input.sessionId);
+    else this.context.mcpSessions.remember(input.sessionId, input.protocolVersion, Date.now());
+  }
+
   /** What a request was held and charged (for the admin API). */
   requestCharge(requestId: string) {
     return this.context.account.exists ? requestCharge(this.context, requestId) : null;
@@ -181,7 +191,10 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
-    return this.credited((context) => createGrant(context, input), (result) => result.status === "created");
+    return this.credited(
+      (context) => createGrant(context, input),
+      (result) => result.status === "created",
+    );
   }
 
   /** The credits endpoint: a positive amount is a paid, never-expiring grant, a negative one a deduction. */
@@ -192,11 +205,17 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
   deduct(input: DeductionInput) {
-    return this.credited((context) => deduct(context, input), (result) => result.applied);
+    return this.credited(
+      (context) => deduct(context, input),
+      (result) => result.applied,
+    );
   }
 
   async voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
-    const grant = await this.credited((context) => voidGrant(context, grantId), (voided) => voided !== null);
+    const grant = await this.credited(
+      (context) => voidGrant(context, grantId),
+      (voided) => voided !== null,
+    );
     return grant && grantView(grant, Date.now());
   }
 
@@ -281,6 +300,11 @@ export class CustomerAccount extends DurableObject<Env> {
   /** Requests and charges per meter per usage bucket since `since` (ms), oldest first. */
   usageSeries(since: number) {
     return this.context.account.exists ? this.context.ledger.usageSeries(since) : [];
+  }
+
+  /** Tokens meters' usage per model and kind, per usage bucket (request/model-usage.ts). */
+  modelUsageSeries(since: number) {
+    return this.context.account.exists ? this.context.modelUsage.since(since) : [];
   }
 
   emails(limit = 50): EmailRow[] {

@@ -1,5 +1,5 @@
 import type { Config } from "../../src/lib/config";
-import { METER_EVENTS_ENDPOINT, type BudgetAsk, type BudgetGrant } from "../../src/lib/stripe-budget";
+import { type BudgetAsk, type BudgetGrant, METER_EVENTS_ENDPOINT } from "../../src/lib/stripe-budget";
 import { MINUTE_MS } from "../../src/lib/time";
 
 /** A 429 from Stripe divides the budget by two, down to an eighth, for this long after the last one. */
@@ -73,7 +73,7 @@ export class ShardBudget {
   rates(now: number): BudgetRates {
     const b = this.config().stripeBudget;
     const s = this.state();
-    const factor = (s.share_ppm / 1_000_000) / (now < s.shrunk_until ? s.shrink_divisor : 1);
+    const factor = s.share_ppm / 1_000_000 / (now < s.shrunk_until ? s.shrink_divisor : 1);
     const total = b.callsPerSecond * factor;
     // Checkout's reserve: its share of what the total bucket holds, a whole call at least.
     const reserve = b.checkoutReservedPercent > 0 ? Math.max(1, (Math.max(1, total * BURST_SECONDS) * b.checkoutReservedPercent) / 100) : 0;
@@ -182,7 +182,13 @@ export class ShardBudget {
       meter_events_per_second: round(rates.meter),
       shrunk_by: now < s.shrunk_until ? s.shrink_divisor : 1,
       shrunk_until: now < s.shrunk_until ? s.shrunk_until : null,
-      last_minute: { seconds: Math.max(1, Math.round((now - (this.previous ?? w).start) / 1000)), asked: sum("asked"), granted: sum("granted"), refused: sum("refused"), stripe_429: sum("rateLimited") },
+      last_minute: {
+        seconds: Math.max(1, Math.round((now - (this.previous ?? w).start) / 1000)),
+        asked: sum("asked"),
+        granted: sum("granted"),
+        refused: sum("refused"),
+        stripe_429: sum("rateLimited"),
+      },
     };
   }
 }

@@ -6,9 +6,9 @@
 import type { Cohort } from "../../src/lib/config";
 import { shardName, shardOf } from "./placement";
 
-export { type Claim, visitDue } from "./sweep";
-export { budgetShares, shardOf, type Placement } from "./placement";
 export { mergeCohortMembers, mergeCustomerPages, sumOverviews } from "./merge";
+export { budgetShares, type Placement, shardOf } from "./placement";
+export { type Claim, visitDue } from "./sweep";
 
 /** Shard k of the directory (0 is the single directory of old, "global"). */
 export function directoryShard(env: Env, shard: number) {

@@ -1,14 +1,14 @@
 import { DurableObject } from "cloudflare:workers";
-import { getConfig, type Cohort } from "../../src/lib/config";
-import { visitDue } from "./sweep";
-import type { Claim, DirectorySnapshot } from "./contract";
-import { applyRollup, overview, ROLLUP_SCHEMA, searchCustomers, type CustomerRollup, type Overview } from "./rollup";
+import { type Cohort, getConfig } from "../../src/lib/config";
+import type { BudgetAsk, BudgetGrant } from "../../src/lib/stripe-budget";
 import { ENDED_SESSION_TABLES, EndedSessions } from "../shared/ended-sessions";
 import { migrate } from "../shared/migrations";
-import type { BudgetAsk, BudgetGrant } from "../../src/lib/stripe-budget";
-import { ShardBudget, type BudgetStatus } from "./budget";
+import { type BudgetStatus, ShardBudget } from "./budget";
+import type { Claim, DirectorySnapshot } from "./contract";
 import type { Placement } from "./placement";
-import { Shard, SHARD_TABLES, type ReportDelay } from "./shard";
+import { applyRollup, type CustomerRollup, type Overview, overview, ROLLUP_SCHEMA, searchCustomers } from "./rollup";
+import { type ReportDelay, SHARD_TABLES, Shard } from "./shard";
+import { visitDue } from "./sweep";
 
 const DIRECTORY_TABLES = `
 CREATE TABLE IF NOT EXISTS customers (
@@ -138,9 +138,7 @@ export class Directory extends DurableObject<Env> {
     const wallNow = Date.now();
     const batching = this.shard.batching(Math.max(now, wallNow));
     if (placement && getConfig(this.env).stripeEnabled) limit = Math.min(limit, Math.max(1, this.budget.available(wallNow)));
-    const rows = this.sql
-      .exec("SELECT id FROM customers WHERE work_at IS NOT NULL AND work_at <= ? AND lease_until <= ? ORDER BY work_at LIMIT ?", now, now, limit + 1)
-      .toArray();
+    const rows = this.sql.exec("SELECT id FROM customers WHERE work_at IS NOT NULL AND work_at <= ? AND lease_until <= ? ORDER BY work_at LIMIT ?", now, now, limit + 1).toArray();
     if (rows.length <= limit) {
       const reconcileOnly = this.sql
         .exec(
@@ -178,7 +176,9 @@ export class Directory extends DurableObject<Env> {
     const limit = pace === null ? config.CRON_BATCH_SIZE : Math.min(config.CRON_BATCH_SIZE, Math.max(1, Math.floor(pace * SWEEP_SLICE_SECONDS)));
     const result = await visitDue(this.env, config, now, (at) => this.claimDue(at, limit), pace);
     // Paced, a visit the budget still had no call for comes back due within seconds: the sweep waits for it, not for the next cron.
-    const again = pace !== null && this.sql.exec("SELECT 1 FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? LIMIT 1", Date.now() + 2000, Date.now()).toArray().length > 0;
+    const again =
+      pace !== null &&
+      this.sql.exec("SELECT 1 FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? LIMIT 1", Date.now() + 2000, Date.now()).toArray().length > 0;
     if (result.more || moving || again) await this.ctx.storage.setAlarm(Date.now() + (pace === null ? 1000 : 100));
     else this.sql.exec("DELETE FROM sweep");
   }
@@ -207,7 +207,10 @@ export class Directory extends DurableObject<Env> {
 
   cohortCounts(): Record<string, number> {
     return Object.fromEntries(
-      this.sql.exec("SELECT cohort, COUNT(*) AS n FROM cohort_members GROUP BY cohort").toArray().map((r) => [r.cohort, r.n]),
+      this.sql
+        .exec("SELECT cohort, COUNT(*) AS n FROM cohort_members GROUP BY cohort")
+        .toArray()
+        .map((r) => [r.cohort, r.n]),
     );
   }
 
@@ -243,14 +246,7 @@ export class Directory extends DurableObject<Env> {
   /** Keeps the newest TEST_OUTBOX_KEPT (bounded by construction; the delete walks the primary key). */
   recordTestEmail(email: { to: string; subject: string; text: string; html: string | null }): number {
     const id = this.sql
-      .exec(
-        "INSERT INTO test_outbox (to_email, subject, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        email.to,
-        email.subject,
-        email.text,
-        email.html,
-        Date.now(),
-      )
+      .exec("INSERT INTO test_outbox (to_email, subject, text, html, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id", email.to, email.subject, email.text, email.html, Date.now())
       .one().id as number;
     this.sql.exec("DELETE FROM test_outbox WHERE id <= ?", id - TEST_OUTBOX_KEPT);
     return id;

@@ -50,11 +50,19 @@ function mergeById<T>(pages: { rows: T[]; more: boolean }[], id: (row: T) => str
 }
 
 export function mergeCustomerPages<T extends { id: string }>(pages: { customers: T[]; next_cursor: string | null }[], limit: number) {
-  const { rows, next_cursor } = mergeById(pages.map((p) => ({ rows: p.customers, more: p.next_cursor !== null })), (c) => c.id, limit);
+  const { rows, next_cursor } = mergeById(
+    pages.map((p) => ({ rows: p.customers, more: p.next_cursor !== null })),
+    (c) => c.id,
+    limit,
+  );
   return { customers: rows, next_cursor };
 }
 
 export function mergeCohortMembers<T extends Record<string, unknown>>(pages: { members: T[]; next_cursor: string | null }[], limit: number) {
-  const { rows, next_cursor } = mergeById(pages.map((p) => ({ rows: p.members, more: p.next_cursor !== null })), (m) => m.customer_id as string, limit);
+  const { rows, next_cursor } = mergeById(
+    pages.map((p) => ({ rows: p.members, more: p.next_cursor !== null })),
+    (m) => m.customer_id as string,
+    limit,
+  );
   return { members: rows, next_cursor };
 }

@@ -1,6 +1,6 @@
 import type { Cohort } from "../../src/lib/config";
-import { formatCents, microsToWholeCents } from "../../src/lib/money";
 import type { Plan } from "../../src/lib/customer";
+import { formatCents, microsToWholeCents } from "../../src/lib/money";
 import { HOUR_MS } from "../../src/lib/time";
 
 /** What a customer object pushes to the directory at most once a minute, when something changed. */
@@ -112,7 +112,10 @@ export function overview(sql: SqlStorage, now: number): Overview {
   return {
     customers: one("SELECT COUNT(*) AS n FROM customers WHERE deleted = 0").n as number,
     cohorts: Object.fromEntries(
-      sql.exec("SELECT cohort, COUNT(*) AS n FROM cohort_members GROUP BY cohort").toArray().map((r) => [r.cohort as Cohort, r.n as number]),
+      sql
+        .exec("SELECT cohort, COUNT(*) AS n FROM cohort_members GROUP BY cohort")
+        .toArray()
+        .map((r) => [r.cohort as Cohort, r.n as number]),
     ),
     outstandingMicros: totals.outstanding as number,
     customersWithCredit: totals.with_credit as number,
@@ -133,7 +136,7 @@ export function overview(sql: SqlStorage, now: number): Overview {
 
 /** Escapes LIKE wildcards so a search for "a_b" matches that text, not "a?b". */
 function likePattern(q: string): string {
-  return `%${q.replace(/[\\%_]/g, (m) => "\\" + m)}%`;
+  return `%${q.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
 }
 
 /** The customers list: id, email or name containing `q` (case-insensitive), paged by id. */

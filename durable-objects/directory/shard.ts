@@ -4,7 +4,7 @@ import type { ReportBatching } from "../../src/lib/stripe-budget";
 import { MINUTE_MS } from "../../src/lib/time";
 import { customerStub } from "../customer-account/contract";
 import type { ShardBudget } from "./budget";
-import { shardOf, type Placement } from "./placement";
+import { type Placement, shardOf } from "./placement";
 
 export const SHARD_TABLES = {
   v2: `
@@ -122,9 +122,7 @@ export class Shard {
     const config = this.config();
     if (!config.stripeEnabled) return null;
     const capacity = Math.floor(this.budget.rates(now).endpoint * 60);
-    const due = this.sql
-      .exec("SELECT COUNT(*) AS n FROM (SELECT 1 FROM customers WHERE due_at IS NOT NULL AND due_at <= ? LIMIT ?)", now, capacity + 1)
-      .one().n as number;
+    const due = this.sql.exec("SELECT COUNT(*) AS n FROM (SELECT 1 FROM customers WHERE due_at IS NOT NULL AND due_at <= ? LIMIT ?)", now, capacity + 1).one().n as number;
     let until = this.row().batching_until;
     if (due > capacity) {
       if (until < now + BATCHING_MIN_MS / 2) {

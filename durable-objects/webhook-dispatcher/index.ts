@@ -3,10 +3,10 @@ import { getConfig } from "../../src/lib/config";
 import { log } from "../../src/lib/log";
 import type { OutboundEvent, WebhookEventType } from "../../src/lib/provider-webhook-events";
 import { DAY_MS, HOUR_MS } from "../../src/lib/time";
+import { migrate } from "../shared/migrations";
 import { nextAttemptAt } from "./schedule";
 import { sendOnce } from "./send";
-import { migrate } from "../shared/migrations";
-import { DISPATCHER_MIGRATIONS, DispatcherStore, endpointView, type DeliveryStatus, type DeliveryView, type DueDelivery, type EndpointView } from "./store";
+import { type DeliveryStatus, type DeliveryView, DISPATCHER_MIGRATIONS, DispatcherStore, type DueDelivery, type EndpointView, endpointView } from "./store";
 
 /** At most this many endpoints (as Stripe): every event fans out to each of them. */
 export const MAX_ENDPOINTS = 16;
@@ -109,7 +109,7 @@ export class WebhookDispatcher extends DurableObject<Env> {
     const now = Math.max(Date.now(), startedAt);
     const current = this.store.delivery(d.id);
     // Deleted with its endpoint, or redelivered while this attempt was in flight: leave it be.
-    if (!current || current.status !== "pending" || current.round_started_at === null || current.attempts !== d.attempts + 1) return;
+    if (current?.status !== "pending" || current.round_started_at === null || current.attempts !== d.attempts + 1) return;
     if (result.ok) {
       this.store.finishAttempt(d.id, { status: "succeeded", code: result.status, error: null, nextAt: null, now });
       return;

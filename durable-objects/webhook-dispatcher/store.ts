@@ -1,8 +1,9 @@
 import { newId } from "../../src/lib/api-key-format";
-import { WEBHOOK_EVENT_TYPES, type OutboundEvent, type WebhookEventType } from "../../src/lib/provider-webhook-events";
+import { type OutboundEvent, WEBHOOK_EVENT_TYPES, type WebhookEventType } from "../../src/lib/provider-webhook-events";
 
 /** The dispatcher's schema, versioned (shared/migrations.ts): append only. Version 1 is what it created at every start before. */
-export const DISPATCHER_MIGRATIONS: readonly string[] = [`
+export const DISPATCHER_MIGRATIONS: readonly string[] = [
+  `
 CREATE TABLE IF NOT EXISTS endpoints (
   id TEXT PRIMARY KEY,
   url TEXT NOT NULL,
@@ -40,7 +41,8 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_at) WHERE s
 CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries(endpoint_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries(created_at);
 CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), alarm_at INTEGER);
-`];
+`,
+];
 
 export type DeliveryStatus = "pending" | "succeeded" | "failed";
 export const DELIVERY_STATUSES: readonly DeliveryStatus[] = ["pending", "succeeded", "failed"];

@@ -12,7 +12,9 @@ const ID = `gateway_rpc_delay_${RPC_DELAY_MS}ms`;
  * and after: what an object on another continent costs today. No hook in the gateway's source.
  */
 async function buildDelayedGateway(gatewayPath) {
-  return buildBenchEntry("gateway-rpc-delay.js", `
+  return buildBenchEntry(
+    "gateway-rpc-delay.js",
+    `
         import gateway, { CustomerAccount, Directory, WebhookDispatcher } from ${JSON.stringify(gatewayPath)};
         export { CustomerAccount, Directory, WebhookDispatcher };
         const DELAY_MS = ${RPC_DELAY_MS};
@@ -47,7 +49,8 @@ async function buildDelayedGateway(gatewayPath) {
         export default {
           fetch: (request, env, ctx) => gateway.fetch(request, wrap(env), ctx),
           scheduled: (controller, env, ctx) => gateway.scheduled(controller, wrap(env), ctx),
-        };`);
+        };`,
+  );
 }
 
 export async function workers({ originUrl, scriptPath }) {

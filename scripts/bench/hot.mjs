@@ -86,7 +86,9 @@ export function rows(ctx) {
       cells: (s) => [
         `after ${storage(s).charged} charged requests on one customer`,
         `${storage(s).ledger_rows} ledger rows`,
-        `${Object.entries(storage(s).entries).map(([k, v]) => `${k}: ${v}`).join(", ")} (1 meter × 1-hour buckets + grants; bounded in every run: ${storageBounded() ? "yes" : "NO"})`,
+        `${Object.entries(storage(s).entries)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join(", ")} (1 meter × 1-hour buckets + grants; bounded in every run: ${storageBounded() ? "yes" : "NO"})`,
       ],
       json: (s) => {
         const { ledger_rows, entries, charged } = storage(s);

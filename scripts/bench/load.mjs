@@ -15,26 +15,23 @@ export async function load({ base, host, concurrency, total, request, maxSeconds
     new Promise((resolve) => {
       const { path, headers = {} } = request(i);
       const start = process.hrtime.bigint();
-      const req = http.request(
-        { agent, hostname: url.hostname, port: url.port, path, method: "GET", headers: { host, ...headers } },
-        (res) => {
-          let tail = "";
-          if (countEvents) {
-            res.setEncoding("utf8");
-            res.on("data", (chunk) => {
-              // Data events only: the gateway's closing charge comment (": x-payg-charge-cents…") is not one.
-              const blocks = (tail + chunk).split("\n\n");
-              tail = blocks.pop();
-              for (const block of blocks) if (block.startsWith("id:") || block.startsWith("data:")) events++;
-            });
-          } else res.resume();
-          res.on("end", () => {
-            latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
-            statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
-            resolve();
+      const req = http.request({ agent, hostname: url.hostname, port: url.port, path, method: "GET", headers: { host, ...headers } }, (res) => {
+        let tail = "";
+        if (countEvents) {
+          res.setEncoding("utf8");
+          res.on("data", (chunk) => {
+            // Data events only: the gateway's closing charge comment (": x-payg-charge-cents…") is not one.
+            const blocks = (tail + chunk).split("\n\n");
+            tail = blocks.pop();
+            for (const block of blocks) if (block.startsWith("id:") || block.startsWith("data:")) events++;
           });
-        },
-      );
+        } else res.resume();
+        res.on("end", () => {
+          latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
+          statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
+          resolve();
+        });
+      });
       req.on("error", () => {
         statuses.error = (statuses.error ?? 0) + 1;
         resolve();

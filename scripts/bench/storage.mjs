@@ -17,7 +17,9 @@ const MONTH_DAYS = 30;
 const MONTH_RETENTION = { REPORT_RETENTION_DAYS: 7, usage_retention_days: 8 };
 
 function buildClockedGateway(gatewayPath) {
-  return buildBenchEntry("gateway-clocked.js", `
+  return buildBenchEntry(
+    "gateway-clocked.js",
+    `
         import gateway, { CustomerAccount as A, Directory as D, WebhookDispatcher as W } from ${JSON.stringify(gatewayPath)};
         const realNow = Date.now.bind(Date);
         let offset = 0;
@@ -73,7 +75,8 @@ function buildClockedGateway(gatewayPath) {
             return gateway.fetch(new Request(request, { headers }), env, ctx);
           },
           scheduled: (controller, env, ctx) => gateway.scheduled(controller, env, ctx),
-        };`);
+        };`,
+  );
 }
 
 function monthWorker(scriptPath, originUrl, stripeUrl) {
@@ -208,8 +211,7 @@ async function monthResult(admin, customerId, stepMs, { done, missed, statuses, 
   };
   return {
     ...result,
-    bounded:
-      result.reports_kept <= bound.reports && result.usage_rows <= bound.usage_rows && result.usage_accounted && result.balance_equals_ledger_sum,
+    bounded: result.reports_kept <= bound.reports && result.usage_rows <= bound.usage_rows && result.usage_accounted && result.balance_equals_ledger_sum,
   };
 }
 
@@ -225,7 +227,10 @@ export function rows(ctx) {
         const r = month(s);
         return [
           `${r.steps} steps of ${fmt(r.step_seconds / 60)} min over ${r.simulated_days} simulated days: a request and a cron run each (Stripe double); REPORT_RETENTION_DAYS=${r.retention.REPORT_RETENTION_DAYS}, usage_retention_days=${r.retention.usage_retention_days}`,
-          `rows: ${Object.entries(r.tables).filter(([, count]) => count > 0).map(([t, count]) => `${t} ${count}`).join(", ")}; ${fmt(r.database_bytes / 1024)} KiB`,
+          `rows: ${Object.entries(r.tables)
+            .filter(([, count]) => count > 0)
+            .map(([t, count]) => `${t} ${count}`)
+            .join(", ")}; ${fmt(r.database_bytes / 1024)} KiB`,
           `reports ${r.reports_kept} kept (at most ${r.bound.reports}) + ${r.reports_archived} archived; usage rows ${r.usage_rows} (at most ${r.bound.usage_rows}) for ${r.usage_requests} requests; every cent reported or pending: ${yes(r.usage_accounted)}; balance = ledger sum: ${yes(r.balance_equals_ledger_sum)}; bounded: ${yes(r.bounded)}`,
         ];
       },

@@ -14,7 +14,11 @@ export function workers({ originUrl }) {
 
 /** The spread customers' balances, summed, in micro-cents. */
 async function spreadBalanceMicros(adminCall, prefix, count) {
-  const summaries = await inBatches(Array.from({ length: count }, (_, i) => `${prefix}_${i}`), 16, (id) => adminCall("GET", `/admin/customers/${id}`));
+  const summaries = await inBatches(
+    Array.from({ length: count }, (_, i) => `${prefix}_${i}`),
+    16,
+    (id) => adminCall("GET", `/admin/customers/${id}`),
+  );
   return summaries.reduce((sum, r) => sum + exactMicros(r.body.balance.available_exact_cents), 0);
 }
 
@@ -25,8 +29,7 @@ export function rows(ctx) {
   const withEvents = (result) => ({ ...result, events_per_s: result.events / result.seconds, events_expected: result.requests * STREAM_EVENTS });
 
   /** A stream row with no key: each of `total` requests streams STREAM_EVENTS events, all counted. */
-  const streamRow = async (host) =>
-    withEvents(await ctx.load({ host, concurrency: 32, total, request: () => ({ path: STREAM_PATH }), countEvents: true }));
+  const streamRow = async (host) => withEvents(await ctx.load({ host, concurrency: 32, total, request: () => ({ path: STREAM_PATH }), countEvents: true }));
 
   async function gatewayStream() {
     const admin = ctx.admin("gateway.bench");
@@ -44,8 +47,7 @@ export function rows(ctx) {
     return { ...withEvents(result), charged_micros: charged, exact: charged === result.events * EVENT_MICROS };
   }
 
-  const streamResult = ({ m, fmt }, id) =>
-    `${fmt(m(id).events_per_s)} events/s, ${fmt(m(id).rps)} streams/s, p50 ${fmt(m(id).p50, 2)} ms, p99 ${fmt(m(id).p99, 2)} ms`;
+  const streamResult = ({ m, fmt }, id) => `${fmt(m(id).events_per_s)} events/s, ${fmt(m(id).rps)} streams/s, p50 ${fmt(m(id).p50, 2)} ms, p99 ${fmt(m(id).p99, 2)} ms`;
   const arrived = ({ m }, id) => `${m(id).events} of ${m(id).events_expected} events arrived`;
 
   return [

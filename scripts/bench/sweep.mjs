@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { adminClient, inBatches } from "./admin.mjs";
 import { fmt, sleep } from "./load.mjs";
 import { gatewayWorker } from "./workers.mjs";
@@ -48,17 +48,27 @@ async function sweepRun(ctx, customers) {
   let base = String(await mf.ready);
   let adminCall = adminClient(base);
   const ids = [];
-  const keys = await inBatches(Array.from({ length: customers }, (_, i) => i), 16, async () => {
-    const customer = stripe.createCustomer({ name: "Sweep", email: "s@example.com", balance: -1_000_000 });
-    ids.push(customer.id);
-    for (const event of stripe.takeEvents()) {
-      const { body, signature } = await stripe.sign(event);
-      await adminCall("POST", "/webhooks/stripe", body, { "stripe-signature": signature });
-    }
-    return { id: customer.id, key: (await adminCall("POST", `/admin/customers/${customer.id}/keys`, {})).body.key };
-  });
+  const keys = await inBatches(
+    Array.from({ length: customers }, (_, i) => i),
+    16,
+    async () => {
+      const customer = stripe.createCustomer({ name: "Sweep", email: "s@example.com", balance: -1_000_000 });
+      ids.push(customer.id);
+      for (const event of stripe.takeEvents()) {
+        const { body, signature } = await stripe.sign(event);
+        await adminCall("POST", "/webhooks/stripe", body, { "stripe-signature": signature });
+      }
+      return { id: customer.id, key: (await adminCall("POST", `/admin/customers/${customer.id}/keys`, {})).body.key };
+    },
+  );
   const work = keys.flatMap((k, i) => Array.from({ length: requestsOf(i) }, () => k.key));
-  const load = await ctx.load({ base, host: "gateway.bench", concurrency: 64, total: work.length, request: (i) => ({ path: "/v1/data", headers: { authorization: `Bearer ${work[i]}` } }) });
+  const load = await ctx.load({
+    base,
+    host: "gateway.bench",
+    concurrency: 64,
+    total: work.length,
+    request: (i) => ({ path: "/v1/data", headers: { authorization: `Bearer ${work[i]}` } }),
+  });
   // One cent a request (the bench's default price).
   const charged = load.statuses[200] ?? 0;
   await sleep(2_000); // the objects' directory pushes (alarms)
@@ -73,7 +83,12 @@ async function sweepRun(ctx, customers) {
   const worker = await mf.getWorker("gateway");
   const reported = () =>
     ids.reduce(
-      (sum, id) => sum + stripe.balanceTransactions(id).filter((t) => String(t.metadata?.payg_report ?? "").startsWith("payg_usage")).reduce((s, t) => s + t.amount, 0),
+      (sum, id) =>
+        sum +
+        stripe
+          .balanceTransactions(id)
+          .filter((t) => String(t.metadata?.payg_report ?? "").startsWith("payg_usage"))
+          .reduce((s, t) => s + t.amount, 0),
       0,
     );
   const started = Date.now();
@@ -137,8 +152,32 @@ export function rows(ctx) {
         ];
       },
       json: ({ m }) => {
-        const { requests, customers: c, stripe_calls, stripe_429_answered, cents_charged, cents_reported, cycle_seconds, cron_runs, batching, worst_report_delay_seconds, calls_per_second } = m("sweep_2000");
-        return { requests, customers: c, stripe_calls, stripe_429_answered, cents_charged, cents_reported, cycle_seconds: Number(cycle_seconds.toFixed(1)), cron_runs, batching, worst_report_delay_seconds, calls_per_second: Number(calls_per_second.toFixed(2)) };
+        const {
+          requests,
+          customers: c,
+          stripe_calls,
+          stripe_429_answered,
+          cents_charged,
+          cents_reported,
+          cycle_seconds,
+          cron_runs,
+          batching,
+          worst_report_delay_seconds,
+          calls_per_second,
+        } = m("sweep_2000");
+        return {
+          requests,
+          customers: c,
+          stripe_calls,
+          stripe_429_answered,
+          cents_charged,
+          cents_reported,
+          cycle_seconds: Number(cycle_seconds.toFixed(1)),
+          cron_runs,
+          batching,
+          worst_report_delay_seconds,
+          calls_per_second: Number(calls_per_second.toFixed(2)),
+        };
       },
     },
   ];

@@ -6,7 +6,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { build } from "esbuild";
-import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 
 export const root = join(fileURLToPath(import.meta.url), "..", "..", "..");
 export const ADMIN_TOKEN = "bench-admin-token-0123456789abcdef";

@@ -1,8 +1,8 @@
 import type { Context } from "hono";
-import { directoryStub, type AppEnv } from "../env";
+import { type AppEnv, directoryStub } from "../env";
 import { ApiError } from "../lib/errors";
 import { respondWith } from "../web/pages";
-import { readSession, type AdminSession } from "../web/session";
+import { type AdminSession, readSession } from "../web/session";
 
 export const DASHBOARD = "/dashboard";
 

@@ -1,7 +1,7 @@
 import { centsToMicros, formatMoney } from "../lib/money";
-import { hourlyChart, type UsageRow } from "../web/chart-data";
+import { ActionButton, type KeyRow, KeysSection, LiveBalance } from "../web/account-parts";
+import { hourlyChart, hourlyModelChart, type ModelUsageRow, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, DataTable, GenericList, Notice, Time } from "../web/components";
-import { ActionButton, KeysSection, LiveBalance, type KeyRow } from "../web/account-parts";
 import type { AdminSession } from "../web/session";
 import { DASHBOARD } from "./auth";
 import { Page } from "./views";
@@ -35,7 +35,7 @@ export interface CustomerPageData {
     next_cursor: number | null;
   };
   emails: { id: number; cohort: string; subject: string; to_email: string; status: string; attempts: number; last_error: string | null; created_at: number }[];
-  usage: { series: UsageRow[] };
+  usage: { series: UsageRow[]; models: { series: ModelUsageRow[] } };
   grants: Record<string, unknown>[] | null;
   webhooks: Record<string, unknown>[] | null;
 }
@@ -87,10 +87,17 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
         <div class="grid">
           {meters.map((meter) => {
             const rows = data.usage.series.filter((r) => r.meter === meter);
+            const byModel = data.usage.models.series.filter((r) => r.meter === meter);
             return (
               <>
                 <Chart id={`requests-${meter}`} title={`${meter}: requests per hour`} data={hourlyChart(rows, 168, "requests", currency)} />
                 <Chart id={`charges-${meter}`} title={`${meter}: charges per hour`} data={hourlyChart(rows, 168, "money", currency)} />
+                {byModel.length ? (
+                  <>
+                    <Chart id={`tokens-${meter}`} title={`${meter}: tokens per hour by model`} data={hourlyModelChart(byModel, 168, "tokens", currency)} />
+                    <Chart id={`model-charges-${meter}`} title={`${meter}: charges per hour by model`} data={hourlyModelChart(byModel, 168, "money", currency)} />
+                  </>
+                ) : null}
               </>
             );
           })}
@@ -224,4 +231,3 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
     </Page>
   );
 }
-

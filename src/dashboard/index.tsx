@@ -1,9 +1,10 @@
 import { Hono } from "hono";
 import { csrf } from "hono/csrf";
-import { COHORTS } from "../lib/config";
-import { customerStub, directoryStub, type AppEnv } from "../env";
-import { ApiError } from "../lib/errors";
+import { LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/contract";
+import { type AppEnv, customerStub, directoryStub } from "../env";
 import { timingSafeEqualStrings } from "../lib/api-key-format";
+import { COHORTS } from "../lib/config";
+import { ApiError } from "../lib/errors";
 import { authFailureLimited, SIGN_IN_RETRY_AFTER_SECONDS, TOO_MANY_SIGN_INS } from "../middleware/auth-failures";
 import { limitBody } from "../middleware/body-limit";
 import { customerId } from "../routes/admin/customers";
@@ -12,10 +13,8 @@ import { firstList } from "../web/components";
 import { pageErrors, pageHeaders, readForm, safeNext, sameOriginUpgrade, serveAssets } from "../web/pages";
 import { ADMIN_SESSION_SECONDS, endSession, freshSession, startSession } from "../web/session";
 import { DASHBOARD, requireAdmin } from "./auth";
-import { LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/contract";
 import { CustomerPage, type CustomerPageData } from "./customer-view";
 import { CohortPage, Customers, OneTimeSecret, Overview, PRODUCT, SignIn } from "./views";
-
 
 const KEY_ID = /^[A-Za-z0-9_-]{1,100}$/;
 
@@ -63,9 +62,7 @@ dashboard.get("/customers", async (c) => {
   const cursor = c.req.query("cursor") ?? "";
   const params = new URLSearchParams({ limit: "25", ...(q ? { q } : {}), ...(cursor ? { cursor } : {}) });
   const page = must(await adminCall(c, "GET", `/customers?${params}`));
-  return c.html(
-    <Customers session={session} q={q} rows={page.customers} next={page.next_cursor} paged={cursor !== ""} currency={c.var.config.PRICING.currency} />,
-  );
+  return c.html(<Customers session={session} q={q} rows={page.customers} next={page.next_cursor} paged={cursor !== ""} currency={c.var.config.PRICING.currency} />);
 });
 
 dashboard.get("/cohorts/:cohort", async (c) => {
@@ -102,9 +99,7 @@ dashboard.get("/customers/:id", async (c) => {
     grants: grants.ok ? firstList(grants.body) : null,
     webhooks: webhooks.ok ? firstList(webhooks.body) : null,
   };
-  return c.html(
-    <CustomerPage session={session} data={data} notice={c.req.query("notice")} idempotencyKey={crypto.randomUUID()} ledgerPaged={Boolean(ledgerCursor)} />,
-  );
+  return c.html(<CustomerPage session={session} data={data} notice={c.req.query("notice")} idempotencyKey={crypto.randomUUID()} ledgerPaged={Boolean(ledgerCursor)} />);
 });
 
 /** The form's idempotency key (rendered into the page) is the admin API's Idempotency-Key: a double submit grants once. */
@@ -114,9 +109,15 @@ dashboard.post("/customers/:id/credits", async (c) => {
   const form = await readForm(c, session);
   if (!/^-?\d{1,10}$/.test(form.amount?.trim() ?? "")) throw new ApiError("invalid_request", "Amount (cents) must be a whole number of cents.");
   const result = must(
-    await adminCall(c, "POST", `/customers/${id}/credits`, { amount: Number(form.amount!.trim()), reason: form.reason ?? "" }, {
-      "idempotency-key": form.idempotency_key ?? crypto.randomUUID(),
-    }),
+    await adminCall(
+      c,
+      "POST",
+      `/customers/${id}/credits`,
+      { amount: Number(form.amount!.trim()), reason: form.reason ?? "" },
+      {
+        "idempotency-key": form.idempotency_key ?? crypto.randomUUID(),
+      },
+    ),
   );
   return c.redirect(`${DASHBOARD}/customers/${id}?notice=${result.applied ? "credit-granted" : "credit-repeated"}`, 303);
 });
@@ -184,9 +185,7 @@ dashboard.get("/customers/:id/live", async (c) => {
   const session = await requireAdmin(c);
   const id = customerId(c.req.param("id"));
   if (!sameOriginUpgrade(c)) throw new ApiError("invalid_request", "Expected a WebSocket upgrade from a dashboard page.");
-  const response = await customerStub(c.env, id).fetch(
-    new Request("https://customer/live", { headers: { upgrade: "websocket", [LIVE_UNTIL_HEADER]: String(session.exp) } }),
-  );
+  const response = await customerStub(c.env, id).fetch(new Request("https://customer/live", { headers: { upgrade: "websocket", [LIVE_UNTIL_HEADER]: String(session.exp) } }));
   if (response.status === 404) throw new ApiError("not_found", `No customer ${id}.`);
   return response;
 });

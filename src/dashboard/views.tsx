@@ -1,7 +1,8 @@
+import type { Child } from "hono/jsx";
 import { COHORTS } from "../lib/config";
+import { MeterTotals, Pager, SecretNotice } from "../web/account-parts";
 import { hourlyChart, type UsageRow } from "../web/chart-data";
 import { Chart, DataTable, money, Notice, Time } from "../web/components";
-import { MeterTotals, Pager, SecretNotice } from "../web/account-parts";
 import { Layout, type NavItem } from "../web/layout";
 import type { AdminSession } from "../web/session";
 import { DASHBOARD } from "./auth";
@@ -16,20 +17,13 @@ export function nav(current: "overview" | "customers" | null): NavItem[] {
 }
 
 /** The shell of every signed-in dashboard page. */
-export function Page(props: { title: string; session: AdminSession; current: "overview" | "customers" | null; children: any }) {
+export function Page(props: { title: string; session: AdminSession; current: "overview" | "customers" | null; children: Child }) {
   return (
-    <Layout
-      title={props.title}
-      product={PRODUCT}
-      home={DASHBOARD}
-      nav={nav(props.current)}
-      signOut={{ action: `${DASHBOARD}/sign-out`, csrf: props.session.csrf }}
-    >
+    <Layout title={props.title} product={PRODUCT} home={DASHBOARD} nav={nav(props.current)} signOut={{ action: `${DASHBOARD}/sign-out`, csrf: props.session.csrf }}>
       {props.children}
     </Layout>
   );
 }
-
 
 export function SignIn(props: { next: string; error?: string; disabled?: boolean }) {
   return (
@@ -102,9 +96,8 @@ export function Overview({ data, session, stripe }: { data: OverviewData; sessio
         </div>
       </dl>
       <p class="muted">
-        Customers with credit: {data.credit_outstanding.customers_with_credit}; overdrawn:{" "}
-        {money(data.credit_outstanding.overdrawn_exact_cents, currency)}. Emails retrying: {data.emails.retrying}. Customer objects
-        push these numbers at most once a minute; last update <Time at={data.rolled_up_at} />.
+        Customers with credit: {data.credit_outstanding.customers_with_credit}; overdrawn: {money(data.credit_outstanding.overdrawn_exact_cents, currency)}. Emails retrying:{" "}
+        {data.emails.retrying}. Customer objects push these numbers at most once a minute; last update <Time at={data.rolled_up_at} />.
       </p>
       <div class="grid grid-wide">
         <section aria-labelledby="cohorts-h">
@@ -160,6 +153,7 @@ export function Customers(props: { session: AdminSession; q: string; rows: Custo
   return (
     <Page title="Customers" session={props.session} current="customers">
       <h1>Customers</h1>
+      {/* biome-ignore lint/a11y/useSemanticElements: a form with the search landmark role; the <search> element is too new for every screen reader */}
       <form method="get" action={`${DASHBOARD}/customers`} role="search" class="inline panel">
         <label>
           Search customers
@@ -171,12 +165,20 @@ export function Customers(props: { session: AdminSession; q: string; rows: Custo
       {props.rows.length === 0 ? (
         <p>No customers{props.q ? ` match “${props.q}”` : " yet"}.</p>
       ) : (
-        <DataTable id="customers" caption={props.q ? `Customers matching “${props.q}”` : "All customers"} head={["Customer", "Email", "Balance", "Plan", "Cohorts", "Last activity"]}>
+        <DataTable
+          id="customers"
+          caption={props.q ? `Customers matching “${props.q}”` : "All customers"}
+          head={["Customer", "Email", "Balance", "Plan", "Cohorts", "Last activity"]}
+        >
           {props.rows.map((row) => (
             <tr>
               <td>
                 <a href={`${DASHBOARD}/customers/${encodeURIComponent(row.id)}`}>{row.name ?? row.id}</a>
-                {row.name ? <div class="muted"><code>{row.id}</code></div> : null}
+                {row.name ? (
+                  <div class="muted">
+                    <code>{row.id}</code>
+                  </div>
+                ) : null}
                 {row.deleted ? <span class="tag tag-failed">deleted</span> : null}
               </td>
               <td>{row.email ?? ""}</td>
@@ -205,7 +207,14 @@ export function CohortPage(props: {
   return (
     <Page title={`Cohort ${props.cohort}`} session={props.session} current={null}>
       <h1>Cohort {props.cohort}</h1>
-      <p class="muted">Other cohorts: {COHORTS.filter((c) => c !== props.cohort).map((c) => <a class="tag" href={`${DASHBOARD}/cohorts/${c}`}>{c}</a>)}</p>
+      <p class="muted">
+        Other cohorts:{" "}
+        {COHORTS.filter((c) => c !== props.cohort).map((c) => (
+          <a class="tag" href={`${DASHBOARD}/cohorts/${c}`}>
+            {c}
+          </a>
+        ))}
+      </p>
       {props.members.length === 0 ? (
         <p>No customers are in this cohort right now.</p>
       ) : (
@@ -244,4 +253,3 @@ export function OneTimeSecret(props: { session: AdminSession; title: string; int
     </Page>
   );
 }
-

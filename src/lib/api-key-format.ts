@@ -1,5 +1,5 @@
-import { purposeMac, type KeyPurpose } from "./derived-keys";
 import { hmacHex } from "../verify/payg-signature";
+import { type KeyPurpose, purposeMac } from "./derived-keys";
 
 /**
  * API keys carry the customer id so the worker can route straight to that customer's Durable
@@ -86,10 +86,7 @@ export async function sha256Hex(value: string): Promise<string> {
 /** Constant-time string comparison: both sides are hashed first so lengths never leak. */
 export async function timingSafeEqualStrings(a: string, b: string): Promise<boolean> {
   const encoder = new TextEncoder();
-  const [ha, hb] = await Promise.all([
-    crypto.subtle.digest("SHA-256", encoder.encode(a)),
-    crypto.subtle.digest("SHA-256", encoder.encode(b)),
-  ]);
+  const [ha, hb] = await Promise.all([crypto.subtle.digest("SHA-256", encoder.encode(a)), crypto.subtle.digest("SHA-256", encoder.encode(b))]);
   return crypto.subtle.timingSafeEqual(ha, hb);
 }
 

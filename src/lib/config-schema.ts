@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 import { LOG_LEVELS } from "./log";
 import { isLoopbackUrl } from "./loopback";
+import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
 
 /** The [vars] and secrets the gateway reads, as zod schemas: each key, its bounds and its default (config.ts compiles them). */
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring", "topup_failed", "auto_topup_capped"] as const;
@@ -32,9 +32,33 @@ const jsonField = z.string().regex(new RegExp(`^json:${dottedPath}$`), 'must be 
 const UnitsSpec = z
   .string()
   .regex(
-    new RegExp(`^(?:request|header:[A-Za-z0-9-]{1,64}|json:${dottedPath}|sse:events|sse:json:${dottedPath})$`),
-    'must be "request", "header:<name>", "json:<dotted.path>", "sse:events" or "sse:json:<dotted.path>"',
+    new RegExp(`^(?:request|header:[A-Za-z0-9-]{1,64}|json:${dottedPath}|sse:events|sse:json:${dottedPath}|mcp|tokens)$`),
+    'must be "request", "header:<name>", "json:<dotted.path>", "sse:events", "sse:json:<dotted.path>", "mcp" or "tokens"',
   );
+
+/** An MCP meter's price of one tool: `name` is a glob on `params.name` (`*` matches any characters, `/` too). */
+const ToolPrice = z.strictObject({
+  name: z.string().min(1).max(200),
+  price_cents: decimalCents,
+});
+
+/**
+ * A tokens meter's prices for the models `model` matches (a glob on the request's `model`, `*`
+ * matching any characters): cents per million tokens of each kind, as providers publish them
+ * ($2.50/M is "250"). A kind a row does not name is priced as `output` (reasoning) or `input`.
+ */
+const ModelPrice = z.strictObject({
+  model: z.string().min(1).max(200),
+  input_cents_per_mtok: decimalCents,
+  cached_input_cents_per_mtok: decimalCents.optional(),
+  cache_write_cents_per_mtok: decimalCents.optional(),
+  output_cents_per_mtok: decimalCents,
+  reasoning_cents_per_mtok: decimalCents.optional(),
+  markup_percent: z.int().min(0).max(10_000).optional(),
+});
+
+/** Where a tokens meter finds the usage of the API it meters, and the request's output limit. */
+export const TOKEN_PRESETS = ["openai-chat", "openai-responses", "anthropic-messages"] as const;
 
 const Meter = z.strictObject({
   name: meterName,
@@ -43,8 +67,8 @@ const Meter = z.strictObject({
     .string()
     .startsWith("/", "must start with /")
     .refine((path) => !path.includes(";"), "must not contain ';': paths are priced without their path parameters"),
-  /** Per request, or per unit when `units` reads them from the response. */
-  price_cents: decimalCents,
+  /** Per request, or per unit when `units` reads them from the response; an MCP meter's price of a tool its table does not name. A tokens meter has none. */
+  price_cents: decimalCents.optional(),
   stripe_event_name: z.string().min(1).max(100).optional(),
   units: UnitsSpec.default("request"),
   /** The most one request may be charged, in units: reserved before the request is forwarded. */
@@ -67,13 +91,25 @@ const Meter = z.strictObject({
   include_stream_usage: z.boolean().default(true),
   /** When a response ends without readable units (missing header, bad JSON): charge the hold, or nothing. */
   on_missing_units: z.enum(["hold", "zero"]).default("hold"),
+  /** `mcp` meters: the price of each tool (first match wins; else price_cents). */
+  tools: z.array(ToolPrice).max(500).optional(),
+  /** `mcp` meters: a tool result with `isError: true` is charged (the work was done), or given back. */
+  charge_tool_errors: z.boolean().default(true),
+  /** `tokens` meters: which API's usage fields and output limits. */
+  preset: z.enum(TOKEN_PRESETS).optional(),
+  /** `tokens` meters: prices per model (first match wins). */
+  models: z.array(ModelPrice).min(1).max(500).optional(),
 });
 
 /** Client Idempotency-Key on billed requests: stored responses per customer, bounded. */
 const Idempotency = z.strictObject({
   max_body_bytes: z.int().min(1_024).max(1_500_000).default(1_048_576),
   max_entries: z.int().min(10).max(100_000).default(1_000),
-  max_total_bytes: z.int().min(1_048_576).max(1_000_000_000).default(64 * 1_048_576),
+  max_total_bytes: z
+    .int()
+    .min(1_048_576)
+    .max(1_000_000_000)
+    .default(64 * 1_048_576),
 });
 
 export const Pricing = z.strictObject({
@@ -100,9 +136,7 @@ const Governance = z.strictObject({
   /** Refunds of failed requests per customer in a rolling hour; past it failed requests stay charged. */
   refund_limit_per_hour: z.int().min(0).max(100_000).default(20),
   /** Which origin failures refund: a connection failure, a timeout, and these statuses. */
-  refund_on: z
-    .array(z.union([z.enum(["connection_error", "timeout"]), z.int().min(500).max(599)]))
-    .default(["connection_error", "timeout", 502, 503, 504]),
+  refund_on: z.array(z.union([z.enum(["connection_error", "timeout"]), z.int().min(500).max(599)])).default(["connection_error", "timeout", 502, 503, 504]),
   // Sent to Stripe as a Checkout amount: within its 8 digits of minor units.
   checkout_min_cents: z.int().min(50).max(MAX_STRIPE_AMOUNT_CENTS).default(500),
   checkout_max_cents: z.int().min(50).max(MAX_STRIPE_AMOUNT_CENTS).default(100_000),
@@ -128,14 +162,22 @@ const EmailTemplate = z.strictObject({
   subject: z.string().min(1).max(998),
   text: z.string().min(1),
   html: z.string().min(1).optional(),
-  reenroll_seconds: z.int().min(0).max(90 * 86_400).optional(),
+  reenroll_seconds: z
+    .int()
+    .min(0)
+    .max(90 * 86_400)
+    .optional(),
   max_per_enrollment: z.int().min(1).max(100).optional(),
 });
 
 const Emails = z.strictObject({
   from_email: z.email(),
   from_name: z.string().max(200).default(""),
-  reenroll_seconds: z.int().min(0).max(90 * 86_400).default(3600),
+  reenroll_seconds: z
+    .int()
+    .min(0)
+    .max(90 * 86_400)
+    .default(3600),
   low_balance_threshold_cents: z.int().min(0).max(MAX_AMOUNT_CENTS).default(0),
   low_balance_threshold_percent: z.int().min(0).max(100).default(0),
   /** credit_expiring: credit that expires within this many days. */
@@ -162,7 +204,11 @@ const StripeBudget = z.strictObject({
   /** While customers due outnumber the budget, a customer's usage waits until it is worth this much ... */
   min_report_cents: z.int().min(1).max(MAX_STRIPE_AMOUNT_CENTS).default(100),
   /** ... or has waited this long, whichever comes first. */
-  max_report_delay_seconds: z.int().min(60).max(7 * 86_400).default(86_400),
+  max_report_delay_seconds: z
+    .int()
+    .min(60)
+    .max(7 * 86_400)
+    .default(86_400),
 });
 
 /** Structured vars may also arrive as JSON strings (`wrangler dev --var NAME:{...}`, dashboard). */
@@ -193,7 +239,12 @@ export const Vars = z.object({
   ROLLUP_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   /** Every customer holding a key is reconciled with Stripe at least this often (a lost webhook heals). */
-  RECONCILE_INTERVAL_SECONDS: z.coerce.number().int().min(60).max(30 * 86_400).default(3600),
+  RECONCILE_INTERVAL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(30 * 86_400)
+    .default(3600),
   /** Stripe reports sent (or resolved) longer ago than this are deleted; their sums per kind and status are kept. */
   REPORT_RETENTION_DAYS: z.coerce.number().int().min(7).max(3650).default(90),
   /** Per webhook delivery attempt, until the endpoint's response headers. */
@@ -222,7 +273,11 @@ export const Vars = z.object({
   MAILCHANNELS_DKIM_DOMAIN: z.string().min(1).optional(),
   MAILCHANNELS_DKIM_SELECTOR: z.string().min(1).optional(),
   // Base64 wrapped over lines (as `base64` prints it) is the same key: sent as one line.
-  MAILCHANNELS_DKIM_PRIVATE_KEY: z.string().min(1).transform((s) => s.replace(/\s+/g, "")).optional(),
+  MAILCHANNELS_DKIM_PRIVATE_KEY: z
+    .string()
+    .min(1)
+    .transform((s) => s.replace(/\s+/g, ""))
+    .optional(),
   /** Signs unsubscribe links; without it they are signed with ADMIN_TOKEN. */
   UNSUBSCRIBE_SIGNING_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   PRICING: json(Pricing),

@@ -5,6 +5,7 @@ export const ERROR_STATUS = {
   invalid_json: 400,
   invalid_request: 400,
   invalid_signature: 400,
+  unknown_model: 400,
   unauthorized: 401,
   invalid_api_key: 401,
   customer_deleted: 401,

@@ -41,7 +41,9 @@ export function deployWarnings(vars: Record<string, unknown>): string[] {
   const topup = structured(vars.GOVERNANCE).topup_url;
   if (typeof topup === "string") {
     if (isLoopbackUrl(topup)) {
-      warnings.push(`warning: GOVERNANCE.topup_url is ${topup}, a loopback address: the 402 body and the emails would send customers nowhere. Use https://<your gateway>/portal or your own billing page.`);
+      warnings.push(
+        `warning: GOVERNANCE.topup_url is ${topup}, a loopback address: the 402 body and the emails would send customers nowhere. Use https://<your gateway>/portal or your own billing page.`,
+      );
     }
     let path = "";
     try {

@@ -1,7 +1,7 @@
 import type { Config } from "./config";
+import type { CustomerProfile } from "./customer";
 import { formatCents, formatMoney, microsToWholeCents } from "./money";
 import { firstName, type MergeValues } from "./template";
-import type { CustomerProfile } from "./customer";
 
 export function mergeValues(
   config: Config,

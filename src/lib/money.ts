@@ -36,8 +36,10 @@ export function formatCents(micros: number): string {
   const sign = micros < 0 ? "-" : "";
   const abs = Math.abs(micros);
   const whole = Math.floor(abs / MICROS_PER_CENT);
-  const fraction = String(abs % MICROS_PER_CENT).padStart(MAX_DECIMALS, "0").replace(/0+$/, "");
-  return sign + String(whole) + (fraction ? "." + fraction : "");
+  const fraction = String(abs % MICROS_PER_CENT)
+    .padStart(MAX_DECIMALS, "0")
+    .replace(/0+$/, "");
+  return sign + String(whole) + (fraction ? `.${fraction}` : "");
 }
 
 /** Human amount in the currency's major unit: 1234_500_000 micro-cents, "usd" -> "$12.345". */
@@ -45,10 +47,12 @@ export function formatMoney(micros: number, currency: string): string {
   const sign = micros < 0 ? "-" : "";
   const abs = Math.abs(micros);
   const cents = Math.floor(abs / MICROS_PER_CENT);
-  const subCent = String(abs % MICROS_PER_CENT).padStart(MAX_DECIMALS, "0").replace(/0+$/, "");
+  const subCent = String(abs % MICROS_PER_CENT)
+    .padStart(MAX_DECIMALS, "0")
+    .replace(/0+$/, "");
   const major = Math.floor(cents / 100);
   const minor = String(cents % 100).padStart(2, "0") + subCent;
   const symbol = currency.toLowerCase() === "usd" ? "$" : "";
-  const suffix = symbol ? "" : " " + currency.toUpperCase();
+  const suffix = symbol ? "" : ` ${currency.toUpperCase()}`;
   return `${sign}${symbol}${major}.${minor}${suffix}`;
 }

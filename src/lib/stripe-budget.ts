@@ -40,7 +40,19 @@ export const BUDGET_SPENT_CODE = "payg_budget_spent";
 export const METER_EVENTS_ENDPOINT = "POST /v1/billing/meter_events";
 
 /** Path segments after these name one object: `POST /v1/customers/:id/balance_transactions` is one endpoint whatever the customer. */
-const COLLECTIONS = new Set(["customers", "payment_intents", "charges", "sessions", "refunds", "events", "disputes", "balance_transactions", "payment_methods", "meters", "invoices"]);
+const COLLECTIONS = new Set([
+  "customers",
+  "payment_intents",
+  "charges",
+  "sessions",
+  "refunds",
+  "events",
+  "disputes",
+  "balance_transactions",
+  "payment_methods",
+  "meters",
+  "invoices",
+]);
 
 /** One endpoint, as Stripe counts its per-endpoint limit: the method and the path with object ids left out. */
 export function endpointOf(method: string, path: string): string {

@@ -1,7 +1,7 @@
-import { HOUR_MS } from "./time";
 import Stripe from "stripe";
 import type { Config } from "./config";
-import { BUDGET_SPENT_CODE, endpointOf, StripePermit, type BudgetSource } from "./stripe-budget";
+import { BUDGET_SPENT_CODE, type BudgetSource, endpointOf, StripePermit } from "./stripe-budget";
+import { HOUR_MS } from "./time";
 
 const clients = new WeakMap<StripePermit, Stripe>();
 

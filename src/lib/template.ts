@@ -26,7 +26,10 @@ const KNOWN = new Set<string>(MERGE_TAGS);
 /** Every unknown merge tag used anywhere in a string or a nested JSON value, with its path; `extra` tags are known too. */
 export function unknownMergeTags(value: unknown, path = "", extra: readonly string[] = []): string[] {
   if (typeof value === "string") {
-    return [...value.matchAll(TAG)].map((m) => m[1] ?? "").filter((tag) => !KNOWN.has(tag) && !extra.includes(tag)).map((tag) => `${path}: {{${tag}}}`);
+    return [...value.matchAll(TAG)]
+      .map((m) => m[1] ?? "")
+      .filter((tag) => !KNOWN.has(tag) && !extra.includes(tag))
+      .map((tag) => `${path}: {{${tag}}}`);
   }
   if (Array.isArray(value)) return value.flatMap((v, i) => unknownMergeTags(v, `${path}[${i}]`, extra));
   if (value && typeof value === "object") {
@@ -58,9 +61,7 @@ export function escapeHtmlText(s: string): string {
 }
 
 export function escapeHtml(values: MergeValues): MergeValues {
-  return Object.fromEntries(
-    Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? escapeHtmlText(v) : v]),
-  ) as MergeValues;
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? escapeHtmlText(v) : v])) as MergeValues;
 }
 
 export function firstName(name: string | null | undefined): string {

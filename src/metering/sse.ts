@@ -61,3 +61,9 @@ export function sseComment(text: string): string {
 export function sseEvent(type: string, data: unknown): string {
   return `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
 }
+
+/** The event with its data replaced (its `id:`, `event:` and `retry:` lines kept, so a client can still resume from it). */
+export function withEventData(event: string, data: string): string {
+  const kept = event.split(/\r\n|\n|\r/).filter((line) => line !== "" && line !== "data" && !line.startsWith("data:"));
+  return `${[...kept, ...data.split("\n").map((line) => `data: ${line}`)].join("\n")}\n\n`;
+}

@@ -69,9 +69,10 @@ export function holdUnitsFor(
  * Null when the request is not streamed.
  */
 export function withStreamUsage(request: Record<string, unknown> | null): { body: string; clientAsked: boolean } | null {
-  if (!request || request.stream !== true) return null;
-  const options = request.stream_options !== null && typeof request.stream_options === "object" && !Array.isArray(request.stream_options)
-    ? (request.stream_options as Record<string, unknown>)
-    : {};
+  if (request?.stream !== true) return null;
+  const options =
+    request.stream_options !== null && typeof request.stream_options === "object" && !Array.isArray(request.stream_options)
+      ? (request.stream_options as Record<string, unknown>)
+      : {};
   return { body: JSON.stringify({ ...request, stream_options: { ...options, include_usage: true } }), clientAsked: options.include_usage === true };
 }

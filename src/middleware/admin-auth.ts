@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env";
-import { ApiError } from "../lib/errors";
 import { timingSafeEqualStrings } from "../lib/api-key-format";
+import { ApiError } from "../lib/errors";
 
 /** Whether `Authorization: Bearer <token>` carries `expected`, compared in constant time. */
 export async function hasAdminToken(authorization: string | undefined, expected: string): Promise<boolean> {

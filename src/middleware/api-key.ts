@@ -1,6 +1,6 @@
+import { apiKeyFrom, keyMacMatches, parseApiKey, sha256Hex } from "../lib/api-key-format";
 import type { Config } from "../lib/config";
 import { ApiError } from "../lib/errors";
-import { apiKeyFrom, keyMacMatches, parseApiKey, sha256Hex } from "../lib/api-key-format";
 
 export const UNKNOWN_KEY = "Unknown or revoked API key.";
 
@@ -46,6 +46,9 @@ const checkedByConfig = new WeakMap<Config, Map<string, CheckedKey>>();
 
 function checkedKeysOf(config: Config): Map<string, CheckedKey> {
   let checked = checkedByConfig.get(config);
-  if (!checked) checkedByConfig.set(config, (checked = new Map()));
+  if (!checked) {
+    checked = new Map();
+    checkedByConfig.set(config, checked);
+  }
   return checked;
 }

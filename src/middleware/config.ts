@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from "hono";
-import { getConfig } from "../lib/config";
 import type { AppEnv } from "../env";
+import { getConfig } from "../lib/config";
 
 /** Validates the environment once per isolate and hands the parsed config to every handler. */
 export function loadConfig(): MiddlewareHandler<AppEnv> {

@@ -1,5 +1,5 @@
-import { liftedByNewCard, pausedBecause } from "../../durable-objects/customer-account/contract";
 import type { AutoTopUpState } from "../../durable-objects/customer-account/contract";
+import { liftedByNewCard, pausedBecause } from "../../durable-objects/customer-account/contract";
 import { centsToMicros, formatMoney } from "../lib/money";
 import { CsrfField, Notice } from "../web/components";
 
@@ -73,7 +73,7 @@ export function AutoTopUpSection(props: { data: AutoTopUpData; currency: string;
     <section aria-labelledby="auto-h">
       <h2 id="auto-h">Automatic top-up</h2>
       {s?.state === "paused" ? <Notice tone="error">{stateText(s)}</Notice> : <p>{s ? stateText(s) : STATE_TEXT.off}</p>}
-      {s && s.enabled ? (
+      {s?.enabled ? (
         <p class="muted">
           Below {money(s.threshold_cents)}, add {money(s.amount_cents)}; at most {money(s.monthly_cap_cents)} a month ({money(s.month_total_cents)} so far this month).
         </p>

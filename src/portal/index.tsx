@@ -1,22 +1,22 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { csrf } from "hono/csrf";
-import { customerStub, type AppEnv } from "../env";
-import { ApiError } from "../lib/errors";
+import { LIVE_KEY_HEADER, LIVE_SESSION_HEADER, LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/contract";
+import { type AppEnv, customerStub } from "../env";
 import { parsePortalLinkToken, portalLinkMacMatches, sha256Hex } from "../lib/api-key-format";
+import type { CustomerProfile } from "../lib/customer";
+import { ApiError } from "../lib/errors";
 import { authenticateKey } from "../middleware/api-key";
 import { authFailureLimited, SIGN_IN_RETRY_AFTER_SECONDS, TOO_MANY_SIGN_INS } from "../middleware/auth-failures";
 import { limitBody } from "../middleware/body-limit";
 import { createTopUpCheckout } from "../routes/billing";
-import type { CustomerProfile } from "../lib/customer";
-import { adminCall, must } from "../web/admin-client";
 import { SecretNotice } from "../web/account-parts";
+import { adminCall, must } from "../web/admin-client";
 import { Layout } from "../web/layout";
 import { pageErrors, pageHeaders, readForm, respondWith, sameOriginUpgrade } from "../web/pages";
-import { endSession, freshSession, PORTAL_SESSION_SECONDS, readSession, startSession, type PortalSession } from "../web/session";
-import { LIVE_KEY_HEADER, LIVE_SESSION_HEADER, LIVE_UNTIL_HEADER } from "../../durable-objects/customer-account/contract";
+import { endSession, freshSession, PORTAL_SESSION_SECONDS, type PortalSession, readSession, startSession } from "../web/session";
 import { parseMajorAmount } from "./auto-top-up";
-import { authorityOf, ConfirmLink, KEY_SIGN_IN_OFF, LinkExpired, PORTAL, PortalPage, PortalSignIn, PRODUCT, type Authority, type PortalData } from "./views";
+import { type Authority, authorityOf, ConfirmLink, KEY_SIGN_IN_OFF, LinkExpired, PORTAL, type PortalData, PortalPage, PortalSignIn, PRODUCT } from "./views";
 
 const KEY_ID = /^[A-Za-z0-9_-]{1,100}$/;
 
@@ -234,4 +234,3 @@ portal.all("*", () => {
 });
 
 portal.onError(pageErrors({ product: PRODUCT, home: PORTAL }));
-

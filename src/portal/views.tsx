@@ -1,12 +1,12 @@
 import type { Child } from "hono/jsx";
-import { formatMoney, centsToMicros } from "../lib/money";
-import { hourlyChart, type UsageRow } from "../web/chart-data";
-import { Chart, CsrfField, Notice } from "../web/components";
-import { KeysSection, LiveBalance, MeterTotals, type KeyRow } from "../web/account-parts";
-import { Layout } from "../web/layout";
-import { AutoTopUpSection, wantsCard, type AutoTopUpData } from "./auto-top-up";
 import type { CustomerProfile } from "../lib/customer";
+import { centsToMicros, formatMoney } from "../lib/money";
+import { type KeyRow, KeysSection, LiveBalance, MeterTotals } from "../web/account-parts";
+import { hourlyChart, hourlyModelChart, type ModelUsageRow, type UsageRow } from "../web/chart-data";
+import { Chart, CsrfField, Notice } from "../web/components";
+import { Layout } from "../web/layout";
 import type { PortalSession } from "../web/session";
+import { type AutoTopUpData, AutoTopUpSection, wantsCard } from "./auto-top-up";
 
 export const PORTAL = "/portal";
 export const PRODUCT = "API account";
@@ -88,8 +88,7 @@ export function ConfirmLink(props: { token: string; customer: CustomerProfile })
     <Shell title="Open your account">
       <h1>Open your API account</h1>
       <p>
-        This link signs this browser in to the account of <strong>{accountName(props.customer)}</strong>. Continue only if that is your account and
-        you asked for this link.
+        This link signs this browser in to the account of <strong>{accountName(props.customer)}</strong>. Continue only if that is your account and you asked for this link.
       </p>
       <form method="post" action={`${PORTAL}/enter`} class="stack panel">
         <input type="hidden" name="token" value={props.token} />
@@ -104,7 +103,11 @@ export interface PortalData {
   customer: { id: string; name: string | null; email: string | null; plan: string };
   balance: { available: string; available_exact_cents: string; currency: string };
   keys: KeyRow[];
-  usage: { series: UsageRow[]; totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] } };
+  usage: {
+    series: UsageRow[];
+    totals: { last_24h: { meter: string; requests: number; charged_exact_cents: string }[]; range: { meter: string; requests: number; charged_exact_cents: string }[] };
+    models: { series: ModelUsageRow[] };
+  };
   autoTopUp: AutoTopUpData | null;
   topUp: { stripe: boolean; amounts: number[] };
 }
@@ -125,8 +128,8 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
       {notice ? <Notice tone={notice.tone}>{notice.text}</Notice> : null}
       {owner ? null : (
         <Notice tone="info">
-          You signed in with an API key: you see that key, your balance and usage, and you can top up. To manage keys or automatic top-up, open your account from the
-          link your API provider gives you.
+          You signed in with an API key: you see that key, your balance and usage, and you can top up. To manage keys or automatic top-up, open your account from the link your API
+          provider gives you.
         </Notice>
       )}
       <div class="grid">
@@ -160,6 +163,9 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
       <section aria-labelledby="usage-h">
         <h2 id="usage-h">Usage, last 7 days</h2>
         <Chart id="portal-usage" title="Requests per hour" data={hourlyChart(data.usage.series, 168, "requests", currency)} />
+        {data.usage.models.series.length ? (
+          <Chart id="portal-tokens" title="Tokens per hour by model" data={hourlyModelChart(data.usage.models.series, 168, "tokens", currency)} />
+        ) : null}
         <h3>Recent charges by meter</h3>
         {data.usage.totals.range.length ? (
           <MeterTotals id="charges" caption="Recent charges by meter" day={data.usage.totals.last_24h} week={data.usage.totals.range} currency={currency} />

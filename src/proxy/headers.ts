@@ -4,7 +4,7 @@ import { signOriginRequest } from "../lib/signing";
  * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never the next one. Which
  * other headers a client's Connection named is unknown here: the runtime's HTTP server consumes
  * Connection (with Keep-Alive, TE, Trailer, Upgrade) before the worker sees the request, and on
- * Cloudflare the edge overwrites it with Keep-Alive (README: What the origin receives).
+ * Cloudflare the edge overwrites it with Keep-Alive (docs/concepts/security.md: what the origin receives).
  */
 const HOP_BY_HOP = ["connection", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection", "keep-alive", "transfer-encoding"];
 /** The API key (the origin never sees it) and Host (set by the fetch). */
@@ -28,11 +28,7 @@ export interface ForwardedBy {
  * `X-Payg-Customer-Id`, `X-Request-Id`, `X-Payg-Client-Ip`, a client's own X-Request-Id as
  * `X-Client-Request-Id`, and with ORIGIN_SIGNING_SECRET, `X-Payg-Signature` over them.
  */
-export async function originHeaders(
-  incoming: Headers,
-  by: ForwardedBy,
-  signing: { secret: string | undefined; method: string; pathAndQuery: string },
-): Promise<Headers> {
+export async function originHeaders(incoming: Headers, by: ForwardedBy, signing: { secret: string | undefined; method: string; pathAndQuery: string }): Promise<Headers> {
   // One pass that copies only what may pass (cheaper than copying everything and deleting).
   const headers = new Headers();
   for (const [name, value] of incoming) {
@@ -45,10 +41,7 @@ export async function originHeaders(
   headers.set("x-request-id", by.requestId);
   if (by.clientIp) headers.set("x-payg-client-ip", by.clientIp);
   if (signing.secret) {
-    headers.set(
-      "x-payg-signature",
-      await signOriginRequest(signing.secret, { method: signing.method, pathAndQuery: signing.pathAndQuery, ...by }),
-    );
+    headers.set("x-payg-signature", await signOriginRequest(signing.secret, { method: signing.method, pathAndQuery: signing.pathAndQuery, ...by }));
   }
   return headers;
 }

@@ -1,5 +1,5 @@
-import { ApiError } from "../lib/errors";
 import { sha256Hex } from "../lib/api-key-format";
+import { ApiError } from "../lib/errors";
 
 /**
  * The client's `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header): a string of 1-255

@@ -1,11 +1,14 @@
-import type { CompiledMeter, Config } from "../lib/config";
 import type { customerStub } from "../env";
+import type { CompiledMeter, Config } from "../lib/config";
 import { log } from "../lib/log";
 import { mergeValues } from "../lib/merge";
+import type { ModelPrices, TokenCounts, TokenPreset } from "../lib/meters";
 import { formatCents } from "../lib/money";
-import { asUnits, unitsInJson } from "../metering/units";
-import { eventData, isUnitEvent, sseComment, sseEvent, SseSplitter } from "../metering/sse";
 import { renderJson } from "../lib/template";
+import { eventData, isUnitEvent, SseSplitter, sseComment, sseEvent } from "../metering/sse";
+import { asUnits, unitsInJson } from "../metering/units";
+import { tokensCost } from "../tokens/prices";
+import { StreamUsage, usageOfBody } from "../tokens/usage";
 import { readUpTo } from "./idempotency";
 
 type Stub = ReturnType<typeof customerStub>;
@@ -13,7 +16,7 @@ type SettleReason = Parameters<Stub["settleHold"]>[0]["reason"];
 type SettleResult = Awaited<ReturnType<Stub["settleHold"]>>;
 
 /** A JSON response read for its units is buffered up to this size; past it, its units count as unreadable. */
-const JSON_UNITS_MAX_BYTES = 8 * 1_048_576;
+export const JSON_UNITS_MAX_BYTES = 8 * 1_048_576;
 
 export interface MeterContext {
   config: Config;
@@ -23,6 +26,8 @@ export interface MeterContext {
   heldUnits: number;
   /** The gateway asked for a streamed response's usage chunk (empty `choices`) and the client did not: it is taken out. */
   stripUsageChunk?: boolean;
+  /** A tokens meter's request: its preset and the models table's row for its model (units are micro-cents). */
+  tokens?: { preset: TokenPreset; row: ModelPrices };
   /** Keeps the invocation alive until settlement is written, whatever the client does. */
   waitUntil(promise: Promise<unknown>): void;
 }
@@ -33,7 +38,7 @@ export interface Metered {
   streamed: boolean;
 }
 
-const isEventStream = (response: Response) => (response.headers.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream");
+export const isEventStream = (response: Response) => (response.headers.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream");
 
 /**
  * A response billed from what it says: the hold taken before forwarding settles to the units it
@@ -51,15 +56,40 @@ export async function meterResponse(ctx: MeterContext, origin: Response): Promis
       // The same meter serves both modes of an API like OpenAI's: a JSON body, or a stream whose
       // events carry the number (its final usage chunk).
       if (isEventStream(origin) && origin.body) {
-        const response = new Response(reportedUnits(ctx, origin.body, units.path), origin);
-        response.headers.delete("content-length");
-        response.headers.set("x-payg-hold-units", String(ctx.heldUnits));
-        return { response, streamed: true };
+        let found: number | null = null;
+        const reader: UnitReader = {
+          see: (data) => {
+            const read = unitsInJson(data, units.path);
+            if (read !== null) found = read;
+          },
+          units: () => found,
+        };
+        return streamedUnits(ctx, origin, reader);
       }
       const [toClient, toRead] = origin.body ? origin.body.tee() : [null, null];
       const bytes = await readUpTo(kept(ctx, toRead), JSON_UNITS_MAX_BYTES);
       const read = bytes === null ? null : unitsInJson(new TextDecoder().decode(bytes), units.path);
       const settled = await settle(ctx, read);
+      return { response: withCharge(new Response(toClient, origin), settled), streamed: false };
+    }
+    case "tokens": {
+      const { preset, row } = ctx.tokens!;
+      if (isEventStream(origin) && origin.body) {
+        const usage = new StreamUsage(preset);
+        const reader: UnitReader = {
+          see: (data) => usage.see(jsonOf(data)),
+          units: () => {
+            const counts = usage.counts();
+            return counts ? tokensCost(row, counts) : null;
+          },
+          tokens: () => usage.counts(),
+        };
+        return streamedUnits(ctx, origin, reader);
+      }
+      const [toClient, toRead] = origin.body ? origin.body.tee() : [null, null];
+      const bytes = await readUpTo(kept(ctx, toRead), JSON_UNITS_MAX_BYTES);
+      const counts = bytes === null ? null : usageOfBody(preset, jsonOf(new TextDecoder().decode(bytes)));
+      const settled = await settle(ctx, counts ? tokensCost(row, counts) : null, undefined, counts);
       return { response: withCharge(new Response(toClient, origin), settled), streamed: false };
     }
     case "sse_events": {
@@ -85,7 +115,7 @@ export async function meterResponse(ctx: MeterContext, origin: Response): Promis
  * client that stopped reading for that long): false means the alarm settled it, and a stream
  * still running is then cut, never continued for free.
  */
-function holdKeeper(ctx: MeterContext): () => Promise<boolean> | null {
+export function holdKeeper(ctx: MeterContext): () => Promise<boolean> | null {
   const every = ctx.config.GOVERNANCE.origin_timeout_ms / 2;
   let last = Date.now();
   return () => {
@@ -103,7 +133,7 @@ function holdKeeper(ctx: MeterContext): () => Promise<boolean> | null {
 }
 
 /** A body read whole, its hold kept while it arrives. */
-function kept(ctx: MeterContext, body: ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> | null {
+export function kept(ctx: MeterContext, body: ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> | null {
   if (!body) return null;
   const keep = holdKeeper(ctx);
   return body.pipeThrough(
@@ -119,8 +149,8 @@ function kept(ctx: MeterContext, body: ReadableStream<Uint8Array> | null): Reada
 /** The error event of a stream whose hold the alarm settled (the client stopped reading past the origin timeout). */
 const HOLD_LAPSED = { code: "hold_expired", message: "This stream was idle past the gateway's timeout; its hold was charged and the stream ends here." };
 
-async function settle(ctx: MeterContext, units: number | null, reason: SettleReason = units === null ? "units_missing" : "completed") {
-  const settling = ctx.stub.settleHold({ requestId: ctx.requestId, units, reason });
+async function settle(ctx: MeterContext, units: number | null, reason: SettleReason = units === null ? "units_missing" : "completed", tokens?: TokenCounts | null) {
+  const settling = ctx.stub.settleHold({ requestId: ctx.requestId, units, reason, ...(tokens !== undefined ? { tokens } : {}) });
   ctx.waitUntil(settling);
   return settling;
 }
@@ -135,15 +165,15 @@ function withCharge(response: Response, settled: { chargedMicros: number; balanc
  * A stream's one settlement: the first call settles the hold, later ones answer null. The
  * invocation is kept alive until it is written, whatever the client does.
  */
-function streamSettlement(ctx: MeterContext): (units: number | null, reason: SettleReason) => Promise<SettleResult | null> {
+export function streamSettlement(ctx: MeterContext): (units: number | null, reason: SettleReason, tokens?: TokenCounts | null) => Promise<SettleResult | null> {
   let finished = false;
   let resolveDone!: () => void;
   ctx.waitUntil(new Promise<void>((resolve) => (resolveDone = resolve)));
-  return async (units, reason) => {
+  return async (units, reason, tokens) => {
     if (finished) return null;
     finished = true;
     try {
-      return await ctx.stub.settleHold({ requestId: ctx.requestId, units, reason });
+      return await ctx.stub.settleHold({ requestId: ctx.requestId, units, reason, ...(tokens !== undefined ? { tokens } : {}) });
     } catch (error) {
       // The object's alarm releases a hold nobody settled (on_missing_units applies).
       log.error(`request ${ctx.requestId}: settling its stream failed`, error);
@@ -235,18 +265,39 @@ function countedEvents(ctx: MeterContext, body: ReadableStream<Uint8Array>): Rea
   );
 }
 
+/** What a streamed response reports, read from each event's data as it passes. */
+interface UnitReader {
+  see(data: string): void;
+  /** The units found so far (null: none). */
+  units(): number | null;
+  /** A tokens meter's tokens per kind so far. */
+  tokens?(): TokenCounts | null;
+}
+
+/** A stream billed from what its events report; the hold is a tokens meter's in cents, any other's in units. */
+function streamedUnits(ctx: MeterContext, origin: Response, reader: UnitReader): Metered {
+  const response = new Response(reportedUnits(ctx, origin.body!, reader), origin);
+  response.headers.delete("content-length");
+  if (ctx.tokens) response.headers.set("x-payg-hold-cents", formatCents(ctx.heldUnits));
+  else response.headers.set("x-payg-hold-units", String(ctx.heldUnits));
+  return { response, streamed: true };
+}
+
 /**
- * `sse:json:<path>`: the units are a number in an event's JSON (e.g. OpenAI's final usage chunk);
- * the last one found counts, past the hold too. The stream passes as it is (less the usage chunk
- * the gateway asked for on the client's behalf); the hold settles when it ends, or when the client
- * hangs up (with the units found by then; none found: on_missing_units applies).
+ * `sse:json:<path>` and tokens meters: the units are what an event's JSON reports (e.g. OpenAI's
+ * final usage chunk); the last found counts, past the hold too. The stream passes as it is (less
+ * the usage chunk the gateway asked for on the client's behalf); the hold settles when it ends, or
+ * when the client hangs up (with the units found by then; none found: on_missing_units applies).
  */
-function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path: readonly string[]): ReadableStream<Uint8Array> {
+function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, read: UnitReader): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   const splitter = new SseSplitter();
   const keep = holdKeeper(ctx);
-  let found: number | null = null;
-  const finish = streamSettlement(ctx);
+  const settleStream = streamSettlement(ctx);
+  const finish = (reason: SettleReason) => {
+    const units = read.units();
+    return settleStream(units, units === null && reason === "completed" ? "units_missing" : reason, read.tokens?.());
+  };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -256,14 +307,14 @@ function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path
           if (done) {
             const rest = ctx.stripUsageChunk ? splitter.rest() : "";
             if (rest) controller.enqueue(encoder.encode(rest));
-            const settled = await finish(found, found === null ? "units_missing" : "completed");
+            const settled = await finish("completed");
             if (settled) controller.enqueue(encoder.encode(chargeComment(settled)));
             controller.close();
             return;
           }
           if ((await keep()) === false) {
             controller.enqueue(encoder.encode(sseEvent("error", HOLD_LAPSED)));
-            await finish(found, "cut_off");
+            await finish("cut_off");
             controller.close();
             await reader.cancel("hold expired").catch(() => undefined);
             return;
@@ -271,8 +322,7 @@ function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path
           let passed = "";
           for (const event of splitter.push(value)) {
             const data = eventData(event);
-            const units = data === null ? null : unitsInJson(data, path);
-            if (units !== null) found = units;
+            if (data !== null) read.see(data);
             if (!(ctx.stripUsageChunk && data !== null && isUsageChunk(data))) passed += event;
           }
           if (!ctx.stripUsageChunk) return controller.enqueue(value);
@@ -281,11 +331,19 @@ function reportedUnits(ctx: MeterContext, body: ReadableStream<Uint8Array>, path
       },
       async cancel(reason) {
         await reader.cancel(reason).catch(() => undefined);
-        await finish(found, "client_gone");
+        await finish("client_gone");
       },
     },
     { highWaterMark: 0 },
   );
+}
+
+function jsonOf(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** OpenAI's usage chunk of a stream (`stream_options.include_usage`): empty `choices`, and `usage`. */

@@ -54,7 +54,7 @@ export function normalizePath(path: string, parameters: PathParameters): Normali
   }
   // "/a/", "/a/." and "/a/b/.." all name a directory: keep the trailing slash.
   const trailing = route.length > 0 && segments.length > 1 && (name === "" || name === "." || name === "..") ? "/" : "";
-  return { route: "/" + route.join("/") + trailing, forwarded: "/" + forward.join("/") + trailing };
+  return { route: `/${route.join("/")}${trailing}`, forwarded: `/${forward.join("/")}${trailing}` };
 }
 
 function invalid(what: string): ApiError {

@@ -1,15 +1,15 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Config } from "../lib/config";
-import { customerStub, type AppEnv } from "../env";
-import { ApiError } from "../lib/errors";
+import { type AppEnv, customerStub } from "../env";
 import { jsonBody } from "../http";
-import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
-import { log } from "../lib/log";
-import { limitBody } from "../middleware/body-limit";
-import { describeError, stripeClient } from "../lib/stripe-client";
+import type { Config } from "../lib/config";
 import type { CustomerProfile } from "../lib/customer";
+import { ApiError } from "../lib/errors";
+import { log } from "../lib/log";
 import { ENDPOINTS } from "../lib/stripe-budget";
+import { describeError, stripeClient } from "../lib/stripe-client";
+import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
+import { limitBody } from "../middleware/body-limit";
 import { checkoutPermit } from "../stripe-permit";
 
 export const billing = new Hono<AppEnv>();

@@ -1,9 +1,9 @@
-import { Hono, type Context } from "hono";
+import { type Context, Hono } from "hono";
+import { type AppEnv, customerStub } from "../env";
 import { UNSUBSCRIBE_PATH, verifyUnsubscribeToken } from "../lib/email/unsubscribe";
-import { customerStub, type AppEnv } from "../env";
 import { ApiError } from "../lib/errors";
-import { limitBody } from "../middleware/body-limit";
 import { escapeHtmlText } from "../lib/template";
+import { limitBody } from "../middleware/body-limit";
 
 /**
  * `/email/…`: the public end of behavioral emails. `POST /email/unsubscribe?token=…` is RFC 8058

@@ -1,36 +1,25 @@
 import { Hono } from "hono";
-import { MAX_HOLD_MULTIPLIER, resolveMeter, type Config } from "../lib/config";
-import { customerStub, type AppEnv } from "../env";
+import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
+import { type AppEnv, customerStub } from "../env";
+import { type Config, MAX_HOLD_MULTIPLIER, resolveMeter } from "../lib/config";
 import { ApiError } from "../lib/errors";
-import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
-import { mergeValues } from "../lib/merge";
+import { formatCents } from "../lib/money";
+import { mcpExchange } from "../mcp/exchange";
 import { holdUnitsFor, jsonObjectOf, withStreamUsage } from "../metering/units";
+import { authenticateApiKey } from "../middleware/api-key";
 import { jsonError } from "../on-error";
-import { formatCents, formatMoney } from "../lib/money";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
 import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "../proxy/idempotency";
 import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
+import { once } from "../proxy/once";
+import { creditRefusal, refuse } from "../proxy/refusals";
 import { isReserved } from "../proxy/reserved";
-import { renderJson } from "../lib/template";
-import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
+import { tokenHold } from "../tokens/prices";
 
 type Stub = ReturnType<typeof customerStub>;
 type AuthorizeInput = Parameters<Stub["authorize"]>[0];
-
-/**
- * One retry of an RPC whose reply may have been lost: the object keys the charge by the
- * gateway's request id, so a retry replays the first result instead of charging twice.
- */
-async function once<T>(call: (retry: boolean) => Promise<T>): Promise<T> {
-  try {
-    return await call(false);
-  } catch (error) {
-    if ((error as { retryable?: boolean }).retryable) return call(true);
-    throw error;
-  }
-}
 
 export const proxy = new Hono<AppEnv>();
 
@@ -49,14 +38,18 @@ proxy.all("*", async (c) => {
 
   const method = c.req.method;
   const meter = resolveMeter(config, method, route);
+  if (meter.units.kind === "mcp") return mcpExchange(c, { meter, target, customerId, keyHash });
   const billedFromResponse = meter.units.kind !== "request";
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
-  // The body is read whole only for an Idempotency-Key's fingerprint, a hold taken from it, or a
-  // streamed request whose usage chunk the gateway asks for.
-  const body = idempotencyKey !== null || (billedFromResponse && (meter.holdFrom || meter.holdMultiplierFrom || meter.includeStreamUsage))
-    ? await readBodyWithin(c.req.raw, config.IDEMPOTENCY.max_body_bytes)
-    : undefined;
+  // The body is read whole only for an Idempotency-Key's fingerprint, a hold taken from it (a
+  // tokens meter's model and limits), or a streamed request whose usage chunk the gateway asks for.
+  const body =
+    idempotencyKey !== null || (billedFromResponse && (meter.units.kind === "tokens" || meter.holdFrom || meter.holdMultiplierFrom || meter.includeStreamUsage))
+      ? await readBodyWithin(c.req.raw, config.IDEMPOTENCY.max_body_bytes)
+      : undefined;
   const request = billedFromResponse ? jsonObjectOf(body ?? null) : null;
+  // A tokens meter prices the request's model before anything is held: an unknown one is refused here.
+  const tokens = meter.units.kind === "tokens" ? tokenHold(meter, meter.units.preset, request, body ?? null) : null;
   const streamUsage = meter.includeStreamUsage ? withStreamUsage(request) : null;
   const stub = customerStub(c.env, customerId);
   const requestId = c.var.requestId;
@@ -64,9 +57,14 @@ proxy.all("*", async (c) => {
   const input: AuthorizeInput = {
     keyHash,
     meter: meter.name,
-    priceMicros: meter.priceMicros,
+    // A tokens meter holds its cost in micro-cents: units of one micro-cent each.
+    priceMicros: tokens ? 1 : meter.priceMicros,
     requestId,
-    ...(billedFromResponse ? { hold: { units: holdUnitsFor(request, meter, MAX_HOLD_MULTIPLIER), onMissing: meter.onMissingUnits } } : {}),
+    ...(tokens
+      ? { hold: { units: tokens.holdMicros, onMissing: meter.onMissingUnits, model: tokens.row.model } }
+      : billedFromResponse
+        ? { hold: { units: holdUnitsFor(request, meter, MAX_HOLD_MULTIPLIER), onMissing: meter.onMissingUnits } }
+        : {}),
     ...(idempotencyKey !== null ? { idempotency: { key: idempotencyKey, fingerprint: await requestFingerprint(method, target.pathname + target.search, body ?? null) } } : {}),
   };
   // Only a retry can find its request id already charged: the first attempt skips the lookup.
@@ -76,10 +74,7 @@ proxy.all("*", async (c) => {
     replayed.headers.set("idempotent-replayed", "true");
     return replayed;
   }
-  if (decision.outcome === "insufficient_credit") {
-    const refusal = renderJson(config.GOVERNANCE.blocked_body, mergeValues(config, decision.customer, decision));
-    return c.json(refusal as Record<string, unknown>, 402, { "x-request-id": requestId });
-  }
+  if (decision.outcome === "insufficient_credit") return c.json(creditRefusal(config, decision), 402, { "x-request-id": requestId });
   refuse(config, decision);
 
   const headers = await originHeaders(
@@ -100,9 +95,7 @@ proxy.all("*", async (c) => {
     if (billedFromResponse) {
       // A failure the meter would refund releases the whole hold; any other response is read for its units.
       if ("failure" in result || refundable(config, result)) {
-        const release = await once(async () =>
-          await stub.settleHold({ requestId, units: null, reason: refundable(config, result) ? "origin_failed" : "units_missing" }),
-        );
+        const release = await once(async () => await stub.settleHold({ requestId, units: null, reason: refundable(config, result) ? "origin_failed" : "units_missing" }));
         const givenBack = release.chargedMicros === 0;
         if (givenBack) finishIdempotent("forget");
         return { result, charged: release.chargedMicros, balance: release.balanceMicros, settled: true, givenBack };
@@ -127,11 +120,9 @@ proxy.all("*", async (c) => {
 
   if ("failure" in result) {
     const timedOut = result.failure === "timeout";
-    const failure = new ApiError(
-      timedOut ? "origin_timeout" : "origin_unavailable",
-      timedOut ? "The origin did not answer in time." : "The origin could not be reached.",
-      { charged_cents: formatCents(charged) },
-    );
+    const failure = new ApiError(timedOut ? "origin_timeout" : "origin_unavailable", timedOut ? "The origin did not answer in time." : "The origin could not be reached.", {
+      charged_cents: formatCents(charged),
+    });
     if (idempotencyKey === null || givenBack) throw failure;
     return keepForReplay(await jsonError(failure, c), false, config, finishIdempotent, waitUntil);
   }
@@ -143,7 +134,16 @@ proxy.all("*", async (c) => {
     response.headers.set("x-payg-balance-cents", formatCents(balance));
   } else {
     ({ response, streamed } = await meterResponse(
-      { config, meter, stub, requestId, heldUnits: decision.heldUnits ?? 0, waitUntil, stripUsageChunk: streamUsage !== null && !streamUsage.clientAsked },
+      {
+        config,
+        meter,
+        stub,
+        requestId,
+        heldUnits: decision.heldUnits ?? 0,
+        waitUntil,
+        stripUsageChunk: streamUsage !== null && !streamUsage.clientAsked,
+        ...(tokens ? { tokens: { preset: tokens.preset, row: tokens.row } } : {}),
+      },
       result.response,
     ));
   }
@@ -177,42 +177,3 @@ function keepForReplay(
   );
   return stored;
 }
-
-/** Throws the refusal's JSON error unless the request may pass (the templated 402 is answered before). */
-function refuse(
-  config: Config,
-  decision: Exclude<AuthorizeResult, { outcome: "insufficient_credit" | "replay" }>,
-): asserts decision is Extract<AuthorizeResult, { outcome: "ok" }> {
-  switch (decision.outcome) {
-    case "ok":
-      return;
-    case "invalid_key":
-      throw new ApiError("invalid_api_key", UNKNOWN_KEY);
-    case "customer_deleted":
-      throw new ApiError("customer_deleted", "This customer account has been deleted.");
-    case "payment_overdue":
-      throw new ApiError("payment_overdue", "An invoice is unpaid; access resumes once it is paid.", { customer_id: decision.customer.id });
-    case "currency_mismatch":
-      throw new ApiError(
-        "currency_mismatch",
-        `This account's Stripe balance is in ${decision.stripeCurrency.toUpperCase()}, not ${decision.currency.toUpperCase()}: it cannot pay for these requests.`,
-        { customer_id: decision.customer.id },
-      );
-    case "key_cap_reached":
-      throw new ApiError(
-        "key_cap_reached",
-        `This API key has reached its spend cap of ${formatMoney(decision.capCents * 1_000_000, config.PRICING.currency)} per ${decision.period}; other keys of the account keep working.`,
-        { customer_id: decision.customer.id, key_id: decision.keyId, cap_cents: decision.capCents, period: decision.period, resets_at: decision.resetsAt },
-      );
-    case "idempotency_in_progress":
-      throw new ApiError("idempotency_in_progress", "A request with this Idempotency-Key is still in flight; retry once it has finished.");
-    case "idempotency_mismatch":
-      throw new ApiError("idempotency_mismatch", "This Idempotency-Key was used for a request with another method, path or body.");
-    case "idempotency_not_replayable":
-      throw new ApiError(
-        "idempotency_not_replayable",
-        "This Idempotency-Key's request was charged, but its response cannot be replayed (streamed, too large, or never finished); nothing was charged again. Use a new key for a new request.",
-      );
-  }
-}
-

@@ -1,17 +1,17 @@
 import { Hono } from "hono";
 import type Stripe from "stripe";
 import Sdk from "stripe";
-import type { Config } from "../lib/config";
-import { customerStub, type AppEnv } from "../env";
-import { ApiError } from "../lib/errors";
-import { CUSTOMER_ID } from "../lib/api-key-format";
-import { log } from "../lib/log";
-import { limitBody } from "../middleware/body-limit";
-import { stripeClient, stripeOffline } from "../lib/stripe-client";
-import { ENDPOINTS } from "../lib/stripe-budget";
-import { lookupPermit } from "../stripe-permit";
 import type { ChargeRefunds } from "../../durable-objects/customer-account/contract";
+import { type AppEnv, customerStub } from "../env";
+import { CUSTOMER_ID } from "../lib/api-key-format";
+import type { Config } from "../lib/config";
+import { ApiError } from "../lib/errors";
+import { log } from "../lib/log";
+import { ENDPOINTS } from "../lib/stripe-budget";
+import { stripeClient, stripeOffline } from "../lib/stripe-client";
 import { idOf } from "../lib/stripe-ids";
+import { limitBody } from "../middleware/body-limit";
+import { lookupPermit } from "../stripe-permit";
 
 /** The events the gateway acts on; anything else is acknowledged and ignored without a lookup. */
 export const HANDLED_EVENTS = new Set([
@@ -41,12 +41,11 @@ export const HANDLED_EVENTS = new Set([
 /** The customer an event is about, or null for events this gateway does not act on. */
 function customerOf(event: Stripe.Event): string | null {
   const object = event.data.object as { object?: string; id?: string; customer?: string | { id: string } | null; metadata?: Record<string, string> | null };
-  const id = object.object === "customer" ? object.id : idOf(object.customer) ?? object.metadata?.payg_customer_id;
+  const id = object.object === "customer" ? object.id : (idOf(object.customer) ?? object.metadata?.payg_customer_id);
   return id && CUSTOMER_ID.test(id) ? id : null;
 }
 
 const REFUND_EVENTS = new Set(["charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed"]);
-
 
 /** The charge an event is about, for the events routed through it (disputes and refunds name no customer). */
 function chargeOf(event: Stripe.Event): string | null {
@@ -77,7 +76,10 @@ async function throughCharge(env: Env, config: Config, event: Stripe.Event): Pro
     for await (const refund of stripe.refunds.list({ charge: chargeId, limit: 100 })) {
       refunds.push({ id: refund.id, amount: refund.amount, status: refund.status, created: refund.created });
     }
-    return { customerId, refunds: { charge: chargeId, payment_intent: idOf(charge.payment_intent), payment_method: idOf(charge.payment_method), currency: charge.currency, refunds } };
+    return {
+      customerId,
+      refunds: { charge: chargeId, payment_intent: idOf(charge.payment_intent), payment_method: idOf(charge.payment_method), currency: charge.currency, refunds },
+    };
   } catch (error) {
     log.warn(`stripe event ${event.id}: could not look up charge ${chargeId}`, error);
     throw new ApiError("upstream_error", "The event could not be applied yet; Stripe will redeliver it.");
@@ -101,13 +103,7 @@ stripeEvents.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
   if (!signature) throw new ApiError("invalid_signature", "Missing Stripe-Signature header.");
   let event: Stripe.Event;
   try {
-    event = await stripeOffline(config).webhooks.constructEventAsync(
-      payload,
-      signature,
-      config.STRIPE_WEBHOOK_SECRET!,
-      undefined,
-      Sdk.createSubtleCryptoProvider(),
-    );
+    event = await stripeOffline(config).webhooks.constructEventAsync(payload, signature, config.STRIPE_WEBHOOK_SECRET!, undefined, Sdk.createSubtleCryptoProvider());
   } catch (error) {
     // The SDK's reason (tolerance, expected signature…) helps an attacker, not Stripe: log it only.
     log.warn(`stripe webhook refused: ${(error as Error).message}`);
@@ -185,7 +181,9 @@ stripeEvents.post("/webhooks/stripe/events", limitBody(1024 * 1024), async (c) =
   }
   const untraced = event.data.reason.error_count - failed;
   if (untraced > 0) {
-    log.error(`stripe ${event.type} ${event.id}: ${event.data.reason.error_count} meter events refused, ${failed} traced to their reports (${samples} samples); ${event.data.developer_message_summary}`);
+    log.error(
+      `stripe ${event.type} ${event.id}: ${event.data.reason.error_count} meter events refused, ${failed} traced to their reports (${samples} samples); ${event.data.developer_message_summary}`,
+    );
   }
   return c.json({ received: true, status: "applied", failed_reports: failed, untraced });
 });

@@ -14,19 +14,15 @@ import { admin } from "../routes/admin";
 const api = new Hono<AppEnv>().use(requestId({ headerName: "x-request-id" }), loadConfig()).route("/", admin);
 api.onError(jsonError);
 
+// biome-ignore lint/suspicious/noExplicitAny: pages read the admin API's JSON as the documented shapes, not re-declared types
 export interface AdminResult<T = any> {
   status: number;
   ok: boolean;
   body: T;
 }
 
-export async function adminCall<T = any>(
-  c: Context<AppEnv>,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<AdminResult<T>> {
+// biome-ignore lint/suspicious/noExplicitAny: as AdminResult
+export async function adminCall<T = any>(c: Context<AppEnv>, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<AdminResult<T>> {
   const token = c.var.config.ADMIN_TOKEN ?? "";
   // The caller's origin, so links the API builds (portal sessions) point at this host.
   const request = new Request(new URL(`/admin${path}`, c.req.url), {

@@ -1,10 +1,9 @@
 import { parseCentsDecimal } from "../lib/money";
 import { HOUR_MS } from "../lib/time";
 
-
 /** What a chart element carries to the page's script (uPlot): x in ms, y as integers. */
 export interface ChartData {
-  unit: "requests" | "money";
+  unit: "requests" | "tokens" | "money";
   currency: string;
   x: number[];
   series: { label: string; values: number[] }[];
@@ -17,21 +16,42 @@ export interface UsageRow {
   charged_exact_cents: string;
 }
 
-/**
- * Hourly points per meter over the last `hours` hours, zero-filled, from the admin API's usage
- * rows: requests, or charges as integer micro-cents (the page formats them with src/money.ts).
- */
-export function hourlyChart(rows: UsageRow[], hours: number, unit: ChartData["unit"], currency: string, now = Date.now()): ChartData {
+/** A tokens meter's usage by model (the admin API's `models.series`). */
+export interface ModelUsageRow {
+  meter: string;
+  model: string;
+  at: number;
+  tokens: Record<string, number>;
+  charged_exact_cents: string;
+}
+
+/** Hourly points over the last `hours` hours, zero-filled, one series per label. */
+function hourly<Row extends { at: number }>(rows: Row[], hours: number, labelOf: (row: Row) => string, valueOf: (row: Row) => number, now: number) {
   const last = Math.floor(now / HOUR_MS) * HOUR_MS;
   const first = last - (hours - 1) * HOUR_MS;
   const x = Array.from({ length: hours }, (_, i) => first + i * HOUR_MS);
-  const meters = [...new Set(rows.map((r) => r.meter))].sort();
-  const series = meters.map((meter) => ({ label: meter, values: x.map(() => 0) }));
+  const labels = [...new Set(rows.map(labelOf))].sort();
+  const series = labels.map((label) => ({ label, values: x.map(() => 0) }));
   for (const row of rows) {
     const hour = Math.floor(row.at / HOUR_MS) * HOUR_MS;
     if (hour < first || hour > last) continue;
-    const values = series[meters.indexOf(row.meter)]!.values;
-    values[(hour - first) / HOUR_MS]! += unit === "requests" ? row.requests : (parseCentsDecimal(row.charged_exact_cents) ?? 0);
+    series[labels.indexOf(labelOf(row))]!.values[(hour - first) / HOUR_MS]! += valueOf(row);
   }
-  return { unit, currency, x, series };
+  return { x, series };
+}
+
+const micros = (row: { charged_exact_cents: string }) => parseCentsDecimal(row.charged_exact_cents) ?? 0;
+
+/**
+ * Hourly points per meter from the admin API's usage rows: requests, or charges as integer
+ * micro-cents (the page formats them with src/lib/money.ts).
+ */
+export function hourlyChart(rows: UsageRow[], hours: number, unit: "requests" | "money", currency: string, now = Date.now()): ChartData {
+  return { unit, currency, ...hourly(rows, hours, (r) => r.meter, unit === "requests" ? (r) => r.requests : micros, now) };
+}
+
+/** Hourly points per model of a tokens meter: tokens of every kind, or charges in micro-cents. */
+export function hourlyModelChart(rows: ModelUsageRow[], hours: number, unit: "tokens" | "money", currency: string, now = Date.now()): ChartData {
+  const tokens = (r: ModelUsageRow) => Object.values(r.tokens).reduce((a, b) => a + b, 0);
+  return { unit, currency, ...hourly(rows, hours, (r) => r.model, unit === "tokens" ? tokens : micros, now) };
 }

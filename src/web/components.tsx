@@ -34,6 +34,7 @@ export function Notice({ tone = "info", children }: { tone?: "info" | "success" 
 /** A table that scrolls on its own at narrow widths (the page never scrolls sideways). */
 export function DataTable({ id, caption, head, children, hideCaption }: { id: string; caption: string; head: string[]; children: Child; hideCaption?: boolean }) {
   return (
+    // biome-ignore lint/a11y/useSemanticElements: a scrolling wrapper, not a section of the page: the region role makes it focusable and named for keyboard users
     <div class="table-wrap" role="region" aria-labelledby={`${id}-caption`} tabindex={0}>
       <table id={id}>
         <caption id={`${id}-caption`} class={hideCaption ? "visually-hidden" : undefined}>
@@ -100,7 +101,12 @@ export function GenericList({ id, caption, items }: { id: string; caption: strin
         <tr>
           {columns.map((col) => {
             const value = item[col];
-            if (col.endsWith("_at") && typeof value === "number") return <td><Time at={value} /></td>;
+            if (col.endsWith("_at") && typeof value === "number")
+              return (
+                <td>
+                  <Time at={value} />
+                </td>
+              );
             return <td>{value === null || value === undefined ? "" : typeof value === "object" ? JSON.stringify(value) : String(value)}</td>;
           })}
         </tr>

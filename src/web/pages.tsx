@@ -1,13 +1,13 @@
 import type { Context, ErrorHandler, MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
-import { ConfigError } from "../lib/config";
 import type { AppEnv } from "../env";
+import { ConfigError } from "../lib/config";
 import { ApiError } from "../lib/errors";
 import { log } from "../lib/log";
 import { jsonError } from "../on-error";
 import { ErrorPage } from "./layout";
-import { csrfMatches, type AdminSession, type PortalSession } from "./session";
+import { type AdminSession, csrfMatches, type PortalSession } from "./session";
 
 export interface Area {
   product: string;
@@ -104,5 +104,5 @@ export function sameOriginUpgrade(c: Context<AppEnv>): boolean {
 
 /** Where to go after signing in: only a path on this area, never another site. */
 export function safeNext(next: string | undefined, area: string): string {
-  return next && next.startsWith(area) && !next.startsWith("//") && !/[\\\s]/.test(next) ? next : area;
+  return next?.startsWith(area) && !next.startsWith("//") && !/[\\\s]/.test(next) ? next : area;
 }

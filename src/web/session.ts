@@ -1,9 +1,9 @@
 import type { Context } from "hono";
 import { deleteCookie, getSignedCookie, setSignedCookie } from "hono/cookie";
-import type { Config } from "../lib/config";
-import { derivedKey, type KeyPurpose } from "../lib/derived-keys";
 import type { AppEnv } from "../env";
 import { timingSafeEqualStrings } from "../lib/api-key-format";
+import type { Config } from "../lib/config";
+import { derivedKey, type KeyPurpose } from "../lib/derived-keys";
 
 export const ADMIN_SESSION_SECONDS = 8 * 3600;
 export const PORTAL_SESSION_SECONDS = 2 * 3600;

@@ -1,7 +1,7 @@
-import AxeBuilder from "@axe-core/playwright";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
+import AxeBuilder from "@axe-core/playwright";
+import { type Browser, type BrowserContext, type BrowserContextOptions, chromium, type Page } from "playwright-core";
 import { expect } from "vitest";
 import { BROWSER, NO_BROWSER } from "./find-browser";
 
@@ -10,7 +10,7 @@ export { BROWSER, NO_BROWSER };
 const root = join(import.meta.dirname, "..", "..");
 /** Every page's screenshot, each run (git-ignored). */
 export const ARTIFACTS = join(root, "test-artifacts", "screenshots");
-/** The README's screenshots, refreshed by `npm run screenshots` (UPDATE_SCREENSHOTS=1). */
+/** The documentation's screenshots (docs/screenshots), refreshed by `npm run screenshots` (UPDATE_SCREENSHOTS=1). */
 const DOCS = join(root, "docs", "screenshots");
 
 /** No background traffic: a closed network makes Chromium retry its lookups. */
@@ -74,7 +74,7 @@ export async function checkPage(tab: Tab, name: string): Promise<void> {
     if (document.documentElement.scrollWidth <= width) return [];
     return [...document.querySelectorAll("body *")]
       .filter((el) => el.getBoundingClientRect().right > width + 0.5 && !el.closest(".table-wrap"))
-      .map((el) => `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}.${[...el.classList].join(".")} right=${Math.round(el.getBoundingClientRect().right)}`)
+      .map((el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ""}.${[...el.classList].join(".")} right=${Math.round(el.getBoundingClientRect().right)}`)
       .slice(0, 10);
   });
   expect(wide, `${name} scrolls sideways at 375 px`).toEqual([]);
@@ -84,14 +84,16 @@ export async function checkPage(tab: Tab, name: string): Promise<void> {
 
 /** Waits until the element's text is exactly `text` (the live balance, say) without reloading. */
 export async function waitForText(page: Page, selector: string, text: string, timeout = 10_000): Promise<void> {
-  await page.waitForFunction(
-    ([s, t]) => document.querySelector(s!)?.textContent?.trim() === t,
-    [selector, text] as const,
-    { timeout },
-  ).catch(async (error) => {
-    const actual = await page.locator(selector).first().textContent().catch(() => null);
-    throw new Error(`${selector} never showed ${JSON.stringify(text)} (last: ${JSON.stringify(actual)}): ${error}`);
-  });
+  await page
+    .waitForFunction(([s, t]) => document.querySelector(s!)?.textContent?.trim() === t, [selector, text] as const, { timeout })
+    .catch(async (error) => {
+      const actual = await page
+        .locator(selector)
+        .first()
+        .textContent()
+        .catch(() => null);
+      throw new Error(`${selector} never showed ${JSON.stringify(text)} (last: ${JSON.stringify(actual)}): ${error}`);
+    });
 }
 
 /** A page that is meant to answer with an error status logs it to the console: take exactly that line. */

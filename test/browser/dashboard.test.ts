@@ -1,8 +1,8 @@
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
-import { ADMIN_TOKEN, serveHandler, startGateway, type Gateway } from "../e2e/harness";
-import { BROWSER, checkPage, expectLoadError, launchBrowser, openTab, waitForText, type Tab } from "./browser";
+import { ADMIN_TOKEN, type Gateway, serveHandler, startGateway } from "../e2e/harness";
+import { BROWSER, checkPage, expectLoadError, launchBrowser, openTab, type Tab, waitForText } from "./browser";
 
 /** No browser on this machine: every test below is skipped (npm test prints why, once). */
 const noBrowser = BROWSER.kind === "none";
@@ -199,6 +199,36 @@ describe.skipIf(noBrowser)("operator dashboard in Chromium", () => {
     expectLoadError(operator, 404);
     await checkPage(operator, "dashboard-not-found");
   });
+  it("a tokens meter's usage is charted per model row, tokens and charges", async () => {
+    // Tokens by model (the shipped chat_tokens meter), on a customer of its own so the other pages' sums stay round.
+    await customer("cus_cyd", "Cyd Charisse", 500);
+    for (const model of ["gpt-4o-mini", "o4-mini-2025-04-16"]) {
+      const chat = await gateway.fetch("/v1/chat/completions", {
+        method: "POST",
+        headers: { authorization: `Bearer ${keys.cus_cyd!.key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(chat.status).toBe(200);
+    }
+    const { page } = operator;
+    await page.goto(`${gateway.url}/dashboard/customers/cus_cyd`);
+    for (const chart of ["tokens-chat_tokens", "model-charges-chat_tokens"]) {
+      const legend = page.locator(`[data-chart='${chart}'] .u-legend`);
+      await legend.waitFor();
+      const text = await legend.textContent();
+      expect(text).toContain("gpt-4o-mini*");
+      expect(text).toContain("o4-mini*");
+    }
+    // The customer sees the same split in the portal.
+    const link = await gateway.admin("POST", "/customers/cus_cyd/portal-sessions", {});
+    const cyd = await openTab(browser);
+    await cyd.page.goto(link.body.url);
+    await cyd.page.getByRole("button", { name: "Continue as Cyd Charisse, cyd@example.com" }).click();
+    const legend = cyd.page.locator("[data-chart=portal-tokens] .u-legend");
+    await legend.waitFor();
+    expect(await legend.textContent()).toMatch(/gpt-4o-mini\*.*o4-mini\*/s);
+    await cyd.context.close();
+  });
 });
 
 describe.skipIf(noBrowser)("customer portal in Chromium", () => {
@@ -220,10 +250,11 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     // Another site (localhost is another site than 127.0.0.1) posts the link's form: refused by the
     // csrf middleware, no session, and the link still opens for its customer.
     const token = new URL(link.body.url).searchParams.get("token")!;
-    const attacker = await serveHandler(async () =>
-      new Response(`<!DOCTYPE html><form method="post" action="${gateway.url}/portal/enter"><input name="token" value="${token}"><button>Go</button></form>`, {
-        headers: { "content-type": "text/html" },
-      }),
+    const attacker = await serveHandler(
+      async () =>
+        new Response(`<!DOCTYPE html><form method="post" action="${gateway.url}/portal/enter"><input name="token" value="${token}"><button>Go</button></form>`, {
+          headers: { "content-type": "text/html" },
+        }),
     );
     const victim = await openTab(browser);
     await victim.page.goto(attacker.url.replace("127.0.0.1", "localhost"));

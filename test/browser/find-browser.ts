@@ -43,6 +43,4 @@ export function findBrowser(env: NodeJS.ProcessEnv = process.env): BrowserSource
 
 export const BROWSER = findBrowser();
 /** Printed once when there is no browser: the browser tests are skipped, and how to run them. */
-export const NO_BROWSER =
-  BROWSER.kind === "none" ? `browser tests skipped: ${BROWSER.reason}. Set CHROMIUM_PATH to a Chrome or Chromium binary to run them.` : null;
-
+export const NO_BROWSER = BROWSER.kind === "none" ? `browser tests skipped: ${BROWSER.reason}. Set CHROMIUM_PATH to a Chrome or Chromium binary to run them.` : null;

@@ -6,7 +6,7 @@
  *     http.all("https://mailchannels.test/*", ({ request }) => double.handle(request))
  * - For end-to-end tests, wrap `handle` in a plain Node http server.
  *
- * Confirmed by MailChannels' docs (docs.mailchannels.net / docs.mailchannels.com) and their
+ * Confirmed by MailChannels' Email API docs (https://docs.mailchannels.net/email-api/, docs.mailchannels.com) and their
  * official SDK (github.com/mailchannels/mailchannels-email-api-sdk-js, src/types/emails/internal.ts):
  * - Endpoint `POST https://api.mailchannels.net/tx/v1/send`, key in the `X-Api-Key` header.
  * - Body shape (the SDK's EmailsSendPayload): `personalizations[]` of `{ to[], cc?, bcc?, from?,
@@ -20,10 +20,10 @@
  * - Custom headers at top level `headers` or per personalization; "If the same header appears in
  *   both the top-level and personalization objects, the value from the header in the
  *   personalization is used" (docs.mailchannels.net/email-api/advanced/custom-headers).
- *   "MailChannels may reject certain headers": the reserved ones listed in FACTS.md (From, To,
- *   CC, BCC, Subject, Reply-To, Message-ID, Content-Type, Content-Transfer-Encoding,
- *   DKIM-Signature, Received, Authentication-Results) are refused here with 400, matched
- *   case-insensitively. Each SentMessage records the effective headers (List-Unsubscribe, …).
+ *   "MailChannels may reject certain headers to prevent abuse" (the same page), without a list:
+ *   the double refuses, with 400 and matched case-insensitively, the headers that the payload's
+ *   own fields or the mail system set (From, To, CC, BCC, Subject, Reply-To, Message-ID,
+ *   Content-Type, Content-Transfer-Encoding, DKIM-Signature, Received, Authentication-Results). Each SentMessage records the effective headers (List-Unsubscribe, …).
  * - Content ordering: the docs say "text/plain must come first if you use it".
  * - Errors: 400 for a malformed body, missing field or invalid address; 403 for a missing or
  *   invalid key (or an unauthorised sending domain); 413 past 30 MB; 500/502 transient.
@@ -58,10 +58,20 @@ export interface MailChannelsFault {
   reason?: string;
 }
 
-/** Reserved headers (FACTS.md): refused in `headers`, top level or per personalization. */
+/** Headers the double refuses in `headers`, top level or per personalization (see above). */
 export const RESERVED_HEADERS = [
-  "from", "to", "cc", "bcc", "subject", "reply-to", "message-id", "content-type",
-  "content-transfer-encoding", "dkim-signature", "received", "authentication-results",
+  "from",
+  "to",
+  "cc",
+  "bcc",
+  "subject",
+  "reply-to",
+  "message-id",
+  "content-type",
+  "content-transfer-encoding",
+  "dkim-signature",
+  "received",
+  "authentication-results",
 ];
 
 /** One personalization of a sent message, with its effective headers (personalization wins). */
@@ -145,8 +155,7 @@ const addressList = (min: number) =>
     .min(min, { error: "must contain at least one recipient" })
     .max(MAX_ADDRESSES, { error: `must contain at most ${MAX_ADDRESSES} recipients` });
 
-const nonEmptyString = () =>
-  z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
+const nonEmptyString = () => z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
 
 const personalization = z
   .strictObject({
@@ -165,9 +174,7 @@ const personalization = z
     envelope_from: emailAddress.optional(),
   })
   .superRefine((p, ctx) => {
-    const present = [p.dkim_domain, p.dkim_selector, p.dkim_private_key].filter(
-      (v) => v !== undefined,
-    ).length;
+    const present = [p.dkim_domain, p.dkim_selector, p.dkim_private_key].filter((v) => v !== undefined).length;
     if (present !== 0 && present !== 3) {
       ctx.addIssue({
         code: "custom",
@@ -233,7 +240,7 @@ function reservedHeaderProblems(body: MailChannelsSendBody): string[] {
     }
   };
   check(body.headers, "headers");
-  body.personalizations.forEach((p, i) => check(p.headers, `personalizations.${i}.headers`));
+  for (const [i, p] of body.personalizations.entries()) check(p.headers, `personalizations.${i}.headers`);
   return problems;
 }
 
@@ -342,9 +349,7 @@ export class MailChannelsDouble {
   /** Accepted messages addressed (to, cc or bcc) to `email`, case-insensitively. */
   sentTo(email: string): SentMessage[] {
     const wanted = email.trim().toLowerCase();
-    return this.sent.filter((m) =>
-      [...m.to, ...(m.cc ?? []), ...(m.bcc ?? [])].some((a) => a.toLowerCase() === wanted),
-    );
+    return this.sent.filter((m) => [...m.to, ...(m.cc ?? []), ...(m.bcc ?? [])].some((a) => a.toLowerCase() === wanted));
   }
 
   async handle(request: Request): Promise<Response> {
@@ -368,9 +373,7 @@ export class MailChannelsDouble {
       return answer(errorResponse(405, ["method not allowed"], { allow: "POST" }));
     }
     if (request.headers.get("x-api-key") !== this.apiKey) {
-      return answer(
-        errorResponse(403, [request.headers.has("x-api-key") ? "invalid API key" : "missing X-Api-Key header"]),
-      );
+      return answer(errorResponse(403, [request.headers.has("x-api-key") ? "invalid API key" : "missing X-Api-Key header"]));
     }
 
     const raw = await request.text();
@@ -403,9 +406,7 @@ export class MailChannelsDouble {
       case "500":
         return answer(errorResponse(500, ["internal server error (injected fault)"]));
       case "429":
-        return answer(
-          errorResponse(429, ["too many requests (injected fault)"], { "retry-after": "1" }),
-        );
+        return answer(errorResponse(429, ["too many requests (injected fault)"], { "retry-after": "1" }));
       case "400":
         return answer(errorResponse(400, ["message rejected (injected fault)"]));
       default:
@@ -424,9 +425,7 @@ export class MailChannelsDouble {
 
     // Not sent: the real API renders and returns the message on `?dry-run=true`.
     if (url.searchParams.get("dry-run") === "true") {
-      return answer(
-        new Response(JSON.stringify({ data: [] }), { status: 200, headers: JSON_HEADERS }),
-      );
+      return answer(new Response(JSON.stringify({ data: [] }), { status: 200, headers: JSON_HEADERS }));
     }
 
     const requestId = crypto.randomUUID();

@@ -8,11 +8,12 @@
  * Resource families live in ./stripe/ (customers, checkout, payments, billing); this file is the
  * HTTP boundary (auth, faults, idempotency, routing) and the API tests use.
  *
- * Shapes follow the real Stripe objects in ../../../shared/stripe/fixtures3.json (Stripe's OpenAPI
- * repository) and the docs, and are typed with the `stripe` package's own types (v23) so that they
- * stay honest. Allowed parameters are the SDK's *Params types.
+ * Shapes follow Stripe's OpenAPI specification (https://github.com/stripe/openapi: openapi/spec3.json,
+ * and a real example of every object in openapi/fixtures3.json) and the API reference
+ * (https://docs.stripe.com/api), and are typed with the `stripe` package's own types (v23) so that
+ * they stay honest. Allowed parameters are the SDK's *Params types.
  *
- * Behaviour modelled on Stripe (see /work/shared/FACTS.md):
+ * Behaviour modelled on Stripe's API reference (https://docs.stripe.com/api) and the pages cited below:
  * - Auth: `Authorization: Bearer sk_…` or a restricted key `rk_…`, else 401 with Stripe's error JSON.
  * - Bodies are `application/x-www-form-urlencoded` with bracket notation, as the SDK sends them
  *   (`metadata[k]=v`, `line_items[0][price_data][unit_amount]=500`); /v2 is JSON. Unknown
@@ -64,8 +65,29 @@
  * toward the window. Windows slide over the last 1,000 ms of real time (not the double's clock).
  */
 import Stripe from "stripe";
-import { adjustBalance as adjustCustomerBalance, type CreateCustomerInput, createCustomer as createCustomerIn } from "./stripe/customers";
 import {
+  apiCreateMeterEvent,
+  apiRetrieveMeter,
+  apiRetrieveV2Event,
+  buildInvoice,
+  createMeter as createMeterIn,
+  type InvoiceEventOptions,
+  type InvoiceEventType,
+  takeThinEvents as takeThinEventsIn,
+} from "./stripe/billing";
+import {
+  apiCreateSession,
+  apiRetrieveSession,
+  type CompleteCheckoutOptions,
+  completeCheckout as completeCheckoutIn,
+  expireCheckout as expireCheckoutIn,
+  failAsyncPayment as failAsyncPaymentIn,
+  succeedAsyncPayment as succeedAsyncPaymentIn,
+} from "./stripe/checkout";
+import { ApiError, canonical, clone, decodeId, invalid, newId, type Params, parseStripeForm, type StripeErrorBody } from "./stripe/common";
+import { type RequestContext, StripeState, type ThinEventPayload, type V2Event } from "./stripe/core";
+import {
+  adjustBalance as adjustCustomerBalance,
   apiCreateBalanceTransaction,
   apiCreateCustomer,
   apiDeleteCustomer,
@@ -73,16 +95,9 @@ import {
   apiRetrieveBalanceTransaction,
   apiRetrieveCustomer,
   apiUpdateCustomer,
+  type CreateCustomerInput,
+  createCustomer as createCustomerIn,
 } from "./stripe/customers";
-import {
-  apiCreateSession,
-  apiRetrieveSession,
-  completeCheckout as completeCheckoutIn,
-  type CompleteCheckoutOptions,
-  expireCheckout as expireCheckoutIn,
-  failAsyncPayment as failAsyncPaymentIn,
-  succeedAsyncPayment as succeedAsyncPaymentIn,
-} from "./stripe/checkout";
 import {
   apiCreatePaymentIntent,
   apiListCustomerPaymentMethods,
@@ -102,38 +117,19 @@ import {
   moveDispute as moveDisputeIn,
   refundCharge as refundChargeIn,
 } from "./stripe/refunds";
-import {
-  apiCreateMeterEvent,
-  apiRetrieveMeter,
-  apiRetrieveV2Event,
-  buildInvoice,
-  createMeter as createMeterIn,
-  type InvoiceEventOptions,
-  type InvoiceEventType,
-  takeThinEvents as takeThinEventsIn,
-} from "./stripe/billing";
-import { ApiError, canonical, clone, decodeId, invalid, newId, parseStripeForm, type Params, type StripeErrorBody } from "./stripe/common";
-import { type RequestContext, StripeState, type ThinEventPayload, type V2Event } from "./stripe/core";
 
-export { parseStripeForm } from "./stripe/common";
-export type { CreateCustomerInput } from "./stripe/customers";
-export type { CompleteCheckoutOptions } from "./stripe/checkout";
 export type { InvoiceEventOptions, InvoiceEventType } from "./stripe/billing";
+export type { CompleteCheckoutOptions } from "./stripe/checkout";
+export { parseStripeForm } from "./stripe/common";
 export type { ThinEventPayload, ThinEventType, V2Event } from "./stripe/core";
+export type { CreateCustomerInput } from "./stripe/customers";
 export { TEST_PAYMENT_METHODS } from "./stripe/payments";
 
 // ---------------------------------------------------------------------------------------------
 // Public types
 // ---------------------------------------------------------------------------------------------
 
-export type FaultKind =
-  | "500"
-  | "500_retryable"
-  | "500_after_commit"
-  | "429"
-  | "429_lock_timeout"
-  | "timeout"
-  | "drop_after_commit";
+export type FaultKind = "500" | "500_retryable" | "500_after_commit" | "429" | "429_lock_timeout" | "timeout" | "drop_after_commit";
 
 export interface FaultSpec {
   match: { method?: string; path: RegExp | string };
@@ -337,8 +333,7 @@ export class StripeDouble {
         {
           type: "invalid_request_error",
           message:
-            "You did not provide an API key. You need to provide your API key in the Authorization header, " +
-            "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+            "You did not provide an API key. You need to provide your API key in the Authorization header, " + "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
         },
         headers,
       );
@@ -360,8 +355,7 @@ export class StripeDouble {
     const fault = this.takeFault(method, path);
     if (fault) entry.fault = fault.kind;
     const useIdempotency = method === "POST" && idempotencyKey !== null;
-    const shouldRetryOf = (fallback: string | null): string | null =>
-      fault?.shouldRetry === undefined ? fallback : fault.shouldRetry === null ? null : String(fault.shouldRetry);
+    const shouldRetryOf = (fallback: string | null): string | null => (fault?.shouldRetry === undefined ? fallback : fault.shouldRetry === null ? null : String(fault.shouldRetry));
     if (fault?.kind === "500_retryable") return this.errorResponse(500, API_ERROR, headers, shouldRetryOf(null));
     if (fault?.kind === "429") return this.errorResponse(429, RATE_LIMIT, headers, shouldRetryOf(null));
     if (fault?.kind === "429_lock_timeout") return this.errorResponse(429, LOCK_TIMEOUT, headers, shouldRetryOf("true"));
@@ -373,11 +367,7 @@ export class StripeDouble {
     let stored: StoredIdempotentResult | undefined;
     if (useIdempotency) {
       if (idempotencyKey.length > 255) {
-        return this.errorResponse(
-          400,
-          { type: "invalid_request_error", message: "Idempotency-Key must be at most 255 characters long." },
-          headers,
-        );
+        return this.errorResponse(400, { type: "invalid_request_error", message: "Idempotency-Key must be at most 255 characters long." }, headers);
       }
       stored = this.idempotency.get(idempotencyKey);
       if (stored && this.state.expired24h(stored.firstUsedMs)) {
@@ -597,11 +587,7 @@ export class StripeDouble {
     if (path === "/v1/billing/meter_events" && method === "POST") return apiCreateMeterEvent(s, params);
     if ((m = /^\/v1\/billing\/meters\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveMeter(s, decodeId(m[1]), params);
     if ((m = /^\/v2\/core\/events\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveV2Event(s, decodeId(m[1]));
-    throw invalid(
-      `Unrecognized request URL (${method}: ${path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.`,
-      {},
-      404,
-    );
+    throw invalid(`Unrecognized request URL (${method}: ${path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.`, {}, 404);
   }
 
   // ----------------------------------------------------------------------------- test-side helpers

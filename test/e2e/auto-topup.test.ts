@@ -4,7 +4,7 @@ import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { verifyWebhook } from "../../src/verify/payg-signature";
 import { MailChannelsDouble } from "../doubles/mailchannels-double";
 import { StripeDouble } from "../doubles/stripe-double";
-import { serveHandler, startGateway, type Gateway } from "./harness";
+import { type Gateway, serveHandler, startGateway } from "./harness";
 
 // Auto top-up against the real `wrangler dev`: the customer object's own alarm creates the
 // PaymentIntent at the Stripe double (served over HTTP on loopback), Stripe's webhooks come back
@@ -30,7 +30,10 @@ beforeAll(async () => {
     vars: { ORIGIN_URL: origin.url, STRIPE_API_BASE: stripeServer.url, MAILCHANNELS_API_BASE: mailServer.url, ALLOW_INSECURE_WEBHOOKS: "true" },
     secrets: { STRIPE_SECRET_KEY: "sk_test_e2e", STRIPE_WEBHOOK_SECRET: "whsec_e2e_auto", MAILCHANNELS_API_KEY: "mc_e2e_auto" },
   });
-  const endpoint = await gateway.admin("POST", "/webhook-endpoints", { url: `${hooks.url}/hooks`, events: ["topup.succeeded", "topup.failed", "auto_topup.paused", "auto_topup.updated"] });
+  const endpoint = await gateway.admin("POST", "/webhook-endpoints", {
+    url: `${hooks.url}/hooks`,
+    events: ["topup.succeeded", "topup.failed", "auto_topup.paused", "auto_topup.updated"],
+  });
   expect(endpoint.status).toBe(201);
   endpointSecret = endpoint.body.secret;
 });
@@ -68,7 +71,11 @@ async function customer(name: string, cents: number, card: string | null, settin
   const email = `${name.toLowerCase()}-${Date.now()}@example.com`;
   const c = stripe.createCustomer({ email, name, balance: -cents, paymentMethod: "pm_card_visa", defaultPaymentMethod: true });
   await deliverAll();
-  await until(() => gateway.admin("GET", `/customers/${c.id}`), (r) => r.status === 200 && r.body.balance.available_cents === cents, "the customer's credit");
+  await until(
+    () => gateway.admin("GET", `/customers/${c.id}`),
+    (r) => r.status === 200 && r.body.balance.available_cents === cents,
+    "the customer's credit",
+  );
   const key = (await gateway.admin("POST", `/customers/${c.id}/keys`, {})).body.key as string;
   let saved: { pm: string; paymentIntent: string } | null = null;
   if (card) {
@@ -83,7 +90,11 @@ async function customer(name: string, cents: number, card: string | null, settin
     const paymentIntent = session.payment_intent as string;
     saved = { pm: stripe.getPaymentIntent(paymentIntent)!.payment_method as string, paymentIntent };
     if (opts.declines) stripe.declineFromNowOn(saved.pm);
-    await until(() => gateway.admin("GET", `/customers/${c.id}`), (r) => r.body.auto_topup === null && r.body.balance.available_cents === cents + 500, "the Checkout credit");
+    await until(
+      () => gateway.admin("GET", `/customers/${c.id}`),
+      (r) => r.body.auto_topup === null && r.body.balance.available_cents === cents + 500,
+      "the Checkout credit",
+    );
     expect((await gateway.admin("POST", `/customers/${c.id}/credits`, { amount: -500, reason: "back to the starting credit" })).status).toBe(201);
   }
   if (settings) expect((await gateway.admin("PUT", `/customers/${c.id}`, { auto_topup: settings })).status).toBe(200);
@@ -92,13 +103,18 @@ async function customer(name: string, cents: number, card: string | null, settin
 }
 
 const spend = async (key: string, n: number) =>
-  (await Promise.all(Array.from({ length: n }, () => gateway.fetch("/v1/data", { headers: { authorization: `Bearer ${key}` } }).then((r) => r.status)))).filter((s) => s === 200).length;
+  (await Promise.all(Array.from({ length: n }, () => gateway.fetch("/v1/data", { headers: { authorization: `Bearer ${key}` } }).then((r) => r.status)))).filter((s) => s === 200)
+    .length;
 const creates = (id: string) => stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/payment_intents" && r.params.customer === id);
 const topUps = (id: string) => gateway.admin("GET", `/customers/${id}/auto-top-up`).then((r) => r.body);
 const state = async (id: string) => (await topUps(id)).auto_topup;
 const pause = () => new Promise((r) => setTimeout(r, 1_000));
 const settled = (id: string, n: number) =>
-  until(() => topUps(id), (b) => b.topups.length === n && b.topups.every((t: { status: string }) => t.status !== "pending"), `${n} settled top-ups`);
+  until(
+    () => topUps(id),
+    (b) => b.topups.length === n && b.topups.every((t: { status: string }) => t.status !== "pending"),
+    `${n} settled top-ups`,
+  );
 
 describe("auto top-up against wrangler dev", () => {
   it("50 parallel requests crossing the threshold create exactly one PaymentIntent; its webhook credits it once", async () => {
@@ -111,7 +127,9 @@ describe("auto top-up against wrangler dev", () => {
     expect(creates(id)[0]!.params).toMatchObject({ payment_method: card!.pm, off_session: "true" });
     expect(card!.pm).not.toBe(defaultCard);
     expect(done.topups[0]).toMatchObject({ status: "succeeded", amount_cents: 500 });
-    const succeeded = stripe.events.find((e) => e.type === "payment_intent.succeeded" && (e.data.object as Stripe.PaymentIntent).metadata?.payg_auto_topup && (e.data.object as Stripe.PaymentIntent).customer === id)!;
+    const succeeded = stripe.events.find(
+      (e) => e.type === "payment_intent.succeeded" && (e.data.object as Stripe.PaymentIntent).metadata?.payg_auto_topup && (e.data.object as Stripe.PaymentIntent).customer === id,
+    )!;
     expect((await deliver(succeeded)).body.status).toBe("applied");
     expect((await deliver(succeeded)).body.status).toBe("duplicate");
     const summary = (await gateway.admin("GET", `/customers/${id}`)).body;
@@ -119,7 +137,11 @@ describe("auto top-up against wrangler dev", () => {
     expect(summary.grants.filter((g: { source: string }) => g.source === "auto_topup")).toEqual([
       expect.objectContaining({ amount_cents: 500, payment_intent: (succeeded.data.object as Stripe.PaymentIntent).id }),
     ]);
-    const events = await until(async () => received.filter((r) => r.event.data.customer_id === id && r.event.type.startsWith("topup.")), (r) => r.length >= 1, "topup.succeeded");
+    const events = await until(
+      async () => received.filter((r) => r.event.data.customer_id === id && r.event.type.startsWith("topup.")),
+      (r) => r.length >= 1,
+      "topup.succeeded",
+    );
     expect(events.map((r) => r.event.type)).toEqual(["topup.succeeded"]);
     expect((await verifyWebhook(events[0]!.raw, events[0]!.signature, endpointSecret)).ok).toBe(true);
   });
@@ -133,7 +155,11 @@ describe("auto top-up against wrangler dev", () => {
     expect(await spend(key, 10)).toBe(10);
     await new Promise((r) => setTimeout(r, 500));
     expect(creates(id)).toHaveLength(1);
-    const failed = await until(async () => received.filter((r) => r.event.data.customer_id === id && r.event.type.startsWith("topup.")), (r) => r.length >= 1, "topup.failed");
+    const failed = await until(
+      async () => received.filter((r) => r.event.data.customer_id === id && r.event.type.startsWith("topup.")),
+      (r) => r.length >= 1,
+      "topup.failed",
+    );
     expect(failed.map((r) => [r.event.type, r.event.data.reason])).toEqual([["topup.failed", "card_declined"]]);
 
     await gateway.untilDue(id);
@@ -171,13 +197,21 @@ describe("auto top-up cannot drain a card (wrangler dev)", () => {
     const done = await settled(id, 1);
     stripe.refundCharge(done.topups[0].payment_intent);
     await deliverAll();
-    await until(() => state(id), (s) => s.state === "paused", "the pause");
+    await until(
+      () => state(id),
+      (s) => s.state === "paused",
+      "the pause",
+    );
     expect((await gateway.admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(79);
     expect(await spend(key, 5)).toBe(5);
     await pause();
     expect(creates(id)).toHaveLength(1);
     expect(await state(id)).toMatchObject({ paused_reason: "refund", paused_topup_id: null });
-    const events = await until(async () => pausedEvents(id), (e) => e.length >= 1, "auto_topup.paused");
+    const events = await until(
+      async () => pausedEvents(id),
+      (e) => e.length >= 1,
+      "auto_topup.paused",
+    );
     expect(events.map((r) => r.event.data)).toEqual([expect.objectContaining({ reason: "refund", topup_id: null })]);
   });
 
@@ -187,7 +221,11 @@ describe("auto top-up cannot drain a card (wrangler dev)", () => {
     const done = await settled(id, 1);
     stripe.createDispute(done.topups[0].payment_intent);
     await deliverAll();
-    await until(() => state(id), (s) => s.state === "paused", "the pause");
+    await until(
+      () => state(id),
+      (s) => s.state === "paused",
+      "the pause",
+    );
     // The disputed credit is frozen: 79 cents are spendable, below the threshold.
     expect((await gateway.admin("GET", `/customers/${id}`)).body.balance.available_cents).toBe(79);
     expect(await spend(key, 5)).toBe(5);
@@ -209,7 +247,11 @@ describe("auto top-up cannot drain a card (wrangler dev)", () => {
   it("a debt larger than the amount gets one top-up, then auto top-up pauses (below_threshold); set again, the next waits out the interval", async () => {
     const { id, key, email } = await customer("Debra", 100, "pm_card_visa", SETTINGS);
     expect((await gateway.admin("POST", `/customers/${id}/credits`, { amount: -2000, reason: "a debt larger than the amount" })).status).toBe(201);
-    await until(() => state(id), (s) => s.state === "paused", "the pause");
+    await until(
+      () => state(id),
+      (s) => s.state === "paused",
+      "the pause",
+    );
     await pause();
     expect(creates(id)).toHaveLength(1);
     expect(await state(id)).toMatchObject({ paused_reason: "below_threshold" });
@@ -223,7 +265,11 @@ describe("auto top-up cannot drain a card (wrangler dev)", () => {
     expect(creates(id)).toHaveLength(1);
     expect(await state(id)).toMatchObject({ state: "waiting", today_count: 1, why: expect.stringContaining("min_interval_seconds") });
     // The customer was told: turned on, paused, turned on again (once: the same settings again change nothing).
-    const notices = await until(async () => mail.sentTo(email).filter((m) => m.subject === "Your automatic top-up changed"), (m) => m.length >= 3, "the notices");
+    const notices = await until(
+      async () => mail.sentTo(email).filter((m) => m.subject === "Your automatic top-up changed"),
+      (m) => m.length >= 3,
+      "the notices",
+    );
     expect(notices.map((m) => m.text!.split("\n")[2])).toEqual([
       expect.stringContaining("was turned on"),
       expect.stringContaining("paused because a top-up left the credit still below the threshold"),

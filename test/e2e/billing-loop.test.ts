@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { MailChannelsDouble } from "../doubles/mailchannels-double";
 import { StripeDouble } from "../doubles/stripe-double";
-import { serveHandler, startGateway, stripeWebhooks, type Gateway } from "./harness";
+import { type Gateway, serveHandler, startGateway, stripeWebhooks } from "./harness";
 
 // The whole loop against the real `wrangler dev --test-scheduled`, with Stripe and MailChannels
 // replaced by test doubles served over HTTP on loopback.

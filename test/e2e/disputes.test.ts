@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { StripeDouble } from "../doubles/stripe-double";
-import { serveHandler, startGateway, stripeWebhooks, type Gateway } from "./harness";
+import { type Gateway, serveHandler, startGateway, stripeWebhooks } from "./harness";
 
 // Credit under an open dispute is never spent, end to end: a stream's hold has part of a top-up
 // when the dispute opens; what the hold gives back when the stream ends stays frozen. Against the

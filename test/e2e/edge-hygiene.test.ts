@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startDemoOrigin, type DemoOrigin } from "../../scripts/demo-origin.mjs";
-import { customerWithKey, startGateway, type Gateway } from "./harness";
+import { type DemoOrigin, startDemoOrigin } from "../../scripts/demo-origin.mjs";
+import { customerWithKey, type Gateway, startGateway } from "./harness";
 
 const ORIGIN_SIGNING_SECRET = "e2e-origin-signing-secret-0123456789abcdef";
 const KEY_SIGNING_SECRET = "e2e-key-signing-secret-0123456789abcdef";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
-import { customerWithKey, startGateway, type Gateway } from "./harness";
+import { customerWithKey, type Gateway, startGateway } from "./harness";
 
 let gateway: Gateway;
 let origin: Awaited<ReturnType<typeof startDemoOrigin>>;
@@ -22,7 +22,7 @@ describe("wrangler dev, over HTTP", () => {
   it("3 cents at 1 cent a request: three 200s, then a 402 JSON body; a grant unblocks the next request", async () => {
     const { key } = await customer("cus_e2e_three", 3);
     for (let i = 0; i < 3; i++) {
-      const response = await gateway.fetch("/v1/hello?i=" + i, bearer(key));
+      const response = await gateway.fetch(`/v1/hello?i=${i}`, bearer(key));
       expect(response.status).toBe(200);
       expect(await response.json()).toMatchObject({ path: "/v1/hello", query: `?i=${i}`, customer: "cus_e2e_three" });
     }
@@ -48,7 +48,9 @@ describe("wrangler dev, over HTTP", () => {
     const a = await customer("cus_e2e_a", 10);
     const b = await customer("cus_e2e_b", 10);
     expect((await gateway.fetch("/v1/x", bearer(a.key))).status).toBe(200);
-    expect((await gateway.fetch(`/admin/customers/cus_e2e_a/keys/${a.keyId}`, { method: "DELETE", headers: { authorization: "Bearer e2e-admin-token-0123456789abcdef" } })).status).toBe(204);
+    expect(
+      (await gateway.fetch(`/admin/customers/cus_e2e_a/keys/${a.keyId}`, { method: "DELETE", headers: { authorization: "Bearer e2e-admin-token-0123456789abcdef" } })).status,
+    ).toBe(204);
     const revoked = await gateway.fetch("/v1/x", bearer(a.key));
     expect(revoked.status).toBe(401);
     expect((await revoked.json()).error.code).toBe("invalid_api_key");

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { StripeDouble } from "../doubles/stripe-double";
-import { serveHandler, startGateway, stripeWebhooks, type Gateway } from "./harness";
+import { type Gateway, serveHandler, startGateway, stripeWebhooks } from "./harness";
 
 // End to end: Checkout top-ups are paid grants that refunds and disputes take back,
 // against the real `wrangler dev --test-scheduled` and the Stripe double served over HTTP.

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -38,15 +38,25 @@ export async function startGateway(options: { vars?: Record<string, string>; sec
   const dir = mkdtempSync(join(tmpdir(), "payg-e2e-"));
   const envFile = join(dir, ".env");
   const secrets = { ADMIN_TOKEN, ...options.secrets };
-  writeFileSync(envFile, Object.entries(secrets).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
+  writeFileSync(
+    envFile,
+    `${Object.entries(secrets)
+      .map(([k, v]) => `${k}=${v}`)
+      .join("\n")}\n`,
+  );
   const args = [
     join(root, "node_modules/wrangler/bin/wrangler.js"),
     "dev",
-    "--port", String(port),
-    "--ip", "127.0.0.1",
-    "--inspector-port", String(inspector),
-    "--persist-to", join(dir, "state"),
-    "--env-file", envFile,
+    "--port",
+    String(port),
+    "--ip",
+    "127.0.0.1",
+    "--inspector-port",
+    String(inspector),
+    "--persist-to",
+    join(dir, "state"),
+    "--env-file",
+    envFile,
     "--test-scheduled",
     "--show-interactive-dev-session=false",
     ...Object.entries(options.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
@@ -125,9 +135,7 @@ export async function serveHandler(handle: (request: Request) => Promise<Respons
     const body = chunks.length ? Buffer.concat(chunks) : undefined;
     let response: Response;
     try {
-      response = await handle(
-        new Request(`http://${req.headers.host}${req.url}`, { method: req.method!, headers, body: body ?? null, signal: controller.signal }),
-      );
+      response = await handle(new Request(`http://${req.headers.host}${req.url}`, { method: req.method!, headers, body: body ?? null, signal: controller.signal }));
     } catch {
       res.destroy();
       return;
@@ -143,7 +151,11 @@ export async function serveHandler(handle: (request: Request) => Promise<Respons
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

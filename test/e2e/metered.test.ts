@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
-import { customerWithKey, startGateway, type Gateway } from "./harness";
+import { customerWithKey, type Gateway, startGateway } from "./harness";
 
-// Billed from the response, over real HTTP: `shipped` runs wrangler.toml as it is (its chat_tokens
-// meter against the demo origin's OpenAI-compatible chat API); `metered` adds a header meter and a
-// per-event stream meter.
-let shipped: Gateway;
+// Billed from the response, over real HTTP, against the demo origin: an sse:json meter on its
+// OpenAI-compatible chat API (one price per completion token), a header meter and a per-event
+// stream meter. The shipped tokens meter (per model and token kind) is in tokens.test.ts.
 let metered: Gateway;
 let origin: Awaited<ReturnType<typeof startDemoOrigin>>;
 
@@ -13,6 +12,17 @@ const PRICING = {
   currency: "usd",
   default_price_cents: "1",
   meters: [
+    {
+      name: "chat_tokens",
+      methods: ["POST"],
+      path: "/v1/chat/completions",
+      price_cents: "0.01",
+      units: "sse:json:usage.completion_tokens",
+      hold_units: 4096,
+      hold_units_from: ["json:max_completion_tokens", "json:max_tokens"],
+      hold_multiplier_from: "json:n",
+      stripe_event_name: "chat_tokens",
+    },
     { name: "tokens", path: "/v1/tokens", price_cents: "1", units: "header:x-usage-tokens", hold_units: 10 },
     { name: "events", path: "/v1/stream", price_cents: "1", units: "sse:events", hold_units: 8 },
   ],
@@ -20,25 +30,21 @@ const PRICING = {
 
 beforeAll(async () => {
   origin = await startDemoOrigin({ port: 0 });
-  [shipped, metered] = await Promise.all([
-    startGateway({ vars: { ORIGIN_URL: origin.url } }),
-    startGateway({ vars: { ORIGIN_URL: origin.url, PRICING: JSON.stringify(PRICING) } }),
-  ]);
+  metered = await startGateway({ vars: { ORIGIN_URL: origin.url, PRICING: JSON.stringify(PRICING) } });
 });
 afterAll(async () => {
-  await Promise.all([shipped?.stop(), metered?.stop()]);
+  await metered?.stop();
   await origin?.close();
 });
 
 const chat = (key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
-  shipped.fetch("/v1/chat/completions", {
+  metered.fetch("/v1/chat/completions", {
     method: "POST",
     headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
     body: JSON.stringify({ model: "demo-1", messages: [{ role: "user", content: "Hello there" }], ...body }),
   });
 
-const originCalls = (customer: string, path: string) =>
-  origin.received.filter((r) => r.path === path && r.headers["x-payg-customer-id"] === customer).length;
+const originCalls = (customer: string, path: string) => origin.received.filter((r) => r.path === path && r.headers["x-payg-customer-id"] === customer).length;
 
 async function balance(gateway: Gateway, id: string): Promise<string> {
   return (await gateway.admin("GET", `/customers/${id}`)).body.balance.available_exact_cents;
@@ -54,22 +60,22 @@ async function settledCharge(gateway: Gateway, id: string, requestId: string) {
   throw new Error(`request ${requestId} never settled`);
 }
 
-describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compatible origin", () => {
+describe("an sse:json chat_tokens meter against an OpenAI-compatible origin", () => {
   it("charges the completion tokens the JSON body reports, to the micro-cent", async () => {
-    const { key } = await customerWithKey(shipped, "cus_e2e_chat", 10);
+    const { key } = await customerWithKey(metered, "cus_e2e_chat", 10);
     const response = await chat(key, { max_tokens: 37 });
     expect(response.status).toBe(200);
     const body = await response.json();
     expect(body.usage.completion_tokens).toBe(37);
     expect(response.headers.get("x-payg-charge-cents")).toBe("0.37");
     expect(response.headers.get("x-payg-balance-cents")).toBe("9.63");
-    expect(await balance(shipped, "cus_e2e_chat")).toBe("9.63");
-    const charge = await settledCharge(shipped, "cus_e2e_chat", response.headers.get("x-request-id")!);
+    expect(await balance(metered, "cus_e2e_chat")).toBe("9.63");
+    const charge = await settledCharge(metered, "cus_e2e_chat", response.headers.get("x-request-id")!);
     expect(charge).toMatchObject({ meter: "chat_tokens", held_units: 37, units: 37, over_hold_units: 0, charged_exact_cents: "0.37", reason: "completed" });
   });
 
   it("a streamed completion that asks for usage passes through untouched and ends with its charge as an SSE comment", async () => {
-    const { key } = await customerWithKey(shipped, "cus_e2e_chat_stream", 10);
+    const { key } = await customerWithKey(metered, "cus_e2e_chat_stream", 10);
     const response = await chat(key, { max_tokens: 50, stream: true, stream_options: { include_usage: true } });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toContain("text/event-stream");
@@ -80,12 +86,12 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
     expect(JSON.parse(data[51]!.slice(6)).usage.completion_tokens).toBe(50);
     expect(data[52]).toBe("data: [DONE]");
     expect(text.endsWith(": x-payg-charge-cents: 0.5, x-payg-balance-cents: 9.5\n\n")).toBe(true);
-    expect(await balance(shipped, "cus_e2e_chat_stream")).toBe("9.5");
-    expect(await settledCharge(shipped, "cus_e2e_chat_stream", response.headers.get("x-request-id")!)).toMatchObject({ units: 50, charged_exact_cents: "0.5" });
+    expect(await balance(metered, "cus_e2e_chat_stream")).toBe("9.5");
+    expect(await settledCharge(metered, "cus_e2e_chat_stream", response.headers.get("x-request-id")!)).toMatchObject({ units: 50, charged_exact_cents: "0.5" });
   });
 
   it("a streamed completion that does not ask for usage is still charged: the gateway asks the origin for it and keeps it from the client", async () => {
-    const { key } = await customerWithKey(shipped, "cus_e2e_chat_nousage", 10);
+    const { key } = await customerWithKey(metered, "cus_e2e_chat_nousage", 10);
     const response = await chat(key, { max_tokens: 40, stream: true });
     const text = await response.text();
     const data = text.split("\n\n").filter((e) => e.startsWith("data: "));
@@ -95,11 +101,11 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
     const forwarded = origin.received.find((r) => r.headers["x-request-id"] === response.headers.get("x-request-id"))!;
     expect(JSON.parse(forwarded.body)).toMatchObject({ stream: true, stream_options: { include_usage: true } });
     expect(text.endsWith(": x-payg-charge-cents: 0.4, x-payg-balance-cents: 9.6\n\n")).toBe(true);
-    expect(await settledCharge(shipped, "cus_e2e_chat_nousage", response.headers.get("x-request-id")!)).toMatchObject({ units: 40, charged_exact_cents: "0.4" });
+    expect(await settledCharge(metered, "cus_e2e_chat_nousage", response.headers.get("x-request-id")!)).toMatchObject({ units: 40, charged_exact_cents: "0.4" });
   });
 
   it("no completions at $0: max_tokens 0 holds at least one token, the larger limit field is held, and n multiplies the hold", async () => {
-    const { key } = await customerWithKey(shipped, "cus_e2e_chat_zero", 0);
+    const { key } = await customerWithKey(metered, "cus_e2e_chat_zero", 0);
     for (const body of [{ max_tokens: 0 }, { max_tokens: 0, max_completion_tokens: 4096 }, { max_tokens: 0, stream: true }]) {
       const refused = await chat(key, body);
       expect(refused.status).toBe(402);
@@ -107,20 +113,20 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
     }
     expect(originCalls("cus_e2e_chat_zero", "/v1/chat/completions")).toBe(0);
     // 5 cents: max_completion_tokens 4,096 (40.96 cents) is held even though max_tokens says 0.
-    const { key: poor } = await customerWithKey(shipped, "cus_e2e_chat_five", 5);
+    const { key: poor } = await customerWithKey(metered, "cus_e2e_chat_five", 5);
     expect((await chat(poor, { max_tokens: 0, max_completion_tokens: 4096 })).status).toBe(402);
     // n = 3 completions of 100 tokens: 3 cents held and charged, for the 300 tokens the origin wrote.
     const three = await chat(poor, { max_tokens: 100, n: 3 });
     expect(three.status).toBe(200);
     expect((await three.json()).usage.completion_tokens).toBe(300);
     expect(three.headers.get("x-payg-charge-cents")).toBe("3");
-    expect(await settledCharge(shipped, "cus_e2e_chat_five", three.headers.get("x-request-id")!)).toMatchObject({ held_units: 300, units: 300 });
-    expect(await balance(shipped, "cus_e2e_chat_five")).toBe("2");
+    expect(await settledCharge(metered, "cus_e2e_chat_five", three.headers.get("x-request-id")!)).toMatchObject({ held_units: 300, units: 300 });
+    expect(await balance(metered, "cus_e2e_chat_five")).toBe("2");
   });
 
   it("an Idempotency-Key on a request the origin failed with 500 (charged) replays the 500: one origin call, one charge", async () => {
-    const { key } = await customerWithKey(shipped, "cus_e2e_idem_500", 10);
-    const send = () => shipped.fetch("/fault/500", { method: "POST", headers: { authorization: `Bearer ${key}`, "idempotency-key": "pay-once-500" }, body: "{}" });
+    const { key } = await customerWithKey(metered, "cus_e2e_idem_500", 10);
+    const send = () => metered.fetch("/fault/500", { method: "POST", headers: { authorization: `Bearer ${key}`, "idempotency-key": "pay-once-500" }, body: "{}" });
     const first = await send();
     expect(first.status).toBe(500);
     const firstBytes = new Uint8Array(await first.arrayBuffer());
@@ -135,24 +141,24 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
     expect(again.headers.get("idempotent-replayed")).toBe("true");
     expect(new Uint8Array(await again.arrayBuffer())).toEqual(firstBytes);
     expect(originCalls("cus_e2e_idem_500", "/fault/500")).toBe(1);
-    expect(await balance(shipped, "cus_e2e_idem_500")).toBe("9");
+    expect(await balance(metered, "cus_e2e_idem_500")).toBe("9");
     // A 503 is refunded: its key is forgotten, and the retry is a new request (refunded again).
-    const unavailable = () => shipped.fetch("/fault/503", { method: "POST", headers: { authorization: `Bearer ${key}`, "idempotency-key": "pay-once-503" }, body: "{}" });
+    const unavailable = () => metered.fetch("/fault/503", { method: "POST", headers: { authorization: `Bearer ${key}`, "idempotency-key": "pay-once-503" }, body: "{}" });
     expect((await unavailable()).status).toBe(503);
     await new Promise((r) => setTimeout(r, 200));
     expect((await unavailable()).status).toBe(503);
     expect(originCalls("cus_e2e_idem_500", "/fault/503")).toBe(2);
-    expect(await balance(shipped, "cus_e2e_idem_500")).toBe("9");
+    expect(await balance(metered, "cus_e2e_idem_500")).toBe("9");
   });
 
   it("a hold the credit cannot cover is refused with 402 before the origin hears of it", async () => {
-    const { key } = await customerWithKey(shipped, "cus_e2e_chat_poor", 5);
+    const { key } = await customerWithKey(metered, "cus_e2e_chat_poor", 5);
     // No max_tokens: the hold is the meter's hold_units, 4,096 tokens = 40.96 cents.
     const refused = await chat(key, {});
     expect(refused.status).toBe(402);
     expect(await refused.json()).toMatchObject({ code: "insufficient_credit", customer_id: "cus_e2e_chat_poor", available_balance_cents: 5 });
     expect(originCalls("cus_e2e_chat_poor", "/v1/chat/completions")).toBe(0);
-    expect(await balance(shipped, "cus_e2e_chat_poor")).toBe("5");
+    expect(await balance(metered, "cus_e2e_chat_poor")).toBe("5");
     // Asking for at most 100 tokens holds 1 cent: it goes through and pays for what it used.
     const allowed = await chat(key, { max_tokens: 100 });
     expect(allowed.status).toBe(200);
@@ -161,7 +167,7 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
   });
 
   it("an Idempotency-Key retry gets the first response byte for byte, without a second origin call or charge; another body under it is 422", async () => {
-    const { key } = await customerWithKey(shipped, "cus_e2e_chat_idem", 10);
+    const { key } = await customerWithKey(metered, "cus_e2e_chat_idem", 10);
     const first = await chat(key, { max_tokens: 20 }, { "idempotency-key": "order-7f3a" });
     expect(first.status).toBe(200);
     const firstBytes = new Uint8Array(await first.arrayBuffer());
@@ -177,13 +183,13 @@ describe("the shipped chat_tokens meter (wrangler.toml) against an OpenAI-compat
     expect(again.headers.get("idempotent-replayed")).toBe("true");
     expect(new Uint8Array(await again.arrayBuffer())).toEqual(firstBytes);
     expect(originCalls("cus_e2e_chat_idem", "/v1/chat/completions")).toBe(1);
-    expect(await balance(shipped, "cus_e2e_chat_idem")).toBe("9.8");
+    expect(await balance(metered, "cus_e2e_chat_idem")).toBe("9.8");
 
     const mismatch = await chat(key, { max_tokens: 21 }, { "idempotency-key": "order-7f3a" });
     expect(mismatch.status).toBe(422);
     expect((await mismatch.json()).error.code).toBe("idempotency_mismatch");
     expect(originCalls("cus_e2e_chat_idem", "/v1/chat/completions")).toBe(1);
-    expect(await balance(shipped, "cus_e2e_chat_idem")).toBe("9.8");
+    expect(await balance(metered, "cus_e2e_chat_idem")).toBe("9.8");
   });
 });
 

@@ -1,7 +1,7 @@
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startDemoOrigin, type DemoOrigin } from "../../scripts/demo-origin.mjs";
-import { freePort, startGateway, type Gateway } from "./harness";
+import { type DemoOrigin, startDemoOrigin } from "../../scripts/demo-origin.mjs";
+import { freePort, type Gateway, startGateway } from "./harness";
 
 // Origin faults over real HTTP: refused connections, 5xx, slow answers, a client that hangs up
 // mid-body. The gateway must answer with JSON rather than hang, and refund when configured to.

@@ -1,7 +1,7 @@
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startDemoOrigin, type DemoOrigin } from "../../scripts/demo-origin.mjs";
-import { customerWithKey, startGateway, type Gateway } from "./harness";
+import { type DemoOrigin, startDemoOrigin } from "../../scripts/demo-origin.mjs";
+import { customerWithKey, type Gateway, startGateway } from "./harness";
 
 // The spellings an origin may route differently from the gateway, over real HTTP: `rejecting`
 // runs the default PRICING.path_parameters ("reject"), `keeping` runs "keep". The demo origin
@@ -31,8 +31,7 @@ afterAll(async () => {
 });
 
 const forCustomer = (customer: string) => origin.received.filter((r) => r.headers["x-payg-customer-id"] === customer);
-const balance = async (gateway: Gateway, id: string): Promise<string> =>
-  (await gateway.admin("GET", `/customers/${id}`)).body.balance.available_exact_cents;
+const balance = async (gateway: Gateway, id: string): Promise<string> => (await gateway.admin("GET", `/customers/${id}`)).body.balance.available_exact_cents;
 
 /** A GET through node:http, which sends a Connection header as written (fetch refuses most values). */
 function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
@@ -110,7 +109,7 @@ describe("what the origin receives over real HTTP (security)", () => {
     expect(response.status).toBe(200);
     const [seen] = forCustomer(id);
     expect(seen!.signature).toBe("valid");
-    // What the README's "What the origin receives" says: the named header arrives as sent, and
+    // What docs/concepts/security.md says the origin receives: the named header arrives as sent, and
     // neither the client's Connection nor its Keep-Alive does (the runtime's fetch sends none).
     expect(seen!.headers["x-secret-hop"]).toBe("1");
     for (const name of ["connection", "keep-alive", "proxy-connection", "authorization"]) expect(seen!.headers[name], name).toBeUndefined();

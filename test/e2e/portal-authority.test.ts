@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { StripeDouble } from "../doubles/stripe-double";
-import { serveHandler, startGateway, type Gateway } from "./harness";
+import { type Gateway, serveHandler, startGateway } from "./harness";
 
 // Over the real `wrangler dev`: a key capped at 5 cents signed in to the portal
 // and acted as the account's owner (minted an uncapped key, revoked the owner's, turned on auto

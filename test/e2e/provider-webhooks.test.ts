@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { verifyWebhook } from "../../src/verify/payg-signature";
-import { serveHandler, startGateway, type Gateway } from "./harness";
+import { type Gateway, serveHandler, startGateway } from "./harness";
 
 // Signed webhooks from the real `wrangler dev` to a real HTTP receiver on loopback, delivered by
 // the Durable Objects' own alarms in real time.
@@ -76,7 +76,10 @@ describe("outbound webhooks against wrangler dev", () => {
   });
 
   it("100 parallel requests crossing zero: exactly one customer.balance.depleted, within seconds; a grant restores", async () => {
-    for (const [name, events] of [["all", undefined], ["flaky", ["customer.balance.depleted"]]] as const) {
+    for (const [name, events] of [
+      ["all", undefined],
+      ["flaky", ["customer.balance.depleted"]],
+    ] as const) {
       const created = await gateway.admin("POST", "/webhook-endpoints", { url: `${receiverUrl}/${name}`, ...(events ? { events } : {}) });
       expect(created.status).toBe(201);
       endpoints[name] = created.body;

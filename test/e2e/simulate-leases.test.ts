@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { simulate, type LeaseDesign } from "../../scripts/simulate-leases.mjs";
+import { type LeaseDesign, simulate } from "../../scripts/simulate-leases.mjs";
 
 // The credit-lease simulation behind docs/scaling.md: its invariants at a small scale.
 describe("simulate:leases", () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { MailChannelsDouble } from "../doubles/mailchannels-double";
-import { serveHandler, startGateway, type Gateway } from "./harness";
+import { type Gateway, serveHandler, startGateway } from "./harness";
 
 // One-click unsubscribe (RFC 8058) against the real `wrangler dev`, MailChannels replaced by its
 // test double over HTTP. Links name the public https URL; the test sends them to the local gateway.

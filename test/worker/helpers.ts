@@ -1,6 +1,14 @@
-import { createExecutionContext, createScheduledController, evictDurableObject, listDurableObjectIds, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import {
+  createExecutionContext,
+  createScheduledController,
+  evictDurableObject,
+  listDurableObjectIds,
+  runDurableObjectAlarm,
+  runInDurableObject,
+  waitOnExecutionContext,
+} from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { http, HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import { expect } from "vitest";
 import type { CustomerAccount } from "../../durable-objects/customer-account";
 import { KeyStore } from "../../durable-objects/customer-account/access/key-store";

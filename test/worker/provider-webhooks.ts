@@ -1,6 +1,6 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { http, HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import { expect } from "vitest";
 import type { WebhookDispatcher } from "../../durable-objects/webhook-dispatcher";
 import { verifyWebhook } from "../../src/verify/payg-signature";

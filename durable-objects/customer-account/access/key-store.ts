@@ -90,9 +90,7 @@ export class KeyStore {
   ) {}
 
   load(): void {
-    this.keysByHash = new Map(
-      (this.sql.exec("SELECT * FROM api_keys").toArray() as unknown as KeyRecord[]).map((k) => [k.hash, { ...k }]),
-    );
+    this.keysByHash = new Map((this.sql.exec("SELECT * FROM api_keys").toArray() as unknown as KeyRecord[]).map((k) => [k.hash, { ...k }]));
   }
 
   async create(

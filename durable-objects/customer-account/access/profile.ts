@@ -1,6 +1,6 @@
 import type Stripe from "stripe";
-import { MAX_AMOUNT_CENTS } from "../../../src/lib/money";
 import type { CustomerProfile, ProfilePatch } from "../../../src/lib/customer";
+import { MAX_AMOUNT_CENTS } from "../../../src/lib/money";
 import type { AutoTopUpSettings } from "../auto-topup/auto-topup";
 import type { AccountContext } from "../core/context";
 

@@ -1,14 +1,13 @@
-import type { Config } from "../../../src/lib/config";
 import { newId } from "../../../src/lib/api-key-format";
+import type { Config } from "../../../src/lib/config";
 import { centsToMicros } from "../../../src/lib/money";
-import type { AccountStore } from "../core/account";
-import { raised } from "./notice";
-import { liftedByNewCard } from "./notice";
-import { monthOf, nextUtcDay, planTopUp, termsOf, type AutoTopUpSettings, type TopUpPlan } from "./plan";
 import { DAY_MS } from "../../../src/lib/time";
 import { NOTICE_TIMER, type Notices } from "../cohorts/notices";
-import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
+import type { AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
+import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
+import { liftedByNewCard, raised } from "./notice";
+import { type AutoTopUpSettings, monthOf, nextUtcDay, planTopUp, type TopUpPlan, termsOf } from "./plan";
 
 export const AUTO_TOPUP_TABLES = {
   v9: `
@@ -81,11 +80,9 @@ interface SettingsRow extends Record<keyof AutoTopUpSettings, number | null> {
   updated_at: number;
 }
 
-export type { AutoTopUpSettings } from "./plan";
+export type { AutoTopUpSettings, TopUpRow, TopUpStatus } from "./plan";
 
-export type { TopUpRow, TopUpStatus } from "./plan";
 import type { TopUpRow, TopUpStatus } from "./plan";
-
 
 /**
  * A customer's auto top-up: its settings (cached, read on every balance change), its top-ups, and
@@ -213,7 +210,7 @@ export class AutoTopUp {
    */
   configure(settings: AutoTopUpSettings | null, now: number): void {
     const before = this.snapshot();
-    const wasOn = before !== null && before.enabled && before.paused_reason === null;
+    const wasOn = before?.enabled && before.paused_reason === null;
     const resume = { paused_at: null, paused_reason: null, paused_topup_id: null };
     if (settings) this.write({ enabled: 1, ...termsOf(settings), ...resume }, now);
     else {

@@ -1,10 +1,10 @@
 import type Stripe from "stripe";
 import { log } from "../../../src/lib/log";
 import { centsToMicros } from "../../../src/lib/money";
-import type { TopUpRow } from "./auto-topup";
-import { createGrant } from "../credit/credits";
-import type { AccountContext } from "../core/context";
 import { idOf } from "../../../src/lib/stripe-ids";
+import type { AccountContext } from "../core/context";
+import { createGrant } from "../credit/credits";
+import type { TopUpRow } from "./auto-topup";
 
 /**
  * Stripe confirmed a top-up's payment (its `payment_intent.succeeded` webhook, or the create
@@ -77,7 +77,11 @@ export function failureReason(pi: Pick<Stripe.PaymentIntent, "status" | "last_pa
  * (metadata `payg_save_payment_method`) makes that card the one auto top-up charges, and is kept
  * as the payment that saved it (a refund or dispute of it pauses auto top-up).
  */
-export function applyPaymentIntentEvent(context: AccountContext, event: Stripe.PaymentIntentSucceededEvent | Stripe.PaymentIntentPaymentFailedEvent, now: number): "applied" | "ignored" {
+export function applyPaymentIntentEvent(
+  context: AccountContext,
+  event: Stripe.PaymentIntentSucceededEvent | Stripe.PaymentIntentPaymentFailedEvent,
+  now: number,
+): "applied" | "ignored" {
   const pi = event.data.object;
   const topUpId = pi.metadata?.payg_auto_topup;
   if (topUpId) {

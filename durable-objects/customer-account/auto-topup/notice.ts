@@ -39,9 +39,7 @@ export interface AutoTopUpTerms {
  * What the customer is emailed about (`auto_topup_changed`): auto top-up turned on (also resumed
  * from a pause) or charging more (`raised`), or paused for a reason a new card does not lift.
  */
-export type AutoTopUpNotice =
-  | { type: "updated"; turned_on: boolean; previous: AutoTopUpTerms | null; current: AutoTopUpTerms }
-  | { type: "paused"; reason: string };
+export type AutoTopUpNotice = { type: "updated"; turned_on: boolean; previous: AutoTopUpTerms | null; current: AutoTopUpTerms } | { type: "paused"; reason: string };
 
 /** The changes from `previous` to `current` that let more be charged, in words; empty when none does. */
 export function raised(previous: AutoTopUpTerms, current: AutoTopUpTerms, currency: string): string[] {

@@ -1,13 +1,13 @@
 import Stripe from "stripe";
 import { log } from "../../../src/lib/log";
-import { describeError, isBudgetSpent, isTransientStripeError, stripeClient, IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
 import { ENDPOINTS } from "../../../src/lib/stripe-budget";
+import { describeError, IDEMPOTENCY_SAFE_MS, isBudgetSpent, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
+import { HOUR_MS } from "../../../src/lib/time";
+import { backoffMs } from "../core/backoff";
+import type { AccountContext } from "../core/context";
 import { stripePermit } from "../stripe/budget";
 import { AUTO_TOPUP_TIMER, type TopUpRow } from "./auto-topup";
 import { failureReason, topUpFailed, topUpSucceeded } from "./charge";
-import { backoffMs } from "../core/backoff";
-import type { AccountContext } from "../core/context";
-import { HOUR_MS } from "../../../src/lib/time";
 
 /** Sends of one top-up that Stripe could not answer (5xx, 429, timeouts) before it counts as failed. */
 const MAX_ATTEMPTS = 8;

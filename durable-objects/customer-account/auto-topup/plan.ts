@@ -1,6 +1,6 @@
 import { centsToMicros } from "../../../src/lib/money";
-import type { AutoTopUpTerms } from "./notice";
 import { DAY_MS } from "../../../src/lib/time";
+import type { AutoTopUpTerms } from "./notice";
 
 /** What the admin API sets (`auto_topup` in `PUT /admin/customers/{id}`): whole cents and seconds. */
 export type AutoTopUpSettings = AutoTopUpTerms;
@@ -10,7 +10,6 @@ export function termsOf(s: AutoTopUpSettings): AutoTopUpSettings {
   const { threshold_cents, amount_cents, monthly_cap_cents, min_interval_seconds, max_per_day } = s;
   return { threshold_cents, amount_cents, monthly_cap_cents, min_interval_seconds, max_per_day };
 }
-
 
 export function monthOf(ms: number): string {
   return new Date(ms).toISOString().slice(0, 7);

@@ -80,4 +80,3 @@ export function topUpView(t: TopUpRow) {
     settled_at: t.settled_at,
   };
 }
-

@@ -3,15 +3,15 @@ import { sendViaMailChannels } from "../../../src/lib/email/mailchannels";
 import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../../src/lib/email/unsubscribe";
 import { mergeValues } from "../../../src/lib/merge";
 import { escapeHtml, renderString } from "../../../src/lib/template";
+import { DAY_MS } from "../../../src/lib/time";
 import type { KeyStore } from "../access/key-store";
-import type { Ledger } from "../credit/ledger";
 import type { AccountStore } from "../core/account";
-import type { Membership } from "./cohorts";
-import { EmailAudience } from "./email-audience";
-import { EmailRetention } from "../retention/emails";
 import { backoffMs } from "../core/backoff";
 import type { Timers } from "../core/timers";
-import { DAY_MS } from "../../../src/lib/time";
+import type { Ledger } from "../credit/ledger";
+import { EmailRetention } from "../retention/emails";
+import type { Membership } from "./cohorts";
+import { EmailAudience } from "./email-audience";
 
 export const EMAIL_TABLES = {
   v1: `
@@ -184,10 +184,14 @@ export class EmailLog {
     const config = this.config();
     const template = config.EMAILS!.templates[cohort]!;
     const a = this.account.row;
-    const values = mergeValues(config, { id: a.customer_id, name: a.name, email: a.email }, {
-      ...this.deps.amounts(now),
-      priceMicros: config.PRICING.fallback.priceMicros,
-    });
+    const values = mergeValues(
+      config,
+      { id: a.customer_id, name: a.name, email: a.email },
+      {
+        ...this.deps.amounts(now),
+        priceMicros: config.PRICING.fallback.priceMicros,
+      },
+    );
     const inserted = this.sql
       .exec(
         `INSERT INTO emails (cohort, enrollment, seq, to_email, subject, text, html, status, created_at)
@@ -250,7 +254,10 @@ export class EmailLog {
 
   /** A send of these kinds that a previous run left mid-send: MailChannels may have it, so it is never sent again. */
   interrupted(cohorts: readonly string[]): void {
-    this.sql.exec(`UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE cohort IN (SELECT value FROM json_each(?)) AND status = 'sending'`, JSON.stringify(cohorts));
+    this.sql.exec(
+      `UPDATE emails SET status = 'unknown', last_error = 'interrupted while sending' WHERE cohort IN (SELECT value FROM json_each(?)) AND status = 'sending'`,
+      JSON.stringify(cohorts),
+    );
   }
 
   /** The oldest email of these kinds due for a (first or next) attempt at `now`, or undefined. */
@@ -262,7 +269,9 @@ export class EmailLog {
 
   /** When the next attempt of an email of these kinds is due, or null. */
   nextRetryAt(cohorts: readonly string[]): number | null {
-    return this.sql.exec("SELECT MIN(next_attempt_at) AS t FROM emails WHERE cohort IN (SELECT value FROM json_each(?)) AND status = 'retry'", JSON.stringify(cohorts)).one().t as number | null;
+    return this.sql.exec("SELECT MIN(next_attempt_at) AS t FROM emails WHERE cohort IN (SELECT value FROM json_each(?)) AND status = 'retry'", JSON.stringify(cohorts)).one().t as
+      | number
+      | null;
   }
 
   /** A transactional email (a notice), due now; one row per (kind, notice id), so queuing it twice sends it once. */
@@ -302,7 +311,8 @@ export class EmailLog {
     const emails = this.config().EMAILS;
     const byCohort: Record<string, Record<string, number>> = {};
     for (const r of this.countsByCohort()) {
-      const cohort = (byCohort[r.cohort] ??= {});
+      byCohort[r.cohort] ??= {};
+      const cohort = byCohort[r.cohort]!;
       cohort[r.status] = (cohort[r.status] ?? 0) + r.count;
     }
     return {

@@ -1,13 +1,13 @@
-import { EMAIL_NOTICES, type Config, type EmailNotice } from "../../../src/lib/config";
+import { type Config, EMAIL_NOTICES, type EmailNotice } from "../../../src/lib/config";
 import { log } from "../../../src/lib/log";
 import { mergeValues } from "../../../src/lib/merge";
-import { escapeHtml, renderString, type MergeValues } from "../../../src/lib/template";
-import type { AccountStore } from "../core/account";
-import { describeNotice, type AutoTopUpNotice } from "../auto-topup/notice";
-import type { EmailLog } from "./emails";
-import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
-import type { Timers } from "../core/timers";
+import { escapeHtml, type MergeValues, renderString } from "../../../src/lib/template";
 import { DAY_MS } from "../../../src/lib/time";
+import { type AutoTopUpNotice, describeNotice } from "../auto-topup/notice";
+import type { AccountStore } from "../core/account";
+import type { Timers } from "../core/timers";
+import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
+import type { EmailLog } from "./emails";
 
 export const NOTICE_TABLES = {
   // What a customer must be told, queued in the step that changed it (a migration can queue too).
@@ -86,7 +86,14 @@ export class Notices {
       portal_url: config.PUBLIC_URL ? `${config.PUBLIC_URL.replace(/\/+$/, "")}/portal` : config.GOVERNANCE.topup_url,
     };
     this.deps.emails.queue(
-      { cohort: kind, enrollment: notice.id as number, to_email: a.email ?? "", subject: renderString(template.subject, values), text: renderString(template.text, values), html: template.html ? renderString(template.html, escapeHtml(values) as typeof values) : null },
+      {
+        cohort: kind,
+        enrollment: notice.id as number,
+        to_email: a.email ?? "",
+        subject: renderString(template.subject, values),
+        text: renderString(template.text, values),
+        html: template.html ? renderString(template.html, escapeHtml(values) as typeof values) : null,
+      },
       now,
     );
     this.deps.emails.retention.due(now, config.EMAILS.retention_days * DAY_MS);

@@ -28,7 +28,7 @@ ALTER TABLE account ADD COLUMN last_reconciled_at INTEGER;
 ALTER TABLE account ADD COLUMN reconcile_attempted_at INTEGER;
 ALTER TABLE account ADD COLUMN refunds_denied INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN last_refund_denied_at INTEGER;`,
-  v16: `
+  v17: `
 ALTER TABLE account ADD COLUMN report_batching INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN report_forced INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN usage_cut_at INTEGER;`,
@@ -132,10 +132,7 @@ export class AccountStore {
 
   private write(fields: Partial<AccountRow>): void {
     const entries = Object.entries({ ...fields, updated_at: Date.now() });
-    this.sql.exec(
-      `UPDATE account SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE id = 1`,
-      ...entries.map(([, v]) => (v === undefined ? null : (v as SqlStorageValue))),
-    );
+    this.sql.exec(`UPDATE account SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE id = 1`, ...entries.map(([, v]) => (v === undefined ? null : (v as SqlStorageValue))));
     Object.assign(this.row, fields);
   }
 

@@ -1,21 +1,21 @@
 import { log } from "../../../src/lib/log";
 import { AUTO_TOPUP_TIMER } from "../auto-topup/auto-topup";
 import { runAutoTopUp } from "../auto-topup/payment";
+import { NOTICE_TIMER } from "../cohorts/notices";
 import { expireGrants } from "../credit/credits";
 import { DIRECTORY_TIMER } from "../notify/directory-sync";
-import { EMAIL_RETENTION_TIMER } from "../retention/emails";
+import { WEBHOOK_TIMER } from "../notify/provider-webhooks";
+import { ROLLUP_TIMER } from "../notify/rollup";
+import { CHARGES_TIMER, pruneCharges, pruneIdempotency } from "../request/authorize";
 import { HOLDS_TIMER } from "../request/holds";
 import { IDEMPOTENCY_TIMER } from "../request/idempotency";
-import { NOTICE_TIMER } from "../cohorts/notices";
-import { WEBHOOK_TIMER } from "../notify/provider-webhooks";
-import { REPORT_RETENTION_TIMER } from "../retention/reports";
 import { expireHolds } from "../request/settlement";
-import { CHARGES_TIMER, pruneCharges, pruneIdempotency } from "../request/authorize";
-import { EXPIRY_TIMER, type AccountContext } from "./context";
-import { ROLLUP_TIMER } from "../notify/rollup";
+import { EMAIL_RETENTION_TIMER } from "../retention/emails";
+import { REPORT_RETENTION_TIMER } from "../retention/reports";
+import { USAGE_RETENTION_TIMER } from "../retention/usage";
 import { STRIPE_TIMER } from "../stripe/events";
 import { pushToStripe, syncWithStripe } from "../stripe/sync";
-import { USAGE_RETENTION_TIMER } from "../retention/usage";
+import { type AccountContext, EXPIRY_TIMER } from "./context";
 
 const TIMER_RETRY_MS = 5_000;
 

@@ -1,35 +1,37 @@
-import { getConfig, type Config } from "../../../src/lib/config";
+import { type Config, getConfig } from "../../../src/lib/config";
 import { log } from "../../../src/lib/log";
 import { centsToMicros } from "../../../src/lib/money";
-import { AccountStore } from "./account";
-import { AutoTopUp } from "../auto-topup/auto-topup";
-import { ChargeLog } from "../request/charges";
-import { CheckoutLimit } from "../credit/checkout-limit";
-import { chargeSlack, CohortStore, cohortsFor, type CohortState } from "../cohorts/cohorts";
+import { DAY_MS } from "../../../src/lib/time";
 import { EndedSessions } from "../../shared/ended-sessions";
-import { DirectorySync } from "../notify/directory-sync";
+import { KeyStore } from "../access/key-store";
+import { PortalLinks } from "../access/portal-links";
+import { AutoTopUp } from "../auto-topup/auto-topup";
+import { type CohortState, CohortStore, chargeSlack, cohortsFor } from "../cohorts/cohorts";
 import { EmailLog } from "../cohorts/emails";
+import { Notices } from "../cohorts/notices";
+import { CheckoutLimit } from "../credit/checkout-limit";
+import { DisputeStore } from "../credit/dispute-store";
 import { GrantBook } from "../credit/grants";
+import { Invoices } from "../credit/invoices";
+import { Ledger } from "../credit/ledger";
+import { RefundStore } from "../credit/refund-store";
+import { type GiveBackFields, Wallet } from "../credit/wallet";
+import { DirectorySync } from "../notify/directory-sync";
+import { Live } from "../notify/live";
+import { ProviderWebhookOutbox } from "../notify/provider-webhooks";
+import { Rollup } from "../notify/rollup";
+import { ChargeLog } from "../request/charges";
 import { Holds } from "../request/holds";
 import { IdempotencyStore } from "../request/idempotency";
-import { DisputeStore } from "../credit/dispute-store";
-import { Invoices } from "../credit/invoices";
-import { RefundStore } from "../credit/refund-store";
-import { ChargeJournal } from "./journal";
-import { KeyStore } from "../access/key-store";
-import { Ledger } from "../credit/ledger";
-import { ProviderWebhookOutbox } from "../notify/provider-webhooks";
-import { migrate } from "./schema";
-import { Live } from "../notify/live";
-import { Notices } from "../cohorts/notices";
-import { PortalLinks } from "../access/portal-links";
-import { Rollup } from "../notify/rollup";
+import { McpSessions } from "../request/mcp-sessions";
+import { ModelUsage } from "../request/model-usage";
+import { UsageRetention } from "../retention/usage";
 import { StripeEventLog } from "../stripe/event-log";
 import { StripeReports } from "../stripe/reports";
+import { AccountStore } from "./account";
+import { ChargeJournal } from "./journal";
+import { migrate } from "./schema";
 import { Timers } from "./timers";
-import { UsageRetention } from "../retention/usage";
-import { Wallet, type GiveBackFields } from "../credit/wallet";
-import { DAY_MS } from "../../../src/lib/time";
 
 export const EXPIRY_TIMER = "expiry";
 
@@ -48,6 +50,8 @@ export class AccountContext {
   readonly journal: ChargeJournal;
   readonly holds: Holds;
   readonly idempotency: IdempotencyStore;
+  readonly mcpSessions: McpSessions;
+  readonly modelUsage: ModelUsage;
   readonly invoices: Invoices;
   readonly refunds: RefundStore;
   readonly disputes: DisputeStore;
@@ -99,6 +103,8 @@ export class AccountContext {
     for (const store of [this.grants, this.ledger, this.account]) store.beforeWrite = fold;
     this.holds = new Holds(this.sql);
     this.idempotency = new IdempotencyStore(this.sql, config);
+    this.mcpSessions = new McpSessions(this.sql);
+    this.modelUsage = new ModelUsage(this.sql);
     this.invoices = new Invoices(this.sql);
     this.refunds = new RefundStore(this.sql);
     this.disputes = new DisputeStore(this.sql);
@@ -108,7 +114,16 @@ export class AccountContext {
       minimumMicros: this.minimumMicros(),
       expiringSoonMicros: this.expiringSoonMicros(now),
     });
-    this.emails = new EmailLog({ sql: this.sql, config, account: this.account, amounts, timers: this.timers, memberships: this.cohorts.current, keys: this.keys, ledger: this.ledger });
+    this.emails = new EmailLog({
+      sql: this.sql,
+      config,
+      account: this.account,
+      amounts,
+      timers: this.timers,
+      memberships: this.cohorts.current,
+      keys: this.keys,
+      ledger: this.ledger,
+    });
     this.notices = new Notices({ sql: this.sql, config, account: this.account, emails: this.emails, timers: this.timers, outbox: this.outbox, amounts });
     this.reports = new StripeReports(this.sql, config, this.account, this.outbox, this.timers);
     this.stripeEvents = new StripeEventLog(this.sql);
@@ -124,7 +139,16 @@ export class AccountContext {
       reconcileAt: () => this.periodicReconcileAt(),
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
-    this.rollup = new Rollup(this.sql, { env, timers: this.timers, account: this.account, config, emailCounts: () => this.emails.statusCounts(), reportCounts: () => this.reports.countsByStatus(), ledger: this.ledger, foldJournal: fold });
+    this.rollup = new Rollup(this.sql, {
+      env,
+      timers: this.timers,
+      account: this.account,
+      config,
+      emailCounts: () => this.emails.statusCounts(),
+      reportCounts: () => this.reports.countsByStatus(),
+      ledger: this.ledger,
+      foldJournal: fold,
+    });
     this.portalLinks = new PortalLinks(this.sql, () => this.config.KEY_SIGNING_SECRET);
     this.endedSessions = new EndedSessions(this.sql);
     this.autoTopUp = new AutoTopUp(this.sql, {
@@ -136,7 +160,7 @@ export class AccountContext {
       outbox: this.outbox,
       notices: this.notices,
     });
-    this.usageRetention = new UsageRetention(this.ledger, this.timers, config);
+    this.usageRetention = new UsageRetention(this.ledger, this.modelUsage, this.timers, config);
   }
 
   get config(): Config {

@@ -1,7 +1,7 @@
 import type { CycleResult } from "../contract";
 import { expireGrants } from "../credit/credits";
-import type { AccountContext } from "./context";
 import { syncWithStripe } from "../stripe/sync";
+import type { AccountContext } from "./context";
 
 /**
  * One cron visit, run under the object's lock: reports usage to Stripe and sends the emails that

@@ -1,8 +1,8 @@
-import type { AccountStore } from "./account";
-import type { ChargeLog, ChargeRow } from "../request/charges";
 import type { GrantBook, Receipt } from "../credit/grants";
 import type { Ledger } from "../credit/ledger";
 import type { Wallet } from "../credit/wallet";
+import type { ChargeLog, ChargeRow } from "../request/charges";
+import type { AccountStore } from "./account";
 
 export const JOURNAL_TABLES = {
   v12: `

@@ -1,31 +1,33 @@
-import { migrate as runMigrations } from "../../shared/migrations";
-import { ACCOUNT_TABLES } from "./account";
-import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
-import { CHARGE_TABLES } from "../request/charges";
-import { DISPUTE_TABLES } from "../credit/dispute-store";
-import { REFUND_TABLES } from "../credit/refund-store";
 import { ENDED_SESSION_TABLES } from "../../shared/ended-sessions";
-import { CHECKOUT_LIMIT_TABLES } from "../credit/checkout-limit";
+import { migrate as runMigrations } from "../../shared/migrations";
+import { KEY_TABLES } from "../access/key-store";
+import { PORTAL_TABLES } from "../access/portal-links";
+import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
 import { COHORT_TABLES } from "../cohorts/cohorts";
 import { EMAIL_AUDIENCE_TABLES } from "../cohorts/email-audience";
-import { EMAIL_RETENTION_TABLES } from "../retention/emails";
 import { EMAIL_TABLES } from "../cohorts/emails";
+import { NOTICE_TABLES } from "../cohorts/notices";
+import { CHECKOUT_LIMIT_TABLES } from "../credit/checkout-limit";
+import { DISPUTE_TABLES } from "../credit/dispute-store";
 import { GRANT_TABLES } from "../credit/grants";
-import { HOLD_TABLES } from "../request/holds";
-import { IDEMPOTENCY_TABLES } from "../request/idempotency";
 import { IGNORED_PAYMENT_TABLES } from "../credit/ignored-payments";
 import { INVOICE_TABLES } from "../credit/invoices";
-import { JOURNAL_TABLES } from "./journal";
-import { KEY_TABLES } from "../access/key-store";
 import { LEDGER_TABLES } from "../credit/ledger";
-import { NOTICE_TABLES } from "../cohorts/notices";
+import { REFUND_TABLES } from "../credit/refund-store";
 import { OUTBOX_TABLES } from "../notify/provider-webhooks";
-import { STRIPE_EVENT_TABLES } from "../stripe/event-log";
-import { PORTAL_TABLES } from "../access/portal-links";
 import { ROLLUP_TABLES } from "../notify/rollup";
-import { REPORT_TABLES } from "../stripe/reports";
+import { CHARGE_TABLES } from "../request/charges";
+import { HOLD_TABLES } from "../request/holds";
+import { IDEMPOTENCY_TABLES } from "../request/idempotency";
+import { MCP_SESSION_TABLES } from "../request/mcp-sessions";
+import { MODEL_USAGE_TABLES } from "../request/model-usage";
+import { EMAIL_RETENTION_TABLES } from "../retention/emails";
 import { REPORT_RETENTION_TABLES } from "../retention/reports";
 import { USAGE_RETENTION_TABLES } from "../retention/usage";
+import { STRIPE_EVENT_TABLES } from "../stripe/event-log";
+import { REPORT_TABLES } from "../stripe/reports";
+import { ACCOUNT_TABLES } from "./account";
+import { JOURNAL_TABLES } from "./journal";
 import { TIMER_TABLES } from "./timers";
 
 /**
@@ -72,8 +74,11 @@ export const MIGRATIONS: readonly string[] = [
   // v15: auto top-up's rate limits and the card's own PaymentIntent; transactional notices. Auto
   // top-up that charged the default card or has threshold >= amount is paused, the customer told once.
   [NOTICE_TABLES.v14, AUTO_TOPUP_TABLES.v14].join("\n"),
-  // v16: report batching while customers due outnumber the Stripe budget (STRIPE_BUDGET).
-  ACCOUNT_TABLES.v16,
+  // v16: MCP sessions that negotiated a protocol version without batches; token usage per model
+  // and kind (with each hold's own); post-paid cost per meter and model, reported in whole cents.
+  [MCP_SESSION_TABLES.v16, MODEL_USAGE_TABLES.v16, HOLD_TABLES.v16, REPORT_TABLES.v16].join("\n"),
+  // v17: report batching while customers due outnumber the Stripe budget (STRIPE_BUDGET).
+  ACCOUNT_TABLES.v17,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

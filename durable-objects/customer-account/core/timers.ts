@@ -20,7 +20,12 @@ export class Timers {
   ) {}
 
   load(): void {
-    this.due = new Map(this.sql.exec("SELECT name, due_at FROM timers").toArray().map((r) => [r.name as string, r.due_at as number]));
+    this.due = new Map(
+      this.sql
+        .exec("SELECT name, due_at FROM timers")
+        .toArray()
+        .map((r) => [r.name as string, r.due_at as number]),
+    );
   }
 
   /** Due no later than `at` (keeps an earlier due time). */
@@ -28,8 +33,8 @@ export class Timers {
     const current = this.due.get(name);
     // Already due earlier: no write, but make sure the alarm is armed for it (after a load or a
     // migration that wrote timers, it may not be yet).
-    if (current !== undefined && current <= at) return this.rearm();
-    this.set(name, at);
+    if (current !== undefined && current <= at) this.rearm();
+    else this.set(name, at);
   }
 
   /** Due exactly at `at`, or not at all with null. */
@@ -51,7 +56,10 @@ export class Timers {
   /** At the start of an alarm run: the alarm that fired is spent; removes and returns the due timers. */
   takeDue(now: number): string[] {
     this.armedAt = null;
-    const names = this.sql.exec("DELETE FROM timers WHERE due_at <= ? RETURNING name", now).toArray().map((r) => r.name as string);
+    const names = this.sql
+      .exec("DELETE FROM timers WHERE due_at <= ? RETURNING name", now)
+      .toArray()
+      .map((r) => r.name as string);
     for (const name of names) this.due.delete(name);
     return names;
   }

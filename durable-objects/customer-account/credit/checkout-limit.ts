@@ -4,7 +4,6 @@ export const CHECKOUT_LIMIT_TABLES = {
 CREATE INDEX IF NOT EXISTS checkout_sessions_created_at ON checkout_sessions (created_at);`,
 };
 
-
 export type CheckoutSlot = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 /**
@@ -20,13 +19,10 @@ export class CheckoutLimit {
     const taken = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM checkout_sessions").one().n;
     if (taken >= limit) {
       // The session whose expiry brings the count back under the limit.
-      const freeing = this.sql
-        .exec<{ created_at: number }>("SELECT created_at FROM checkout_sessions ORDER BY created_at LIMIT 1 OFFSET ?", taken - limit)
-        .one().created_at;
+      const freeing = this.sql.exec<{ created_at: number }>("SELECT created_at FROM checkout_sessions ORDER BY created_at LIMIT 1 OFFSET ?", taken - limit).one().created_at;
       return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((freeing + HOUR_MS - now) / 1000)) };
     }
     this.sql.exec("INSERT INTO checkout_sessions (created_at) VALUES (?)", now);
     return { ok: true };
   }
 }
-

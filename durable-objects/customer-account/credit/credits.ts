@@ -1,13 +1,13 @@
-import type { CheckoutSlot } from "./checkout-limit";
 import { newId } from "../../../src/lib/api-key-format";
 import { log } from "../../../src/lib/log";
 import { centsToMicros, microsToWholeCents } from "../../../src/lib/money";
-import { settleDisputes } from "./disputes";
-import { settleRefunds } from "./refunds";
-import { spendable, type Grant, type GrantCategory, type GrantSource } from "./grants";
-import type { AccountContext } from "../core/context";
-import { MAX_BALANCE_MICROS, MAX_PAID_BALANCE_MICROS } from "./wallet";
 import { DAY_MS } from "../../../src/lib/time";
+import type { AccountContext } from "../core/context";
+import type { CheckoutSlot } from "./checkout-limit";
+import { settleDisputes } from "./disputes";
+import { type Grant, type GrantCategory, type GrantSource, spendable } from "./grants";
+import { settleRefunds } from "./refunds";
+import { MAX_BALANCE_MICROS, MAX_PAID_BALANCE_MICROS } from "./wallet";
 
 export interface GrantInput {
   customerId: string;
@@ -140,7 +140,12 @@ export function deduct(context: AccountContext, input: DeductionInput): { applie
     context.wallet.deduct(amount, "deduction", input.reason, now, input.reference, context.reports.queueDebit("deduction", reportId, amount));
     context.changed(now);
   });
-  return { applied: true, conflict: false, entryId: input.reference ? (context.ledger.byReference(input.reference)?.id ?? null) : null, balanceMicros: context.account.row.balance };
+  return {
+    applied: true,
+    conflict: false,
+    entryId: input.reference ? (context.ledger.byReference(input.reference)?.id ?? null) : null,
+    balanceMicros: context.account.row.balance,
+  };
 }
 
 /** Voids what remains of a grant, as a ledger entry (and, with Stripe on, a balance transaction). */

@@ -4,8 +4,8 @@ import { centsToMicros, formatCents } from "../../../src/lib/money";
 import { idOf } from "../../../src/lib/stripe-ids";
 import type { AccountContext } from "../core/context";
 import { giveBack, takeBack } from "./clawbacks";
-import type { Grant } from "./grants";
 import { DISPUTE_ORDER, effectOf } from "./dispute-store";
+import type { Grant } from "./grants";
 
 /**
  * Disputes, each event applied once and in order of its `created` time, whatever the delivery
@@ -22,8 +22,7 @@ export function applyDispute(context: AccountContext, dispute: Stripe.Dispute, e
   }
   const row = context.disputes.get(dispute.id);
   const reinstated = event.type === "charge.dispute.funds_reinstated" || (dispute.balance_transactions ?? []).some((t) => t.amount > 0) ? 1 : 0;
-  const newer =
-    !row || event.created > row.event_at || (event.created === row.event_at && DISPUTE_ORDER.indexOf(dispute.status) > DISPUTE_ORDER.indexOf(row.status));
+  const newer = !row || event.created > row.event_at || (event.created === row.event_at && DISPUTE_ORDER.indexOf(dispute.status) > DISPUTE_ORDER.indexOf(row.status));
   if (!newer && (reinstated === 0 || row!.reinstated === 1)) return "ignored";
   context.atomically(() => {
     context.disputes.upsert(
@@ -69,7 +68,13 @@ export function settleDisputes(context: AccountContext, grant: Grant, now: numbe
       taken = takeBack(context, grant, amount, `dispute ${row.id} lost`, moves === 0 ? `dispute_${row.id}` : `dispute_${row.id}_${moves}`, now);
       moves++;
     } else if (want === "frozen") {
-      context.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} opened (${row.status}): up to ${formatCents(amount)} cents of ${grant.id} frozen`, now, grant: grant.id });
+      context.ledger.entry({
+        kind: "note",
+        amount: 0,
+        reason: `dispute ${row.id} opened (${row.status}): up to ${formatCents(amount)} cents of ${grant.id} frozen`,
+        now,
+        grant: grant.id,
+      });
     } else if (row.effect === "frozen") {
       context.ledger.entry({ kind: "note", amount: 0, reason: `dispute ${row.id} ${row.status}: credit released`, now, grant: grant.id });
     }

@@ -13,7 +13,10 @@ export class Invoices {
   }
 
   unpaidIds(): string[] {
-    return this.sql.exec("SELECT id FROM invoices WHERE status = 'failed'").toArray().map((r) => r.id as string);
+    return this.sql
+      .exec("SELECT id FROM invoices WHERE status = 'failed'")
+      .toArray()
+      .map((r) => r.id as string);
   }
 
   /** Paid, void and uncollectible are final: a late payment_failed must not block the customer again. */

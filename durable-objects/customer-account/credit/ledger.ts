@@ -1,5 +1,5 @@
-import { HOUR_MS } from "../../../src/lib/time";
 import { formatCents } from "../../../src/lib/money";
+import { HOUR_MS } from "../../../src/lib/time";
 import type { AccountRow, AccountStore } from "../core/account";
 
 export const LEDGER_TABLES = {
@@ -131,10 +131,7 @@ export class Ledger {
   }
 
   /** A single entry (grant, void, clawback, Stripe sync, …); returns its id. */
-  entry(
-    input: { kind: EntryKind; amount: number; reference?: string | null; reason: string; now: number; grant?: string | null },
-    alsoSet: Partial<AccountRow> = {},
-  ): number {
+  entry(input: { kind: EntryKind; amount: number; reference?: string | null; reason: string; now: number; grant?: string | null }, alsoSet: Partial<AccountRow> = {}): number {
     this.beforeWrite();
     const id = this.sql
       .exec(
@@ -216,7 +213,11 @@ export class Ledger {
   }
 
   /** Adds folded rows into the carried-forward row of their kind and meter, and deletes them, in one step. */
-  carryForward(rows: readonly OldUsageRow[], bucket: number, carried: Iterable<{ kind: string; meter: string; amount: number; count: number; from: number; to: number; through: number }>): void {
+  carryForward(
+    rows: readonly OldUsageRow[],
+    bucket: number,
+    carried: Iterable<{ kind: string; meter: string; amount: number; count: number; from: number; to: number; through: number }>,
+  ): void {
     for (const c of carried) {
       this.sql.exec(
         `INSERT INTO ledger (kind, meter, bucket, amount, count, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -242,9 +243,7 @@ export class Ledger {
   }
 
   byReference(reference: string): { id: number; amount: number } | undefined {
-    return this.sql.exec("SELECT id, amount FROM ledger WHERE reference = ?", reference).toArray()[0] as
-      | { id: number; amount: number }
-      | undefined;
+    return this.sql.exec("SELECT id, amount FROM ledger WHERE reference = ?", reference).toArray()[0] as { id: number; amount: number } | undefined;
   }
 
   sum(): number {

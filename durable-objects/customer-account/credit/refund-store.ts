@@ -1,5 +1,5 @@
-import type { ChargeRefunds } from "../contract";
 import { centsToMicros } from "../../../src/lib/money";
+import type { ChargeRefunds } from "../contract";
 
 /**
  * Refunds of top-up payments, owner of the `refunds` table (and of `payment_refunds`, which holds

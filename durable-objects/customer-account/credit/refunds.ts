@@ -1,5 +1,5 @@
-import type { ChargeRefunds } from "../contract";
 import { centsToMicros, formatCents } from "../../../src/lib/money";
+import type { ChargeRefunds } from "../contract";
 import type { AccountContext } from "../core/context";
 import { giveBack, takeBack } from "./clawbacks";
 import type { Grant } from "./grants";
@@ -26,7 +26,10 @@ export function applyRefund(context: AccountContext, facts: ChargeRefunds, now: 
 
 export function settleRefunds(context: AccountContext, grant: Grant, now: number): void {
   const rows = context.refunds.rows(grant.payment_intent!);
-  if (!rows.length) return settleLegacyRefunds(context, grant, now);
+  if (!rows.length) {
+    settleLegacyRefunds(context, grant, now);
+    return;
+  }
   for (const row of rows) {
     const failed = VOID_REFUND.has(row.status);
     if (!failed && row.applied === "no") {
@@ -34,7 +37,14 @@ export function settleRefunds(context: AccountContext, grant: Grant, now: number
       const taken = takeBack(context, grant, micros, `refund ${row.id} of ${grant.payment_intent} (${formatCents(micros)} cents)`, `refund_${row.id}`, now);
       context.refunds.applied(row.id, "taken", taken);
     } else if (failed && row.applied === "taken") {
-      giveBack(context, grant, row.taken, `refund ${row.id} of ${grant.payment_intent} ${row.status}: the credit it took back is given back`, `refund_${row.id}_${row.status}`, now);
+      giveBack(
+        context,
+        grant,
+        row.taken,
+        `refund ${row.id} of ${grant.payment_intent} ${row.status}: the credit it took back is given back`,
+        `refund_${row.id}_${row.status}`,
+        now,
+      );
       context.refunds.applied(row.id, "given_back");
     } else if (failed && row.applied === "no") {
       context.refunds.applied(row.id, "none");
@@ -53,5 +63,12 @@ function settleLegacyRefunds(context: AccountContext, grant: Grant, now: number)
   const delta = target - grant.refunded;
   if (delta <= 0) return;
   context.grants.setRefunded(grant, target);
-  takeBack(context, grant, delta, `refund of ${grant.payment_intent} (${formatCents(target)} of ${formatCents(grant.amount)} refunded)`, `refund_${grant.payment_intent}_${cents}`, now);
+  takeBack(
+    context,
+    grant,
+    delta,
+    `refund of ${grant.payment_intent} (${formatCents(target)} of ${formatCents(grant.amount)} refunded)`,
+    `refund_${grant.payment_intent}_${cents}`,
+    now,
+  );
 }

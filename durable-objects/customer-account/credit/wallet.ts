@@ -1,5 +1,5 @@
 import type { AccountRow, AccountStore } from "../core/account";
-import { availableFor, GrantBook, planDrain, spendable, type Grant, type GrantCategory, type GrantSource, type Receipt } from "./grants";
+import { availableFor, type Grant, type GrantBook, type GrantCategory, type GrantSource, planDrain, type Receipt, spendable } from "./grants";
 import type { EntryKind, Ledger, UsageEntry } from "./ledger";
 
 /** The largest balance an account may hold, in micro-cents: $10M, far inside exact integer range. */
@@ -133,7 +133,13 @@ export class Wallet {
     for (const [grant, micros] of closed) {
       const kind = grant.closed_reason === "voided" ? "void" : "expiry";
       this.ledger.entry(
-        { kind, amount: -micros, reason: `${kind === "void" ? "voided" : "expired"} ${grant.id}: the part of a request's charge given back after it closed`, now: usage.now, grant: grant.id },
+        {
+          kind,
+          amount: -micros,
+          reason: `${kind === "void" ? "voided" : "expired"} ${grant.id}: the part of a request's charge given back after it closed`,
+          now: usage.now,
+          grant: grant.id,
+        },
         alsoSet.closed?.(kind, grant, micros) ?? {},
       );
     }
@@ -214,7 +220,14 @@ export class Wallet {
     if (intoGrant > 0) this.grants.adjust(open!, intoGrant);
     const fields = given > 0 ? alsoSet(given) : {};
     this.ledger.entry(
-      { kind: "clawback_reversal", amount: given, reference, reason: given < micros ? `${reason}; ${micros - given} micro-cents of it had closed with the grant` : reason, now, grant: grant?.id ?? null },
+      {
+        kind: "clawback_reversal",
+        amount: given,
+        reference,
+        reason: given < micros ? `${reason}; ${micros - given} micro-cents of it had closed with the grant` : reason,
+        now,
+        grant: grant?.id ?? null,
+      },
       debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields,
     );
     return given;

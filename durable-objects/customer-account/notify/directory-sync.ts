@@ -1,11 +1,11 @@
-import { directoryFor } from "../../directory/contract";
 import type { Config } from "../../../src/lib/config";
 import type { DirectorySnapshot } from "../../directory/contract";
-import type { AccountStore } from "../core/account";
+import { directoryFor } from "../../directory/contract";
 import type { CohortStore } from "../cohorts/cohorts";
 import type { EmailLog } from "../cohorts/emails";
-import type { StripeReports } from "../stripe/reports";
+import type { AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
+import type { StripeReports } from "../stripe/reports";
 
 export const DIRECTORY_TIMER = "directory";
 

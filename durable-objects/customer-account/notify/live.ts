@@ -1,8 +1,8 @@
-import { LIVE_KEY_HEADER, LIVE_SESSION_HEADER, LIVE_UNTIL_HEADER } from "../contract";
 import type { Config } from "../../../src/lib/config";
 import { formatCents, formatMoney, microsToWholeCents } from "../../../src/lib/money";
-import type { AccountStore } from "../core/account";
 import type { CohortStore } from "../cohorts/cohorts";
+import { LIVE_KEY_HEADER, LIVE_SESSION_HEADER, LIVE_UNTIL_HEADER } from "../contract";
+import type { AccountStore } from "../core/account";
 
 /** Sockets watching this customer's balance carry this tag (WebSocket hibernation API). */
 export const LIVE_TAG = "live";

@@ -1,8 +1,8 @@
-import type { Cohort } from "../../../src/lib/config";
-import { webhookDispatcherStub } from "../../webhook-dispatcher/contract";
 import { newId } from "../../../src/lib/api-key-format";
+import type { Cohort } from "../../../src/lib/config";
 import { microsToWholeCents } from "../../../src/lib/money";
 import type { OutboundEvent, WebhookEventData, WebhookEventFields, WebhookEventType } from "../../../src/lib/provider-webhook-events";
+import { webhookDispatcherStub } from "../../webhook-dispatcher/contract";
 import type { AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
 

@@ -1,10 +1,10 @@
-import { directoryFor } from "../../directory/contract";
-import { type CustomerRollup } from "../../directory/rollup";
-import { HOUR_MS } from "../../../src/lib/time";
 import type { Config } from "../../../src/lib/config";
-import type { Ledger } from "../credit/ledger";
+import { HOUR_MS } from "../../../src/lib/time";
+import { directoryFor } from "../../directory/contract";
+import type { CustomerRollup } from "../../directory/rollup";
 import type { AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
+import type { Ledger } from "../credit/ledger";
 
 export const ROLLUP_TIMER = "rollup";
 /** Hours older than this are not pushed again (the directory keeps 8 days). */

@@ -1,13 +1,13 @@
-import type { AuthorizeResult } from "../contract";
 import { formatCents } from "../../../src/lib/money";
+import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
+import { type KeyRecord, periodEnd, periodStart, spentThisPeriod, withinCap } from "../access/key-store";
+import type { AuthorizeResult } from "../contract";
+import type { AccountContext } from "../core/context";
 import { mainGrant, planDrain, type Receipt } from "../credit/grants";
+import { bucketOf } from "../credit/ledger";
 import { decide } from "./governance";
 import { HOLD_MARGIN_MS, HOLDS_TIMER } from "./holds";
-import { IDEMPOTENCY_TIMER, scopedKey, type StoredResponse } from "./idempotency";
-import { periodEnd, periodStart, spentThisPeriod, withinCap, type KeyRecord } from "../access/key-store";
-import { bucketOf } from "../credit/ledger";
-import type { AccountContext } from "../core/context";
-import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
+import { IDEMPOTENCY_TIMER, type StoredResponse, scopedKey } from "./idempotency";
 
 export const CHARGES_TIMER = "charges";
 /** How long after a charge a refund may still come: the origin timeout plus this margin. */
@@ -27,7 +27,7 @@ export interface AuthorizeInput {
    */
   retry?: boolean;
   /** A request billed from its response: reserve this many units first. */
-  hold?: { units: number; onMissing: "hold" | "zero" };
+  hold?: { units: number; onMissing: "hold" | "zero"; model?: string };
   /** The client's Idempotency-Key, with the fingerprint of its method, path and body. */
   idempotency?: { key: string; fingerprint: string };
   now?: number;
@@ -156,6 +156,7 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
         on_missing: input.hold.onMissing,
         created_at: now,
         expires_at: holdExpiry(context, now),
+        ...(input.hold.model !== undefined ? { model: input.hold.model } : {}),
       });
       context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
     } else if (amount > 0) {
@@ -299,12 +300,21 @@ export function requestCharge(context: AccountContext, requestId: string) {
       over_hold_units: hold.over_hold,
       charged_exact_cents: hold.charged === null ? null : formatCents(hold.charged),
       reason: hold.reason,
+      // A tokens meter's: its model row and tokens per kind (null for other meters).
+      model: hold.usage?.model ?? null,
+      tokens: hold.usage?.tokens ?? null,
       created_at: hold.created_at,
       settled_at: hold.settled_at,
     };
   }
   const charge = context.charges.get(requestId);
   return charge
-    ? { request_id: charge.request_id, meter: charge.meter, status: charge.status, charged_exact_cents: charge.status === "charged" ? formatCents(charge.amount) : "0", created_at: charge.created_at }
+    ? {
+        request_id: charge.request_id,
+        meter: charge.meter,
+        status: charge.status,
+        charged_exact_cents: charge.status === "charged" ? formatCents(charge.amount) : "0",
+        created_at: charge.created_at,
+      }
     : null;
 }

@@ -1,6 +1,6 @@
 import type { Plan } from "../../../src/lib/customer";
-import type { Receipt } from "../credit/grants";
 import { HOUR_MS } from "../../../src/lib/time";
+import type { Receipt } from "../credit/grants";
 
 export const CHARGE_TABLES = {
   v3: `
@@ -32,7 +32,6 @@ export interface ChargeRow {
   created_at: number;
   refunded_at: number | null;
 }
-
 
 /**
  * Recent charges by the gateway's request id: a retried authorize (its reply lost) replays the

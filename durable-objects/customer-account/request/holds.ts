@@ -1,7 +1,8 @@
 import type { Plan } from "../../../src/lib/customer";
-import type { Receipt } from "../credit/grants";
-import { DAY_MS } from "../../../src/lib/time";
+import type { TokenCounts } from "../../../src/lib/meters";
 import type { EpochMs } from "../../../src/lib/time";
+import { DAY_MS } from "../../../src/lib/time";
+import type { Receipt } from "../credit/grants";
 
 export const HOLD_TABLES = {
   v8: `
@@ -27,6 +28,8 @@ CREATE TABLE IF NOT EXISTS holds (
 CREATE INDEX IF NOT EXISTS holds_open ON holds(expires_at) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS holds_settled ON holds(settled_at) WHERE status = 'settled';
 CREATE TABLE IF NOT EXISTS over_hold (meter TEXT NOT NULL, bucket INTEGER NOT NULL, units INTEGER NOT NULL, requests INTEGER NOT NULL, PRIMARY KEY (meter, bucket));`,
+  // v16: a tokens meter's settlement keeps its model and tokens per kind (JSON) with the hold.
+  v16: "ALTER TABLE holds ADD COLUMN usage TEXT;",
 };
 
 export const HOLDS_TIMER = "holds";
@@ -53,6 +56,14 @@ export interface HoldRow {
   created_at: EpochMs;
   expires_at: EpochMs;
   settled_at: number | null;
+  /** A tokens meter's settled usage: its model row and tokens per kind. */
+  usage: SettledUsage | null;
+}
+
+export interface SettledUsage {
+  model: string;
+  /** Null until settled, and when the response reported none. */
+  tokens: TokenCounts | null;
 }
 
 export type SettleReason = "completed" | "cut_off" | "client_gone" | "units_missing" | "origin_failed" | "refunded" | "expired";
@@ -86,13 +97,14 @@ export class Holds {
 
   get(requestId: string): HoldRow | undefined {
     const row = this.sql.exec("SELECT * FROM holds WHERE request_id = ?", requestId).toArray()[0];
-    return row ? ({ ...row, receipt: JSON.parse(row.receipt as string) } as unknown as HoldRow) : undefined;
+    return row ? ({ ...row, receipt: JSON.parse(row.receipt as string), usage: row.usage ? JSON.parse(row.usage as string) : null } as unknown as HoldRow) : undefined;
   }
 
-  insert(row: Omit<HoldRow, "status" | "units" | "charged" | "over_hold" | "reason" | "settled_at">): void {
+  /** A tokens meter's hold names its model row from the start, so a hold settled without usage is still its model's. */
+  insert(row: Omit<HoldRow, "status" | "units" | "charged" | "over_hold" | "reason" | "settled_at" | "usage"> & { model?: string }): void {
     this.sql.exec(
-      `INSERT INTO holds (request_id, meter, bucket, plan, key_id, unit_price, held_units, receipt, on_missing, status, created_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)`,
+      `INSERT INTO holds (request_id, meter, bucket, plan, key_id, unit_price, held_units, receipt, on_missing, status, created_at, expires_at, usage)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)`,
       row.request_id,
       row.meter,
       row.bucket,
@@ -104,6 +116,7 @@ export class Holds {
       row.on_missing,
       row.created_at,
       row.expires_at,
+      row.model === undefined ? null : JSON.stringify({ model: row.model, tokens: null }),
     );
   }
 
@@ -116,14 +129,15 @@ export class Holds {
     this.sql.exec("UPDATE holds SET held_units = ?, receipt = ?, expires_at = ? WHERE request_id = ?", heldUnits, JSON.stringify(receipt), expiresAt, requestId);
   }
 
-  settled(requestId: string, fields: { units: number | null; charged: number; overHold: number; reason: SettleReason; now: number }): void {
+  settled(requestId: string, fields: { units: number | null; charged: number; overHold: number; reason: SettleReason; now: number; usage: SettledUsage | null }): void {
     this.sql.exec(
-      "UPDATE holds SET status = 'settled', units = ?, charged = ?, over_hold = ?, reason = ?, settled_at = ? WHERE request_id = ?",
+      "UPDATE holds SET status = 'settled', units = ?, charged = ?, over_hold = ?, reason = ?, settled_at = ?, usage = ? WHERE request_id = ?",
       fields.units,
       fields.charged,
       fields.overHold,
       fields.reason,
       fields.now,
+      fields.usage ? JSON.stringify(fields.usage) : null,
       requestId,
     );
   }
@@ -147,7 +161,10 @@ export class Holds {
   }
 
   openExpired(now: number): string[] {
-    return this.sql.exec("SELECT request_id FROM holds WHERE status = 'open' AND expires_at <= ?", now).toArray().map((r) => r.request_id as string);
+    return this.sql
+      .exec("SELECT request_id FROM holds WHERE status = 'open' AND expires_at <= ?", now)
+      .toArray()
+      .map((r) => r.request_id as string);
   }
 
   /** Drops settled holds past their keeping time; returns the next time the timer is needed, or null. */

@@ -42,10 +42,7 @@ export interface StoredResponse {
   body: ArrayBuffer;
 }
 
-export type IdempotencyCheck =
-  | { state: "new" }
-  | { state: "replay"; response: StoredResponse }
-  | { state: "in_progress" | "mismatch" | "not_replayable" };
+export type IdempotencyCheck = { state: "new" } | { state: "replay"; response: StoredResponse } | { state: "in_progress" | "mismatch" | "not_replayable" };
 
 interface Row {
   key: string;
@@ -113,10 +110,8 @@ export class IdempotencyStore {
    * forget the key (its charge was given back: a retry is a new request).
    */
   finish(scoped: string, requestId: string, outcome: StoredResponse | "not_replayable" | "forget"): void {
-    const row = this.sql
-      .exec("SELECT key, status FROM idempotency WHERE key IN (?, ?) AND request_id = ?", scoped, unscoped(scoped), requestId)
-      .toArray()[0];
-    if (!row || row.status !== "in_flight") return;
+    const row = this.sql.exec("SELECT key, status FROM idempotency WHERE key IN (?, ?) AND request_id = ?", scoped, unscoped(scoped), requestId).toArray()[0];
+    if (row?.status !== "in_flight") return;
     const key = row.key as string;
     if (outcome === "forget") {
       this.sql.exec("DELETE FROM idempotency WHERE key = ?", key);

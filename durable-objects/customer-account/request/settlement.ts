@@ -1,15 +1,19 @@
-import type { AuthorizeResult } from "../contract";
-import type { Receipt } from "../credit/grants";
-import { HOLDS_TIMER, settlement, type HoldRow, type SettleReason } from "./holds";
+import { meterByName } from "../../../src/lib/config";
+import type { TokenCounts } from "../../../src/lib/meters";
 import { capHeadroom } from "../access/key-store";
-import { holdExpiry, refundAllowed } from "./authorize";
+import type { AuthorizeResult } from "../contract";
 import type { AccountContext } from "../core/context";
+import type { Receipt } from "../credit/grants";
+import { holdExpiry, refundAllowed } from "./authorize";
+import { HOLDS_TIMER, type HoldRow, type SettleReason, settlement } from "./holds";
 
 /*
- * A request billed from its response, after authorize took its hold (requests.ts): the hold grows
+ * A request billed from its response, after authorize took its hold (authorize.ts): the hold grows
  * as a stream's events arrive, is kept while the response is still arriving, and is settled by
  * the units read; one whose worker went away is released by the alarm.
  */
+
+const NO_TOKENS: TokenCounts = { input: 0, cached_input: 0, cache_write: 0, output: 0, reasoning: 0 };
 
 export interface ExtendResult {
   grantedUnits: number;
@@ -25,7 +29,7 @@ export interface ExtendResult {
 export function extendHold(context: AccountContext, input: { requestId: string; units: number; now?: number }): ExtendResult {
   const now = input.now ?? Date.now();
   const hold = context.holds.get(input.requestId);
-  if (!hold || hold.status !== "open") return { grantedUnits: 0, heldUnits: hold?.held_units ?? 0 };
+  if (hold?.status !== "open") return { grantedUnits: 0, heldUnits: hold?.held_units ?? 0 };
   const granted = affordableUnits(context, hold, input.units, now);
   if (granted === 0) {
     const key = hold.key_id ? context.keys.byKeyId(hold.key_id) : undefined;
@@ -64,12 +68,22 @@ export function extendHold(context: AccountContext, input: { requestId: string; 
 export function keepHold(context: AccountContext, input: { requestId: string; now?: number }): boolean {
   const now = input.now ?? Date.now();
   const hold = context.holds.get(input.requestId);
-  if (!hold || hold.status !== "open") return false;
+  if (hold?.status !== "open") return false;
   context.atomically(() => {
     context.holds.kept(hold.request_id, holdExpiry(context, now));
     context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
   });
   return true;
+}
+
+export interface SettleInput {
+  requestId: string;
+  /** Units read (null: unreadable); for a tokens meter, its cost in micro-cents. */
+  units: number | null;
+  reason: SettleReason;
+  /** A tokens meter's tokens per kind, as the response reported them. */
+  tokens?: TokenCounts | null;
+  now?: number;
 }
 
 export interface SettleResult {
@@ -87,12 +101,18 @@ export interface SettleResult {
  * as over_hold). A failed origin releases the whole hold, within the refund limit. Idempotent: a
  * settled hold answers what it was charged.
  */
-export function settleHold(context: AccountContext, input: { requestId: string; units: number | null; reason: SettleReason; now?: number }): SettleResult {
+export function settleHold(context: AccountContext, input: SettleInput): SettleResult {
   const now = input.now ?? Date.now();
   const hold = context.holds.get(input.requestId);
   if (!hold) return { chargedMicros: 0, chargedUnits: 0, overHoldUnits: 0, balanceMicros: 0, settled: false };
   if (hold.status === "settled") {
-    return { chargedMicros: hold.charged ?? 0, chargedUnits: hold.units ?? 0, overHoldUnits: hold.over_hold, balanceMicros: context.wallet.available(hold.meter, now), settled: false };
+    return {
+      chargedMicros: hold.charged ?? 0,
+      chargedUnits: hold.units ?? 0,
+      overHoldUnits: hold.over_hold,
+      balanceMicros: context.wallet.available(hold.meter, now),
+      settled: false,
+    };
   }
   const failed = input.reason === "origin_failed" && refundAllowed(context, hold.request_id, now);
   const { chargedUnits, overHold, charged, released, extra } = failed
@@ -104,11 +124,15 @@ export function settleHold(context: AccountContext, input: { requestId: string; 
     const accrue = (micros: number) => context.reports.accrue(hold.plan, hold.meter, micros, 0);
     if (released > 0) context.wallet.release(usage, hold.receipt, released, { usage: accrue, closed: context.closedGrantDebit(hold.request_id) });
     if (extra > 0) context.wallet.charge(usage, extra, accrue(-extra), 0);
-    if (hold.plan === "postpaid") context.reports.accrue(hold.plan, hold.meter, 0, chargedUnits);
+    // A meter priced per tool or per model reports its cost in cents; any other, its units.
+    if (meterByName(context.config, hold.meter)?.reportsCost) context.reports.accrueCost(hold.plan, hold.meter, hold.usage?.model ?? null, charged);
+    else if (hold.plan === "postpaid") context.reports.accrue(hold.plan, hold.meter, 0, chargedUnits);
     if (hold.key_id && released > 0) context.keys.spend(hold.key_id, -released, now, hold.created_at);
     if (hold.key_id && extra > 0) overCap(context, hold.key_id, extra, now);
     if (overHold > 0) context.holds.recordOverHold(hold.meter, hold.bucket, overHold);
-    context.holds.settled(hold.request_id, { units: input.units, charged, overHold, reason: failed ? "refunded" : input.reason, now });
+    const settledUsage = hold.usage ? { model: hold.usage.model, tokens: input.tokens ?? null } : null;
+    if (settledUsage && !failed) context.modelUsage.record(hold.meter, settledUsage.model, hold.bucket, settledUsage.tokens ?? NO_TOKENS, charged);
+    context.holds.settled(hold.request_id, { units: input.units, charged, overHold, reason: failed ? "refunded" : input.reason, now, usage: settledUsage });
     context.changed(now);
   });
   return { chargedMicros: charged, chargedUnits, overHoldUnits: overHold, balanceMicros: context.wallet.available(hold.meter, now), settled: true };

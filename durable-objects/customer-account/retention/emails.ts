@@ -1,7 +1,7 @@
 import type { Cohort } from "../../../src/lib/config";
+import { DAY_MS } from "../../../src/lib/time";
 import type { Membership } from "../cohorts/cohorts";
 import type { Timers } from "../core/timers";
-import { DAY_MS } from "../../../src/lib/time";
 
 export const EMAIL_RETENTION_TIMER = "email_retention";
 
@@ -71,9 +71,7 @@ export class EmailRetention {
 
   private nextAt(now: number, retentionMs: number, more: boolean): number | null {
     if (more) return now + 1_000;
-    const oldest = this.sql
-      .exec("SELECT MIN(created_at) AS t FROM emails WHERE id NOT IN (SELECT MAX(id) FROM emails GROUP BY cohort)")
-      .one().t as number | null;
+    const oldest = this.sql.exec("SELECT MIN(created_at) AS t FROM emails WHERE id NOT IN (SELECT MAX(id) FROM emails GROUP BY cohort)").one().t as number | null;
     if (oldest === null) return null;
     // Old rows kept for an enrollment still running are looked at again a day later.
     return oldest + retentionMs > now ? oldest + retentionMs : now + DAY_MS;

@@ -1,6 +1,6 @@
 import type { Config } from "../../../src/lib/config";
-import type { Timers } from "../core/timers";
 import { DAY_MS } from "../../../src/lib/time";
+import type { Timers } from "../core/timers";
 
 export const REPORT_RETENTION_TIMER = "report_retention";
 

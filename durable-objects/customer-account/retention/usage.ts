@@ -1,7 +1,8 @@
 import type { Config } from "../../../src/lib/config";
-import type { Ledger } from "../credit/ledger";
-import type { Timers } from "../core/timers";
 import { DAY_MS } from "../../../src/lib/time";
+import type { Timers } from "../core/timers";
+import type { Ledger } from "../credit/ledger";
+import type { ModelUsage } from "../request/model-usage";
 
 export const USAGE_RETENTION_TIMER = "usage_retention";
 
@@ -21,12 +22,13 @@ const BATCH = 500;
  * folded, from a timer, into one carried-forward row per kind and meter (bucket 0). Amounts move
  * between ledger rows in one synchronous step, so the ledger's sum (the balance), the request
  * counts and the totals per kind stay exactly what they were; only the per-bucket detail of old
- * buckets goes. Every other ledger entry (grants, clawbacks, notes…) is kept: it is one row per
+ * buckets goes (token usage per model folds the same way, model_usage in request/model-usage.ts). Every other ledger entry (grants, clawbacks, notes…) is kept: it is one row per
  * money event, not per unit of time.
  */
 export class UsageRetention {
   constructor(
     private readonly ledger: Ledger,
+    private readonly modelUsage: ModelUsage,
     private readonly timers: Timers,
     private readonly config: () => Config,
   ) {}
@@ -51,6 +53,7 @@ export class UsageRetention {
       carried.set(key, c);
     }
     this.ledger.carryForward(rows, CARRIED_BUCKET, carried.values());
+    this.modelUsage.fold(CARRIED_BUCKET, now - retentionMs);
     this.timers.set(USAGE_RETENTION_TIMER, rows.length === BATCH ? now + 1_000 : this.nextAt(now));
     return rows.length;
   }

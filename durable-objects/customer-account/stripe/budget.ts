@@ -1,5 +1,5 @@
 import { log } from "../../../src/lib/log";
-import { ENDPOINTS, StripePermit, type BudgetPriority, type BudgetSource } from "../../../src/lib/stripe-budget";
+import { type BudgetPriority, type BudgetSource, ENDPOINTS, StripePermit } from "../../../src/lib/stripe-budget";
 import { directoryFor } from "../../directory/contract";
 import type { AccountContext } from "../core/context";
 

@@ -1,14 +1,14 @@
 import type Stripe from "stripe";
-import { applyPaymentIntentEvent } from "../auto-topup/charge";
-import { applyDispute } from "../credit/disputes";
-import { applyRefund } from "../credit/refunds";
-import { type ChargeRefunds } from "../contract";
-import { createGrant } from "../credit/credits";
-import { recordIgnoredPayment } from "../credit/ignored-payments";
-import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
-import type { AccountContext } from "../core/context";
-import { stripeAgrees } from "./reconcile";
 import { idOf } from "../../../src/lib/stripe-ids";
+import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
+import { applyPaymentIntentEvent } from "../auto-topup/charge";
+import type { ChargeRefunds } from "../contract";
+import type { AccountContext } from "../core/context";
+import { createGrant } from "../credit/credits";
+import { applyDispute } from "../credit/disputes";
+import { recordIgnoredPayment } from "../credit/ignored-payments";
+import { applyRefund } from "../credit/refunds";
+import { stripeAgrees } from "./reconcile";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
 
@@ -44,8 +44,7 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
         upsertProfile(context, customerId, profileFromStripe(customer, previous));
         context.account.set({ profile_event_at: event.created, ...(customer.currency ? { stripe_currency: customer.currency } : {}) });
       }
-      const balanceChanged =
-        event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
+      const balanceChanged = event.type === "customer.created" || (event.data.previous_attributes as Record<string, unknown> | undefined)?.balance !== undefined;
       // Our own balance transactions come back as customer.updated: when the new balance is what
       // the edge already expects, there is nothing to fetch.
       if (balanceChanged && !stripeAgrees(context, customer.balance)) {
@@ -101,7 +100,11 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       // A refund leaving the auto top-up card pauses it; a refund's later updates (failed, say) do not.
       const reason = event.type === "charge.refunded" || event.type === "refund.created" ? "refund" : null;
       const payment = { paymentIntent: refunds.payment_intent, paymentMethod: refunds.payment_method };
-      return afterCredit(context, clawback(context, reason, payment, now, () => applyRefund(context, refunds, now)), now);
+      return afterCredit(
+        context,
+        clawback(context, reason, payment, now, () => applyRefund(context, refunds, now)),
+        now,
+      );
     }
     case "charge.dispute.created":
     case "charge.dispute.updated":
@@ -116,7 +119,11 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
         event.type === "charge.dispute.funds_withdrawn" ||
         (event.type === "charge.dispute.closed" && dispute.status === "lost");
       const payment = { paymentIntent: idOf(dispute.payment_intent), paymentMethod: null };
-      return afterCredit(context, clawback(context, pauses ? "dispute" : null, payment, now, () => applyDispute(context, dispute, event, now)), now);
+      return afterCredit(
+        context,
+        clawback(context, pauses ? "dispute" : null, payment, now, () => applyDispute(context, dispute, event, now)),
+        now,
+      );
     }
     case "invoice.paid":
     case "invoice.payment_failed":
@@ -150,10 +157,8 @@ function clawback(
   });
 }
 
-
 /** A clawback queues a report: the stripe timer sends it. */
 function afterCredit(context: AccountContext, status: "applied" | "ignored", now: number): "applied" | "ignored" {
   if (status === "applied") context.timers.at(STRIPE_TIMER, now);
   return status;
 }
-

@@ -1,7 +1,7 @@
 import type Stripe from "stripe";
 import { MICROS_PER_CENT } from "../../../src/lib/money";
-import { stripeClient } from "../../../src/lib/stripe-client";
 import type { StripePermit } from "../../../src/lib/stripe-budget";
+import { stripeClient } from "../../../src/lib/stripe-client";
 import { markDeleted } from "../access/profile";
 import type { AccountContext } from "../core/context";
 
@@ -50,7 +50,8 @@ export async function reconcile(context: AccountContext, permit: StripePermit, r
   context.account.set({ stripe_balance: stripeBalance, stripe_balance_at: now, stripe_currency: currency ?? null, reconcile_needed: 0, last_reconciled_at: now });
   const a = context.account.row;
   if (a.plan !== "prepaid" || context.currencyMismatch()) return;
-  const delta = impliedEdgeBalance({ stripeBalanceCents: stripeBalance, pendingUsageMicros: a.pending_usage, failedCents: context.reports.failedBalanceCents(), unsentCents: 0 }) - a.balance;
+  const delta =
+    impliedEdgeBalance({ stripeBalanceCents: stripeBalance, pendingUsageMicros: a.pending_usage, failedCents: context.reports.failedBalanceCents(), unsentCents: 0 }) - a.balance;
   if (delta === 0) return;
   context.atomically(() => {
     // Credit added in Stripe (the Dashboard, an invoice credit) becomes a grant; credit removed

@@ -1,7 +1,7 @@
 import type Stripe from "stripe";
 import { log } from "../../../src/lib/log";
-import { describeError, isBudgetSpent, isTransientStripeError, stripeClient, IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
 import { ENDPOINTS, type StripePermit } from "../../../src/lib/stripe-budget";
+import { describeError, IDEMPOTENCY_SAFE_MS, isBudgetSpent, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
 import { backoffMs } from "../core/backoff";
 import { DESCRIPTIONS, MAX_ATTEMPTS, type ReportKind, type ReportRow, type SendOutcome, type StripeReports } from "./reports";
 
@@ -11,7 +11,6 @@ import { DESCRIPTIONS, MAX_ATTEMPTS, type ReportKind, type ReportRow, type SendO
  * past 23 hours (keys expire) first looks the transaction up, and only then sends again under a
  * fresh key.
  */
-
 
 /** Sends pending reports whose backoff has passed (all of them with ignoreBackoff). */
 export async function flushReports(reports: StripeReports, permit: StripePermit, now: number, ignoreBackoff = false): Promise<{ sent: number; errors: number; pending: number }> {
@@ -43,7 +42,7 @@ export async function settleBalanceReports(reports: StripeReports, permit: Strip
   const customerId = reports.account.row.customer_id;
   const rows = reports.pendingBalanceReports();
   for (const report of rows) {
-    let found;
+    let found: Stripe.CustomerBalanceTransaction | null;
     try {
       found = await findTransaction(stripe, customerId, report);
     } catch (error) {
@@ -87,7 +86,7 @@ async function sendReport(reports: StripeReports, permit: StripePermit, report: 
       const event = await stripe.billing.meterEvents.create(
         {
           event_name: report.event_name!,
-          payload: { stripe_customer_id: customerId, value: String(report.amount) },
+          payload: { stripe_customer_id: customerId, value: String(report.amount), ...(report.model ? { model: report.model } : {}) },
           identifier: report.report_id,
           timestamp: report.event_timestamp!,
         },

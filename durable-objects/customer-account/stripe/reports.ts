@@ -1,13 +1,13 @@
-import { meterByName, type Config } from "../../../src/lib/config";
 import { newId } from "../../../src/lib/api-key-format";
-import { log } from "../../../src/lib/log";
-import { IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
-import { MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT, formatCents } from "../../../src/lib/money";
+import { type Config, meterByName } from "../../../src/lib/config";
 import type { Plan } from "../../../src/lib/customer";
+import { log } from "../../../src/lib/log";
+import { formatCents, MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT } from "../../../src/lib/money";
+import { IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
 import type { AccountRow, AccountStore } from "../core/account";
+import type { Timers } from "../core/timers";
 import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { ReportRetention } from "../retention/reports";
-import type { Timers } from "../core/timers";
 
 export const REPORT_TABLES = {
   v1: `
@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS reports (
   sent_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS reports_status ON reports(status, seq);`,
+  // v16: post-paid cost of meters priced per tool or per model and kind, by meter and model, in
+  // micro-cents until whole cents are reported; a meter event's model goes in its payload.
+  v16: `
+CREATE TABLE IF NOT EXISTS cost_pending (meter TEXT NOT NULL, model TEXT NOT NULL, micros INTEGER NOT NULL, PRIMARY KEY (meter, model));
+ALTER TABLE reports ADD COLUMN model TEXT;`,
 };
 
 /** Attempts Stripe could not answer (5xx, 429, timeouts) before a report counts as failed. */
@@ -45,6 +50,8 @@ export interface ReportRow {
   meter: string | null;
   event_name: string | null;
   event_timestamp: number | null;
+  /** A cost meter's meter event: the model it is for (sent as payload[model]); null otherwise. */
+  model: string | null;
   /** resolved: an operator settled a failed report by hand at Stripe. */
   status: "pending" | "sent" | "failed" | "resolved";
   attempts: number;
@@ -127,6 +134,21 @@ export class StripeReports {
     return {};
   }
 
+  /**
+   * Post-paid cost of a meter whose units have no one price (CompiledMeter.reportsCost): added up
+   * per meter and model in micro-cents; whole cents are reported, the fraction carried.
+   */
+  accrueCost(plan: Plan, meter: string, model: string | null, micros: number): void {
+    if (!this.config().stripeEnabled || plan !== "postpaid" || micros === 0) return;
+    this.sql.exec(
+      `INSERT INTO cost_pending (meter, model, micros) VALUES (?, ?, ?)
+       ON CONFLICT (meter, model) DO UPDATE SET micros = micros + excluded.micros`,
+      meter,
+      model ?? "",
+      micros,
+    );
+  }
+
   /** Credit given at the edge: Stripe's balance gains the same whole cents. */
   queueCredit(kind: "grant" | "topup", reportId: string, cents: number): void {
     if (this.config().stripeEnabled) this.insert(kind, reportId, -cents);
@@ -145,17 +167,18 @@ export class StripeReports {
   }
 
   /** Report times are wall-clock: Stripe compares them with its own (meter event windows, key expiry). */
-  insert(kind: ReportRow["kind"], reportId: string, amount: number, meter?: { name: string; eventName: string }): void {
+  insert(kind: ReportRow["kind"], reportId: string, amount: number, meter?: { name: string; eventName: string; model?: string }): void {
     this.retention.due(Date.now());
     this.sql.exec(
-      `INSERT INTO reports (report_id, kind, idempotency_key, amount, meter, event_name, event_timestamp, status, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (report_id) DO NOTHING`,
+      `INSERT INTO reports (report_id, kind, idempotency_key, amount, meter, event_name, model, event_timestamp, status, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (report_id) DO NOTHING`,
       reportId,
       kind,
       reportId,
       amount,
       meter?.name ?? null,
       meter?.eventName ?? null,
+      meter?.model || null,
       Math.floor(Date.now() / 1000),
       Date.now(),
     );
@@ -185,6 +208,17 @@ export class StripeReports {
       const reportId = `payg_meter.${this.account.row.customer_id}.${newId("m").slice(2)}`;
       this.insert("meter_event", reportId, row.quantity as number, { name: row.meter as string, eventName });
       this.sql.exec("UPDATE meter_pending SET quantity = 0 WHERE meter = ?", row.meter);
+    }
+    for (const row of this.sql.exec("SELECT meter, model, micros FROM cost_pending WHERE micros >= ?", MICROS_PER_CENT).toArray()) {
+      const meter = meterByName(config, row.meter as string);
+      const cents = Math.floor((row.micros as number) / MICROS_PER_CENT);
+      const reportId = `payg_meter.${this.account.row.customer_id}.${newId("m").slice(2)}`;
+      this.insert("meter_event", reportId, cents, {
+        name: row.meter as string,
+        eventName: meter?.stripeEventName ?? config.PRICING.default_stripe_event_name,
+        model: row.model as string,
+      });
+      this.sql.exec("UPDATE cost_pending SET micros = micros - ? WHERE meter = ? AND model = ?", cents * MICROS_PER_CENT, row.meter, row.model);
     }
   }
 
@@ -249,7 +283,9 @@ export class StripeReports {
       )
       .one();
     const usage = this.usageWorthReporting(now) ? Math.ceil(Math.abs(dueToStripe(this.account.row.pending_usage).cents) / MAX_STRIPE_AMOUNT_CENTS) : 0;
-    const meters = this.sql.exec("SELECT COUNT(*) AS n FROM meter_pending WHERE quantity > 0").one().n as number;
+    const meters =
+      (this.sql.exec("SELECT COUNT(*) AS n FROM meter_pending WHERE quantity > 0").one().n as number) +
+      (this.sql.exec("SELECT COUNT(*) AS n FROM cost_pending WHERE micros >= ?", MICROS_PER_CENT).one().n as number);
     return { balance: (r.balance as number) + usage, lookups: r.lookups as number, meter: (r.meter as number) + meters };
   }
 
@@ -259,6 +295,8 @@ export class StripeReports {
     if (!this.config().stripeEnabled) return false;
     if (this.usageWorthReporting(now) || a.reconcile_needed) return true;
     if (this.sql.exec("SELECT 1 FROM meter_pending WHERE quantity > 0 LIMIT 1").toArray().length) return true;
+    // A cost meter's fraction of a cent waits for the next cent.
+    if (this.sql.exec("SELECT 1 FROM cost_pending WHERE micros >= ? LIMIT 1", MICROS_PER_CENT).toArray().length) return true;
     return this.sql.exec("SELECT 1 FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ? LIMIT 1", now).toArray().length > 0;
   }
 
@@ -269,7 +307,12 @@ export class StripeReports {
 
   /** Reports per status (pending and failed ones are never deleted: the rollup counts the rows). */
   countsByStatus(): Record<string, number> {
-    return Object.fromEntries(this.sql.exec("SELECT status, COUNT(*) AS n FROM reports GROUP BY status").toArray().map((r) => [r.status as string, r.n as number]));
+    return Object.fromEntries(
+      this.sql
+        .exec("SELECT status, COUNT(*) AS n FROM reports GROUP BY status")
+        .toArray()
+        .map((r) => [r.status as string, r.n as number]),
+    );
   }
 
   pendingCount(): number {
@@ -356,7 +399,7 @@ export class StripeReports {
     let failed = 0;
     for (const id of identifiers) {
       const row = this.byId(id);
-      if (!row || row.kind !== "meter_event" || row.status === "failed") continue;
+      if (row?.kind !== "meter_event" || row.status === "failed") continue;
       this.fail(row, reason);
       failed++;
     }
@@ -382,8 +425,15 @@ export class StripeReports {
       enabled: this.config().stripeEnabled,
       pending_usage_exact_cents: formatCents(a.pending_usage),
       pending_meter_quantities: Object.fromEntries(
-        this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity != 0").toArray().map((r) => [r.meter, r.quantity]),
+        this.sql
+          .exec("SELECT meter, quantity FROM meter_pending WHERE quantity != 0")
+          .toArray()
+          .map((r) => [r.meter, r.quantity]),
       ),
+      pending_costs: this.sql
+        .exec("SELECT meter, model, micros FROM cost_pending WHERE micros != 0 ORDER BY meter, model")
+        .toArray()
+        .map((r) => ({ meter: r.meter, model: r.model || null, exact_cents: formatCents(r.micros as number) })),
       last_known_stripe_balance: a.stripe_balance,
       last_known_stripe_balance_at: a.stripe_balance_at,
       edge_balance_exact_cents: formatCents(a.balance),
@@ -394,6 +444,7 @@ export class StripeReports {
         kind: r.kind,
         amount: r.amount,
         meter: r.meter,
+        ...(r.model ? { model: r.model } : {}),
         status: r.status,
         attempts: r.attempts,
         last_error: r.last_error,

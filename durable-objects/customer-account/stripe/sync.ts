@@ -1,9 +1,9 @@
-import { flushReports, settleBalanceReports, waitForBudget } from "./report-sender";
 import { log } from "../../../src/lib/log";
 import { ENDPOINTS } from "../../../src/lib/stripe-budget";
 import type { AccountContext } from "../core/context";
-import { reconcile } from "./reconcile";
 import { reserveStripeWork, stripePermit } from "./budget";
+import { reconcile } from "./reconcile";
+import { flushReports, settleBalanceReports, waitForBudget } from "./report-sender";
 
 /**
  * The Stripe work of one customer, under the object's lock (from the cron's cycle or the stripe

@@ -1,10 +1,10 @@
 import { formatCents, formatMoney, microsToWholeCents } from "../../../src/lib/money";
+import { DAY_MS } from "../../../src/lib/time";
 import { autoTopUpView, topUpView } from "../auto-topup/view";
-import { spendable, type Grant } from "../credit/grants";
+import type { AccountContext } from "../core/context";
+import { type Grant, spendable } from "../credit/grants";
 import { ignoredPayments } from "../credit/ignored-payments";
 import { bucketOf } from "../credit/ledger";
-import type { AccountContext } from "../core/context";
-import { DAY_MS } from "../../../src/lib/time";
 
 /** A grant as the admin API shows it: every amount in cents, like the rest of the API. */
 export function grantView(g: Grant, nowMs: number) {

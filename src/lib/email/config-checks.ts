@@ -53,7 +53,7 @@ export function dkimKeyProblem(key: string): string | null {
   if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(key)) return `is not base64; ${DKIM_FORMAT}`;
   const der = Uint8Array.from(atob(key), (c) => c.charCodeAt(0));
   const outer = readTlv(der, 0);
-  if (!outer || outer.tag !== 0x30 || outer.end !== der.length) return `is not DER; ${DKIM_FORMAT}`;
+  if (outer?.tag !== 0x30 || outer.end !== der.length) return `is not DER; ${DKIM_FORMAT}`;
   const version = readTlv(der, outer.start);
   const next = version && readTlv(der, version.end);
   const isVersionZero = version?.tag === 0x02 && version.end - version.start === 1 && der[version.start] === 0;

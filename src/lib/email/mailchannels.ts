@@ -18,9 +18,7 @@ export interface OutgoingEmail {
  * idempotency key, so it is not sent again; a duplicate email is worse than a missed reminder
  * that the next window repeats. `requestId` is MailChannels' `request_id`, when it answered one.
  */
-export type SendOutcome =
-  | { outcome: "sent"; requestId: string | null }
-  | { outcome: "retry" | "failed" | "unknown"; error: string; requestId?: string | null };
+export type SendOutcome = { outcome: "sent"; requestId: string | null } | { outcome: "retry" | "failed" | "unknown"; error: string; requestId?: string | null };
 
 /** The 202 body: `{ request_id, results: [{ index, message_id, status: "sent" | "failed", reason }] }`. */
 interface SendResponse {

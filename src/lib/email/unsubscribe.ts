@@ -1,8 +1,8 @@
+import { hmacHex } from "../../verify/payg-signature";
+import { timingSafeEqualStrings } from "../api-key-format";
 import type { Config } from "../config";
 import { purposeMac } from "../derived-keys";
-import { timingSafeEqualStrings } from "../api-key-format";
 import { escapeHtmlText } from "../template";
-import { hmacHex } from "../../verify/payg-signature";
 
 /** The public route every behavioral email links to (RFC 8058 one-click, and a confirmation page). */
 export const UNSUBSCRIBE_PATH = "/email/unsubscribe";

@@ -18,7 +18,11 @@ export function autoTopUpField(config: Config) {
       amount_cents: wholeCents("amount_cents").min(min, `must be at least ${min}`).max(max, `must be at most ${max}`),
       monthly_cap_cents: wholeCents("monthly_cap_cents").min(1).max(MAX_STRIPE_AMOUNT_CENTS),
       /** At most one top-up per this many seconds, whatever the balance does. */
-      min_interval_seconds: z.int("min_interval_seconds must be a whole number of seconds").min(60).max(30 * 86_400).default(600),
+      min_interval_seconds: z
+        .int("min_interval_seconds must be a whole number of seconds")
+        .min(60)
+        .max(30 * 86_400)
+        .default(600),
       /** At most this many top-ups per UTC day. */
       max_per_day: z.int("max_per_day must be a whole number").min(1).max(100).default(4),
     })

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { customerStub, type AppEnv } from "../../env";
+import { type AppEnv, customerStub } from "../../env";
 import { customerId, notFound } from "./customers";
 
 /** `GET /admin/customers/{id}/auto-top-up`: settings, state (paused and why, capped), this month's total, recent top-ups. */

@@ -1,8 +1,8 @@
 import { Hono } from "hono";
-import { COHORTS, type Cohort } from "../../lib/config";
-import { allShards, mergeCohortMembers, type AppEnv } from "../../env";
-import { ApiError } from "../../lib/errors";
+import { type AppEnv, allShards, mergeCohortMembers } from "../../env";
 import { queryInt } from "../../http";
+import { COHORTS, type Cohort } from "../../lib/config";
+import { ApiError } from "../../lib/errors";
 
 /** `/admin/cohorts…`: member counts and paged member lists, answered by the directory shards (merged by customer id). */
 export const cohorts = new Hono<AppEnv>();

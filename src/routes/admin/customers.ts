@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { allShards, customerStub, mergeCustomerPages, type AppEnv } from "../../env";
-import { ApiError } from "../../lib/errors";
+import { type AppEnv, allShards, customerStub, mergeCustomerPages } from "../../env";
 import { jsonBody, queryInt } from "../../http";
 import { CUSTOMER_ID } from "../../lib/api-key-format";
+import { ApiError } from "../../lib/errors";
 import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, microsToWholeCents } from "../../lib/money";
 import { autoTopUpField } from "./auto-top-up-settings";
 
@@ -92,9 +92,7 @@ customers.get("/customers/:id/requests/:requestId", async (c) => {
 customers.post("/customers/:id/keys", async (c) => {
   const id = customerId(c.req.param("id"));
   const body = await jsonBody(c, KeyBody);
-  const key =
-    (await customerStub(c.env, id).createKey(body.name ?? null, { spendCapCents: body.spend_cap_cents ?? null, capPeriod: body.cap_period ?? null })) ??
-    notFound(id);
+  const key = (await customerStub(c.env, id).createKey(body.name ?? null, { spendCapCents: body.spend_cap_cents ?? null, capPeriod: body.cap_period ?? null })) ?? notFound(id);
   return c.json(key, 201);
 });
 

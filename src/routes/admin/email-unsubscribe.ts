@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { customerStub, type AppEnv } from "../../env";
+import { type AppEnv, customerStub } from "../../env";
 import { customerId, notFound } from "./customers";
 
 /**

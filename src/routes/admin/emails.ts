@@ -1,12 +1,12 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { type AppEnv, customerStub, directoryStub } from "../../env";
+import { jsonBody, queryInt } from "../../http";
+import { CUSTOMER_ID } from "../../lib/api-key-format";
 import { COHORTS } from "../../lib/config";
 import { sendViaMailChannels } from "../../lib/email/mailchannels";
 import { listUnsubscribeHeaders, unsubscribeUrl, withHtmlFooter, withTextFooter } from "../../lib/email/unsubscribe";
-import { customerStub, directoryStub, type AppEnv } from "../../env";
 import { ApiError } from "../../lib/errors";
-import { jsonBody, queryInt } from "../../http";
-import { CUSTOMER_ID } from "../../lib/api-key-format";
 import { mergeValues } from "../../lib/merge";
 import { centsToMicros, parseCentsDecimal } from "../../lib/money";
 import { escapeHtml, renderString } from "../../lib/template";

@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { meterByName } from "../../lib/config";
-import { customerStub, type AppEnv } from "../../env";
-import { ApiError } from "../../lib/errors";
+import { type AppEnv, customerStub } from "../../env";
 import { jsonBody, queryInt } from "../../http";
+import { meterByName } from "../../lib/config";
+import { ApiError } from "../../lib/errors";
 import { MAX_STRIPE_AMOUNT_CENTS, microsToWholeCents } from "../../lib/money";
 import { customerId, idempotencyKey, notFound } from "./customers";
 
@@ -43,10 +43,7 @@ grants.post("/customers/:id/grants", async (c) => {
   });
   if (result.status === "conflict") throw new ApiError("conflict", "This Idempotency-Key was already used for a different grant.");
   if (result.status === "balance_limit") throw new ApiError("conflict", "This grant would take the balance past the largest balance the gateway holds.");
-  return c.json(
-    { ...(await stub.grantView(result.grant!.id)), balance: { available_cents: microsToWholeCents(result.balanceMicros) } },
-    result.status === "created" ? 201 : 200,
-  );
+  return c.json({ ...(await stub.grantView(result.grant!.id)), balance: { available_cents: microsToWholeCents(result.balanceMicros) } }, result.status === "created" ? 201 : 200);
 });
 
 grants.get("/customers/:id/grants", async (c) => {

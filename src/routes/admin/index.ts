@@ -1,6 +1,6 @@
 import { Hono } from "hono";
-import type { AppEnv } from "../../env";
 import { methodNotAllowed } from "hono/method-not-allowed";
+import type { AppEnv } from "../../env";
 import { errorBody } from "../../lib/errors";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
@@ -10,13 +10,13 @@ import { customers } from "./customers";
 import { emailUnsubscribe } from "./email-unsubscribe";
 import { emails } from "./emails";
 import { grants } from "./grants";
-import { reports } from "./reports";
-import { webhookEndpoints } from "./webhook-endpoints";
 import { overview } from "./overview";
 import { portalSessions } from "./portal-sessions";
+import { reports } from "./reports";
 import { status } from "./status";
 import { storage } from "./storage";
 import { usage } from "./usage";
+import { webhookEndpoints } from "./webhook-endpoints";
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
 

@@ -1,10 +1,9 @@
 import { Hono } from "hono";
+import { type AppEnv, allShards, sumOverviews } from "../../env";
 import { COHORTS } from "../../lib/config";
-import { allShards, sumOverviews, type AppEnv } from "../../env";
 import { formatCents, formatMoney, microsToWholeCents } from "../../lib/money";
-import { totalsByMeter, usageJson } from "../../usage";
 import { DAY_MS } from "../../lib/time";
-
+import { totalsByMeter, usageJson } from "../../usage";
 
 /** `/admin/overview`: the numbers across customers the dashboard's overview shows, the directory shards' rollups summed. */
 export const overview = new Hono<AppEnv>();

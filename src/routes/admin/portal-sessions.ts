@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { customerStub, type AppEnv } from "../../env";
+import { type AppEnv, customerStub } from "../../env";
 import { jsonBody } from "../../http";
 import { customerId, notFound } from "./customers";
 

@@ -1,8 +1,8 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { customerStub, type AppEnv } from "../../env";
-import { ApiError } from "../../lib/errors";
+import { type AppEnv, customerStub } from "../../env";
 import { jsonBody } from "../../http";
+import { ApiError } from "../../lib/errors";
 import { customerId, notFound } from "./customers";
 
 const ResolveBody = z.strictObject({ note: z.string().min(1).max(500) });

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { allShards, type AppEnv } from "../../env";
+import { type AppEnv, allShards } from "../../env";
 import { formatCents } from "../../lib/money";
 
 /** `/admin/status`: what is configured, and, with Stripe on, the call budget's use and how far behind usage reports are. */

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { customerStub, type AppEnv } from "../../env";
+import { type AppEnv, customerStub } from "../../env";
 import { customerId, notFound } from "./customers";
 
 /** `/admin/customers/{id}/storage`: rows per table in the customer's object, to check that its state stays bounded. */

@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Config } from "../../lib/config";
-import { webhookDispatcherStub, type AppEnv } from "../../env";
-import { ApiError } from "../../lib/errors";
+import { type AppEnv, webhookDispatcherStub } from "../../env";
 import { jsonBody, queryInt } from "../../http";
+import type { Config } from "../../lib/config";
+import { ApiError } from "../../lib/errors";
 import { WEBHOOK_EVENT_TYPES } from "../../lib/provider-webhook-events";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost"]);

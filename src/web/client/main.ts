@@ -5,14 +5,14 @@ import { formatMoney } from "../../lib/money";
 import "./app.css";
 
 interface ChartData {
-  unit: "requests" | "money";
+  unit: "requests" | "tokens" | "money";
   currency: string;
   x: number[];
   series: { label: string; values: number[] }[];
 }
 
 const COLORS = ["#1d4ed8", "#b45309", "#047857", "#7c3aed", "#be123c", "#0e7490"];
-/** Whole-number tick steps: requests and micro-cents are integers. */
+/** Whole-number tick steps: requests, tokens and micro-cents are integers. */
 const INCREMENTS = Array.from({ length: 16 }, (_, k) => [1, 2, 5].map((m) => m * 10 ** k)).flat();
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
@@ -105,7 +105,11 @@ function formHelpers(): void {
       return;
     }
     form.dataset.submitting = "1";
-    setTimeout(() => form.querySelectorAll<HTMLButtonElement>("button[type=submit]").forEach((b) => (b.disabled = true)));
+    setTimeout(() =>
+      form.querySelectorAll<HTMLButtonElement>("button[type=submit]").forEach((b) => {
+        b.disabled = true;
+      }),
+    );
   });
   for (const button of document.querySelectorAll<HTMLButtonElement>("button[data-copy]")) {
     button.hidden = false;

@@ -24,19 +24,8 @@
  * `takeThinEvents()` call, like Stripe's validation windows; error_message texts are the double's.
  */
 import type Stripe from "stripe";
-import {
-  checkKnown,
-  invalid,
-  missing,
-  newId,
-  noSuch,
-  randomChars,
-  readExpand,
-  readInt,
-  readString,
-  type Params,
-} from "./common";
-import { type MeterProblem, StripeState, type ThinEventPayload, type V2Event } from "./core";
+import { checkKnown, invalid, missing, newId, noSuch, type Params, randomChars, readExpand, readInt, readString } from "./common";
+import type { MeterProblem, StripeState, ThinEventPayload, V2Event } from "./core";
 
 const METER_EVENT_CREATE_PARAMS = new Set(["event_name", "expand", "identifier", "payload", "timestamp"]);
 const METER_PAST_WINDOW_S = 35 * 24 * 60 * 60;
@@ -142,11 +131,7 @@ export function apiCreateMeterEvent(state: StripeState, params: Params): Stripe.
     problem("v1.billing.meter.no_meter_found", "no_meter", `No active meter was found for event_name ${eventName}.`);
     state.rejectedMeterEvents.push(event);
   } else if (!state.customers.has(customer) || state.deletedCustomers.has(customer)) {
-    problem(
-      "v1.billing.meter.error_report_triggered",
-      "meter_event_customer_not_found",
-      `Customer ${customer} for the meter event was not found.`,
-    );
+    problem("v1.billing.meter.error_report_triggered", "meter_event_customer_not_found", `Customer ${customer} for the meter event was not found.`);
     state.rejectedMeterEvents.push(event);
   } else {
     state.meterEvents.push(event);
@@ -350,4 +335,3 @@ export function buildInvoice(state: StripeState, c: Stripe.Customer, type: Invoi
     webhooks_delivered_at: now,
   };
 }
-

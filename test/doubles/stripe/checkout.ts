@@ -2,48 +2,86 @@
  * Checkout sessions. Completing a payment-mode session (`completeCheckout`) creates the
  * PaymentIntent and the Charge it paid with, so that refunds and disputes can refer to them; a
  * session created with `payment_intent_data[setup_future_usage]` and a `customer` also attaches
- * the card to that customer (FACTS.md: "It is attached to the customer only when the session has
- * `customer`"). `checkout.session.completed` is emitted first, then `payment_method.attached`,
+ * the card to that customer (the API reference of `payment_intent_data.setup_future_usage`,
+ * https://docs.stripe.com/api/checkout/sessions/create: "If a Customer has been provided or
+ * Checkout creates a new Customer, Checkout will attach the payment method to the Customer"; the
+ * double never creates one). `checkout.session.completed` is emitted first, then `payment_method.attached`,
  * `payment_intent.created`, `charge.succeeded` and `payment_intent.succeeded` (Stripe does not
  * order deliveries).
  * Completing a checkout never changes a customer balance: the gateway credits it itself.
  */
 import type Stripe from "stripe";
-import {
-  applyMetadata,
-  checkKnown,
-  readBoolean,
-  clone,
-  invalid,
-  missing,
-  noSuch,
-  parseIntParam,
-  randomChars,
-  readExpand,
-  readMetadata,
-  readString,
-  type Params,
-} from "./common";
-import { StripeState } from "./core";
+import { applyMetadata, checkKnown, clone, invalid, missing, noSuch, type Params, parseIntParam, randomChars, readBoolean, readExpand, readMetadata, readString } from "./common";
+import type { StripeState } from "./core";
 import { MAX_AMOUNT, payForCheckout, settleCheckoutPayment } from "./payments";
 
 // From the SDK's SessionCreateParams and SessionCreateParams.PaymentIntentData.
 const SESSION_CREATE_PARAMS = new Set([
-  "adaptive_pricing", "after_expiration", "allow_promotion_codes", "allowed_payment_method_types",
-  "automatic_tax", "billing_address_collection", "branding_settings", "cancel_url", "client_reference_id",
-  "consent_collection", "currency", "custom_fields", "custom_text", "customer", "customer_account",
-  "customer_creation", "customer_email", "customer_update", "discounts", "excluded_payment_method_types",
-  "expand", "expires_at", "integration_identifier", "invoice_creation", "line_items", "locale",
-  "managed_payments", "metadata", "mode", "name_collection", "optional_items", "origin_context",
-  "payment_intent_data", "payment_method_collection", "payment_method_configuration",
-  "payment_method_data", "payment_method_options", "payment_method_types", "permissions",
-  "phone_number_collection", "redirect_on_completion", "return_url", "saved_payment_method_options",
-  "setup_intent_data", "shipping_address_collection", "shipping_options", "submit_type",
-  "subscription_data", "success_url", "tax_id_collection", "ui_mode", "wallet_options",
+  "adaptive_pricing",
+  "after_expiration",
+  "allow_promotion_codes",
+  "allowed_payment_method_types",
+  "automatic_tax",
+  "billing_address_collection",
+  "branding_settings",
+  "cancel_url",
+  "client_reference_id",
+  "consent_collection",
+  "currency",
+  "custom_fields",
+  "custom_text",
+  "customer",
+  "customer_account",
+  "customer_creation",
+  "customer_email",
+  "customer_update",
+  "discounts",
+  "excluded_payment_method_types",
+  "expand",
+  "expires_at",
+  "integration_identifier",
+  "invoice_creation",
+  "line_items",
+  "locale",
+  "managed_payments",
+  "metadata",
+  "mode",
+  "name_collection",
+  "optional_items",
+  "origin_context",
+  "payment_intent_data",
+  "payment_method_collection",
+  "payment_method_configuration",
+  "payment_method_data",
+  "payment_method_options",
+  "payment_method_types",
+  "permissions",
+  "phone_number_collection",
+  "redirect_on_completion",
+  "return_url",
+  "saved_payment_method_options",
+  "setup_intent_data",
+  "shipping_address_collection",
+  "shipping_options",
+  "submit_type",
+  "subscription_data",
+  "success_url",
+  "tax_id_collection",
+  "ui_mode",
+  "wallet_options",
 ]);
 const PAYMENT_INTENT_DATA_PARAMS = new Set([
-  "application_fee_amount", "capture_method", "description", "metadata", "on_behalf_of", "receipt_email",
-  "setup_future_usage", "shipping", "statement_descriptor", "statement_descriptor_suffix", "transfer_data",
+  "application_fee_amount",
+  "capture_method",
+  "description",
+  "metadata",
+  "on_behalf_of",
+  "receipt_email",
+  "setup_future_usage",
+  "shipping",
+  "statement_descriptor",
+  "statement_descriptor_suffix",
+  "transfer_data",
   "transfer_group",
 ]);
 const RETRIEVE_PARAMS = new Set(["expand"]);
@@ -229,9 +267,7 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
     permissions: null,
     phone_number_collection: { enabled: false },
     recovered_from: null,
-    saved_payment_method_options: customer
-      ? { allow_redisplay_filters: ["always"], payment_method_remove: null, payment_method_save: null }
-      : null,
+    saved_payment_method_options: customer ? { allow_redisplay_filters: ["always"], payment_method_remove: null, payment_method_save: null } : null,
     setup_intent: null,
     shipping_address_collection: null,
     shipping_cost: null,

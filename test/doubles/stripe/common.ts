@@ -67,13 +67,7 @@ export function parseStripeForm(body: string): Record<string, unknown> {
       const nextPart = parts[i + 1] ?? "";
       const parentName = i > 0 ? (parts[i - 1] ?? "") : "";
       // Arrays take an index ("" appends), objects a key; both are filled the same way.
-      const slot = Array.isArray(container)
-        ? part === ""
-          ? container.length
-          : Number(part)
-        : part === "" && HASH_KEYS.has(parentName)
-          ? ""
-          : part;
+      const slot = Array.isArray(container) ? (part === "" ? container.length : Number(part)) : part === "" && HASH_KEYS.has(parentName) ? "" : part;
       const target = container as Record<string | number, unknown>;
       if (last) {
         target[slot] = value;
@@ -243,7 +237,6 @@ export function metadataDiff(before: Stripe.Metadata, after: Stripe.Metadata): R
 }
 
 export const clone = <T>(v: T): T => structuredClone(v);
-
 
 /** Stripe's answer to a string over its maxLength (the message text is the double's wording). */
 export function tooLong(param: string, value: string, max: number): ApiError {

@@ -2,7 +2,7 @@
  * The state every resource family of the Stripe double shares: the clock, the objects, the
  * webhook events (v1 snapshot events) and the thin (v2) events waiting for delivery.
  */
-import Stripe from "stripe";
+import type Stripe from "stripe";
 import { clone, DAY_MS, newId, noSuch } from "./common";
 
 export type EventType = Stripe.Event["type"];
@@ -141,12 +141,7 @@ export class StripeState {
 
   // ----------------------------------------------------------------------------- events
 
-  emit<T extends EventType>(
-    type: T,
-    object: EventObject<T>,
-    previous: Partial<EventObject<T>> | undefined,
-    request: Stripe.Event.Request | null,
-  ): EventOf<T> {
+  emit<T extends EventType>(type: T, object: EventObject<T>, previous: Partial<EventObject<T>> | undefined, request: Stripe.Event.Request | null): EventOf<T> {
     const data = previous === undefined ? { object: clone(object) } : { object: clone(object), previous_attributes: clone(previous) };
     // Typed through EventBase (the shared shape of every Stripe.Event); the generic signature
     // above ties `object`/`previous` to the event type at each call site.

@@ -19,6 +19,7 @@ import {
   metadataDiff,
   newId,
   noSuch,
+  type Params,
   randomChars,
   readCurrency,
   readExpand,
@@ -26,22 +27,57 @@ import {
   readMetadata,
   readNullableString,
   readString,
-  type Params,
 } from "./common";
-import { eventRequest, StripeState, type RequestContext } from "./core";
+import { eventRequest, type RequestContext, StripeState } from "./core";
 import { attachPaymentMethod, resolvePaymentMethod } from "./payments";
 
 // Top-level parameters (from the SDK's CustomerCreateParams / CustomerUpdateParams / ...Params).
 const CUSTOMER_CREATE_PARAMS = new Set([
-  "address", "balance", "business_name", "cash_balance", "description", "email", "expand",
-  "individual_name", "invoice_prefix", "invoice_settings", "metadata", "name", "next_invoice_sequence",
-  "payment_method", "phone", "preferred_locales", "shipping", "source", "tax", "tax_exempt",
-  "tax_id_data", "test_clock", "validate",
+  "address",
+  "balance",
+  "business_name",
+  "cash_balance",
+  "description",
+  "email",
+  "expand",
+  "individual_name",
+  "invoice_prefix",
+  "invoice_settings",
+  "metadata",
+  "name",
+  "next_invoice_sequence",
+  "payment_method",
+  "phone",
+  "preferred_locales",
+  "shipping",
+  "source",
+  "tax",
+  "tax_exempt",
+  "tax_id_data",
+  "test_clock",
+  "validate",
 ]);
 const CUSTOMER_UPDATE_PARAMS = new Set([
-  "address", "balance", "business_name", "cash_balance", "default_source", "description", "email",
-  "expand", "individual_name", "invoice_prefix", "invoice_settings", "metadata", "name",
-  "next_invoice_sequence", "phone", "preferred_locales", "shipping", "source", "tax", "tax_exempt",
+  "address",
+  "balance",
+  "business_name",
+  "cash_balance",
+  "default_source",
+  "description",
+  "email",
+  "expand",
+  "individual_name",
+  "invoice_prefix",
+  "invoice_settings",
+  "metadata",
+  "name",
+  "next_invoice_sequence",
+  "phone",
+  "preferred_locales",
+  "shipping",
+  "source",
+  "tax",
+  "tax_exempt",
   "validate",
 ]);
 const INVOICE_SETTINGS_PARAMS = new Set(["custom_fields", "default_payment_method", "footer", "rendering_options"]);
@@ -101,10 +137,10 @@ function checkDefaultPaymentMethod(state: StripeState, customerId: string, pmId:
   if (pmId === null) return;
   const pm = state.paymentMethods.get(pmId);
   if (!pm || pm.customer !== customerId) {
-    throw invalid(
-      `No such PaymentMethod: '${pmId}'; the payment method must be attached to customer ${customerId} to be its default.`,
-      { code: "resource_missing", param: "invoice_settings[default_payment_method]" },
-    );
+    throw invalid(`No such PaymentMethod: '${pmId}'; the payment method must be attached to customer ${customerId} to be its default.`, {
+      code: "resource_missing",
+      param: "invoice_settings[default_payment_method]",
+    });
   }
 }
 
@@ -213,12 +249,7 @@ export function apiDeleteCustomer(state: StripeState, id: string, ctx: RequestCo
   return { id, object: "customer", deleted: true };
 }
 
-export function apiCreateBalanceTransaction(
-  state: StripeState,
-  customerId: string,
-  params: Params,
-  ctx: RequestContext,
-): Stripe.CustomerBalanceTransaction {
+export function apiCreateBalanceTransaction(state: StripeState, customerId: string, params: Params, ctx: RequestContext): Stripe.CustomerBalanceTransaction {
   checkKnown(params, BALANCE_TXN_CREATE_PARAMS);
   readExpand(params, ["customer"]);
   const c = state.liveCustomer(customerId);
@@ -244,12 +275,7 @@ export function apiCreateBalanceTransaction(
   return txn;
 }
 
-export function apiListBalanceTransactions(
-  state: StripeState,
-  customerId: string,
-  params: Params,
-  url: string,
-): Stripe.ApiList<Stripe.CustomerBalanceTransaction> {
+export function apiListBalanceTransactions(state: StripeState, customerId: string, params: Params, url: string): Stripe.ApiList<Stripe.CustomerBalanceTransaction> {
   checkKnown(params, BALANCE_TXN_LIST_PARAMS);
   state.liveCustomer(customerId);
   const limit = readInt(params, "limit") ?? 10;
@@ -261,12 +287,7 @@ export function apiListBalanceTransactions(
   return paginate(newestFirst, limit, startingAfter, endingBefore, url, "customer_balance_transaction");
 }
 
-export function apiRetrieveBalanceTransaction(
-  state: StripeState,
-  customerId: string,
-  txnId: string,
-  params: Params,
-): Stripe.CustomerBalanceTransaction {
+export function apiRetrieveBalanceTransaction(state: StripeState, customerId: string, txnId: string, params: Params): Stripe.CustomerBalanceTransaction {
   checkKnown(params, RETRIEVE_PARAMS);
   state.liveCustomer(customerId);
   const txn = (state.transactions.get(customerId) ?? []).find((t) => t.id === txnId);

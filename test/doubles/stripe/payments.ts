@@ -1,7 +1,7 @@
 /**
  * Payment methods, PaymentIntents and Charges.
  *
- * Stripe's test payment methods (https://docs.stripe.com/testing, ../../../shared FACTS.md):
+ * Stripe's test payment methods (https://docs.stripe.com/testing):
  * - `pm_card_visa` (4242) succeeds.
  * - `pm_card_chargeCustomerFail` (0341) attaches to a customer, then every charge declines:
  *   HTTP 402, `card_error`, `card_declined` (decline_code `generic_decline`), the PaymentIntent
@@ -22,11 +22,13 @@
 import type Stripe from "stripe";
 import {
   ApiError,
+  applyMetadata,
   checkKnown,
   clone,
   invalid,
   newId,
   noSuch,
+  type Params,
   parseIntParam,
   randomChars,
   readBoolean,
@@ -35,11 +37,9 @@ import {
   readInt,
   readMetadata,
   readString,
-  applyMetadata,
-  type Params,
   type StripeErrorBody,
 } from "./common";
-import { type CardBehavior, eventRequest, type RequestContext, StripeState } from "./core";
+import { type CardBehavior, eventRequest, type RequestContext, type StripeState } from "./core";
 import { paginate } from "./customers";
 
 /** The test tokens this double knows, with the card they stand for. */
@@ -53,13 +53,43 @@ export const TEST_PAYMENT_METHODS: Record<string, { last4: string; behavior: Car
 
 // From the SDK's PaymentIntentCreateParams.
 const PAYMENT_INTENT_CREATE_PARAMS = new Set([
-  "amount", "currency", "allowed_payment_method_types", "amount_details", "application_fee_amount",
-  "automatic_payment_methods", "capture_method", "confirm", "confirmation_method", "confirmation_token",
-  "customer", "customer_account", "description", "error_on_requires_action", "excluded_payment_method_types",
-  "expand", "hooks", "mandate", "mandate_data", "metadata", "off_session", "on_behalf_of", "payment_details",
-  "payment_method", "payment_method_configuration", "payment_method_data", "payment_method_options",
-  "radar_options", "receipt_email", "return_url", "setup_future_usage", "shipping", "statement_descriptor",
-  "statement_descriptor_suffix", "transfer_data", "transfer_group", "use_stripe_sdk",
+  "amount",
+  "currency",
+  "allowed_payment_method_types",
+  "amount_details",
+  "application_fee_amount",
+  "automatic_payment_methods",
+  "capture_method",
+  "confirm",
+  "confirmation_method",
+  "confirmation_token",
+  "customer",
+  "customer_account",
+  "description",
+  "error_on_requires_action",
+  "excluded_payment_method_types",
+  "expand",
+  "hooks",
+  "mandate",
+  "mandate_data",
+  "metadata",
+  "off_session",
+  "on_behalf_of",
+  "payment_details",
+  "payment_method",
+  "payment_method_configuration",
+  "payment_method_data",
+  "payment_method_options",
+  "radar_options",
+  "receipt_email",
+  "return_url",
+  "setup_future_usage",
+  "shipping",
+  "statement_descriptor",
+  "statement_descriptor_suffix",
+  "transfer_data",
+  "transfer_group",
+  "use_stripe_sdk",
 ]);
 const PAYMENT_INTENT_RETRIEVE_PARAMS = new Set(["client_secret", "expand"]);
 // From the SDK's PaymentIntentListParams.
@@ -155,21 +185,14 @@ export function apiRetrievePaymentMethod(state: StripeState, id: string, params:
   return pm;
 }
 
-export function apiListCustomerPaymentMethods(
-  state: StripeState,
-  customerId: string,
-  params: Params,
-  url: string,
-): Stripe.ApiList<Stripe.PaymentMethod> {
+export function apiListCustomerPaymentMethods(state: StripeState, customerId: string, params: Params, url: string): Stripe.ApiList<Stripe.PaymentMethod> {
   checkKnown(params, LIST_PAYMENT_METHODS_PARAMS);
   readExpand(params, []);
   state.liveCustomer(customerId, 404, "customer");
   const type = readString(params, "type");
   const limit = readInt(params, "limit") ?? 10;
   if (limit < 1 || limit > 100) throw invalid(`Invalid limit: must be between 1 and 100`, { param: "limit" });
-  const attached = [...state.paymentMethods.values()]
-    .filter((pm) => pm.customer === customerId && (type === undefined || pm.type === type))
-    .reverse();
+  const attached = [...state.paymentMethods.values()].filter((pm) => pm.customer === customerId && (type === undefined || pm.type === type)).reverse();
   return paginate(attached, limit, readString(params, "starting_after"), readString(params, "ending_before"), url, "payment_method");
 }
 
@@ -485,7 +508,7 @@ export function payForCheckout(
 /** Settles a `processing` Checkout PaymentIntent (async payment methods). */
 export function settleCheckoutPayment(state: StripeState, piId: string, succeeded: boolean): void {
   const pi = state.paymentIntents.get(piId);
-  if (!pi || pi.status !== "processing") return;
+  if (pi?.status !== "processing") return;
   const pm = state.paymentMethods.get(pi.payment_method as string)!;
   pi.processing = null;
   if (succeeded) {

@@ -20,7 +20,7 @@
  * warning_closed), `.funds_withdrawn`, `.funds_reinstated`, each with `previous_attributes`.
  */
 import type Stripe from "stripe";
-import { checkKnown, clone, invalid, newId, noSuch, readExpand, readInt, readString, type Params } from "./common";
+import { checkKnown, clone, invalid, newId, noSuch, type Params, readExpand, readInt, readString } from "./common";
 import { StripeState } from "./core";
 import { paginate } from "./customers";
 import { chargeFor, chargeView } from "./payments";

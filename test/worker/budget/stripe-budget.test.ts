@@ -5,8 +5,8 @@ import type { Directory } from "../../../durable-objects/directory/index";
 import { shardOf } from "../../../durable-objects/directory/placement";
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { ENDPOINTS } from "../../../src/lib/stripe-budget";
-import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliverAll, settle } from "../connected/doubles";
+import { admin, customerStub, gateway, withKey } from "../helpers";
 
 /**
  * This project: DIRECTORY_SHARDS = 2 and STRIPE_BUDGET 20 calls a second (10 per endpoint, 20%
@@ -54,9 +54,15 @@ async function customerIn({ stripe }: Doubles, k: number, cents: number) {
 }
 
 const usageReports = ({ stripe }: Doubles, id: string) =>
-  stripe.balanceTransactions(id).filter((t) => String(t.metadata?.payg_report ?? "").startsWith("payg_usage")).map((t) => t.amount);
+  stripe
+    .balanceTransactions(id)
+    .filter((t) => String(t.metadata?.payg_report ?? "").startsWith("payg_usage"))
+    .map((t) => t.amount);
 
-const background = { priority: "background" as const, calls: { [ENDPOINTS.balanceTransactionCreate]: 100, [ENDPOINTS.customerRetrieve]: 100, [ENDPOINTS.balanceTransactionList]: 100 } };
+const background = {
+  priority: "background" as const,
+  calls: { [ENDPOINTS.balanceTransactionCreate]: 100, [ENDPOINTS.customerRetrieve]: 100, [ENDPOINTS.balanceTransactionList]: 100 },
+};
 const checkout = (priority: "background" | "interactive") => ({ priority, calls: { [ENDPOINTS.checkoutSessionCreate]: 1 } });
 const granted = (grant: { calls: Record<string, number> }) => Object.values(grant.calls).reduce((a, b) => a + b, 0);
 
@@ -187,7 +193,9 @@ describe("the Stripe call budget", () => {
     }
   });
 
-  it("one cron run reports everyone due, however small the budget: the shard's alarm visits at the budget's pace; customers with reports go before those due only for the periodic reconcile", { timeout: 60_000 }, async () => {
+  it("one cron run reports everyone due, however small the budget: the shard's alarm visits at the budget's pace; customers with reports go before those due only for the periodic reconcile", {
+    timeout: 60_000,
+  }, async () => {
     await budgetAtRest();
     const doubles = connect();
     const made = [];

@@ -52,7 +52,8 @@ export const createCalls = (doubles: Doubles) => doubles.stripe.requests.filter(
 export const summary = async (id: string) => (await admin("GET", `/customers/${id}`)).body;
 export const autoTopUpState = async (id: string) => (await admin("GET", `/customers/${id}/auto-top-up`)).body;
 export const cohorts = async (id: string) => (await summary(id)).cohorts.current.map((c: { cohort: string }) => c.cohort) as string[];
-export const grants = async (id: string) => (await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; amount_cents: number; payment_intent: string | null }[];
+export const grants = async (id: string) =>
+  (await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; amount_cents: number; payment_intent: string | null }[];
 /** Stripe's events about auto top-up PaymentIntents (not the Checkout top-ups that saved the card). */
 export const paymentIntentEvents = (doubles: Doubles, type: string) =>
   doubles.stripe.events.filter((e) => e.type === type && (e.data.object as Stripe.PaymentIntent).metadata?.payg_auto_topup) as Stripe.Event[];

@@ -5,7 +5,7 @@ import { nextUtcDay } from "../../../durable-objects/customer-account/auto-topup
 import { MIGRATIONS } from "../../../durable-objects/customer-account/core/schema";
 import { admin, customerStub, gateway, portalLinkSession, uniqueId, withKey } from "../helpers";
 import { createEndpoint, pump, receiver, removeEndpoints } from "../provider-webhooks";
-import { autoTopUpCustomer, autoTopUpState, autoTopUpTimer, cohorts, createCalls, deduct, later, saveCard, SETTINGS, summary } from "./auto-topup-helpers";
+import { autoTopUpCustomer, autoTopUpState, autoTopUpTimer, cohorts, createCalls, deduct, later, SETTINGS, saveCard, summary } from "./auto-topup-helpers";
 import { connect, deliverAll, settle, spend } from "./doubles";
 
 afterEach(removeEndpoints);
@@ -86,7 +86,10 @@ describe("auto top-up is rate limited, whatever the balance does", () => {
       ["auto_topup.paused", "below_threshold", null],
     ]);
     const notices = doubles.mail.sentTo(email).filter((m) => m.subject === CHANGED);
-    expect(notices.map((m) => m.text)).toEqual([expect.stringContaining("was turned on"), expect.stringContaining("paused because a top-up left the credit still below the threshold")]);
+    expect(notices.map((m) => m.text)).toEqual([
+      expect.stringContaining("was turned on"),
+      expect.stringContaining("paused because a top-up left the credit still below the threshold"),
+    ]);
 
     // A card saved by a Checkout top-up lifts a card failure's pause only.
     await saveCard(doubles, key);
@@ -125,7 +128,9 @@ describe("a refund or dispute of the auto top-up card's payments pauses auto top
 
     // The owner's view (a provider-issued link): auto top-up is not shown to a key's session.
     const page = await (await gateway("/portal", { headers: { cookie: await portalLinkSession(id) } })).text();
-    expect(page).toContain("Paused because a payment made with the card saved for it was refunded. Your card will not be charged automatically until you save these settings again.");
+    expect(page).toContain(
+      "Paused because a payment made with the card saved for it was refunded. Your card will not be charged automatically until you save these settings again.",
+    );
     expect(page).not.toMatch(/name="save_card" value="1" checked/);
   });
 
@@ -340,7 +345,10 @@ describe("upgrade: auto top-up that relied on the default card, or whose thresho
       if (c.reason) expect(sent[0]!.text).toContain(`Automatic top-up is paused because ${c.text}`);
     }
     const paused = customers.filter((c) => c.reason);
-    await pump(() => paused.every((c) => hook.about(c.id).length === 1), customers.map((c) => c.id));
+    await pump(
+      () => paused.every((c) => hook.about(c.id).length === 1),
+      customers.map((c) => c.id),
+    );
     for (const c of paused) expect(hook.about(c.id)[0]!.event.data).toMatchObject({ reason: c.reason, topup_id: null });
     // Nothing is charged for the paused ones, though they have no credit.
     expect(createCalls(doubles).filter((r) => paused.some((c) => c.id === r.params.customer))).toHaveLength(0);

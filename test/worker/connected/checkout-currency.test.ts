@@ -41,7 +41,7 @@ describe("Checkout top-ups are paid in the configured currency; a paid session t
     const localized = await foreignSession(
       doubles,
       id,
-      "line_items[0][price_data][currency]=usd&line_items[0][price_data][unit_amount]=700&metadata[payg_customer_id]=" + id + "&metadata[payg_credit_cents]=700",
+      `line_items[0][price_data][currency]=usd&line_items[0][price_data][unit_amount]=700&metadata[payg_customer_id]=${id}&metadata[payg_credit_cents]=700`,
     );
     doubles.stripe.completeCheckout(localized, { localCurrency: "eur" });
     const other = await foreignSession(doubles, id, "line_items[0][price_data][currency]=usd&line_items[0][price_data][unit_amount]=900");

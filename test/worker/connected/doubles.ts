@@ -1,9 +1,11 @@
-import { http, HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import type Stripe from "stripe";
 import { MailChannelsDouble } from "../../doubles/mailchannels-double";
 import { StripeDouble } from "../../doubles/stripe-double";
 import { admin, echoOrigin, gateway, settle, withKey } from "../helpers";
+
 export { cron, settle } from "../helpers";
+
 import { server } from "../setup";
 
 /** Fresh Stripe and MailChannels doubles behind MSW, plus the echo origin, for one test. */
@@ -44,9 +46,7 @@ export async function deliverAll(stripe: StripeDouble) {
 
 /** Deletes a customer in Stripe, as the Dashboard would (no webhook delivered). */
 export async function deleteInStripe(stripe: StripeDouble, customerId: string) {
-  const response = await stripe.handle(
-    new Request(`https://stripe.test/v1/customers/${customerId}`, { method: "DELETE", headers: { authorization: "Bearer sk_test_x" } }),
-  );
+  const response = await stripe.handle(new Request(`https://stripe.test/v1/customers/${customerId}`, { method: "DELETE", headers: { authorization: "Bearer sk_test_x" } }));
   if (response.status !== 200) throw new Error(`deleting ${customerId} in the Stripe double: ${response.status}`);
 }
 

@@ -2,12 +2,12 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { http } from "msw";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { MailChannelsDouble } from "../../doubles/mailchannels-double";
 import { ConfigError, parseConfig } from "../../../src/lib/config";
-import { unsubscribeToken, verifyUnsubscribeToken, withHtmlFooter } from "../../../src/lib/email/unsubscribe";
 import { purposeMac } from "../../../src/lib/derived-keys";
+import { unsubscribeToken, verifyUnsubscribeToken, withHtmlFooter } from "../../../src/lib/email/unsubscribe";
 import { hmacHex } from "../../../src/verify/payg-signature";
-import { admin, ADMIN_TOKEN, customerStub, customerWithCredit, gateway, uniqueId, withKey } from "../helpers";
+import { MailChannelsDouble } from "../../doubles/mailchannels-double";
+import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, gateway, uniqueId, withKey } from "../helpers";
 import { server } from "../setup";
 import { connect, cron, deliverAll, settle } from "./doubles";
 
@@ -142,7 +142,9 @@ describe("unsubscribing (RFC 8058 one-click)", () => {
 
   it("puts the HTML footer inside <body> when the template is a whole document, with the link escaped", () => {
     const html = withHtmlFooter("<html><body><p>Hi</p></BODY></html>", "https://gateway.test/email/unsubscribe?token=a&b");
-    expect(html).toMatch(/^<html><body><p>Hi<\/p><p [^>]*>To stop these emails, <a href="https:\/\/gateway\.test\/email\/unsubscribe\?token=a&amp;b">unsubscribe<\/a>\.<\/p><\/BODY><\/html>$/);
+    expect(html).toMatch(
+      /^<html><body><p>Hi<\/p><p [^>]*>To stop these emails, <a href="https:\/\/gateway\.test\/email\/unsubscribe\?token=a&amp;b">unsubscribe<\/a>\.<\/p><\/BODY><\/html>$/,
+    );
   });
 
   it("GET shows a page with a button and changes nothing; the one-click POST unsubscribes, with no redirect or cookie, and no email follows", async () => {

@@ -1,6 +1,6 @@
+import { runInDurableObject } from "cloudflare:test";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
-import { runInDurableObject } from "cloudflare:test";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { expireGrants } from "../../../durable-objects/customer-account/credit/credits";
 import { sha256Hex } from "../../../src/lib/api-key-format";
@@ -131,7 +131,13 @@ describe("a clawback never takes the same credit twice", () => {
     const pi = await topUp(doubles, key, 1000);
     const stub = customerStub(id);
     // The whole top-up held by one request (10,000 units at 0.1 cent), then the top-up is voided.
-    const held = await stub.authorize({ keyHash: await sha256Hex(key), meter: "json_tokens", priceMicros: 100_000, requestId: "req_held", hold: { units: 10_000, onMissing: "hold" } });
+    const held = await stub.authorize({
+      keyHash: await sha256Hex(key),
+      meter: "json_tokens",
+      priceMicros: 100_000,
+      requestId: "req_held",
+      hold: { units: 10_000, onMissing: "hold" },
+    });
     expect(held).toMatchObject({ outcome: "ok", heldUnits: 10_000 });
     const grant = (await admin("GET", `/customers/${id}/grants`)).body.grants[0];
     expect((await admin("DELETE", `/customers/${id}/grants/${grant.id}`)).status).toBe(200);
@@ -141,7 +147,10 @@ describe("a clawback never takes the same credit twice", () => {
     const usage = (await admin("GET", `/customers/${id}/usage?hours=24`)).body;
     expect(usage.totals.last_24h.find((m: { meter: string }) => m.meter === "json_tokens")).toMatchObject({ charged_exact_cents: "10" });
     const { entries } = (await admin("GET", `/customers/${id}/ledger`)).body as { entries: { kind: string; amount_exact_cents: string; grant_id: string | null }[] };
-    expect(entries.filter((e) => e.kind === "void").map((e) => [e.amount_exact_cents, e.grant_id])).toEqual([["-990", grant.id], ["0", grant.id]]);
+    expect(entries.filter((e) => e.kind === "void").map((e) => [e.amount_exact_cents, e.grant_id])).toEqual([
+      ["-990", grant.id],
+      ["0", grant.id],
+    ]);
     expect(await balance(id)).toMatchObject({ available_exact_cents: "0", ledger_sum_exact_cents: "0" });
     // The refund finds 990 of the top-up already voided: it takes back the 10 cents used, not 1,000.
     doubles.stripe.refundCharge(pi);
@@ -163,11 +172,18 @@ describe("a clawback never takes the same credit twice", () => {
     const charged = await stub.authorize({ keyHash: await sha256Hex(key), meter: "api_requests", priceMicros: 1_000_000, requestId: "req_exp" });
     expect(charged).toMatchObject({ outcome: "ok", chargedMicros: 1_000_000 });
     // The grant expires and is closed (4 cents out); then the request is refunded.
-    await runInDurableObject(stub, (instance: CustomerAccount) => expireGrants((instance as unknown as { context: Parameters<typeof expireGrants>[0] }).context, (soon + 1) * 1000));
+    await runInDurableObject(stub, (instance: CustomerAccount) =>
+      expireGrants((instance as unknown as { context: Parameters<typeof expireGrants>[0] }).context, (soon + 1) * 1000),
+    );
     const refund = await stub.refund({ requestId: "req_exp", now: (soon + 1) * 1000 });
     expect(refund).toMatchObject({ refunded: true, restoredMicros: 0 });
     const { entries } = (await admin("GET", `/customers/${id}/ledger`)).body as { entries: { kind: string; amount_exact_cents: string }[] };
-    expect(entries.filter((e) => e.kind === "expiry").map((e) => e.amount_exact_cents).sort()).toEqual(["-1", "-4"]);
+    expect(
+      entries
+        .filter((e) => e.kind === "expiry")
+        .map((e) => e.amount_exact_cents)
+        .sort(),
+    ).toEqual(["-1", "-4"]);
     const usage = (await admin("GET", `/customers/${id}/usage?hours=24`)).body;
     expect(usage.totals.last_24h.find((m: { meter: string }) => m.meter === "api_requests")).toMatchObject({ requests: 0, charged_exact_cents: "0" });
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 0, ledgerSumMicros: 0 });

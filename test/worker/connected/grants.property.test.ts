@@ -22,7 +22,17 @@ type Op =
   | { kind: "cron" };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant("grant" as const), cents: fc.integer({ min: 1, max: 30 }), expiresInHours: fc.option(fc.integer({ min: 1, max: 72 })), meters: fc.option(fc.constantFrom<MeterName[]>(["search"], ["api_requests"])), promotional: fc.boolean(), priority: fc.constantFrom(10, 50) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant("grant" as const),
+      cents: fc.integer({ min: 1, max: 30 }),
+      expiresInHours: fc.option(fc.integer({ min: 1, max: 72 })),
+      meters: fc.option(fc.constantFrom<MeterName[]>(["search"], ["api_requests"])),
+      promotional: fc.boolean(),
+      priority: fc.constantFrom(10, 50),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("topup" as const), cents: fc.integer({ min: 500, max: 520 }) }) },
   { weight: 8, arbitrary: fc.record({ kind: fc.constant("request" as const), meter: fc.constantFrom<MeterName>("api_requests", "search") }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("advance" as const), hours: fc.integer({ min: 1, max: 48 }) }) },
@@ -163,7 +173,10 @@ describe("credit grants agree with themselves and with Stripe (property)", () =>
         // Refunds and lost disputes took back exactly what was refunded or lost, once, except what
         // a void or an expiry of the top-up's grant had already removed (never taken twice).
         const clawed = (await admin("GET", `/customers/${id}`)).body.ledger_summary.find((r: { kind: string }) => r.kind === "clawback");
-        const ledger = (await admin("GET", `/customers/${id}/ledger?limit=500`)).body as { entries: { kind: string; amount: number; grant_id: string | null }[]; next_cursor: number | null };
+        const ledger = (await admin("GET", `/customers/${id}/ledger?limit=500`)).body as {
+          entries: { kind: string; amount: number; grant_id: string | null }[];
+          next_cursor: number | null;
+        };
         expect(ledger.next_cursor).toBeNull();
         const grants = await grantsNow();
         const closedMicros = (pi: string) => {

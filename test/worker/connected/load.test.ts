@@ -14,9 +14,7 @@ describe("under load", () => {
     stripe.adjustBalance(id, -30);
     const dashboardEvents = stripe.takeEvents();
     const requests = Array.from({ length: 300 }, () => gateway("/v1/x", withKey(key)).then((r) => r.status));
-    const grants = [1, 2, 3].map((i) =>
-      admin("POST", `/customers/${id}/credits`, { amount: 20, reason: `grant ${i}` }, { "idempotency-key": `load-${id}-${i}` }),
-    );
+    const grants = [1, 2, 3].map((i) => admin("POST", `/customers/${id}/credits`, { amount: 20, reason: `grant ${i}` }, { "idempotency-key": `load-${id}-${i}` }));
     const webhooks = [...dashboardEvents, ...dashboardEvents].map((event) => deliver(stripe, event));
     const [statuses] = await Promise.all([Promise.all(requests), Promise.all(grants), Promise.all(webhooks)]);
 

@@ -1,12 +1,14 @@
 import { runInDurableObject } from "cloudflare:test";
 import fc from "fast-check";
-import { http, HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { expireGrants } from "../../../durable-objects/customer-account/credit/credits";
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, gateway, ORIGIN, withKey } from "../helpers";
+import { llmOrigin } from "../llm-origin";
+import { call, mcp, mcpServer } from "../mcp-origin";
 import { server } from "../setup";
 import { autoTopUpCustomer, later } from "./auto-topup-helpers";
 import { connect, deliver, settle } from "./doubles";
@@ -15,7 +17,8 @@ import { connect, deliver, settle } from "./doubles";
  * Every money feature on one customer, interleaved: plain charges, holds with their extensions
  * and settlements, Idempotency-Key retries with origin failures, grants voided and expiring,
  * Checkout top-ups, refunds (some failing later), disputes through Stripe's statuses, and auto
- * top-ups (some declined). After every step the invariants that must hold wherever two features
+ * top-ups (some declined), MCP tool calls priced by name (tool errors and JSON-RPC errors among them)
+ * and chat completions priced per model and token kind. After every step the invariants that must hold wherever two features
  * meet are checked.
  */
 
@@ -37,7 +40,20 @@ type Op =
   | { kind: "dispute"; pick: number; cents: number }
   | { kind: "moveDispute"; pick: number; next: number }
   | { kind: "decline" }
-  | { kind: "time"; seconds: number };
+  | { kind: "time"; seconds: number }
+  | { kind: "tool"; name: "search_docs" | "render_chart" | "other" | "broken" | "invalid" }
+  | { kind: "chat"; model: "small-a" | "large"; prompt: number; cached: number; completion: number; stream: boolean };
+
+/** What a tool call costs on the `mcp_tools` meter (vitest.config.ts): search* 0.5 cents, render_chart 3, others 1; a JSON-RPC error nothing. */
+const TOOL_MICROS = { search_docs: 500_000, render_chart: 3_000_000, other: 1_000_000, broken: 1_000_000, invalid: 0 };
+
+/** What a completion costs on the `llm_chat` meter, worked out apart from the gateway's code: micro-cents per token, markup, rounded up once. */
+function chatMicros(step: Extract<Op, { kind: "chat" }>): number {
+  const cached = Math.min(step.cached, step.prompt);
+  if (step.model === "large") return (step.prompt - cached) * 10_000 + cached * 10_000 + step.completion * 10_000;
+  const sum = (step.prompt - cached) * 1_000 + cached * 100 + step.completion * 4_000;
+  return Math.ceil((sum * 110) / 100);
+}
 
 const NEXT: Record<string, Stripe.Dispute.Status[]> = {
   needs_response: ["under_review", "won", "lost"],
@@ -62,6 +78,24 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("moveDispute" as const), pick: fc.nat(), next: fc.nat() }) },
   { weight: 1, arbitrary: fc.constant({ kind: "decline" as const }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("time" as const), seconds: fc.constantFrom(60, 600, 3600) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("tool" as const),
+      name: fc.constantFrom("search_docs" as const, "render_chart" as const, "other" as const, "broken" as const, "invalid" as const),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("chat" as const),
+      model: fc.constantFrom("small-a" as const, "large" as const),
+      prompt: fc.integer({ min: 0, max: 3000 }),
+      cached: fc.integer({ min: 0, max: 3000 }),
+      completion: fc.integer({ min: 0, max: 400 }),
+      stream: fc.boolean(),
+    }),
+  },
 );
 
 interface GrantRow {
@@ -76,19 +110,23 @@ interface GrantRow {
 }
 
 async function grantRows(id: string): Promise<GrantRow[]> {
-  return runInDurableObject(customerStub(id), (_instance, state) =>
-    state.storage.sql
-      .exec(
-        `SELECT g.id, g.amount, g.remaining, g.frozen, g.disputed, g.closed_at,
+  return runInDurableObject(
+    customerStub(id),
+    (_instance, state) =>
+      state.storage.sql
+        .exec(
+          `SELECT g.id, g.amount, g.remaining, g.frozen, g.disputed, g.closed_at,
            -COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.grant_id = g.id AND l.kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')), 0) AS taken
          FROM grants g`,
-      )
-      .toArray() as unknown as GrantRow[],
+        )
+        .toArray() as unknown as GrantRow[],
   );
 }
 
 describe("every money feature on one customer (property)", () => {
-  it("the books balance, nothing goes negative, disputed credit is never spent, nothing is taken twice, every unit is paid, auto top-up keeps its limits", { timeout: 600_000 }, async () => {
+  it("the books balance, nothing goes negative, disputed credit is never spent, nothing is taken twice, every unit is paid, auto top-up keeps its limits", {
+    timeout: 600_000,
+  }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 4, maxLength: 14 }), async (ops) => {
         const doubles = connect();
@@ -102,6 +140,10 @@ describe("every money feature on one customer (property)", () => {
         const refunds: string[] = [];
         const disputes: string[] = [];
         const holds: { id: string; open: boolean; held: number; charged: number }[] = [];
+        mcpServer();
+        llmOrigin();
+        let toolMicros = 0;
+        let chatCharged = 0;
         let n = 0;
         let idem = 0;
         const deliverAll = async () => {
@@ -183,7 +225,9 @@ describe("every money feature on one customer (property)", () => {
             case "topup": {
               const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) }));
               if (response.status !== 201) break;
-              const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, { paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa" });
+              const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, {
+                paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa",
+              });
               payments.push(session.payment_intent as string);
               await deliverAll();
               break;
@@ -234,6 +278,42 @@ describe("every money feature on one customer (property)", () => {
             case "time":
               await later(id, step.seconds);
               break;
+            case "tool": {
+              const response = await mcp(key, call(n++, step.name));
+              expect(response.status).toBe(200);
+              const answer = (await response.json()) as { result?: { isError?: boolean; content: { text: string }[] } };
+              const refused = answer.result?.content[0]?.text.includes("x402/error") ?? false;
+              // Refused (out of credit): a tool error, nothing forwarded, nothing charged.
+              const charged = refused ? 0 : TOOL_MICROS[step.name];
+              expect(response.headers.get("x-payg-charge-cents") ?? "0").toBe(String(charged / CENT));
+              toolMicros += charged;
+              break;
+            }
+            case "chat": {
+              const usage = {
+                prompt_tokens: step.prompt,
+                completion_tokens: step.completion,
+                prompt_tokens_details: { cached_tokens: Math.min(step.cached, step.prompt) },
+              };
+              const response = await gateway(
+                `/llm/chat?usage=${encodeURIComponent(JSON.stringify(usage))}`,
+                withKey(key, { method: "POST", body: JSON.stringify({ model: step.model, messages: [], stream: step.stream }) }),
+              );
+              await response.text();
+              if (response.status === 402) break;
+              expect(response.status).toBe(200);
+              // Charged what the usage says, to the micro-cent, past the hold too (into debt).
+              const requestId = response.headers.get("x-request-id")!;
+              let charge = await stub.requestCharge(requestId);
+              // A stream settles once its last event has passed, just after the client read it.
+              for (let i = 0; i < 100 && charge?.status !== "settled"; i++) {
+                await new Promise((r) => setTimeout(r, 20));
+                charge = await stub.requestCharge(requestId);
+              }
+              expect(charge).toMatchObject({ status: "settled", charged_exact_cents: String(chatMicros(step) / CENT) });
+              chatCharged += chatMicros(step);
+              break;
+            }
           }
           // The object's own timers (auto top-up, Stripe reports) run, and Stripe's answers arrive.
           await settle(id);
@@ -246,10 +326,21 @@ describe("every money feature on one customer (property)", () => {
           expect(check.balanceMicros).toBe(check.grantsRemainingMicros - check.debtMicros);
           // Every unit reported was charged and every open hold is out of the balance: the meter's
           // usage in the ledger is exactly what the holds say, whatever grants closed meanwhile.
-          const usage = await runInDurableObject(stub, (_instance, state) =>
-            state.storage.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger WHERE meter = 'json_tokens' AND kind IN ('usage', 'refund')").one().s as number,
+          const usage = await runInDurableObject(
+            stub,
+            (_instance, state) =>
+              state.storage.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger WHERE meter = 'json_tokens' AND kind IN ('usage', 'refund')").one().s as number,
           );
           expect(-usage || 0).toBe(holds.reduce((sum, h) => sum + (h.open ? h.held * UNIT : h.charged), 0));
+          // Tool calls and tokens: the ledger's usage of each meter is exactly what was charged.
+          const usageOf = (meter: string) =>
+            runInDurableObject(
+              stub,
+              (_instance, state) =>
+                state.storage.sql.exec("SELECT COALESCE(SUM(amount), 0) AS s FROM ledger WHERE meter = ? AND kind IN ('usage', 'refund')", meter).one().s as number,
+            );
+          expect(-(await usageOf("mcp_tools")) || 0).toBe(toolMicros);
+          expect(-(await usageOf("llm_chat")) || 0).toBe(chatCharged);
           for (const grant of await grantRows(id)) {
             // No grant below 0 or above what it granted.
             expect(grant.remaining).toBeGreaterThanOrEqual(0);
@@ -261,7 +352,10 @@ describe("every money feature on one customer (property)", () => {
           }
           // Auto top-up: at most one top-up per min_interval_seconds (600), at most max_per_day (4) a UTC day.
           const { topups } = (await admin("GET", `/customers/${id}/auto-top-up`)).body as { topups: { status: string; created_at: number }[] };
-          const started = topups.filter((t) => t.status !== "canceled").map((t) => t.created_at).sort((a, b) => a - b);
+          const started = topups
+            .filter((t) => t.status !== "canceled")
+            .map((t) => t.created_at)
+            .sort((a, b) => a - b);
           for (let i = 1; i < started.length; i++) expect(started[i]! - started[i - 1]!).toBeGreaterThanOrEqual(600_000);
           const days = new Map<number, number>();
           for (const at of started) days.set(Math.floor(at / 86_400_000), (days.get(Math.floor(at / 86_400_000)) ?? 0) + 1);

@@ -67,7 +67,13 @@ describe("Stripe event ids", () => {
   it("are kept 30 days for deduplication, then pruned on the next record by an index, not a scan", async () => {
     const doubles = connect();
     const { id } = await fundedCustomer(doubles, 100);
-    const rows = () => runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT id FROM stripe_events").toArray().map((r) => r.id));
+    const rows = () =>
+      runInDurableObject(customerStub(id), (_instance, state) =>
+        state.storage.sql
+          .exec("SELECT id FROM stripe_events")
+          .toArray()
+          .map((r) => r.id),
+      );
     const first = await rows();
     expect(first.length).toBeGreaterThan(0);
     vi.useFakeTimers({ toFake: ["Date"] });

@@ -32,16 +32,14 @@ async function stripeError(promise: Promise<unknown>): Promise<Stripe.errors.Str
 }
 
 const calls = (double: StripeDouble, method: string, path: RegExp) => double.requests.filter((r) => r.method === method && path.test(r.path));
-const eventsOf = <T extends Stripe.Event["type"]>(double: StripeDouble, type: T) =>
-  double.events.filter((e): e is Extract<Stripe.Event, { type: T }> => e.type === type);
+const eventsOf = <T extends Stripe.Event["type"]>(double: StripeDouble, type: T) => double.events.filter((e): e is Extract<Stripe.Event, { type: T }> => e.type === type);
 
 describe("Stripe double: clock and idempotency", () => {
   it("replays a key for 24 hours of the double's clock, then executes it again as new", async () => {
     const { stripe: double } = connect();
     const client = sdk();
     const c = double.createCustomer({ email: "clock@example.com" });
-    const create = () =>
-      client.customers.createBalanceTransaction(c.id, { amount: -100, currency: "usd" }, { idempotencyKey: "topup-1" });
+    const create = () => client.customers.createBalanceTransaction(c.id, { amount: -100, currency: "usd" }, { idempotencyKey: "topup-1" });
     const first = await create();
     double.advance(DAY_MS - 1000);
     const replay = await create();
@@ -251,9 +249,7 @@ describe("Stripe double: PaymentIntents with Stripe's test cards", () => {
     const client = sdk();
     const c = double.createCustomer({ paymentMethod: "pm_card_authenticationRequired", defaultPaymentMethod: true });
     const pmId = double.getCustomer(c.id)!.invoice_settings.default_payment_method as string;
-    const error = await stripeError(
-      client.paymentIntents.create({ amount: 900, currency: "usd", customer: c.id, payment_method: pmId, confirm: true, off_session: true }),
-    );
+    const error = await stripeError(client.paymentIntents.create({ amount: 900, currency: "usd", customer: c.id, payment_method: pmId, confirm: true, off_session: true }));
     expect(error).toMatchObject({ statusCode: 402, type: "StripeCardError", code: "authentication_required" });
     expect(error.payment_intent!.status).toBe("requires_payment_method");
     const onSession = await client.paymentIntents.create({ amount: 900, currency: "usd", customer: c.id, payment_method: pmId, confirm: true });
@@ -277,13 +273,7 @@ describe("Stripe double: Checkout saves the card, refunds and disputes", () => {
     double.takeEvents();
     const completed = double.completeCheckout(session.id);
     const events = double.takeEvents();
-    expect(events.map((e) => e.type)).toEqual([
-      "checkout.session.completed",
-      "payment_method.attached",
-      "payment_intent.created",
-      "charge.succeeded",
-      "payment_intent.succeeded",
-    ]);
+    expect(events.map((e) => e.type)).toEqual(["checkout.session.completed", "payment_method.attached", "payment_intent.created", "charge.succeeded", "payment_intent.succeeded"]);
     const pi = await client.paymentIntents.retrieve(completed.payment_intent as string);
     expect(pi).toMatchObject({ status: "succeeded", amount: 2500, customer: c.id, setup_future_usage: "off_session" });
     const saved = (await client.customers.listPaymentMethods(c.id)).data;
@@ -384,9 +374,7 @@ describe("Stripe double: meter errors as thin v2 events", () => {
       }
     }
     const forged = await double.signThin(thin[0]!, { secret: "whsec_other" });
-    await expect(
-      client.parseEventNotificationAsync(forged.body, forged.signature, double.thinEventSecret, undefined, Stripe.createSubtleCryptoProvider()),
-    ).rejects.toThrow();
+    await expect(client.parseEventNotificationAsync(forged.body, forged.signature, double.thinEventSecret, undefined, Stripe.createSubtleCryptoProvider())).rejects.toThrow();
     expect(double.takeThinEvents()).toEqual([]);
     expect((await stripeError(client.v2.core.events.retrieve("evt_test_nope"))).statusCode).toBe(404);
   });
@@ -483,7 +471,9 @@ describe("Stripe double: rate limits (as a sandbox enforces them)", () => {
     // Another endpoint still has its own 5, and meter events their own limit.
     await client.customers.retrieve(a.id);
     const meter = await Promise.allSettled(
-      Array.from({ length: 4 }, (_, i) => client.billing.meterEvents.create({ event_name: "api_requests", payload: { stripe_customer_id: a.id, value: "1" }, identifier: `m${i}` })),
+      Array.from({ length: 4 }, (_, i) =>
+        client.billing.meterEvents.create({ event_name: "api_requests", payload: { stripe_customer_id: a.id, value: "1" }, identifier: `m${i}` }),
+      ),
     );
     expect(meter.filter((r) => r.status === "fulfilled")).toHaveLength(3);
     await new Promise((resolve) => setTimeout(resolve, 1050));

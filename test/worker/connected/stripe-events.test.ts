@@ -101,7 +101,7 @@ describe("Stripe → edge (late, duplicate and reordered events)", () => {
     stripe.createCustomer; // keep the double in scope for readability
     const deleted = await deliver(stripe, {
       ...stripe.events[0]!,
-      id: "evt_deleted_" + id,
+      id: `evt_deleted_${id}`,
       type: "customer.deleted",
       data: { object: { id, object: "customer", deleted: true } },
     } as never);
@@ -132,7 +132,7 @@ describe("Stripe → edge (errors and security)", () => {
   it("acknowledges and ignores unknown event types", async () => {
     const { stripe } = connect();
     const { id } = await stripeCustomer(stripe);
-    const result = await deliver(stripe, { ...stripe.events[0]!, id: "evt_unknown_" + id, type: "payout.paid" } as never);
+    const result = await deliver(stripe, { ...stripe.events[0]!, id: `evt_unknown_${id}`, type: "payout.paid" } as never);
     expect(result).toMatchObject({ status: 200, body: { received: true } });
   });
 

@@ -4,11 +4,9 @@ import { connect, cron, deleteInStripe, deliverAll, fundedCustomer, settle, spen
 
 type Doubles = ReturnType<typeof connect>;
 
-const usageDebits = (doubles: Doubles, id: string) =>
-  doubles.stripe.balanceTransactions(id).filter((t) => String(t.metadata?.payg_report ?? "").startsWith("payg_usage"));
+const usageDebits = (doubles: Doubles, id: string) => doubles.stripe.balanceTransactions(id).filter((t) => String(t.metadata?.payg_report ?? "").startsWith("payg_usage"));
 /** Stripe calls about one customer (other tests' customers share the directory and the cron). */
-const calls = (doubles: Doubles, id: string) =>
-  doubles.stripe.requests.filter((r) => r.path.includes(id) || JSON.stringify(r.params).includes(id)).length;
+const calls = (doubles: Doubles, id: string) => doubles.stripe.requests.filter((r) => r.path.includes(id) || JSON.stringify(r.params).includes(id)).length;
 
 describe("edge → Stripe: the cron reports usage (happy)", () => {
   it("usage past Stripe's 8 digits of minor units goes in transactions that each fit", async () => {

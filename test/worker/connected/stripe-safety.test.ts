@@ -1,8 +1,8 @@
-import { http, HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../../src/lib/api-key-format";
-import { server } from "../setup";
 import { admin, customerStub, gateway, uniqueId, withKey } from "../helpers";
+import { server } from "../setup";
 import { connect, cron, deliverAll, refuseOnce, settle } from "./doubles";
 
 type Doubles = ReturnType<typeof connect>;
@@ -30,7 +30,6 @@ function commitThenRefuse(stripe: Doubles["stripe"]) {
     ),
   );
 }
-
 
 describe("Stripe: no storms, no silent drift", () => {
   it("heals a lost webhook with the periodic reconcile (RECONCILE_INTERVAL_SECONDS), with nobody acting", async () => {

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { monthOf, nextUtcDay, planTopUp, type AutoTopUpSettings } from "../../../durable-objects/customer-account/auto-topup/plan";
 import { raised } from "../../../durable-objects/customer-account/auto-topup/notice";
+import { type AutoTopUpSettings, monthOf, nextUtcDay, planTopUp } from "../../../durable-objects/customer-account/auto-topup/plan";
 import { liftedByNewCard } from "../../../durable-objects/customer-account/contract";
 import { admin, customerWithCredit } from "../helpers";
 
@@ -58,41 +58,46 @@ describe("auto top-up decisions", () => {
     // and whenever it said to wait (the timer).
     const step = fc.record({ afterMs: fc.integer({ min: 0, max: 6 * 3_600_000 }), deltaMicros: fc.integer({ min: -50_000_000_000, max: 2_000_000_000 }) });
     fc.assert(
-      fc.property(settingsArb.map((s) => ({ ...s, monthly_cap_cents: 10_000_000 })), timeArb, fc.array(step, { minLength: 1, maxLength: 80 }), (settings: AutoTopUpSettings, start, steps) => {
-        let now = start;
-        let balance = 0;
-        const starts: number[] = [];
-        const ask = () => {
-          const dayStart = Math.floor(now / DAY) * DAY;
-          const plan = planTopUp({
-            settings,
-            pending: false,
-            availableMicros: balance,
-            monthTotalCents: 0,
-            dayCount: starts.filter((t) => t >= dayStart).length,
-            lastStartedAt: starts.at(-1) ?? null,
-            now,
-          });
-          if (plan.kind === "start") {
-            starts.push(now);
-            balance += settings.amount_cents * 1_000_000;
+      fc.property(
+        settingsArb.map((s) => ({ ...s, monthly_cap_cents: 10_000_000 })),
+        timeArb,
+        fc.array(step, { minLength: 1, maxLength: 80 }),
+        (settings: AutoTopUpSettings, start, steps) => {
+          let now = start;
+          let balance = 0;
+          const starts: number[] = [];
+          const ask = () => {
+            const dayStart = Math.floor(now / DAY) * DAY;
+            const plan = planTopUp({
+              settings,
+              pending: false,
+              availableMicros: balance,
+              monthTotalCents: 0,
+              dayCount: starts.filter((t) => t >= dayStart).length,
+              lastStartedAt: starts.at(-1) ?? null,
+              now,
+            });
+            if (plan.kind === "start") {
+              starts.push(now);
+              balance += settings.amount_cents * 1_000_000;
+            }
+            return plan;
+          };
+          for (const { afterMs, deltaMicros } of steps) {
+            // The timer fires at each `wait` time that falls before the next change.
+            for (let plan = ask(); plan.kind === "wait" && plan.at <= now + afterMs; ) {
+              now = plan.at;
+              plan = ask();
+            }
+            now += afterMs;
+            balance += deltaMicros;
           }
-          return plan;
-        };
-        for (const { afterMs, deltaMicros } of steps) {
-          // The timer fires at each `wait` time that falls before the next change.
-          for (let plan = ask(); plan.kind === "wait" && plan.at <= now + afterMs; ) {
-            now = plan.at;
-            plan = ask();
-          }
-          now += afterMs;
-          balance += deltaMicros;
-        }
-        for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(settings.min_interval_seconds * 1000);
-        const perDay = new Map<number, number>();
-        for (const t of starts) perDay.set(Math.floor(t / DAY), (perDay.get(Math.floor(t / DAY)) ?? 0) + 1);
-        for (const n of perDay.values()) expect(n).toBeLessThanOrEqual(settings.max_per_day);
-      }),
+          for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(settings.min_interval_seconds * 1000);
+          const perDay = new Map<number, number>();
+          for (const t of starts) perDay.set(Math.floor(t / DAY), (perDay.get(Math.floor(t / DAY)) ?? 0) + 1);
+          for (const n of perDay.values()) expect(n).toBeLessThanOrEqual(settings.max_per_day);
+        },
+      ),
     );
   });
 

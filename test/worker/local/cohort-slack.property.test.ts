@@ -11,9 +11,7 @@ const METERS = [
   { meter: "chat", priceMicros: 10_000 },
 ] as const;
 
-type Op =
-  | { kind: "charge"; meter: number; times: number }
-  | { kind: "grant"; cents: number; expiresInDays: number | null; searchOnly: boolean };
+type Op = { kind: "charge"; meter: number; times: number } | { kind: "grant"; cents: number; expiresInDays: number | null; searchOnly: boolean };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("charge" as const), meter: fc.integer({ min: 0, max: 2 }), times: fc.integer({ min: 1, max: 40 }) }) },

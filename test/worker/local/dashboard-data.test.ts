@@ -168,7 +168,11 @@ describe("admin API for the dashboard", () => {
 
   it("GET /admin/customers searches id, email and name (case-insensitive, wildcards literal), with paging", async () => {
     const tag = uniqueId("srch").toLowerCase();
-    for (const [suffix, name] of [["a", "Grace Hopper"], ["b", "Grace_Kelly"], ["c", "Alan Turing"]] as const) {
+    for (const [suffix, name] of [
+      ["a", "Grace Hopper"],
+      ["b", "Grace_Kelly"],
+      ["c", "Alan Turing"],
+    ] as const) {
       expect((await admin("PUT", `/customers/${tag}${suffix}`, { email: `${suffix}@${tag}.example`, name })).status).toBe(201);
       await settle(`${tag}${suffix}`);
     }

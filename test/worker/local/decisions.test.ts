@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { cohortsFor } from "../../../durable-objects/customer-account/cohorts/cohorts";
-import { planEmail, type EmailRow } from "../../../durable-objects/customer-account/cohorts/emails";
+import { type EmailRow, planEmail } from "../../../durable-objects/customer-account/cohorts/emails";
 import { decide } from "../../../durable-objects/customer-account/request/governance";
 import { impliedEdgeBalance } from "../../../durable-objects/customer-account/stripe/reconcile";
 import { dueToStripe } from "../../../durable-objects/customer-account/stripe/reports";
@@ -45,14 +45,20 @@ describe("which cohorts is the customer in", () => {
         (s) => {
           const cohorts = [...cohortsFor(s)];
           const outOfCredit = s.meters.length > 0 && s.meters.every((m) => m.headroomMicros < m.priceMicros);
-          const expected =
-            s.deleted ? [] :
-            [
-              ...(s.plan === "postpaid" ? (s.unpaid ? ["payment_failed"] : []) :
-                outOfCredit ? ["out_of_credits"] :
-                s.headroomMicros < s.lowThresholdMicros ? ["low_balance"] : []),
-              ...(s.expiringSoonMicros > 0 ? ["credit_expiring"] : []),
-            ];
+          const expected = s.deleted
+            ? []
+            : [
+                ...(s.plan === "postpaid"
+                  ? s.unpaid
+                    ? ["payment_failed"]
+                    : []
+                  : outOfCredit
+                    ? ["out_of_credits"]
+                    : s.headroomMicros < s.lowThresholdMicros
+                      ? ["low_balance"]
+                      : []),
+                ...(s.expiringSoonMicros > 0 ? ["credit_expiring"] : []),
+              ];
           expect(cohorts).toEqual(expected);
           expect(cohorts.includes("out_of_credits") && cohorts.includes("low_balance")).toBe(false);
         },
@@ -62,15 +68,45 @@ describe("which cohorts is the customer in", () => {
 
   it("a customer who can still afford a cheaper meter is not out of credit", () => {
     const s = { deleted: false, plan: "prepaid" as const, headroomMicros: 50_000, lowThresholdMicros: 0, unpaid: false, expiringSoonMicros: 0 };
-    expect(cohortsFor({ ...s, meters: [{ priceMicros: 1_000_000, headroomMicros: 50_000 }, { priceMicros: 50_000, headroomMicros: 50_000 }] }).has("out_of_credits")).toBe(false);
-    expect(cohortsFor({ ...s, meters: [{ priceMicros: 1_000_000, headroomMicros: 49_999 }, { priceMicros: 50_000, headroomMicros: 49_999 }] }).has("out_of_credits")).toBe(true);
+    expect(
+      cohortsFor({
+        ...s,
+        meters: [
+          { priceMicros: 1_000_000, headroomMicros: 50_000 },
+          { priceMicros: 50_000, headroomMicros: 50_000 },
+        ],
+      }).has("out_of_credits"),
+    ).toBe(false);
+    expect(
+      cohortsFor({
+        ...s,
+        meters: [
+          { priceMicros: 1_000_000, headroomMicros: 49_999 },
+          { priceMicros: 50_000, headroomMicros: 49_999 },
+        ],
+      }).has("out_of_credits"),
+    ).toBe(true);
   });
 });
 
 describe("when is the next email due", () => {
   const row = (fields: Partial<EmailRow>): EmailRow => ({
-    id: 1, cohort: "out_of_credits", enrollment: 1, seq: 0, to_email: "a@example.com", subject: "s", text: "t", html: null,
-    status: "sent", attempts: 1, next_attempt_at: null, last_error: null, created_at: 1_000, sent_at: 1_000, request_id: null, ...fields,
+    id: 1,
+    cohort: "out_of_credits",
+    enrollment: 1,
+    seq: 0,
+    to_email: "a@example.com",
+    subject: "s",
+    text: "t",
+    html: null,
+    status: "sent",
+    attempts: 1,
+    next_attempt_at: null,
+    last_error: null,
+    created_at: 1_000,
+    sent_at: 1_000,
+    request_id: null,
+    ...fields,
   });
   /** No cap and allowed: the rules that held before the cap and the audience existed. */
   const open = { maxPerEnrollment: 100, allowed: true };
@@ -79,7 +115,14 @@ describe("when is the next email due", () => {
     fc.assert(
       fc.property(fc.nat({ max: 10_000_000 }), fc.option(fc.nat({ max: 10_000_000 })), fc.integer({ min: 1, max: 86_400_000 }), (entered, previousSent, window) => {
         const previous = previousSent === null ? undefined : row({ enrollment: 0, sent_at: previousSent });
-        const plan = planEmail({ membership: { enrollment: 1, entered_at: entered }, last: undefined, previous: () => previous, reenrollMs: window, defaultReenrollMs: window, ...open });
+        const plan = planEmail({
+          membership: { enrollment: 1, entered_at: entered },
+          last: undefined,
+          previous: () => previous,
+          reenrollMs: window,
+          defaultReenrollMs: window,
+          ...open,
+        });
         expect(plan).toMatchObject({ retry: null, seq: 0 });
         expect(plan!.at).toBe(previousSent === null ? entered : Math.max(entered, previousSent + window));
         expect(plan!.at).toBeGreaterThanOrEqual(entered);
@@ -90,8 +133,16 @@ describe("when is the next email due", () => {
   it("a retry keeps its sequence; a sent email repeats after the window; a zero window or a send in flight means none", () => {
     const m = { enrollment: 1, entered_at: 0 };
     const retry = row({ status: "retry", next_attempt_at: 5_000, seq: 2 });
-    expect(planEmail({ membership: m, last: retry, previous: () => undefined, reenrollMs: 3_600_000, defaultReenrollMs: 3_600_000, ...open })).toEqual({ at: 5_000, retry, seq: 2 });
-    expect(planEmail({ membership: m, last: row({ seq: 2, sent_at: 7_000 }), previous: () => undefined, reenrollMs: 60_000, defaultReenrollMs: 1, ...open })).toEqual({ at: 67_000, retry: null, seq: 3 });
+    expect(planEmail({ membership: m, last: retry, previous: () => undefined, reenrollMs: 3_600_000, defaultReenrollMs: 3_600_000, ...open })).toEqual({
+      at: 5_000,
+      retry,
+      seq: 2,
+    });
+    expect(planEmail({ membership: m, last: row({ seq: 2, sent_at: 7_000 }), previous: () => undefined, reenrollMs: 60_000, defaultReenrollMs: 1, ...open })).toEqual({
+      at: 67_000,
+      retry: null,
+      seq: 3,
+    });
     expect(planEmail({ membership: m, last: row({}), previous: () => undefined, reenrollMs: 0, defaultReenrollMs: 3_600_000, ...open })).toBeNull();
     expect(planEmail({ membership: m, last: row({ status: "sending" }), previous: () => undefined, reenrollMs: 60_000, defaultReenrollMs: 60_000, ...open })).toBeNull();
   });
@@ -124,7 +175,15 @@ describe("when is the next email due", () => {
     fc.assert(
       fc.property(lastRow, fc.integer({ min: 1, max: 86_400_000 }), fc.integer({ min: 1, max: 10 }), (last, window, max) => {
         fc.pre(last.seq < max); // a row exists only for a sequence the cap allowed
-        const plan = planEmail({ membership: { enrollment: 1, entered_at: 0 }, last: row(last), previous: () => undefined, reenrollMs: window, defaultReenrollMs: window, maxPerEnrollment: max, allowed: true });
+        const plan = planEmail({
+          membership: { enrollment: 1, entered_at: 0 },
+          last: row(last),
+          previous: () => undefined,
+          reenrollMs: window,
+          defaultReenrollMs: window,
+          maxPerEnrollment: max,
+          allowed: true,
+        });
         if (last.status === "retry") expect(plan).toMatchObject({ seq: last.seq, retry: { seq: last.seq } });
         else if (last.status === "sending" || last.seq + 1 >= max) expect(plan).toBeNull();
         else expect(plan).toEqual({ at: last.sent_at + window, retry: null, seq: last.seq + 1 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseConfig, ConfigError } from "../../../src/lib/config";
+import { ConfigError, parseConfig } from "../../../src/lib/config";
 import { admin, customerStub, customerWithCredit, gateway } from "../helpers";
 
 describe("bad input gets a JSON error with a stable code and changes nothing", () => {
@@ -94,15 +94,75 @@ describe("configuration is validated at start-up, naming the bad field", () => {
     expect(problems({ ...base, PRICING: { ...base.PRICING, default_price_cents: "-1" } })[0]).toMatch(/^PRICING\.default_price_cents/);
   });
 
-  it("refuses on_missing_units = \"zero\" for a meter whose units the client can suppress (sse:json); takes hold fields as a list", () => {
+  it('refuses on_missing_units = "zero" for a meter whose units the client can suppress (sse:json); takes hold fields as a list', () => {
     const meter = { name: "chat", path: "/v1/chat", price_cents: "0.01", units: "sse:json:usage.total_tokens", hold_units: 100, stripe_event_name: "chat" };
     const withMeter = (extra: object) => problems({ ...base, PRICING: { ...base.PRICING, meters: [{ ...meter, ...extra }] } });
-    expect(withMeter({ on_missing_units: "zero" }).join("\n")).toMatch(/on_missing_units = "zero" is refused for sse:json meters/);
+    expect(withMeter({ on_missing_units: "zero" }).join("\n")).toMatch(/on_missing_units = "zero" is refused for meters whose units the client can suppress/);
     expect(withMeter({ hold_units_from: ["json:max_completion_tokens", "json:max_tokens"], hold_multiplier_from: "json:n" })).toEqual([]);
     expect(withMeter({ hold_units_from: "json:max_tokens" })).toEqual([]);
     expect(withMeter({ hold_units_from: [] }).join("\n")).toMatch(/hold_units_from/);
     const config = parseConfig({ ...base, PRICING: { ...base.PRICING, meters: [{ ...meter, hold_units_from: "json:a.b" }] } });
     expect(config.PRICING.compiled[0]).toMatchObject({ holdFrom: [["a", "b"]], includeStreamUsage: true });
+  });
+
+  it("accepts MCP and tokens meters as the issue's configuration writes them, sharing no Stripe event with a priced meter", () => {
+    const mcp = { name: "mcp_tools", path: "/mcp", units: "mcp", price_cents: "1", stripe_event_name: "mcp_tools", tools: [{ name: "search*", price_cents: "0.5" }] };
+    const tokens = {
+      name: "chat_tokens",
+      methods: ["POST"],
+      path: "/v1/chat/completions",
+      units: "tokens",
+      preset: "openai-chat",
+      stripe_event_name: "chat_tokens",
+      models: [{ model: "gpt-4o-mini*", input_cents_per_mtok: "15", cached_input_cents_per_mtok: "7.5", output_cents_per_mtok: "60", markup_percent: 25 }],
+    };
+    const config = parseConfig({ ...base, PRICING: { ...base.PRICING, meters: [mcp, tokens] } });
+    expect(config.PRICING.compiled.map((m) => [m.name, m.units.kind, m.reportsCost, m.holdUnits])).toEqual([
+      ["mcp_tools", "mcp", true, null],
+      ["chat_tokens", "tokens", true, 4096],
+    ]);
+    // Cents per million tokens, as micro-cents per million: 7.5 cents is 7,500,000; unnamed kinds take input's or output's price.
+    expect(config.PRICING.compiled[1]!.models[0]!.perMillion).toEqual({
+      input: 15_000_000,
+      cached_input: 7_500_000,
+      cache_write: 15_000_000,
+      output: 60_000_000,
+      reasoning: 60_000_000,
+    });
+    // Two cost meters may share an event (their unit is a cent); a per-request price may not join them.
+    expect(problems({ ...base, PRICING: { ...base.PRICING, meters: [mcp, { ...tokens, stripe_event_name: "mcp_tools" }] } })).toEqual([]);
+    expect(problems({ ...base, PRICING: { ...base.PRICING, meters: [mcp, { name: "x", path: "/x", price_cents: "1", stripe_event_name: "mcp_tools" }] } })[0]).toMatch(
+      /meter x has another price/,
+    );
+  });
+
+  it.each([
+    [
+      { units: "tokens", preset: "openai-chat", price_cents: "1", models: [{ model: "*", input_cents_per_mtok: "1", output_cents_per_mtok: "1" }] },
+      /priced by its models table, not price_cents/,
+    ],
+    [{ units: "tokens", preset: "openai-chat" }, /needs a preset and a models table/],
+    [{ units: "tokens", models: [{ model: "*", input_cents_per_mtok: "1", output_cents_per_mtok: "1" }] }, /needs a preset and a models table/],
+    [
+      { units: "tokens", preset: "openai-chat", models: [{ model: "*", input_cents_per_mtok: "1", output_cents_per_mtok: "1" }], hold_units_from: "json:max_tokens" },
+      /hold_units_from and hold_multiplier_from do not apply/,
+    ],
+    [
+      { units: "tokens", preset: "openai-chat", models: [{ model: "*", input_cents_per_mtok: "1", output_cents_per_mtok: "1" }], on_missing_units: "zero" },
+      /on_missing_units = "zero" is refused/,
+    ],
+    [
+      { units: "tokens", preset: "anthropic-messages", models: [{ model: "*", input_cents_per_mtok: "1", output_cents_per_mtok: "1" }], include_stream_usage: false },
+      /include_stream_usage applies only/,
+    ],
+    [{ units: "mcp", price_cents: "1", methods: ["POST"] }, /drop methods/],
+    [{ units: "mcp", price_cents: "1", hold_units: 5 }, /apply only to units read from the response/],
+    [{ units: "mcp" }, /needs price_cents/],
+    [{ price_cents: "1", tools: [{ name: "x", price_cents: "1" }] }, /tools and charge_tool_errors apply only to units = "mcp"/],
+    [{ price_cents: "1", preset: "openai-chat" }, /preset and models apply only to units = "tokens"/],
+    [{ units: "tokens", preset: "openai-chat", models: [{ model: "*", input_cents_per_mtok: 1, output_cents_per_mtok: "1" }] }, /input_cents_per_mtok/],
+  ])("refuses a meter that could not bill correctly: %j", (extra, message) => {
+    expect(problems({ ...base, PRICING: { ...base.PRICING, meters: [{ name: "m", path: "/m", stripe_event_name: "m", ...extra }] } }).join("\n")).toMatch(message);
   });
 
   it("rejects an unknown merge tag instead of rendering a blank", () => {

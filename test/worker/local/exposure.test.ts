@@ -3,8 +3,7 @@ import { ConfigError, getConfig, parseConfig } from "../../../src/lib/config";
 import { deployWarnings, isLoopbackUrl } from "../../../src/lib/loopback";
 import { ADMIN_TOKEN, gatewayWith } from "../helpers";
 
-const errorOf = async (response: Response) =>
-  ((await response.json()) as { error: { code: string; message: string; requestId: string; details?: { problems?: string[] } } }).error;
+const errorOf = async (response: Response) => ((await response.json()) as { error: { code: string; message: string; requestId: string; details?: { problems?: string[] } } }).error;
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -89,9 +88,7 @@ describe("configuration (error)", () => {
     const warned = vi.spyOn(console, "warn").mockImplementation(() => {});
     getConfig({ ...base, LOG_LEVEL: "warn" });
     const lines = warned.mock.calls.map((call) => String(call[0]));
-    expect(lines).toEqual(
-      expect.arrayContaining([expect.stringContaining("ORIGIN_SIGNING_SECRET is not set"), expect.stringContaining("KEY_SIGNING_SECRET is not set")]),
-    );
+    expect(lines).toEqual(expect.arrayContaining([expect.stringContaining("ORIGIN_SIGNING_SECRET is not set"), expect.stringContaining("KEY_SIGNING_SECRET is not set")]));
     warned.mockClear();
     getConfig({ ...base, LOG_LEVEL: "warn", ORIGIN_SIGNING_SECRET: "o".repeat(32), KEY_SIGNING_SECRET: "k".repeat(32) });
     expect(warned).not.toHaveBeenCalled();

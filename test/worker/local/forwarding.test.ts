@@ -100,7 +100,7 @@ describe("what the origin sees (security)", () => {
       "cf-ipcountry": "XX",
       "cf-ray": "fake-ray",
       "x-payg-customer-id": "cus_someone_else",
-      "x-payg-signature": "t=1,v1=" + "0".repeat(64),
+      "x-payg-signature": `t=1,v1=${"0".repeat(64)}`,
       "x-payg-client-ip": "192.0.2.66",
       "x-payg-anything": "claimed",
       "x-client-request-id": "not-from-x-request-id",

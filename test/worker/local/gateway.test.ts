@@ -66,9 +66,7 @@ describe("the request path (concurrency)", () => {
     const { id, key } = await customerWithCredit(50);
     const more = await Promise.all([1, 2, 3].map(() => admin("POST", `/customers/${id}/keys`, { name: "parallel" })));
     const keys = [key, ...more.map((m) => m.body.key as string)];
-    const statuses = await Promise.all(
-      Array.from({ length: 80 }, (_, i) => gateway("/v1/x", withKey(keys[i % keys.length]!)).then((r) => r.status)),
-    );
+    const statuses = await Promise.all(Array.from({ length: 80 }, (_, i) => gateway("/v1/x", withKey(keys[i % keys.length]!)).then((r) => r.status)));
     expect(statuses.filter((s) => s === 200)).toHaveLength(50);
     expect(statuses.filter((s) => s === 402)).toHaveLength(30);
     expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: 0, ledgerSumMicros: 0 });

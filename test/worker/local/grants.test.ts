@@ -40,7 +40,10 @@ describe("credit grants (happy)", () => {
     const result = await customerStub(id).authorize({ keyHash: await sha256Hex(key), meter: "api_requests", priceMicros: 3_000_000, requestId: "req_split" });
     expect(result).toMatchObject({ outcome: "ok", chargedMicros: 3_000_000, balanceMicros: 1_000_000 });
     const remaining = (await admin("GET", `/customers/${id}/grants`)).body.grants.map((g: { category: string; remaining_cents: number }) => [g.category, g.remaining_cents]);
-    expect(remaining.sort()).toEqual([["paid", 1], ["promotional", 0]]);
+    expect(remaining.sort()).toEqual([
+      ["paid", 1],
+      ["promotional", 0],
+    ]);
   });
 
   it("a grant limited to some meters pays only for them; the 402 rule looks at what the request's meter may use", async () => {

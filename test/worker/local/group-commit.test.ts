@@ -18,9 +18,7 @@ async function customer(cents: number) {
 describe("group commit (GROUP_COMMIT on, the default)", () => {
   it("200 concurrent requests against 150 cents share commits: exactly 150 pass and the balance ends at 0", async () => {
     const { stub, keyHash } = await customer(150);
-    const results = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: CENT, requestId: `req_${i}` })),
-    );
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: CENT, requestId: `req_${i}` })));
     expect(results.filter((r) => r.outcome === "ok")).toHaveLength(150);
     expect(results.filter((r) => r.outcome === "insufficient_credit")).toHaveLength(50);
     // Every passing reply carries a distinct balance: each step saw every step before it.
@@ -64,7 +62,12 @@ describe("group commit (GROUP_COMMIT on, the default)", () => {
       const settled = await Promise.allSettled([1, 2, 3, 4, 5].map((n) => commits.run(step(n))));
       expect(order).toEqual([1, 2, 3, 4, 5]);
       expect(settled.map((s) => (s.status === "fulfilled" ? s.value : (s.reason as Error).message))).toEqual([10, 20, "step 3 failed", 40, 50]);
-      expect(state.storage.sql.exec("SELECT n FROM gc_probe ORDER BY n").toArray().map((r) => r.n)).toEqual([1, 2, 4, 5]);
+      expect(
+        state.storage.sql
+          .exec("SELECT n FROM gc_probe ORDER BY n")
+          .toArray()
+          .map((r) => r.n),
+      ).toEqual([1, 2, 4, 5]);
       // The first step ran at once; the four that arrived during its commit shared the next one.
       expect(commits.stats).toEqual({ commits: 2, steps: 5, largest: 4 });
     });

@@ -3,8 +3,8 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
-import { FOLD_EVERY } from "../../../durable-objects/customer-account/core/journal";
 import type { AccountContext } from "../../../durable-objects/customer-account/core/context";
+import { FOLD_EVERY } from "../../../durable-objects/customer-account/core/journal";
 import type { Directory } from "../../../durable-objects/directory/index";
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { customerStub, settle, uniqueId } from "../helpers";
@@ -149,8 +149,9 @@ describe("the charge journal (faults)", () => {
     // The rollup handler runs with the context the alarm captured, which has not folded them.
     await runInDurableObject(stub, (instance: CustomerAccount) => hotContext(instance).rollup.push());
     const ns = env.DIRECTORY as DurableObjectNamespace<Directory>;
-    const requests = await runInDurableObject(ns.get(ns.idFromName("global")), (_instance, state) =>
-      state.storage.sql.exec("SELECT COALESCE(SUM(requests), 0) AS n FROM usage_hourly WHERE customer_id = ?", id).one().n,
+    const requests = await runInDurableObject(
+      ns.get(ns.idFromName("global")),
+      (_instance, state) => state.storage.sql.exec("SELECT COALESCE(SUM(requests), 0) AS n FROM usage_hourly WHERE customer_id = ?", id).one().n,
     );
     expect(requests).toBe(3);
   });

@@ -3,10 +3,7 @@ import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { customerStub, uniqueId } from "../helpers";
 
-type Op =
-  | { kind: "grant"; cents: number }
-  | { kind: "request"; priceMicros: number }
-  | { kind: "refund" };
+type Op = { kind: "grant"; cents: number } | { kind: "request"; priceMicros: number } | { kind: "refund" };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("grant" as const), cents: fc.integer({ min: -300, max: 300 }).filter((n) => n !== 0) }),

@@ -2,11 +2,11 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { serializeSigned } from "hono/utils/cookie";
 import { describe, expect, it } from "vitest";
+import { parsePortalLinkToken, portalLinkMacMatches, sha256Hex } from "../../../src/lib/api-key-format";
 import { getConfig } from "../../../src/lib/config";
-import { derivedKey, purposeMac, type KeyPurpose } from "../../../src/lib/derived-keys";
+import { derivedKey, type KeyPurpose, purposeMac } from "../../../src/lib/derived-keys";
 import { unsubscribeToken, verifyUnsubscribeToken } from "../../../src/lib/email/unsubscribe";
 import { authenticateKey } from "../../../src/middleware/api-key";
-import { parsePortalLinkToken, portalLinkMacMatches, sha256Hex } from "../../../src/lib/api-key-format";
 import { hmacHex } from "../../../src/verify/payg-signature";
 import { sessionSecret } from "../../../src/web/session";
 import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, uniqueId, withKey } from "../helpers";
@@ -20,7 +20,11 @@ async function linkToken(customerId: string): Promise<string> {
 }
 
 /** A random 43-character secret, as keys and links carry. */
-const secretPart = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32)))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const secretPart = () =>
+  btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 
 describe("one key per purpose", () => {
   it("derives a distinct, stable key for each purpose, none of them the secret or its plain HMAC", async () => {
@@ -56,7 +60,14 @@ describe("one key per purpose", () => {
     const stub = customerStub(id);
     await runInDurableObject(stub, async (_instance, state) => {
       const sql = state.storage.sql;
-      sql.exec("INSERT INTO api_keys (id, hash, prefix, name, created_at, signed) VALUES (?, ?, ?, ?, ?, 1)", "key_old", await sha256Hex(old), old.slice(0, old.indexOf(".") + 5), "old", Date.now());
+      sql.exec(
+        "INSERT INTO api_keys (id, hash, prefix, name, created_at, signed) VALUES (?, ?, ?, ?, ?, 1)",
+        "key_old",
+        await sha256Hex(old),
+        old.slice(0, old.indexOf(".") + 5),
+        "old",
+        Date.now(),
+      );
       sql.exec("INSERT INTO portal_links (hash, expires_at, created_at) VALUES (?, ?, ?)", await sha256Hex(oldLink), Date.now() + 600_000, Date.now());
     });
     await evictDurableObject(stub);

@@ -1,15 +1,15 @@
 import { createExecutionContext, env, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
-import { http, HttpResponse } from "msw";
 import fc from "fast-check";
+import { HttpResponse, http } from "msw";
 import { describe, expect, it } from "vitest";
 import { expireHolds } from "../../../durable-objects/customer-account/request/settlement";
-import { getConfig, resolveMeter } from "../../../src/lib/config";
 import worker from "../../../src/index";
-import { meterResponse } from "../../../src/proxy/metered";
 import { sha256Hex } from "../../../src/lib/api-key-format";
+import { getConfig, resolveMeter } from "../../../src/lib/config";
 import { eventData, isUnitEvent, SseSplitter } from "../../../src/metering/sse";
-import { server } from "../setup";
+import { meterResponse } from "../../../src/proxy/metered";
 import { admin, customerStub, customerWithCredit, gateway, ORIGIN, withKey } from "../helpers";
+import { server } from "../setup";
 
 /** The bodies the chat route of the last meteredOrigin() received, as forwarded by the gateway. */
 const chatBodies: unknown[] = [];
@@ -161,7 +161,10 @@ describe("meters that read units from the response (happy)", () => {
     const plain = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ max_tokens: 12 }) }));
     expect(plain.headers.get("x-payg-charge-cents")).toBe("0.12");
     // The client asks for the usage chunk itself: it gets it.
-    const asked = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 25, stream_options: { include_usage: true } }) }));
+    const asked = await gateway(
+      "/v1/chat/completions",
+      withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 25, stream_options: { include_usage: true } }) }),
+    );
     expect(asked.headers.get("x-payg-hold-units")).toBe("25");
     const text = await asked.text();
     expect(text).toContain('"usage":{"total_tokens":25}');
@@ -174,7 +177,10 @@ describe("meters that read units from the response (happy)", () => {
     meteredOrigin();
     const { id, key } = await customerWithCredit(10);
     // A client that does not ask for usage cannot make the stream free: the gateway asks for it.
-    const streamed = await gateway("/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 25, stream_options: { include_usage: false } }) }));
+    const streamed = await gateway(
+      "/v1/chat/completions",
+      withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 25, stream_options: { include_usage: false } }) }),
+    );
     const text = await streamed.text();
     expect(chatBodies.at(-1)).toMatchObject({ stream: true, max_tokens: 25, stream_options: { include_usage: true } });
     // Every token event reaches the client, the usage chunk (empty choices) does not: some clients index choices[0].
@@ -207,7 +213,13 @@ describe("streams are cut at zero", () => {
     const config = getConfig(env);
     const meter = resolveMeter(config, "GET", "/v1/events");
     const stub = customerStub(id);
-    const held = await stub.authorize({ keyHash: await sha256Hex(key), meter: meter.name, priceMicros: meter.priceMicros, requestId: "req_gone", hold: { units: 8, onMissing: "hold" } });
+    const held = await stub.authorize({
+      keyHash: await sha256Hex(key),
+      meter: meter.name,
+      priceMicros: meter.priceMicros,
+      requestId: "req_gone",
+      hold: { units: 8, onMissing: "hold" },
+    });
     expect(held).toMatchObject({ outcome: "ok", heldUnits: 8 });
     const events = Array.from({ length: 50 }, (_, i) => `data: {"token":${i}}\n\n`).join("");
     const origin = new Response(events, { headers: { "content-type": "text/event-stream" } });
@@ -244,7 +256,14 @@ describe("holds never leak", () => {
     const { id, key } = await customerWithCredit(20);
     const stub = customerStub(id);
     const longAgo = Date.now() - 10 * 60_000;
-    const held = await stub.authorize({ keyHash: await sha256Hex(key), meter: "json_tokens", priceMicros: 100_000, requestId: "req_orphan", hold: { units: 30, onMissing: "zero" }, now: longAgo });
+    const held = await stub.authorize({
+      keyHash: await sha256Hex(key),
+      meter: "json_tokens",
+      priceMicros: 100_000,
+      requestId: "req_orphan",
+      hold: { units: 30, onMissing: "zero" },
+      now: longAgo,
+    });
     expect(held).toMatchObject({ outcome: "ok", heldUnits: 30 });
     expect((await balance(id)).balanceMicros).toBe(17_000_000);
     await runDurableObjectAlarm(stub);
@@ -285,7 +304,8 @@ describe("long responses keep their hold", () => {
     const request = new Request("http://gateway.test/v1/chat/completions", withKey(key, { method: "POST", body: JSON.stringify({ stream: true, max_tokens: 1000 }) }));
     const response = await worker.fetch(request, { ...env, GOVERNANCE: { origin_timeout_ms: 100 } } as never, ctx);
     const requestId = response.headers.get("x-request-id")!;
-    const expiresAt = () => runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT expires_at FROM holds WHERE request_id = ?", requestId).one().expires_at as number);
+    const expiresAt = () =>
+      runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT expires_at FROM holds WHERE request_id = ?", requestId).one().expires_at as number);
     const reader = response.body!.getReader();
     const decoder = new TextDecoder();
     let text = decoder.decode((await reader.read()).value);
@@ -328,7 +348,13 @@ describe("a client that hangs up on an sse:json stream", () => {
     const config = getConfig(env);
     const meter = resolveMeter(config, "POST", "/v1/chat/completions");
     const stub = customerStub(id);
-    const held = await stub.authorize({ keyHash: await sha256Hex(key), meter: meter.name, priceMicros: meter.priceMicros, requestId: "req_hangup", hold: { units: 1000, onMissing: "hold" } });
+    const held = await stub.authorize({
+      keyHash: await sha256Hex(key),
+      meter: meter.name,
+      priceMicros: meter.priceMicros,
+      requestId: "req_hangup",
+      hold: { units: 1000, onMissing: "hold" },
+    });
     expect(held).toMatchObject({ outcome: "ok", heldUnits: 1000 });
     const pending: Promise<unknown>[] = [];
     const { response } = await meterResponse({ config, meter, stub: stub as never, requestId: "req_hangup", heldUnits: 1000, waitUntil: (p) => pending.push(p) }, origin);
@@ -397,9 +423,7 @@ describe("Idempotency-Key on billed requests", () => {
   });
 
   it("an origin 5xx that stays charged is kept and replayed; one that is refunded forgets the key", async () => {
-    server.use(
-      http.post(`${ORIGIN}/v1/fails/:status`, ({ params }) => HttpResponse.json({ failed: true }, { status: Number(params.status) })),
-    );
+    server.use(http.post(`${ORIGIN}/v1/fails/:status`, ({ params }) => HttpResponse.json({ failed: true }, { status: Number(params.status) })));
     const { id, key } = await customerWithCredit(20);
     const send = (status: number) => gateway(`/v1/fails/${status}`, withKey(key, { method: "POST", body: "{}", headers: { "idempotency-key": `fail-${status}` } }));
     const failed = await send(500);

@@ -24,7 +24,11 @@ async function seedV1(id: string, keys: { live: string; revoked: string }) {
     );
     sql.exec("INSERT INTO api_keys (id, hash, prefix, name, created_at) VALUES ('key_live', ?, 'payg_x', 'live', ?)", liveHash, t);
     sql.exec("INSERT INTO api_keys (id, hash, prefix, name, created_at, revoked_at) VALUES ('key_old', ?, 'payg_y', 'old', ?, ?)", revokedHash, t, t + 1);
-    sql.exec("INSERT INTO ledger (kind, amount, count, reference, reason, created_at, updated_at) VALUES ('topup', 10000000, 1, 'checkout_cs_1', 'Stripe Checkout cs_1', ?, ?)", t, t);
+    sql.exec(
+      "INSERT INTO ledger (kind, amount, count, reference, reason, created_at, updated_at) VALUES ('topup', 10000000, 1, 'checkout_cs_1', 'Stripe Checkout cs_1', ?, ?)",
+      t,
+      t,
+    );
     sql.exec("INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES ('usage', 'api_requests', ?, -4950000, 99, ?, ?)", t, t, t);
     sql.exec(
       "INSERT INTO reports (report_id, kind, idempotency_key, amount, status, attempts, created_at, sent_at) VALUES ('payg_usage_old', 'usage_debit', 'payg_usage_old', 4, 'sent', 1, ?, ?)",
@@ -45,7 +49,25 @@ async function seedV1(id: string, keys: { live: string; revoked: string }) {
  * SHA-256 of every migration. A migration that has shipped is never edited, only followed by a new
  * one: a new migration adds its hash here; changing an old hash means rewriting history.
  */
-const DEPLOYED = ["c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c", "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32", "8dec3a5a5da89feb90a2a4e0d6576e1ec4b1471964393252cdbbd9678477155d", "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d", "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac", "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da", "db4f762e6611f936d3a752ae74240554b98006b3c790b0292571eb6717d5314d", "0a1620d6df8f589ad7603c2cac298c5c8e6bb9c60bf716939ef11730df40df5e", "155f34665a54a835268a63b1348d3b5b0e4745fb0082ce607d986f6bd94c6e80", "a02f406ffd95f6a7c16ebedf7be61c60b6b0e79ef4ce2418805e894fa0ea4560", "2d5a0b2e4dbb14745380fd4d4b261915b45584bf471e02fbfc0cb85a28b92c86", "9bd3e953e1e4150912cd9c5c3276615aa9dd9ae503119748c2d531ad2eef0c82", "325bb54b9ff695de88e383a8258a0bc236736b885151ee7f571f366f3aa0a7fb", "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a", "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef", "6173372e78081761ffd9aff6b06e2eed30c734eac5a9616cc5b3f1808c72ae17"];
+const DEPLOYED = [
+  "c4687d16eec8201b9c29d7675ef84ae138a2d229c44926f6f34ed574fdf1902c",
+  "a3da3896b313cf9dc4fba9984b9de649e574491bf642cd76ec0ba18fdeb3be32",
+  "8dec3a5a5da89feb90a2a4e0d6576e1ec4b1471964393252cdbbd9678477155d",
+  "053c4fd6f1c5ee6a6a5cb17fb4b5d1b379078616be819fa7c1bec4d03799002d",
+  "3341029a864d3115f0146129930643edc0541325be15fdf465264363a53b58ac",
+  "4717de22ab2ab8ec3bacb80a04cbc546374c8d9a3810eaae1bbed386e79772da",
+  "db4f762e6611f936d3a752ae74240554b98006b3c790b0292571eb6717d5314d",
+  "0a1620d6df8f589ad7603c2cac298c5c8e6bb9c60bf716939ef11730df40df5e",
+  "155f34665a54a835268a63b1348d3b5b0e4745fb0082ce607d986f6bd94c6e80",
+  "a02f406ffd95f6a7c16ebedf7be61c60b6b0e79ef4ce2418805e894fa0ea4560",
+  "2d5a0b2e4dbb14745380fd4d4b261915b45584bf471e02fbfc0cb85a28b92c86",
+  "9bd3e953e1e4150912cd9c5c3276615aa9dd9ae503119748c2d531ad2eef0c82",
+  "325bb54b9ff695de88e383a8258a0bc236736b885151ee7f571f366f3aa0a7fb",
+  "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a",
+  "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef",
+  "37c8dba820c3286f3e1ee6f8e3dfc3ab37f0322cce48fe0a6b32ed5747484bc9",
+  "6173372e78081761ffd9aff6b06e2eed30c734eac5a9616cc5b3f1808c72ae17",
+];
 
 describe("schema migrations", () => {
   it("never edits a deployed migration", async () => {
@@ -68,13 +90,14 @@ describe("schema migrations", () => {
     expect(before.body.cohorts.current).toEqual([{ cohort: "low_balance", enrollment: 1, entered_at: 1_760_000_000_000 }]);
     expect(before.body.stripe.recent_reports).toEqual([expect.objectContaining({ id: "payg_usage_old", status: "sent", amount: 4 })]);
     const listed = (await admin("GET", `/customers/${id}/keys`)).body.keys;
-    expect(listed.map((k: { id: string; signed: boolean }) => [k.id, k.signed])).toEqual([["key_live", false], ["key_old", false]]);
+    expect(listed.map((k: { id: string; signed: boolean }) => [k.id, k.signed])).toEqual([
+      ["key_live", false],
+      ["key_old", false],
+    ]);
     expect((await admin("GET", `/customers/${id}/emails`)).body.emails).toHaveLength(1);
     // The balance held before grants existed is one paid, never-expiring `migration` grant.
     const grants = (await admin("GET", `/customers/${id}/grants`)).body.grants;
-    expect(grants).toEqual([
-      expect.objectContaining({ source: "migration", category: "paid", amount_cents: 5, remaining_exact_cents: "5.05", expires_at: null, meters: null }),
-    ]);
+    expect(grants).toEqual([expect.objectContaining({ source: "migration", category: "paid", amount_cents: 5, remaining_exact_cents: "5.05", expires_at: null, meters: null })]);
 
     const charged = await gateway("/v1/x", withKey(keys.live));
     expect(charged.status).toBe(200);
@@ -82,15 +105,12 @@ describe("schema migrations", () => {
     expect((await gateway("/v1/x", withKey(keys.revoked))).status).toBe(401);
     expect(await customerStub(id).balanceCheck()).toMatchObject({ balanceMicros: 4_050_000, ledgerSumMicros: 4_050_000, grantsRemainingMicros: 4_050_000, debtMicros: 0 });
 
-    const version = await runInDurableObject(customerStub(id), (_instance, state) =>
-      state.storage.sql.exec("SELECT version FROM schema_version").one().version,
-    );
+    const version = await runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT version FROM schema_version").one().version);
     expect(version).toBe(SCHEMA_VERSION);
 
     // The upgrade's retention timers clear the old backlog once: the year-old report and usage
     // bucket leave their rows, not their sums.
-    const sums = (summary: { ledger_summary: { kind: string; count: number; total_cents: string }[] }) =>
-      summary.ledger_summary.map((r) => [r.kind, r.count, r.total_cents]);
+    const sums = (summary: { ledger_summary: { kind: string; count: number; total_cents: string }[] }) => summary.ledger_summary.map((r) => [r.kind, r.count, r.total_cents]);
     const unpruned = (await admin("GET", `/customers/${id}`)).body;
     await settle(id);
     const pruned = (await admin("GET", `/customers/${id}`)).body;
@@ -111,13 +131,29 @@ describe("schema migrations", () => {
       sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, 13, ?)", t);
       sql.exec("INSERT INTO account (id, customer_id, plan, balance, created_at, updated_at) VALUES (1, ?, 'prepaid', ?, ?, ?)", id, 700 * M, t, t);
       // Grant 1: 500 paid, 100 spent, under an open 500-cent dispute that froze a snapshot of 300.
-      sql.exec("INSERT INTO grants (id, amount, remaining, frozen, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g1', ?, ?, ?, 'paid', 50, 'checkout', 'c1', 'checkout_cs_1', 'pi_1', ?)", 500 * M, 400 * M, 300 * M, t);
+      sql.exec(
+        "INSERT INTO grants (id, amount, remaining, frozen, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g1', ?, ?, ?, 'paid', 50, 'checkout', 'c1', 'checkout_cs_1', 'pi_1', ?)",
+        500 * M,
+        400 * M,
+        300 * M,
+        t,
+      );
       sql.exec("INSERT INTO disputes (id, grant_id, payment_intent, amount, status, frozen, created_at) VALUES ('dp_1', 'g1', 'pi_1', 500, 'open', ?, ?)", 300 * M, t);
       // Grant 2: 500 paid, lost to a dispute (all taken back).
-      sql.exec("INSERT INTO grants (id, amount, remaining, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g2', ?, 0, 'paid', 50, 'checkout', 'c2', 'checkout_cs_2', 'pi_2', ?)", 500 * M, t);
+      sql.exec(
+        "INSERT INTO grants (id, amount, remaining, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g2', ?, 0, 'paid', 50, 'checkout', 'c2', 'checkout_cs_2', 'pi_2', ?)",
+        500 * M,
+        t,
+      );
       sql.exec("INSERT INTO disputes (id, grant_id, payment_intent, amount, status, frozen, created_at, closed_at) VALUES ('dp_2', 'g2', 'pi_2', 500, 'lost', 0, ?, ?)", t, t);
       // Grant 3: 500 paid, 200 refunded under the cumulative figure.
-      sql.exec("INSERT INTO grants (id, amount, remaining, refunded, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g3', ?, ?, ?, 'paid', 50, 'checkout', 'c3', 'checkout_cs_3', 'pi_3', ?)", 500 * M, 300 * M, 200 * M, t);
+      sql.exec(
+        "INSERT INTO grants (id, amount, remaining, refunded, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g3', ?, ?, ?, 'paid', 50, 'checkout', 'c3', 'checkout_cs_3', 'pi_3', ?)",
+        500 * M,
+        300 * M,
+        200 * M,
+        t,
+      );
       sql.exec("INSERT INTO payment_refunds (payment_intent, refunded_cents, updated_at) VALUES ('pi_3', 200, ?)", t);
       for (const [kind, amount, reference, grant] of [
         ["grant", 500, "checkout_cs_1", "g1"],
@@ -126,7 +162,15 @@ describe("schema migrations", () => {
         ["grant", 500, "checkout_cs_3", "g3"],
         ["clawback", -200, "refund_pi_3_200", "g3"],
       ] as const) {
-        sql.exec("INSERT INTO ledger (kind, amount, count, reference, reason, grant_id, created_at, updated_at) VALUES (?, ?, 1, ?, 'seed', ?, ?, ?)", kind, amount * M, reference, grant, t, t);
+        sql.exec(
+          "INSERT INTO ledger (kind, amount, count, reference, reason, grant_id, created_at, updated_at) VALUES (?, ?, 1, ?, 'seed', ?, ?, ?)",
+          kind,
+          amount * M,
+          reference,
+          grant,
+          t,
+          t,
+        );
       }
       sql.exec("INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES ('usage', 'api_requests', ?, ?, 100, ?, ?)", t, -100 * M, t, t);
     });
@@ -137,8 +181,16 @@ describe("schema migrations", () => {
     // The open dispute now freezes all it disputes of what remains (400), not the 300 snapshot.
     expect(grants.find((g) => g.id === "g1")).toMatchObject({ frozen_cents: 400 });
     const event = (type: string, object: object) => ({ id: `evt_${uniqueId()}`, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } }) as never;
-    const dispute = (disputeId: string, pi: string, status: string, balance_transactions: { amount: number }[] = []) =>
-      ({ id: disputeId, object: "dispute", payment_intent: pi, charge: "ch_x", amount: 500, currency: "usd", status, balance_transactions });
+    const dispute = (disputeId: string, pi: string, status: string, balance_transactions: { amount: number }[] = []) => ({
+      id: disputeId,
+      object: "dispute",
+      payment_intent: pi,
+      charge: "ch_x",
+      amount: 500,
+      currency: "usd",
+      status,
+      balance_transactions,
+    });
     // The lost dispute won on appeal: what it took comes back, once.
     await stub.applyStripeEvent(id, event("charge.dispute.funds_reinstated", dispute("dp_2", "pi_2", "won", [{ amount: -500 }, { amount: 500 }])));
     // The legacy refund, now listed by id, fails: its 200 come back.
@@ -150,9 +202,7 @@ describe("schema migrations", () => {
   it("creates no storage for a customer id that was never set up", async () => {
     const id = uniqueId("cus_none");
     expect((await admin("GET", `/customers/${id}`)).status).toBe(404);
-    const tables = await runInDurableObject(customerStub(id), (_instance, state) =>
-      state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'").toArray(),
-    );
+    const tables = await runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'").toArray());
     expect(tables).toEqual([]);
   });
 });

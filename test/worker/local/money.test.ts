@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
 import fc from "fast-check";
+import { describe, expect, it } from "vitest";
 import { formatCents, formatMoney, parseCentsDecimal } from "../../../src/lib/money";
 import { ADMIN_TOKEN, customerStub, customerWithCredit, echoOrigin, gateway, gatewayWith, withKey } from "../helpers";
 
@@ -13,9 +13,7 @@ describe("money", () => {
     expect(formatCents(-1_500_000)).toBe("-1.5");
     expect(formatMoney(1_234_500_000, "usd")).toBe("$12.345");
     expect(formatMoney(5_000_000, "eur")).toBe("0.05 EUR");
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1_000_000_000_000_000 }), (micros) => parseCentsDecimal(formatCents(micros)) === micros),
-    );
+    fc.assert(fc.property(fc.integer({ min: 0, max: 1_000_000_000_000_000 }), (micros) => parseCentsDecimal(formatCents(micros)) === micros));
   });
 
   it("shows a sub-cent default price on /admin/status exactly as configured", async () => {

@@ -87,7 +87,12 @@ describe("outbound webhooks: delivery", () => {
     expect(depleted).toHaveLength(1);
     expect(depleted[0]!.event.data).toEqual({ customer_id: id, balance_cents: 0, minimum_balance_cents: 0 });
     // The grant put it under the 100-cent warning threshold once; nothing else about it was sent.
-    expect(hook.about(id).map((r) => r.event.type).sort()).toEqual(["customer.balance.depleted", "customer.balance.low", "customer.balance.restored"]);
+    expect(
+      hook
+        .about(id)
+        .map((r) => r.event.type)
+        .sort(),
+    ).toEqual(["customer.balance.depleted", "customer.balance.low", "customer.balance.restored"]);
     const rows = (await deliveries(endpoint.id)).filter((d) => d.customer_id === id);
     expect(rows).toHaveLength(3);
     expect(rows.every((d) => d.status === "succeeded" && d.attempts === 1)).toBe(true);
@@ -139,11 +144,15 @@ describe("outbound webhooks: delivery", () => {
     const mine = async () => (await deliveries(endpoint.id)).find((d) => d.customer_id === id);
     // The wait after each failed attempt, as the admin API shows it (keyed by attempt number).
     const waits = new Map<number, number>();
-    await pump(async () => {
-      const d = await mine();
-      if (d.status === "pending") waits.set(d.attempts, d.next_attempt_at - d.last_attempt_at);
-      return d.status === "failed";
-    }, [], 200);
+    await pump(
+      async () => {
+        const d = await mine();
+        if (d.status === "pending") waits.set(d.attempts, d.next_attempt_at - d.last_attempt_at);
+        return d.status === "failed";
+      },
+      [],
+      200,
+    );
 
     const failed = await mine();
     expect(failed).toMatchObject({ status: "failed", attempts: 28, last_status_code: 500, last_error: "HTTP 500", next_attempt_at: null });

@@ -15,9 +15,7 @@ describe("what a request cannot reach or leave behind", () => {
   it("a forged key for an unknown customer id leaves no storage behind", async () => {
     const id = uniqueId("cus_forged");
     expect((await gateway("/v1/x", withKey(`payg_${id}.${"C".repeat(43)}`))).status).toBe(401);
-    const tables = await runInDurableObject(customerStub(id), (_instance, state) =>
-      state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'").toArray(),
-    );
+    const tables = await runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'").toArray());
     expect(tables).toEqual([]);
   });
 

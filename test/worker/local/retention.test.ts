@@ -10,7 +10,7 @@ import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, customerWithCredit, gateway, portalCsrf, portalLinkSession, queryPlan, settle, uniqueId } from "../helpers";
 
 // Bounded state: every table of the customer object, the directory and the webhook
-// dispatcher has a retention rule and the index it needs (README: Retention).
+// dispatcher has a retention rule and the index it needs (docs/concepts/retention.md).
 const DAY = 86_400_000;
 
 afterEach(() => vi.useRealTimers());
@@ -26,8 +26,7 @@ async function runTimersAt(id: string, at: number) {
 type KindTotals = Record<string, { count: number; total_cents: string }>;
 const byKind = (summary: { ledger_summary: { kind: string; count: number; total_cents: string; entries: number }[] }) =>
   Object.fromEntries(summary.ledger_summary.map((r) => [r.kind, { count: r.count, total_cents: r.total_cents }])) as KindTotals;
-const entriesOf = (summary: { ledger_summary: { kind: string; entries: number }[] }, kind: string) =>
-  summary.ledger_summary.find((r) => r.kind === kind)?.entries ?? 0;
+const entriesOf = (summary: { ledger_summary: { kind: string; entries: number }[] }, kind: string) => summary.ledger_summary.find((r) => r.kind === kind)?.entries ?? 0;
 
 describe("usage buckets older than PRICING.usage_retention_days fold into a carried-forward row", () => {
   it("keeps the balance equal to the ledger's sum and every total the summary shows, by index, from a timer", async () => {
@@ -40,7 +39,10 @@ describe("usage buckets older than PRICING.usage_retention_days fold into a carr
     await runInDurableObject(stub, async (instance) => {
       let n = 0;
       for (const days of [100, 99, 95, 10, 0]) {
-        for (const [meter, priceMicros] of [["api_requests", 1_000_000], ["search", 50_000]] as const) {
+        for (const [meter, priceMicros] of [
+          ["api_requests", 1_000_000],
+          ["search", 50_000],
+        ] as const) {
           expect((await instance.authorize({ keyHash, meter, priceMicros, requestId: `req_${n++}`, now: t - days * DAY })).outcome).toBe("ok");
         }
       }
@@ -165,7 +167,12 @@ describe("the webhook dispatcher's events", () => {
     expect(await stub.accept([event("evt_mid")])).toEqual({ accepted: 1 });
     vi.setSystemTime(t + 31 * DAY);
     expect(await stub.accept([event("evt_new")])).toEqual({ accepted: 1 });
-    const ids = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec("SELECT id FROM events ORDER BY received_at").toArray().map((r) => r.id));
+    const ids = await runInDurableObject(stub, (_instance, state) =>
+      state.storage.sql
+        .exec("SELECT id FROM events ORDER BY received_at")
+        .toArray()
+        .map((r) => r.id),
+    );
     expect(ids).toEqual(["evt_mid", "evt_new"]);
     const plans = await runInDurableObject(stub, (_instance, state) => [queryPlan(state, PRUNE.deliveries, t), queryPlan(state, PRUNE.events, t)]);
     expect(plans[0]).toMatch(/USING INDEX deliveries_created/);

@@ -1,5 +1,20 @@
 import { describe, expect, it } from "vitest";
-import { admin, clientIp, cookieOf, customerWithCredit, echoOrigin, formPost, freshWindow, gateway, gatewayWith, legacyKey, objectExists, uniqueId, waitFor, withKey } from "../helpers";
+import {
+  admin,
+  clientIp,
+  cookieOf,
+  customerWithCredit,
+  echoOrigin,
+  formPost,
+  freshWindow,
+  gateway,
+  gatewayWith,
+  legacyKey,
+  objectExists,
+  uniqueId,
+  waitFor,
+  withKey,
+} from "../helpers";
 
 const ORIGIN = "http://gateway.test";
 

@@ -3,10 +3,9 @@ import { serializeSigned } from "hono/utils/cookie";
 import { describe, expect, it } from "vitest";
 import { getConfig } from "../../../src/lib/config";
 import { sessionSecret } from "../../../src/web/session";
-import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, echoOrigin, gateway, withKey, formPost, cookieOf, waitFor, portalLinkSession, portalKeySession } from "../helpers";
+import { ADMIN_TOKEN, admin, cookieOf, customerStub, customerWithCredit, echoOrigin, formPost, gateway, portalKeySession, portalLinkSession, waitFor, withKey } from "../helpers";
 
 const ORIGIN = "http://gateway.test";
-
 
 async function signIn(): Promise<string> {
   const response = await gateway("/dashboard/sign-in", formPost({ token: ADMIN_TOKEN, next: "/dashboard" }));
@@ -72,7 +71,10 @@ describe("dashboard sessions", () => {
     const noToken = await gateway(`/dashboard/customers/${id}/credits`, formPost(grant, cookie));
     expect(noToken.status).toBe(403);
     expect(await noToken.text()).toContain("The form came from another site or has expired");
-    const otherSite = await gateway(`/dashboard/customers/${id}/credits`, formPost({ ...grant, _csrf: csrf }, cookie, { origin: "https://evil.example", "sec-fetch-site": "cross-site" }));
+    const otherSite = await gateway(
+      `/dashboard/customers/${id}/credits`,
+      formPost({ ...grant, _csrf: csrf }, cookie, { origin: "https://evil.example", "sec-fetch-site": "cross-site" }),
+    );
     expect(otherSite.status).toBe(403);
     const noSession = await gateway(`/dashboard/customers/${id}/credits`, formPost({ ...grant, _csrf: csrf }));
     expect(noSession.status).toBe(401);

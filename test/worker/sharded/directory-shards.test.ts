@@ -3,8 +3,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Directory } from "../../../durable-objects/directory/index";
 import { shardOf } from "../../../durable-objects/directory/placement";
-import { ADMIN_TOKEN, admin, cookieOf, customerStub, formPost, gateway, uniqueId, withKey } from "../helpers";
 import { connect, cron, deliverAll, settle } from "../connected/doubles";
+import { ADMIN_TOKEN, admin, cookieOf, customerStub, formPost, gateway, uniqueId, withKey } from "../helpers";
 
 /** This project runs with DIRECTORY_SHARDS = 4 (vitest.config.ts). */
 const SHARDS = 4;
@@ -19,7 +19,10 @@ async function whereListed(ids: string[]) {
   const found = new Map<string, number[]>(ids.map((id) => [id, []]));
   for (let k = 0; k < SHARDS; k++) {
     const rows = await runInDurableObject(shard(k), (_i, state) =>
-      state.storage.sql.exec("SELECT id FROM customers UNION ALL SELECT customer_id FROM customer_rollup").toArray().map((r) => r.id as string),
+      state.storage.sql
+        .exec("SELECT id FROM customers UNION ALL SELECT customer_id FROM customer_rollup")
+        .toArray()
+        .map((r) => r.id as string),
     );
     for (const id of rows) found.get(id)?.push(k);
   }
@@ -87,10 +90,18 @@ describe("a directory in 4 shards (DIRECTORY_SHARDS = 4)", () => {
     // Each customer's one request is in the hourly usage, whatever its shard.
     const requests = overview.usage_totals.last_24h.find((m: { meter: string }) => m.meter === "api_requests").requests;
     expect(requests).toBeGreaterThanOrEqual(16);
-    expect(requests).toBe(parts.flatMap((p) => p.usage).filter((u) => u.meter === "api_requests").reduce((n, u) => n + u.requests, 0));
+    expect(requests).toBe(
+      parts
+        .flatMap((p) => p.usage)
+        .filter((u) => u.meter === "api_requests")
+        .reduce((n, u) => n + u.requests, 0),
+    );
 
     // Search: every shard at once, merged by id, 3 a page, each customer once.
-    const seen = await pageAll((cursor) => `/customers?q=${tag}&limit=3${cursor ? `&cursor=${cursor}` : ""}`, (b) => b.customers.map((c: { id: string }) => c.id));
+    const seen = await pageAll(
+      (cursor) => `/customers?q=${tag}&limit=3${cursor ? `&cursor=${cursor}` : ""}`,
+      (b) => b.customers.map((c: { id: string }) => c.id),
+    );
     expect(seen).toEqual(made.map((c) => c.id).sort());
 
     // The dashboard reads the same: its overview and its customer search.
@@ -116,7 +127,10 @@ describe("a directory in 4 shards (DIRECTORY_SHARDS = 4)", () => {
     const counts = (await admin("GET", "/cohorts")).body.cohorts;
     const perShard = await Promise.all([0, 1, 2, 3].map((k) => shard(k).cohortCounts()));
     expect(counts.find((c: { name: string }) => c.name === "out_of_credits").members).toBe(perShard.reduce((n, p) => n + (p.out_of_credits ?? 0), 0));
-    const members = await pageAll((cursor) => `/cohorts/out_of_credits/members?limit=5${cursor ? `&cursor=${cursor}` : ""}`, (b) => b.members.map((m: { customer_id: string }) => m.customer_id));
+    const members = await pageAll(
+      (cursor) => `/cohorts/out_of_credits/members?limit=5${cursor ? `&cursor=${cursor}` : ""}`,
+      (b) => b.members.map((m: { customer_id: string }) => m.customer_id),
+    );
     expect(new Set(members).size).toBe(members.length);
     expect([...members].sort()).toEqual(members);
     for (const c of made) expect(members).toContain(c.id);
@@ -137,13 +151,25 @@ describe("a directory in 4 shards (DIRECTORY_SHARDS = 4)", () => {
           cohorts: sql.exec("SELECT * FROM cohort_members WHERE customer_id = ?", id).toArray(),
           usage: sql.exec("SELECT * FROM usage_hourly WHERE customer_id = ?", id).toArray(),
         }));
-        for (const id of mine) for (const [t, col] of [["customers", "id"], ["customer_rollup", "customer_id"], ["cohort_members", "customer_id"], ["usage_hourly", "customer_id"]]) sql.exec(`DELETE FROM ${t} WHERE ${col} = ?`, id);
+        for (const id of mine)
+          for (const [t, col] of [
+            ["customers", "id"],
+            ["customer_rollup", "customer_id"],
+            ["cohort_members", "customer_id"],
+            ["usage_hourly", "customer_id"],
+          ])
+            sql.exec(`DELETE FROM ${t} WHERE ${col} = ?`, id);
         return out;
       });
       await runInDurableObject(shard(0), (_i, state) => {
         const sql = state.storage.sql;
         const insert = (table: string, row: Record<string, unknown>) =>
-          sql.exec(`INSERT INTO ${table} (${Object.keys(row).join(", ")}) VALUES (${Object.keys(row).map(() => "?").join(", ")})`, ...(Object.values(row) as SqlStorageValue[]));
+          sql.exec(
+            `INSERT INTO ${table} (${Object.keys(row).join(", ")}) VALUES (${Object.keys(row)
+              .map(() => "?")
+              .join(", ")})`,
+            ...(Object.values(row) as SqlStorageValue[]),
+          );
         for (const r of rows) {
           insert("customers", r.customer);
           for (const x of r.rollup) insert("customer_rollup", x);
@@ -175,7 +201,12 @@ describe("a directory in 4 shards (DIRECTORY_SHARDS = 4)", () => {
     // Their cron went on through the move: each one's 2 cents reported exactly once.
     await cron(Date.now() + 60_000);
     for (const id of ids) {
-      expect(stripe.balanceTransactions(id).filter((t) => String(t.metadata?.payg_report).startsWith("payg_usage")).map((t) => t.amount)).toEqual([2]);
+      expect(
+        stripe
+          .balanceTransactions(id)
+          .filter((t) => String(t.metadata?.payg_report).startsWith("payg_usage"))
+          .map((t) => t.amount),
+      ).toEqual([2]);
     }
   });
 });

@@ -10,11 +10,10 @@ const configuredKey = (env as unknown as { MAILCHANNELS_DKIM_PRIVATE_KEY: string
 const base64 = (bytes: ArrayBuffer) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
 
 async function rsaKeys() {
-  const pair = (await crypto.subtle.generateKey(
-    { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
-    true,
-    ["sign", "verify"],
-  )) as CryptoKeyPair;
+  const pair = (await crypto.subtle.generateKey({ name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
   return {
     pkcs8: base64((await crypto.subtle.exportKey("pkcs8", pair.privateKey)) as ArrayBuffer),
     spki: base64((await crypto.subtle.exportKey("spki", pair.publicKey)) as ArrayBuffer),
@@ -49,7 +48,7 @@ describe("DKIM", () => {
     expect(problems({})).toEqual([]);
     expect(problems({ MAILCHANNELS_DKIM_PRIVATE_KEY: pkcs8 })).toEqual([]);
     // Wrapped over lines as `base64` prints it: the same key, sent as one line.
-    const wrapped = pkcs8.replace(/(.{76})/g, "$1\n") + "\n";
+    const wrapped = `${pkcs8.replace(/(.{76})/g, "$1\n")}\n`;
     expect(parseConfig({ ...(env as unknown as Record<string, unknown>), MAILCHANNELS_DKIM_PRIVATE_KEY: wrapped }).MAILCHANNELS_DKIM_PRIVATE_KEY).toBe(pkcs8);
 
     const pem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.replace(/(.{64})/g, "$1\n")}\n-----END PRIVATE KEY-----\n`;
@@ -58,9 +57,7 @@ describe("DKIM", () => {
     expect(problems({ MAILCHANNELS_DKIM_PRIVATE_KEY: "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-test-key" })).toEqual([
       expect.stringMatching(/^MAILCHANNELS_DKIM_PRIVATE_KEY: is not base64/),
     ]);
-    expect(problems({ MAILCHANNELS_DKIM_PRIVATE_KEY: btoa("just some text, base64 encoded") })).toEqual([
-      expect.stringMatching(/^MAILCHANNELS_DKIM_PRIVATE_KEY: is not DER/),
-    ]);
+    expect(problems({ MAILCHANNELS_DKIM_PRIVATE_KEY: btoa("just some text, base64 encoded") })).toEqual([expect.stringMatching(/^MAILCHANNELS_DKIM_PRIVATE_KEY: is not DER/)]);
     expect(problems({ MAILCHANNELS_DKIM_PRIVATE_KEY: spki })).toEqual([expect.stringMatching(/^MAILCHANNELS_DKIM_PRIVATE_KEY: is DER but not a private key/)]);
     // A truncated key is not DER any more.
     expect(problems({ MAILCHANNELS_DKIM_PRIVATE_KEY: configuredKey.slice(0, 400) })).toEqual([expect.stringMatching(/^MAILCHANNELS_DKIM_PRIVATE_KEY: is not DER/)]);

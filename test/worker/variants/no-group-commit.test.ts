@@ -9,9 +9,7 @@ describe("GROUP_COMMIT=false", () => {
     await stub.upsertProfile(id, { name: "No Group Commit" });
     const keyHash = await sha256Hex((await stub.createKey(null))!.key);
     await stub.credit({ customerId: id, amountCents: 150, reason: "start" });
-    const results = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: 1_000_000, requestId: `req_${i}` })),
-    );
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: 1_000_000, requestId: `req_${i}` })));
     expect(results.filter((r) => r.outcome === "ok")).toHaveLength(150);
     expect(await stub.groupCommitStats()).toEqual({ commits: 0, steps: 0, largest: 0 });
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 0, ledgerSumMicros: 0 });
