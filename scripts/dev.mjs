@@ -126,19 +126,19 @@ Portal link: ${portalLink.url}
 Billed from the response (after a top-up): chat tokens priced per model and kind (gpt-4o-mini: 15 cents
 per million input tokens, 7.5 cached, 60 output). The output limit is held before the request is
 forwarded; the usage the answer reports is charged, to the micro-cent:
-  curl -i ${base}/v1/chat/completions -H "Authorization: Bearer ${key}" -H "content-type: application/json" \
+  curl -i ${base}/v1/chat/completions -H "Authorization: Bearer ${key}" -H "content-type: application/json" \\
        -d '{"model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]}'
-  curl -N ${base}/v1/chat/completions -H "Authorization: Bearer ${key}" -H "content-type: application/json" \
+  curl -N ${base}/v1/chat/completions -H "Authorization: Bearer ${key}" -H "content-type: application/json" \\
        -d '{"model": "gpt-4o-mini", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "Hello"}]}'
   (the stream's last line is its charge: ": x-payg-charge-cents: …, x-payg-balance-cents: …")
 
 MCP tools priced by name (search_docs 0.5 cents, render_chart 3; initialize and tools/list are free).
 Start a session, then call a tool with the Mcp-Session-Id it printed:
-  curl -si ${base}/mcp -H "Authorization: Bearer ${key}" -H "content-type: application/json" \
-       -H "accept: application/json, text/event-stream" \
+  curl -si ${base}/mcp -H "Authorization: Bearer ${key}" -H "content-type: application/json" \\
+       -H "accept: application/json, text/event-stream" \\
        -d '{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}}}'
-  curl -s ${base}/mcp -H "Authorization: Bearer ${key}" -H "content-type: application/json" \
-       -H "accept: application/json, text/event-stream" -H "mcp-protocol-version: 2025-06-18" -H "mcp-session-id: <id>" \
+  curl -s ${base}/mcp -H "Authorization: Bearer ${key}" -H "content-type: application/json" \\
+       -H "accept: application/json, text/event-stream" -H "mcp-protocol-version: 2025-06-18" -H "mcp-session-id: <id>" \\
        -d '{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "search_docs", "arguments": {"query": "tokens"}}}'
   (the result's _meta["payg/charge"] carries charged_cents and balance_cents; at $0 it is a tool error)
   curl -s ${base}/admin/customers/cus_demo/emails -H "Authorization: Bearer ${adminToken}"

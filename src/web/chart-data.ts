@@ -26,7 +26,7 @@ export interface ModelUsageRow {
 }
 
 /** Hourly points over the last `hours` hours, zero-filled, one series per label. */
-function hourly<Row extends { at: number }>(rows: Row[], hours: number, labelOf: (row: Row) => string, valueOf: (row: Row) => number, now: number) {
+function hourly<Row extends { at: number }>(rows: Row[], hours: number, labelOf: (row: Row) => string, amountOf: (row: Row) => number, now: number) {
   const last = Math.floor(now / HOUR_MS) * HOUR_MS;
   const first = last - (hours - 1) * HOUR_MS;
   const x = Array.from({ length: hours }, (_, i) => first + i * HOUR_MS);
@@ -35,7 +35,7 @@ function hourly<Row extends { at: number }>(rows: Row[], hours: number, labelOf:
   for (const row of rows) {
     const hour = Math.floor(row.at / HOUR_MS) * HOUR_MS;
     if (hour < first || hour > last) continue;
-    series[labels.indexOf(labelOf(row))]!.values[(hour - first) / HOUR_MS]! += valueOf(row);
+    series[labels.indexOf(labelOf(row))]!.values[(hour - first) / HOUR_MS]! += amountOf(row);
   }
   return { x, series };
 }
