@@ -232,7 +232,7 @@ export const Vars = z.object({
   CRON_BATCH_SIZE: z.coerce.number().int().min(1).max(900).default(200),
   /**
    * Directory objects: each customer is placed in one by a stable hash of its id; shard 0 is the
-   * directory of a single-shard deployment ("global"). Raising it moves customers (README: scaling).
+   * directory of a single-shard deployment ("global"). Raising it moves customers (docs/operating/scaling.md).
    */
   DIRECTORY_SHARDS: z.coerce.number().int().min(1).max(64).default(1),
   /** Dashboard overview: each customer pushes its rollup to the directory at most this often. */
