@@ -21,7 +21,7 @@ export function upsertProfile(context: AccountContext, customerId: string, patch
   if (planChanged && context.config.stripeEnabled) fields.reconcile_needed = 1;
   if (Object.keys(fields).length) context.account.set(fields);
   // Usage held back by report batching is reported under the plan it was used on.
-  if (planChanged) context.reports.force();
+  if (planChanged) context.reports.batching.force();
   context.changed();
   context.directory.schedule();
   return { created, customer: context.account.profile() };

@@ -267,7 +267,7 @@ export class AccountContext {
     this.starting = false;
     if (moved.entered.length || moved.left.length) {
       // Usage held back by report batching goes with the next cycle: Stripe sees the crossing too.
-      this.reports.force();
+      this.reports.batching.force();
       this.directory.schedule();
       if (a.deleted_at === null && !starting) this.outbox.crossed(moved, { minimumMicros, lowThresholdMicros, unpaidInvoices: () => this.invoices.unpaidIds() });
     } else if ((a.directory_due_at === null || a.directory_due_at > now) && this.reports.hasWorkNow(now)) {
@@ -303,7 +303,7 @@ export class AccountContext {
       (expiryDue === null || now < expiryDue) &&
       // With Stripe on, changed() also tells the directory about usage to report, until it lists us
       // as due (or while batched usage stays under what is worth a report).
-      (!this.config.stripeEnabled || (a.directory_due_at !== null && a.directory_due_at <= now) || this.reports.staysHeld(now, micros))
+      (!this.config.stripeEnabled || (a.directory_due_at !== null && a.directory_due_at <= now) || this.reports.batching.staysHeld(now, micros))
     );
   }
 

@@ -60,7 +60,7 @@ export class DirectorySync {
       if (reports.hasWorkNow(now)) stripe.push(now);
       const retry = reports.nextAttemptAt();
       if (retry !== null) stripe.push(retry);
-      if (reports.heldSince(now) !== null) stripe.push(reports.heldUntil());
+      if (reports.batching.heldSince(now) !== null) stripe.push(reports.batching.heldUntil());
       times.push(...stripe.map((t) => Math.max(t, reports.budgetWaitUntil)));
     }
     for (const [cohort, m] of cohorts.current) {
@@ -86,7 +86,7 @@ export class DirectorySync {
       cohorts: [...cohorts.current.entries()].map(([cohort, m]) => ({ cohort, entered_at: m.entered_at })),
       dueAt,
       workAt: this.nextWorkAt(now),
-      heldSince: this.deps.reports.heldSince(now),
+      heldSince: this.deps.reports.batching.heldSince(now),
       seq,
     };
     await directoryFor(env, a.customer_id, this.deps.config().DIRECTORY_SHARDS).sync(snapshot);

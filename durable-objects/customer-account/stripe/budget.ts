@@ -28,7 +28,7 @@ export async function reserveStripeWork(context: AccountContext, permit: StripeP
     log.warn(`stripe budget: the directory shard did not answer; ${context.account.row.customer_id}'s Stripe work waits`, error);
     return;
   }
-  context.reports.setBatching(permit.batching !== null);
+  context.reports.batching.setBatching(permit.batching !== null);
   // Batching just ended: the usage held back is worth its call now; asked for in one more RPC.
   const more = context.reports.callsDue(now).balance - due.balance;
   if (more > 0) await permit.reserve({ [ENDPOINTS.balanceTransactionCreate]: more }).catch(() => undefined);

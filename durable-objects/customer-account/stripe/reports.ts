@@ -8,6 +8,7 @@ import type { AccountRow, AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
 import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { ReportRetention } from "../retention/reports";
+import { ReportBatching } from "./report-batching";
 
 export const REPORT_TABLES = {
   v1: `
@@ -86,9 +87,6 @@ export const DESCRIPTIONS: Record<Exclude<ReportKind, "meter_event">, string> = 
  * How much of the unreported prepaid usage is due to Stripe now: whole cents, toward zero; the
  * sub-cent remainder waits for the next report.
  */
-/** At most this, and a tenth of max_report_delay_seconds, is left for the sweep to come for held usage. */
-const HELD_MARGIN_MS = 5 * 60_000;
-
 export function dueToStripe(pendingUsageMicros: number): { cents: number; remainderMicros: number } {
   const cents = Math.trunc(pendingUsageMicros / MICROS_PER_CENT);
   return { cents, remainderMicros: pendingUsageMicros - cents * MICROS_PER_CENT };
@@ -102,6 +100,8 @@ export function dueToStripe(pendingUsageMicros: number): { cents: number; remain
  */
 export class StripeReports {
   readonly retention: ReportRetention;
+  /** Whether usage waits for a report worth its call (STRIPE_BUDGET): report-batching.ts. */
+  readonly batching: ReportBatching;
   /** Until when Stripe work waits because the budget had no calls for it (in memory: after a reload it just asks again). */
   budgetWaitUntil = 0;
 
@@ -113,6 +113,7 @@ export class StripeReports {
     timers: Timers,
   ) {
     this.retention = new ReportRetention(sql, timers, config);
+    this.batching = new ReportBatching(config, account);
   }
 
   /**
@@ -193,7 +194,7 @@ export class StripeReports {
   cut(now = Date.now()): void {
     const config = this.config();
     const due = dueToStripe(this.account.row.pending_usage);
-    if (due.cents !== 0 && this.usageWorthReporting(now)) {
+    if (due.cents !== 0 && this.batching.usageWorthReporting(now)) {
       for (let left = due.cents; left !== 0; ) {
         const part = Math.sign(left) * Math.min(Math.abs(left), MAX_STRIPE_AMOUNT_CENTS);
         this.insert("usage_debit", newId("payg_usage"), part);
@@ -222,78 +223,20 @@ export class StripeReports {
     }
   }
 
-  /**
-   * Whether the unreported prepaid usage (a whole cent at least) goes with the next cycle: always,
-   * unless the directory shard batches reports; then once it reaches min_report_cents, once
-   * max_report_delay_seconds have passed since the last usage report, or when forced (a cohort
-   * crossing, a plan change).
-   */
-  usageWorthReporting(now: number): boolean {
-    const a = this.account.row;
-    if (Math.abs(a.pending_usage) < MICROS_PER_CENT) return false;
-    if (!a.report_batching || a.report_forced) return true;
-    const b = this.config().stripeBudget;
-    return Math.abs(a.pending_usage) >= b.minReportMicros || now >= this.heldUntil();
-  }
-
-  /**
-   * When held usage is due whatever its size: max_report_delay_seconds after the last usage
-   * report, less the few minutes a busy sweep takes to come for it (HELD_MARGIN_MS), so the
-   * report is sent within max_report_delay_seconds.
-   */
-  heldUntil(): number {
-    const a = this.account.row;
-    const maxDelay = this.config().stripeBudget.maxReportDelayMs;
-    return (a.usage_cut_at ?? a.created_at) + maxDelay - Math.min(HELD_MARGIN_MS, maxDelay / 10);
-  }
-
-  /** Since when usage has been held back by batching (the directory lists it), or null. */
-  heldSince(now: number): number | null {
-    const a = this.account.row;
-    if (!a.report_batching || Math.abs(a.pending_usage) < MICROS_PER_CENT || this.usageWorthReporting(now)) return null;
-    return a.usage_cut_at ?? a.created_at;
-  }
-
-  /** Whether a charge of `micros` keeps held usage held (no cohort or directory work needed for it). */
-  staysHeld(now: number, micros: number): boolean {
-    const a = this.account.row;
-    return a.report_batching === 1 && !a.report_forced && Math.abs(a.pending_usage) + micros < this.config().stripeBudget.minReportMicros && now < this.heldUntil();
-  }
-
-  /** The shard's batching, as its last grant said; usage must go now if a cohort boundary is crossed meanwhile. */
-  setBatching(on: boolean): void {
-    if (this.account.row.report_batching !== (on ? 1 : 0)) this.account.set({ report_batching: on ? 1 : 0 });
-  }
-
-  /** The next cycle reports the usage whatever its size (a cohort crossing, a plan change). */
-  force(): void {
-    const a = this.account.row;
-    if (a.report_batching && !a.report_forced && Math.abs(a.pending_usage) >= MICROS_PER_CENT) this.account.set({ report_forced: 1 });
-  }
-
   /** Calls the due reports need, per endpoint: what a cycle asks its shard for, in one RPC. */
   callsDue(now: number): { balance: number; lookups: number; meter: number } {
-    const r = this.sql
-      .exec(
-        `SELECT COALESCE(SUM(kind != 'meter_event'), 0) AS balance, COALESCE(SUM(kind != 'meter_event' AND (verify = 1 OR created_at < ?)), 0) AS lookups,
-                COALESCE(SUM(kind = 'meter_event'), 0) AS meter
-         FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?`,
-        Date.now() - IDEMPOTENCY_SAFE_MS,
-        now,
-      )
-      .one();
-    const usage = this.usageWorthReporting(now) ? Math.ceil(Math.abs(dueToStripe(this.account.row.pending_usage).cents) / MAX_STRIPE_AMOUNT_CENTS) : 0;
-    const meters =
-      (this.sql.exec("SELECT COUNT(*) AS n FROM meter_pending WHERE quantity > 0").one().n as number) +
-      (this.sql.exec("SELECT COUNT(*) AS n FROM cost_pending WHERE micros >= ?", MICROS_PER_CENT).one().n as number);
-    return { balance: (r.balance as number) + usage, lookups: r.lookups as number, meter: (r.meter as number) + meters };
+    const q = `SELECT COALESCE(SUM(kind != 'meter_event'), 0) AS balance, COALESCE(SUM(kind != 'meter_event' AND (verify = 1 OR created_at < ?)), 0) AS lookups, COALESCE(SUM(kind = 'meter_event'), 0)
+      + (SELECT COUNT(*) FROM meter_pending WHERE quantity > 0) + (SELECT COUNT(*) FROM cost_pending WHERE micros >= ?) AS meter FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?`;
+    const r = this.sql.exec(q, Date.now() - IDEMPOTENCY_SAFE_MS, MICROS_PER_CENT, now).one();
+    const usage = this.batching.usageWorthReporting(now) ? Math.ceil(Math.abs(dueToStripe(this.account.row.pending_usage).cents) / MAX_STRIPE_AMOUNT_CENTS) : 0;
+    return { balance: (r.balance as number) + usage, lookups: r.lookups as number, meter: r.meter as number };
   }
 
   /** Usage or reports for Stripe right now (whatever the plan: usage from before a plan change counts). */
   hasWorkNow(now: number): boolean {
     const a = this.account.row;
     if (!this.config().stripeEnabled) return false;
-    if (this.usageWorthReporting(now) || a.reconcile_needed) return true;
+    if (this.batching.usageWorthReporting(now) || a.reconcile_needed) return true;
     if (this.sql.exec("SELECT 1 FROM meter_pending WHERE quantity > 0 LIMIT 1").toArray().length) return true;
     // A cost meter's fraction of a cent waits for the next cent.
     if (this.sql.exec("SELECT 1 FROM cost_pending WHERE micros >= ? LIMIT 1", MICROS_PER_CENT).toArray().length) return true;
