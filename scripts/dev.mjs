@@ -7,9 +7,12 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildAssets } from "./build-assets.mjs";
 import { startDemoOrigin } from "./demo-origin.mjs";
+import { startFacilitator } from "./x402-facilitator.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const PORT = Number(process.env.PORT ?? 8787);
+// `npm start -- --x402`: agents can pay the 402 over x402, through a facilitator double on 8789.
+const x402 = process.argv.includes("--x402");
 const devVars = join(root, ".dev.vars");
 
 const random = () => randomBytes(32).toString("hex");
@@ -46,6 +49,19 @@ await buildAssets();
 // The demo origin checks X-Payg-Signature with the same secret as the gateway.
 const origin = await startDemoOrigin({ port: 8788, signingSecret: /^ORIGIN_SIGNING_SECRET=(.+)$/m.exec(secrets)?.[1]?.trim() });
 console.log(`demo origin on ${origin.url}`);
+// A faucet: every wallet starts with 1,000 test USDC on the double's chain.
+const facilitator = x402 ? await startFacilitator({ port: 8789, faucet: 1_000_000_000n }) : null;
+const payments = facilitator && {
+  topup_cents: 500,
+  x402: {
+    facilitator_url: facilitator.url,
+    network: "eip155:84532",
+    asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+    pay_to: "0x000000000000000000000000000000000000dEaD",
+    rpc_url: facilitator.rpcUrl,
+  },
+};
+if (facilitator) console.log(`x402 facilitator double on ${facilitator.url} (Base Sepolia USDC, in memory: no real money)`);
 
 const wrangler = spawn(
   process.execPath,
@@ -62,12 +78,14 @@ const wrangler = spawn(
     "ALLOW_INSECURE_WEBHOOKS:true",
     "--var",
     'PORTAL:{"api_key_sign_in":true}',
+    ...(payments ? ["--var", `PAYMENTS:${JSON.stringify(payments)}`] : []),
   ],
   { cwd: root, stdio: ["ignore", "inherit", "inherit"] },
 );
 const stop = () => {
   wrangler.kill("SIGINT");
   void origin.close();
+  void facilitator?.close();
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
@@ -143,5 +161,14 @@ Start a session, then call a tool with the Mcp-Session-Id it printed:
   (the result's _meta["payg/charge"] carries charged_cents and balance_cents; at $0 it is a tool error)
   curl -s ${base}/admin/customers/cus_demo/emails -H "Authorization: Bearer ${adminToken}"
 
+${
+  facilitator
+    ? `Agent payments (x402): out of credit, the 402 carries PAYMENT-REQUIRED for a $5.00 pack; an agent with the
+official client (@x402/fetch) pays it on its own, is served, and is charged once:
+  node scripts/demo-x402-agent.mjs ${key} ${base}/hello 5
+`
+    : `Agents paying the 402 on their own (x402, with a facilitator double): npm start -- --x402
+`
+}
 Press Ctrl+C to stop.
 `);

@@ -8,6 +8,7 @@ import type { CustomerProfile } from "../../src/lib/customer";
 
 export { liftedByNewCard, pausedBecause } from "./auto-topup/notice";
 export type { AutoTopUpState } from "./auto-topup/view";
+export type { TopUpListItem } from "./stripe/receipts";
 
 /** The customer's own object (typed through the generated `Env`, so no import of the class). */
 export function customerStub(env: Env, customerId: string) {
@@ -24,6 +25,19 @@ export const LIVE_UNTIL_HEADER = "x-payg-live-until";
 export const LIVE_KEY_HEADER = "x-payg-live-key";
 export const LIVE_SESSION_HEADER = "x-payg-live-session";
 
+/**
+ * A key's spend cap as it stands once this request is charged (or held): what the RateLimit
+ * header fields tell the client (src/proxy/ratelimit.ts).
+ */
+export interface KeyCapState {
+  capCents: number;
+  period: "day" | "month";
+  /** Micro-cents spent through the key in the current period. */
+  spentMicros: number;
+  /** When the period ends (ms). */
+  resetsAt: number;
+}
+
 /** What `authorize` decides for one request. */
 export type AuthorizeResult =
   | {
@@ -39,6 +53,8 @@ export type AuthorizeResult =
       replayed?: true;
       /** A request billed from its response: the units reserved. */
       heldUnits?: number;
+      /** The key has a spend cap. */
+      keyCap?: KeyCapState;
     }
   | { outcome: "replay"; response: { status: number; headers: string[][]; body: ArrayBuffer } }
   | { outcome: "idempotency_in_progress" | "idempotency_mismatch" | "idempotency_not_replayable" }
@@ -51,17 +67,41 @@ export type AuthorizeResult =
       priceMicros: number;
       expiringSoonMicros: number;
       keyCapCents: number | null;
+      keyCap?: KeyCapState;
     }
-  | {
-      outcome: "key_cap_reached";
-      customer: CustomerProfile;
-      keyId: string;
-      capCents: number;
-      period: "day" | "month";
-      spentMicros: number;
-      resetsAt: number;
-    }
+  | ({ outcome: "key_cap_reached"; customer: CustomerProfile; keyId: string } & KeyCapState)
   | { outcome: "currency_mismatch"; customer: CustomerProfile; stripeCurrency: string; currency: string };
+
+/** A payment an agent made on a 402, settled by the worker before it is handed here. */
+export interface PaidGrantInput {
+  /**
+   * The payment's own id, the same however often it is presented: for x402 the EIP-3009
+   * authorization (network, asset, payer, nonce: a nonce is used once on chain), for MPP the
+   * challenge id.
+   */
+  id: string;
+  rail: "x402" | "mpp";
+  customerId: string;
+  /** Whole cents, > 0. */
+  amountCents: number;
+  payer: string | null;
+  /** The transaction hash (x402) or PaymentIntent (MPP); null when a lost settle answer was confirmed on chain. */
+  transaction: string | null;
+  /** A Stripe PaymentIntent the payment is recorded as: refunds and disputes of it claw the grant back. */
+  paymentIntent?: string | null;
+  /** What the client is told, the same on every replay (x402: the SettlementResponse JSON; MPP: the receipt). */
+  receipt: string;
+}
+
+export interface PaidAuthorizeResult {
+  decision: AuthorizeResult;
+  /** The receipt of the payment's first settlement. */
+  receipt: string;
+  /** The payment was credited before (a retry): nothing was credited now. */
+  replayed: boolean;
+  /** Credited: false only when the balance limit refused it (logged). */
+  credited: boolean;
+}
 
 export interface CycleResult {
   reported: number;

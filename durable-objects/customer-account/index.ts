@@ -5,12 +5,13 @@ import { log } from "../../src/lib/log";
 import { consumePortalLink, createPortalLink, endPortalSession, identifyKey, issueKey, peekPortalLink, portalSession, revokeKey } from "./access/authority";
 import type { CapPeriod } from "./access/key-store";
 import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./access/profile";
+import { payAndAuthorize, paymentReceipt } from "./agent-payments/paid-grants";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
 import type { EmailRow } from "./cohorts/emails";
-import type { AuthorizeResult, ChargeRefunds, CycleResult } from "./contract";
+import type { AuthorizeResult, ChargeRefunds, CycleResult, PaidAuthorizeResult, PaidGrantInput } from "./contract";
 import { runDueTimers } from "./core/alarm";
 import { AccountContext } from "./core/context";
-import { moveDirectory, runCycle } from "./core/cycle";
+import { runCycle } from "./core/cycle";
 import { GroupCommit } from "./core/group-commit";
 import { hasSchema, migrate } from "./core/schema";
 import type { CheckoutSlot } from "./credit/checkout-limit";
@@ -20,6 +21,7 @@ import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, re
 import type { StoredResponse } from "./request/idempotency";
 import { type ExtendResult, extendHold, keepHold, type SettleInput, type SettleResult, settleHold } from "./request/settlement";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
+import { type TopUpListItem, topUpList } from "./stripe/receipts";
 import { resolveReport, retryReport } from "./stripe/report-operator";
 import { pushToStripe } from "./stripe/sync";
 import { storageStats } from "./views/storage-stats";
@@ -30,6 +32,10 @@ import { autoTopUpState, balanceCheck, grantById, grantList, grantView, summary 
  * (README.md). Every balance change is synchronous SQL with no await in between, so concurrent
  * requests never overdraw it; work that awaits Stripe or MailChannels runs under a lock.
  */
+const created = (result: GrantResult) => result.status === "created";
+const applied = (result: { applied: boolean }) => result.applied;
+const found = (grant: unknown) => grant !== null;
+
 export class CustomerAccount extends DurableObject<Env> {
   /** The request path's view: charges may be journaled and not yet folded in (journal.ts). */
   private readonly hot: AccountContext;
@@ -75,44 +81,34 @@ export class CustomerAccount extends DurableObject<Env> {
     return run;
   }
 
-  /** Creates or updates the profile and, when given, the auto top-up settings (null: off), in one step. */
   upsertProfile(customerId: string, patch: ProfilePatch, autoTopUp?: AutoTopUpSettings | null) {
     return upsertProfileAndAutoTopUp(this.context, customerId, patch, autoTopUp);
   }
 
-  /** Auto top-up settings, state and recent top-ups; null for an unknown customer. */
   autoTopUp(limit = 20) {
     return autoTopUpState(this.context, limit);
   }
-
   createKey(name: string | null, cap: { spendCapCents: number | null; capPeriod: CapPeriod | null } = { spendCapCents: null, capPeriod: null }) {
     return issueKey(this.context, name, cap);
   }
-
   revokeKey(keyId: string): boolean {
     return revokeKey(this.context, keyId);
   }
-
   setKeyCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null): boolean {
     return this.context.account.exists && this.context.keys.setCap(keyId, spendCapCents, capPeriod);
   }
-
   listKeys() {
     return this.context.account.exists ? this.context.keys.list(Date.now()) : [];
   }
-
   createPortalLink(expiresAt: number): Promise<string | null> {
     return createPortalLink(this.context, expiresAt);
   }
-
   peekPortalLink(hash: string): CustomerProfile | null {
     return peekPortalLink(this.context, hash);
   }
-
   consumePortalLink(hash: string): boolean {
     return consumePortalLink(this.context, hash);
   }
-
   portalSession(input: { sid: string; keyHash?: string }): CustomerProfile | null {
     return portalSession(this.context, input);
   }
@@ -139,12 +135,21 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.commits.run(() => authorize(this.hot, input));
   }
 
-  /** How the last authorizations were grouped into commits (the tests read it). */
+  /** An agent's settled payment: credited once by its id, then the request authorized from it, in one step. */
+  payAndAuthorize(input: { payment: PaidGrantInput; authorize: AuthorizeInput }): PaidAuthorizeResult {
+    const result = payAndAuthorize(this.context, input);
+    if (!result.replayed) void this.withLock(() => pushToStripe(this.context));
+    return result;
+  }
+
+  paymentReceipt(paymentId: string): string | null {
+    return paymentReceipt(this.context, paymentId);
+  }
+
   groupCommitStats() {
     return { ...this.commits.stats };
   }
 
-  /** Gives back the charge of a request the origin failed, at most once. */
   refund(input: { requestId: string; now?: number }): RefundResult {
     if (!this.context.account.exists) throw new Error("unknown customer");
     return refund(this.context, input);
@@ -177,24 +182,16 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? this.context.mcpSessions.version(sessionId, Date.now()) : null;
   }
 
-  /** An MCP session began (its initialize answered) or ended (DELETE): null forgets it. */
   mcpSession(input: { sessionId: string; protocolVersion: string | null }): void {
-    if (!this.context.account.exists) return;
-    if (input.protocolVersion === null) this.context.mcpSessions.forget(input.sessionId);
-    else this.context.mcpSessions.remember(input.sessionId, input.protocolVersion, Date.now());
+    if (this.context.account.exists) this.context.mcpSessions.record(input.sessionId, input.protocolVersion, Date.now());
   }
 
-  /** What a request was held and charged (for the admin API). */
   requestCharge(requestId: string) {
     return this.context.account.exists ? requestCharge(this.context, requestId) : null;
   }
 
-  /** A credit grant (idempotent with a reference), pushed to Stripe when it is on. */
   grant(input: GrantInput): Promise<GrantResult> {
-    return this.credited(
-      (context) => createGrant(context, input),
-      (result) => result.status === "created",
-    );
+    return this.credited((context) => createGrant(context, input), created);
   }
 
   /** The credits endpoint: a positive amount is a paid, never-expiring grant, a negative one a deduction. */
@@ -203,19 +200,12 @@ export class CustomerAccount extends DurableObject<Env> {
     return { ...(await this.deduct({ ...input, amountCents: -input.amountCents })), limit: false };
   }
 
-  /** Takes credit away (idempotent with a reference), pushed to Stripe when it is on. */
   deduct(input: DeductionInput) {
-    return this.credited(
-      (context) => deduct(context, input),
-      (result) => result.applied,
-    );
+    return this.credited((context) => deduct(context, input), applied);
   }
 
   async voidGrant(grantId: string): Promise<ReturnType<typeof grantView> | null> {
-    const grant = await this.credited(
-      (context) => voidGrant(context, grantId),
-      (voided) => voided !== null,
-    );
+    const grant = await this.credited((context) => voidGrant(context, grantId), found);
     return grant && grantView(grant, Date.now());
   }
 
@@ -225,6 +215,10 @@ export class CustomerAccount extends DurableObject<Env> {
 
   listGrants(limit = 100) {
     return grantList(this.context, limit);
+  }
+
+  topUps(limit = 50): TopUpListItem[] {
+    return this.context.account.exists ? topUpList(this.context.sql, limit) : [];
   }
 
   /** Records and applies one verified Stripe event, with no Stripe call (what needs Stripe runs from the stripe timer). */
@@ -237,22 +231,14 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.withLock(() => runCycle(this.context, now));
   }
 
-  /** DIRECTORY_SHARDS changed and this customer's shard with it: its snapshot and rollup go to the new one. */
-  moveDirectory(): Promise<void> {
-    return moveDirectory(this.context);
-  }
-
-  /** An operator's retry of a failed Stripe report (looked up first); a ledger note records it. */
   retryReport(reportId: string) {
     return this.context.account.exists ? retryReport(this.context, reportId) : null;
   }
 
-  /** An operator settled a failed Stripe report by hand; a ledger note records it. */
   resolveReport(reportId: string, note: string) {
     return this.context.account.exists ? resolveReport(this.context, reportId, note) : null;
   }
 
-  /** Stripe reported these meter events as refused (meter error events): failed and visible. */
   meterEventsFailed(identifiers: string[], reason: string): number {
     return this.context.account.exists ? this.context.atomically(() => this.context.reports.meterEventsFailed(identifiers, reason)) : 0;
   }
@@ -283,12 +269,10 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? summary(this.context) : null;
   }
 
-  /** Whether the customer exists, without building a summary. */
   exists(): boolean {
     return this.context.account.exists;
   }
 
-  /** Rows per table and the database size; null for an unknown customer. */
   storageStats() {
     return this.context.account.exists ? storageStats(this.ctx.storage) : null;
   }
@@ -297,26 +281,19 @@ export class CustomerAccount extends DurableObject<Env> {
     return this.context.account.exists ? this.context.ledger.page(input.before, input.limit) : { entries: [], next_cursor: null };
   }
 
-  /** Requests and charges per meter per usage bucket since `since` (ms), oldest first. */
   usageSeries(since: number) {
-    return this.context.account.exists ? this.context.ledger.usageSeries(since) : [];
-  }
-
-  /** Tokens meters' usage per model and kind, per usage bucket (request/model-usage.ts). */
-  modelUsageSeries(since: number) {
-    return this.context.account.exists ? this.context.modelUsage.since(since) : [];
+    const exists = this.context.account.exists;
+    return { meters: exists ? this.context.ledger.usageSeries(since) : [], models: exists ? this.context.modelUsage.since(since) : [] };
   }
 
   emails(limit = 50): EmailRow[] {
     return this.context.account.exists ? this.context.emails.list(limit) : [];
   }
 
-  /** Behavioral emails off (unsubscribe link) or back on (admin reset); null for an unknown customer. */
   setEmailUnsubscribed(unsubscribed: boolean): { unsubscribed_at: number | null } | null {
     return setUnsubscribed(this.context, unsubscribed);
   }
 
-  /** Exact micro-cent numbers, for tests and reconciliation checks. */
   balanceCheck() {
     return this.context.account.exists ? balanceCheck(this.context) : null;
   }

@@ -85,7 +85,8 @@ export class Directory extends DurableObject<Env> {
   }
 
   /** Snapshots may arrive out of order; a lower seq than the stored one is ignored. */
-  sync(snapshot: DirectorySnapshot): { applied: boolean } {
+  /** `fresh`: this shard did not list the customer before (new, or moved here): it wants the whole rollup. */
+  sync(snapshot: DirectorySnapshot): { applied: boolean; fresh?: boolean } {
     const current = this.sql.exec("SELECT seq FROM customers WHERE id = ?", snapshot.customerId).toArray()[0];
     if (current && (current.seq as number) >= snapshot.seq) return { applied: false };
     const now = Date.now();
@@ -123,7 +124,7 @@ export class Directory extends DurableObject<Env> {
         enteredAt,
       );
     }
-    return { applied: true };
+    return { applied: true, fresh: !current };
   }
 
   /**

@@ -77,7 +77,7 @@ export class Shard {
 
   /**
    * Moves up to `limit` customers that belong to another shard: each re-pushes its snapshot and
-   * its whole rollup to its shard (customerStub.moveDirectory), then its rows here go. Returns
+   * its whole rollup to its shard (its runCycle ends with the push), then its rows here go. Returns
    * whether more are left.
    */
   async moveSome(limit: number): Promise<boolean> {
@@ -90,7 +90,8 @@ export class Shard {
       if (shardOf(id, shards) !== shard) {
         if (moved >= limit) break;
         try {
-          await customerStub(this.env, id).moveDirectory();
+          // Its cycle ends with a snapshot push to its new shard, which, new to it, takes the whole rollup too.
+          await customerStub(this.env, id).runCycle(Date.now());
           this.remove(id);
           moved++;
         } catch (error) {

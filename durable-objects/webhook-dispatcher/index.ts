@@ -2,11 +2,12 @@ import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../../src/lib/config";
 import { log } from "../../src/lib/log";
 import type { OutboundEvent, WebhookEventType } from "../../src/lib/provider-webhook-events";
+import { newStandardSecret } from "../../src/lib/signing";
 import { DAY_MS, HOUR_MS } from "../../src/lib/time";
 import { migrate } from "../shared/migrations";
 import { nextAttemptAt } from "./schedule";
 import { sendOnce } from "./send";
-import { type DeliveryStatus, type DeliveryView, DISPATCHER_MIGRATIONS, DispatcherStore, type DueDelivery, type EndpointView, endpointView } from "./store";
+import { type DeliveryStatus, type DeliveryView, DISPATCHER_MIGRATIONS, DispatcherStore, type DueDelivery, type EndpointView, endpointView, signingSecrets } from "./store";
 
 /** At most this many endpoints (as Stripe): every event fans out to each of them. */
 export const MAX_ENDPOINTS = 16;
@@ -38,7 +39,7 @@ export class WebhookDispatcher extends DurableObject<Env> {
   /** The secret is returned here only; it is kept to sign deliveries. */
   createEndpoint(input: { url: string; events: WebhookEventType[] | null; description: string | null }): (EndpointView & { secret: string }) | { error: "limit" } {
     if (this.store.endpointCount() >= MAX_ENDPOINTS) return { error: "limit" };
-    const secret = `whsec_${crypto.randomUUID().replaceAll("-", "")}${crypto.randomUUID().replaceAll("-", "")}`;
+    const secret = newStandardSecret();
     const row = this.store.createEndpoint({ ...input, secret, now: Date.now() });
     return { ...endpointView(row, {}), secret };
   }
@@ -50,6 +51,16 @@ export class WebhookDispatcher extends DurableObject<Env> {
   getEndpoint(id: string): EndpointView | null {
     const row = this.store.endpoint(id);
     return row ? endpointView(row, this.store.deliveryCounts(id)) : null;
+  }
+
+  /**
+   * A new secret, returned here only. Deliveries are signed with the old one too for `overlapSeconds`
+   * (Standard Webhooks' several signatures), so receivers can switch without missing one; null if unknown.
+   */
+  rotateSecret(id: string, overlapSeconds: number): (EndpointView & { secret: string }) | null {
+    const secret = newStandardSecret();
+    const row = this.store.rotateSecret(id, secret, overlapSeconds * 1000, Date.now());
+    return row ? { ...endpointView(row, this.store.deliveryCounts(id)), secret } : null;
   }
 
   /** Deletes the endpoint and its pending deliveries: nothing more is sent to it. */
@@ -105,7 +116,8 @@ export class WebhookDispatcher extends DurableObject<Env> {
   }
 
   private async attempt(d: DueDelivery, startedAt: number, timeoutMs: number): Promise<void> {
-    const result = await sendOnce({ url: d.url, secret: d.secret, eventId: d.event_id, body: d.body, timeoutMs });
+    const sentAt = Date.now();
+    const result = await sendOnce({ url: d.url, secrets: signingSecrets(d, sentAt), eventId: d.event_id, body: d.body, timeoutMs, now: sentAt });
     const now = Math.max(Date.now(), startedAt);
     const current = this.store.delivery(d.id);
     // Deleted with its endpoint, or redelivered while this attempt was in flight: leave it be.

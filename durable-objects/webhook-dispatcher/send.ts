@@ -1,18 +1,23 @@
-import { signWebhook } from "../../src/lib/signing";
+import { signWebhook, standardWebhookHeaders } from "../../src/lib/signing";
 
 export type AttemptResult = { ok: true; status: number } | { ok: false; status: number | null; error: string };
 
 /**
- * One delivery attempt: POST of the event's exact JSON, signed with the endpoint's secret. Only a
- * 2xx counts; any other status (redirects included), a timeout or a dropped connection is a
- * failure to retry. The response body is never read.
+ * One delivery attempt: POST of the event's exact JSON, signed with each of the endpoint's live
+ * secrets (the current one first; during a rotation the previous ones too): Standard Webhooks'
+ * `webhook-id` (the event's id, the same on every attempt), `webhook-timestamp` and
+ * `webhook-signature`, and the deprecated `X-Payg-Signature`. Only a 2xx counts; any other status
+ * (redirects included), a timeout or a dropped connection is a failure to retry. The response
+ * body is never read.
  */
-export async function sendOnce(input: { url: string; secret: string; eventId: string; body: string; timeoutMs: number }): Promise<AttemptResult> {
+export async function sendOnce(input: { url: string; secrets: readonly string[]; eventId: string; body: string; timeoutMs: number; now?: number }): Promise<AttemptResult> {
+  const now = input.now ?? Date.now();
   const headers = {
     "content-type": "application/json",
     "user-agent": "payg-edge-gateway-webhooks/1",
+    ...(await standardWebhookHeaders(input.secrets, input.eventId, input.body, now)),
     "x-payg-event-id": input.eventId,
-    "x-payg-signature": await signWebhook(input.secret, input.body),
+    "x-payg-signature": await signWebhook(input.secrets, input.body, now),
   };
   try {
     const response = await fetch(input.url, {

@@ -42,7 +42,18 @@ CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries(endpoint_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries(created_at);
 CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 1), alarm_at INTEGER);
 `,
+  // v2: secret rotation: the secrets an endpoint had before, each signing deliveries until it expires.
+  `ALTER TABLE endpoints ADD COLUMN previous_secrets TEXT NOT NULL DEFAULT '[]';`,
 ];
+
+/** A secret replaced by a rotation, still signing deliveries until `expires_at` (ms). */
+export interface PreviousSecret {
+  secret: string;
+  expires_at: number;
+}
+
+/** At most this many earlier secrets sign at once (rotations within one overlap); the oldest go first. */
+export const MAX_PREVIOUS_SECRETS = 4;
 
 export type DeliveryStatus = "pending" | "succeeded" | "failed";
 export const DELIVERY_STATUSES: readonly DeliveryStatus[] = ["pending", "succeeded", "failed"];
@@ -55,6 +66,8 @@ export interface EndpointRow {
   description: string | null;
   secret: string;
   created_at: number;
+  /** JSON array of PreviousSecret, oldest first. */
+  previous_secrets: string;
 }
 
 export interface DeliveryRow {
@@ -75,15 +88,28 @@ export interface DeliveryRow {
 }
 
 /** A delivery due now, with what sending it needs. */
-export type DueDelivery = DeliveryRow & { url: string; secret: string; body: string };
+export type DueDelivery = DeliveryRow & { url: string; secret: string; previous_secrets: string; body: string };
 
-export function endpointView(row: EndpointRow, counts: Partial<Record<DeliveryStatus, number>>) {
+/** The earlier secrets still live at `now`. */
+export function livePrevious(row: Pick<EndpointRow, "previous_secrets">, now: number): PreviousSecret[] {
+  return (JSON.parse(row.previous_secrets) as PreviousSecret[]).filter((p) => p.expires_at > now);
+}
+
+/** What signs a delivery at `now`: the current secret first, then the earlier ones still live. */
+export function signingSecrets(row: Pick<EndpointRow, "secret" | "previous_secrets">, now: number): string[] {
+  return [row.secret, ...livePrevious(row, now).map((p) => p.secret)];
+}
+
+export function endpointView(row: EndpointRow, counts: Partial<Record<DeliveryStatus, number>>, now = Date.now()) {
+  const previous = livePrevious(row, now);
   return {
     id: row.id,
     url: row.url,
     events: row.events === null ? [...WEBHOOK_EVENT_TYPES] : (JSON.parse(row.events) as WebhookEventType[]),
     description: row.description,
     created_at: row.created_at,
+    /** While a rotation's overlap runs: when the last earlier secret stops signing (ms); else null. */
+    previous_secret_expires_at: previous.length ? Math.max(...previous.map((p) => p.expires_at)) : null,
     deliveries: { pending: counts.pending ?? 0, succeeded: counts.succeeded ?? 0, failed: counts.failed ?? 0 },
   };
 }
@@ -133,6 +159,7 @@ export class DispatcherStore {
       description: input.description,
       secret: input.secret,
       created_at: input.now,
+      previous_secrets: "[]",
     };
     this.sql.exec(
       "INSERT INTO endpoints (id, url, events, description, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -161,6 +188,18 @@ export class DispatcherStore {
   deliveryCounts(endpointId: string): Partial<Record<DeliveryStatus, number>> {
     const rows = this.sql.exec("SELECT status, COUNT(*) AS n FROM deliveries WHERE endpoint_id = ? GROUP BY status", endpointId).toArray();
     return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
+  /**
+   * A new current secret; the one it replaces keeps signing for `overlapMs` (0: not at all). Earlier
+   * secrets already expired are dropped, and past MAX_PREVIOUS_SECRETS the oldest.
+   */
+  rotateSecret(id: string, secret: string, overlapMs: number, now: number): EndpointRow | undefined {
+    const row = this.endpoint(id);
+    if (!row) return undefined;
+    const previous = [...livePrevious(row, now), ...(overlapMs > 0 ? [{ secret: row.secret, expires_at: now + overlapMs }] : [])].slice(-MAX_PREVIOUS_SECRETS);
+    this.sql.exec("UPDATE endpoints SET secret = ?, previous_secrets = ? WHERE id = ?", secret, JSON.stringify(previous), id);
+    return this.endpoint(id);
   }
 
   /** Removes the endpoint and its deliveries, so nothing more is sent to it. */
@@ -204,7 +243,7 @@ export class DispatcherStore {
   due(now: number, limit: number): DueDelivery[] {
     return this.sql
       .exec(
-        `SELECT d.*, p.url, p.secret, e.body FROM deliveries d
+        `SELECT d.*, p.url, p.secret, p.previous_secrets, e.body FROM deliveries d
          JOIN endpoints p ON p.id = d.endpoint_id JOIN events e ON e.id = d.event_id
          WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.seq LIMIT ?`,
         now,

@@ -1,5 +1,6 @@
+import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
 import { centsToMicros, formatMoney } from "../lib/money";
-import { ActionButton, type KeyRow, KeysSection, LiveBalance } from "../web/account-parts";
+import { ActionButton, type KeyRow, KeysSection, LiveBalance, TopUpsSection } from "../web/account-parts";
 import { hourlyChart, hourlyModelChart, type ModelUsageRow, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, DataTable, GenericList, Notice, Time } from "../web/components";
 import type { AdminSession } from "../web/session";
@@ -38,6 +39,7 @@ export interface CustomerPageData {
   usage: { series: UsageRow[]; models: { series: ModelUsageRow[] } };
   grants: Record<string, unknown>[] | null;
   webhooks: Record<string, unknown>[] | null;
+  topUps: TopUpListItem[];
 }
 
 export function CustomerPage(props: { session: AdminSession; data: CustomerPageData; notice?: string | undefined; idempotencyKey: string; ledgerPaged: boolean }) {
@@ -112,6 +114,8 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
           </button>
         </form>
       </KeysSection>
+
+      <TopUpsSection topups={data.topUps} currency={currency} caption="Top-ups, newest first" />
 
       <section aria-labelledby="ledger-h">
         <h2 id="ledger-h">Ledger</h2>

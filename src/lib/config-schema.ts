@@ -2,6 +2,7 @@ import { z } from "zod";
 import { LOG_LEVELS } from "./log";
 import { isLoopbackUrl } from "./loopback";
 import { MAX_AMOUNT_CENTS, MAX_STRIPE_AMOUNT_CENTS, parseCentsDecimal } from "./money";
+import { Payments } from "./payments-config";
 
 /** The [vars] and secrets the gateway reads, as zod schemas: each key, its bounds and its default (config.ts compiles them). */
 export const COHORTS = ["out_of_credits", "low_balance", "payment_failed", "credit_expiring", "topup_failed", "auto_topup_capped"] as const;
@@ -127,6 +128,17 @@ export const Pricing = z.strictObject({
   case_sensitive_paths: z.boolean().default(false),
 });
 
+/** The 402 body of a request refused for credit: a stable code, the numbers, and what to do next. */
+export const DEFAULT_BLOCKED_BODY = {
+  code: "insufficient_credit",
+  message: "Your API credit is used up: {{balance.available}} left, {{request.price}} needed. Top up at {{topup_url}}",
+  customer_id: "{{customer.id}}",
+  available_balance_cents: "{{balance.available_cents}}",
+  minimum_balance_cents: "{{balance.minimum_cents}}",
+  request_price_cents: "{{request.price_cents}}",
+  next_steps: { topup_url: "{{topup_url}}", portal_url: "{{portal_url}}" },
+};
+
 const Governance = z.strictObject({
   minimum_balance_cents: cents.default(0),
   refund_on_origin_error: z.boolean().default(true),
@@ -144,12 +156,22 @@ const Governance = z.strictObject({
   checkout_limit_per_hour: z.int().min(1).max(1000).default(10),
   checkout_success_url: httpUrl.default("https://example.com/billing/success"),
   checkout_cancel_url: httpUrl.default("https://example.com/billing/cancel"),
-  blocked_body: z.record(z.string(), z.unknown()).default({
-    code: "insufficient_credit",
-    message: "Your API credit is used up. Top up at {{topup_url}}",
-    customer_id: "{{customer.id}}",
-    available_balance_cents: "{{balance.available_cents}}",
-  }),
+  /** Checkout's invoice_creation: every paid Checkout top-up gets a Stripe invoice (and its PDF). */
+  checkout_invoice: z.boolean().default(true),
+  /** Stripe Tax on Checkout top-ups (automatic_tax and tax_id_collection); the tax is never credited. */
+  checkout_automatic_tax: z.boolean().default(false),
+  /**
+   * The payment methods Checkout may offer (Stripe's allowed_payment_method_types, e.g. ["card",
+   * "crypto"]); unset: Stripe's dynamic choice from the Dashboard's settings.
+   */
+  checkout_payment_method_types: z
+    .array(z.string().regex(/^[a-z][a-z0-9_]{1,40}$/, "must be a Stripe payment method type such as card or crypto"))
+    .min(1)
+    .refine((types) => new Set(types).size === types.length, "must not repeat a type")
+    .optional(),
+  blocked_body: z.record(z.string(), z.unknown()).default(DEFAULT_BLOCKED_BODY),
+  /** Money refusals (402s) as RFC 9457 problem details, application/problem+json. */
+  problem_details: z.boolean().default(false),
 });
 
 /** The customer portal. A key's sign-in gives a key's authority only; full authority comes from a provider's link. */
@@ -286,4 +308,6 @@ export const Vars = z.object({
   EMAILS: json(Emails.optional()),
   IDEMPOTENCY: json(Idempotency.default(Idempotency.parse({}))),
   STRIPE_BUDGET: json(StripeBudget.default(StripeBudget.parse({}))),
+  /** Agent payments of a 402: x402 and the Payment HTTP authentication scheme (payments-config.ts). */
+  PAYMENTS: json(Payments.optional()),
 });

@@ -4,6 +4,7 @@ import { emailConfigProblems, isLoopback } from "./email/config-checks";
 import { log, setLogLevel } from "./log";
 import { type CompiledMeter, compileMeter, fallbackMeter, meterProblems } from "./meters";
 import { MICROS_PER_CENT } from "./money";
+import { paymentsProblems } from "./payments-config";
 import { NOTICE_MERGE_TAGS, unknownMergeTags } from "./template";
 
 export { type CompiledMeter, MAX_HOLD_MULTIPLIER, type UnitSource } from "./meters";
@@ -78,6 +79,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
   }
   problems.push(...meterProblems(vars.PRICING));
   problems.push(...emailConfigProblems(vars));
+  problems.push(...paymentsProblems(vars));
   if ((vars.STRIPE_SECRET_KEY === undefined) !== (vars.STRIPE_WEBHOOK_SECRET === undefined)) {
     problems.push("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET: set both secrets or neither");
   }

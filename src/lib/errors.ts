@@ -14,6 +14,9 @@ export const ERROR_STATUS = {
   payment_overdue: 402,
   key_cap_reached: 402,
   currency_mismatch: 402,
+  // Agent payments of a 402 (docs/concepts/agent-payments.md).
+  payment_invalid: 402,
+  payment_failed: 402,
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
@@ -28,6 +31,7 @@ export const ERROR_STATUS = {
   origin_unavailable: 502,
   origin_timeout: 502,
   upstream_error: 502,
+  payment_unconfirmed: 502,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -3,6 +3,11 @@ import type { CustomerProfile } from "./customer";
 import { formatCents, formatMoney, microsToWholeCents } from "./money";
 import { firstName, type MergeValues } from "./template";
 
+/** The customer portal: <PUBLIC_URL>/portal, or the top-up page where PUBLIC_URL is not set. */
+export function portalUrl(config: Config): string {
+  return config.PUBLIC_URL ? `${config.PUBLIC_URL.replace(/\/+$/, "")}/portal` : config.GOVERNANCE.topup_url;
+}
+
 export function mergeValues(
   config: Config,
   customer: Pick<CustomerProfile, "id" | "name" | "email">,
@@ -23,5 +28,6 @@ export function mergeValues(
     topup_url: config.GOVERNANCE.topup_url,
     "credit.expiring_soon": formatMoney(amounts.expiringSoonMicros ?? 0, currency),
     "key.cap": amounts.keyCapCents == null ? "" : formatMoney(amounts.keyCapCents * 1_000_000, currency),
+    portal_url: portalUrl(config),
   };
 }

@@ -13,10 +13,11 @@ export const MERGE_TAGS = [
   "topup_url",
   "credit.expiring_soon",
   "key.cap",
+  "portal_url",
 ] as const;
 export type MergeTag = (typeof MERGE_TAGS)[number];
 /** Merge tags only the `auto_topup_changed` notice has (on top of MERGE_TAGS). */
-export const NOTICE_MERGE_TAGS = ["auto_topup.change", "portal_url"] as const;
+export const NOTICE_MERGE_TAGS = ["auto_topup.change"] as const;
 export type MergeValues = Record<MergeTag, string | number>;
 
 const TAG = /\{\{\s*([^{}]*?)\s*\}\}/g;

@@ -66,10 +66,27 @@ export function callCharge(meter: CompiledMeter, call: PricedCall, answer: RpcMe
   return isToolError(answer) && !meter.chargeToolErrors ? 0 : call.priceMicros;
 }
 
-/** The answer with the call's charge, the balance after it and the request id in `result._meta["payg/charge"]`. */
-export function withCharge(answer: RpcMessage, charge: { micros: number; balanceMicros: number; requestId: string }): RpcMessage {
+/** The `_meta` key of an x402 payment in a tool call's params, and of its settlement in the result (x402's MCP transport). */
+export const PAYMENT_META = "x402/payment";
+export const PAYMENT_RESPONSE_META = "x402/payment-response";
+
+/** The x402 payment a POST's tool calls carry in `params._meta["x402/payment"]` (the first one), or null. */
+export function paymentOf(post: McpPost): object | null {
+  for (const m of post.messages) {
+    const meta = m.method === "tools/call" ? (m.params as { _meta?: Record<string, unknown> } | undefined)?._meta : undefined;
+    const payment = meta?.[PAYMENT_META];
+    if (payment !== null && typeof payment === "object") return payment;
+  }
+  return null;
+}
+
+/**
+ * The answer with the call's charge, the balance after it and the request id in
+ * `result._meta["payg/charge"]`, plus any other `_meta` entries (a payment's settlement).
+ */
+export function withCharge(answer: RpcMessage, charge: { micros: number; balanceMicros: number; requestId: string }, more: Record<string, unknown> = {}): RpcMessage {
   if (answer.result === null || typeof answer.result !== "object") return answer;
   const result = answer.result as { _meta?: Record<string, unknown> };
   const meta = { charged_cents: formatCents(charge.micros), balance_cents: formatCents(charge.balanceMicros), request_id: charge.requestId };
-  return { ...answer, result: { ...result, _meta: { ...result._meta, [CHARGE_META]: meta } } };
+  return { ...answer, result: { ...result, _meta: { ...result._meta, [CHARGE_META]: meta, ...more } } };
 }

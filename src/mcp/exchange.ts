@@ -6,13 +6,16 @@ import { log } from "../lib/log";
 import { formatCents } from "../lib/money";
 import { eventData, SseSplitter, withEventData } from "../metering/sse";
 import { UNKNOWN_KEY } from "../middleware/api-key";
+import { offerBody, offerFor, packCents, x402Offer } from "../payments/offer";
+import { acceptX402, type Paid } from "../payments/x402/accept";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
 import { readBodyWithin, readUpTo } from "../proxy/idempotency";
 import { holdKeeper, isEventStream, JSON_UNITS_MAX_BYTES, kept, type MeterContext, streamSettlement } from "../proxy/metered";
 import { once } from "../proxy/once";
+import { addKeyCapFields } from "../proxy/ratelimit";
 import { isMoneyRefusal, moneyRefusalBody, refuse } from "../proxy/refusals";
-import { callCharge, type PricedCall, priceCalls, refusedPost, withCharge } from "./answers";
+import { callCharge, PAYMENT_RESPONSE_META, type PricedCall, paymentOf, priceCalls, refusedPost, withCharge } from "./answers";
 import { allowsBatches, INVALID_REQUEST, type McpPost, parsePost, type RpcId, type RpcMessage, rpcError, toolCalls } from "./jsonrpc";
 
 type Stub = ReturnType<typeof customerStub>;
@@ -79,10 +82,38 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
 
   // The calls' prices are held as one amount (units of one micro-cent): a batch is paid whole or refused whole.
   const input: AuthorizeInput = { keyHash: request.keyHash, meter: request.meter.name, priceMicros: 1, requestId, hold: { units: total, onMissing: "hold" } };
-  const decision = await once(async (retry) => await stub.authorize(retry ? { ...input, retry } : input));
+  // A tool call paying the refusal (x402's MCP transport: params._meta["x402/payment"]): credited, then the calls held from it, in one step.
+  const payment = config.PAYMENTS?.x402 ? paymentOf(post) : null;
+  let paid: Paid | null = null;
+  if (payment) {
+    try {
+      paid = await acceptX402({ config, stub, customerId: request.customerId, input }, payment);
+    } catch (error) {
+      // A payment refused (invalid, or not settled) is the calls' refusal, with a fresh PaymentRequired naming the reason.
+      if (!(error instanceof ApiError) || (error.status !== 402 && error.status !== 400)) throw error;
+      const cents = packCents(config, total);
+      const reason = typeof error.details?.reason === "string" ? error.details.reason : undefined;
+      const required = cents === null ? undefined : await x402Offer(config, cents, request.customerId, c.req.url, reason);
+      const refusal = { message: error.message, body: errorBody(error.code, error.message, requestId, error.details), ...(required ? { paymentRequired: required } : {}) };
+      return tagged(Response.json(refusedPost(post, refusal)), requestId);
+    }
+  }
+  const decision = paid?.decision ?? (await once(async (retry) => await stub.authorize(retry ? { ...input, retry } : input)));
   if (decision.outcome === "replay") throw new Error("an MCP request carries no Idempotency-Key");
-  if (isMoneyRefusal(decision)) return tagged(Response.json(refusedPost(post, moneyRefusalBody(config, decision, requestId))), requestId);
-  refuse(config, decision);
+  // A capped key's RateLimit fields go on every answer to a paid call, refused or not, as on the proxy's.
+  const keyCap = decision.outcome === "key_cap_reached" ? decision : "keyCap" in decision ? decision.keyCap : undefined;
+  const answer = (response: Response) => {
+    addKeyCapFields(response.headers, keyCap);
+    return tagged(response, requestId);
+  };
+  if (isMoneyRefusal(decision)) {
+    const refusal = moneyRefusalBody(config, decision, requestId);
+    const offer = decision.outcome === "insufficient_credit" ? await offerFor(config, decision, c.req.url) : null;
+    const body = offer ? { ...refusal.body, ...offerBody(offer) } : refusal.body;
+    return answer(Response.json(refusedPost(post, { ...refusal, body, ...(offer?.x402 ? { paymentRequired: offer.x402 } : {}) })));
+  }
+  refuse(decision);
+  const paymentMeta = paid ? { [PAYMENT_RESPONSE_META]: paid.settlement } : {};
 
   const ctx: MeterContext = { config, meter: request.meter, stub, requestId, heldUnits: total, waitUntil: (p) => c.executionCtx.waitUntil(p) };
   const settle = (units: number | null, reason: "completed" | "origin_failed" | "units_missing") => once(async () => await stub.settleHold({ requestId, units, reason }));
@@ -96,15 +127,15 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
   const { result, settled } = await forwarded;
   if ("failure" in result) throw originFailure(result.failure, settled?.chargedMicros ?? 0);
   const origin = result.response;
-  if (settled) return tagged(charged(new Response(origin.body, origin), settled), requestId);
+  if (settled) return answer(charged(new Response(origin.body, origin), settled));
   // The server refused the request itself (a bad session, a malformed call): no tool ran.
-  if (origin.status >= 400 && origin.status < 500) return tagged(charged(new Response(origin.body, origin), await settle(0, "completed")), requestId);
+  if (origin.status >= 400 && origin.status < 500) return answer(charged(new Response(origin.body, origin), await settle(0, "completed")));
   if (origin.ok && isEventStream(origin) && origin.body) {
-    const response = new Response(chargedEvents(ctx, calls, origin.body), origin);
+    const response = new Response(chargedEvents(ctx, calls, origin.body, paymentMeta), origin);
     response.headers.delete("content-length");
-    return tagged(response, requestId);
+    return answer(response);
   }
-  return tagged(await chargedJson(ctx, calls, origin, settle), requestId);
+  return answer(await chargedJson(ctx, calls, origin, settle, paymentMeta));
 }
 
 /** The key must be one of a live customer's (what authorize checks first), without touching credit. */
@@ -155,6 +186,7 @@ async function chargedJson(
   calls: PricedCall[],
   origin: Response,
   settle: (units: number | null, reason: "completed" | "units_missing") => Promise<{ chargedMicros: number; balanceMicros: number }>,
+  paymentMeta: Record<string, unknown>,
 ): Promise<Response> {
   const bytes = await readUpTo(kept(ctx, origin.body), JSON_UNITS_MAX_BYTES);
   const parsed = bytes === null ? undefined : jsonOf(new TextDecoder().decode(bytes));
@@ -171,7 +203,7 @@ async function chargedJson(
   );
   const meta = (m: RpcMessage) => {
     const micros = m.id === undefined || m.id === null ? undefined : charges.get(m.id);
-    return micros === undefined || m.method !== undefined ? m : withCharge(m, { micros, balanceMicros: settled.balanceMicros, requestId: ctx.requestId });
+    return micros === undefined || m.method !== undefined ? m : withCharge(m, { micros, balanceMicros: settled.balanceMicros, requestId: ctx.requestId }, paymentMeta);
   };
   const body = JSON.stringify(Array.isArray(parsed) ? (messages as RpcMessage[]).map(meta) : meta(messages[0] as RpcMessage));
   const response = charged(new Response(body, origin), settled);
@@ -195,7 +227,7 @@ const encoder = new TextEncoder();
  * each goes out with its charge and the balance. A stream that ends (or a client that hangs up)
  * with calls unanswered settles with those charged.
  */
-function chargedEvents(ctx: MeterContext, calls: PricedCall[], body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+function chargedEvents(ctx: MeterContext, calls: PricedCall[], body: ReadableStream<Uint8Array>, paymentMeta: Record<string, unknown>): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   const splitter = new SseSplitter();
   const keep = holdKeeper(ctx);
@@ -210,7 +242,7 @@ function chargedEvents(ctx: MeterContext, calls: PricedCall[], body: ReadableStr
     let out = "";
     for (const { event, message } of held.splice(0)) {
       const micros = charges.get(message.id as RpcId) ?? 0;
-      out += settled ? withEventData(event, JSON.stringify(withCharge(message, { micros, balanceMicros: settled.balanceMicros, requestId: ctx.requestId }))) : event;
+      out += settled ? withEventData(event, JSON.stringify(withCharge(message, { micros, balanceMicros: settled.balanceMicros, requestId: ctx.requestId }, paymentMeta))) : event;
     }
     return out;
   };

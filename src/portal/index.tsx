@@ -65,11 +65,13 @@ function topUpAmounts(c: Context<AppEnv>): number[] {
 async function portalData(c: Context<AppEnv>, session: PortalSession): Promise<PortalData> {
   const path = `/customers/${session.customerId}`;
   const authority = authorityOf(session);
-  const [summary, keys, usage, autoTopUp] = await Promise.all([
+  const [summary, keys, usage, autoTopUp, topUps] = await Promise.all([
     adminCall(c, "GET", path),
     adminCall(c, "GET", `${path}/keys`),
     adminCall(c, "GET", `${path}/usage?hours=168`),
     authority === "owner" ? adminCall(c, "GET", `${path}/auto-top-up`) : null,
+    // Invoices carry the buyer's name, address and tax ID: the owner's alone.
+    authority === "owner" ? adminCall(c, "GET", `${path}/topups?limit=20`) : null,
   ]);
   const s = must(summary);
   const allKeys = must(keys).keys as PortalData["keys"];
@@ -80,6 +82,7 @@ async function portalData(c: Context<AppEnv>, session: PortalSession): Promise<P
     keys: authority === "owner" ? allKeys : allKeys.filter((key) => key.id === session.keyId),
     usage: must(usage),
     autoTopUp: autoTopUp?.ok ? autoTopUp.body : null,
+    topUps: topUps?.ok ? topUps.body.topups : null,
     topUp: { stripe: c.var.config.stripeEnabled, amounts: topUpAmounts(c) },
   };
 }

@@ -1,7 +1,8 @@
 import type { Child } from "hono/jsx";
+import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
 import type { CustomerProfile } from "../lib/customer";
 import { centsToMicros, formatMoney } from "../lib/money";
-import { type KeyRow, KeysSection, LiveBalance, MeterTotals } from "../web/account-parts";
+import { type KeyRow, KeysSection, LiveBalance, MeterTotals, TopUpsSection } from "../web/account-parts";
 import { hourlyChart, hourlyModelChart, type ModelUsageRow, type UsageRow } from "../web/chart-data";
 import { Chart, CsrfField, Notice } from "../web/components";
 import { Layout } from "../web/layout";
@@ -109,6 +110,8 @@ export interface PortalData {
     models: { series: ModelUsageRow[] };
   };
   autoTopUp: AutoTopUpData | null;
+  /** Paid top-ups with their invoices and receipts: null for a key's session, which sees none. */
+  topUps: TopUpListItem[] | null;
   topUp: { stripe: boolean; amounts: number[] };
 }
 
@@ -173,6 +176,7 @@ export function PortalPage(props: { session: PortalSession; data: PortalData; no
           <p class="muted">No charges in the last 7 days.</p>
         )}
       </section>
+      {owner && data.topUps && data.customer.plan === "prepaid" ? <TopUpsSection topups={data.topUps} currency={currency} caption="Your top-ups, newest first" /> : null}
       <KeysSection keys={data.keys} base={PORTAL} csrf={session.csrf} caption={owner ? "Your API keys" : "The API key you signed in with"} manage={owner} />
       {owner && data.autoTopUp?.stripe && data.customer.plan === "prepaid" ? (
         <AutoTopUpSection data={data.autoTopUp} currency={currency} csrf={session.csrf} action={`${PORTAL}/auto-top-up`} />

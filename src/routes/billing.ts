@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import type Stripe from "stripe";
 import { z } from "zod";
 import { type AppEnv, customerStub } from "../env";
 import { jsonBody } from "../http";
@@ -14,6 +15,55 @@ import { checkoutPermit } from "../stripe-permit";
 
 export const billing = new Hono<AppEnv>();
 
+/** Payment methods auto top-up can charge off-session later: the card a Checkout top-up saves. */
+export const SAVABLE_PAYMENT_METHODS = ["card"] as const;
+
+/**
+ * What Checkout offers: GOVERNANCE.checkout_payment_method_types (unset: Stripe's dynamic choice),
+ * and, for a top-up that saves its card for auto top-up, only the methods auto top-up can charge.
+ * Stripe's API (since stripe-node 23) names the list `allowed_payment_method_types`: a filter on
+ * the methods Stripe finds eligible, where `payment_method_types` was a fixed list.
+ */
+function allowedPaymentMethods(config: Config, save: boolean): string[] | undefined {
+  const configured = config.GOVERNANCE.checkout_payment_method_types;
+  if (!save) return configured;
+  const savable = (configured ?? SAVABLE_PAYMENT_METHODS).filter((type) => (SAVABLE_PAYMENT_METHODS as readonly string[]).includes(type));
+  if (!savable.length) throw new ApiError("conflict", "Automatic top-up charges a saved card, which GOVERNANCE.checkout_payment_method_types does not offer.");
+  return savable;
+}
+
+/** The Checkout session of a top-up of `amountCents` (credit before any tax). */
+export function topUpSessionParams(config: Config, customer: CustomerProfile, amountCents: number, save: boolean): Stripe.Checkout.SessionCreateParams {
+  const { checkout_invoice: invoice, checkout_automatic_tax: tax } = config.GOVERNANCE;
+  const metadata = { payg_customer_id: customer.id, payg_credit_cents: String(amountCents) };
+  const methods = allowedPaymentMethods(config, save);
+  return {
+    mode: "payment",
+    customer: customer.id,
+    line_items: [
+      {
+        quantity: 1,
+        // Exclusive: tax is added on top, so the credit bought is the amount chosen.
+        price_data: { currency: config.PRICING.currency, unit_amount: amountCents, product_data: { name: "API credit" }, ...(tax ? { tax_behavior: "exclusive" as const } : {}) },
+      },
+    ],
+    success_url: config.GOVERNANCE.checkout_success_url,
+    cancel_url: config.GOVERNANCE.checkout_cancel_url,
+    metadata,
+    // Paid in PRICING.currency, always: with Adaptive Pricing the customer may pay in theirs, and
+    // the session (its currency and amounts) then no longer matches the credit it buys.
+    adaptive_pricing: { enabled: false },
+    // A Stripe invoice for every paid top-up (with its PDF); its metadata marks it as a top-up's.
+    ...(invoice ? { invoice_creation: { enabled: true, invoice_data: { description: "API credit top-up", metadata } } } : {}),
+    // Stripe Tax needs the customer's address and, for a tax ID, the business name saved on the
+    // existing customer: customer_update is what Stripe requires with both.
+    ...(tax ? { automatic_tax: { enabled: true }, tax_id_collection: { enabled: true }, customer_update: { address: "auto" as const, name: "auto" as const } } : {}),
+    ...(methods ? { allowed_payment_method_types: methods } : {}),
+    // The card is saved on the customer for auto top-up; its payment_intent.succeeded tells the object which card.
+    ...(save ? { payment_intent_data: { setup_future_usage: "off_session" as const, metadata: { payg_customer_id: customer.id, payg_save_payment_method: "true" } } } : {}),
+  };
+}
+
 /**
  * A Stripe Checkout session (mode payment) that becomes credit when its webhook arrives; for the
  * checkout route (customer's key) and the portal's Top up button (portal session). Each session
@@ -23,6 +73,7 @@ export const billing = new Hono<AppEnv>();
 export async function createTopUpCheckout(env: Env, config: Config, customer: CustomerProfile, amountCents: number, options: { savePaymentMethod?: boolean } = {}) {
   if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
+  const params = topUpSessionParams(config, customer, amountCents, options.savePaymentMethod === true);
   // The call first: a spent Stripe budget (429) must not use up one of the customer's hourly sessions.
   const permit = await checkoutPermit(env, config, customer.id, ENDPOINTS.checkoutSessionCreate);
   const slot = await customerStub(env, customer.id).takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour, amountCents });
@@ -38,26 +89,7 @@ export async function createTopUpCheckout(env: Env, config: Config, customer: Cu
     );
   }
   try {
-    return await stripeClient(config, permit).checkout.sessions.create({
-      mode: "payment",
-      customer: customer.id,
-      line_items: [
-        {
-          quantity: 1,
-          price_data: { currency: config.PRICING.currency, unit_amount: amountCents, product_data: { name: "API credit" } },
-        },
-      ],
-      success_url: config.GOVERNANCE.checkout_success_url,
-      cancel_url: config.GOVERNANCE.checkout_cancel_url,
-      metadata: { payg_customer_id: customer.id, payg_credit_cents: String(amountCents) },
-      // Paid in PRICING.currency, always: with Adaptive Pricing the customer may pay in theirs, and
-      // the session (its currency and amounts) then no longer matches the credit it buys.
-      adaptive_pricing: { enabled: false },
-      // The card is saved on the customer for auto top-up; its payment_intent.succeeded tells the object which card.
-      ...(options.savePaymentMethod
-        ? { payment_intent_data: { setup_future_usage: "off_session" as const, metadata: { payg_customer_id: customer.id, payg_save_payment_method: "true" } } }
-        : {}),
-    });
+    return await stripeClient(config, permit).checkout.sessions.create(params);
   } catch (error) {
     log.error("checkout session failed", describeError(error));
     throw new ApiError("upstream_error", "Stripe could not create the checkout session; try again.");

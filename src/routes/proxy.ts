@@ -8,13 +8,15 @@ import { mcpExchange } from "../mcp/exchange";
 import { holdUnitsFor, jsonObjectOf, withStreamUsage } from "../metering/units";
 import { authenticateApiKey } from "../middleware/api-key";
 import { jsonError } from "../on-error";
+import { paidDecision, payableRefusal, withPaymentResponse } from "../payments/pay";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
 import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "../proxy/idempotency";
 import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
 import { once } from "../proxy/once";
-import { creditRefusal, refuse } from "../proxy/refusals";
+import { addKeyCapFields } from "../proxy/ratelimit";
+import { isMoneyRefusal, refusalResponse, refuse } from "../proxy/refusals";
 import { isReserved } from "../proxy/reserved";
 import { tokenHold } from "../tokens/prices";
 
@@ -68,14 +70,17 @@ proxy.all("*", async (c) => {
     ...(idempotencyKey !== null ? { idempotency: { key: idempotencyKey, fingerprint: await requestFingerprint(method, target.pathname + target.search, body ?? null) } } : {}),
   };
   // Only a retry can find its request id already charged: the first attempt skips the lookup.
-  const decision: AuthorizeResult = await once(async (retry) => await stub.authorize(retry ? { ...input, retry } : input));
+  // A retry paying the 402 (x402 PAYMENT-SIGNATURE): the payment is credited and the request authorized from it, in one step.
+  const paid = await paidDecision(c.req.raw.headers, { config, stub, customerId, input });
+  const decision: AuthorizeResult = paid?.decision ?? (await once(async (retry) => await stub.authorize(retry ? { ...input, retry } : input)));
   if (decision.outcome === "replay") {
     const replayed = new Response(decision.response.body, { status: decision.response.status, headers: decision.response.headers as [string, string][] });
     replayed.headers.set("idempotent-replayed", "true");
-    return replayed;
+    return withPaymentResponse(replayed, paid);
   }
-  if (decision.outcome === "insufficient_credit") return c.json(creditRefusal(config, decision), 402, { "x-request-id": requestId });
-  refuse(config, decision);
+  if (decision.outcome === "insufficient_credit") return payableRefusal(config, decision, c.req.url, requestId, paid);
+  if (isMoneyRefusal(decision)) return refusalResponse(config, requestId, decision);
+  refuse(decision);
 
   const headers = await originHeaders(
     c.req.raw.headers,
@@ -120,9 +125,14 @@ proxy.all("*", async (c) => {
 
   if ("failure" in result) {
     const timedOut = result.failure === "timeout";
-    const failure = new ApiError(timedOut ? "origin_timeout" : "origin_unavailable", timedOut ? "The origin did not answer in time." : "The origin could not be reached.", {
-      charged_cents: formatCents(charged),
-    });
+    const failure = new ApiError(
+      timedOut ? "origin_timeout" : "origin_unavailable",
+      timedOut ? "The origin did not answer in time." : "The origin could not be reached.",
+      {
+        charged_cents: formatCents(charged),
+      },
+      paid ? { "payment-response": paid.header } : undefined,
+    );
     if (idempotencyKey === null || givenBack) throw failure;
     return keepForReplay(await jsonError(failure, c), false, config, finishIdempotent, waitUntil);
   }
@@ -149,6 +159,8 @@ proxy.all("*", async (c) => {
   }
   if (decision.grantId && (charged > 0 || !done)) response.headers.set("x-payg-grant", decision.grantId);
   response.headers.set("x-request-id", requestId);
+  addKeyCapFields(response.headers, decision.keyCap);
+  withPaymentResponse(response, paid);
   if (idempotencyKey !== null && !givenBack) return keepForReplay(response, streamed, config, finishIdempotent, waitUntil);
   return response;
 });

@@ -36,6 +36,8 @@ export const HANDLED_EVENTS = new Set([
   "charge.dispute.funds_reinstated",
   "payment_intent.succeeded",
   "payment_intent.payment_failed",
+  // Its receipt_url, for the top-up list.
+  "charge.succeeded",
 ]);
 
 /** The customer an event is about, or null for events this gateway does not act on. */
@@ -50,7 +52,8 @@ const REFUND_EVENTS = new Set(["charge.refunded", "charge.refund.updated", "refu
 /** The charge an event is about, for the events routed through it (disputes and refunds name no customer). */
 function chargeOf(event: Stripe.Event): string | null {
   const object = event.data.object as { object?: string; id?: string; charge?: string | { id: string } | null };
-  if (object.object === "charge") return object.id ?? null;
+  // A succeeded charge names its customer itself; only refunds and disputes are looked up.
+  if (object.object === "charge") return event.type === "charge.succeeded" ? null : (object.id ?? null);
   if (event.type.startsWith("charge.dispute.") || REFUND_EVENTS.has(event.type)) return idOf(object.charge);
   return null;
 }

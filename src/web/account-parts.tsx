@@ -1,4 +1,5 @@
 import type { Child } from "hono/jsx";
+import type { TopUpListItem } from "../../durable-objects/customer-account/contract";
 import { CsrfField, DataTable, money, Notice, Time } from "./components";
 
 /** Parts the dashboard's customer page and the customer's own portal share. */
@@ -127,6 +128,55 @@ export function LiveBalance(props: { title: string; available: string; live: str
       <p class="live-state" data-live-url={props.live}>
         <span data-live-status>Connecting…</span>
       </p>
+    </section>
+  );
+}
+
+/** The customer's paid top-ups with their invoice and receipt links (GET /admin/customers/{id}/topups). */
+export function TopUpsSection(props: { topups: TopUpListItem[]; currency: string; caption: string }) {
+  const cents = (n: number) => money(String(n), props.currency);
+  return (
+    <section aria-labelledby="topups-h">
+      <h2 id="topups-h">Top-ups</h2>
+      {props.topups.length ? (
+        <DataTable id="topups" caption={props.caption} head={["Paid", "How", "Credit", "Tax", "Paid in total", "Invoice", "Receipt"]} hideCaption>
+          {props.topups.map((t) => (
+            <tr>
+              <td>
+                <Time at={t.created_at} />
+              </td>
+              <td>{t.source === "auto_topup" ? "Automatic top-up" : "Checkout"}</td>
+              <td class="num">{cents(t.credit_cents)}</td>
+              <td class="num">{t.tax_cents ? cents(t.tax_cents) : ""}</td>
+              <td class="num">{cents(t.total_cents)}</td>
+              <td>
+                {t.invoice?.url ? (
+                  <a href={t.invoice.url} rel="noopener noreferrer">
+                    Invoice{t.invoice.number ? ` ${t.invoice.number}` : ""}
+                  </a>
+                ) : null}
+                {t.invoice?.pdf_url ? (
+                  <>
+                    {" · "}
+                    <a href={t.invoice.pdf_url} rel="noopener noreferrer">
+                      PDF
+                    </a>
+                  </>
+                ) : null}
+              </td>
+              <td>
+                {t.receipt_url ? (
+                  <a href={t.receipt_url} rel="noopener noreferrer">
+                    Receipt
+                  </a>
+                ) : null}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
+      ) : (
+        <p class="muted">No top-ups yet.</p>
+      )}
     </section>
   );
 }

@@ -275,6 +275,9 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     await waitForText(page, "[data-balance]", balance);
     await page.locator("[data-chart=portal-usage] canvas").waitFor();
     expect(await page.locator("#charges").textContent()).toContain("api_requests");
+    // The owner's session lists the top-ups (none here: Stripe is off, credit came from the provider).
+    await page.getByRole("heading", { name: "Top-ups", level: 2 }).waitFor();
+    expect(await page.locator("section[aria-labelledby=topups-h]").textContent()).toContain("No top-ups yet.");
     expect((await context.cookies()).map((c) => [c.name, c.path, c.httpOnly, c.sameSite])).toEqual([["payg_portal", "/portal", true, "Strict"]]);
     await checkPage(ada, "portal");
     const fresh = (await gateway.admin("POST", "/customers/cus_ada/keys", { name: "live" })).body.key as string;
@@ -349,6 +352,8 @@ describe.skipIf(noBrowser)("customer portal in Chromium", () => {
     expect(await bob.page.locator("#keys tbody tr").count()).toBe(1);
     expect(await bob.page.getByRole("button", { name: "Create key" }).count()).toBe(0);
     expect(await bob.page.getByRole("button", { name: /^Revoke/ }).count()).toBe(0);
+    // A key's session sees no top-ups, invoices or receipts.
+    expect(await bob.page.getByRole("heading", { name: "Top-ups" }).count()).toBe(0);
     // Sent anyway, the server refuses it with the portal's page.
     const csrf = await bob.page.locator("[name=_csrf]").first().inputValue();
     const minted = await bob.page.request.post(`${gateway.url}/portal/keys`, { form: { _csrf: csrf, name: "more" }, headers: { origin: gateway.url } });

@@ -794,6 +794,12 @@ export class StripeDouble {
   }
 
   /** The charge as stored (with its `refunds` list, which the API shows only when expanded). */
+  /** A Checkout session's post-purchase invoice (invoice_creation). */
+  getInvoice(id: string): Stripe.Invoice | undefined {
+    const invoice = this.state.invoices.get(id);
+    return invoice && clone(invoice);
+  }
+
   getCharge(id: string): Stripe.Charge | undefined {
     const charge = this.state.charges.get(id);
     return charge ? clone(charge) : undefined;

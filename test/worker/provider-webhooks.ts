@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
+import { Webhook } from "standardwebhooks";
 import { expect } from "vitest";
 import type { WebhookDispatcher } from "../../durable-objects/webhook-dispatcher";
 import { verifyWebhook } from "../../src/verify/payg-signature";
@@ -10,6 +11,8 @@ import { server } from "./setup";
 export interface Received {
   eventId: string | null;
   signature: string | null;
+  /** Every header as it arrived (lower-case names). */
+  headers: Record<string, string>;
   raw: string;
   event: { id: string; type: string; created: number; data: Record<string, any> };
 }
@@ -27,6 +30,7 @@ export function receiver(answer: (call: number, request: Request) => Response | 
       received.push({
         eventId: request.headers.get("x-payg-event-id"),
         signature: request.headers.get("x-payg-signature"),
+        headers: Object.fromEntries(request.headers),
         raw,
         event: JSON.parse(raw),
       });
@@ -88,10 +92,25 @@ export async function deliveries(endpointId: string, query = "") {
   return page.body.deliveries as any[];
 }
 
-/** Every delivery must verify with the copyable helper and carry its event id in the header. */
+/**
+ * Every delivery must verify as a receiver would: with the `standardwebhooks` library (webhook-id
+ * being the event's id) and with the copyable helper's deprecated X-Payg-Signature.
+ */
 export async function expectSigned(received: Received[], secret: string) {
   for (const r of received) {
     expect(r.eventId).toBe(r.event.id);
+    expect(r.headers["webhook-id"]).toBe(r.event.id);
+    expect(new Webhook(secret).verify(r.raw, r.headers)).toEqual(r.event);
     expect(await verifyWebhook(r.raw, r.signature, secret)).toMatchObject({ ok: true, event: { id: r.event.id } });
+  }
+}
+
+/** Whether a delivery verifies with `secret` through the `standardwebhooks` library. */
+export function verifiesWith(r: Received, secret: string): boolean {
+  try {
+    new Webhook(secret).verify(r.raw, r.headers);
+    return true;
+  } catch {
+    return false;
   }
 }

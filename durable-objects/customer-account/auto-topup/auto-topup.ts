@@ -63,6 +63,8 @@ UPDATE auto_topup
       paused_topup_id = NULL
   WHERE enabled = 1 AND (saved_payment_method IS NULL OR threshold_cents >= amount_cents);
 INSERT INTO timers (name, due_at) SELECT '${NOTICE_TIMER}', 0 WHERE EXISTS (SELECT 1 FROM notices) ON CONFLICT (name) DO NOTHING;`,
+  // Stripe's receipt for each top-up, to the email the customer had when it started.
+  v17: `ALTER TABLE topups ADD COLUMN receipt_email TEXT;`,
 };
 
 /** The auto top-up timer: creates the pending top-up's PaymentIntent, or starts one a limit held back, under the object's lock. */
@@ -360,7 +362,7 @@ export class AutoTopUp {
     const id = newId("topup");
     const customer = this.deps.account.row.customer_id;
     this.sql.exec(
-      `INSERT INTO topups (id, amount_cents, currency, month, status, idempotency_key, payment_method, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)`,
+      `INSERT INTO topups (id, amount_cents, currency, month, status, idempotency_key, payment_method, receipt_email, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
       id,
       settings.amount_cents,
       this.deps.config().PRICING.currency,
@@ -368,6 +370,7 @@ export class AutoTopUp {
       // Stripe scopes idempotency keys to the account, so the customer id is part of the key.
       `payg_auto_topup_${customer}_${id}`,
       this.savedPaymentMethod,
+      this.deps.account.row.email,
       now,
     );
     this.write({ pending_topup_id: id }, now);

@@ -4,6 +4,7 @@ import { centsToMicros } from "../../../src/lib/money";
 import { idOf } from "../../../src/lib/stripe-ids";
 import type { AccountContext } from "../core/context";
 import { createGrant } from "../credit/credits";
+import { recordTopUpPayment } from "../stripe/receipts";
 import type { TopUpRow } from "./auto-topup";
 
 /**
@@ -34,6 +35,17 @@ export function topUpSucceeded(context: AccountContext, row: TopUpRow, pi: Pick<
         paymentIntent: pi.id,
       }),
     );
+    recordTopUpPayment(context.sql, {
+      paymentIntent: pi.id,
+      source: "auto_topup",
+      reference: row.id,
+      creditCents: row.amount_cents,
+      taxCents: 0,
+      totalCents: pi.amount,
+      currency: pi.currency,
+      invoice: null,
+      createdAt: now,
+    });
     context.outbox.emit("topup.succeeded", { topup_id: row.id, amount_cents: row.amount_cents });
     const settings = context.autoTopUp.settings;
     if (settings && context.wallet.spendableTotal(now) < centsToMicros(settings.threshold_cents)) {

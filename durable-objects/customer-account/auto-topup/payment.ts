@@ -78,6 +78,8 @@ export async function runAutoTopUp(context: AccountContext, now: number): Promis
         confirm: true,
         description: "Automatic API credit top-up",
         metadata: { payg_auto_topup: current.id, payg_customer_id: customer },
+        // Stripe emails its receipt (an off-session payment has no Checkout invoice); fixed with the row, as the key needs.
+        ...(current.receipt_email ? { receipt_email: current.receipt_email } : {}),
       },
       { idempotencyKey: current.idempotency_key },
     );

@@ -60,6 +60,8 @@ export interface TopUpRow {
   payment_intent: string | null;
   /** The card it charges, fixed when it starts (the saved card then). */
   payment_method: string | null;
+  /** Where Stripe sends the payment's receipt, fixed when it starts (the customer's email then; null: none). */
+  receipt_email: string | null;
   attempts: number;
   /** 1 after Stripe answered 5xx: the next attempt looks the PaymentIntent up before sending. */
   verify: number;

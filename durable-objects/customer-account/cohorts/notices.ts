@@ -83,7 +83,6 @@ export class Notices {
     const values: MergeValues & Record<string, string | number> = {
       ...mergeValues(config, { id: a.customer_id, name: a.name, email: a.email }, { ...this.deps.amounts(now), priceMicros: config.PRICING.fallback.priceMicros }),
       "auto_topup.change": describeNotice(details, config.PRICING.currency),
-      portal_url: config.PUBLIC_URL ? `${config.PUBLIC_URL.replace(/\/+$/, "")}/portal` : config.GOVERNANCE.topup_url,
     };
     this.deps.emails.queue(
       {

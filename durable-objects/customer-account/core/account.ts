@@ -28,7 +28,7 @@ ALTER TABLE account ADD COLUMN last_reconciled_at INTEGER;
 ALTER TABLE account ADD COLUMN reconcile_attempted_at INTEGER;
 ALTER TABLE account ADD COLUMN refunds_denied INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN last_refund_denied_at INTEGER;`,
-  v17: `
+  v19: `
 ALTER TABLE account ADD COLUMN report_batching INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN report_forced INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN usage_cut_at INTEGER;`,

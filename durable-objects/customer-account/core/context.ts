@@ -137,6 +137,7 @@ export class AccountContext {
       reports: this.reports,
       otherWorkAt: () => this.timers.dueAt(EXPIRY_TIMER),
       reconcileAt: () => this.periodicReconcileAt(),
+      pushWholeRollup: () => this.rollup.pushAll(),
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
     this.rollup = new Rollup(this.sql, {

@@ -25,10 +25,3 @@ export async function runCycle(context: AccountContext, now: number): Promise<Cy
   await context.directory.push();
   return result;
 }
-
-/** A move to another directory shard: the new shard gets this customer's snapshot and its whole rollup. */
-export async function moveDirectory(context: AccountContext): Promise<void> {
-  if (!context.account.exists) return;
-  await context.directory.push();
-  await context.rollup.pushAll();
-}

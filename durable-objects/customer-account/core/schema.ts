@@ -2,6 +2,7 @@ import { ENDED_SESSION_TABLES } from "../../shared/ended-sessions";
 import { migrate as runMigrations } from "../../shared/migrations";
 import { KEY_TABLES } from "../access/key-store";
 import { PORTAL_TABLES } from "../access/portal-links";
+import { AGENT_PAYMENT_TABLES } from "../agent-payments/payment-log";
 import { AUTO_TOPUP_TABLES } from "../auto-topup/auto-topup";
 import { COHORT_TABLES } from "../cohorts/cohorts";
 import { EMAIL_AUDIENCE_TABLES } from "../cohorts/email-audience";
@@ -25,6 +26,7 @@ import { EMAIL_RETENTION_TABLES } from "../retention/emails";
 import { REPORT_RETENTION_TABLES } from "../retention/reports";
 import { USAGE_RETENTION_TABLES } from "../retention/usage";
 import { STRIPE_EVENT_TABLES } from "../stripe/event-log";
+import { RECEIPT_TABLES } from "../stripe/receipts";
 import { REPORT_TABLES } from "../stripe/reports";
 import { ACCOUNT_TABLES } from "./account";
 import { JOURNAL_TABLES } from "./journal";
@@ -77,8 +79,13 @@ export const MIGRATIONS: readonly string[] = [
   // v16: MCP sessions that negotiated a protocol version without batches; token usage per model
   // and kind (with each hold's own); post-paid cost per meter and model, reported in whole cents.
   [MCP_SESSION_TABLES.v16, MODEL_USAGE_TABLES.v16, HOLD_TABLES.v16, REPORT_TABLES.v16].join("\n"),
-  // v17: report batching while customers due outnumber the Stripe budget (STRIPE_BUDGET).
-  ACCOUNT_TABLES.v17,
+  // v17: paid top-ups with their tax, invoice and receipt links (the top-up list), and the email
+  // an auto top-up's Stripe receipt goes to.
+  [RECEIPT_TABLES.v17, AUTO_TOPUP_TABLES.v17].join("\n"),
+  // v18: payments agents made on a 402 (x402, MPP), one row each, replayed with their first receipt.
+  AGENT_PAYMENT_TABLES.v18,
+  // v19: report batching while customers due outnumber the Stripe budget (STRIPE_BUDGET).
+  ACCOUNT_TABLES.v19,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

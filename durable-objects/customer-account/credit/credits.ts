@@ -78,7 +78,7 @@ export function createGrant(context: AccountContext, input: GrantInput): GrantRe
   // top-up fits (takeCheckoutSlot) and auto top-up charges only below its threshold, so only
   // sessions opened earlier land past it. They may take it up to MAX_PAID_BALANCE_MICROS, still
   // exact; a payment past even that is not credited, and the log says so.
-  const paid = source === "checkout" || source === "auto_topup";
+  const paid = source === "checkout" || source === "auto_topup" || source === "x402" || source === "mpp";
   if (!fitsBalance(context, amount, paid ? MAX_PAID_BALANCE_MICROS : MAX_BALANCE_MICROS)) {
     if (paid) log.error(`${input.reason}: paid, but ${input.amountCents} cents would take the balance past exact integers; not credited (refund it)`);
     return { status: "balance_limit", balanceMicros: context.account.row.balance };

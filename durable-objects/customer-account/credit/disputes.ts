@@ -1,8 +1,9 @@
 import type Stripe from "stripe";
 import { log } from "../../../src/lib/log";
-import { centsToMicros, formatCents } from "../../../src/lib/money";
+import { formatCents } from "../../../src/lib/money";
 import { idOf } from "../../../src/lib/stripe-ids";
 import type { AccountContext } from "../core/context";
+import { creditShare } from "../stripe/receipts";
 import { giveBack, takeBack } from "./clawbacks";
 import { DISPUTE_ORDER, effectOf } from "./dispute-store";
 import type { Grant } from "./grants";
@@ -51,7 +52,9 @@ export function applyDispute(context: AccountContext, dispute: Stripe.Dispute, e
 export function settleDisputes(context: AccountContext, grant: Grant, now: number): void {
   const rows = context.disputes.ofPayment(grant.payment_intent!);
   const live = context.grants.all.find((g) => g.id === grant.id);
-  const disputed = rows.filter((r) => effectOf(r) === "frozen").reduce((sum, r) => sum + centsToMicros(r.amount), 0);
+  // A taxed payment's dispute concerns its pre-tax share of the credit only (creditShare).
+  const share = (cents: number) => creditShare(context.sql, grant.payment_intent!, cents);
+  const disputed = rows.filter((r) => effectOf(r) === "frozen").reduce((sum, r) => sum + share(r.amount), 0);
   if (live && Math.min(disputed, live.amount) !== live.disputed) context.grants.setDisputed(live, disputed);
   for (const row of rows) {
     const want = effectOf(row);
@@ -63,7 +66,7 @@ export function settleDisputes(context: AccountContext, grant: Grant, now: numbe
       taken = 0;
       moves++;
     }
-    const amount = Math.min(centsToMicros(row.amount), grant.amount);
+    const amount = Math.min(share(row.amount), grant.amount);
     if (want === "taken") {
       taken = takeBack(context, grant, amount, `dispute ${row.id} lost`, moves === 0 ? `dispute_${row.id}` : `dispute_${row.id}_${moves}`, now);
       moves++;

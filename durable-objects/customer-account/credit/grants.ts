@@ -41,7 +41,8 @@ UPDATE grants SET frozen = MIN(remaining, disputed);`,
 
 export type GrantCategory = "paid" | "promotional";
 /** `refund`: a refunded request's overdraft that a later grant had paid off, given back (wallet.ts). */
-export type GrantSource = "admin" | "checkout" | "stripe" | "auto_topup" | "migration" | "refund";
+/** `x402`, `mpp`: a top-up an agent paid on a 402 (agent-payments/paid-grants.ts). */
+export type GrantSource = "admin" | "checkout" | "stripe" | "auto_topup" | "migration" | "refund" | "x402" | "mpp";
 
 export interface Grant {
   id: string;

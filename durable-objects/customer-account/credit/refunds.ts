@@ -1,6 +1,7 @@
 import { centsToMicros, formatCents } from "../../../src/lib/money";
 import type { ChargeRefunds } from "../contract";
 import type { AccountContext } from "../core/context";
+import { creditShare } from "../stripe/receipts";
 import { giveBack, takeBack } from "./clawbacks";
 import type { Grant } from "./grants";
 import { VOID_REFUND } from "./refund-store";
@@ -33,7 +34,7 @@ export function settleRefunds(context: AccountContext, grant: Grant, now: number
   for (const row of rows) {
     const failed = VOID_REFUND.has(row.status);
     if (!failed && row.applied === "no") {
-      const micros = centsToMicros(row.amount);
+      const micros = creditShare(context.sql, grant.payment_intent!, row.amount);
       const taken = takeBack(context, grant, micros, `refund ${row.id} of ${grant.payment_intent} (${formatCents(micros)} cents)`, `refund_${row.id}`, now);
       context.refunds.applied(row.id, "taken", taken);
     } else if (failed && row.applied === "taken") {

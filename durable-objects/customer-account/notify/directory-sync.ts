@@ -28,6 +28,7 @@ export class DirectorySync {
       otherWorkAt: () => number | null;
       /** When the periodic reconcile with Stripe is due, or null. */
       reconcileAt: () => number | null;
+      pushWholeRollup: () => Promise<void>;
     },
   ) {}
 
@@ -89,7 +90,9 @@ export class DirectorySync {
       heldSince: this.deps.reports.batching.heldSince(now),
       seq,
     };
-    await directoryFor(env, a.customer_id, this.deps.config().DIRECTORY_SHARDS).sync(snapshot);
+    const { fresh } = await directoryFor(env, a.customer_id, this.deps.config().DIRECTORY_SHARDS).sync(snapshot);
+    // A shard that never listed this customer (it moved there after DIRECTORY_SHARDS changed) gets its whole rollup.
+    if (fresh) await this.deps.pushWholeRollup();
     // Recorded only once the directory has it: until then requests keep asking for a sync.
     if (account.row.directory_seq !== seq) return;
     account.set({ directory_due_at: dueAt });

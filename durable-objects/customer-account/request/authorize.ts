@@ -1,7 +1,7 @@
 import { formatCents } from "../../../src/lib/money";
 import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
 import { type KeyRecord, periodEnd, periodStart, spentThisPeriod, withinCap } from "../access/key-store";
-import type { AuthorizeResult } from "../contract";
+import type { AuthorizeResult, KeyCapState } from "../contract";
 import type { AccountContext } from "../core/context";
 import { mainGrant, planDrain, type Receipt } from "../credit/grants";
 import { bucketOf } from "../credit/ledger";
@@ -47,7 +47,7 @@ export function authorize(context: AccountContext, input: AuthorizeInput): Autho
   if (a.deleted_at !== null) return { outcome: "customer_deleted" };
   const now = input.now ?? Date.now();
 
-  const prior = input.retry ? replayOfRequest(context, input, now) : null;
+  const prior = input.retry ? replayOfRequest(context, input, key, now) : null;
   if (prior) return prior;
   if (input.idempotency) {
     const seen = context.idempotency.check(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, now, holdExpiry(context, 0));
@@ -78,6 +78,7 @@ export function authorize(context: AccountContext, input: AuthorizeInput): Autho
       priceMicros: amount,
       expiringSoonMicros: context.expiringSoonMicros(now),
       keyCapCents: key.spend_cap_cents,
+      ...withCap(key, now),
     };
   }
   if (!withinCap(key, amount, now)) return capReached(context, key, now);
@@ -88,7 +89,7 @@ export function authorize(context: AccountContext, input: AuthorizeInput): Autho
     receipt = chargeOrHold(context, input, key, amount, bucket, now);
   } catch (error) {
     // The request id was already charged (a retry that did not say so): its first result, never a second charge.
-    const prior = /UNIQUE constraint failed: (charges|holds)\.request_id/.test(String(error)) ? replayOfRequest(context, input, now) : null;
+    const prior = /UNIQUE constraint failed: (charges|holds)\.request_id/.test(String(error)) ? replayOfRequest(context, input, key, now) : null;
     if (prior) return prior;
     throw error;
   }
@@ -100,7 +101,22 @@ export function authorize(context: AccountContext, input: AuthorizeInput): Autho
     bucket,
     grantId: mainGrant(receipt),
     ...(input.hold ? { heldUnits: input.hold.units } : {}),
+    ...withCap(key, now),
   };
+}
+
+/** The key's cap as it stands now, for a key with one. */
+function capState(key: KeyRecord, now: number): KeyCapState {
+  return {
+    capCents: key.spend_cap_cents!,
+    period: key.cap_period!,
+    spentMicros: spentThisPeriod(key, now),
+    resetsAt: periodEnd(key.cap_period!, periodStart(key.cap_period!, now)),
+  };
+}
+
+function withCap(key: KeyRecord, now: number): { keyCap?: KeyCapState } {
+  return key.spend_cap_cents !== null && key.cap_period ? { keyCap: capState(key, now) } : {};
 }
 
 /**
@@ -179,7 +195,7 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
 }
 
 /** The same gateway request id again (its reply was lost): the first result, nothing charged twice. */
-function replayOfRequest(context: AccountContext, input: AuthorizeInput, now: number): AuthorizeResult | null {
+function replayOfRequest(context: AccountContext, input: AuthorizeInput, key: KeyRecord, now: number): AuthorizeResult | null {
   const a = context.account.row;
   if (input.hold) {
     const hold = context.holds.get(input.requestId);
@@ -193,6 +209,7 @@ function replayOfRequest(context: AccountContext, input: AuthorizeInput, now: nu
       grantId: mainGrant(hold.receipt),
       heldUnits: hold.held_units,
       replayed: true,
+      ...withCap(key, now),
     };
   }
   if (input.priceMicros === 0) return null;
@@ -206,20 +223,12 @@ function replayOfRequest(context: AccountContext, input: AuthorizeInput, now: nu
     bucket: prior.bucket,
     grantId: mainGrant(prior.receipt),
     replayed: true,
+    ...withCap(key, now),
   };
 }
 
 function capReached(context: AccountContext, key: KeyRecord, now: number): AuthorizeResult {
-  const start = periodStart(key.cap_period!, now);
-  return {
-    outcome: "key_cap_reached",
-    customer: context.account.profile(),
-    keyId: key.id,
-    capCents: key.spend_cap_cents!,
-    period: key.cap_period!,
-    spentMicros: spentThisPeriod(key, now),
-    resetsAt: periodEnd(key.cap_period!, start),
-  };
+  return { outcome: "key_cap_reached", customer: context.account.profile(), keyId: key.id, ...capState(key, now) };
 }
 
 export type RefundResult =

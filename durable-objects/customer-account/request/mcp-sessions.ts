@@ -24,8 +24,14 @@ export class McpSessions {
     return row ? (row.protocol_version as string) : null;
   }
 
+  /** A session began (its initialize answered) or ended (null: DELETE on the endpoint). */
+  record(sessionId: string, protocolVersion: string | null, now: number): void {
+    if (protocolVersion === null) this.forget(sessionId);
+    else this.remember(sessionId, protocolVersion, now);
+  }
+
   /** Remembers a session; sessions past their keeping time go at the same moment (so the table needs no timer). */
-  remember(sessionId: string, protocolVersion: string, now: number): void {
+  private remember(sessionId: string, protocolVersion: string, now: number): void {
     this.sql.exec("DELETE FROM mcp_sessions WHERE created_at <= ?", now - MCP_SESSION_KEPT_MS);
     this.sql.exec(
       "INSERT INTO mcp_sessions (session_id, protocol_version, created_at) VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET protocol_version = excluded.protocol_version, created_at = excluded.created_at",
@@ -35,8 +41,7 @@ export class McpSessions {
     );
   }
 
-  /** The client ended the session (DELETE on the endpoint). */
-  forget(sessionId: string): void {
+  private forget(sessionId: string): void {
     this.sql.exec("DELETE FROM mcp_sessions WHERE session_id = ?", sessionId);
   }
 }

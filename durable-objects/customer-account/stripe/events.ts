@@ -8,6 +8,7 @@ import { createGrant } from "../credit/credits";
 import { applyDispute } from "../credit/disputes";
 import { recordIgnoredPayment } from "../credit/ignored-payments";
 import { applyRefund } from "../credit/refunds";
+import { forgetTopUpPayment, recordDocument, recordTopUpPayment } from "./receipts";
 import { stripeAgrees } from "./reconcile";
 
 export type EventStatus = "applied" | "duplicate" | "ignored";
@@ -69,8 +70,25 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       if (session.mode !== "payment") return ignore(`a ${session.mode}-mode session is not a top-up`);
       if (!Number.isSafeInteger(credit) || credit <= 0) return ignore("no valid payg_credit_cents metadata: not a top-up this gateway created");
       if (session.currency !== context.config.PRICING.currency) return ignore(`paid in ${session.currency}, not ${context.config.PRICING.currency}`);
-      if (session.amount_total !== credit) return ignore(`paid ${session.amount_total}, its payg_credit_cents say ${credit}`);
+      // Tax (Stripe Tax, exclusive) is paid on top of the credit and never credited: the grant is the pre-tax amount.
+      const tax = session.total_details?.amount_tax ?? 0;
+      if (session.amount_total === null || session.amount_total - tax !== credit)
+        return ignore(`paid ${session.amount_total} with ${tax} tax, its payg_credit_cents say ${credit}`);
       const paymentIntent = idOf(session.payment_intent);
+      // Recorded first: a refund or dispute that arrived before takes back its pre-tax share (creditShare).
+      if (paymentIntent) {
+        recordTopUpPayment(context.sql, {
+          paymentIntent,
+          source: "checkout",
+          reference: session.id,
+          creditCents: credit,
+          taxCents: tax,
+          totalCents: session.amount_total,
+          currency: session.currency,
+          invoice: idOf(session.invoice),
+          createdAt: event.created * 1000,
+        });
+      }
       // A refund or dispute that arrived first is applied as it lands: that starts no top-up.
       const result = context.autoTopUp.quietly(() =>
         createGrant(context, {
@@ -82,6 +100,7 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
           paymentIntent,
         }),
       );
+      if ((result.status === "balance_limit" || result.status === "conflict") && paymentIntent) forgetTopUpPayment(context.sql, paymentIntent);
       if (result.status === "balance_limit") return ignore("the balance would pass the largest the gateway holds; refund it");
       if (result.status === "conflict") return ignore(`a grant checkout_${session.id} with other terms exists`);
       context.timers.at(STRIPE_TIMER, now);
@@ -125,13 +144,35 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
         now,
       );
     }
+    case "charge.succeeded": {
+      const charge = event.data.object;
+      recordDocument(
+        context.sql,
+        { id: charge.id, kind: "receipt", paymentIntent: idOf(charge.payment_intent), url: charge.receipt_url ?? null, pdfUrl: null, number: charge.receipt_number },
+        now,
+      );
+      return "applied";
+    }
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.voided":
-    case "invoice.marked_uncollectible":
-      context.invoices.record(event.data.object.id!, event.type, now);
+    case "invoice.marked_uncollectible": {
+      const invoice = event.data.object;
+      // A Checkout top-up's invoice (GOVERNANCE.checkout_invoice) is paid with it: a link for the
+      // top-up list, not a post-paid invoice that could block the account.
+      if (invoice.metadata?.payg_credit_cents !== undefined) {
+        if (event.type === "invoice.paid")
+          recordDocument(
+            context.sql,
+            { id: invoice.id!, kind: "invoice", paymentIntent: null, url: invoice.hosted_invoice_url ?? null, pdfUrl: invoice.invoice_pdf ?? null, number: invoice.number },
+            now,
+          );
+        return "applied";
+      }
+      context.invoices.record(invoice.id!, event.type, now);
       context.changed();
       return "applied";
+    }
     default:
       return "ignored";
   }

@@ -15,6 +15,7 @@ import { portalSessions } from "./portal-sessions";
 import { reports } from "./reports";
 import { status } from "./status";
 import { storage } from "./storage";
+import { topUps } from "./topups";
 import { usage } from "./usage";
 import { webhookEndpoints } from "./webhook-endpoints";
 
@@ -49,6 +50,7 @@ admin.route("/", usage);
 admin.route("/", portalSessions);
 admin.route("/", autoTopUp);
 admin.route("/", storage);
+admin.route("/", topUps);
 
 /** Unknown admin paths are 404 (a known path with the wrong method becomes 405: methodNotAllowed above). */
 admin.all("*", (c) => c.json(errorBody("not_found", `No admin route ${c.req.method} ${c.req.path}.`, c.var.requestId), 404));

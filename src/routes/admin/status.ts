@@ -1,8 +1,9 @@
 import { Hono } from "hono";
 import { type AppEnv, allShards } from "../../env";
 import { formatCents } from "../../lib/money";
+import { paymentsStatus } from "../../payments/offer";
 
-/** `/admin/status`: what is configured, and, with Stripe on, the call budget's use and how far behind usage reports are. */
+/** `/admin/status`: what is configured (agent payments' facilitator included), and, with Stripe on, the call budget's use and how far behind usage reports are. */
 export const status = new Hono<AppEnv>();
 
 status.get("/status", async (c) => {
@@ -15,6 +16,7 @@ status.get("/status", async (c) => {
     // Exact, as configured: a sub-cent price is a decimal string, never a float.
     default_price_cents: formatCents(config.PRICING.fallback.priceMicros),
     minimum_balance_cents: config.GOVERNANCE.minimum_balance_cents,
+    payments: await paymentsStatus(config),
     directory_shards: shards,
   };
   if (!config.stripeEnabled) return c.json(base);

@@ -17,7 +17,7 @@ usage.get("/customers/:id/usage", async (c) => {
   const now = Date.now();
   // Buckets that started up to one bucket before the window still overlap it.
   const since = now - hours * HOUR_MS - c.var.config.PRICING.usage_bucket_seconds * 1000;
-  const [usageRows, modelRows] = await Promise.all([stub.usageSeries(since), stub.modelUsageSeries(since)]);
+  const { meters: usageRows, models: modelRows } = await stub.usageSeries(since);
   const points = usageRows.map((r) => ({ meter: r.meter, at: r.bucket, requests: r.requests, micros: r.micros }));
   const models = modelRows.map((r) => ({
     meter: r.meter,

@@ -18,6 +18,17 @@ const EndpointBody = z.strictObject({
   description: z.string().max(500).optional(),
 });
 
+/** How long the replaced secret keeps signing after a rotation, by default (a day). */
+export const DEFAULT_ROTATION_OVERLAP_SECONDS = 86_400;
+
+const RotateBody = z.strictObject({
+  rotation_overlap_seconds: z
+    .int()
+    .min(0)
+    .max(7 * 86_400)
+    .default(DEFAULT_ROTATION_OVERLAP_SECONDS),
+});
+
 const DeliveryStatus = z.enum(["pending", "succeeded", "failed"]);
 
 /** https always; plain http only to this machine, and only with ALLOW_INSECURE_WEBHOOKS. */
@@ -61,6 +72,16 @@ webhookEndpoints.delete("/webhook-endpoints/:id", async (c) => {
   const id = c.req.param("id");
   if (!(await webhookDispatcherStub(c.env).deleteEndpoint(id))) endpointNotFound(id);
   return c.body(null, 204);
+});
+
+/**
+ * Starts a secret rotation: the new secret is answered once; every delivery is signed with the new
+ * and the old secret for `rotation_overlap_seconds` (default 86,400), then with the new one only.
+ */
+webhookEndpoints.post("/webhook-endpoints/:id/rotate-secret", async (c) => {
+  const id = c.req.param("id");
+  const body = await jsonBody(c, RotateBody);
+  return c.json((await webhookDispatcherStub(c.env).rotateSecret(id, body.rotation_overlap_seconds)) ?? endpointNotFound(id));
 });
 
 webhookEndpoints.get("/webhook-endpoints/:id/deliveries", async (c) => {

@@ -11,6 +11,8 @@
  * Completing a checkout never changes a customer balance: the gateway credits it itself.
  */
 import type Stripe from "stripe";
+import { buildInvoice } from "./billing";
+import { applyTaxAtCompletion, invoiceForSession, readSessionExtras, readTaxBehavior, type SessionExtras, type TaxInputs } from "./checkout-tax";
 import { applyMetadata, checkKnown, clone, invalid, missing, noSuch, type Params, parseIntParam, randomChars, readBoolean, readExpand, readMetadata, readString } from "./common";
 import type { StripeState } from "./core";
 import { MAX_AMOUNT, payForCheckout, settleCheckoutPayment } from "./payments";
@@ -54,7 +56,6 @@ const SESSION_CREATE_PARAMS = new Set([
   "payment_method_configuration",
   "payment_method_data",
   "payment_method_options",
-  "payment_method_types",
   "permissions",
   "phone_number_collection",
   "redirect_on_completion",
@@ -149,6 +150,7 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
 
   let currency: string | null = readString(params, "currency")?.toLowerCase() ?? null;
   let amount: number | null = null;
+  const taxBehaviors: SessionExtras["taxBehavior"][] = [];
   const rawItems = params.line_items;
   if (mode !== "setup") {
     if (rawItems === undefined) throw missing("line_items");
@@ -172,6 +174,7 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
           param: `${p}[price_data]`,
         });
       }
+      taxBehaviors.push(readTaxBehavior(priceData, `${p}[price_data][tax_behavior]`));
       const product = priceData.product_data;
       if (product !== undefined && (typeof product !== "object" || product === null || !(product as Params).name)) {
         throw missing(`${p}[price_data][product_data][name]`);
@@ -200,6 +203,8 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
     });
   }
 
+  const { extras, paymentMethodTypes } = readSessionExtras(params, { mode, customer, currency, saving: paymentData.setupFutureUsage !== null, taxBehaviors });
+  const allowed = Array.isArray(params.allowed_payment_method_types) ? (params.allowed_payment_method_types as string[]) : null;
   if (amount !== null && amount > MAX_AMOUNT) throw invalid(`Amount must be no more than ${MAX_AMOUNT} ${currency} minor units`, { code: "amount_too_large", param: "line_items" });
   const created = state.nowSeconds();
   const id = `cs_test_a1${randomChars(58)}`;
@@ -209,10 +214,12 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
     adaptive_pricing: { enabled: adaptivePricing },
     after_expiration: null,
     allow_promotion_codes: null,
-    allowed_payment_method_types: null,
+    allowed_payment_method_types: allowed as Stripe.Checkout.Session["allowed_payment_method_types"],
     amount_subtotal: amount,
     amount_total: amount,
-    automatic_tax: { enabled: false, liability: null, provider: null, status: null },
+    automatic_tax: extras.automaticTax
+      ? { enabled: true, liability: { type: "self" }, provider: null, status: "requires_location_inputs" }
+      : { enabled: false, liability: null, provider: null, status: null },
     billing_address_collection: null,
     cancel_url: cancelUrl,
     client_reference_id: clientReferenceId,
@@ -239,14 +246,14 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
     invoice_creation:
       mode === "payment"
         ? {
-            enabled: false,
+            enabled: extras.invoice !== null,
             invoice_data: {
               account_tax_ids: null,
               custom_fields: null,
-              description: null,
+              description: extras.invoice?.description ?? null,
               footer: null,
               issuer: null,
-              metadata: {},
+              metadata: { ...(extras.invoice?.metadata ?? {}) },
               rendering_options: null,
             },
           }
@@ -262,7 +269,7 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
     payment_method_collection: "if_required",
     payment_method_configuration_details: null,
     payment_method_options: {},
-    payment_method_types: ["card"],
+    payment_method_types: paymentMethodTypes,
     payment_status: mode === "setup" ? "no_payment_required" : "unpaid",
     permissions: null,
     phone_number_collection: { enabled: false },
@@ -276,6 +283,7 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
     submit_type: null,
     subscription: null,
     success_url: successUrl,
+    tax_id_collection: { enabled: extras.taxIdCollection, required: "never" },
     total_details: mode === "setup" ? null : { amount_discount: 0, amount_shipping: 0, amount_tax: 0 },
     ui_mode: "hosted",
     url: `https://checkout.stripe.test/c/pay/${id}`,
@@ -283,12 +291,13 @@ export function apiCreateSession(state: StripeState, params: Params): Stripe.Che
   };
   state.sessions.set(id, session);
   if (mode === "payment") state.sessionPaymentData.set(id, paymentData);
+  state.sessionExtras.set(id, extras);
   return session;
 }
 
 // ----------------------------------------------------------------------------- test-side helpers
 
-export interface CompleteCheckoutOptions {
+export interface CompleteCheckoutOptions extends TaxInputs {
   /**
    * A delayed payment method: the session completes with payment_status "unpaid" and a
    * `processing` PaymentIntent; call `succeedAsyncPayment` (or `failAsyncPayment`) afterwards.
@@ -315,17 +324,9 @@ export function completeCheckout(state: StripeState, sessionId: string, opts: Co
     s.currency_conversion = { amount_subtotal: s.amount_subtotal ?? 0, amount_total: s.amount_total ?? 0, fx_rate: "1" as never, source_currency: s.currency! };
     s.currency = opts.localCurrency;
   }
-  if (s.mode === "payment") {
-    const paid = payForCheckout(state, s, opts.paymentMethod ?? "pm_card_visa", { pending: opts.async ?? false });
-    s.payment_intent = paid.paymentIntent.id;
-    after = paid.emit;
-  }
-  s.status = "complete";
-  if (s.mode !== "setup") s.payment_status = opts.async ? "unpaid" : "paid";
-  if (s.mode === "setup") s.setup_intent = `seti_${randomChars(24)}`;
   const cust = typeof s.customer === "string" ? state.customers.get(s.customer) : undefined;
   s.customer_details = {
-    address: { city: null, country: "US", line1: null, line2: null, postal_code: "94103", state: null },
+    address: cust?.address ? { ...cust.address } : { city: null, country: "US", line1: null, line2: null, postal_code: "94103", state: null },
     business_name: null,
     email: cust?.email ?? s.customer_email ?? s.customer_details?.email ?? "customer@example.com",
     individual_name: null,
@@ -334,9 +335,22 @@ export function completeCheckout(state: StripeState, sessionId: string, opts: Co
     tax_exempt: "none",
     tax_ids: [],
   };
+  // The tax (on the address just collected) is part of what is paid.
+  const extras = state.sessionExtras.get(s.id);
+  applyTaxAtCompletion(state, s, extras, opts);
+  if (s.mode === "payment") {
+    const paid = payForCheckout(state, s, opts.paymentMethod ?? "pm_card_visa", { pending: opts.async ?? false });
+    s.payment_intent = paid.paymentIntent.id;
+    after = paid.emit;
+  }
+  s.status = "complete";
+  if (s.mode !== "setup") s.payment_status = opts.async ? "unpaid" : "paid";
+  if (s.mode === "setup") s.setup_intent = `seti_${randomChars(24)}`;
   s.url = null;
+  const invoiced = invoiceForSession(state, s, extras, (customer, id) => buildInvoice(state, customer, "invoice.paid", id, { currency: s.currency! }));
   state.emit("checkout.session.completed", s, undefined, null);
   after?.();
+  invoiced();
   return clone(s);
 }
 
@@ -353,8 +367,10 @@ function asyncPending(state: StripeState, sessionId: string): Stripe.Checkout.Se
 export function succeedAsyncPayment(state: StripeState, sessionId: string): Stripe.Checkout.Session {
   const s = asyncPending(state, sessionId);
   s.payment_status = "paid";
+  const invoiced = invoiceForSession(state, s, state.sessionExtras.get(s.id), (customer, id) => buildInvoice(state, customer, "invoice.paid", id, { currency: s.currency! }));
   state.emit("checkout.session.async_payment_succeeded", s, undefined, null);
   if (typeof s.payment_intent === "string") settleCheckoutPayment(state, s.payment_intent, true);
+  invoiced();
   return clone(s);
 }
 

@@ -86,6 +86,11 @@ export class StripeState {
   /** `payment_intent_data` of each payment-mode session, applied when the session completes. */
   readonly sessionPaymentData = new Map<string, { setupFutureUsage: "on_session" | "off_session" | null; description: string | null; metadata: Stripe.Metadata }>();
 
+  /** `invoice_creation`, tax and `customer_update` of each session, applied when it completes (checkout-tax.ts). */
+  readonly sessionExtras = new Map<string, import("./checkout-tax").SessionExtras>();
+  /** Post-purchase invoices of Checkout sessions. */
+  readonly invoices = new Map<string, Stripe.Invoice>();
+
   readonly paymentMethods = new Map<string, Stripe.PaymentMethod>();
   readonly cardBehavior = new Map<string, CardBehavior>();
   readonly paymentIntents = new Map<string, Stripe.PaymentIntent>();
@@ -172,6 +177,8 @@ export class StripeState {
     this.otherBalances.clear();
     this.sessions.clear();
     this.sessionPaymentData.clear();
+    this.sessionExtras.clear();
+    this.invoices.clear();
     this.paymentMethods.clear();
     this.cardBehavior.clear();
     this.paymentIntents.clear();

@@ -1,4 +1,5 @@
 import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { HttpResponse, http } from "msw";
 import type Stripe from "stripe";
@@ -6,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { expireGrants } from "../../../durable-objects/customer-account/credit/credits";
 import { sha256Hex } from "../../../src/lib/api-key-format";
-import { admin, customerStub, gateway, ORIGIN, withKey } from "../helpers";
+import { admin, customerStub, gateway, gatewayWith, ORIGIN, withKey } from "../helpers";
 import { llmOrigin } from "../llm-origin";
 import { call, mcp, mcpServer } from "../mcp-origin";
 import { server } from "../setup";
@@ -34,7 +35,7 @@ type Op =
   | { kind: "grant"; cents: number; expiring: boolean }
   | { kind: "void"; pick: number }
   | { kind: "expire" }
-  | { kind: "topup"; failingRefunds: boolean }
+  | { kind: "topup"; failingRefunds: boolean; taxBps: number }
   | { kind: "refund"; pick: number; cents: number }
   | { kind: "failRefund"; pick: number }
   | { kind: "dispute"; pick: number; cents: number }
@@ -71,7 +72,8 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("grant" as const), cents: fc.integer({ min: 1, max: 300 }), expiring: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("void" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.constant({ kind: "expire" as const }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("topup" as const), failingRefunds: fc.boolean() }) },
+  // A Checkout top-up of 500 cents, with Stripe Tax on top (GOVERNANCE.checkout_automatic_tax) unless taxBps is 0.
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("topup" as const), failingRefunds: fc.boolean(), taxBps: fc.constantFrom(0, 0, 1000, 1999, 2500) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("refund" as const), pick: fc.nat(), cents: fc.integer({ min: 1, max: 500 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("failRefund" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("dispute" as const), pick: fc.nat(), cents: fc.integer({ min: 1, max: 500 }) }) },
@@ -107,6 +109,10 @@ interface GrantRow {
   closed_at: number | null;
   /** Micro-cents out of the grant other than by spending: void, expiry, clawbacks less their reversals. */
   taken: number;
+  /** Of those, by refunds and disputes (clawbacks less their reversals). */
+  clawed: number;
+  source: string;
+  payment_intent: string | null;
 }
 
 async function grantRows(id: string): Promise<GrantRow[]> {
@@ -116,12 +122,17 @@ async function grantRows(id: string): Promise<GrantRow[]> {
       state.storage.sql
         .exec(
           `SELECT g.id, g.amount, g.remaining, g.frozen, g.disputed, g.closed_at,
-           -COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.grant_id = g.id AND l.kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')), 0) AS taken
+           -COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.grant_id = g.id AND l.kind IN ('void', 'expiry', 'clawback', 'clawback_reversal')), 0) AS taken,
+           -COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.grant_id = g.id AND l.kind IN ('clawback', 'clawback_reversal')), 0) AS clawed,
+           g.source, g.payment_intent
          FROM grants g`,
         )
         .toArray() as unknown as GrantRow[],
   );
 }
+
+/** Checkout top-ups with Stripe Tax on (the worker's setting; the object credits whatever Checkout says). */
+const taxed = { GOVERNANCE: { ...(env as unknown as { GOVERNANCE: Record<string, unknown> }).GOVERNANCE, checkout_automatic_tax: true } };
 
 describe("every money feature on one customer (property)", () => {
   it("the books balance, nothing goes negative, disputed credit is never spent, nothing is taken twice, every unit is paid, auto top-up keeps its limits", {
@@ -223,10 +234,12 @@ describe("every money feature on one customer (property)", () => {
               );
               break;
             case "topup": {
-              const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) }));
+              const init = withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) });
+              const response = step.taxBps ? await gatewayWith(taxed, "/billing/checkout", init) : await gateway("/billing/checkout", init);
               if (response.status !== 201) break;
               const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, {
                 paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa",
+                ...(step.taxBps ? { taxRateBasisPoints: step.taxBps } : {}),
               });
               payments.push(session.payment_intent as string);
               await deliverAll();
@@ -349,6 +362,30 @@ describe("every money feature on one customer (property)", () => {
             expect(grant.frozen).toBe(Math.min(grant.remaining, grant.disputed));
             // Nothing is taken back twice: voids, expiries and clawbacks never remove more than the grant.
             expect(grant.taken).toBeLessThanOrEqual(grant.amount);
+          }
+          // Tax is never credit: every Checkout grant is the 500 cents bought, whatever was paid on top;
+          // a refund or dispute of a taxed payment takes back at most its pre-tax share.
+          const listed = (await admin("GET", `/customers/${id}/topups?limit=200`)).body.topups as {
+            payment_intent: string;
+            source: string;
+            credit_cents: number;
+            tax_cents: number;
+            total_cents: number;
+          }[];
+          for (const t of listed) {
+            expect(t.credit_cents + t.tax_cents).toBe(t.total_cents);
+            if (t.source === "checkout") expect(t.credit_cents).toBe(500);
+            expect(t.total_cents).toBe(stripe.getPaymentIntent(t.payment_intent)!.amount);
+          }
+          for (const grant of await grantRows(id)) {
+            if (grant.source === "checkout") expect(grant.amount).toBe(500 * CENT);
+            const paid = listed.find((t) => t.payment_intent === grant.payment_intent);
+            const charge = chargeOf(grant.payment_intent ?? undefined);
+            if (paid && charge && grant.clawed > 0) {
+              const stripeTook =
+                charge.amount_refunded + (charge.disputed ? (stripe.getDispute(disputes.find((d) => stripe.getDispute(d)!.charge === charge.id)!)?.amount ?? 0) : 0);
+              expect(grant.clawed).toBeLessThanOrEqual(Math.floor((Math.min(stripeTook, paid.total_cents) * CENT * paid.credit_cents) / paid.total_cents));
+            }
           }
           // Auto top-up: at most one top-up per min_interval_seconds (600), at most max_per_day (4) a UTC day.
           const { topups } = (await admin("GET", `/customers/${id}/auto-top-up`)).body as { topups: { status: string; created_at: number }[] };

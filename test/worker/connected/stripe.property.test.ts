@@ -7,6 +7,7 @@ import type { Directory } from "../../../durable-objects/directory/index";
 import type { FaultKind } from "../../doubles/stripe-double";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliver, settle } from "./doubles";
+import { agent, facilitator, offered, signedFor } from "./x402-helpers";
 
 type Op =
   | { kind: "request"; search: boolean }
@@ -18,6 +19,7 @@ type Op =
   | { kind: "failRefund"; pick: number }
   | { kind: "dispute"; pick: number; inquiry: boolean; cents: number }
   | { kind: "moveDispute"; pick: number; next: number }
+  | { kind: "x402"; fault: "lost_after_commit" | "timeout" | null; replay: boolean }
   | { kind: "batching"; on: boolean };
 
 /** Where a dispute may go next (as the double allows: refunds.ts). */
@@ -49,6 +51,15 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("dispute" as const), pick: fc.nat(), inquiry: fc.boolean(), cents: fc.integer({ min: 1, max: 500 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("moveDispute" as const), pick: fc.nat(), next: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("batching" as const), on: fc.boolean() }) },
+  // An agent paying a 402 over x402 (a facilitator whose settle answer may be lost, or may time out), or replaying its last payment.
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("x402" as const),
+      fault: fc.constantFrom<"lost_after_commit" | "timeout" | null>(null, "lost_after_commit", "timeout"),
+      replay: fc.boolean(),
+    }),
+  },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -71,124 +82,137 @@ async function setBatching(until: number) {
 }
 
 describe("Stripe and the edge agree to the cent (property)", () => {
-  it("for any interleaving of requests, Dashboard changes, top-ups, refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching", {
+  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout and x402), refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching", {
     timeout: 240_000,
   }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), fc.integer({ min: 0, max: 30 }), fc.boolean(), async (ops, startCredit, recoverBatched) => {
-        try {
-          const { stripe } = connect();
-          const customer = stripe.createCustomer({ name: "Prop Erty", email: "p@example.com", balance: -startCredit });
-          const id = customer.id;
-          const queue: Stripe.Event[] = [...stripe.takeEvents()];
-          const delivered: Stripe.Event[] = [];
-          for (const event of queue.splice(0)) expect((await deliver(stripe, event)).status).toBe(200);
-          const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
-          let consumedMicros = 0;
-          let t = Date.now();
-          let batching = false;
-          const payments: string[] = [];
-          const refunds: string[] = [];
-          const disputes: string[] = [];
+        // Each run starts with batching off, whatever the run before left.
+        await setBatching(1);
+        const { stripe } = connect();
+        const x402 = facilitator();
+        const payer = agent(x402.double);
+        let lastPayment: string | null = null;
+        const customer = stripe.createCustomer({ name: "Prop Erty", email: "p@example.com", balance: -startCredit });
+        const id = customer.id;
+        const queue: Stripe.Event[] = [...stripe.takeEvents()];
+        const delivered: Stripe.Event[] = [];
+        for (const event of queue.splice(0)) expect((await deliver(stripe, event)).status).toBe(200);
+        const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+        let consumedMicros = 0;
+        let t = Date.now();
+        let batching = false;
+        const payments: string[] = [];
+        const refunds: string[] = [];
+        const disputes: string[] = [];
 
-          for (const step of ops) {
-            if (step.kind === "request") {
-              const response = await gateway(step.search ? "/v1/search/q" : "/v1/x", withKey(key));
-              if (response.status === 200) {
-                const price = step.search ? 50_000 : 1_000_000;
-                consumedMicros += price;
-                // No request passes without credit: what is left after it is never below the floor.
-                expect(Number(response.headers.get("x-payg-balance-cents"))).toBeGreaterThanOrEqual(0);
-              } else expect(response.status).toBe(402);
-            } else if (step.kind === "dashboard") {
-              stripe.adjustBalance(id, step.amount);
-            } else if (step.kind === "topup") {
-              const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) }));
-              if (response.status !== 201) continue;
-              const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, {
-                paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa",
-              });
-              payments.push(session.payment_intent as string);
-            } else if (step.kind === "refund") {
-              const pi = payments[step.pick % Math.max(1, payments.length)];
-              const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
-              if (!charge || charge.disputed || charge.amount_refunded >= charge.amount) continue;
-              refunds.push(stripe.refundCharge(pi!, Math.min(step.cents, charge.amount - charge.amount_refunded)).refund.id);
-            } else if (step.kind === "failRefund") {
-              const refund = refunds[step.pick % Math.max(1, refunds.length)];
-              if (!refund) continue;
-              try {
-                stripe.failRefund(refund);
-              } catch {
-                // Not a failing card's refund, or failed already.
-              }
-            } else if (step.kind === "dispute") {
-              const pi = payments[step.pick % Math.max(1, payments.length)];
-              const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
-              if (!charge || charge.disputed || charge.amount_refunded > 0) continue;
-              disputes.push(stripe.createDispute(pi!, step.cents, { inquiry: step.inquiry }).id);
-            } else if (step.kind === "moveDispute") {
-              const dispute = disputes[step.pick % Math.max(1, disputes.length)];
-              const next = dispute ? NEXT[stripe.getDispute(dispute)!.status] : undefined;
-              if (next?.length) stripe.moveDispute(dispute!, next[step.next % next.length]!);
-            } else if (step.kind === "batching") {
-              batching = step.on;
-              await setBatching(step.on ? t + 30 * 86_400_000 : 1);
-            } else if (step.kind === "deliver") {
-              queue.push(...stripe.takeEvents());
-              const pool = step.duplicate && delivered.length ? delivered : queue;
-              if (!pool.length) continue;
-              const [event] = pool === queue ? queue.splice(step.pick % queue.length, 1) : [pool[step.pick % pool.length]!];
-              const result = await deliver(stripe, event!);
-              if (result.status === 200) delivered.push(event!);
-              else queue.push(event!); // not applied: Stripe redelivers it later
-            } else {
-              await settle(id);
-              if (step.fault) stripe.inject({ match: TARGETS[step.target]!, kind: step.fault, times: 3 });
-              t += step.advance;
-              await cron(t);
-              stripe.clearFaults();
+        for (const step of ops) {
+          if (step.kind === "request") {
+            const response = await gateway(step.search ? "/v1/search/q" : "/v1/x", withKey(key));
+            if (response.status === 200) {
+              const price = step.search ? 50_000 : 1_000_000;
+              consumedMicros += price;
+              // No request passes without credit: what is left after it is never below the floor.
+              expect(Number(response.headers.get("x-payg-balance-cents"))).toBeGreaterThanOrEqual(0);
+            } else expect(response.status).toBe(402);
+          } else if (step.kind === "x402") {
+            const signature: string = step.replay && lastPayment ? lastPayment : await signedFor(payer.client, offered(id, 500));
+            lastPayment = signature;
+            if (step.fault) x402.double.inject("/settle", step.fault);
+            const response = await x402.call(key, "/v1/x", { headers: { "payment-signature": signature } });
+            if (response.status === 200) consumedMicros += 1_000_000;
+            else expect([402, 429]).toContain(response.status);
+            x402.double.clearFaults();
+          } else if (step.kind === "dashboard") {
+            stripe.adjustBalance(id, step.amount);
+          } else if (step.kind === "topup") {
+            const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) }));
+            if (response.status !== 201) continue;
+            const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, { paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa" });
+            payments.push(session.payment_intent as string);
+          } else if (step.kind === "refund") {
+            const pi = payments[step.pick % Math.max(1, payments.length)];
+            const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
+            if (!charge || charge.disputed || charge.amount_refunded >= charge.amount) continue;
+            refunds.push(stripe.refundCharge(pi!, Math.min(step.cents, charge.amount - charge.amount_refunded)).refund.id);
+          } else if (step.kind === "failRefund") {
+            const refund = refunds[step.pick % Math.max(1, refunds.length)];
+            if (!refund) continue;
+            try {
+              stripe.failRefund(refund);
+            } catch {
+              // Not a failing card's refund, or failed already.
             }
-          }
-
-          // Recovery: every event delivered (late, in reverse, some twice), cron runs until settled.
-          // Batching ends, or stays on and max_report_delay_seconds (a day) passes.
-          if (batching && !recoverBatched) await setBatching(1);
-          queue.push(...stripe.takeEvents());
-          for (const event of [...queue.reverse(), ...delivered.slice(0, 3)]) expect((await deliver(stripe, event)).status).toBe(200);
-          for (let i = 0; i < 3; i++) {
+          } else if (step.kind === "dispute") {
+            const pi = payments[step.pick % Math.max(1, payments.length)];
+            const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
+            if (!charge || charge.disputed || charge.amount_refunded > 0) continue;
+            disputes.push(stripe.createDispute(pi!, step.cents, { inquiry: step.inquiry }).id);
+          } else if (step.kind === "moveDispute") {
+            const dispute = disputes[step.pick % Math.max(1, disputes.length)];
+            const next = dispute ? NEXT[stripe.getDispute(dispute)!.status] : undefined;
+            if (next?.length) stripe.moveDispute(dispute!, next[step.next % next.length]!);
+          } else if (step.kind === "batching") {
+            batching = step.on;
+            await setBatching(step.on ? t + 30 * 86_400_000 : 1);
+          } else if (step.kind === "deliver") {
+            queue.push(...stripe.takeEvents());
+            const pool = step.duplicate && delivered.length ? delivered : queue;
+            if (!pool.length) continue;
+            const [event] = pool === queue ? queue.splice(step.pick % queue.length, 1) : [pool[step.pick % pool.length]!];
+            const result = await deliver(stripe, event!);
+            if (result.status === 200) delivered.push(event!);
+            else queue.push(event!); // not applied: Stripe redelivers it later
+          } else {
             await settle(id);
-            t += batching && recoverBatched && i === 0 ? 86_400_000 : 3_600_000;
+            if (step.fault) stripe.inject({ match: TARGETS[step.target]!, kind: step.fault, times: 3 });
+            t += step.advance;
             await cron(t);
-            for (const event of stripe.takeEvents()) expect((await deliver(stripe, event)).status).toBe(200);
+            stripe.clearFaults();
           }
-
-          const check = (await customerStub(id).balanceCheck())!;
-          if (process.env.DEBUG_PROP) {
-            console.log(
-              JSON.stringify(
-                {
-                  consumedMicros,
-                  check,
-                  txns: stripe.balanceTransactions(id).map((x) => [x.amount, x.metadata?.payg_report, x.description]),
-                  reports: (await admin("GET", `/customers/${id}`)).body.stripe.recent_reports,
-                },
-                null,
-                1,
-              ),
-            );
-          }
-          const reportedCents = stripe
-            .balanceTransactions(id)
-            .filter((txn) => String(txn.metadata?.payg_report ?? "").startsWith("payg_usage"))
-            .reduce((sum, txn) => sum + txn.amount, 0);
-          expect(reportedCents * 1_000_000 + check.pendingUsageMicros).toBe(consumedMicros);
-          expect(Math.abs(check.pendingUsageMicros)).toBeLessThan(1_000_000);
-          expect(check.balanceMicros).toBe(-stripe.balanceOf(id) * 1_000_000 - check.pendingUsageMicros || 0);
-          expect(check.ledgerSumMicros).toBe(check.balanceMicros);
-        } finally {
-          await setBatching(1);
         }
+
+        // Recovery: every event delivered (late, in reverse, some twice), cron runs until settled.
+        // Batching ends, or stays on and max_report_delay_seconds (a day) passes.
+        if (batching && !recoverBatched) await setBatching(1);
+        queue.push(...stripe.takeEvents());
+        for (const event of [...queue.reverse(), ...delivered.slice(0, 3)]) expect((await deliver(stripe, event)).status).toBe(200);
+        for (let i = 0; i < 3; i++) {
+          await settle(id);
+          t += batching && recoverBatched && i === 0 ? 86_400_000 : 3_600_000;
+          await cron(t);
+          for (const event of stripe.takeEvents()) expect((await deliver(stripe, event)).status).toBe(200);
+        }
+
+        const check = (await customerStub(id).balanceCheck())!;
+        if (process.env.DEBUG_PROP) {
+          console.log(
+            JSON.stringify(
+              {
+                consumedMicros,
+                check,
+                txns: stripe.balanceTransactions(id).map((x) => [x.amount, x.metadata?.payg_report, x.description]),
+                reports: (await admin("GET", `/customers/${id}`)).body.stripe.recent_reports,
+              },
+              null,
+              1,
+            ),
+          );
+        }
+        const reportedCents = stripe
+          .balanceTransactions(id)
+          .filter((txn) => String(txn.metadata?.payg_report ?? "").startsWith("payg_usage"))
+          .reduce((sum, txn) => sum + txn.amount, 0);
+        expect(reportedCents * 1_000_000 + check.pendingUsageMicros).toBe(consumedMicros);
+        expect(Math.abs(check.pendingUsageMicros)).toBeLessThan(1_000_000);
+        expect(check.balanceMicros).toBe(-stripe.balanceOf(id) * 1_000_000 - check.pendingUsageMicros || 0);
+        expect(check.ledgerSumMicros).toBe(check.balanceMicros);
+        // Each settled transfer is one x402 grant of its pack, however often it was presented or its answer lost.
+        const x402Grants = ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string }[]).filter((g) => g.source === "x402");
+        expect(x402Grants).toHaveLength(x402.double.transfers.length);
+        // And each reached Stripe's balance once, as a Checkout top-up does (not healed by a reconcile).
+        const x402Credits = stripe.balanceTransactions(id).filter((txn) => String(txn.metadata?.payg_report ?? "").includes("_x402_"));
+        expect(x402Credits.map((txn) => txn.amount)).toEqual(x402.double.transfers.map(() => -500));
       }),
       {
         numRuns: 20,
@@ -198,5 +222,6 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         markInterruptAsFailure: true,
       },
     );
+    await setBatching(1);
   });
 });

@@ -84,6 +84,18 @@ describe("configuration (error)", () => {
     expect(config.GOVERNANCE.checkout_limit_per_hour).toBe(10);
   });
 
+  it("defaults of the money rails: an invoice for every Checkout top-up, no Stripe Tax, Stripe's dynamic payment methods, the house error format", () => {
+    const { GOVERNANCE } = parseConfig(base);
+    expect(GOVERNANCE.checkout_invoice).toBe(true);
+    expect(GOVERNANCE.checkout_automatic_tax).toBe(false);
+    expect(GOVERNANCE.checkout_payment_method_types).toBeUndefined();
+    expect(GOVERNANCE.problem_details).toBe(false);
+    for (const bad of [[], ["card", "card"], ["Card"], "card"]) {
+      expect(problems({ GOVERNANCE: { checkout_payment_method_types: bad } })[0], JSON.stringify(bad)).toMatch(/^GOVERNANCE\.checkout_payment_method_types/);
+    }
+    expect(problems({ GOVERNANCE: { checkout_payment_method_types: ["card", "crypto"] } })).toEqual([]);
+  });
+
   it("warns at start-up when the origin cannot tell gateway traffic apart, or forged keys reach the objects", () => {
     const warned = vi.spyOn(console, "warn").mockImplementation(() => {});
     getConfig({ ...base, LOG_LEVEL: "warn" });

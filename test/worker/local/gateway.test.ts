@@ -21,7 +21,10 @@ describe("the request path (happy)", () => {
       customer_id: id,
       available_balance_cents: 0,
       minimum_balance_cents: 0,
+      request_price_cents: "1",
       topup_url: "http://127.0.0.1:8787/portal",
+      // No PUBLIC_URL here: the portal link is the top-up page.
+      next_steps: { topup_url: "http://127.0.0.1:8787/portal", portal_url: "http://127.0.0.1:8787/portal" },
     });
 
     const grant = await admin("POST", `/customers/${id}/credits`, { amount: 1, reason: "top-up" });

@@ -178,6 +178,51 @@ describe("MCP: out of credit", () => {
   });
 });
 
+describe("MCP: money refusals render as the proxy's (src/proxy/refusals.ts)", () => {
+  const governance = (env as unknown as { GOVERNANCE: Record<string, unknown> }).GOVERNANCE;
+  const withProblems = { GOVERNANCE: { ...governance, problem_details: true } };
+  const post = (bindings: Record<string, unknown>, key: string, body: unknown) =>
+    gatewayWith(
+      bindings,
+      "/mcp",
+      withKey(key, { method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream" }, body: JSON.stringify(body) }),
+    );
+
+  it("a capped key's paid calls carry RateLimit-Policy and RateLimit, refused or not; free methods do not", async () => {
+    mcpServer();
+    const { id } = await customerWithCredit(10);
+    const capped = await admin("POST", `/customers/${id}/keys`, { spend_cap_cents: 1, cap_period: "day" });
+    const paid = await mcp(capped.body.key, call(1, "search_docs"));
+    expect(paid.headers.get("ratelimit-policy")).toBe('"key_cap";q=1;w=86400;payg-unit="cents"');
+    expect(paid.headers.get("ratelimit")).toMatch(/^"key_cap";r=0;t=\d+$/);
+    const refused = await mcp(capped.body.key, call(2, "render_chart"));
+    expect(((await refused.json()) as Message).result.isError).toBe(true);
+    expect(refused.headers.get("ratelimit")).toMatch(/^"key_cap";r=0;t=\d+$/);
+    expect((await mcp(capped.body.key, { jsonrpc: "2.0", id: 3, method: "tools/list" })).headers.has("ratelimit")).toBe(false);
+  });
+
+  it("with GOVERNANCE.problem_details a refused tool call carries the RFC 9457 problem the proxy would answer", async () => {
+    mcpServer();
+    const { id, key } = await customerWithCredit(0);
+    // A tool at 1 cent, the proxy's default price: the same numbers in both.
+    const answer = (await (await post(withProblems, key, call(1, "lookup"))).json()) as Message;
+    expect(answer.result.isError).toBe(true);
+    expect(answer.result.structuredContent).toMatchObject({
+      type: "tag:payg-edge-gateway,2026:problems/insufficient_credit",
+      title: "Insufficient credit",
+      status: 402,
+      code: "insufficient_credit",
+      customer_id: id,
+    });
+    const proxied = await gatewayWith(withProblems, "/v1/x", withKey(key));
+    expect(proxied.headers.get("content-type")).toBe("application/problem+json");
+    const problem = (await proxied.json()) as Record<string, unknown>;
+    const { request_id: _a, ...fromProxy } = problem;
+    const { request_id: _b, ...fromMcp } = answer.result.structuredContent as Record<string, unknown>;
+    expect(fromMcp).toEqual(fromProxy);
+  });
+});
+
 describe("MCP: batches", () => {
   const batch = [call(1, "search_docs"), { jsonrpc: "2.0", method: "notifications/progress", params: {} }, call(2, "render_chart"), { jsonrpc: "2.0", id: 3, method: "ping" }];
 

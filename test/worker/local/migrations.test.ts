@@ -66,6 +66,10 @@ const DEPLOYED = [
   "10f0a4e50e70dc90afe182e26ff178db88ba3ad1a1bebec64762d3d9913c2c5a",
   "75a8ab11c6e745ca7d3ea9c631be06ba486eeb41838007af0b2b8912799279ef",
   "37c8dba820c3286f3e1ee6f8e3dfc3ab37f0322cce48fe0a6b32ed5747484bc9",
+  "65a93de2e9b3cc84620d887e6451b60fc1e3b08961d911f5a5fa779a08bdf372",
+  // v18: agent_payments (x402 and MPP top-ups).
+  "82c5df6cf016488d6c2f19734c8b651a8b56295eb4ef3e86641f09d3f7dafdbb",
+  // v19: report batching (STRIPE_BUDGET).
   "6173372e78081761ffd9aff6b06e2eed30c734eac5a9616cc5b3f1808c72ae17",
 ];
 
@@ -199,6 +203,26 @@ describe("schema migrations", () => {
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 1400 * M, ledgerSumMicros: 1400 * M });
   });
 
+  it("upgrades version 16: a top-up started before keeps no receipt email (its retries send what its first attempt sent); the top-up list starts empty", async () => {
+    const id = uniqueId("cus_v16");
+    const t = 1_760_000_000_000;
+    await runInDurableObject(customerStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const migration of MIGRATIONS.slice(0, 16)) sql.exec(migration);
+      sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
+      sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, 16, ?)", t);
+      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', 0, ?, ?)", id, t, t);
+      sql.exec(
+        "INSERT INTO topups (id, amount_cents, currency, month, status, idempotency_key, payment_method, attempts, created_at) VALUES ('topup_old', 500, 'usd', '2025-10', 'pending', 'k', 'pm_1', 1, ?)",
+        t,
+      );
+    });
+    await evictDurableObject(customerStub(id));
+    expect(await customerStub(id).topUps()).toEqual([]);
+    const row = await runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT receipt_email FROM topups WHERE id = 'topup_old'").one());
+    expect(row).toEqual({ receipt_email: null });
+  });
+
   it("creates no storage for a customer id that was never set up", async () => {
     const id = uniqueId("cus_none");
     expect((await admin("GET", `/customers/${id}`)).status).toBe(404);
@@ -238,4 +262,4 @@ describe("the directory's and the dispatcher's schemas run through the same migr
 
 /** The directory's and the dispatcher's migrations as deployed: append a hash, never change one. */
 const DIRECTORY_DEPLOYED = ["e390d294873d24850e6c20dcf60f4b830af208052b9498f08092d7ef1eb11a74", "7e3b836357f0a7bfec769e1819e12e773d9a5748592f334b14feb2f5075e1202"];
-const DISPATCHER_DEPLOYED = ["8ad858c0eb483139abc99f387e816574f1d2cf839a2f596256c1be1cfc77d161"];
+const DISPATCHER_DEPLOYED = ["8ad858c0eb483139abc99f387e816574f1d2cf839a2f596256c1be1cfc77d161", "2ecf13c459dcb4349b4cb47c2ee860839d8a43e5b69f0dfcec9cacb6665da0e7"];
