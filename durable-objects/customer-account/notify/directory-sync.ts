@@ -91,8 +91,9 @@ export class DirectorySync {
       seq,
     };
     const { fresh } = await directoryFor(env, a.customer_id, this.deps.config().DIRECTORY_SHARDS).sync(snapshot);
-    // A shard that never listed this customer (it moved there after DIRECTORY_SHARDS changed) gets its whole rollup.
-    if (fresh) await this.deps.pushWholeRollup();
+    // A shard that never listed this customer, though it was listed before (it moved there after
+    // DIRECTORY_SHARDS changed), gets its whole rollup; a new customer's rollup follows on its own.
+    if (fresh && seq > 1) await this.deps.pushWholeRollup();
     // Recorded only once the directory has it: until then requests keep asking for a sync.
     if (account.row.directory_seq !== seq) return;
     account.set({ directory_due_at: dueAt });

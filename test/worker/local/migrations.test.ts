@@ -244,6 +244,8 @@ describe("the directory's and the dispatcher's schemas run through the same migr
       sql.exec("DROP TABLE shard_state");
       sql.exec("DROP INDEX customers_held");
       sql.exec("ALTER TABLE customers DROP COLUMN held_since");
+      sql.exec("DROP INDEX customers_work");
+      sql.exec("ALTER TABLE customers DROP COLUMN work_at");
       sql.exec("INSERT INTO sweep (id, now) VALUES (1, 42)");
       sql.exec("INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at) VALUES ('cus_old', 'o@example.com', 'Old', 0, 1000, 0, 3, 1000)");
     });
