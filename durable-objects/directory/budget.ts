@@ -12,11 +12,12 @@ const MAX_RETRY_MS = MINUTE_MS;
 const WINDOW_MS = 30_000;
 
 /**
- * A bucket holds this much of its rate (at least one call): over any second, Stripe then sees at
- * most 1.1 × the rate from one bucket (what it holds plus what refills), never a second's burst
- * on top of a second's rate.
+ * A bucket holds its rate, at most BURST_CALLS (and at least one call): over any second Stripe
+ * then sees at most the rate plus 4 from one bucket, never a second's burst on top of a second's
+ * rate, while a cycle needing a report and a reconcile still finds both.
  */
-const BURST_SECONDS = 0.1;
+const BURST_CALLS = 4;
+const burst = (rate: number) => Math.max(1, Math.min(rate, BURST_CALLS));
 
 /** Tokens are call counts, not money: fractions of a call are fine here. */
 interface Bucket {
@@ -76,17 +77,17 @@ export class ShardBudget {
     const factor = s.share_ppm / 1_000_000 / (now < s.shrunk_until ? s.shrink_divisor : 1);
     const total = b.callsPerSecond * factor;
     // Checkout's reserve: its share of what the total bucket holds, a whole call at least.
-    const reserve = b.checkoutReservedPercent > 0 ? Math.max(1, (Math.max(1, total * BURST_SECONDS) * b.checkoutReservedPercent) / 100) : 0;
+    const reserve = b.checkoutReservedPercent > 0 ? Math.max(1, (burst(total) * b.checkoutReservedPercent) / 100) : 0;
     return { total, endpoint: Math.min(b.perEndpointPerSecond, b.callsPerSecond) * factor, meter: b.meterEventsPerSecond * factor, reserve };
   }
 
   /**
-   * The bucket, refilled to `now`; it holds at most BURST_SECONDS of its rate (at least one call),
+   * The bucket, refilled to `now`; it holds burst(rate) calls,
    * plus `above`: the total bucket holds Checkout's reserve on top, so background work always has
    * a whole call to take, however small this shard's share.
    */
   private bucket(name: string, rate: number, now: number, above = 0): Bucket {
-    const capacity = Math.max(1, rate * BURST_SECONDS) + above;
+    const capacity = burst(rate) + above;
     let bucket = this.buckets.get(name);
     if (!bucket) {
       bucket = { tokens: capacity, at: now };

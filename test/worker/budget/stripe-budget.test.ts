@@ -157,7 +157,7 @@ describe("the Stripe call budget", () => {
     expect(status.report_delay).toMatchObject({ batching: true, batching_shards: 1, min_report_cents: 100, max_report_delay_seconds: 86_400 });
 
     // All of the budget to this shard now (batching stays on at least 10 minutes): 5 balance
-    // transactions a second, a bucket holding one; each call below waits for it to refill.
+    // transactions a second, a bucket holding 4; each call below waits a little for it to refill.
     await shard(1).claimDue(Date.now(), 0, placement(1_000_000));
     const refill = () => new Promise((resolve) => setTimeout(resolve, 400));
     await refill();
