@@ -84,6 +84,8 @@ export const MIGRATIONS: readonly string[] = [
   [RECEIPT_TABLES.v17, AUTO_TOPUP_TABLES.v17].join("\n"),
   // v18: payments agents made on a 402 (x402, MPP), one row each, replayed with their first receipt.
   AGENT_PAYMENT_TABLES.v18,
+  // v19: report batching while customers due outnumber the Stripe budget (STRIPE_BUDGET).
+  ACCOUNT_TABLES.v19,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
