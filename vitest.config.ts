@@ -23,6 +23,11 @@ const stripe = {
   STRIPE_API_BASE: "https://stripe.test",
   STRIPE_TIMEOUT_MS: "1000",
 };
+/**
+ * The Stripe call budget out of the way: these tests count calls and reports, not pacing (each
+ * sandbox default is 10 a second). The budget's own tests run in the "budget" project.
+ */
+const unboundedBudget = { STRIPE_BUDGET: { max_calls_per_second: 10_000, max_calls_per_endpoint_per_second: 10_000 } };
 /** Webhook receivers in tests are on this machine (MSW or loopback); variants leave http refused. */
 const webhooks = { ALLOW_INSECURE_WEBHOOKS: "true", WEBHOOK_TIMEOUT_MS: "1000" };
 const mailchannels = {
@@ -157,7 +162,35 @@ export default defineConfig({
         MAILCHANNELS_API_KEY: "",
       }),
       // Stripe and MailChannels on, both replaced by test doubles at the HTTP boundary (MSW).
-      workers("connected", ["test/worker/connected/**/*.test.ts"], { PRICING: pricingWithSubCent, ...portalKeySignIn, ...stripe, ...mailchannels, ...webhooks, ...leases }),
+      workers("connected", ["test/worker/connected/**/*.test.ts"], {
+        PRICING: pricingWithSubCent,
+        ...portalKeySignIn,
+        ...stripe,
+        ...mailchannels,
+        ...webhooks,
+        ...unboundedBudget,
+        ...leases,
+      }),
+      // Connected, with the directory in 4 shards (customers placed by a hash of their id).
+      workers("sharded", ["test/worker/sharded/**/*.test.ts"], {
+        PRICING: pricingWithSubCent,
+        ...portalKeySignIn,
+        ...stripe,
+        ...mailchannels,
+        ...webhooks,
+        ...unboundedBudget,
+        DIRECTORY_SHARDS: "4",
+      }),
+      // Connected, 2 shards, and a small Stripe budget: 20 calls a second, 10 per endpoint, 20% kept for Checkout.
+      workers("budget", ["test/worker/budget/**/*.test.ts"], {
+        PRICING: pricingWithSubCent,
+        ...portalKeySignIn,
+        ...stripe,
+        ...mailchannels,
+        ...webhooks,
+        DIRECTORY_SHARDS: "2",
+        STRIPE_BUDGET: { max_calls_per_second: 20, max_calls_per_endpoint_per_second: 10, checkout_reserved_percent: 20 },
+      }),
       // Connected, with a tiny cron batch (the directory's alarm carries on), DKIM signing set,
       // ALLOW_INSECURE_WEBHOOKS unset (http endpoints refused) and group commit off.
       workers("variants", ["test/worker/variants/**/*.test.ts"], {
@@ -172,6 +205,7 @@ export default defineConfig({
         ALLOW_INSECURE_WEBHOOKS: "",
         // Every step commits on its own (the benchmark's hot_no_group_commit).
         GROUP_COMMIT: "false",
+        ...unboundedBudget,
       }),
       {
         extends: true,

@@ -6,7 +6,8 @@
 // Every row is measured BENCH_REPEAT times (default 3), interleaved: each repetition runs every
 // row once, in a fixed order. Each row reports its median run by throughput (that run's p50 and
 // p99). Bounded in requests and time (BENCH_MAX_SECONDS per row and run); stops by itself.
-// BENCH_SCALE=0.01 makes a short smoke run; BENCH_JSON=<file> also writes every row as JSON.
+// BENCH_SCALE=0.01 makes a short smoke run; BENCH_JSON=<file> also writes every row as JSON;
+// `--only <id>[,<id>…]` runs those rows alone (`npm run bench -- --only sweep_2000`).
 // `storage_month` (bench/storage.mjs) runs once, on a simulated clock: rows per table of
 // one customer after 30 days of a request and a cron run every minute (coarser below scale 1).
 //
@@ -35,12 +36,14 @@ const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const REPEAT = Math.max(1, Math.floor(Number(process.env.BENCH_REPEAT ?? 3)));
 const MAX_SECONDS_PER_ROW = Number(process.env.BENCH_MAX_SECONDS ?? 300);
 const JSON_PATH = process.env.BENCH_JSON;
+const onlyAt = process.argv.indexOf("--only");
+const ONLY = onlyAt === -1 ? null : new Set((process.argv[onlyAt + 1] ?? "").split(",").filter(Boolean));
 // Each row's request count at BENCH_SCALE=1 is `n(count)` in its family: sized so that the full
 // run (3 repetitions) takes about 15 minutes on a 2-core machine.
 const n = (count) => Math.max(1, Math.round(count * SCALE));
 
 // The row families, in the table's order, which is also the order each repetition runs them in.
-const FAMILIES = await Promise.all(["overhead", "hot", "storage", "many-customers", "delay", "streams", "stripe-calls"].map((name) => import(`./bench/${name}.mjs`)));
+const FAMILIES = await Promise.all(["overhead", "hot", "storage", "many-customers", "delay", "streams", "stripe-calls", "sweep"].map((name) => import(`./bench/${name}.mjs`)));
 
 /** Every run of every row, by id, in the order the rows are printed. */
 const runs = new Map();
@@ -110,7 +113,10 @@ async function startLocal(ctx) {
 async function main() {
   const startedAt = Date.now();
   const ctx = context();
-  const rows = FAMILIES.flatMap((family) => family.rows(ctx));
+  const all = FAMILIES.flatMap((family) => family.rows(ctx));
+  const rows = ONLY ? all.filter((row) => ONLY.has(row.id)) : all;
+  if (ONLY && rows.length !== ONLY.size)
+    throw new Error(`--only: no row ${[...ONLY].filter((id) => !all.some((row) => row.id === id)).join(", ")} (rows: ${all.map((row) => row.id).join(", ")})`);
   const { origin, mf } = await startLocal(ctx);
   for (const row of rows) await row.setup?.();
   // Warm-up (not recorded): every worker compiles and every object opens before the first run.
@@ -127,11 +133,7 @@ async function main() {
   const stats = results();
   const machine = machineInfo(startedAt);
   const table = rows.map((row) => [row.id, row.name, ...row.cells(stats)]);
-  printResults(
-    FAMILIES.flatMap((family) => family.summary?.(stats) ?? []),
-    table,
-    machine,
-  );
+  printResults(ONLY ? [] : FAMILIES.flatMap((family) => family.summary?.(stats) ?? []), table, machine);
   if (JSON_PATH) writeJson(rows, stats, machine);
 }
 
@@ -157,7 +159,7 @@ function results() {
     perf: (id) => `${fmt(m(id).rps)} req/s${spreadOf(id)}, p50 ${fmt(m(id).p50, 2)} ms, p99 ${fmt(m(id).p99, 2)} ms`,
     okCheck: (id) => `${m(id).statuses[200] ?? 0} × 200${all200(id) ? "" : " (NOT all 200 in every run)"}`,
   };
-  stats.ratios = Object.assign({}, ...FAMILIES.map((family) => family.ratios?.(stats) ?? {}));
+  stats.ratios = ONLY ? {} : Object.assign({}, ...FAMILIES.map((family) => family.ratios?.(stats) ?? {}));
   return stats;
 }
 

@@ -26,5 +26,5 @@ export type AppEnv = {
 };
 
 export { customerStub } from "../durable-objects/customer-account/contract";
-export { directoryStub } from "../durable-objects/directory/contract";
+export { allShards, directoryFor, directoryShard, directoryStub, mergeCohortMembers, mergeCustomerPages, sumOverviews } from "../durable-objects/directory/contract";
 export { webhookDispatcherStub } from "../durable-objects/webhook-dispatcher/contract";

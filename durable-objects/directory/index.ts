@@ -1,9 +1,13 @@
 import { DurableObject } from "cloudflare:workers";
 import { type Cohort, getConfig } from "../../src/lib/config";
+import type { BudgetAsk, BudgetGrant } from "../../src/lib/stripe-budget";
 import { ENDED_SESSION_TABLES, EndedSessions } from "../shared/ended-sessions";
 import { migrate } from "../shared/migrations";
-import type { DirectorySnapshot } from "./contract";
+import { type BudgetStatus, ShardBudget } from "./budget";
+import type { Claim, DirectorySnapshot } from "./contract";
+import type { Placement } from "./placement";
 import { applyRollup, type CustomerRollup, type Overview, overview, ROLLUP_SCHEMA, searchCustomers } from "./rollup";
+import { type ReportDelay, SHARD_TABLES, Shard } from "./shard";
 import { visitDue } from "./sweep";
 
 const DIRECTORY_TABLES = `
@@ -35,26 +39,39 @@ CREATE TABLE IF NOT EXISTS test_outbox (
  * The directory's schema, versioned (shared/migrations.ts): append only. Version 1 is what the
  * object created at every start before versions existed.
  */
-export const DIRECTORY_MIGRATIONS: readonly string[] = [[DIRECTORY_TABLES, ROLLUP_SCHEMA, ENDED_SESSION_TABLES.v1].join("\n")];
+export const DIRECTORY_MIGRATIONS: readonly string[] = [
+  [DIRECTORY_TABLES, ROLLUP_SCHEMA, ENDED_SESSION_TABLES.v1].join("\n"),
+  // v2: shards (which one this is, the move after DIRECTORY_SHARDS changed), the Stripe budget's
+  // shrink and share, report batching, and which customers hold usage back while it is on.
+  SHARD_TABLES.v2,
+];
 
 /** A claimed customer is left alone by overlapping cron runs until its lease ends. */
 const LEASE_MS = 120_000;
+/** One paced alarm run visits what the budget answers in this long. */
+const SWEEP_SLICE_SECONDS = 30;
 /** Test emails kept in the local outbox: as many as its admin route lists at most. */
 export const TEST_OUTBOX_KEPT = 500;
 
 /**
- * The one index across customers: who exists, who is in which cohort, and who has work for the
- * cron (usage to report, emails due). Customer objects push a snapshot here only when one of
+ * One shard of the index across customers (DIRECTORY_SHARDS of them, placement.ts): who exists,
+ * who is in which cohort, and who has work for the cron (usage to report, emails due), plus this
+ * shard's part of the Stripe call budget. Customer objects push a snapshot here only when one of
  * those changes (never per request), so the cron visits only customers with something to do.
  */
 export class Directory extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly endedSessions: EndedSessions;
+  private readonly budget: ShardBudget;
+  private readonly shard: Shard;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.endedSessions = new EndedSessions(this.sql);
+    const config = () => getConfig(this.env);
+    this.budget = new ShardBudget(this.sql, config);
+    this.shard = new Shard(this.sql, env, config, this.budget);
     ctx.blockConcurrencyWhile(async () => void migrate(ctx.storage, DIRECTORY_MIGRATIONS));
   }
 
@@ -68,20 +85,29 @@ export class Directory extends DurableObject<Env> {
   }
 
   /** Snapshots may arrive out of order; a lower seq than the stored one is ignored. */
-  sync(snapshot: DirectorySnapshot): { applied: boolean } {
+  /** `fresh`: this shard did not list the customer before (new, or moved here): it wants the whole rollup. */
+  sync(snapshot: DirectorySnapshot): { applied: boolean; fresh?: boolean } {
     const current = this.sql.exec("SELECT seq FROM customers WHERE id = ?", snapshot.customerId).toArray()[0];
     if (current && (current.seq as number) >= snapshot.seq) return { applied: false };
+    const now = Date.now();
+    // Usage held back while this shard no longer batches (its customer has not heard yet): due now.
+    const heldDue = snapshot.heldSince != null && !this.shard.batchingAt(now);
+    const dueAt = heldDue ? Math.min(snapshot.dueAt ?? now, now) : snapshot.dueAt;
+    const work = snapshot.workAt === undefined ? snapshot.dueAt : snapshot.workAt;
+    const workAt = heldDue ? Math.min(work ?? now, now) : work;
     this.sql.exec(
-      `INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+      `INSERT INTO customers (id, email, name, deleted, due_at, work_at, lease_until, seq, updated_at, held_since) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, deleted = excluded.deleted,
-         due_at = excluded.due_at, lease_until = 0, seq = excluded.seq, updated_at = excluded.updated_at`,
+         due_at = excluded.due_at, work_at = excluded.work_at, lease_until = 0, seq = excluded.seq, updated_at = excluded.updated_at, held_since = excluded.held_since`,
       snapshot.customerId,
       snapshot.email,
       snapshot.name,
       snapshot.deleted ? 1 : 0,
-      snapshot.dueAt,
+      dueAt,
+      workAt,
       snapshot.seq,
-      Date.now(),
+      now,
+      snapshot.heldSince ?? null,
     );
     const keep = new Map(snapshot.cohorts.map((c) => [c.cohort, c.entered_at]));
     for (const row of this.sql.exec("SELECT cohort FROM cohort_members WHERE customer_id = ?", snapshot.customerId).toArray()) {
@@ -98,19 +124,42 @@ export class Directory extends DurableObject<Env> {
         enteredAt,
       );
     }
-    return { applied: true };
+    return { applied: true, fresh: !current };
   }
 
-  /** Customers due at `now`, leased so an overlapping run skips them. */
-  claimDue(now: number, limit: number): { customerIds: string[]; more: boolean } {
-    const rows = this.sql.exec("SELECT id FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?", now, now, limit + 1).toArray();
+  /**
+   * Customers due at `now`, leased so an overlapping run skips them: those with reports, emails
+   * or expiring credit first, then those due only for the periodic reconcile. With Stripe on, no
+   * more are claimed than the budget has calls for now (the rest wait, in due order, for this
+   * shard's alarm, which visits them at the budget's pace). With `placement` (the cron), the shard
+   * learns where it stands.
+   */
+  claimDue(now: number, limit: number, placement?: Placement): Claim {
+    const widest = placement ? this.shard.place(placement) : 1;
+    const wallNow = Date.now();
+    const batching = this.shard.batching(Math.max(now, wallNow));
+    if (placement && getConfig(this.env).stripeEnabled) limit = Math.min(limit, Math.max(1, this.budget.available(wallNow)));
+    const rows = this.sql.exec("SELECT id FROM customers WHERE work_at IS NOT NULL AND work_at <= ? AND lease_until <= ? ORDER BY work_at LIMIT ?", now, now, limit + 1).toArray();
+    if (rows.length <= limit) {
+      const reconcileOnly = this.sql
+        .exec(
+          "SELECT id FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? AND (work_at IS NULL OR work_at > ?) ORDER BY due_at LIMIT ?",
+          now,
+          now,
+          now,
+          limit + 1 - rows.length,
+        )
+        .toArray();
+      rows.push(...reconcileOnly);
+    }
     const customerIds = rows.slice(0, limit).map((r) => r.id as string);
     for (const id of customerIds) this.sql.exec("UPDATE customers SET lease_until = ? WHERE id = ?", now + LEASE_MS, id);
-    return { customerIds, more: rows.length > limit };
+    return { customerIds, more: rows.length > limit || this.shard.moving(), batching: batching !== null, widest };
   }
 
-  /** More customers were due than one cron run visits: keep going from this object's alarm. */
-  async continueSweep(now: number): Promise<void> {
+  /** More customers were due than one cron run visits (or some must move shard): keep going from this object's alarm. */
+  async continueSweep(now: number, placement?: Placement): Promise<void> {
+    if (placement) this.shard.place(placement);
     this.sql.exec("INSERT INTO sweep (id, now) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET now = MAX(now, excluded.now)", now);
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
   }
@@ -120,9 +169,41 @@ export class Directory extends DurableObject<Env> {
     if (!row) return;
     // The sweep's clock is the cron's scheduled time, advanced by the time spent sweeping.
     const now = Math.max(row.now as number, Date.now());
-    const result = await visitDue(this.env, getConfig(this.env), now, (at, limit) => this.claimDue(at, limit));
-    if (result.more) await this.ctx.storage.setAlarm(Date.now() + 1000);
+    const config = getConfig(this.env);
+    const moving = this.shard.moving() && (await this.shard.moveSome(config.CRON_BATCH_SIZE));
+    // With Stripe on, visits start at the pace the budget can answer (one a call), in slices of
+    // at most SWEEP_SLICE_SECONDS, well inside the customers' lease.
+    const pace = config.stripeEnabled ? this.budget.visitsPerSecond(Date.now()) : null;
+    const limit = pace === null ? config.CRON_BATCH_SIZE : Math.min(config.CRON_BATCH_SIZE, Math.max(1, Math.floor(pace * SWEEP_SLICE_SECONDS)));
+    const result = await visitDue(this.env, config, now, (at) => this.claimDue(at, limit), pace);
+    // Paced, a visit the budget still had no call for comes back due within seconds: the sweep waits for it, not for the next cron.
+    const again =
+      pace !== null &&
+      this.sql.exec("SELECT 1 FROM customers WHERE due_at IS NOT NULL AND due_at <= ? AND lease_until <= ? LIMIT 1", Date.now() + 2000, Date.now()).toArray().length > 0;
+    if (result.more || moving || again) await this.ctx.storage.setAlarm(Date.now() + (pace === null ? 1000 : 100));
     else this.sql.exec("DELETE FROM sweep");
+  }
+
+  /** Stripe calls for one caller's batch, from this shard's buckets (budget.ts); with the report batching in force here. */
+  takeStripeCalls(ask: BudgetAsk): BudgetGrant {
+    const now = Date.now();
+    return { ...this.budget.take(ask, now), batching: this.shard.batching(now) };
+  }
+
+  /** Stripe answered 429 to one of this shard's callers. */
+  stripeRateLimited(): void {
+    this.budget.rateLimited(Date.now());
+  }
+
+  /** Calls asked for in the last minute: the cron shares the budget among shards by it. */
+  stripeDemand(): number {
+    return this.budget.demand(Date.now());
+  }
+
+  /** For /admin/status: this shard's budget and how far behind its reports are. */
+  status(): { budget: BudgetStatus; reports: ReportDelay } {
+    const now = Date.now();
+    return { budget: this.budget.status(now), reports: this.shard.reportDelay(now) };
   }
 
   cohortCounts(): Record<string, number> {

@@ -211,6 +211,28 @@ const Emails = z.strictObject({
   templates: z.partialRecord(z.enum([...COHORTS, ...EMAIL_NOTICES]), EmailTemplate).default({}),
 });
 
+/**
+ * How many Stripe API calls a second the gateway may make across every customer (docs/operating/
+ * scaling.md). Unset rates default by the key's mode: live half the account's limit (100/s) and
+ * under the per-endpoint 25/s, a sandbox (sk_test_/rk_test_) under its 25/s.
+ */
+const StripeBudget = z.strictObject({
+  max_calls_per_second: z.int().min(1).max(10_000).optional(),
+  max_calls_per_endpoint_per_second: z.int().min(1).max(10_000).optional(),
+  /** Meter events have their own limit at Stripe and do not count against the others. */
+  max_meter_events_per_second: z.int().min(1).max(100_000).default(500),
+  /** Of max_calls_per_second, kept for Checkout: background work (reports, reconcile) never takes it. */
+  checkout_reserved_percent: z.int().min(0).max(90).default(20),
+  /** While customers due outnumber the budget, a customer's usage waits until it is worth this much ... */
+  min_report_cents: z.int().min(1).max(MAX_STRIPE_AMOUNT_CENTS).default(100),
+  /** ... or has waited this long, whichever comes first. */
+  max_report_delay_seconds: z
+    .int()
+    .min(60)
+    .max(7 * 86_400)
+    .default(86_400),
+});
+
 /** Structured vars may also arrive as JSON strings (`wrangler dev --var NAME:{...}`, dashboard). */
 const json = <T extends z.ZodType>(schema: T) =>
   z.preprocess((value) => {
@@ -241,6 +263,11 @@ export const Vars = z.object({
   MAILCHANNELS_TIMEOUT_MS: z.coerce.number().int().min(100).max(80_000).default(10_000),
   /** Customers visited per cron invocation or directory alarm (each visit is one subrequest). */
   CRON_BATCH_SIZE: z.coerce.number().int().min(1).max(900).default(200),
+  /**
+   * Directory objects: each customer is placed in one by a stable hash of its id; shard 0 is the
+   * directory of a single-shard deployment ("global"). Raising it moves customers (docs/operating/scaling.md).
+   */
+  DIRECTORY_SHARDS: z.coerce.number().int().min(1).max(64).default(1),
   /** Dashboard overview: each customer pushes its rollup to the directory at most this often. */
   ROLLUP_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
@@ -291,6 +318,7 @@ export const Vars = z.object({
   PORTAL: json(Portal.default(Portal.parse({}))),
   EMAILS: json(Emails.optional()),
   IDEMPOTENCY: json(Idempotency.default(Idempotency.parse({}))),
+  STRIPE_BUDGET: json(StripeBudget.default(StripeBudget.parse({}))),
   /** Agent payments of a 402: x402 and the Payment HTTP authentication scheme (payments-config.ts). */
   PAYMENTS: json(Payments.optional()),
   /** Credit leases (docs/scaling.md): unset, no customer gets one; each customer opts in with `payg_leases`. */

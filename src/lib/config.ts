@@ -3,15 +3,42 @@ import { COHORTS, type Cohort, EMAIL_NOTICES, type EmailNotice, type Pricing, Va
 import { emailConfigProblems, isLoopback } from "./email/config-checks";
 import { log, setLogLevel } from "./log";
 import { type CompiledMeter, compileMeter, fallbackMeter, meterProblems } from "./meters";
+import { MICROS_PER_CENT } from "./money";
 import { paymentsProblems } from "./payments-config";
 import { NOTICE_MERGE_TAGS, unknownMergeTags } from "./template";
 
 export { type CompiledMeter, MAX_HOLD_MULTIPLIER, type UnitSource } from "./meters";
 export { COHORTS, type Cohort, EMAIL_NOTICES, type EmailNotice };
 
+/** STRIPE_BUDGET with its defaults for the key's mode filled in (calls a second, across all shards). */
+export interface StripeBudgetConfig {
+  mode: "live" | "sandbox";
+  callsPerSecond: number;
+  perEndpointPerSecond: number;
+  meterEventsPerSecond: number;
+  checkoutReservedPercent: number;
+  minReportMicros: number;
+  maxReportDelayMs: number;
+}
+
+/** Sandbox keys (sk_test_, rk_test_) share a 25/s account limit; live keys 100/s (Stripe's rate-limit page). */
+export function stripeBudget(budget: z.infer<typeof Vars>["STRIPE_BUDGET"], secretKey: string | undefined): StripeBudgetConfig {
+  const mode = secretKey && /^(sk|rk)_test_/.test(secretKey) ? "sandbox" : "live";
+  return {
+    mode,
+    callsPerSecond: budget.max_calls_per_second ?? (mode === "live" ? 50 : 10),
+    perEndpointPerSecond: budget.max_calls_per_endpoint_per_second ?? (mode === "live" ? 12 : 10),
+    meterEventsPerSecond: budget.max_meter_events_per_second,
+    checkoutReservedPercent: budget.checkout_reserved_percent,
+    minReportMicros: budget.min_report_cents * MICROS_PER_CENT,
+    maxReportDelayMs: budget.max_report_delay_seconds * 1000,
+  };
+}
+
 export type Config = Omit<z.infer<typeof Vars>, "PRICING"> & {
   PRICING: z.infer<typeof Pricing> & { compiled: CompiledMeter[]; fallback: CompiledMeter };
   stripeEnabled: boolean;
+  stripeBudget: StripeBudgetConfig;
   emailDelivery: "mailchannels" | "outbox";
   /** ORIGIN_URL parsed once: its origin, and the prefix every forwarded path is appended to. */
   origin: { origin: string; base: string };
@@ -69,6 +96,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     PRICING: { ...vars.PRICING, compiled, fallback },
     origin: { origin: originUrl.origin, base: originUrl.origin + originUrl.pathname.replace(/\/$/, "") },
     stripeEnabled: vars.STRIPE_SECRET_KEY !== undefined,
+    stripeBudget: stripeBudget(vars.STRIPE_BUDGET, vars.STRIPE_SECRET_KEY),
     emailDelivery: vars.MAILCHANNELS_API_KEY ? "mailchannels" : "outbox",
   };
 }

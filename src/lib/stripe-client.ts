@@ -1,12 +1,18 @@
 import Stripe from "stripe";
 import type { Config } from "./config";
+import { BUDGET_SPENT_CODE, type BudgetSource, endpointOf, StripePermit } from "./stripe-budget";
 import { HOUR_MS } from "./time";
 
-const clients = new WeakMap<Config, Stripe>();
+const clients = new WeakMap<StripePermit, Stripe>();
 
-/** The official SDK on Workers' fetch, pointed at STRIPE_API_BASE (Stripe, stripe-mock or a test double). */
-export function stripeClient(config: Config): Stripe {
-  let client = clients.get(config);
+/**
+ * The official SDK on Workers' fetch, pointed at STRIPE_API_BASE (Stripe, stripe-mock or a test
+ * double). Every HTTP request it sends takes a token from `permit` first (stripe-budget.ts); one
+ * with no token never leaves and gets a 429 of ours that the SDK does not retry. A 429 from Stripe
+ * itself is reported to the budget, which shrinks for a while.
+ */
+export function stripeClient(config: Config, permit: StripePermit): Stripe {
+  let client = clients.get(permit);
   if (!client) {
     if (!config.STRIPE_SECRET_KEY) throw new Error("Stripe is not configured");
     const base = new URL(config.STRIPE_API_BASE);
@@ -15,14 +21,44 @@ export function stripeClient(config: Config): Stripe {
       host: base.hostname,
       port: Number(base.port || (protocol === "http" ? 80 : 443)),
       protocol,
-      httpClient: Stripe.createFetchHttpClient(),
+      httpClient: Stripe.createFetchHttpClient(budgetedFetch(permit)),
       maxNetworkRetries: 2,
       timeout: config.STRIPE_TIMEOUT_MS,
       appInfo: { name: "payg-edge-gateway" },
     });
-    clients.set(config, client);
+    clients.set(permit, client);
   }
   return client;
+}
+
+function budgetedFetch(permit: StripePermit): typeof fetch {
+  return async (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const method = init?.method ?? (input instanceof Request ? input.method : "GET");
+    if (!(await permit.take(endpointOf(method, url.pathname)))) {
+      const retryAfter = Math.max(1, Math.ceil(permit.retryAfterMs / 1000));
+      return Response.json(
+        { error: { type: "invalid_request_error", code: BUDGET_SPENT_CODE, message: `The gateway's Stripe call budget is spent; try again in ${retryAfter} s.` } },
+        { status: 429, headers: { "stripe-should-retry": "false", "retry-after": String(retryAfter) } },
+      );
+    }
+    const response = await fetch(input, init);
+    if (response.status === 429 && response.headers.get("stripe-should-retry") !== "true") await permit.rateLimited();
+    return response;
+  };
+}
+
+const NO_CALLS: BudgetSource = { takeStripeCalls: () => ({ calls: {}, retryAfterMs: 0, batching: null }), stripeRateLimited: () => undefined };
+
+/** The SDK for what needs no API call (webhook signatures): any call it tried would be refused here. */
+export function stripeOffline(config: Config): Stripe {
+  return stripeClient(config, offline.get(config) ?? offline.set(config, new StripePermit(NO_CALLS, "background")).get(config)!);
+}
+const offline = new WeakMap<Config, StripePermit>();
+
+/** A call the budget kept back (it never reached Stripe): nothing happened, try in a later cycle. */
+export function isBudgetSpent(error: unknown): boolean {
+  return error instanceof Stripe.errors.StripeError && error.code === BUDGET_SPENT_CODE;
 }
 
 /** Whether Stripe may not have acted on the request (worth a retry under the same key). */

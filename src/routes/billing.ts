@@ -7,9 +7,11 @@ import type { Config } from "../lib/config";
 import type { CustomerProfile } from "../lib/customer";
 import { ApiError } from "../lib/errors";
 import { log } from "../lib/log";
+import { ENDPOINTS } from "../lib/stripe-budget";
 import { describeError, stripeClient } from "../lib/stripe-client";
 import { authenticateApiKey, UNKNOWN_KEY } from "../middleware/api-key";
 import { limitBody } from "../middleware/body-limit";
+import { checkoutPermit } from "../stripe-permit";
 
 export const billing = new Hono<AppEnv>();
 
@@ -72,6 +74,8 @@ export async function createTopUpCheckout(env: Env, config: Config, customer: Cu
   if (customer.plan !== "prepaid") throw new ApiError("conflict", "Post-paid customers are invoiced; top-ups are for prepaid credit.");
   if (!config.stripeEnabled) throw new ApiError("stripe_not_configured", "Top-ups need Stripe: set STRIPE_SECRET_KEY.");
   const params = topUpSessionParams(config, customer, amountCents, options.savePaymentMethod === true);
+  // The call first: a spent Stripe budget (429) must not use up one of the customer's hourly sessions.
+  const permit = await checkoutPermit(env, config, customer.id, ENDPOINTS.checkoutSessionCreate);
   const slot = await customerStub(env, customer.id).takeCheckoutSlot({ limit: config.GOVERNANCE.checkout_limit_per_hour, amountCents });
   if (!slot.ok && "balanceLimit" in slot) {
     throw new ApiError("conflict", "This top-up would take the balance past the largest balance the gateway holds.");
@@ -85,7 +89,7 @@ export async function createTopUpCheckout(env: Env, config: Config, customer: Cu
     );
   }
   try {
-    return await stripeClient(config).checkout.sessions.create(params);
+    return await stripeClient(config, permit).checkout.sessions.create(params);
   } catch (error) {
     log.error("checkout session failed", describeError(error));
     throw new ApiError("upstream_error", "Stripe could not create the checkout session; try again.");

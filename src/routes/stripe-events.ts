@@ -7,9 +7,11 @@ import { CUSTOMER_ID } from "../lib/api-key-format";
 import type { Config } from "../lib/config";
 import { ApiError } from "../lib/errors";
 import { log } from "../lib/log";
-import { stripeClient } from "../lib/stripe-client";
+import { ENDPOINTS } from "../lib/stripe-budget";
+import { stripeClient, stripeOffline } from "../lib/stripe-client";
 import { idOf } from "../lib/stripe-ids";
 import { limitBody } from "../middleware/body-limit";
+import { lookupPermit } from "../stripe-permit";
 
 /** The events the gateway acts on; anything else is acknowledged and ignored without a lookup. */
 export const HANDLED_EVENTS = new Set([
@@ -61,11 +63,14 @@ function chargeOf(event: Stripe.Event): string | null {
  * refunds as Stripe lists them now (clawbacks.ts ChargeRefunds). If Stripe cannot be reached the
  * webhook fails (5xx) and Stripe delivers it again.
  */
-async function throughCharge(config: Config, event: Stripe.Event): Promise<{ customerId: string | null; refunds?: ChargeRefunds }> {
+async function throughCharge(env: Env, config: Config, event: Stripe.Event): Promise<{ customerId: string | null; refunds?: ChargeRefunds }> {
   const chargeId = chargeOf(event);
   if (!chargeId) return { customerId: null };
-  const stripe = stripeClient(config);
   try {
+    // One batch of calls: the charge and the first page of its refunds (a further page takes one more).
+    const permit = lookupPermit(env, config, event.id);
+    await permit.reserve({ [ENDPOINTS.chargeRetrieve]: 1, [ENDPOINTS.refundList]: REFUND_EVENTS.has(event.type) ? 1 : 0 });
+    const stripe = stripeClient(config, permit);
     const charge = await stripe.charges.retrieve(chargeId);
     const customer = idOf(charge.customer);
     const customerId = customer && CUSTOMER_ID.test(customer) ? customer : null;
@@ -101,14 +106,14 @@ stripeEvents.post("/webhooks/stripe", limitBody(1024 * 1024), async (c) => {
   if (!signature) throw new ApiError("invalid_signature", "Missing Stripe-Signature header.");
   let event: Stripe.Event;
   try {
-    event = await stripeClient(config).webhooks.constructEventAsync(payload, signature, config.STRIPE_WEBHOOK_SECRET!, undefined, Sdk.createSubtleCryptoProvider());
+    event = await stripeOffline(config).webhooks.constructEventAsync(payload, signature, config.STRIPE_WEBHOOK_SECRET!, undefined, Sdk.createSubtleCryptoProvider());
   } catch (error) {
     // The SDK's reason (tolerance, expected signature…) helps an attacker, not Stripe: log it only.
     log.warn(`stripe webhook refused: ${(error as Error).message}`);
     throw new ApiError("invalid_signature", "The Stripe-Signature header does not match this endpoint's signing secret.");
   }
   if (!HANDLED_EVENTS.has(event.type)) return c.json({ received: true, status: "ignored" });
-  const routed = chargeOf(event) ? await throughCharge(config, event) : { customerId: customerOf(event) };
+  const routed = chargeOf(event) ? await throughCharge(c.env, config, event) : { customerId: customerOf(event) };
   const customerId = routed.customerId;
   if (!customerId) {
     logUnrouted(event);
@@ -146,10 +151,9 @@ stripeEvents.post("/webhooks/stripe/events", limitBody(1024 * 1024), async (c) =
   const signature = c.req.header("stripe-signature");
   const payload = await c.req.text();
   if (!signature) throw new ApiError("invalid_signature", "Missing Stripe-Signature header.");
-  const stripe = stripeClient(config);
   let notification: { id: string; type: string };
   try {
-    notification = await stripe.parseEventNotificationAsync(payload, signature, config.STRIPE_EVENT_DESTINATION_SECRET, undefined, Sdk.createSubtleCryptoProvider());
+    notification = await stripeOffline(config).parseEventNotificationAsync(payload, signature, config.STRIPE_EVENT_DESTINATION_SECRET, undefined, Sdk.createSubtleCryptoProvider());
   } catch (error) {
     log.warn(`stripe event destination refused: ${(error as Error).message}`);
     throw new ApiError("invalid_signature", "The Stripe-Signature header does not match this endpoint's signing secret.");
@@ -157,7 +161,9 @@ stripeEvents.post("/webhooks/stripe/events", limitBody(1024 * 1024), async (c) =
   if (!METER_ERROR_EVENTS.has(notification.type)) return c.json({ received: true, status: "ignored" });
   let event: Stripe.V2.Core.Events.V1BillingMeterErrorReportTriggeredEvent | Stripe.V2.Core.Events.V1BillingMeterNoMeterFoundEvent;
   try {
-    event = (await stripe.v2.core.events.retrieve(notification.id)) as typeof event;
+    const permit = lookupPermit(c.env, config, notification.id);
+    await permit.reserve({ [ENDPOINTS.v2EventRetrieve]: 1 });
+    event = (await stripeClient(config, permit).v2.core.events.retrieve(notification.id)) as typeof event;
   } catch (error) {
     log.warn(`stripe thin event ${notification.id}: could not fetch it`, error);
     throw new ApiError("upstream_error", "The event could not be fetched yet; Stripe will redeliver it.");

@@ -29,8 +29,7 @@ export function modelRow(models: readonly ModelPrices[], model: unknown): ModelP
 export function tokensCost(row: ModelPrices, counts: TokenCounts): number {
   let sum = 0n;
   for (const kind of Object.keys(counts) as TokenKind[]) sum += BigInt(counts[kind]) * BigInt(row.perMillion[kind]);
-  const scale = 100n * 1_000_000n;
-  const total = (sum * BigInt(100 + row.markupPercent) + scale - 1n) / scale;
+  const total = markedUp(row, sum);
   // A response claiming more than the largest amount is charged that amount (settlement never throws).
   return Number(total > MAX_MICROS ? MAX_MICROS : total);
 }
@@ -46,8 +45,13 @@ export function holdCost(row: ModelPrices, inputBytes: number, outputTokens: num
   const input = Math.max(p.input, p.cached_input, p.cache_write);
   const output = Math.max(p.reasoning, p.output);
   const sum = BigInt(inputBytes) * BigInt(input) + BigInt(outputTokens) * BigInt(output);
+  return Math.max(1, clamp(markedUp(row, sum)));
+}
+
+/** Σ tokens × micro-cents per million tokens → micro-cents with the row's markup, rounded up once. */
+function markedUp(row: ModelPrices, sum: bigint): bigint {
   const scale = 100n * 1_000_000n;
-  return Math.max(1, clamp((sum * BigInt(100 + row.markupPercent) + scale - 1n) / scale));
+  return (sum * BigInt(100 + row.markupPercent) + scale - 1n) / scale;
 }
 
 const MAX_MICROS = BigInt(MAX_AMOUNT_CENTS) * BigInt(MICROS_PER_CENT);

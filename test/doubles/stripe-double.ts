@@ -55,6 +55,14 @@
  * - `drop_after_commit`: executes, commits, then `Response.error()` (MSW turns it into a rejected
  *   fetch; a Node wrapper should destroy the socket when `response.type === "error"`).
  * `FaultSpec.shouldRetry` overrides the header of a 500/429 (true, false, or null for none).
+ *
+ * Rate limits (`rateLimit`), as Stripe's rate-limit page describes them (docs.stripe.com/rate-limits):
+ * a limit on all requests a second (100 live, 25 in a sandbox) and one per endpoint (25 a second
+ * by default; an endpoint is the method and the path with object ids left out, so every
+ * customer's `POST /v1/customers/{id}/balance_transactions` is one), with meter events counted
+ * apart under their own limit. A request past a limit gets 429 `rate_limit` with no
+ * Stripe-Should-Retry (the SDK does not retry it) and is not executed or saved; it does not count
+ * toward the window. Windows slide over the last 1,000 ms of real time (not the double's clock).
  */
 import Stripe from "stripe";
 import {
@@ -158,6 +166,15 @@ export interface StripeDoubleOptions {
 
 export const DEFAULT_METERS = ["api_requests", "search_requests"];
 
+export interface RateLimitSpec {
+  /** All requests but meter events, a second. Stripe: 100 live, 25 in a sandbox. */
+  perSecond: number;
+  /** Each endpoint, a second. Stripe: 25 by default. */
+  perEndpointPerSecond?: number;
+  /** Meter events (their own limit; 1,000 a second live). */
+  meterEventsPerSecond?: number;
+}
+
 interface Result {
   status: number;
   body: unknown;
@@ -218,6 +235,11 @@ export class StripeDouble {
   private readonly defaultMeters: string[];
   private readonly idempotency = new Map<string, StoredIdempotentResult>();
   private faults: ActiveFault[] = [];
+  private limits: Required<RateLimitSpec> | null = null;
+  /** Arrival times (ms) of the requests let through in the last second, per window name. */
+  private readonly windows = new Map<string, number[]>();
+  /** Requests answered 429 by the rate limits (not by injected faults). */
+  rateLimitedCount = 0;
 
   constructor(options: StripeDoubleOptions = {}) {
     this.webhookSecret = options.webhookSecret ?? "whsec_test_secret";
@@ -320,6 +342,13 @@ export class StripeDouble {
     if (!key || !/^(sk|rk)_/.test(key)) {
       const shown = key ? `${key.slice(0, 8)}${"*".repeat(Math.max(0, key.length - 12))}${key.slice(-4)}` : auth;
       return this.errorResponse(401, { type: "invalid_request_error", message: `Invalid API Key provided: ${shown}` }, headers);
+    }
+
+    // Rate limits run before the API's idempotency layer (docs.stripe.com/error-handling).
+    if (this.overLimit(method, path)) {
+      entry.fault = "rate_limit";
+      this.rateLimitedCount++;
+      return this.errorResponse(429, RATE_LIMIT, headers, null);
     }
 
     // Faults that act before the idempotency layer.
@@ -429,6 +458,30 @@ export class StripeDouble {
       remaining: times,
       shouldRetry: spec.shouldRetry,
     });
+  }
+
+  /** Enforce Stripe's rate limits from now on (null: none, the default). */
+  rateLimit(spec: RateLimitSpec | null): void {
+    this.limits = spec && { perEndpointPerSecond: 25, meterEventsPerSecond: 1000, ...spec };
+    this.windows.clear();
+  }
+
+  private overLimit(method: string, path: string): boolean {
+    if (!this.limits) return false;
+    const now = Date.now();
+    const endpoint = `${method} ${path.replace(/\/[a-z]{2,8}_[A-Za-z0-9_]+/g, "/:id")}`;
+    const names =
+      path === "/v1/billing/meter_events"
+        ? [["meter", this.limits.meterEventsPerSecond] as const]
+        : [["all", this.limits.perSecond] as const, [endpoint, this.limits.perEndpointPerSecond] as const];
+    const recent = names.map(([name, limit]) => {
+      const times = (this.windows.get(name) ?? []).filter((t) => now - t < 1000);
+      this.windows.set(name, times);
+      return { times, limit };
+    });
+    if (recent.some(({ times, limit }) => times.length >= limit)) return true;
+    for (const { times } of recent) times.push(now);
+    return false;
   }
 
   clearFaults(): void {

@@ -26,6 +26,7 @@ const IDS = [
   "stripe_calls_10c",
   "stripe_calls_100c",
   "stripe_calls_100c_4x",
+  "sweep_2000",
 ];
 
 interface BenchRow {
@@ -78,6 +79,14 @@ describe("npm run bench (smoke)", () => {
     expect(json.machine.repeat).toBe(1);
     expect(json.rows.map((r) => r.id)).toEqual(IDS);
     for (const row of json.rows) {
+      if (row.id === "sweep_2000") {
+        // Every cent charged reported, and the budget kept every call under Stripe's limit.
+        expect(row.cents_reported).toBe(row.cents_charged);
+        expect(row.cents_charged as number).toBeGreaterThan(0);
+        expect(row.stripe_429_answered).toBe(0);
+        for (const field of ["customers", "stripe_calls", "cycle_seconds"]) expect(row[field], field).toBeGreaterThan(0);
+        continue;
+      }
       if (row.id === "storage") {
         expect(row.ledger_rows).toBeGreaterThan(0);
         continue;
@@ -114,5 +123,21 @@ describe("npm run bench (smoke)", () => {
     expect(json.ratios.floor_vs_plain).toBeGreaterThan(0);
     expect(json.ratios.gateway_vs_floor).toBeGreaterThan(0);
     expect(json.ratios.gateway_stream_vs_js_stream).toBeGreaterThan(0);
+  });
+
+  it("runs one row alone with --only", { timeout: 120_000 }, async () => {
+    const root = join(import.meta.dirname, "..", "..");
+    const jsonPath = join(mkdtempSync(join(tmpdir(), "payg-bench-only-")), "bench.json");
+    const { stdout } = await promisify(execFile)(process.execPath, [join(root, "scripts/bench.mjs"), "--only", "sweep_2000"], {
+      cwd: root,
+      env: { ...process.env, BENCH_SCALE: "0.005", BENCH_REPEAT: "1", BENCH_MAX_SECONDS: "30", BENCH_JSON: jsonPath },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const table = stdout.slice(stdout.indexOf("| id |"));
+    expect(table).toContain("| `sweep_2000` |");
+    expect(table).not.toContain("| `plain` |");
+    const json = JSON.parse(readFileSync(jsonPath, "utf8")) as { rows: BenchRow[] };
+    expect(json.rows.map((r) => r.id)).toEqual(["sweep_2000"]);
+    expect(json.rows[0]).toMatchObject({ stripe_429_answered: 0, cents_reported: json.rows[0]!.cents_charged });
   });
 });

@@ -209,3 +209,16 @@ export async function freshWindow(periodSeconds = 60) {
   const left = periodSeconds * 1000 - (Date.now() % (periodSeconds * 1000));
   if (left < 15_000) await new Promise((resolve) => setTimeout(resolve, left + 50));
 }
+
+/**
+ * A response-metered request's charge once it has settled: a stream settles just after its last
+ * event passed the client, so this waits for it (2 s at most) and fails the test when it never does.
+ */
+export async function settledCharge(customerId: string, requestId: string) {
+  for (let i = 0; i < 100; i++) {
+    const charge = (await customerStub(customerId).requestCharge(requestId)) as Record<string, unknown> | null;
+    if (charge?.status === "settled") return charge;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`request ${requestId} never settled`);
+}

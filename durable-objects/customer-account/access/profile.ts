@@ -20,6 +20,8 @@ export function upsertProfile(context: AccountContext, customerId: string, patch
   // Settle with Stripe under the new plan: prepaid takes its balance from Stripe again.
   if (planChanged && context.config.stripeEnabled) fields.reconcile_needed = 1;
   if (Object.keys(fields).length) context.account.set(fields);
+  // Usage held back by report batching is reported under the plan it was used on.
+  if (planChanged) context.reports.batching.force();
   context.changed();
   context.directory.schedule();
   return { created, customer: context.account.profile() };

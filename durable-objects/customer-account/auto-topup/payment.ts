@@ -1,9 +1,11 @@
 import Stripe from "stripe";
 import { log } from "../../../src/lib/log";
-import { describeError, IDEMPOTENCY_SAFE_MS, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
+import { ENDPOINTS } from "../../../src/lib/stripe-budget";
+import { describeError, IDEMPOTENCY_SAFE_MS, isBudgetSpent, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
 import { HOUR_MS } from "../../../src/lib/time";
 import { backoffMs } from "../core/backoff";
 import type { AccountContext } from "../core/context";
+import { stripePermit } from "../stripe/budget";
 import { AUTO_TOPUP_TIMER, type TopUpRow } from "./auto-topup";
 import { failureReason, topUpFailed, topUpSucceeded } from "./charge";
 
@@ -38,10 +40,19 @@ export async function runAutoTopUp(context: AccountContext, now: number): Promis
     });
     return false;
   }
-  const stripe = stripeClient(context.config);
+  // Its calls come from the budget like every Stripe call, ahead of background work (a payment
+  // keeps a customer's credit from running out); with none free it waits, no attempt counted.
+  const permit = stripePermit(context, "interactive");
+  const lookup = row.attempts > 0 && (row.verify === 1 || !on || now - row.created_at > IDEMPOTENCY_SAFE_MS);
+  await permit.reserve({ [ENDPOINTS.paymentIntentList]: lookup ? 1 : 0, [ENDPOINTS.paymentIntentCreate]: 1 });
+  if (!permit.has(ENDPOINTS.paymentIntentCreate) || (lookup && !permit.has(ENDPOINTS.paymentIntentList))) {
+    context.timers.at(AUTO_TOPUP_TIMER, Date.now() + Math.max(1000, permit.retryAfterMs));
+    return false;
+  }
+  const stripe = stripeClient(context.config, permit);
   const customer = context.account.row.customer_id;
   try {
-    if (row.attempts > 0 && (row.verify === 1 || !on || now - row.created_at > IDEMPOTENCY_SAFE_MS)) {
+    if (lookup) {
       const found = await lookUp(stripe, customer, row);
       if (found) return settle(context, row.id, found);
       // Never sent, and no longer wanted: nothing was charged.
@@ -78,6 +89,12 @@ export async function runAutoTopUp(context: AccountContext, now: number): Promis
       return fail(context, row.id, error.code ?? "card_declined", error.payment_intent?.id ?? null);
     }
     const latest = context.autoTopUp.get(row.id)!;
+    if (isBudgetSpent(error)) {
+      // It never reached Stripe (a lookup's further page): the attempt is not counted.
+      context.autoTopUp.update(row.id, { attempts: Math.max(row.attempts, latest.attempts - (latest.attempts > row.attempts ? 1 : 0)) });
+      context.timers.at(AUTO_TOPUP_TIMER, Date.now() + Math.max(1000, permit.retryAfterMs));
+      return false;
+    }
     if (!isTransientStripeError(error)) {
       log.error(`auto top-up ${row.id}: Stripe refused it`, describeError(error));
       return fail(context, row.id, (error as Stripe.errors.StripeError).code ?? "stripe_error", null, describeError(error));

@@ -28,6 +28,10 @@ ALTER TABLE account ADD COLUMN last_reconciled_at INTEGER;
 ALTER TABLE account ADD COLUMN reconcile_attempted_at INTEGER;
 ALTER TABLE account ADD COLUMN refunds_denied INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN last_refund_denied_at INTEGER;`,
+  v19: `
+ALTER TABLE account ADD COLUMN report_batching INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account ADD COLUMN report_forced INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account ADD COLUMN usage_cut_at INTEGER;`,
 };
 
 /** The one account row: profile, balance (micro-cents) and bookkeeping for Stripe and the directory. */
@@ -60,6 +64,12 @@ export interface AccountRow {
   last_refund_denied_at: number | null;
   directory_seq: number;
   directory_due_at: number | null;
+  /** 1 while the directory shard batches reports (STRIPE_BUDGET): usage waits until it is worth a call. */
+  report_batching: number;
+  /** 1 when usage must go with the next cycle whatever its size (a cohort crossing, a plan change). */
+  report_forced: number;
+  /** When unreported usage was last cut into a report (batching's max_report_delay_seconds counts from it). */
+  usage_cut_at: number | null;
   /** The last journaled charge folded into the grants, the usage rows and this row (journal.ts). */
   folded_seq: number;
   created_at: number;

@@ -135,10 +135,9 @@ export class AccountContext {
       cohorts: this.cohorts,
       emails: this.emails,
       reports: this.reports,
-      otherWorkAt: () => {
-        const times = [this.timers.dueAt(EXPIRY_TIMER), this.periodicReconcileAt()].filter((t): t is number => t !== null);
-        return times.length ? Math.min(...times) : null;
-      },
+      otherWorkAt: () => this.timers.dueAt(EXPIRY_TIMER),
+      reconcileAt: () => this.periodicReconcileAt(),
+      pushWholeRollup: () => this.rollup.pushAll(),
     });
     this.live = new Live(state, { account: this.account, cohorts: this.cohorts, config, minimumMicros: () => this.minimumMicros() });
     this.rollup = new Rollup(this.sql, {
@@ -268,6 +267,8 @@ export class AccountContext {
     const starting = this.starting;
     this.starting = false;
     if (moved.entered.length || moved.left.length) {
+      // Usage held back by report batching goes with the next cycle: Stripe sees the crossing too.
+      this.reports.batching.force();
       this.directory.schedule();
       if (a.deleted_at === null && !starting) this.outbox.crossed(moved, { minimumMicros, lowThresholdMicros, unpaidInvoices: () => this.invoices.unpaidIds() });
     } else if ((a.directory_due_at === null || a.directory_due_at > now) && this.reports.hasWorkNow(now)) {
@@ -301,8 +302,9 @@ export class AccountContext {
       micros > 0 &&
       micros <= this.cohortSlack &&
       (expiryDue === null || now < expiryDue) &&
-      // With Stripe on, changed() also tells the directory about usage to report, until it lists us as due.
-      (!this.config.stripeEnabled || (a.directory_due_at !== null && a.directory_due_at <= now))
+      // With Stripe on, changed() also tells the directory about usage to report, until it lists us
+      // as due (or while batched usage stays under what is worth a report).
+      (!this.config.stripeEnabled || (a.directory_due_at !== null && a.directory_due_at <= now) || this.reports.batching.staysHeld(now, micros))
     );
   }
 

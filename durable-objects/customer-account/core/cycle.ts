@@ -13,8 +13,7 @@ export async function runCycle(context: AccountContext, now: number): Promise<Cy
   // The expiry timer does this on time; the cron, at its own scheduled time, is the safety net.
   expireGrants(context, now);
   if (context.config.stripeEnabled) {
-    context.atomically(() => context.reports.cut());
-    const flushed = await syncWithStripe(context, now);
+    const flushed = await syncWithStripe(context, now, { cut: true });
     result.reported = flushed.sent;
     result.reportErrors = flushed.errors;
   }

@@ -219,6 +219,16 @@ export class Wallet {
     const given = debtBack + intoGrant;
     if (intoGrant > 0) this.grants.adjust(open!, intoGrant);
     const fields = given > 0 ? alsoSet(given) : {};
+    const debtFields = debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields;
+    const closedWith = grant && !open ? micros - debtBack : 0;
+    if (closedWith > 0) {
+      // The grant closed after the clawback: the credit comes back and closes with it, so the books
+      // say it was voided (or expired), not taken back for a refund or dispute that took nothing.
+      this.ledger.entry({ kind: "clawback_reversal", amount: micros, reference, reason, now, grant: grant!.id }, debtFields);
+      const kind = grant!.closed_reason === "expired" ? "expiry" : "void";
+      this.ledger.entry({ kind, amount: -closedWith, reason: `${reason}; ${closedWith} micro-cents of it closed with the grant (${grant!.closed_reason})`, now, grant: grant!.id });
+      return given;
+    }
     this.ledger.entry(
       {
         kind: "clawback_reversal",
@@ -228,7 +238,7 @@ export class Wallet {
         now,
         grant: grant?.id ?? null,
       },
-      debtBack > 0 ? { ...fields, debt: this.debt - debtBack } : fields,
+      debtFields,
     );
     return given;
   }

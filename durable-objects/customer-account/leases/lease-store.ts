@@ -1,7 +1,7 @@
 import type { BucketCounter } from "./protocol";
 
 export const LEASE_TABLES = {
-  v17: `
+  v21: `
 CREATE TABLE IF NOT EXISTS leases (
   id TEXT PRIMARY KEY,
   isolate TEXT NOT NULL,

@@ -1,6 +1,6 @@
 import type { Config } from "../../../src/lib/config";
 import { HOUR_MS } from "../../../src/lib/time";
-import { directoryStub } from "../../directory/contract";
+import { directoryFor } from "../../directory/contract";
 import type { CustomerRollup } from "../../directory/rollup";
 import type { AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
@@ -86,6 +86,12 @@ export class Rollup {
     };
   }
 
+  /** Everything again, every hour the directory keeps: for a shard that has never seen this customer (it moved). */
+  async pushAll(): Promise<void> {
+    this.sql.exec("UPDATE rollup_state SET watermark = 0 WHERE id = 1");
+    await this.push();
+  }
+
   /** The timer's handler. A failed push leaves the watermark, so the retry sends the same hours. */
   async push(): Promise<void> {
     if (!this.deps.account.exists) return;
@@ -94,7 +100,7 @@ export class Rollup {
     const rollup = this.build(now);
     this.sql.exec("UPDATE rollup_state SET seq = ? WHERE id = 1", rollup.seq);
     const { env } = this.deps;
-    await directoryStub(env).rollup(rollup);
+    await directoryFor(env, rollup.customerId, this.deps.config().DIRECTORY_SHARDS).rollup(rollup);
     // Rows written while the push was on its way have updated_at >= now: the next push takes them.
     this.sql.exec("UPDATE rollup_state SET pushed_at = ?, watermark = ? WHERE id = 1", now, now);
   }

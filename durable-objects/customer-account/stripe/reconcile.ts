@@ -1,5 +1,6 @@
 import type Stripe from "stripe";
 import { MICROS_PER_CENT } from "../../../src/lib/money";
+import type { StripePermit } from "../../../src/lib/stripe-budget";
 import { stripeClient } from "../../../src/lib/stripe-client";
 import { markDeleted } from "../access/profile";
 import type { AccountContext } from "../core/context";
@@ -32,8 +33,8 @@ export function stripeAgrees(context: AccountContext, stripeBalanceCents: number
  * Only run with every report settled, so Stripe's number is never ambiguous about what it
  * already contains.
  */
-export async function reconcile(context: AccountContext, reason = "stripe reconcile"): Promise<void> {
-  const customer = await stripeClient(context.config).customers.retrieve(context.account.row.customer_id);
+export async function reconcile(context: AccountContext, permit: StripePermit, reason = "stripe reconcile"): Promise<void> {
+  const customer = await stripeClient(context.config, permit).customers.retrieve(context.account.row.customer_id);
   const now = Date.now();
   // A report queued while we waited (a webhook's top-up, a clawback) is not in Stripe's number yet.
   if (context.reports.pendingBalanceCount() > 0) {

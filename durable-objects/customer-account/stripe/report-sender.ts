@@ -1,6 +1,7 @@
 import type Stripe from "stripe";
 import { log } from "../../../src/lib/log";
-import { describeError, IDEMPOTENCY_SAFE_MS, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
+import { ENDPOINTS, type StripePermit } from "../../../src/lib/stripe-budget";
+import { describeError, IDEMPOTENCY_SAFE_MS, isBudgetSpent, isTransientStripeError, stripeClient } from "../../../src/lib/stripe-client";
 import { backoffMs } from "../core/backoff";
 import { DESCRIPTIONS, MAX_ATTEMPTS, type ReportKind, type ReportRow, type SendOutcome, type StripeReports } from "./reports";
 
@@ -12,12 +13,17 @@ import { DESCRIPTIONS, MAX_ATTEMPTS, type ReportKind, type ReportRow, type SendO
  */
 
 /** Sends pending reports whose backoff has passed (all of them with ignoreBackoff). */
-export async function flushReports(reports: StripeReports, now: number, ignoreBackoff = false): Promise<{ sent: number; errors: number; pending: number }> {
+export async function flushReports(reports: StripeReports, permit: StripePermit, now: number, ignoreBackoff = false): Promise<{ sent: number; errors: number; pending: number }> {
   let sent = 0;
   let errors = 0;
   const due = reports.due(now, ignoreBackoff);
   for (const report of due) {
-    const outcome = await sendReport(reports, report, now);
+    // No call left in this batch's grant: the rest wait for a later cycle, with no attempt counted.
+    if (!permit.has(report.kind === "meter_event" ? ENDPOINTS.meterEventCreate : ENDPOINTS.balanceTransactionCreate)) {
+      waitForBudget(reports, permit);
+      break;
+    }
+    const outcome = await sendReport(reports, permit, report, now);
     if (outcome === "sent") sent++;
     else errors++;
     if (outcome === "rate_limited") break;
@@ -31,8 +37,8 @@ export async function flushReports(reports: StripeReports, now: number, ignoreBa
  * been lost on the way back), and sent only if it is not there; a report still unsettled keeps
  * the reconcile waiting, and a lookup Stripe cannot answer stops here (the backoff resumes).
  */
-export async function settleBalanceReports(reports: StripeReports, now: number): Promise<void> {
-  const stripe = stripeClient(reports.config());
+export async function settleBalanceReports(reports: StripeReports, permit: StripePermit, now: number): Promise<void> {
+  const stripe = stripeClient(reports.config(), permit);
   const customerId = reports.account.row.customer_id;
   const rows = reports.pendingBalanceReports();
   for (const report of rows) {
@@ -44,13 +50,18 @@ export async function settleBalanceReports(reports: StripeReports, now: number):
       return;
     }
     if (found) reports.markSent(report, found.id, found.ending_balance, now);
-    else if ((await sendReport(reports, reports.byId(report.report_id)!, now)) === "rate_limited") return;
+    else if ((await sendReport(reports, permit, reports.byId(report.report_id)!, now)) === "rate_limited") return;
   }
 }
 
-async function sendReport(reports: StripeReports, report: ReportRow, now: number): Promise<SendOutcome> {
+/** Stripe work waits until the budget is likely to have calls again (the directory is told when). */
+export function waitForBudget(reports: StripeReports, permit: StripePermit): void {
+  reports.budgetWaitUntil = Math.max(reports.budgetWaitUntil, Date.now() + Math.max(1000, permit.retryAfterMs));
+}
+
+async function sendReport(reports: StripeReports, permit: StripePermit, report: ReportRow, now: number): Promise<SendOutcome> {
   const config = reports.config();
-  const stripe = stripeClient(config);
+  const stripe = stripeClient(config, permit);
   const customerId = reports.account.row.customer_id;
   let key = report.idempotency_key;
   const theirs = reports.account.row.stripe_currency;
@@ -97,6 +108,12 @@ async function sendReport(reports: StripeReports, report: ReportRow, now: number
     }
     return "sent";
   } catch (error) {
+    if (isBudgetSpent(error)) {
+      // It never reached Stripe: the attempt it counted is given back.
+      reports.notAttempted(report);
+      waitForBudget(reports, permit);
+      return "rate_limited";
+    }
     const attempts = report.attempts + 1;
     const message = describeError(error);
     const status = (error as { statusCode?: number }).statusCode;

@@ -3,10 +3,12 @@ import { type Config, meterByName } from "../../../src/lib/config";
 import type { Plan } from "../../../src/lib/customer";
 import { log } from "../../../src/lib/log";
 import { formatCents, MAX_STRIPE_AMOUNT_CENTS, MICROS_PER_CENT } from "../../../src/lib/money";
+import { IDEMPOTENCY_SAFE_MS } from "../../../src/lib/stripe-client";
 import type { AccountRow, AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
 import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { ReportRetention } from "../retention/reports";
+import { ReportBatching } from "./report-batching";
 
 export const REPORT_TABLES = {
   v1: `
@@ -98,6 +100,10 @@ export function dueToStripe(pendingUsageMicros: number): { cents: number; remain
  */
 export class StripeReports {
   readonly retention: ReportRetention;
+  /** Whether usage waits for a report worth its call (STRIPE_BUDGET): report-batching.ts. */
+  readonly batching: ReportBatching;
+  /** Until when Stripe work waits because the budget had no calls for it (in memory: after a reload it just asks again). */
+  budgetWaitUntil = 0;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -107,6 +113,7 @@ export class StripeReports {
     timers: Timers,
   ) {
     this.retention = new ReportRetention(sql, timers, config);
+    this.batching = new ReportBatching(config, account);
   }
 
   /**
@@ -180,18 +187,20 @@ export class StripeReports {
 
   /**
    * Moves unreported usage into report rows before any network call, so a crash loses nothing;
-   * each row within Stripe's 8 digits of minor units.
+   * each row within Stripe's 8 digits of minor units. While reports are batched, prepaid usage
+   * is cut only once it is worth a call (usageWorthReporting); meter events (what post-paid
+   * invoices bill) are cut every cycle.
    */
-  cut(): void {
+  cut(now = Date.now()): void {
     const config = this.config();
     const due = dueToStripe(this.account.row.pending_usage);
-    if (due.cents !== 0) {
+    if (due.cents !== 0 && this.batching.usageWorthReporting(now)) {
       for (let left = due.cents; left !== 0; ) {
         const part = Math.sign(left) * Math.min(Math.abs(left), MAX_STRIPE_AMOUNT_CENTS);
         this.insert("usage_debit", newId("payg_usage"), part);
         left -= part;
       }
-      this.account.set({ pending_usage: due.remainderMicros });
+      this.account.set({ pending_usage: due.remainderMicros, usage_cut_at: now, report_forced: 0 });
     }
     for (const row of this.sql.exec("SELECT meter, quantity FROM meter_pending WHERE quantity > 0").toArray()) {
       const meter = meterByName(config, row.meter as string);
@@ -214,11 +223,20 @@ export class StripeReports {
     }
   }
 
+  /** Calls the due reports need, per endpoint: what a cycle asks its shard for, in one RPC. */
+  callsDue(now: number): { balance: number; lookups: number; meter: number } {
+    const q = `SELECT COALESCE(SUM(kind != 'meter_event'), 0) AS balance, COALESCE(SUM(kind != 'meter_event' AND (verify = 1 OR created_at < ?)), 0) AS lookups, COALESCE(SUM(kind = 'meter_event'), 0)
+      + (SELECT COUNT(*) FROM meter_pending WHERE quantity > 0) + (SELECT COUNT(*) FROM cost_pending WHERE micros >= ?) AS meter FROM reports WHERE status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?`;
+    const r = this.sql.exec(q, Date.now() - IDEMPOTENCY_SAFE_MS, MICROS_PER_CENT, now).one();
+    const usage = this.batching.usageWorthReporting(now) ? Math.ceil(Math.abs(dueToStripe(this.account.row.pending_usage).cents) / MAX_STRIPE_AMOUNT_CENTS) : 0;
+    return { balance: (r.balance as number) + usage, lookups: r.lookups as number, meter: r.meter as number };
+  }
+
   /** Usage or reports for Stripe right now (whatever the plan: usage from before a plan change counts). */
   hasWorkNow(now: number): boolean {
     const a = this.account.row;
     if (!this.config().stripeEnabled) return false;
-    if (Math.abs(a.pending_usage) >= MICROS_PER_CENT || a.reconcile_needed) return true;
+    if (this.batching.usageWorthReporting(now) || a.reconcile_needed) return true;
     if (this.sql.exec("SELECT 1 FROM meter_pending WHERE quantity > 0 LIMIT 1").toArray().length) return true;
     // A cost meter's fraction of a cent waits for the next cent.
     if (this.sql.exec("SELECT 1 FROM cost_pending WHERE micros >= ? LIMIT 1", MICROS_PER_CENT).toArray().length) return true;
@@ -277,6 +295,11 @@ export class StripeReports {
   /** An attempt begins: counted before the call, so a crash mid-call still counts it. */
   attempted(report: ReportRow): void {
     this.sql.exec("UPDATE reports SET attempts = attempts + 1 WHERE seq = ?", report.seq);
+  }
+
+  /** The budget kept an attempt from leaving (a lookup's page, say): it does not count. */
+  notAttempted(report: ReportRow): void {
+    this.sql.exec("UPDATE reports SET attempts = MAX(0, attempts - 1) WHERE seq = ? AND attempts > ?", report.seq, report.attempts);
   }
 
   /** Stripe could not answer: tried again at `at`; `verify` makes the next attempt look the report up first. */

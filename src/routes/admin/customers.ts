@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { type AppEnv, customerStub, directoryStub } from "../../env";
+import { type AppEnv, allShards, customerStub, mergeCustomerPages } from "../../env";
 import { jsonBody, queryInt } from "../../http";
 import { CUSTOMER_ID } from "../../lib/api-key-format";
 import { ApiError } from "../../lib/errors";
@@ -54,7 +54,10 @@ export const customers = new Hono<AppEnv>();
 customers.get("/customers", async (c) => {
   const limit = queryInt(c, "limit", 50, 1, 500);
   const q = c.req.query("q")?.trim().slice(0, 200) || null;
-  return c.json(await directoryStub(c.env).customers(c.req.query("cursor") ?? null, limit, q));
+  const cursor = c.req.query("cursor") ?? null;
+  // Every shard is searched at once; their pages are merged by id.
+  const pages = await Promise.all(allShards(c.env, c.var.config.DIRECTORY_SHARDS).map((shard) => shard.customers(cursor, limit, q)));
+  return c.json(mergeCustomerPages(pages, limit));
 });
 
 customers.put("/customers/:id", async (c) => {

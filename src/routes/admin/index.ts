@@ -2,10 +2,8 @@ import { Hono } from "hono";
 import { methodNotAllowed } from "hono/method-not-allowed";
 import type { AppEnv } from "../../env";
 import { errorBody } from "../../lib/errors";
-import { formatCents } from "../../lib/money";
 import { adminAuth } from "../../middleware/admin-auth";
 import { limitBody } from "../../middleware/body-limit";
-import { paymentsStatus } from "../../payments/offer";
 import { autoTopUp } from "./auto-top-up";
 import { cohorts } from "./cohorts";
 import { customers } from "./customers";
@@ -15,6 +13,7 @@ import { grants } from "./grants";
 import { overview } from "./overview";
 import { portalSessions } from "./portal-sessions";
 import { reports } from "./reports";
+import { status } from "./status";
 import { storage } from "./storage";
 import { topUps } from "./topups";
 import { usage } from "./usage";
@@ -38,19 +37,7 @@ admin.use(
   }),
 );
 
-admin.get("/status", async (c) => {
-  const config = c.var.config;
-  return c.json({
-    stripe: config.stripeEnabled ? "on" : "off",
-    email_delivery: config.emailDelivery,
-    origin: config.ORIGIN_URL,
-    // Exact, as configured: a sub-cent price is a decimal string, never a float.
-    default_price_cents: formatCents(config.PRICING.fallback.priceMicros),
-    minimum_balance_cents: config.GOVERNANCE.minimum_balance_cents,
-    payments: await paymentsStatus(config),
-  });
-});
-
+admin.route("/", status);
 admin.route("/", customers);
 admin.route("/", cohorts);
 admin.route("/", emails);

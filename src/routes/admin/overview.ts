@@ -1,16 +1,16 @@
 import { Hono } from "hono";
-import { type AppEnv, directoryStub } from "../../env";
+import { type AppEnv, allShards, sumOverviews } from "../../env";
 import { COHORTS } from "../../lib/config";
 import { formatCents, formatMoney, microsToWholeCents } from "../../lib/money";
 import { DAY_MS } from "../../lib/time";
 import { totalsByMeter, usageJson } from "../../usage";
 
-/** `/admin/overview`: the numbers across customers the dashboard's overview shows, from the directory's rollup. */
+/** `/admin/overview`: the numbers across customers the dashboard's overview shows, the directory shards' rollups summed. */
 export const overview = new Hono<AppEnv>();
 
 overview.get("/overview", async (c) => {
   const currency = c.var.config.PRICING.currency;
-  const o = await directoryStub(c.env).overview();
+  const o = sumOverviews(await Promise.all(allShards(c.env, c.var.config.DIRECTORY_SHARDS).map((shard) => shard.overview())));
   const now = Date.now();
   const points = o.usage.map((u) => ({ meter: u.meter, at: u.hour, requests: u.requests, micros: u.micros }));
   return c.json({

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { expireGrants } from "../../../durable-objects/customer-account/credit/credits";
 import { sha256Hex } from "../../../src/lib/api-key-format";
-import { admin, customerStub, gateway, gatewayWith, ORIGIN, withKey } from "../helpers";
+import { admin, customerStub, gateway, gatewayWith, ORIGIN, settledCharge, withKey } from "../helpers";
 import { llmOrigin } from "../llm-origin";
 import { call, mcp, mcpServer } from "../mcp-origin";
 import { server } from "../setup";
@@ -316,13 +316,7 @@ describe("every money feature on one customer (property)", () => {
               if (response.status === 402) break;
               expect(response.status).toBe(200);
               // Charged what the usage says, to the micro-cent, past the hold too (into debt).
-              const requestId = response.headers.get("x-request-id")!;
-              let charge = await stub.requestCharge(requestId);
-              // A stream settles once its last event has passed, just after the client read it.
-              for (let i = 0; i < 100 && charge?.status !== "settled"; i++) {
-                await new Promise((r) => setTimeout(r, 20));
-                charge = await stub.requestCharge(requestId);
-              }
+              const charge = await settledCharge(id, response.headers.get("x-request-id")!);
               expect(charge).toMatchObject({ status: "settled", charged_exact_cents: String(chatMicros(step) / CENT) });
               chatCharged += chatMicros(step);
               break;

@@ -449,3 +449,35 @@ describe("MailChannels double", () => {
     expect(mail.sent).toHaveLength(1);
   });
 });
+
+describe("Stripe double: rate limits (as a sandbox enforces them)", () => {
+  it("answers 429 rate_limit past the per-endpoint limit, counts meter events apart, and lets calls through again a second later", async () => {
+    const { stripe: double } = connect();
+    double.rateLimit({ perSecond: 25, perEndpointPerSecond: 5, meterEventsPerSecond: 3 });
+    const client = sdk();
+    const a = double.createCustomer({});
+    const b = double.createCustomer({});
+    // One endpoint whatever the customer: 5 of these 8 go through.
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => client.customers.createBalanceTransaction(i % 2 ? a.id : b.id, { amount: 1, currency: "usd" }, { idempotencyKey: `rl-${i}` })),
+    );
+    const refused = results.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason as Stripe.errors.StripeError);
+    expect(refused).toHaveLength(3);
+    for (const error of refused) expect(error).toMatchObject({ statusCode: 429, code: "rate_limit" });
+    expect(double.rateLimitedCount).toBe(3);
+    // Nothing refused was executed, and the SDK did not retry it (no Stripe-Should-Retry).
+    expect(double.balanceOf(a.id) + double.balanceOf(b.id)).toBe(5);
+    expect(calls(double, "POST", /balance_transactions$/)).toHaveLength(8);
+    // Another endpoint still has its own 5, and meter events their own limit.
+    await client.customers.retrieve(a.id);
+    const meter = await Promise.allSettled(
+      Array.from({ length: 4 }, (_, i) =>
+        client.billing.meterEvents.create({ event_name: "api_requests", payload: { stripe_customer_id: a.id, value: "1" }, identifier: `m${i}` }),
+      ),
+    );
+    expect(meter.filter((r) => r.status === "fulfilled")).toHaveLength(3);
+    await new Promise((resolve) => setTimeout(resolve, 1050));
+    await client.customers.createBalanceTransaction(a.id, { amount: 1, currency: "usd" });
+    expect(double.rateLimitedCount).toBe(4);
+  });
+});

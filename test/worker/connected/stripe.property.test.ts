@@ -1,6 +1,9 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
+import type { Directory } from "../../../durable-objects/directory/index";
 import type { FaultKind } from "../../doubles/stripe-double";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliver, settle } from "./doubles";
@@ -16,7 +19,8 @@ type Op =
   | { kind: "failRefund"; pick: number }
   | { kind: "dispute"; pick: number; inquiry: boolean; cents: number }
   | { kind: "moveDispute"; pick: number; next: number }
-  | { kind: "x402"; fault: "lost_after_commit" | "timeout" | null; replay: boolean };
+  | { kind: "x402"; fault: "lost_after_commit" | "timeout" | null; replay: boolean }
+  | { kind: "batching"; on: boolean };
 
 /** Where a dispute may go next (as the double allows: refunds.ts). */
 const NEXT: Record<string, Stripe.Dispute.Status[]> = {
@@ -46,6 +50,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("failRefund" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("dispute" as const), pick: fc.nat(), inquiry: fc.boolean(), cents: fc.integer({ min: 1, max: 500 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("moveDispute" as const), pick: fc.nat(), next: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("batching" as const), on: fc.boolean() }) },
   // An agent paying a 402 over x402 (a facilitator whose settle answer may be lost, or may time out), or replaying its last payment.
   {
     weight: 2,
@@ -66,12 +71,24 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
+/**
+ * Report batching on or off in the directory (one shard here), as the shard decides it when the
+ * customers due outnumber the Stripe budget: on until `until`; off at 1 (the next claim then
+ * releases the usage held back). Test files run one at a time, so no other test sees it.
+ */
+async function setBatching(until: number) {
+  const ns = env.DIRECTORY as DurableObjectNamespace<Directory>;
+  await runInDurableObject(ns.get(ns.idFromName("global")), (_i, state) => void state.storage.sql.exec("UPDATE shard_state SET batching_until = ?", until));
+}
+
 describe("Stripe and the edge agree to the cent (property)", () => {
-  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout and x402), refunds (some failing later), disputes in every status, duplicated and reordered webhooks and faulty cron runs", {
+  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout and x402), refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching", {
     timeout: 240_000,
   }, async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), fc.integer({ min: 0, max: 30 }), async (ops, startCredit) => {
+      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), fc.integer({ min: 0, max: 30 }), fc.boolean(), async (ops, startCredit, recoverBatched) => {
+        // Each run starts with batching off, whatever the run before left.
+        await setBatching(1);
         const { stripe } = connect();
         const x402 = facilitator();
         const payer = agent(x402.double);
@@ -84,6 +101,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
         let consumedMicros = 0;
         let t = Date.now();
+        let batching = false;
         const payments: string[] = [];
         const refunds: string[] = [];
         const disputes: string[] = [];
@@ -134,6 +152,9 @@ describe("Stripe and the edge agree to the cent (property)", () => {
             const dispute = disputes[step.pick % Math.max(1, disputes.length)];
             const next = dispute ? NEXT[stripe.getDispute(dispute)!.status] : undefined;
             if (next?.length) stripe.moveDispute(dispute!, next[step.next % next.length]!);
+          } else if (step.kind === "batching") {
+            batching = step.on;
+            await setBatching(step.on ? t + 30 * 86_400_000 : 1);
           } else if (step.kind === "deliver") {
             queue.push(...stripe.takeEvents());
             const pool = step.duplicate && delivered.length ? delivered : queue;
@@ -152,11 +173,13 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         }
 
         // Recovery: every event delivered (late, in reverse, some twice), cron runs until settled.
+        // Batching ends, or stays on and max_report_delay_seconds (a day) passes.
+        if (batching && !recoverBatched) await setBatching(1);
         queue.push(...stripe.takeEvents());
         for (const event of [...queue.reverse(), ...delivered.slice(0, 3)]) expect((await deliver(stripe, event)).status).toBe(200);
         for (let i = 0; i < 3; i++) {
           await settle(id);
-          t += 3_600_000;
+          t += batching && recoverBatched && i === 0 ? 86_400_000 : 3_600_000;
           await cron(t);
           for (const event of stripe.takeEvents()) expect((await deliver(stripe, event)).status).toBe(200);
         }
@@ -199,5 +222,6 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         markInterruptAsFailure: true,
       },
     );
+    await setBatching(1);
   });
 });

@@ -19,6 +19,16 @@ async function brokeCustomer(stripe: ReturnType<typeof connect>["stripe"]) {
 const balanceOf = async (id: string) => (await admin("GET", `/customers/${id}`)).body.balance.available_exact_cents as string;
 const grantsOf = async (id: string) => (await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; amount_cents: number; reason: string }[];
 
+/** A customer with no credit, the facilitator double, and an agent's signed answer to the 402 the customer got. */
+async function paidRetry() {
+  const { stripe } = connect();
+  const { double, call } = facilitator();
+  const { id, key } = await brokeCustomer(stripe);
+  const { client } = agent(double);
+  const signature = await signedFor(client, paymentRequiredOf(await call(key)));
+  return { double, call, id, key, signature };
+}
+
 describe("x402: a 402 an agent can pay (happy)", () => {
   it("offers a pack in PAYMENT-REQUIRED and in the body; the official client pays it, is served and charged once", async () => {
     const { stripe } = connect();
@@ -55,11 +65,7 @@ describe("x402: a 402 an agent can pay (happy)", () => {
   });
 
   it("replays a payment already credited with its first receipt: served from the balance, credited once", async () => {
-    const { stripe } = connect();
-    const { double, call } = facilitator();
-    const { id, key } = await brokeCustomer(stripe);
-    const { client } = agent(double);
-    const signature = await signedFor(client, paymentRequiredOf(await call(key)));
+    const { double, call, id, key, signature } = await paidRetry();
 
     const first = await call(key, "/v1/x", { headers: { "payment-signature": signature } });
     expect(first.status).toBe(200);
@@ -75,11 +81,7 @@ describe("x402: a 402 an agent can pay (happy)", () => {
 
 describe("x402: exactly once whatever fails (error)", () => {
   it("a settle that committed but whose answer was lost is not repeated: the chain says the authorization was used, credited once", async () => {
-    const { stripe } = connect();
-    const { double, call } = facilitator();
-    const { id, key } = await brokeCustomer(stripe);
-    const { client } = agent(double);
-    const signature = await signedFor(client, paymentRequiredOf(await call(key)));
+    const { double, call, id, key, signature } = await paidRetry();
     double.inject("/settle", "lost_after_commit");
 
     const paid = await call(key, "/v1/x", { headers: { "payment-signature": signature } });
@@ -96,11 +98,7 @@ describe("x402: exactly once whatever fails (error)", () => {
   });
 
   it("a settle that timed out before committing credits nothing; the same payment retried settles once", async () => {
-    const { stripe } = connect();
-    const { double, call } = facilitator();
-    const { id, key } = await brokeCustomer(stripe);
-    const { client } = agent(double);
-    const signature = await signedFor(client, paymentRequiredOf(await call(key)));
+    const { double, call, id, key, signature } = await paidRetry();
     double.inject("/settle", "timeout");
 
     const failed = await call(key, "/v1/x", { headers: { "payment-signature": signature } });
@@ -117,11 +115,7 @@ describe("x402: exactly once whatever fails (error)", () => {
   });
 
   it("a lost settle answer with the chain unreachable credits nothing and says so (502 payment_unconfirmed)", async () => {
-    const { stripe } = connect();
-    const { double, call } = facilitator();
-    const { id, key } = await brokeCustomer(stripe);
-    const { client } = agent(double);
-    const signature = await signedFor(client, paymentRequiredOf(await call(key)));
+    const { double, call, id, key, signature } = await paidRetry();
     double.inject("/settle", "lost_after_commit");
     double.inject("eth_call", "500");
     double.inject("eth_call", "500");
@@ -132,11 +126,7 @@ describe("x402: exactly once whatever fails (error)", () => {
   });
 
   it("the facilitator down at /verify settles nothing and credits nothing (502)", async () => {
-    const { stripe } = connect();
-    const { double, call } = facilitator();
-    const { id, key } = await brokeCustomer(stripe);
-    const { client } = agent(double);
-    const signature = await signedFor(client, paymentRequiredOf(await call(key)));
+    const { double, call, id, key, signature } = await paidRetry();
     double.inject("/verify", "500");
     const down = await call(key, "/v1/x", { headers: { "payment-signature": signature } });
     expect(down.status).toBe(502);
@@ -184,11 +174,7 @@ describe("x402: a payment that does not pay what was offered is refused before s
   });
 
   it("a forged signature and an empty wallet are refused by the facilitator", async () => {
-    const { stripe } = connect();
-    const { double, call } = facilitator();
-    const { id, key } = await brokeCustomer(stripe);
-    const { client } = agent(double);
-    const signature = await signedFor(client, paymentRequiredOf(await call(key)));
+    const { double, call, id, key, signature } = await paidRetry();
     const payload = JSON.parse(atob(signature));
     payload.payload.authorization.from = "0x3333333333333333333333333333333333333333";
     const forged = await call(key, "/v1/x", { headers: { "payment-signature": btoa(JSON.stringify(payload)) } });

@@ -69,7 +69,11 @@ const DEPLOYED = [
   "65a93de2e9b3cc84620d887e6451b60fc1e3b08961d911f5a5fa779a08bdf372",
   // v18: agent_payments (x402 and MPP top-ups).
   "82c5df6cf016488d6c2f19734c8b651a8b56295eb4ef3e86641f09d3f7dafdbb",
-  // v19: credit leases.
+  // v19: report batching (STRIPE_BUDGET).
+  "6173372e78081761ffd9aff6b06e2eed30c734eac5a9616cc5b3f1808c72ae17",
+  // v20: reserved for issue 35 (its charge time tables replace this hash when they land).
+  "e004ebd5b5532a4b85984a62f8ad48a81aa3460c1ca07701f386135d72cdecf5",
+  // v21: credit leases.
   "1714940a929ae0296bd78f663bfe9496aaf5c687a44889d74d7262357e8dc1c2",
 ];
 
@@ -237,20 +241,31 @@ describe("the directory's and the dispatcher's schemas run through the same migr
     expect(await Promise.all(DISPATCHER_MIGRATIONS.map((m) => sha256Hex(m)))).toEqual(DISPATCHER_DEPLOYED);
     const ns = env.DIRECTORY as DurableObjectNamespace<Directory>;
     const stub = ns.get(ns.idFromName(uniqueId("dir")));
-    // As the code before versions left it: the tables, a row, no schema_version.
+    // As the code before versions left it: version 1's tables (no shard state), rows, no schema_version.
     await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec("DROP TABLE schema_version");
-      state.storage.sql.exec("INSERT INTO sweep (id, now) VALUES (1, 42)");
+      const sql = state.storage.sql;
+      sql.exec("DROP TABLE schema_version");
+      sql.exec("DROP TABLE shard_state");
+      sql.exec("DROP INDEX customers_held");
+      sql.exec("ALTER TABLE customers DROP COLUMN held_since");
+      sql.exec("DROP INDEX customers_work");
+      sql.exec("ALTER TABLE customers DROP COLUMN work_at");
+      sql.exec("INSERT INTO sweep (id, now) VALUES (1, 42)");
+      sql.exec("INSERT INTO customers (id, email, name, deleted, due_at, lease_until, seq, updated_at) VALUES ('cus_old', 'o@example.com', 'Old', 0, 1000, 0, 3, 1000)");
     });
     await evictDurableObject(stub);
     const after = await runInDurableObject(stub, (_instance, state) => ({
       version: state.storage.sql.exec("SELECT version FROM schema_version").one().version,
       sweep: state.storage.sql.exec("SELECT now FROM sweep").one().now,
+      shard: state.storage.sql.exec("SELECT shard, shards, placed_for, share_ppm FROM shard_state").one(),
     }));
-    expect(after).toEqual({ version: DIRECTORY_MIGRATIONS.length, sweep: 42 });
+    expect(after).toEqual({ version: DIRECTORY_MIGRATIONS.length, sweep: 42, shard: { shard: 0, shards: 1, placed_for: 1, share_ppm: 1_000_000 } });
+    // Its customer is still listed and still due, with nothing held back.
+    expect(await stub.claimDue(2000, 10)).toMatchObject({ customerIds: ["cus_old"], batching: false });
+    expect((await stub.customers(null, 10)).customers).toEqual([expect.objectContaining({ id: "cus_old", email: "o@example.com", due_at: 1000 })]);
   });
 });
 
 /** The directory's and the dispatcher's migrations as deployed: append a hash, never change one. */
-const DIRECTORY_DEPLOYED = ["e390d294873d24850e6c20dcf60f4b830af208052b9498f08092d7ef1eb11a74"];
+const DIRECTORY_DEPLOYED = ["e390d294873d24850e6c20dcf60f4b830af208052b9498f08092d7ef1eb11a74", "7e3b836357f0a7bfec769e1819e12e773d9a5748592f334b14feb2f5075e1202"];
 const DISPATCHER_DEPLOYED = ["8ad858c0eb483139abc99f387e816574f1d2cf839a2f596256c1be1cfc77d161", "2ecf13c459dcb4349b4cb47c2ee860839d8a43e5b69f0dfcec9cacb6665da0e7"];

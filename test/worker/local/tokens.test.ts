@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { ModelPrices } from "../../../src/lib/meters";
 import { holdCost, tokensCost } from "../../../src/tokens/prices";
 import { countsOf } from "../../../src/tokens/usage";
-import { admin, customerStub, customerWithCredit, gateway, withKey } from "../helpers";
+import { admin, customerWithCredit, gateway, settledCharge, withKey } from "../helpers";
 import { llmOrigin } from "../llm-origin";
 
 // Tokens meters (units = "tokens") against the LLM double of ../llm-origin.ts, with the project's
@@ -22,15 +22,7 @@ function post(key: string, api: "chat" | "responses" | "messages", body: unknown
 }
 const usage = (u: unknown) => ({ usage: JSON.stringify(u) });
 
-async function record(id: string, response: Response) {
-  const requestId = response.headers.get("x-request-id")!;
-  for (let i = 0; i < 100; i++) {
-    const charge = (await customerStub(id).requestCharge(requestId)) as Record<string, unknown> | null;
-    if (charge?.status === "settled") return charge;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`request ${requestId} never settled`);
-}
+const record = (id: string, response: Response) => settledCharge(id, response.headers.get("x-request-id")!);
 
 async function balance(id: string): Promise<string> {
   return (await admin("GET", `/customers/${id}`)).body.balance.available_exact_cents;

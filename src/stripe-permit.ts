@@ -1,0 +1,46 @@
+import { shardOf } from "../durable-objects/directory/contract";
+import { directoryShard } from "./env";
+import type { Config } from "./lib/config";
+import { ApiError } from "./lib/errors";
+import { type BudgetSource, StripePermit } from "./lib/stripe-budget";
+
+/** Checkout waits at most this long for a call before its customer hears 429. */
+export const CHECKOUT_WAIT_MS = 1_000;
+
+function permitOn(env: Env, shard: number, priority: "background" | "interactive"): StripePermit {
+  return new StripePermit(directoryShard(env, shard) as unknown as BudgetSource, priority);
+}
+
+/**
+ * The worker's Stripe calls take from the budget too. Checkout: from the customer's shard, in the
+ * share background work leaves it; if no call is free within a second (another shard tried when
+ * there are several), the customer gets 429 with Retry-After, never a silent wait.
+ */
+export async function checkoutPermit(env: Env, config: Config, customerId: string, endpoint: string): Promise<StripePermit> {
+  const shards = config.DIRECTORY_SHARDS;
+  const mine = shardOf(customerId, shards);
+  const deadline = Date.now() + CHECKOUT_WAIT_MS;
+  let retryAfterMs = 0;
+  for (const shard of shards > 1 ? [mine, (mine + 1 + Math.floor(Math.random() * (shards - 1))) % shards] : [mine]) {
+    for (;;) {
+      const permit = permitOn(env, shard, "interactive");
+      await permit.reserve({ [endpoint]: 1 });
+      if (permit.has(endpoint)) return permit;
+      retryAfterMs = permit.retryAfterMs;
+      if (Date.now() + retryAfterMs > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, retryAfterMs));
+    }
+  }
+  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  throw new ApiError(
+    "rate_limited",
+    `Stripe's rate limit is shared by every customer of this API and is in full use right now; try the top-up again in ${seconds} s.`,
+    { retry_after_seconds: seconds },
+    { "retry-after": String(seconds) },
+  );
+}
+
+/** Webhook lookups: background calls from a shard picked by the event (spread across shards); refused ones fail the delivery, which Stripe repeats. */
+export function lookupPermit(env: Env, config: Config, eventId: string): StripePermit {
+  return permitOn(env, shardOf(eventId, config.DIRECTORY_SHARDS), "background");
+}
