@@ -4,8 +4,8 @@ import { log } from "../lib/log";
 import { centsToMicros } from "../lib/money";
 import { type Attempt, LeaseHolder, type LeaseSpend } from "./holder";
 
-/** This isolate, as lease rows name it. */
-const ISOLATE = crypto.randomUUID();
+/** This isolate, as lease rows name it: drawn on first use (Workers refuse random values at global scope). */
+let isolate: string | undefined;
 const holders = new Map<string, LeaseHolder>();
 /** Requests paid from a lease, so the refund of an origin failure goes back to it. */
 const spends = new WeakMap<object, { holder: LeaseHolder; spend: LeaseSpend }>();
@@ -30,7 +30,11 @@ function holderFor(config: Config, customerId: string): LeaseHolder {
     holders.set(customerId, holder);
     return holder;
   }
-  holder = new LeaseHolder({ isolate: ISOLATE, newId: () => `lse_${crypto.randomUUID()}`, maxLeaseMicros: centsToMicros(config.LEASES!.max_lease_cents) });
+  holder = new LeaseHolder({
+    isolate: (isolate ??= crypto.randomUUID()),
+    newId: () => `lse_${crypto.randomUUID()}`,
+    maxLeaseMicros: centsToMicros(config.LEASES!.max_lease_cents),
+  });
   holders.set(customerId, holder);
   if (holders.size > MAX_HOLDERS) holders.delete(holders.keys().next().value as string);
   return holder;
