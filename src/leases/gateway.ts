@@ -6,6 +6,10 @@ import { type Attempt, LeaseHolder, type LeaseSpend } from "./holder";
 
 /** This isolate, as lease rows name it: drawn on first use (Workers refuse random values at global scope). */
 let isolate: string | undefined;
+function isolateId(): string {
+  isolate ??= crypto.randomUUID();
+  return isolate;
+}
 const holders = new Map<string, LeaseHolder>();
 /** Requests paid from a lease, so the refund of an origin failure goes back to it. */
 const spends = new WeakMap<object, { holder: LeaseHolder; spend: LeaseSpend }>();
@@ -31,7 +35,7 @@ function holderFor(config: Config, customerId: string): LeaseHolder {
     return holder;
   }
   holder = new LeaseHolder({
-    isolate: (isolate ??= crypto.randomUUID()),
+    isolate: isolateId(),
     newId: () => `lse_${crypto.randomUUID()}`,
     maxLeaseMicros: centsToMicros(config.LEASES!.max_lease_cents),
   });
