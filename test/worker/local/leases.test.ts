@@ -43,4 +43,31 @@ describe("credit leases through the gateway", () => {
     expect(view.leases).toEqual([]);
     expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(0);
   });
+
+  it("shows the live leases and their reserves on the admin API, and 404 for an unknown customer", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_leaseview");
+    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    await admin("POST", `/customers/${id}/credits`, { amount: 100, reason: "test grant" });
+    for (let i = 0; i < 5; i++) await (await gateway("/v1/things", withKey(key))).arrayBuffer();
+    const view = await admin("GET", `/customers/${id}/leases`);
+    expect(view.status).toBe(200);
+    const object = (await customerStub(id).leases())!;
+    expect(object.leases.length).toBeGreaterThan(0);
+    const lease = object.leases[0]!;
+    expect(view.body).toMatchObject({ mode: "on", reserved_exact_cents: String(object.reserved_micros / 1_000_000) });
+    expect((view.body.leases as unknown[])[0]).toMatchObject({
+      id: lease.id,
+      isolate: lease.isolate,
+      granted_exact_cents: String(lease.granted_micros / 1_000_000),
+      reserve_exact_cents: String(lease.reserve_micros / 1_000_000),
+    });
+    // What the balance shows as taken is the reserve plus what was settled: 100 cents in all.
+    const summary = (await admin("GET", `/customers/${id}`)).body as { balance: { available_exact_cents: string } };
+    expect(Number(summary.balance.available_exact_cents) + object.reserved_micros / 1_000_000 + lease.spent_micros / 1_000_000).toBeLessThanOrEqual(100);
+    const unknown = await admin("GET", `/customers/${uniqueId("cus_nobody")}/leases`);
+    expect(unknown.status).toBe(404);
+    expect((unknown.body.error as { code: string }).code).toBe("not_found");
+  });
 });
