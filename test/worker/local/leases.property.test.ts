@@ -28,11 +28,15 @@ type Step =
   | { kind: "idle"; isolate: number }
   | { kind: "revoke"; key: number }
   | { kind: "grant"; cents: number }
-  | { kind: "deduct"; cents: number };
+  | { kind: "deduct"; cents: number }
+  | { kind: "topup"; cents: number }
+  | { kind: "refund"; pick: number; cents: number }
+  | { kind: "dispute"; pick: number }
+  | { kind: "won" };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
-    weight: 10,
+    weight: 14,
     arbitrary: fc.record({ kind: fc.constant("request" as const), isolate: fc.nat(2), key: fc.nat(1), fails: fc.integer({ min: 0, max: 9 }).map((n) => n === 0) }),
   },
   {
@@ -49,7 +53,15 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("revoke" as const), key: fc.nat(1) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("grant" as const), cents: fc.integer({ min: 1, max: 300 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("deduct" as const), cents: fc.integer({ min: 1, max: 300 }) }) },
+  // A paid Checkout top-up, a refund of one (clawed back from what remains) and a dispute of one (frozen, every lease recalled).
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("topup" as const), cents: fc.integer({ min: 1, max: 300 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("refund" as const), pick: fc.nat(), cents: fc.integer({ min: 1, max: 300 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("dispute" as const), pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("won" as const) }) },
 );
+
+/** A Stripe event as the webhook route hands it to the object (shapes: Stripe's API reference). */
+const stripeEvent = (type: string, object: object) => ({ id: `evt_${uniqueId()}`, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } }) as never;
 
 interface Isolate {
   holder: LeaseHolder;
@@ -68,7 +80,7 @@ interface InFlight {
 }
 
 /** Across the runs: the leases really paid, and crashed isolates' leases really expired. */
-const seen = { leaseSpends: 0, expired: 0 };
+const seen = { leaseSpends: 0, expired: 0, disputes: 0, disputesWithLease: 0, refunds: 0 };
 
 async function run(steps: Step[], creditCents: number, rates: number[]) {
   const id = uniqueId("cus_lease");
@@ -78,12 +90,45 @@ async function run(steps: Step[], creditCents: number, rates: number[]) {
     const key = await admin("POST", `/customers/${id}/keys`, {});
     keys.push({ id: key.body.id as string, hash: await sha256Hex(key.body.key as string), revokedAt: null as number | null });
   }
-  if (creditCents > 0) await admin("POST", `/customers/${id}/credits`, { amount: creditCents, reason: "test grant" });
   const stub = customerStub(id);
   let t = Date.now();
   let credit = creditCents * 1_000_000; // every micro-cent ever given, less what was taken away
   let served = 0; // what the isolates served: lease spends (net of refunds) and direct debits
   let counter = 0;
+  /** Paid top-ups (payment intent, cents) and when the first open dispute began (leases are recalled while one is open). */
+  const payments: { pi: string; cents: number }[] = [];
+  const topUp = async (cents: number) => {
+    const n = payments.length;
+    const session = {
+      id: `cs_${n}`,
+      object: "checkout.session",
+      mode: "payment",
+      payment_status: "paid",
+      currency: "usd",
+      amount_total: cents,
+      total_details: { amount_tax: 0 },
+      payment_intent: `pi_${n}`,
+      invoice: null,
+      metadata: { payg_credit_cents: String(cents) },
+    };
+    expect((await stub.applyStripeEvent(id, stripeEvent("checkout.session.completed", session))).status).toBe("applied");
+    payments.push({ pi: `pi_${n}`, cents });
+  };
+  // The starting credit is a paid Checkout top-up, so a dispute or a refund can reach it at any step.
+  if (creditCents > 0) await topUp(creditCents);
+  let disputedAt: number | null = null;
+  let refundDebt = 0;
+  const open = new Map<string, { id: string; pi: string; cents: number }>();
+  const disputeOf = (payment: { pi: string; cents: number }, status: string) => ({
+    id: `dp_${payment.pi}`,
+    object: "dispute",
+    payment_intent: payment.pi,
+    charge: `ch_${payment.pi}`,
+    amount: payment.cents,
+    currency: "usd",
+    status,
+    balance_transactions: [],
+  });
   const newIsolate = (i: number): Isolate => ({
     holder: new LeaseHolder({
       isolate: `iso${i}-${counter++}`,
@@ -132,8 +177,9 @@ async function run(steps: Step[], creditCents: number, rates: number[]) {
   const check = async () => {
     const books = (await stub.balanceCheck())!;
     expect(books.ledgerSumMicros).toBe(books.balanceMicros);
-    expect(books.debtMicros).toBe(0);
-    expect(books.balanceMicros).toBeGreaterThanOrEqual(0);
+    // Debt only from a refund of credit already spent (the product's rule); lease spending never makes any.
+    expect(books.debtMicros).toBeLessThanOrEqual(refundDebt);
+    expect(books.balanceMicros).toBeGreaterThanOrEqual(-refundDebt);
     // Overspend 0: everything served left the balance (in usage, a reserve, or an expired reserve).
     expect(served).toBeLessThanOrEqual(credit - books.balanceMicros);
     return books;
@@ -149,6 +195,8 @@ async function run(steps: Step[], creditCents: number, rates: number[]) {
       if (spend) {
         // The bound: a revoked key is never served from a lease 2·H (by the slowest clock) after its revocation.
         if (key.revokedAt !== null) expect(t - key.revokedAt).toBeLessThan((2 * H) / SLOWEST_CLOCK + 2 * MAX_DELAY);
+        // The same bound for a dispute freeze: an open dispute recalls every lease.
+        if (disputedAt !== null) expect(t - disputedAt).toBeLessThan((2 * H) / SLOWEST_CLOCK + 2 * MAX_DELAY);
         served += PRICE;
         seen.leaseSpends++;
         if (s.fails && iso.holder.refund(spend)) served -= PRICE;
@@ -186,6 +234,39 @@ async function run(steps: Step[], creditCents: number, rates: number[]) {
       const before = (await stub.balanceCheck())!.balanceMicros;
       await stub.deduct({ customerId: id, amountCents: Math.min(s.cents, Math.floor(before / 1_000_000)), reason: "taken back" } as never);
       credit -= before - (await stub.balanceCheck())!.balanceMicros;
+    } else if (s.kind === "topup") {
+      await topUp(s.cents);
+      credit += s.cents * 1_000_000;
+    } else if (s.kind === "refund" && payments.length) {
+      const payment = payments[s.pick % payments.length]!;
+      const amount = Math.min(s.cents, payment.cents);
+      const refunds = {
+        charge: `ch_${payment.pi}`,
+        payment_intent: payment.pi,
+        payment_method: null,
+        currency: "usd",
+        refunds: [{ id: `re_${payment.pi}`, amount, status: "succeeded", created: Math.floor(t / 1000) }],
+      };
+      const before = (await stub.balanceCheck())!;
+      await stub.applyStripeEvent(id, stripeEvent("charge.refunded", { id: `ch_${payment.pi}`, object: "charge" }), refunds as never);
+      const after = (await stub.balanceCheck())!;
+      const taken = before.balanceMicros - after.balanceMicros;
+      if (taken > 0) seen.refunds++;
+      refundDebt += Math.max(0, after.debtMicros - before.debtMicros);
+      credit -= taken;
+    } else if (s.kind === "dispute" && payments.length) {
+      const payment = payments[s.pick % payments.length]!;
+      if (!open.has(payment.pi) && (await stub.applyStripeEvent(id, stripeEvent("charge.dispute.created", disputeOf(payment, "needs_response")))).status === "applied") {
+        open.set(payment.pi, { id: `dp_${payment.pi}`, ...payment });
+        disputedAt ??= t;
+        seen.disputes++;
+        if (isolates.some((i) => i.alive && i.holder.current)) seen.disputesWithLease++;
+      }
+    } else if (s.kind === "won" && open.size) {
+      // Every open dispute won: nothing was taken, the freeze lifts, leases may be granted again.
+      for (const payment of open.values()) await stub.applyStripeEvent(id, stripeEvent("charge.dispute.closed", disputeOf(payment, "won")));
+      open.clear();
+      disputedAt = null;
     }
     await check();
   }
@@ -225,14 +306,16 @@ describe("credit leases: simulated isolates against one real object", () => {
   it("never overspend, keep ledger = balance, obey revocation within 2·H, and settle every reserve", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(step, { minLength: 5, maxLength: 60 }),
+        fc.array(step, { minLength: 5, maxLength: 80 }),
         fc.integer({ min: 0, max: 400 }),
         fc.array(fc.double({ min: SLOWEST_CLOCK, max: 1, noNaN: true }), { minLength: 3, maxLength: 3 }),
         (steps, credit, rates) => run(steps, credit, rates),
       ),
       { numRuns: 200 },
     );
-    expect(seen.leaseSpends).toBeGreaterThan(100);
+    expect(seen.leaseSpends, JSON.stringify(seen)).toBeGreaterThan(50);
     expect(seen.expired).toBeGreaterThan(0);
+    expect(seen.disputesWithLease, JSON.stringify(seen)).toBeGreaterThan(0);
+    expect(seen.refunds).toBeGreaterThan(0);
   }, 600_000);
 });
