@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { admin, customerStub, echoOrigin, gateway, uniqueId, withKey } from "../helpers";
+import { ADMIN_TOKEN, admin, cookieOf, customerStub, echoOrigin, formPost, gateway, uniqueId, withKey } from "../helpers";
 
 describe("credit leases through the gateway", () => {
   it("pays a leased customer's requests from a lease, exact to the cent, and refuses exactly when the credit is gone", async () => {
@@ -69,5 +69,25 @@ describe("credit leases through the gateway", () => {
     const unknown = await admin("GET", `/customers/${uniqueId("cus_nobody")}/leases`);
     expect(unknown.status).toBe(404);
     expect((unknown.body.error as { code: string }).code).toBe("not_found");
+  });
+
+  it("the dashboard's customer page shows the live leases and their reserves", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_leasedash");
+    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    await admin("POST", `/customers/${id}/credits`, { amount: 100, reason: "test grant" });
+    for (let i = 0; i < 5; i++) await (await gateway("/v1/things", withKey(key))).arrayBuffer();
+    const lease = (await customerStub(id).leases())!.leases[0]!;
+    const signIn = await gateway("/dashboard/sign-in", formPost({ token: ADMIN_TOKEN, next: "/dashboard" }));
+    const html = await (await gateway(`/dashboard/customers/${id}`, { headers: { cookie: cookieOf(signIn) } })).text();
+    expect(html).toContain("Credit leases");
+    expect(html).toContain(`data-lease="${lease.id}"`);
+    expect(html).toMatch(/data-leases-reserved>\d+(\.\d+)?</);
+    // A customer without leases shows no panel.
+    const other = uniqueId("cus_noleasedash");
+    await admin("PUT", `/customers/${other}`, { email: `${other}@example.com` });
+    const plain = await (await gateway(`/dashboard/customers/${other}`, { headers: { cookie: cookieOf(signIn) } })).text();
+    expect(plain).not.toContain("Credit leases");
   });
 });
