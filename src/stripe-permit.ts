@@ -20,18 +20,12 @@ export async function checkoutPermit(env: Env, config: Config, customerId: strin
   const shards = config.DIRECTORY_SHARDS;
   const mine = shardOf(customerId, shards);
   const deadline = Date.now() + CHECKOUT_WAIT_MS;
-  let retryAfterMs = 0;
+  let permit: StripePermit | undefined;
   for (const shard of shards > 1 ? [mine, (mine + 1 + Math.floor(Math.random() * (shards - 1))) % shards] : [mine]) {
-    for (;;) {
-      const permit = permitOn(env, shard, "interactive");
-      await permit.reserve({ [endpoint]: 1 });
-      if (permit.has(endpoint)) return permit;
-      retryAfterMs = permit.retryAfterMs;
-      if (Date.now() + retryAfterMs > deadline) break;
-      await new Promise((resolve) => setTimeout(resolve, retryAfterMs));
-    }
+    permit = permitOn(env, shard, "interactive");
+    if (await reserveUntil(permit, { [endpoint]: 1 }, deadline)) return permit;
   }
-  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  const seconds = Math.max(1, Math.ceil(permit!.retryAfterMs / 1000));
   throw new ApiError(
     "rate_limited",
     `Stripe's rate limit is shared by every customer of this API and is in full use right now; try the top-up again in ${seconds} s.`,
@@ -40,7 +34,29 @@ export async function checkoutPermit(env: Env, config: Config, customerId: strin
   );
 }
 
-/** Webhook lookups: background calls from a shard picked by the event (spread across shards); refused ones fail the delivery, which Stripe repeats. */
-export function lookupPermit(env: Env, config: Config, eventId: string): StripePermit {
-  return permitOn(env, shardOf(eventId, config.DIRECTORY_SHARDS), "background");
+/** Webhook lookups wait at most this long for their calls, well inside the time Stripe waits for an answer. */
+export const LOOKUP_WAIT_MS = 5_000;
+
+/**
+ * Webhook lookups: background calls from a shard picked by the event (spread across shards). One
+ * refund sends Stripe's four events at once, each wanting two calls: they wait their turn for a few
+ * seconds instead of failing the delivery, which Stripe would repeat only after minutes. Calls
+ * still refused then fail the delivery, and Stripe repeats it.
+ */
+export async function lookupPermit(env: Env, config: Config, eventId: string, calls: Record<string, number>): Promise<StripePermit> {
+  const permit = permitOn(env, shardOf(eventId, config.DIRECTORY_SHARDS), "background");
+  await reserveUntil(permit, calls, Date.now() + LOOKUP_WAIT_MS);
+  return permit;
+}
+
+/** Asks the permit's shard for `calls` until it holds them all, or the next try would come after `deadline`. */
+async function reserveUntil(permit: StripePermit, calls: Record<string, number>, deadline: number): Promise<boolean> {
+  for (;;) {
+    const missing = permit.missing(calls);
+    if (!Object.keys(missing).length) return true;
+    await permit.reserve(missing);
+    if (!Object.keys(permit.missing(calls)).length) return true;
+    if (Date.now() + permit.retryAfterMs > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(50, permit.retryAfterMs)));
+  }
 }
