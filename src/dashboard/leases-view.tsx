@@ -1,3 +1,5 @@
+import { DataTable } from "../web/components";
+
 /** A lease as GET /admin/customers/{id}/leases lists it. */
 export interface LeaseRow {
   id: string;
@@ -31,32 +33,20 @@ export function LeasesSection(props: { data: LeasesData | null }) {
         {data.leases.length === 1 ? "" : "s"} (taken from the balance until the isolates report; a revoked key or a freeze reaches them within 2 heartbeats)
       </p>
       {data.leases.length ? (
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Isolate</th>
-              <th scope="col">Granted (cents)</th>
-              <th scope="col">Spent (cents)</th>
-              <th scope="col">Reserve (cents)</th>
-              <th scope="col">Round trip</th>
-              <th scope="col">Expires in</th>
+        <DataTable id="leases" caption="Live credit leases" head={["Isolate", "Granted (cents)", "Spent (cents)", "Reserve (cents)", "Round trip", "Expires in"]} hideCaption>
+          {data.leases.map((l) => (
+            <tr data-lease={l.id}>
+              <td>
+                <code>{l.isolate.slice(0, 8)}</code>
+              </td>
+              <td class="num">{l.granted_exact_cents}</td>
+              <td class="num">{l.spent_exact_cents}</td>
+              <td class="num">{l.reserve_exact_cents}</td>
+              <td class="num">{l.rtt_ms} ms</td>
+              <td class="num">{Math.ceil(l.expires_in_ms / 1000)} s</td>
             </tr>
-          </thead>
-          <tbody>
-            {data.leases.map((l) => (
-              <tr data-lease={l.id}>
-                <td>
-                  <code>{l.isolate.slice(0, 8)}</code>
-                </td>
-                <td>{l.granted_exact_cents}</td>
-                <td>{l.spent_exact_cents}</td>
-                <td>{l.reserve_exact_cents}</td>
-                <td>{l.rtt_ms} ms</td>
-                <td>{Math.ceil(l.expires_in_ms / 1000)} s</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </DataTable>
       ) : null}
     </section>
   );

@@ -83,7 +83,7 @@ describe("credit leases through the gateway", () => {
     const html = await (await gateway(`/dashboard/customers/${id}`, { headers: { cookie: cookieOf(signIn) } })).text();
     expect(html).toContain("Credit leases");
     expect(html).toContain(`data-lease="${lease.id}"`);
-    expect(html).toMatch(/data-leases-reserved>\d+(\.\d+)?</);
+    expect(html).toMatch(/data-leases-reserved="true">\d+(\.\d+)?</);
     // A customer without leases shows no panel.
     const other = uniqueId("cus_noleasedash");
     await admin("PUT", `/customers/${other}`, { email: `${other}@example.com` });
