@@ -94,6 +94,8 @@ export class StripeState {
   readonly paymentMethods = new Map<string, Stripe.PaymentMethod>();
   readonly cardBehavior = new Map<string, CardBehavior>();
   readonly paymentIntents = new Map<string, Stripe.PaymentIntent>();
+  /** Shared Payment Tokens granted to this account (shared-payment.ts). */
+  readonly grantedTokens = new Map<string, import("./shared-payment").GrantedToken>();
   readonly charges = new Map<string, Stripe.Charge>();
   readonly refunds = new Map<string, Stripe.Refund>();
   readonly disputes = new Map<string, Stripe.Dispute>();
@@ -182,6 +184,7 @@ export class StripeState {
     this.paymentMethods.clear();
     this.cardBehavior.clear();
     this.paymentIntents.clear();
+    this.grantedTokens.clear();
     this.charges.clear();
     this.refunds.clear();
     this.disputes.clear();
