@@ -52,6 +52,7 @@ export const Payments = z.strictObject({
 });
 export type PaymentsConfig = z.infer<typeof Payments>;
 export type X402Config = z.infer<typeof X402>;
+export type MppConfig = z.infer<typeof Mpp>;
 
 /** USDC's EIP-712 domains, as the x402 reference client knows them (its defaultAssets). */
 const KNOWN_ASSETS: Record<string, { name: string; version: string }> = {
@@ -73,6 +74,7 @@ export function paymentsProblems(vars: {
   PRICING: { currency: string };
   GOVERNANCE: { checkout_max_cents: number };
   STRIPE_SECRET_KEY?: string | undefined;
+  KEY_SIGNING_SECRET?: string | undefined;
 }): string[] {
   const payments = vars.PAYMENTS;
   if (!payments) return [];
@@ -87,6 +89,10 @@ export function paymentsProblems(vars: {
     // Named by the design (docs/concepts/agent-payments.md), refused until built: a key that did nothing would fail silently.
     if (payments.x402.record_in_stripe) problems.push("PAYMENTS.x402.record_in_stripe: recording x402 payments as Stripe PaymentIntents is not built yet; leave it unset");
   }
-  if (payments.mpp) problems.push("PAYMENTS.mpp: the Payment HTTP authentication scheme (MPP) is not built yet; leave it unset");
+  if (payments.mpp) {
+    // The Stripe method charges a Shared Payment Token with a PaymentIntent; the challenge id is a MAC under the signing secret.
+    if (!vars.STRIPE_SECRET_KEY) problems.push("PAYMENTS.mpp: needs Stripe (STRIPE_SECRET_KEY): its payments are Stripe PaymentIntents");
+    if (!vars.KEY_SIGNING_SECRET) problems.push("PAYMENTS.mpp: needs KEY_SIGNING_SECRET: challenge ids are MACs under a key derived from it");
+  }
   return problems;
 }
