@@ -4,9 +4,13 @@ import fc from "fast-check";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import type { Directory } from "../../../durable-objects/directory/index";
+import { parseConfig } from "../../../src/lib/config";
+import { issueChallenge } from "../../../src/payments/mpp/challenge";
+import { serializeChallenge } from "../../../src/payments/mpp/wire";
 import type { FaultKind } from "../../doubles/stripe-double";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliver, settle } from "./doubles";
+import { challengeOf, credentialFor, MPP_BINDINGS, mppCall } from "./mpp-helpers";
 import { agent, facilitator, offered, signedFor } from "./x402-helpers";
 
 type Op =
@@ -20,6 +24,7 @@ type Op =
   | { kind: "dispute"; pick: number; inquiry: boolean; cents: number }
   | { kind: "moveDispute"; pick: number; next: number }
   | { kind: "x402"; fault: "lost_after_commit" | "timeout" | null; replay: boolean }
+  | { kind: "mpp"; fault: FaultKind | null; replay: boolean; declined: boolean }
   | { kind: "batching"; on: boolean };
 
 /** Where a dispute may go next (as the double allows: refunds.ts). */
@@ -63,6 +68,15 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.record({
+      kind: fc.constant("mpp" as const),
+      fault: fc.constantFrom<FaultKind | null>(null, null, "drop_after_commit", "500_after_commit", "500_retryable", "429"),
+      replay: fc.boolean(),
+      declined: fc.boolean(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
       kind: fc.constant("cron" as const),
       fault: fc.constantFrom<FaultKind | null>(null, "500", "500_after_commit", "drop_after_commit", "429", "timeout"),
       target: fc.nat({ max: TARGETS.length - 1 }),
@@ -82,7 +96,7 @@ async function setBatching(until: number) {
 }
 
 describe("Stripe and the edge agree to the cent (property)", () => {
-  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout and x402), refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching", {
+  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout, x402 and MPP), refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching", {
     timeout: 240_000,
   }, async () => {
     await fc.assert(
@@ -93,6 +107,8 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         const x402 = facilitator();
         const payer = agent(x402.double);
         let lastPayment: string | null = null;
+        let lastCredential: string | null = null;
+        const mppConfig = parseConfig({ ...env, ...MPP_BINDINGS } as never);
         const customer = stripe.createCustomer({ name: "Prop Erty", email: "p@example.com", balance: -startCredit });
         const id = customer.id;
         const queue: Stripe.Event[] = [...stripe.takeEvents()];
@@ -123,6 +139,19 @@ describe("Stripe and the edge agree to the cent (property)", () => {
             if (response.status === 200) consumedMicros += 1_000_000;
             else expect([402, 429]).toContain(response.status);
             x402.double.clearFaults();
+          } else if (step.kind === "mpp") {
+            // A Payment credential for a pack (a fresh challenge, or the last one again), charged through the Stripe double's faults.
+            if (!(step.replay && lastCredential)) {
+              const challenge = await issueChallenge(mppConfig, 500, id, "pack");
+              const spt = stripe.grantSharedPaymentToken({ maxAmount: 500, paymentMethod: step.declined ? "pm_card_chargeCustomerFail" : "pm_card_visa" }).id;
+              lastCredential = credentialFor(challengeOf(new Response(null, { headers: { "www-authenticate": serializeChallenge(challenge) } })), spt);
+            }
+            if (step.fault) stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind: step.fault, times: 3 });
+            const response = await mppCall()(key, { headers: { "payment-authorization": lastCredential! } });
+            stripe.clearFaults();
+            if (response.status === 200) consumedMicros += 1_000_000;
+            else expect([402, 429, 502]).toContain(response.status);
+            for (const pi of stripe.paymentIntentsOf(id)) if (pi.status === "succeeded" && pi.metadata.payg_mpp_challenge && !payments.includes(pi.id)) payments.push(pi.id);
           } else if (step.kind === "dashboard") {
             stripe.adjustBalance(id, step.amount);
           } else if (step.kind === "topup") {
@@ -213,6 +242,12 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         // And each reached Stripe's balance once, as a Checkout top-up does (not healed by a reconcile).
         const x402Credits = stripe.balanceTransactions(id).filter((txn) => String(txn.metadata?.payg_report ?? "").includes("_x402_"));
         expect(x402Credits.map((txn) => txn.amount)).toEqual(x402.double.transfers.map(() => -500));
+        // Each PaymentIntent that spent a Shared Payment Token is one mpp grant and one Stripe credit, whatever answer was lost.
+        const charged = stripe.paymentIntentsOf(id).filter((pi) => pi.metadata.payg_mpp_challenge && pi.status === "succeeded");
+        const mppGrants = ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; payment_intent: string | null }[]).filter((g) => g.source === "mpp");
+        expect(mppGrants.map((g) => g.payment_intent).sort()).toEqual(charged.map((pi) => pi.id).sort());
+        const mppCredits = stripe.balanceTransactions(id).filter((txn) => String(txn.metadata?.payg_report ?? "").includes("_mpp_"));
+        expect(mppCredits.map((txn) => txn.amount)).toEqual(charged.map(() => -500));
       }),
       {
         numRuns: 20,
