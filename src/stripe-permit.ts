@@ -40,7 +40,23 @@ export async function checkoutPermit(env: Env, config: Config, customerId: strin
   );
 }
 
-/** Webhook lookups: background calls from a shard picked by the event (spread across shards); refused ones fail the delivery, which Stripe repeats. */
-export function lookupPermit(env: Env, config: Config, eventId: string): StripePermit {
-  return permitOn(env, shardOf(eventId, config.DIRECTORY_SHARDS), "background");
+/** Webhook lookups wait at most this long for their calls, well inside the time Stripe waits for an answer. */
+export const LOOKUP_WAIT_MS = 5_000;
+
+/**
+ * Webhook lookups: background calls from a shard picked by the event (spread across shards). One
+ * refund sends Stripe's four events at once, each wanting two calls: they wait their turn for a few
+ * seconds instead of failing the delivery, which Stripe would repeat only after minutes. Calls
+ * still refused then fail the delivery, and Stripe repeats it.
+ */
+export async function lookupPermit(env: Env, config: Config, eventId: string, calls: Record<string, number>): Promise<StripePermit> {
+  const permit = permitOn(env, shardOf(eventId, config.DIRECTORY_SHARDS), "background");
+  const deadline = Date.now() + LOOKUP_WAIT_MS;
+  for (;;) {
+    const missing = permit.missing(calls);
+    if (!Object.keys(missing).length) return permit;
+    await permit.reserve(missing);
+    if (!Object.keys(permit.missing(calls)).length || Date.now() + permit.retryAfterMs > deadline) return permit;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(50, permit.retryAfterMs)));
+  }
 }

@@ -12,12 +12,13 @@ const MAX_RETRY_MS = MINUTE_MS;
 const WINDOW_MS = 30_000;
 
 /**
- * A bucket holds its rate, at most BURST_CALLS (and at least one call): over any second Stripe
- * then sees at most the rate plus 4 from one bucket, never a second's burst on top of a second's
- * rate, while a cycle needing a report and a reconcile still finds both.
+ * A bucket holds a tenth of a second of its rate, but at least its rate up to BURST_CALLS (and at
+ * least one call): over any second Stripe then sees at most 1.1 × the rate (or the rate plus 4)
+ * from one bucket, never a second's burst on top of a second's rate, while at a sandbox's 10 a
+ * second a cycle needing a report and a reconcile still finds both.
  */
 const BURST_CALLS = 4;
-const burst = (rate: number) => Math.max(1, Math.min(rate, BURST_CALLS));
+const burst = (rate: number) => Math.max(1, Math.min(rate, BURST_CALLS), rate / 10);
 
 /** Tokens are call counts, not money: fractions of a call are fine here. */
 interface Bucket {
@@ -93,8 +94,9 @@ export class ShardBudget {
       bucket = { tokens: capacity, at: now };
       this.buckets.set(name, bucket);
     }
-    bucket.tokens = Math.min(capacity, bucket.tokens + ((now - bucket.at) / 1000) * rate);
-    bucket.at = now;
+    // A caller's clock behind the last one's (a cron's scheduled time, say) refills nothing; it never drains.
+    bucket.tokens = Math.min(capacity, bucket.tokens + (Math.max(0, now - bucket.at) / 1000) * rate);
+    bucket.at = Math.max(bucket.at, now);
     return bucket;
   }
 

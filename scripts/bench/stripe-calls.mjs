@@ -17,6 +17,9 @@ async function stripeRun(ctx, customers, requests) {
       STRIPE_API_BASE: stripeServer.url,
       STRIPE_SECRET_KEY: "sk_test_bench",
       STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      // These rows count calls per customer and cron run, not pacing: the budget out of the way
+      // (a sandbox's 10 a second would leave most customers to the shard's alarm). sweep_2000 paces.
+      STRIPE_BUDGET: { max_calls_per_second: 10_000, max_calls_per_endpoint_per_second: 10_000 },
     }),
   ]);
   const sbase = String(await smf.ready);

@@ -104,6 +104,11 @@ export class StripePermit {
     return grant;
   }
 
+  /** What of `calls` this permit does not hold yet. */
+  missing(calls: Record<string, number>): Record<string, number> {
+    return Object.fromEntries(Object.entries(calls).flatMap(([endpoint, n]) => (n > (this.left.get(endpoint) ?? 0) ? [[endpoint, n - (this.left.get(endpoint) ?? 0)]] : [])));
+  }
+
   /** Calls left for an endpoint. */
   has(endpoint: string, n = 1): boolean {
     return (this.left.get(endpoint) ?? 0) >= n;

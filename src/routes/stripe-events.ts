@@ -68,8 +68,7 @@ async function throughCharge(env: Env, config: Config, event: Stripe.Event): Pro
   if (!chargeId) return { customerId: null };
   try {
     // One batch of calls: the charge and the first page of its refunds (a further page takes one more).
-    const permit = lookupPermit(env, config, event.id);
-    await permit.reserve({ [ENDPOINTS.chargeRetrieve]: 1, [ENDPOINTS.refundList]: REFUND_EVENTS.has(event.type) ? 1 : 0 });
+    const permit = await lookupPermit(env, config, event.id, { [ENDPOINTS.chargeRetrieve]: 1, [ENDPOINTS.refundList]: REFUND_EVENTS.has(event.type) ? 1 : 0 });
     const stripe = stripeClient(config, permit);
     const charge = await stripe.charges.retrieve(chargeId);
     const customer = idOf(charge.customer);
@@ -161,8 +160,7 @@ stripeEvents.post("/webhooks/stripe/events", limitBody(1024 * 1024), async (c) =
   if (!METER_ERROR_EVENTS.has(notification.type)) return c.json({ received: true, status: "ignored" });
   let event: Stripe.V2.Core.Events.V1BillingMeterErrorReportTriggeredEvent | Stripe.V2.Core.Events.V1BillingMeterNoMeterFoundEvent;
   try {
-    const permit = lookupPermit(c.env, config, notification.id);
-    await permit.reserve({ [ENDPOINTS.v2EventRetrieve]: 1 });
+    const permit = await lookupPermit(c.env, config, notification.id, { [ENDPOINTS.v2EventRetrieve]: 1 });
     event = (await stripeClient(config, permit).v2.core.events.retrieve(notification.id)) as typeof event;
   } catch (error) {
     log.warn(`stripe thin event ${notification.id}: could not fetch it`, error);

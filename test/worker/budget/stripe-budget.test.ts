@@ -5,7 +5,7 @@ import type { Directory } from "../../../durable-objects/directory/index";
 import { shardOf } from "../../../durable-objects/directory/placement";
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { ENDPOINTS } from "../../../src/lib/stripe-budget";
-import { connect, cron, deliverAll, settle } from "../connected/doubles";
+import { connect, cron, deliver, deliverAll, settle } from "../connected/doubles";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 
 /**
@@ -104,6 +104,23 @@ describe("the Stripe call budget", () => {
     expect(granted(await shard(0).takeStripeCalls(checkout("interactive")))).toBe(1);
     const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 500 }) }));
     expect(response.status).toBe(201);
+  });
+
+  it("a burst of refund events waits its turn for the budget instead of failing deliveries: each lands once", { timeout: 30_000 }, async () => {
+    await budgetAtRest();
+    const doubles = connect();
+    const { id, key } = await customerIn(doubles, 0, 0);
+    const response = await gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify({ amount_cents: 1000 }) }));
+    const session = doubles.stripe.completeCheckout(((await response.json()) as { id: string }).id, { paymentMethod: "pm_card_visa" });
+    await deliverAll(doubles.stripe);
+    // Three refunds: their events at once, each a charge lookup and a refund list, where each shard's
+    // bucket holds 4 calls. Without waiting some deliveries fail with 502 (Stripe repeats them minutes later).
+    for (const cents of [100, 150, 250]) doubles.stripe.refundCharge(session.payment_intent as string, cents);
+    const events = doubles.stripe.takeEvents();
+    expect(events.length).toBeGreaterThanOrEqual(6);
+    const statuses = await Promise.all(events.map((event) => deliver(doubles.stripe, event).then((r) => r.status)));
+    expect(statuses).toEqual(events.map(() => 200));
+    expect((await admin("GET", `/customers/${id}`)).body.balance).toMatchObject({ available_exact_cents: "500" });
   });
 
   it("Checkout with no call free within a second gets 429 with Retry-After and a clear message, and its hourly slot is not used", async () => {
