@@ -86,6 +86,7 @@ import {
 } from "./stripe/checkout";
 import { ApiError, canonical, clone, decodeId, invalid, newId, type Params, parseStripeForm, type StripeErrorBody } from "./stripe/common";
 import { type RequestContext, StripeState, type ThinEventPayload, type V2Event } from "./stripe/core";
+import { apiCreateCryptoPaymentIntent, isCryptoVerification } from "./stripe/crypto-payment";
 import {
   adjustBalance as adjustCustomerBalance,
   apiCreateBalanceTransaction,
@@ -580,7 +581,8 @@ export class StripeDouble {
     if (path === "/v1/test_helpers/shared_payment/granted_tokens" && method === "POST") return apiGrantToken(s, params);
     if ((m = /^\/v1\/test_helpers\/shared_payment\/granted_tokens\/([^/]+)\/revoke$/.exec(path)) && method === "POST") return apiRevokeToken(s, decodeId(m[1]));
     if ((m = /^\/v1\/shared_payment\/granted_tokens\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveToken(s, decodeId(m[1]));
-    if (path === "/v1/payment_intents" && method === "POST") return apiCreatePaymentIntent(s, params, ctx);
+    if (path === "/v1/payment_intents" && method === "POST")
+      return isCryptoVerification(params) ? apiCreateCryptoPaymentIntent(s, params, ctx) : apiCreatePaymentIntent(s, params, ctx);
     if (path === "/v1/payment_intents" && method === "GET") return apiListPaymentIntents(s, params, path);
     if ((m = /^\/v1\/payment_intents\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentIntent(s, decodeId(m[1]), params);
     if ((m = /^\/v1\/payment_methods\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentMethod(s, decodeId(m[1]), params);

@@ -5,6 +5,7 @@ import type { AccountContext } from "../core/context";
 import { createGrant } from "../credit/credits";
 import { type AuthorizeInput, authorize } from "../request/authorize";
 import { PaymentLog } from "./payment-log";
+import { queueRecording } from "./stripe-record";
 
 /** A payment already credited: its receipt, or null. */
 export function paymentReceipt(context: AccountContext, id: string): string | null {
@@ -37,6 +38,8 @@ function credit(context: AccountContext, payment: PaidGrantInput): { receipt: st
     receipt: payment.receipt,
     created_at: Date.now(),
   });
+  // Money received whether or not it was credited: it is recorded all the same (the operator refunds what was not credited).
+  if (payment.stripeNetwork && context.config.stripeEnabled) queueRecording(context, payment.id, payment.stripeNetwork, payment.transaction, Date.now());
   return { receipt: payment.receipt, replayed: false, credited };
 }
 
