@@ -97,7 +97,9 @@ export async function recordNow(customerId: string) {
 export async function recordingsOf(customerId: string) {
   return await runInDurableObject(customerStub(customerId), (_instance, state) =>
     state.storage.sql
-      .exec("SELECT id, transaction_id, stripe_status, stripe_key, stripe_attempts, stripe_payment_intent, stripe_error FROM agent_payments ORDER BY created_at")
+      .exec(
+        "SELECT id, transaction_id, stripe_status, stripe_key, stripe_attempts, stripe_payment_intent, stripe_error FROM agent_payments WHERE rail = 'x402' ORDER BY created_at",
+      )
       .toArray(),
   );
 }
