@@ -122,6 +122,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         let t = Date.now();
         let batching = false;
         const payments: string[] = [];
+        let checkouts = 0;
         const refunds: string[] = [];
         const disputes: string[] = [];
 
@@ -167,6 +168,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
             if (response.status !== 201) continue;
             const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, { paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa" });
             payments.push(session.payment_intent as string);
+            checkouts++;
           } else if (step.kind === "refund") {
             const pi = payments[step.pick % Math.max(1, payments.length)];
             const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
@@ -272,6 +274,9 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         expect(mppGrants.map((g) => g.payment_intent).sort()).toEqual(charged.map((pi) => pi.id).sort());
         const mppCredits = stripe.balanceTransactions(id).filter((txn) => String(txn.metadata?.payg_report ?? "").includes("_mpp_"));
         expect(mppCredits.map((txn) => txn.amount)).toEqual(charged.map(() => -500));
+        // And no top-up reached Stripe's balance twice: one credit per Checkout session, settled transfer and MPP charge, whatever was recorded beside it.
+        const topUps = stripe.balanceTransactions(id).filter((txn) => txn.description === "Credit top-up");
+        expect(topUps).toHaveLength(checkouts + x402.double.transfers.length + charged.length);
       }),
       {
         numRuns: 20,

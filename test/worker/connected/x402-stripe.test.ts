@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../../src/lib/config";
 import type { FaultKind } from "../../doubles/stripe-double";
 import { admin, settle } from "../helpers";
-import { connect, deliverAll } from "./doubles";
+import { connect, cron, deliverAll } from "./doubles";
 import { agent, facilitator, NETWORK, PAY_TO, paymentRequiredOf, recordingsOf, recordNow, settlementOf, signedFor } from "./x402-helpers";
 
 // PAYMENTS.x402.record_in_stripe (docs/design/x402-stripe-recording.md): a settled x402 payment to
@@ -68,6 +68,8 @@ describe("x402 payments recorded in Stripe (happy)", () => {
     // The PaymentIntent's own webhooks (created, charge.succeeded, succeeded) credit nothing again.
     await deliverAll(stripe);
     await settle(id);
+    await cron();
+    await deliverAll(stripe);
     expect(await balanceOf(id)).toBe("499");
     expect(await x402Grants(id)).toHaveLength(1);
     expect(stripe.balanceTransactions(id).filter((t) => t.amount < 0)).toHaveLength(1);
