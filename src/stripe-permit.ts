@@ -20,18 +20,12 @@ export async function checkoutPermit(env: Env, config: Config, customerId: strin
   const shards = config.DIRECTORY_SHARDS;
   const mine = shardOf(customerId, shards);
   const deadline = Date.now() + CHECKOUT_WAIT_MS;
-  let retryAfterMs = 0;
+  let permit: StripePermit | undefined;
   for (const shard of shards > 1 ? [mine, (mine + 1 + Math.floor(Math.random() * (shards - 1))) % shards] : [mine]) {
-    for (;;) {
-      const permit = permitOn(env, shard, "interactive");
-      await permit.reserve({ [endpoint]: 1 });
-      if (permit.has(endpoint)) return permit;
-      retryAfterMs = permit.retryAfterMs;
-      if (Date.now() + retryAfterMs > deadline) break;
-      await new Promise((resolve) => setTimeout(resolve, retryAfterMs));
-    }
+    permit = permitOn(env, shard, "interactive");
+    if (await reserveUntil(permit, { [endpoint]: 1 }, deadline)) return permit;
   }
-  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  const seconds = Math.max(1, Math.ceil(permit!.retryAfterMs / 1000));
   throw new ApiError(
     "rate_limited",
     `Stripe's rate limit is shared by every customer of this API and is in full use right now; try the top-up again in ${seconds} s.`,
@@ -51,12 +45,18 @@ export const LOOKUP_WAIT_MS = 5_000;
  */
 export async function lookupPermit(env: Env, config: Config, eventId: string, calls: Record<string, number>): Promise<StripePermit> {
   const permit = permitOn(env, shardOf(eventId, config.DIRECTORY_SHARDS), "background");
-  const deadline = Date.now() + LOOKUP_WAIT_MS;
+  await reserveUntil(permit, calls, Date.now() + LOOKUP_WAIT_MS);
+  return permit;
+}
+
+/** Asks the permit's shard for `calls` until it holds them all, or the next try would come after `deadline`. */
+async function reserveUntil(permit: StripePermit, calls: Record<string, number>, deadline: number): Promise<boolean> {
   for (;;) {
     const missing = permit.missing(calls);
-    if (!Object.keys(missing).length) return permit;
+    if (!Object.keys(missing).length) return true;
     await permit.reserve(missing);
-    if (!Object.keys(permit.missing(calls)).length || Date.now() + permit.retryAfterMs > deadline) return permit;
+    if (!Object.keys(permit.missing(calls)).length) return true;
+    if (Date.now() + permit.retryAfterMs > deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, Math.max(50, permit.retryAfterMs)));
   }
 }

@@ -55,8 +55,7 @@ const balance = async (id: string) => (await gateway.admin("GET", `/customers/${
 
 /** The cron reports what is left, then Stripe's balance must be the edge's (Stripe counts credit negative). */
 async function expectStripeAgrees(id: string) {
-  await gateway.untilDue(id);
-  await gateway.scheduled();
+  await gateway.untilReported(id);
   await hooks.deliverAll();
   const summary = (await gateway.admin("GET", `/customers/${id}`)).body;
   expect(summary.stripe.report_totals.filter((r: { status: string }) => r.status !== "sent")).toEqual([]);
