@@ -107,6 +107,7 @@ import {
   apiRetrievePaymentIntent,
   apiRetrievePaymentMethod,
   paymentMethodsOf,
+  settleCheckoutPayment,
 } from "./stripe/payments";
 import {
   apiListRefunds,
@@ -599,13 +600,19 @@ export class StripeDouble {
   // ----------------------------------------------------------------------------- test-side helpers
 
   /** A Shared Payment Token granted to this account for a test payment method (shared-payment.ts), as an agent's wallet would make one. */
-  grantSharedPaymentToken(input: { paymentMethod?: string; currency?: string; maxAmount: number; expiresAt?: number | null }): GrantedToken {
+  grantSharedPaymentToken(input: { paymentMethod?: string; currency?: string; maxAmount: number; expiresAt?: number | null; settlesLater?: boolean }): GrantedToken {
     return grantTokenIn(this.state, {
       paymentMethod: input.paymentMethod ?? "pm_card_visa",
       currency: input.currency ?? this.defaultCurrency,
       maxAmount: input.maxAmount,
       expiresAt: input.expiresAt ?? null,
+      settlesLater: input.settlesLater ?? false,
     });
+  }
+
+  /** A `processing` PaymentIntent (a `settlesLater` token's) succeeds or fails, with its events. */
+  settlePaymentIntent(id: string, succeeded = true): void {
+    settleCheckoutPayment(this.state, id, succeeded);
   }
 
   sharedPaymentToken(id: string): GrantedToken | undefined {

@@ -109,6 +109,17 @@ export async function acceptMpp(request: MppRequest, value: string): Promise<Mpp
     throw new ApiError("upstream_error", "Stripe did not answer the charge; retry with the same credential (it is charged at most once).", { challengeId: challenge.id });
   }
   if (charged.status === "declined") return problem(request, "verification-failed", `Stripe refused the payment (${charged.reason}); nothing was credited.`, cents, challenge.id);
+  // The draft: only a succeeded PaymentIntent is served. Should this one succeed later, its
+  // payment_intent.succeeded credits the pack (paid-grants.ts), once.
+  if (charged.status === "pending") {
+    return problem(
+      request,
+      "verification-failed",
+      `Stripe has not completed the payment (${charged.reason}, ${charged.paymentIntent}); nothing was credited now. If it succeeds, the pack is credited to the account then.`,
+      cents,
+      challenge.id,
+    );
+  }
 
   const receipt: Receipt = { status: "success", method: "stripe", timestamp: rfc3339(Date.now()), reference: charged.paymentIntent };
   const result = await once(

@@ -20,7 +20,12 @@ export interface SptCharge {
   description: string;
 }
 
-export type SptChargeResult = { status: "succeeded"; paymentIntent: string } | { status: "declined"; reason: string } | { status: "unavailable"; reason: string };
+export type SptChargeResult =
+  | { status: "succeeded"; paymentIntent: string }
+  /** Confirmed but not (yet) paid: `processing`, or `requires_action` the agent cannot take. */
+  | { status: "pending"; paymentIntent: string; reason: string }
+  | { status: "declined"; reason: string }
+  | { status: "unavailable"; reason: string };
 
 /** The Stripe idempotency key of a challenge's charge: one PaymentIntent per challenge, whatever is retried. */
 export const chargeKey = (challengeId: string) => `payg_mpp_${challengeId}`;
@@ -47,7 +52,9 @@ export async function chargeSharedPaymentToken(env: Env, config: Config, charge:
   try {
     const pi = await stripeClient(config, permit).paymentIntents.create(params, { idempotencyKey: chargeKey(charge.challengeId), apiVersion: SPT_API_VERSION });
     if (pi.status === "succeeded") return { status: "succeeded", paymentIntent: pi.id };
-    return { status: "declined", reason: pi.status === "requires_action" ? "the payment needs the payer's action" : `the PaymentIntent is ${pi.status}` };
+    if (pi.status === "processing" || pi.status === "requires_action")
+      return { status: "pending", paymentIntent: pi.id, reason: pi.status === "processing" ? "the payment is processing" : "the payment needs the payer's action" };
+    return { status: "declined", reason: `the PaymentIntent is ${pi.status}` };
   } catch (error) {
     if (error instanceof Stripe.errors.StripeCardError) return { status: "declined", reason: error.decline_code ?? error.code ?? "card_declined" };
     if (isTransientStripeError(error)) {

@@ -10,7 +10,7 @@ export type EventOf<T extends EventType> = Extract<Stripe.Event, { type: T }>;
 export type EventObject<T extends EventType> = EventOf<T>["data"]["object"];
 
 /** What a test payment method does when it is charged (Stripe's test cards, see payments.ts). */
-export type CardBehavior = "succeeds" | "declines" | "requires_authentication" | "refund_fails";
+export type CardBehavior = "succeeds" | "declines" | "requires_authentication" | "refund_fails" | "settles_later";
 
 /** The thin event types this double sends (Stripe's event destinations, API v2). */
 export type ThinEventType = "v1.billing.meter.error_report_triggered" | "v1.billing.meter.no_meter_found";

@@ -13,7 +13,10 @@
  *   mppx) or `payment_method_data[shared_payment_granted_token]` (Stripe's 2026-04-22.preview
  *   changelog and beta typings): the two placements disagree between sources, the double takes both.
  *
- * Choices of the double (Stripe documents no error codes for these): an unknown token is 400
+ * Choices of the double (Stripe documents no error codes for these): a token granted with
+ * `settlesLater` stands for an asynchronous payment method (a bank debit, say): its PaymentIntent
+ * is `processing` (`payment_intent.processing`) until the test settles it, and its amount counts
+ * against the token's limit once it succeeds. An unknown token is 400
  * `resource_missing`; a revoked or expired one, a currency other than its limit's, or an amount
  * past what is left of `max_amount` is 400 `shared_payment_granted_token_invalid`
  * (`invalid_request_error`, not saved under an idempotency key, as validation errors are not).
@@ -39,10 +42,13 @@ export interface GrantedToken {
 
 /** The test payment method behind each token (a `pm_card_*` test token or a `pm_…`). */
 const paymentMethodOf = new WeakMap<GrantedToken, string>();
+const settlesLater = new WeakSet<GrantedToken>();
+/** The token a `processing` PaymentIntent spends, counted against its limit when it succeeds. */
+const pendingSpend = new WeakMap<Stripe.PaymentIntent, GrantedToken>();
 
 export function grantToken(
   state: StripeState,
-  input: { paymentMethod: string; currency: string; maxAmount: number; expiresAt?: number | null; networkBusinessProfile?: string | null },
+  input: { paymentMethod: string; currency: string; maxAmount: number; expiresAt?: number | null; networkBusinessProfile?: string | null; settlesLater?: boolean },
 ): GrantedToken {
   const pm = resolvePaymentMethod(state, input.paymentMethod, "payment_method");
   const token: GrantedToken = {
@@ -59,6 +65,7 @@ export function grantToken(
     usage_limits: { currency: input.currency, expires_at: input.expiresAt ?? null, max_amount: input.maxAmount },
   };
   paymentMethodOf.set(token, input.paymentMethod);
+  if (input.settlesLater) settlesLater.add(token);
   state.grantedTokens.set(token.id, token);
   return token;
 }
@@ -107,10 +114,23 @@ export function spendToken(state: StripeState, id: string, amount: number, curre
   if (currency !== token.usage_limits.currency) throw refuse(`The shared payment token ${id} is limited to ${token.usage_limits.currency}.`);
   if (token.usage_details.amount_captured.value + amount > token.usage_limits.max_amount)
     throw refuse(`The amount exceeds what is left of the shared payment token ${id}'s usage limit.`);
-  return { pm: resolvePaymentMethod(state, paymentMethodOf.get(token)!, "shared_payment_granted_token"), token };
+  const pm = resolvePaymentMethod(state, paymentMethodOf.get(token)!, "shared_payment_granted_token");
+  if (settlesLater.has(token)) state.cardBehavior.set(pm.id, "settles_later");
+  return { pm, token };
 }
 
 /** A PaymentIntent that spent the token succeeded: its amount counts against the limit. */
 export function tokenCaptured(token: GrantedToken, amount: number): void {
   token.usage_details.amount_captured.value += amount;
+}
+
+export function tokenPending(pi: Stripe.PaymentIntent, token: GrantedToken): void {
+  pendingSpend.set(pi, token);
+}
+
+/** A `processing` PaymentIntent succeeded: the token it spent counts its amount now. */
+export function tokenSettled(pi: Stripe.PaymentIntent): void {
+  const token = pendingSpend.get(pi);
+  if (token) tokenCaptured(token, pi.amount);
+  pendingSpend.delete(pi);
 }

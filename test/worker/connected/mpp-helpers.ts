@@ -1,7 +1,8 @@
 import { Mppx, stripe as stripeMethod } from "mppx/client";
+import { expect } from "vitest";
 import type { StripeDouble } from "../../doubles/stripe-double";
 import { admin, gatewayWith, withKey } from "../helpers";
-import { deliverAll } from "./doubles";
+import { connect, deliverAll } from "./doubles";
 
 export const REALM = "gateway.test";
 export const NETWORK_ID = "profile_test_gateway";
@@ -66,4 +67,25 @@ export const unb64url = (text: string) => JSON.parse(atob(text.replace(/-/g, "+"
 /** A credential built as the draft specifies: the challenge echoed, the token in the payload. */
 export function credentialFor(challenge: Record<string, string>, spt: string): string {
   return `Payment ${b64url({ challenge, payload: { spt } })}`;
+}
+
+export const balanceOf = async (id: string) => (await admin("GET", `/customers/${id}`)).body.balance.available_exact_cents as string;
+export const mppGrants = async (id: string) =>
+  ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; amount_cents: number; payment_intent: string | null }[]).filter((g) => g.source === "mpp");
+export const sptIntents = (stripe: ReturnType<typeof connect>["stripe"]) => stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/payment_intents");
+
+export async function problemOf(response: Response) {
+  expect(response.headers.get("content-type")).toBe("application/problem+json");
+  expect(response.headers.get("payment-receipt")).toBeNull();
+  return (await response.json()) as any;
+}
+
+/** A customer with no credit, the challenge of its 402, and a token granted for it (a card that pays, unless `token` says otherwise). */
+export async function challenged(token: { paymentMethod?: string; settlesLater?: boolean } = {}) {
+  const doubles = connect();
+  const call = mppCall();
+  const { id, key } = await brokeCustomer(doubles.stripe);
+  const challenge = challengeOf(await call(key));
+  const spt = doubles.stripe.grantSharedPaymentToken({ maxAmount: 500, ...token }).id;
+  return { ...doubles, call, id, key, challenge, spt, pay: (credential = credentialFor(challenge, spt)) => call(key, { headers: { "payment-authorization": credential } }) };
 }

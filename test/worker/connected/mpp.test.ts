@@ -4,35 +4,30 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../../src/lib/config";
 import { issueChallenge } from "../../../src/payments/mpp/challenge";
 import { serializeChallenge } from "../../../src/payments/mpp/wire";
-import { admin, customerStub, gatewayWith, settle } from "../helpers";
+import { customerStub, gatewayWith, settle } from "../helpers";
 import { connect, cron, deliverAll } from "./doubles";
-import { b64url, brokeCustomer, challengeOf, credentialFor, MPP_BINDINGS, mppCall, mppFetch, NETWORK_ID, REALM, unb64url } from "./mpp-helpers";
+import {
+  b64url,
+  balanceOf,
+  brokeCustomer,
+  challenged,
+  challengeOf,
+  credentialFor,
+  MPP_BINDINGS,
+  mppCall,
+  mppFetch,
+  mppGrants,
+  NETWORK_ID,
+  problemOf,
+  REALM,
+  sptIntents,
+  unb64url,
+} from "./mpp-helpers";
 
 // The Payment HTTP authentication scheme (draft-ryan-httpauth-payment), Stripe method, charge
 // intent, as a top-up rail (docs/concepts/agent-payments.md): the 402 carries a challenge whose
 // id is an HMAC over its parameters; a credential with a Shared Payment Token is charged once per
 // challenge and credited as a paid grant; mppx's client pays it.
-
-const balanceOf = async (id: string) => (await admin("GET", `/customers/${id}`)).body.balance.available_exact_cents as string;
-const mppGrants = async (id: string) =>
-  ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; amount_cents: number; payment_intent: string | null }[]).filter((g) => g.source === "mpp");
-const sptIntents = (stripe: ReturnType<typeof connect>["stripe"]) => stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/payment_intents");
-
-async function problemOf(response: Response) {
-  expect(response.headers.get("content-type")).toBe("application/problem+json");
-  expect(response.headers.get("payment-receipt")).toBeNull();
-  return (await response.json()) as any;
-}
-
-/** A customer with no credit, the challenge of its 402, and a token granted for it. */
-async function challenged() {
-  const doubles = connect();
-  const call = mppCall();
-  const { id, key } = await brokeCustomer(doubles.stripe);
-  const challenge = challengeOf(await call(key));
-  const spt = doubles.stripe.grantSharedPaymentToken({ maxAmount: 500 }).id;
-  return { ...doubles, call, id, key, challenge, spt, pay: (credential = credentialFor(challenge, spt)) => call(key, { headers: { "payment-authorization": credential } }) };
-}
 
 describe("MPP: a 402 an agent can pay with a Shared Payment Token", () => {
   it("offers a challenge; mppx's client pays it, is served with a receipt and charged once; Stripe's books agree", async () => {
