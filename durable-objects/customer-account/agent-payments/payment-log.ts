@@ -9,9 +9,8 @@ export const AGENT_PAYMENT_TABLES = {
   receipt TEXT NOT NULL,
   created_at INTEGER NOT NULL
 );`,
-  // v22 (v20 and v21 are other branches'; the lead renumbers at merge): an x402 payment to a Stripe
-  // crypto deposit address, recorded as a Stripe PaymentIntent (stripe-record.ts) after it is credited.
-  v22: `ALTER TABLE agent_payments ADD COLUMN stripe_status TEXT;
+  // v20: an x402 payment to a Stripe crypto deposit address, recorded as a Stripe PaymentIntent (stripe-record.ts) after it is credited.
+  v20: `ALTER TABLE agent_payments ADD COLUMN stripe_status TEXT;
 ALTER TABLE agent_payments ADD COLUMN stripe_network TEXT;
 ALTER TABLE agent_payments ADD COLUMN stripe_key TEXT;
 ALTER TABLE agent_payments ADD COLUMN stripe_verify INTEGER NOT NULL DEFAULT 0;

@@ -86,9 +86,9 @@ export const MIGRATIONS: readonly string[] = [
   AGENT_PAYMENT_TABLES.v18,
   // v19: report batching while customers due outnumber the Stripe budget (STRIPE_BUDGET).
   ACCOUNT_TABLES.v19,
-  // v22 (v20 and v21 belong to other branches; renumbered at merge): x402 payments recorded as
+  // v20: x402 payments recorded as
   // Stripe PaymentIntents (record_in_stripe), retried until Stripe answers.
-  AGENT_PAYMENT_TABLES.v22,
+  AGENT_PAYMENT_TABLES.v20,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -71,7 +71,7 @@ const DEPLOYED = [
   "82c5df6cf016488d6c2f19734c8b651a8b56295eb4ef3e86641f09d3f7dafdbb",
   // v19: report batching (STRIPE_BUDGET).
   "6173372e78081761ffd9aff6b06e2eed30c734eac5a9616cc5b3f1808c72ae17",
-  // v22 (after other branches' v20 and v21 at merge): x402 payments recorded as Stripe PaymentIntents.
+  // v20: x402 payments recorded as Stripe PaymentIntents.
   "676f41177b1e79d6f2ca874443e02c22da09f686134b9d22ea71694cbab38af1",
 ];
 
