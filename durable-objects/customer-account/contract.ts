@@ -91,6 +91,8 @@ export interface PaidGrantInput {
   payer: string | null;
   /** The transaction hash (x402) or PaymentIntent (MPP); null when a lost settle answer was confirmed on chain. */
   transaction: string | null;
+  /** x402 with record_in_stripe: Stripe's name of the payment's network; the payment is then also recorded as a crypto PaymentIntent. */
+  stripeNetwork?: string | null;
   /** A Stripe PaymentIntent the payment is recorded as: refunds and disputes of it claw the grant back. */
   paymentIntent?: string | null;
   /** What the client is told, the same on every replay (x402: the SettlementResponse JSON; MPP: the receipt). */

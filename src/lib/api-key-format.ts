@@ -93,7 +93,8 @@ export async function timingSafeEqualStrings(a: string, b: string): Promise<bool
 /** The key from `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
 export function apiKeyFrom(headers: Headers): string | null {
   const auth = headers.get("authorization");
-  if (auth) {
+  // A Payment credential (the Payment HTTP authentication scheme) in Authorization leaves the key to X-API-Key.
+  if (auth && !/^Payment\s/i.test(auth)) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(auth);
     return match ? match[1]! : null;
   }

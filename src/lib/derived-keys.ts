@@ -5,7 +5,7 @@ import { hmacHex } from "../verify/payg-signature";
  * made for one purpose never verifies as another, whatever the message: a new kind of token adds
  * its purpose here and signs with `purposeMac`.
  */
-export type KeyPurpose = "api-key" | "portal-link" | "dashboard-session" | "portal-session" | "unsubscribe";
+export type KeyPurpose = "api-key" | "portal-link" | "dashboard-session" | "portal-session" | "unsubscribe" | "payment-challenge";
 
 const encoder = new TextEncoder();
 // HKDF's extract step keys its HMAC with this salt, not with the secret: no MAC the gateway ever

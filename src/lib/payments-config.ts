@@ -52,6 +52,7 @@ export const Payments = z.strictObject({
 });
 export type PaymentsConfig = z.infer<typeof Payments>;
 export type X402Config = z.infer<typeof X402>;
+export type MppConfig = z.infer<typeof Mpp>;
 
 /** USDC's EIP-712 domains, as the x402 reference client knows them (its defaultAssets). */
 const KNOWN_ASSETS: Record<string, { name: string; version: string }> = {
@@ -67,12 +68,23 @@ export function assetDomain(x402: X402Config): { name: string; version: string }
   return name !== undefined && version !== undefined ? { name, version } : null;
 }
 
+/**
+ * Stripe's name for an EVM network (the `network` of a crypto payment, stripe-node's
+ * `Charge.PaymentMethodDetails.Crypto.Network`), by chain id; null where Stripe records none.
+ * Stripe names no testnets: its test mode is assumed to verify Base Sepolia as "base".
+ */
+export function stripeNetwork(caip2: string): string | null {
+  const names: Record<string, string> = { "eip155:8453": "base", "eip155:84532": "base", "eip155:1": "ethereum", "eip155:137": "polygon" };
+  return names[caip2] ?? null;
+}
+
 /** What the schema cannot say on its own. */
 export function paymentsProblems(vars: {
   PAYMENTS?: PaymentsConfig | undefined;
   PRICING: { currency: string };
   GOVERNANCE: { checkout_max_cents: number };
   STRIPE_SECRET_KEY?: string | undefined;
+  KEY_SIGNING_SECRET?: string | undefined;
 }): string[] {
   const payments = vars.PAYMENTS;
   if (!payments) return [];
@@ -84,9 +96,17 @@ export function paymentsProblems(vars: {
     // USDC has 6 decimals: a cent is exactly 10,000 atomic units, so every amount converts without rounding.
     if (vars.PRICING.currency !== "usd") problems.push(`PAYMENTS.x402: needs PRICING.currency "usd" (the asset is a USD stablecoin), not "${vars.PRICING.currency}"`);
     if (!assetDomain(payments.x402)) problems.push("PAYMENTS.x402.asset_name and asset_version: required for an asset other than USDC on Base or Base Sepolia");
-    // Named by the design (docs/concepts/agent-payments.md), refused until built: a key that did nothing would fail silently.
-    if (payments.x402.record_in_stripe) problems.push("PAYMENTS.x402.record_in_stripe: recording x402 payments as Stripe PaymentIntents is not built yet; leave it unset");
+    if (payments.x402.record_in_stripe) {
+      // The payment is recorded as a Stripe PaymentIntent (docs/design/x402-stripe-recording.md).
+      if (!vars.STRIPE_SECRET_KEY) problems.push("PAYMENTS.x402.record_in_stripe: needs Stripe (STRIPE_SECRET_KEY): each payment is recorded as a Stripe PaymentIntent");
+      if (!stripeNetwork(payments.x402.network))
+        problems.push(`PAYMENTS.x402.record_in_stripe: Stripe records crypto payments on Base, Ethereum and Polygon only, not on ${payments.x402.network}`);
+    }
   }
-  if (payments.mpp) problems.push("PAYMENTS.mpp: the Payment HTTP authentication scheme (MPP) is not built yet; leave it unset");
+  if (payments.mpp) {
+    // The Stripe method charges a Shared Payment Token with a PaymentIntent; the challenge id is a MAC under the signing secret.
+    if (!vars.STRIPE_SECRET_KEY) problems.push("PAYMENTS.mpp: needs Stripe (STRIPE_SECRET_KEY): its payments are Stripe PaymentIntents");
+    if (!vars.KEY_SIGNING_SECRET) problems.push("PAYMENTS.mpp: needs KEY_SIGNING_SECRET: challenge ids are MACs under a key derived from it");
+  }
   return problems;
 }

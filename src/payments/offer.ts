@@ -1,6 +1,8 @@
 import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
 import type { Config } from "../lib/config";
 import { formatMoney, MICROS_PER_CENT } from "../lib/money";
+import { issueChallenge } from "./mpp/challenge";
+import { type Challenge, serializeChallenge, WWW_AUTHENTICATE } from "./mpp/wire";
 import { railState } from "./x402/facilitator";
 import { encodeHeader, PAYMENT_REQUIRED, type PaymentRequired, requirementsFor } from "./x402/wire";
 
@@ -28,6 +30,19 @@ export function packCents(config: Config, priceMicros: number): number | null {
 export interface Offer {
   cents: number;
   x402?: PaymentRequired;
+  /** The Payment HTTP authentication scheme's challenge (Stripe method, charge intent). */
+  mpp?: Challenge;
+}
+
+/** What a pack buys, in words: the x402 resource description and the MPP request's. */
+export function packDescription(config: Config, cents: number, customerId: string): string {
+  return `Adds ${formatMoney(cents * MICROS_PER_CENT, config.PRICING.currency)} of API credit to ${customerId}`;
+}
+
+/** A fresh MPP challenge for a pack, when the rail is configured. */
+export async function mppOffer(config: Config, cents: number, customerId: string): Promise<Challenge | undefined> {
+  if (!config.PAYMENTS?.mpp) return undefined;
+  return await issueChallenge(config, cents, customerId, packDescription(config, cents, customerId));
 }
 
 /** The x402 PaymentRequired for a pack, when the rail is configured and its facilitator settles it. */
@@ -37,7 +52,7 @@ export async function x402Offer(config: Config, cents: number, customerId: strin
   return {
     x402Version: 2,
     ...(error ? { error } : {}),
-    resource: { url, description: `Adds ${formatMoney(cents * MICROS_PER_CENT, config.PRICING.currency)} of API credit to ${customerId}`, mimeType: "application/json" },
+    resource: { url, description: packDescription(config, cents, customerId), mimeType: "application/json" },
     accepts: [requirementsFor(x402, cents)],
   };
 }
@@ -45,27 +60,32 @@ export async function x402Offer(config: Config, cents: number, customerId: strin
 export async function offerFor(config: Config, decision: CreditRefusal, url: string): Promise<Offer | null> {
   const cents = packCents(config, decision.priceMicros);
   if (cents === null) return null;
-  const x402 = await x402Offer(config, cents, decision.customer.id, url);
-  if (!x402) return null;
-  return { cents, x402 };
+  const [x402, mpp] = await Promise.all([x402Offer(config, cents, decision.customer.id, url), mppOffer(config, cents, decision.customer.id)]);
+  if (!x402 && !mpp) return null;
+  return { cents, ...(x402 ? { x402 } : {}), ...(mpp ? { mpp } : {}) };
 }
 
 /** The offer's headers on a 402 (which no cache may keep). */
 export function offerHeaders(offer: Offer | null): Record<string, string> {
   if (!offer) return {};
-  return { "cache-control": "no-store", ...(offer.x402 ? { [PAYMENT_REQUIRED]: encodeHeader(offer.x402) } : {}) };
+  return {
+    "cache-control": "no-store",
+    ...(offer.x402 ? { [PAYMENT_REQUIRED]: encodeHeader(offer.x402) } : {}),
+    ...(offer.mpp ? { [WWW_AUTHENTICATE]: serializeChallenge(offer.mpp) } : {}),
+  };
 }
 
 /** The offer in the JSON body, for an agent that reads the body first. */
 export function offerBody(offer: Offer | null): Record<string, unknown> {
   if (!offer) return {};
-  return { payment: { topup_cents: offer.cents, ...(offer.x402 ? { x402: offer.x402 } : {}) } };
+  return { payment: { topup_cents: offer.cents, ...(offer.x402 ? { x402: offer.x402 } : {}), ...(offer.mpp ? { mpp: offer.mpp } : {}) } };
 }
 
 /** What /admin/status shows of the rails: on, off with the reason, or not configured (null). */
-export async function paymentsStatus(config: Config): Promise<{ x402: string | null }> {
+export async function paymentsStatus(config: Config): Promise<{ x402: string | null; mpp: string | null }> {
   const x402 = config.PAYMENTS?.x402;
-  if (!x402) return { x402: null };
+  const mpp = config.PAYMENTS?.mpp ? "on" : null;
+  if (!x402) return { x402: null, mpp };
   const state = await railState(x402);
-  return { x402: state.on ? "on" : `off: ${state.reason}` };
+  return { x402: state.on ? "on" : `off: ${state.reason}`, mpp };
 }

@@ -7,8 +7,8 @@ import { signOriginRequest } from "../lib/signing";
  * Cloudflare the edge overwrites it with Keep-Alive (docs/concepts/security.md: what the origin receives).
  */
 const HOP_BY_HOP = ["connection", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection", "keep-alive", "transfer-encoding"];
-/** The API key (the origin never sees it) and Host (set by the fetch). */
-const GATEWAY_ONLY = ["authorization", "x-api-key", "host", "forwarded", "x-real-ip", "x-request-id", "x-client-request-id"];
+/** The API key and a Payment credential (the origin never sees them) and Host (set by the fetch). */
+const GATEWAY_ONLY = ["authorization", "x-api-key", "host", "payment-authorization", "forwarded", "x-real-ip", "x-request-id", "x-client-request-id"];
 /** Claims only Cloudflare or this gateway may make: a client-sent one is dropped, never passed on. */
 const CLAIM = /^(?:x-forwarded-|cf-|x-payg-)/;
 const DROPPED = new Set([...HOP_BY_HOP, ...GATEWAY_ONLY]);

@@ -26,6 +26,8 @@ export type MoneyRefusal =
       detail: string;
       fields?: Record<string, unknown>;
       headers?: Record<string, string>;
+      /** A spec's own problem type (the Payment auth scheme's): an RFC 9457 problem whatever GOVERNANCE.problem_details says, with the house `error` member too. */
+      problem?: string;
     };
 
 export const MONEY_OUTCOMES = new Set(["insufficient_credit", "payment_overdue", "key_cap_reached", "currency_mismatch"]);
@@ -49,6 +51,7 @@ interface Refusal {
   headers: Headers;
   /** The provider's own 402 body (GOVERNANCE.blocked_body), answered as it is rendered. */
   templated?: Record<string, unknown>;
+  problem?: string;
 }
 
 function describe(config: Config, refusal: MoneyRefusal, now: number): Refusal {
@@ -109,12 +112,14 @@ function describe(config: Config, refusal: MoneyRefusal, now: number): Refusal {
         detail: refusal.detail,
         fields: refusal.fields ?? {},
         headers: new Headers(refusal.headers),
+        ...(refusal.problem ? { problem: refusal.problem } : {}),
       };
   }
 }
 
 /** The body of a described refusal: a problem (GOVERNANCE.problem_details), the provider's 402 template, or the house error. */
 function bodyOf(config: Config, r: Refusal, requestId: string): Record<string, unknown> {
+  if (r.problem) return { type: r.problem, title: r.title, status: r.status, detail: r.detail, ...r.fields, ...errorBody(r.code as ErrorCode, r.detail, requestId) };
   if (config.GOVERNANCE.problem_details) {
     return { type: problemType(r.code), title: r.title, status: r.status, detail: r.detail, code: r.code, ...r.fields, request_id: requestId };
   }
@@ -125,7 +130,7 @@ function bodyOf(config: Config, r: Refusal, requestId: string): Record<string, u
 export function refusalResponse(config: Config, requestId: string, refusal: MoneyRefusal, now = Date.now()): Response {
   const r = describe(config, refusal, now);
   r.headers.set("x-request-id", requestId);
-  r.headers.set("content-type", config.GOVERNANCE.problem_details ? "application/problem+json" : "application/json");
+  r.headers.set("content-type", config.GOVERNANCE.problem_details || r.problem ? "application/problem+json" : "application/json");
   return new Response(JSON.stringify(bodyOf(config, r, requestId)), { status: r.status, headers: r.headers });
 }
 

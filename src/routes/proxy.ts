@@ -71,8 +71,10 @@ proxy.all("*", async (c) => {
     ...(idempotencyKey !== null ? { idempotency: { key: idempotencyKey, fingerprint: await requestFingerprint(method, target.pathname + target.search, body ?? null) } } : {}),
   };
   // Only a retry can find its request id already charged: the first attempt skips the lookup.
-  // A retry paying the 402 (x402 PAYMENT-SIGNATURE): the payment is credited and the request authorized from it, in one step.
-  const paid = await paidDecision(c.req.raw.headers, { config, stub, customerId, input });
+  // A retry paying the 402 (x402 PAYMENT-SIGNATURE, or a Payment credential): the payment is credited and the request authorized from it, in one step.
+  const payment = await paidDecision(c.req.raw.headers, { env: c.env, config, stub, customerId, input, requestId });
+  if (payment instanceof Response) return payment;
+  const paid = payment;
   // Otherwise a credit lease in this isolate pays with no round trip when it can (src/leases/), or the object decides.
   const leasable = !paid && leaseEligible(config, meter, idempotencyKey);
   const decision: AuthorizeResult =
@@ -141,7 +143,7 @@ proxy.all("*", async (c) => {
       {
         charged_cents: formatCents(charged),
       },
-      paid ? { "payment-response": paid.header } : undefined,
+      paid?.headers,
     );
     if (idempotencyKey === null || givenBack) throw failure;
     return keepForReplay(await jsonError(failure, c), false, config, finishIdempotent, waitUntil);

@@ -86,6 +86,7 @@ import {
 } from "./stripe/checkout";
 import { ApiError, canonical, clone, decodeId, invalid, newId, type Params, parseStripeForm, type StripeErrorBody } from "./stripe/common";
 import { type RequestContext, StripeState, type ThinEventPayload, type V2Event } from "./stripe/core";
+import { apiCreateCryptoPaymentIntent, isCryptoVerification } from "./stripe/crypto-payment";
 import {
   adjustBalance as adjustCustomerBalance,
   apiCreateBalanceTransaction,
@@ -106,6 +107,7 @@ import {
   apiRetrievePaymentIntent,
   apiRetrievePaymentMethod,
   paymentMethodsOf,
+  settleCheckoutPayment,
 } from "./stripe/payments";
 import {
   apiListRefunds,
@@ -117,6 +119,7 @@ import {
   moveDispute as moveDisputeIn,
   refundCharge as refundChargeIn,
 } from "./stripe/refunds";
+import { apiGrantToken, apiRetrieveToken, apiRevokeToken, type GrantedToken, grantToken as grantTokenIn } from "./stripe/shared-payment";
 
 export type { InvoiceEventOptions, InvoiceEventType } from "./stripe/billing";
 export type { CompleteCheckoutOptions } from "./stripe/checkout";
@@ -576,7 +579,11 @@ export class StripeDouble {
     }
     if (path === "/v1/checkout/sessions" && method === "POST") return apiCreateSession(s, params);
     if ((m = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveSession(s, decodeId(m[1]), params);
-    if (path === "/v1/payment_intents" && method === "POST") return apiCreatePaymentIntent(s, params, ctx);
+    if (path === "/v1/test_helpers/shared_payment/granted_tokens" && method === "POST") return apiGrantToken(s, params);
+    if ((m = /^\/v1\/test_helpers\/shared_payment\/granted_tokens\/([^/]+)\/revoke$/.exec(path)) && method === "POST") return apiRevokeToken(s, decodeId(m[1]));
+    if ((m = /^\/v1\/shared_payment\/granted_tokens\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrieveToken(s, decodeId(m[1]));
+    if (path === "/v1/payment_intents" && method === "POST")
+      return isCryptoVerification(params) ? apiCreateCryptoPaymentIntent(s, params, ctx) : apiCreatePaymentIntent(s, params, ctx);
     if (path === "/v1/payment_intents" && method === "GET") return apiListPaymentIntents(s, params, path);
     if ((m = /^\/v1\/payment_intents\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentIntent(s, decodeId(m[1]), params);
     if ((m = /^\/v1\/payment_methods\/([^/]+)$/.exec(path)) && method === "GET") return apiRetrievePaymentMethod(s, decodeId(m[1]), params);
@@ -591,6 +598,26 @@ export class StripeDouble {
   }
 
   // ----------------------------------------------------------------------------- test-side helpers
+
+  /** A Shared Payment Token granted to this account for a test payment method (shared-payment.ts), as an agent's wallet would make one. */
+  grantSharedPaymentToken(input: { paymentMethod?: string; currency?: string; maxAmount: number; expiresAt?: number | null; settlesLater?: boolean }): GrantedToken {
+    return grantTokenIn(this.state, {
+      paymentMethod: input.paymentMethod ?? "pm_card_visa",
+      currency: input.currency ?? this.defaultCurrency,
+      maxAmount: input.maxAmount,
+      expiresAt: input.expiresAt ?? null,
+      settlesLater: input.settlesLater ?? false,
+    });
+  }
+
+  /** A `processing` PaymentIntent (a `settlesLater` token's) succeeds or fails, with its events. */
+  settlePaymentIntent(id: string, succeeded = true): void {
+    settleCheckoutPayment(this.state, id, succeeded);
+  }
+
+  sharedPaymentToken(id: string): GrantedToken | undefined {
+    return this.state.grantedTokens.get(id);
+  }
 
   /** Create a customer directly (no HTTP), emitting `customer.created` (and `payment_method.attached`). */
   createCustomer(input: CreateCustomerInput = {}): Stripe.Customer {
@@ -781,6 +808,10 @@ export class StripeDouble {
   /** Payment methods attached to a customer, in attach order. */
   paymentMethodsOf(customerId: string): Stripe.PaymentMethod[] {
     return paymentMethodsOf(this.state, customerId);
+  }
+
+  paymentIntentsOf(customerId: string): Stripe.PaymentIntent[] {
+    return [...this.state.paymentIntents.values()].filter((pi) => pi.customer === customerId).map(clone);
   }
 
   getPaymentIntent(id: string): Stripe.PaymentIntent | undefined {

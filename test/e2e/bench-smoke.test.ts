@@ -44,7 +44,7 @@ interface BenchRow {
 // Keeps `npm run bench` from rotting: the same script at a tiny scale and one repetition,
 // checked for its table, its JSON file and the accounting checks it prints.
 describe("npm run bench (smoke)", () => {
-  it("prints the table with every row id, exact accounting, and writes the JSON", { timeout: 180_000 }, async () => {
+  it("prints the table with every row id, exact accounting, and writes the JSON", { timeout: 300_000 }, async () => {
     const root = join(import.meta.dirname, "..", "..");
     const jsonPath = join(mkdtempSync(join(tmpdir(), "payg-bench-smoke-")), "bench.json");
     const { stdout } = await promisify(execFile)(process.execPath, [join(root, "scripts/bench.mjs")], {

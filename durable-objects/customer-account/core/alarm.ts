@@ -1,4 +1,5 @@
 import { log } from "../../../src/lib/log";
+import { RECORD_TIMER, recordPaymentsInStripe } from "../agent-payments/stripe-record";
 import { AUTO_TOPUP_TIMER } from "../auto-topup/auto-topup";
 import { runAutoTopUp } from "../auto-topup/payment";
 import { NOTICE_TIMER } from "../cohorts/notices";
@@ -41,6 +42,7 @@ export async function runDueTimers(context: AccountContext, locked: Locked): Pro
     // A top-up whose credit landed queued a Stripe credit report: the stripe timer sends it.
     [AUTO_TOPUP_TIMER]: (now) => locked(async () => (await runAutoTopUp(context, now)) && context.timers.at(STRIPE_TIMER, Date.now())),
     [NOTICE_TIMER]: (now) => locked(() => context.notices.send(now)),
+    [RECORD_TIMER]: (now) => locked(() => recordPaymentsInStripe(context, now)),
     [REPORT_RETENTION_TIMER]: (now) => context.reports.retention.prune(now),
     [USAGE_RETENTION_TIMER]: (now) => context.usageRetention.fold(now),
     [LEASE_TIMER]: (now) => runLeaseTimer(context, now),

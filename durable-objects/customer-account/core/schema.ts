@@ -87,9 +87,9 @@ export const MIGRATIONS: readonly string[] = [
   AGENT_PAYMENT_TABLES.v18,
   // v19: report batching while customers due outnumber the Stripe budget (STRIPE_BUDGET).
   ACCOUNT_TABLES.v19,
-  // v20: reserved for issue 35 (charge time tables, branch feat/counts), which lands as v20; its
-  // DDL takes this place at that merge. Until then a statement that changes nothing.
-  "SELECT 1",
+  // v20: x402 payments recorded as
+  // Stripe PaymentIntents (record_in_stripe), retried until Stripe answers.
+  AGENT_PAYMENT_TABLES.v20,
   // v21: credit leases (docs/scaling.md): live leases, expired ones kept for a late report, the epoch.
   LEASE_TABLES.v21,
 ];

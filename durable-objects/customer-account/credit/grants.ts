@@ -270,6 +270,12 @@ export class GrantBook {
     this.pending.clear();
   }
 
+  /** The Stripe PaymentIntent a grant's payment was recorded as after it was credited (an x402 top-up): its refunds claw the grant back. */
+  linkPaymentIntent(grant: Grant, paymentIntent: string): void {
+    grant.payment_intent = paymentIntent;
+    this.sql.exec("UPDATE grants SET payment_intent = ? WHERE id = ? AND payment_intent IS NULL", paymentIntent, grant.id);
+  }
+
   markExpiryWarned(grant: Grant): void {
     grant.expiry_warned = 1;
     this.sql.exec("UPDATE grants SET expiry_warned = 1 WHERE id = ?", grant.id);

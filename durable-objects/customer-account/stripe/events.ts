@@ -1,6 +1,7 @@
 import type Stripe from "stripe";
 import { idOf } from "../../../src/lib/stripe-ids";
 import { markDeleted, profileFromStripe, upsertProfile } from "../access/profile";
+import { creditMppPaymentIntent } from "../agent-payments/paid-grants";
 import { applyPaymentIntentEvent } from "../auto-topup/charge";
 import type { ChargeRefunds } from "../contract";
 import type { AccountContext } from "../core/context";
@@ -107,6 +108,8 @@ function apply(context: AccountContext, customerId: string, event: Stripe.Event,
       return "applied";
     }
     case "payment_intent.succeeded":
+      if (event.data.object.metadata?.payg_mpp_challenge) return afterCredit(context, creditMppPaymentIntent(context, customerId, event.data.object), now);
+      return afterCredit(context, applyPaymentIntentEvent(context, event, now), now);
     case "payment_intent.payment_failed":
       return afterCredit(context, applyPaymentIntentEvent(context, event, now), now);
     case "charge.refunded":

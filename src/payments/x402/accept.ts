@@ -2,6 +2,7 @@ import type { AuthorizeResult, CustomerStub } from "../../../durable-objects/cus
 import type { Config } from "../../lib/config";
 import { ApiError } from "../../lib/errors";
 import { log } from "../../lib/log";
+import { stripeNetwork } from "../../lib/payments-config";
 import { once } from "../../proxy/once";
 import { packCents } from "../offer";
 import { authorizationUsed } from "./chain";
@@ -94,6 +95,7 @@ export async function acceptX402(request: PaidRequest, sent: string | object): P
           payer,
           transaction: settlement.transaction || null,
           receipt: JSON.stringify(settlement),
+          stripeNetwork: x402.record_in_stripe ? stripeNetwork(x402.network) : null,
         },
         authorize: retry ? { ...input, retry } : input,
       }),

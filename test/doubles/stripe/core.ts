@@ -10,7 +10,7 @@ export type EventOf<T extends EventType> = Extract<Stripe.Event, { type: T }>;
 export type EventObject<T extends EventType> = EventOf<T>["data"]["object"];
 
 /** What a test payment method does when it is charged (Stripe's test cards, see payments.ts). */
-export type CardBehavior = "succeeds" | "declines" | "requires_authentication" | "refund_fails";
+export type CardBehavior = "succeeds" | "declines" | "requires_authentication" | "refund_fails" | "settles_later";
 
 /** The thin event types this double sends (Stripe's event destinations, API v2). */
 export type ThinEventType = "v1.billing.meter.error_report_triggered" | "v1.billing.meter.no_meter_found";
@@ -94,6 +94,8 @@ export class StripeState {
   readonly paymentMethods = new Map<string, Stripe.PaymentMethod>();
   readonly cardBehavior = new Map<string, CardBehavior>();
   readonly paymentIntents = new Map<string, Stripe.PaymentIntent>();
+  /** Shared Payment Tokens granted to this account (shared-payment.ts). */
+  readonly grantedTokens = new Map<string, import("./shared-payment").GrantedToken>();
   readonly charges = new Map<string, Stripe.Charge>();
   readonly refunds = new Map<string, Stripe.Refund>();
   readonly disputes = new Map<string, Stripe.Dispute>();
@@ -182,6 +184,7 @@ export class StripeState {
     this.paymentMethods.clear();
     this.cardBehavior.clear();
     this.paymentIntents.clear();
+    this.grantedTokens.clear();
     this.charges.clear();
     this.refunds.clear();
     this.disputes.clear();

@@ -41,6 +41,7 @@ import {
 } from "./common";
 import { type CardBehavior, eventRequest, type RequestContext, type StripeState } from "./core";
 import { paginate } from "./customers";
+import { spendToken, tokenCaptured, tokenParam, tokenPending, tokenSettled } from "./shared-payment";
 
 /** The test tokens this double knows, with the card they stand for. */
 export const TEST_PAYMENT_METHODS: Record<string, { last4: string; behavior: CardBehavior }> = {
@@ -83,6 +84,8 @@ const PAYMENT_INTENT_CREATE_PARAMS = new Set([
   "radar_options",
   "receipt_email",
   "return_url",
+  // Preview (Shared Payment Tokens, shared-payment.ts).
+  "shared_payment_granted_token",
   "setup_future_usage",
   "shipping",
   "statement_descriptor",
@@ -244,7 +247,11 @@ export function apiCreatePaymentIntent(state: StripeState, params: Params, ctx: 
   const metadata = readMetadata(params);
   const receiptEmail = readString(params, "receipt_email") ?? null;
   const pmParam = readString(params, "payment_method");
-  const pm = pmParam !== undefined ? resolvePaymentMethod(state, pmParam, "payment_method") : undefined;
+  const sptParam = tokenParam(params);
+  if (sptParam !== undefined && pmParam !== undefined)
+    throw invalid("Pass either payment_method or shared_payment_granted_token, not both.", { param: "shared_payment_granted_token" });
+  const spent = sptParam !== undefined ? spendToken(state, sptParam, amount, currency) : undefined;
+  const pm = spent ? spent.pm : pmParam !== undefined ? resolvePaymentMethod(state, pmParam, "payment_method") : undefined;
   if (pm?.customer && pm.customer !== customer?.id) {
     throw invalid(
       customer
@@ -276,6 +283,8 @@ export function apiCreatePaymentIntent(state: StripeState, params: Params, ctx: 
 
   const error = confirmPaymentIntent(state, pi, pm!, offSession, request);
   if (error) throw new ApiError(402, { ...error, payment_intent: paymentIntentView(state, pi, new Set()) }, { committed: true });
+  if (spent && pi.status === "succeeded") tokenCaptured(spent.token, amount);
+  if (spent && pi.status === "processing") tokenPending(pi, spent.token);
   return paymentIntentView(state, pi, expand);
 }
 
@@ -419,6 +428,12 @@ function confirmPaymentIntent(
     state.emit("payment_intent.requires_action", pi, undefined, request);
     return undefined;
   }
+  if (behavior === "settles_later") {
+    pi.status = "processing";
+    pi.processing = { type: "card" };
+    state.emit("payment_intent.processing", pi, undefined, request);
+    return undefined;
+  }
   if (behavior === "succeeds" || behavior === "refund_fails") {
     const charge = newCharge(state, pi, pm, null);
     pi.latest_charge = charge.id;
@@ -505,13 +520,14 @@ export function payForCheckout(
   };
 }
 
-/** Settles a `processing` Checkout PaymentIntent (async payment methods). */
+/** Settles a `processing` PaymentIntent (a Checkout's async payment method, or a token's, shared-payment.ts). */
 export function settleCheckoutPayment(state: StripeState, piId: string, succeeded: boolean): void {
   const pi = state.paymentIntents.get(piId);
   if (pi?.status !== "processing") return;
   const pm = state.paymentMethods.get(pi.payment_method as string)!;
   pi.processing = null;
   if (succeeded) {
+    tokenSettled(pi);
     const charge = newCharge(state, pi, pm, null);
     pi.latest_charge = charge.id;
     pi.amount_received = pi.amount;

@@ -55,7 +55,10 @@ export function refundCharge(state: StripeState, chargeOrPaymentIntentId: string
     currency: charge.currency,
     customer: charge.customer,
     customer_account: null,
-    destination_details: { card: { reference_status: "pending", reference_type: "acquirer_reference_number", type: "refund" }, type: "card" },
+    destination_details:
+      charge.payment_method_details?.type === "crypto"
+        ? { crypto: { reference: null }, type: "crypto" }
+        : { card: { reference_status: "pending", reference_type: "acquirer_reference_number", type: "refund" }, type: "card" },
     metadata: {},
     payment_intent: charge.payment_intent,
     payment_method: charge.payment_method,
@@ -161,6 +164,7 @@ export function createDispute(state: StripeState, chargeOrPaymentIntentId: strin
   const charge = chargeFor(state, chargeOrPaymentIntentId);
   if (charge.status !== "succeeded") throw new Error(`charge ${charge.id} is ${charge.status}: nothing to dispute`);
   if (charge.disputed) throw new Error(`charge ${charge.id} is already disputed`);
+  if (charge.payment_method_details?.type === "crypto") throw new Error(`charge ${charge.id} is a crypto payment: stablecoin payments cannot be disputed`);
   const value = amount ?? charge.amount;
   if (!Number.isSafeInteger(value) || value < 1 || value > charge.amount) throw new Error(`dispute amount must be 1..${charge.amount}, got ${value}`);
   const created = state.nowSeconds();

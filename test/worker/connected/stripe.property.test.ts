@@ -4,10 +4,15 @@ import fc from "fast-check";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import type { Directory } from "../../../durable-objects/directory/index";
+import { parseConfig } from "../../../src/lib/config";
+import { issueChallenge } from "../../../src/payments/mpp/challenge";
+import { serializeChallenge } from "../../../src/payments/mpp/wire";
+import { cryptoHash } from "../../doubles/stripe/crypto-payment";
 import type { FaultKind } from "../../doubles/stripe-double";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliver, settle } from "./doubles";
-import { agent, facilitator, offered, signedFor } from "./x402-helpers";
+import { challengeOf, credentialFor, MPP_BINDINGS, mppCall } from "./mpp-helpers";
+import { agent, facilitator, offered, recordingsOf, recordNow, signedFor } from "./x402-helpers";
 
 type Op =
   | { kind: "request"; search: boolean }
@@ -19,7 +24,8 @@ type Op =
   | { kind: "failRefund"; pick: number }
   | { kind: "dispute"; pick: number; inquiry: boolean; cents: number }
   | { kind: "moveDispute"; pick: number; next: number }
-  | { kind: "x402"; fault: "lost_after_commit" | "timeout" | null; replay: boolean }
+  | { kind: "x402"; fault: "lost_after_commit" | "timeout" | null; replay: boolean; recordFault: FaultKind | null }
+  | { kind: "mpp"; fault: FaultKind | null; replay: boolean; declined: boolean }
   | { kind: "batching"; on: boolean };
 
 /** Where a dispute may go next (as the double allows: refunds.ts). */
@@ -58,6 +64,17 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       kind: fc.constant("x402" as const),
       fault: fc.constantFrom<"lost_after_commit" | "timeout" | null>(null, "lost_after_commit", "timeout"),
       replay: fc.boolean(),
+      // What Stripe does to its recording as a crypto PaymentIntent (record_in_stripe).
+      recordFault: fc.constantFrom<FaultKind | null>(null, null, "500", "500_after_commit", "drop_after_commit", "429"),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("mpp" as const),
+      fault: fc.constantFrom<FaultKind | null>(null, null, "drop_after_commit", "500_after_commit", "500_retryable", "429"),
+      replay: fc.boolean(),
+      declined: fc.boolean(),
     }),
   },
   {
@@ -82,7 +99,7 @@ async function setBatching(until: number) {
 }
 
 describe("Stripe and the edge agree to the cent (property)", () => {
-  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout and x402), refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching", {
+  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout, x402 recorded in Stripe, and MPP), refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching", {
     timeout: 240_000,
   }, async () => {
     await fc.assert(
@@ -90,9 +107,11 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         // Each run starts with batching off, whatever the run before left.
         await setBatching(1);
         const { stripe } = connect();
-        const x402 = facilitator();
+        const x402 = facilitator({ recordInStripe: true });
         const payer = agent(x402.double);
         let lastPayment: string | null = null;
+        let lastCredential: string | null = null;
+        const mppConfig = parseConfig({ ...env, ...MPP_BINDINGS } as never);
         const customer = stripe.createCustomer({ name: "Prop Erty", email: "p@example.com", balance: -startCredit });
         const id = customer.id;
         const queue: Stripe.Event[] = [...stripe.takeEvents()];
@@ -103,6 +122,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         let t = Date.now();
         let batching = false;
         const payments: string[] = [];
+        let checkouts = 0;
         const refunds: string[] = [];
         const disputes: string[] = [];
 
@@ -123,6 +143,24 @@ describe("Stripe and the edge agree to the cent (property)", () => {
             if (response.status === 200) consumedMicros += 1_000_000;
             else expect([402, 429]).toContain(response.status);
             x402.double.clearFaults();
+            // Its recording, through Stripe's faults; a recorded PaymentIntent may then be refunded like any top-up's payment.
+            if (step.recordFault) stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind: step.recordFault });
+            await settle(id);
+            stripe.clearFaults();
+            for (const pi of stripe.paymentIntentsOf(id)) if (pi.metadata.payg_x402_payment && !payments.includes(pi.id)) payments.push(pi.id);
+          } else if (step.kind === "mpp") {
+            // A Payment credential for a pack (a fresh challenge, or the last one again), charged through the Stripe double's faults.
+            if (!(step.replay && lastCredential)) {
+              const challenge = await issueChallenge(mppConfig, 500, id, "pack");
+              const spt = stripe.grantSharedPaymentToken({ maxAmount: 500, paymentMethod: step.declined ? "pm_card_chargeCustomerFail" : "pm_card_visa" }).id;
+              lastCredential = credentialFor(challengeOf(new Response(null, { headers: { "www-authenticate": serializeChallenge(challenge) } })), spt);
+            }
+            if (step.fault) stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind: step.fault, times: 3 });
+            const response = await mppCall()(key, { headers: { "payment-authorization": lastCredential! } });
+            stripe.clearFaults();
+            if (response.status === 200) consumedMicros += 1_000_000;
+            else expect([402, 429, 502]).toContain(response.status);
+            for (const pi of stripe.paymentIntentsOf(id)) if (pi.status === "succeeded" && pi.metadata.payg_mpp_challenge && !payments.includes(pi.id)) payments.push(pi.id);
           } else if (step.kind === "dashboard") {
             stripe.adjustBalance(id, step.amount);
           } else if (step.kind === "topup") {
@@ -130,6 +168,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
             if (response.status !== 201) continue;
             const session = stripe.completeCheckout(((await response.json()) as { id: string }).id, { paymentMethod: step.failingRefunds ? "pm_card_refundFail" : "pm_card_visa" });
             payments.push(session.payment_intent as string);
+            checkouts++;
           } else if (step.kind === "refund") {
             const pi = payments[step.pick % Math.max(1, payments.length)];
             const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
@@ -146,7 +185,8 @@ describe("Stripe and the edge agree to the cent (property)", () => {
           } else if (step.kind === "dispute") {
             const pi = payments[step.pick % Math.max(1, payments.length)];
             const charge = pi ? stripe.getCharge(stripe.getPaymentIntent(pi)!.latest_charge as string)! : undefined;
-            if (!charge || charge.disputed || charge.amount_refunded > 0) continue;
+            // Stablecoin payments have no chargebacks: a recorded x402 payment is never disputed.
+            if (!charge || charge.disputed || charge.amount_refunded > 0 || charge.payment_method_details?.type === "crypto") continue;
             disputes.push(stripe.createDispute(pi!, step.cents, { inquiry: step.inquiry }).id);
           } else if (step.kind === "moveDispute") {
             const dispute = disputes[step.pick % Math.max(1, disputes.length)];
@@ -178,6 +218,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         queue.push(...stripe.takeEvents());
         for (const event of [...queue.reverse(), ...delivered.slice(0, 3)]) expect((await deliver(stripe, event)).status).toBe(200);
         for (let i = 0; i < 3; i++) {
+          await recordNow(id);
           await settle(id);
           t += batching && recoverBatched && i === 0 ? 86_400_000 : 3_600_000;
           await cron(t);
@@ -208,11 +249,34 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         expect(check.balanceMicros).toBe(-stripe.balanceOf(id) * 1_000_000 - check.pendingUsageMicros || 0);
         expect(check.ledgerSumMicros).toBe(check.balanceMicros);
         // Each settled transfer is one x402 grant of its pack, however often it was presented or its answer lost.
-        const x402Grants = ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string }[]).filter((g) => g.source === "x402");
+        const x402Grants = ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; payment_intent: string | null }[]).filter((g) => g.source === "x402");
         expect(x402Grants).toHaveLength(x402.double.transfers.length);
         // And each reached Stripe's balance once, as a Checkout top-up does (not healed by a reconcile).
         const x402Credits = stripe.balanceTransactions(id).filter((txn) => String(txn.metadata?.payg_report ?? "").includes("_x402_"));
         expect(x402Credits.map((txn) => txn.amount)).toEqual(x402.double.transfers.map(() => -500));
+        // Each credited payment with a transaction hash is recorded once as a crypto PaymentIntent keyed by it, linked to its grant; none without a hash.
+        const recordings = await recordingsOf(id);
+        const crypto = stripe.paymentIntentsOf(id).filter((pi) => pi.metadata.payg_x402_payment);
+        expect(recordings.filter((r) => r.transaction_id === null).every((r) => r.stripe_status === "no_transaction")).toBe(true);
+        const hashed = recordings.filter((r) => r.transaction_id !== null);
+        expect(hashed.map((r) => r.stripe_status)).toEqual(hashed.map(() => "recorded"));
+        expect(crypto.map((pi) => pi.id).sort()).toEqual(hashed.map((r) => r.stripe_payment_intent).sort());
+        expect(crypto.map((pi) => cryptoHash(pi)).sort()).toEqual(hashed.map((r) => r.transaction_id).sort());
+        expect(
+          x402Grants
+            .filter((g) => g.payment_intent !== null)
+            .map((g) => g.payment_intent)
+            .sort(),
+        ).toEqual(crypto.map((pi) => pi.id).sort());
+        // Each PaymentIntent that spent a Shared Payment Token is one mpp grant and one Stripe credit, whatever answer was lost.
+        const charged = stripe.paymentIntentsOf(id).filter((pi) => pi.metadata.payg_mpp_challenge && pi.status === "succeeded");
+        const mppGrants = ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; payment_intent: string | null }[]).filter((g) => g.source === "mpp");
+        expect(mppGrants.map((g) => g.payment_intent).sort()).toEqual(charged.map((pi) => pi.id).sort());
+        const mppCredits = stripe.balanceTransactions(id).filter((txn) => String(txn.metadata?.payg_report ?? "").includes("_mpp_"));
+        expect(mppCredits.map((txn) => txn.amount)).toEqual(charged.map(() => -500));
+        // And no top-up reached Stripe's balance twice: one credit per Checkout session, settled transfer and MPP charge, whatever was recorded beside it.
+        const topUps = stripe.balanceTransactions(id).filter((txn) => txn.description === "Credit top-up");
+        expect(topUps).toHaveLength(checkouts + x402.double.transfers.length + charged.length);
       }),
       {
         numRuns: 20,

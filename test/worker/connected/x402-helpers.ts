@@ -1,9 +1,10 @@
+import { runInDurableObject } from "cloudflare:test";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { decodePaymentResponseHeader, type PaymentRequired, wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { http } from "msw";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { FacilitatorDouble } from "../../doubles/x402-facilitator";
-import { gatewayWith, withKey } from "../helpers";
+import { customerStub, gatewayWith, settle, withKey } from "../helpers";
 import { server } from "../setup";
 
 export const NETWORK = "eip155:84532";
@@ -18,7 +19,7 @@ let facilitators = 0;
  * A facilitator double (and its chain's RPC) behind MSW, at a URL of its own: the worker reads
  * /supported once per isolate and facilitator, so each test starts unchecked.
  */
-export function facilitator(options: { supported?: boolean; payments?: Record<string, unknown>; governance?: Record<string, unknown> } = {}) {
+export function facilitator(options: { supported?: boolean; payments?: Record<string, unknown>; governance?: Record<string, unknown>; recordInStripe?: boolean } = {}) {
   const url = `https://f${++facilitators}.facilitator.test`;
   const double = new FacilitatorDouble({ network: NETWORK, asset: ASSET, rpcUrl: RPC, supported: options.supported ?? true });
   server.use(
@@ -26,7 +27,11 @@ export function facilitator(options: { supported?: boolean; payments?: Record<st
     http.post(RPC, ({ request }) => double.handle(request as unknown as Request)),
   );
   const bindings = {
-    PAYMENTS: { topup_cents: 500, x402: { facilitator_url: url, network: NETWORK, asset: ASSET, pay_to: PAY_TO, rpc_url: RPC, timeout_ms: 300 }, ...options.payments },
+    PAYMENTS: {
+      topup_cents: 500,
+      x402: { facilitator_url: url, network: NETWORK, asset: ASSET, pay_to: PAY_TO, rpc_url: RPC, timeout_ms: 300, ...(options.recordInStripe ? { record_in_stripe: true } : {}) },
+      ...options.payments,
+    },
     ...(options.governance ? { GOVERNANCE: options.governance } : {}),
   };
   const call = (key: string, path = "/v1/x", init: RequestInit = {}) => gatewayWith(bindings, path, withKey(key, init));
@@ -77,4 +82,24 @@ export async function signedFor(client: x402Client, required: PaymentRequired, c
   const tampered = { ...required, accepts: [{ ...required.accepts[0]!, ...change }] } as PaymentRequired;
   const payload = await client.setSpendControls(false).createPaymentPayload(tampered);
   return btoa(JSON.stringify(payload));
+}
+
+/** Makes the customer's pending x402 recordings due now (instead of after their backoff) and runs them. */
+export async function recordNow(customerId: string) {
+  await runInDurableObject(customerStub(customerId), (instance: unknown, state) => {
+    state.storage.sql.exec("UPDATE agent_payments SET stripe_next_at = 0 WHERE stripe_status = 'pending'");
+    (instance as { context: { timers: { set(n: string, at: number): void } } }).context.timers.set("x402_stripe", Date.now());
+  });
+  await settle(customerId);
+}
+
+/** The customer's x402 payments as its object keeps them, with their Stripe recording. */
+export async function recordingsOf(customerId: string) {
+  return await runInDurableObject(customerStub(customerId), (_instance, state) =>
+    state.storage.sql
+      .exec(
+        "SELECT id, transaction_id, stripe_status, stripe_key, stripe_attempts, stripe_payment_intent, stripe_error FROM agent_payments WHERE rail = 'x402' ORDER BY created_at",
+      )
+      .toArray(),
+  );
 }

@@ -257,7 +257,7 @@ describe("[vars.PAYMENTS] is checked as a whole (edge)", () => {
     expect(config.PAYMENTS?.x402).toMatchObject({ facilitator_url: "https://x402.org/facilitator", max_timeout_seconds: 300 });
   });
 
-  it("needs usd prices, a known EIP-712 domain, a pack within checkout_max_cents; refuses what is not built", () => {
+  it("needs usd prices, a known EIP-712 domain, a pack within checkout_max_cents (MPP: mpp.test.ts checks its own needs; record_in_stripe: x402-stripe.test.ts)", () => {
     const pricing = { ...(env as any).PRICING, currency: "eur" };
     expect(problems({ PRICING: pricing, PAYMENTS: { x402 } })).toEqual([expect.stringMatching(/^PAYMENTS\.x402: needs PRICING\.currency "usd"/)]);
     expect(problems({ PAYMENTS: { x402: { ...x402, asset: "0x4444444444444444444444444444444444444444" } } })).toEqual([
@@ -267,7 +267,6 @@ describe("[vars.PAYMENTS] is checked as a whole (edge)", () => {
     expect(problems({ PAYMENTS: { topup_cents: 200_000, x402 } })).toEqual(["PAYMENTS.topup_cents: must not exceed GOVERNANCE.checkout_max_cents"]);
     expect(problems({ PAYMENTS: { x402: { ...x402, network: "base-sepolia" } } })[0]).toMatch(/^PAYMENTS\.x402\.network: must be a CAIP-2 EVM network/);
     expect(problems({ PAYMENTS: { x402: { ...x402, rpc_url: "http://rpc.example" } } })[0]).toMatch(/^PAYMENTS\.x402\.rpc_url: must be https/);
-    expect(problems({ PAYMENTS: { x402: { ...x402, record_in_stripe: true } } })).toEqual([expect.stringMatching(/record_in_stripe: .*not built yet/)]);
-    expect(problems({ PAYMENTS: { mpp: { realm: "api.example.com", network_id: "profile_123" } } })).toEqual([expect.stringMatching(/^PAYMENTS\.mpp: .*not built yet/)]);
+    expect(problems({ PAYMENTS: { mpp: { realm: "api.example.com", network_id: "profile_123" } } })).toEqual([]);
   });
 });

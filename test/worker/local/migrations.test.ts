@@ -71,8 +71,8 @@ const DEPLOYED = [
   "82c5df6cf016488d6c2f19734c8b651a8b56295eb4ef3e86641f09d3f7dafdbb",
   // v19: report batching (STRIPE_BUDGET).
   "6173372e78081761ffd9aff6b06e2eed30c734eac5a9616cc5b3f1808c72ae17",
-  // v20: reserved for issue 35 (its charge time tables replace this hash when they land).
-  "e004ebd5b5532a4b85984a62f8ad48a81aa3460c1ca07701f386135d72cdecf5",
+  // v20: x402 payments recorded as Stripe PaymentIntents.
+  "676f41177b1e79d6f2ca874443e02c22da09f686134b9d22ea71694cbab38af1",
   // v21: credit leases.
   "1714940a929ae0296bd78f663bfe9496aaf5c687a44889d74d7262357e8dc1c2",
 ];
@@ -225,6 +225,28 @@ describe("schema migrations", () => {
     expect(await customerStub(id).topUps()).toEqual([]);
     const row = await runInDurableObject(customerStub(id), (_instance, state) => state.storage.sql.exec("SELECT receipt_email FROM topups WHERE id = 'topup_old'").one());
     expect(row).toEqual({ receipt_email: null });
+  });
+
+  it("upgrades version 19: an x402 payment credited before is not recorded in Stripe (nothing queued), and its replay keeps its receipt", async () => {
+    const id = uniqueId("cus_v19");
+    const t = 1_760_000_000_000;
+    await runInDurableObject(customerStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const migration of MIGRATIONS.slice(0, 19)) sql.exec(migration);
+      sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
+      sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, 19, ?)", t);
+      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', 0, ?, ?)", id, t, t);
+      sql.exec(
+        "INSERT INTO agent_payments (id, rail, grant_id, amount_cents, payer, transaction_id, receipt, created_at) VALUES ('eip155:84532:0xa:0xb:0xc', 'x402', NULL, 500, '0xb', '0x01', '{\"success\":true}', ?)",
+        t,
+      );
+    });
+    await evictDurableObject(customerStub(id));
+    expect(await customerStub(id).paymentReceipt("eip155:84532:0xa:0xb:0xc")).toBe('{"success":true}');
+    const row = await runInDurableObject(customerStub(id), (_instance, state) =>
+      state.storage.sql.exec("SELECT stripe_status, stripe_key, stripe_attempts, stripe_payment_intent FROM agent_payments").one(),
+    );
+    expect(row).toEqual({ stripe_status: null, stripe_key: null, stripe_attempts: 0, stripe_payment_intent: null });
   });
 
   it("creates no storage for a customer id that was never set up", async () => {
