@@ -64,6 +64,6 @@ describe("an agent with @x402/fetch against the gateway (happy)", () => {
     expect(summary.balance.available_exact_cents).toBe("497");
     const grants = (await gateway.admin("GET", "/customers/cus_e2e_x402/grants")).body.grants;
     expect(grants.filter((g: { source: string }) => g.source === "x402")).toEqual([expect.objectContaining({ amount_cents: 500, category: "paid" })]);
-    expect((await gateway.admin("GET", "/status")).body.payments).toEqual({ x402: "on" });
+    expect((await gateway.admin("GET", "/status")).body.payments).toEqual({ x402: "on", mpp: null });
   });
 });
