@@ -124,6 +124,9 @@ const pricingWithSubCent = {
   ],
 };
 
+/** Credit leases configured (customers still opt in with payg_leases): every request-priced direct debit goes through leaseSync. */
+const leases = { LEASES: { ttl_ms: 10_000, heartbeat_ms: 1_000, max_lease_cents: 200, max_leases: 64 } };
+
 /** A workerd project: the real worker and Durable Objects from wrangler.toml, with these bindings. */
 function workers(name: string, include: string[], bindings: Record<string, unknown>) {
   return {
@@ -152,6 +155,7 @@ export default defineConfig({
         PRICING: pricingWithSubCent,
         ...portalKeySignIn,
         ...webhooks,
+        ...leases,
         // Whatever a developer's .dev.vars holds, this project runs without Stripe and MailChannels.
         STRIPE_SECRET_KEY: "",
         STRIPE_WEBHOOK_SECRET: "",
@@ -165,6 +169,7 @@ export default defineConfig({
         ...mailchannels,
         ...webhooks,
         ...unboundedBudget,
+        ...leases,
       }),
       // Connected, with the directory in 4 shards (customers placed by a hash of their id).
       workers("sharded", ["test/worker/sharded/**/*.test.ts"], {

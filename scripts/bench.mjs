@@ -43,7 +43,9 @@ const ONLY = onlyAt === -1 ? null : new Set((process.argv[onlyAt + 1] ?? "").spl
 const n = (count) => Math.max(1, Math.round(count * SCALE));
 
 // The row families, in the table's order, which is also the order each repetition runs them in.
-const FAMILIES = await Promise.all(["overhead", "hot", "storage", "many-customers", "delay", "streams", "stripe-calls", "sweep"].map((name) => import(`./bench/${name}.mjs`)));
+const FAMILIES = await Promise.all(
+  ["overhead", "hot", "storage", "many-customers", "delay", "leases", "streams", "stripe-calls", "sweep"].map((name) => import(`./bench/${name}.mjs`)),
+);
 
 /** Every run of every row, by id, in the order the rows are printed. */
 const runs = new Map();

@@ -10,6 +10,10 @@ export { liftedByNewCard, pausedBecause } from "./auto-topup/notice";
 export type { AutoTopUpState } from "./auto-topup/view";
 export type { TopUpListItem } from "./stripe/receipts";
 
+import type { LeaseState } from "./leases/protocol";
+
+export type { BucketCounter, LeaseReport, LeaseState, LeaseSyncRequest } from "./leases/protocol";
+
 /** The customer's own object (typed through the generated `Env`, so no import of the class). */
 export function customerStub(env: Env, customerId: string) {
   return env.CUSTOMERS.get(env.CUSTOMERS.idFromName(customerId));
@@ -124,4 +128,12 @@ export interface ChargeRefunds {
   payment_method: string | null;
   currency: string;
   refunds: { id: string; amount: number; status: string | null; created: number }[];
+}
+
+/** What `leaseSync` answers (leases/protocol.ts). */
+export interface LeaseSyncReply {
+  /** For `direct`: exactly what authorize answers. */
+  decision: AuthorizeResult | null;
+  /** null: no lease (none granted, or the one reported is gone: returned or expired at the object). */
+  lease: LeaseState | null;
 }

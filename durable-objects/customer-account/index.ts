@@ -8,7 +8,7 @@ import { activeProfile, setUnsubscribed, upsertProfileAndAutoTopUp } from "./acc
 import { payAndAuthorize, paymentReceipt } from "./agent-payments/paid-grants";
 import type { AutoTopUpSettings } from "./auto-topup/auto-topup";
 import type { EmailRow } from "./cohorts/emails";
-import type { AuthorizeResult, ChargeRefunds, CycleResult, PaidAuthorizeResult, PaidGrantInput } from "./contract";
+import type { AuthorizeResult, ChargeRefunds, CycleResult, LeaseSyncReply, PaidAuthorizeResult, PaidGrantInput } from "./contract";
 import { runDueTimers } from "./core/alarm";
 import { AccountContext } from "./core/context";
 import { runCycle } from "./core/cycle";
@@ -16,6 +16,8 @@ import { GroupCommit } from "./core/group-commit";
 import { hasSchema, migrate } from "./core/schema";
 import type { CheckoutSlot } from "./credit/checkout-limit";
 import { createGrant, creditOutcome, type DeductionInput, deduct, type GrantInput, type GrantResult, takeCheckoutSlot, voidGrant } from "./credit/credits";
+import type { LeaseSyncRequest } from "./leases/protocol";
+import { leaseSync, leaseView } from "./leases/sync";
 import { LIVE_TAG } from "./notify/live";
 import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, refund, requestCharge } from "./request/authorize";
 import type { StoredResponse } from "./request/idempotency";
@@ -112,55 +114,53 @@ export class CustomerAccount extends DurableObject<Env> {
   portalSession(input: { sid: string; keyHash?: string }): CustomerProfile | null {
     return portalSession(this.context, input);
   }
-
   endPortalSession(input: { sid: string; expiresAt: number }): void {
     endPortalSession(this.context, input);
   }
-
   identify(keyHash: string): CustomerProfile | null {
     return activeProfile(this.context, keyHash);
   }
-
   identifyKey(keyHash: string): { customer: CustomerProfile; keyId: string } | null {
     return identifyKey(this.context, keyHash);
   }
-
   takeCheckoutSlot(input: { limit: number; amountCents: number; now?: number }): CheckoutSlot | { ok: false; balanceLimit: true } {
     return takeCheckoutSlot(this.context, input);
   }
-
   /** Key, rule, cap and debit in one synchronous step; with GROUP_COMMIT, steps arriving during a commit share the next. */
   authorize(input: AuthorizeInput): AuthorizeResult | Promise<AuthorizeResult> {
     if (!this.hot.config.GROUP_COMMIT) return authorize(this.hot, input);
     return this.commits.run(() => authorize(this.hot, input));
   }
-
   /** An agent's settled payment: credited once by its id, then the request authorized from it, in one step. */
   payAndAuthorize(input: { payment: PaidGrantInput; authorize: AuthorizeInput }): PaidAuthorizeResult {
     const result = payAndAuthorize(this.context, input);
     if (!result.replayed) void this.withLock(() => pushToStripe(this.context));
     return result;
   }
-
   paymentReceipt(paymentId: string): string | null {
     return paymentReceipt(this.context, paymentId);
   }
-
+  /** Credit leases' one RPC (leases/sync.ts): the direct debit, and a lease's report, return, grant or top-up. */
+  leaseSync(input: LeaseSyncRequest): LeaseSyncReply {
+    return leaseSync(this.context, input);
+  }
+  /** Live credit leases and their reserves (the dashboard); null for an unknown customer. */
+  leases() {
+    return this.context.account.exists ? leaseView(this.context) : null;
+  }
+  /** How the last authorizations were grouped into commits (the tests read it). */
   groupCommitStats() {
     return { ...this.commits.stats };
   }
-
   refund(input: { requestId: string; now?: number }): RefundResult {
     if (!this.context.account.exists) throw new Error("unknown customer");
     return refund(this.context, input);
   }
-
   /** Takes up to `units` more units into a streaming request's hold (0: the next event cannot be paid for). */
   extendHold(input: { requestId: string; units: number; now?: number }): ExtendResult {
     if (!this.context.account.exists) return { grantedUnits: 0, heldUnits: 0 };
     return extendHold(this.context, input);
   }
-
   /** A response still arriving keeps its hold from the alarm (keepHold in request/settlement.ts). */
   keepHold(input: { requestId: string }): boolean {
     return this.context.account.exists && keepHold(this.context, input);

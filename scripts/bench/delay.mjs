@@ -11,7 +11,7 @@ const ID = `gateway_rpc_delay_${RPC_DELAY_MS}ms`;
  * with `env.CUSTOMERS` wrapped so that every call on a customer stub waits `RPC_DELAY_MS` before
  * and after: what an object on another continent costs today. No hook in the gateway's source.
  */
-async function buildDelayedGateway(gatewayPath) {
+export async function buildDelayedGateway(gatewayPath) {
   return buildBenchEntry(
     "gateway-rpc-delay.js",
     `

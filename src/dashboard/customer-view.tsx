@@ -5,6 +5,7 @@ import { hourlyChart, hourlyModelChart, type ModelUsageRow, type UsageRow } from
 import { Chart, CsrfField, DataTable, GenericList, Notice, Time } from "../web/components";
 import type { AdminSession } from "../web/session";
 import { DASHBOARD } from "./auth";
+import { type LeasesData, LeasesSection } from "./leases-view";
 import { Page } from "./views";
 
 export const NOTICES: Record<string, string> = {
@@ -40,6 +41,7 @@ export interface CustomerPageData {
   grants: Record<string, unknown>[] | null;
   webhooks: Record<string, unknown>[] | null;
   topUps: TopUpListItem[];
+  leases: LeasesData | null;
 }
 
 export function CustomerPage(props: { session: AdminSession; data: CustomerPageData; notice?: string | undefined; idempotencyKey: string; ledgerPaged: boolean }) {
@@ -116,6 +118,8 @@ export function CustomerPage(props: { session: AdminSession; data: CustomerPageD
       </KeysSection>
 
       <TopUpsSection topups={data.topUps} currency={currency} caption="Top-ups, newest first" />
+
+      <LeasesSection data={data.leases} />
 
       <section aria-labelledby="ledger-h">
         <h2 id="ledger-h">Ledger</h2>

@@ -82,7 +82,7 @@ dashboard.get("/customers/:id", async (c) => {
   const ledgerCursor = c.req.query("ledger_cursor");
   const ledgerQuery = new URLSearchParams({ limit: "20", ...(ledgerCursor ? { cursor: ledgerCursor } : {}) });
   const summary = must(await adminCall(c, "GET", path));
-  const [keys, ledger, emails, usage, grants, webhooks, topUps] = await Promise.all([
+  const [keys, ledger, emails, usage, grants, webhooks, topUps, leases] = await Promise.all([
     adminCall(c, "GET", `${path}/keys`),
     adminCall(c, "GET", `${path}/ledger?${ledgerQuery}`),
     adminCall(c, "GET", `${path}/emails?limit=20`),
@@ -90,6 +90,7 @@ dashboard.get("/customers/:id", async (c) => {
     adminCall(c, "GET", `${path}/grants`),
     adminCall(c, "GET", "/webhook-endpoints"),
     adminCall(c, "GET", `${path}/topups?limit=20`),
+    adminCall(c, "GET", `${path}/leases`),
   ]);
   const data: CustomerPageData = {
     summary,
@@ -100,6 +101,7 @@ dashboard.get("/customers/:id", async (c) => {
     grants: grants.ok ? firstList(grants.body) : null,
     webhooks: webhooks.ok ? firstList(webhooks.body) : null,
     topUps: topUps.ok ? topUps.body.topups : [],
+    leases: leases.ok ? leases.body : null,
   };
   return c.html(<CustomerPage session={session} data={data} notice={c.req.query("notice")} idempotencyKey={crypto.randomUUID()} ledgerPaged={Boolean(ledgerCursor)} />);
 });

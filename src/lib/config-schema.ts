@@ -244,6 +244,17 @@ const json = <T extends z.ZodType>(schema: T) =>
     }
   }, schema);
 
+/** Credit leases: how long one lives after a sync, how often an isolate with traffic syncs, how big one may be, how many one customer may hold. */
+export const Leases = z
+  .object({
+    ttl_ms: z.number().int().min(1_000).max(600_000).default(10_000),
+    heartbeat_ms: z.number().int().min(100).max(60_000).default(1_000),
+    max_lease_cents: z.number().int().min(1).max(1_000_000).default(200),
+    max_leases: z.number().int().min(1).max(1_000).default(64),
+  })
+  .strict()
+  .refine((l) => l.heartbeat_ms * 4 <= l.ttl_ms, { message: "heartbeat_ms must be at most a quarter of ttl_ms (a live isolate must never lose a lease to one slow sync)" });
+
 export const Vars = z.object({
   ORIGIN_URL: httpUrl,
   STRIPE_API_BASE: apiBase.default("https://api.stripe.com"),
@@ -310,4 +321,6 @@ export const Vars = z.object({
   STRIPE_BUDGET: json(StripeBudget.default(StripeBudget.parse({}))),
   /** Agent payments of a 402: x402 and the Payment HTTP authentication scheme (payments-config.ts). */
   PAYMENTS: json(Payments.optional()),
+  /** Credit leases (docs/scaling.md): unset, no customer gets one; each customer opts in with `payg_leases`. */
+  LEASES: json(Leases.optional()),
 });

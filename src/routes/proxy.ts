@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
 import { type AppEnv, customerStub } from "../env";
+import { directWithLease, leaseEligible, payFromLease, refundToLease } from "../leases/gateway";
 import { type Config, MAX_HOLD_MULTIPLIER, resolveMeter } from "../lib/config";
 import { ApiError } from "../lib/errors";
 import { formatCents } from "../lib/money";
@@ -74,7 +75,16 @@ proxy.all("*", async (c) => {
   const payment = await paidDecision(c.req.raw.headers, { env: c.env, config, stub, customerId, input, requestId });
   if (payment instanceof Response) return payment;
   const paid = payment;
-  const decision: AuthorizeResult = paid?.decision ?? (await once(async (retry) => await stub.authorize(retry ? { ...input, retry } : input)));
+  // Otherwise a credit lease in this isolate pays with no round trip when it can (src/leases/), or the object decides.
+  const leasable = !paid && leaseEligible(config, meter, idempotencyKey);
+  const decision: AuthorizeResult =
+    paid?.decision ??
+    (leasable ? payFromLease(config, { customerId, keyHash, meter, stub, waitUntil: (p) => c.executionCtx.waitUntil(p) }) : null) ??
+    (await once(async (retry) =>
+      leasable
+        ? await directWithLease(config, { customerId, keyHash, stub, direct: { meter: meter.name, priceMicros: meter.priceMicros, requestId }, retry })
+        : await stub.authorize(retry ? { ...input, retry } : input),
+    ));
   if (decision.outcome === "replay") {
     const replayed = new Response(decision.response.body, { status: decision.response.status, headers: decision.response.headers as [string, string][] });
     replayed.headers.set("idempotent-replayed", "true");
@@ -113,7 +123,7 @@ proxy.all("*", async (c) => {
     let balance = decision.balanceMicros;
     let givenBack = false;
     if (charged > 0 && refundable(config, result)) {
-      const refund = await once(async () => await stub.refund({ requestId }));
+      const refund = refundToLease(decision) ?? (await once(async () => await stub.refund({ requestId })));
       if (refund.refunded) [charged, givenBack] = [0, true];
       balance = refund.balanceMicros;
     }

@@ -20,6 +20,8 @@ const IDS = [
   "storage_month",
   "many_customers",
   "gateway_rpc_delay_40ms",
+  "gateway_rpc_delay_40ms_leases",
+  "hot_leases",
   "plain_stream",
   "js_stream",
   "gateway_stream",
@@ -114,6 +116,9 @@ describe("npm run bench (smoke)", () => {
     expect(byId.get("hot")!.balance_cents).toBe("0");
     // The delayed row pays two artificial 40 ms waits per request.
     expect(byId.get("gateway_rpc_delay_40ms")!.p50_ms).toBeGreaterThanOrEqual(80);
+    // Leased customers: every micro-cent of credit served or back in the balance once the leases returned.
+    for (const id of ["gateway_rpc_delay_40ms_leases", "hot_leases"]) expect(byId.get(id), id).toMatchObject({ overspend_micros: 0, settled: true, books_exact: true });
+    expect(byId.get("gateway_rpc_delay_40ms_leases")!.all_credit_served).toBe(true);
     expect(byId.get("plain_stream")!.events).toBe(byId.get("plain_stream")!.events_expected);
     expect(byId.get("js_stream")!.events).toBe(byId.get("js_stream")!.events_expected);
     // Every event of every metered stream arrived, and the customers paid exactly for them.

@@ -184,6 +184,13 @@ export class KeyStore {
   }
 
   /** The active key with this hash, or undefined. */
+  /** Hashes of the keys a credit lease may pay for: active, with no spend cap (a cap's rules live here). */
+  leasable(): string[] {
+    const hashes: string[] = [];
+    for (const k of this.keysByHash.values()) if (k.revoked_at === null && k.spend_cap_cents === null && k.cap_period === null) hashes.push(k.hash);
+    return hashes.sort();
+  }
+
   active(keyHash: string): KeyRecord | undefined {
     const key = this.keysByHash.get(keyHash);
     return key && key.revoked_at === null ? key : undefined;

@@ -4,6 +4,7 @@ import { AUTO_TOPUP_TIMER } from "../auto-topup/auto-topup";
 import { runAutoTopUp } from "../auto-topup/payment";
 import { NOTICE_TIMER } from "../cohorts/notices";
 import { expireGrants } from "../credit/credits";
+import { LEASE_TIMER, runLeaseTimer } from "../leases/sync";
 import { DIRECTORY_TIMER } from "../notify/directory-sync";
 import { WEBHOOK_TIMER } from "../notify/provider-webhooks";
 import { ROLLUP_TIMER } from "../notify/rollup";
@@ -44,6 +45,7 @@ export async function runDueTimers(context: AccountContext, locked: Locked): Pro
     [RECORD_TIMER]: (now) => locked(() => recordPaymentsInStripe(context, now)),
     [REPORT_RETENTION_TIMER]: (now) => context.reports.retention.prune(now),
     [USAGE_RETENTION_TIMER]: (now) => context.usageRetention.fold(now),
+    [LEASE_TIMER]: (now) => runLeaseTimer(context, now),
   };
   const now = Date.now();
   for (const name of context.timers.takeDue(now)) {

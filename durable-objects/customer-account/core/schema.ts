@@ -15,6 +15,7 @@ import { IGNORED_PAYMENT_TABLES } from "../credit/ignored-payments";
 import { INVOICE_TABLES } from "../credit/invoices";
 import { LEDGER_TABLES } from "../credit/ledger";
 import { REFUND_TABLES } from "../credit/refund-store";
+import { LEASE_TABLES } from "../leases/lease-store";
 import { OUTBOX_TABLES } from "../notify/provider-webhooks";
 import { ROLLUP_TABLES } from "../notify/rollup";
 import { CHARGE_TABLES } from "../request/charges";
@@ -89,6 +90,8 @@ export const MIGRATIONS: readonly string[] = [
   // v20: x402 payments recorded as
   // Stripe PaymentIntents (record_in_stripe), retried until Stripe answers.
   AGENT_PAYMENT_TABLES.v20,
+  // v21: credit leases (docs/scaling.md): live leases, expired ones kept for a late report, the epoch.
+  LEASE_TABLES.v21,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

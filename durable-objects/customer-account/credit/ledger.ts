@@ -25,9 +25,24 @@ CREATE UNIQUE INDEX IF NOT EXISTS ledger_aggregate ON ledger(kind, meter, bucket
  * lost-dispute top-up taken back; clawback_reversal: what a clawback took, given back (the refund
  * failed, the lost dispute's funds were reinstated); deduction: credit removed by the operator; stripe_sync: the
  * difference Stripe's balance implied; note: a step that moves no money (freeze, release,
- * report retry or resolve), kept for the record. (`topup` entries predate grants.)
+ * report retry or resolve), kept for the record. (`topup` entries predate grants.) Credit leases
+ * (leases/): lease: a lease's reserve, out of the grants until it is spent (usage) or returned;
+ * lease_expired: an expired lease's reserve settled as spent; lease_refund: its unspent part,
+ * given back by a late final report. One row of each per lease, updated in place.
  */
-export type EntryKind = "grant" | "topup" | "void" | "expiry" | "clawback" | "clawback_reversal" | "deduction" | "stripe_sync" | "note";
+export type EntryKind =
+  | "grant"
+  | "topup"
+  | "void"
+  | "expiry"
+  | "clawback"
+  | "clawback_reversal"
+  | "deduction"
+  | "stripe_sync"
+  | "note"
+  | "lease"
+  | "lease_expired"
+  | "lease_refund";
 
 /**
  * The oldest usage buckets. INDEXED BY: without statistics SQLite would rather walk every usage
@@ -147,6 +162,22 @@ export class Ledger {
       .one().id as number;
     this.account.set({ ...alsoSet, balance: this.account.row.balance + input.amount });
     return id;
+  }
+
+  /** Adds `amount` to the one entry named `reference` (made on first use): one row per lease, however often it syncs. */
+  aggregate(input: { kind: EntryKind; amount: number; reference: string; reason: string; now: number }, alsoSet: Partial<AccountRow> = {}): void {
+    this.beforeWrite();
+    this.sql.exec(
+      `INSERT INTO ledger (kind, amount, count, reference, reason, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?)
+       ON CONFLICT (reference) DO UPDATE SET amount = amount + excluded.amount, updated_at = excluded.updated_at`,
+      input.kind,
+      input.amount,
+      input.reference,
+      input.reason,
+      input.now,
+      input.now,
+    );
+    this.account.set({ ...alsoSet, balance: this.account.row.balance + input.amount });
   }
 
   /**

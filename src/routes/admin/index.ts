@@ -10,6 +10,7 @@ import { customers } from "./customers";
 import { emailUnsubscribe } from "./email-unsubscribe";
 import { emails } from "./emails";
 import { grants } from "./grants";
+import { leases } from "./leases";
 import { overview } from "./overview";
 import { portalSessions } from "./portal-sessions";
 import { reports } from "./reports";
@@ -51,6 +52,7 @@ admin.route("/", portalSessions);
 admin.route("/", autoTopUp);
 admin.route("/", storage);
 admin.route("/", topUps);
+admin.route("/", leases);
 
 /** Unknown admin paths are 404 (a known path with the wrong method becomes 405: methodNotAllowed above). */
 admin.all("*", (c) => c.json(errorBody("not_found", `No admin route ${c.req.method} ${c.req.path}.`, c.var.requestId), 404));

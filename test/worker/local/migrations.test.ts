@@ -73,6 +73,8 @@ const DEPLOYED = [
   "6173372e78081761ffd9aff6b06e2eed30c734eac5a9616cc5b3f1808c72ae17",
   // v20: x402 payments recorded as Stripe PaymentIntents.
   "676f41177b1e79d6f2ca874443e02c22da09f686134b9d22ea71694cbab38af1",
+  // v21: credit leases.
+  "1714940a929ae0296bd78f663bfe9496aaf5c687a44889d74d7262357e8dc1c2",
 ];
 
 describe("schema migrations", () => {

@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import { ADMIN_TOKEN, admin, cookieOf, customerStub, echoOrigin, formPost, gateway, uniqueId, withKey } from "../helpers";
+
+describe("credit leases through the gateway", () => {
+  it("pays a leased customer's requests from a lease, exact to the cent, and refuses exactly when the credit is gone", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_lease");
+    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    await admin("POST", `/customers/${id}/credits`, { amount: 30, reason: "test grant" });
+    const stub = customerStub(id);
+    const statuses: number[] = [];
+    let leased = 0;
+    let paidLocally = 0;
+    for (let i = 0; i < 40; i++) {
+      const response = await gateway("/v1/things", withKey(key));
+      await response.arrayBuffer();
+      statuses.push(response.status);
+      // The object names the grant that paid; a lease paid with no round trip to it.
+      if (response.status === 200 && !response.headers.has("x-payg-grant")) paidLocally++;
+      if ((await stub.leases())!.leases.length > 0) leased++;
+    }
+    // 30 cents at 1 cent a request: 30 served, then refused, whether a lease or the object paid.
+    expect(statuses.filter((s) => s === 200)).toHaveLength(30);
+    expect(statuses.slice(30).every((s) => s === 402)).toBe(true);
+    expect(leased).toBeGreaterThan(0);
+    expect(paidLocally).toBeGreaterThan(0);
+    const books = (await stub.balanceCheck())!;
+    expect(books.balanceMicros).toBe(0);
+    expect(books.ledgerSumMicros).toBe(0);
+    expect((await stub.leases())!.reserved_micros).toBe(0);
+  });
+
+  it("keeps the direct path for a customer without payg_leases: no lease is ever granted", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_nolease");
+    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com` })).status).toBe(201);
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    await admin("POST", `/customers/${id}/credits`, { amount: 5, reason: "test grant" });
+    for (let i = 0; i < 7; i++) await (await gateway("/v1/things", withKey(key))).arrayBuffer();
+    const view = (await customerStub(id).leases())!;
+    expect(view.mode).toBe("off");
+    expect(view.leases).toEqual([]);
+    expect((await customerStub(id).balanceCheck())!.balanceMicros).toBe(0);
+  });
+
+  it("shows the live leases and their reserves on the admin API, and 404 for an unknown customer", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_leaseview");
+    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    await admin("POST", `/customers/${id}/credits`, { amount: 100, reason: "test grant" });
+    for (let i = 0; i < 5; i++) await (await gateway("/v1/things", withKey(key))).arrayBuffer();
+    const view = await admin("GET", `/customers/${id}/leases`);
+    expect(view.status).toBe(200);
+    const object = (await customerStub(id).leases())!;
+    expect(object.leases.length).toBeGreaterThan(0);
+    const lease = object.leases[0]!;
+    expect(view.body).toMatchObject({ mode: "on", reserved_exact_cents: String(object.reserved_micros / 1_000_000) });
+    expect((view.body.leases as unknown[])[0]).toMatchObject({
+      id: lease.id,
+      isolate: lease.isolate,
+      granted_exact_cents: String(lease.granted_micros / 1_000_000),
+      reserve_exact_cents: String(lease.reserve_micros / 1_000_000),
+    });
+    // What the balance shows as taken is the reserve plus what was settled: 100 cents in all.
+    const summary = (await admin("GET", `/customers/${id}`)).body as { balance: { available_exact_cents: string } };
+    expect(Number(summary.balance.available_exact_cents) + object.reserved_micros / 1_000_000 + lease.spent_micros / 1_000_000).toBeLessThanOrEqual(100);
+    const unknown = await admin("GET", `/customers/${uniqueId("cus_nobody")}/leases`);
+    expect(unknown.status).toBe(404);
+    expect((unknown.body.error as { code: string }).code).toBe("not_found");
+  });
+
+  it("the dashboard's customer page shows the live leases and their reserves", async () => {
+    echoOrigin();
+    const id = uniqueId("cus_leasedash");
+    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    await admin("POST", `/customers/${id}/credits`, { amount: 100, reason: "test grant" });
+    for (let i = 0; i < 5; i++) await (await gateway("/v1/things", withKey(key))).arrayBuffer();
+    const lease = (await customerStub(id).leases())!.leases[0]!;
+    const signIn = await gateway("/dashboard/sign-in", formPost({ token: ADMIN_TOKEN, next: "/dashboard" }));
+    const html = await (await gateway(`/dashboard/customers/${id}`, { headers: { cookie: cookieOf(signIn) } })).text();
+    expect(html).toContain("Credit leases");
+    expect(html).toContain(`data-lease="${lease.id}"`);
+    expect(html).toMatch(/data-leases-reserved="true">\d+(\.\d+)?</);
+    // A customer without leases shows no panel.
+    const other = uniqueId("cus_noleasedash");
+    await admin("PUT", `/customers/${other}`, { email: `${other}@example.com` });
+    const plain = await (await gateway(`/dashboard/customers/${other}`, { headers: { cookie: cookieOf(signIn) } })).text();
+    expect(plain).not.toContain("Credit leases");
+  });
+});
