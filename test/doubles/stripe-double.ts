@@ -75,6 +75,7 @@ import {
   type InvoiceEventType,
   takeThinEvents as takeThinEventsIn,
 } from "./stripe/billing";
+import { apiRetrieveCharge } from "./stripe/charges";
 import {
   apiCreateSession,
   apiRetrieveSession,
@@ -103,7 +104,6 @@ import {
   apiCreatePaymentIntent,
   apiListCustomerPaymentMethods,
   apiListPaymentIntents,
-  apiRetrieveCharge,
   apiRetrievePaymentIntent,
   apiRetrievePaymentMethod,
   paymentMethodsOf,

@@ -24,9 +24,10 @@
  * chargebacks).
  */
 import type Stripe from "stripe";
+import { chargeObject, chargeView } from "./charges";
 import { applyMetadata, checkKnown, invalid, newId, type Params, readBoolean, readInt, readMetadata, readString } from "./common";
 import { eventRequest, type RequestContext, type StripeState } from "./core";
-import { chargeView, MAX_AMOUNT } from "./payments";
+import { MAX_AMOUNT } from "./payments";
 
 const PARAMS = new Set(["amount", "currency", "confirm", "customer", "description", "metadata", "payment_method_data", "payment_method_types", "payment_method_options", "expand"]);
 /** Stripe's crypto networks (stripe-node's Charge.PaymentMethodDetails.Crypto.Network). */
@@ -141,52 +142,9 @@ export function cryptoHash(pi: Stripe.PaymentIntent): string | undefined {
 }
 
 function cryptoCharge(state: StripeState, pi: Stripe.PaymentIntent, pm: Stripe.PaymentMethod, network: string, hash: string): Stripe.Charge {
-  const id = newId("ch_");
-  const charge = {
-    id,
-    object: "charge",
-    amount: pi.amount,
-    amount_captured: pi.amount,
-    amount_refunded: 0,
-    application: null,
-    application_fee: null,
-    application_fee_amount: null,
-    balance_transaction: newId("txn_"),
-    billing_details: pm.billing_details,
-    calculated_statement_descriptor: "STRIPE* TEST",
-    captured: true,
-    created: state.nowSeconds(),
-    currency: pi.currency,
-    customer: pi.customer,
-    description: pi.description,
-    disputed: false,
-    failure_balance_transaction: null,
-    failure_code: null,
-    failure_message: null,
-    fraud_details: {},
-    livemode: false,
-    metadata: { ...pi.metadata },
-    on_behalf_of: null,
+  return chargeObject(state, pi, pm, {
+    failure: null,
     outcome: null,
-    paid: true,
-    payment_intent: pi.id,
-    payment_method: pm.id,
-    payment_method_details: { type: "crypto", crypto: { network, token_currency: "usdc", transaction_hash: hash } },
-    receipt_email: null,
-    receipt_number: null,
-    receipt_url: `https://pay.stripe.test/receipts/payment/${id}`,
-    refunded: false,
-    refunds: { object: "list", data: [], has_more: false, url: `/v1/charges/${id}/refunds` },
-    review: null,
-    shipping: null,
-    source: null,
-    source_transfer: null,
-    statement_descriptor: null,
-    statement_descriptor_suffix: null,
-    status: "succeeded",
-    transfer_data: null,
-    transfer_group: null,
-  } as unknown as Stripe.Charge;
-  state.charges.set(id, charge);
-  return charge;
+    details: { type: "crypto", crypto: { network, token_currency: "usdc", transaction_hash: hash } } as Stripe.Charge.PaymentMethodDetails,
+  });
 }

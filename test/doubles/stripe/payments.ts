@@ -20,6 +20,7 @@
  * (`balance_transaction` ids are placeholders). Refunds and disputes are in refunds.ts.
  */
 import type Stripe from "stripe";
+import { chargeObject, chargeView } from "./charges";
 import {
   ApiError,
   applyMetadata,
@@ -541,63 +542,25 @@ export function settleCheckoutPayment(state: StripeState, piId: string, succeede
   }
 }
 
-// ----------------------------------------------------------------------------- charges
-
-/**
- * The Charge as the API shows it: since API version 2022-11-15 `refunds` is not included unless
- * expanded (docs.stripe.com/changelog/2022-11-15/deprecates-charges-auto-expand; optional in the
- * SDK's Charge type), so event payloads carry `amount_refunded` and `refunded`, not the list.
- */
-export function chargeView(charge: Stripe.Charge, expandRefunds = false): Stripe.Charge {
-  const view = clone(charge);
-  if (!expandRefunds) delete view.refunds;
-  return view;
-}
-
+/** A card Charge: the card's details, and an issuer's outcome (approved, or the failure's decline). */
 function newCharge(state: StripeState, pi: Stripe.PaymentIntent, pm: Stripe.PaymentMethod, failure: StripeErrorBody | null): Stripe.Charge {
-  const id = newId("ch_");
   const ok = failure === null;
   const card = pm.card!;
-  const charge: Stripe.Charge = {
-    id,
-    object: "charge",
-    amount: pi.amount,
-    amount_captured: ok ? pi.amount : 0,
-    amount_refunded: 0,
-    application: null,
-    application_fee: null,
-    application_fee_amount: null,
-    balance_transaction: ok ? newId("txn_") : null,
-    billing_details: clone(pm.billing_details),
-    calculated_statement_descriptor: "STRIPE* TEST",
-    captured: ok,
-    created: state.nowSeconds(),
-    currency: pi.currency,
-    customer: pi.customer,
-    description: pi.description,
-    disputed: false,
-    failure_balance_transaction: null,
-    failure_code: failure?.code ?? null,
-    failure_message: failure?.message ?? null,
-    fraud_details: {},
-    livemode: false,
-    metadata: { ...pi.metadata },
-    on_behalf_of: null,
-    outcome: {
-      advice_code: null,
-      network_advice_code: null,
-      network_decline_code: null,
-      network_status: ok ? "approved_by_network" : "declined_by_network",
-      reason: failure?.decline_code ?? null,
-      risk_level: "normal",
-      risk_score: 32,
-      seller_message: ok ? "Payment complete." : "The bank did not return any further details with this decline.",
-      type: ok ? "authorized" : "issuer_declined",
-    },
-    paid: ok,
-    payment_intent: pi.id,
-    payment_method: pm.id,
-    payment_method_details: {
+  const outcome: Stripe.Charge.Outcome = {
+    advice_code: null,
+    network_advice_code: null,
+    network_decline_code: null,
+    network_status: ok ? "approved_by_network" : "declined_by_network",
+    reason: failure?.decline_code ?? null,
+    risk_level: "normal",
+    risk_score: 32,
+    seller_message: ok ? "Payment complete." : "The bank did not return any further details with this decline.",
+    type: ok ? "authorized" : "issuer_declined",
+  };
+  return chargeObject(state, pi, pm, {
+    failure,
+    outcome,
+    details: {
       card: {
         amount_authorized: ok ? pi.amount : null,
         authorization_code: ok ? randomChars(6, "0123456789") : null,
@@ -626,46 +589,5 @@ function newCharge(state: StripeState, pi: Stripe.PaymentIntent, pm: Stripe.Paym
       },
       type: "card",
     },
-    receipt_email: pi.receipt_email,
-    receipt_number: null,
-    receipt_url: `https://pay.stripe.test/receipts/payment/${id}`,
-    refunded: false,
-    refunds: { object: "list", data: [], has_more: false, url: `/v1/charges/${id}/refunds` },
-    review: null,
-    shipping: null,
-    source: null,
-    source_transfer: null,
-    statement_descriptor: null,
-    statement_descriptor_suffix: null,
-    status: ok ? "succeeded" : "failed",
-    transfer_data: null,
-    transfer_group: null,
-  };
-  state.charges.set(id, charge);
-  return charge;
-}
-
-export function apiRetrieveCharge(state: StripeState, id: string, params: Params): Stripe.Charge {
-  checkKnown(params, RETRIEVE_PARAMS);
-  const expand = readExpand(params, ["payment_intent", "customer", "refunds"]);
-  const charge = state.charges.get(id);
-  if (!charge) throw noSuch("charge", id, "charge", 404);
-  const view = chargeView(charge, expand.has("refunds"));
-  if (expand.has("payment_intent") && typeof charge.payment_intent === "string") view.payment_intent = clone(state.paymentIntents.get(charge.payment_intent)!);
-  if (expand.has("customer") && typeof charge.customer === "string") view.customer = clone(state.customers.get(charge.customer)!);
-  return view;
-}
-
-/** A charge id, or a PaymentIntent id (its latest charge). */
-export function chargeFor(state: StripeState, chargeOrPaymentIntentId: string): Stripe.Charge {
-  let id = chargeOrPaymentIntentId;
-  if (id.startsWith("pi_")) {
-    const pi = state.paymentIntents.get(id);
-    if (!pi) throw new Error(`no such payment intent ${id}`);
-    if (typeof pi.latest_charge !== "string") throw new Error(`payment intent ${id} has no charge`);
-    id = pi.latest_charge;
-  }
-  const charge = state.charges.get(id);
-  if (!charge) throw new Error(`no such charge ${id}`);
-  return charge;
+  });
 }

@@ -20,10 +20,10 @@
  * warning_closed), `.funds_withdrawn`, `.funds_reinstated`, each with `previous_attributes`.
  */
 import type Stripe from "stripe";
+import { chargeFor, chargeView } from "./charges";
 import { checkKnown, clone, invalid, newId, noSuch, type Params, readExpand, readInt, readString } from "./common";
 import { StripeState } from "./core";
 import { paginate } from "./customers";
-import { chargeFor, chargeView } from "./payments";
 
 const RETRIEVE_PARAMS = new Set(["expand"]);
 // From the SDK's RefundListParams.
