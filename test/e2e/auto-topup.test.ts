@@ -4,7 +4,7 @@ import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { verifyWebhook } from "../../src/verify/payg-signature";
 import { MailChannelsDouble } from "../doubles/mailchannels-double";
 import { StripeDouble } from "../doubles/stripe-double";
-import { type Gateway, serveHandler, startGateway } from "./harness";
+import { type Gateway, serveHandler, startGateway, stripeWebhooks, until } from "./harness";
 
 // Auto top-up against the real `wrangler dev`: the customer object's own alarm creates the
 // PaymentIntent at the Stripe double (served over HTTP on loopback), Stripe's webhooks come back
@@ -42,21 +42,7 @@ afterAll(async () => {
   for (const close of closers) await close();
 });
 
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function deliver(event: Stripe.Event) {
-  const { body, signature } = await stripe.sign(event);
-  const response = await gateway.fetch("/webhooks/stripe", { method: "POST", headers: { "stripe-signature": signature }, body });
-  return { status: response.status, body: (await response.json()) as { status: string } };
-}
+const deliver = (event: Stripe.Event) => stripeWebhooks(gateway, stripe).deliver(event);
 
 async function deliverAll() {
   for (const event of stripe.takeEvents()) expect((await deliver(event)).status).toBe(200);

@@ -179,6 +179,17 @@ export async function serveHandler(handle: (request: Request) => Promise<Respons
   };
 }
 
+/** Reads until `done` holds, every 50 ms, failing after `ms` with what it last read. */
+export async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Creates a customer with one API key and `cents` of credit (none for 0). */
 export async function customerWithKey(gateway: Gateway, id: string, cents: number) {
   expect((await gateway.admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, name: "Grace Hopper" })).status).toBe(201);

@@ -3,7 +3,7 @@ import { parseList } from "structured-headers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { StripeDouble } from "../doubles/stripe-double";
-import { ADMIN_TOKEN, type Gateway, serveHandler, startGateway, stripeWebhooks } from "./harness";
+import { ADMIN_TOKEN, type Gateway, serveHandler, startGateway, stripeWebhooks, until } from "./harness";
 
 // What providers expect from the money rails, against the real `wrangler dev`: a Checkout top-up
 // with an invoice and Stripe Tax, an auto top-up with Stripe's receipt, both in the portal's and
@@ -42,16 +42,6 @@ afterAll(async () => {
 });
 
 const deliverAll = () => stripeWebhooks(gateway, stripe).deliverAll();
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function cookieOf(response: Response): string {
   return response.headers.get("set-cookie")!.split(";")[0]!;

@@ -3,7 +3,7 @@ import { Mppx, stripe as stripeMethod } from "mppx/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDemoOrigin } from "../../scripts/demo-origin.mjs";
 import { StripeDouble } from "../doubles/stripe-double";
-import { type Gateway, serveHandler, startGateway, stripeWebhooks } from "./harness";
+import { type Gateway, serveHandler, startGateway, stripeWebhooks, until } from "./harness";
 
 // The Payment HTTP authentication scheme as an agent meets it: the real `wrangler dev` with Stripe
 // (the Stripe double over HTTP on loopback) and mppx's own client (the scheme's reference SDK)
@@ -31,16 +31,6 @@ afterAll(async () => {
   await gateway?.stop();
   for (const close of closers) await close();
 });
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The agent's wallet: a Shared Payment Token granted for its card, over Stripe's HTTP API. */
 async function grantToken(input: { amount: string; currency: string; expiresAt: number; paymentMethod?: string | undefined }): Promise<string> {

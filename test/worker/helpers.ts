@@ -13,6 +13,7 @@ import { expect } from "vitest";
 import type { CustomerAccount } from "../../durable-objects/customer-account";
 import { KeyStore } from "../../durable-objects/customer-account/access/key-store";
 import worker from "../../src/index";
+import { ConfigError, parseConfig } from "../../src/lib/config";
 import { server } from "./setup";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -222,3 +223,17 @@ export async function settledCharge(customerId: string, requestId: string) {
   }
   throw new Error(`request ${requestId} never settled`);
 }
+
+/** The problems the worker would refuse to start with, for these vars (none: an empty list). */
+export function configProblems(vars: Record<string, unknown>): string[] {
+  try {
+    parseConfig(vars);
+    return [];
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+}
+
+/** The same, for this test project's vars with `overrides`. */
+export const envProblems = (overrides: Record<string, unknown>): string[] => configProblems({ ...(env as unknown as Record<string, unknown>), ...overrides });

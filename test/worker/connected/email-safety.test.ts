@@ -2,12 +2,12 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { http } from "msw";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ConfigError, parseConfig } from "../../../src/lib/config";
+import { parseConfig } from "../../../src/lib/config";
 import { purposeMac } from "../../../src/lib/derived-keys";
 import { unsubscribeToken, verifyUnsubscribeToken, withHtmlFooter } from "../../../src/lib/email/unsubscribe";
 import { hmacHex } from "../../../src/verify/payg-signature";
 import { MailChannelsDouble } from "../../doubles/mailchannels-double";
-import { ADMIN_TOKEN, admin, customerStub, customerWithCredit, gateway, uniqueId, withKey } from "../helpers";
+import { ADMIN_TOKEN, admin, configProblems, customerStub, customerWithCredit, gateway, uniqueId, withKey } from "../helpers";
 import { server } from "../setup";
 import { connect, cron, deliverAll, settle } from "./doubles";
 
@@ -242,15 +242,7 @@ describe("unsubscribing (RFC 8058 one-click)", () => {
 
 describe("unsubscribe settings, checked at start-up", () => {
   const withVars = (overrides: Record<string, unknown>) => ({ ...(env as unknown as Record<string, unknown>), ...overrides });
-  const problems = (overrides: Record<string, unknown>) => {
-    try {
-      parseConfig(withVars(overrides));
-      return [];
-    } catch (error) {
-      expect(error).toBeInstanceOf(ConfigError);
-      return (error as ConfigError).problems;
-    }
-  };
+  const problems = (overrides: Record<string, unknown>) => configProblems(withVars(overrides));
 
   it("needs an https PUBLIC_URL (loopback allowed for development) and a signing key when there are templates", () => {
     expect(problems({})).toEqual([]);

@@ -1,8 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../../src/lib/config";
 import type { FaultKind } from "../../doubles/stripe-double";
-import { admin, settle } from "../helpers";
+import { admin, envProblems, settle } from "../helpers";
 import { connect, cron, deliverAll } from "./doubles";
 import { agent, facilitator, NETWORK, PAY_TO, paymentRequiredOf, recordingsOf, recordNow, settlementOf, signedFor } from "./x402-helpers";
 
@@ -188,15 +187,7 @@ describe("x402 recordings whatever Stripe does (error)", () => {
 
 describe("record_in_stripe is checked with the rest of [vars.PAYMENTS] (edge)", () => {
   const x402 = { network: NETWORK, asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e", pay_to: PAY_TO, rpc_url: "https://rpc.example", record_in_stripe: true };
-  const problems = (overrides: Record<string, unknown>) => {
-    try {
-      parseConfig({ ...(env as unknown as Record<string, unknown>), ...overrides });
-      return [];
-    } catch (error) {
-      expect(error).toBeInstanceOf(ConfigError);
-      return (error as ConfigError).problems;
-    }
-  };
+  const problems = envProblems;
 
   it("needs Stripe and a network Stripe records", () => {
     expect(problems({ PAYMENTS: { x402 } })).toEqual([]);

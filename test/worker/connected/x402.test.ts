@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../../src/lib/config";
-import { admin, gatewayWith, settle } from "../helpers";
+import { parseConfig } from "../../../src/lib/config";
+import { admin, envProblems, gatewayWith, settle } from "../helpers";
 import { connect, deliverAll } from "./doubles";
 import { ASSET, agent, facilitator, NETWORK, PAY_TO, payingFetch, paymentRequiredOf, settlementOf, signedFor } from "./x402-helpers";
 
@@ -241,15 +241,7 @@ describe("x402: which refusals offer a payment (edge)", () => {
 
 describe("[vars.PAYMENTS] is checked as a whole (edge)", () => {
   const x402 = { network: NETWORK, asset: ASSET, pay_to: PAY_TO, rpc_url: "https://rpc.example" };
-  const problems = (overrides: Record<string, unknown>) => {
-    try {
-      parseConfig({ ...(env as unknown as Record<string, unknown>), ...overrides });
-      return [];
-    } catch (error) {
-      expect(error).toBeInstanceOf(ConfigError);
-      return (error as ConfigError).problems;
-    }
-  };
+  const problems = envProblems;
 
   it("takes the issue's configuration, with USDC's domain built in and the public facilitator by default", () => {
     expect(problems({ PAYMENTS: { topup_cents: 500, x402 } })).toEqual([]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../../src/lib/config";
-import { admin, customerStub, customerWithCredit, gateway } from "../helpers";
+import { parseConfig } from "../../../src/lib/config";
+import { admin, configProblems, customerStub, customerWithCredit, gateway } from "../helpers";
 
 describe("bad input gets a JSON error with a stable code and changes nothing", () => {
   it("rejects malformed JSON, wrong types and unknown fields on credits", async () => {
@@ -71,15 +71,7 @@ describe("configuration is validated at start-up, naming the bad field", () => {
     ORIGIN_URL: "http://origin.test",
     PRICING: { currency: "usd", default_price_cents: "1" },
   };
-  const problems = (env: Record<string, unknown>) => {
-    try {
-      parseConfig(env);
-      return [];
-    } catch (error) {
-      expect(error).toBeInstanceOf(ConfigError);
-      return (error as ConfigError).problems;
-    }
-  };
+  const problems = configProblems;
 
   it("accepts a minimal configuration and parses sub-cent prices exactly", () => {
     const config = parseConfig({ ...base, PRICING: { ...base.PRICING, meters: [{ name: "s", path: "/s/*", price_cents: "0.000001", stripe_event_name: "s_events" }] } });

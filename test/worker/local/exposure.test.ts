@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ConfigError, getConfig, parseConfig } from "../../../src/lib/config";
+import { getConfig, parseConfig } from "../../../src/lib/config";
 import { deployWarnings, isLoopbackUrl } from "../../../src/lib/loopback";
-import { ADMIN_TOKEN, gatewayWith } from "../helpers";
+import { ADMIN_TOKEN, configProblems, gatewayWith } from "../helpers";
 
 const errorOf = async (response: Response) => ((await response.json()) as { error: { code: string; message: string; requestId: string; details?: { problems?: string[] } } }).error;
 
@@ -50,15 +50,7 @@ describe("no internals to strangers (security)", () => {
 
 describe("configuration (error)", () => {
   const base = { ORIGIN_URL: "https://api.example.com", PRICING: { currency: "usd", default_price_cents: "1" } };
-  const problems = (env: Record<string, unknown>) => {
-    try {
-      parseConfig({ ...base, ...env });
-      return [];
-    } catch (error) {
-      expect(error).toBeInstanceOf(ConfigError);
-      return (error as ConfigError).problems;
-    }
-  };
+  const problems = (env: Record<string, unknown>) => configProblems({ ...base, ...env });
 
   it("needs https for STRIPE_API_BASE and MAILCHANNELS_API_BASE, except on loopback", () => {
     for (const name of ["STRIPE_API_BASE", "MAILCHANNELS_API_BASE"]) {

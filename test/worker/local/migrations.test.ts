@@ -7,6 +7,22 @@ import { DISPATCHER_MIGRATIONS } from "../../../durable-objects/webhook-dispatch
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, echoOrigin, gateway, settle, uniqueId, withKey } from "../helpers";
 
+/**
+ * Writes a customer as version `version` of the object stored it: that version's migrations, its
+ * `schema_version` row and an account holding `balance` micros, then whatever `rows` adds.
+ */
+async function seedAt(id: string, version: number, rows: (sql: SqlStorage, t: number) => void, balance = 0) {
+  const t = 1_760_000_000_000;
+  await runInDurableObject(customerStub(id), (_instance, state) => {
+    const sql = state.storage.sql;
+    for (const migration of MIGRATIONS.slice(0, version)) sql.exec(migration);
+    sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
+    sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, ?, ?)", version, t);
+    sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', ?, ?, ?)", id, balance, t, t);
+    rows(sql, t);
+  });
+}
+
 /** Writes a customer as the first deployed version of the object stored it. */
 async function seedV1(id: string, keys: { live: string; revoked: string }) {
   const [liveHash, revokedHash] = [await sha256Hex(keys.live), await sha256Hex(keys.revoked)];
@@ -132,56 +148,56 @@ describe("schema migrations", () => {
     const id = uniqueId("cus_v13");
     const t = 1_760_000_000_000;
     const M = 1_000_000;
-    await runInDurableObject(customerStub(id), (_instance, state) => {
-      const sql = state.storage.sql;
-      for (const migration of MIGRATIONS.slice(0, 13)) sql.exec(migration);
-      sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
-      sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, 13, ?)", t);
-      sql.exec("INSERT INTO account (id, customer_id, plan, balance, created_at, updated_at) VALUES (1, ?, 'prepaid', ?, ?, ?)", id, 700 * M, t, t);
-      // Grant 1: 500 paid, 100 spent, under an open 500-cent dispute that froze a snapshot of 300.
-      sql.exec(
-        "INSERT INTO grants (id, amount, remaining, frozen, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g1', ?, ?, ?, 'paid', 50, 'checkout', 'c1', 'checkout_cs_1', 'pi_1', ?)",
-        500 * M,
-        400 * M,
-        300 * M,
-        t,
-      );
-      sql.exec("INSERT INTO disputes (id, grant_id, payment_intent, amount, status, frozen, created_at) VALUES ('dp_1', 'g1', 'pi_1', 500, 'open', ?, ?)", 300 * M, t);
-      // Grant 2: 500 paid, lost to a dispute (all taken back).
-      sql.exec(
-        "INSERT INTO grants (id, amount, remaining, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g2', ?, 0, 'paid', 50, 'checkout', 'c2', 'checkout_cs_2', 'pi_2', ?)",
-        500 * M,
-        t,
-      );
-      sql.exec("INSERT INTO disputes (id, grant_id, payment_intent, amount, status, frozen, created_at, closed_at) VALUES ('dp_2', 'g2', 'pi_2', 500, 'lost', 0, ?, ?)", t, t);
-      // Grant 3: 500 paid, 200 refunded under the cumulative figure.
-      sql.exec(
-        "INSERT INTO grants (id, amount, remaining, refunded, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g3', ?, ?, ?, 'paid', 50, 'checkout', 'c3', 'checkout_cs_3', 'pi_3', ?)",
-        500 * M,
-        300 * M,
-        200 * M,
-        t,
-      );
-      sql.exec("INSERT INTO payment_refunds (payment_intent, refunded_cents, updated_at) VALUES ('pi_3', 200, ?)", t);
-      for (const [kind, amount, reference, grant] of [
-        ["grant", 500, "checkout_cs_1", "g1"],
-        ["grant", 500, "checkout_cs_2", "g2"],
-        ["clawback", -500, "dispute_dp_2", "g2"],
-        ["grant", 500, "checkout_cs_3", "g3"],
-        ["clawback", -200, "refund_pi_3_200", "g3"],
-      ] as const) {
+    await seedAt(
+      id,
+      13,
+      (sql, t) => {
+        // Grant 1: 500 paid, 100 spent, under an open 500-cent dispute that froze a snapshot of 300.
         sql.exec(
-          "INSERT INTO ledger (kind, amount, count, reference, reason, grant_id, created_at, updated_at) VALUES (?, ?, 1, ?, 'seed', ?, ?, ?)",
-          kind,
-          amount * M,
-          reference,
-          grant,
-          t,
+          "INSERT INTO grants (id, amount, remaining, frozen, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g1', ?, ?, ?, 'paid', 50, 'checkout', 'c1', 'checkout_cs_1', 'pi_1', ?)",
+          500 * M,
+          400 * M,
+          300 * M,
           t,
         );
-      }
-      sql.exec("INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES ('usage', 'api_requests', ?, ?, 100, ?, ?)", t, -100 * M, t, t);
-    });
+        sql.exec("INSERT INTO disputes (id, grant_id, payment_intent, amount, status, frozen, created_at) VALUES ('dp_1', 'g1', 'pi_1', 500, 'open', ?, ?)", 300 * M, t);
+        // Grant 2: 500 paid, lost to a dispute (all taken back).
+        sql.exec(
+          "INSERT INTO grants (id, amount, remaining, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g2', ?, 0, 'paid', 50, 'checkout', 'c2', 'checkout_cs_2', 'pi_2', ?)",
+          500 * M,
+          t,
+        );
+        sql.exec("INSERT INTO disputes (id, grant_id, payment_intent, amount, status, frozen, created_at, closed_at) VALUES ('dp_2', 'g2', 'pi_2', 500, 'lost', 0, ?, ?)", t, t);
+        // Grant 3: 500 paid, 200 refunded under the cumulative figure.
+        sql.exec(
+          "INSERT INTO grants (id, amount, remaining, refunded, category, priority, source, reason, reference, payment_intent, created_at) VALUES ('g3', ?, ?, ?, 'paid', 50, 'checkout', 'c3', 'checkout_cs_3', 'pi_3', ?)",
+          500 * M,
+          300 * M,
+          200 * M,
+          t,
+        );
+        sql.exec("INSERT INTO payment_refunds (payment_intent, refunded_cents, updated_at) VALUES ('pi_3', 200, ?)", t);
+        for (const [kind, amount, reference, grant] of [
+          ["grant", 500, "checkout_cs_1", "g1"],
+          ["grant", 500, "checkout_cs_2", "g2"],
+          ["clawback", -500, "dispute_dp_2", "g2"],
+          ["grant", 500, "checkout_cs_3", "g3"],
+          ["clawback", -200, "refund_pi_3_200", "g3"],
+        ] as const) {
+          sql.exec(
+            "INSERT INTO ledger (kind, amount, count, reference, reason, grant_id, created_at, updated_at) VALUES (?, ?, 1, ?, 'seed', ?, ?, ?)",
+            kind,
+            amount * M,
+            reference,
+            grant,
+            t,
+            t,
+          );
+        }
+        sql.exec("INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES ('usage', 'api_requests', ?, ?, 100, ?, ?)", t, -100 * M, t, t);
+      },
+      700 * M,
+    );
     await evictDurableObject(customerStub(id));
     const stub = customerStub(id);
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 700 * M, ledgerSumMicros: 700 * M });
@@ -209,13 +225,7 @@ describe("schema migrations", () => {
 
   it("upgrades version 16: a top-up started before keeps no receipt email (its retries send what its first attempt sent); the top-up list starts empty", async () => {
     const id = uniqueId("cus_v16");
-    const t = 1_760_000_000_000;
-    await runInDurableObject(customerStub(id), (_instance, state) => {
-      const sql = state.storage.sql;
-      for (const migration of MIGRATIONS.slice(0, 16)) sql.exec(migration);
-      sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
-      sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, 16, ?)", t);
-      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', 0, ?, ?)", id, t, t);
+    await seedAt(id, 16, (sql, t) => {
       sql.exec(
         "INSERT INTO topups (id, amount_cents, currency, month, status, idempotency_key, payment_method, attempts, created_at) VALUES ('topup_old', 500, 'usd', '2025-10', 'pending', 'k', 'pm_1', 1, ?)",
         t,
@@ -229,13 +239,7 @@ describe("schema migrations", () => {
 
   it("upgrades version 19: an x402 payment credited before is not recorded in Stripe (nothing queued), and its replay keeps its receipt", async () => {
     const id = uniqueId("cus_v19");
-    const t = 1_760_000_000_000;
-    await runInDurableObject(customerStub(id), (_instance, state) => {
-      const sql = state.storage.sql;
-      for (const migration of MIGRATIONS.slice(0, 19)) sql.exec(migration);
-      sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
-      sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, 19, ?)", t);
-      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', 0, ?, ?)", id, t, t);
+    await seedAt(id, 19, (sql, t) => {
       sql.exec(
         "INSERT INTO agent_payments (id, rail, grant_id, amount_cents, payer, transaction_id, receipt, created_at) VALUES ('eip155:84532:0xa:0xb:0xc', 'x402', NULL, 500, '0xb', '0x01', '{\"success\":true}', ?)",
         t,

@@ -1,8 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../../src/lib/config";
+import { parseConfig } from "../../../src/lib/config";
 import { connect } from "../connected/doubles";
-import { admin } from "../helpers";
+import { admin, envProblems } from "../helpers";
 
 /** This project's DKIM key: generated for the run by vitest.config.ts, base64 of the PKCS#1 DER. */
 const configuredKey = (env as unknown as { MAILCHANNELS_DKIM_PRIVATE_KEY: string }).MAILCHANNELS_DKIM_PRIVATE_KEY;
@@ -20,16 +20,7 @@ async function rsaKeys() {
   };
 }
 
-/** The configuration problems the worker would refuse to start with, for this DKIM key. */
-function problems(overrides: Record<string, unknown>): string[] {
-  try {
-    parseConfig({ ...(env as unknown as Record<string, unknown>), ...overrides });
-    return [];
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-}
+const problems = envProblems;
 
 describe("DKIM", () => {
   it("signs with the configured domain, selector and private key", async () => {
