@@ -7,6 +7,8 @@
  * it echoes the same string.
  */
 
+import { ApiError } from "../../lib/errors";
+
 export const WWW_AUTHENTICATE = "www-authenticate";
 export const PAYMENT_RECEIPT = "payment-receipt";
 /** Where the credential comes when `Authorization` keeps the API key (the challenge's `header` parameter, as mppx sends it). */
@@ -132,12 +134,20 @@ export function parseCredential(value: string): Credential | null {
   };
 }
 
-/** The credential a request carries: `Payment-Authorization`, else `Authorization` when its scheme is Payment. */
+/**
+ * The credential a request carries (`Payment-Authorization`, or a Payment item of `Authorization`),
+ * null without one. Several different credentials are refused with 400, as the draft says servers
+ * SHOULD (§Multiple Payment Options): the gateway will not guess which payment the client meant.
+ */
 export function credentialOf(headers: Headers): string | null {
-  const dedicated = headers.get(PAYMENT_AUTHORIZATION);
-  if (dedicated !== null) return dedicated;
-  const authorization = headers.get("authorization");
-  return authorization && /(^|,)\s*Payment\s+/i.test(authorization) ? authorization : null;
+  const dedicated = (headers.get(PAYMENT_AUTHORIZATION) ?? "").split(",");
+  const inAuthorization = (headers.get("authorization") ?? "").split(",").filter((part) => /^\s*Payment\s+/i.test(part));
+  // Whatever Payment-Authorization holds is meant as a credential (a malformed one gets its problem).
+  const items = [...dedicated, ...inAuthorization].map((part) => part.trim().replace(/^Payment\s+/i, "Payment ")).filter(Boolean);
+  const distinct = [...new Set(items)];
+  if (distinct.length > 1)
+    throw new ApiError("invalid_request", `The request carries ${distinct.length} different Payment credentials; send exactly one, for the challenge you chose.`);
+  return distinct[0] ?? null;
 }
 
 /** RFC 3339 in UTC to the second, as the draft's examples write it. */

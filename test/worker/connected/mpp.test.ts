@@ -125,6 +125,24 @@ describe("MPP: the challenge is bound, expires and is used once", () => {
     }
   });
 
+  it("refuses two different credentials in one request with 400, before touching either token; the same one twice is one", async () => {
+    const { key, challenge, spt, id, stripe, call } = await challenged();
+    const other = stripe.grantSharedPaymentToken({ maxAmount: 500 }).id;
+    const [first, second] = [credentialFor(challenge, spt), credentialFor(challenge, other)];
+    for (const response of [
+      await call(key, { headers: { "payment-authorization": `${first}, ${second}` } }),
+      await gatewayWith(MPP_BINDINGS, "/v1/x", { headers: { authorization: second, "x-api-key": key, "payment-authorization": first } }),
+    ]) {
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as any).error).toMatchObject({ code: "invalid_request", message: expect.stringMatching(/2 different Payment credentials/) });
+    }
+    expect(sptIntents(stripe)).toHaveLength(0);
+    expect(await balanceOf(id)).toBe("0");
+    const same = await gatewayWith(MPP_BINDINGS, "/v1/x", { headers: { authorization: first, "x-api-key": key, "payment-authorization": first } });
+    expect(same.status).toBe(200);
+    expect(await balanceOf(id)).toBe("499");
+  });
+
   it("refuses a replayed challenge (invalid-challenge), with the same token or another: charged and credited once", async () => {
     const { pay, challenge, spt, stripe, id } = await challenged();
     expect((await pay()).status).toBe(200);
