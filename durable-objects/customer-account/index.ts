@@ -120,7 +120,7 @@ export class CustomerAccount extends DurableObject<Env> {
   identify(keyHash: string): CustomerProfile | null {
     return activeProfile(this.context, keyHash);
   }
-  identifyKey(keyHash: string): { customer: CustomerProfile; keyId: string } | null {
+  identifyKey(keyHash: string): ReturnType<typeof identifyKey> {
     return identifyKey(this.context, keyHash);
   }
   takeCheckoutSlot(input: { limit: number; amountCents: number; now?: number }): CheckoutSlot | { ok: false; balanceLimit: true } {

@@ -98,7 +98,8 @@ export async function createTopUpCheckout(env: Env, config: Config, customer: Cu
 
 /**
  * Creates a Stripe Checkout session (mode payment) for a credit top-up, authenticated by the
- * customer's key; `save_payment_method: true` saves the card for auto top-up.
+ * customer's key; `save_payment_method: true` saves the card for auto top-up (not from a key with a
+ * spend cap: docs/design/portal-authority.md).
  */
 billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
   const config = c.var.config;
@@ -111,8 +112,11 @@ billing.post("/billing/checkout", limitBody(16 * 1024), async (c) => {
       save_payment_method: z.boolean().optional(),
     }),
   );
-  const customer = await customerStub(c.env, customerId).identify(keyHash);
-  if (!customer) throw new ApiError("invalid_api_key", UNKNOWN_KEY);
-  const session = await createTopUpCheckout(c.env, config, customer, body.amount_cents, { savePaymentMethod: body.save_payment_method === true });
+  const found = await customerStub(c.env, customerId).identifyKey(keyHash);
+  if (!found) throw new ApiError("invalid_api_key", UNKNOWN_KEY);
+  // A key narrower than the account (a spend cap) cannot choose the card auto top-up charges, as in the portal.
+  if (body.save_payment_method === true && found.capped)
+    throw new ApiError("forbidden", "A key with a spend cap cannot save a card for auto top-up; top up without save_payment_method, or use the owner's portal link.");
+  const session = await createTopUpCheckout(c.env, config, found.customer, body.amount_cents, { savePaymentMethod: body.save_payment_method === true });
   return c.json({ id: session.id, url: session.url, amount_cents: body.amount_cents }, 201);
 });

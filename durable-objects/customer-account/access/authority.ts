@@ -65,8 +65,8 @@ export function endPortalSession(context: AccountContext, input: { sid: string; 
 }
 
 /** The customer and the id of the key a portal sign-in used (a key session shows only that key), or null. */
-export function identifyKey(context: AccountContext, keyHash: string): { customer: CustomerProfile; keyId: string } | null {
+export function identifyKey(context: AccountContext, keyHash: string): { customer: CustomerProfile; keyId: string; capped: boolean } | null {
   const customer = activeProfile(context, keyHash);
   const key = context.keys.active(keyHash);
-  return customer && key ? { customer, keyId: key.id } : null;
+  return customer && key ? { customer, keyId: key.id, capped: key.spend_cap_cents !== null } : null;
 }

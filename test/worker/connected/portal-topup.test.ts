@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { admin, customerStub, gateway, portalCsrf, portalKeySession, portalLinkSession } from "../helpers";
+import { admin, customerStub, gateway, portalCsrf, portalKeySession, portalLinkSession, withKey } from "../helpers";
 import { connect, deliverAll } from "./doubles";
 
 const ORIGIN = "http://gateway.test";
@@ -65,5 +65,23 @@ describe("portal Top up with Stripe on", () => {
     expect(await (await gateway("/portal", { headers: { cookie: owner } })).text()).toContain("Save my card");
     expect((await post("/portal/auto-top-up", { _csrf: ownerCsrf, threshold: "5", amount: "20", cap: "100" }, owner)).status).toBe(303);
     expect((await admin("GET", `/customers/${customer.id}`)).body.auto_topup).toMatchObject({ threshold_cents: 500, amount_cents: 2000 });
+  });
+
+  it("POST /billing/checkout: a key with a spend cap cannot save a card (403, no session); it tops up, and an uncapped key saves one", async () => {
+    const { stripe } = connect();
+    const customer = stripe.createCustomer({ email: "kay@example.com", name: "Kay Sweeney" });
+    await deliverAll(stripe);
+    const capped = (await admin("POST", `/customers/${customer.id}/keys`, { spend_cap_cents: 5 })).body.key as string;
+    const checkout = (key: string, body: Record<string, unknown>) => gateway("/billing/checkout", withKey(key, { method: "POST", body: JSON.stringify(body) }));
+    const checkouts = () => stripe.requests.filter((r) => r.method === "POST" && r.path === "/v1/checkout/sessions");
+    const refused = await checkout(capped, { amount_cents: 1000, save_payment_method: true });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as any).error).toMatchObject({ code: "forbidden", message: expect.stringContaining("spend cap") });
+    expect(checkouts()).toHaveLength(0);
+    expect((await checkout(capped, { amount_cents: 1000 })).status).toBe(201);
+    expect(checkouts().at(-1)!.params).not.toHaveProperty("payment_intent_data.setup_future_usage");
+    const owner = (await admin("POST", `/customers/${customer.id}/keys`, {})).body.key as string;
+    expect((await checkout(owner, { amount_cents: 1000, save_payment_method: true })).status).toBe(201);
+    expect(checkouts().at(-1)!.params).toHaveProperty("payment_intent_data.setup_future_usage", "off_session");
   });
 });
