@@ -6,11 +6,12 @@ import { log } from "../lib/log";
 import { formatCents } from "../lib/money";
 import { eventData, SseSplitter, withEventData } from "../metering/sse";
 import { UNKNOWN_KEY } from "../middleware/api-key";
+import { jsonError } from "../on-error";
 import { offerBody, offerFor, packCents, x402Offer } from "../payments/offer";
 import { acceptX402, type Paid } from "../payments/x402/accept";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
-import { readBodyWithin, readUpTo } from "../proxy/idempotency";
+import { type IdempotentOutcome, idempotencyKeyOf, keepForReplay, readBodyWithin, readUpTo, replayedResponse, requestFingerprint } from "../proxy/idempotency";
 import { holdKeeper, isEventStream, JSON_UNITS_MAX_BYTES, kept, type MeterContext, streamSettlement } from "../proxy/metered";
 import { once } from "../proxy/once";
 import { addKeyCapFields } from "../proxy/ratelimit";
@@ -81,7 +82,18 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
   }
 
   // The calls' prices are held as one amount (units of one micro-cent): a batch is paid whole or refused whole.
-  const input: AuthorizeInput = { keyHash: request.keyHash, meter: request.meter.name, priceMicros: 1, requestId, hold: { units: total, onMissing: "hold" } };
+  // An Idempotency-Key makes a retried POST its first answer again, never a second charge (as on the proxy).
+  const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
+  const input: AuthorizeInput = {
+    keyHash: request.keyHash,
+    meter: request.meter.name,
+    priceMicros: 1,
+    requestId,
+    hold: { units: total, onMissing: "hold" },
+    ...(idempotencyKey !== null
+      ? { idempotency: { key: idempotencyKey, fingerprint: await requestFingerprint("POST", request.target.pathname + request.target.search, bytes) } }
+      : {}),
+  };
   // A tool call paying the refusal (x402's MCP transport: params._meta["x402/payment"]): credited, then the calls held from it, in one step.
   const payment = config.PAYMENTS?.x402 ? paymentOf(post) : null;
   let paid: Paid | null = null;
@@ -99,13 +111,26 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
     }
   }
   const decision = paid?.decision ?? (await once(async (retry) => await stub.authorize(retry ? { ...input, retry } : input)));
-  if (decision.outcome === "replay") throw new Error("an MCP request carries no Idempotency-Key");
+  if (decision.outcome === "replay") return replayedResponse(decision.response);
   // A capped key's RateLimit fields go on every answer to a paid call, refused or not, as on the proxy's.
   const keyCap = decision.outcome === "key_cap_reached" ? decision : "keyCap" in decision ? decision.keyCap : undefined;
   const answer = (response: Response) => {
     addKeyCapFields(response.headers, keyCap);
     return tagged(response, requestId);
   };
+  const finish = (outcome: IdempotentOutcome) => {
+    if (idempotencyKey !== null) c.executionCtx.waitUntil(stub.finishIdempotent({ key: idempotencyKey, keyHash: request.keyHash, requestId, outcome }));
+  };
+  /** A forwarded POST's answer: kept for a retry under its key, unless nothing was charged (then a retry is a new request). */
+  const answered = (response: Response, kept: "charged" | "given_back" | "streamed") => {
+    if (idempotencyKey === null) return answer(response);
+    if (kept === "given_back") {
+      finish("forget");
+      return answer(response);
+    }
+    return keepForReplay(answer(response), kept === "streamed", config.IDEMPOTENCY.max_body_bytes, finish, (p) => c.executionCtx.waitUntil(p));
+  };
+  const keptAs = (chargedMicros: number) => (chargedMicros === 0 ? "given_back" : "charged");
   if (isMoneyRefusal(decision)) {
     const refusal = moneyRefusalBody(config, decision, requestId);
     const offer = decision.outcome === "insufficient_credit" ? await offerFor(config, decision, c.req.url) : null;
@@ -125,17 +150,24 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
   })();
   ctx.waitUntil(forwarded);
   const { result, settled } = await forwarded;
-  if ("failure" in result) throw originFailure(result.failure, settled?.chargedMicros ?? 0);
+  if ("failure" in result) {
+    const failure = originFailure(result.failure, settled?.chargedMicros ?? 0);
+    if (idempotencyKey === null || !settled?.chargedMicros) {
+      finish("forget");
+      throw failure;
+    }
+    return answered(await jsonError(failure, c), "charged");
+  }
   const origin = result.response;
-  if (settled) return answer(charged(new Response(origin.body, origin), settled));
+  if (settled) return answered(charged(new Response(origin.body, origin), settled), keptAs(settled.chargedMicros));
   // The server refused the request itself (a bad session, a malformed call): no tool ran.
-  if (origin.status >= 400 && origin.status < 500) return answer(charged(new Response(origin.body, origin), await settle(0, "completed")));
+  if (origin.status >= 400 && origin.status < 500) return answered(charged(new Response(origin.body, origin), await settle(0, "completed")), "given_back");
   if (origin.ok && isEventStream(origin) && origin.body) {
     const response = new Response(chargedEvents(ctx, calls, origin.body, paymentMeta), origin);
     response.headers.delete("content-length");
-    return answer(response);
+    return answered(response, "streamed");
   }
-  return answer(await chargedJson(ctx, calls, origin, settle, paymentMeta));
+  return answered(await chargedJson(ctx, calls, origin, settle, paymentMeta), "charged");
 }
 
 /** The key must be one of a live customer's (what authorize checks first), without touching credit. */

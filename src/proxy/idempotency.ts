@@ -1,3 +1,4 @@
+import type { customerStub } from "../env";
 import { sha256Hex } from "../lib/api-key-format";
 import { ApiError } from "../lib/errors";
 
@@ -54,4 +55,40 @@ export async function readUpTo(body: ReadableStream<Uint8Array> | null, limit: n
     offset += chunk.byteLength;
   }
   return out.buffer;
+}
+
+type Stub = ReturnType<typeof customerStub>;
+/** What becomes of a request's Idempotency-Key once it is answered (the object's finishIdempotent). */
+export type IdempotentOutcome = Parameters<Stub["finishIdempotent"]>[0]["outcome"];
+
+/** The answer kept for a retry under the same key, as first sent, marked as replayed. */
+export function replayedResponse(stored: { status: number; headers: string[][]; body: ArrayBuffer }): Response {
+  const replayed = new Response(stored.body, { status: stored.status, headers: stored.headers as [string, string][] });
+  replayed.headers.set("idempotent-replayed", "true");
+  return replayed;
+}
+
+/** Under an Idempotency-Key: the response is stored as sent (status, headers, body up to `maxBytes`). */
+export function keepForReplay(
+  response: Response,
+  streamed: boolean,
+  maxBytes: number,
+  finish: (outcome: IdempotentOutcome) => void,
+  waitUntil: (promise: Promise<unknown>) => void,
+): Response {
+  if (streamed || !response.body) {
+    finish(streamed ? "not_replayable" : { status: response.status, headers: [...response.headers], body: new ArrayBuffer(0) });
+    return response;
+  }
+  const [toClient, toStore] = response.body.tee();
+  const stored = new Response(toClient, response);
+  const headers = [...stored.headers];
+  // Kept alive past the response: once the client has its last byte, the invocation would end.
+  waitUntil(
+    readUpTo(toStore, maxBytes).then(
+      (bytes) => finish(bytes === null ? "not_replayable" : { status: response.status, headers, body: bytes }),
+      () => finish("not_replayable"),
+    ),
+  );
+  return stored;
 }

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import type { AuthorizeResult } from "../../durable-objects/customer-account/contract";
 import { type AppEnv, customerStub } from "../env";
 import { directWithLease, leaseEligible, payFromLease, refundToLease } from "../leases/gateway";
-import { type Config, MAX_HOLD_MULTIPLIER, resolveMeter } from "../lib/config";
+import { MAX_HOLD_MULTIPLIER, resolveMeter } from "../lib/config";
 import { ApiError } from "../lib/errors";
 import { formatCents } from "../lib/money";
 import { mcpExchange } from "../mcp/exchange";
@@ -12,7 +12,7 @@ import { jsonError } from "../on-error";
 import { paidDecision, payableRefusal, withPaymentResponse } from "../payments/pay";
 import { forward, refundable } from "../proxy/forward";
 import { originHeaders } from "../proxy/headers";
-import { idempotencyKeyOf, readBodyWithin, readUpTo, requestFingerprint } from "../proxy/idempotency";
+import { type IdempotentOutcome, idempotencyKeyOf, keepForReplay, readBodyWithin, replayedResponse, requestFingerprint } from "../proxy/idempotency";
 import { meterResponse } from "../proxy/metered";
 import { normalizePath } from "../proxy/normalize";
 import { once } from "../proxy/once";
@@ -86,9 +86,7 @@ proxy.all("*", async (c) => {
         : await stub.authorize(retry ? { ...input, retry } : input),
     ));
   if (decision.outcome === "replay") {
-    const replayed = new Response(decision.response.body, { status: decision.response.status, headers: decision.response.headers as [string, string][] });
-    replayed.headers.set("idempotent-replayed", "true");
-    return withPaymentResponse(replayed, paid);
+    return withPaymentResponse(replayedResponse(decision.response), paid);
   }
   if (decision.outcome === "insufficient_credit") return payableRefusal(config, decision, c.req.url, requestId, paid);
   if (isMoneyRefusal(decision)) return refusalResponse(config, requestId, decision);
@@ -102,7 +100,7 @@ proxy.all("*", async (c) => {
   if (streamUsage) headers.delete("content-length");
   const requestBody = streamUsage ? streamUsage.body : body !== undefined ? body : method === "GET" || method === "HEAD" ? null : c.req.raw.body;
   const waitUntil = (promise: Promise<unknown>) => c.executionCtx.waitUntil(promise);
-  const finishIdempotent = (outcome: Parameters<Stub["finishIdempotent"]>[0]["outcome"]) => {
+  const finishIdempotent = (outcome: IdempotentOutcome) => {
     if (idempotencyKey !== null) waitUntil(stub.finishIdempotent({ key: idempotencyKey, keyHash, requestId, outcome }));
   };
 
@@ -146,7 +144,7 @@ proxy.all("*", async (c) => {
       paid?.headers,
     );
     if (idempotencyKey === null || givenBack) throw failure;
-    return keepForReplay(await jsonError(failure, c), false, config, finishIdempotent, waitUntil);
+    return keepForReplay(await jsonError(failure, c), false, config.IDEMPOTENCY.max_body_bytes, finishIdempotent, waitUntil);
   }
   let response: Response;
   let streamed = false;
@@ -173,31 +171,6 @@ proxy.all("*", async (c) => {
   response.headers.set("x-request-id", requestId);
   addKeyCapFields(response.headers, decision.keyCap);
   withPaymentResponse(response, paid);
-  if (idempotencyKey !== null && !givenBack) return keepForReplay(response, streamed, config, finishIdempotent, waitUntil);
+  if (idempotencyKey !== null && !givenBack) return keepForReplay(response, streamed, config.IDEMPOTENCY.max_body_bytes, finishIdempotent, waitUntil);
   return response;
 });
-
-/** Under an Idempotency-Key: the response is stored as sent (status, headers, body up to IDEMPOTENCY.max_body_bytes). */
-function keepForReplay(
-  response: Response,
-  streamed: boolean,
-  config: Config,
-  finish: (outcome: Parameters<Stub["finishIdempotent"]>[0]["outcome"]) => void,
-  waitUntil: (promise: Promise<unknown>) => void,
-): Response {
-  if (streamed || !response.body) {
-    finish(streamed ? "not_replayable" : { status: response.status, headers: [...response.headers], body: new ArrayBuffer(0) });
-    return response;
-  }
-  const [toClient, toStore] = response.body.tee();
-  const stored = new Response(toClient, response);
-  const headers = [...stored.headers];
-  // Kept alive past the response: once the client has its last byte, the invocation would end.
-  waitUntil(
-    readUpTo(toStore, config.IDEMPOTENCY.max_body_bytes).then(
-      (bytes) => finish(bytes === null ? "not_replayable" : { status: response.status, headers, body: bytes }),
-      () => finish("not_replayable"),
-    ),
-  );
-  return stored;
-}

@@ -302,3 +302,41 @@ describe("MCP: a body that is not JSON-RPC", () => {
     expect(await balance(id)).toBe("5");
   });
 });
+
+describe("MCP: Idempotency-Key on a paid POST", () => {
+  const keyed = (key: string, idem: string, body: unknown, mode?: string) => mcp(key, body, { headers: { "idempotency-key": idem }, ...(mode ? { mode } : {}) });
+
+  it("a retried tool call replays its first answer: the server runs it once, it is charged once; another body is 422", async () => {
+    const seen = mcpServer();
+    const { id, key } = await customerWithCredit(10);
+    const first = await keyed(key, "mcp-1", call(1, "render_chart"));
+    const firstBody = await first.text();
+    const again = await keyed(key, "mcp-1", call(1, "render_chart"));
+    expect(again.status).toBe(200);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(await again.text()).toBe(firstBody);
+    expect(seen.posts).toHaveLength(1);
+    expect(await balance(id)).toBe("7");
+    const mismatch = await keyed(key, "mcp-1", call(1, "search_docs"));
+    expect([mismatch.status, ((await mismatch.json()) as any).error.code]).toEqual([422, "idempotency_mismatch"]);
+    expect(seen.posts).toHaveLength(1);
+    expect(await balance(id)).toBe("7");
+  });
+
+  it("an SSE answer cannot be replayed (409, never a second charge); a released hold (503) or a refused request (4xx) forgets the key", async () => {
+    const seen = mcpServer();
+    const { id, key } = await customerWithCredit(10);
+    expect(events(await (await keyed(key, "mcp-sse", call(1, "render_chart"), "sse")).text()).at(-1)!.data.id).toBe(1);
+    const retried = await keyed(key, "mcp-sse", call(1, "render_chart"), "sse");
+    expect([retried.status, ((await retried.json()) as any).error.code]).toEqual([409, "idempotency_not_replayable"]);
+    expect(await balance(id)).toBe("7");
+    for (const mode of ["503", "404"]) {
+      await (await keyed(key, `mcp-${mode}`, call(2, "render_chart"), mode)).text();
+      const again = await keyed(key, `mcp-${mode}`, call(2, "render_chart"), mode);
+      expect(again.headers.get("idempotent-replayed")).toBeNull();
+      expect(again.status).toBe(Number(mode));
+    }
+    expect(seen.posts).toHaveLength(5);
+    expect(await balance(id)).toBe("7");
+  });
+});
