@@ -129,9 +129,21 @@ export class PaymentLog {
     this.sql.exec("UPDATE agent_payments SET stripe_status = 'failed', stripe_error = ?, stripe_next_at = NULL WHERE id = ?", error, id);
   }
 
-  /** Recordings per status (the admin view). */
-  recordingCounts(): Record<string, number> {
-    const rows = this.sql.exec("SELECT stripe_status AS s, COUNT(*) AS n FROM agent_payments WHERE stripe_status IS NOT NULL GROUP BY stripe_status").toArray();
-    return Object.fromEntries(rows.map((r) => [r.s as string, r.n as number]));
+  /**
+   * The admin view: payments per rail, their Stripe recordings per status, and the latest recordings
+   * an operator must look at (Stripe refused them for good, or no transaction hash to record).
+   */
+  view(limit = 10) {
+    const count = (sql: string) => Object.fromEntries(this.sql.exec(sql).toArray().map((r) => [r.k as string, r.n as number]));
+    return {
+      by_rail: count("SELECT rail AS k, COUNT(*) AS n FROM agent_payments GROUP BY rail"),
+      stripe_recordings: count("SELECT stripe_status AS k, COUNT(*) AS n FROM agent_payments WHERE stripe_status IS NOT NULL GROUP BY stripe_status"),
+      needs_attention: this.sql
+        .exec(
+          "SELECT id, amount_cents, transaction_id, stripe_status, stripe_error, stripe_attempts, created_at FROM agent_payments WHERE stripe_status IN ('failed', 'no_transaction') ORDER BY created_at DESC LIMIT ?",
+          limit,
+        )
+        .toArray(),
+    };
   }
 }

@@ -1,5 +1,6 @@
 import { formatCents, formatMoney, microsToWholeCents } from "../../../src/lib/money";
 import { DAY_MS } from "../../../src/lib/time";
+import { PaymentLog } from "../agent-payments/payment-log";
 import { autoTopUpView, topUpView } from "../auto-topup/view";
 import type { AccountContext } from "../core/context";
 import { type Grant, spendable } from "../credit/grants";
@@ -67,6 +68,8 @@ export function summary(context: AccountContext): Record<string, unknown> {
     ignored_payments: ignoredPayments(context.sql),
     // null when auto top-up was never set; else its settings, state (paused and why, capped) and this month's total.
     auto_topup: autoTopUpView(context.autoTopUp, now),
+    // Agents' payments of a 402 (x402, MPP) and, for x402 with record_in_stripe, how their Stripe recordings stand.
+    agent_payments: new PaymentLog(context.sql).view(),
   };
 }
 

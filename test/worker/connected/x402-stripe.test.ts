@@ -61,6 +61,7 @@ describe("x402 payments recorded in Stripe (happy)", () => {
     expect(await recordingsOf(id)).toEqual([
       expect.objectContaining({ transaction_id: transaction, stripe_status: "recorded", stripe_payment_intent: pi!.id, stripe_attempts: 1 }),
     ]);
+    expect((await admin("GET", `/customers/${id}`)).body.agent_payments).toEqual({ by_rail: { x402: 1 }, stripe_recordings: { recorded: 1 }, needs_attention: [] });
     // The grant is the PaymentIntent's: a refund of it reaches the account like a top-up's.
     expect((await x402Grants(id)).map((g) => g.payment_intent)).toEqual([pi!.id]);
 
@@ -169,6 +170,12 @@ describe("x402 recordings whatever Stripe does (error)", () => {
     });
     await settle(id);
     expect(await recordingsOf(id)).toEqual([expect.objectContaining({ stripe_status: "failed", stripe_error: expect.stringMatching(/already recorded/) })]);
+    // The admin view shows it to the operator.
+    expect((await admin("GET", `/customers/${id}`)).body.agent_payments).toEqual({
+      by_rail: { x402: 1 },
+      stripe_recordings: { failed: 1 },
+      needs_attention: [expect.objectContaining({ transaction_id: hash, stripe_status: "failed", amount_cents: 500, stripe_error: expect.stringMatching(/already recorded/) })],
+    });
     await recordNow(id);
     expect(creates(stripe)).toHaveLength(2);
     expect(await balanceOf(id)).toBe("499");
@@ -181,6 +188,10 @@ describe("x402 recordings whatever Stripe does (error)", () => {
     await settle(id);
     expect(creates(stripe)).toHaveLength(0);
     expect(await recordingsOf(id)).toEqual([expect.objectContaining({ transaction_id: null, stripe_status: "no_transaction" })]);
+    expect((await admin("GET", `/customers/${id}`)).body.agent_payments).toMatchObject({
+      stripe_recordings: { no_transaction: 1 },
+      needs_attention: [{ transaction_id: null, stripe_status: "no_transaction" }],
+    });
     expect(await balanceOf(id)).toBe("499");
   });
 });
