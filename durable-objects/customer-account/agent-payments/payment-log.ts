@@ -134,7 +134,13 @@ export class PaymentLog {
    * an operator must look at (Stripe refused them for good, or no transaction hash to record).
    */
   view(limit = 10) {
-    const count = (sql: string) => Object.fromEntries(this.sql.exec(sql).toArray().map((r) => [r.k as string, r.n as number]));
+    const count = (query: string) =>
+      Object.fromEntries(
+        this.sql
+          .exec<{ k: string; n: number }>(query)
+          .toArray()
+          .map((r) => [r.k, r.n]),
+      );
     return {
       by_rail: count("SELECT rail AS k, COUNT(*) AS n FROM agent_payments GROUP BY rail"),
       stripe_recordings: count("SELECT stripe_status AS k, COUNT(*) AS n FROM agent_payments WHERE stripe_status IS NOT NULL GROUP BY stripe_status"),
