@@ -44,7 +44,18 @@ interface LeaseRowView {
 }
 
 /** Across the property's runs: how much the leases really did. */
-export const leaseSeen = { leasedRuns: 0, leasePaid: 0, gatewayLeasePaid: 0, refunds: 0, died: 0, diedHolding: 0, expiredUnserved: 0 };
+export const leaseSeen = {
+  leasedRuns: 0,
+  leasePaid: 0,
+  gatewayLeasePaid: 0,
+  unleasedWithoutGrant: 0,
+  refunds: 0,
+  died: 0,
+  diedHolding: 0,
+  expired: 0,
+  lateRefunds: 0,
+  expiredUnserved: 0,
+};
 
 export class LeaseIsolates {
   private readonly net: InFlight[] = [];
@@ -173,6 +184,14 @@ export class LeaseIsolates {
       unserved += row.granted - (served.get(row.id) ?? 0);
     }
     leaseSeen.expiredUnserved += unserved;
+    const kinds = await runInDurableObject(this.stub, (_instance, state) =>
+      state.storage.sql
+        .exec("SELECT DISTINCT kind FROM ledger WHERE kind IN ('lease_expired', 'lease_refund')")
+        .toArray()
+        .map((r) => r.kind as string),
+    );
+    if (kinds.includes("lease_expired")) leaseSeen.expired++;
+    if (kinds.includes("lease_refund")) leaseSeen.lateRefunds++;
     return { consumed, unserved };
   }
 

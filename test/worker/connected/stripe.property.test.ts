@@ -66,21 +66,29 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("moveDispute" as const), pick: fc.nat(), next: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("batching" as const), on: fc.boolean() }) },
   {
-    weight: 5,
+    weight: 8,
     arbitrary: fc.record({
       kind: fc.constant("leased" as const),
       // 0 and 1: the simulated isolates; 2: the worker's own.
       isolate: fc.nat(2),
-      count: fc.integer({ min: 1, max: 8 }),
-      search: fc.boolean(),
+      count: fc.integer({ min: 1, max: 10 }),
+      // Mostly the sub-cent meter: the runs' few cents then pay for many requests.
+      search: fc.integer({ min: 0, max: 3 }).map((n) => n > 0),
       fate: fc.constantFrom<DirectFate>("ok", "ok", "ok", "lost", "lost_after_commit"),
       fails: fc.integer({ min: 0, max: 7 }).map((n) => n === 0),
       fast: fc.boolean(),
     }),
   },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("leaseNet" as const), pick: fc.nat(), fate: fc.constantFrom<NetFate>("ok", "ok", "lose", "duplicate") }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("heartbeat" as const), ms: fc.integer({ min: 0, max: 2_500 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("die" as const), isolate: fc.nat(1) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("heartbeat" as const),
+      // Within the heartbeat, or past the TTL and grace (an isolate cut off: its lease expires at the object first, its report comes late).
+      ms: fc.oneof(fc.integer({ min: 0, max: 2_500 }), fc.integer({ min: 11_001, max: 15_000 })),
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("die" as const), isolate: fc.nat(1) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("giveBack" as const), isolate: fc.nat(1) }) },
   // An agent paying a 402 over x402 (a facilitator whose settle answer may be lost, or may time out), or replaying its last payment.
   {
@@ -124,7 +132,7 @@ async function setBatching(until: number) {
 }
 
 /** One request through the gateway: the micro-cents it was charged. */
-async function viaGateway(key: string, search: boolean): Promise<number> {
+async function viaGateway(key: string, search: boolean, leased: boolean): Promise<number> {
   const response = await gateway(search ? "/v1/search/q" : "/v1/x", withKey(key));
   if (response.status !== 200) {
     expect(response.status).toBe(402);
@@ -133,7 +141,7 @@ async function viaGateway(key: string, search: boolean): Promise<number> {
   // No request passes without credit: what is left after it is never below the floor.
   expect(Number(response.headers.get("x-payg-balance-cents"))).toBeGreaterThanOrEqual(0);
   // The object names the grant that paid: a request without one was paid from the worker's lease.
-  if (!response.headers.has("x-payg-grant")) leaseSeen.gatewayLeasePaid++;
+  if (!response.headers.has("x-payg-grant")) leaseSeen[leased ? "gatewayLeasePaid" : "unleasedWithoutGrant"]++;
   return search ? 50_000 : 1_000_000;
 }
 
@@ -175,10 +183,10 @@ describe("Stripe and the edge agree to the cent (property)", () => {
 
           for (const step of ops) {
             if (step.kind === "request") {
-              consumedMicros += await viaGateway(key, step.search);
+              consumedMicros += await viaGateway(key, step.search, leased);
             } else if (step.kind === "leased" && step.isolate === 2) {
               // A burst in the worker's own isolate, through the gateway (its lease, src/leases/gateway.ts).
-              for (let n = 0; n < step.count; n++) consumedMicros += await viaGateway(key, step.search);
+              for (let n = 0; n < step.count; n++) consumedMicros += await viaGateway(key, step.search, leased);
             } else if (step.kind === "leased") {
               // Requests 10 ms apart in one isolate (a lease pays from the second on, sized by their rate): the first's direct sync meets `fate`,
               // the last fails at the origin when `fails`; on a fast network the syncs they start arrive (in order) before the next request.
@@ -357,9 +365,11 @@ describe("Stripe and the edge agree to the cent (property)", () => {
     );
     await setBatching(1);
     // The leased half really leased: requests paid with no round trip, in the simulated isolates and the worker's own.
-    expect(leaseSeen.leasedRuns, JSON.stringify(leaseSeen)).toBeGreaterThan(0);
-    expect(leaseSeen.leasePaid, JSON.stringify(leaseSeen)).toBeGreaterThan(20);
-    expect(leaseSeen.gatewayLeasePaid, JSON.stringify(leaseSeen)).toBeGreaterThan(5);
+    expect(leaseSeen.leasedRuns, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(3);
+    expect(leaseSeen.leasePaid, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(leaseSeen.leasedRuns);
+    expect(leaseSeen.gatewayLeasePaid, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(leaseSeen.leasedRuns);
+    // And that count means what it says: without leases, every request names the grant that paid.
+    expect(leaseSeen.unleasedWithoutGrant).toBe(0);
     console.log(JSON.stringify(leaseSeen));
   });
 });
