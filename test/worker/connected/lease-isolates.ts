@@ -170,8 +170,11 @@ export class LeaseIsolates {
       expect(wait, "the worker's isolate never returned its lease").toBeLessThan(120);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    // Past every expiry by the test's clock. The object's alarm expires a lease at its expires_at by the
+    // real clock, which the test cannot move; a sync runs the same expiry (expireDue) at the time it carries.
     const now = advance(2 * TTL_MS + 1);
     await this.stub.leaseSync({ keyHash: this.keyHash, isolate: "quiesce", lease: null, wantMicros: 0, priceMicros: 0, direct: null, rttMs: 0, now });
+    expect((await this.stub.leases())!.reserved_micros, "every reserve settled").toBe(0);
     // What is left: only dead isolates' leases, expired, each charged in full; they served part of it.
     let unserved = 0;
     const served = new Map(this.dead.flatMap((i) => [...i.served]));
