@@ -359,8 +359,10 @@ describe("Stripe and the edge agree to the cent (property)", () => {
     await setBatching(1);
     // The leased half really leased: requests paid with no round trip, in the simulated isolates and the worker's own.
     expect(leaseSeen.leasedRuns, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(3);
-    expect(leaseSeen.leasePaid, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(leaseSeen.leasedRuns);
-    expect(leaseSeen.gatewayLeasePaid, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(leaseSeen.leasedRuns);
+    // Typically 4 to 9 per leased run (most runs hold only a few cents); at least 2, and some in each kind of isolate.
+    expect(leaseSeen.leasePaid + leaseSeen.gatewayLeasePaid, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(2 * leaseSeen.leasedRuns);
+    expect(leaseSeen.leasePaid, JSON.stringify(leaseSeen)).toBeGreaterThan(0);
+    expect(leaseSeen.gatewayLeasePaid, JSON.stringify(leaseSeen)).toBeGreaterThan(0);
     // And that count means what it says: without leases, every request names the grant that paid.
     expect(leaseSeen.unleasedWithoutGrant).toBe(0);
     // The counts, with --silent=false.
