@@ -55,6 +55,8 @@ export const leaseSeen = {
   expired: 0,
   lateRefunds: 0,
   expiredUnserved: 0,
+  /** Real time spent waiting for the worker's isolate to return its lease. */
+  waitedMs: 0,
 };
 
 export class LeaseIsolates {
@@ -160,6 +162,7 @@ export class LeaseIsolates {
     expect(this.net).toEqual([]);
     const mine = new Set([...this.isolates, ...this.dead].map((i) => i.name));
     let consumed = 0;
+    const waitFrom = Date.now();
     // The worker's idle watcher returns its lease about 2 s after its last request; a watcher past its
     // 20 s is woken by one more request (charged like any other).
     for (let wait = 0; (await this.rows()).some((r) => !mine.has(r.isolate)); wait++) {
@@ -170,6 +173,7 @@ export class LeaseIsolates {
       expect(wait, "the worker's isolate never returned its lease").toBeLessThan(120);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    leaseSeen.waitedMs += Date.now() - waitFrom;
     // Past every expiry by the test's clock. The object's alarm expires a lease at its expires_at by the
     // real clock, which the test cannot move; a sync runs the same expiry (expireDue) at the time it carries.
     const now = advance(2 * TTL_MS + 1);
