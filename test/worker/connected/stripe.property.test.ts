@@ -4,6 +4,7 @@ import fc from "fast-check";
 import type Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import type { Directory } from "../../../durable-objects/directory/index";
+import { sha256Hex } from "../../../src/lib/api-key-format";
 import { parseConfig } from "../../../src/lib/config";
 import { issueChallenge } from "../../../src/payments/mpp/challenge";
 import { serializeChallenge } from "../../../src/payments/mpp/wire";
@@ -11,6 +12,7 @@ import { cryptoHash } from "../../doubles/stripe/crypto-payment";
 import type { FaultKind } from "../../doubles/stripe-double";
 import { admin, customerStub, gateway, withKey } from "../helpers";
 import { connect, cron, deliver, settle } from "./doubles";
+import { type DirectFate, LeaseIsolates, leaseSeen, type NetFate } from "./lease-isolates";
 import { challengeOf, credentialFor, MPP_BINDINGS, mppCall } from "./mpp-helpers";
 import { agent, facilitator, offered, recordingsOf, recordNow, signedFor } from "./x402-helpers";
 
@@ -26,7 +28,13 @@ type Op =
   | { kind: "moveDispute"; pick: number; next: number }
   | { kind: "x402"; fault: "lost_after_commit" | "timeout" | null; replay: boolean; recordFault: FaultKind | null }
   | { kind: "mpp"; fault: FaultKind | null; replay: boolean; declined: boolean }
-  | { kind: "batching"; on: boolean };
+  | { kind: "batching"; on: boolean }
+  // Credit leases (docs/scaling.md): a request in a simulated isolate, a sync in flight delivered, a heartbeat, a death, a return.
+  | { kind: "leased"; isolate: number; count: number; search: boolean; fate: DirectFate; fails: boolean; fast: boolean }
+  | { kind: "leaseNet"; pick: number; fate: NetFate }
+  | { kind: "heartbeat"; ms: number }
+  | { kind: "die"; isolate: number }
+  | { kind: "giveBack"; isolate: number };
 
 /** Where a dispute may go next (as the double allows: refunds.ts). */
 const NEXT: Record<string, Stripe.Dispute.Status[]> = {
@@ -57,6 +65,31 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("dispute" as const), pick: fc.nat(), inquiry: fc.boolean(), cents: fc.integer({ min: 1, max: 500 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("moveDispute" as const), pick: fc.nat(), next: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("batching" as const), on: fc.boolean() }) },
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      kind: fc.constant("leased" as const),
+      // 0 and 1: the simulated isolates; 2: the worker's own.
+      isolate: fc.nat(2),
+      count: fc.integer({ min: 1, max: 10 }),
+      // Mostly the sub-cent meter: the runs' few cents then pay for many requests.
+      search: fc.integer({ min: 0, max: 3 }).map((n) => n > 0),
+      fate: fc.constantFrom<DirectFate>("ok", "ok", "ok", "lost", "lost_after_commit"),
+      fails: fc.integer({ min: 0, max: 7 }).map((n) => n === 0),
+      fast: fc.boolean(),
+    }),
+  },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant("leaseNet" as const), pick: fc.nat(), fate: fc.constantFrom<NetFate>("ok", "ok", "lose", "duplicate") }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("heartbeat" as const),
+      // Within the heartbeat, or past the TTL and grace (an isolate cut off: its lease expires at the object first, its report comes late).
+      ms: fc.oneof(fc.integer({ min: 0, max: 2_500 }), fc.integer({ min: 11_001, max: 15_000 })),
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("die" as const), isolate: fc.nat(1) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("giveBack" as const), isolate: fc.nat(1) }) },
   // An agent paying a 402 over x402 (a facilitator whose settle answer may be lost, or may time out), or replaying its last payment.
   {
     weight: 2,
@@ -98,12 +131,29 @@ async function setBatching(until: number) {
   await runInDurableObject(ns.get(ns.idFromName("global")), (_i, state) => void state.storage.sql.exec("UPDATE shard_state SET batching_until = ?", until));
 }
 
+/** One request through the gateway: the micro-cents it was charged. */
+async function viaGateway(key: string, search: boolean, leased: boolean): Promise<number> {
+  const response = await gateway(search ? "/v1/search/q" : "/v1/x", withKey(key));
+  if (response.status !== 200) {
+    expect(response.status).toBe(402);
+    return 0;
+  }
+  // No request passes without credit: what is left after it is never below the floor.
+  expect(Number(response.headers.get("x-payg-balance-cents"))).toBeGreaterThanOrEqual(0);
+  // The object names the grant that paid: a request without one was paid from the worker's lease.
+  if (!response.headers.has("x-payg-grant")) leaseSeen[leased ? "gatewayLeasePaid" : "unleasedWithoutGrant"]++;
+  return search ? 50_000 : 1_000_000;
+}
+
+/** Per run: batching left on through the recovery (a day then passes), and credit leases on (`payg_leases: on` in Stripe's metadata). */
+const setUp = fc.tuple(fc.boolean(), fc.boolean());
+
 describe("Stripe and the edge agree to the cent (property)", () => {
-  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout, x402 recorded in Stripe, and MPP), refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching", {
+  it("for any interleaving of requests, Dashboard changes, top-ups (Checkout, x402 recorded in Stripe, and MPP), refunds (some failing later), disputes in every status, duplicated and reordered webhooks, faulty cron runs and report batching, with credit leases on in about half the runs", {
     timeout: 240_000,
   }, async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), fc.integer({ min: 0, max: 30 }), fc.boolean(), async (ops, startCredit, recoverBatched) => {
+      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), fc.integer({ min: 0, max: 30 }), setUp, async (ops, startCredit, [recoverBatched, leased]) => {
         // Each run starts with batching off, whatever the run before left.
         await setBatching(1);
         const { stripe } = connect();
@@ -112,7 +162,7 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         let lastPayment: string | null = null;
         let lastCredential: string | null = null;
         const mppConfig = parseConfig({ ...env, ...MPP_BINDINGS } as never);
-        const customer = stripe.createCustomer({ name: "Prop Erty", email: "p@example.com", balance: -startCredit });
+        const customer = stripe.createCustomer({ name: "Prop Erty", email: "p@example.com", balance: -startCredit, metadata: leased ? { payg_leases: "on" } : {} });
         const id = customer.id;
         const queue: Stripe.Event[] = [...stripe.takeEvents()];
         const delivered: Stripe.Event[] = [];
@@ -120,6 +170,9 @@ describe("Stripe and the edge agree to the cent (property)", () => {
         const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
         let consumedMicros = 0;
         let t = Date.now();
+        // Two simulated isolates on the test's clock; the worker's own isolate (the request op) holds leases too.
+        const isolates = new LeaseIsolates(id, await sha256Hex(key), () => t);
+        if (leased) leaseSeen.leasedRuns++;
         let batching = false;
         const payments: string[] = [];
         let checkouts = 0;
@@ -128,13 +181,27 @@ describe("Stripe and the edge agree to the cent (property)", () => {
 
         for (const step of ops) {
           if (step.kind === "request") {
-            const response = await gateway(step.search ? "/v1/search/q" : "/v1/x", withKey(key));
-            if (response.status === 200) {
-              const price = step.search ? 50_000 : 1_000_000;
-              consumedMicros += price;
-              // No request passes without credit: what is left after it is never below the floor.
-              expect(Number(response.headers.get("x-payg-balance-cents"))).toBeGreaterThanOrEqual(0);
-            } else expect(response.status).toBe(402);
+            consumedMicros += await viaGateway(key, step.search, leased);
+          } else if (step.kind === "leased" && step.isolate === 2) {
+            // A burst in the worker's own isolate, through the gateway (its lease, src/leases/gateway.ts).
+            for (let n = 0; n < step.count; n++) consumedMicros += await viaGateway(key, step.search, leased);
+          } else if (step.kind === "leased") {
+            // Requests 10 ms apart in one isolate (a lease pays from the second on, sized by their rate): the first's direct sync meets `fate`,
+            // the last fails at the origin when `fails`; on a fast network the syncs they start arrive (in order) before the next request.
+            const meter = step.search ? { name: "search", priceMicros: 50_000 } : { name: "api_requests", priceMicros: 1_000_000 };
+            for (let n = 0; n < step.count; n++, t += 10) {
+              consumedMicros += await isolates.request(step.isolate, meter, n === 0 ? step.fate : "ok", step.fails && n === step.count - 1);
+              if (step.fast) await isolates.flush();
+            }
+          } else if (step.kind === "leaseNet") {
+            await isolates.deliver(step.pick, step.fate);
+          } else if (step.kind === "heartbeat") {
+            t += step.ms;
+            isolates.heartbeat();
+          } else if (step.kind === "die") {
+            isolates.die(step.isolate);
+          } else if (step.kind === "giveBack") {
+            isolates.giveBack(step.isolate);
           } else if (step.kind === "x402") {
             const signature: string = step.replay && lastPayment ? lastPayment : await signedFor(payer.client, offered(id, 500));
             lastPayment = signature;
@@ -212,6 +279,9 @@ describe("Stripe and the edge agree to the cent (property)", () => {
           }
         }
 
+        // Quiescence: every lease returned (or, for a dead isolate, expired and settled as spent: charged in full).
+        const quiet = await isolates.quiesce(key, (ms) => (t += ms));
+        consumedMicros += quiet.consumed;
         // Recovery: every event delivered (late, in reverse, some twice), cron runs until settled.
         // Batching ends, or stays on and max_report_delay_seconds (a day) passes.
         if (batching && !recoverBatched) await setBatching(1);
@@ -244,9 +314,9 @@ describe("Stripe and the edge agree to the cent (property)", () => {
           .balanceTransactions(id)
           .filter((txn) => String(txn.metadata?.payg_report ?? "").startsWith("payg_usage"))
           .reduce((sum, txn) => sum + txn.amount, 0);
-        expect(reportedCents * 1_000_000 + check.pendingUsageMicros).toBe(consumedMicros);
+        expect(reportedCents * 1_000_000 + check.pendingUsageMicros, "usage reported to Stripe and pending = what was served").toBe(consumedMicros + quiet.unserved);
         expect(Math.abs(check.pendingUsageMicros)).toBeLessThan(1_000_000);
-        expect(check.balanceMicros).toBe(-stripe.balanceOf(id) * 1_000_000 - check.pendingUsageMicros || 0);
+        expect(check.balanceMicros, "the edge's balance = Stripe's").toBe(-stripe.balanceOf(id) * 1_000_000 - check.pendingUsageMicros || 0);
         expect(check.ledgerSumMicros).toBe(check.balanceMicros);
         // Each settled transfer is one x402 grant of its pack, however often it was presented or its answer lost.
         const x402Grants = ((await admin("GET", `/customers/${id}/grants`)).body.grants as { source: string; payment_intent: string | null }[]).filter((g) => g.source === "x402");
@@ -287,5 +357,15 @@ describe("Stripe and the edge agree to the cent (property)", () => {
       },
     );
     await setBatching(1);
+    // The leased half really leased: requests paid with no round trip, in the simulated isolates and the worker's own.
+    expect(leaseSeen.leasedRuns, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(3);
+    // Typically 4 to 9 per leased run (most runs hold only a few cents); at least 2, and some in each kind of isolate.
+    expect(leaseSeen.leasePaid + leaseSeen.gatewayLeasePaid, JSON.stringify(leaseSeen)).toBeGreaterThanOrEqual(2 * leaseSeen.leasedRuns);
+    expect(leaseSeen.leasePaid, JSON.stringify(leaseSeen)).toBeGreaterThan(0);
+    expect(leaseSeen.gatewayLeasePaid, JSON.stringify(leaseSeen)).toBeGreaterThan(0);
+    // And that count means what it says: without leases, every request names the grant that paid.
+    expect(leaseSeen.unleasedWithoutGrant).toBe(0);
+    // The counts, with --silent=false.
+    console.log(JSON.stringify(leaseSeen));
   });
 });
