@@ -97,22 +97,34 @@ async function send(holder: LeaseHolder, stub: CustomerStub, attempt: Attempt) {
   }
 }
 
-/** A sync when one is due, and the idle return: both from waitUntil, never in a request's way. */
+/** How long one watcher runs (a request's waitUntil lasts up to 30 s after its response). */
+const WATCH_MS = 20_000;
+/** A request arriving when its holder's watcher is older than this arms a fresh one. */
+const REARM_MS = WATCH_MS / 2;
+
+/**
+ * A sync when one is due, and the idle return: both from waitUntil, never in a request's way. A
+ * watcher is re-armed by any request that finds it half through its window, so the last request
+ * before a pause always leaves at least WATCH_MS / 2 of watching: the isolate's lease is returned
+ * once idle, never left to expire at the object (which would charge its unspent reserve).
+ */
 function background(holder: LeaseHolder, stub: CustomerStub, keyHash: string, waitUntil: WaitUntil, now: number): void {
   if (holder.wantsSync(now)) waitUntil(send(holder, stub, holder.message(now, keyHash, null)));
-  if (idleWatch.has(holder)) return;
-  idleWatch.add(holder);
+  const watching = watchers.get(holder);
+  if (watching !== undefined && now - watching < REARM_MS) return;
+  const armed = now;
+  watchers.set(holder, armed);
   waitUntil(
     (async () => {
-      // One watcher per holder, inside the waitUntil of the request that armed it (kept under its 30 s).
-      const armed = Date.now();
-      while (Date.now() - armed < 20_000) {
+      // Until a newer watcher takes over, or the window ends.
+      while (Date.now() - armed < WATCH_MS && watchers.get(holder) === armed) {
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         if (holder.idle(Date.now()) && holder.wantsSync(Date.now())) await send(holder, stub, holder.message(Date.now(), keyHash, null));
         if (!holder.current && !holder.wantsSync(Date.now())) break;
       }
-      idleWatch.delete(holder);
+      if (watchers.get(holder) === armed) watchers.delete(holder);
     })(),
   );
 }
-const idleWatch = new WeakSet<LeaseHolder>();
+/** Each holder's watcher, by the time it was armed. */
+const watchers = new WeakMap<LeaseHolder, number>();

@@ -1,13 +1,20 @@
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, admin, cookieOf, customerStub, echoOrigin, formPost, gateway, uniqueId, withKey } from "../helpers";
+
+/** A customer with payg_leases on, one key and `cents` of credit. */
+async function leasedCustomer(prefix: string, cents: number) {
+  const id = uniqueId(prefix);
+  expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
+  const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+  await admin("POST", `/customers/${id}/credits`, { amount: cents, reason: "test grant" });
+  return { id, key };
+}
 
 describe("credit leases through the gateway", () => {
   it("pays a leased customer's requests from a lease, exact to the cent, and refuses exactly when the credit is gone", async () => {
     echoOrigin();
-    const id = uniqueId("cus_lease");
-    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
-    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
-    await admin("POST", `/customers/${id}/credits`, { amount: 30, reason: "test grant" });
+    const { id, key } = await leasedCustomer("cus_lease", 30);
     const stub = customerStub(id);
     const statuses: number[] = [];
     let leased = 0;
@@ -46,10 +53,7 @@ describe("credit leases through the gateway", () => {
 
   it("shows the live leases and their reserves on the admin API, and 404 for an unknown customer", async () => {
     echoOrigin();
-    const id = uniqueId("cus_leaseview");
-    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
-    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
-    await admin("POST", `/customers/${id}/credits`, { amount: 100, reason: "test grant" });
+    const { id, key } = await leasedCustomer("cus_leaseview", 100);
     for (let i = 0; i < 5; i++) await (await gateway("/v1/things", withKey(key))).arrayBuffer();
     const view = await admin("GET", `/customers/${id}/leases`);
     expect(view.status).toBe(200);
@@ -73,10 +77,7 @@ describe("credit leases through the gateway", () => {
 
   it("the dashboard's customer page shows the live leases and their reserves", async () => {
     echoOrigin();
-    const id = uniqueId("cus_leasedash");
-    expect((await admin("PUT", `/customers/${id}`, { email: `${id}@example.com`, metadata: { payg_leases: "on" } })).status).toBe(201);
-    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
-    await admin("POST", `/customers/${id}/credits`, { amount: 100, reason: "test grant" });
+    const { id, key } = await leasedCustomer("cus_leasedash", 100);
     for (let i = 0; i < 5; i++) await (await gateway("/v1/things", withKey(key))).arrayBuffer();
     const lease = (await customerStub(id).leases())!.leases[0]!;
     const signIn = await gateway("/dashboard/sign-in", formPost({ token: ADMIN_TOKEN, next: "/dashboard" }));
@@ -89,5 +90,29 @@ describe("credit leases through the gateway", () => {
     await admin("PUT", `/customers/${other}`, { email: `${other}@example.com` });
     const plain = await (await gateway(`/dashboard/customers/${other}`, { headers: { cookie: cookieOf(signIn) } })).text();
     expect(plain).not.toContain("Credit leases");
+  });
+
+  it("an isolate that goes quiet after a busy spell returns its lease once idle: never left to expire with its unspent reserve charged", { timeout: 60_000 }, async () => {
+    echoOrigin();
+    const { id, key } = await leasedCustomer("cus_leasequiet", 10_000);
+    const stub = customerStub(id);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Busy for 19 s, just short of one watcher's 20 s window: the last request leaves the lease
+    // live, and only a watcher armed by a later request of the spell is still there to return it.
+    let served = 0;
+    const start = Date.now();
+    while (Date.now() - start < 19_000) {
+      const response = await gateway("/v1/things", withKey(key));
+      await response.arrayBuffer();
+      if (response.status === 200) served++;
+      await sleep(250);
+    }
+    // Returned within a few seconds of idleness, long before the object's expiry (TTL 10 s + grace after the last sync).
+    for (let i = 0; i < 60 && (await stub.leases())!.leases.length > 0; i++) await sleep(100);
+    expect((await stub.leases())!.leases).toEqual([]);
+    const books = (await stub.balanceCheck())!;
+    const expired = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec("SELECT * FROM ledger WHERE kind = 'lease_expired'").toArray());
+    expect(expired).toEqual([]);
+    expect(books.balanceMicros).toBe((10_000 - served) * 1_000_000);
   });
 });
