@@ -58,6 +58,7 @@ export function rows(ctx) {
     },
     {
       id: "hot",
+      counted: true,
       name: "3. One hot customer (GROUP_COMMIT=true)",
       run: async (rep) => {
         const { result, ledger } = await hotRun(ctx, "gateway.bench", `cus_hot_${rep}`, credit, total);
@@ -72,6 +73,7 @@ export function rows(ctx) {
     },
     {
       id: "hot_no_group_commit",
+      counted: true,
       name: "3. One hot customer (GROUP_COMMIT=false)",
       run: async (rep) => (await hotRun(ctx, "gateway-ngc.bench", `cus_hot_ngc_${rep}`, credit, total)).result,
       cells: (s) => [
