@@ -35,10 +35,10 @@ import { fmt, load } from "./bench/load.mjs";
 import { bundleGateway, loadStripeDouble, miniflare } from "./bench/workers.mjs";
 import { startDemoOrigin } from "./demo-origin.mjs";
 
-// `--counts`: only what the counts need (the rows in COUNTS_IDS, one repetition, a fifth of the
+// `--counts`: only what the counts need (the rows in COUNTS_IDS, one repetition, a tenth of the
 // requests: counts per request are steady long before), then the counted pass.
 const COUNTS = process.argv.includes("--counts");
-const SCALE = Number(process.env.BENCH_SCALE ?? 1) * (COUNTS ? 0.2 : 1);
+const SCALE = Number(process.env.BENCH_SCALE ?? 1) * (COUNTS ? 0.1 : 1);
 const REPEAT = COUNTS ? 1 : Math.max(1, Math.floor(Number(process.env.BENCH_REPEAT ?? 3)));
 const MAX_SECONDS_PER_ROW = Number(process.env.BENCH_MAX_SECONDS ?? 300);
 const JSON_PATH = process.env.BENCH_JSON;
@@ -223,7 +223,7 @@ function machineInfo(startedAt) {
 function printResults(summary, table, machine) {
   console.log(
     `\nMachine: ${machine.cores} cores (${machine.cpu_model}), ${fmt(machine.memory_gib, 1)} GiB, Node.js ${machine.node}, workerd ${machine.workerd}; ` +
-      `BENCH_SCALE=${machine.scale}${COUNTS ? " (--counts: a fifth of the requests)" : ""}, BENCH_REPEAT=${REPEAT}; ${machine.date}; took ${machine.duration_s} s`,
+      `BENCH_SCALE=${machine.scale}${COUNTS ? " (--counts: a tenth of the requests)" : ""}, BENCH_REPEAT=${REPEAT}; ${machine.date}; took ${machine.duration_s} s`,
   );
   console.log("Measured: workerd through Miniflare's own entry socket (no wrangler dev proxy or request logging); load generator and origin in one Node.js process on loopback.");
   console.log(`Each row: the median of ${REPEAT} interleaved runs by req/s, with that run's p50 and p99; ratios are between medians.\n`);

@@ -123,7 +123,7 @@ async function settle(base, hosts, ms = 8_000) {
   const deadline = Date.now() + ms;
   let last = -1;
   for (;;) {
-    await sleep(400);
+    await sleep(250);
     const s = await snapshot(base, hosts);
     const written = total(s.written) + s.alarms;
     if ((s.in_flight === 0 && s.alarms_pending === 0 && written === last) || Date.now() > deadline) return s;
