@@ -94,13 +94,14 @@ export class AccountContext {
       storage: state.storage,
       account: this.account,
       grants: this.grants,
+      keys: this.keys,
       ledger: this.ledger,
       wallet: this.wallet,
       charges: this.charges,
       reload: () => this.load(),
     });
     const fold = () => this.journal.fold();
-    for (const store of [this.grants, this.ledger, this.account]) store.beforeWrite = fold;
+    for (const store of [this.grants, this.keys, this.ledger, this.account]) store.beforeWrite = fold;
     this.holds = new Holds(this.sql);
     this.idempotency = new IdempotencyStore(this.sql, config);
     this.mcpSessions = new McpSessions(this.sql);

@@ -120,18 +120,20 @@ function withCap(key: KeyRecord, now: number): { keyCap?: KeyCapState } {
 }
 
 /**
- * A plain prepaid charge on a key without a cap, within the cohort slack, writes one row, its
- * charge row, and nothing else: the journal keeps the rest in memory and folds it in later
- * (journal.ts). Anything more (a hold, an Idempotency-Key, a key's cap, post-paid usage, a charge
- * that may move a cohort) is written with its effects, in one transaction.
+ * A plain prepaid charge, within the cohort slack, writes one row, its charge row, and nothing
+ * else: the journal keeps the rest in memory and folds it in later (journal.ts). On a capped key
+ * too, while the cap keeps room for one more charge at this price after it: the key's period spend
+ * is replayed from the charge rows like the grants, and the charge that fills the cap (its
+ * key.cap_reached event is written with it) is not journaled. Anything more (a hold, an
+ * Idempotency-Key, post-paid usage, a charge that may move a cohort) is written with its effects,
+ * in one transaction.
  */
 function journaled(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
   return (
     amount > 0 &&
     !input.hold &&
     !input.idempotency &&
-    key.spend_cap_cents === null &&
-    key.cap_period === null &&
+    ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) &&
     context.account.row.plan === "prepaid" &&
     context.withinSlack(now, amount)
   );
