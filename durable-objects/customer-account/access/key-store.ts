@@ -96,6 +96,7 @@ export class KeyStore {
 
   load(): void {
     this.keysByHash = new Map((this.sql.exec("SELECT * FROM api_keys").toArray() as unknown as KeyRecord[]).map((k) => [k.hash, { ...k }]));
+    this.pending.clear();
   }
 
   async create(

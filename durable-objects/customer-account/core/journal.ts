@@ -3,6 +3,7 @@ import type { GrantBook, Receipt } from "../credit/grants";
 import type { Ledger } from "../credit/ledger";
 import type { Wallet } from "../credit/wallet";
 import type { ChargeLog, ChargeRow } from "../request/charges";
+import type { MeterPending } from "../stripe/meter-pending";
 import type { AccountStore } from "./account";
 
 export const JOURNAL_TABLES = {
@@ -47,9 +48,12 @@ export class ChargeJournal {
       grants: GrantBook;
       keys: KeyStore;
       ledger: Ledger;
+      meterPending: MeterPending;
       wallet: Wallet;
       charges: ChargeLog;
       reload: () => void;
+      /** Whether usage is reported to Stripe (post-paid quantities accrue only then). */
+      stripeEnabled: () => boolean;
     },
   ) {}
 
@@ -82,11 +86,12 @@ export class ChargeJournal {
   /** Writes what the unfolded charges moved, and how far that goes, in one transaction. */
   fold(): void {
     if (this.unfolded === 0) return;
-    const { storage, grants, keys, ledger, account } = this.deps;
+    const { storage, grants, keys, ledger, meterPending, account } = this.deps;
     try {
       storage.transactionSync(() => {
         grants.flush();
         keys.flush();
+        meterPending.flush();
         ledger.flush();
         account.flush({ folded_seq: this.seq });
       });
@@ -123,12 +128,14 @@ export class ChargeJournal {
 
   /** What wallet.charge does for a request, kept back in memory. */
   private apply(charge: JournaledCharge): void {
-    const { grants, keys, ledger, account, wallet } = this.deps;
-    const stores = [grants, keys, ledger, account];
+    const { grants, keys, ledger, meterPending, account, wallet } = this.deps;
+    const stores = [grants, keys, ledger, meterPending, account];
     for (const store of stores) store.defer(true);
     try {
       const accrual = charge.pendingUsage ? { pending_usage: account.row.pending_usage + charge.pendingUsage } : {};
       wallet.charge({ meter: charge.meter, bucket: charge.bucket, now: charge.created_at }, charge.amount, accrual, 1, charge.receipt);
+      // Post-paid usage owed to Stripe (when it is on): one request on the meter's quantity.
+      if (charge.plan === "postpaid" && this.deps.stripeEnabled()) meterPending.add(charge.meter, 1);
       // A capped key's period spend (nothing for a key without a cap), counted in the charge's period.
       if (charge.key_id) keys.spend(charge.key_id, charge.amount, charge.created_at);
     } finally {

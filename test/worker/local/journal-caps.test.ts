@@ -50,3 +50,22 @@ describe("the charge journal on a capped key", () => {
     expect(await stored(stub)).toEqual({ periodSpend: CAP_CENTS * PRICE, unfolded: 0 });
   });
 });
+
+describe("the charge journal for a post-paid customer (Stripe off)", () => {
+  it("journals post-paid charges: one row each, folded in exactly", async () => {
+    const id = uniqueId("cus_postjournal");
+    const stub = customerStub(id);
+    await stub.upsertProfile(id, { name: "Post", plan: "postpaid" });
+    const keyHash = await sha256Hex((await stub.createKey(null))!.key);
+    await settle(id);
+    for (let i = 0; i < 6; i++) expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: PRICE, requestId: `p${i}` })).outcome).toBe("ok");
+    const unfolded = await runInDurableObject(
+      stub,
+      (_instance, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM charges WHERE seq > (SELECT folded_seq FROM account)").one().n as number,
+    );
+    // Every one after the cohorts were placed (the profile placed them here).
+    expect(unfolded).toBeGreaterThanOrEqual(5);
+    await evictDurableObject(stub);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: -6 * PRICE, ledgerSumMicros: -6 * PRICE });
+  });
+});
