@@ -30,7 +30,7 @@ import { fileURLToPath } from "node:url";
 import { adminClient, createCustomers } from "./bench/admin.mjs";
 import { COUNTS_IDS, costRows, countsCell, countsJson, countsSummary } from "./bench/cost.mjs";
 import { buildCountedGateway } from "./bench/counted.mjs";
-import { countRow, withCpu, workerdPids } from "./bench/counts.mjs";
+import { countCron, countRow, withCpu, workerdPids } from "./bench/counts.mjs";
 import { fmt, load } from "./bench/load.mjs";
 import { bundleGateway, loadStripeDouble, miniflare } from "./bench/workers.mjs";
 import { startDemoOrigin } from "./demo-origin.mjs";
@@ -55,6 +55,8 @@ const FAMILIES = await Promise.all(
 
 /** Every row's counts per request (the counted pass), by id. */
 const counts = new Map();
+/** The idle cron's counts (the counted pass), or null. */
+let cronCounts = null;
 /** Every run of every row, by id, in the order the rows are printed. */
 const runs = new Map();
 const record = (id, result) => {
@@ -78,6 +80,7 @@ function median(id) {
 function context() {
   const admins = new Map();
   const customers = new Map();
+  const created = new Map();
   const ctx = {
     scale: SCALE,
     maxSeconds: MAX_SECONDS_PER_ROW,
@@ -90,8 +93,12 @@ function context() {
       if (!admins.has(host)) admins.set(host, adminClient(ctx.base, host));
       return admins.get(host);
     },
+    /** How many customers were created on `host` (by `customers`, and as rows say with `noteCustomers`). */
+    customersCreated: (host) => created.get(host) ?? 0,
+    noteCustomers: (host, count) => created.set(host, (created.get(host) ?? 0) + count),
     /** `<prefix>_0` … with `cents` each and a key each, created once however many rows ask; their keys. */
     customers: (host, prefix, count, cents) => {
+      if (!customers.has(prefix)) created.set(host, (created.get(host) ?? 0) + count);
       if (!customers.has(prefix))
         customers.set(
           prefix,
@@ -137,6 +144,8 @@ async function countedPass(gatewayPath, origin, ids) {
     counts.set(row.id, await countRow(cctx.base, cctx.gatewayHosts, row));
     console.error(`bench: counted ${row.id} in ${fmt((Date.now() - started) / 1000, 1)} s`);
   }
+  // The cron's visit to the `gateway` worker's customers, idle once their rows have run.
+  if (ids.has("gateway")) cronCounts = await countCron(cctx.base, cctx.gatewayHosts, await mf.getWorker("gateway"), cctx.customersCreated("gateway.bench"));
   await mf.dispose();
 }
 
@@ -167,6 +176,10 @@ async function main() {
   const machine = machineInfo(startedAt);
   const table = rows.map((row) => [row.id, row.name, ...row.cells(stats), countsCell(stats, row.id)]);
   const summary = [...(ONLY ? [] : FAMILIES.flatMap((family) => family.summary?.(stats) ?? [])), ...countsSummary(stats)];
+  if (cronCounts)
+    summary.push(
+      `  cron (idle)     $${fmt(cronCounts.cost_per_million_customer_days_usd, 3)} per 1M customer-days: ${fmt(cronCounts.rows_written_per_run, 2)} rows written, ${fmt(cronCounts.rpcs_per_run, 2)} DO requests a run over ${cronCounts.customers} idle customers`,
+    );
   printResults(summary, table, machine);
   if (JSON_PATH) writeJson(rows, stats, machine);
 }
@@ -249,7 +262,11 @@ function writeJson(rows, stats, machine) {
     ...countsJson(stats, id),
   }));
   const ratios = Object.fromEntries(Object.entries(stats.ratios).map(([k, v]) => [k, Number.isFinite(v) ? Number(v.toFixed(3)) : null]));
-  writeFileSync(JSON_PATH, `${JSON.stringify({ machine, median_of: "rps", ratios, prices: stats.costs.prices, cost_per_million_usd: stats.costs.table, rows: out }, null, 2)}\n`);
+  const cron = cronCounts && Object.fromEntries(Object.entries(cronCounts).map(([k, v]) => [k, typeof v === "number" ? round(v, 4) : v]));
+  writeFileSync(
+    JSON_PATH,
+    `${JSON.stringify({ machine, median_of: "rps", ratios, prices: stats.costs.prices, cost_per_million_usd: stats.costs.table, cron_idle: cron, rows: out }, null, 2)}\n`,
+  );
   console.log(`\nWrote ${out.length} rows to ${JSON_PATH}`);
 }
 

@@ -57,6 +57,7 @@ export function rows(ctx) {
   return KINDS.map((kind) => {
     let keys = null;
     const setup = async () => {
+      if (!keys) ctx.noteCustomers("gateway.bench", CUSTOMERS);
       keys ??= customers(ctx.admin("gateway.bench"), `cus_${kind.id}`, kind.options);
       return keys;
     };

@@ -187,3 +187,40 @@ export async function countRow(base, hosts, row) {
     exact: result.exact,
   };
 }
+
+/**
+ * The cron's work on customers with nothing to do: `runs` cron invocations a minute apart (the
+ * shipped schedule) on `worker` after the counted rows, whose `customers` are idle by then. Per
+ * run, and per customer per day (1,440 runs).
+ */
+export async function countCron(base, hosts, worker, customers, runs = 5) {
+  const start = await settle(base, hosts);
+  const { now } = await get(base, hosts[0], "/__bench/advance?ms=0", "POST");
+  for (let i = 0; i < runs; i++) await worker.scheduled({ scheduledTime: new Date(now + i * 60_000), cron: "* * * * *" });
+  const end = await settle(base, hosts);
+  const d = diff(end, start);
+  const perRun = (x) => x / runs;
+  const perCustomerDay = (x) => (x / runs / customers) * 1440;
+  const counts = {
+    runs,
+    customers,
+    rows_written_per_run: perRun(total(d.written)),
+    rows_read_per_run: perRun(total(d.read)),
+    rpcs_per_run: perRun(d.rpcs + d.alarms),
+    duration_ms_per_run: perRun(d.duration_ms),
+    written_by_table_per_run: Object.fromEntries(Object.entries(d.written).map(([k, v]) => [k, perRun(v)])),
+    rpcs_by_method_per_run: Object.fromEntries(Object.entries(d.rpc_by_method).map(([k, v]) => [k, perRun(v)])),
+  };
+  // A cron invocation is one Workers request; its CPU is not measured (counted workerd).
+  const cost = costPerMillion(
+    {
+      rows_written_per_request_lifetime: perCustomerDay(total(d.written)),
+      rows_read_per_request: perCustomerDay(total(d.read)),
+      rpcs_per_request: perCustomerDay(d.rpcs + d.alarms),
+      duration_ms_per_request: perCustomerDay(d.duration_ms),
+      cpu_us_per_request: 0,
+    },
+    1440 / customers,
+  );
+  return { ...counts, cost_per_million_customer_days_usd: cost.total, cost_lines: cost.lines };
+}

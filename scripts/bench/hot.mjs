@@ -14,6 +14,7 @@ export function workers({ originUrl, scriptPath }) {
  */
 async function hotRun(ctx, host, customerId, credit, total) {
   const adminCall = ctx.admin(host);
+  ctx.noteCustomers(host, 1);
   const [key] = await createCustomers(adminCall, [customerId], credit);
   const result = await ctx.load({
     host,
