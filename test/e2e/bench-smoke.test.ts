@@ -184,6 +184,7 @@ describe("npm run bench (smoke)", () => {
       machine: Record<string, unknown>;
       ratios: Record<string, number>;
       cost_per_million_usd: { id: string; total: number }[];
+      cron_idle: { customers: number; rpcs_per_run: number };
       rows: BenchRow[];
     };
     expect(json.machine.counts_mode).toBe(true);
@@ -198,6 +199,10 @@ describe("npm run bench (smoke)", () => {
     expect(byId.get("gateway")!.rows_written_per_request).toBeLessThanOrEqual(1.1);
     expect(byId.get("cap")!.rows_written_per_request).toBeLessThanOrEqual(1.1);
     expect(byId.get("postpaid")!.rows_written_per_request).toBeLessThanOrEqual(1.1);
+    // The cron's visit to customers with nothing due writes nothing (a shard's share only on change).
+    expect(json.cron_idle).toMatchObject({ runs: 5, rows_written_per_run: 0 });
+    expect(json.cron_idle.rpcs_per_run).toBeGreaterThanOrEqual(1);
+    expect(json.cron_idle.customers).toBeGreaterThan(100);
   });
 
   it("runs one row alone with --only", { timeout: 120_000 }, async () => {
