@@ -8,6 +8,11 @@
 // p99). Bounded in requests and time (BENCH_MAX_SECONDS per row and run); stops by itself.
 // BENCH_SCALE=0.01 makes a short smoke run; BENCH_JSON=<file> also writes every row as JSON;
 // `--only <id>[,<id>…]` runs those rows alone (`npm run bench -- --only sweep_2000`).
+// After the repetitions, the rows marked `counted` (the gateway rows) run once more on a workerd of
+// their own running the counted entry (bench/counted.mjs): rows written and read, object requests
+// and duration per request, over the request path and over the rows' life (bench/counts.mjs), priced
+// at Cloudflare's list prices (bench/cost.mjs); every timed run also reports workerd's CPU per
+// request. `--counts` runs only what those need (COUNTS_IDS, one repetition, a tenth of the requests).
 // `storage_month` (bench/storage.mjs) runs once, on a simulated clock: rows per table of
 // one customer after 30 days of a request and a cron run every minute (coarser below scale 1).
 //
@@ -19,7 +24,8 @@
 //     run?(rep),     every repetition, in table order: returns the load's result (`load.mjs`);
 //     runOnce?(),    once, after the repetitions and the shared workerd (a workerd of its own);
 //     cells(stats),  the table's measured, result and check columns;
-//     json?(stats) } its JSON fields after id and name (default: the median run and every run);
+//     json?(stats),  its JSON fields after id and name (default: the median run and every run);
+//     counted? }     true for a gateway row whose requests the counted pass counts;
 // a row with neither run nor runOnce reports what other rows measured. A family may also export
 // `workers(ctx)` (its workers in the shared workerd), `ratios(stats)` (named numbers for the
 // cells and the JSON) and `summary(stats)` (lines printed above the table).
