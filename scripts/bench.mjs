@@ -8,6 +8,11 @@
 // p99). Bounded in requests and time (BENCH_MAX_SECONDS per row and run); stops by itself.
 // BENCH_SCALE=0.01 makes a short smoke run; BENCH_JSON=<file> also writes every row as JSON;
 // `--only <id>[,<id>…]` runs those rows alone (`npm run bench -- --only sweep_2000`).
+// After the repetitions, the rows marked `counted` (the gateway rows) run once more on a workerd of
+// their own running the counted entry (bench/counted.mjs): rows written and read, object requests
+// and duration per request, over the request path and over the rows' life (bench/counts.mjs), priced
+// at Cloudflare's list prices (bench/cost.mjs); every timed run also reports workerd's CPU per
+// request. `--counts` runs only what those need (COUNTS_IDS, one repetition, a tenth of the requests).
 // `storage_month` (bench/storage.mjs) runs once, on a simulated clock: rows per table of
 // one customer after 30 days of a request and a cron run every minute (coarser below scale 1).
 //
@@ -19,7 +24,8 @@
 //     run?(rep),     every repetition, in table order: returns the load's result (`load.mjs`);
 //     runOnce?(),    once, after the repetitions and the shared workerd (a workerd of its own);
 //     cells(stats),  the table's measured, result and check columns;
-//     json?(stats) } its JSON fields after id and name (default: the median run and every run);
+//     json?(stats),  its JSON fields after id and name (default: the median run and every run);
+//     counted? }     true for a gateway row whose requests the counted pass counts;
 // a row with neither run nor runOnce reports what other rows measured. A family may also export
 // `workers(ctx)` (its workers in the shared workerd), `ratios(stats)` (named numbers for the
 // cells and the JSON) and `summary(stats)` (lines printed above the table).
@@ -28,25 +34,35 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { adminClient, createCustomers } from "./bench/admin.mjs";
+import { COUNTS_IDS, costRows, countsCell, countsJson, countsSummary } from "./bench/cost.mjs";
+import { buildCountedGateway } from "./bench/counted.mjs";
+import { countCron, countRow, withCpu, workerdPids } from "./bench/counts.mjs";
 import { fmt, load } from "./bench/load.mjs";
 import { bundleGateway, loadStripeDouble, miniflare } from "./bench/workers.mjs";
 import { startDemoOrigin } from "./demo-origin.mjs";
 
-const SCALE = Number(process.env.BENCH_SCALE ?? 1);
-const REPEAT = Math.max(1, Math.floor(Number(process.env.BENCH_REPEAT ?? 3)));
+// `--counts`: only what the counts need (the rows in COUNTS_IDS, one repetition, a tenth of the
+// requests: counts per request are steady long before), then the counted pass.
+const COUNTS = process.argv.includes("--counts");
+const SCALE = Number(process.env.BENCH_SCALE ?? 1) * (COUNTS ? 0.1 : 1);
+const REPEAT = COUNTS ? 1 : Math.max(1, Math.floor(Number(process.env.BENCH_REPEAT ?? 3)));
 const MAX_SECONDS_PER_ROW = Number(process.env.BENCH_MAX_SECONDS ?? 300);
 const JSON_PATH = process.env.BENCH_JSON;
 const onlyAt = process.argv.indexOf("--only");
-const ONLY = onlyAt === -1 ? null : new Set((process.argv[onlyAt + 1] ?? "").split(",").filter(Boolean));
+const ONLY = onlyAt === -1 ? (COUNTS ? new Set(COUNTS_IDS) : null) : new Set((process.argv[onlyAt + 1] ?? "").split(",").filter(Boolean));
 // Each row's request count at BENCH_SCALE=1 is `n(count)` in its family: sized so that the full
 // run (3 repetitions) takes about 15 minutes on a 2-core machine.
 const n = (count) => Math.max(1, Math.round(count * SCALE));
 
 // The row families, in the table's order, which is also the order each repetition runs them in.
 const FAMILIES = await Promise.all(
-  ["overhead", "hot", "storage", "many-customers", "delay", "leases", "streams", "stripe-calls", "sweep"].map((name) => import(`./bench/${name}.mjs`)),
+  ["overhead", "hot", "storage", "many-customers", "delay", "leases", "streams", "stripe-calls", "sweep", "charges"].map((name) => import(`./bench/${name}.mjs`)),
 );
 
+/** Every row's counts per request (the counted pass), by id. */
+const counts = new Map();
+/** The idle cron's counts (the counted pass), or null. */
+let cronCounts = null;
 /** Every run of every row, by id, in the order the rows are printed. */
 const runs = new Map();
 const record = (id, result) => {
@@ -70,6 +86,7 @@ function median(id) {
 function context() {
   const admins = new Map();
   const customers = new Map();
+  const created = new Map();
   const ctx = {
     scale: SCALE,
     maxSeconds: MAX_SECONDS_PER_ROW,
@@ -82,8 +99,12 @@ function context() {
       if (!admins.has(host)) admins.set(host, adminClient(ctx.base, host));
       return admins.get(host);
     },
+    /** How many customers were created on `host` (by `customers`, and as rows say with `noteCustomers`). */
+    customersCreated: (host) => created.get(host) ?? 0,
+    noteCustomers: (host, count) => created.set(host, (created.get(host) ?? 0) + count),
     /** `<prefix>_0` … with `cents` each and a key each, created once however many rows ask; their keys. */
     customers: (host, prefix, count, cents) => {
+      if (!customers.has(prefix)) created.set(host, (created.get(host) ?? 0) + count);
       if (!customers.has(prefix))
         customers.set(
           prefix,
@@ -99,17 +120,39 @@ function context() {
   return ctx;
 }
 
-async function startLocal(ctx) {
-  ctx.scriptPath = bundleGateway();
-  const origin = await startDemoOrigin({ port: 0 });
+async function startLocal(ctx, origin) {
+  ctx.scriptPath ??= bundleGateway();
   ctx.originUrl = origin.url;
   Object.assign(ctx, await loadStripeDouble());
   const workers = [];
   for (const family of FAMILIES) workers.push(...((await family.workers?.(ctx)) ?? []));
   // Local mode (no Stripe): every worker in one workerd process, so they share the same machine.
+  const pidsBefore = new Set(workerdPids());
   const mf = miniflare(workers);
   ctx.base = String(await mf.ready);
-  return { origin, mf };
+  // The workerd this instance started: its CPU time is every row's CPU (worker and objects).
+  ctx.workerdPid = workerdPids().find((pid) => !pidsBefore.has(pid));
+  ctx.gatewayHosts = workers.filter((w) => w.scriptPath).map((w) => `${w.name}.bench`);
+  return mf;
+}
+
+/**
+ * The counted pass: the counted rows again, once each, on a workerd of their own whose gateway
+ * workers run the counted entry (scripts/bench/counted.mjs), with customers of their own.
+ */
+async function countedPass(gatewayPath, origin, ids) {
+  const cctx = context();
+  cctx.scriptPath = await buildCountedGateway(gatewayPath);
+  const mf = await startLocal(cctx, origin);
+  const rows = FAMILIES.flatMap((family) => family.rows(cctx)).filter((row) => ids.has(row.id));
+  for (const row of rows) {
+    const started = Date.now();
+    counts.set(row.id, await countRow(cctx.base, cctx.gatewayHosts, row));
+    console.error(`bench: counted ${row.id} in ${fmt((Date.now() - started) / 1000, 1)} s`);
+  }
+  // The cron's visit to the `gateway` worker's customers, idle once their rows have run.
+  if (ids.has("gateway")) cronCounts = await countCron(cctx.base, cctx.gatewayHosts, await mf.getWorker("gateway"), cctx.customersCreated("gateway.bench"));
+  await mf.dispose();
 }
 
 async function main() {
@@ -119,23 +162,31 @@ async function main() {
   const rows = ONLY ? all.filter((row) => ONLY.has(row.id)) : all;
   if (ONLY && rows.length !== ONLY.size)
     throw new Error(`--only: no row ${[...ONLY].filter((id) => !all.some((row) => row.id === id)).join(", ")} (rows: ${all.map((row) => row.id).join(", ")})`);
-  const { origin, mf } = await startLocal(ctx);
+  const origin = await startDemoOrigin({ port: 0 });
+  const mf = await startLocal(ctx, origin);
   for (const row of rows) await row.setup?.();
   // Warm-up (not recorded): every worker compiles and every object opens before the first run.
   for (const row of rows) await row.warm?.();
   for (let rep = 0; rep < REPEAT; rep++) {
     const repStarted = Date.now();
-    for (const row of rows) if (row.run) record(row.id, await row.run(rep));
+    for (const row of rows) if (row.run) record(row.id, await withCpu(ctx.workerdPid, () => row.run(rep)));
     console.error(`bench: repetition ${rep + 1}/${REPEAT} took ${fmt((Date.now() - repStarted) / 1000)} s`);
   }
   await mf.dispose();
   for (const row of rows) if (row.runOnce) record(row.id, await row.runOnce());
+  const counted = new Set(rows.filter((row) => row.counted).map((row) => row.id));
+  if (counted.size) await countedPass(ctx.scriptPath, origin, counted);
   await origin.close();
 
   const stats = results();
   const machine = machineInfo(startedAt);
-  const table = rows.map((row) => [row.id, row.name, ...row.cells(stats)]);
-  printResults(ONLY ? [] : FAMILIES.flatMap((family) => family.summary?.(stats) ?? []), table, machine);
+  const table = rows.map((row) => [row.id, row.name, ...row.cells(stats), countsCell(stats, row.id)]);
+  const summary = [...(ONLY ? [] : FAMILIES.flatMap((family) => family.summary?.(stats) ?? [])), ...countsSummary(stats)];
+  if (cronCounts)
+    summary.push(
+      `  cron (idle)     $${fmt(cronCounts.cost_per_million_customer_days_usd, 3)} per 1M customer-days: ${fmt(cronCounts.rows_written_per_run, 2)} rows written, ${fmt(cronCounts.rpcs_per_run, 2)} DO requests a run over ${cronCounts.customers} idle customers`,
+    );
+  printResults(summary, table, machine);
   if (JSON_PATH) writeJson(rows, stats, machine);
 }
 
@@ -153,6 +204,7 @@ function results() {
   const all200 = (id) => runsOf(id).every((r) => (r.statuses[200] ?? 0) === r.requests);
   const stats = {
     m,
+    counts: (id) => counts.get(id) ?? null,
     runs: runsOf,
     fmt,
     x: `×${REPEAT}`,
@@ -162,6 +214,9 @@ function results() {
     okCheck: (id) => `${m(id).statuses[200] ?? 0} × 200${all200(id) ? "" : " (NOT all 200 in every run)"}`,
   };
   stats.ratios = ONLY ? {} : Object.assign({}, ...FAMILIES.map((family) => family.ratios?.(stats) ?? {}));
+  // CPU per request of the gateway over the floor's, measured in the same workerd and run.
+  if (m("gateway") && m("floor")) stats.ratios.cpu_gateway_vs_floor = m("gateway").cpu_us_per_request / m("floor").cpu_us_per_request;
+  stats.costs = costRows(stats);
   return stats;
 }
 
@@ -176,8 +231,9 @@ function machineInfo(startedAt) {
     workerd,
     platform: `${os.platform()} ${os.release()}`,
     date: new Date(startedAt).toISOString(),
-    scale: SCALE,
+    scale: Number(process.env.BENCH_SCALE ?? 1),
     repeat: REPEAT,
+    counts_mode: COUNTS,
     max_seconds_per_row: MAX_SECONDS_PER_ROW,
     duration_s: Math.round((Date.now() - startedAt) / 1000),
   };
@@ -186,14 +242,14 @@ function machineInfo(startedAt) {
 function printResults(summary, table, machine) {
   console.log(
     `\nMachine: ${machine.cores} cores (${machine.cpu_model}), ${fmt(machine.memory_gib, 1)} GiB, Node.js ${machine.node}, workerd ${machine.workerd}; ` +
-      `BENCH_SCALE=${SCALE}, BENCH_REPEAT=${REPEAT}; ${machine.date}; took ${machine.duration_s} s`,
+      `BENCH_SCALE=${machine.scale}${COUNTS ? " (--counts: a tenth of the requests)" : ""}, BENCH_REPEAT=${REPEAT}; ${machine.date}; took ${machine.duration_s} s`,
   );
   console.log("Measured: workerd through Miniflare's own entry socket (no wrangler dev proxy or request logging); load generator and origin in one Node.js process on loopback.");
   console.log(`Each row: the median of ${REPEAT} interleaved runs by req/s, with that run's p50 and p99; ratios are between medians.\n`);
   for (const line of summary) console.log(line);
   console.log("");
-  console.log("| id | row | measured | result | check |\n|---|---|---|---|---|");
-  for (const [id, name, measured, result, check] of table) console.log(`| \`${id}\` | ${name} | ${measured} | ${result} | ${check} |`);
+  console.log("| id | row | measured | result | check | counted per request |\n|---|---|---|---|---|---|");
+  for (const [id, name, measured, result, check, counted] of table) console.log(`| \`${id}\` | ${name} | ${measured} | ${result} | ${check} | ${counted} |`);
 }
 
 function writeJson(rows, stats, machine) {
@@ -207,9 +263,16 @@ function writeJson(rows, stats, machine) {
     statuses,
     ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [k, typeof v === "number" && !Number.isInteger(v) ? round(v, 3) : v])),
   });
-  const out = rows.map(({ id, name, json }) => (json ? { id, name, ...json(stats) } : { id, name, ...pick(median(id)), runs: runs.get(id).map(pick) }));
+  const out = rows.map(({ id, name, json }) => ({
+    ...(json ? { id, name, ...json(stats) } : { id, name, ...pick(median(id)), runs: runs.get(id).map(pick) }),
+    ...countsJson(stats, id),
+  }));
   const ratios = Object.fromEntries(Object.entries(stats.ratios).map(([k, v]) => [k, Number.isFinite(v) ? Number(v.toFixed(3)) : null]));
-  writeFileSync(JSON_PATH, `${JSON.stringify({ machine, median_of: "rps", ratios, rows: out }, null, 2)}\n`);
+  const cron = cronCounts && Object.fromEntries(Object.entries(cronCounts).map(([k, v]) => [k, typeof v === "number" ? round(v, 4) : v]));
+  writeFileSync(
+    JSON_PATH,
+    `${JSON.stringify({ machine, median_of: "rps", ratios, prices: stats.costs.prices, cost_per_million_usd: stats.costs.table, cron_idle: cron, rows: out }, null, 2)}\n`,
+  );
   console.log(`\nWrote ${out.length} rows to ${JSON_PATH}`);
 }
 

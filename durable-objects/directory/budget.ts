@@ -162,9 +162,14 @@ export class ShardBudget {
     this.window(now).rateLimited++;
   }
 
-  /** The cron's rebalancing: this shard's fraction of the whole budget, in millionths. */
+  /**
+   * The cron's rebalancing: this shard's fraction of the whole budget, in millionths. Written only
+   * when it changes: an UPDATE that matches a row writes it (a billed row) even when the value is
+   * the same, and the cron tells every shard its share every run.
+   */
   setShare(sharePpm: number): void {
-    this.sql.exec("UPDATE shard_state SET share_ppm = ? WHERE id = 1", Math.max(1, Math.min(1_000_000, Math.round(sharePpm))));
+    const share = Math.max(1, Math.min(1_000_000, Math.round(sharePpm)));
+    this.sql.exec("UPDATE shard_state SET share_ppm = ? WHERE id = 1 AND share_ppm != ?", share, share);
   }
 
   /** Calls asked for over the last minute (what the cron shares the budget by). */

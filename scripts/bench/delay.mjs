@@ -63,6 +63,7 @@ export function rows(ctx) {
   return [
     {
       id: ID,
+      counted: true,
       name: `5. Gateway, object ${RPC_DELAY_MS} ms away (each way)`,
       setup: spread,
       warm: async () => ctx.warm("gateway-delay.bench", data(spreadKey(await spread()))),

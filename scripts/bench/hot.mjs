@@ -14,6 +14,7 @@ export function workers({ originUrl, scriptPath }) {
  */
 async function hotRun(ctx, host, customerId, credit, total) {
   const adminCall = ctx.admin(host);
+  ctx.noteCustomers(host, 1);
   const [key] = await createCustomers(adminCall, [customerId], credit);
   const result = await ctx.load({
     host,
@@ -58,6 +59,7 @@ export function rows(ctx) {
     },
     {
       id: "hot",
+      counted: true,
       name: "3. One hot customer (GROUP_COMMIT=true)",
       run: async (rep) => {
         const { result, ledger } = await hotRun(ctx, "gateway.bench", `cus_hot_${rep}`, credit, total);
@@ -72,6 +74,7 @@ export function rows(ctx) {
     },
     {
       id: "hot_no_group_commit",
+      counted: true,
       name: "3. One hot customer (GROUP_COMMIT=false)",
       run: async (rep) => (await hotRun(ctx, "gateway-ngc.bench", `cus_hot_ngc_${rep}`, credit, total)).result,
       cells: (s) => [

@@ -89,6 +89,7 @@ export function rows(ctx) {
   return [
     {
       id: DELAY_ID,
+      counted: true,
       name: "5. Gateway, object 40 ms away (each way), leased customer",
       warm: () => leasedRun(ctx, ["gateway-delay-leases.bench"], "cus_delay_leases_warm", 100, 200, 16),
       run: (rep) => leasedRun(ctx, ["gateway-delay-leases.bench"], `cus_delay_leases_${rep}`, delayCredit, delayTotal, 32),
@@ -101,6 +102,7 @@ export function rows(ctx) {
     },
     {
       id: HOT_ID,
+      counted: true,
       name: `3. One hot customer from ${ISOLATES} isolates, leased`,
       warm: () => leasedRun(ctx, hosts, "cus_hot_leases_warm", 100, 400, 16),
       run: (rep) => leasedRun(ctx, hosts, `cus_hot_leases_${rep}`, hotCredit, hotTotal, 64),

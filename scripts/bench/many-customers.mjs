@@ -6,6 +6,7 @@ export function rows(ctx) {
   return [
     {
       id: "many_customers",
+      counted: true,
       name: "4. Many customers",
       setup: async () => {
         keys = await ctx.customers("gateway.bench", "cus_many", customers, 1_000);

@@ -53,6 +53,7 @@ export function rows(ctx) {
     },
     {
       id: "gateway",
+      counted: true,
       name: "1. Gateway (100 customers)",
       setup: spread,
       warm: async () => ctx.warm("gateway.bench", data(spreadKey(await spread()))),
@@ -77,6 +78,7 @@ export function rows(ctx) {
     },
     {
       id: "gateway_1conn",
+      counted: true,
       name: "2. Gateway at 1 connection",
       run: async () => measure("gateway.bench", 1, single, spreadKey(await spread())),
       cells: ({ m, x, perf, fmt, ratios }) => [

@@ -12,6 +12,8 @@ export const root = join(fileURLToPath(import.meta.url), "..", "..", "..");
 export const ADMIN_TOKEN = "bench-admin-token-0123456789abcdef";
 /** gateway_stream: the price of one event (0.01 cents = 10,000 micro-cents). */
 export const STREAM_EVENT_PRICE_CENTS = "0.01";
+/** The `hold` row's path: the demo origin answers with `x-usage-tokens`, the units a hold settles at. */
+export const HOLD_PATH = "/v1/tokens";
 
 const wranglerToml = readFileSync(join(root, "wrangler.toml"), "utf8");
 export const compatibilityDate = /compatibility_date\s*=\s*"([^"]+)"/.exec(wranglerToml)[1];
@@ -89,7 +91,10 @@ export function gatewayWorker(name, scriptPath, bindings) {
         default_meter: "api_requests",
         usage_bucket_seconds: 3600,
         // gateway_stream: every server-sent event is billed as it passes (held 16 at a time).
-        meters: [{ name: "events", path: "/v1/stream", price_cents: STREAM_EVENT_PRICE_CENTS, units: "sse:events", hold_units: 16, stripe_event_name: "stream_events" }],
+        meters: [
+          { name: "events", path: "/v1/stream", price_cents: STREAM_EVENT_PRICE_CENTS, units: "sse:events", hold_units: 16, stripe_event_name: "stream_events" },
+          { name: "tokens", path: HOLD_PATH, price_cents: "0.01", units: "header:x-usage-tokens", hold_units: 100, stripe_event_name: "bench_tokens" },
+        ],
       },
       GROUP_COMMIT: true,
       ...bindings,

@@ -29,7 +29,44 @@ const IDS = [
   "stripe_calls_100c",
   "stripe_calls_100c_4x",
   "sweep_2000",
+  "cap",
+  "hold",
+  "idempotency",
+  "postpaid",
 ];
+/** The gateway rows whose requests the counted pass counts (scripts/bench/counts.mjs). */
+const COUNTED = [
+  "gateway",
+  "gateway_1conn",
+  "hot",
+  "hot_no_group_commit",
+  "many_customers",
+  "gateway_rpc_delay_40ms",
+  "gateway_rpc_delay_40ms_leases",
+  "hot_leases",
+  "gateway_stream",
+  "cap",
+  "hold",
+  "idempotency",
+  "postpaid",
+];
+const COUNT_FIELDS = ["rows_written_per_request", "rows_written_per_request_lifetime", "rows_read_per_request", "rpcs_per_request", "cpu_us_per_request", "cost_per_million_usd"];
+
+/** Every counted row has every count, each a number ≥ 0; a plain charge is one object request. */
+function expectCounts(rows: BenchRow[], ids: string[]) {
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  for (const id of ids) {
+    const row = byId.get(id)!;
+    for (const field of COUNT_FIELDS) {
+      expect(typeof row[field], `${id}.${field}`).toBe("number");
+      expect(row[field] as number, `${id}.${field}`).toBeGreaterThanOrEqual(0);
+    }
+    expect(row.rows_written_per_request_lifetime as number, id).toBeGreaterThanOrEqual(row.rows_written_per_request as number);
+    expect(row.rows_written_per_request as number, id).toBeGreaterThan(0);
+    expect(row.cost_per_million_usd as number, id).toBeGreaterThan(0.3);
+  }
+  expect(byId.get("gateway")!.rpcs_per_request).toBe(1);
+}
 
 interface BenchRow {
   id: string;
@@ -128,6 +165,44 @@ describe("npm run bench (smoke)", () => {
     expect(json.ratios.floor_vs_plain).toBeGreaterThan(0);
     expect(json.ratios.gateway_vs_floor).toBeGreaterThan(0);
     expect(json.ratios.gateway_stream_vs_js_stream).toBeGreaterThan(0);
+    expectCounts(json.rows, COUNTED);
+    expect(json.ratios.cpu_gateway_vs_floor).toBeGreaterThan(0);
+    expect(stdout).toMatch(/Cost per million at Cloudflare's list prices/);
+  });
+
+  it("counts what a billed request costs with --counts", { timeout: 240_000 }, async () => {
+    const root = join(import.meta.dirname, "..", "..");
+    const jsonPath = join(mkdtempSync(join(tmpdir(), "payg-bench-counts-")), "bench.json");
+    const { stdout } = await promisify(execFile)(process.execPath, [join(root, "scripts/bench.mjs"), "--counts"], {
+      cwd: root,
+      // Enough requests that every warm-up reaches every customer (an object's first charge after a
+      // start places its cohorts and is written with its effects).
+      env: { ...process.env, BENCH_SCALE: "0.5", BENCH_MAX_SECONDS: "30", BENCH_JSON: jsonPath },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const json = JSON.parse(readFileSync(jsonPath, "utf8")) as {
+      machine: Record<string, unknown>;
+      ratios: Record<string, number>;
+      cost_per_million_usd: { id: string; total: number }[];
+      cron_idle: { customers: number; rpcs_per_run: number };
+      rows: BenchRow[];
+    };
+    expect(json.machine.counts_mode).toBe(true);
+    expect(json.rows.map((r) => r.id)).toEqual(["plain", "floor", "gateway", "hot", "gateway_stream", "cap", "hold", "idempotency", "postpaid"]);
+    expectCounts(json.rows, ["gateway", "hot", "gateway_stream", "cap", "hold", "idempotency", "postpaid"]);
+    expect(json.cost_per_million_usd.map((line) => line.id)).toEqual(["gateway", "hot", "cap", "idempotency", "hold", "postpaid", "gateway_stream"]);
+    expect(json.ratios.cpu_gateway_vs_floor).toBeGreaterThan(0);
+    expect(stdout).toMatch(/\| `gateway` \|.*\| 1\.00 DO req, \d+\.\d\d rows written/);
+    // The writes cut (docs/design/one-row-per-charge.md): a plain, a capped key's and a post-paid
+    // charge write their charge row only (v22 layout, the journal).
+    const byId = new Map(json.rows.map((r) => [r.id, r]));
+    expect(byId.get("gateway")!.rows_written_per_request).toBeLessThanOrEqual(1.1);
+    expect(byId.get("cap")!.rows_written_per_request).toBeLessThanOrEqual(1.1);
+    expect(byId.get("postpaid")!.rows_written_per_request).toBeLessThanOrEqual(1.1);
+    // The cron's visit to customers with nothing due writes nothing (a shard's share only on change).
+    expect(json.cron_idle).toMatchObject({ runs: 5, rows_written_per_run: 0 });
+    expect(json.cron_idle.rpcs_per_run).toBeGreaterThanOrEqual(1);
+    expect(json.cron_idle.customers).toBeGreaterThan(100);
   });
 
   it("runs one row alone with --only", { timeout: 120_000 }, async () => {

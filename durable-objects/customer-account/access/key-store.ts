@@ -83,6 +83,11 @@ export function withinCap(key: KeyRecord, price: number, nowMs: number): boolean
  */
 export class KeyStore {
   private keysByHash = new Map<string, KeyRecord>();
+  /** Keys whose period spend changed while deferring (journaled charges), written by flush(). */
+  private readonly pending = new Set<KeyRecord>();
+  private deferring = false;
+  /** Called before a write that is not deferred: the journal folds in first (journal.ts). */
+  beforeWrite: () => void = () => {};
 
   constructor(
     private readonly sql: SqlStorage,
@@ -91,6 +96,7 @@ export class KeyStore {
 
   load(): void {
     this.keysByHash = new Map((this.sql.exec("SELECT * FROM api_keys").toArray() as unknown as KeyRecord[]).map((k) => [k.hash, { ...k }]));
+    this.pending.clear();
   }
 
   async create(
@@ -149,6 +155,7 @@ export class KeyStore {
   setCap(keyId: string, spendCapCents: number | null, capPeriod: CapPeriod | null, nowMs = Date.now()): boolean {
     const key = this.byId(keyId);
     if (!key || key.revoked_at !== null) return false;
+    this.beforeWrite();
     const was = key.cap_period;
     const next = spendCapCents === null ? null : (capPeriod ?? key.cap_period ?? "month");
     if (next !== null && was === null) {
@@ -213,7 +220,26 @@ export class KeyStore {
     const spent = (key.period_start === start ? key.period_spend : 0) + micros;
     key.period_start = start;
     key.period_spend = Math.max(0, spent);
-    this.sql.exec("UPDATE api_keys SET period_start = ?, period_spend = ? WHERE id = ?", start, key.period_spend, keyId);
+    if (this.deferring) this.pending.add(key);
+    else {
+      this.beforeWrite();
+      this.writeSpend(key);
+    }
+  }
+
+  private writeSpend(key: KeyRecord): void {
+    this.sql.exec("UPDATE api_keys SET period_start = ?, period_spend = ? WHERE id = ?", key.period_start, key.period_spend, key.id);
+  }
+
+  /** While on, period spends are kept in memory until flush(). */
+  defer(on: boolean): void {
+    this.deferring = on;
+  }
+
+  /** Writes each kept-back key's period spend once. */
+  flush(): void {
+    for (const key of this.pending) this.writeSpend(key);
+    this.pending.clear();
   }
 
   list(nowMs: number) {

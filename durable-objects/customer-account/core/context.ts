@@ -27,6 +27,7 @@ import { McpSessions } from "../request/mcp-sessions";
 import { ModelUsage } from "../request/model-usage";
 import { UsageRetention } from "../retention/usage";
 import { StripeEventLog } from "../stripe/event-log";
+import { MeterPending } from "../stripe/meter-pending";
 import { StripeReports } from "../stripe/reports";
 import { AccountStore } from "./account";
 import { ChargeJournal } from "./journal";
@@ -90,17 +91,21 @@ export class AccountContext {
     this.grants = new GrantBook(this.sql);
     this.wallet = new Wallet(this.grants, this.ledger, this.account);
     this.charges = new ChargeLog(this.sql);
+    const meterPending = new MeterPending(this.sql);
     this.journal = new ChargeJournal({
       storage: state.storage,
       account: this.account,
       grants: this.grants,
+      keys: this.keys,
       ledger: this.ledger,
+      meterPending,
       wallet: this.wallet,
       charges: this.charges,
       reload: () => this.load(),
+      stripeEnabled: () => this.config.stripeEnabled,
     });
     const fold = () => this.journal.fold();
-    for (const store of [this.grants, this.ledger, this.account]) store.beforeWrite = fold;
+    for (const store of [this.grants, this.keys, this.ledger, meterPending, this.account]) store.beforeWrite = fold;
     this.holds = new Holds(this.sql);
     this.idempotency = new IdempotencyStore(this.sql, config);
     this.mcpSessions = new McpSessions(this.sql);
@@ -125,7 +130,7 @@ export class AccountContext {
       ledger: this.ledger,
     });
     this.notices = new Notices({ sql: this.sql, config, account: this.account, emails: this.emails, timers: this.timers, outbox: this.outbox, amounts });
-    this.reports = new StripeReports(this.sql, config, this.account, this.outbox, this.timers);
+    this.reports = new StripeReports(this.sql, config, this.account, this.outbox, this.timers, meterPending);
     this.stripeEvents = new StripeEventLog(this.sql);
     this.directory = new DirectorySync({
       env,
@@ -175,6 +180,7 @@ export class AccountContext {
     this.keys.load();
     this.grants.load();
     this.ledger.reset();
+    this.reports.meterPending.reset();
     this.cohorts.load();
     this.timers.load();
     this.rollup.load();

@@ -1,7 +1,9 @@
+import type { KeyStore } from "../access/key-store";
 import type { GrantBook, Receipt } from "../credit/grants";
 import type { Ledger } from "../credit/ledger";
 import type { Wallet } from "../credit/wallet";
 import type { ChargeLog, ChargeRow } from "../request/charges";
+import type { MeterPending } from "../stripe/meter-pending";
 import type { AccountStore } from "./account";
 
 export const JOURNAL_TABLES = {
@@ -25,7 +27,7 @@ export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pend
  *
  * The rules that keep that true:
  * - fold() writes the kept-back rows and `folded_seq` in one transaction;
- * - every other write to the grants, the usage rows or the account folds first (their
+ * - every other write to the grants, the usage rows, a capped key's spend or the account folds first (their
  *   beforeWrite hook), so a written row never already holds an unfolded charge;
  * - every RPC other than authorize folds before it starts, and the alarm before each timer's
  *   handler and the cron visit after each await, so readers of SQLite (summaries, reports, the
@@ -44,10 +46,14 @@ export class ChargeJournal {
       storage: DurableObjectStorage;
       account: AccountStore;
       grants: GrantBook;
+      keys: KeyStore;
       ledger: Ledger;
+      meterPending: MeterPending;
       wallet: Wallet;
       charges: ChargeLog;
       reload: () => void;
+      /** Whether usage is reported to Stripe (post-paid quantities accrue only then). */
+      stripeEnabled: () => boolean;
     },
   ) {}
 
@@ -80,10 +86,12 @@ export class ChargeJournal {
   /** Writes what the unfolded charges moved, and how far that goes, in one transaction. */
   fold(): void {
     if (this.unfolded === 0) return;
-    const { storage, grants, ledger, account } = this.deps;
+    const { storage, grants, keys, ledger, meterPending, account } = this.deps;
     try {
       storage.transactionSync(() => {
         grants.flush();
+        keys.flush();
+        meterPending.flush();
         ledger.flush();
         account.flush({ folded_seq: this.seq });
       });
@@ -120,12 +128,16 @@ export class ChargeJournal {
 
   /** What wallet.charge does for a request, kept back in memory. */
   private apply(charge: JournaledCharge): void {
-    const { grants, ledger, account, wallet } = this.deps;
-    const stores = [grants, ledger, account];
+    const { grants, keys, ledger, meterPending, account, wallet } = this.deps;
+    const stores = [grants, keys, ledger, meterPending, account];
     for (const store of stores) store.defer(true);
     try {
       const accrual = charge.pendingUsage ? { pending_usage: account.row.pending_usage + charge.pendingUsage } : {};
       wallet.charge({ meter: charge.meter, bucket: charge.bucket, now: charge.created_at }, charge.amount, accrual, 1, charge.receipt);
+      // Post-paid usage owed to Stripe (when it is on): one request on the meter's quantity.
+      if (charge.plan === "postpaid" && this.deps.stripeEnabled()) meterPending.add(charge.meter, 1);
+      // A capped key's period spend (nothing for a key without a cap), counted in the charge's period.
+      if (charge.key_id) keys.spend(charge.key_id, charge.amount, charge.created_at);
     } finally {
       for (const store of stores) store.defer(false);
     }

@@ -92,6 +92,8 @@ export const MIGRATIONS: readonly string[] = [
   AGENT_PAYMENT_TABLES.v20,
   // v21: credit leases (docs/scaling.md): live leases, expired ones kept for a late report, the epoch.
   LEASE_TABLES.v21,
+  // v22: charge rows clustered on the request id, one row written per charge (docs/design/one-row-per-charge.md).
+  CHARGE_TABLES.v22,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -130,7 +130,23 @@ export class Ledger {
     this.deferring = false;
   }
 
+  /**
+   * Adds to the bucket's usage row. An existing row is updated in place: an UPDATE writes one row
+   * where the upsert's conflict path writes two (rowsWritten, what is billed). The INSERT (and its
+   * ON CONFLICT) only for the bucket's first entry.
+   */
   private upsertUsage(kind: string, meter: string, bucket: number, amount: number, count: number, now: number): void {
+    const updated = this.sql.exec(
+      "UPDATE ledger SET amount = amount + ?, count = count + ?, updated_at = ? WHERE kind = ? AND meter = ? AND bucket = ? AND kind IN ('usage', 'refund')",
+      amount,
+      count,
+      now,
+      kind,
+      meter,
+      bucket,
+    );
+    updated.toArray();
+    if (updated.rowsWritten > 0) return;
     this.sql.exec(
       `INSERT INTO ledger (kind, meter, bucket, amount, count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (kind, meter, bucket) WHERE kind IN ('usage', 'refund')

@@ -120,19 +120,20 @@ function withCap(key: KeyRecord, now: number): { keyCap?: KeyCapState } {
 }
 
 /**
- * A plain prepaid charge on a key without a cap, within the cohort slack, writes one row, its
- * charge row, and nothing else: the journal keeps the rest in memory and folds it in later
- * (journal.ts). Anything more (a hold, an Idempotency-Key, a key's cap, post-paid usage, a charge
- * that may move a cohort) is written with its effects, in one transaction.
+ * A plain charge, prepaid or post-paid, within the cohort slack, writes one row, its charge row, and nothing
+ * else: the journal keeps the rest in memory and folds it in later (journal.ts). On a capped key
+ * too, while the cap keeps room for one more charge at this price after it: the key's period spend
+ * is replayed from the charge rows like the grants, and the charge that fills the cap (its
+ * key.cap_reached event is written with it) is not journaled. Anything more (a hold, an
+ * Idempotency-Key, a charge that may move a cohort) is written with its effects,
+ * in one transaction.
  */
 function journaled(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
   return (
     amount > 0 &&
     !input.hold &&
     !input.idempotency &&
-    key.spend_cap_cents === null &&
-    key.cap_period === null &&
-    context.account.row.plan === "prepaid" &&
+    ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) &&
     context.withinSlack(now, amount)
   );
 }
@@ -149,7 +150,8 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     context.rollup.changed();
     const receipt = planDrain(context.grants.all, input.meter, amount, now);
     // Prepaid usage owed to Stripe (when it is on) moves with the balance: replayed with the charge.
-    const accrued = context.reports.accrue(a.plan, input.meter, -amount, 1).pending_usage;
+    // Post-paid usage (a meter quantity) is added by the journal itself, in memory (journal.ts).
+    const accrued = a.plan === "prepaid" ? context.reports.accrue(a.plan, input.meter, -amount, 1).pending_usage : undefined;
     const pendingUsage = accrued === undefined ? 0 : accrued - a.pending_usage;
     context.journal.record({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, pendingUsage });
     context.spendSlack(amount);

@@ -2,9 +2,8 @@ import type { Plan } from "../../../src/lib/customer";
 import { HOUR_MS } from "../../../src/lib/time";
 import type { Receipt } from "../credit/grants";
 
-export const CHARGE_TABLES = {
-  v3: `
-CREATE TABLE IF NOT EXISTS charges (
+/** The columns of v3's table, which v22 keeps (v3's text, and so its pinned hash, unchanged). */
+const V3_COLUMNS = `
   request_id TEXT PRIMARY KEY,
   meter TEXT NOT NULL,
   bucket INTEGER NOT NULL,
@@ -14,10 +13,27 @@ CREATE TABLE IF NOT EXISTS charges (
   key_id TEXT,
   status TEXT NOT NULL,
   created_at INTEGER NOT NULL,
-  refunded_at INTEGER
+  refunded_at INTEGER`;
+
+export const CHARGE_TABLES = {
+  v3: `
+CREATE TABLE IF NOT EXISTS charges (${V3_COLUMNS}
 );
 CREATE INDEX IF NOT EXISTS charges_created ON charges(created_at);
 CREATE INDEX IF NOT EXISTS charges_refunded ON charges(refunded_at) WHERE refunded_at IS NOT NULL;`,
+  // v22 (docs/design/one-row-per-charge.md): the same columns in a table clustered on its key, a
+  // request id (a UUIDv7, so in time order), with no index but the partial one on refunds: a
+  // charge's INSERT writes one row instead of three (table, key index, charges_created).
+  v22: `
+CREATE TABLE charges_v22 (${V3_COLUMNS},
+  seq INTEGER,
+  pending_usage INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO charges_v22 (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, refunded_at, seq, pending_usage)
+  SELECT request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, refunded_at, seq, pending_usage FROM charges;
+DROP TABLE charges;
+ALTER TABLE charges_v22 RENAME TO charges;
+CREATE INDEX charges_refunded ON charges(refunded_at) WHERE refunded_at IS NOT NULL;`,
 };
 
 export interface ChargeRow {
@@ -72,7 +88,11 @@ export class ChargeLog {
     return this.sql.exec("SELECT COUNT(*) AS n FROM charges WHERE refunded_at > ?", since).one().n as number;
   }
 
-  /** Deletes what can no longer be refunded or counted; returns whether rows are left. */
+  /**
+   * Deletes what can no longer be refunded or counted; returns whether rows are left. Since v22
+   * there is no index on created_at (it cost a row written per charge): the delete reads the table,
+   * which holds only the last minutes of charges, and a row read costs a thousandth of a row written.
+   */
   prune(now: number, keepChargedMs: number): boolean {
     this.sql.exec("DELETE FROM charges WHERE status = 'charged' AND created_at < ?", now - keepChargedMs);
     this.sql.exec("DELETE FROM charges WHERE status = 'refunded' AND refunded_at < ?", now - HOUR_MS);

@@ -8,6 +8,7 @@ import type { AccountRow, AccountStore } from "../core/account";
 import type { Timers } from "../core/timers";
 import type { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { ReportRetention } from "../retention/reports";
+import type { MeterPending } from "./meter-pending";
 import { ReportBatching } from "./report-batching";
 
 export const REPORT_TABLES = {
@@ -111,6 +112,8 @@ export class StripeReports {
     readonly account: AccountStore,
     private readonly outbox: Pick<ProviderWebhookOutbox, "emit">,
     timers: Timers,
+    /** Post-paid quantities, kept back while the journal defers (meter-pending.ts). */
+    readonly meterPending: MeterPending,
   ) {
     this.retention = new ReportRetention(sql, timers, config);
     this.batching = new ReportBatching(config, account);
@@ -124,14 +127,7 @@ export class StripeReports {
   accrue(plan: Plan, meter: string, amount: number, quantity: number): Partial<AccountRow> {
     if (!this.config().stripeEnabled) return {};
     if (plan === "prepaid") return { pending_usage: this.account.row.pending_usage - amount };
-    if (quantity !== 0) {
-      this.sql.exec(
-        `INSERT INTO meter_pending (meter, quantity) VALUES (?, ?)
-         ON CONFLICT (meter) DO UPDATE SET quantity = quantity + excluded.quantity`,
-        meter,
-        quantity,
-      );
-    }
+    if (quantity !== 0) this.meterPending.add(meter, quantity);
     return {};
   }
 

@@ -237,3 +237,21 @@ describe("the Stripe call budget", () => {
     for (const c of made) expect([c.id, usageReports(doubles, c.id)]).toEqual([c.id, [1]]);
   });
 });
+
+describe("the cron's visit to an idle shard", () => {
+  it("writes nothing: the share is stored only when it changes", async () => {
+    await budgetAtRest();
+    const changes = () => runInDurableObject(shard(1), (_i, state) => state.storage.sql.exec("SELECT total_changes() AS n").one().n as number);
+    const placement = (sharePpm: number) => ({ shard: 1, shards: SHARDS, sharePpm });
+    const now = Date.now();
+    await shard(1).claimDue(now, 0, placement(500_000));
+    const before = await changes();
+    // Two more cron runs with nothing due and the same share: no row written.
+    await shard(1).claimDue(now + 60_000, 0, placement(500_000));
+    await shard(1).claimDue(now + 120_000, 0, placement(500_000));
+    expect((await changes()) - before).toBe(0);
+    // A new share is written, once.
+    await shard(1).claimDue(now + 180_000, 0, placement(250_000));
+    expect((await changes()) - before).toBe(1);
+  });
+});

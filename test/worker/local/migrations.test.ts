@@ -7,6 +7,13 @@ import { DISPATCHER_MIGRATIONS } from "../../../durable-objects/webhook-dispatch
 import { sha256Hex } from "../../../src/lib/api-key-format";
 import { admin, customerStub, echoOrigin, gateway, settle, uniqueId, withKey } from "../helpers";
 
+/** A database as version `version` left it: its migrations and its schema_version row. */
+function atVersion(sql: SqlStorage, version: number, at: number) {
+  for (const migration of MIGRATIONS.slice(0, version)) sql.exec(migration);
+  sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
+  sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, ?, ?)", version, at);
+}
+
 /**
  * Writes a customer as version `version` of the object stored it: that version's migrations, its
  * `schema_version` row and an account holding `balance` micros, then whatever `rows` adds.
@@ -15,9 +22,7 @@ async function seedAt(id: string, version: number, rows: (sql: SqlStorage, t: nu
   const t = 1_760_000_000_000;
   await runInDurableObject(customerStub(id), (_instance, state) => {
     const sql = state.storage.sql;
-    for (const migration of MIGRATIONS.slice(0, version)) sql.exec(migration);
-    sql.exec("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, migrated_at INTEGER NOT NULL)");
-    sql.exec("INSERT INTO schema_version (id, version, migrated_at) VALUES (1, ?, ?)", version, t);
+    atVersion(sql, version, t);
     sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', ?, ?, ?)", id, balance, t, t);
     rows(sql, t);
   });
@@ -91,6 +96,8 @@ const DEPLOYED = [
   "676f41177b1e79d6f2ca874443e02c22da09f686134b9d22ea71694cbab38af1",
   // v21: credit leases.
   "1714940a929ae0296bd78f663bfe9496aaf5c687a44889d74d7262357e8dc1c2",
+  // v22: charge rows clustered on the request id (one row written per charge).
+  "935e6cc92ba9a3bd1b338abaaf6620d325ce7111aa90e3795a64ae72776ff8c8",
 ];
 
 describe("schema migrations", () => {
@@ -251,6 +258,53 @@ describe("schema migrations", () => {
       state.storage.sql.exec("SELECT stripe_status, stripe_key, stripe_attempts, stripe_payment_intent FROM agent_payments").one(),
     );
     expect(row).toEqual({ stripe_status: null, stripe_key: null, stripe_attempts: 0, stripe_payment_intent: null });
+  });
+
+  it("upgrades version 21: the charge rows move to the table keyed by request id, each kept, found by its id and replayed once", async () => {
+    const id = uniqueId("cus_v21");
+    const now = Date.now();
+    const M = 1_000_000;
+    const receipt = JSON.stringify({ parts: [], debt: 0 });
+    await runInDurableObject(customerStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      atVersion(sql, 21, now);
+      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'postpaid', 0, ?, ?)", id, now, now);
+      const insert =
+        "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, refunded_at, seq, pending_usage) VALUES (?, 'api_requests', 0, 'postpaid', ?, ?, NULL, ?, ?, ?, ?, ?)";
+      // A charge folded long ago, a refunded one, and one the journal has not folded yet (seq 1 > folded_seq 0).
+      sql.exec(insert, "req_old", 2 * M, receipt, "charged", now - 3_600_000, null, null, 0);
+      sql.exec(insert, "req_refunded", 3 * M, receipt, "refunded", now - 60_000, now - 30_000, null, 0);
+      sql.exec(insert, "req_unfolded", 5 * M, receipt, "charged", now, null, 1, 5 * M);
+    });
+    await evictDurableObject(customerStub(id));
+    // Each row is found by its request id in the new table.
+    expect(await customerStub(id).requestCharge("req_unfolded")).toMatchObject({ status: "charged", charged_exact_cents: "5" });
+    expect(await customerStub(id).requestCharge("req_refunded")).toMatchObject({ status: "refunded", charged_exact_cents: "0" });
+    const after = await runInDurableObject(customerStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      return {
+        version: sql.exec("SELECT version FROM schema_version").one().version,
+        ddl: sql.exec("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'charges'").one().sql as string,
+        indexes: sql
+          .exec("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'charges'")
+          .toArray()
+          .map((r) => r.name),
+        rows: sql.exec("SELECT request_id, amount, status, seq, pending_usage FROM charges ORDER BY request_id").toArray(),
+        folded: sql.exec("SELECT folded_seq, pending_usage FROM account").one(),
+      };
+    });
+    expect(after.version).toBe(SCHEMA_VERSION);
+    // One b-tree, and no index a plain charge writes to: the partial one holds refunded rows only.
+    expect(after.ddl).toMatch(/WITHOUT ROWID\s*$/);
+    expect(after.indexes).toEqual(["charges_refunded"]);
+    // Every row kept, column for column.
+    expect(after.rows).toEqual([
+      { request_id: "req_old", amount: 2 * M, status: "charged", seq: null, pending_usage: 0 },
+      { request_id: "req_refunded", amount: 3 * M, status: "refunded", seq: null, pending_usage: 0 },
+      { request_id: "req_unfolded", amount: 5 * M, status: "charged", seq: 1, pending_usage: 5 * M },
+    ]);
+    // The unfolded charge was replayed onto the account once, and folded by the reads above.
+    expect(after.folded).toEqual({ folded_seq: 1, pending_usage: 5 * M });
   });
 
   it("creates no storage for a customer id that was never set up", async () => {

@@ -1,0 +1,49 @@
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { AccountContext } from "../../../durable-objects/customer-account/core/context";
+import { sha256Hex } from "../../../src/lib/api-key-format";
+import { admin, customerStub, uniqueId } from "../helpers";
+import { connect, cron, deliverAll, settle } from "./doubles";
+
+/** What SQLite holds, read without the object's methods (which fold first). */
+function stored(id: string) {
+  return runInDurableObject(customerStub(id), (_instance, state) => {
+    const sql = state.storage.sql;
+    return {
+      quantity: (sql.exec("SELECT COALESCE(SUM(quantity), 0) AS q FROM meter_pending").one().q as number) ?? 0,
+      unfolded: sql.exec("SELECT COUNT(*) AS n FROM charges WHERE seq > (SELECT folded_seq FROM account)").one().n as number,
+    };
+  });
+}
+
+describe("the charge journal for a post-paid customer", () => {
+  it("journals post-paid charges (one row each); evicted before a fold, Stripe's meter gets every request exactly once", async () => {
+    const { stripe } = connect();
+    const customer = stripe.createCustomer({ name: "Post Paid", email: `post-${uniqueId()}@example.com`, metadata: { payg_plan: "postpaid" } });
+    await deliverAll(stripe);
+    const id = customer.id;
+    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    const keyHash = await sha256Hex(key);
+    let n = 0;
+    const charge = async () => (await customerStub(id).authorize({ keyHash, meter: "api_requests", priceMicros: 1_000_000, requestId: `pp_${n++}` })).outcome;
+    await settle(id);
+    // The first charge after a start places the cohorts and tells the directory there is usage to
+    // report: written with its effects, its quantity too. Charges are journaled once the directory
+    // lists the customer as due (withinSlack), which the cron's schedule decides: here, now.
+    expect(await charge()).toBe("ok");
+    await settle(id);
+    await runInDurableObject(customerStub(id), (instance) => (instance as unknown as { hot: AccountContext }).hot.account.set({ directory_due_at: Date.now() - 1 }));
+    const before = (await stored(id)).quantity;
+    for (let i = 0; i < 5; i++) expect(await charge()).toBe("ok");
+    // The five are charge rows only: the meter's quantity in SQLite did not move with them.
+    expect(await stored(id)).toEqual({ quantity: before, unfolded: 5 });
+
+    // A restart before any fold: the quantities come back from the charge rows, once.
+    await evictDurableObject(customerStub(id));
+    for (let i = 0; i < 3; i++) expect(await charge()).toBe("ok");
+    await settle(id);
+    await cron();
+    expect(stripe.meterUsage(id, "api_requests")).toBe(9);
+    expect(await stored(id)).toEqual({ quantity: 0, unfolded: 0 });
+  });
+});
