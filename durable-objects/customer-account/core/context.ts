@@ -102,7 +102,6 @@ export class AccountContext {
       wallet: this.wallet,
       charges: this.charges,
       reload: () => this.load(),
-      stripeEnabled: () => this.config.stripeEnabled,
     });
     const fold = () => this.journal.fold();
     for (const store of [this.grants, this.keys, this.ledger, meterPending, this.account]) store.beforeWrite = fold;

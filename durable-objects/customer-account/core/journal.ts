@@ -16,6 +16,11 @@ ALTER TABLE account ADD COLUMN folded_seq INTEGER NOT NULL DEFAULT 0;`,
 /** Unfolded charges at which the next charge folds the journal in first (journal.makeRoom). */
 export const FOLD_EVERY = 100;
 
+/**
+ * A charge kept back in memory. `pendingUsage` (the row's `pending_usage`) is what it owes Stripe,
+ * decided when it was made: micro-cents of usage for a prepaid charge, the meter quantity (0 or 1)
+ * for a post-paid one.
+ */
 export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pendingUsage: number };
 
 /**
@@ -52,8 +57,6 @@ export class ChargeJournal {
       wallet: Wallet;
       charges: ChargeLog;
       reload: () => void;
-      /** Whether usage is reported to Stripe (post-paid quantities accrue only then). */
-      stripeEnabled: () => boolean;
     },
   ) {}
 
@@ -132,10 +135,11 @@ export class ChargeJournal {
     const stores = [grants, keys, ledger, meterPending, account];
     for (const store of stores) store.defer(true);
     try {
-      const accrual = charge.pendingUsage ? { pending_usage: account.row.pending_usage + charge.pendingUsage } : {};
+      const prepaid = charge.plan === "prepaid";
+      const accrual = prepaid && charge.pendingUsage ? { pending_usage: account.row.pending_usage + charge.pendingUsage } : {};
       wallet.charge({ meter: charge.meter, bucket: charge.bucket, now: charge.created_at }, charge.amount, accrual, 1, charge.receipt);
-      // Post-paid usage owed to Stripe (when it is on): one request on the meter's quantity.
-      if (charge.plan === "postpaid" && this.deps.stripeEnabled()) meterPending.add(charge.meter, 1);
+      // Post-paid usage owed to Stripe: the meter quantity the charge recorded (1 when Stripe was on then).
+      if (!prepaid && charge.pendingUsage) meterPending.add(charge.meter, charge.pendingUsage);
       // A capped key's period spend (nothing for a key without a cap), counted in the charge's period.
       if (charge.key_id) keys.spend(charge.key_id, charge.amount, charge.created_at);
     } finally {

@@ -150,9 +150,10 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     context.rollup.changed();
     const receipt = planDrain(context.grants.all, input.meter, amount, now);
     // Prepaid usage owed to Stripe (when it is on) moves with the balance: replayed with the charge.
-    // Post-paid usage (a meter quantity) is added by the journal itself, in memory (journal.ts).
+    // Post-paid usage owed to Stripe is a meter quantity: 1 while Stripe is on, decided now and kept
+    // in the row, so a replay after a deploy that turned Stripe on or off owes what this charge owed.
     const accrued = a.plan === "prepaid" ? context.reports.accrue(a.plan, input.meter, -amount, 1).pending_usage : undefined;
-    const pendingUsage = accrued === undefined ? 0 : accrued - a.pending_usage;
+    const pendingUsage = a.plan === "postpaid" ? (context.config.stripeEnabled ? 1 : 0) : accrued === undefined ? 0 : accrued - a.pending_usage;
     context.journal.record({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, pendingUsage });
     context.spendSlack(amount);
     return receipt;

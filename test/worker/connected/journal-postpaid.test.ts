@@ -47,3 +47,28 @@ describe("the charge journal for a post-paid customer", () => {
     expect(await stored(id)).toEqual({ quantity: 0, unfolded: 0 });
   });
 });
+
+describe("a post-paid charge replayed from its row", () => {
+  it("owes Stripe what it owed when it was made: a row charged while Stripe was off adds no meter quantity after a restart", async () => {
+    const { stripe } = connect();
+    const customer = stripe.createCustomer({ name: "Post Paid", email: `post-${uniqueId()}@example.com`, metadata: { payg_plan: "postpaid" } });
+    await deliverAll(stripe);
+    const id = customer.id;
+    await admin("POST", `/customers/${id}/keys`, {});
+    await settle(id);
+    const before = (await stored(id)).quantity;
+    // Two unfolded journal rows as a gateway wrote them: one while Stripe was off (owes nothing), one while on (owes 1).
+    await runInDurableObject(customerStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      const folded = sql.exec("SELECT folded_seq FROM account").one().folded_seq as number;
+      const receipt = JSON.stringify({ parts: [], debt: 1_000_000 });
+      const insert =
+        "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, seq, pending_usage) VALUES (?, 'api_requests', 0, 'postpaid', 1000000, ?, NULL, 'charged', ?, ?, ?)";
+      sql.exec(insert, "pp_off", receipt, Date.now(), folded + 1, 0);
+      sql.exec(insert, "pp_on", receipt, Date.now(), folded + 2, 1);
+    });
+    await evictDurableObject(customerStub(id));
+    await customerStub(id).balanceCheck();
+    expect((await stored(id)).quantity).toBe(before + 1);
+  });
+});
