@@ -141,7 +141,13 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
   const paymentMeta = paid ? { [PAYMENT_RESPONSE_META]: paid.settlement } : {};
 
   const ctx: MeterContext = { config, meter: request.meter, stub, requestId, heldUnits: total, waitUntil: (p) => c.executionCtx.waitUntil(p) };
-  const settle = (units: number | null, reason: "completed" | "origin_failed" | "units_missing") => once(async () => await stub.settleHold({ requestId, units, reason }));
+  // What the hold settled at, for the Idempotency-Key: a POST that charged nothing forgets it.
+  let settledMicros: number | undefined;
+  const settle = async (units: number | null, reason: "completed" | "origin_failed" | "units_missing") => {
+    const settled = await once(async () => await stub.settleHold({ requestId, units, reason }));
+    settledMicros = settled.chargedMicros;
+    return settled;
+  };
   // Forwarding and settling a failure run under waitUntil: a client that hangs up cannot skip the release.
   const forwarded = (async () => {
     const result = await send(bytes);
@@ -167,7 +173,8 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
     response.headers.delete("content-length");
     return answered(response, "streamed");
   }
-  return answered(await chargedJson(ctx, calls, origin, settle, paymentMeta), "charged");
+  const json = await chargedJson(ctx, calls, origin, settle, paymentMeta);
+  return answered(json, keptAs(settledMicros ?? 0));
 }
 
 /** The key must be one of a live customer's (what authorize checks first), without touching credit. */

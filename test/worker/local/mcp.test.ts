@@ -339,4 +339,16 @@ describe("MCP: Idempotency-Key on a paid POST", () => {
     expect(seen.posts).toHaveLength(5);
     expect(await balance(id)).toBe("7");
   });
+
+  it("a JSON answer that charged nothing (the server's JSON-RPC error: no tool ran) forgets the key, so a retry runs the tool", async () => {
+    const seen = mcpServer();
+    const { id, key } = await customerWithCredit(10);
+    const failed = await keyed(key, "mcp-err", call(1, "invalid"));
+    expect([failed.headers.get("x-payg-charge-cents"), ((await failed.json()) as Message).error.code]).toEqual(["0", -32602]);
+    const again = await keyed(key, "mcp-err", call(1, "invalid"));
+    expect(again.headers.get("idempotent-replayed")).toBeNull();
+    await again.text();
+    expect(seen.posts).toHaveLength(2);
+    expect(await balance(id)).toBe("10");
+  });
 });
