@@ -120,7 +120,8 @@ function background(holder: LeaseHolder, stub: CustomerStub, keyHash: string, wa
       while (Date.now() - armed < WATCH_MS && watchers.get(holder) === armed) {
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         if (holder.idle(Date.now()) && holder.wantsSync(Date.now())) await send(holder, stub, holder.message(Date.now(), keyHash, null));
-        if (!holder.current && !holder.wantsSync(Date.now())) break;
+        // Nothing to watch: no lease, no return to send, and no sync on its way that could grant one.
+        if (!holder.current && !holder.wantsSync(Date.now()) && !holder.syncInFlight) break;
       }
       if (watchers.get(holder) === armed) watchers.delete(holder);
     })(),

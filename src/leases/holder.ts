@@ -174,6 +174,11 @@ export class LeaseHolder {
     if (attempt.message.lease) this.syncing = false;
   }
 
+  /** A sync is on its way (its reply may grant a lease). */
+  get syncInFlight(): boolean {
+    return this.syncing;
+  }
+
   /** For the gateway's headers and the tests. */
   get current(): { id: string; granted: number; spent: number; expiresAt: number } | null {
     const l = this.lease;

@@ -115,4 +115,22 @@ describe("credit leases through the gateway", () => {
     expect(expired).toEqual([]);
     expect(books.balanceMicros).toBe((10_000 - served) * 1_000_000);
   });
+
+  it("a lease granted by a slow first sync is still watched: returned once the isolate is idle", { timeout: 30_000 }, async () => {
+    echoOrigin();
+    const { id, key } = await leasedCustomer("cus_leaseslow", 1_000);
+    const stub = customerStub(id);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // The object busy for 2.5 s: the first request's sync (which asks for the lease) is answered
+    // after the watcher's first tick, which then sees no lease yet, only a sync on its way.
+    const busy = runInDurableObject(stub, (_instance, state) => state.blockConcurrencyWhile(() => sleep(2_500)));
+    await sleep(50);
+    expect((await gateway("/v1/things", withKey(key))).status).toBe(200);
+    await busy;
+    expect((await stub.leases())!.leases).toHaveLength(1);
+    // No more requests: the watcher returns it after ~2 s idle, long before the object's expiry.
+    for (let i = 0; i < 80 && (await stub.leases())!.leases.length > 0; i++) await sleep(100);
+    expect((await stub.leases())!.leases).toEqual([]);
+    expect((await stub.balanceCheck())!.balanceMicros).toBe(999 * 1_000_000);
+  });
 });
