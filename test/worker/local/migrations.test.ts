@@ -268,10 +268,11 @@ describe("schema migrations", () => {
     await runInDurableObject(customerStub(id), (_instance, state) => {
       const sql = state.storage.sql;
       atVersion(sql, 21, now);
-      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'postpaid', 0, ?, ?)", id, now, now);
+      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', 0, ?, ?)", id, now, now);
       const insert =
-        "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, refunded_at, seq, pending_usage) VALUES (?, 'api_requests', 0, 'postpaid', ?, ?, NULL, ?, ?, ?, ?, ?)";
-      // A charge folded long ago, a refunded one, and one the journal has not folded yet (seq 1 > folded_seq 0).
+        "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, refunded_at, seq, pending_usage) VALUES (?, 'api_requests', 0, 'prepaid', ?, ?, NULL, ?, ?, ?, ?, ?)";
+      // A charge folded long ago, a refunded one, and one the journal has not folded yet (seq 1 > folded_seq 0):
+      // prepaid, as every journaled row before v22 was, its usage owed to Stripe in pending_usage.
       sql.exec(insert, "req_old", 2 * M, receipt, "charged", now - 3_600_000, null, null, 0);
       sql.exec(insert, "req_refunded", 3 * M, receipt, "refunded", now - 60_000, now - 30_000, null, 0);
       sql.exec(insert, "req_unfolded", 5 * M, receipt, "charged", now, null, 1, 5 * M);
