@@ -121,16 +121,19 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
   const finish = (outcome: IdempotentOutcome) => {
     if (idempotencyKey !== null) c.executionCtx.waitUntil(stub.finishIdempotent({ key: idempotencyKey, keyHash: request.keyHash, requestId, outcome }));
   };
-  /** A forwarded POST's answer: kept for a retry under its key, unless nothing was charged (then a retry is a new request). */
-  const answered = (response: Response, kept: "charged" | "given_back" | "streamed") => {
+  /**
+   * A forwarded POST's answer under its Idempotency-Key: one whose hold settled at nothing forgets
+   * the key (a retry is a new request); any other is kept for replay (a stream, whose hold settles
+   * later, as not replayable).
+   */
+  const answered = (response: Response, streamed = false) => {
     if (idempotencyKey === null) return answer(response);
-    if (kept === "given_back") {
+    if (settledMicros === 0) {
       finish("forget");
       return answer(response);
     }
-    return keepForReplay(answer(response), kept === "streamed", config.IDEMPOTENCY.max_body_bytes, finish, (p) => c.executionCtx.waitUntil(p));
+    return keepForReplay(answer(response), streamed, config.IDEMPOTENCY.max_body_bytes, finish, (p) => c.executionCtx.waitUntil(p));
   };
-  const keptAs = (chargedMicros: number) => (chargedMicros === 0 ? "given_back" : "charged");
   if (isMoneyRefusal(decision)) {
     const refusal = moneyRefusalBody(config, decision, requestId);
     const offer = decision.outcome === "insufficient_credit" ? await offerFor(config, decision, c.req.url) : null;
@@ -162,19 +165,18 @@ export async function mcpExchange(c: Context<AppEnv>, request: McpRequest): Prom
       finish("forget");
       throw failure;
     }
-    return answered(await jsonError(failure, c), "charged");
+    return answered(await jsonError(failure, c));
   }
   const origin = result.response;
-  if (settled) return answered(charged(new Response(origin.body, origin), settled), keptAs(settled.chargedMicros));
+  if (settled) return answered(charged(new Response(origin.body, origin), settled));
   // The server refused the request itself (a bad session, a malformed call): no tool ran.
-  if (origin.status >= 400 && origin.status < 500) return answered(charged(new Response(origin.body, origin), await settle(0, "completed")), "given_back");
+  if (origin.status >= 400 && origin.status < 500) return answered(charged(new Response(origin.body, origin), await settle(0, "completed")));
   if (origin.ok && isEventStream(origin) && origin.body) {
     const response = new Response(chargedEvents(ctx, calls, origin.body, paymentMeta), origin);
     response.headers.delete("content-length");
-    return answered(response, "streamed");
+    return answered(response, true);
   }
-  const json = await chargedJson(ctx, calls, origin, settle, paymentMeta);
-  return answered(json, keptAs(settledMicros ?? 0));
+  return answered(await chargedJson(ctx, calls, origin, settle, paymentMeta));
 }
 
 /** The key must be one of a live customer's (what authorize checks first), without touching credit. */
