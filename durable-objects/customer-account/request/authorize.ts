@@ -149,11 +149,10 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     context.timers.at(CHARGES_TIMER, now + chargeRetentionMs(context));
     context.rollup.changed();
     const receipt = planDrain(context.grants.all, input.meter, amount, now);
-    // Prepaid usage owed to Stripe (when it is on) moves with the balance: replayed with the charge.
-    // Post-paid usage owed to Stripe is a meter quantity: 1 while Stripe is on, decided now and kept
-    // in the row, so a replay after a deploy that turned Stripe on or off owes what this charge owed.
-    const accrued = a.plan === "prepaid" ? context.reports.accrue(a.plan, input.meter, -amount, 1).pending_usage : undefined;
-    const pendingUsage = a.plan === "postpaid" ? (context.config.stripeEnabled ? 1 : 0) : accrued === undefined ? 0 : accrued - a.pending_usage;
+    // What the charge owes Stripe (as reports.accrue counts it), decided now and kept in its row, so
+    // a replay after a deploy that turned Stripe on or off owes what this charge owed: prepaid, its
+    // amount of usage; post-paid, one request on the meter's quantity; nothing with Stripe off.
+    const pendingUsage = !context.config.stripeEnabled ? 0 : a.plan === "prepaid" ? amount : 1;
     context.journal.record({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, pendingUsage });
     context.spendSlack(amount);
     return receipt;
