@@ -16,13 +16,18 @@ function stored(id: string) {
   });
 }
 
+/** A post-paid Stripe customer, synced to the gateway, with one API key. */
+async function postpaidCustomer() {
+  const { stripe } = connect();
+  const customer = stripe.createCustomer({ name: "Post Paid", email: `post-${uniqueId()}@example.com`, metadata: { payg_plan: "postpaid" } });
+  await deliverAll(stripe);
+  const key = (await admin("POST", `/customers/${customer.id}/keys`, {})).body.key as string;
+  return { stripe, id: customer.id, key };
+}
+
 describe("the charge journal for a post-paid customer", () => {
   it("journals post-paid charges (one row each); evicted before a fold, Stripe's meter gets every request exactly once", async () => {
-    const { stripe } = connect();
-    const customer = stripe.createCustomer({ name: "Post Paid", email: `post-${uniqueId()}@example.com`, metadata: { payg_plan: "postpaid" } });
-    await deliverAll(stripe);
-    const id = customer.id;
-    const key = (await admin("POST", `/customers/${id}/keys`, {})).body.key as string;
+    const { stripe, id, key } = await postpaidCustomer();
     const keyHash = await sha256Hex(key);
     let n = 0;
     const charge = async () => (await customerStub(id).authorize({ keyHash, meter: "api_requests", priceMicros: 1_000_000, requestId: `pp_${n++}` })).outcome;
@@ -50,11 +55,7 @@ describe("the charge journal for a post-paid customer", () => {
 
 describe("a post-paid charge replayed from its row", () => {
   it("owes Stripe what it owed when it was made: a row charged while Stripe was off adds no meter quantity after a restart", async () => {
-    const { stripe } = connect();
-    const customer = stripe.createCustomer({ name: "Post Paid", email: `post-${uniqueId()}@example.com`, metadata: { payg_plan: "postpaid" } });
-    await deliverAll(stripe);
-    const id = customer.id;
-    await admin("POST", `/customers/${id}/keys`, {});
+    const { id } = await postpaidCustomer();
     await settle(id);
     const before = (await stored(id)).quantity;
     // Two unfolded journal rows as a gateway wrote them: one while Stripe was off (owes nothing), one while on (owes 1).

@@ -1,6 +1,6 @@
 import { Mppx, stripe as stripeMethod } from "mppx/client";
 import { expect } from "vitest";
-import type { StripeDouble } from "../../doubles/stripe-double";
+import type { FaultKind, StripeDouble } from "../../doubles/stripe-double";
 import { admin, gatewayWith, withKey } from "../helpers";
 import { connect, deliverAll } from "./doubles";
 
@@ -88,4 +88,16 @@ export async function challenged(token: { paymentMethod?: string; settlesLater?:
   const challenge = challengeOf(await call(key));
   const spt = doubles.stripe.grantSharedPaymentToken({ maxAmount: 500, ...token }).id;
   return { ...doubles, call, id, key, challenge, spt, pay: (credential = credentialFor(challenge, spt)) => call(key, { headers: { "payment-authorization": credential } }) };
+}
+
+/**
+ * Stripe fails the PaymentIntent on every attempt (the SDK's first and its two retries, its
+ * maxNetworkRetries): the credential is answered 502 `upstream_error` and nothing is credited.
+ */
+export async function payWhileStripeFails({ stripe, pay, id }: Awaited<ReturnType<typeof challenged>>, kind: FaultKind) {
+  stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind, times: 3, shouldRetry: true });
+  const failed = await pay();
+  expect(failed.status).toBe(502);
+  expect(((await failed.json()) as any).error.code).toBe("upstream_error");
+  expect(await balanceOf(id)).toBe("0");
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { deliver, deliverAll } from "./doubles";
-import { balanceOf, challenged, mppGrants, problemOf, sptIntents } from "./mpp-helpers";
+import { balanceOf, challenged, mppGrants, payWhileStripeFails, problemOf, sptIntents } from "./mpp-helpers";
 
 // How an MPP charge settles (docs/concepts/agent-payments.md, "Exactly once"): every attempt to
 // create the PaymentIntent of a challenge, the SDK's own retries and the credential's, carries
@@ -12,13 +12,9 @@ import { balanceOf, challenged, mppGrants, problemOf, sptIntents } from "./mpp-h
 describe("MPP: one idempotency key per challenge, whatever Stripe's answer was", () => {
   for (const kind of ["drop_after_commit", "500_after_commit", "500_retryable", "429", "timeout"] as const) {
     it(`${kind} on every attempt: 502; the credential's retry reuses the key; one PaymentIntent, one credit`, async () => {
-      const { pay, stripe, id, challenge, spt } = await challenged();
-      // Three: the SDK's first attempt and its two retries (maxNetworkRetries) all fail.
-      stripe.inject({ match: { method: "POST", path: "/v1/payment_intents" }, kind, times: 3, shouldRetry: true });
-      const failed = await pay();
-      expect(failed.status).toBe(502);
-      expect(((await failed.json()) as any).error.code).toBe("upstream_error");
-      expect(await balanceOf(id)).toBe("0");
+      const paying = await challenged();
+      const { pay, stripe, id, challenge, spt } = paying;
+      await payWhileStripeFails(paying, kind);
 
       const retried = await pay();
       // A charge Stripe made and saved under the key (500 after commit) was answered 500 again:

@@ -2,6 +2,8 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, admin, cookieOf, customerStub, echoOrigin, formPost, gateway, uniqueId, withKey } from "../helpers";
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** A customer with payg_leases on, one key and `cents` of credit. */
 async function leasedCustomer(prefix: string, cents: number) {
   const id = uniqueId(prefix);
@@ -96,7 +98,6 @@ describe("credit leases through the gateway", () => {
     echoOrigin();
     const { id, key } = await leasedCustomer("cus_leasequiet", 10_000);
     const stub = customerStub(id);
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     // Busy for 19 s, just short of one watcher's 20 s window: the last request leaves the lease
     // live, and only a watcher armed by a later request of the spell is still there to return it.
     let served = 0;
@@ -120,7 +121,6 @@ describe("credit leases through the gateway", () => {
     echoOrigin();
     const { id, key } = await leasedCustomer("cus_leaseslow", 1_000);
     const stub = customerStub(id);
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     // The object busy for 2.5 s: the first request's sync (which asks for the lease) is answered
     // after the watcher's first tick, which then sees no lease yet, only a sync on its way.
     const busy = runInDurableObject(stub, (_instance, state) => state.blockConcurrencyWhile(() => sleep(2_500)));
