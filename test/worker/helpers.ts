@@ -237,3 +237,9 @@ export function configProblems(vars: Record<string, unknown>): string[] {
 
 /** The same, for this test project's vars with `overrides`. */
 export const envProblems = (overrides: Record<string, unknown>): string[] => configProblems({ ...(env as unknown as Record<string, unknown>), ...overrides });
+
+/** A property test's pick among the holds still open: the `pick`-th, wrapping; undefined when none is. */
+export function openHold<T extends { open: boolean }>(holds: T[], pick: number): T | undefined {
+  const open = holds.filter((h) => h.open);
+  return open[pick % Math.max(1, open.length)];
+}

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import type { CustomerAccount } from "../../../durable-objects/customer-account";
 import { expireGrants } from "../../../durable-objects/customer-account/credit/credits";
 import { sha256Hex } from "../../../src/lib/api-key-format";
-import { admin, customerStub, gateway, gatewayWith, ORIGIN, settledCharge, withKey } from "../helpers";
+import { admin, customerStub, gateway, gatewayWith, ORIGIN, openHold, settledCharge, withKey } from "../helpers";
 import { llmOrigin } from "../llm-origin";
 import { call, mcp, mcpServer } from "../mcp-origin";
 import { server } from "../setup";
@@ -175,8 +175,7 @@ describe("every money feature on one customer (property)", () => {
               break;
             }
             case "extend": {
-              const open = holds.filter((h) => h.open);
-              const hold = open[step.pick % Math.max(1, open.length)];
+              const hold = openHold(holds, step.pick);
               if (!hold) break;
               const extended = await stub.extendHold({ requestId: hold.id, units: step.units });
               expect(extended.grantedUnits).toBeLessThanOrEqual(step.units);
@@ -184,8 +183,7 @@ describe("every money feature on one customer (property)", () => {
               break;
             }
             case "settle": {
-              const open = holds.filter((h) => h.open);
-              const hold = open[step.pick % Math.max(1, open.length)];
+              const hold = openHold(holds, step.pick);
               if (!hold) break;
               const units = step.failed ? null : step.units;
               const settled = await stub.settleHold({ requestId: hold.id, units, reason: step.failed ? "origin_failed" : units === null ? "units_missing" : "completed" });
