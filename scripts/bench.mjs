@@ -36,8 +36,9 @@ import { fileURLToPath } from "node:url";
 import { adminClient, createCustomers } from "./bench/admin.mjs";
 import { COUNTS_IDS, costRows, countsCell, countsJson, countsSummary } from "./bench/cost.mjs";
 import { buildCountedGateway } from "./bench/counted.mjs";
-import { countCron, countRow, withCpu, workerdPids } from "./bench/counts.mjs";
+import { countCron, countRow, pairedCpu, withCpu, workerdPids } from "./bench/counts.mjs";
 import { fmt, load } from "./bench/load.mjs";
+import { cpuSides } from "./bench/overhead.mjs";
 import { bundleGateway, loadStripeDouble, miniflare } from "./bench/workers.mjs";
 import { startDemoOrigin } from "./demo-origin.mjs";
 
@@ -63,6 +64,10 @@ const FAMILIES = await Promise.all(
 const counts = new Map();
 /** The idle cron's counts (the counted pass), or null. */
 let cronCounts = null;
+/** The paired CPU count of floor and gateway (counts.mjs pairedCpu), or null when either row did not run. */
+let pairedCpuResult = null;
+/** Chunks a side of the paired CPU count. */
+const CPU_CHUNKS = 8;
 /** Every run of every row, by id, in the order the rows are printed. */
 const runs = new Map();
 const record = (id, result) => {
@@ -172,6 +177,12 @@ async function main() {
     for (const row of rows) if (row.run) record(row.id, await withCpu(ctx.workerdPid, () => row.run(rep)));
     console.error(`bench: repetition ${rep + 1}/${REPEAT} took ${fmt((Date.now() - repStarted) / 1000)} s`);
   }
+  // The CPU ratio, paired (floor and gateway interleaved in short chunks): see counts.mjs pairedCpu.
+  if (rows.some((row) => row.id === "gateway") && rows.some((row) => row.id === "floor")) {
+    const pairStarted = Date.now();
+    pairedCpuResult = await pairedCpu(ctx.workerdPid, cpuSides(ctx, n(3_000)), CPU_CHUNKS);
+    console.error(`bench: paired CPU (${CPU_CHUNKS} chunks a side) took ${fmt((Date.now() - pairStarted) / 1000)} s`);
+  }
   await mf.dispose();
   for (const row of rows) if (row.runOnce) record(row.id, await row.runOnce());
   const counted = new Set(rows.filter((row) => row.counted).map((row) => row.id));
@@ -215,7 +226,9 @@ function results() {
   };
   stats.ratios = ONLY ? {} : Object.assign({}, ...FAMILIES.map((family) => family.ratios?.(stats) ?? {}));
   // CPU per request of the gateway over the floor's, measured in the same workerd and run.
-  if (m("gateway") && m("floor")) stats.ratios.cpu_gateway_vs_floor = m("gateway").cpu_us_per_request / m("floor").cpu_us_per_request;
+  if (m("gateway") && m("floor")) stats.ratios.cpu_gateway_vs_floor_timed_runs = m("gateway").cpu_us_per_request / m("floor").cpu_us_per_request;
+  if (pairedCpuResult) stats.ratios.cpu_gateway_vs_floor = pairedCpuResult.ratio;
+  stats.pairedCpu = pairedCpuResult;
   stats.costs = costRows(stats);
   return stats;
 }
@@ -271,7 +284,7 @@ function writeJson(rows, stats, machine) {
   const cron = cronCounts && Object.fromEntries(Object.entries(cronCounts).map(([k, v]) => [k, typeof v === "number" ? round(v, 4) : v]));
   writeFileSync(
     JSON_PATH,
-    `${JSON.stringify({ machine, median_of: "rps", ratios, prices: stats.costs.prices, cost_per_million_usd: stats.costs.table, cron_idle: cron, rows: out }, null, 2)}\n`,
+    `${JSON.stringify({ machine, median_of: "rps", ratios, paired_cpu: stats.pairedCpu, prices: stats.costs.prices, cost_per_million_usd: stats.costs.table, cron_idle: cron, rows: out }, null, 2)}\n`,
   );
   console.log(`\nWrote ${out.length} rows to ${JSON_PATH}`);
 }

@@ -89,7 +89,9 @@ export function countsSummary(stats) {
     `Cost per million at Cloudflare's list prices (read ${PRICES.read_on}; rows over their life, CPU of the timed run):`,
     ...table.map((t) => `  ${t.id.padEnd(15)} $${fmt(t.total, 3)} per ${t.per}: ${t.line}`),
     ...(Number.isFinite(cpuRatio)
-      ? [`  CPU per request: gateway = ×${fmt(cpuRatio, 2)} of the floor's (${fmt(stats.m("gateway").cpu_us_per_request)} µs ÷ ${fmt(stats.m("floor").cpu_us_per_request)} µs)`]
+      ? [
+          `  CPU per request: gateway = ×${fmt(cpuRatio, 2)} of the floor's, paired (${fmt(stats.pairedCpu.gateway_us)} µs ÷ ${fmt(stats.pairedCpu.floor_us)} µs over ${stats.pairedCpu.chunk_ratios.length} interleaved chunks a side; chunks ×${fmt(Math.min(...stats.pairedCpu.chunk_ratios), 2)}–×${fmt(Math.max(...stats.pairedCpu.chunk_ratios), 2)}); the timed runs' medians ×${fmt(stats.ratios.cpu_gateway_vs_floor_timed_runs, 2)}`,
+        ]
       : []),
   ];
 }

@@ -85,6 +85,62 @@ export async function withCpu(pid, run) {
   return { ...result, cpu_us_per_request: (cpuMicros(pid) - before) / Math.max(1, result.requests) };
 }
 
+/** Idle: the workerd used at most one clock tick (10 ms, 2% of a core) over a QUIET_WINDOW_MS window. */
+const QUIET_WINDOW_MS = 500;
+/** A workerd that never goes quiet is counted anyway after this long. */
+const QUIET_LIMIT_MS = 5_000;
+
+/** Waits until the workerd is idle; its CPU µs then and over the last (idle) window, or null if it never went quiet. */
+async function quiet(pid) {
+  const started = Date.now();
+  let last = cpuMicros(pid);
+  while (Date.now() - started < QUIET_LIMIT_MS) {
+    await new Promise((r) => setTimeout(r, QUIET_WINDOW_MS));
+    const now = cpuMicros(pid);
+    if (now - last <= 1e6 / CLK_TCK) return { at: now, idleWindowMicros: now - last };
+    last = now;
+  }
+  return null;
+}
+
+/**
+ * `run()` counted from idle to idle: the count starts once the workerd is idle, so work left by
+ * what ran before (alarms, folds, pushes) is not this run's, and ends once it is idle again, so
+ * this run's own trailing work is; the last idle window, which is not the run's, is taken off.
+ */
+async function idleToIdle(pid, run) {
+  const start = await quiet(pid);
+  const before = start?.at ?? cpuMicros(pid);
+  const result = await run();
+  const end = await quiet(pid);
+  const after = end ? end.at - end.idleWindowMicros : cpuMicros(pid);
+  return { requests: result.requests, micros: after - before };
+}
+
+/**
+ * The gateway's CPU per request over the floor's, paired: `chunks` short runs of each, interleaved
+ * (floor, gateway, floor, …), each counted from idle to idle, and summed per side. What moves the
+ * CPU of one process on a shared machine (other processes' load, frequency, cache) moves both
+ * sides of a pair alike, so the sums' ratio holds still where the ratio of two long runs minutes
+ * apart does not. Returns the ratio, each side's µs per request and the chunks' own ratios.
+ */
+export async function pairedCpu(pid, sides, chunks) {
+  const totals = sides.map(() => ({ micros: 0, requests: 0 }));
+  const pairs = [];
+  for (let i = 0; i < chunks; i++) {
+    const per = [];
+    for (const [s, side] of sides.entries()) {
+      const { requests, micros } = await idleToIdle(pid, side.run);
+      totals[s].micros += micros;
+      totals[s].requests += requests;
+      per.push(micros / Math.max(1, requests));
+    }
+    pairs.push(per[1] / per[0]);
+  }
+  const [floor, gateway] = totals.map((t) => t.micros / Math.max(1, t.requests));
+  return { ratio: gateway / floor, floor_us: floor, gateway_us: gateway, chunk_ratios: pairs };
+}
+
 function get(base, host, path, method = "GET") {
   const url = new URL(base);
   return new Promise((resolve, reject) => {

@@ -15,6 +15,18 @@ export function workers({ originUrl, scriptPath }) {
   ];
 }
 
+/**
+ * The two sides of the paired CPU count (counts.mjs pairedCpu): the floor and the gateway at 32
+ * connections over their 100 objects, `requests` each a chunk.
+ */
+export function cpuSides(ctx, requests) {
+  const spread = () => ctx.customers("gateway.bench", "cus_overhead", 100, 1_000_000);
+  return [
+    { id: "floor", run: () => ctx.load({ host: "floor.bench", concurrency: 32, total: requests, request: data(floorKey) }) },
+    { id: "gateway", run: async () => ctx.load({ host: "gateway.bench", concurrency: 32, total: requests, request: data(spreadKey(await spread())) }) },
+  ];
+}
+
 export function rows(ctx) {
   const total = ctx.n(15_000); // 32 connections, 100 customers/objects
   const single = ctx.n(2_000); // *_1conn

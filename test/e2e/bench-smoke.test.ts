@@ -81,7 +81,7 @@ interface BenchRow {
 // Keeps `npm run bench` from rotting: the same script at a tiny scale and one repetition,
 // checked for its table, its JSON file and the accounting checks it prints.
 describe("npm run bench (smoke)", () => {
-  it("prints the table with every row id, exact accounting, and writes the JSON", { timeout: 300_000 }, async () => {
+  it("prints the table with every row id, exact accounting, and writes the JSON", { timeout: 420_000 }, async () => {
     const root = join(import.meta.dirname, "..", "..");
     const jsonPath = join(mkdtempSync(join(tmpdir(), "payg-bench-smoke-")), "bench.json");
     const { stdout } = await promisify(execFile)(process.execPath, [join(root, "scripts/bench.mjs")], {
@@ -170,7 +170,7 @@ describe("npm run bench (smoke)", () => {
     expect(stdout).toMatch(/Cost per million at Cloudflare's list prices/);
   });
 
-  it("counts what a billed request costs with --counts", { timeout: 240_000 }, async () => {
+  it("counts what a billed request costs with --counts", { timeout: 360_000 }, async () => {
     const root = join(import.meta.dirname, "..", "..");
     const jsonPath = join(mkdtempSync(join(tmpdir(), "payg-bench-counts-")), "bench.json");
     const { stdout } = await promisify(execFile)(process.execPath, [join(root, "scripts/bench.mjs"), "--counts"], {
@@ -183,6 +183,7 @@ describe("npm run bench (smoke)", () => {
     const json = JSON.parse(readFileSync(jsonPath, "utf8")) as {
       machine: Record<string, unknown>;
       ratios: Record<string, number>;
+      paired_cpu: { ratio: number; floor_us: number; gateway_us: number; chunk_ratios: number[] };
       cost_per_million_usd: { id: string; total: number }[];
       cron_idle: { customers: number; rpcs_per_run: number };
       rows: BenchRow[];
@@ -191,7 +192,9 @@ describe("npm run bench (smoke)", () => {
     expect(json.rows.map((r) => r.id)).toEqual(["plain", "floor", "gateway", "hot", "gateway_stream", "cap", "hold", "idempotency", "postpaid"]);
     expectCounts(json.rows, ["gateway", "hot", "gateway_stream", "cap", "hold", "idempotency", "postpaid"]);
     expect(json.cost_per_million_usd.map((line) => line.id)).toEqual(["gateway", "hot", "cap", "idempotency", "hold", "postpaid", "gateway_stream"]);
-    expect(json.ratios.cpu_gateway_vs_floor).toBeGreaterThan(0);
+    // The CPU ratio is paired: 8 interleaved chunks a side, the ratio of their sums.
+    expect(json.paired_cpu.chunk_ratios).toHaveLength(8);
+    expect(json.ratios.cpu_gateway_vs_floor).toBeCloseTo(json.paired_cpu.gateway_us / json.paired_cpu.floor_us, 2);
     expect(stdout).toMatch(/\| `gateway` \|.*\| 1\.00 DO req, \d+\.\d\d rows written/);
     // The writes cut (docs/design/one-row-per-charge.md): a plain, a capped key's and a post-paid
     // charge write their charge row only (v22 layout, the journal).
