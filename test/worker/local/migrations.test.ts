@@ -98,6 +98,8 @@ const DEPLOYED = [
   "1714940a929ae0296bd78f663bfe9496aaf5c687a44889d74d7262357e8dc1c2",
   // v22: charge rows clustered on the request id (one row written per charge).
   "935e6cc92ba9a3bd1b338abaaf6620d325ce7111aa90e3795a64ae72776ff8c8",
+  // v23: a charge's Idempotency-Key in flight in its charge row, finished keys clustered on the key.
+  "fc67136a1b99c858260cb30a735bfc9090270ebe1130ab6e606e76ab559623f8",
 ];
 
 describe("schema migrations", () => {
