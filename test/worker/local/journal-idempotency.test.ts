@@ -1,6 +1,10 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import type { CustomerAccount } from "../../../durable-objects/customer-account";
+import type { AccountContext } from "../../../durable-objects/customer-account/core/context";
+import { IdempotencyStore } from "../../../durable-objects/customer-account/request/idempotency";
 import { sha256Hex } from "../../../src/lib/api-key-format";
+import { getConfig } from "../../../src/lib/config";
 import { customerStub, settle, uniqueId } from "../helpers";
 
 const PRICE = 1_000_000;
@@ -180,5 +184,49 @@ describe("an idempotent charge in two rows (restarts)", () => {
     await evictDurableObject(stub);
     expect((await charge("k1", "req_1c")).outcome).toBe("idempotency_not_replayable");
     expect(await balanceOf(stub)).toMatchObject({ balanceMicros: 98 * PRICE, ledgerSumMicros: 98 * PRICE });
+  });
+});
+
+describe("stored responses within their bounds (no index to find the oldest)", () => {
+  it("past max_entries the oldest bodies go, down to 90%; the counts survive a reload and the expiry prune", async () => {
+    const { stub } = await customer();
+    const result = await runInDurableObject(stub, (instance: CustomerAccount, state) => {
+      const hot = (instance as unknown as { hot: AccountContext }).hot;
+      const config = getConfig(hot.env);
+      const limited = () => ({ ...config, IDEMPOTENCY: { ...config.IDEMPOTENCY, max_entries: 10 } });
+      const sql = state.storage.sql;
+      let store = new IdempotencyStore(sql, limited, hot.timers);
+      store.load();
+      const t = 1_000_000;
+      const answer = (i: number) => {
+        store.charged(`key_b k${i}`, FINGERPRINT, `req_${i}`, t + i);
+        store.finish(`key_b k${i}`, `req_${i}`, RESPONSE);
+      };
+      const complete = () =>
+        sql
+          .exec("SELECT key FROM idempotency WHERE status = 'complete' ORDER BY created_at")
+          .toArray()
+          .map((r) => r.key);
+      for (let i = 0; i < 11; i++) answer(i);
+      const evicted = complete();
+      // Counted from SQLite again, as after a restart: one more fits, the next evicts again.
+      store = new IdempotencyStore(sql, limited, hot.timers);
+      store.load();
+      answer(11);
+      const afterReload = complete();
+      answer(12);
+      const again = complete();
+      // Keys expired by the prune leave the count (k4 and k5 were stored): three more fit, none evicted.
+      const next = store.prune(t + 86_400_000 + 5);
+      for (let i = 13; i < 16; i++) answer(i);
+      return { evicted, afterReload, again, next, afterPrune: complete() };
+    });
+    const keys = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `key_b k${from + i}`);
+    expect(result.evicted).toEqual(keys(2, 11));
+    expect(result.afterReload).toEqual(keys(2, 12));
+    expect(result.again).toEqual(keys(4, 13));
+    // Keys k0-k5 expired (created at t + 0..5); the next look is an hour away, not at k6's expiry.
+    expect(result.next).toBe(1_000_000 + 86_400_000 + 5 + 3_600_000);
+    expect(result.afterPrune).toEqual(keys(6, 16));
   });
 });
