@@ -11,11 +11,11 @@ const PRICE = 1_000_000;
 const FINGERPRINT = "f".repeat(64);
 const RESPONSE = { status: 200, headers: [["content-type", "application/json"]], body: new TextEncoder().encode('{"answer":42}').buffer as ArrayBuffer };
 
-async function customer() {
+async function customer(cap: { spendCapCents: number; capPeriod: "day" } | null = null) {
   const id = uniqueId("cus_idem");
   const stub = customerStub(id);
   await stub.upsertProfile(id, { name: "Idempotency" });
-  const created = (await stub.createKey(null))!;
+  const created = (await stub.createKey(null, cap ?? undefined))!;
   await stub.credit({ customerId: id, amountCents: 100, reason: "idempotency test" });
   await settle(id);
   const keyHash = await sha256Hex(created.key);
@@ -149,6 +149,22 @@ describe("an idempotent charge in two rows (restarts)", () => {
     expect(await balanceOf(stub)).toMatchObject({ balanceMicros: 97 * PRICE, ledgerSumMicros: 97 * PRICE, grantsRemainingMicros: 97 * PRICE });
     await evictDurableObject(stub);
     expect(await balanceOf(stub)).toMatchObject({ balanceMicros: 97 * PRICE, ledgerSumMicros: 97 * PRICE });
+  });
+
+  it("the charge that fills a key's cap (written with its effects) holds its key in its charge row too, through a restart", async () => {
+    const { stub, charge, finish } = await customer({ spendCapCents: 2, capPeriod: "day" });
+    const before = await snapshot(stub);
+    // The warm-up spent 1 of the 2 cents: this charge fills the cap, so it is not journaled.
+    expect((await charge("k1", "req_1")).outcome).toBe("ok");
+    const changed = written(before, await snapshot(stub));
+    expect(changed).toMatchObject({ charges: 1, grants: 1 });
+    expect(changed.idempotency).toBeUndefined();
+    await evictDurableObject(stub);
+    expect((await charge("k1", "req_1b")).outcome).toBe("idempotency_in_progress");
+    await finish("k1", "req_1", RESPONSE);
+    await evictDurableObject(stub);
+    expect((await charge("k1", "req_1c")).outcome).toBe("replay");
+    expect(await balanceOf(stub)).toMatchObject({ balanceMicros: 98 * PRICE, ledgerSumMicros: 98 * PRICE });
   });
 
   it("a charge given back forgets its key, through a restart: the retry is a new request, charged once", async () => {
