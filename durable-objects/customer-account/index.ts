@@ -172,9 +172,9 @@ export class CustomerAccount extends DurableObject<Env> {
     return settleHold(this.context, input);
   }
 
-  /** The first request with an Idempotency-Key finished: its response is kept for replays, or not. */
+  /** The first request with an Idempotency-Key finished: its response is kept for replays, or not. Reads no charge's effects: no fold. */
   finishIdempotent(input: { key: string; keyHash: string; requestId: string; outcome: StoredResponse | "not_replayable" | "forget" }): void {
-    if (this.context.account.exists) finishIdempotent(this.context, input);
+    if (this.hot.account.exists) finishIdempotent(this.hot, input);
   }
 
   /** An MCP session's negotiated protocol version when it has no batches (request/mcp-sessions.ts); null otherwise. */

@@ -106,7 +106,7 @@ export class AccountContext {
     const fold = () => this.journal.fold();
     for (const store of [this.grants, this.keys, this.ledger, meterPending, this.account]) store.beforeWrite = fold;
     this.holds = new Holds(this.sql);
-    this.idempotency = new IdempotencyStore(this.sql, config);
+    this.idempotency = new IdempotencyStore(this.sql, config, this.timers);
     this.mcpSessions = new McpSessions(this.sql);
     this.modelUsage = new ModelUsage(this.sql);
     this.invoices = new Invoices(this.sql);
@@ -184,7 +184,9 @@ export class AccountContext {
     this.timers.load();
     this.rollup.load();
     this.autoTopUp.load();
-    if (this.account.exists) this.journal.replay(this.sql);
+    if (!this.account.exists) return;
+    this.journal.replay(this.sql);
+    this.idempotency.load();
   }
 
   /**

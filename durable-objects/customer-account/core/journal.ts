@@ -34,7 +34,7 @@ export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pend
  * - fold() writes the kept-back rows and `folded_seq` in one transaction;
  * - every other write to the grants, the usage rows, a capped key's spend or the account folds first (their
  *   beforeWrite hook), so a written row never already holds an unfolded charge;
- * - every RPC other than authorize folds before it starts, and the alarm before each timer's
+ * - every RPC other than authorize (and finishIdempotent, which reads only its key's rows) folds before it starts, and the alarm before each timer's
  *   handler and the cron visit after each await, so readers of SQLite (summaries, reports, the
  *   rollup, pruning) see every charge;
  * - a charge's fallible writes (this fold when the journal is full, its timers) come before its

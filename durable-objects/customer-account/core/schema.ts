@@ -94,6 +94,8 @@ export const MIGRATIONS: readonly string[] = [
   LEASE_TABLES.v21,
   // v22: charge rows clustered on the request id, one row written per charge (docs/design/one-row-per-charge.md).
   CHARGE_TABLES.v22,
+  // v23: a charge's Idempotency-Key in flight held by its charge row, finished keys clustered on the key (docs/design/idempotency-in-two-rows.md).
+  IDEMPOTENCY_TABLES.v23,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,5 +1,5 @@
 import { formatCents } from "../../../src/lib/money";
-import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
+import { HOUR_MS } from "../../../src/lib/time";
 import { type KeyRecord, periodEnd, periodStart, spentThisPeriod, withinCap } from "../access/key-store";
 import type { AuthorizeResult, KeyCapState } from "../contract";
 import type { AccountContext } from "../core/context";
@@ -124,24 +124,21 @@ function withCap(key: KeyRecord, now: number): { keyCap?: KeyCapState } {
  * else: the journal keeps the rest in memory and folds it in later (journal.ts). On a capped key
  * too, while the cap keeps room for one more charge at this price after it: the key's period spend
  * is replayed from the charge rows like the grants, and the charge that fills the cap (its
- * key.cap_reached event is written with it) is not journaled. Anything more (a hold, an
- * Idempotency-Key, a charge that may move a cohort) is written with its effects,
- * in one transaction.
+ * key.cap_reached event is written with it) is not journaled. With an Idempotency-Key too: the
+ * key in flight is held by the charge row itself (idempotency.ts). Anything more (a hold, a
+ * charge that may move a cohort) is written with its effects, in one transaction.
  */
 function journaled(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
-  return (
-    amount > 0 &&
-    !input.hold &&
-    !input.idempotency &&
-    ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) &&
-    context.withinSlack(now, amount)
-  );
+  return amount > 0 && !input.hold && ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) && context.withinSlack(now, amount);
 }
 
 /** The debit (or the hold) and everything written with it. */
 function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, bucket: number, now: number): Receipt {
   const { account, keys, wallet, charges } = context;
   const a = account.row;
+  // A charge's Idempotency-Key is taken in its charge row, the charge's durable record either way.
+  const idem = input.idempotency && !input.hold && amount > 0 ? { ...input.idempotency, key: scopedKey(key.id, input.idempotency.key) } : null;
+  const keyColumns = idem ? { idem_key: idem.key, idem_fingerprint: idem.fingerprint } : {};
   if (journaled(context, input, key, amount, now)) {
     // Every write that can fail comes before the charge row, with no transaction around them: a
     // failure there leaves nothing charged. After the row only memory changes.
@@ -153,7 +150,19 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     // a replay after a deploy that turned Stripe on or off owes what this charge owed: prepaid, its
     // amount of usage; post-paid, one request on the meter's quantity; nothing with Stripe off.
     const pendingUsage = !context.config.stripeEnabled ? 0 : a.plan === "prepaid" ? amount : 1;
-    context.journal.record({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, pendingUsage });
+    context.journal.record({
+      request_id: input.requestId,
+      meter: input.meter,
+      bucket,
+      plan: a.plan,
+      amount,
+      receipt,
+      key_id: key.id,
+      created_at: now,
+      pendingUsage,
+      ...keyColumns,
+    });
+    if (idem) context.idempotency.charged(idem.key, idem.fingerprint, input.requestId, now);
     context.spendSlack(amount);
     return receipt;
   }
@@ -178,17 +187,15 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
       });
       context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
     } else if (amount > 0) {
-      charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now });
+      charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, ...keyColumns });
       context.timers.at(CHARGES_TIMER, now + chargeRetentionMs(context));
+      if (idem) context.idempotency.charged(idem.key, idem.fingerprint, input.requestId, now);
     }
     // A hold is counted as the request (quantity 0 for post-paid: its units are reported when it settles).
     const quantity = input.hold ? 0 : amount > 0 ? 1 : 0;
     wallet.charge({ meter: input.meter, bucket, now }, amount, context.reports.accrue(a.plan, input.meter, -amount, quantity), 1, receipt);
     if (amount > 0) keys.spend(key.id, amount, now);
-    if (input.idempotency) {
-      context.idempotency.begin(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, input.requestId, now);
-      context.timers.at(IDEMPOTENCY_TIMER, now + DAY_MS);
-    }
+    if (input.idempotency && !idem) context.idempotency.begin(scopedKey(key.id, input.idempotency.key), input.idempotency.fingerprint, input.requestId, now);
     // The charge that fills the cap is the crossing: its event is written in this same step.
     if (amount > 0 && key.spend_cap_cents !== null && !withinCap(key, amount, now)) context.keyCapReached(key.id, key.spend_cap_cents);
     context.charged(now, amount);
@@ -266,6 +273,7 @@ export function refund(context: AccountContext, input: { requestId: string; now?
     });
     if (row.key_id) keys.spend(row.key_id, -row.amount, now, row.created_at);
     charges.markRefunded(row.request_id, now);
+    if (row.idem_key) context.idempotency.refunded(row.idem_key, row.request_id);
     context.changed(now);
     return restored;
   });
@@ -283,8 +291,9 @@ function chargeRetentionMs(context: AccountContext): number {
   return context.config.GOVERNANCE.origin_timeout_ms + REFUND_WINDOW_MARGIN_MS;
 }
 
-/** The charges timer: drops rows no refund can need any more. */
+/** The charges timer: drops rows no refund can need any more (a key their request never finished is kept, not replayable). */
 export function pruneCharges(context: AccountContext, now: number): void {
+  context.idempotency.abandon(now - chargeRetentionMs(context));
   if (context.charges.prune(now, chargeRetentionMs(context))) context.timers.at(CHARGES_TIMER, now + 60_000);
 }
 

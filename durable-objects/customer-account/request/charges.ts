@@ -47,6 +47,9 @@ export interface ChargeRow {
   status: "charged" | "refunded";
   created_at: number;
   refunded_at: number | null;
+  /** Since v23: the client's scoped Idempotency-Key and its fingerprint (request/idempotency.ts), cleared if the charge is given back. */
+  idem_key?: string | null;
+  idem_fingerprint?: string | null;
 }
 
 /**
@@ -66,7 +69,7 @@ export class ChargeLog {
   /** `journal`: the charge's place in the journal (journal.ts); a charge written with its effects has none. */
   insert(row: Omit<ChargeRow, "status" | "refunded_at">, journal: { seq: number; pendingUsage: number } | null = null): void {
     this.sql.exec(
-      "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, seq, pending_usage) VALUES (?, ?, ?, ?, ?, ?, ?, 'charged', ?, ?, ?)",
+      "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, seq, pending_usage, idem_key, idem_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, 'charged', ?, ?, ?, ?, ?)",
       row.request_id,
       row.meter,
       row.bucket,
@@ -77,11 +80,14 @@ export class ChargeLog {
       row.created_at,
       journal?.seq ?? null,
       journal?.pendingUsage ?? 0,
+      row.idem_key ?? null,
+      row.idem_fingerprint ?? null,
     );
   }
 
+  /** Given back: its Idempotency-Key, if any, is forgotten with it (a retry is a new request). */
   markRefunded(requestId: string, now: number): void {
-    this.sql.exec("UPDATE charges SET status = 'refunded', refunded_at = ? WHERE request_id = ?", now, requestId);
+    this.sql.exec("UPDATE charges SET status = 'refunded', refunded_at = ?, idem_key = NULL, idem_fingerprint = NULL WHERE request_id = ?", now, requestId);
   }
 
   refundsSince(since: number): number {

@@ -98,6 +98,8 @@ const DEPLOYED = [
   "1714940a929ae0296bd78f663bfe9496aaf5c687a44889d74d7262357e8dc1c2",
   // v22: charge rows clustered on the request id (one row written per charge).
   "935e6cc92ba9a3bd1b338abaaf6620d325ce7111aa90e3795a64ae72776ff8c8",
+  // v23: a charge's Idempotency-Key in flight in its charge row, finished keys clustered on the key.
+  "fc67136a1b99c858260cb30a735bfc9090270ebe1130ab6e606e76ab559623f8",
 ];
 
 describe("schema migrations", () => {
@@ -306,6 +308,56 @@ describe("schema migrations", () => {
     ]);
     // The unfolded charge was replayed onto the account once, and folded by the reads above.
     expect(after.folded).toEqual({ folded_seq: 1, pending_usage: 5 * M });
+  });
+
+  it("upgrades version 22: idempotency rows move to the table keyed by key, each kept, and still replay (scoped, unscoped, in flight)", async () => {
+    const id = uniqueId("cus_v22");
+    const now = Date.now();
+    const keyHash = await sha256Hex(`payg_${id}.${"K".repeat(43)}`);
+    const fingerprint = "f".repeat(64);
+    const body = new TextEncoder().encode('{"kept":true}');
+    await seedAt(id, 22, (sql, t) => {
+      sql.exec("INSERT INTO api_keys (id, hash, prefix, name, created_at) VALUES ('key_live', ?, 'payg_x', 'live', ?)", keyHash, t);
+      const insert =
+        "INSERT INTO idempotency (key, fingerprint, request_id, status, response_status, response_headers, body, size, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+      const headers = JSON.stringify([["content-type", "application/json"]]);
+      // A scoped key's stored answer, one stored before keys were scoped (the client's key alone), and one in flight.
+      sql.exec(insert, "key_live scoped", fingerprint, "req_scoped", "complete", 201, headers, body, body.byteLength, now, now + 86_400_000);
+      sql.exec(insert, "legacy", fingerprint, "req_legacy", "complete", 200, headers, body, body.byteLength, now, now + 86_400_000);
+      sql.exec(insert, "key_live flying", fingerprint, "req_flying", "in_flight", null, null, null, 0, now, now + 86_400_000);
+    });
+    await evictDurableObject(customerStub(id));
+    const stub = customerStub(id);
+    const retry = (key: string, requestId: string) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: 1_000_000, requestId, idempotency: { key, fingerprint } });
+    const scoped = await retry("scoped", "req_a");
+    expect(scoped).toMatchObject({ outcome: "replay", response: { status: 201 } });
+    expect(new Uint8Array((scoped as { response: { body: ArrayBuffer } }).response.body)).toEqual(body);
+    expect(await retry("legacy", "req_b")).toMatchObject({ outcome: "replay", response: { status: 200 } });
+    expect((await retry("flying", "req_c")).outcome).toBe("idempotency_in_progress");
+    // The request in flight before the upgrade finishes into its own row, and replays.
+    await stub.finishIdempotent({ key: "flying", keyHash, requestId: "req_flying", outcome: { status: 202, headers: [], body: body.buffer as ArrayBuffer } });
+    expect(await retry("flying", "req_d")).toMatchObject({ outcome: "replay", response: { status: 202 } });
+    const after = await runInDurableObject(stub, (_instance, state) => {
+      const sql = state.storage.sql;
+      return {
+        ddl: sql.exec("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'idempotency'").one().sql as string,
+        indexes: sql.exec("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'idempotency'").toArray(),
+        rows: sql.exec("SELECT key, request_id, status, size FROM idempotency ORDER BY key").toArray(),
+        chargeColumns: sql
+          .exec("SELECT name FROM pragma_table_info('charges') WHERE name LIKE 'idem%'")
+          .toArray()
+          .map((r) => r.name),
+      };
+    });
+    // One b-tree and no index: a finished key writes one row.
+    expect(after.ddl).toMatch(/WITHOUT ROWID\s*$/);
+    expect(after.indexes).toEqual([]);
+    expect(after.rows).toEqual([
+      { key: "key_live flying", request_id: "req_flying", status: "complete", size: body.byteLength },
+      { key: "key_live scoped", request_id: "req_scoped", status: "complete", size: body.byteLength },
+      { key: "legacy", request_id: "req_legacy", status: "complete", size: body.byteLength },
+    ]);
+    expect(after.chargeColumns).toEqual(["idem_key", "idem_fingerprint"]);
   });
 
   it("creates no storage for a customer id that was never set up", async () => {
