@@ -184,15 +184,20 @@ export class AccountContext {
     this.timers.load();
     this.rollup.load();
     this.autoTopUp.load();
-    if (this.account.exists) this.journal.replay(this.sql);
+    if (this.account.exists) {
+      this.charges.load();
+      this.journal.replay();
+    }
   }
 
   /**
    * Several writes as one transaction, after the journal is folded in (so what they read from
-   * SQLite and write back holds every charge); on failure the in-memory copies are reloaded.
+   * SQLite and write back holds every charge); on failure the in-memory copies are reloaded. The
+   * charges a group-commit batch holds are written first, outside: a rollback must not take them.
    */
   atomically<T>(fn: () => T): T {
     try {
+      this.journal.writeHeld();
       return this.state.storage.transactionSync(() => {
         this.journal.fold();
         return fn();

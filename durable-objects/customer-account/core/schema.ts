@@ -94,6 +94,8 @@ export const MIGRATIONS: readonly string[] = [
   LEASE_TABLES.v21,
   // v22: charge rows clustered on the request id, one row written per charge (docs/design/one-row-per-charge.md).
   CHARGE_TABLES.v22,
+  // v23: a group-commit batch's journaled charges in one row (docs/design/one-row-per-batch.md).
+  CHARGE_TABLES.v23,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

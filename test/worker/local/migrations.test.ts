@@ -98,6 +98,8 @@ const DEPLOYED = [
   "1714940a929ae0296bd78f663bfe9496aaf5c687a44889d74d7262357e8dc1c2",
   // v22: charge rows clustered on the request id (one row written per charge).
   "935e6cc92ba9a3bd1b338abaaf6620d325ce7111aa90e3795a64ae72776ff8c8",
+  // v23: a group-commit batch's charges in one row (docs/design/one-row-per-batch.md).
+  "8349b12074bfbdc7b42309499013c618888c7cda890caf4a66f0f4fee778ad57",
 ];
 
 describe("schema migrations", () => {
