@@ -3,9 +3,9 @@ import type { GrantBook } from "../credit/grants";
 import type { Ledger } from "../credit/ledger";
 import type { Wallet } from "../credit/wallet";
 import type { ChargeLog, ChargeRow } from "../request/charges";
-import type { BatchedWrites } from "./group-commit";
 import type { MeterPending } from "../stripe/meter-pending";
 import type { AccountStore } from "./account";
+import type { BatchedWrites } from "./group-commit";
 
 export const JOURNAL_TABLES = {
   v12: `

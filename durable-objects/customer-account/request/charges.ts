@@ -111,7 +111,11 @@ export class ChargeLog {
 
   /** A journaled charge of the batch running now, held for its batch row; refused if its id was charged. */
   hold(charge: BatchedCharge): void {
-    if (this.held.has(charge.request_id) || this.batchOf.has(charge.request_id) || this.sql.exec("SELECT 1 FROM charges WHERE request_id = ?", charge.request_id).toArray().length) {
+    if (
+      this.held.has(charge.request_id) ||
+      this.batchOf.has(charge.request_id) ||
+      this.sql.exec("SELECT 1 FROM charges WHERE request_id = ?", charge.request_id).toArray().length
+    ) {
       throw new Error(DUPLICATE);
     }
     this.held.set(charge.request_id, charge);
