@@ -76,7 +76,9 @@ export class ChargeJournal implements BatchedWrites {
    * request before its charge row is written.
    */
   makeRoom(): void {
-    if (this.unfolded >= FOLD_EVERY) this.fold();
+    // Not in the middle of a batch (its held charges would become a row of their own), unless the
+    // batch alone has run the journal to twice its size: the next batch's first charge folds.
+    if (this.unfolded >= FOLD_EVERY && (this.deps.charges.heldCount === 0 || this.unfolded >= 2 * FOLD_EVERY)) this.fold();
   }
 
   /**

@@ -126,6 +126,10 @@ export class ChargeLog {
     this.held.delete(requestId);
   }
 
+  get heldCount(): number {
+    return this.held.size;
+  }
+
   /** The charges held and not written, in journal order. */
   get holding(): BatchedCharge[] {
     return [...this.held.values()];
