@@ -33,6 +33,8 @@ type Outcome = { ok: true; value: unknown; kept: number } | { ok: false; error: 
 export class GroupCommit {
   private queue: { step: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
   private committing = false;
+  /** The last batch had more than one step: the next request at an idle object waits a turn for company. */
+  private concurrent = false;
   /** Commits made and steps they carried, for the benchmark's and the tests' view of the grouping. */
   readonly stats = { commits: 0, steps: 0, largest: 0 };
 
@@ -44,13 +46,20 @@ export class GroupCommit {
   /**
    * Runs `step` now when no commit is pending (its reply leaves once that commit is durable: the
    * runtime's output gate holds it), or queues it for the batch that runs when the pending commit
-   * is durable.
+   * is durable. While requests come concurrently (the last batch had more than one step), one that
+   * finds no commit pending is queued for the event loop's next turn instead of running alone, so
+   * the requests delivered with it share its batch and its charge row (one-row-per-batch.md).
    */
   run<T>(step: () => T): T | Promise<T> {
-    if (this.committing) {
-      return new Promise<T>((resolve, reject) => {
+    if (this.committing || this.concurrent) {
+      const result = new Promise<T>((resolve, reject) => {
         this.queue.push({ step, resolve: resolve as (value: unknown) => void, reject });
       });
+      if (!this.committing) {
+        this.committing = true;
+        setTimeout(() => void this.drain(), 0);
+      }
+      return result;
     }
     const [outcome] = this.execute([{ step }]);
     this.committing = true;
@@ -67,6 +76,7 @@ export class GroupCommit {
     this.stats.commits++;
     this.stats.steps += batch.length;
     this.stats.largest = Math.max(this.stats.largest, batch.length);
+    this.concurrent = batch.length > 1;
     const writes = this.writes;
     writes?.open();
     const outcomes = batch.map(({ step }): Outcome => {
@@ -88,7 +98,7 @@ export class GroupCommit {
     return outcomes;
   }
 
-  /** The pending commit is durable: the steps that queued meanwhile run as one batch, and so on. */
+  /** The steps queued during the pending commit (or the turn) run as one batch, and so on. */
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0);

@@ -78,6 +78,24 @@ describe("group commit (GROUP_COMMIT on, the default)", () => {
     });
   });
 
+  it("while requests come concurrently, one that finds no commit pending waits a turn for the ones delivered with it", async () => {
+    const { stub } = await customer(0);
+    await runInDurableObject(stub, async (_instance, state) => {
+      const commits = new GroupCommit(state.storage);
+      const burst = (from: number) => Promise.all([0, 1, 2, 3, 4].map((i) => commits.run(() => from + i)));
+      expect(await burst(0)).toEqual([0, 1, 2, 3, 4]);
+      // An idle object: the first ran alone, the four delivered with it shared the next commit.
+      expect(commits.stats).toEqual({ commits: 2, steps: 5, largest: 4 });
+      // That batch had company: the next burst's first step waits a turn and all five share one commit.
+      expect(await burst(10)).toEqual([10, 11, 12, 13, 14]);
+      expect(commits.stats).toEqual({ commits: 3, steps: 10, largest: 5 });
+      // A lone step again (a batch of one): the one after it runs at once.
+      await commits.run(() => 20);
+      await commits.run(() => 21);
+      expect(commits.stats).toEqual({ commits: 5, steps: 12, largest: 5 });
+    });
+  });
+
   it("a batch writes one charge row; folded in, the usage rows, the grant and the account end exactly as 40 single charges would leave them", async () => {
     const { stub, keyHash } = await customer(100);
     const results = await Promise.all(
