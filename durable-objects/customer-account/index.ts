@@ -47,7 +47,7 @@ export class CustomerAccount extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.hot = new AccountContext(ctx, env);
-    this.commits = new GroupCommit(ctx.storage);
+    this.commits = new GroupCommit(ctx.storage, this.hot.journal);
     // Keep-alive pings from live pages are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     ctx.blockConcurrencyWhile(async () => {

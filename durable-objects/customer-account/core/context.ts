@@ -106,7 +106,7 @@ export class AccountContext {
     const fold = () => this.journal.fold();
     for (const store of [this.grants, this.keys, this.ledger, meterPending, this.account]) store.beforeWrite = fold;
     this.holds = new Holds(this.sql);
-    this.idempotency = new IdempotencyStore(this.sql, config, this.timers);
+    this.idempotency = new IdempotencyStore(this.sql, config, this.timers, this.charges);
     this.mcpSessions = new McpSessions(this.sql);
     this.modelUsage = new ModelUsage(this.sql);
     this.invoices = new Invoices(this.sql);
@@ -185,16 +185,19 @@ export class AccountContext {
     this.rollup.load();
     this.autoTopUp.load();
     if (!this.account.exists) return;
-    this.journal.replay(this.sql);
+    this.charges.load();
+    this.journal.replay();
     this.idempotency.load();
   }
 
   /**
    * Several writes as one transaction, after the journal is folded in (so what they read from
-   * SQLite and write back holds every charge); on failure the in-memory copies are reloaded.
+   * SQLite and write back holds every charge); on failure the in-memory copies are reloaded. The
+   * charges a group-commit batch holds are written first, outside: a rollback must not take them.
    */
   atomically<T>(fn: () => T): T {
     try {
+      this.journal.writeHeld();
       return this.state.storage.transactionSync(() => {
         this.journal.fold();
         return fn();

@@ -13,25 +13,53 @@
  * A step that throws rejects only its own caller: each step's writes are atomic on their own (a
  * plain charge is one row, see journal.ts; anything more runs in its own transaction). A failed
  * commit rejects every caller whose writes it held.
+ *
+ * Steps may keep writes back for the batch's end (`writes`: the journal holds a batch's charges for
+ * one row, docs/design/one-row-per-batch.md). Those are written before the batch's commit; when
+ * they cannot be, every step whose write was still kept back is rejected, the others stand.
  */
+export interface BatchedWrites {
+  open(): void;
+  /** Writes kept back since open(): a step that raised it kept one back, numbered by it. */
+  readonly kept: number;
+  /** How many of those are written already (numbers up to it). */
+  readonly written: number;
+  /** Writes what is still kept back; throws when it cannot (then none of that is written). */
+  close(): void;
+}
+
+type Outcome = { ok: true; value: unknown; kept: number } | { ok: false; error: unknown };
+
 export class GroupCommit {
   private queue: { step: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
   private committing = false;
+  /** The last batch had more than one step: the next request at an idle object waits a turn for company. */
+  private concurrent = false;
   /** Commits made and steps they carried, for the benchmark's and the tests' view of the grouping. */
   readonly stats = { commits: 0, steps: 0, largest: 0 };
 
-  constructor(private readonly storage: DurableObjectStorage) {}
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly writes?: BatchedWrites,
+  ) {}
 
   /**
    * Runs `step` now when no commit is pending (its reply leaves once that commit is durable: the
    * runtime's output gate holds it), or queues it for the batch that runs when the pending commit
-   * is durable.
+   * is durable. While requests come concurrently (the last batch had more than one step), one that
+   * finds no commit pending is queued for the event loop's next turn instead of running alone, so
+   * the requests delivered with it share its batch and its charge row (one-row-per-batch.md).
    */
   run<T>(step: () => T): T | Promise<T> {
-    if (this.committing) {
-      return new Promise<T>((resolve, reject) => {
+    if (this.committing || this.concurrent) {
+      const result = new Promise<T>((resolve, reject) => {
         this.queue.push({ step, resolve: resolve as (value: unknown) => void, reject });
       });
+      if (!this.committing) {
+        this.committing = true;
+        setTimeout(() => void this.drain(), 0);
+      }
+      return result;
     }
     const [outcome] = this.execute([{ step }]);
     this.committing = true;
@@ -44,20 +72,33 @@ export class GroupCommit {
   }
 
   /** Runs a batch's steps, one after another; each step's outcome. */
-  private execute(batch: { step: () => unknown }[]): ({ ok: true; value: unknown } | { ok: false; error: unknown })[] {
+  private execute(batch: { step: () => unknown }[]): Outcome[] {
     this.stats.commits++;
     this.stats.steps += batch.length;
     this.stats.largest = Math.max(this.stats.largest, batch.length);
-    return batch.map(({ step }) => {
+    this.concurrent = batch.length > 1;
+    const writes = this.writes;
+    writes?.open();
+    const outcomes = batch.map(({ step }): Outcome => {
+      const before = writes?.kept ?? 0;
       try {
-        return { ok: true as const, value: step() };
+        const value = step();
+        const kept = writes?.kept ?? 0;
+        return { ok: true, value, kept: kept > before ? kept : 0 };
       } catch (error) {
-        return { ok: false as const, error };
+        return { ok: false, error };
       }
     });
+    try {
+      writes?.close();
+    } catch (error) {
+      const written = writes!.written;
+      return outcomes.map((outcome) => (outcome.ok && outcome.kept > written ? { ok: false, error } : outcome));
+    }
+    return outcomes;
   }
 
-  /** The pending commit is durable: the steps that queued meanwhile run as one batch, and so on. */
+  /** The steps queued during the pending commit (or the turn) run as one batch, and so on. */
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0);

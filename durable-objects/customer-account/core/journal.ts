@@ -1,10 +1,11 @@
 import type { KeyStore } from "../access/key-store";
-import type { GrantBook, Receipt } from "../credit/grants";
+import type { GrantBook } from "../credit/grants";
 import type { Ledger } from "../credit/ledger";
 import type { Wallet } from "../credit/wallet";
 import type { ChargeLog, ChargeRow } from "../request/charges";
 import type { MeterPending } from "../stripe/meter-pending";
 import type { AccountStore } from "./account";
+import type { BatchedWrites } from "./group-commit";
 
 export const JOURNAL_TABLES = {
   v12: `
@@ -13,8 +14,12 @@ ALTER TABLE charges ADD COLUMN pending_usage INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE account ADD COLUMN folded_seq INTEGER NOT NULL DEFAULT 0;`,
 };
 
-/** Unfolded charges at which the next charge folds the journal in first (journal.makeRoom). */
-export const FOLD_EVERY = 100;
+/**
+ * Unfolded charges at which the next charge folds the journal in first (journal.makeRoom). It
+ * bounds what a restart replays; 400, not 100, since a hot customer's charges share batch rows
+ * (the replay reads a row per batch) and each fold writes about three rows (one-row-per-batch.md).
+ */
+export const FOLD_EVERY = 400;
 
 /**
  * A charge kept back in memory. `pendingUsage` (the row's `pending_usage`) is what it owes Stripe,
@@ -40,11 +45,21 @@ export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pend
  * - a charge's fallible writes (this fold when the journal is full, its timers) come before its
  *   row, and nothing after the row writes: a request that fails leaves nothing charged;
  * - a failed transaction reloads memory from SQLite and replays the journal (AccountContext.load).
+ *
+ * Under group commit (docs/design/one-row-per-batch.md) a batch's charges are held and written as
+ * one row when the batch ends, before its commit (close()), or before anything else writes: the
+ * fold, and every step written with its effects (AccountContext.atomically), write the held row
+ * first, so SQLite never holds the effects of a charge whose row is not written.
  */
-export class ChargeJournal {
+export class ChargeJournal implements BatchedWrites {
   /** The last sequence number given to a charge row. */
   private seq = 0;
   private unfolded = 0;
+  /** A group-commit batch is running: charges are held for its row (open() to close()). */
+  private batching = false;
+  /** Charges held since open(), and how many of them are written (BatchedWrites). */
+  kept = 0;
+  written = 0;
 
   constructor(
     private readonly deps: {
@@ -65,7 +80,9 @@ export class ChargeJournal {
    * request before its charge row is written.
    */
   makeRoom(): void {
-    if (this.unfolded >= FOLD_EVERY) this.fold();
+    // Not in the middle of a batch (its held charges would become a row of their own), unless the
+    // batch alone has run the journal to twice its size: the next batch's first charge folds.
+    if (this.unfolded >= FOLD_EVERY && (this.deps.charges.heldCount === 0 || this.unfolded >= 2 * FOLD_EVERY)) this.fold();
   }
 
   /**
@@ -75,12 +92,49 @@ export class ChargeJournal {
    */
   record(charge: JournaledCharge): void {
     const seq = this.seq + 1;
-    this.deps.charges.insert(charge, { seq, pendingUsage: charge.pendingUsage });
+    if (this.batching) {
+      this.deps.charges.hold({ ...charge, seq });
+      this.kept++;
+    } else {
+      this.deps.charges.insert(charge, { seq, pendingUsage: charge.pendingUsage });
+    }
     this.seq = seq;
     this.unfolded++;
     try {
       this.apply(charge);
     } catch (error) {
+      if (this.batching) {
+        this.deps.charges.unhold(charge.request_id);
+        this.kept--;
+      }
+      this.deps.reload();
+      throw error;
+    }
+  }
+
+  /** A group-commit batch starts: its charges are held for one row. */
+  open(): void {
+    this.batching = true;
+    this.kept = 0;
+    this.written = 0;
+  }
+
+  /**
+   * Writes the held charges' row, outside any transaction (one that rolls back must not take it
+   * with it). On failure they stay held, and stay applied in memory: close() writes them or drops them.
+   */
+  writeHeld(): void {
+    this.deps.charges.writeHeld();
+    this.written = this.kept;
+  }
+
+  /** The batch ran: its held charges' row is written before its commit; if it cannot be, none is charged. */
+  close(): void {
+    this.batching = false;
+    try {
+      this.writeHeld();
+    } catch (error) {
+      this.deps.charges.dropHeld();
       this.deps.reload();
       throw error;
     }
@@ -88,6 +142,7 @@ export class ChargeJournal {
 
   /** Writes what the unfolded charges moved, and how far that goes, in one transaction. */
   fold(): void {
+    this.writeHeld();
     if (this.unfolded === 0) return;
     const { storage, grants, keys, ledger, meterPending, account } = this.deps;
     try {
@@ -105,28 +160,17 @@ export class ChargeJournal {
     this.unfolded = 0;
   }
 
-  /** After a (re)load from SQLite: the charges past `folded_seq`, applied again in memory. */
-  replay(sql: SqlStorage): void {
+  /**
+   * After a (re)load from SQLite: the charges past `folded_seq`, applied again in memory, then the
+   * charges a running batch holds (still to be written, or dropped by close()).
+   */
+  replay(): void {
     const folded = this.deps.account.row.folded_seq;
-    const rows = sql
-      .exec("SELECT seq, request_id, meter, bucket, plan, amount, receipt, key_id, created_at, pending_usage FROM charges WHERE seq > ? ORDER BY seq", folded)
-      .toArray();
+    const charges = [...this.deps.charges.journaledAfter(folded), ...this.deps.charges.holding];
     // Set first: should a replay ever throw, the next charge still never reuses a sequence number.
-    this.seq = rows.length ? (rows[rows.length - 1]!.seq as number) : folded;
-    this.unfolded = rows.length;
-    for (const row of rows) {
-      this.apply({
-        request_id: row.request_id as string,
-        meter: row.meter as string,
-        bucket: row.bucket as number,
-        plan: row.plan as ChargeRow["plan"],
-        amount: row.amount as number,
-        receipt: JSON.parse(row.receipt as string) as Receipt,
-        key_id: row.key_id as string | null,
-        created_at: row.created_at as number,
-        pendingUsage: row.pending_usage as number,
-      });
-    }
+    this.seq = charges.length ? charges[charges.length - 1]!.seq : folded;
+    this.unfolded = charges.length;
+    for (const { seq: _seq, ...charge } of charges) this.apply(charge);
   }
 
   /** What wallet.charge does for a request, kept back in memory. */

@@ -96,6 +96,8 @@ export const MIGRATIONS: readonly string[] = [
   CHARGE_TABLES.v22,
   // v23: a charge's Idempotency-Key in flight held by its charge row, finished keys clustered on the key (docs/design/idempotency-in-two-rows.md).
   IDEMPOTENCY_TABLES.v23,
+  // v24: a group-commit batch's journaled charges in one row (docs/design/one-row-per-batch.md).
+  CHARGE_TABLES.v24,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,6 +1,7 @@
 import type { Config } from "../../../src/lib/config";
 import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
 import type { Timers } from "../core/timers";
+import type { ChargeLog } from "./charges";
 
 /** v8's columns, which v23 keeps (v8's text, and so its pinned hash, unchanged). */
 const V8_COLUMNS = `
@@ -102,20 +103,16 @@ export class IdempotencyStore {
     private readonly sql: SqlStorage,
     private readonly config: () => Config,
     private readonly timers: Timers,
+    private readonly charges: ChargeLog,
   ) {}
 
-  /** After a (re)load: charge rows with a key and no finished row for their request are in flight. */
+  /** After a (re)load: kept charges with a key (batch members too) and no finished row for their request are in flight. */
   load(): void {
-    this.inFlight = new Map(
-      this.sql
-        .exec(
-          `SELECT c.idem_key AS key, c.idem_fingerprint AS fingerprint, c.request_id, c.created_at FROM charges c
-           LEFT JOIN idempotency i ON i.key = c.idem_key AND i.request_id = c.request_id
-           WHERE c.idem_key IS NOT NULL AND i.key IS NULL`,
-        )
-        .toArray()
-        .map((r) => [r.key as string, { requestId: r.request_id as string, fingerprint: r.fingerprint as string, createdAt: r.created_at as number }]),
-    );
+    this.inFlight = new Map();
+    for (const charge of this.charges.idempotencyKeys()) {
+      const finished = this.sql.exec("SELECT 1 FROM idempotency WHERE key = ? AND request_id = ?", charge.key, charge.requestId).toArray().length > 0;
+      if (!finished) this.inFlight.set(charge.key, { requestId: charge.requestId, fingerprint: charge.fingerprint, createdAt: charge.createdAt });
+    }
     const totals = this.sql.exec("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM idempotency WHERE status = 'complete'").one();
     this.stored = { count: totals.n as number, bytes: totals.bytes as number };
   }
@@ -208,7 +205,7 @@ export class IdempotencyStore {
   /** A charge's key finished: its one row (the charge row holds it until now), or, given back, the key cleared from the charge row. */
   private finishCharge(key: string, flight: InFlight, outcome: Outcome): void {
     if (outcome === "forget") {
-      this.sql.exec("UPDATE charges SET idem_key = NULL, idem_fingerprint = NULL WHERE request_id = ?", flight.requestId);
+      this.charges.forgetIdempotencyKey(flight.requestId);
       this.inFlight.delete(key);
       return;
     }

@@ -36,7 +36,12 @@ describe("group commit (GROUP_COMMIT on, the default)", () => {
   it("what a grouped reply reports is what storage holds: the debits survive the object being reloaded", async () => {
     const { stub, keyHash } = await customer(30);
     await Promise.all(Array.from({ length: 20 }, (_, i) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: CENT, requestId: `req_${i}` })));
-    expect(await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM charges").one().n)).toBe(20);
+    // Twenty charges, in fewer rows: a batch's charges share one (docs/design/one-row-per-batch.md).
+    const charges = await runInDurableObject(stub, (_instance, state) =>
+      state.storage.sql.exec("SELECT COUNT(*) AS rows, COUNT(*) + COALESCE(SUM(json_array_length(batch)), 0) AS charges FROM charges").one(),
+    );
+    expect(charges.charges).toBe(20);
+    expect(charges.rows).toBeLessThan(20);
     // A new instance has only what was committed: the charge rows, replayed (journal.ts).
     await evictDurableObject(stub);
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 10 * CENT, ledgerSumMicros: 10 * CENT, grantsRemainingMicros: 10 * CENT });
@@ -73,7 +78,25 @@ describe("group commit (GROUP_COMMIT on, the default)", () => {
     });
   });
 
-  it("a batch writes a charge row per request; folded in, the usage rows, the grant and the account end exactly as 40 single charges would leave them", async () => {
+  it("while requests come concurrently, one that finds no commit pending waits a turn for the ones delivered with it", async () => {
+    const { stub } = await customer(0);
+    await runInDurableObject(stub, async (_instance, state) => {
+      const commits = new GroupCommit(state.storage);
+      const burst = (from: number) => Promise.all([0, 1, 2, 3, 4].map((i) => commits.run(() => from + i)));
+      expect(await burst(0)).toEqual([0, 1, 2, 3, 4]);
+      // An idle object: the first ran alone, the four delivered with it shared the next commit.
+      expect(commits.stats).toEqual({ commits: 2, steps: 5, largest: 4 });
+      // That batch had company: the next burst's first step waits a turn and all five share one commit.
+      expect(await burst(10)).toEqual([10, 11, 12, 13, 14]);
+      expect(commits.stats).toEqual({ commits: 3, steps: 10, largest: 5 });
+      // A lone step again (a batch of one): the one after it runs at once.
+      await commits.run(() => 20);
+      await commits.run(() => 21);
+      expect(commits.stats).toEqual({ commits: 5, steps: 12, largest: 5 });
+    });
+  });
+
+  it("a batch writes one charge row; folded in, the usage rows, the grant and the account end exactly as 40 single charges would leave them", async () => {
     const { stub, keyHash } = await customer(100);
     const results = await Promise.all(
       Array.from({ length: 40 }, (_, i) => stub.authorize({ keyHash, meter: i % 2 ? "search" : "api_requests", priceMicros: i % 2 ? 50_000 : CENT, requestId: `req_${i}` })),

@@ -211,7 +211,7 @@ describe("stored responses within their bounds (no index to find the oldest)", (
       const config = getConfig(hot.env);
       const limited = () => ({ ...config, IDEMPOTENCY: { ...config.IDEMPOTENCY, max_entries: 10 } });
       const sql = state.storage.sql;
-      let store = new IdempotencyStore(sql, limited, hot.timers);
+      let store = new IdempotencyStore(sql, limited, hot.timers, hot.charges);
       store.load();
       const t = 1_000_000;
       const answer = (i: number) => {
@@ -226,7 +226,7 @@ describe("stored responses within their bounds (no index to find the oldest)", (
       for (let i = 0; i < 11; i++) answer(i);
       const evicted = complete();
       // Counted from SQLite again, as after a restart: one more fits, the next evicts again.
-      store = new IdempotencyStore(sql, limited, hot.timers);
+      store = new IdempotencyStore(sql, limited, hot.timers, hot.charges);
       store.load();
       answer(11);
       const afterReload = complete();
@@ -244,5 +244,32 @@ describe("stored responses within their bounds (no index to find the oldest)", (
     // Keys k0-k5 expired (created at t + 0..5); the next look is an hour away, not at k6's expiry.
     expect(result.next).toBe(1_000_000 + 86_400_000 + 5 + 3_600_000);
     expect(result.afterPrune).toEqual(keys(6, 16));
+  });
+});
+
+describe("idempotent charges that share a group-commit batch row", () => {
+  it("keys in flight inside a batch row survive a restart; one finished replays, one forgotten is a new request, the rest stay refused", async () => {
+    const { stub, charge, finish } = await customer();
+    const keys = Array.from({ length: 8 }, (_, i) => `batched_${i}`);
+    // Concurrent: group commit holds them and writes them as batch rows (the first of each in the columns).
+    const first = await Promise.all(keys.map((key, i) => charge(key, `b_${i}`)));
+    expect(first.map((r) => r.outcome)).toEqual(keys.map(() => "ok"));
+    const batched = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM charges WHERE batch IS NOT NULL").one().n as number);
+    expect(batched).toBeGreaterThan(0);
+
+    await evictDurableObject(stub);
+    // Every key is in flight again after the restart, wherever its charge row is.
+    for (const [i, key] of keys.entries()) expect((await charge(key, `retry_${i}`)).outcome).toBe("idempotency_in_progress");
+    await finish(keys[0]!, "b_0", RESPONSE);
+    await finish(keys[7]!, "b_7", RESPONSE);
+    await finish(keys[6]!, "b_6", "forget");
+    await evictDurableObject(stub);
+    expect((await charge(keys[0]!, "again_0")).outcome).toBe("replay");
+    expect((await charge(keys[7]!, "again_7")).outcome).toBe("replay");
+    // Forgotten (its charge charged nothing in the end): a new request, charged once more.
+    expect((await charge(keys[6]!, "again_6")).outcome).toBe("ok");
+    for (const i of [1, 2, 3, 4, 5]) expect((await charge(keys[i]!, `again_${i}`)).outcome).toBe("idempotency_in_progress");
+    // 1 warm-up charge, 8 batched, 1 again: 10 cents of 100.
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 90 * PRICE, ledgerSumMicros: 90 * PRICE });
   });
 });

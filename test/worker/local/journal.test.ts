@@ -201,10 +201,18 @@ describe("the charge journal (faults)", () => {
   });
 });
 
-type Op = { kind: "charge"; priceMicros: number } | { kind: "restart" } | { kind: "read" } | { kind: "refund" } | { kind: "grant"; cents: number };
+type Op =
+  | { kind: "charge"; priceMicros: number }
+  | { kind: "batch"; priceMicros: number; size: number }
+  | { kind: "restart" }
+  | { kind: "read" }
+  | { kind: "refund" }
+  | { kind: "grant"; cents: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ kind: fc.constant("charge" as const), priceMicros: fc.constantFrom(PRICE, 250_000, 7, 3 * PRICE) }) },
+  // Concurrent charges: under group commit they share batches, and their charges a row (one-row-per-batch.md).
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("batch" as const), priceMicros: fc.constantFrom(PRICE, 250_000, 7), size: fc.integer({ min: 2, max: 12 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("restart" as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("read" as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("refund" as const) }) },
@@ -212,7 +220,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe("the charge journal (property)", () => {
-  it("across restarts, folds, refunds and grants in any order, the balance is exact and equals the ledger's sum", async () => {
+  it("across batches, restarts, folds, refunds and grants in any order, the balance is exact and equals the ledger's sum", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
         const { id, stub, keyHash } = await customer(20);
@@ -231,6 +239,15 @@ describe("the charge journal (property)", () => {
               charged.push({ requestId, priceMicros: step.priceMicros });
               expect(result.balanceMicros).toBe(model);
             }
+          } else if (step.kind === "batch") {
+            const requestIds = Array.from({ length: step.size }, () => `r${requests++}`);
+            const results = await Promise.all(requestIds.map((requestId) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: step.priceMicros, requestId })));
+            const ok = requestIds.filter((_, i) => results[i]!.outcome === "ok");
+            // Same price each: exactly as many pass as the balance pays for, whatever the order.
+            expect(ok).toHaveLength(Math.min(step.size, Math.floor(model / step.priceMicros)));
+            model -= ok.length * step.priceMicros;
+            passed += ok.length;
+            for (const requestId of ok) charged.push({ requestId, priceMicros: step.priceMicros });
           } else if (step.kind === "restart") {
             await restart(stub);
           } else if (step.kind === "read") {
@@ -238,6 +255,7 @@ describe("the charge journal (property)", () => {
           } else if (step.kind === "refund" && charged.length) {
             const last = charged.pop()!;
             expect((await stub.refund({ requestId: last.requestId })).refunded).toBe(true);
+            expect(await stub.refund({ requestId: last.requestId })).toMatchObject({ refunded: false, reason: "already_refunded" });
             model += last.priceMicros;
           } else if (step.kind === "grant") {
             await stub.credit({ customerId: id, amountCents: step.cents, reason: "property" });

@@ -100,6 +100,8 @@ const DEPLOYED = [
   "935e6cc92ba9a3bd1b338abaaf6620d325ce7111aa90e3795a64ae72776ff8c8",
   // v23: a charge's Idempotency-Key in flight in its charge row, finished keys clustered on the key.
   "fc67136a1b99c858260cb30a735bfc9090270ebe1130ab6e606e76ab559623f8",
+  // v24: a group-commit batch's charges in one row (docs/design/one-row-per-batch.md).
+  "8349b12074bfbdc7b42309499013c618888c7cda890caf4a66f0f4fee778ad57",
 ];
 
 describe("schema migrations", () => {
@@ -358,6 +360,45 @@ describe("schema migrations", () => {
       { key: "legacy", request_id: "req_legacy", status: "complete", size: body.byteLength },
     ]);
     expect(after.chargeColumns).toEqual(["idem_key", "idem_fingerprint"]);
+  });
+
+  it("upgrades version 22 through v24: the charge rows gain an empty batch column, each still found by its id, the unfolded one replayed once", async () => {
+    const id = uniqueId("cus_v22");
+    const now = Date.now();
+    const M = 1_000_000;
+    const receipt = JSON.stringify({ parts: [], debt: 0 });
+    await runInDurableObject(customerStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      atVersion(sql, 22, now);
+      sql.exec("INSERT INTO account (id, customer_id, email, plan, balance, created_at, updated_at) VALUES (1, ?, 'ada@example.com', 'prepaid', 0, ?, ?)", id, now, now);
+      const insert =
+        "INSERT INTO charges (request_id, meter, bucket, plan, amount, receipt, key_id, status, created_at, refunded_at, seq, pending_usage) VALUES (?, 'api_requests', 0, 'prepaid', ?, ?, NULL, ?, ?, ?, ?, ?)";
+      sql.exec(insert, "req_refunded", 3 * M, receipt, "refunded", now - 60_000, now - 30_000, null, 0);
+      sql.exec(insert, "req_unfolded", 5 * M, receipt, "charged", now, null, 1, 5 * M);
+      sql.exec(insert, "req_unfolded_2", 2 * M, receipt, "charged", now, null, 2, 2 * M);
+    });
+    await evictDurableObject(customerStub(id));
+    expect(await customerStub(id).requestCharge("req_unfolded")).toMatchObject({ status: "charged", charged_exact_cents: "5" });
+    expect(await customerStub(id).requestCharge("req_refunded")).toMatchObject({ status: "refunded", charged_exact_cents: "0" });
+    // A row from before v24 is refunded as before, once.
+    expect(await customerStub(id).refund({ requestId: "req_unfolded_2" })).toMatchObject({ refunded: true });
+    expect(await customerStub(id).refund({ requestId: "req_unfolded_2" })).toMatchObject({ refunded: false, reason: "already_refunded" });
+    const after = await runInDurableObject(customerStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      return {
+        version: sql.exec("SELECT version FROM schema_version").one().version,
+        rows: sql.exec("SELECT request_id, status, seq, batch FROM charges ORDER BY request_id").toArray(),
+        folded: sql.exec("SELECT folded_seq, pending_usage FROM account").one(),
+      };
+    });
+    expect(after.version).toBe(SCHEMA_VERSION);
+    expect(after.rows).toEqual([
+      { request_id: "req_refunded", status: "refunded", seq: null, batch: null },
+      { request_id: "req_unfolded", status: "charged", seq: 1, batch: null },
+      { request_id: "req_unfolded_2", status: "refunded", seq: 2, batch: null },
+    ]);
+    // Both unfolded charges replayed onto the account once (with Stripe off, a refund owes Stripe nothing back).
+    expect(after.folded).toEqual({ folded_seq: 2, pending_usage: 7 * M });
   });
 
   it("creates no storage for a customer id that was never set up", async () => {
