@@ -3,6 +3,7 @@ import type { GrantBook, Receipt } from "../credit/grants";
 import type { Ledger } from "../credit/ledger";
 import type { Wallet } from "../credit/wallet";
 import type { ChargeLog, ChargeRow } from "../request/charges";
+import type { HoldRow } from "../request/holds";
 import type { MeterPending } from "../stripe/meter-pending";
 import type { AccountStore } from "./account";
 
@@ -56,6 +57,9 @@ export class ChargeJournal {
       meterPending: MeterPending;
       wallet: Wallet;
       charges: ChargeLog;
+      holds: { unfolded(foldedSeq: number): HoldRow[] };
+      /** What a journaled hold event moved, applied again (request/hold-journal.ts). */
+      replayHold: (hold: HoldRow, event: "take" | "settle") => void;
       reload: () => void;
     },
   ) {}
@@ -78,8 +82,24 @@ export class ChargeJournal {
     this.deps.charges.insert(charge, { seq, pendingUsage: charge.pendingUsage });
     this.seq = seq;
     this.unfolded++;
+    this.applying(() => this.apply(charge));
+  }
+
+  /**
+   * Records a hold's take or settlement (request/hold-journal.ts): `write` writes its row with the
+   * sequence number (and may fail, before anything moved), then `apply` moves the money in memory.
+   */
+  recordHold(write: (seq: number) => void, apply: () => void): void {
+    const seq = this.seq + 1;
+    write(seq);
+    this.seq = seq;
+    this.unfolded++;
+    this.applying(() => this.deferred(apply));
+  }
+
+  private applying(fn: () => void): void {
     try {
-      this.apply(charge);
+      fn();
     } catch (error) {
       this.deps.reload();
       throw error;
@@ -105,36 +125,57 @@ export class ChargeJournal {
     this.unfolded = 0;
   }
 
-  /** After a (re)load from SQLite: the charges past `folded_seq`, applied again in memory. */
+  /**
+   * After a (re)load from SQLite: the charges and hold events past `folded_seq`, applied again in
+   * memory in the order they were made.
+   */
   replay(sql: SqlStorage): void {
     const folded = this.deps.account.row.folded_seq;
     const rows = sql
       .exec("SELECT seq, request_id, meter, bucket, plan, amount, receipt, key_id, created_at, pending_usage FROM charges WHERE seq > ? ORDER BY seq", folded)
       .toArray();
+    const events: [number, () => void][] = rows.map((row) => [row.seq as number, () => this.applyRow(row)]);
+    for (const hold of this.deps.holds.unfolded(folded)) {
+      if (hold.taken_seq !== null && hold.taken_seq > folded) events.push([hold.taken_seq, () => this.deferred(() => this.deps.replayHold(hold, "take"))]);
+      if (hold.settled_seq !== null && hold.settled_seq > folded) events.push([hold.settled_seq, () => this.deferred(() => this.deps.replayHold(hold, "settle"))]);
+    }
+    events.sort((a, b) => a[0] - b[0]);
     // Set first: should a replay ever throw, the next charge still never reuses a sequence number.
-    this.seq = rows.length ? (rows[rows.length - 1]!.seq as number) : folded;
-    this.unfolded = rows.length;
-    for (const row of rows) {
-      this.apply({
-        request_id: row.request_id as string,
-        meter: row.meter as string,
-        bucket: row.bucket as number,
-        plan: row.plan as ChargeRow["plan"],
-        amount: row.amount as number,
-        receipt: JSON.parse(row.receipt as string) as Receipt,
-        key_id: row.key_id as string | null,
-        created_at: row.created_at as number,
-        pendingUsage: row.pending_usage as number,
-      });
+    this.seq = events.length ? events[events.length - 1]![0] : folded;
+    this.unfolded = events.length;
+    for (const [, apply] of events) apply();
+  }
+
+  private applyRow(row: Record<string, SqlStorageValue>): void {
+    this.apply({
+      request_id: row.request_id as string,
+      meter: row.meter as string,
+      bucket: row.bucket as number,
+      plan: row.plan as ChargeRow["plan"],
+      amount: row.amount as number,
+      receipt: JSON.parse(row.receipt as string) as Receipt,
+      key_id: row.key_id as string | null,
+      created_at: row.created_at as number,
+      pendingUsage: row.pending_usage as number,
+    });
+  }
+
+  /** Runs `fn` with every store the journal folds keeping its writes in memory. */
+  private deferred(fn: () => void): void {
+    const { grants, keys, ledger, meterPending, account } = this.deps;
+    const stores = [grants, keys, ledger, meterPending, account];
+    for (const store of stores) store.defer(true);
+    try {
+      fn();
+    } finally {
+      for (const store of stores) store.defer(false);
     }
   }
 
   /** What wallet.charge does for a request, kept back in memory. */
   private apply(charge: JournaledCharge): void {
-    const { grants, keys, ledger, meterPending, account, wallet } = this.deps;
-    const stores = [grants, keys, ledger, meterPending, account];
-    for (const store of stores) store.defer(true);
-    try {
+    const { keys, meterPending, account, wallet } = this.deps;
+    this.deferred(() => {
       const prepaid = charge.plan === "prepaid";
       const accrual = prepaid && charge.pendingUsage ? { pending_usage: account.row.pending_usage + charge.pendingUsage } : {};
       wallet.charge({ meter: charge.meter, bucket: charge.bucket, now: charge.created_at }, charge.amount, accrual, 1, charge.receipt);
@@ -142,8 +183,6 @@ export class ChargeJournal {
       if (!prepaid && charge.pendingUsage) meterPending.add(charge.meter, charge.pendingUsage);
       // A capped key's period spend (nothing for a key without a cap), counted in the charge's period.
       if (charge.key_id) keys.spend(charge.key_id, charge.amount, charge.created_at);
-    } finally {
-      for (const store of stores) store.defer(false);
-    }
+    });
   }
 }

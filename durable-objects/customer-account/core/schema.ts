@@ -94,6 +94,8 @@ export const MIGRATIONS: readonly string[] = [
   LEASE_TABLES.v21,
   // v22: charge rows clustered on the request id, one row written per charge (docs/design/one-row-per-charge.md).
   CHARGE_TABLES.v22,
+  // v23: hold rows clustered on the request id, a hold and its settlement one row each (docs/design/journaled-holds.md).
+  HOLD_TABLES.v23,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -6,6 +6,7 @@ import type { AccountContext } from "../core/context";
 import { mainGrant, planDrain, type Receipt } from "../credit/grants";
 import { bucketOf } from "../credit/ledger";
 import { decide } from "./governance";
+import { holdTaken } from "./hold-journal";
 import { HOLD_MARGIN_MS, HOLDS_TIMER } from "./holds";
 import { IDEMPOTENCY_TIMER, type StoredResponse, scopedKey } from "./idempotency";
 
@@ -124,14 +125,13 @@ function withCap(key: KeyRecord, now: number): { keyCap?: KeyCapState } {
  * else: the journal keeps the rest in memory and folds it in later (journal.ts). On a capped key
  * too, while the cap keeps room for one more charge at this price after it: the key's period spend
  * is replayed from the charge rows like the grants, and the charge that fills the cap (its
- * key.cap_reached event is written with it) is not journaled. Anything more (a hold, an
- * Idempotency-Key, a charge that may move a cohort) is written with its effects,
- * in one transaction.
+ * key.cap_reached event is written with it) is not journaled. A hold likewise writes its hold row
+ * only (hold-journal.ts). Anything more (an Idempotency-Key, a charge that may move a cohort) is
+ * written with its effects, in one transaction.
  */
 function journaled(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
   return (
     amount > 0 &&
-    !input.hold &&
     !input.idempotency &&
     ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) &&
     context.withinSlack(now, amount)
@@ -146,9 +146,20 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     // Every write that can fail comes before the charge row, with no transaction around them: a
     // failure there leaves nothing charged. After the row only memory changes.
     context.journal.makeRoom();
-    context.timers.at(CHARGES_TIMER, now + chargeRetentionMs(context));
+    if (input.hold) context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
+    else context.timers.at(CHARGES_TIMER, now + chargeRetentionMs(context));
     context.rollup.changed();
     const receipt = planDrain(context.grants.all, input.meter, amount, now);
+    if (input.hold) {
+      const hold = newHold(context, input, input.hold, key, receipt, bucket, now);
+      context.journal.recordHold(
+        (seq) => context.holds.insert(hold, seq),
+        () => holdTaken(context, hold),
+      );
+      context.holds.takenWithin(input.requestId, context.epoch);
+      context.spendSlack(amount);
+      return receipt;
+    }
     // What the charge owes Stripe (as reports.accrue counts it), decided now and kept in its row, so
     // a replay after a deploy that turned Stripe on or off owes what this charge owed: prepaid, its
     // amount of usage; post-paid, one request on the meter's quantity; nothing with Stripe off.
@@ -157,25 +168,13 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     context.spendSlack(amount);
     return receipt;
   }
+  const epoch = context.epoch;
   return context.atomically(() => {
     // The request's own row first: a request id already charged fails right here, before anything
     // has moved.
     const receipt = planDrain(context.grants.all, input.meter, amount, now);
     if (input.hold) {
-      context.holds.insert({
-        request_id: input.requestId,
-        meter: input.meter,
-        bucket,
-        plan: a.plan,
-        key_id: key.id,
-        unit_price: input.priceMicros,
-        held_units: input.hold.units,
-        receipt,
-        on_missing: input.hold.onMissing,
-        created_at: now,
-        expires_at: holdExpiry(context, now),
-        ...(input.hold.model !== undefined ? { model: input.hold.model } : {}),
-      });
+      context.holds.insert(newHold(context, input, input.hold, key, receipt, bucket, now));
       context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
     } else if (amount > 0) {
       charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now });
@@ -192,8 +191,27 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     // The charge that fills the cap is the crossing: its event is written in this same step.
     if (amount > 0 && key.spend_cap_cents !== null && !withinCap(key, amount, now)) context.keyCapReached(key.id, key.spend_cap_cents);
     context.charged(now, amount);
+    // Taken within the slack (charged() placed no cohorts): its settlement may be journaled.
+    if (input.hold && !input.idempotency && amount > 0 && context.epoch === epoch) context.holds.takenWithin(input.requestId, epoch);
     return receipt;
   });
+}
+
+function newHold(context: AccountContext, input: AuthorizeInput, hold: NonNullable<AuthorizeInput["hold"]>, key: KeyRecord, receipt: Receipt, bucket: number, now: number) {
+  return {
+    request_id: input.requestId,
+    meter: input.meter,
+    bucket,
+    plan: context.account.row.plan,
+    key_id: key.id,
+    unit_price: input.priceMicros,
+    held_units: hold.units,
+    receipt,
+    on_missing: hold.onMissing,
+    created_at: now,
+    expires_at: holdExpiry(context, now),
+    ...(hold.model !== undefined ? { model: hold.model } : {}),
+  };
 }
 
 /** The same gateway request id again (its reply was lost): the first result, nothing charged twice. */

@@ -5,6 +5,7 @@ import type { AuthorizeResult } from "../contract";
 import type { AccountContext } from "../core/context";
 import type { Receipt } from "../credit/grants";
 import { holdExpiry, refundAllowed } from "./authorize";
+import { holdSettled, settlesJournaled } from "./hold-journal";
 import { HOLDS_TIMER, type HoldRow, type SettleReason, settlement } from "./holds";
 
 /*
@@ -118,6 +119,17 @@ export function settleHold(context: AccountContext, input: SettleInput): SettleR
   const { chargedUnits, overHold, charged, released, extra } = failed
     ? { chargedUnits: 0, overHold: 0, charged: 0, released: hold.held_units * hold.unit_price, extra: 0 }
     : settlement({ heldUnits: hold.held_units, unitPrice: hold.unit_price, onMissing: hold.on_missing }, input.units, input.reason);
+  if (!failed && settlesJournaled(context, hold, { overHold, released, charged }, input.reason, now)) {
+    // Its row is the one write (hold-journal.ts); what it gives back moves in memory.
+    context.journal.makeRoom();
+    const fields = { units: input.units, charged, overHold, reason: input.reason, now, usage: null };
+    context.journal.recordHold(
+      (seq) => context.holds.settled(hold.request_id, fields, seq),
+      () => holdSettled(context, { ...hold, units: input.units, reason: input.reason, settled_at: now }),
+    );
+    context.giveBackSlack(released);
+    return { chargedMicros: charged, chargedUnits, overHoldUnits: overHold, balanceMicros: context.wallet.available(hold.meter, now), settled: true };
+  }
   context.atomically(() => {
     const usage = { meter: hold.meter, bucket: hold.bucket, now };
     // Prepaid usage owed to Stripe moves with the money; post-paid usage is reported in units, below.

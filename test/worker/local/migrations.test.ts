@@ -98,6 +98,8 @@ const DEPLOYED = [
   "1714940a929ae0296bd78f663bfe9496aaf5c687a44889d74d7262357e8dc1c2",
   // v22: charge rows clustered on the request id (one row written per charge).
   "935e6cc92ba9a3bd1b338abaaf6620d325ce7111aa90e3795a64ae72776ff8c8",
+  // v23: hold rows clustered on the request id (a hold and its settlement one row written each).
+  "37aeaa2c856381d42516a8f0826e7c0b9a65f66b3c7ba1b0f296fd263a62a95b",
 ];
 
 describe("schema migrations", () => {
