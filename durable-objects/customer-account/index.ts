@@ -61,7 +61,7 @@ export class CustomerAccount extends DurableObject<Env> {
     });
   }
 
-  /** Every method but authorize and settleHold, the alarm included: the journal folded in first, so SQLite holds every charge. */
+  /** Every method but authorize, extendHold and settleHold, the alarm included: the journal folded in first, so SQLite holds every charge. */
   private get context(): AccountContext {
     this.hot.journal.fold();
     return this.hot;
@@ -158,8 +158,8 @@ export class CustomerAccount extends DurableObject<Env> {
   }
   /** Takes up to `units` more units into a streaming request's hold (0: the next event cannot be paid for). */
   extendHold(input: { requestId: string; units: number; now?: number }): ExtendResult {
-    if (!this.context.account.exists) return { grantedUnits: 0, heldUnits: 0 };
-    return extendHold(this.context, input);
+    if (!this.hot.account.exists) return { grantedUnits: 0, heldUnits: 0 };
+    return extendHold(this.hot, input);
   }
   /** A response still arriving keeps its hold from the alarm (keepHold in request/settlement.ts). */
   keepHold(input: { requestId: string }): boolean {

@@ -59,7 +59,7 @@ export class ChargeJournal {
       charges: ChargeLog;
       holds: { unfolded(foldedSeq: number): HoldRow[] };
       /** What a journaled hold event moved, applied again (request/hold-journal.ts). */
-      replayHold: (hold: HoldRow, event: "take" | "settle") => void;
+      replayHold: (hold: HoldRow, event: "take" | "extend" | "settle") => void;
       reload: () => void;
     },
   ) {}
@@ -137,6 +137,7 @@ export class ChargeJournal {
     const events: [number, () => void][] = rows.map((row) => [row.seq as number, () => this.applyRow(row)]);
     for (const hold of this.deps.holds.unfolded(folded)) {
       if (hold.taken_seq !== null && hold.taken_seq > folded) events.push([hold.taken_seq, () => this.deferred(() => this.deps.replayHold(hold, "take"))]);
+      if (hold.extended_seq !== null && hold.extended_seq > folded) events.push([hold.extended_seq, () => this.deferred(() => this.deps.replayHold(hold, "extend"))]);
       if (hold.settled_seq !== null && hold.settled_seq > folded) events.push([hold.settled_seq, () => this.deferred(() => this.deps.replayHold(hold, "settle"))]);
     }
     events.sort((a, b) => a[0] - b[0]);

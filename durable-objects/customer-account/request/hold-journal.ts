@@ -1,13 +1,14 @@
 import { meterByName } from "../../../src/lib/config";
 import type { AccountContext } from "../core/context";
-import type { HoldRow, SettleReason } from "./holds";
+import type { Receipt } from "../credit/grants";
+import type { HoldBase, HoldRow, SettleReason } from "./holds";
 import { settlement } from "./holds";
 
 /*
  * Journaled holds (docs/design/journaled-holds.md): a hold taken within the cohort slack writes its
  * hold row only, and its settlement, when it gives back within the same slack, only the UPDATE of
- * that row. What they move changes in memory, as a journaled charge's does (core/journal.ts), is
- * written by the fold, and is replayed from the row (`taken_seq`, `settled_seq` past `folded_seq`)
+ * that row, and a stream's extension within the slack only its UPDATE. What they move changes in memory, as a journaled charge's does (core/journal.ts), is
+ * written by the fold, and is replayed from the row (`taken_seq`, `extended_seq`, `settled_seq` past `folded_seq`)
  * after a restart. The functions here are that movement, the same live and in a replay.
  */
 
@@ -20,6 +21,20 @@ export function holdTaken(context: AccountContext, hold: Taken): void {
   const usage = { meter: hold.meter, bucket: hold.bucket, now: hold.created_at };
   context.wallet.charge(usage, amount, context.reports.accrue(hold.plan, hold.meter, -amount, 0), 1, hold.receipt);
   if (hold.key_id) context.keys.spend(hold.key_id, amount, hold.created_at);
+}
+
+/**
+ * What extending a hold moves: `micros` more drained as `receipt` says (no debt, see
+ * extendsJournaled), in the hold's usage row without counting the request again.
+ */
+export function holdExtended(context: AccountContext, hold: Pick<HoldRow, "meter" | "bucket" | "plan" | "key_id">, micros: number, receipt: Receipt, now: number): void {
+  context.wallet.charge({ meter: hold.meter, bucket: hold.bucket, now }, micros, context.reports.accrue(hold.plan, hold.meter, -micros, 0), 0, receipt);
+  if (hold.key_id) context.keys.spend(hold.key_id, micros, now);
+}
+
+/** The hold before its unfolded extensions: the units and receipt parts `base` says. */
+function before(hold: HoldRow, base: HoldBase): HoldRow {
+  return { ...hold, held_units: base.held_units, receipt: { parts: hold.receipt.parts.slice(0, base.parts), debt: base.debt } };
 }
 
 /**
@@ -37,9 +52,39 @@ export function holdSettled(context: AccountContext, hold: Settled): void {
 }
 
 /** A journaled event of a hold, applied again after a restart (journal.replay). */
-export function replayHold(context: AccountContext, hold: HoldRow, event: "take" | "settle"): void {
-  if (event === "take") holdTaken(context, hold);
-  else holdSettled(context, hold);
+export function replayHold(context: AccountContext, hold: HoldRow, event: "take" | "extend" | "settle"): void {
+  const folded = context.account.row.folded_seq;
+  // Extensions unfolded too: the take was the hold as it stood before them.
+  const base = hold.extended_seq !== null && hold.extended_seq > folded ? hold.base : null;
+  if (event === "take") holdTaken(context, base ? before(hold, base) : hold);
+  else if (event === "settle") holdSettled(context, hold);
+  else if (base) {
+    // Every unfolded extension at once, from the hold before them to the row: sums of recorded drains.
+    const receipt = { parts: hold.receipt.parts.slice(base.parts), debt: hold.receipt.debt - base.debt };
+    holdExtended(context, hold, (hold.held_units - base.held_units) * hold.unit_price, receipt, hold.created_at);
+  }
+}
+
+/**
+ * Whether a stream's extension may be journaled: taken within the current epoch's slack (as the
+ * hold itself), from credit (no debt: a post-paid hold's is), on a key without a cap period
+ * (the key's period spend would need each extension's time to replay exactly).
+ */
+export function extendsJournaled(context: AccountContext, hold: HoldRow, micros: number, more: Receipt, now: number): boolean {
+  const key = hold.key_id ? context.keys.byKeyId(hold.key_id) : undefined;
+  return (
+    hold.plan === "prepaid" &&
+    more.debt === 0 &&
+    !key?.cap_period &&
+    context.holds.epochOf(hold.request_id) === context.epoch &&
+    context.withinSlack(now, micros)
+  );
+}
+
+/** The hold before its first unfolded extension: kept from the row while its last extension is unfolded, else the hold as it stands. */
+export function extensionBase(context: AccountContext, hold: HoldRow): HoldBase {
+  if (hold.base && hold.extended_seq !== null && hold.extended_seq > context.account.row.folded_seq) return hold.base;
+  return { held_units: hold.held_units, parts: hold.receipt.parts.length, debt: hold.receipt.debt };
 }
 
 /**

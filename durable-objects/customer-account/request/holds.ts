@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS over_hold (meter TEXT NOT NULL, bucket INTEGER NOT NU
   v16: "ALTER TABLE holds ADD COLUMN usage TEXT;",
   // v23 (docs/design/journaled-holds.md): the same columns in a table clustered on the request id,
   // with no index but a partial one on refunded holds (a hold and its settlement write one row
-  // each), plus the journal sequence of its take and of its settlement when they were journaled.
+  // each), plus the journal sequence of its take, its latest extension and its settlement when
+  // they were journaled, and `base`: the hold before its first unfolded extension (JSON).
   v23: `
 CREATE TABLE holds_v23 (
   request_id TEXT PRIMARY KEY,
@@ -54,7 +55,9 @@ CREATE TABLE holds_v23 (
   settled_at INTEGER,
   usage TEXT,
   taken_seq INTEGER,
-  settled_seq INTEGER
+  extended_seq INTEGER,
+  settled_seq INTEGER,
+  base TEXT
 ) WITHOUT ROWID;
 INSERT INTO holds_v23 (request_id, meter, bucket, plan, key_id, unit_price, held_units, receipt, on_missing, status, units, charged, over_hold, reason, created_at, expires_at, settled_at, usage)
   SELECT request_id, meter, bucket, plan, key_id, unit_price, held_units, receipt, on_missing, status, units, charged, over_hold, reason, created_at, expires_at, settled_at, usage FROM holds;
@@ -93,8 +96,19 @@ export interface HoldRow {
   usage: SettledUsage | null;
   /** The journal sequence of its take, when the take was journaled (null: written with its effects). */
   taken_seq: number | null;
+  /** The journal sequence of its latest extension, when that was journaled. */
+  extended_seq: number | null;
   /** The journal sequence of its settlement, when that was journaled. */
   settled_seq: number | null;
+  /** While `extended_seq` is unfolded: the hold before its first unfolded extension. */
+  base: HoldBase | null;
+}
+
+/** A hold's units and how many parts of its receipt it had (and their debt), before unfolded extensions. */
+export interface HoldBase {
+  held_units: number;
+  parts: number;
+  debt: number;
 }
 
 /** An open hold, in memory: when the alarm releases it, and the cohort epoch its charges all fell in (null: none, or unknown). */
@@ -159,7 +173,7 @@ export class Holds {
 
   /** Rows past the journal's fold (journal.replay). */
   unfolded(foldedSeq: number): HoldRow[] {
-    return this.sql.exec("SELECT * FROM holds WHERE taken_seq > ? OR settled_seq > ?", foldedSeq, foldedSeq).toArray().map(parseHold);
+    return this.sql.exec("SELECT * FROM holds WHERE taken_seq > ? OR extended_seq > ? OR settled_seq > ?", foldedSeq, foldedSeq, foldedSeq).toArray().map(parseHold);
   }
 
   /** The cohort epoch every charge of an open hold fell within (null: not known to be one). */
@@ -205,8 +219,12 @@ export class Holds {
     if (open) open.expiresAt = expiresAt;
   }
 
-  extended(requestId: string, heldUnits: number, receipt: Receipt, expiresAt: number): void {
-    this.sql.exec("UPDATE holds SET held_units = ?, receipt = ?, expires_at = ? WHERE request_id = ?", heldUnits, JSON.stringify(receipt), expiresAt, requestId);
+  /** An extension; `journal` when it is journaled: its sequence and the hold before its first unfolded extension. */
+  extended(requestId: string, heldUnits: number, receipt: Receipt, expiresAt: number, journal: { seq: number; base: HoldBase } | null = null): void {
+    const set = "held_units = ?, receipt = ?, expires_at = ?";
+    if (journal) {
+      this.sql.exec(`UPDATE holds SET ${set}, extended_seq = ?, base = ? WHERE request_id = ?`, heldUnits, JSON.stringify(receipt), expiresAt, journal.seq, JSON.stringify(journal.base), requestId);
+    } else this.sql.exec(`UPDATE holds SET ${set} WHERE request_id = ?`, heldUnits, JSON.stringify(receipt), expiresAt, requestId);
     const open = this.open.get(requestId);
     if (open) open.expiresAt = expiresAt;
   }
@@ -270,8 +288,9 @@ export class Holds {
   }
 }
 
-type NewHold = Omit<HoldRow, "status" | "units" | "charged" | "over_hold" | "reason" | "settled_at" | "usage" | "taken_seq" | "settled_seq"> & { model?: string };
+type NewHold = Omit<HoldRow, "status" | "units" | "charged" | "over_hold" | "reason" | "settled_at" | "usage" | "taken_seq" | "extended_seq" | "settled_seq" | "base"> & { model?: string };
 
 function parseHold(row: Record<string, SqlStorageValue>): HoldRow {
-  return { ...row, receipt: JSON.parse(row.receipt as string), usage: row.usage ? JSON.parse(row.usage as string) : null } as unknown as HoldRow;
+  const json = (value: SqlStorageValue | undefined) => (value ? JSON.parse(value as string) : null);
+  return { ...row, receipt: JSON.parse(row.receipt as string), usage: json(row.usage), base: json(row.base) } as unknown as HoldRow;
 }

@@ -5,7 +5,8 @@ import type { AuthorizeResult } from "../contract";
 import type { AccountContext } from "../core/context";
 import type { Receipt } from "../credit/grants";
 import { holdExpiry, refundAllowed } from "./authorize";
-import { holdSettled, settlesJournaled } from "./hold-journal";
+import { planDrain } from "../credit/grants";
+import { extendsJournaled, extensionBase, holdExtended, holdSettled, settlesJournaled } from "./hold-journal";
 import { HOLDS_TIMER, type HoldRow, type SettleReason, settlement } from "./holds";
 
 /*
@@ -49,6 +50,20 @@ export function extendHold(context: AccountContext, input: { requestId: string; 
     };
   }
   const amount = granted * hold.unit_price;
+  const drain = planDrain(context.grants.all, hold.meter, amount, now);
+  if (extendsJournaled(context, hold, amount, drain, now)) {
+    // Its row is the one write (hold-journal.ts): the fallible ones first, memory after.
+    context.journal.makeRoom();
+    context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
+    const base = extensionBase(context, hold);
+    const receipt: Receipt = { parts: [...hold.receipt.parts, ...drain.parts], debt: hold.receipt.debt };
+    context.journal.recordHold(
+      (seq) => context.holds.extended(hold.request_id, hold.held_units + granted, receipt, holdExpiry(context, now), { seq, base }),
+      () => holdExtended(context, hold, amount, drain, now),
+    );
+    context.spendSlack(amount);
+    return { grantedUnits: granted, heldUnits: hold.held_units + granted };
+  }
   context.atomically(() => {
     const more = context.wallet.charge({ meter: hold.meter, bucket: hold.bucket, now }, amount, context.reports.accrue(hold.plan, hold.meter, -amount, 0), 0);
     // Counted today even for a hold opened in an earlier period: affordableUnits checked today's context.

