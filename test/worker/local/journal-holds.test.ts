@@ -18,7 +18,8 @@ async function customer(cents: number, capCents: number | null = null) {
   // The first charge after a start places the cohorts (and learns their slack): written with its effects.
   expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: CENT, requestId: "first" })).outcome).toBe("ok");
   const hold = (requestId: string, units: number) => stub.authorize({ keyHash, meter: "json_tokens", priceMicros: UNIT, requestId, hold: { units, onMissing: "hold" } });
-  return { id, stub, hold };
+  const charge = (requestId: string) => stub.authorize({ keyHash, meter: "api_requests", priceMicros: CENT, requestId });
+  return { id, stub, hold, charge };
 }
 
 /** What SQLite itself holds, read without going through the object's methods (which fold first). */
@@ -102,7 +103,7 @@ describe("journaled holds (errors)", () => {
   });
 
   it("a stream's extensions write only the hold's row; evicted after them (its take unfolded or folded): exact, nothing applied twice", async () => {
-    const { stub, hold } = await customer(100);
+    const { stub, hold, charge } = await customer(100);
     const before = await stored(stub);
     expect((await hold("s", 16)).outcome).toBe("ok");
     for (let i = 0; i < 2; i++) expect(await stub.extendHold({ requestId: "s", units: 16 })).toMatchObject({ grantedUnits: 16 });
@@ -111,7 +112,8 @@ describe("journaled holds (errors)", () => {
     await restart(stub);
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 99 * CENT - 48 * UNIT, ledgerSumMicros: 99 * CENT - 48 * UNIT });
     expect(await stored(stub)).toMatchObject({ usage: { a: -CENT - 48 * UNIT, c: 2 } });
-    // A second stream: its take folded (the read above placed the cohorts), its extensions not.
+    // A second stream, after a charge that places the cohorts again: its take folded, its extensions not.
+    expect((await charge("second")).outcome).toBe("ok");
     expect((await hold("t", 16)).outcome).toBe("ok");
     await stub.balanceCheck();
     for (let i = 0; i < 3; i++) expect((await stub.extendHold({ requestId: "t", units: 16 })).grantedUnits).toBe(16);
@@ -120,10 +122,10 @@ describe("journaled holds (errors)", () => {
     expect((t.taken_seq as number) <= mid.foldedSeq && (t.extended_seq as number) > mid.foldedSeq).toBe(true);
     expect((await stub.settleHold({ requestId: "t", units: 50, reason: "completed" })).chargedMicros).toBe(50 * UNIT);
     await restart(stub);
-    const spent = CENT + 48 * UNIT + 50 * UNIT;
+    const spent = 2 * CENT + 48 * UNIT + 50 * UNIT;
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 100 * CENT - spent, ledgerSumMicros: 100 * CENT - spent, grantsRemainingMicros: 100 * CENT - spent });
     await restart(stub);
-    expect(await stored(stub)).toMatchObject({ balance: 100 * CENT - spent, remaining: 100 * CENT - spent, usage: { a: -spent, c: 3 } });
+    expect(await stored(stub)).toMatchObject({ balance: 100 * CENT - spent, remaining: 100 * CENT - spent, usage: { a: -spent, c: 4 } });
     expect(await stub.settleHold({ requestId: "s", units: 40, reason: "completed" })).toMatchObject({ chargedMicros: 40 * UNIT, balanceMicros: 100 * CENT - spent + 8 * UNIT });
   });
 
