@@ -69,6 +69,8 @@ export class AccountContext {
   /** How much more may be charged before a cohort could move (set by changed(), spent by charged()). */
   private cohortSlack = 0;
   private cohortEpoch = 0;
+  /** Whether changed() has placed the cohorts since the last load (before, the slack is 0). */
+  private placed = false;
   readonly checkouts: CheckoutLimit;
   readonly live: Live;
   readonly rollup: Rollup;
@@ -180,6 +182,7 @@ export class AccountContext {
   load(): void {
     this.cohortSlack = 0;
     this.cohortEpoch++;
+    this.placed = false;
     this.account.load();
     this.keys.load();
     this.grants.load();
@@ -276,6 +279,7 @@ export class AccountContext {
     const next = cohortsFor(state);
     this.cohortSlack = chargeSlack(state, this.autoTopUp.slack(now));
     this.cohortEpoch++;
+    this.placed = true;
     const moved = this.cohorts.apply(next, now);
     const starting = this.starting;
     this.starting = false;
@@ -323,6 +327,14 @@ export class AccountContext {
     this.cohortSlack += micros;
     this.live.changed();
     this.rollup.changed();
+  }
+
+  /**
+   * Places the cohorts now if nothing has since the last load, so the step that follows can be
+   * journaled within the slack (a hold placed after its own take could not give back within it).
+   */
+  placeFirst(now: number): void {
+    if (!this.placed) this.changed(now);
   }
 
   /** Whether a charge of `micros` now stays within the cohort slack (see charged()). */

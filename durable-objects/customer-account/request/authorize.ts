@@ -130,18 +130,14 @@ function withCap(key: KeyRecord, now: number): { keyCap?: KeyCapState } {
  * written with its effects, in one transaction.
  */
 function journaled(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
-  return (
-    amount > 0 &&
-    !input.idempotency &&
-    ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) &&
-    context.withinSlack(now, amount)
-  );
+  return amount > 0 && !input.idempotency && ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) && context.withinSlack(now, amount);
 }
 
 /** The debit (or the hold) and everything written with it. */
 function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, bucket: number, now: number): Receipt {
   const { account, keys, wallet, charges } = context;
   const a = account.row;
+  if (input.hold && !input.idempotency) context.placeFirst(now);
   if (journaled(context, input, key, amount, now)) {
     // Every write that can fail comes before the charge row, with no transaction around them: a
     // failure there leaves nothing charged. After the row only memory changes.

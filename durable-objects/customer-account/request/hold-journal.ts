@@ -72,13 +72,7 @@ export function replayHold(context: AccountContext, hold: HoldRow, event: "take"
  */
 export function extendsJournaled(context: AccountContext, hold: HoldRow, micros: number, more: Receipt, now: number): boolean {
   const key = hold.key_id ? context.keys.byKeyId(hold.key_id) : undefined;
-  return (
-    hold.plan === "prepaid" &&
-    more.debt === 0 &&
-    !key?.cap_period &&
-    context.holds.epochOf(hold.request_id) === context.epoch &&
-    context.withinSlack(now, micros)
-  );
+  return hold.plan === "prepaid" && more.debt === 0 && !key?.cap_period && context.holds.epochOf(hold.request_id) === context.epoch && context.withinSlack(now, micros);
 }
 
 /** The hold before its first unfolded extension: kept from the row while its last extension is unfolded, else the hold as it stands. */

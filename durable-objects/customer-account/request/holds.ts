@@ -223,7 +223,15 @@ export class Holds {
   extended(requestId: string, heldUnits: number, receipt: Receipt, expiresAt: number, journal: { seq: number; base: HoldBase } | null = null): void {
     const set = "held_units = ?, receipt = ?, expires_at = ?";
     if (journal) {
-      this.sql.exec(`UPDATE holds SET ${set}, extended_seq = ?, base = ? WHERE request_id = ?`, heldUnits, JSON.stringify(receipt), expiresAt, journal.seq, JSON.stringify(journal.base), requestId);
+      this.sql.exec(
+        `UPDATE holds SET ${set}, extended_seq = ?, base = ? WHERE request_id = ?`,
+        heldUnits,
+        JSON.stringify(receipt),
+        expiresAt,
+        journal.seq,
+        JSON.stringify(journal.base),
+        requestId,
+      );
     } else this.sql.exec(`UPDATE holds SET ${set} WHERE request_id = ?`, heldUnits, JSON.stringify(receipt), expiresAt, requestId);
     const open = this.open.get(requestId);
     if (open) open.expiresAt = expiresAt;
@@ -288,7 +296,9 @@ export class Holds {
   }
 }
 
-type NewHold = Omit<HoldRow, "status" | "units" | "charged" | "over_hold" | "reason" | "settled_at" | "usage" | "taken_seq" | "extended_seq" | "settled_seq" | "base"> & { model?: string };
+type NewHold = Omit<HoldRow, "status" | "units" | "charged" | "over_hold" | "reason" | "settled_at" | "usage" | "taken_seq" | "extended_seq" | "settled_seq" | "base"> & {
+  model?: string;
+};
 
 function parseHold(row: Record<string, SqlStorageValue>): HoldRow {
   const json = (value: SqlStorageValue | undefined) => (value ? JSON.parse(value as string) : null);

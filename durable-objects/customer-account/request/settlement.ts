@@ -4,8 +4,8 @@ import { capHeadroom } from "../access/key-store";
 import type { AuthorizeResult } from "../contract";
 import type { AccountContext } from "../core/context";
 import type { Receipt } from "../credit/grants";
-import { holdExpiry, refundAllowed } from "./authorize";
 import { planDrain } from "../credit/grants";
+import { holdExpiry, refundAllowed } from "./authorize";
 import { extendsJournaled, extensionBase, holdExtended, holdSettled, settlesJournaled } from "./hold-journal";
 import { HOLDS_TIMER, type HoldRow, type SettleReason, settlement } from "./holds";
 

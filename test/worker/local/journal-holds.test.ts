@@ -53,7 +53,11 @@ describe("journaled holds (happy)", () => {
     expect(await hold("h1", 50)).toMatchObject({ outcome: "ok", chargedMicros: 50 * UNIT, heldUnits: 50, balanceMicros: 99 * CENT - 50 * UNIT });
     const taken = await stored(stub);
     expect(taken).toEqual({ ...before, holds: [{ request_id: "h1", status: "open", taken_seq: 1, extended_seq: null, settled_seq: null }] });
-    expect(await stub.settleHold({ requestId: "h1", units: 20, reason: "completed" })).toMatchObject({ settled: true, chargedMicros: 20 * UNIT, balanceMicros: 99 * CENT - 20 * UNIT });
+    expect(await stub.settleHold({ requestId: "h1", units: 20, reason: "completed" })).toMatchObject({
+      settled: true,
+      chargedMicros: 20 * UNIT,
+      balanceMicros: 99 * CENT - 20 * UNIT,
+    });
     expect(await stored(stub)).toEqual({ ...before, holds: [{ request_id: "h1", status: "settled", taken_seq: 1, extended_seq: null, settled_seq: 2 }] });
     // Any other call folds them in: the one request counted once, 20 units charged, 30 given back.
     expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 99 * CENT - 20 * UNIT, ledgerSumMicros: 99 * CENT - 20 * UNIT });

@@ -318,12 +318,18 @@ describe("schema migrations", () => {
     const keyHash = await sha256Hex((await stub.createKey(null))!.key);
     await stub.credit({ customerId: id, amountCents: 100, reason: "v22" });
     const hold = (requestId: string, units: number) => stub.authorize({ keyHash, meter: "json_tokens", priceMicros: 100_000, requestId, hold: { units, onMissing: "hold" } });
-    for (const [requestId, units] of [["open", 30], ["settled", 20], ["refunded", 10]] as const) expect((await hold(requestId, units)).outcome).toBe("ok");
+    for (const [requestId, units] of [
+      ["open", 30],
+      ["settled", 20],
+      ["refunded", 10],
+    ] as const)
+      expect((await hold(requestId, units)).outcome).toBe("ok");
     await stub.settleHold({ requestId: "settled", units: 5, reason: "completed" });
     await stub.settleHold({ requestId: "refunded", units: null, reason: "origin_failed" });
     await stub.balanceCheck();
     // The holds table back as v22 left it (a rowid table with its two partial indexes), the rows copied over.
-    const columns = "request_id, meter, bucket, plan, key_id, unit_price, held_units, receipt, on_missing, status, units, charged, over_hold, reason, created_at, expires_at, settled_at, usage";
+    const columns =
+      "request_id, meter, bucket, plan, key_id, unit_price, held_units, receipt, on_missing, status, units, charged, over_hold, reason, created_at, expires_at, settled_at, usage";
     const rowsBefore = await runInDurableObject(stub, (_instance, state) => {
       const sql = state.storage.sql;
       sql.exec("ALTER TABLE holds RENAME TO holds_new");
