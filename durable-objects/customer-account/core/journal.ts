@@ -29,15 +29,17 @@ export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pend
  * moves (the grants it drains, its hour's usage row, the account's balance) changes in memory
  * only, and is written later, all at once, by fold(). The charge row is the durable record: an
  * object that restarts before a fold replays every charge row past the account's `folded_seq`
- * onto what SQLite holds, so no charge is lost and none is applied twice.
+ * onto what SQLite holds, so no charge is lost and none is applied twice. A hold's take, extension
+ * and settlement are journaled the same way, their hold row the record (request/hold-journal.ts).
  *
  * The rules that keep that true:
  * - fold() writes the kept-back rows and `folded_seq` in one transaction;
  * - every other write to the grants, the usage rows, a capped key's spend or the account folds first (their
  *   beforeWrite hook), so a written row never already holds an unfolded charge;
- * - every RPC other than authorize folds before it starts, and the alarm before each timer's
- *   handler and the cron visit after each await, so readers of SQLite (summaries, reports, the
- *   rollup, pruning) see every charge;
+ * - every RPC other than authorize, extendHold and settleHold (which read only hold and charge
+ *   rows from SQLite, and fold before a step written with its effects) folds before it starts,
+ *   and the alarm before each timer's handler and the cron visit after each await, so readers of
+ *   SQLite (summaries, reports, the rollup, pruning) see every charge;
  * - a charge's fallible writes (this fold when the journal is full, its timers) come before its
  *   row, and nothing after the row writes: a request that fails leaves nothing charged;
  * - a failed transaction reloads memory from SQLite and replays the journal (AccountContext.load).
