@@ -61,7 +61,7 @@ export class CustomerAccount extends DurableObject<Env> {
     });
   }
 
-  /** Every method but authorize, the alarm included: the journal folded in first, so SQLite holds every charge. */
+  /** Every method but authorize, extendHold and settleHold, the alarm included: the journal folded in first, so SQLite holds every charge. */
   private get context(): AccountContext {
     this.hot.journal.fold();
     return this.hot;
@@ -158,8 +158,8 @@ export class CustomerAccount extends DurableObject<Env> {
   }
   /** Takes up to `units` more units into a streaming request's hold (0: the next event cannot be paid for). */
   extendHold(input: { requestId: string; units: number; now?: number }): ExtendResult {
-    if (!this.context.account.exists) return { grantedUnits: 0, heldUnits: 0 };
-    return extendHold(this.context, input);
+    if (!this.hot.account.exists) return { grantedUnits: 0, heldUnits: 0 };
+    return extendHold(this.hot, input);
   }
   /** A response still arriving keeps its hold from the alarm (keepHold in request/settlement.ts). */
   keepHold(input: { requestId: string }): boolean {
@@ -168,8 +168,8 @@ export class CustomerAccount extends DurableObject<Env> {
 
   /** Settles a response-metered request's hold with the units read (null: unreadable). */
   settleHold(input: SettleInput): SettleResult {
-    if (!this.context.account.exists) throw new Error("unknown customer");
-    return settleHold(this.context, input);
+    if (!this.hot.account.exists) throw new Error("unknown customer");
+    return settleHold(this.hot, input);
   }
 
   /** The first request with an Idempotency-Key finished: its response is kept for replays, or not. Reads no charge's effects: no fold. */

@@ -13,7 +13,7 @@ const LINES = [
   { id: "idempotency", line: "a request with an Idempotency-Key", per: "1M requests" },
   { id: "hold", line: "a held request settled from the response", per: "1M requests" },
   { id: "postpaid", line: "a post-paid charge", per: "1M requests" },
-  { id: "gateway_stream", line: "a metered stream (sse:events, held 16 at a time)", per: "1B events (1M × 1,000)", events: 1000 },
+  { id: "gateway_stream", line: "a metered stream (sse:events, held 17 at a time)", per: "1B events (1M × 1,000)", events: 1000 },
 ];
 
 const r = (v, digits) => (Number.isFinite(v) ? Number(v.toFixed(digits)) : null);

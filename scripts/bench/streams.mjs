@@ -70,7 +70,7 @@ export function rows(ctx) {
     {
       id: "gateway_stream",
       counted: true,
-      name: `6. Gateway, metered stream (sse:events, ${STREAM_EVENT_PRICE_CENTS} cents an event, held 16 at a time)`,
+      name: `6. Gateway, metered stream (sse:events, ${STREAM_EVENT_PRICE_CENTS} cents an event, held 17 at a time)`,
       setup: spread,
       run: gatewayStream,
       cells: (s) => [

@@ -90,9 +90,10 @@ export function gatewayWorker(name, scriptPath, bindings) {
         default_price_cents: "1",
         default_meter: "api_requests",
         usage_bucket_seconds: 3600,
-        // gateway_stream: every server-sent event is billed as it passes (held 16 at a time).
+        // gateway_stream: every server-sent event is billed as it passes, held 17 at a time so that a
+        // 50-event stream needs two extensions (17 + 17 + 17), each one object call and one row written.
         meters: [
-          { name: "events", path: "/v1/stream", price_cents: STREAM_EVENT_PRICE_CENTS, units: "sse:events", hold_units: 16, stripe_event_name: "stream_events" },
+          { name: "events", path: "/v1/stream", price_cents: STREAM_EVENT_PRICE_CENTS, units: "sse:events", hold_units: 17, stripe_event_name: "stream_events" },
           { name: "tokens", path: HOLD_PATH, price_cents: "0.01", units: "header:x-usage-tokens", hold_units: 100, stripe_event_name: "bench_tokens" },
         ],
       },

@@ -204,6 +204,8 @@ describe("npm run bench (smoke)", () => {
     expect(byId.get("postpaid")!.rows_written_per_request).toBeLessThanOrEqual(1.1);
     // An Idempotency-Key's charge: its charge row, then its one idempotency row (docs/design/idempotency-in-two-rows.md).
     expect(byId.get("idempotency")!.rows_written_per_request).toBeLessThanOrEqual(2.2);
+    // A held request writes its hold's row and its settlement's UPDATE only (docs/design/journaled-holds.md).
+    expect(byId.get("hold")!.rows_written_per_request).toBeLessThanOrEqual(2.2);
     // The cron's visit to customers with nothing due writes nothing (a shard's share only on change).
     expect(json.cron_idle).toMatchObject({ runs: 5, rows_written_per_run: 0 });
     expect(json.cron_idle.rpcs_per_run).toBeGreaterThanOrEqual(1);

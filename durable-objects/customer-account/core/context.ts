@@ -21,6 +21,7 @@ import { Live } from "../notify/live";
 import { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { Rollup } from "../notify/rollup";
 import { ChargeLog } from "../request/charges";
+import { replayHold } from "../request/hold-journal";
 import { Holds } from "../request/holds";
 import { IdempotencyStore } from "../request/idempotency";
 import { McpSessions } from "../request/mcp-sessions";
@@ -67,6 +68,9 @@ export class AccountContext {
   private starting = false;
   /** How much more may be charged before a cohort could move (set by changed(), spent by charged()). */
   private cohortSlack = 0;
+  private cohortEpoch = 0;
+  /** Whether changed() has placed the cohorts since the last load (before, the slack is 0). */
+  private placed = false;
   readonly checkouts: CheckoutLimit;
   readonly live: Live;
   readonly rollup: Rollup;
@@ -91,6 +95,7 @@ export class AccountContext {
     this.grants = new GrantBook(this.sql);
     this.wallet = new Wallet(this.grants, this.ledger, this.account);
     this.charges = new ChargeLog(this.sql);
+    this.holds = new Holds(this.sql);
     const meterPending = new MeterPending(this.sql);
     this.journal = new ChargeJournal({
       storage: state.storage,
@@ -101,11 +106,12 @@ export class AccountContext {
       meterPending,
       wallet: this.wallet,
       charges: this.charges,
+      holds: this.holds,
+      replayHold: (hold, event) => replayHold(this, hold, event),
       reload: () => this.load(),
     });
     const fold = () => this.journal.fold();
     for (const store of [this.grants, this.keys, this.ledger, meterPending, this.account]) store.beforeWrite = fold;
-    this.holds = new Holds(this.sql);
     this.idempotency = new IdempotencyStore(this.sql, config, this.timers, this.charges);
     this.mcpSessions = new McpSessions(this.sql);
     this.modelUsage = new ModelUsage(this.sql);
@@ -175,6 +181,8 @@ export class AccountContext {
   /** (Re)reads the in-memory copies from SQLite. */
   load(): void {
     this.cohortSlack = 0;
+    this.cohortEpoch++;
+    this.placed = false;
     this.account.load();
     this.keys.load();
     this.grants.load();
@@ -186,6 +194,7 @@ export class AccountContext {
     this.autoTopUp.load();
     if (!this.account.exists) return;
     this.charges.load();
+    this.holds.load();
     this.journal.replay();
     this.idempotency.load();
   }
@@ -273,6 +282,8 @@ export class AccountContext {
     };
     const next = cohortsFor(state);
     this.cohortSlack = chargeSlack(state, this.autoTopUp.slack(now));
+    this.cohortEpoch++;
+    this.placed = true;
     const moved = this.cohorts.apply(next, now);
     const starting = this.starting;
     this.starting = false;
@@ -304,13 +315,42 @@ export class AccountContext {
     this.rollup.changed();
   }
 
+  /**
+   * The placement that set the slack: changed() and load() start a new one. What a hold took within
+   * one epoch's slack may be given back within it (giveBackSlack, request/hold-journal.ts).
+   */
+  get epoch(): number {
+    return this.cohortEpoch;
+  }
+
+  /**
+   * A hold taken within this epoch's slack gives `micros` of it back: the balance stays at or below
+   * where changed() last placed it, so no cohort can move, and the slack grows by as much.
+   */
+  giveBackSlack(micros: number): void {
+    this.cohortSlack += micros;
+    this.live.changed();
+    this.rollup.changed();
+  }
+
+  /**
+   * Places the cohorts now if nothing has since the last load, so the step that follows can be
+   * journaled within the slack (a hold placed after its own take could not give back within it).
+   */
+  placeFirst(now: number): void {
+    if (!this.placed) this.changed(now);
+  }
+
   /** Whether a charge of `micros` now stays within the cohort slack (see charged()). */
   withinSlack(now: number, micros: number): boolean {
+    return micros > 0 && micros <= this.cohortSlack && this.quiet(now, micros);
+  }
+
+  /** No grant expiry due, and (with Stripe on) no usage the directory must hear of: what withinSlack needs besides the slack. */
+  quiet(now: number, micros: number): boolean {
     const a = this.account.row;
     const expiryDue = this.timers.dueAt(EXPIRY_TIMER);
     return (
-      micros > 0 &&
-      micros <= this.cohortSlack &&
       (expiryDue === null || now < expiryDue) &&
       // With Stripe on, changed() also tells the directory about usage to report, until it lists us
       // as due (or while batched usage stays under what is worth a report).

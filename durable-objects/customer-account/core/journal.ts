@@ -3,6 +3,7 @@ import type { GrantBook } from "../credit/grants";
 import type { Ledger } from "../credit/ledger";
 import type { Wallet } from "../credit/wallet";
 import type { ChargeLog, ChargeRow } from "../request/charges";
+import type { HoldRow } from "../request/holds";
 import type { MeterPending } from "../stripe/meter-pending";
 import type { AccountStore } from "./account";
 import type { BatchedWrites } from "./group-commit";
@@ -33,15 +34,18 @@ export type JournaledCharge = Omit<ChargeRow, "status" | "refunded_at"> & { pend
  * moves (the grants it drains, its hour's usage row, the account's balance) changes in memory
  * only, and is written later, all at once, by fold(). The charge row is the durable record: an
  * object that restarts before a fold replays every charge row past the account's `folded_seq`
- * onto what SQLite holds, so no charge is lost and none is applied twice.
+ * onto what SQLite holds, so no charge is lost and none is applied twice. A hold's take, extension
+ * and settlement are journaled the same way, their hold row the record (request/hold-journal.ts).
  *
  * The rules that keep that true:
  * - fold() writes the kept-back rows and `folded_seq` in one transaction;
  * - every other write to the grants, the usage rows, a capped key's spend or the account folds first (their
  *   beforeWrite hook), so a written row never already holds an unfolded charge;
- * - every RPC other than authorize (and finishIdempotent, which reads only its key's rows) folds before it starts, and the alarm before each timer's
- *   handler and the cron visit after each await, so readers of SQLite (summaries, reports, the
- *   rollup, pruning) see every charge;
+ * - every RPC other than authorize, finishIdempotent (which reads only its key's rows), extendHold
+ *   and settleHold (which read only hold and charge rows from SQLite, and fold before a step
+ *   written with its effects) folds before it starts, and the alarm before each timer's handler
+ *   and the cron visit after each await, so readers of SQLite (summaries, reports, the rollup,
+ *   pruning) see every charge;
  * - a charge's fallible writes (this fold when the journal is full, its timers) come before its
  *   row, and nothing after the row writes: a request that fails leaves nothing charged;
  * - a failed transaction reloads memory from SQLite and replays the journal (AccountContext.load).
@@ -71,6 +75,9 @@ export class ChargeJournal implements BatchedWrites {
       meterPending: MeterPending;
       wallet: Wallet;
       charges: ChargeLog;
+      holds: { unfolded(foldedSeq: number): HoldRow[] };
+      /** What a journaled hold event moved, applied again (request/hold-journal.ts). */
+      replayHold: (hold: HoldRow, event: "take" | "extend" | "settle") => void;
       reload: () => void;
     },
   ) {}
@@ -100,13 +107,34 @@ export class ChargeJournal implements BatchedWrites {
     }
     this.seq = seq;
     this.unfolded++;
-    try {
-      this.apply(charge);
-    } catch (error) {
-      if (this.batching) {
+    this.applying(
+      () => this.apply(charge),
+      () => {
+        if (!this.batching) return;
         this.deps.charges.unhold(charge.request_id);
         this.kept--;
-      }
+      },
+    );
+  }
+
+  /**
+   * Records a hold's take or settlement (request/hold-journal.ts): `write` writes its row with the
+   * sequence number (and may fail, before anything moved), then `apply` moves the money in memory.
+   */
+  recordHold(write: (seq: number) => void, apply: () => void): void {
+    const seq = this.seq + 1;
+    write(seq);
+    this.seq = seq;
+    this.unfolded++;
+    this.applying(() => this.deferred(apply));
+  }
+
+  /** Moves the money in memory; if that throws, `undo` takes back what the step recorded and memory is reloaded from SQLite. */
+  private applying(fn: () => void, undo: () => void = () => {}): void {
+    try {
+      fn();
+    } catch (error) {
+      undo();
       this.deps.reload();
       throw error;
     }
@@ -161,24 +189,42 @@ export class ChargeJournal implements BatchedWrites {
   }
 
   /**
-   * After a (re)load from SQLite: the charges past `folded_seq`, applied again in memory, then the
-   * charges a running batch holds (still to be written, or dropped by close()).
+   * After a (re)load from SQLite: the charges and hold events past `folded_seq`, applied again in
+   * memory in the order they were made, then the charges a running batch holds (still to be
+   * written, or dropped by close()).
    */
   replay(): void {
     const folded = this.deps.account.row.folded_seq;
     const charges = [...this.deps.charges.journaledAfter(folded), ...this.deps.charges.holding];
+    const events: [number, () => void][] = charges.map(({ seq, ...charge }) => [seq, () => this.apply(charge)]);
+    for (const hold of this.deps.holds.unfolded(folded)) {
+      if (hold.taken_seq !== null && hold.taken_seq > folded) events.push([hold.taken_seq, () => this.deferred(() => this.deps.replayHold(hold, "take"))]);
+      if (hold.extended_seq !== null && hold.extended_seq > folded) events.push([hold.extended_seq, () => this.deferred(() => this.deps.replayHold(hold, "extend"))]);
+      if (hold.settled_seq !== null && hold.settled_seq > folded) events.push([hold.settled_seq, () => this.deferred(() => this.deps.replayHold(hold, "settle"))]);
+    }
+    events.sort((a, b) => a[0] - b[0]);
     // Set first: should a replay ever throw, the next charge still never reuses a sequence number.
-    this.seq = charges.length ? charges[charges.length - 1]!.seq : folded;
-    this.unfolded = charges.length;
-    for (const { seq: _seq, ...charge } of charges) this.apply(charge);
+    this.seq = events.length ? events[events.length - 1]![0] : folded;
+    this.unfolded = events.length;
+    for (const [, apply] of events) apply();
+  }
+
+  /** Runs `fn` with every store the journal folds keeping its writes in memory. */
+  private deferred(fn: () => void): void {
+    const { grants, keys, ledger, meterPending, account } = this.deps;
+    const stores = [grants, keys, ledger, meterPending, account];
+    for (const store of stores) store.defer(true);
+    try {
+      fn();
+    } finally {
+      for (const store of stores) store.defer(false);
+    }
   }
 
   /** What wallet.charge does for a request, kept back in memory. */
   private apply(charge: JournaledCharge): void {
-    const { grants, keys, ledger, meterPending, account, wallet } = this.deps;
-    const stores = [grants, keys, ledger, meterPending, account];
-    for (const store of stores) store.defer(true);
-    try {
+    const { keys, meterPending, account, wallet } = this.deps;
+    this.deferred(() => {
       const prepaid = charge.plan === "prepaid";
       const accrual = prepaid && charge.pendingUsage ? { pending_usage: account.row.pending_usage + charge.pendingUsage } : {};
       wallet.charge({ meter: charge.meter, bucket: charge.bucket, now: charge.created_at }, charge.amount, accrual, 1, charge.receipt);
@@ -186,8 +232,6 @@ export class ChargeJournal implements BatchedWrites {
       if (!prepaid && charge.pendingUsage) meterPending.add(charge.meter, charge.pendingUsage);
       // A capped key's period spend (nothing for a key without a cap), counted in the charge's period.
       if (charge.key_id) keys.spend(charge.key_id, charge.amount, charge.created_at);
-    } finally {
-      for (const store of stores) store.defer(false);
-    }
+    });
   }
 }

@@ -98,6 +98,8 @@ export const MIGRATIONS: readonly string[] = [
   IDEMPOTENCY_TABLES.v23,
   // v24: a group-commit batch's journaled charges in one row (docs/design/one-row-per-batch.md).
   CHARGE_TABLES.v24,
+  // v25: hold rows clustered on the request id, a hold and its settlement one row each (docs/design/journaled-holds.md).
+  HOLD_TABLES.v25,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

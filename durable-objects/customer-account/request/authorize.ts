@@ -6,6 +6,7 @@ import type { AccountContext } from "../core/context";
 import { mainGrant, planDrain, type Receipt } from "../credit/grants";
 import { bucketOf } from "../credit/ledger";
 import { decide } from "./governance";
+import { holdTaken } from "./hold-journal";
 import { HOLD_MARGIN_MS, HOLDS_TIMER } from "./holds";
 import { IDEMPOTENCY_TIMER, type StoredResponse, scopedKey } from "./idempotency";
 
@@ -125,11 +126,17 @@ function withCap(key: KeyRecord, now: number): { keyCap?: KeyCapState } {
  * too, while the cap keeps room for one more charge at this price after it: the key's period spend
  * is replayed from the charge rows like the grants, and the charge that fills the cap (its
  * key.cap_reached event is written with it) is not journaled. With an Idempotency-Key too: the
- * key in flight is held by the charge row itself (idempotency.ts). Anything more (a hold, a
- * charge that may move a cohort) is written with its effects, in one transaction.
+ * key in flight is held by the charge row itself (idempotency.ts). A hold likewise writes its hold
+ * row only (hold-journal.ts), unless it has an Idempotency-Key. Anything more (a charge that may
+ * move a cohort) is written with its effects, in one transaction.
  */
 function journaled(context: AccountContext, input: AuthorizeInput, key: KeyRecord, amount: number, now: number): boolean {
-  return amount > 0 && !input.hold && ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) && context.withinSlack(now, amount);
+  return (
+    amount > 0 &&
+    !(input.hold && input.idempotency) &&
+    ((key.spend_cap_cents === null && key.cap_period === null) || withinCap(key, 2 * amount, now)) &&
+    context.withinSlack(now, amount)
+  );
 }
 
 /** The debit (or the hold) and everything written with it. */
@@ -139,13 +146,25 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
   // A charge's Idempotency-Key is taken in its charge row, the charge's durable record either way.
   const idem = input.idempotency && !input.hold && amount > 0 ? { ...input.idempotency, key: scopedKey(key.id, input.idempotency.key) } : null;
   const keyColumns = idem ? { idem_key: idem.key, idem_fingerprint: idem.fingerprint } : {};
+  if (input.hold && !input.idempotency) context.placeFirst(now);
   if (journaled(context, input, key, amount, now)) {
     // Every write that can fail comes before the charge row, with no transaction around them: a
     // failure there leaves nothing charged. After the row only memory changes.
     context.journal.makeRoom();
-    context.timers.at(CHARGES_TIMER, now + chargeRetentionMs(context));
+    if (input.hold) context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
+    else context.timers.at(CHARGES_TIMER, now + chargeRetentionMs(context));
     context.rollup.changed();
     const receipt = planDrain(context.grants.all, input.meter, amount, now);
+    if (input.hold) {
+      const hold = newHold(context, input, input.hold, key, receipt, bucket, now);
+      context.journal.recordHold(
+        (seq) => context.holds.insert(hold, seq),
+        () => holdTaken(context, hold),
+      );
+      context.holds.takenWithin(input.requestId, context.epoch);
+      context.spendSlack(amount);
+      return receipt;
+    }
     // What the charge owes Stripe (as reports.accrue counts it), decided now and kept in its row, so
     // a replay after a deploy that turned Stripe on or off owes what this charge owed: prepaid, its
     // amount of usage; post-paid, one request on the meter's quantity; nothing with Stripe off.
@@ -166,25 +185,13 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     context.spendSlack(amount);
     return receipt;
   }
+  const epoch = context.epoch;
   return context.atomically(() => {
     // The request's own row first: a request id already charged fails right here, before anything
     // has moved.
     const receipt = planDrain(context.grants.all, input.meter, amount, now);
     if (input.hold) {
-      context.holds.insert({
-        request_id: input.requestId,
-        meter: input.meter,
-        bucket,
-        plan: a.plan,
-        key_id: key.id,
-        unit_price: input.priceMicros,
-        held_units: input.hold.units,
-        receipt,
-        on_missing: input.hold.onMissing,
-        created_at: now,
-        expires_at: holdExpiry(context, now),
-        ...(input.hold.model !== undefined ? { model: input.hold.model } : {}),
-      });
+      context.holds.insert(newHold(context, input, input.hold, key, receipt, bucket, now));
       context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
     } else if (amount > 0) {
       charges.insert({ request_id: input.requestId, meter: input.meter, bucket, plan: a.plan, amount, receipt, key_id: key.id, created_at: now, ...keyColumns });
@@ -199,8 +206,27 @@ function chargeOrHold(context: AccountContext, input: AuthorizeInput, key: KeyRe
     // The charge that fills the cap is the crossing: its event is written in this same step.
     if (amount > 0 && key.spend_cap_cents !== null && !withinCap(key, amount, now)) context.keyCapReached(key.id, key.spend_cap_cents);
     context.charged(now, amount);
+    // Taken within the slack (charged() placed no cohorts): its settlement may be journaled.
+    if (input.hold && !input.idempotency && amount > 0 && context.epoch === epoch) context.holds.takenWithin(input.requestId, epoch);
     return receipt;
   });
+}
+
+function newHold(context: AccountContext, input: AuthorizeInput, hold: NonNullable<AuthorizeInput["hold"]>, key: KeyRecord, receipt: Receipt, bucket: number, now: number) {
+  return {
+    request_id: input.requestId,
+    meter: input.meter,
+    bucket,
+    plan: context.account.row.plan,
+    key_id: key.id,
+    unit_price: input.priceMicros,
+    held_units: hold.units,
+    receipt,
+    on_missing: hold.onMissing,
+    created_at: now,
+    expires_at: holdExpiry(context, now),
+    ...(hold.model !== undefined ? { model: hold.model } : {}),
+  };
 }
 
 /** The same gateway request id again (its reply was lost): the first result, nothing charged twice. */

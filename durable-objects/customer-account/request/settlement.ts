@@ -4,7 +4,9 @@ import { capHeadroom } from "../access/key-store";
 import type { AuthorizeResult } from "../contract";
 import type { AccountContext } from "../core/context";
 import type { Receipt } from "../credit/grants";
+import { planDrain } from "../credit/grants";
 import { holdExpiry, refundAllowed } from "./authorize";
+import { extendsJournaled, extensionBase, holdExtended, holdSettled, settlesJournaled } from "./hold-journal";
 import { HOLDS_TIMER, type HoldRow, type SettleReason, settlement } from "./holds";
 
 /*
@@ -48,6 +50,20 @@ export function extendHold(context: AccountContext, input: { requestId: string; 
     };
   }
   const amount = granted * hold.unit_price;
+  const drain = planDrain(context.grants.all, hold.meter, amount, now);
+  if (extendsJournaled(context, hold, amount, drain, now)) {
+    // Its row is the one write (hold-journal.ts): the fallible ones first, memory after.
+    context.journal.makeRoom();
+    context.timers.at(HOLDS_TIMER, holdExpiry(context, now));
+    const base = extensionBase(context, hold);
+    const receipt: Receipt = { parts: [...hold.receipt.parts, ...drain.parts], debt: hold.receipt.debt };
+    context.journal.recordHold(
+      (seq) => context.holds.extended(hold.request_id, hold.held_units + granted, receipt, holdExpiry(context, now), { seq, base }),
+      () => holdExtended(context, hold, amount, drain, now),
+    );
+    context.spendSlack(amount);
+    return { grantedUnits: granted, heldUnits: hold.held_units + granted };
+  }
   context.atomically(() => {
     const more = context.wallet.charge({ meter: hold.meter, bucket: hold.bucket, now }, amount, context.reports.accrue(hold.plan, hold.meter, -amount, 0), 0);
     // Counted today even for a hold opened in an earlier period: affordableUnits checked today's context.
@@ -118,6 +134,17 @@ export function settleHold(context: AccountContext, input: SettleInput): SettleR
   const { chargedUnits, overHold, charged, released, extra } = failed
     ? { chargedUnits: 0, overHold: 0, charged: 0, released: hold.held_units * hold.unit_price, extra: 0 }
     : settlement({ heldUnits: hold.held_units, unitPrice: hold.unit_price, onMissing: hold.on_missing }, input.units, input.reason);
+  if (!failed && settlesJournaled(context, hold, { overHold, released, charged }, input.reason, now)) {
+    // Its row is the one write (hold-journal.ts); what it gives back moves in memory.
+    context.journal.makeRoom();
+    const fields = { units: input.units, charged, overHold, reason: input.reason, now, usage: null };
+    context.journal.recordHold(
+      (seq) => context.holds.settled(hold.request_id, fields, seq),
+      () => holdSettled(context, { ...hold, units: input.units, reason: input.reason, settled_at: now }),
+    );
+    context.giveBackSlack(released);
+    return { chargedMicros: charged, chargedUnits, overHoldUnits: overHold, balanceMicros: context.wallet.available(hold.meter, now), settled: true };
+  }
   context.atomically(() => {
     const usage = { meter: hold.meter, bucket: hold.bucket, now };
     // Prepaid usage owed to Stripe moves with the money; post-paid usage is reported in units, below.

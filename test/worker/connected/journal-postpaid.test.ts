@@ -73,3 +73,36 @@ describe("a post-paid charge replayed from its row", () => {
     expect((await stored(id)).quantity).toBe(before + 1);
   });
 });
+
+describe("journaled holds for a post-paid customer", () => {
+  it("held requests settled from their response write hold rows only; evicted before a fold, the units owed to Stripe's meter are exact", async () => {
+    const { id, key } = await postpaidCustomer();
+    const keyHash = await sha256Hex(key);
+    const stub = customerStub(id);
+    await settle(id);
+    expect((await stub.authorize({ keyHash, meter: "api_requests", priceMicros: 1_000_000, requestId: "first" })).outcome).toBe("ok");
+    await settle(id);
+    await runInDurableObject(stub, (instance) => (instance as unknown as { hot: AccountContext }).hot.account.set({ directory_due_at: Date.now() - 1 }));
+    const before = (await stored(id)).quantity;
+    for (const [requestId, units] of [
+      ["h0", 7],
+      ["h1", 12],
+    ] as const) {
+      expect((await stub.authorize({ keyHash, meter: "json_tokens", priceMicros: 100_000, requestId, hold: { units: 20, onMissing: "hold" } })).outcome).toBe("ok");
+      expect(await stub.settleHold({ requestId, units, reason: "completed" })).toMatchObject({ settled: true, chargedMicros: units * 100_000 });
+    }
+    // Both settled in their rows only: the meter's quantity in SQLite did not move with them.
+    const unfolded = await runInDurableObject(
+      stub,
+      (_instance, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM holds WHERE settled_seq > (SELECT folded_seq FROM account)").one().n,
+    );
+    expect({ quantity: (await stored(id)).quantity, unfolded }).toEqual({ quantity: before, unfolded: 2 });
+    // A restart before any fold: the units come back from the hold rows, once (another restart after the fold adds nothing).
+    await evictDurableObject(stub);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: -1_000_000 - 19 * 100_000, ledgerSumMicros: -1_000_000 - 19 * 100_000 });
+    expect((await stored(id)).quantity).toBe(before + 19);
+    await evictDurableObject(stub);
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: -1_000_000 - 19 * 100_000 });
+    expect((await stored(id)).quantity).toBe(before + 19);
+  });
+});

@@ -2,6 +2,7 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MIGRATIONS, SCHEMA_VERSION } from "../../../durable-objects/customer-account/core/schema";
+import { HOLD_TABLES } from "../../../durable-objects/customer-account/request/holds";
 import { DIRECTORY_MIGRATIONS, type Directory } from "../../../durable-objects/directory";
 import { DISPATCHER_MIGRATIONS } from "../../../durable-objects/webhook-dispatcher/store";
 import { sha256Hex } from "../../../src/lib/api-key-format";
@@ -102,6 +103,8 @@ const DEPLOYED = [
   "fc67136a1b99c858260cb30a735bfc9090270ebe1130ab6e606e76ab559623f8",
   // v24: a group-commit batch's charges in one row (docs/design/one-row-per-batch.md).
   "8349b12074bfbdc7b42309499013c618888c7cda890caf4a66f0f4fee778ad57",
+  // v25: hold rows clustered on the request id (a hold and its settlement one row written each).
+  "2d0db73b8d2e617b9b8ef88e637fc07c364b417ab15a085e447228def2704558",
 ];
 
 describe("schema migrations", () => {
@@ -399,6 +402,63 @@ describe("schema migrations", () => {
     ]);
     // Both unfolded charges replayed onto the account once (with Stripe off, a refund owes Stripe nothing back).
     expect(after.folded).toEqual({ folded_seq: 2, pending_usage: 7 * M });
+  });
+
+  it("upgrades version 24 (holds as v8–v22 left them): open and settled holds move to the table keyed by request id, and settle and read as before", async () => {
+    const id = uniqueId("cus_v22");
+    const stub = customerStub(id);
+    await stub.upsertProfile(id, { name: "Held" });
+    const keyHash = await sha256Hex((await stub.createKey(null))!.key);
+    await stub.credit({ customerId: id, amountCents: 100, reason: "v22" });
+    const hold = (requestId: string, units: number) => stub.authorize({ keyHash, meter: "json_tokens", priceMicros: 100_000, requestId, hold: { units, onMissing: "hold" } });
+    for (const [requestId, units] of [
+      ["open", 30],
+      ["settled", 20],
+      ["refunded", 10],
+    ] as const)
+      expect((await hold(requestId, units)).outcome).toBe("ok");
+    await stub.settleHold({ requestId: "settled", units: 5, reason: "completed" });
+    await stub.settleHold({ requestId: "refunded", units: null, reason: "origin_failed" });
+    await stub.balanceCheck();
+    // The holds table back as v22 left it (v23 and v24 do not touch it) (a rowid table with its two partial indexes), the rows copied over.
+    const columns =
+      "request_id, meter, bucket, plan, key_id, unit_price, held_units, receipt, on_missing, status, units, charged, over_hold, reason, created_at, expires_at, settled_at, usage";
+    const rowsBefore = await runInDurableObject(stub, (_instance, state) => {
+      const sql = state.storage.sql;
+      sql.exec("ALTER TABLE holds RENAME TO holds_new");
+      sql.exec("DROP INDEX holds_refunded");
+      sql.exec(HOLD_TABLES.v8);
+      sql.exec(HOLD_TABLES.v16);
+      sql.exec(`INSERT INTO holds (${columns}) SELECT ${columns} FROM holds_new`);
+      sql.exec("DROP TABLE holds_new");
+      sql.exec("UPDATE schema_version SET version = 24");
+      return sql.exec(`SELECT ${columns} FROM holds ORDER BY request_id`).toArray();
+    });
+    await evictDurableObject(stub);
+    const after = await runInDurableObject(stub, (_instance, state) => {
+      const sql = state.storage.sql;
+      return {
+        version: sql.exec("SELECT version FROM schema_version").one().version,
+        ddl: sql.exec("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'holds'").one().sql as string,
+        indexes: sql
+          .exec("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'holds'")
+          .toArray()
+          .map((r) => r.name),
+        rows: sql.exec(`SELECT ${columns} FROM holds ORDER BY request_id`).toArray(),
+        seqs: sql.exec("SELECT COUNT(*) AS n FROM holds WHERE taken_seq IS NOT NULL OR settled_seq IS NOT NULL").one().n,
+      };
+    });
+    expect(after.version).toBe(SCHEMA_VERSION);
+    expect(after.ddl).toMatch(/WITHOUT ROWID\s*$/);
+    expect(after.indexes).toEqual(["holds_refunded"]);
+    expect(after.rows).toEqual(rowsBefore);
+    expect(after.seqs).toBe(0);
+    // Each reads as before; the open one settles (its 25 unused units back), the settled one answers what it was charged.
+    expect(await stub.requestCharge("settled")).toMatchObject({ status: "settled", units: 5, charged_exact_cents: "0.5" });
+    expect(await stub.requestCharge("refunded")).toMatchObject({ status: "settled", reason: "refunded", charged_exact_cents: "0" });
+    expect(await stub.settleHold({ requestId: "settled", units: 9, reason: "completed" })).toMatchObject({ settled: false, chargedMicros: 500_000 });
+    expect(await stub.settleHold({ requestId: "open", units: 5, reason: "completed" })).toMatchObject({ settled: true, chargedMicros: 500_000 });
+    expect(await stub.balanceCheck()).toMatchObject({ balanceMicros: 99 * 1_000_000, ledgerSumMicros: 99 * 1_000_000 });
   });
 
   it("creates no storage for a customer id that was never set up", async () => {
