@@ -21,7 +21,7 @@ import { leaseSync, leaseView } from "./leases/sync";
 import { LIVE_TAG } from "./notify/live";
 import { type AuthorizeInput, authorize, finishIdempotent, type RefundResult, refund, requestCharge } from "./request/authorize";
 import type { StoredResponse } from "./request/idempotency";
-import { type ExtendResult, extendHold, keepHold, type SettleInput, type SettleResult, settleHold } from "./request/settlement";
+import { type ExtendResult, extendHold, keepHold, replayHold, type SettleInput, type SettleResult, settleHold } from "./request/settlement";
 import { applyStripeEvent, type EventStatus } from "./stripe/events";
 import { type TopUpListItem, topUpList } from "./stripe/receipts";
 import { resolveReport, retryReport } from "./stripe/report-operator";
@@ -46,7 +46,7 @@ export class CustomerAccount extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.hot = new AccountContext(ctx, env);
+    this.hot = new AccountContext(ctx, env, replayHold);
     this.commits = new GroupCommit(ctx.storage, this.hot.journal);
     // Keep-alive pings from live pages are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));

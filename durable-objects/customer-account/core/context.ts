@@ -21,8 +21,7 @@ import { Live } from "../notify/live";
 import { ProviderWebhookOutbox } from "../notify/provider-webhooks";
 import { Rollup } from "../notify/rollup";
 import { ChargeLog } from "../request/charges";
-import { replayHold } from "../request/hold-journal";
-import { Holds } from "../request/holds";
+import { type HoldRow, Holds } from "../request/holds";
 import { IdempotencyStore } from "../request/idempotency";
 import { McpSessions } from "../request/mcp-sessions";
 import { ModelUsage } from "../request/model-usage";
@@ -83,6 +82,8 @@ export class AccountContext {
   constructor(
     readonly state: DurableObjectState,
     readonly env: Env,
+    /** request/hold-journal.ts replayHold, handed in by the object: this module imports nothing that imports it. */
+    replayHold: (context: AccountContext, hold: HoldRow, event: "take" | "extend" | "settle") => void,
   ) {
     this.sql = state.storage.sql;
     const config = () => this.config;

@@ -7,6 +7,10 @@ import type { Receipt } from "../credit/grants";
 import { planDrain } from "../credit/grants";
 import { holdExpiry, refundAllowed } from "./authorize";
 import { extendsJournaled, extensionBase, holdExtended, holdSettled, settlesJournaled } from "./hold-journal";
+
+/** How the journal replays a hold event; handed to the context by the object (core/ imports nothing of request/ that imports it). */
+export { replayHold } from "./hold-journal";
+
 import { HOLDS_TIMER, type HoldRow, type SettleReason, settlement } from "./holds";
 
 /*
