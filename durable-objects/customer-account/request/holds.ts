@@ -4,9 +4,8 @@ import type { EpochMs } from "../../../src/lib/time";
 import { DAY_MS, HOUR_MS } from "../../../src/lib/time";
 import type { Receipt } from "../credit/grants";
 
-export const HOLD_TABLES = {
-  v8: `
-CREATE TABLE IF NOT EXISTS holds (
+/** The columns of v8's table, which v25 keeps (v8's text, and so its pinned hash, unchanged). */
+const V8_COLUMNS = `
   request_id TEXT PRIMARY KEY,
   meter TEXT NOT NULL,
   bucket INTEGER NOT NULL,
@@ -23,7 +22,11 @@ CREATE TABLE IF NOT EXISTS holds (
   reason TEXT,
   created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL,
-  settled_at INTEGER
+  settled_at INTEGER`;
+
+export const HOLD_TABLES = {
+  v8: `
+CREATE TABLE IF NOT EXISTS holds (${V8_COLUMNS}
 );
 CREATE INDEX IF NOT EXISTS holds_open ON holds(expires_at) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS holds_settled ON holds(settled_at) WHERE status = 'settled';
@@ -35,24 +38,7 @@ CREATE TABLE IF NOT EXISTS over_hold (meter TEXT NOT NULL, bucket INTEGER NOT NU
   // each), plus the journal sequence of its take, its latest extension and its settlement when
   // they were journaled, and `base`: the hold before its first unfolded extension (JSON).
   v25: `
-CREATE TABLE holds_v23 (
-  request_id TEXT PRIMARY KEY,
-  meter TEXT NOT NULL,
-  bucket INTEGER NOT NULL,
-  plan TEXT NOT NULL,
-  key_id TEXT,
-  unit_price INTEGER NOT NULL,
-  held_units INTEGER NOT NULL,
-  receipt TEXT NOT NULL,
-  on_missing TEXT NOT NULL,
-  status TEXT NOT NULL,
-  units INTEGER,
-  charged INTEGER,
-  over_hold INTEGER NOT NULL DEFAULT 0,
-  reason TEXT,
-  created_at INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL,
-  settled_at INTEGER,
+CREATE TABLE holds_v23 (${V8_COLUMNS},
   usage TEXT,
   taken_seq INTEGER,
   extended_seq INTEGER,
